@@ -1,0 +1,77 @@
+"""Reading a response body without taking it from the caller.
+
+seawall reads an error body (up to 64 KiB) to classify it; the LLM plugin
+reads a successful JSON body to price it. Either way the caller must still be
+able to read all of it, through ``read()``/``text()``/``json()`` and through
+``resp.content``. We read from the original stream and put a fresh
+``StreamReader`` in ``resp.content`` that replays what we read, followed by
+whatever we did not read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import aiohttp
+from aiohttp import ClientResponse, StreamReader
+
+__all__ = ["ERROR_BODY_LIMIT", "peek_body"]
+
+#: Most bytes of an error body read for classification.
+ERROR_BODY_LIMIT = 64 * 1024
+
+_pumps: weakref.WeakKeyDictionary[StreamReader, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+def _fresh_reader(resp: ClientResponse) -> StreamReader:
+    old = resp.content
+    # The new reader shares the connection's protocol, so flow control (pausing
+    # the socket while the caller is slow) keeps working for the pumped rest.
+    protocol: Any = old._protocol
+    return StreamReader(protocol, 2**16, loop=asyncio.get_running_loop())
+
+
+async def _pump(old: StreamReader, new: StreamReader) -> None:
+    try:
+        async for chunk in old.iter_any():
+            new.feed_data(chunk)
+    except asyncio.CancelledError:
+        new.set_exception(aiohttp.ClientConnectionError("response closed"))
+        raise
+    except BaseException as exc:
+        new.set_exception(exc if isinstance(exc, Exception) else aiohttp.ClientPayloadError())
+        return
+    new.feed_eof()
+
+
+async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of ``resp``'s body, leaving the whole body readable.
+
+    Returns ``None`` without reading when the declared length is above
+    ``limit``. When a body of unknown length turns out longer, returns the
+    first ``limit`` bytes and the caller gets them back followed by the rest.
+    """
+    length = resp.content_length
+    if length is not None and length > limit:
+        return None
+    old = resp.content
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await old.readany()
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    data = b"".join(parts)
+    new = _fresh_reader(resp)
+    if data:
+        new.feed_data(data)
+    if old.at_eof():
+        new.feed_eof()
+    else:
+        _pumps[new] = asyncio.get_running_loop().create_task(_pump(old, new))
+    resp.content = new
+    return data[:limit]

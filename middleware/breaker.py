@@ -1,0 +1,193 @@
+"""The circuit breaker of one key: closed, open, half-open.
+
+Not thread-safe by design: one breaker lives on one event loop, and every
+method runs without awaiting, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from collections.abc import Callable
+
+import attrs
+
+from seawall.policy import BreakerPolicy
+
+__all__ = ["Breaker", "BreakerState", "Permit", "Transition"]
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@attrs.frozen
+class Transition:
+    """A state change, reported to ``seawall_event`` and the metrics."""
+
+    key: str
+    old: BreakerState
+    new: BreakerState
+    failure_rate: float
+    consecutive_failures: int
+
+
+class Permit:
+    """Leave to make one attempt; give it back with ``Breaker.record``/``release``."""
+
+    __slots__ = ("done", "probe")
+
+    def __init__(self, probe: bool) -> None:
+        self.probe = probe
+        self.done = False
+
+
+_CLOSED_PERMIT_PROBE = False
+
+
+class Breaker:
+    """Counts failures of one key and decides whether to let calls through."""
+
+    def __init__(
+        self,
+        key: str,
+        policy: BreakerPolicy,
+        clock: Callable[[], float],
+        on_transition: Callable[[Transition], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.key = key
+        self.policy = policy
+        self._clock = clock
+        self._on_transition = on_transition
+        self._rng = rng or random.Random()
+        self.state = BreakerState.CLOSED
+        self.consecutive_failures = 0
+        self._window: deque[bool] = deque(maxlen=policy.window)  # True = failure
+        self._failures_in_window = 0
+        self.opened_at: float | None = None
+        self._reopen_at = 0.0
+        self._probes = 0
+        self._probe_successes = 0
+
+    # --- questions -------------------------------------------------------
+
+    @property
+    def failure_rate(self) -> float:
+        """Share of failures among the calls in the window (0 when empty)."""
+        return self._failures_in_window / len(self._window) if self._window else 0.0
+
+    def retry_after(self) -> float:
+        """Seconds until a probe may pass (0 unless open)."""
+        if self.state is BreakerState.OPEN:
+            return max(0.0, self._reopen_at - self._clock())
+        return 0.0
+
+    def is_open(self) -> bool:
+        """True while calls are rejected outright (open and not yet due a probe)."""
+        return self.state is BreakerState.OPEN and self._clock() < self._reopen_at
+
+    # --- the request path ---------------------------------------------------
+
+    def admit(self) -> Permit | None:
+        """A permit for one attempt, or ``None`` to reject it.
+
+        Open: rejected until the recovery timeout passes, then half-open.
+        Half-open: at most ``half_open_max_calls`` probes at once; the rest are
+        rejected, not queued.
+        """
+        if not self.policy.enabled or self.state is BreakerState.CLOSED:
+            return Permit(_CLOSED_PERMIT_PROBE)
+        if self.state is BreakerState.OPEN:
+            if self._clock() < self._reopen_at:
+                return None
+            self._move(BreakerState.HALF_OPEN)
+        if self._probes >= self.policy.half_open_max_calls:
+            return None
+        self._probes += 1
+        return Permit(True)
+
+    def release(self, permit: Permit) -> None:
+        """Give a permit back without a verdict (cancelled, or not about the upstream)."""
+        if permit.done:
+            return
+        permit.done = True
+        if permit.probe and self.state is BreakerState.HALF_OPEN:
+            self._probes = max(0, self._probes - 1)
+
+    def record(self, permit: Permit, *, failure: bool) -> None:
+        """Record an attempt's verdict: a failure or a success of the upstream."""
+        if permit.done:
+            return
+        self.release(permit)
+        if not self.policy.enabled:
+            return
+        if self.state is BreakerState.HALF_OPEN:
+            if not permit.probe:
+                return  # admitted before the breaker opened: stale news
+            if failure:
+                self._open()
+            else:
+                self._probe_successes += 1
+                if self._probe_successes >= self.policy.success_threshold:
+                    self._close()
+            return
+        if self.state is BreakerState.OPEN:
+            return
+        self._count(failure)
+        if failure and self._should_trip():
+            self._open()
+
+    # --- internals ----------------------------------------------------------
+
+    def _count(self, failure: bool) -> None:
+        if len(self._window) == self._window.maxlen and self._window[0]:
+            self._failures_in_window -= 1
+        self._window.append(failure)
+        if failure:
+            self._failures_in_window += 1
+            self.consecutive_failures += 1
+        else:
+            self.consecutive_failures = 0
+
+    def _should_trip(self) -> bool:
+        policy = self.policy
+        if self.consecutive_failures >= policy.failure_threshold:
+            return True
+        return (
+            len(self._window) >= policy.minimum_calls and self.failure_rate >= policy.failure_rate
+        )
+
+    def _open(self) -> None:
+        now = self._clock()
+        # Jitter the recovery down by up to 20 %, so that a fleet does not probe in step.
+        timeout = self.policy.recovery_timeout * (1.0 - 0.2 * self._rng.random())
+        self.opened_at = now
+        self._reopen_at = now + timeout
+        self._probes = 0
+        self._probe_successes = 0
+        self._move(BreakerState.OPEN)
+
+    def _close(self) -> None:
+        self._window.clear()
+        self._failures_in_window = 0
+        self.consecutive_failures = 0
+        self._probes = 0
+        self._probe_successes = 0
+        self.opened_at = None
+        self._move(BreakerState.CLOSED)
+
+    def _move(self, new: BreakerState) -> None:
+        old, self.state = self.state, new
+        if old is new:
+            return
+        if new is BreakerState.HALF_OPEN:
+            self._probes = 0
+            self._probe_successes = 0
+        if self._on_transition is not None:
+            self._on_transition(
+                Transition(self.key, old, new, self.failure_rate, self.consecutive_failures)
+            )

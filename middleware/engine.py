@@ -1,0 +1,942 @@
+"""``Seawall``: per-key state and the attempt loop every adapter shares.
+
+An adapter (the aiohttp middleware, ``Seawall.call``) describes one call in a
+``CallSpec`` and hands ``run`` a coroutine function that makes one attempt.
+``run`` owns everything else: deadline, cooldown, breaker, classification,
+retry decision, backoff, budget, escalation, events and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import functools
+import inspect
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import attrs
+from yarl import URL
+
+from seawall import testing as _testing
+from seawall.breaker import Breaker, BreakerState, Transition
+from seawall.budget import RetryBudget
+from seawall.context import merge as merge_context
+from seawall.deadline import current_deadline
+from seawall.errors import (
+    CLIENT_TWINS,
+    AttemptRecord,
+    CircuitOpenError,
+    DeadlineExceededError,
+    RetriesExhaustedError,
+    RetryBudgetExhaustedError,
+    SeawallError,
+)
+from seawall.escalation import EscalationPolicy, Escalator
+from seawall.events import (
+    AttemptFinished,
+    BreakerTransition,
+    BudgetExhausted,
+    CallFinished,
+    Rejected,
+    RetryScheduled,
+)
+from seawall.metrics import KeyStats
+from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
+from seawall.policy import Policy
+from seawall.redact import redact_text, redact_url
+from seawall.retry_after import should_retry_header
+
+if TYPE_CHECKING:
+    from aiohttp import ClientSession
+
+    from seawall.aiohttp import SeawallMiddleware
+    from seawall.plugins.builtin.exceptions import ExceptionClassifier, Pattern
+    from seawall.plugins.manager import PluginInfo
+
+__all__ = ["Attempt", "CallSpec", "KeyState", "Seawall"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Most keys kept; past it, keys whose breaker is closed are forgotten first.
+MAX_KEYS = 10_000
+
+
+@attrs.define(slots=True)
+class Attempt:
+    """What one attempt returned: the value, and for HTTP the response's facts."""
+
+    value: Any
+    status: int | None = None
+    headers: Mapping[str, str] | None = None
+    body: bytes | None = None
+    content_type: str = ""
+
+
+class CallSpec:
+    """One call as an adapter describes it to ``Seawall.run``."""
+
+    __slots__ = (
+        "_redacted",
+        "context",
+        "discard",
+        "http",
+        "idempotent",
+        "key",
+        "method",
+        "policy",
+        "replayable",
+        "state",
+        "url",
+    )
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        policy: Policy,
+        state: KeyState,
+        method: str = "CALL",
+        url: URL | None = None,
+        context: Mapping[str, Any],
+        idempotent: bool = True,
+        replayable: Callable[[], bool] | None = None,
+        discard: Callable[[Any], None] | None = None,
+        http: bool = False,
+    ) -> None:
+        self.key = key
+        self.policy = policy
+        self.state = state
+        self.method = method
+        self.url = url
+        self.context = context
+        self.idempotent = idempotent
+        self.replayable = replayable
+        self.discard = discard
+        self.http = http
+        self._redacted: URL | None = None
+
+    @property
+    def redacted_url(self) -> URL | None:
+        if self._redacted is None and self.url is not None:
+            self._redacted = redact_url(self.url)
+        return self._redacted
+
+    def request_line(self) -> str:
+        """``"GET https://host/path?key=***"``, or the key for non-HTTP calls."""
+        if self.url is None:
+            return f"{self.method} {self.key}"
+        return f"{self.method} {self.redacted_url}"
+
+
+class KeyState:
+    """Everything seawall remembers about one key."""
+
+    __slots__ = ("breaker", "budget", "cooldown_until", "key", "policy", "stats")
+
+    def __init__(self, key: str, policy: Policy, seawall: Seawall) -> None:
+        self.key = key
+        self.policy = policy
+        self.breaker = Breaker(key, policy.breaker, seawall.clock, seawall._on_transition)
+        self.budget = RetryBudget(policy.budget, seawall.clock)
+        self.cooldown_until = 0.0
+        self.stats = KeyStats()
+
+
+class _Misuse(Exception):
+    """Raised by an adapter for a programming error that must not be retried."""
+
+
+def _is_delay(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+class Seawall:
+    """Resilience for outbound calls: one instance per application.
+
+    :param policy: the default ``Policy`` for every upstream.
+    :param routes: policies by host pattern (``"api.example.com"``,
+        ``"*.internal.example"``, ``"localhost:8080"``; matched with fnmatch,
+        exact names first) and, for ``call()``, by key.
+    :param plugins: plugin objects registered on top of built-ins and entry points.
+    :param entrypoints: load plugins from the ``seawall`` entry-point group.
+    :param patterns: message patterns for ``add_pattern``, as ``Pattern`` objects
+        or ``(regex, classification[, exception_types])`` tuples.
+    :param blocked: plugin names not to register, e.g. ``"seawall.builtin.logging_sink"``.
+    :param escalation: how incidents are folded and delivered.
+    :param clock: a monotonic clock in seconds, for tests (default ``time.monotonic``).
+    """
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        routes: Mapping[str, Policy] | None = None,
+        plugins: Iterable[object] = (),
+        entrypoints: bool = True,
+        patterns: Iterable[Pattern | tuple[Any, ...]] = (),
+        blocked: Iterable[str] = (),
+        escalation: EscalationPolicy | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        from seawall.plugins.manager import Hooks, make_manager
+
+        if policy is None:
+            policy = Policy()
+        if not isinstance(policy, Policy):
+            msg = f"Seawall(policy=...) takes a seawall.Policy, not {policy!r}"
+            raise TypeError(msg)
+        self.policy = policy
+        self._routes = self._check_routes(routes or {})
+        self.clock: Callable[[], float] = clock or time.monotonic
+        self._states: dict[str, KeyState] = {}
+        self._route_cache: dict[tuple[str, str, int | None], tuple[str, Policy]] = {}
+        self.plugin_manager = make_manager(
+            list(plugins), entrypoints=entrypoints, blocked=list(blocked)
+        )
+        self.hooks = Hooks(self.plugin_manager)
+        self.escalator = Escalator(self.hooks, escalation)
+        self.started = time.time()
+        for pattern in patterns:
+            if isinstance(pattern, tuple):
+                self.add_pattern(*pattern)
+            else:
+                self.add_pattern(pattern.regex, pattern.classification, pattern.exception_types)
+        self.hooks.each("seawall_configure", seawall=self)
+
+    # --- construction helpers ---------------------------------------------
+
+    @staticmethod
+    def _check_routes(routes: Mapping[str, Policy]) -> dict[str, Policy]:
+        checked = {}
+        for pattern, route in routes.items():
+            if not isinstance(pattern, str) or not pattern:
+                msg = f"routes: {pattern!r} is not a host pattern; use e.g. 'api.example.com'"
+                raise TypeError(msg)
+            if not isinstance(route, Policy):
+                msg = f"routes[{pattern!r}] must be a seawall.Policy, not {route!r}"
+                raise TypeError(msg)
+            checked[pattern.lower()] = route
+        return checked
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any], **kwargs: Any) -> Seawall:
+        """Build from ``{"default": {...}, "routes": {...}}`` (see ``seawall.config``)."""
+        from seawall.config import load_config
+
+        policy, routes = load_config(data)
+        return cls(policy, routes=routes, **kwargs)
+
+    @classmethod
+    def from_file(cls, path: str, **kwargs: Any) -> Seawall:
+        """Build from a TOML file (see ``seawall.config``)."""
+        from seawall.config import load_file
+
+        policy, routes = load_file(path)
+        return cls(policy, routes=routes, **kwargs)
+
+    # --- plugins -----------------------------------------------------------
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register one more plugin."""
+        self.plugin_manager.register(plugin, name)
+
+    def list_plugins(self, *, include_builtin: bool = False) -> list[PluginInfo]:
+        """The registered plugins and the hooks each implements."""
+        return self.plugin_manager.list_plugins(include_builtin=include_builtin)
+
+    def _exception_classifier(self) -> ExceptionClassifier:
+        plugin = self.plugin_manager.get_plugin("seawall.builtin.exceptions")
+        if plugin is None:
+            msg = (
+                "add_pattern needs the built-in plugin 'seawall.builtin.exceptions', "
+                "which is blocked; unblock it or classify messages in a plugin of your own"
+            )
+            raise RuntimeError(msg)
+        return plugin  # type: ignore[no-any-return]
+
+    def add_pattern(
+        self,
+        regex: Any,
+        classification: Classification,
+        exception_types: Iterable[type[BaseException]] = (),
+    ) -> Pattern:
+        """Classify errors whose message matches ``regex`` as ``classification``.
+
+        User patterns are tried before the built-in table, the newest first.
+        """
+        if not isinstance(classification, Classification):
+            msg = (
+                "add_pattern: classification must be a seawall.Classification, "
+                f"not {classification!r}"
+            )
+            raise TypeError(msg)
+        return self._exception_classifier().add_pattern(regex, classification, exception_types)
+
+    def classifier_stats(self) -> dict[str, Any]:
+        """Counts from the built-in exception classifier (classifications, cache hits)."""
+        plugin = self.plugin_manager.get_plugin("seawall.builtin.exceptions")
+        return plugin.snapshot() if plugin is not None else {}
+
+    # --- routes and state ---------------------------------------------------
+
+    def resolve(self, url: URL) -> tuple[str, Policy]:
+        """The default key and the policy for a request to ``url``."""
+        cache_key = (url.scheme, url.raw_host or "", url.port)
+        found = self._route_cache.get(cache_key)
+        if found is None:
+            host = (url.host or "").lower()
+            policy = self._match(host, url.port) or self.policy
+            key = policy.key if policy.key and policy.key != "model" else None
+            if key is None:
+                key = f"{url.scheme}://{host}:{url.port}"
+            if len(self._route_cache) >= MAX_KEYS:
+                self._route_cache.clear()
+            found = self._route_cache[cache_key] = (key, policy)
+        return found
+
+    def _match(self, host: str, port: int | None) -> Policy | None:
+        routes = self._routes
+        if not routes:
+            return None
+        with_port = f"{host}:{port}"
+        exact = routes.get(with_port) or routes.get(host)
+        if exact is not None:
+            return exact
+        for pattern, policy in routes.items():
+            target = with_port if ":" in pattern else host
+            if fnmatch.fnmatchcase(target, pattern):
+                return policy
+        return None
+
+    def policy_for_key(self, key: str) -> Policy:
+        """The route policy named exactly ``key``, else the default (for ``call``)."""
+        return self._routes.get(key.lower(), self.policy)
+
+    def state_for(self, key: str, policy: Policy) -> KeyState:
+        """The state of ``key``, created with ``policy`` on first use."""
+        state = self._states.get(key)
+        if state is None:
+            if len(self._states) >= MAX_KEYS:
+                self._forget_idle()
+            state = self._states[key] = KeyState(key, policy, self)
+        return state
+
+    def _forget_idle(self) -> None:
+        for key, state in list(self._states.items()):
+            if state.breaker.state is BreakerState.CLOSED:
+                del self._states[key]
+                if len(self._states) < MAX_KEYS // 2:
+                    return
+
+    # --- the aiohttp and coroutine adapters -----------------------------------
+
+    def middleware(self) -> SeawallMiddleware:
+        """An aiohttp client middleware: ``ClientSession(middlewares=[sw.middleware()])``."""
+        from seawall.aiohttp import SeawallMiddleware
+
+        return SeawallMiddleware(self)
+
+    def session(self, **kwargs: Any) -> ClientSession:
+        """A new ``aiohttp.ClientSession`` with this seawall's middleware first."""
+        import aiohttp
+
+        middlewares = (self.middleware(), *kwargs.pop("middlewares", ()))
+        return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
+
+    async def call(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``await fn(*args, **kwargs)`` under seawall's protection.
+
+        ``key`` names the breaker and budget (default: ``fn``'s qualified name)
+        and picks the route policy of that name. When it gives up on an
+        exception, the original exception is raised with the attempt history
+        in its ``__notes__``.
+        """
+        key = key or getattr(fn, "__qualname__", None) or repr(fn)
+        policy = policy or self.policy_for_key(key)
+        spec = CallSpec(
+            key=key,
+            policy=policy,
+            state=self.state_for(key, policy),
+            context=merge_context(context),
+        )
+
+        async def attempt(_number: int) -> Attempt:
+            awaitable = fn(*args, **kwargs)
+            if not inspect.isawaitable(awaitable):
+                msg = (
+                    f"sw.call({fn!r}): it returned {type(awaitable).__name__}, not an "
+                    "awaitable; pass an async function (sw.call(fetch, url), not fetch(url))"
+                )
+                raise _Misuse(msg)
+            return Attempt(await awaitable)
+
+        result: T = await self.run(spec, attempt)
+        return result
+
+    def protect(
+        self,
+        *,
+        key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
+        """Decorator form of ``call``: ``@sw.protect(key="search")``."""
+
+        def decorate(
+            fn: Callable[P, Coroutine[Any, Any, T]],
+        ) -> Callable[P, Coroutine[Any, Any, T]]:
+            if not inspect.iscoroutinefunction(fn):
+                msg = f"@protect needs an async function; {fn!r} is not one"
+                raise TypeError(msg)
+            name = key or fn.__qualname__
+
+            @functools.wraps(fn)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+                return await self.call(
+                    fn, *args, key=name, context=context, policy=policy, **kwargs
+                )
+
+            return wrapper
+
+        return decorate
+
+    # --- the attempt loop ---------------------------------------------------
+
+    async def run(self, spec: CallSpec, attempt: Callable[[int], Awaitable[Attempt]]) -> Any:
+        """Make attempts until one succeeds or a rule says stop; see DESIGN.md."""
+        state = spec.state
+        policy = spec.policy
+        retry = policy.retry
+        clock = self.clock
+        state.stats.requests += 1
+        state.budget.on_request()
+        started = clock()
+        deadline_at = self._deadline_at(policy)
+        history: list[AttemptRecord] = []
+        retried: dict[Category, int] = {}
+        for number in range(1, _testing.cap_attempts(retry.max_attempts) + 1):
+            await self._respect_cooldown(spec, deadline_at, history)
+            limit, by_deadline = self._attempt_limit(spec, deadline_at, history)
+            permit = state.breaker.admit()
+            if permit is None:
+                self._reject(spec, "breaker", state.breaker.retry_after())
+                raise self._error(
+                    spec, CircuitOpenError, None, history, retry_after=state.breaker.retry_after()
+                )
+            t0 = clock()
+            timer = asyncio.timeout(limit) if limit is not None else None
+            try:
+                if timer is None:
+                    result: Attempt | None = await attempt(number)
+                else:
+                    async with timer:
+                        result = await attempt(number)
+                exc: Exception | None = None
+            except _Misuse as misuse:
+                state.breaker.release(permit)
+                raise TypeError(str(misuse)) from None
+            except Exception as caught:
+                result, exc = None, caught
+            except BaseException:  # cancelled: never retried, never counted
+                state.breaker.release(permit)
+                raise
+            elapsed = clock() - t0
+            state.stats.attempts += 1
+            outcome, classification = self._classify(spec, number, result, exc, elapsed)
+            self._record(spec, permit, classification)
+            history.append(
+                AttemptRecord(
+                    number, _describe(result, exc), classification.category.value, elapsed
+                )
+            )
+            if self.hooks.has("seawall_event"):
+                self._emit_attempt(spec, number, result, exc, classification, elapsed)
+            if classification.is_success:
+                self._finish(spec, started, classification, result, number, None)
+                return result.value if result is not None else None
+            if timer is not None and by_deadline and timer.expired():
+                return self._stop(spec, "deadline", started, classification, result, exc, history)
+            if outcome is None:
+                outcome = self._outcome(spec, number, result, exc, elapsed)
+            stop = self._why_stop(spec, number, outcome, classification, retried)
+            if stop is not None:
+                return self._stop(spec, stop, started, classification, result, exc, history)
+            delay, why = self._delay(spec, number, outcome, classification)
+            if delay is None:
+                return self._stop(spec, why, started, classification, result, exc, history)
+            if deadline_at is not None and clock() + delay >= deadline_at:
+                return self._stop(spec, "deadline", started, classification, result, exc, history)
+            if not state.budget.try_spend():
+                self._reject(spec, "budget", None)
+                return self._stop(spec, "budget", started, classification, result, exc, history)
+            retried[classification.category] = retried.get(classification.category, 0) + 1
+            state.stats.retries += 1
+            history[-1] = attrs.evolve(history[-1], delay=delay)
+            if self.hooks.has("seawall_event"):
+                self._emit(
+                    RetryScheduled,
+                    spec,
+                    method=spec.method,
+                    url=str(spec.redacted_url or ""),
+                    attempt=number,
+                    delay=delay,
+                    reason=why,
+                    category=classification.category.value,
+                )
+            if result is not None and spec.discard is not None:
+                spec.discard(result.value)
+            await _testing.sleep(delay)
+        msg = "unreachable: the last attempt always stops"  # pragma: no cover
+        raise AssertionError(msg)  # pragma: no cover
+
+    # --- pieces of the loop ---------------------------------------------------
+
+    def _deadline_at(self, policy: Policy) -> float | None:
+        """The absolute deadline on ``self.clock``: the policy's or the inbound one."""
+        own = policy.timeout.deadline
+        at = None if own is None else self.clock() + own
+        inbound = current_deadline()
+        if inbound is not None:
+            # Inbound deadlines are on time.monotonic(); convert to our clock.
+            converted = self.clock() + (inbound - time.monotonic())
+            at = converted if at is None else min(at, converted)
+        return at
+
+    async def _respect_cooldown(
+        self, spec: CallSpec, deadline_at: float | None, history: list[AttemptRecord]
+    ) -> None:
+        wait = spec.state.cooldown_until - self.clock()
+        if wait <= 0:
+            return
+        if deadline_at is not None and self.clock() + wait >= deadline_at:
+            self._reject(spec, "cooldown", wait)
+            left = max(0.0, deadline_at - self.clock())
+            msg = (
+                f"{spec.request_line()}: {spec.key} is rate-limited for {wait:.2f}s more, "
+                f"longer than the {left:.2f}s left before the deadline; not sent. "
+                "Lengthen the deadline or slow the callers down"
+            )
+            raise self._error(spec, DeadlineExceededError, None, history, message=msg)
+        if self.hooks.has("seawall_event"):
+            self._emit(
+                RetryScheduled,
+                spec,
+                method=spec.method,
+                url=str(spec.redacted_url or ""),
+                attempt=len(history),
+                delay=wait,
+                reason="cooldown",
+                category=Category.RATE_LIMIT.value,
+            )
+        await _testing.sleep(wait)
+
+    def _attempt_limit(
+        self, spec: CallSpec, deadline_at: float | None, history: list[AttemptRecord]
+    ) -> tuple[float | None, bool]:
+        """Seconds this attempt may take, and whether the deadline is what limits it."""
+        limit = spec.policy.timeout.attempt
+        if deadline_at is None:
+            return limit, False
+        left = deadline_at - self.clock()
+        if left <= 0:
+            self._reject(spec, "deadline", None)
+            last = f" after {len(history)} attempt(s)" if history else "; nothing was sent"
+            msg = (
+                f"{spec.request_line()}: the deadline passed{last}. Give the call "
+                "more time (TimeoutPolicy.deadline or the inbound deadline) or make it cheaper"
+            )
+            raise self._error(spec, DeadlineExceededError, None, history, message=msg)
+        if limit is None or left < limit:
+            return left, True
+        return limit, False
+
+    def _outcome(
+        self,
+        spec: CallSpec,
+        number: int,
+        result: Attempt | None,
+        exc: BaseException | None,
+        elapsed: float,
+    ) -> Outcome:
+        return Outcome(
+            key=spec.key,
+            method=spec.method,
+            url=spec.redacted_url,
+            attempt=number,
+            status=result.status if result is not None else None,
+            headers=result.headers if result is not None else None,
+            body=result.body if result is not None else None,
+            exception=exc,
+            elapsed=elapsed,
+            context=spec.context,
+            content_type=result.content_type if result is not None else "",
+        )
+
+    def _classify(
+        self,
+        spec: CallSpec,
+        number: int,
+        result: Attempt | None,
+        exc: BaseException | None,
+        elapsed: float,
+    ) -> tuple[Outcome | None, Classification]:
+        """Ask the plugins; on the plain success path skip building an Outcome."""
+        hooks = self.hooks
+        if (
+            exc is None
+            and result is not None
+            and (result.status is None or result.status < 400)
+            and not hooks.custom("seawall_classify")
+        ):
+            return None, SUCCESS
+        outcome = self._outcome(spec, number, result, exc, elapsed)
+        answer, plugin = hooks.first("seawall_classify", outcome=outcome)
+        if not isinstance(answer, Classification):
+            if answer is not None and plugin is not None:
+                bad = TypeError(f"seawall_classify returned {answer!r}, not a Classification")
+                hooks.fault(plugin, "seawall_classify", bad)
+            answer = self._fallback(outcome)
+        if (
+            spec.context.get("critical")
+            and not answer.is_success
+            and (answer.severity <= Severity.MEDIUM or not answer.escalate)
+        ):
+            answer = attrs.evolve(
+                answer, severity=max(answer.severity, Severity.HIGH), escalate=True
+            )
+        return outcome, answer
+
+    def _fallback(self, outcome: Outcome) -> Classification:
+        """When every classifier deferred or failed: the built-in tables, called directly."""
+        from seawall.plugins.builtin.exceptions import ExceptionClassifier
+        from seawall.plugins.builtin.http import classify_status
+
+        if outcome.exception is not None:
+            return ExceptionClassifier().classify(outcome.exception)
+        if outcome.status is not None:
+            return classify_status(outcome.status)
+        return SUCCESS
+
+    def _record(self, spec: CallSpec, permit: Any, c: Classification) -> None:
+        state = spec.state
+        breaker = state.breaker
+        if c.is_success:
+            breaker.record(permit, failure=False)
+            return
+        if c.counts_as_failure:
+            breaker.record(permit, failure=True)
+        elif c.category is Category.RATE_LIMIT:
+            breaker.release(permit)  # the upstream is alive but busy: a cooldown, not a trip
+            if c.retry_after is not None:
+                wait = min(c.retry_after, spec.policy.retry.retry_after_max)
+                state.cooldown_until = max(state.cooldown_until, self.clock() + wait)
+        else:
+            breaker.record(permit, failure=False)  # a 4xx: the upstream answered
+        if c.escalate or c.severity >= Severity.CRITICAL:
+            self.escalator.report(
+                severity=c.severity,
+                category=c.category,
+                key=spec.key,
+                request=spec.request_line(),
+                reason=redact_text(c.reason),
+                context={k: v for k, v in spec.context.items() if isinstance(v, str | int | bool)},
+            )
+
+    def _why_stop(
+        self,
+        spec: CallSpec,
+        number: int,
+        outcome: Outcome,
+        c: Classification,
+        retried: dict[Category, int],
+    ) -> str | None:
+        """Why not to retry, or ``None`` to retry. Each rule is a safety reason."""
+        retry = spec.policy.retry
+        if not c.retryable:
+            return "not retryable"
+        if c.category not in retry.retry_on and not (
+            outcome.headers and should_retry_header(outcome.headers) is True
+        ):
+            return f"{c.category.value} is not in retry_on"
+        if c.max_retries is not None and retried.get(c.category, 0) >= c.max_retries:
+            return f"{c.category.value} is retried at most {c.max_retries} time(s)"
+        if not spec.idempotent:
+            # Re-sending a POST could charge a card twice: only with an Idempotency-Key.
+            return f"{spec.method} is not idempotent (add an Idempotency-Key or retry_methods)"
+        if spec.replayable is not None and not spec.replayable():
+            return "the request body cannot be sent again (a consumed stream)"
+        if number >= _testing.cap_attempts(retry.max_attempts):
+            return "attempts"
+        if c.retry_after is not None and c.retry_after > retry.retry_after_max:
+            return (
+                f"the server asked to wait {c.retry_after:.1f}s, above "
+                f"retry_after_max={retry.retry_after_max:g}"
+            )
+        if spec.state.breaker.is_open():
+            return "breaker"
+        return None
+
+    def _delay(
+        self, spec: CallSpec, number: int, outcome: Outcome, c: Classification
+    ) -> tuple[float | None, str]:
+        """Seconds to wait before the next attempt, and what decided it."""
+        retry = spec.policy.retry
+        answer, plugin = self.hooks.first(
+            "seawall_backoff", attempt=number, outcome=outcome, classification=c, policy=retry
+        )
+        if not _is_delay(answer):
+            if plugin is not None:
+                bad = ValueError(f"seawall_backoff returned {answer!r}, not seconds >= 0")
+                self.hooks.fault(plugin, "seawall_backoff", bad)
+            from seawall.plugins.builtin.backoff import seawall_backoff
+
+            answer = seawall_backoff(number, retry)
+        delay = min(float(answer), retry.max_delay)
+        why = "backoff"
+        failures = spec.context.get("previous_failures", 0)
+        failures = (failures if isinstance(failures, int) else 0) + number
+        if failures > 2:
+            delay = min(delay * 2.0, retry.max_delay)
+        if c.retry_after is not None and c.retry_after > delay:
+            delay, why = c.retry_after, "retry-after"
+        return delay, why
+
+    def _stop(
+        self,
+        spec: CallSpec,
+        reason: str,
+        started: float,
+        c: Classification,
+        result: Attempt | None,
+        exc: Exception | None,
+        history: list[AttemptRecord],
+    ) -> Any:
+        """Give up: return the last response, or raise for an exception."""
+        spec.state.stats.failures[c.category.value] += 1
+        self._finish(spec, started, c, result, len(history), reason)
+        if exc is None:
+            return result.value if result is not None else None
+        raise self._final_error(spec, reason, exc, history)
+
+    def _final_error(
+        self, spec: CallSpec, reason: str, exc: Exception, history: list[AttemptRecord]
+    ) -> BaseException:
+        if reason == "deadline" and isinstance(exc, TimeoutError):
+            msg = (
+                f"{spec.request_line()}: the deadline passed during attempt {len(history)}; "
+                "give the call more time or make the upstream answer sooner"
+            )
+            return self._error(spec, DeadlineExceededError, exc, history, message=msg)
+        if not spec.http:
+            for record in history:
+                exc.add_note(f"seawall: {record}")
+            exc.add_note(f"seawall: gave up on {spec.key}: {reason}")
+            return exc
+        kind: type[SeawallError] | None = {
+            "attempts": RetriesExhaustedError,
+            "budget": RetryBudgetExhaustedError,
+            "deadline": DeadlineExceededError,
+            "breaker": CircuitOpenError,
+        }.get(reason)
+        if kind is None:
+            import aiohttp
+
+            # aiohttp re-runs the whole middleware chain once on these two; wrap them.
+            if not isinstance(exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError):
+                for record in history:
+                    exc.add_note(f"seawall: {record}")
+                return exc
+            kind = RetriesExhaustedError
+        if kind is CircuitOpenError:
+            return self._error(
+                spec, kind, exc, history, retry_after=spec.state.breaker.retry_after()
+            )
+        return self._error(spec, kind, exc, history, reason=reason)
+
+    def _error(
+        self,
+        spec: CallSpec,
+        kind: type[SeawallError],
+        cause: BaseException | None,
+        history: list[AttemptRecord],
+        *,
+        message: str | None = None,
+        retry_after: float | None = None,
+        reason: str | None = None,
+    ) -> SeawallError:
+        """A seawall error for ``spec``; the aiohttp twin when the call is HTTP."""
+        cls = CLIENT_TWINS[kind] if spec.http else kind
+        if issubclass(cls, CircuitOpenError):
+            error: SeawallError = cls(
+                spec.key, retry_after or 0.0, attempts=history, message=message
+            )
+        else:
+            if message is None:
+                last = redact_text(repr(cause)) if cause is not None else "no attempt"
+                advice = {
+                    RetriesExhaustedError: "the upstream kept failing; check its health "
+                    "or raise RetryPolicy.max_attempts",
+                    RetryBudgetExhaustedError: "too many retries on this key lately, so "
+                    "this failure was not retried; the upstream is probably struggling",
+                    DeadlineExceededError: "no time was left for another attempt; give "
+                    "the call more time or make it cheaper",
+                }.get(kind, "see the attempt history in the notes")
+                message = (
+                    f"{spec.request_line()}: gave up after {len(history)} attempt(s) "
+                    f"({reason or kind.__name__}); last: {last}; {advice}"
+                )
+            error = cls(message, key=spec.key, attempts=history)
+        if cause is not None:
+            error.__cause__ = cause
+        return error
+
+    # --- breaker transitions, events and metrics -------------------------------
+
+    def _on_transition(self, transition: Transition) -> None:
+        state = self._states.get(transition.key)
+        if state is not None:
+            state.stats.transitions[f"{transition.old.value}->{transition.new.value}"] += 1
+        if self.hooks.has("seawall_event"):
+            self.hooks.each(
+                "seawall_event",
+                event=BreakerTransition(
+                    key=transition.key,
+                    timestamp=time.time(),
+                    old=transition.old.value,
+                    new=transition.new.value,
+                    failure_rate=transition.failure_rate,
+                    consecutive_failures=transition.consecutive_failures,
+                ),
+            )
+
+    def _reject(self, spec: CallSpec, reason: str, retry_after: float | None) -> None:
+        spec.state.stats.rejections[reason] += 1
+        if self.hooks.has("seawall_event"):
+            self._emit(Rejected, spec, reason=reason, retry_after=retry_after)
+            if reason == "budget":
+                self._emit(BudgetExhausted, spec, balance=spec.state.budget.balance())
+
+    def _finish(
+        self,
+        spec: CallSpec,
+        started: float,
+        c: Classification,
+        result: Attempt | None,
+        attempts: int,
+        stopped: str | None,
+    ) -> None:
+        elapsed = self.clock() - started
+        spec.state.stats.observe_call(elapsed, c.is_success)
+        if self.hooks.has("seawall_event"):
+            self._emit(
+                CallFinished,
+                spec,
+                method=spec.method,
+                url=str(spec.redacted_url or ""),
+                attempts=attempts,
+                outcome=c.category.value,
+                status=result.status if result is not None else None,
+                elapsed=elapsed,
+                stopped_because=stopped,
+            )
+
+    def _emit_attempt(
+        self,
+        spec: CallSpec,
+        number: int,
+        result: Attempt | None,
+        exc: BaseException | None,
+        c: Classification,
+        elapsed: float,
+    ) -> None:
+        self._emit(
+            AttemptFinished,
+            spec,
+            method=spec.method,
+            url=str(spec.redacted_url or ""),
+            attempt=number,
+            status=result.status if result is not None else None,
+            exception=type(exc).__name__ if exc is not None else None,
+            category=c.category.value,
+            elapsed=elapsed,
+        )
+
+    def _emit(self, cls: type[Any], spec: CallSpec, **fields: Any) -> None:
+        self.hooks.each("seawall_event", event=cls(key=spec.key, timestamp=time.time(), **fields))
+
+    # --- reports and lifecycle ------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """Status by breaker states, with per-key detail.
+
+        ``healthy``: every breaker closed; ``unhealthy``: every key's breaker
+        open; ``degraded``: anything between.
+        """
+        keys: dict[str, Any] = {}
+        states = []
+        for key, state in self._states.items():
+            breaker = state.breaker
+            states.append(breaker.state)
+            keys[key] = {
+                "state": breaker.state.value,
+                "failure_rate": breaker.failure_rate,
+                "consecutive_failures": breaker.consecutive_failures,
+                "retry_after": breaker.retry_after(),
+                "budget_balance": state.budget.balance(),
+                "cooldown": max(0.0, state.cooldown_until - self.clock()),
+                **state.stats.snapshot(),
+            }
+        if not states or all(s is BreakerState.CLOSED for s in states):
+            status = "healthy"
+        elif all(s is BreakerState.OPEN for s in states):
+            status = "unhealthy"
+        else:
+            status = "degraded"
+        return {
+            "status": status,
+            "uptime": time.time() - self.started,
+            "keys": keys,
+            "plugin_faults": {f"{p}.{h}": n for (p, h), n in self.hooks.faults.items()},
+            "escalation": dict(self.escalator.stats),
+        }
+
+    def reset_metrics(self) -> None:
+        """Zero every key's counters (breaker and budget state are kept)."""
+        for state in self._states.values():
+            state.stats = KeyStats()
+
+    async def aclose(self) -> None:
+        """Deliver queued incidents (bounded) and stop background work."""
+        await self.escalator.aclose()
+
+    async def __aenter__(self) -> Seawall:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _describe(result: Attempt | None, exc: BaseException | None) -> str:
+    if exc is not None:
+        return redact_text(repr(exc))[:300]
+    if result is not None and result.status is not None:
+        return f"HTTP {result.status}"
+    return "returned"

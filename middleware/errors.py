@@ -1,0 +1,112 @@
+"""seawall's exceptions: one root, each carrying the key and the attempts made.
+
+Raised through the aiohttp middleware, the ``Client*`` twins are used: they are
+also ``aiohttp.ClientConnectionError``, so ``except aiohttp.ClientError`` in
+existing code keeps catching them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aiohttp
+import attrs
+
+__all__ = [
+    "AttemptRecord",
+    "CircuitOpenError",
+    "DeadlineExceededError",
+    "RetriesExhaustedError",
+    "RetryBudgetExhaustedError",
+    "SeawallError",
+]
+
+
+@attrs.frozen
+class AttemptRecord:
+    """One attempt of a call, for error messages and ``__notes__``."""
+
+    number: int
+    result: str  # "HTTP 503" or "ServerDisconnectedError('...')"
+    category: str
+    elapsed: float
+    delay: float | None = None  # the wait chosen after it, if a retry followed
+
+    def __str__(self) -> str:
+        text = f"attempt {self.number}: {self.result} ({self.category}, {self.elapsed:.3f}s)"
+        if self.delay is not None:
+            text += f", retried after {self.delay:.3f}s"
+        return text
+
+
+class SeawallError(Exception):
+    """Base class of every error seawall raises on its own account."""
+
+    def __init__(self, message: str, *, key: str, attempts: Sequence[AttemptRecord] = ()) -> None:
+        super().__init__(message)
+        self.key = key
+        self.attempts: tuple[AttemptRecord, ...] = tuple(attempts)
+        for record in self.attempts:
+            self.add_note(str(record))
+
+
+class CircuitOpenError(SeawallError):
+    """The breaker for ``key`` is open: no upstream call was made.
+
+    ``retry_after`` is the number of seconds until the breaker lets a probe
+    through (0 when it is half-open and its probes are all in flight).
+    """
+
+    def __init__(
+        self,
+        key: str,
+        retry_after: float,
+        *,
+        attempts: Sequence[AttemptRecord] = (),
+        message: str | None = None,
+    ) -> None:
+        if message is None:
+            message = (
+                f"circuit breaker for {key} is open after repeated failures; "
+                f"no request was sent. It lets a probe through in {retry_after:.1f}s: "
+                "retry after that, serve a fallback, or check the upstream's health"
+            )
+        super().__init__(message, key=key, attempts=attempts)
+        self.retry_after = retry_after
+
+
+class RetryBudgetExhaustedError(SeawallError):
+    """The retry budget of ``key`` is spent: the failure was not retried."""
+
+
+class DeadlineExceededError(SeawallError):
+    """The call's deadline passed, or the next attempt could not fit in it."""
+
+
+class RetriesExhaustedError(SeawallError):
+    """Every attempt the policy allows failed; the last failure is ``__cause__``."""
+
+
+class ClientCircuitOpenError(CircuitOpenError, aiohttp.ClientConnectionError):
+    """``CircuitOpenError`` raised from the aiohttp middleware."""
+
+
+class ClientRetryBudgetExhaustedError(RetryBudgetExhaustedError, aiohttp.ClientConnectionError):
+    """``RetryBudgetExhaustedError`` raised from the aiohttp middleware."""
+
+
+class ClientDeadlineExceededError(DeadlineExceededError, aiohttp.ClientConnectionError):
+    """``DeadlineExceededError`` raised from the aiohttp middleware."""
+
+
+class ClientRetriesExhaustedError(RetriesExhaustedError, aiohttp.ClientConnectionError):
+    """``RetriesExhaustedError`` raised from the aiohttp middleware."""
+
+
+#: Maps each error to its aiohttp-compatible twin.
+CLIENT_TWINS: dict[type[SeawallError], type[SeawallError]] = {
+    CircuitOpenError: ClientCircuitOpenError,
+    RetryBudgetExhaustedError: ClientRetryBudgetExhaustedError,
+    DeadlineExceededError: ClientDeadlineExceededError,
+    RetriesExhaustedError: ClientRetriesExhaustedError,
+}

@@ -1,0 +1,200 @@
+"""Escalation: incidents for humans, deduplicated and sent off the request path.
+
+The engine calls ``Escalator.report`` synchronously; it never blocks and
+never raises. Incidents are folded per (key, category) within ``window``
+seconds (the count is kept), queued in a bounded queue (overflow is counted
+and dropped), and a worker task hands each to every ``seawall_escalate`` sink,
+awaiting a returned awaitable for at most ``sink_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from seawall.outcome import Category, Severity
+
+if TYPE_CHECKING:
+    from seawall.plugins.manager import Hooks
+
+__all__ = ["EscalationPolicy", "Escalator", "Incident"]
+
+log = logging.getLogger("seawall.escalation")
+
+
+def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        msg = f"{attribute.name}={value!r} must be a positive number"
+        raise ValueError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class EscalationPolicy:
+    """How incidents are folded and delivered.
+
+    ``window``: seconds within which repeats of a (key, category) are folded into
+    one incident. ``queue_size``: incidents waiting at most; more are dropped
+    and counted. ``sink_timeout``: seconds a sink's awaitable may take.
+    """
+
+    window: float = attrs.field(default=60.0, validator=_positive)
+    queue_size: int = attrs.field(default=1000, validator=_positive)
+    sink_timeout: float = attrs.field(default=5.0, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class Incident:
+    """Something a human should look at. Every text field is already redacted."""
+
+    severity: Severity
+    category: Category
+    key: str
+    request: str  # "GET https://host/path?key=***"
+    reason: str
+    count: int = 1
+    first_seen: float  # time.time()
+    last_seen: float
+    context: dict[str, Any] = attrs.field(factory=dict)
+
+    def summary(self) -> str:
+        """One line for logs and chat."""
+        times = f" (x{self.count})" if self.count > 1 else ""
+        return (
+            f"[{self.severity.name}] {self.category.value} on {self.key}: "
+            f"{self.reason} — {self.request}{times}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self, recurse=False)
+        data["severity"] = self.severity.name
+        data["category"] = self.category.value
+        return data
+
+
+@attrs.define
+class _Fold:
+    first_seen: float
+    last_seen: float
+    pending: int = 0  # occurrences since the last dispatch
+    dispatched_at: float | None = None
+
+
+class Escalator:
+    """Folds, queues and delivers incidents for one ``Seawall``."""
+
+    def __init__(self, hooks: Hooks, policy: EscalationPolicy | None = None) -> None:
+        self.hooks = hooks
+        self.policy = policy or EscalationPolicy()
+        self._folds: dict[tuple[str, Category], _Fold] = {}
+        self._queue: asyncio.Queue[Incident] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.stats = {"reported": 0, "dispatched": 0, "folded": 0, "overflow": 0, "sink_errors": 0}
+
+    def report(
+        self,
+        *,
+        severity: Severity,
+        category: Category,
+        key: str,
+        request: str,
+        reason: str,
+        context: dict[str, Any] | None = None,
+    ) -> None:
+        """Note an incident; queue it unless one like it went out within the window."""
+        self.stats["reported"] += 1
+        now = time.time()
+        fold_key = (key, category)
+        fold = self._folds.get(fold_key)
+        if fold is None:
+            if len(self._folds) >= 4 * self.policy.queue_size:
+                self._folds.clear()  # bounded memory under a flood of distinct keys
+            fold = self._folds[fold_key] = _Fold(first_seen=now, last_seen=now)
+        fold.last_seen = now
+        fold.pending += 1
+        if fold.dispatched_at is not None and now - fold.dispatched_at < self.policy.window:
+            self.stats["folded"] += 1
+            return
+        incident = Incident(
+            severity=severity,
+            category=category,
+            key=key,
+            request=request,
+            reason=reason,
+            count=fold.pending,
+            first_seen=fold.first_seen,
+            last_seen=now,
+            context=dict(context or {}),
+        )
+        fold.dispatched_at = now
+        fold.pending = 0
+        fold.first_seen = now
+        self._enqueue(incident)
+
+    def _enqueue(self, incident: Incident) -> None:
+        if not self.hooks.has("seawall_escalate"):
+            return
+        if self._queue is None:
+            self._queue = asyncio.Queue(maxsize=self.policy.queue_size)
+        try:
+            self._queue.put_nowait(incident)
+        except asyncio.QueueFull:
+            self.stats["overflow"] += 1
+            return
+        if self._worker is None or self._worker.done():
+            try:
+                self._worker = asyncio.get_running_loop().create_task(
+                    self._run(), name="seawall-escalation"
+                )
+            except RuntimeError:  # no running loop: deliver on the next report
+                return
+
+    async def _run(self) -> None:
+        queue = self._queue
+        assert queue is not None
+        while not queue.empty():  # bounded by the queue's size; exits when drained
+            incident = queue.get_nowait()
+            await self.deliver(incident)
+            queue.task_done()
+
+    async def deliver(self, incident: Incident) -> None:
+        """Hand ``incident`` to every sink; a sink that raises or hangs is contained."""
+        self.stats["dispatched"] += 1
+        for plugin, result in self.hooks.each_with_names("seawall_escalate", incident=incident):
+            if not inspect.isawaitable(result):
+                continue
+            try:
+                await asyncio.wait_for(_awaited(result), self.policy.sink_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats["sink_errors"] += 1
+                self.hooks.fault(plugin, "seawall_escalate", exc)
+
+    async def drain(self, within: float = 5.0) -> None:
+        """Wait (at most ``within`` seconds) until queued incidents are delivered."""
+        worker = self._worker
+        if worker is not None and not worker.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(worker), within)
+            except TimeoutError:
+                log.warning("seawall: escalation sinks did not finish within %.1fs", within)
+
+    async def aclose(self, within: float = 5.0) -> None:
+        """Deliver what is queued (bounded by ``within`` seconds), then stop the worker."""
+        await self.drain(within)
+        worker = self._worker
+        if worker is not None and not worker.done():
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value

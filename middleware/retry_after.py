@@ -1,0 +1,77 @@
+"""Reading a server's wait hints: ``Retry-After``, ``retry-after-ms``, ``x-should-retry``.
+
+A malformed value is treated as absent (unlike urllib3, which raises), so a
+hostile or broken header can only fall back to computed backoff.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Mapping
+
+__all__ = ["parse_retry_after", "server_wait", "should_retry_header"]
+
+#: Longest header value we look at; anything longer is hostile or broken.
+_MAX_LEN = 64
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number) or number < 0:
+        return None
+    return number
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
+
+    :param now: the current Unix time, for dates (default ``time.time()``).
+    :returns: seconds (0 for a date in the past), or ``None`` when malformed.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > _MAX_LEN:
+        return None
+    if value.isascii() and value.replace(".", "", 1).isdigit():
+        return _seconds(value)
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return None  # RFC 9110 dates are GMT; a date without a zone is malformed
+    current = time.time() if now is None else now
+    return max(0.0, parsed.timestamp() - current)
+
+
+def server_wait(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """The wait the server asked for, in seconds, or ``None``.
+
+    ``retry-after-ms`` (sent by the OpenAI and Anthropic APIs) wins over
+    ``Retry-After`` because it is more precise.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis is not None and len(millis) <= _MAX_LEN:
+        ms = _seconds(millis.strip())
+        if ms is not None:
+            return ms / 1000.0
+    return parse_retry_after(headers.get("retry-after"), now=now)
+
+
+def should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    """``x-should-retry: true|false`` as a bool; ``None`` when absent or malformed."""
+    value = headers.get("x-should-retry")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None

@@ -1,0 +1,278 @@
+"""The built-in classifier for attempts that raised.
+
+Order: the exception's type (aiohttp's and the standard library's network,
+timeout and TLS errors), then message patterns (the user's first, then the
+built-in table), then a ``status_code``/``status`` attribute (SDK errors).
+Anything else is UNKNOWN and retried at most once. ``CancelledError`` never
+gets here: the engine re-raises it untouched. Pattern results are
+cached per (type, message), bounded, and counted.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiohttp
+import attrs
+
+from seawall.outcome import Category, Classification, Outcome, Severity
+from seawall.plugins import hookimpl
+from seawall.plugins.builtin.http import classify_status
+
+__all__ = ["ExceptionClassifier", "Pattern", "plugin"]
+
+_C = Classification
+
+TLS = _C(
+    category=Category.TLS,
+    severity=Severity.HIGH,
+    escalate=True,
+    reason="TLS certificate error: the upstream's certificate is not trusted",
+)
+INVALID_URL = _C(category=Category.VALIDATION, reason="invalid URL")
+TIMEOUT = _C(
+    category=Category.TIMEOUT,
+    severity=Severity.MEDIUM,
+    retryable=True,
+    counts_as_failure=True,
+    reason="timed out",
+)
+NETWORK = _C(
+    category=Category.NETWORK,
+    severity=Severity.MEDIUM,
+    retryable=True,
+    counts_as_failure=True,
+    reason="connection failed",
+)
+RESOURCE = _C(
+    category=Category.RESOURCE_EXHAUSTION,
+    severity=Severity.HIGH,
+    retryable=True,
+    counts_as_failure=True,
+    reason="out of a resource",
+)
+UNKNOWN = _C(
+    category=Category.UNKNOWN,
+    severity=Severity.MEDIUM,
+    retryable=True,
+    counts_as_failure=True,
+    max_retries=1,
+    reason="unknown error",
+)
+
+# Most specific first: isinstance order matters (certificate errors are
+# connection errors too, timeouts are OSErrors).
+_TYPES: tuple[tuple[tuple[type[BaseException], ...], Classification], ...] = (
+    ((aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError), TLS),
+    ((aiohttp.InvalidURL,), INVALID_URL),
+    ((TimeoutError, aiohttp.ServerTimeoutError), TIMEOUT),
+    (
+        (
+            aiohttp.ClientConnectionError,
+            aiohttp.ClientPayloadError,
+            ConnectionError,
+            socket.gaierror,
+        ),
+        NETWORK,
+    ),
+    ((MemoryError,), RESOURCE),
+)
+
+
+def _compile(regex: str | re.Pattern[str]) -> re.Pattern[str]:
+    if isinstance(regex, re.Pattern):
+        return regex
+    try:
+        return re.compile(regex, re.IGNORECASE)
+    except re.error as exc:
+        msg = f"pattern {regex!r} is not a valid regular expression ({exc}); fix or escape it"
+        raise ValueError(msg) from exc
+
+
+def _types(value: Iterable[type[BaseException]]) -> tuple[type[BaseException], ...]:
+    types = tuple(value)
+    for item in types:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            msg = f"exception_types: {item!r} is not an exception class"
+            raise TypeError(msg)
+    return types
+
+
+@attrs.frozen
+class Pattern:
+    """A message pattern: when ``regex`` matches an error's text, use ``classification``.
+
+    ``exception_types`` limits it to those types (empty: any exception).
+    """
+
+    regex: re.Pattern[str] = attrs.field(converter=_compile)
+    classification: Classification = attrs.field(
+        validator=attrs.validators.instance_of(Classification)
+    )
+    exception_types: tuple[type[BaseException], ...] = attrs.field(default=(), converter=_types)
+
+    def matches(self, exc: BaseException, text: str) -> bool:
+        if self.exception_types and not isinstance(exc, self.exception_types):
+            return False
+        return self.regex.search(text) is not None
+
+
+def _p(regex: str, **kwargs: Any) -> Pattern:
+    return Pattern(regex, _C(**kwargs))
+
+
+#: The built-in message table, tried after the user's patterns.
+BUILTIN_PATTERNS: tuple[Pattern, ...] = (
+    _p(
+        r"rate.?limit|quota|throttl|too many requests",
+        category=Category.RATE_LIMIT,
+        severity=Severity.MEDIUM,
+        retryable=True,
+        reason="rate limited",
+    ),
+    _p(
+        r"timed?.?out|deadline",
+        category=Category.TIMEOUT,
+        severity=Severity.MEDIUM,
+        retryable=True,
+        counts_as_failure=True,
+        reason="timed out",
+    ),
+    _p(
+        r"connection (refused|reset|aborted|closed)|broken pipe|network is unreachable",
+        category=Category.NETWORK,
+        severity=Severity.MEDIUM,
+        retryable=True,
+        counts_as_failure=True,
+        reason="connection failed",
+    ),
+    _p(
+        r"forbidden|permission denied|access denied",
+        category=Category.AUTHORIZATION,
+        severity=Severity.HIGH,
+        escalate=True,
+        reason="not authorized",
+    ),
+    _p(
+        r"\bauth|unauthori[sz]ed|invalid.{0,10}(api.?)?key|credential",
+        category=Category.AUTHENTICATION,
+        severity=Severity.HIGH,
+        escalate=True,
+        reason="authentication failed",
+    ),
+    _p(
+        r"invalid (input|argument|request|param)|validation|malformed",
+        category=Category.VALIDATION,
+        reason="invalid input",
+    ),
+    _p(
+        r"out of memory|memory|resource|capacity|out of space|no space left|disk full",
+        category=Category.RESOURCE_EXHAUSTION,
+        severity=Severity.HIGH,
+        retryable=True,
+        counts_as_failure=True,
+        reason="out of a resource",
+    ),
+)
+
+#: How many (type, message) results the cache keeps.
+CACHE_SIZE = 1024
+#: Longest message text matched against patterns.
+_MAX_TEXT = 2000
+
+
+class ExceptionClassifier:
+    """Classifies exceptions; one instance per ``Seawall`` (it holds user patterns)."""
+
+    def __init__(self) -> None:
+        self.patterns: list[Pattern] = []
+        self._cache: OrderedDict[tuple[type[BaseException], str], Classification | None] = (
+            OrderedDict()
+        )
+        self.stats: Counter[str] = Counter()
+
+    def add_pattern(
+        self,
+        regex: str | re.Pattern[str],
+        classification: Classification,
+        exception_types: Iterable[type[BaseException]] = (),
+    ) -> Pattern:
+        """Try ``regex`` before the built-in table (and earlier user patterns)."""
+        pattern = Pattern(regex, classification, tuple(exception_types))
+        self.patterns.insert(0, pattern)
+        self._cache.clear()
+        return pattern
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counts: classifications, cache hits and misses, and per category."""
+        return dict(self.stats)
+
+    @hookimpl(trylast=True)
+    def seawall_classify(self, outcome: Outcome) -> Classification | None:
+        exc = outcome.exception
+        if exc is None:
+            return None
+        result = self.classify(exc)
+        self.stats["classifications"] += 1
+        self.stats[f"category.{result.category.value}"] += 1
+        return result
+
+    def classify(self, exc: BaseException) -> Classification:
+        """Type, then patterns, then status attributes, then UNKNOWN."""
+        if isinstance(exc, aiohttp.ClientResponseError) and exc.status:
+            return classify_status(exc.status)
+        for types, classification in _TYPES:
+            if isinstance(exc, types):
+                return _with_reason(classification, exc)
+        by_pattern = self._match(exc)
+        if by_pattern is not None:
+            return by_pattern
+        status = _status_of(exc)
+        if status is not None:
+            return classify_status(status)
+        return _with_reason(UNKNOWN, exc)
+
+    def _match(self, exc: BaseException) -> Classification | None:
+        text = str(exc)[:_MAX_TEXT]
+        cache_key = (type(exc), text)
+        if cache_key in self._cache:
+            self.stats["cache_hits"] += 1
+            self._cache.move_to_end(cache_key)
+            return self._cache[cache_key]
+        self.stats["cache_misses"] += 1
+        found = _first_match(self.patterns, exc, text) or _first_match(BUILTIN_PATTERNS, exc, text)
+        self._cache[cache_key] = found
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return found
+
+
+def _first_match(
+    patterns: Sequence[Pattern], exc: BaseException, text: str
+) -> Classification | None:
+    for pattern in patterns:
+        if pattern.matches(exc, text):
+            return pattern.classification
+    return None
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for name in ("status_code", "status"):
+        value = getattr(exc, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            return value
+    return None
+
+
+def _with_reason(classification: Classification, exc: BaseException) -> Classification:
+    return attrs.evolve(classification, reason=f"{classification.reason}: {type(exc).__name__}")
+
+
+def plugin() -> ExceptionClassifier:
+    """A fresh classifier for one plugin manager."""
+    return ExceptionClassifier()

@@ -1,0 +1,273 @@
+"""Building the plugin manager of one ``Seawall`` and calling hooks safely.
+
+Order of registration (pluggy calls the last registered first, and
+``trylast`` built-ins after every other plugin):
+
+1. the hookspecs; 2. the built-ins, fallbacks first; 3. entry points of the
+``seawall`` group, filtered by ``SEAWALL_LOAD_PLUGINS``; 4. the user's plugins;
+then ``check_pending()``, so a misspelt hook fails loudly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import attrs
+import pluggy
+
+from seawall.plugins import PROJECT_NAME, hookspecs
+from seawall.plugins.builtin import BUILTIN_MODULES
+
+__all__ = ["Hooks", "PluginError", "PluginInfo", "SeawallPluginManager", "make_manager"]
+
+log = logging.getLogger("seawall.plugins")
+
+#: Prefix of the names built-in plugins are registered under.
+BUILTIN_PREFIX = "seawall.builtin."
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or does not fit the hook contract."""
+
+
+@attrs.frozen
+class PluginInfo:
+    """One registered plugin, as ``seawall plugins`` lists it."""
+
+    name: str
+    hooks: tuple[str, ...]
+    builtin: bool
+    distribution: str | None = None
+    version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class SeawallPluginManager(pluggy.PluginManager):
+    """A ``PluginManager`` that tells seawall's hook cache when plugins change."""
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (dist, version)
+        self.listeners: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        result = super().register(plugin, name)
+        self._changed()
+        return result
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        result = super().unregister(plugin, name)
+        self._changed()
+        return result
+
+    def set_blocked(self, name: str) -> None:
+        super().set_blocked(name)
+        self._changed()
+
+    def list_plugins(self, *, include_builtin: bool = False) -> list[PluginInfo]:
+        """Every registered plugin with the hooks it implements, sorted by name."""
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue  # blocked
+            builtin = name.startswith(BUILTIN_PREFIX)
+            if builtin and not include_builtin:
+                continue
+            callers = self.get_hookcallers(plugin) or []
+            dist, version = self.distributions.get(name, (None, None))
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    hooks=tuple(sorted(c.name for c in callers)),
+                    builtin=builtin,
+                    distribution=dist,
+                    version=version,
+                )
+            )
+        return sorted(infos, key=lambda info: (not info.builtin, info.name))
+
+
+def _load_filter() -> set[str] | None:
+    raw = os.environ.get("SEAWALL_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def load_entrypoints(pm: SeawallPluginManager) -> int:
+    """Register plugins from the ``seawall`` entry-point group; return how many.
+
+    ``SEAWALL_LOAD_PLUGINS`` filters: unset loads all, empty loads none,
+    ``a,b`` loads only entry points or distributions named ``a`` or ``b``.
+    """
+    wanted = _load_filter()
+    count = 0
+    for ep in importlib.metadata.entry_points(group=PROJECT_NAME):
+        dist = ep.dist
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        version = dist.version if dist is not None else None
+        if wanted is not None and ep.name not in wanted and dist_name not in wanted:
+            continue
+        if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            where = f" from {dist_name} {version}" if dist_name else ""
+            msg = (
+                f"could not load seawall plugin {ep.name!r}{where}: {exc!r}; upgrade or "
+                "uninstall it, or leave it out of SEAWALL_LOAD_PLUGINS"
+            )
+            raise PluginError(msg) from exc
+        pm.register(plugin, name=ep.name)
+        if dist_name is not None:
+            pm.distributions[ep.name] = (dist_name, version or "")
+        count += 1
+    return count
+
+
+def register_builtins(pm: SeawallPluginManager, blocked: Iterable[str] = ()) -> None:
+    """Register every built-in plugin module (each marks its impls ``trylast``)."""
+    for name in blocked:
+        pm.set_blocked(name)
+    for module_name in BUILTIN_MODULES:
+        name = BUILTIN_PREFIX + module_name
+        if pm.is_blocked(name):
+            continue
+        module = importlib.import_module(f"seawall.plugins.builtin.{module_name}")
+        factory = getattr(module, "plugin", None)
+        pm.register(factory() if callable(factory) else module, name=name)
+
+
+def make_manager(
+    plugins: Sequence[object] = (),
+    *,
+    entrypoints: bool = True,
+    blocked: Iterable[str] = (),
+) -> SeawallPluginManager:
+    """A new manager with specs, built-ins, entry points and ``plugins``."""
+    pm = SeawallPluginManager()
+    register_builtins(pm, blocked)
+    if entrypoints:
+        load_entrypoints(pm)
+    for plugin in plugins:
+        pm.register(plugin)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        msg = (
+            f"plugin {exc.plugin!r} implements a hook seawall does not have: {exc}; "
+            "fix the spelling (hooks start 'seawall_') or mark it optionalhook=True"
+        )
+        raise PluginError(msg) from exc
+    if os.environ.get("SEAWALL_TRACE_PLUGINS") == "1":
+        pm.trace.root.setwriter(lambda text: log.debug("%s", text.rstrip()))
+        pm.enable_tracing()
+    return pm
+
+
+_Impl = tuple[str, Callable[..., Any], tuple[str, ...]]
+
+
+class Hooks:
+    """Calls hooks for the engine, isolating plugins that raise.
+
+    A plugin that raises is skipped for that call and the next implementation
+    answers (so the built-in answer is used); the fault is logged once per
+    plugin and hook and counted in ``faults``. Implementation lists are cached
+    and rebuilt when plugins change.
+    """
+
+    def __init__(self, pm: SeawallPluginManager) -> None:
+        self.pm = pm
+        self.faults: dict[tuple[str, str], int] = {}
+        self._cache: dict[str, tuple[_Impl, ...]] = {}
+        self._custom: dict[str, bool] = {}
+        self.tracing = os.environ.get("SEAWALL_TRACE_PLUGINS") == "1"
+        pm.listeners.append(self._forget)
+
+    def impls(self, hook: str) -> tuple[_Impl, ...]:
+        """Implementations of ``hook`` in call order (the one pluggy calls first, first)."""
+        cached = self._cache.get(hook)
+        if cached is None:
+            caller = getattr(self.pm.hook, hook)
+            cached = tuple(
+                (impl.plugin_name, impl.function, tuple(impl.argnames))
+                for impl in reversed(caller.get_hookimpls())
+                if not (impl.hookwrapper or impl.wrapper)
+            )
+            self._cache[hook] = cached
+        return cached
+
+    def custom(self, hook: str) -> bool:
+        """True when a plugin other than the built-ins implements ``hook``."""
+        cached = self._custom.get(hook)
+        if cached is None:
+            cached = self._custom[hook] = any(
+                not name.startswith(BUILTIN_PREFIX) for name, _, _ in self.impls(hook)
+            )
+        return cached
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._custom.clear()
+
+    def has(self, hook: str) -> bool:
+        """True when some plugin implements ``hook``."""
+        return bool(self.impls(hook))
+
+    def fault(self, plugin: str, hook: str, exc: BaseException) -> None:
+        """Count a plugin's fault; log it the first time."""
+        key = (plugin, hook)
+        seen = self.faults.get(key, 0)
+        self.faults[key] = seen + 1
+        if not seen:
+            log.error(
+                "seawall plugin %r raised in %s and was skipped (reported once): %r",
+                plugin,
+                hook,
+                exc,
+                exc_info=exc,
+            )
+
+    def first(self, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
+        """Call ``hook`` until an implementation answers; return (answer, plugin name)."""
+        for plugin, function, argnames in self.impls(hook):
+            try:
+                result = function(*[kwargs[name] for name in argnames])
+            except Exception as exc:
+                self.fault(plugin, hook, exc)
+                continue
+            if self.tracing:
+                log.debug("%s from %s -> %r", hook, plugin, result)
+            if result is not None:
+                return result, plugin
+        return None, None
+
+    def each(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation of ``hook``; return the results that are not None."""
+        return [result for _, result in self.each_with_names(hook, **kwargs) if result is not None]
+
+    def each_with_names(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of ``hook``; return (plugin name, result) pairs."""
+        results = []
+        for plugin, function, argnames in self.impls(hook):
+            try:
+                result = function(*[kwargs[name] for name in argnames])
+            except Exception as exc:
+                self.fault(plugin, hook, exc)
+                continue
+            results.append((plugin, result))
+        return results

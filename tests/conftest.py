@@ -1,0 +1,81 @@
+"""Shared fixtures: test mode on, and small aiohttp upstreams on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+import seawall
+
+pytest_plugins = ["aiohttp.pytest_plugin"]
+
+
+@pytest.fixture(autouse=True)
+def _no_waits() -> Iterator[None]:
+    """Every backoff and Retry-After wait is instant; decisions are unchanged."""
+    seawall.testing.set_testing(True)
+    yield
+    seawall.testing.set_testing(False)
+
+
+class Upstream:
+    """A scripted upstream: answers from ``script`` in turn, then ``default``; counts hits."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.script: list[Callable[[web.Request], Awaitable[web.StreamResponse]]] = []
+        self.default: Callable[[web.Request], Awaitable[web.StreamResponse]] = _ok
+        self.requests: list[web.Request] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        self.requests.append(request)
+        if self.script:
+            return await self.script.pop(0)(request)
+        return await self.default(request)
+
+    def then(self, *responses: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> None:
+        self.script.extend(responses)
+
+
+async def _ok(_request: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok")
+
+
+def status(code: int, body: str = "", **headers: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler answering ``code`` with ``body`` and ``headers``."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.Response(status=code, text=body or f"status {code}", headers=headers)
+
+    return handler
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[tuple[Upstream, TestServer]]:
+    """An upstream on 127.0.0.1 answering every path and method from its script."""
+    up = Upstream()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", up.handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    yield up, server
+
+
+@pytest.fixture
+async def make_session() -> AsyncIterator[Callable[..., aiohttp.ClientSession]]:
+    """Sessions with a seawall middleware; any left open are closed at the end."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    def make(sw: seawall.Seawall, **kwargs: object) -> aiohttp.ClientSession:
+        session = sw.session(**kwargs)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        await session.close()

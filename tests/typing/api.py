@@ -1,0 +1,36 @@
+"""Type-checked, never run: the public API as users write it."""
+
+from __future__ import annotations
+
+import aiohttp
+
+import seawall
+
+
+async def use() -> None:
+    sw = seawall.Seawall(
+        policy=seawall.Policy(retry=seawall.RetryPolicy(max_attempts=4)),
+        routes={
+            "api.example.com": seawall.Policy.for_llm()
+            if hasattr(seawall.Policy, "for_llm")
+            else seawall.Policy()
+        },
+    )
+    async with aiohttp.ClientSession(middlewares=[sw.middleware()]) as session:
+        with seawall.context(critical=True), seawall.deadline(2.0):
+            async with session.get("http://127.0.0.1:1/") as resp:
+                await resp.read()
+
+    async def fetch(n: int) -> str:
+        return str(n)
+
+    text: str = await sw.call(fetch, 1, key="fetch")
+
+    @sw.protect(key="search")
+    async def search(q: str) -> list[str]:
+        return [q]
+
+    found: list[str] = await search("x")
+    health: dict[str, object] = sw.health()
+    del text, found, health
+    await sw.aclose()
