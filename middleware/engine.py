@@ -24,6 +24,7 @@ from seawall import testing as _testing
 from seawall.breaker import Breaker, BreakerState, Transition
 from seawall.budget import RetryBudget
 from seawall.context import merge as merge_context
+from seawall.cooldown import Cooldown
 from seawall.deadline import current_deadline
 from seawall.errors import (
     CLIENT_TWINS,
@@ -43,7 +44,7 @@ from seawall.events import (
     Rejected,
     RetryScheduled,
 )
-from seawall.metrics import KeyStats
+from seawall.metrics import KeyStats, health_report
 from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
 from seawall.policy import Policy
 from seawall.redact import redact_text, redact_url
@@ -135,14 +136,14 @@ class CallSpec:
 class KeyState:
     """Everything seawall remembers about one key."""
 
-    __slots__ = ("breaker", "budget", "cooldown_until", "key", "policy", "stats")
+    __slots__ = ("breaker", "budget", "cooldown", "key", "policy", "stats")
 
     def __init__(self, key: str, policy: Policy, seawall: Seawall) -> None:
         self.key = key
         self.policy = policy
         self.breaker = Breaker(key, policy.breaker, seawall.clock, seawall._on_transition)
         self.budget = RetryBudget(policy.budget, seawall.clock)
-        self.cooldown_until = 0.0
+        self.cooldown = Cooldown(seawall.clock)
         self.stats = KeyStats()
 
 
@@ -523,8 +524,8 @@ class Seawall:
     async def _respect_cooldown(
         self, spec: CallSpec, deadline_at: float | None, history: list[AttemptRecord]
     ) -> None:
-        wait = spec.state.cooldown_until - self.clock()
-        if wait <= 0:
+        wait = spec.state.cooldown.remaining()
+        if not wait:
             return
         if deadline_at is not None and self.clock() + wait >= deadline_at:
             self._reject(spec, "cooldown", wait)
@@ -646,8 +647,7 @@ class Seawall:
         elif c.category is Category.RATE_LIMIT:
             breaker.release(permit)  # the upstream is alive but busy: a cooldown, not a trip
             if c.retry_after is not None:
-                wait = min(c.retry_after, spec.policy.retry.retry_after_max)
-                state.cooldown_until = max(state.cooldown_until, self.clock() + wait)
+                state.cooldown.start(min(c.retry_after, spec.policy.retry.retry_after_max))
         else:
             breaker.record(permit, failure=False)  # a 4xx: the upstream answered
         if c.escalate or c.severity >= Severity.CRITICAL:
@@ -885,38 +885,8 @@ class Seawall:
     # --- reports and lifecycle ------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """Status by breaker states, with per-key detail.
-
-        ``healthy``: every breaker closed; ``unhealthy``: every key's breaker
-        open; ``degraded``: anything between.
-        """
-        keys: dict[str, Any] = {}
-        states = []
-        for key, state in self._states.items():
-            breaker = state.breaker
-            states.append(breaker.state)
-            keys[key] = {
-                "state": breaker.state.value,
-                "failure_rate": breaker.failure_rate,
-                "consecutive_failures": breaker.consecutive_failures,
-                "retry_after": breaker.retry_after(),
-                "budget_balance": state.budget.balance(),
-                "cooldown": max(0.0, state.cooldown_until - self.clock()),
-                **state.stats.snapshot(),
-            }
-        if not states or all(s is BreakerState.CLOSED for s in states):
-            status = "healthy"
-        elif all(s is BreakerState.OPEN for s in states):
-            status = "unhealthy"
-        else:
-            status = "degraded"
-        return {
-            "status": status,
-            "uptime": time.time() - self.started,
-            "keys": keys,
-            "plugin_faults": {f"{p}.{h}": n for (p, h), n in self.hooks.faults.items()},
-            "escalation": dict(self.escalator.stats),
-        }
+        """Status by breaker states, with per-key detail (see ``seawall.metrics``)."""
+        return health_report(self)
 
     def reset_metrics(self) -> None:
         """Zero every key's counters (breaker and budget state are kept)."""

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["KeyStats"]
+from seawall.breaker import BreakerState
+
+if TYPE_CHECKING:
+    from seawall.engine import Seawall
+
+__all__ = ["KeyStats", "health_report"]
 
 
 class KeyStats:
@@ -55,3 +61,38 @@ class KeyStats:
             if self.latency_count
             else None,
         }
+
+
+def health_report(sw: Seawall) -> dict[str, Any]:
+    """``sw.health()``: status by breaker states, with per-key detail.
+
+    ``healthy``: every breaker closed; ``unhealthy``: every key's breaker
+    open; ``degraded``: anything between.
+    """
+    keys: dict[str, Any] = {}
+    states = []
+    for key, state in sw._states.items():
+        breaker = state.breaker
+        states.append(breaker.state)
+        keys[key] = {
+            "state": breaker.state.value,
+            "failure_rate": breaker.failure_rate,
+            "consecutive_failures": breaker.consecutive_failures,
+            "retry_after": breaker.retry_after(),
+            "budget_balance": state.budget.balance(),
+            "cooldown": state.cooldown.remaining(),
+            **state.stats.snapshot(),
+        }
+    if not states or all(s is BreakerState.CLOSED for s in states):
+        status = "healthy"
+    elif all(s is BreakerState.OPEN for s in states):
+        status = "unhealthy"
+    else:
+        status = "degraded"
+    return {
+        "status": status,
+        "uptime": time.time() - sw.started,
+        "keys": keys,
+        "plugin_faults": {f"{p}.{h}": n for (p, h), n in sw.hooks.faults.items()},
+        "escalation": dict(sw.escalator.stats),
+    }

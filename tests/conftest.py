@@ -46,7 +46,9 @@ async def _ok(_request: web.Request) -> web.StreamResponse:
     return web.Response(text="ok")
 
 
-def status(code: int, body: str = "", **headers: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def status(
+    code: int, body: str = "", **headers: str
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """A handler answering ``code`` with ``body`` and ``headers``."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -57,13 +59,15 @@ def status(code: int, body: str = "", **headers: str) -> Callable[[web.Request],
 
 
 @pytest.fixture
-async def upstream(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[tuple[Upstream, TestServer]]:
+async def upstream(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> AsyncIterator[tuple[Upstream, TestServer]]:
     """An upstream on 127.0.0.1 answering every path and method from its script."""
     up = Upstream()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", up.handle)
     server = await aiohttp_server(app, host="127.0.0.1")
-    yield up, server
+    return up, server
 
 
 @pytest.fixture
