@@ -31,9 +31,18 @@ __all__ = [
 #: Methods retried by default: the idempotent ones (RFC 9110, section 9.2.2).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
-#: Categories retried by default.
+#: Categories retried by default. CONFLICT (409) and UNKNOWN are here so that
+#: their classifications' ``max_retries=1`` can allow the one retry DESIGN.md
+#: promises; remove them to never retry those (docs/architecture.md).
 DEFAULT_RETRY_ON = frozenset(
-    {Category.NETWORK, Category.TIMEOUT, Category.RATE_LIMIT, Category.SERVER}
+    {
+        Category.NETWORK,
+        Category.TIMEOUT,
+        Category.RATE_LIMIT,
+        Category.SERVER,
+        Category.CONFLICT,
+        Category.UNKNOWN,
+    }
 )
 
 #: Backoff strategies the built-in plugin knows.
