@@ -759,8 +759,12 @@ class Seawall:
         if kind is None:
             import aiohttp
 
-            # aiohttp re-runs the whole middleware chain once on these two; wrap them.
-            if not isinstance(exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError):
+            # aiohttp re-runs the whole middleware chain once on these two (but not on
+            # connector errors, which it re-raises at once); wrap them.
+            rerun = isinstance(
+                exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError
+            ) and not isinstance(exc, aiohttp.ClientConnectorError)
+            if not rerun:
                 for record in history:
                     exc.add_note(f"seawall: {record}")
                 return exc
@@ -791,9 +795,13 @@ class Seawall:
         else:
             if message is None:
                 last = redact_text(repr(cause)) if cause is not None else "no attempt"
+                exhausted = (
+                    "the upstream kept failing; check its health or raise RetryPolicy.max_attempts"
+                    if reason in (None, "attempts")
+                    else "seawall did not retry it; see the reason and the attempt history"
+                )
                 advice = {
-                    RetriesExhaustedError: "the upstream kept failing; check its health "
-                    "or raise RetryPolicy.max_attempts",
+                    RetriesExhaustedError: exhausted,
                     RetryBudgetExhaustedError: "too many retries on this key lately, so "
                     "this failure was not retried; the upstream is probably struggling",
                     DeadlineExceededError: "no time was left for another attempt; give "
