@@ -209,8 +209,8 @@ class ExceptionClassifier:
         return pattern
 
     def snapshot(self) -> dict[str, Any]:
-        """Counts: classifications, cache hits and misses, and per category."""
-        return dict(self.stats)
+        """Counts: classifications, cache hits and misses, per category, and the cache size."""
+        return {**self.stats, "cache_size": len(self._cache), "cache_limit": CACHE_SIZE}
 
     @hookimpl(trylast=True)
     def seawall_classify(self, outcome: Outcome) -> Classification | None:
