@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 import time
 from collections.abc import Mapping
 
@@ -17,12 +18,16 @@ __all__ = ["parse_retry_after", "server_wait", "should_retry_header"]
 _MAX_LEN = 64
 
 
+#: A header number: ASCII digits with an optional fraction. ``float()`` alone would
+#: also take "1e3", "1_000", "inf" and non-ASCII digits.
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
 def _seconds(value: str) -> float | None:
-    try:
-        number = float(value)
-    except ValueError:
+    if not _NUMBER.fullmatch(value):
         return None
-    if not math.isfinite(number) or number < 0:
+    number = float(value)
+    if not math.isfinite(number):
         return None
     return number
 
@@ -38,7 +43,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     value = value.strip()
     if not value or len(value) > _MAX_LEN:
         return None
-    if value.isascii() and value.replace(".", "", 1).isdigit():
+    if value[0].isdigit() or value[0] in "+-.":
         return _seconds(value)
     try:
         parsed = email.utils.parsedate_to_datetime(value)
