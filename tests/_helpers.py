@@ -1,0 +1,51 @@
+"""Small plugins tests register to watch what seawall does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import seawall
+from seawall.events import Event
+
+
+class Recorder:
+    """Records every event and incident, and every outcome classified."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.incidents: list[seawall.Incident] = []
+        self.outcomes: list[seawall.Outcome] = []
+
+    @seawall.hookimpl
+    def seawall_event(self, event: Event) -> None:
+        self.events.append(event)
+
+    @seawall.hookimpl
+    def seawall_escalate(self, incident: seawall.Incident) -> None:
+        self.incidents.append(incident)
+
+    @seawall.hookimpl(tryfirst=True)
+    def seawall_classify(self, outcome: seawall.Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def of(self, kind: str) -> list[Any]:
+        """The events of one kind (``attempt``, ``retry``, ``call``, ...)."""
+        return [e for e in self.events if e.kind == kind]
+
+    def delays(self) -> list[tuple[float, str]]:
+        """(delay, reason) of each scheduled retry that was not a cooldown wait."""
+        return [(e.delay, e.reason) for e in self.of("retry") if e.reason != "cooldown"]
+
+
+def policy(
+    *,
+    breaker: bool = False,
+    budget: bool = False,
+    **retry: Any,
+) -> seawall.Policy:
+    """A policy with ``retry`` settings; breaker and budget off unless asked for."""
+    return seawall.Policy(
+        retry=seawall.RetryPolicy(**retry),
+        breaker=seawall.BreakerPolicy(enabled=breaker),
+        budget=seawall.BudgetPolicy(enabled=budget),
+    )
