@@ -68,7 +68,7 @@ def test_should_retry_header(value, expected) -> None:
 async def _run(
     upstream, make_session, recorder: Recorder, *, max_attempts: int = 3, **kwargs: object
 ) -> int:
-    up, server = upstream
+    _, server = upstream
     sw = seawall.Seawall(
         policy(max_attempts=max_attempts, **kwargs), entrypoints=False, plugins=[recorder]
     )
