@@ -11,7 +11,6 @@ whatever we did not read.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import Any
 
 import aiohttp
@@ -22,23 +21,66 @@ __all__ = ["ERROR_BODY_LIMIT", "peek_body"]
 #: Most bytes of an error body read for classification.
 ERROR_BODY_LIMIT = 64 * 1024
 
-_pumps: weakref.WeakKeyDictionary[StreamReader, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+class _Gate:
+    """Flow control for the replaying reader, in place of the connection's protocol.
+
+    The replaying reader must not pause or resume the real protocol: by the
+    time it fills up, the HTTP parser may have finished the message, and
+    aiohttp's parser asserts on that. Its "pause" stops the pump instead,
+    which leaves the original stream unread, and that stream pauses the
+    socket as usual.
+    """
+
+    def __init__(self) -> None:
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+        self._reading_paused = False
+        self.connected = True
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+        self.resumed.clear()
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        self._reading_paused = False
+        self.resumed.set()
 
 
-def _fresh_reader(resp: ClientResponse) -> StreamReader:
-    old = resp.content
-    # The new reader shares the connection's protocol, so flow control (pausing
-    # the socket while the caller is slow) keeps working for the pumped rest.
-    protocol: Any = old._protocol
-    return StreamReader(protocol, 2**16, loop=asyncio.get_running_loop())
+class _ReplayReader(StreamReader):
+    """The caller's ``resp.content``: what we read, then the rest, pumped from the original.
+
+    When aiohttp gives up on the body (the response was released or closed
+    early) it sets an exception here, which stops the pump.
+    """
+
+    __slots__ = ("pump",)
+
+    def __init__(self, gate: _Gate) -> None:
+        protocol: Any = gate
+        super().__init__(protocol, 2**16, loop=asyncio.get_running_loop())
+        self.pump: asyncio.Task[None] | None = None
+
+    def set_exception(self, *args: Any, **kwargs: Any) -> None:
+        super().set_exception(*args, **kwargs)
+        pump = self.pump
+        if pump is not None and not pump.done() and pump is not asyncio.current_task():
+            pump.cancel()
 
 
-async def _pump(old: StreamReader, new: StreamReader) -> None:
+#: Pump tasks still running (the loop keeps only weak references to tasks;
+#: a dict keyed by reader would not do, ``StreamReader`` has no ``__weakref__``).
+_pumps: set[asyncio.Task[None]] = set()
+
+
+async def _pump(old: StreamReader, new: _ReplayReader, gate: _Gate) -> None:
     try:
         async for chunk in old.iter_any():
             new.feed_data(chunk)
+            await gate.resumed.wait()  # the caller is slow: leave the rest in the socket
     except asyncio.CancelledError:
-        new.set_exception(aiohttp.ClientConnectionError("response closed"))
+        if new.exception() is None:
+            new.set_exception(aiohttp.ClientConnectionError("response closed"))
         raise
     except BaseException as exc:
         new.set_exception(exc if isinstance(exc, Exception) else aiohttp.ClientPayloadError())
@@ -66,12 +108,16 @@ async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
         parts.append(chunk)
         size += len(chunk)
     data = b"".join(parts)
-    new = _fresh_reader(resp)
+    gate = _Gate()
+    new = _ReplayReader(gate)
     if data:
         new.feed_data(data)
     if old.at_eof():
         new.feed_eof()
     else:
-        _pumps[new] = asyncio.get_running_loop().create_task(_pump(old, new))
+        task = asyncio.get_running_loop().create_task(_pump(old, new, gate))
+        new.pump = task
+        _pumps.add(task)
+        task.add_done_callback(_pumps.discard)
     resp.content = new
     return data[:limit]
