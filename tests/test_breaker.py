@@ -1,0 +1,311 @@
+"""The circuit breaker: unit tests on an injected clock, then through the middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from aiohttp import web
+
+import seawall
+from seawall.breaker import Breaker, BreakerState, Transition
+
+from ._helpers import Recorder
+from .conftest import status
+
+
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _breaker(clock: Clock, **settings: object) -> tuple[Breaker, list[Transition]]:
+    moves: list[Transition] = []
+    policy = seawall.BreakerPolicy(**settings)  # type: ignore[arg-type]
+    return Breaker("k", policy, clock, moves.append, rng=random.Random(7)), moves
+
+
+def _fail(breaker: Breaker, times: int = 1) -> None:
+    for _ in range(times):
+        permit = breaker.admit()
+        assert permit is not None
+        breaker.record(permit, failure=True)
+
+
+def _succeed(breaker: Breaker, times: int = 1) -> None:
+    for _ in range(times):
+        permit = breaker.admit()
+        assert permit is not None
+        breaker.record(permit, failure=False)
+
+
+# --- unit ----------------------------------------------------------------------------
+
+
+def test_consecutive_failures_trip() -> None:
+    """failure_threshold consecutive failures open the breaker; a success in between resets."""
+    clock = Clock()
+    breaker, moves = _breaker(clock, failure_threshold=3)
+    _fail(breaker, 2)
+    _succeed(breaker)
+    _fail(breaker, 2)
+    assert breaker.state is BreakerState.CLOSED
+    _fail(breaker)
+    assert breaker.state is BreakerState.OPEN
+    assert [(m.old, m.new) for m in moves] == [(BreakerState.CLOSED, BreakerState.OPEN)]
+    assert moves[0].consecutive_failures == 3
+
+
+def test_failure_rate_trips_after_minimum_calls() -> None:
+    """Half the last `window` calls failing trips it, but not before minimum_calls."""
+    clock = Clock()
+    breaker, _ = _breaker(
+        clock, failure_threshold=100, window=10, minimum_calls=10, failure_rate=0.5
+    )
+    for _ in range(4):
+        _fail(breaker)
+        _succeed(breaker)
+    assert breaker.state is BreakerState.CLOSED  # 8 calls: below minimum_calls
+    _succeed(breaker)
+    _fail(breaker)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.failure_rate == pytest.approx(0.5)
+
+
+def test_open_rejects_until_the_jittered_recovery_timeout() -> None:
+    """Open admits nothing until recovery_timeout (jittered down by at most 20 %) has passed."""
+    clock = Clock()
+    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=10.0)
+    _fail(breaker)
+    wait = breaker.retry_after()
+    assert 8.0 <= wait <= 10.0
+    assert breaker.admit() is None
+    clock.advance(wait - 0.01)
+    assert breaker.admit() is None
+    clock.advance(0.02)
+    assert breaker.admit() is not None
+    assert breaker.state is BreakerState.HALF_OPEN
+
+
+def test_half_open_limits_probes_and_closes_after_success_threshold() -> None:
+    """Half-open admits half_open_max_calls at a time; success_threshold successes close it."""
+    clock = Clock()
+    breaker, moves = _breaker(
+        clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2, success_threshold=2
+    )
+    _fail(breaker)
+    clock.advance(1.0)
+    first, second = breaker.admit(), breaker.admit()
+    assert first is not None
+    assert second is not None
+    assert breaker.admit() is None  # rejected, not queued
+    breaker.record(first, failure=False)
+    assert breaker.state is BreakerState.HALF_OPEN
+    third = breaker.admit()  # a probe slot came free
+    assert third is not None
+    breaker.record(second, failure=False)
+    assert breaker.state is BreakerState.CLOSED
+    assert [m.new for m in moves] == [
+        BreakerState.OPEN,
+        BreakerState.HALF_OPEN,
+        BreakerState.CLOSED,
+    ]
+
+
+def test_one_failed_probe_reopens() -> None:
+    """A failed probe opens the breaker again for a fresh recovery period."""
+    clock = Clock()
+    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=5.0)
+    _fail(breaker)
+    clock.advance(5.0)
+    _fail(breaker)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.retry_after() >= 4.0
+
+
+def test_released_probe_gives_its_permit_back() -> None:
+    """A probe released without a verdict (cancelled) frees its slot."""
+    clock = Clock()
+    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0)
+    _fail(breaker)
+    clock.advance(1.0)
+    probe = breaker.admit()
+    assert probe is not None
+    assert breaker.admit() is None
+    breaker.release(probe)
+    assert breaker.admit() is not None
+
+
+def test_disabled_breaker_never_opens() -> None:
+    """enabled=False admits everything, whatever happens."""
+    breaker, _ = _breaker(Clock(), failure_threshold=1, enabled=False)
+    _fail(breaker, 10)
+    assert breaker.state is BreakerState.CLOSED
+
+
+# --- through the middleware ------------------------------------------------------------------
+
+
+def _sw(clock: Clock, recorder: Recorder | None = None, **breaker: object) -> seawall.Seawall:
+    policy = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=1),
+        breaker=seawall.BreakerPolicy(**breaker),  # type: ignore[arg-type]
+        budget=seawall.BudgetPolicy(enabled=False),
+        timeout=seawall.TimeoutPolicy(attempt=None, deadline=None),
+    )
+    return seawall.Seawall(
+        policy, entrypoints=False, clock=clock, plugins=[recorder] if recorder else []
+    )
+
+
+async def test_open_breaker_rejects_without_calling_upstream(upstream, make_session) -> None:
+    """After the trip, requests fail with CircuitOpenError(key, retry_after) and hit nothing."""
+    up, server = upstream
+    up.default = status(503)
+    clock = Clock()
+    rec = Recorder()
+    sw = _sw(clock, rec, failure_threshold=3, recovery_timeout=30.0)
+    async with make_session(sw) as session:
+        for _ in range(3):
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == 503
+        with pytest.raises(seawall.CircuitOpenError) as info:
+            await session.get(server.make_url("/"))
+    assert up.hits == 3
+    assert info.value.key == f"http://127.0.0.1:{server.port}"
+    assert 24.0 <= info.value.retry_after <= 30.0
+    assert info.value.key in str(info.value)
+    assert [e.reason for e in rec.of("rejected")] == ["breaker"]
+    assert sw.health()["keys"][info.value.key]["state"] == "open"
+    assert sw.health()["status"] == "unhealthy"
+
+
+async def test_recovery_through_half_open(upstream, make_session) -> None:
+    """After recovery_timeout a probe goes through; its success closes the breaker."""
+    up, server = upstream
+    up.then(status(503), status(503))
+    clock = Clock()
+    sw = _sw(clock, failure_threshold=2, recovery_timeout=10.0)
+    async with make_session(sw) as session:
+        for _ in range(2):
+            async with session.get(server.make_url("/")):
+                pass
+        with pytest.raises(seawall.CircuitOpenError):
+            await session.get(server.make_url("/"))
+        clock.advance(10.0)
+        async with session.get(server.make_url("/")) as resp:
+            assert resp.status == 200
+        [state] = sw.health()["keys"].values()
+        assert state["state"] == "closed"
+        assert state["transitions"] == {
+            "closed->open": 1,
+            "open->half_open": 1,
+            "half_open->closed": 1,
+        }
+    assert up.hits == 3
+
+
+async def test_failure_rate_trip_through_middleware(upstream, make_session) -> None:
+    """Alternating 503/200 trips a breaker configured for a 50 % failure rate."""
+    up, server = upstream
+    up.then(*[status(503) if n % 2 else status(200) for n in range(10)])
+    sw = _sw(Clock(), failure_threshold=100, window=10, minimum_calls=10, failure_rate=0.5)
+    async with make_session(sw) as session:
+        for _ in range(10):
+            async with session.get(server.make_url("/")):
+                pass
+        with pytest.raises(seawall.CircuitOpenError):
+            await session.get(server.make_url("/"))
+    assert up.hits == 10
+
+
+async def _half_open_gate(aiohttp_server, clock: Clock, session, probes: int = 1):  # type: ignore[no-untyped-def]
+    """Trip the breaker and move the clock to half-open; `arrived` fires at `probes` probes."""
+    gate, arrived = asyncio.Event(), asyncio.Event()
+    hits = [0]
+    fail_first = [True]
+
+    async def handler(_request: web.Request) -> web.Response:
+        hits[0] += 1
+        if fail_first[0]:
+            fail_first[0] = False
+            return web.Response(status=503)
+        if hits[0] - 1 >= probes:
+            arrived.set()
+        await gate.wait()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    async with session.get(server.make_url("/")) as resp:
+        assert resp.status == 503
+    clock.advance(60.0)
+    return server, gate, arrived, hits
+
+
+async def test_half_open_admits_at_most_max_probes(aiohttp_server, make_session) -> None:
+    """With half_open_max_calls=2, two concurrent probes go through and a third fails fast."""
+    clock = Clock()
+    sw = _sw(clock, failure_threshold=1, recovery_timeout=30.0, half_open_max_calls=2)
+    async with make_session(sw) as session:
+        server, gate, arrived, hits = await _half_open_gate(aiohttp_server, clock, session, 2)
+        url = server.make_url("/")
+        probes = [asyncio.create_task(session.get(url)) for _ in range(2)]
+        async with asyncio.timeout(5):
+            await arrived.wait()  # both probes reached the upstream
+        with pytest.raises(seawall.CircuitOpenError) as info:
+            await session.get(url)
+        assert info.value.retry_after == 0.0
+        gate.set()
+        async with asyncio.timeout(5):
+            for resp in await asyncio.gather(*probes):
+                assert resp.status == 200
+                resp.release()
+    assert hits[0] == 3
+    [state] = sw.health()["keys"].values()
+    assert state["state"] == "closed"
+
+
+async def test_cancelled_probe_returns_its_permit(aiohttp_server, make_session) -> None:
+    """Cancelling the only half-open probe lets the next request probe instead of failing."""
+    clock = Clock()
+    sw = _sw(clock, failure_threshold=1, recovery_timeout=30.0)
+    async with make_session(sw) as session:
+        server, gate, arrived, hits = await _half_open_gate(aiohttp_server, clock, session)
+        url = server.make_url("/")
+        probe = asyncio.create_task(session.get(url))
+        async with asyncio.timeout(5):
+            await arrived.wait()
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        gate.set()
+        async with asyncio.timeout(5), session.get(url) as resp:
+            assert resp.status == 200
+    assert hits[0] == 3
+
+
+@pytest.mark.parametrize("code", [400, 404, 409, 422, 429])
+async def test_client_errors_and_429_do_not_trip(upstream, make_session, code) -> None:
+    """Twenty 4xx (or 429) answers in a row leave the breaker closed."""
+    up, server = upstream
+    up.default = status(code)
+    sw = _sw(Clock(), failure_threshold=2, failure_rate=0.1, window=10, minimum_calls=5)
+    async with make_session(sw) as session:
+        for _ in range(20):
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == code
+    assert up.hits == 20
+    [state] = sw.health()["keys"].values()
+    assert state["state"] == "closed"
+    assert state["consecutive_failures"] == 0
