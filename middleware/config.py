@@ -173,13 +173,17 @@ def load_config(
         if name not in {"default", "routes"}:
             problems.append(Problem(name, 'unknown section; use [default] and [routes."host"]'))
     default_data = data.get("default", {})
+    before = len(problems)
     default = _policy(default_data, "default", problems) if default_data is not None else None
+    default_ok = len(problems) == before
     routes: dict[str, Policy] = {}
     route_data = data.get("routes", {})
     if not isinstance(route_data, Mapping):
         problems.append(Problem("routes", "must be a table of host patterns"))
         route_data = {}
-    base = default_data if isinstance(default_data, Mapping) else {}
+    # Routes inherit the default section; when it has problems, they are reported
+    # once (under "default"), and each route is checked on its own settings.
+    base = default_data if default_ok and isinstance(default_data, Mapping) else {}
     for pattern, raw in route_data.items():
         where = f"routes.{pattern!r}"
         if not isinstance(raw, Mapping):
