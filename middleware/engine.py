@@ -247,8 +247,10 @@ class Seawall:
     # --- plugins -----------------------------------------------------------
 
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Register one more plugin."""
-        self.plugin_manager.register(plugin, name)
+        """Register one more plugin (named after its class unless ``name`` is given)."""
+        from seawall.plugins.manager import plugin_name
+
+        self.plugin_manager.register(plugin, name or plugin_name(self.plugin_manager, plugin))
 
     def list_plugins(self, *, include_builtin: bool = False) -> list[PluginInfo]:
         """The registered plugins and the hooks each implements."""

@@ -23,7 +23,14 @@ import pluggy
 from seawall.plugins import PROJECT_NAME, hookspecs
 from seawall.plugins.builtin import BUILTIN_MODULES
 
-__all__ = ["Hooks", "PluginError", "PluginInfo", "SeawallPluginManager", "make_manager"]
+__all__ = [
+    "Hooks",
+    "PluginError",
+    "PluginInfo",
+    "SeawallPluginManager",
+    "make_manager",
+    "plugin_name",
+]
 
 log = logging.getLogger("seawall.plugins")
 
@@ -151,6 +158,22 @@ def register_builtins(pm: SeawallPluginManager, blocked: Iterable[str] = ()) -> 
         pm.register(factory() if callable(factory) else module, name=name)
 
 
+def plugin_name(pm: pluggy.PluginManager, plugin: object) -> str:
+    """A readable, unique name for a user plugin: its module, or its class's dotted path.
+
+    pluggy would name an instance by ``id()``, which says nothing in a log line.
+    """
+    base = getattr(plugin, "__name__", None)
+    if not isinstance(base, str):
+        cls = type(plugin)
+        base = f"{cls.__module__}.{cls.__qualname__}"
+    name, number = base, 1
+    while pm.has_plugin(name) or pm.is_blocked(name):
+        number += 1
+        name = f"{base}#{number}"
+    return name
+
+
 def make_manager(
     plugins: Sequence[object] = (),
     *,
@@ -163,7 +186,7 @@ def make_manager(
     if entrypoints:
         load_entrypoints(pm)
     for plugin in plugins:
-        pm.register(plugin)
+        pm.register(plugin, name=plugin_name(pm, plugin))
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
