@@ -15,6 +15,8 @@ import pytest
 import seawall
 from seawall.plugins import hookspecs
 
+from .conftest import status
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DOCS = ROOT / "docs"
@@ -221,3 +223,47 @@ def test_relative_links_in_docs_and_readme_resolve() -> None:
             if not (page.parent / match["target"]).exists():
                 broken.append(f"{page.relative_to(ROOT)}: {match['target']}")
     assert broken == []
+
+
+# --- the README ----------------------------------------------------------------
+
+
+def readme_blocks() -> list[str]:
+    """The Python code blocks of README.md, in order."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+async def test_readme_usage_example_runs(upstream, capsys, monkeypatch) -> None:
+    """The README's usage example works as written, pointed at a local upstream."""
+    monkeypatch.setenv("SEAWALL_LOAD_PLUGINS", "")  # no installed entry-point plugins
+    up, server = upstream
+    up.then(status(503))
+    code = readme_blocks()[0]
+    assert code.count('"https://api.example.com/v1/things"') == 1
+    assert code.rstrip().endswith("asyncio.run(main())")
+    code = code.replace('"https://api.example.com/v1/things"', repr(str(server.make_url("/"))))
+    code = code.rstrip().removesuffix("asyncio.run(main())")
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    await namespace["main"]()
+    assert capsys.readouterr().out.split() == ["200", "{'id':", "42}", "healthy"]
+    assert up.hits == 2
+
+
+def test_readme_plugin_example_registers(monkeypatch) -> None:
+    """The README's plugin example is a valid plugin that answers 0 s for /health only."""
+    monkeypatch.setenv("SEAWALL_LOAD_PLUGINS", "")  # no installed entry-point plugins
+    from yarl import URL
+
+    namespace: dict[str, object] = {"seawall": seawall}
+    exec(compile(readme_blocks()[1], "README.md", "exec"), namespace)
+    sw = namespace["sw"]
+    assert isinstance(sw, seawall.Seawall)
+    (info,) = sw.list_plugins()
+    assert info.hooks == ("seawall_backoff",)
+    plugin = namespace["NoWaitForHealthChecks"]()
+    health = seawall.Outcome(key="k", url=URL("http://h/health"))
+    other = seawall.Outcome(key="k", url=URL("http://h/other"))
+    assert plugin.seawall_backoff(health) == 0.0
+    assert plugin.seawall_backoff(other) is None
