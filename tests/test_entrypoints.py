@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -139,6 +140,8 @@ def test_a_blocked_entry_point_is_skipped(install: Install) -> None:
 @pytest.mark.slow
 def test_example_package_installs_and_is_discovered(tmp_path: Path) -> None:
     """pip-installing examples/entrypoint_plugin makes a fresh interpreter discover it."""
+    source = tmp_path / "src"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = tmp_path / "site"
     subprocess.run(
         [
@@ -150,7 +153,7 @@ def test_example_package_installs_and_is_discovered(tmp_path: Path) -> None:
             "--no-deps",
             "--target",
             str(target),
-            str(EXAMPLE),
+            str(source),
         ],
         check=True,
         capture_output=True,
