@@ -26,7 +26,14 @@ import aiohttp
 from aiohttp import web
 
 import seawall
-from seawall.events import Event
+from seawall.events import (
+    AttemptFinished,
+    BreakerTransition,
+    CallFinished,
+    Event,
+    Rejected,
+    RetryScheduled,
+)
 
 #: The policy of the demo: short waits so that the whole run takes about 2 s.
 POLICY = seawall.Policy(
@@ -70,22 +77,18 @@ class PrintEvents:
 
     @seawall.hookimpl
     def seawall_event(self, event: Event) -> None:
-        if event.kind == "attempt":
+        if isinstance(event, AttemptFinished):
             result = event.status or event.exception
             self.say(f"attempt {event.attempt}: {result} ({event.category})")
-        elif event.kind == "retry":
+        elif isinstance(event, RetryScheduled):
             self.say(f"retry in {event.delay * 1000:.0f} ms ({event.reason})")
-        elif event.kind == "breaker":
-            why = (
-                f" after {event.consecutive_failures} failures in a row"
-                if event.new == "open"
-                else ""
-            )
-            self.say(f"breaker {event.old} -> {event.new}{why}")
-        elif event.kind == "call" and event.stopped_because:
+        elif isinstance(event, BreakerTransition):
+            why = f" after {event.consecutive_failures} failures in a row"
+            self.say(f"breaker {event.old} -> {event.new}{why if event.new == 'open' else ''}")
+        elif isinstance(event, CallFinished) and event.stopped_because:
             why = STOP_REASONS.get(event.stopped_because, event.stopped_because)
             self.say(f"no more retries: {why}")
-        elif event.kind == "rejected":
+        elif isinstance(event, Rejected):
             self.say(f"rejected without calling the upstream ({event.reason})")
 
 

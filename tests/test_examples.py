@@ -176,6 +176,23 @@ async def test_hook_seawall_configure_example() -> None:
     assert result["healthy"] is True
 
 
+@pytest.mark.slow
+def test_examples_pass_mypy_strict() -> None:
+    """Every example type-checks under mypy --strict, as users' code would."""
+    files = sorted(
+        str(p.relative_to(ROOT)) for p in [*EXAMPLES.glob("*.py"), *EXAMPLES.glob("hooks/*.py")]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # --- docs stay true to the code --------------------------------------------------
 
 _INCLUDE = re.compile(r"<!-- include: (?P<path>\S+) -->\n```python\n(?P<code>.*?)```", re.DOTALL)

@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 import seawall
-from seawall.events import Event
+from seawall.events import Event, RetryScheduled
 
 
 class RateLimitResetAfter:
@@ -45,7 +45,7 @@ class RetryDelays:
 
     @seawall.hookimpl
     def seawall_event(self, event: Event) -> None:
-        if event.kind == "retry":
+        if isinstance(event, RetryScheduled):
             self.delays.append(event.delay)
 
 

@@ -11,7 +11,14 @@ import asyncio
 from collections import Counter
 
 import seawall
-from seawall.events import Event
+from seawall.events import (
+    AttemptFinished,
+    BreakerTransition,
+    CallFinished,
+    Event,
+    Rejected,
+    RetryScheduled,
+)
 
 
 class EventCounter:
@@ -23,14 +30,14 @@ class EventCounter:
     @seawall.hookimpl
     def seawall_event(self, event: Event) -> None:
         detail = ""
-        if event.kind in ("attempt", "retry"):
-            detail = getattr(event, "category", "")
-        elif event.kind == "breaker":
-            detail = f"{getattr(event, 'old', '')}->{getattr(event, 'new', '')}"
-        elif event.kind == "rejected":
-            detail = getattr(event, "reason", "")
-        elif event.kind == "call":
-            detail = getattr(event, "outcome", "")
+        if isinstance(event, AttemptFinished | RetryScheduled):
+            detail = event.category
+        elif isinstance(event, BreakerTransition):
+            detail = f"{event.old}->{event.new}"
+        elif isinstance(event, Rejected):
+            detail = event.reason
+        elif isinstance(event, CallFinished):
+            detail = event.outcome
         self.counts[(event.key, event.kind, detail)] += 1
 
 
