@@ -309,3 +309,16 @@ async def test_client_errors_and_429_do_not_trip(upstream, make_session, code) -
     [state] = sw.health()["keys"].values()
     assert state["state"] == "closed"
     assert state["consecutive_failures"] == 0
+
+
+def test_a_probe_meeting_429_leaves_the_breaker_half_open() -> None:
+    """A 429 says nothing about health: the probe's permit is released, no verdict."""
+    clock = Clock()
+    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0)
+    _fail(breaker)
+    clock.advance(1.0)
+    probe = breaker.admit()
+    assert probe is not None
+    breaker.release(probe)  # what the engine does for RATE_LIMIT
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.admit() is not None

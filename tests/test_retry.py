@@ -416,3 +416,38 @@ async def test_hidden_retry_not_triggered_when_seawall_declines(make_session) ->
         with pytest.raises(aiohttp.ClientConnectionError):
             await session.delete(server.url())
     assert script.requests - before == 1
+
+
+async def test_streaming_error_bodies_are_not_read(aiohttp_server, make_session) -> None:
+    """A text/event-stream error is classified by status alone; the caller gets the stream."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=503, headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: busy\n\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    rec = Recorder()
+    sw = _sw(rec, max_attempts=2)
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 503
+        assert await resp.read() == b"data: busy\n\n"
+    assert [o.body for o in rec.outcomes] == [None, None]
+    assert rec.outcomes[0].content_type == "text/event-stream"
+
+
+async def test_success_bodies_are_not_read(upstream, make_session) -> None:
+    """A 200 is handed over unread: its body is still in the stream, not in the outcome."""
+    up, server = upstream
+    rec = Recorder()
+    sw = _sw(rec)
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 200
+        assert resp._body is None
+        assert await resp.text() == "ok"
+    assert rec.outcomes[0].body is None
+    assert up.hits == 1
