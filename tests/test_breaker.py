@@ -322,3 +322,23 @@ def test_a_probe_meeting_429_leaves_the_breaker_half_open() -> None:
     breaker.release(probe)  # what the engine does for RATE_LIMIT
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.admit() is not None
+
+
+async def test_health_is_degraded_when_some_breakers_are_open() -> None:
+    """health(): healthy with all closed, degraded with some open, unhealthy with all open."""
+    sw = _sw(Clock(), failure_threshold=1)
+
+    async def down() -> None:
+        raise ConnectionResetError("connection reset")
+
+    async def fine() -> str:
+        return "ok"
+
+    assert sw.health()["status"] == "healthy"
+    assert await sw.call(fine, key="a") == "ok"
+    with pytest.raises(ConnectionResetError):
+        await sw.call(down, key="b")
+    report = sw.health()
+    assert report["status"] == "degraded"
+    assert report["keys"]["a"]["state"] == "closed"
+    assert report["keys"]["b"]["state"] == "open"

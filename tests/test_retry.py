@@ -451,3 +451,58 @@ async def test_success_bodies_are_not_read(upstream, make_session) -> None:
         assert await resp.text() == "ok"
     assert rec.outcomes[0].body is None
     assert up.hits == 1
+
+
+# --- the sw.call adapter ----------------------------------------------------------------------
+
+
+async def test_protect_decorator_retries_like_call() -> None:
+    """@sw.protect(key=...) retries the decorated coroutine function and keeps its name."""
+    sw = _sw(max_attempts=3)
+    calls = 0
+
+    @sw.protect(key="search")
+    async def search(term: str) -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionResetError("connection reset")
+        return term.upper()
+
+    assert await search("x") == "X"
+    assert calls == 3
+    assert search.__name__ == "search"
+    assert sw.health()["keys"]["search"]["retries"] == 2
+
+
+async def test_call_with_a_non_awaitable_is_a_type_error_not_retried() -> None:
+    """Passing a plain function to sw.call fails at once with advice."""
+    sw = _sw()
+    calls = 0
+
+    def sync() -> int:
+        nonlocal calls
+        calls += 1
+        return 1
+
+    with pytest.raises(TypeError, match="pass an async function"):
+        await sw.call(sync, key="sync")  # type: ignore[arg-type]
+    assert calls == 1
+    with pytest.raises(TypeError, match="async function"):
+        sw.protect()(sync)  # type: ignore[arg-type]
+
+
+async def test_no_event_is_built_when_nobody_listens(upstream, make_session, monkeypatch) -> None:
+    """With no seawall_event plugin, retries build no event objects at all."""
+    up, server = upstream
+    up.then(status(503))
+    sw = _sw()
+
+    def forbidden(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("an event was built with nobody listening")
+
+    monkeypatch.setattr(sw, "_emit", forbidden)
+    monkeypatch.setattr(sw, "_emit_attempt", forbidden)
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 200
+    assert up.hits == 2
