@@ -331,3 +331,56 @@ async def test_hook_seawall_configure() -> None:
     with pytest.raises(RuntimeError):
         await sw.call(pay_plain, key="pay")
     assert calls == 1  # the pattern the plugin added made it VALIDATION
+
+
+async def test_raising_event_escalate_and_configure_plugins_are_isolated(
+    upstream, make_session
+) -> None:
+    """Faults in the 'all results' hooks are contained; other sinks still get the incident."""
+    delivered: list[seawall.Incident] = []
+    never = asyncio.Event()
+
+    class Broken:
+        @seawall.hookimpl
+        def seawall_configure(self) -> None:
+            raise RuntimeError("configure bug")
+
+        @seawall.hookimpl
+        def seawall_event(self) -> None:
+            raise RuntimeError("event bug")
+
+        @seawall.hookimpl
+        def seawall_escalate(self) -> None:
+            raise RuntimeError("sink bug")
+
+    class Hangs:
+        @seawall.hookimpl
+        def seawall_escalate(self) -> Any:
+            return never.wait()
+
+    class Good:
+        @seawall.hookimpl
+        def seawall_escalate(self, incident: seawall.Incident) -> None:
+            delivered.append(incident)
+
+    up, server = upstream
+    up.default = status(403)
+    sw = _sw(
+        Broken(),
+        Hangs(),
+        Good(),
+        blocked=["seawall.builtin.logging_sink"],
+        escalation=seawall.EscalationPolicy(sink_timeout=0.05),
+    )
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 403
+    async with asyncio.timeout(5):
+        await sw.aclose()
+    assert len(delivered) == 1
+    faults = sw.health()["plugin_faults"]
+    assert {name.rsplit(".", 1)[1] for name in faults} == {
+        "seawall_configure",
+        "seawall_event",
+        "seawall_escalate",
+    }
+    assert sw.health()["escalation"]["sink_errors"] == 1  # the one that hung
