@@ -609,21 +609,26 @@ class Seawall:
         ):
             return None, SUCCESS
         outcome = self._outcome(spec, number, result, exc, elapsed)
+        return outcome, self.classify(outcome)[0]
+
+    def classify(self, outcome: Outcome) -> tuple[Classification, str | None]:
+        """What ``outcome`` means, and which plugin said so (``None``: the fallback)."""
+        hooks = self.hooks
         answer, plugin = hooks.first("seawall_classify", outcome=outcome)
         if not isinstance(answer, Classification):
             if answer is not None and plugin is not None:
                 bad = TypeError(f"seawall_classify returned {answer!r}, not a Classification")
                 hooks.fault(plugin, "seawall_classify", bad)
-            answer = self._fallback(outcome)
+            answer, plugin = self._fallback(outcome), None
         if (
-            spec.context.get("critical")
+            outcome.context.get("critical")
             and not answer.is_success
             and (answer.severity <= Severity.MEDIUM or not answer.escalate)
         ):
             answer = attrs.evolve(
                 answer, severity=max(answer.severity, Severity.HIGH), escalate=True
             )
-        return outcome, answer
+        return answer, plugin
 
     def _fallback(self, outcome: Outcome) -> Classification:
         """When every classifier deferred or failed: the built-in tables, called directly."""
