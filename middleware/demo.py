@@ -211,11 +211,10 @@ async def run_demo(
     t0 = loop.time() + 0.1
     sw = Seawall(demo_policy(config), entrypoints=False)
     sw.register(_BreakerRecorder(guarded, lambda: loop.time() - t0), name="demo.recorder")
-    connector = {"limit": 500}
     try:
         async with (
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(**connector)) as plain,
-            sw.session(connector=aiohttp.TCPConnector(**connector)) as protected,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=500)) as plain,
+            sw.session(connector=aiohttp.TCPConnector(limit=500)) as protected,
         ):
             for variant in variants:
                 variant.upstream.start(t0)

@@ -45,7 +45,7 @@ def _first_success(variant: Variant, after: float) -> float | None:
 
 
 def _sustained(variant: Variant, after: float, end: float, window: float) -> float | None:
-    """Seconds after ``after`` to the first ``window`` in which >= 90 % of calls that ended succeeded."""
+    """Seconds from ``after`` to the first ``window`` where >= 90 % of ending calls succeeded."""
     finished = sorted((e, ok) for _s, e, ok in variant.requests if e >= after)
     steps = int((end - after) / BUCKET)
     for step in range(max(0, steps)):

@@ -2,8 +2,9 @@
 
 Phases, as shares of the run: healthy, 30 % errors, a full outage (every
 request answered 503 at once), a rate-limited phase (a fixed-window limiter;
-the rest get 429 with ``Retry-After`` until the next window), and recovery. The server records the time and
-status of every request it answers, which is what the demo counts.
+the rest get 429 with ``Retry-After`` until the next window), and recovery.
+The server records the time and status of every request it answers, which is
+what the demo counts.
 """
 
 from __future__ import annotations
