@@ -294,7 +294,7 @@ class SeawallMiddleware:
         )
         upstream = redact_text(error.key)
         detail = redact_text(str(error))[:_DETAIL_LIMIT]
-        log.warning("seawall.asgi: answered %d for %s from %s: %s", status, slug, upstream, detail)
+        log.warning("answered %d (%s) for upstream %s: %s", status, slug, upstream, detail)
         await _send_problem(
             send,
             status,
