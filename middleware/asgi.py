@@ -21,9 +21,7 @@ Starlette is never imported here. See docs/asgi.md.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
@@ -39,6 +37,7 @@ from seawall.errors import (
 )
 from seawall.events import Rejected
 from seawall.inbound import RouteBudgets, header_timeout
+from seawall.problem import PROBLEM_TYPE_BASE, send_json, send_problem
 from seawall.redact import redact_text
 
 if TYPE_CHECKING:
@@ -66,9 +65,6 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]
 
 log = logging.getLogger("seawall.asgi")
 
-#: Problem ``type`` URIs are this prefix plus a slug (RFC 9457 section 3.1.1).
-PROBLEM_TYPE_BASE = "urn:seawall:problem:"
-
 #: The key of ``Rejected`` events for requests shed by ``max_concurrency``.
 INBOUND_KEY = "inbound"
 
@@ -83,11 +79,6 @@ ERROR_STATUSES: tuple[tuple[type[SeawallError], int, str, str], ...] = (
 
 _HEALTH_OK = frozenset({"healthy", "degraded"})
 _DETAIL_LIMIT = 500
-
-
-def _retry_after_header(seconds: float) -> bytes:
-    """``Retry-After`` in whole seconds, rounded up, at least 1."""
-    return str(max(1, math.ceil(seconds))).encode()
 
 
 def _seawall_error(exc: BaseException) -> SeawallError | None:
@@ -108,56 +99,6 @@ def _seawall_error(exc: BaseException) -> SeawallError | None:
                 first = first.exceptions[0]
             return first if isinstance(first, SeawallError) else None
     return None
-
-
-async def _send_json(
-    send: Send,
-    status: int,
-    body: Mapping[str, Any],
-    *,
-    content_type: bytes = b"application/json",
-    headers: tuple[tuple[bytes, bytes], ...] = (),
-) -> None:
-    data = json.dumps(body, default=str, separators=(",", ":")).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(data)).encode()),
-                (b"cache-control", b"no-store"),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
-
-
-async def _send_problem(
-    send: Send,
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    retry_after: float | None,
-    **extensions: Any,
-) -> None:
-    problem: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        **extensions,
-    }
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    if retry_after is not None:
-        header = _retry_after_header(retry_after)
-        problem["retry_after"] = int(header)
-        headers = ((b"retry-after", header),)
-    await _send_json(
-        send, status, problem, content_type=b"application/problem+json", headers=headers
-    )
 
 
 class SeawallMiddleware:
@@ -295,7 +236,7 @@ class SeawallMiddleware:
         upstream = redact_text(error.key)
         detail = redact_text(str(error))[:_DETAIL_LIMIT]
         log.warning("answered %d (%s) for upstream %s: %s", status, slug, upstream, detail)
-        await _send_problem(
+        await send_problem(
             send,
             status,
             slug,
@@ -325,7 +266,7 @@ class SeawallMiddleware:
             f"{self.in_flight} requests are in flight, the limit of this service "
             f"(max_concurrency={self.max_concurrency}); retry later"
         )
-        await _send_problem(
+        await send_problem(
             send, 503, "overloaded", "Service overloaded", detail, self.shed_retry_after
         )
 
@@ -354,13 +295,13 @@ class SeawallMiddleware:
     async def _probe(self, scope: Scope, send: Send, *, liveness: bool) -> None:
         if scope.get("method", "GET") not in ("GET", "HEAD"):
             body = {"detail": "use GET or HEAD"}
-            await _send_json(send, 405, body, headers=((b"allow", b"GET, HEAD"),))
+            await send_json(send, 405, body, headers=((b"allow", b"GET, HEAD"),))
             return
         if liveness:
-            await _send_json(send, 200, {"status": "alive"})
+            await send_json(send, 200, {"status": "alive"})
             return
         code, report = self.health()
-        await _send_json(send, code, report)
+        await send_json(send, code, report)
 
 
 def lifespan(
