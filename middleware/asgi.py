@@ -277,7 +277,8 @@ class SeawallMiddleware:
         report = self.seawall.health()
         status = report["status"]
         if status == "unhealthy" and any(
-            key["state"] == "open" and not key["retry_after"] for key in report["keys"].values()
+            key.get("state") == "open" and not key.get("retry_after")
+            for key in report.get("keys", {}).values()
         ):
             # An open breaker due a probe lets the next call through: report it
             # ready, or the probe that would close it never comes.

@@ -210,6 +210,33 @@ async def test_inbound_deadline_bounds_a_slow_upstream(upstream, make_session) -
     assert up.hits == 1
 
 
+async def test_sw_call_is_bounded_by_the_inbound_deadline() -> None:
+    """sw.call in a handler gets the request's budget: spent is never called, short gives 504."""
+    sw = seawall.Seawall(entrypoints=False)
+    calls = 0
+
+    async def never_answers() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.wait_for(asyncio.Event().wait(), 10)
+        return "unreachable"
+
+    async def endpoint(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse(await sw.call(never_answers, key="search"))
+
+    app = Starlette(
+        routes=[Route("/search", endpoint)],
+        middleware=[Middleware(SeawallMiddleware, seawall=sw, deadline=30.0)],
+    )
+    async with client(app) as c:
+        spent = await c.get("/search", headers={"grpc-timeout": "1n"})
+        assert calls == 0
+        short = await c.get("/search", headers={"grpc-timeout": "100m"})
+    assert (spent.status_code, problem(spent)["upstream"]) == (504, "search")
+    assert (short.status_code, problem(short)["attempts"]) == (504, 1)
+    assert calls == 1
+
+
 # --- errors out as HTTP ------------------------------------------------------------
 
 
