@@ -294,15 +294,16 @@ class SeawallMiddleware:
         return code, report
 
     async def _probe(self, scope: Scope, send: Send, *, liveness: bool) -> None:
-        if scope.get("method", "GET") not in ("GET", "HEAD"):
-            body = {"detail": "use GET or HEAD"}
+        method = scope.get("method", "GET")
+        if method not in ("GET", "HEAD"):
+            body = {"detail": f"{method} is not allowed here; use GET or HEAD"}
             await send_json(send, 405, body, headers=((b"allow", b"GET, HEAD"),))
             return
         if liveness:
-            await send_json(send, 200, {"status": "alive"})
-            return
-        code, report = self.health()
-        await send_json(send, code, report)
+            code, report = 200, {"status": "alive"}
+        else:
+            code, report = self.health()
+        await send_json(send, code, report, head=method == "HEAD")
 
 
 def lifespan(

@@ -30,8 +30,9 @@ async def send_json(
     *,
     content_type: bytes = b"application/json",
     headers: tuple[tuple[bytes, bytes], ...] = (),
+    head: bool = False,
 ) -> None:
-    """Send a whole JSON response, never cached (health answers and problems)."""
+    """Send a whole JSON response, never cached; for ``head`` the headers only."""
     data = json.dumps(body, default=str, separators=(",", ":")).encode()
     await send(
         {
@@ -45,7 +46,7 @@ async def send_json(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": data})
+    await send({"type": "http.response.body", "body": b"" if head else data})
 
 
 async def send_problem(

@@ -461,10 +461,13 @@ async def test_health_without_detail_and_paths_configurable(upstream, make_sessi
         ready = await c.get("/ready")
         default = await c.get("/_seawall/health")
         post = await c.post("/ready")
+        head = await c.head("/ready")
     assert (ready.status_code, ready.json()) == (200, {"status": "healthy"})
     assert default.status_code == 404
     assert post.status_code == 405
     assert post.headers["allow"] == "GET, HEAD"
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == str(len(ready.content))
     async with client(make_app(sw, health_path=None)) as c:
         assert (await c.get("/_seawall/health")).status_code == 404
         assert (await c.get("/_seawall/live")).status_code == 404

@@ -109,6 +109,9 @@ async def test_example_app_under_uvicorn(aiohttp_server: Any, tmp_path: Path) ->
                     return resp.status, await resp.json()
 
             await wait_until(live, proc, log, tries=200)
+            async with http.head(f"{base}/_seawall/health") as resp:
+                assert resp.status == 200
+                assert await resp.read() == b""
 
             async with http.get(f"{base}/proxy") as resp:
                 assert resp.status == 200, await resp.text()
