@@ -36,7 +36,7 @@ from seawall.errors import (
     SeawallError,
 )
 from seawall.events import Rejected
-from seawall.inbound import RouteBudgets, header_timeout
+from seawall.inbound import RouteBudgets, check_seconds, header_timeout
 from seawall.problem import PROBLEM_TYPE_BASE, send_json, send_problem
 from seawall.redact import redact_text
 
@@ -156,9 +156,9 @@ class SeawallMiddleware:
         self.seawall = seawall
         self.budgets = RouteBudgets(deadline, route_deadlines)
         self.read_timeout_headers = read_timeout_headers
-        self.max_deadline = RouteBudgets(max_deadline).default
+        self.max_deadline = check_seconds("max_deadline", max_deadline)
         self.max_concurrency = max_concurrency
-        self.shed_retry_after = RouteBudgets(shed_retry_after).default or 1.0
+        self.shed_retry_after = check_seconds("shed_retry_after", shed_retry_after) or 1.0
         self.health_path = health_path
         self.liveness_path = liveness_path
         self.health_detail = health_detail
@@ -235,7 +235,7 @@ class SeawallMiddleware:
         )
         upstream = redact_text(error.key)
         detail = redact_text(str(error))[:_DETAIL_LIMIT]
-        log.warning("answered %d (%s) for upstream %s: %s", status, slug, upstream, detail)
+        log.info("answered %d (%s) for upstream %s: %s", status, slug, upstream, detail)
         await send_problem(
             send,
             status,

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_HEADER_LENGTH",
     "X_REQUEST_TIMEOUT",
     "RouteBudgets",
+    "check_seconds",
     "header_timeout",
     "parse_grpc_timeout",
     "parse_request_timeout",
@@ -94,7 +95,8 @@ def header_timeout(headers: Iterable[tuple[bytes, bytes]]) -> float | None:
     return best
 
 
-def _check_seconds(name: str, value: object) -> float | None:
+def check_seconds(name: str, value: object) -> float | None:
+    """``value`` as float seconds (``None`` stays ``None``); anything but positive finite fails."""
     if value is None:
         return None
     if (
@@ -121,7 +123,7 @@ class RouteBudgets:
     def __init__(
         self, default: float | None = None, routes: Mapping[str, float | None] | None = None
     ) -> None:
-        self.default = _check_seconds("deadline", default)
+        self.default = check_seconds("deadline", default)
         self.exact: dict[str, float | None] = {}
         self.patterns: list[tuple[re.Pattern[str], float | None]] = []
         for pattern, budget in (routes or {}).items():
@@ -131,7 +133,7 @@ class RouteBudgets:
                     "use e.g. '/reports' or '/slow/*'"
                 )
                 raise ValueError(msg)
-            seconds = _check_seconds(f"route_deadlines[{pattern!r}]", budget)
+            seconds = check_seconds(f"route_deadlines[{pattern!r}]", budget)
             if any(c in pattern for c in "*?["):
                 self.patterns.append((re.compile(fnmatch.translate(pattern)), seconds))
             else:

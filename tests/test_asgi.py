@@ -519,7 +519,8 @@ def test_websocket_through_starlette() -> None:
         ({"max_concurrency": True}, "max_concurrency=True"),
         ({"health_path": "health"}, "health_path='health'"),
         ({"deadline": -1}, "deadline=-1"),
-        ({"max_deadline": 0}, "deadline=0"),
+        ({"max_deadline": 0}, "max_deadline=0"),
+        ({"shed_retry_after": -1}, "shed_retry_after=-1"),
         ({"route_deadlines": {"x": 1.0}}, "not a path pattern"),
     ],
 )
