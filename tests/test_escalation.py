@@ -70,7 +70,9 @@ async def test_incidents_are_deduplicated_per_key_and_category_with_a_count():
     _report(esc)
     await esc.drain()
     last = sink.incidents[-1]
-    assert last.count == 5 and last.first_seen == 1001.0 and last.last_seen == 1100.0
+    assert last.count == 5
+    assert last.first_seen == 1001.0
+    assert last.last_seen == 1100.0
     assert esc.stats["folded"] == 4
     first = sink.incidents[0]
     assert (first.severity, first.key, first.reason) == (Severity.HIGH, "k", "HTTP 401")
@@ -187,8 +189,10 @@ async def test_webhook_sink_posts_slack_compatible_json(upstream, make_session, 
     await sw.escalator.drain()
     (body,) = received
     assert body["text"].startswith("[HIGH] authentication on ")
-    assert body["category"] == "authentication" and body["severity"] == "HIGH"
-    assert body["count"] == 1 and body["request"].startswith("GET http://127.0.0.1")
+    assert body["category"] == "authentication"
+    assert body["severity"] == "HIGH"
+    assert body["count"] == 1
+    assert body["request"].startswith("GET http://127.0.0.1")
     assert {"key", "reason", "first_seen", "last_seen"} <= set(body)
     assert sink.stats == {"sent": 1, "failed": 0, "rate_limited": 0, "retried": 1}
     assert up.hits == 1  # the sink's own POSTs never went through seawall
@@ -205,7 +209,8 @@ async def test_webhook_rate_limit_drops_and_counts(receiver):
         _report(esc, key=f"k{n}")
     await esc.drain()
     await sink.aclose()
-    assert sink.stats["rate_limited"] == 3 and len(received) == 2
+    assert sink.stats["rate_limited"] == 3
+    assert len(received) == 2
 
 
 def test_webhook_sink_checks_its_url_without_showing_the_token():
@@ -222,4 +227,5 @@ def test_webhook_sink_from_env(monkeypatch):
     assert WebhookSink.from_env() is None
     monkeypatch.setenv("SEAWALL_WEBHOOK_URL", "https://hooks.example/x")
     sink = WebhookSink.from_env(max_per_minute=3)
-    assert sink is not None and sink.max_per_minute == 3
+    assert sink is not None
+    assert sink.max_per_minute == 3

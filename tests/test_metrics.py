@@ -1,4 +1,4 @@
-"""Built-in metrics: counters, the latency histogram and ``sw.health()`` after scripted scenarios."""
+"""Built-in metrics: counters, latency histogram and ``sw.health()`` after scripted scenarios."""
 
 from __future__ import annotations
 
@@ -41,9 +41,11 @@ async def test_counters_after_a_scripted_scenario(upstream, make_session):
     assert detail["success_rate"] == pytest.approx(1 / 4)
     assert report["status"] == "unhealthy"
     assert report["breakers"] == {"closed": 0, "open": 1, "half_open": 0}
-    assert report["requests"] == 4 and report["successes"] == 1
+    assert report["requests"] == 4
+    assert report["successes"] == 1
     for name in ("average_latency", "p50_latency", "p95_latency", "p99_latency"):
-        assert report[name] is not None and 0 <= report[name] < 5
+        assert report[name] is not None
+        assert 0 <= report[name] < 5
     assert report["uptime"] >= 0
 
 
@@ -85,8 +87,10 @@ async def test_reset_metrics_zeroes_counters_but_keeps_breakers():
         await sw.call(down, key="bad")
     sw.reset_metrics()
     detail = sw.health()["keys"]["bad"]
-    assert detail["requests"] == 0 and detail["failures"] == {}
-    assert detail["average_latency"] is None and detail["p99_latency"] is None
+    assert detail["requests"] == 0
+    assert detail["failures"] == {}
+    assert detail["average_latency"] is None
+    assert detail["p99_latency"] is None
     assert detail["state"] == "open"
 
 
@@ -113,7 +117,8 @@ def test_histogram_memory_is_bounded_and_slow_calls_land_in_inf():
     for s in (0.0, 1e-9, 3600.0, 1e9):
         hist.observe(s)
     assert len(hist.counts) == len(LATENCY_BUCKETS) + 1
-    assert hist.counts[0] == 2 and hist.counts[-1] == 2
+    assert hist.counts[0] == 2
+    assert hist.counts[-1] == 2
     assert hist.quantile(0.99) == 1e9
 
 
