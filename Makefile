@@ -20,7 +20,7 @@ $(STAMP): $(PY) pyproject.toml $(PKG_DIRS)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/seawall demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

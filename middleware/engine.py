@@ -12,6 +12,7 @@ import asyncio
 import fnmatch
 import functools
 import inspect
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -44,6 +45,7 @@ from seawall.events import (
     Rejected,
     RetryScheduled,
 )
+from seawall.logs import attempts_log, breaker_log, level_for
 from seawall.metrics import KeyStats, health_report
 from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
 from seawall.policy import Policy
@@ -206,6 +208,7 @@ class Seawall:
         self.hooks = Hooks(self.plugin_manager)
         self.escalator = Escalator(self.hooks, escalation)
         self.started = time.time()
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
         for pattern in patterns:
             if isinstance(pattern, tuple):
                 self.add_pattern(*pattern)
@@ -472,6 +475,8 @@ class Seawall:
             )
             if self.hooks.has("seawall_event"):
                 self._emit_attempt(spec, number, result, exc, classification, elapsed)
+            if not classification.is_success:
+                _log_attempt(spec, history[-1], classification)
             if classification.is_success:
                 self._finish(spec, started, classification, result, number, None)
                 return result.value if result is not None else None
@@ -611,21 +616,26 @@ class Seawall:
         ):
             return None, SUCCESS
         outcome = self._outcome(spec, number, result, exc, elapsed)
+        return outcome, self.classify(outcome)[0]
+
+    def classify(self, outcome: Outcome) -> tuple[Classification, str | None]:
+        """What ``outcome`` means, and which plugin said so (``None``: the fallback)."""
+        hooks = self.hooks
         answer, plugin = hooks.first("seawall_classify", outcome=outcome)
         if not isinstance(answer, Classification):
             if answer is not None and plugin is not None:
                 bad = TypeError(f"seawall_classify returned {answer!r}, not a Classification")
                 hooks.fault(plugin, "seawall_classify", bad)
-            answer = self._fallback(outcome)
+            answer, plugin = self._fallback(outcome), None
         if (
-            spec.context.get("critical")
+            outcome.context.get("critical")
             and not answer.is_success
             and (answer.severity <= Severity.MEDIUM or not answer.escalate)
         ):
             answer = attrs.evolve(
                 answer, severity=max(answer.severity, Severity.HIGH), escalate=True
             )
-        return outcome, answer
+        return answer, plugin
 
     def _fallback(self, outcome: Outcome) -> Classification:
         """When every classifier deferred or failed: the built-in tables, called directly."""
@@ -824,6 +834,18 @@ class Seawall:
         state = self._states.get(transition.key)
         if state is not None:
             state.stats.transitions[f"{transition.old.value}->{transition.new.value}"] += 1
+        level = logging.WARNING if transition.new is BreakerState.OPEN else logging.INFO
+        if breaker_log.isEnabledFor(level):
+            breaker_log.log(
+                level,
+                "circuit breaker for %s: %s -> %s (failure rate %.0f%%, %d consecutive failures)",
+                transition.key,
+                transition.old.value,
+                transition.new.value,
+                transition.failure_rate * 100,
+                transition.consecutive_failures,
+                extra={"seawall_key": transition.key, "seawall_breaker": transition.new.value},
+            )
         if self.hooks.has("seawall_event"):
             self.hooks.each(
                 "seawall_event",
@@ -840,7 +862,14 @@ class Seawall:
     def _reject(self, spec: CallSpec, reason: str, retry_after: float | None) -> None:
         spec.state.stats.rejections[reason] += 1
         if self.hooks.has("seawall_event"):
-            self._emit(Rejected, spec, reason=reason, retry_after=retry_after)
+            self._emit(
+                Rejected,
+                spec,
+                reason=reason,
+                retry_after=retry_after,
+                method=spec.method,
+                url=str(spec.redacted_url or ""),
+            )
             if reason == "budget":
                 self._emit(BudgetExhausted, spec, balance=spec.state.budget.balance())
 
@@ -903,15 +932,46 @@ class Seawall:
         for state in self._states.values():
             state.stats = KeyStats()
 
+    def on_close(self, callback: Callable[[], Awaitable[Any]]) -> None:
+        """Have ``aclose()`` await ``callback()`` after the incidents are delivered.
+
+        For plugins that own resources (a webhook sink's HTTP session).
+        """
+        self._closers.append(callback)
+
     async def aclose(self) -> None:
-        """Deliver queued incidents (bounded) and stop background work."""
+        """Deliver queued incidents (bounded), stop background work, close plugins."""
         await self.escalator.aclose()
+        closers, self._closers = self._closers, []
+        for close in closers:
+            try:
+                await close()
+            except Exception:
+                logging.getLogger("seawall").exception("seawall: %r failed on aclose", close)
 
     async def __aenter__(self) -> Seawall:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _log_attempt(spec: CallSpec, record: AttemptRecord, c: Classification) -> None:
+    """Log a failed attempt on ``seawall.attempts`` at its severity's level, if enabled."""
+    level = level_for(c.severity)
+    if attempts_log.isEnabledFor(level):
+        attempts_log.log(
+            level,
+            "%s: %s",
+            spec.request_line(),
+            record,
+            extra={
+                "seawall_key": spec.key,
+                "seawall_attempt": record.number,
+                "seawall_category": c.category.value,
+                "seawall_severity": c.severity.name,
+            },
+        )
 
 
 def _describe(result: Attempt | None, exc: BaseException | None) -> str:

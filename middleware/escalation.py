@@ -4,7 +4,13 @@ The engine calls ``Escalator.report`` synchronously; it never blocks and
 never raises. Incidents are folded per (key, category) within ``window``
 seconds (the count is kept), queued in a bounded queue (overflow is counted
 and dropped), and a worker task hands each to every ``seawall_escalate`` sink,
-awaiting a returned awaitable for at most ``sink_timeout`` seconds.
+awaiting the returned awaitables side by side, each for at most
+``sink_timeout`` seconds. Repeats folded since the last incident of their
+(key, category) go out with the next one after the window, or as a last
+incident on ``aclose()``.
+
+Every text field is redacted by the caller (the engine); ``report`` redacts
+the context's string values and masks key-like context names once more.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from seawall.outcome import Category, Severity
+from seawall.redact import MASK, is_secret_param, redact_text
 
 if TYPE_CHECKING:
     from seawall.plugins.manager import Hooks
@@ -84,14 +91,33 @@ class _Fold:
     last_seen: float
     pending: int = 0  # occurrences since the last dispatch
     dispatched_at: float | None = None
+    latest: Incident | None = None  # the last occurrence, for a flush on close
+
+
+def _safe_context(context: dict[str, Any] | None) -> dict[str, Any]:
+    safe: dict[str, Any] = {}
+    for name, value in (context or {}).items():
+        if is_secret_param(str(name)):
+            safe[name] = MASK
+        elif isinstance(value, str):
+            safe[name] = redact_text(value)
+        else:
+            safe[name] = value
+    return safe
 
 
 class Escalator:
     """Folds, queues and delivers incidents for one ``Seawall``."""
 
-    def __init__(self, hooks: Hooks, policy: EscalationPolicy | None = None) -> None:
+    def __init__(
+        self,
+        hooks: Hooks,
+        policy: EscalationPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.hooks = hooks
         self.policy = policy or EscalationPolicy()
+        self._clock = clock  # wall-clock seconds: incidents carry first/last seen times
         self._folds: dict[tuple[str, Category], _Fold] = {}
         self._queue: asyncio.Queue[Incident] | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -109,7 +135,7 @@ class Escalator:
     ) -> None:
         """Note an incident; queue it unless one like it went out within the window."""
         self.stats["reported"] += 1
-        now = time.time()
+        now = self._clock()
         fold_key = (key, category)
         fold = self._folds.get(fold_key)
         if fold is None:
@@ -118,6 +144,8 @@ class Escalator:
             fold = self._folds[fold_key] = _Fold(first_seen=now, last_seen=now)
         fold.last_seen = now
         fold.pending += 1
+        if fold.pending == 1:
+            fold.first_seen = now  # the first occurrence not yet told
         if fold.dispatched_at is not None and now - fold.dispatched_at < self.policy.window:
             self.stats["folded"] += 1
             return
@@ -130,11 +158,11 @@ class Escalator:
             count=fold.pending,
             first_seen=fold.first_seen,
             last_seen=now,
-            context=dict(context or {}),
+            context=_safe_context(context),
         )
         fold.dispatched_at = now
         fold.pending = 0
-        fold.first_seen = now
+        fold.latest = incident
         self._enqueue(incident)
 
     def _enqueue(self, incident: Incident) -> None:
@@ -164,18 +192,47 @@ class Escalator:
             queue.task_done()
 
     async def deliver(self, incident: Incident) -> None:
-        """Hand ``incident`` to every sink; a sink that raises or hangs is contained."""
+        """Hand ``incident`` to every sink; a sink that raises or hangs is contained.
+
+        Awaitables returned by sinks run side by side, each bounded by
+        ``sink_timeout``, so one hanging sink delays no other sink by more.
+        """
         self.stats["dispatched"] += 1
-        for plugin, result in self.hooks.each_with_names("seawall_escalate", incident=incident):
-            if not inspect.isawaitable(result):
-                continue
-            try:
-                await asyncio.wait_for(_awaited(result), self.policy.sink_timeout)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.stats["sink_errors"] += 1
-                self.hooks.fault(plugin, "seawall_escalate", exc)
+        pending = [
+            self._bounded(plugin, result)
+            for plugin, result in self.hooks.each_with_names("seawall_escalate", incident=incident)
+            if inspect.isawaitable(result)
+        ]
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def _bounded(self, plugin: str, result: Awaitable[Any]) -> None:
+        timeout = self.policy.sink_timeout
+        try:
+            await asyncio.wait_for(_awaited(result), timeout)
+        except TimeoutError:
+            self.stats["sink_errors"] += 1
+            error = TimeoutError(
+                f"escalation sink {plugin!r} did not finish within sink_timeout={timeout:g}s; "
+                "make it faster or raise EscalationPolicy.sink_timeout"
+            )
+            self.hooks.fault(plugin, "seawall_escalate", error)
+        except Exception as exc:
+            self.stats["sink_errors"] += 1
+            self.hooks.fault(plugin, "seawall_escalate", exc)
+
+    def flush(self) -> None:
+        """Queue one incident for each (key, category) with repeats not yet told."""
+        for fold in self._folds.values():
+            if fold.pending and fold.latest is not None:
+                incident = attrs.evolve(
+                    fold.latest,
+                    count=fold.pending,
+                    first_seen=fold.first_seen,
+                    last_seen=fold.last_seen,
+                )
+                fold.pending = 0
+                self._enqueue(incident)
 
     async def drain(self, within: float = 5.0) -> None:
         """Wait (at most ``within`` seconds) until queued incidents are delivered."""
@@ -187,7 +244,9 @@ class Escalator:
                 log.warning("seawall: escalation sinks did not finish within %.1fs", within)
 
     async def aclose(self, within: float = 5.0) -> None:
-        """Deliver what is queued (bounded by ``within`` seconds), then stop the worker."""
+        """Tell folded repeats, deliver what is queued (bounded by ``within``
+        seconds), then stop the worker."""
+        self.flush()
         await self.drain(within)
         worker = self._worker
         if worker is not None and not worker.done():

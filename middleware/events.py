@@ -1,7 +1,10 @@
 """Event objects for ``seawall_event``: frozen, redacted, built only when observed.
 
 Each has a ``kind``: ``attempt``, ``retry``, ``call``, ``rejected``,
-``breaker`` or ``budget``. URLs are redacted strings.
+``breaker`` or ``budget``. URLs are redacted strings; exceptions are named by
+class only (their messages may hold secrets). The engine builds an event only
+when some plugin implements ``seawall_event`` (``Hooks.has``), so nobody
+listening costs nothing.
 """
 
 from __future__ import annotations
@@ -83,23 +86,26 @@ class Rejected(Event):
 
     kind: ClassVar[str] = "rejected"
     reason: str  # "breaker", "budget", "deadline", "cooldown", "load_shedding"
-    retry_after: float | None = None
+    retry_after: float | None = None  # seconds until the refusal may lift, when known
+    method: str = ""
+    url: str = ""  # redacted; empty for ``sw.call``
 
 
 @attrs.frozen(kw_only=True)
 class BreakerTransition(Event):
-    """The breaker of ``key`` changed state."""
+    """The breaker of ``key`` changed state, from ``old`` to ``new``."""
 
     kind: ClassVar[str] = "breaker"
-    old: str
+    old: str  # "closed", "open" or "half_open"
     new: str
-    failure_rate: float
+    failure_rate: float  # failures among the calls in the breaker's window, 0..1
     consecutive_failures: int
 
 
 @attrs.frozen(kw_only=True)
 class BudgetExhausted(Event):
-    """The retry budget of ``key`` refused a retry."""
+    """The retry budget of ``key`` refused a retry (a ``Rejected`` with reason
+    ``budget`` is emitted just before it)."""
 
     kind: ClassVar[str] = "budget"
-    balance: float
+    balance: float  # tokens left; below 1, so no retry could be paid for

@@ -1,9 +1,18 @@
-"""Counters kept by the engine, with no dependency: per key, cheap to update."""
+"""Counters kept by the engine, with no dependency: per key, cheap to update.
+
+Each key has a ``KeyStats``: plain integer counters and a latency histogram
+with fixed buckets (``LATENCY_BUCKETS``), so memory per key is bounded and an
+update is a ``bisect`` and an increment. ``health_report`` turns them into the
+report behind ``sw.health()``; exporters (``seawall.plugins.prometheus``,
+``seawall.plugins.otel``) read the same objects at scrape time.
+"""
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from seawall.breaker import BreakerState
@@ -11,17 +20,119 @@ from seawall.breaker import BreakerState
 if TYPE_CHECKING:
     from seawall.engine import Seawall
 
-__all__ = ["KeyStats", "health_report"]
+__all__ = ["LATENCY_BUCKETS", "KeyStats", "LatencyHistogram", "health_report"]
+
+#: Upper bounds (seconds, inclusive) of the latency buckets; one more bucket
+#: (``+Inf``) holds everything slower. Roughly 1-2.5-5 steps from 1 ms to 60 s.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.35,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    30.0,
+    60.0,
+)
+
+#: Rejection reasons that end a call before it finishes (a budget rejection
+#: still finishes the call: the last failure is returned or raised).
+_ENDING_REJECTIONS = ("breaker", "deadline", "cooldown", "load_shedding")
+
+
+class LatencyHistogram:
+    """Counts of durations per fixed bucket, with their sum and the largest seen."""
+
+    __slots__ = ("counts", "max", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.max = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+        if seconds > self.max:
+            self.max = seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add ``other``'s observations to this one (for totals across keys)."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.sum += other.sum
+        self.max = max(self.max, other.max)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations <= bound)`` pairs, ending with ``(inf, count)``."""
+        pairs, running = [], 0
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            running += n
+            pairs.append((bound, running))
+        return pairs
+
+    def quantile(self, q: float) -> float | None:
+        """An estimate of the ``q`` quantile (0..1): linear within its bucket.
+
+        Exact to within the width of one bucket; never above the largest
+        duration seen. ``None`` when nothing was observed.
+        """
+        total = self.count
+        if not total:
+            return None
+        rank = q * total
+        lower, running = 0.0, 0
+        for bound, n in zip(LATENCY_BUCKETS, self.counts, strict=False):
+            if n and running + n >= rank:
+                upper = min(bound, self.max)
+                return lower + (upper - lower) * max(0.0, rank - running) / n
+            running += n
+            lower = bound
+        return self.max  # the +Inf bucket: the largest seen is the best estimate
+
+    def summary(self) -> dict[str, float | None]:
+        count = self.count
+        return {
+            "average_latency": self.sum / count if count else None,
+            "p50_latency": self.quantile(0.50),
+            "p95_latency": self.quantile(0.95),
+            "p99_latency": self.quantile(0.99),
+            "max_latency": self.max if count else None,
+        }
 
 
 class KeyStats:
-    """What happened to one key since the last reset."""
+    """What happened to one key since the last reset.
+
+    ``requests`` counts calls started, ``attempts`` upstream attempts,
+    ``retries`` retries scheduled; ``successes`` and ``failures`` (by
+    category) count calls that finished; ``rejections`` (by reason) calls or
+    retries refused without an upstream call; ``transitions`` breaker moves
+    (``"closed->open"``); ``latency`` the duration of finished calls,
+    retries and waits included.
+    """
 
     __slots__ = (
         "attempts",
         "failures",
-        "latency_count",
-        "latency_sum",
+        "latency",
         "rejections",
         "requests",
         "retries",
@@ -37,17 +148,22 @@ class KeyStats:
         self.failures: Counter[str] = Counter()  # by category
         self.rejections: Counter[str] = Counter()  # by reason
         self.transitions: Counter[str] = Counter()  # "closed->open"
-        self.latency_sum = 0.0
-        self.latency_count = 0
+        self.latency = LatencyHistogram()
 
     def observe_call(self, elapsed: float, success: bool) -> None:
+        """A call finished after ``elapsed`` seconds (failures are counted by the engine)."""
         if success:
             self.successes += 1
-        self.latency_sum += elapsed
-        self.latency_count += 1
+        self.latency.observe(elapsed)
+
+    @property
+    def finished(self) -> int:
+        """Calls that ended: successes, failures, and calls refused outright."""
+        ended_early = sum(self.rejections[r] for r in _ENDING_REJECTIONS if r in self.rejections)
+        return self.successes + sum(self.failures.values()) + ended_early
 
     def snapshot(self) -> dict[str, Any]:
-        finished = self.successes + sum(self.failures.values())
+        finished = self.finished
         return {
             "requests": self.requests,
             "attempts": self.attempts,
@@ -57,17 +173,41 @@ class KeyStats:
             "rejections": dict(self.rejections),
             "transitions": dict(self.transitions),
             "success_rate": (self.successes / finished) if finished else None,
-            "average_latency": (self.latency_sum / self.latency_count)
-            if self.latency_count
-            else None,
+            **self.latency.summary(),
         }
 
 
-def health_report(sw: Seawall) -> dict[str, Any]:
-    """``sw.health()``: status by breaker states, with per-key detail.
+def _status(states: Sequence[BreakerState]) -> str:
+    if not states or all(s is BreakerState.CLOSED for s in states):
+        return "healthy"
+    if all(s is BreakerState.OPEN for s in states):
+        return "unhealthy"
+    return "degraded"
 
-    ``healthy``: every breaker closed; ``unhealthy``: every key's breaker
-    open; ``degraded``: anything between.
+
+def _totals(all_stats: Iterable[KeyStats]) -> dict[str, Any]:
+    total = KeyStats()
+    for stats in all_stats:
+        total.requests += stats.requests
+        total.attempts += stats.attempts
+        total.retries += stats.retries
+        total.successes += stats.successes
+        total.failures.update(stats.failures)
+        total.rejections.update(stats.rejections)
+        total.transitions.update(stats.transitions)
+        total.latency.merge(stats.latency)
+    return total.snapshot()
+
+
+def health_report(sw: Seawall) -> dict[str, Any]:
+    """``sw.health()``: status by breaker states, totals, and per-key detail.
+
+    ``status`` is ``healthy`` when every breaker is closed (or no key was
+    called yet), ``unhealthy`` when every key's breaker is open, and
+    ``degraded`` for anything between (some open or half-open). Totals and
+    each key carry counters, ``success_rate`` (successes among finished
+    calls, ``None`` before any) and average, p50, p95, p99 and max latency in
+    seconds, estimated from the histogram's buckets.
     """
     keys: dict[str, Any] = {}
     states = []
@@ -83,15 +223,11 @@ def health_report(sw: Seawall) -> dict[str, Any]:
             "cooldown": state.cooldown.remaining(),
             **state.stats.snapshot(),
         }
-    if not states or all(s is BreakerState.CLOSED for s in states):
-        status = "healthy"
-    elif all(s is BreakerState.OPEN for s in states):
-        status = "unhealthy"
-    else:
-        status = "degraded"
     return {
-        "status": status,
+        "status": _status(states),
         "uptime": time.time() - sw.started,
+        "breakers": {s.value: sum(1 for x in states if x is s) for s in BreakerState},
+        **_totals(state.stats for state in sw._states.values()),
         "keys": keys,
         "plugin_faults": {f"{p}.{h}": n for (p, h), n in sw.hooks.faults.items()},
         "escalation": dict(sw.escalator.stats),

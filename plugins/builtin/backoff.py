@@ -11,9 +11,14 @@ import random
 from seawall.plugins import hookimpl
 from seawall.policy import RetryPolicy
 
-__all__ = ["ceiling", "jittered", "seawall_backoff"]
+__all__ = ["ceiling", "jittered", "seawall_backoff", "seed"]
 
 _rng = random.Random()
+
+
+def seed(value: int | None) -> None:
+    """Seed the jitter's random numbers (the demo does, to be repeatable)."""
+    _rng.seed(value)
 
 
 def ceiling(attempt: int, policy: RetryPolicy) -> float:

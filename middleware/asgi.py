@@ -1,0 +1,346 @@
+"""The ASGI middleware for Starlette, FastAPI and any ASGI app.
+
+::
+
+    sw = seawall.Seawall()
+    app = Starlette(
+        routes=[...],
+        middleware=[Middleware(SeawallMiddleware, seawall=sw, deadline=10.0)],
+        lifespan=seawall.asgi.lifespan(sw),
+    )
+
+For each HTTP request it sets an inbound deadline (``seawall.deadline``)
+from the configured budgets and the ``X-Request-Timeout``/``grpc-timeout``
+headers, turns a ``SeawallError`` escaping the app before the response
+started into a 502/503/504 ``application/problem+json`` answer, optionally
+sheds load beyond ``max_concurrency``, and serves a health and a liveness
+endpoint. WebSocket and lifespan scopes pass straight through. Pure ASGI:
+Starlette is never imported here. See docs/asgi.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+
+from seawall.deadline import deadline as deadline_scope
+from seawall.errors import (
+    CircuitOpenError,
+    DeadlineExceededError,
+    RetriesExhaustedError,
+    RetryBudgetExhaustedError,
+    SeawallError,
+)
+from seawall.events import Rejected
+from seawall.inbound import RouteBudgets, check_seconds, header_timeout
+from seawall.problem import PROBLEM_TYPE_BASE, send_json, send_problem
+from seawall.redact import redact_text
+
+if TYPE_CHECKING:
+    from seawall.engine import Seawall
+
+__all__ = [
+    "ERROR_STATUSES",
+    "INBOUND_KEY",
+    "PROBLEM_TYPE_BASE",
+    "ASGIApp",
+    "Message",
+    "Receive",
+    "Scope",
+    "SeawallMiddleware",
+    "Send",
+    "lifespan",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
+
+log = logging.getLogger("seawall.asgi")
+
+#: The key of ``Rejected`` events for requests shed by ``max_concurrency``.
+INBOUND_KEY = "inbound"
+
+#: For a ``SeawallError`` escaping the app: status, type slug and title; first match wins.
+ERROR_STATUSES: tuple[tuple[type[SeawallError], int, str, str], ...] = (
+    (DeadlineExceededError, 504, "deadline-exceeded", "Upstream call out of time"),
+    (CircuitOpenError, 503, "circuit-open", "Upstream temporarily unavailable"),
+    (RetryBudgetExhaustedError, 503, "retry-budget-exhausted", "Upstream failing"),
+    (RetriesExhaustedError, 502, "retries-exhausted", "Upstream failing"),
+    (SeawallError, 503, "upstream-unavailable", "Upstream unavailable"),
+)
+
+_HEALTH_OK = frozenset({"healthy", "degraded"})
+_DETAIL_LIMIT = 500
+
+
+def _seawall_error(exc: BaseException) -> SeawallError | None:
+    """The ``SeawallError`` to answer for, or ``None`` to re-raise.
+
+    An exception group (a task group in the handler) counts when every
+    exception in it is a ``SeawallError``; the first one is answered for.
+    """
+    if isinstance(exc, SeawallError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        match, rest = exc.split(SeawallError)
+        if match is not None and rest is None:
+            first: BaseException = match
+            for _ in range(100):  # nesting depth, bounded
+                if not isinstance(first, BaseExceptionGroup):
+                    break
+                first = first.exceptions[0]
+            return first if isinstance(first, SeawallError) else None
+    return None
+
+
+class SeawallMiddleware:
+    """Inbound deadlines, seawall errors as HTTP, load shedding and health, for one app.
+
+    :param app: the ASGI app to wrap.
+    :param seawall: the ``Seawall`` whose calls the app makes.
+    :param deadline: seconds every request may spend on outbound calls, or ``None``.
+    :param route_deadlines: budgets by path (``{"/slow/*": 10.0}``; exact
+        paths first, then fnmatch patterns in order; ``None`` means no budget).
+    :param read_timeout_headers: honour ``X-Request-Timeout`` and ``grpc-timeout``
+        (they can only shorten the configured budget).
+    :param max_deadline: the most seconds a header may grant, or ``None``.
+    :param max_concurrency: requests in flight beyond which new ones get a 503
+        at once; ``None`` never sheds. Health and liveness are exempt.
+    :param shed_retry_after: ``Retry-After`` seconds of a shed request.
+    :param health_path: the readiness endpoint, or ``None`` for none.
+    :param liveness_path: the liveness endpoint, or ``None`` for none.
+    :param health_detail: include per-key detail in the health answer; ``False``
+        gives only ``{"status": ...}`` (upstream names stay private).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        seawall: Seawall,
+        deadline: float | None = None,
+        route_deadlines: Mapping[str, float | None] | None = None,
+        read_timeout_headers: bool = True,
+        max_deadline: float | None = None,
+        max_concurrency: int | None = None,
+        shed_retry_after: float = 1.0,
+        health_path: str | None = "/_seawall/health",
+        liveness_path: str | None = None,
+        health_detail: bool = True,
+    ) -> None:
+        from seawall.engine import Seawall
+
+        if not isinstance(seawall, Seawall):
+            msg = f"SeawallMiddleware(seawall=...) takes a seawall.Seawall, not {seawall!r}"
+            raise TypeError(msg)
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            msg = f"max_concurrency={max_concurrency!r}: give a whole number >= 1, or None"
+            raise ValueError(msg)
+        for name, path in (("health_path", health_path), ("liveness_path", liveness_path)):
+            if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+                msg = f"{name}={path!r} is not a path; use e.g. '/_seawall/health', or None"
+                raise ValueError(msg)
+        self.app = app
+        self.seawall = seawall
+        self.budgets = RouteBudgets(deadline, route_deadlines)
+        self.read_timeout_headers = read_timeout_headers
+        self.max_deadline = check_seconds("max_deadline", max_deadline)
+        self.max_concurrency = max_concurrency
+        self.shed_retry_after = check_seconds("shed_retry_after", shed_retry_after) or 1.0
+        self.health_path = health_path
+        self.liveness_path = liveness_path
+        self.health_detail = health_detail
+        # App-wide counters (one event loop, no awaits between check and update).
+        self.in_flight = 0
+        self.shed = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path == self.liveness_path:
+            await self._probe(scope, send, liveness=True)
+            return
+        if path == self.health_path:
+            await self._probe(scope, send, liveness=False)
+            return
+        if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
+            await self._shed(send)
+            return
+        self.in_flight += 1
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    # --- deadlines and errors ---------------------------------------------------
+
+    def budget(self, scope: Scope) -> float | None:
+        """Seconds this request may spend on outbound calls: the smallest budget, or ``None``."""
+        budget = self.budgets.for_path(scope.get("path", ""))
+        if self.read_timeout_headers:
+            inbound = header_timeout(scope.get("headers") or ())
+            if inbound is not None:
+                if self.max_deadline is not None:
+                    inbound = min(inbound, self.max_deadline)
+                budget = inbound if budget is None else min(budget, inbound)
+        return budget
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        with deadline_scope(self.budget(scope)):
+            try:
+                await self.app(scope, receive, send_tracking)
+            except Exception as exc:
+                error = _seawall_error(exc)
+                if error is None or started:
+                    raise
+                await self._answer(error, send)
+
+    def _retry_after(self, error: SeawallError) -> float | None:
+        """Seconds until the upstream may be worth calling again, when seawall knows."""
+        if isinstance(error, CircuitOpenError):
+            return error.retry_after
+        state = self.seawall._states.get(error.key)
+        if state is None:
+            return None
+        wait = max(state.breaker.retry_after(), state.cooldown.remaining() or 0.0)
+        return wait or None
+
+    async def _answer(self, error: SeawallError, send: Send) -> None:
+        status, slug, title = next(
+            (code, slug, title)
+            for cls, code, slug, title in ERROR_STATUSES
+            if isinstance(error, cls)
+        )
+        upstream = redact_text(error.key)
+        detail = redact_text(str(error))[:_DETAIL_LIMIT]
+        log.info("answered %d (%s) for upstream %s: %s", status, slug, upstream, detail)
+        await send_problem(
+            send,
+            status,
+            slug,
+            title,
+            detail,
+            self._retry_after(error),
+            upstream=upstream,
+            attempts=len(error.attempts),
+        )
+
+    # --- load shedding -------------------------------------------------------------
+
+    async def _shed(self, send: Send) -> None:
+        self.shed += 1
+        hooks = self.seawall.hooks
+        if hooks.has("seawall_event"):
+            hooks.each(
+                "seawall_event",
+                event=Rejected(
+                    key=INBOUND_KEY,
+                    timestamp=time.time(),
+                    reason="load_shedding",
+                    retry_after=self.shed_retry_after,
+                ),
+            )
+        detail = (
+            f"{self.in_flight} requests are in flight, the limit of this service "
+            f"(max_concurrency={self.max_concurrency}); retry later"
+        )
+        await send_problem(
+            send, 503, "overloaded", "Service overloaded", detail, self.shed_retry_after
+        )
+
+    # --- health and liveness ---------------------------------------------------------
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """The readiness answer: status code and body (see docs/asgi.md)."""
+        report = self.seawall.health()
+        status = report["status"]
+        if status == "unhealthy" and any(
+            key.get("state") == "open" and not key.get("retry_after")
+            for key in report.get("keys", {}).values()
+        ):
+            # An open breaker due a probe lets the next call through: report it
+            # ready, or the probe that would close it never comes.
+            status = report["status"] = "degraded"
+        code = 200 if status in _HEALTH_OK else 503
+        if not self.health_detail:
+            return code, {"status": status}
+        report["inbound"] = {
+            "in_flight": self.in_flight,
+            "max_concurrency": self.max_concurrency,
+            "shed": self.shed,
+        }
+        return code, report
+
+    async def _probe(self, scope: Scope, send: Send, *, liveness: bool) -> None:
+        method = scope.get("method", "GET")
+        if method not in ("GET", "HEAD"):
+            body = {"detail": f"{method} is not allowed here; use GET or HEAD"}
+            await send_json(send, 405, body, headers=((b"allow", b"GET, HEAD"),))
+            return
+        if liveness:
+            code, report = 200, {"status": "alive"}
+        else:
+            code, report = self.health()
+        await send_json(send, code, report, head=method == "HEAD")
+
+
+def lifespan(
+    sw: Seawall,
+    inner: Lifespan | None = None,
+    *,
+    close_seawall: bool = True,
+    **session_kwargs: Any,
+) -> Callable[[Any], AbstractAsyncContextManager[dict[str, Any]]]:
+    """A Starlette ``lifespan=``: one shared seawall ``ClientSession`` for the app.
+
+    At startup it opens ``sw.session(**session_kwargs)``, then enters
+    ``inner(app)`` (the app's own lifespan, if any); the lifespan state is
+    ``{"http": session, "seawall": sw}`` plus whatever ``inner`` yields, so
+    handlers use ``request.state.http`` and ``request.state.seawall``. At
+    shutdown it leaves ``inner``, closes the session and, unless
+    ``close_seawall=False``, awaits ``sw.aclose()``.
+    """
+
+    @contextlib.asynccontextmanager
+    async def context(app: Any) -> AsyncIterator[dict[str, Any]]:
+        async with contextlib.AsyncExitStack() as stack:
+            if close_seawall:
+                stack.push_async_callback(sw.aclose)
+            session = sw.session(**session_kwargs)
+            stack.push_async_callback(session.close)
+            state: dict[str, Any] = {"http": session, "seawall": sw}
+            if inner is not None:
+                extra = await stack.enter_async_context(inner(app))
+                clash = sorted(set(extra or {}) & set(state))
+                if clash:
+                    msg = (
+                        f"the inner lifespan yields state {clash!r}, which "
+                        "seawall.asgi.lifespan sets itself; rename those keys"
+                    )
+                    raise RuntimeError(msg)
+                state.update(extra or {})
+            yield state
+
+    return context

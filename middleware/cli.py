@@ -1,0 +1,300 @@
+"""The ``seawall`` command: ``demo``, ``plugins``, ``check`` and ``classify``.
+
+Every subcommand returns an exit code: 0 when all is well, 1 when it found a
+problem (a bad configuration, a plugin that does not load), 2 for a usage
+error (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["build_parser", "main"]
+
+
+# --- seawall demo -------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
+    from seawall.demo import DemoConfig, run_demo
+    from seawall.demo_stats import BUCKET, breaker_timeline, calls_per_bucket, report
+    from seawall.demo_view import plot, print_table, progress_display, rich_available
+
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            out.write("--plot needs matplotlib: pip install 'seawall[demo]'\n")
+            return 1
+    config = DemoConfig(
+        duration=args.duration, clients=args.clients, rate=args.rate, seed=args.seed
+    )
+    fancy = out.isatty() and not args.json
+    if not args.json:
+        out.write(
+            f"seawall demo: {config.clients} clients x {config.rate:g} requests/s for "
+            f"{config.duration:g}s, a naive retry loop and seawall side by side\n"
+        )
+        out.flush()
+    display, tick = progress_display(out, quiet=args.json)
+    with display:
+        variants = asyncio.run(run_demo(config, tick))
+    result = report(variants, config)
+    if args.plot:
+        timelines = {
+            "bucket": BUCKET,
+            "calls": {v.name: calls_per_bucket(v, config.duration) for v in variants},
+            "breaker": breaker_timeline(variants[1]),
+        }
+        plot(result, timelines, args.plot)
+    if args.json:
+        out.write(json.dumps(result, indent=2) + "\n")
+        return 0
+    print_table(result, out, fancy=fancy and rich_available())
+    if args.plot:
+        out.write(f"timeline written to {args.plot}\n")
+    return 0
+
+
+# --- seawall plugins ----------------------------------------------------------
+
+
+def plugin_infos(*, include_builtin: bool = True, hook: str | None = None) -> list[dict[str, Any]]:
+    """Every registered plugin as a dict (built-ins, entry points), optionally by hook."""
+    from seawall.plugins.manager import make_manager
+
+    infos = make_manager().list_plugins(include_builtin=include_builtin)
+    return [i.as_dict() for i in infos if hook is None or hook in i.hooks]
+
+
+def _plugins(args: argparse.Namespace, out: TextIO) -> int:
+    from seawall.plugins.manager import PluginError
+
+    try:
+        infos = plugin_infos(include_builtin=True, hook=args.hook)
+    except PluginError as exc:
+        out.write(f"error: {exc}\n")
+        return 1
+    if args.json:
+        out.write(json.dumps(infos, indent=2) + "\n")
+        return 0
+    for info in infos:
+        origin = "built-in" if info["builtin"] else "plugin"
+        if info["distribution"]:
+            origin = f"{info['distribution']} {info['version']}"
+        out.write(f"{info['name']}  ({origin})\n    hooks: {', '.join(info['hooks']) or '-'}\n")
+    if not infos:
+        out.write("no plugins" + (f" implement {args.hook}" if args.hook else "") + "\n")
+    return 0
+
+
+# --- seawall check ------------------------------------------------------------
+
+
+def _split_location(location: str) -> list[str]:
+    """``routes.'a.b'.retry`` -> ``["routes", "a.b", "retry"]``."""
+    return [a or b or c for a, b, c in re.findall(r"'([^']*)'|\"([^\"]*)\"|([^.]+)", location)]
+
+
+def _find_line(text: str, location: str) -> int | None:
+    """The line (1-based) of the setting or table a problem's location names."""
+    wanted = _split_location(location)
+    table: list[str] = []
+    found: dict[tuple[str, ...], int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"\s*\[([^\[\]]+)\]", line)
+        if header:
+            table = _split_location(header.group(1).replace(" ", ""))
+            found.setdefault(tuple(table), number)
+            continue
+        key = re.match(r"\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*=", line)
+        if key:
+            found.setdefault((*table, key.group(1).strip("'\"")), number)
+    for size in range(len(wanted), 0, -1):
+        if tuple(wanted[:size]) in found:
+            return found[tuple(wanted[:size])]
+    return None
+
+
+def _own_problems(problems: list[Any]) -> list[Any]:
+    """Drop a route's copies of the default's problems (routes inherit the default)."""
+    seen = {(p.location, p.message) for p in problems if p.location.startswith("default")}
+    own = []
+    for problem in problems:
+        inherited = re.sub(r"^routes\.('[^']*'|\"[^\"]*\"|[^.]+)", "default", problem.location)
+        if problem.location.startswith("routes") and (inherited, problem.message) in seen:
+            continue
+        own.append(problem)
+    return own
+
+
+def _describe(policy: Any) -> str:
+    r, b, t, g = policy.retry, policy.breaker, policy.timeout, policy.budget
+    return (
+        f"retry {r.max_attempts} attempts, {r.backoff} {r.base_delay:g}-{r.max_delay:g}s "
+        f"({r.jitter} jitter); breaker {b.failure_threshold} failures / "
+        f"{b.recovery_timeout:g}s{'' if b.enabled else ' (off)'}; timeout attempt "
+        f"{t.attempt}s, deadline {t.deadline}s; budget ratio {g.ratio:g}"
+        f"{'' if g.enabled else ' (off)'}"
+    )
+
+
+def _check(args: argparse.Namespace, out: TextIO) -> int:
+    from seawall.config import ConfigError, load_config
+
+    path = Path(args.file)
+    if not path.is_file():
+        out.write(f"{path}: no such file; give the path of a TOML policy file\n")
+        return 1
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        out.write(f"{path}: cannot be read ({exc}); check its permissions and encoding\n")
+        return 1
+    except tomllib.TOMLDecodeError as exc:
+        out.write(f"{path}: not valid TOML: {exc}; fix the syntax there (see https://toml.io)\n")
+        return 1
+    try:
+        default, routes = load_config(data, source=str(path))
+    except ConfigError as exc:
+        problems = _own_problems(exc.problems)
+        out.write(f"{path}: {len(problems)} problem(s)\n")
+        for problem in problems:
+            line = _find_line(text, problem.location)
+            where = f"{path}:{line}" if line else str(path)
+            out.write(f"{where}: {problem.location}: {problem.message}\n")
+        return 1
+    out.write(f"{path}: OK, a default policy and {len(routes)} route(s)\n")
+    out.write(f"  default: {_describe(default)}\n")
+    for pattern, policy in routes.items():
+        out.write(f"  {pattern}: {_describe(policy)}\n")
+    return 0
+
+
+# --- seawall classify ---------------------------------------------------------
+
+
+def _classify(args: argparse.Namespace, out: TextIO) -> int:
+    from seawall.cli_classify import build_exception, explain, parse_header
+    from seawall.config import ConfigError
+    from seawall.engine import Seawall
+
+    if args.status is None and args.exception is None:
+        out.write("classify needs --status CODE or --exception 'Name: message'\n")
+        return 2
+    try:
+        headers = [parse_header(h) for h in args.header]
+        exception = build_exception(args.exception) if args.exception else None
+        body = Path(args.body).read_bytes() if args.body else None
+        sw = Seawall.from_file(args.config) if args.config else Seawall()
+    except (ValueError, OSError) as exc:
+        out.write(f"error: {exc}\n")
+        return 1 if isinstance(exc, ConfigError | OSError) else 2
+    answer = explain(
+        sw,
+        method=args.method,
+        url=args.url,
+        status=args.status,
+        headers=headers,
+        body=body,
+        exception=exception,
+        attempt=args.attempt,
+    )
+    if args.json:
+        out.write(json.dumps(answer, indent=2) + "\n")
+        return 0
+    c = answer["classification"]
+    out.write(f"{answer['input']['method']} {answer['input']['url']} (key {answer['key']})\n")
+    out.write(f"classification: {c['category']} ({c['reason']}), severity {c['severity']}\n")
+    out.write(f"  decided by: {answer['classified_by']}\n")
+    flags = [name for name in ("retryable", "counts_as_failure", "escalate") if c[name]]
+    out.write(f"  flags: {', '.join(flags) or 'none'}; breaker: {answer['breaker']}\n")
+    if c["retry_after"] is not None:
+        out.write(f"  server asked to wait {c['retry_after']:g}s\n")
+    if answer["retry"]:
+        wait = answer["wait"]
+        low, high = wait["backoff_range"]
+        out.write(
+            f"retry after attempt {args.attempt}: yes, waiting {wait['seconds']:g}s "
+            f"(decided by {wait['decided_by']}; {wait['backoff']} backoff ceiling "
+            f"{wait['backoff_ceiling']:g}s, {wait['jitter']} jitter in [{low:g}, {high:g}]s)\n"
+        )
+    else:
+        out.write(f"retry after attempt {args.attempt}: no, {answer['why_not']}\n")
+    return 0
+
+
+# --- the parser -----------------------------------------------------------------
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            msg = f"{text!r} is not a number"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value <= 0:
+            msg = f"{text!r} must be above 0"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seawall", description="Resilience middleware for outbound HTTP calls."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="a naive retry loop and seawall on a failing upstream")
+    demo.add_argument("--duration", type=_positive(float), default=20.0, help="seconds (20)")
+    demo.add_argument("--clients", type=_positive(int), default=8, help="concurrent clients (8)")
+    demo.add_argument(
+        "--rate", type=_positive(float), default=10.0, help="requests/s per client (10)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="seed of the script and jitter (1)")
+    demo.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    demo.add_argument("--plot", metavar="FILE.png", help="draw the timeline (needs matplotlib)")
+    demo.set_defaults(run=_demo)
+
+    plugins = sub.add_parser("plugins", help="every registered plugin and its hooks")
+    plugins.add_argument("--hook", metavar="NAME", help="only plugins implementing NAME")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(run=_plugins)
+
+    check = sub.add_parser("check", help="check a TOML policy file")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(run=_check)
+
+    classify = sub.add_parser("classify", help="what seawall would do with one result")
+    classify.add_argument("--status", type=int, help="HTTP status, e.g. 429")
+    classify.add_argument("--header", action="append", default=[], metavar="'Name: value'")
+    classify.add_argument("--body", metavar="FILE", help="the response body")
+    classify.add_argument("--exception", metavar="'Name: message'", help="the attempt raised this")
+    classify.add_argument("--method", default="GET")
+    classify.add_argument("--url", help="the request URL (picks the route policy)")
+    classify.add_argument("--attempt", type=_positive(int), default=1, help="attempt number (1)")
+    classify.add_argument("--config", metavar="FILE", help="a TOML policy file")
+    classify.add_argument("--json", action="store_true", help="print JSON")
+    classify.set_defaults(run=_classify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``seawall`` command; return its exit code."""
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args, sys.stdout)
+    sys.stdout.flush()
+    return code

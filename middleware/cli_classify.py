@@ -1,0 +1,204 @@
+"""``seawall classify``: what seawall would make of one attempt's result, and why.
+
+The answer comes from the engine itself (``Seawall.classify``, ``_why_stop``,
+``_delay``) on a fresh key, so it is the decision a real call would get on
+its first failure (attempt ``N`` with ``--attempt``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from multidict import CIMultiDict
+from yarl import URL
+
+from seawall._body import ERROR_BODY_LIMIT
+from seawall.engine import CallSpec, Seawall
+from seawall.outcome import Category, Outcome
+
+__all__ = ["build_exception", "explain", "parse_header"]
+
+#: Modules whose exception classes ``--exception`` may name (``aiohttp.X`` or ``X``).
+_MODULES = ("builtins", "aiohttp", "asyncio", "ssl", "socket")
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``"Retry-After: 5"`` -> ``("Retry-After", "5")``."""
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        msg = f"--header {text!r} is not 'Name: value'; write it like --header 'Retry-After: 5'"
+        raise ValueError(msg)
+    return name.strip(), value.strip()
+
+
+def _lookup(name: str) -> type[BaseException] | None:
+    import importlib
+
+    module_name, _, attr = name.rpartition(".")
+    candidates = [module_name] if module_name else list(_MODULES)
+    for candidate in candidates:
+        if candidate not in _MODULES and not candidate.startswith("aiohttp"):
+            continue
+        try:
+            module = builtins if candidate == "builtins" else importlib.import_module(candidate)
+        except ImportError:
+            continue
+        found = getattr(module, attr, None)
+        if isinstance(found, type) and issubclass(found, BaseException):
+            return found
+    return None
+
+
+def build_exception(text: str) -> BaseException:
+    """An exception from ``"Name: message"``, as close to the real one as we can.
+
+    Known names (builtins, aiohttp, asyncio, ssl, socket) give an instance of
+    that class; one whose constructor wants more than a message gets a
+    same-named subclass that takes only the message. Unknown names become a
+    new ``Exception`` subclass with that name, as an SDK's error would look.
+    """
+    name, _, message = text.partition(":")
+    name, message = name.strip(), message.strip()
+    if not name.replace(".", "").replace("_", "").isalnum():
+        msg = (
+            f"--exception {text!r} does not start with a class name; "
+            "write it like 'ConnectionResetError: reset by peer'"
+        )
+        raise ValueError(msg)
+    cls = _lookup(name)
+    short = name.rpartition(".")[2]
+    if cls is None:
+        unknown: type[Exception] = type(short, (Exception,), {"__module__": "cli"})
+        return unknown(message)
+    try:
+        return cls(message)
+    except Exception:  # constructors that want more than a message
+        pass
+
+    def init(self: BaseException, text: str) -> None:
+        BaseException.__init__(self, text)
+
+    def show(self: BaseException) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    stand_in: type[BaseException] = type(
+        short, (cls,), {"__init__": init, "__str__": show, "status": 0}
+    )
+    return stand_in(message)
+
+
+def explain(
+    sw: Seawall,
+    *,
+    method: str = "GET",
+    url: str | None = None,
+    status: int | None = None,
+    headers: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    body: bytes | None = None,
+    exception: BaseException | None = None,
+    attempt: int = 1,
+) -> dict[str, Any]:
+    """Classify one result and say whether and how long seawall would wait."""
+    from seawall.plugins.builtin.backoff import ceiling
+
+    target = URL(url) if url else URL("http://upstream.example")
+    key, policy = sw.resolve(target)
+    hdrs = CIMultiDict(headers)
+    spec = CallSpec(
+        key=key,
+        policy=policy,
+        state=sw.state_for(key, policy),
+        method=method.upper(),
+        url=target,
+        context={},
+        idempotent=method.upper() in policy.retry.retry_methods or "Idempotency-Key" in hdrs,
+        http=exception is None,
+    )
+    outcome = Outcome(
+        key=key,
+        method=spec.method,
+        url=spec.redacted_url,
+        attempt=attempt,
+        status=status,
+        headers=hdrs,
+        body=body[:ERROR_BODY_LIMIT] if body is not None else None,
+        exception=exception,
+        content_type=hdrs.get("Content-Type", "").split(";")[0].strip(),
+    )
+    c, classifier = sw.classify(outcome)
+    result: dict[str, Any] = {
+        "key": key,
+        "input": {
+            "method": spec.method,
+            "url": str(spec.redacted_url),
+            "attempt": attempt,
+            "status": status,
+            "headers": dict(hdrs),
+            "exception": f"{type(exception).__name__}: {exception}" if exception else None,
+        },
+        "classification": {
+            "category": c.category.value,
+            "severity": c.severity.name.lower(),
+            "retryable": c.retryable,
+            "counts_as_failure": c.counts_as_failure,
+            "retry_after": c.retry_after,
+            "max_retries": c.max_retries,
+            "escalate": c.escalate,
+            "reason": c.reason,
+        },
+        "classified_by": classifier or "seawall fallback (every classifier deferred)",
+        "breaker": _breaker_effect(c),
+        "retry": False,
+        "why_not": None,
+        "wait": None,
+    }
+    if c.is_success:
+        result["why_not"] = "success: nothing to retry"
+        return result
+    # As if the earlier attempts had failed the same way.
+    stop = sw._why_stop(spec, attempt, outcome, c, {c.category: attempt - 1})
+    if stop == "attempts":
+        stop = f"attempt {attempt} was the last of max_attempts={policy.retry.max_attempts}"
+    if stop is not None:
+        result["why_not"] = stop
+        return result
+    _answer, backoff_by = sw.hooks.first(
+        "seawall_backoff", attempt=attempt, outcome=outcome, classification=c, policy=policy.retry
+    )
+    delay, why = sw._delay(spec, attempt, outcome, c)
+    top = ceiling(attempt, policy.retry)
+    low = _jitter_floor(top, policy.retry)
+    deadline = policy.timeout.deadline
+    result["wait"] = {
+        "decided_by": "Retry-After" if why == "retry-after" else (backoff_by or "built-in backoff"),
+        "seconds": round(delay, 4) if delay is not None else None,
+        "backoff": policy.retry.backoff,
+        "jitter": policy.retry.jitter,
+        "backoff_ceiling": round(top, 4),
+        "backoff_range": [round(low, 4), round(top, 4)],
+        "retry_after": c.retry_after,
+    }
+    if delay is not None and deadline is not None and delay >= deadline:
+        result["why_not"] = f"the wait ({delay:g}s) would pass the deadline ({deadline:g}s)"
+        return result
+    result["retry"] = True
+    return result
+
+
+def _jitter_floor(top: float, retry: Any) -> float:
+    if retry.backoff == "decorrelated":
+        return float(min(retry.base_delay, top))
+    return {"full": 0.0, "equal": top / 2}.get(retry.jitter, top)
+
+
+def _breaker_effect(c: Any) -> str:
+    if c.is_success:
+        return "records a success"
+    if c.counts_as_failure:
+        return "counts as a failure"
+    if c.category is Category.RATE_LIMIT:
+        return "not counted; starts a cooldown for the key" + (
+            f" ({c.retry_after:g}s)" if c.retry_after is not None else ""
+        )
+    return "records a success (the upstream answered)"

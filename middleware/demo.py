@@ -1,0 +1,253 @@
+"""``seawall demo``: a naive retry loop and seawall, side by side, on a failing upstream.
+
+Two scripted upstreams (``seawall.demo_upstream``) follow the same phases at
+the same time; each gets the same open-loop load (every client starts a
+logical request every ``1/rate`` seconds, however slow the upstream is). One
+is called by a naive loop that retries every failure after a tiny fixed
+delay, the other through seawall with short policies suited to a demo. The
+numbers are computed from what the upstreams saw (``seawall.demo_stats``).
+Everything is bounded: the run stops by itself after about ``duration``
+seconds plus the longest call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import attrs
+
+from seawall.demo_upstream import Phase, ScriptedUpstream, phase_at, script
+from seawall.engine import Seawall
+from seawall.errors import SeawallError
+from seawall.events import BreakerTransition
+from seawall.plugins import hookimpl
+from seawall.policy import BreakerPolicy, BudgetPolicy, Policy, RetryPolicy, TimeoutPolicy
+
+__all__ = ["DemoConfig", "Progress", "Variant", "demo_policy", "run_demo"]
+
+#: The variants, in display order.
+VARIANTS = ("naive", "seawall")
+
+
+@attrs.frozen(kw_only=True)
+class DemoConfig:
+    """What ``seawall demo`` runs: seconds, clients, requests per second per client."""
+
+    duration: float = 20.0
+    clients: int = 8
+    rate: float = 10.0
+    seed: int = 1
+    naive_attempts: int = 6
+    naive_delay: float = 0.02
+    #: Share of the offered load the upstream accepts while rate-limited.
+    rate_limit_share: float = 0.6
+
+    @property
+    def scale(self) -> float:
+        """The run's length against the 20 s default; every short wait follows it."""
+        return self.duration / 20.0
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
+
+
+def demo_policy(config: DemoConfig) -> Policy:
+    """Short policies for a demo of ``config.duration`` seconds.
+
+    The breaker trips on 8 failures in a row (30 % errors almost never do
+    that) and probes after a recovery timeout of 5 % of the run (1 s of 20).
+    The retry budget allows half a retry per request, enough for 30 % errors.
+    """
+    s = config.scale
+    return Policy(
+        retry=RetryPolicy(
+            max_attempts=4,
+            base_delay=_clamp(0.05 * s, 0.005, 0.05),
+            max_delay=_clamp(0.5 * s, 0.05, 0.5),
+            retry_after_max=10.0,
+        ),
+        breaker=BreakerPolicy(
+            failure_threshold=8,
+            failure_rate=0.6,
+            window=50,
+            minimum_calls=20,
+            recovery_timeout=_clamp(1.0 * s, 0.1, 2.0),
+        ),
+        timeout=TimeoutPolicy(attempt=1.0, deadline=_clamp(2.0 * s, 0.5, 2.0)),
+        budget=BudgetPolicy(ratio=0.5, min_retries_per_second=5.0, window=_clamp(5 * s, 1, 5)),
+    )
+
+
+class Variant:
+    """What one side of the demo did: its logical requests and its upstream."""
+
+    def __init__(self, name: str, upstream: ScriptedUpstream) -> None:
+        self.name = name
+        self.upstream = upstream
+        self.requests: list[tuple[float, float, bool]] = []  # (start, end, ok) in run seconds
+        self.started = 0
+        self.transitions: list[tuple[float, str, str]] = []  # (t, old, new)
+
+    @property
+    def breaker(self) -> str:
+        return self.transitions[-1][2] if self.transitions else "closed"
+
+
+class _BreakerRecorder:
+    """A ``seawall_event`` plugin that records breaker transitions with run times."""
+
+    def __init__(self, variant: Variant, now: Callable[[], float]) -> None:
+        self.variant = variant
+        self.now = now
+
+    @hookimpl
+    def seawall_event(self, event: object) -> None:
+        if isinstance(event, BreakerTransition):
+            self.variant.transitions.append((self.now(), event.old, event.new))
+
+
+@attrs.frozen
+class Progress:
+    """A snapshot for the live display."""
+
+    elapsed: float
+    duration: float
+    phase: Phase | None
+    variants: tuple[Variant, ...]
+
+
+async def _naive_send(session: aiohttp.ClientSession, url: str, config: DemoConfig) -> bool:
+    """The loop people write: retry any failure after a tiny fixed delay, a few times."""
+    for number in range(1, config.naive_attempts + 1):
+        try:
+            async with session.get(url) as resp:
+                await resp.read()
+                if resp.status < 400:
+                    return True
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        if number < config.naive_attempts:
+            await asyncio.sleep(config.naive_delay)
+    return False
+
+
+async def _seawall_send(session: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with session.get(url) as resp:
+            await resp.read()
+            return resp.status < 400
+    except (aiohttp.ClientError, TimeoutError, SeawallError):
+        return False
+
+
+async def _drive(
+    variant: Variant,
+    send: Callable[[], Awaitable[bool]],
+    config: DemoConfig,
+    t0: float,
+    rng: random.Random,
+) -> None:
+    """Open-loop load: each client starts a request every ``1/rate`` s, whatever happens."""
+    loop = asyncio.get_running_loop()
+    period = 1.0 / config.rate
+    count = int(config.duration * config.rate)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one() -> None:
+        start = loop.time() - t0
+        ok = await send()
+        variant.requests.append((start, loop.time() - t0, ok))
+
+    async def client(offset: float) -> None:
+        for k in range(count):
+            wait = t0 + offset + k * period - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            variant.started += 1
+            tasks.append(asyncio.create_task(one()))
+
+    offsets = [rng.uniform(0.0, period) for _ in range(config.clients)]
+    await asyncio.gather(*(client(offset) for offset in offsets))
+    # Every call is bounded (naive: attempts x 1 s timeout; seawall: its deadline).
+    limit = config.naive_attempts * (1.0 + config.naive_delay) + 1.0
+    _done, pending = await asyncio.wait(tasks, timeout=limit) if tasks else (set(), set())
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
+
+
+async def run_demo(
+    config: DemoConfig, on_tick: Callable[[Progress], None] | None = None, tick: float = 0.25
+) -> tuple[Variant, ...]:
+    """Run both variants side by side; call ``on_tick`` every ``tick`` seconds."""
+    from seawall.plugins.builtin import backoff
+
+    backoff.seed(config.seed)
+    rng = random.Random(config.seed)
+    phases = script(config.duration)
+    offered = config.clients * config.rate
+    window = round(_clamp(1.0 * config.scale, 0.1, 1.0), 2)
+    variants = tuple(
+        Variant(
+            name,
+            ScriptedUpstream(
+                phases,
+                seed=config.seed + i,
+                limit=offered * config.rate_limit_share,
+                window=window,
+            ),
+        )
+        for i, name in enumerate(VARIANTS)
+    )
+    naive, guarded = variants
+    loop = asyncio.get_running_loop()
+    urls = [await v.upstream.serve() for v in variants]
+    t0 = loop.time() + 0.1
+    sw = Seawall(demo_policy(config), entrypoints=False)
+    sw.register(_BreakerRecorder(guarded, lambda: loop.time() - t0), name="demo.recorder")
+    try:
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=500)) as plain,
+            sw.session(connector=aiohttp.TCPConnector(limit=500)) as protected,
+        ):
+            for variant in variants:
+                variant.upstream.start(t0)
+            run = asyncio.gather(
+                _drive(naive, lambda: _naive_send(plain, urls[0], config), config, t0, rng),
+                _drive(guarded, lambda: _seawall_send(protected, urls[1]), config, t0, rng),
+            )
+            await _watch(run, config, phases, variants, t0, on_tick, tick)
+    finally:
+        for variant in variants:
+            await variant.upstream.close()
+        await sw.aclose()
+    return variants
+
+
+async def _watch(
+    run: Awaitable[Any],
+    config: DemoConfig,
+    phases: tuple[Phase, ...],
+    variants: tuple[Variant, ...],
+    t0: float,
+    on_tick: Callable[[Progress], None] | None,
+    tick: float,
+) -> None:
+    """Await ``run``, reporting progress meanwhile (bounded by the run's own bound)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(run)
+    ticks = int((config.duration + 60.0) / tick)
+    for _ in range(ticks):
+        done, _pending = await asyncio.wait({task}, timeout=tick)
+        if on_tick is not None:
+            elapsed = loop.time() - t0
+            on_tick(Progress(elapsed, config.duration, phase_at(phases, elapsed), variants))
+        if done:
+            break
+    await task

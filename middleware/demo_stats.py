@@ -1,0 +1,129 @@
+"""The demo's numbers, from what each upstream saw and how each request ended."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seawall.demo import DemoConfig, Variant, demo_policy
+from seawall.demo_upstream import Phase, phase_at, script
+
+__all__ = ["BUCKET", "breaker_timeline", "calls_per_bucket", "report", "summarize"]
+
+#: Width of the timeline's buckets, in seconds.
+BUCKET = 0.1
+
+#: Share of successes a window must reach to count as "sustained success".
+SUSTAINED = 0.9
+
+
+def _phase(phases: tuple[Phase, ...], name: str) -> Phase:
+    return next(p for p in phases if p.name == name)
+
+
+def calls_per_bucket(variant: Variant, duration: float) -> list[int]:
+    """Upstream calls in each ``BUCKET`` of the run."""
+    counts = [0] * (int(duration / BUCKET) + 1)
+    for t, _status in variant.upstream.hits:
+        index = int(t / BUCKET)
+        if 0 <= index < len(counts):
+            counts[index] += 1
+    return counts
+
+
+def breaker_timeline(variant: Variant) -> list[tuple[float, str]]:
+    """(time, state) steps, starting closed at 0."""
+    return [(0.0, "closed"), *((t, new) for t, _old, new in variant.transitions)]
+
+
+def _rate(successes: int, total: int) -> float | None:
+    return round(successes / total, 4) if total else None
+
+
+def _first_success(variant: Variant, after: float) -> float | None:
+    ends = [end for _start, end, ok in variant.requests if ok and end >= after]
+    return round(min(ends) - after, 3) if ends else None
+
+
+def _sustained(variant: Variant, after: float, end: float, window: float) -> float | None:
+    """Seconds from ``after`` to the first ``window`` where >= 90 % of ending calls succeeded."""
+    finished = sorted((e, ok) for _s, e, ok in variant.requests if e >= after)
+    steps = int((end - after) / BUCKET)
+    for step in range(max(0, steps)):
+        low = after + step * BUCKET
+        inside = [ok for e, ok in finished if low <= e < low + window]
+        if len(inside) >= 3 and sum(inside) / len(inside) >= SUSTAINED:
+            return round(low - after, 3)
+    return None
+
+
+def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
+    """Every number of the comparison table for one variant."""
+    phases = script(config.duration)
+    hits = variant.upstream.hits
+    outage = _phase(phases, "outage")
+    healthy = _phase(phases, "healthy")
+    limited = _phase(phases, "rate_limited")
+    logical = len(variant.requests)
+    successes = sum(ok for _s, _e, ok in variant.requests)
+    by_phase: dict[str, list[int]] = {p.name: [0, 0] for p in phases}
+    for start, _end, ok in variant.requests:
+        phase = phase_at(phases, start)
+        if phase is not None:
+            by_phase[phase.name][0] += ok
+            by_phase[phase.name][1] += 1
+    outage_calls = sum(1 for t, _ in hits if t in outage)
+    healthy_rate = sum(1 for t, _ in hits if t in healthy) / (healthy.end - healthy.start)
+    outage_rate = outage_calls / (outage.end - outage.start)
+    limited_hits = [status for t, status in hits if t in limited]
+    buckets = calls_per_bucket(variant, config.duration)
+    after = buckets[int(outage.end / BUCKET) :]
+    steady_bucket = healthy_rate * BUCKET
+    window = max(0.3, config.duration / 20.0)
+    return {
+        "logical_requests": logical,
+        "successes": successes,
+        "success_rate": _rate(successes, logical),
+        "upstream_calls": len(hits),
+        "amplification": round(len(hits) / logical, 3) if logical else None,
+        "outage_calls": outage_calls,
+        "outage_load_vs_steady": round(outage_rate / healthy_rate, 3) if healthy_rate else None,
+        "success_rate_by_phase": {name: _rate(ok, n) for name, (ok, n) in by_phase.items()},
+        "first_success_after_outage_s": _first_success(variant, outage.end),
+        "sustained_success_after_outage_s": _sustained(
+            variant, outage.end, config.duration, window
+        ),
+        "rate_limited_429s": limited_hits.count(429),
+        "rate_limited_429s_per_success": (
+            round(limited_hits.count(429) / limited_hits.count(200), 3)
+            if limited_hits.count(200)
+            else None
+        ),
+        "peak_load_after_outage_vs_steady": (
+            round(max(after) / steady_bucket, 3) if after and steady_bucket else None
+        ),
+        "breaker_transitions": [
+            {"t": round(t, 3), "from": old, "to": new} for t, old, new in variant.transitions
+        ],
+    }
+
+
+def report(variants: tuple[Variant, ...], config: DemoConfig) -> dict[str, Any]:
+    """The whole result, as ``seawall demo --json`` prints it."""
+    policy = demo_policy(config)
+    return {
+        "config": {
+            "duration_s": config.duration,
+            "clients": config.clients,
+            "rate_per_client": config.rate,
+            "seed": config.seed,
+            "naive_attempts": config.naive_attempts,
+            "naive_delay_s": config.naive_delay,
+            "seawall_recovery_timeout_s": policy.breaker.recovery_timeout,
+            "seawall_max_attempts": policy.retry.max_attempts,
+        },
+        "phases": [
+            {"name": p.name, "label": p.label, "start_s": p.start, "end_s": p.end}
+            for p in script(config.duration)
+        ],
+        "variants": {v.name: summarize(v, config) for v in variants},
+    }

@@ -1,0 +1,140 @@
+"""The demo's upstream: a local aiohttp server that lives through a scripted life.
+
+Phases, as shares of the run: healthy, 30 % errors, a full outage (every
+request answered 503 at once), a rate-limited phase (a fixed-window limiter;
+the rest get 429 with ``Retry-After`` until the next window), and recovery.
+The server records the time and status of every request it answers, which is
+what the demo counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+
+import attrs
+from aiohttp import web
+
+__all__ = ["PHASES", "Phase", "ScriptedUpstream", "script"]
+
+#: (name, label, share of the run) in order.
+PHASES: tuple[tuple[str, str, float], ...] = (
+    ("healthy", "healthy", 0.15),
+    ("errors", "30 % errors", 0.20),
+    ("outage", "outage", 0.25),
+    ("rate_limited", "rate-limited", 0.20),
+    ("recovered", "recovered", 0.20),
+)
+
+#: Share of requests answered 500 in the ``errors`` phase.
+ERROR_RATE = 0.3
+
+
+@attrs.frozen
+class Phase:
+    """One phase of the script, in seconds from the start of the run."""
+
+    name: str
+    label: str
+    start: float
+    end: float
+
+    def __contains__(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+def script(duration: float) -> tuple[Phase, ...]:
+    """The phases of a run of ``duration`` seconds."""
+    phases = []
+    start = 0.0
+    for name, label, share in PHASES:
+        end = start + share * duration
+        phases.append(Phase(name, label, round(start, 6), round(end, 6)))
+        start = end
+    return tuple(phases)
+
+
+def phase_at(phases: tuple[Phase, ...], t: float) -> Phase | None:
+    """The phase that contains ``t``, or ``None`` outside the run."""
+    for phase in phases:
+        if t in phase:
+            return phase
+    return None
+
+
+class ScriptedUpstream:
+    """An aiohttp server on 127.0.0.1 (random port) following ``phases``.
+
+    :param limit: requests per second allowed in the rate-limited phase.
+    :param window: the rate limiter's window, in seconds.
+    """
+
+    def __init__(
+        self, phases: tuple[Phase, ...], *, seed: int, limit: float, window: float
+    ) -> None:
+        self.phases = phases
+        self.limit = limit
+        self.window = window
+        self.hits: list[tuple[float, int]] = []  # (seconds since start, status)
+        self._rng = random.Random(seed)
+        self._t0: float | None = None
+        self._window_index = -1
+        self._window_used = 0
+        self._runner: web.AppRunner | None = None
+
+    def start(self, t0: float) -> None:
+        """Start the script: ``t0`` is the loop time at which the run begins."""
+        self._t0 = t0
+
+    def _limited(self, t: float) -> float | None:
+        """Seconds until the limiter's window resets when it is full, else ``None``.
+
+        A fixed window of ``window`` seconds admits ``limit * window`` requests,
+        as many APIs do; ``Retry-After`` says when the next window opens.
+        """
+        index = int(t / self.window)
+        if index != self._window_index:
+            self._window_index, self._window_used = index, 0
+        if self._window_used < max(1, int(self.limit * self.window)):
+            self._window_used += 1
+            return None
+        return (index + 1) * self.window - t
+
+    def _answer(self, now: float) -> tuple[int, dict[str, str]]:
+        if self._t0 is None:
+            return 200, {}
+        phase = phase_at(self.phases, now - self._t0)
+        name = phase.name if phase is not None else "recovered"
+        if name == "errors" and self._rng.random() < ERROR_RATE:
+            return 500, {}
+        if name == "outage":
+            return 503, {}
+        if name == "rate_limited":
+            wait = self._limited(now - self._t0)
+            if wait is not None:
+                return 429, {"Retry-After": f"{math.ceil(wait * 100) / 100:g}"}
+        return 200, {}
+
+    async def handle(self, _request: web.Request) -> web.Response:
+        now = asyncio.get_running_loop().time()
+        status, headers = self._answer(now)
+        if self._t0 is not None:
+            self.hits.append((now - self._t0, status))
+        return web.Response(status=status, text="ok" if status == 200 else "no", headers=headers)
+
+    async def serve(self) -> str:
+        """Start listening; return the base URL."""
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}/work"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,232 @@
+"""How ``seawall demo`` shows itself: live progress, the comparison table, the plot.
+
+``rich`` and ``matplotlib`` (the ``demo`` extra) are imported only here and
+only when used; without rich the progress is a plain line every few seconds
+(none when stdout is not a terminal) and the table is plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, TextIO
+
+from seawall.demo import Progress
+
+__all__ = ["ROWS", "plain_table", "plot", "progress_display", "rich_available", "table_rows"]
+
+
+def rich_available() -> bool:
+    """True when ``rich`` can be imported."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _num(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}{unit}"
+    return f"{value}{unit}"
+
+
+def _phase_rate(name: str) -> Callable[[dict[str, Any]], str]:
+    return lambda s: _pct(s["success_rate_by_phase"][name])
+
+
+#: (label, how to render one variant's summary) in table order.
+ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("logical requests", lambda s: _num(s["logical_requests"])),
+    ("upstream calls", lambda s: _num(s["upstream_calls"])),
+    ("amplification (calls / request)", lambda s: _num(s["amplification"], "x")),
+    ("calls during the outage", lambda s: _num(s["outage_calls"])),
+    ("outage load vs steady state", lambda s: _num(s["outage_load_vs_steady"], "x")),
+    ("success rate", lambda s: _pct(s["success_rate"])),
+    *(
+        (f"  success: {label}", _phase_rate(name))
+        for name, label in (
+            ("healthy", "healthy"),
+            ("errors", "30 % errors"),
+            ("outage", "outage"),
+            ("rate_limited", "rate-limited"),
+            ("recovered", "recovered"),
+        )
+    ),
+    ("first success after the outage", lambda s: _num(s["first_success_after_outage_s"], " s")),
+    (
+        "sustained success after the outage",
+        lambda s: _num(s["sustained_success_after_outage_s"], " s"),
+    ),
+    (
+        "peak 100 ms load after outage vs steady",
+        lambda s: _num(s["peak_load_after_outage_vs_steady"], "x"),
+    ),
+    ("429s per success (rate-limited)", lambda s: _num(s["rate_limited_429s_per_success"])),
+    ("breaker transitions", lambda s: _transitions(s["breaker_transitions"])),
+)
+
+
+def _transitions(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "-"
+    opened = sum(1 for item in items if item["to"] == "open")
+    return f"{len(items)} ({opened} to open)"
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The comparison table as strings: a header row, then one row per metric."""
+    names = list(result["variants"])
+    rows: list[tuple[str, ...]] = [("", *names)]
+    for label, render in ROWS:
+        rows.append((label, *(render(result["variants"][name]) for name in names)))
+    return rows
+
+
+def plain_table(result: dict[str, Any]) -> str:
+    """The comparison table as aligned plain text (a Markdown table)."""
+    rows = table_rows(result)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = [
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        if number == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def print_table(result: dict[str, Any], out: TextIO, *, fancy: bool) -> None:
+    """Print the table with rich when ``fancy`` (and rich is there), else plain."""
+    if fancy and rich_available():
+        from rich.console import Console
+        from rich.table import Table
+
+        rows = table_rows(result)
+        table = Table(title="naive retry loop vs seawall")
+        table.add_column("")
+        for name in rows[0][1:]:
+            table.add_column(name, justify="right")
+        for row in rows[1:]:
+            table.add_row(*row)
+        Console(file=out).print(table)
+        return
+    out.write(plain_table(result) + "\n")
+
+
+def _line(progress: Progress) -> str:
+    phase = progress.phase.label if progress.phase is not None else "finishing"
+    parts = [f"{progress.elapsed:5.1f}/{progress.duration:g}s  {phase:<13}"]
+    for v in progress.variants:
+        ok = sum(ok for _s, _e, ok in v.requests)
+        state = f" breaker {v.breaker}" if v.name == "seawall" else ""
+        parts.append(f"{v.name}: {len(v.upstream.hits)} calls, {ok}/{v.started} ok{state}")
+    return "  ".join(parts)
+
+
+class _PlainProgress:
+    """A line every ``every`` seconds."""
+
+    def __init__(self, out: TextIO, every: float = 2.0) -> None:
+        self.out = out
+        self.every = every
+        self._next = 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.elapsed >= self._next:
+            self.out.write(_line(progress) + "\n")
+            self.out.flush()
+            self._next = progress.elapsed + self.every
+
+
+class _RichProgress(AbstractContextManager["_RichProgress"]):
+    """A rich ``Live`` panel with a progress bar and per-variant counts."""
+
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+        from rich.live import Live
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        self.task = self.bar.add_task("starting", total=100)
+        self.live = Live(self.bar, console=Console(file=out), refresh_per_second=8)
+        self.lines: list[str] = []
+
+    def __enter__(self) -> _RichProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.__exit__(*exc)
+
+    def __call__(self, progress: Progress) -> None:
+        phase = progress.phase.label if progress.phase is not None else "finishing"
+        done = min(100.0, 100 * progress.elapsed / progress.duration)
+        detail = _line(progress).split("  ", 2)[-1]
+        self.bar.update(self.task, completed=done, description=f"{phase:<13} {detail}")
+
+
+def progress_display(
+    out: TextIO, *, quiet: bool
+) -> tuple[AbstractContextManager[Any], Callable[[Progress], None] | None]:
+    """A context to run in and a tick callback: rich on a terminal, plain lines otherwise."""
+    if quiet or not out.isatty():
+        return nullcontext(), None
+    if rich_available():
+        display = _RichProgress(out)
+        return display, display
+    return nullcontext(), _PlainProgress(out)
+
+
+def plot(result: dict[str, Any], timelines: dict[str, Any], path: str) -> None:
+    """Write a PNG: upstream calls per 100 ms for both variants, breaker state, phases."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bucket = timelines["bucket"]
+    fig, (calls_ax, state_ax) = plt.subplots(
+        2, 1, figsize=(9, 4.6), sharex=True, height_ratios=(3, 1), dpi=90
+    )
+    colours = {"naive": "#d62728", "seawall": "#1f77b4"}
+    for name, counts in timelines["calls"].items():
+        xs = [i * bucket for i in range(len(counts))]
+        calls_ax.step(xs, counts, where="post", label=name, color=colours.get(name), lw=1.2)
+    shades = ("#ffffff", "#fff4d6", "#fde0dc", "#e8e0f8", "#e3f4e3")
+    for phase, shade in zip(result["phases"], shades, strict=False):
+        for ax in (calls_ax, state_ax):
+            ax.axvspan(phase["start_s"], phase["end_s"], color=shade, lw=0)
+        calls_ax.text(
+            (phase["start_s"] + phase["end_s"]) / 2,
+            1.01,
+            phase["label"],
+            transform=calls_ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    calls_ax.set_ylabel(f"upstream calls / {int(bucket * 1000)} ms")
+    calls_ax.legend(loc="upper left", fontsize=8)
+    levels = {"closed": 0, "half_open": 1, "open": 2}
+    steps = timelines["breaker"]
+    end = result["config"]["duration_s"]
+    xs = [t for t, _ in steps] + [end]
+    ys = [levels.get(s, 0) for _, s in steps] + [levels.get(steps[-1][1], 0)]
+    state_ax.step(xs, ys, where="post", color=colours["seawall"], lw=1.2)
+    state_ax.set_yticks([0, 1, 2], ["closed", "half-open", "open"], fontsize=8)
+    state_ax.set_ylabel("breaker", fontsize=8)
+    state_ax.set_xlabel("seconds")
+    state_ax.set_xlim(0, end)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

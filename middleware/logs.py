@@ -1,0 +1,37 @@
+"""seawall's loggers, and the log level of each severity.
+
+Everything seawall logs goes under the ``seawall`` logger hierarchy:
+
+- ``seawall.attempts``: each failed attempt, at its severity's level;
+- ``seawall.breaker``: breaker transitions (opening at WARNING, the rest at INFO);
+- ``seawall.escalation``: incidents, from the built-in logging sink;
+- ``seawall.plugins``: plugins that raised (once per plugin and hook).
+
+Each record's text is redacted; structured fields ride in ``extra``. The
+engine asks ``isEnabledFor`` before building a record, so a disabled logger
+costs one cached check.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from seawall.outcome import Severity
+
+__all__ = ["LEVELS", "attempts_log", "breaker_log", "level_for"]
+
+#: Log level for each severity: LOW info, MEDIUM warning, HIGH error, CRITICAL critical.
+LEVELS: dict[Severity, int] = {
+    Severity.LOW: logging.INFO,
+    Severity.MEDIUM: logging.WARNING,
+    Severity.HIGH: logging.ERROR,
+    Severity.CRITICAL: logging.CRITICAL,
+}
+
+attempts_log = logging.getLogger("seawall.attempts")
+breaker_log = logging.getLogger("seawall.breaker")
+
+
+def level_for(severity: Severity) -> int:
+    """The log level of ``severity`` (ERROR for a value outside the table)."""
+    return LEVELS.get(severity, logging.ERROR)

@@ -1,0 +1,186 @@
+"""OpenTelemetry metrics and span events for seawall (extra ``otel``, API only).
+
+::
+
+    from seawall.plugins.otel import OTelPlugin
+
+    sw = seawall.Seawall(plugins=[OTelPlugin()])   # the global meter and tracer providers
+
+Metrics (every one with a ``seawall.key`` attribute), read from seawall's
+built-in counters when the SDK collects, except the histogram:
+
+- observable counters ``seawall.requests``, ``seawall.attempts``,
+  ``seawall.retries``, ``seawall.successes``, ``seawall.failures``
+  (``seawall.category``), ``seawall.rejections`` (``seawall.reason``),
+  ``seawall.breaker.transitions`` (``seawall.breaker.from``, ``seawall.breaker.to``);
+- observable gauge ``seawall.breaker.state`` (``seawall.breaker.state``; 1 for
+  the current state, 0 for the others);
+- histogram ``seawall.request.duration`` (seconds, whole calls, retries
+  included), recorded when each call finishes.
+
+Span events on the caller's current span (when it is recording):
+``seawall.retry`` for each scheduled retry (attempt, delay, reason, category)
+and ``seawall.rejected`` for each call or retry refused without an upstream
+call (reason ``breaker``, ``budget``, ``deadline``, ``cooldown``...).
+
+The histogram and the span events come from ``seawall_event``, so with this
+plugin the engine builds event objects; ``OTelMetrics()`` gives the
+observable instruments alone, at no request-path cost. One plugin object may
+serve several ``Seawall`` objects.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from seawall.breaker import BreakerState
+from seawall.metrics import LATENCY_BUCKETS, KeyStats
+from seawall.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from seawall.engine import KeyState, Seawall
+    from seawall.events import Event
+
+__all__ = ["OTelMetrics", "OTelPlugin"]
+
+_SCOPE = "seawall"
+
+
+class _Metrics:
+    """The OTel plugin's metrics half: observable instruments over seawall's counters."""
+
+    def __init__(self, meter_provider: MeterProvider | None) -> None:
+        from seawall import __version__
+
+        provider = meter_provider or metrics.get_meter_provider()
+        meter = provider.get_meter(_SCOPE, __version__)
+        self.seawalls: weakref.WeakSet[Seawall] = weakref.WeakSet()
+        for name, unit, doc in (
+            ("requests", "{request}", "Calls started through seawall."),
+            ("attempts", "{attempt}", "Upstream attempts made."),
+            ("retries", "{retry}", "Retries scheduled."),
+            ("successes", "{request}", "Calls that ended in success."),
+        ):
+            meter.create_observable_counter(
+                f"seawall.{name}", [self._plain(name)], unit=unit, description=doc
+            )
+        meter.create_observable_counter(
+            "seawall.failures",
+            [self._by("failures", "seawall.category")],
+            unit="{request}",
+            description="Calls that ended in failure, by category.",
+        )
+        meter.create_observable_counter(
+            "seawall.rejections",
+            [self._by("rejections", "seawall.reason")],
+            unit="{request}",
+            description="Calls or retries refused without an upstream call, by reason.",
+        )
+        meter.create_observable_counter(
+            "seawall.breaker.transitions",
+            [self._transitions],
+            unit="{transition}",
+            description="Circuit breaker state changes.",
+        )
+        meter.create_observable_gauge(
+            "seawall.breaker.state",
+            [self._breaker_state],
+            description="Circuit breaker state: 1 for the current one, 0 for the others.",
+        )
+        self.duration = meter.create_histogram(
+            "seawall.request.duration",
+            unit="s",
+            description="Duration of whole calls through seawall, retries and waits included.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+
+    def _states(self) -> Iterator[tuple[str, KeyState]]:
+        for sw in list(self.seawalls):
+            yield from list(sw._states.items())
+
+    def _plain(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            totals: dict[str, int] = {}
+            for key, state in self._states():
+                totals[key] = totals.get(key, 0) + getattr(state.stats, name)
+            return [Observation(n, {"seawall.key": key}) for key, n in totals.items()]
+
+        return observe
+
+    def _by(self, name: str, label: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            totals: dict[tuple[str, str], int] = {}
+            for key, state in self._states():
+                counter: dict[str, int] = getattr(state.stats, name)
+                for value, n in counter.items():
+                    totals[key, value] = totals.get((key, value), 0) + n
+            return [Observation(n, {"seawall.key": k, label: v}) for (k, v), n in totals.items()]
+
+        return observe
+
+    def _transitions(self, _options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[tuple[str, str, str], int] = {}
+        for key, state in self._states():
+            stats: KeyStats = state.stats
+            for move, n in stats.transitions.items():
+                old, _, new = move.partition("->")
+                totals[key, old, new] = totals.get((key, old, new), 0) + n
+        return [
+            Observation(n, {"seawall.key": k, "seawall.breaker.from": o, "seawall.breaker.to": t})
+            for (k, o, t), n in totals.items()
+        ]
+
+    def _breaker_state(self, _options: CallbackOptions) -> Iterable[Observation]:
+        current: dict[tuple[str, str], int] = {}
+        for key, state in self._states():
+            for s in BreakerState:
+                labels = (key, s.value)
+                current[labels] = max(current.get(labels, 0), int(state.breaker.state is s))
+        return [
+            Observation(n, {"seawall.key": k, "seawall.breaker.state": s})
+            for (k, s), n in current.items()
+        ]
+
+
+class OTelMetrics:
+    """The observable instruments alone: no ``seawall_event``, no request-path cost.
+
+    :param meter_provider: default: the global one (``metrics.get_meter_provider()``).
+    """
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        self._metrics = _Metrics(meter_provider)
+
+    @hookimpl
+    def seawall_configure(self, seawall: Seawall) -> None:
+        self._metrics.seawalls.add(seawall)
+
+
+class OTelPlugin(OTelMetrics):
+    """Instruments, the duration histogram and span events; pass it in ``plugins=[...]``.
+
+    Span events go to the caller's current span, whatever tracer provider made it.
+    """
+
+    @hookimpl
+    def seawall_event(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "call":
+            elapsed: float = getattr(event, "elapsed", 0.0)
+            self._metrics.duration.record(elapsed, {"seawall.key": event.key})
+            return
+        if kind not in ("retry", "rejected"):
+            return
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        attributes: dict[str, Any] = {}
+        for name, value in event.as_dict().items():
+            if name not in ("timestamp", "kind") and value is not None and value != "":
+                attributes[f"seawall.{name}"] = value
+        span.add_event(f"seawall.{kind}", attributes)

@@ -1,0 +1,364 @@
+"""The ``seawall`` command: demo, plugins, check, classify, and the ``-m`` entry points."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import seawall
+from seawall.cli import main
+from seawall.cli_classify import build_exception
+from seawall.demo import Progress
+from seawall.demo_upstream import script
+from seawall.demo_view import _PlainProgress, plain_table, progress_display
+
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+# --- demo ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], Path]:
+    """One short demo run (real waits), shared by the demo tests."""
+    seawall.testing.set_testing(False)
+    png = tmp_path_factory.mktemp("demo") / "demo.png"
+    argv = ["demo", "--duration", "3", "--clients", "4", "--rate", "20", "--seed", "7", "--json"]
+    if HAS_MATPLOTLIB:
+        argv += ["--plot", str(png)]
+    out = io.StringIO()
+    real = sys.stdout
+    sys.stdout = out
+    try:
+        assert main(argv) == 0
+    finally:
+        sys.stdout = real
+        seawall.testing.set_testing(True)
+    return json.loads(out.getvalue()), png
+
+
+def test_demo_json_shows_seawall_sparing_the_dead_upstream(demo_run) -> None:
+    """During the outage seawall sends a small fraction of the naive loop's calls."""
+    result, _ = demo_run
+    naive, guarded = result["variants"]["naive"], result["variants"]["seawall"]
+    assert naive["logical_requests"] == guarded["logical_requests"] == 240
+    assert guarded["outage_calls"] * 5 < naive["outage_calls"]
+    assert guarded["outage_load_vs_steady"] < 0.5 < 3 < naive["outage_load_vs_steady"]
+    assert guarded["amplification"] < naive["amplification"]
+
+
+def test_demo_json_shows_recovery_and_respect_for_rate_limits(demo_run) -> None:
+    """seawall recovers within its recovery timeout and sends fewer 429s per success."""
+    result, _ = demo_run
+    naive, guarded = result["variants"]["naive"], result["variants"]["seawall"]
+    recovery = result["config"]["seawall_recovery_timeout_s"]
+    assert guarded["first_success_after_outage_s"] is not None
+    assert guarded["first_success_after_outage_s"] <= recovery + 0.2
+    assert guarded["success_rate_by_phase"]["recovered"] >= 0.95
+    assert guarded["success_rate_by_phase"]["healthy"] == 1.0
+    assert guarded["rate_limited_429s_per_success"] < naive["rate_limited_429s_per_success"]
+    states = [t["to"] for t in guarded["breaker_transitions"]]
+    assert "open" in states
+    assert states[-1] == "closed"
+    assert naive["breaker_transitions"] == []
+    assert [p["name"] for p in result["phases"]] == [
+        "healthy",
+        "errors",
+        "outage",
+        "rate_limited",
+        "recovered",
+    ]
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed")
+def test_demo_plot_writes_a_png(demo_run) -> None:
+    """``--plot FILE`` writes a PNG image of the timeline."""
+    _, png = demo_run
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size < 150_000
+
+
+def test_demo_table_in_plain_text(demo_run) -> None:
+    """Without rich the table is plain aligned text with a row per metric."""
+    result, _ = demo_run
+    table = plain_table(result)
+    assert [cell.strip() for cell in table.splitlines()[0].split("|")[2:4]] == ["naive", "seawall"]
+    assert "calls during the outage" in table
+    assert "429s per success" in table
+
+
+def test_progress_is_silent_off_a_terminal_and_plain_lines_otherwise() -> None:
+    """No progress when stdout is not a TTY; the plain display prints periodic lines."""
+    _context, tick = progress_display(io.StringIO(), quiet=False)
+    assert tick is None
+    out = io.StringIO()
+    plain = _PlainProgress(out, every=1.0)
+    phases = script(20)
+    for elapsed in (0.0, 0.5, 1.2):
+        plain(Progress(elapsed, 20.0, phases[0], ()))
+    assert out.getvalue().count("\n") == 2
+    assert "healthy" in out.getvalue()
+
+
+def test_demo_rejects_a_bad_duration(capsys) -> None:
+    """A duration that is not a positive number is a usage error (exit 2)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--duration", "0"])
+    assert exc.value.code == 2
+    assert "must be above 0" in capsys.readouterr().err
+
+
+# --- plugins ------------------------------------------------------------------
+
+
+def test_plugins_lists_builtins_and_their_hooks(capsys) -> None:
+    """``seawall plugins --json`` lists each built-in plugin with its hooks."""
+    code, out = run(capsys, "plugins", "--json")
+    assert code == 0
+    by_name = {p["name"]: p for p in json.loads(out)}
+    assert by_name["seawall.builtin.http"]["hooks"] == ["seawall_classify"]
+    assert by_name["seawall.builtin.backoff"]["builtin"] is True
+    code, out = run(capsys, "plugins", "--hook", "seawall_backoff")
+    assert code == 0
+    assert "seawall.builtin.backoff" in out
+    assert "seawall.builtin.http" not in out
+
+
+@pytest.fixture
+def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throwaway installed distribution with a ``seawall`` entry point."""
+    (tmp_path / "seawall_fake_cli.py").write_text(
+        "from seawall import hookimpl\n\n@hookimpl\ndef seawall_event(event):\n    return None\n"
+    )
+    info = tmp_path / "seawall_fake_cli-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: seawall-fake-cli\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text("[seawall]\nfakecli = seawall_fake_cli\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_plugins_names_entry_point_distribution_and_version(capsys, fake_dist) -> None:
+    """An entry-point plugin is listed with its distribution's name and version."""
+    code, out = run(capsys, "plugins", "--json")
+    assert code == 0
+    fake = next(p for p in json.loads(out) if p["name"] == "fakecli")
+    assert fake == {
+        "name": "fakecli",
+        "hooks": ["seawall_event"],
+        "builtin": False,
+        "distribution": "seawall-fake-cli",
+        "version": "0.3",
+    }
+    code, out = run(capsys, "plugins")
+    assert "fakecli  (seawall-fake-cli 0.3)" in out
+
+
+# --- check --------------------------------------------------------------------
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "seawall.toml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_check_accepts_a_good_file_and_summarises_it(capsys, tmp_path) -> None:
+    """A valid file exits 0 and prints each effective policy."""
+    path = write(
+        tmp_path,
+        """
+        [default.retry]
+        max_attempts = 4
+        [routes."api.openai.com".breaker]
+        recovery_timeout = 10
+        """,
+    )
+    code, out = run(capsys, "check", path)
+    assert code == 0
+    assert "OK, a default policy and 1 route(s)" in out
+    assert "default: retry 4 attempts" in out
+    assert "api.openai.com: retry 4 attempts" in out
+    assert "5 failures / 10s" in out
+
+
+def test_check_lists_every_problem_with_its_line_and_fix(capsys, tmp_path) -> None:
+    """Each problem is reported once, at its line, with what to do; exit 1."""
+    path = write(
+        tmp_path,
+        """\
+        [default.retry]
+        max_attempts = 0
+        backoff = "exponentail"
+
+        [default.breaker]
+        failure_treshold = 5
+
+        [routes."api.example.com".retry]
+        base_delay = -1
+        """,
+    )
+    code, out = run(capsys, "check", path)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].endswith("4 problem(s)")
+    assert lines[1] == (
+        f"{path}:2: default.retry.max_attempts: max_attempts=0 is out of range; "
+        "it must be at least 1"
+    )
+    assert lines[2].startswith(f"{path}:3: default.retry.backoff:")
+    assert "use one of 'exponential'" in lines[2]
+    assert lines[3].startswith(f"{path}:6: default.breaker.failure_treshold: unknown setting")
+    assert "failure_threshold" in lines[3]
+    assert lines[4].startswith(f"{path}:9: routes.'api.example.com'.retry.base_delay:")
+    assert len(lines) == 5
+
+
+def test_check_reports_invalid_toml_with_line_and_column(capsys, tmp_path) -> None:
+    """A TOML syntax error is reported with its line and column; exit 1."""
+    path = write(tmp_path, "[default\nx = 1\n")
+    code, out = run(capsys, "check", path)
+    assert code == 1
+    assert "not valid TOML" in out
+    assert "line 1, column" in out
+
+
+def test_check_reports_a_missing_file(capsys, tmp_path) -> None:
+    """A path that does not exist is named, with what to give instead; exit 1."""
+    code, out = run(capsys, "check", str(tmp_path / "nope.toml"))
+    assert code == 1
+    assert "nope.toml: no such file" in out
+
+
+# --- classify -----------------------------------------------------------------
+
+
+def test_classify_429_waits_what_retry_after_says(capsys) -> None:
+    """A 429 with Retry-After: 5 is rate-limited, retried after 5 s, per the http plugin."""
+    code, out = run(capsys, "classify", "--status", "429", "--header", "Retry-After: 5", "--json")
+    assert code == 0
+    answer = json.loads(out)
+    assert answer["classification"]["category"] == "rate_limit"
+    assert answer["classified_by"] == "seawall.builtin.http"
+    assert answer["retry"] is True
+    assert answer["wait"]["seconds"] == 5
+    assert answer["wait"]["decided_by"] == "Retry-After"
+    assert answer["breaker"].startswith("not counted; starts a cooldown")
+
+
+def test_classify_exception_shows_backoff_range(capsys) -> None:
+    """A reset connection is NETWORK; the wait is within the jittered backoff range."""
+    code, out = run(
+        capsys, "classify", "--exception", "ConnectionResetError: peer reset", "--attempt", "2"
+    )
+    assert code == 0
+    assert "classification: network" in out
+    assert "decided by: seawall.builtin.exceptions" in out
+    assert "full jitter in [0, 0.2]s" in out
+    assert "decided by seawall.builtin.backoff" in out
+
+
+def test_classify_says_why_not(capsys, tmp_path) -> None:
+    """Each refusal names its reason: not idempotent, last attempt, too long a Retry-After."""
+    _, out = run(capsys, "classify", "--status", "503", "--method", "POST")
+    assert "no, POST is not idempotent" in out
+    _, out = run(capsys, "classify", "--status", "503", "--attempt", "3")
+    assert "no, attempt 3 was the last of max_attempts=3" in out
+    _, out = run(capsys, "classify", "--status", "503", "--header", "Retry-After: 600")
+    assert "above retry_after_max=60" in out
+    _, out = run(capsys, "classify", "--status", "404")
+    assert "no, not retryable" in out
+
+
+def test_classify_uses_the_route_policy_from_config(capsys, tmp_path) -> None:
+    """--config and --url pick the route's policy (here: 5 attempts)."""
+    path = write(tmp_path, '[routes."api.example.com".retry]\nmax_attempts = 5\n')
+    argv = ["classify", "--status", "503", "--attempt", "3", "--config", path]
+    _, out = run(capsys, *argv, "--url", "https://api.example.com/v1")
+    assert "retry after attempt 3: yes" in out
+    _, out = run(capsys, *argv, "--url", "https://other.example.com/v1")
+    assert "retry after attempt 3: no" in out
+
+
+def test_classify_unknown_exception_is_retried_once(capsys, tmp_path) -> None:
+    """An unknown exception name becomes an UNKNOWN error, retried at most once."""
+    path = write(tmp_path, '[default.retry]\nretry_on = ["unknown", "server"]\n')
+    argv = ["classify", "--config", path, "--exception"]
+    _, out = run(capsys, *argv, "WeirdSdkError: something odd")
+    assert "classification: unknown (unknown error: WeirdSdkError)" in out
+    assert "retry after attempt 1: yes" in out
+    _, out = run(capsys, *argv, "WeirdSdkError: odd", "--attempt", "2")
+    assert "no, unknown is retried at most 1 time(s)" in out
+
+
+def test_classify_usage_errors(capsys) -> None:
+    """No --status nor --exception, or a malformed header, exit 2 with a hint."""
+    code, out = run(capsys, "classify")
+    assert code == 2
+    assert "needs --status" in out
+    code, out = run(capsys, "classify", "--status", "500", "--header", "no colon")
+    assert code == 2
+    assert "'Name: value'" in out
+
+
+def test_build_exception_finds_aiohttp_and_builtin_classes() -> None:
+    """Known names give instances of the real classes, even with awkward constructors."""
+    exc = build_exception("ClientConnectorError: connection refused")
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    assert str(exc) == "connection refused"
+    assert isinstance(build_exception("aiohttp.ServerDisconnectedError: bye"), aiohttp.ClientError)
+    assert type(build_exception("TimeoutError: slow")) is TimeoutError
+    unknown = build_exception("QuotaError: out of credits")
+    assert type(unknown).__name__ == "QuotaError"
+    assert str(unknown) == "out of credits"
+
+
+# --- python -m ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_python_m_seawall_and_seawall_plugins(tmp_path) -> None:
+    """``python -m seawall`` runs the command; ``python -m seawall.plugins`` prints JSON."""
+    found = subprocess.run(
+        [sys.executable, "-m", "seawall", "classify", "--status", "503"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr
+    assert "classification: server" in found.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "seawall.plugins", "--all", "--hook", "seawall_classify"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    names = {p["name"] for p in json.loads(listed.stdout)}
+    assert names == {"seawall.builtin.http", "seawall.builtin.exceptions"}
+    plain = subprocess.run(
+        [sys.executable, "-m", "seawall.plugins"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert all(not p["builtin"] for p in json.loads(plain.stdout))

@@ -1,0 +1,231 @@
+"""Escalation: incidents, dedup, bounded queue, sink timeouts, the logging and webhook sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+import seawall
+from seawall.escalation import EscalationPolicy, Escalator, Incident
+from seawall.outcome import Category, Severity
+from seawall.plugins.manager import Hooks, make_manager
+from seawall.plugins.webhook import WebhookSink
+
+from .conftest import status
+
+
+class Sink:
+    """A plugin keeping every incident; optionally hanging forever or raising."""
+
+    def __init__(self, mode: str = "keep") -> None:
+        self.mode = mode
+        self.incidents: list[Incident] = []
+
+    @seawall.hookimpl
+    def seawall_escalate(self, incident: Incident) -> Any:
+        self.incidents.append(incident)
+        if self.mode == "raise":
+            raise RuntimeError("sink broke")
+        if self.mode == "hang":
+            return asyncio.Event().wait()  # never set: awaits forever
+        return None
+
+
+def _escalator(sink: Sink, now: list[float], **policy: Any) -> Escalator:
+    hooks = Hooks(make_manager([sink], entrypoints=False, blocked=["seawall.builtin.logging_sink"]))
+    return Escalator(hooks, EscalationPolicy(**policy), clock=lambda: now[0])
+
+
+def _report(esc: Escalator, key: str = "k", category: Category = Category.AUTHENTICATION) -> None:
+    esc.report(
+        severity=Severity.HIGH,
+        category=category,
+        key=key,
+        request="GET https://api.example/x?key=***",
+        reason="HTTP 401",
+        context={"api_key": "SECRET-C", "note": "Bearer SECRET-B", "critical": True},
+    )
+
+
+async def test_incidents_are_deduplicated_per_key_and_category_with_a_count():
+    """Repeats within the window fold into the next incident, which carries their count."""
+    sink, now = Sink(), [1000.0]
+    esc = _escalator(sink, now, window=60.0)
+    _report(esc)
+    for step in range(4):  # four repeats inside the window
+        now[0] = 1001.0 + step
+        _report(esc)
+    _report(esc, category=Category.TLS)  # another category is its own incident
+    await esc.drain()
+    assert [(i.category, i.count) for i in sink.incidents] == [
+        (Category.AUTHENTICATION, 1),
+        (Category.TLS, 1),
+    ]
+    now[0] = 1100.0  # past the window: the next one tells the folded repeats too
+    _report(esc)
+    await esc.drain()
+    last = sink.incidents[-1]
+    assert last.count == 5
+    assert last.first_seen == 1001.0
+    assert last.last_seen == 1100.0
+    assert esc.stats["folded"] == 4
+    first = sink.incidents[0]
+    assert (first.severity, first.key, first.reason) == (Severity.HIGH, "k", "HTTP 401")
+    assert first.request == "GET https://api.example/x?key=***"
+    assert first.context == {"api_key": "***", "note": "Bearer ***", "critical": True}
+
+
+async def test_folded_repeats_are_told_on_close():
+    """Repeats still folded when the escalator closes go out as one last incident."""
+    sink, now = Sink(), [1000.0]
+    esc = _escalator(sink, now)
+    for _ in range(3):
+        _report(esc)
+    await esc.aclose()
+    assert [i.count for i in sink.incidents] == [1, 2]
+
+
+async def test_queue_overflow_is_counted_and_never_blocks():
+    """With a full queue, more incidents are dropped and counted; report returns at once."""
+    sink, now = Sink("hang"), [1000.0]
+    esc = _escalator(sink, now, queue_size=2, sink_timeout=0.05)
+    t0 = time.perf_counter()
+    for n in range(10):
+        _report(esc, key=f"k{n}")
+    assert time.perf_counter() - t0 < 0.05
+    assert esc.stats["overflow"] == 8
+    await esc.aclose()
+
+
+async def test_a_raising_sink_is_reported_once_and_others_still_run(caplog):
+    """A sink that raises is skipped and logged once; the other sink gets every incident."""
+    bad, good = Sink("raise"), Sink()
+    hooks = Hooks(make_manager([bad, good], entrypoints=False))
+    esc = Escalator(hooks)
+    for n in range(3):
+        _report(esc, key=f"k{n}")
+    with caplog.at_level(logging.ERROR, logger="seawall.plugins"):
+        await esc.drain()
+    assert len(good.incidents) == 3
+    assert sum("raised in seawall_escalate" in r.getMessage() for r in caplog.records) == 1
+    assert sum(hooks.faults.values()) == 3
+
+
+async def test_a_hanging_sink_does_not_slow_requests(upstream, make_session, caplog):
+    """Requests that escalate stay fast while a sink awaits forever; the sink times out once."""
+    up, server = upstream
+    up.default = status(401)
+    sink = Sink("hang")
+    sw = seawall.Seawall(
+        plugins=[sink], entrypoints=False, escalation=EscalationPolicy(sink_timeout=0.5)
+    )
+    latencies = []
+    async with make_session(sw) as session:
+        for n in range(20):
+            t0 = time.perf_counter()
+            async with session.get(server.make_url(f"/{n}")) as resp:
+                assert resp.status == 401
+            latencies.append(time.perf_counter() - t0)
+    latencies.sort()
+    assert latencies[len(latencies) // 2] < 0.05, latencies  # far below the 0.5 s timeout
+    assert latencies[-1] < 0.25, latencies
+    with caplog.at_level(logging.ERROR, logger="seawall.plugins"):
+        await sw.aclose()
+    assert len(sink.incidents) == 2  # the first, and the folded repeats on close
+    timeouts = [r for r in caplog.records if "sink_timeout" in r.getMessage()]
+    assert len(timeouts) == 1
+
+
+async def test_logging_sink_logs_at_the_severity_level_with_structured_extra(caplog):
+    """The built-in sink logs a HIGH incident at ERROR with its fields in extra."""
+    esc = Escalator(Hooks(make_manager([], entrypoints=False)))
+    with caplog.at_level(logging.INFO, logger="seawall.escalation"):
+        _report(esc)
+        esc.report(
+            severity=Severity.CRITICAL,
+            category=Category.TLS,
+            key="k",
+            request="GET https://x/",
+            reason="certificate",
+        )
+        await esc.drain()
+    levels = [(r.levelno, r.seawall_category) for r in caplog.records]  # type: ignore[attr-defined]
+    assert levels == [(logging.ERROR, "authentication"), (logging.CRITICAL, "tls")]
+    assert caplog.records[0].seawall_incident["count"] == 1  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def receiver(aiohttp_server):
+    """A local webhook receiver that fails its first POST with a 503, then accepts."""
+    received: list[dict[str, Any]] = []
+    answers = [503]
+
+    async def hook(request: web.Request) -> web.Response:
+        if answers:
+            return web.Response(status=answers.pop())
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook/T0KEN", hook)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    return server, received
+
+
+async def test_webhook_sink_posts_slack_compatible_json(upstream, make_session, receiver):
+    """A 401 reaches the webhook as JSON with text and every field, after one retry."""
+    up, server = upstream
+    up.then(status(401))
+    hook_server, received = receiver
+    sink = WebhookSink(str(hook_server.make_url("/hook/T0KEN")), max_per_minute=5)
+    sw = seawall.Seawall(plugins=[sink], entrypoints=False)
+    async with make_session(sw) as session, session.get(server.make_url("/v1")) as resp:
+        assert resp.status == 401
+    await sw.escalator.drain()
+    (body,) = received
+    assert body["text"].startswith("[HIGH] authentication on ")
+    assert body["category"] == "authentication"
+    assert body["severity"] == "HIGH"
+    assert body["count"] == 1
+    assert body["request"].startswith("GET http://127.0.0.1")
+    assert {"key", "reason", "first_seen", "last_seen"} <= set(body)
+    assert sink.stats == {"sent": 1, "failed": 0, "rate_limited": 0, "retried": 1}
+    assert up.hits == 1  # the sink's own POSTs never went through seawall
+    await sw.aclose()
+    assert sink._session is None
+
+
+async def test_webhook_rate_limit_drops_and_counts(receiver):
+    """Past max_per_minute, incidents are dropped and counted."""
+    hook_server, received = receiver
+    sink = WebhookSink(str(hook_server.make_url("/hook/T0KEN")), max_per_minute=2, retries=1)
+    esc = Escalator(Hooks(make_manager([sink], entrypoints=False)))
+    for n in range(5):
+        _report(esc, key=f"k{n}")
+    await esc.drain()
+    await sink.aclose()
+    assert sink.stats["rate_limited"] == 3
+    assert len(received) == 2
+
+
+def test_webhook_sink_checks_its_url_without_showing_the_token():
+    """A bad URL is refused with a message that does not repeat the path's token."""
+    with pytest.raises(ValueError, match="http:// or https://") as info:
+        WebhookSink("ftp://hooks.example/T0KEN")
+    assert "T0KEN" not in str(info.value)
+    assert "T0KEN" not in repr(WebhookSink("https://hooks.example/services/T0KEN"))
+
+
+def test_webhook_sink_from_env(monkeypatch):
+    """from_env builds a sink only when SEAWALL_WEBHOOK_URL is set."""
+    monkeypatch.delenv("SEAWALL_WEBHOOK_URL", raising=False)
+    assert WebhookSink.from_env() is None
+    monkeypatch.setenv("SEAWALL_WEBHOOK_URL", "https://hooks.example/x")
+    sink = WebhookSink.from_env(max_per_minute=3)
+    assert sink is not None
+    assert sink.max_per_minute == 3

@@ -1,0 +1,152 @@
+"""Built-in metrics: counters, latency histogram and ``sw.health()`` after scripted scenarios."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import seawall
+from seawall.metrics import LATENCY_BUCKETS, KeyStats, LatencyHistogram
+from seawall.policy import BreakerPolicy, BudgetPolicy, Policy, RetryPolicy
+
+from .conftest import status
+
+
+async def test_counters_after_a_scripted_scenario(upstream, make_session):
+    """Requests, attempts, retries, successes, failures and rejections add up per key."""
+    up, server = upstream
+    up.then(status(503), status(200), status(404), status(500), status(500))
+    sw = seawall.Seawall(
+        Policy(retry=RetryPolicy(max_attempts=2), breaker=BreakerPolicy(failure_threshold=2)),
+        entrypoints=False,
+    )
+    async with make_session(sw) as session:
+        for expected in (200, 404, 500):  # 503->200 ; 404 ; 500,500 -> breaker opens
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == expected
+        with pytest.raises(seawall.CircuitOpenError):
+            await session.get(server.make_url("/"))
+    report = sw.health()
+    (key,) = report["keys"]
+    detail = report["keys"][key]
+    assert detail["requests"] == 4
+    assert detail["attempts"] == 5 == up.hits
+    assert detail["retries"] == 2
+    assert detail["successes"] == 1
+    assert detail["failures"] == {"client": 1, "server": 1}
+    assert detail["rejections"] == {"breaker": 1}
+    assert detail["transitions"] == {"closed->open": 1}
+    assert detail["state"] == "open"
+    assert detail["success_rate"] == pytest.approx(1 / 4)
+    assert report["status"] == "unhealthy"
+    assert report["breakers"] == {"closed": 0, "open": 1, "half_open": 0}
+    assert report["requests"] == 4
+    assert report["successes"] == 1
+    for name in ("average_latency", "p50_latency", "p95_latency", "p99_latency"):
+        assert report[name] is not None
+        assert 0 <= report[name] < 5
+    assert report["uptime"] >= 0
+
+
+async def test_health_is_degraded_when_some_breakers_are_open():
+    """One open breaker among closed ones makes the status degraded; none open is healthy."""
+    sw = seawall.Seawall(
+        Policy(retry=RetryPolicy(max_attempts=1), breaker=BreakerPolicy(failure_threshold=1)),
+        entrypoints=False,
+    )
+    assert sw.health()["status"] == "healthy"
+
+    async def ok() -> str:
+        return "ok"
+
+    async def down() -> None:
+        raise ConnectionRefusedError("refused")
+
+    assert await sw.call(ok, key="good") == "ok"
+    assert sw.health()["status"] == "healthy"
+    with pytest.raises(ConnectionRefusedError):
+        await sw.call(down, key="bad")
+    report = sw.health()
+    assert report["status"] == "degraded"
+    assert report["keys"]["bad"]["failures"] == {"network": 1}
+    assert report["keys"]["good"]["success_rate"] == 1.0
+
+
+async def test_reset_metrics_zeroes_counters_but_keeps_breakers():
+    """reset_metrics clears counters and latency; the breaker stays open."""
+    sw = seawall.Seawall(
+        Policy(retry=RetryPolicy(max_attempts=1), breaker=BreakerPolicy(failure_threshold=1)),
+        entrypoints=False,
+    )
+
+    async def down() -> None:
+        raise ConnectionRefusedError("refused")
+
+    with pytest.raises(ConnectionRefusedError):
+        await sw.call(down, key="bad")
+    sw.reset_metrics()
+    detail = sw.health()["keys"]["bad"]
+    assert detail["requests"] == 0
+    assert detail["failures"] == {}
+    assert detail["average_latency"] is None
+    assert detail["p99_latency"] is None
+    assert detail["state"] == "open"
+
+
+def test_histogram_quantiles_track_the_distribution():
+    """p50/p95/p99 from the buckets are within one bucket of the true values."""
+    hist = LatencyHistogram()
+    samples = [0.001 * i for i in range(1, 1001)]  # 1 ms .. 1 s, uniform
+    for s in samples:
+        hist.observe(s)
+    assert hist.count == 1000
+    assert hist.sum == pytest.approx(sum(samples))
+    assert hist.quantile(0.5) == pytest.approx(0.5, abs=0.1)
+    assert hist.quantile(0.95) == pytest.approx(0.95, abs=0.1)
+    assert hist.quantile(0.99) == pytest.approx(0.99, abs=0.1)
+    assert hist.quantile(1.0) == pytest.approx(1.0)
+    cumulative = hist.cumulative()
+    assert cumulative[-1] == (float("inf"), 1000)
+    assert len(cumulative) == len(LATENCY_BUCKETS) + 1
+
+
+def test_histogram_memory_is_bounded_and_slow_calls_land_in_inf():
+    """The histogram keeps a fixed list of counts whatever it sees; slow calls go to +Inf."""
+    hist = LatencyHistogram()
+    for s in (0.0, 1e-9, 3600.0, 1e9):
+        hist.observe(s)
+    assert len(hist.counts) == len(LATENCY_BUCKETS) + 1
+    assert hist.counts[0] == 2
+    assert hist.counts[-1] == 2
+    assert hist.quantile(0.99) == 1e9
+
+
+def test_observe_call_costs_well_under_a_microsecond():
+    """Updating a key's counters and histogram is cheap (median of several runs)."""
+    stats = KeyStats()
+    n = 20_000
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for i in range(n):
+            stats.observe_call(0.0123, i & 1 == 0)
+        runs.append((time.perf_counter() - t0) / n)
+    runs.sort()
+    assert runs[2] < 1e-6, f"observe_call took {runs[2] * 1e9:.0f} ns"
+    assert stats.successes == 5 * n // 2
+
+
+async def test_budget_rejection_still_counts_the_call_as_finished(upstream, make_session):
+    """A budget refusal counts as a rejection and as a failed call, not twice in the rate."""
+    up, server = upstream
+    up.default = status(503)
+    sw = seawall.Seawall(
+        Policy(budget=BudgetPolicy(ratio=0.0, min_retries_per_second=0.0)), entrypoints=False
+    )
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 503
+    (detail,) = sw.health()["keys"].values()
+    assert detail["rejections"] == {"budget": 1}
+    assert detail["failures"] == {"server": 1}
+    assert detail["success_rate"] == 0.0

@@ -1,0 +1,128 @@
+"""The Prometheus plugin: text exposition scraped over HTTP from running endpoints."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+import seawall
+from seawall.plugins.prometheus import PrometheusPlugin, aiohttp_app, asgi_app
+from seawall.policy import BreakerPolicy, Policy, RetryPolicy
+
+from .conftest import status
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+async def _scenario(sw: seawall.Seawall, server, make_session) -> str:
+    async with make_session(sw) as session:
+        for expected in (200, 500):  # 503 -> 200, then 500, 500 -> open
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == expected
+        with pytest.raises(seawall.CircuitOpenError):
+            await session.get(server.make_url("/"))
+    (key,) = sw.health()["keys"]
+    return key
+
+
+def _policy() -> Policy:
+    return Policy(retry=RetryPolicy(max_attempts=2), breaker=BreakerPolicy(failure_threshold=2))
+
+
+async def test_scrape_from_a_running_aiohttp_endpoint(upstream, make_session, aiohttp_server):
+    """After a scripted scenario, GET /metrics on 127.0.0.1 shows the right values."""
+    up, server = upstream
+    up.then(status(503), status(200), status(500), status(500))
+    registry = CollectorRegistry()
+    sw = seawall.Seawall(_policy(), plugins=[PrometheusPlugin(registry)], entrypoints=False)
+    key = await _scenario(sw, server, make_session)
+    metrics_server = await aiohttp_server(aiohttp_app(registry, "/metrics"), host="127.0.0.1")
+    async with (
+        aiohttp.ClientSession() as plain,
+        plain.get(metrics_server.make_url("/metrics")) as resp,
+    ):
+        assert resp.status == 200
+        assert resp.content_type == "text/plain"
+        text = await resp.text()
+    s = _samples(text)
+    k = (("key", key),)
+    assert s["seawall_requests_total", k] == 3
+    assert s["seawall_attempts_total", k] == 4
+    assert s["seawall_retries_total", k] == 2
+    assert s["seawall_successes_total", k] == 1
+    assert s["seawall_failures_total", (("category", "server"), *k)] == 1
+    assert s["seawall_rejections_total", (*k, ("reason", "breaker"))] == 1
+    assert s["seawall_breaker_transitions_total", (("from", "closed"), *k, ("to", "open"))] == 1
+    assert s["seawall_breaker_state", (*k, ("state", "open"))] == 1
+    assert s["seawall_breaker_state", (*k, ("state", "closed"))] == 0
+    assert s["seawall_request_duration_seconds_count", k] == 2
+    assert s["seawall_request_duration_seconds_bucket", (*k, ("le", "+Inf"))] == 2
+    assert s["seawall_request_duration_seconds_sum", k] >= 0
+    assert "# TYPE seawall_request_duration_seconds histogram" in text
+
+
+async def test_asgi_app_mounted_in_starlette_under_uvicorn(upstream, make_session):
+    """The plain ASGI app, mounted in a Starlette app served by uvicorn, serves the metrics."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    up, server = upstream
+    up.then(status(503), status(200), status(500), status(500))
+    registry = CollectorRegistry()
+    sw = seawall.Seawall(_policy(), plugins=[PrometheusPlugin(registry)], entrypoints=False)
+    key = await _scenario(sw, server, make_session)
+    app = Starlette(routes=[Mount("/metrics", app=asgi_app(registry))])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    config.load()
+    uv = uvicorn.Server(config)
+    uv.lifespan = config.lifespan_class(config)
+    await uv.startup(sockets=[sock])  # returns once uvicorn listens on the socket
+    try:
+        assert uv.started
+        async with aiohttp.ClientSession() as plain:
+            async with plain.get(f"http://127.0.0.1:{port}/metrics/") as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            async with plain.post(f"http://127.0.0.1:{port}/metrics/") as resp:
+                assert resp.status == 405
+    finally:
+        await uv.shutdown(sockets=[sock])
+        sock.close()
+    s = _samples(text)
+    assert s["seawall_requests_total", (("key", key),)] == 3
+    assert s["seawall_breaker_state", (("key", key), ("state", "open"))] == 1
+
+
+async def test_two_seawalls_on_one_registry_are_summed():
+    """Two Seawall objects sharing a registry export one series per key, summed."""
+    registry = CollectorRegistry()
+    sws = [
+        seawall.Seawall(plugins=[PrometheusPlugin(registry)], entrypoints=False) for _ in range(2)
+    ]
+
+    async def ok() -> int:
+        return 1
+
+    for sw in sws:
+        await sw.call(ok, key="shared")
+    assert registry.get_sample_value("seawall_requests_total", {"key": "shared"}) == 2
+
+
+def test_the_collector_adds_nothing_to_the_request_path():
+    """The plugin implements no seawall_event: requests build no events for it."""
+    sw = seawall.Seawall(plugins=[PrometheusPlugin(CollectorRegistry())], entrypoints=False)
+    assert not sw.hooks.has("seawall_event")
