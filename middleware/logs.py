@@ -28,6 +28,11 @@ LEVELS: dict[Severity, int] = {
     Severity.CRITICAL: logging.CRITICAL,
 }
 
+# A library does not decide where logs go: without this handler, Python's
+# last-resort handler would print our warnings to stderr in apps that never
+# configured logging. Configure the "seawall" logger (or the root) to see them.
+logging.getLogger("seawall").addHandler(logging.NullHandler())
+
 attempts_log = logging.getLogger("seawall.attempts")
 breaker_log = logging.getLogger("seawall.breaker")
 
