@@ -276,13 +276,6 @@ class SeawallMiddleware:
         """The readiness answer: status code and body (see docs/asgi.md)."""
         report = self.seawall.health()
         status = report["status"]
-        if status == "unhealthy" and any(
-            key.get("state") == "open" and not key.get("retry_after")
-            for key in report.get("keys", {}).values()
-        ):
-            # An open breaker due a probe lets the next call through: report it
-            # ready, or the probe that would close it never comes.
-            status = report["status"] = "degraded"
         code = 200 if status in _HEALTH_OK else 503
         if not self.health_detail:
             return code, {"status": status}

@@ -627,14 +627,10 @@ class Seawall:
                 bad = TypeError(f"seawall_classify returned {answer!r}, not a Classification")
                 hooks.fault(plugin, "seawall_classify", bad)
             answer, plugin = self._fallback(outcome), None
-        if (
-            outcome.context.get("critical")
-            and not answer.is_success
-            and (answer.severity <= Severity.MEDIUM or not answer.escalate)
-        ):
-            answer = attrs.evolve(
-                answer, severity=max(answer.severity, Severity.HIGH), escalate=True
-            )
+        if answer.severity is Severity.MEDIUM and outcome.context.get("critical"):
+            # A critical operation's MEDIUM failures (5xx, network, timeouts) need a
+            # human; its LOW ones (a 404, a validation error) are the caller's to fix.
+            answer = attrs.evolve(answer, severity=Severity.HIGH, escalate=True)
         return answer, plugin
 
     def _fallback(self, outcome: Outcome) -> Classification:

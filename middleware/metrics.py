@@ -204,7 +204,8 @@ def health_report(sw: Seawall) -> dict[str, Any]:
 
     ``status`` is ``healthy`` when every breaker is closed (or no key was
     called yet), ``unhealthy`` when every key's breaker is open, and
-    ``degraded`` for anything between (some open or half-open). Totals and
+    ``degraded`` for anything between (some open or half-open; an open breaker
+    already due a probe counts as half-open). Totals and
     each key carry counters, ``success_rate`` (successes among finished
     calls, ``None`` before any) and average, p50, p95, p99 and max latency in
     seconds, estimated from the histogram's buckets.
@@ -213,7 +214,11 @@ def health_report(sw: Seawall) -> dict[str, Any]:
     states = []
     for key, state in sw._states.items():
         breaker = state.breaker
-        states.append(breaker.state)
+        # An open breaker already due a probe lets the next call through: it counts
+        # as half-open, or a readiness probe would keep traffic (and so the probe
+        # that closes it) away for good.
+        due = breaker.state is BreakerState.OPEN and not breaker.is_open()
+        states.append(BreakerState.HALF_OPEN if due else breaker.state)
         keys[key] = {
             "state": breaker.state.value,
             "failure_rate": breaker.failure_rate,

@@ -292,5 +292,7 @@ class Hooks:
             except Exception as exc:
                 self.fault(plugin, hook, exc)
                 continue
+            if self.tracing:
+                log.debug("%s from %s -> %r", hook, plugin, result)
             results.append((plugin, result))
         return results

@@ -345,3 +345,26 @@ def test_classifier_cache_is_bounded_and_counted() -> None:
     assert stats["cache_hits"] == 5
     assert stats["category.unknown"] == builtin_exceptions.CACHE_SIZE + 205
     assert stats["cache_size"] == builtin_exceptions.CACHE_SIZE
+
+
+async def test_an_inner_seawall_error_is_not_retried_by_an_outer_call() -> None:
+    """An error an inner seawall raised (it already retried or refused) is not retried again."""
+    inner_calls = 0
+
+    async def inner() -> None:
+        nonlocal inner_calls
+        inner_calls += 1
+        raise seawall.RetriesExhaustedError("inner gave up", key="inner")
+
+    sw = seawall.Seawall(entrypoints=False)
+    with pytest.raises(seawall.RetriesExhaustedError):
+        await sw.call(inner, key="outer")
+    assert inner_calls == 1
+
+    async def open_inner() -> None:
+        raise seawall.CircuitOpenError("inner", 3.0)
+
+    with pytest.raises(seawall.CircuitOpenError):
+        await sw.call(open_inner, key="outer2")
+    # A refusal by the inner breaker is no failure of the outer key.
+    assert sw.health()["keys"]["outer2"]["consecutive_failures"] == 0

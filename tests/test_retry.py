@@ -170,6 +170,23 @@ async def test_critical_context_through_call_raises_severity_and_escalates() -> 
     assert rec.incidents[0].category is Category.NETWORK
 
 
+async def test_critical_context_leaves_a_low_severity_client_error_alone(
+    upstream, make_session
+) -> None:
+    """A critical operation's 404 (LOW: the caller's to fix) is neither raised nor escalated."""
+    up, server = upstream
+    up.default = status(404)
+    rec = Recorder()
+    sw = _sw(rec, max_attempts=2)
+    async with make_session(sw) as session:
+        with seawall.context(critical=True):
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == 404
+    await sw.aclose()
+    assert rec.incidents == []
+    assert up.hits == 1
+
+
 async def test_without_context_a_network_failure_is_not_escalated() -> None:
     """The same failure without the critical flag raises no incident."""
     rec = Recorder()

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import attrs
 
+from seawall.errors import CircuitOpenError, DeadlineExceededError, SeawallError
 from seawall.outcome import Category, Classification, Outcome, Severity
 from seawall.plugins import hookimpl
 from seawall.plugins.builtin.http import classify_status
@@ -65,9 +66,31 @@ UNKNOWN = _C(
     reason="unknown error",
 )
 
+# An inner seawall (a session with our middleware, called inside sw.call) has
+# already retried or refused: retrying again would multiply attempts.
+INNER_OPEN = _C(
+    category=Category.SERVER,
+    severity=Severity.MEDIUM,
+    reason="an inner seawall's circuit breaker is open",
+)
+INNER_DEADLINE = _C(
+    category=Category.TIMEOUT,
+    severity=Severity.MEDIUM,
+    reason="an inner seawall ran out of deadline",
+)
+INNER_GAVE_UP = _C(
+    category=Category.SERVER,
+    severity=Severity.MEDIUM,
+    counts_as_failure=True,
+    reason="an inner seawall already retried and gave up",
+)
+
 # Most specific first: isinstance order matters (certificate errors are
 # connection errors too, timeouts are OSErrors).
 _TYPES: tuple[tuple[tuple[type[BaseException], ...], Classification], ...] = (
+    ((CircuitOpenError,), INNER_OPEN),
+    ((DeadlineExceededError,), INNER_DEADLINE),
+    ((SeawallError,), INNER_GAVE_UP),
     ((aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError), TLS),
     ((aiohttp.InvalidURL,), INVALID_URL),
     ((TimeoutError, aiohttp.ServerTimeoutError), TIMEOUT),
