@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import ClientResponse, StreamReader
 
-__all__ = ["ERROR_BODY_LIMIT", "peek_body"]
+__all__ = ["ERROR_BODY_LIMIT", "peek_body", "tap_body"]
 
 #: Most bytes of an error body read for classification.
 ERROR_BODY_LIMIT = 64 * 1024
@@ -33,10 +34,14 @@ def _fresh_reader(resp: ClientResponse) -> StreamReader:
     return StreamReader(protocol, 2**16, loop=asyncio.get_running_loop())
 
 
-async def _pump(old: StreamReader, new: StreamReader) -> None:
+async def _pump(
+    old: StreamReader, new: StreamReader, tap: Callable[[bytes], None] | None = None
+) -> None:
     try:
         async for chunk in old.iter_any():
             new.feed_data(chunk)
+            if tap is not None:
+                tap(chunk)  # after feeding: the caller is never kept waiting for it
     except asyncio.CancelledError:
         new.set_exception(aiohttp.ClientConnectionError("response closed"))
         raise
@@ -44,6 +49,8 @@ async def _pump(old: StreamReader, new: StreamReader) -> None:
         new.set_exception(exc if isinstance(exc, Exception) else aiohttp.ClientPayloadError())
         return
     new.feed_eof()
+    if tap is not None:
+        tap(b"")
 
 
 async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
@@ -75,3 +82,17 @@ async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
         _pumps[new] = asyncio.get_running_loop().create_task(_pump(old, new))
     resp.content = new
     return data[:limit]
+
+
+def tap_body(resp: ClientResponse, tap: Callable[[bytes], None]) -> None:
+    """Show ``tap`` every chunk of ``resp``'s body as the caller gets it; ``b""`` at the end.
+
+    Nothing is buffered: each chunk is handed on to the caller (through a
+    fresh ``resp.content``) as soon as it arrives, and only then shown to
+    ``tap``, which must be quick and must not raise. Used to read the usage
+    in the last chunks of a streamed (SSE) LLM answer.
+    """
+    old = resp.content
+    new = _fresh_reader(resp)
+    _pumps[new] = asyncio.get_running_loop().create_task(_pump(old, new, tap))
+    resp.content = new

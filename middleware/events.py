@@ -1,11 +1,12 @@
 """Event objects for ``seawall_event``: frozen, redacted, built only when observed.
 
 Each has a ``kind``: ``attempt``, ``retry``, ``call``, ``rejected``,
-``breaker`` or ``budget``. URLs are redacted strings.
+``breaker``, ``budget`` or ``cost``. URLs are redacted strings.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 
 import attrs
@@ -14,6 +15,7 @@ __all__ = [
     "AttemptFinished",
     "BreakerTransition",
     "BudgetExhausted",
+    "CallCost",
     "CallFinished",
     "Event",
     "Rejected",
@@ -103,3 +105,22 @@ class BudgetExhausted(Event):
 
     kind: ClassVar[str] = "budget"
     balance: float
+
+
+@attrs.frozen(kw_only=True)
+class CallCost(Event):
+    """What one successful LLM call consumed (see ``seawall.costs``).
+
+    ``cost_usd`` is ``None`` when the price database does not know the model.
+    ``streamed`` says the usage came from the final chunk of an SSE stream.
+    """
+
+    kind: ClassVar[str] = "cost"
+    url: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: Decimal | None
+    streamed: bool = False

@@ -27,6 +27,7 @@ class KeyStats:
         "retries",
         "successes",
         "transitions",
+        "waited",
     )
 
     def __init__(self) -> None:
@@ -39,6 +40,7 @@ class KeyStats:
         self.transitions: Counter[str] = Counter()  # "closed->open"
         self.latency_sum = 0.0
         self.latency_count = 0
+        self.waited = 0.0  # seconds spent in backoff and cooldown waits
 
     def observe_call(self, elapsed: float, success: bool) -> None:
         if success:
@@ -56,6 +58,7 @@ class KeyStats:
             "failures": dict(self.failures),
             "rejections": dict(self.rejections),
             "transitions": dict(self.transitions),
+            "waited": self.waited,
             "success_rate": (self.successes / finished) if finished else None,
             "average_latency": (self.latency_sum / self.latency_count)
             if self.latency_count
