@@ -15,10 +15,12 @@ after the previous one (GCRA). The rate is learnt, best first:
    successes included: the rate, the burst (``limit``) and what is left
    (``remaining`` less the requests still in flight, which the upstream may
    not have counted yet);
-2. without such headers, from a short 429 wait (at most ``GUESS_MAX_WAIT``):
-   an upstream that says "come back in 20 ms" refills about one request per
-   20 ms. That guess grows by ``GUESS_GROWTH`` per success and is dropped after
-   ``GUESS_TTL`` seconds without a 429;
+2. without such headers, from short 429 waits (at most ``GUESS_MAX_WAIT``):
+   an upstream that says "come back in 20 ms" refills at most one request per
+   20 ms, so the longest such wait bounds the rate. The guess then follows
+   AIMD: it grows by ``GUESS_GROWTH`` per success, is cut by
+   ``GUESS_DECREASE`` on a 429, and is dropped after ``GUESS_TTL`` seconds
+   without a 429;
 3. otherwise there is no pacing, only the shared "until".
 
 Pacing uses ``SAFETY`` of the learnt rate, so that small timing differences
@@ -31,19 +33,33 @@ from collections.abc import Callable
 
 from seawall.llm import RateInfo
 
-__all__ = ["GUESS_GROWTH", "GUESS_MAX_WAIT", "GUESS_TTL", "SAFETY", "Cooldown"]
+__all__ = [
+    "GUESS_DECREASE",
+    "GUESS_DECREASE_SPACING",
+    "GUESS_GROWTH",
+    "GUESS_MAX_WAIT",
+    "GUESS_TTL",
+    "SAFETY",
+    "Cooldown",
+]
 
 #: Share of the learnt rate that pacing uses.
 SAFETY = 0.9
 
-#: Longest 429 wait (seconds) read as "one request per wait" when no headers say the rate.
+#: 429 waits (seconds) shorter than this bound the rate when no headers say it.
 GUESS_MAX_WAIT = 1.0
 
-#: Factor by which a guessed rate grows per success.
-GUESS_GROWTH = 1.05
+#: Factor by which a guessed rate grows per success (additive-increase, slowly).
+GUESS_GROWTH = 1.0002
+
+#: Factor by which a 429 cuts a guessed rate (multiplicative decrease).
+GUESS_DECREASE = 0.9
+
+#: Seconds between two cuts of a guessed rate (one overshoot often costs a few 429s).
+GUESS_DECREASE_SPACING = 0.1
 
 #: Seconds without a 429 after which a guessed rate is forgotten.
-GUESS_TTL = 10.0
+GUESS_TTL = 60.0
 
 
 class Cooldown:
@@ -51,6 +67,7 @@ class Cooldown:
 
     __slots__ = (
         "_clock",
+        "_decreased_at",
         "_guessed_at",
         "_last",
         "_tokens",
@@ -74,7 +91,8 @@ class Cooldown:
         self.rejected = 0
         self._tokens = 0.0
         self._last = 0.0
-        self._guessed_at: float | None = None  # when a rate was guessed from a 429
+        self._guessed_at: float | None = None  # when a rate was last guessed from a 429
+        self._decreased_at = 0.0
 
     def remaining(self) -> float:
         """Seconds left until the shared "until" (0 when the key is not cooling down)."""
@@ -153,15 +171,27 @@ class Cooldown:
         """A 429 asked for ``seconds``: every caller waits that long from now (a later end wins).
 
         The upstream's bucket is empty now, so the local mirror is emptied too.
+        Without rate headers, a short wait bounds the rate from above (the
+        next request is allowed in at most ``1 / rate`` seconds): the guess
+        takes the tightest bound, and a 429 while already paced also cuts it
+        by ``GUESS_DECREASE`` (at most once per ``GUESS_DECREASE_SPACING``).
         """
         now = self._clock()
         self.until = max(self.until, now + seconds)
-        if self.rate is None or self._guessed_at is not None:
-            if 0 < seconds <= GUESS_MAX_WAIT:
-                guess = 1.0 / seconds
-                self.rate = guess if self.rate is None else min(self.rate, guess)
-                self._guessed_at, self._last, self.burst = now, now, 1.0
-                self._tokens = min(self._tokens, 0.0)
+        if self.rate is not None and self._guessed_at is None:  # headers said the rate
+            self._refill(now)
+            self._tokens = min(self._tokens, 0.0)
             return
+        if not 0 < seconds < GUESS_MAX_WAIT:
+            return  # whole seconds say "wait", not how fast the upstream refills
         self._refill(now)
+        bound = 1.0 / seconds
+        if self.rate is None:
+            self.rate, self._decreased_at = bound, now
+        else:
+            rate = min(self.rate, bound)
+            if now - self._decreased_at >= GUESS_DECREASE_SPACING:
+                rate, self._decreased_at = min(rate, self.rate * GUESS_DECREASE), now
+            self.rate = rate
+        self._guessed_at, self._last, self.burst = now, now, 1.0
         self._tokens = min(self._tokens, 0.0)
