@@ -188,7 +188,10 @@ class FakeProvider:
             "x-ratelimit-reset-requests": f"{round(reset * 1000)}ms",
         }
 
-    async def _gate(self, request: web.Request) -> tuple[web.StreamResponse | None, dict[str, Any]]:
+    async def _gate(
+        self, request: web.Request
+    ) -> tuple[web.StreamResponse | None, dict[str, Any], dict[str, str]]:
+        """Count, read, script, rate-limit: (an early answer or None, the body, headers)."""
         self.hits += 1
         raw = await request.read()
         try:
@@ -199,7 +202,7 @@ class FakeProvider:
         if self.latency:
             await asyncio.sleep(self.latency)
         if self.script:
-            return await self.script.pop(0)(request), body
+            return await self.script.pop(0)(request), body, {}
         allowed, headers = self._take()
         if not allowed:
             self.rejected += 1
@@ -207,15 +210,14 @@ class FakeProvider:
                 answer = await anthropic_error(429, "rate_limit_error", headers=headers)(request)
             else:
                 answer = await openai_error(429, "rate_limit_exceeded", headers=headers)(request)
-            return answer, body
+            return answer, body, headers
         self.served += 1
-        request["limit_headers"] = headers
-        return None, body
+        return None, body, headers
 
     # --- the endpoints -------------------------------------------------------
 
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
-        early, body = await self._gate(request)
+        early, body, headers = await self._gate(request)
         if early is not None:
             return early
         model = str(body.get("model", "gpt-4o"))
@@ -227,7 +229,6 @@ class FakeProvider:
             "prompt_tokens_details": {"cached_tokens": u["cached"]},
         }
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
-        headers = request["limit_headers"]
         if not body.get("stream"):
             message = {"role": "assistant", "content": "Hello from the fake.", "refusal": None}
             answer = {
@@ -257,7 +258,7 @@ class FakeProvider:
         return await self._stream(request, lines, headers)
 
     async def _openai_responses(self, request: web.Request) -> web.StreamResponse:
-        early, body = await self._gate(request)
+        early, body, headers = await self._gate(request)
         if early is not None:
             return early
         u = self.usage
@@ -276,10 +277,10 @@ class FakeProvider:
                 "total_tokens": u["input"] + u["output"],
             },
         }
-        return web.json_response(answer, headers=request["limit_headers"])
+        return web.json_response(answer, headers=headers)
 
     async def _anthropic_messages(self, request: web.Request) -> web.StreamResponse:
-        early, body = await self._gate(request)
+        early, body, headers = await self._gate(request)
         if early is not None:
             return early
         model = str(body.get("model", "claude-3-5-sonnet-latest"))
@@ -300,7 +301,6 @@ class FakeProvider:
             "stop_sequence": None,
             "usage": usage,
         }
-        headers = request["limit_headers"]
         if not body.get("stream"):
             return web.json_response(message, headers=headers)
         start = {
