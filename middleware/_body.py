@@ -11,7 +11,6 @@ whatever we did not read.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,15 @@ __all__ = ["ERROR_BODY_LIMIT", "peek_body", "tap_body"]
 #: Most bytes of an error body read for classification.
 ERROR_BODY_LIMIT = 64 * 1024
 
-_pumps: weakref.WeakKeyDictionary[StreamReader, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+# Running pump tasks, held strongly until done (the loop keeps only weak references).
+# StreamReader has __slots__ without __weakref__, so it cannot key a WeakKeyDictionary.
+_pumps: set[asyncio.Task[None]] = set()
+
+
+def _start_pump(old: StreamReader, new: StreamReader, tap: Callable[[bytes], None] | None) -> None:
+    task = asyncio.get_running_loop().create_task(_pump(old, new, tap))
+    _pumps.add(task)
+    task.add_done_callback(_pumps.discard)
 
 
 def _fresh_reader(resp: ClientResponse) -> StreamReader:
@@ -79,7 +86,7 @@ async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
     if old.at_eof():
         new.feed_eof()
     else:
-        _pumps[new] = asyncio.get_running_loop().create_task(_pump(old, new))
+        _start_pump(old, new, None)
     resp.content = new
     return data[:limit]
 
@@ -94,5 +101,5 @@ def tap_body(resp: ClientResponse, tap: Callable[[bytes], None]) -> None:
     """
     old = resp.content
     new = _fresh_reader(resp)
-    _pumps[new] = asyncio.get_running_loop().create_task(_pump(old, new, tap))
+    _start_pump(old, new, tap)
     resp.content = new

@@ -86,15 +86,16 @@ def parse_usage(data: Any) -> Usage | None:
         return None
     provider, flavor = shape
     try:
-        from genai_prices import extract_usage
+        from genai_prices.data_snapshot import get_snapshot
     except ImportError:  # pragma: no cover - the "llm" extra is missing
         return None
     try:
-        extracted = extract_usage(data, provider_id=provider, api_flavor=flavor)
+        # The provider's extractor reads usage even for a model it has no price for.
+        known = get_snapshot().find_provider(None, provider, None)
+        _, found = known.extract_usage(data, api_flavor=flavor)
     except Exception as exc:  # the database could not read this shape
         log.debug("seawall: could not read usage of a %s answer: %r", provider, exc)
         return None
-    found = extracted.usage
     return Usage(
         model=model,
         provider=provider,
