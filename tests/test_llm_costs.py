@@ -93,9 +93,11 @@ async def test_failures_cost_is_reported(fake) -> None:
     """Failed attempts and waiting seconds are in the report."""
     fake.then(status(503), anthropic_error(529, "overloaded_error"))
     sw = llm_seawall()
-    async with sw.session() as session:
-        async with session.post(fake.url + "/v1/messages", json={"model": "x"}) as resp:
-            assert resp.status == 200
+    async with (
+        sw.session() as session,
+        session.post(fake.url + "/v1/messages", json={"model": "x"}) as resp,
+    ):
+        assert resp.status == 200
     (key,) = sw.costs()["keys"].values()
     assert key["failed_attempts"] == 2
     assert key["waited_seconds"] > 0
@@ -123,9 +125,8 @@ async def test_key_by_model_leaves_streams_alone(fake) -> None:
     async def body():
         yield b'{"model": "m"}'
 
-    async with sw.session() as session:
-        async with session.post(fake.url + "/v1/messages", data=body()) as resp:
-            await resp.read()
+    async with sw.session() as session, session.post(fake.url + "/v1/messages", data=body()) as r:
+        await r.read()
     assert all("#" not in key for key in sw.health()["keys"])
     assert fake.bodies == [{"model": "m"}]
 
@@ -184,11 +185,11 @@ async def test_a_stream_handed_over_is_never_retried(aiohttp_server) -> None:
     app.router.add_post("/v1/chat/completions", broken)
     server = await aiohttp_server(app, host="127.0.0.1")
     sw = llm_seawall()
-    async with sw.session() as session:
-        async with session.post(server.make_url("/v1/chat/completions"), json={}) as resp:
-            assert resp.status == 200
-            with pytest.raises(aiohttp.ClientPayloadError):
-                await resp.read()
+    url = server.make_url("/v1/chat/completions")
+    async with sw.session() as session, session.post(url, json={}) as resp:
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
     assert hits == 1
 
 

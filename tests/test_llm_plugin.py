@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 import seawall
@@ -144,7 +146,7 @@ def test_sdk_exceptions_are_classified_on_llm_keys() -> None:
 
     class APIStatusError(Exception):
         status_code = 429
-        body = {"code": "insufficient_quota", "type": "insufficient_quota", "message": "no"}
+        body: ClassVar[dict[str, str]] = {"code": "insufficient_quota", "message": "no"}
 
     sw = seawall.Seawall(routes={"openai": seawall.Policy.for_llm()}, entrypoints=False)
     plugin = sw.plugin_manager.get_plugin("seawall.builtin.llm")
