@@ -1,8 +1,9 @@
-"""The shared, paced cooldown: waits, pacing learnt from headers or 429s, and the 50-caller target."""
+"""The shared, paced cooldown: waits, pacing learnt from headers or 429s, the 50-caller target."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_callers_after_a_short_429_are_staggered() -> None:
     cooldown = Cooldown(clock)
     cooldown.start(0.02)
     waits = [cooldown.reserve() for _ in range(5)]
-    gaps = [b - a for a, b in zip(waits, waits[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(waits)]
     assert gaps == pytest.approx([0.02 / SAFETY] * 4)
 
 
@@ -73,7 +74,7 @@ def test_a_wait_longer_than_the_deadline_reserves_nothing() -> None:
 
 
 async def test_short_deadline_fails_fast() -> None:
-    """A call whose deadline is shorter than the cooldown fails at once with DeadlineExceededError."""
+    """A call whose deadline is shorter than the cooldown fails at once (DeadlineExceededError)."""
     async with FakeProvider() as fake:
         fake.then(openai_error(429, "rate_limit_exceeded", headers={"retry-after": "30"}))
         policy = seawall.Policy.for_llm(retry=seawall.RetryPolicy(max_attempts=1))
