@@ -11,12 +11,13 @@ whatever we did not read.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import ClientResponse, StreamReader
 
-__all__ = ["ERROR_BODY_LIMIT", "peek_body"]
+__all__ = ["ERROR_BODY_LIMIT", "peek_body", "tap_body"]
 
 #: Most bytes of an error body read for classification.
 ERROR_BODY_LIMIT = 64 * 1024
@@ -73,10 +74,23 @@ class _ReplayReader(StreamReader):
 _pumps: set[asyncio.Task[None]] = set()
 
 
-async def _pump(old: StreamReader, new: _ReplayReader, gate: _Gate) -> None:
+def _start_pump(
+    old: StreamReader, new: _ReplayReader, gate: _Gate, tap: Callable[[bytes], None] | None
+) -> None:
+    task = asyncio.get_running_loop().create_task(_pump(old, new, gate, tap))
+    new.pump = task
+    _pumps.add(task)
+    task.add_done_callback(_pumps.discard)
+
+
+async def _pump(
+    old: StreamReader, new: _ReplayReader, gate: _Gate, tap: Callable[[bytes], None] | None
+) -> None:
     try:
         async for chunk in old.iter_any():
             new.feed_data(chunk)
+            if tap is not None:
+                tap(chunk)  # after feeding: the caller is never kept waiting for it
             await gate.resumed.wait()  # the caller is slow: leave the rest in the socket
     except asyncio.CancelledError:
         if new.exception() is None:
@@ -86,6 +100,8 @@ async def _pump(old: StreamReader, new: _ReplayReader, gate: _Gate) -> None:
         new.set_exception(exc if isinstance(exc, Exception) else aiohttp.ClientPayloadError())
         return
     new.feed_eof()
+    if tap is not None:
+        tap(b"")
 
 
 async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
@@ -115,9 +131,20 @@ async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
     if old.at_eof():
         new.feed_eof()
     else:
-        task = asyncio.get_running_loop().create_task(_pump(old, new, gate))
-        new.pump = task
-        _pumps.add(task)
-        task.add_done_callback(_pumps.discard)
+        _start_pump(old, new, gate, None)
     resp.content = new
     return data[:limit]
+
+
+def tap_body(resp: ClientResponse, tap: Callable[[bytes], None]) -> None:
+    """Show ``tap`` every chunk of ``resp``'s body as the caller gets it; ``b""`` at the end.
+
+    Nothing is buffered: each chunk is handed on to the caller (through a
+    fresh ``resp.content``) as soon as it arrives, and only then shown to
+    ``tap``, which must be quick and must not raise. Used to read the usage
+    in the last chunks of a streamed (SSE) LLM answer.
+    """
+    gate = _Gate()
+    new = _ReplayReader(gate)
+    _start_pump(resp.content, new, gate, tap)
+    resp.content = new

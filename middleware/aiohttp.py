@@ -2,6 +2,12 @@
 
 Per-request state lives in locals and closures, never on the instance, so one
 middleware serves any number of concurrent requests.
+
+On LLM routes (``Policy.llm`` or a well-known provider host) it also keys the
+call by the JSON body's ``model`` when the policy says ``key="model"``, and
+prices successful answers (``seawall.costs``): a JSON answer is read (and
+replayed to the caller), a streamed one is watched as it passes, never held.
+Once the response is returned to the caller, nothing retries it.
 """
 
 from __future__ import annotations
@@ -9,10 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from aiohttp.payload import BytesPayload
 
-from seawall._body import ERROR_BODY_LIMIT, peek_body
+from seawall._body import ERROR_BODY_LIMIT, peek_body, tap_body
 from seawall.context import current_context
 from seawall.engine import Attempt, CallSpec
+from seawall.llm import MODEL_BODY_LIMIT, is_llm_route, model_from_json
 
 if TYPE_CHECKING:
     from seawall.engine import Seawall
@@ -32,6 +40,43 @@ def _release(resp: ClientResponse) -> None:
     resp.release()
 
 
+async def _model_key(key: str, req: ClientRequest) -> str:
+    """``key#model`` when the body is in-memory JSON naming a model; else ``key``.
+
+    Only bytes payloads (``json=``, ``data=b"..."``, what the SDKs send) up to
+    ``MODEL_BODY_LIMIT`` are looked at: a stream is never consumed.
+    """
+    body = req.body
+    if not isinstance(body, BytesPayload) or (body.size or 0) > MODEL_BODY_LIMIT:
+        return key
+    model = model_from_json(await body.as_bytes())
+    return f"{key}#{model}" if model else key
+
+
+async def _watch_cost(sw: Seawall, key: str, url: str, resp: ClientResponse) -> None:
+    """Read the usage of a successful LLM answer, leaving the body whole for the caller."""
+    from seawall import costs
+
+    content_type = resp.content_type
+    if content_type == _STREAMING:
+
+        def done(usage: costs.Usage) -> None:
+            costs.account(sw, key, url, usage, streamed=True)
+
+        tap_body(resp, costs.StreamUsage(done))
+        return
+    if content_type != "application/json":
+        return
+    try:
+        body = await peek_body(resp, costs.SUCCESS_BODY_LIMIT)
+    except BaseException:
+        resp.close()
+        raise
+    usage = costs.usage_from_json(body) if body else None
+    if usage is not None:
+        costs.account(sw, key, url, usage)
+
+
 class SeawallMiddleware:
     """Runs every request of a session through ``Seawall.run``."""
 
@@ -43,6 +88,9 @@ class SeawallMiddleware:
     async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         sw = self.seawall
         key, policy = sw.resolve(req.url)
+        if policy.key == "model":
+            key = await _model_key(key, req)
+        llm = is_llm_route(policy, req.url.host)
         method = req.method
         spec = CallSpec(
             key=key,
@@ -61,6 +109,8 @@ class SeawallMiddleware:
             resp = await handler(req)
             status = resp.status
             if status < 400:
+                if llm and method != "HEAD":
+                    await _watch_cost(sw, key, str(spec.redacted_url), resp)
                 return Attempt(resp, status, resp.headers)
             try:
                 content_type = resp.content_type

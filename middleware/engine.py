@@ -26,6 +26,7 @@ from seawall.breaker import Breaker, BreakerState, Transition
 from seawall.budget import RetryBudget
 from seawall.context import merge as merge_context
 from seawall.cooldown import Cooldown
+from seawall.costs import CostTracker
 from seawall.deadline import current_deadline
 from seawall.errors import (
     CLIENT_TWINS,
@@ -45,6 +46,7 @@ from seawall.events import (
     Rejected,
     RetryScheduled,
 )
+from seawall.llm import rate_info
 from seawall.logs import attempts_log, breaker_log, level_for
 from seawall.metrics import KeyStats, health_report
 from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
@@ -207,6 +209,7 @@ class Seawall:
         )
         self.hooks = Hooks(self.plugin_manager)
         self.escalator = Escalator(self.hooks, escalation)
+        self.cost_tracker = CostTracker()
         self.started = time.time()
         self._closers: list[Callable[[], Awaitable[Any]]] = []
         for pattern in patterns:
@@ -448,6 +451,7 @@ class Seawall:
                     spec, CircuitOpenError, None, history, retry_after=state.breaker.retry_after()
                 )
             t0 = clock()
+            state.cooldown.sent()
             timer = asyncio.timeout(limit) if limit is not None else None
             try:
                 if timer is None:
@@ -458,16 +462,18 @@ class Seawall:
                 exc: Exception | None = None
             except _Misuse as misuse:
                 state.breaker.release(permit)
+                state.cooldown.settle()
                 raise TypeError(str(misuse)) from None
             except Exception as caught:
                 result, exc = None, caught
             except BaseException:  # cancelled: never retried, never counted
                 state.breaker.release(permit)
+                state.cooldown.settle()
                 raise
             elapsed = clock() - t0
             state.stats.attempts += 1
             outcome, classification = self._classify(spec, number, result, exc, elapsed)
-            self._record(spec, permit, classification)
+            self._record(spec, permit, classification, result)
             history.append(
                 AttemptRecord(
                     number, _describe(result, exc), classification.category.value, elapsed
@@ -511,6 +517,7 @@ class Seawall:
                 )
             if result is not None and spec.discard is not None:
                 spec.discard(result.value)
+            state.stats.waited += delay
             await _testing.sleep(delay)
         msg = "unreachable: the last attempt always stops"  # pragma: no cover
         raise AssertionError(msg)  # pragma: no cover
@@ -531,12 +538,13 @@ class Seawall:
     async def _respect_cooldown(
         self, spec: CallSpec, deadline_at: float | None, history: list[AttemptRecord]
     ) -> None:
-        wait = spec.state.cooldown.remaining()
+        left = None if deadline_at is None else deadline_at - self.clock()
+        wait = spec.state.cooldown.reserve(left)  # a paced turn, not only the shared "until"
         if not wait:
             return
-        if deadline_at is not None and self.clock() + wait >= deadline_at:
+        if left is not None and wait >= left:
             self._reject(spec, "cooldown", wait)
-            left = max(0.0, deadline_at - self.clock())
+            left = max(0.0, left)
             msg = (
                 f"{spec.request_line()}: {spec.key} is rate-limited for {wait:.2f}s more, "
                 f"longer than the {left:.2f}s left before the deadline; not sent. "
@@ -554,6 +562,7 @@ class Seawall:
                 reason="cooldown",
                 category=Category.RATE_LIMIT.value,
             )
+        spec.state.stats.waited += wait
         await _testing.sleep(wait)
 
     def _attempt_limit(
@@ -644,9 +653,13 @@ class Seawall:
             return classify_status(outcome.status)
         return SUCCESS
 
-    def _record(self, spec: CallSpec, permit: Any, c: Classification) -> None:
+    def _record(
+        self, spec: CallSpec, permit: Any, c: Classification, result: Attempt | None = None
+    ) -> None:
         state = spec.state
         breaker = state.breaker
+        headers = result.headers if result is not None else None
+        state.cooldown.observe(rate_info(headers) if headers else None, success=c.is_success)
         if c.is_success:
             breaker.record(permit, failure=False)
             return
@@ -922,6 +935,12 @@ class Seawall:
     def health(self) -> dict[str, Any]:
         """Status by breaker states, with per-key detail (see ``seawall.metrics``)."""
         return health_report(self)
+
+    def costs(self) -> dict[str, Any]:
+        """What LLM calls cost, per key and model, and what failures cost (``seawall.costs``)."""
+        from seawall.costs import report
+
+        return report(self)
 
     def reset_metrics(self) -> None:
         """Zero every key's counters (breaker and budget state are kept)."""

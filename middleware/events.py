@@ -1,7 +1,7 @@
 """Event objects for ``seawall_event``: frozen, redacted, built only when observed.
 
 Each has a ``kind``: ``attempt``, ``retry``, ``call``, ``rejected``,
-``breaker`` or ``budget``. URLs are redacted strings; exceptions are named by
+``breaker``, ``budget`` or ``cost``. URLs are redacted strings; exceptions are named by
 class only (their messages may hold secrets). The engine builds an event only
 when some plugin implements ``seawall_event`` (``Hooks.has``), so nobody
 listening costs nothing.
@@ -9,6 +9,7 @@ listening costs nothing.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 
 import attrs
@@ -17,6 +18,7 @@ __all__ = [
     "AttemptFinished",
     "BreakerTransition",
     "BudgetExhausted",
+    "CallCost",
     "CallFinished",
     "Event",
     "Rejected",
@@ -109,3 +111,22 @@ class BudgetExhausted(Event):
 
     kind: ClassVar[str] = "budget"
     balance: float  # tokens left; below 1, so no retry could be paid for
+
+
+@attrs.frozen(kw_only=True)
+class CallCost(Event):
+    """What one successful LLM call consumed (see ``seawall.costs``).
+
+    ``cost_usd`` is ``None`` when the price database does not know the model.
+    ``streamed`` says the usage came from the final chunk of an SSE stream.
+    """
+
+    kind: ClassVar[str] = "cost"
+    url: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: Decimal | None
+    streamed: bool = False

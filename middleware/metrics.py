@@ -138,6 +138,7 @@ class KeyStats:
         "retries",
         "successes",
         "transitions",
+        "waited",
     )
 
     def __init__(self) -> None:
@@ -149,6 +150,7 @@ class KeyStats:
         self.rejections: Counter[str] = Counter()  # by reason
         self.transitions: Counter[str] = Counter()  # "closed->open"
         self.latency = LatencyHistogram()
+        self.waited = 0.0  # seconds spent in backoff and cooldown waits
 
     def observe_call(self, elapsed: float, success: bool) -> None:
         """A call finished after ``elapsed`` seconds (failures are counted by the engine)."""
@@ -172,6 +174,7 @@ class KeyStats:
             "failures": dict(self.failures),
             "rejections": dict(self.rejections),
             "transitions": dict(self.transitions),
+            "waited": self.waited,
             "success_rate": (self.successes / finished) if finished else None,
             **self.latency.summary(),
         }

@@ -277,3 +277,38 @@ class Policy:
             if not isinstance(got, cls):
                 msg = f"Policy({name}=...) takes a seawall.{cls.__name__}, not {got!r}"
                 raise TypeError(msg)
+
+    @classmethod
+    def for_llm(cls, **overrides: Any) -> Policy:
+        """A preset for LLM API routes (OpenAI, Anthropic and alike); ``overrides`` win.
+
+        - ``llm=True``: the built-in LLM plugin reads the providers' error
+          bodies and rate-limit headers, and successful calls are priced.
+        - POST and PATCH are retried: completion endpoints are safe to retry on
+          a 429, a 5xx or a connection error before a response started (the
+          providers' own SDKs do so); a streamed response is never retried.
+        - Attempts may take 600 s (long generations; the timeout covers the
+          time to the response headers), within a 900 s deadline.
+        - Server waits are honoured up to 120 s; backoff starts at 0.5 s and
+          is capped at 30 s; 4 attempts.
+        - The breaker opens after 5 consecutive server failures and probes
+          again after 60 s (429s never trip it: they start a cooldown).
+
+        Example: ``Policy.for_llm(key="model", retry=RetryPolicy(max_attempts=2))``.
+        """
+        defaults: dict[str, Any] = {
+            "retry": RetryPolicy(
+                max_attempts=4,
+                base_delay=0.5,
+                max_delay=30.0,
+                retry_methods=IDEMPOTENT_METHODS | {"POST", "PATCH"},
+                retry_after_max=120.0,
+            ),
+            "breaker": BreakerPolicy(
+                failure_threshold=5, minimum_calls=20, failure_rate=0.5, recovery_timeout=60.0
+            ),
+            "timeout": TimeoutPolicy(attempt=600.0, deadline=900.0),
+            "llm": True,
+        }
+        defaults.update(overrides)
+        return cls(**defaults)

@@ -352,7 +352,11 @@ def test_python_m_seawall_and_seawall_plugins(tmp_path) -> None:
     )
     assert listed.returncode == 0, listed.stderr
     names = {p["name"] for p in json.loads(listed.stdout)}
-    assert names == {"seawall.builtin.http", "seawall.builtin.exceptions"}
+    assert names == {
+        "seawall.builtin.http",
+        "seawall.builtin.exceptions",
+        "seawall.builtin.llm",
+    }
     plain = subprocess.run(
         [sys.executable, "-m", "seawall.plugins"],
         capture_output=True,

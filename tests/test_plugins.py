@@ -161,6 +161,7 @@ def test_list_plugins() -> None:
             "seawall.builtin.backoff",
             "seawall.builtin.exceptions",
             "seawall.builtin.http",
+            "seawall.builtin.llm",
             "seawall.builtin.logging_sink",
         ]
     )

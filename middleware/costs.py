@@ -1,0 +1,342 @@
+"""What LLM calls cost: tokens and US dollars per key and model, and what failures cost.
+
+Prices come from the maintained price database ``genai-prices`` (extra
+``llm``; imported lazily, here only). Usage is read from successful JSON
+answers of LLM routes (OpenAI chat completions and responses, Anthropic
+messages; cache tokens included) and, for streamed (SSE) answers, from the
+final usage chunk as it streams past. ``sw.costs()`` returns ``report(sw)``.
+
+Input tokens are all prompt tokens, cached ones included (for Anthropic:
+``input_tokens`` plus the cache reads and writes, as genai-prices counts
+them); ``cache_read_tokens``/``cache_write_tokens`` say how many of them
+were cached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from seawall.engine import Seawall
+
+__all__ = [
+    "SUCCESS_BODY_LIMIT",
+    "CostTracker",
+    "ModelCost",
+    "StreamUsage",
+    "Usage",
+    "parse_usage",
+    "price",
+    "account",
+    "report",
+    "usage_from_json",
+]
+
+log = logging.getLogger("seawall.costs")
+
+#: Largest successful JSON answer read for its usage; larger ones are not priced.
+SUCCESS_BODY_LIMIT = 4 * 1024 * 1024
+
+#: Longest SSE line kept while looking for usage; a longer one stops the scan.
+_LINE_LIMIT = 1024 * 1024
+
+
+@attrs.frozen
+class Usage:
+    """Tokens one call used, in genai-prices' terms, and the model that answered."""
+
+    model: str
+    provider: str  # "openai" or "anthropic"
+    flavor: str  # "chat", "responses" or "default" (Anthropic messages)
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+
+def _shape(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(provider, api flavor) from an answer's shape, or ``None`` when it has no usage."""
+    usage = data.get("usage")
+    if not isinstance(usage, Mapping):
+        return None
+    if "prompt_tokens" in usage:
+        return "openai", "chat"
+    if data.get("object") == "response" or "input_tokens_details" in usage:
+        return "openai", "responses"
+    if "input_tokens" in usage:
+        return "anthropic", "default"
+    return None
+
+
+def parse_usage(data: Any) -> Usage | None:
+    """The usage of a decoded answer (OpenAI chat/responses, Anthropic messages), or ``None``."""
+    if not isinstance(data, Mapping):
+        return None
+    model = data.get("model")
+    shape = _shape(data)
+    if not isinstance(model, str) or not model or shape is None:
+        return None
+    provider, flavor = shape
+    try:
+        from genai_prices.data_snapshot import get_snapshot
+    except ImportError:  # pragma: no cover - the "llm" extra is missing
+        return None
+    try:
+        # The provider's extractor reads usage even for a model it has no price for.
+        known = get_snapshot().find_provider(None, provider, None)
+        _, found = known.extract_usage(data, api_flavor=flavor)
+    except Exception as exc:  # the database could not read this shape
+        log.debug("seawall: could not read usage of a %s answer: %r", provider, exc)
+        return None
+    return Usage(
+        model=model,
+        provider=provider,
+        flavor=flavor,
+        input_tokens=int(found.input_tokens or 0),
+        output_tokens=int(found.output_tokens or 0),
+        cache_read_tokens=int(found.cache_read_tokens or 0),
+        cache_write_tokens=int(found.cache_write_tokens or 0),
+        raw=data,
+    )
+
+
+def price(usage: Usage) -> Decimal | None:
+    """The price of ``usage`` in USD from genai-prices, or ``None`` for an unknown model."""
+    try:
+        from genai_prices import Usage as PriceUsage
+        from genai_prices import calc_price
+    except ImportError:  # pragma: no cover - the "llm" extra is missing
+        return None
+    tokens = PriceUsage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens or None,
+        cache_write_tokens=usage.cache_write_tokens or None,
+    )
+    try:
+        return calc_price(tokens, usage.model, provider_id=usage.provider).total_price
+    except Exception as exc:  # unknown model (LookupError) or a price it cannot compute
+        log.debug("seawall: no price for model %r: %r", usage.model, exc)
+        return None
+
+
+def _decompress(body: bytes) -> bytes:
+    """A gzip or zlib body (sessions that do not decompress), bounded; else as it is."""
+    if body[:2] == b"\x1f\x8b":
+        wbits = 31
+    elif body[:1] == b"\x78":
+        wbits = 15
+    else:
+        return body
+    try:
+        return zlib.decompressobj(wbits).decompress(body, SUCCESS_BODY_LIMIT)
+    except zlib.error:
+        return body
+
+
+def usage_from_json(body: bytes) -> Usage | None:
+    """The usage in a successful JSON answer's bytes, or ``None``."""
+    body = _decompress(body)
+    if not body or body.lstrip()[:1] != b"{":
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return parse_usage(data)
+
+
+class StreamUsage:
+    """Reads the usage out of an SSE stream, chunk by chunk, without holding the stream.
+
+    Only the current line is kept. OpenAI chat sends usage in a last chunk
+    (with ``stream_options={"include_usage": True}``); the responses API in
+    ``response.completed``; Anthropic in ``message_start`` (input) and
+    ``message_delta`` (output, cumulative).
+    """
+
+    def __init__(self, on_done: Callable[[Usage], None]) -> None:
+        self._on_done = on_done
+        self._pending = b""
+        self._model: str | None = None
+        self._usage: dict[str, Any] = {}
+        self._object: str | None = None
+        self._type: str | None = None
+        self._broken = False
+
+    def __call__(self, chunk: bytes) -> None:
+        if self._broken:
+            return
+        try:
+            if not chunk:
+                self._finish()
+                return
+            data = self._pending + chunk
+            lines = data.split(b"\n")
+            self._pending = lines.pop()
+            if len(self._pending) > _LINE_LIMIT:
+                self._broken = True
+                return
+            for line in lines:
+                if line.startswith(b"data:"):
+                    self._event(line[5:].strip())
+        except Exception as exc:  # never let a surprise reach the caller's stream
+            self._broken = True
+            log.debug("seawall: stopped reading usage from a stream: %r", exc)
+
+    def _event(self, payload: bytes) -> None:
+        if not payload.startswith(b"{"):
+            return  # "[DONE]" and keep-alives
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(data, dict):
+            return
+        kind = data.get("type")
+        if kind == "message_start" and isinstance(data.get("message"), dict):
+            data = data["message"]
+            self._type = "message"
+        elif kind == "response.completed" and isinstance(data.get("response"), dict):
+            data = data["response"]
+        model = data.get("model")
+        if isinstance(model, str) and model:
+            self._model = model
+        if isinstance(data.get("object"), str):
+            self._object = data["object"]
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+
+    def _finish(self) -> None:
+        if self._model is None or not self._usage:
+            return
+        answer: dict[str, Any] = {"model": self._model, "usage": self._usage}
+        if self._object == "response":
+            answer["object"] = "response"
+        usage = parse_usage(answer)
+        if usage is not None:
+            self._on_done(usage)
+
+
+@attrs.define
+class ModelCost:
+    """Totals for one key and model."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: Decimal = attrs.field(factory=Decimal)
+    unpriced_calls: int = 0  # calls whose model genai-prices did not know
+
+    def add(self, usage: Usage, cost: Decimal | None) -> None:
+        self.calls += 1
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.cache_read_tokens += usage.cache_read_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
+        if cost is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost_usd += cost
+
+
+class CostTracker:
+    """Accumulates priced usage per key and model for one ``Seawall``."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, dict[str, ModelCost]] = {}
+
+    def record(self, key: str, usage: Usage) -> Decimal | None:
+        """Price ``usage`` and add it to ``key``'s totals; return the call's cost."""
+        cost = price(usage)
+        models = self.by_key.setdefault(key, {})
+        entry = models.get(usage.model)
+        if entry is None:
+            entry = models[usage.model] = ModelCost()
+        entry.add(usage, cost)
+        return cost
+
+    def reset(self) -> None:
+        self.by_key.clear()
+
+
+def report(sw: Seawall) -> dict[str, Any]:
+    """``sw.costs()``: per key, what the calls cost and what failures cost.
+
+    Per key: ``models`` (calls, tokens, ``cost_usd`` as ``Decimal``),
+    ``cost_usd``, and the price of failures: ``failed_attempts``,
+    ``waited_seconds`` (backoff and cooldown waits) and ``avoided_calls`` (by
+    the breaker and the cooldown, which never reached the upstream). Keys are
+    those with priced calls and those of LLM routes.
+    """
+    from seawall.llm import LLM_HOSTS
+    from seawall.metrics import KeyStats
+
+    tracker = sw.cost_tracker
+    keys: dict[str, Any] = {}
+    total = Decimal(0)
+    states = sw._states
+    for key in [*states, *(k for k in tracker.by_key if k not in states)]:
+        models = tracker.by_key.get(key, {})
+        state = states.get(key)
+        host = key.split("://", 1)[-1].split(":", 1)[0]
+        is_llm = state is not None and state.policy.llm
+        if not models and not is_llm and host not in LLM_HOSTS:
+            continue
+        stats = state.stats if state is not None else KeyStats()
+        cost = sum((m.cost_usd for m in models.values()), Decimal(0))
+        total += cost
+        keys[key] = {
+            "models": {name: attrs.asdict(m) for name, m in models.items()},
+            "cost_usd": cost,
+            "calls": sum(m.calls for m in models.values()),
+            "failed_attempts": max(0, stats.attempts - stats.successes),
+            "waited_seconds": stats.waited,
+            "avoided_calls": {
+                "breaker": stats.rejections.get("breaker", 0),
+                "cooldown": stats.rejections.get("cooldown", 0),
+            },
+        }
+    return {
+        "cost_usd": total,
+        "calls": sum(k["calls"] for k in keys.values()),
+        "input_tokens": sum(m["input_tokens"] for k in keys.values() for m in k["models"].values()),
+        "output_tokens": sum(
+            m["output_tokens"] for k in keys.values() for m in k["models"].values()
+        ),
+        "keys": keys,
+    }
+
+
+def account(sw: Seawall, key: str, url: str, usage: Usage, *, streamed: bool = False) -> None:
+    """Price and record one successful call; tell ``seawall_event`` observers its cost."""
+    cost = sw.cost_tracker.record(key, usage)
+    if sw.hooks.has("seawall_event"):
+        import time
+
+        from seawall.events import CallCost
+
+        event = CallCost(
+            key=key,
+            timestamp=time.time(),
+            url=url,
+            model=usage.model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cost_usd=cost,
+            streamed=streamed,
+        )
+        sw.hooks.each("seawall_event", event=event)

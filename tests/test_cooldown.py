@@ -1,0 +1,158 @@
+"""The shared, paced cooldown: waits, pacing learnt from headers or 429s, the 50-caller target."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+import seawall
+from seawall.cooldown import GUESS_DOUBLING, SAFETY, Cooldown
+from seawall.fake_llm import FakeProvider, openai_error
+from seawall.llm import RateInfo
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_429_makes_everyone_wait() -> None:
+    """After start(2), a reservation waits the rest of those 2 seconds."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(2.0)
+    clock.now += 0.5
+    assert cooldown.reserve() == pytest.approx(1.5)
+
+
+def test_a_guessed_pace_never_refuses_a_caller() -> None:
+    """A guessed rate paces, but a turn past the caller's deadline goes at the shared wait."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.5)  # a fixed-window limiter: "next window in 0.5 s", guessed as 2/s
+    waits = [cooldown.reserve(max_wait=0.8) for _ in range(4)]
+    assert waits[0] >= 0.5  # paced: the first turn after the shared wait
+    assert waits[1:] == pytest.approx([0.5] * 3)  # later turns miss 0.8 s: go at the wait
+    assert all(w < 0.8 for w in waits)
+    assert cooldown.rejected == 0
+
+
+def test_a_guessed_rate_grows_back_without_429s() -> None:
+    """Without further 429s a guessed rate doubles every GUESS_DOUBLING seconds."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.5)
+    guessed = cooldown.rate
+    assert guessed == pytest.approx(2.0)
+    clock.now += GUESS_DOUBLING
+    cooldown.reserve()
+    assert cooldown.rate == pytest.approx(2 * guessed)
+
+
+def test_server_stated_rate_still_refuses_what_cannot_fit() -> None:
+    """A rate the server stated (headers) makes a caller whose turn is too late fail fast."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.observe(RateInfo(limit=1, remaining=0, reset=1.0), success=True)
+    wait = cooldown.reserve(max_wait=0.1)
+    assert wait >= 0.1
+    assert cooldown.rejected == 1
+
+
+def test_callers_after_a_short_429_are_staggered() -> None:
+    """Without rate headers, a 20 ms wait paces later callers about 20 ms apart."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.02)
+    waits = [cooldown.reserve() for _ in range(5)]
+    gaps = [b - a for a, b in itertools.pairwise(waits)]
+    assert gaps == pytest.approx([0.02 / SAFETY] * 4)
+
+
+def test_headers_teach_the_rate_and_the_burst() -> None:
+    """Rate headers let the burst through at once, then pace at the refill rate."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.sent()
+    cooldown.observe(RateInfo(limit=10, remaining=3, reset=0.7), success=True)
+    assert cooldown.rate == pytest.approx(10.0)
+    assert [cooldown.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert cooldown.reserve() == pytest.approx(1 / (10 * SAFETY))
+
+
+def test_in_flight_requests_are_not_spent_twice() -> None:
+    """Remaining slots still owed to requests in flight are not handed out again."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    for _ in range(5):
+        cooldown.sent()
+    cooldown.observe(RateInfo(limit=10, remaining=6, reset=0.4), success=True)
+    assert cooldown.inflight == 4
+    assert [cooldown.reserve() for _ in range(2)] == [0.0, 0.0]
+    assert cooldown.reserve() > 0
+
+
+def test_a_wait_longer_than_the_deadline_reserves_nothing() -> None:
+    """A caller that cannot wait gets the wait back and leaves the schedule alone."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1.5)
+    assert cooldown.reserve(max_wait=0.1) == pytest.approx(1.5)
+    assert cooldown.rejected == 1
+    assert cooldown.reserve() == pytest.approx(1.5)
+
+
+async def test_short_deadline_fails_fast() -> None:
+    """A call whose deadline is shorter than the cooldown fails at once (DeadlineExceededError)."""
+    async with FakeProvider() as fake:
+        fake.then(openai_error(429, "rate_limit_exceeded", headers={"retry-after": "30"}))
+        policy = seawall.Policy.for_llm(retry=seawall.RetryPolicy(max_attempts=1))
+        sw = seawall.Seawall(routes={"127.0.0.1": policy}, entrypoints=False)
+        async with sw.session() as session:
+            url = fake.url + "/v1/chat/completions"
+            async with session.post(url, json={}) as resp:
+                assert resp.status == 429
+            with seawall.deadline(1.0), pytest.raises(seawall.DeadlineExceededError):
+                await session.post(url, json={})
+        assert fake.hits == 1
+        assert sw.costs()["keys"][next(iter(sw.costs()["keys"]))]["avoided_calls"]["cooldown"] == 1
+
+
+async def _run(fake: FakeProvider, callers: int, calls: int) -> int:
+    policy = seawall.Policy.for_llm(
+        retry=seawall.RetryPolicy(max_attempts=10, retry_methods=["POST"], retry_after_max=120)
+    )
+    sw = seawall.Seawall(routes={"127.0.0.1": policy}, entrypoints=False)
+    ok = 0
+    async with sw.session() as session:
+
+        async def caller() -> None:
+            nonlocal ok
+            for _ in range(calls):
+                url = fake.url + "/v1/chat/completions"
+                async with session.post(url, json={"model": "gpt-4o"}) as resp:
+                    await resp.read()
+                    ok += resp.status == 200
+
+        async with asyncio.timeout(20):
+            await asyncio.gather(*(caller() for _ in range(callers)))
+    return ok
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("flavor", "rate", "burst", "calls"),
+    [("none", 250.0, 25.0, 30), ("openai", 200.0, 50.0, 6), ("anthropic", 200.0, 50.0, 6)],
+)
+async def test_fifty_callers_meet_the_429_target(flavor, rate, burst, calls) -> None:
+    """50 concurrent callers against a token bucket get fewer than 0.05 429s per success."""
+    seawall.testing.set_testing(False)  # this test measures real pacing
+    async with FakeProvider(rate=rate, burst=burst, flavor=flavor) as fake:
+        ok = await _run(fake, 50, calls)
+    assert ok == 50 * calls
+    assert fake.rejected / fake.served < 0.05
