@@ -24,14 +24,17 @@ from typing import Any
 from _common import VARIANTS, Upstream, closed_loop, emit, median, table
 
 NAMES = ["bare", "passthrough", "seawall"]
+SERVERS = {"aiohttp": "aiohttp server", "raw": "minimal asyncio HTTP server (client-bound)"}
 
 
-async def end_to_end(rounds: int, requests: int, concurrency: int) -> dict[str, Any]:
+async def end_to_end(
+    rounds: int, requests: int, concurrency: int, server: str = "aiohttp"
+) -> dict[str, Any]:
     """Interleaved rounds of every variant; medians of rps and CPU µs/request."""
     rps: dict[str, list[float]] = {n: [] for n in NAMES}
     cpu: dict[str, list[float]] = {n: [] for n in NAMES}
     failures: dict[str, int] = dict.fromkeys(NAMES, 0)
-    with Upstream() as upstream:
+    with Upstream(server) as upstream:
         for r in range(rounds):
             order = NAMES if r % 2 == 0 else NAMES[::-1]  # alternate to cancel drift
             for name in order:
@@ -57,10 +60,10 @@ async def end_to_end(rounds: int, requests: int, concurrency: int) -> dict[str, 
 
 async def decision_cost(rounds: int, calls: int) -> dict[str, float]:
     """µs per call: bare attempt, ``Seawall.run``, and the middleware-side path."""
+    from _common import seawall_policy
     from yarl import URL
 
     import seawall
-    from _common import seawall_policy
     from seawall.engine import Attempt, CallSpec
 
     sw = seawall.Seawall(seawall_policy(), entrypoints=False)
@@ -159,8 +162,9 @@ def render(e2e: dict[str, Any], cost: dict[str, float], args: argparse.Namespace
     ratio = e2e["ratio_to_passthrough"]["seawall"]
     return "\n\n".join(
         [
-            f"### Success-path overhead (issue 2): {args.concurrency} concurrent requests, "
-            f"{args.rounds} interleaved rounds x {args.requests} requests, medians",
+            f"### Success-path overhead (issue 2): {args.concurrency} concurrent requests to "
+            f"a loopback {SERVERS[args.server]} in its own process, {args.rounds} interleaved "
+            f"rounds x {args.requests} requests, medians",
             e2e_table,
             f"seawall vs pass-through: {ratio:.3f} (target >= 0.95: "
             f"{'met' if ratio >= 0.95 else 'NOT met'}).",
@@ -179,12 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument(
+        "--server",
+        choices=["aiohttp", "raw"],
+        default="aiohttp",
+        help="the upstream: an aiohttp server, or a minimal asyncio one (the client is then "
+        "the bottleneck: a worst case for any client-side overhead)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run: proves it works")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.requests, args.calls = 1, 200, 500
-    e2e = asyncio.run(end_to_end(args.rounds, args.requests, args.concurrency))
+    e2e = asyncio.run(end_to_end(args.rounds, args.requests, args.concurrency, args.server))
     cost = asyncio.run(decision_cost(args.rounds, args.calls))
     result = {"scenario": "overhead", "end_to_end": e2e, "decision_cost": cost}
     result["markdown"] = render(e2e, cost, args)

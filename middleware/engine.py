@@ -434,7 +434,8 @@ class Seawall:
         history: list[AttemptRecord] = []
         retried: dict[Category, int] = {}
         for number in range(1, _testing.cap_attempts(retry.max_attempts) + 1):
-            await self._respect_cooldown(spec, deadline_at, history)
+            if state.cooldown.until:  # skip the coroutine when the key never cooled down
+                await self._respect_cooldown(spec, deadline_at, history)
             limit, by_deadline = self._attempt_limit(spec, deadline_at, history)
             permit = state.breaker.admit()
             if permit is None:
@@ -463,16 +464,17 @@ class Seawall:
             state.stats.attempts += 1
             outcome, classification = self._classify(spec, number, result, exc, elapsed)
             self._record(spec, permit, classification)
-            history.append(
-                AttemptRecord(
-                    number, _describe(result, exc), classification.category.value, elapsed
-                )
-            )
             if self.hooks.has("seawall_event"):
                 self._emit_attempt(spec, number, result, exc, classification, elapsed)
             if classification.is_success:
                 self._finish(spec, started, classification, result, number, None)
                 return result.value if result is not None else None
+            # Only failures need the history (for notes and errors): the success path skips it.
+            history.append(
+                AttemptRecord(
+                    number, _describe(result, exc), classification.category.value, elapsed
+                )
+            )
             if timer is not None and by_deadline and timer.expired():
                 return self._stop(spec, "deadline", started, classification, result, exc, history)
             if outcome is None:
