@@ -35,8 +35,9 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Every benchmark (about 8 minutes on 2 cores); writes benchmarks/RESULTS.md.
 bench: $(STAMP)
-	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -138,7 +138,22 @@ class Breaker:
         if self.state is BreakerState.OPEN:
             return
         self._count(failure)
-        if failure and self._should_trip():
+        if failure and self._rate_tripped():
+            self._open()
+
+    def call_failed(self) -> None:
+        """A whole call gave up on a failure that counts (after its retries).
+
+        The consecutive rule counts calls, not attempts: with retries, random
+        errors make runs of failed *attempts* common at high request rates (at
+        30 % errors, five in a row happen several times a minute at 200
+        requests/s), while five failed *calls* in a row mean the upstream is
+        really down. Half-open probes and the failure rate still count attempts.
+        """
+        if not self.policy.enabled or self.state is not BreakerState.CLOSED:
+            return
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.policy.failure_threshold:
             self._open()
 
     # --- internals ----------------------------------------------------------
@@ -149,14 +164,11 @@ class Breaker:
         self._window.append(failure)
         if failure:
             self._failures_in_window += 1
-            self.consecutive_failures += 1
         else:
             self.consecutive_failures = 0
 
-    def _should_trip(self) -> bool:
+    def _rate_tripped(self) -> bool:
         policy = self.policy
-        if self.consecutive_failures >= policy.failure_threshold:
-            return True
         return (
             len(self._window) >= policy.minimum_calls and self.failure_rate >= policy.failure_rate
         )

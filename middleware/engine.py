@@ -442,7 +442,9 @@ class Seawall:
         history: list[AttemptRecord] = []
         retried: dict[Category, int] = {}
         for number in range(1, _testing.cap_attempts(retry.max_attempts) + 1):
-            await self._respect_cooldown(spec, deadline_at, history)
+            cooldown = state.cooldown
+            if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
+                await self._respect_cooldown(spec, deadline_at, history)
             limit, by_deadline = self._attempt_limit(spec, deadline_at, history)
             permit = state.breaker.admit()
             if permit is None:
@@ -474,18 +476,18 @@ class Seawall:
             state.stats.attempts += 1
             outcome, classification = self._classify(spec, number, result, exc, elapsed)
             self._record(spec, permit, classification, result)
+            if self.hooks.has("seawall_event"):
+                self._emit_attempt(spec, number, result, exc, classification, elapsed)
+            if classification.is_success:
+                self._finish(spec, started, classification, result, number, None)
+                return result.value if result is not None else None
+            # Only failures need the history (for notes and errors): the success path skips it.
             history.append(
                 AttemptRecord(
                     number, _describe(result, exc), classification.category.value, elapsed
                 )
             )
-            if self.hooks.has("seawall_event"):
-                self._emit_attempt(spec, number, result, exc, classification, elapsed)
-            if not classification.is_success:
-                _log_attempt(spec, history[-1], classification)
-            if classification.is_success:
-                self._finish(spec, started, classification, result, number, None)
-                return result.value if result is not None else None
+            _log_attempt(spec, history[-1], classification)
             if timer is not None and by_deadline and timer.expired():
                 return self._stop(spec, "deadline", started, classification, result, exc, history)
             if outcome is None:
@@ -752,6 +754,8 @@ class Seawall:
     ) -> Any:
         """Give up: return the last response, or raise for an exception."""
         spec.state.stats.failures[c.category.value] += 1
+        if c.counts_as_failure:
+            spec.state.breaker.call_failed()
         self._finish(spec, started, c, result, len(history), reason)
         if exc is None:
             return result.value if result is not None else None

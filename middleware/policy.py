@@ -182,9 +182,10 @@ class RetryPolicy:
 class BreakerPolicy:
     """When to stop calling an upstream that keeps failing, and how to come back.
 
-    The breaker opens after ``failure_threshold`` consecutive failures, or when
-    at least ``minimum_calls`` of the last ``window`` calls were recorded and
-    the share of failures among them reached ``failure_rate``. After
+    The breaker opens after ``failure_threshold`` consecutive failed calls (a
+    call fails when it gives up, retries included), or when at least
+    ``minimum_calls`` of the last ``window`` attempts were recorded and the
+    share of failures among them reached ``failure_rate``. After
     ``recovery_timeout`` seconds (jittered down by up to 20 %) it lets
     ``half_open_max_calls`` probes through; ``success_threshold`` successes
     close it, one failure opens it again.
@@ -232,7 +233,7 @@ class BudgetPolicy:
     so that a quiet key can still retry.
     """
 
-    ratio: float = attrs.field(default=0.2, validator=_at_least(0))
+    ratio: float = attrs.field(default=0.5, validator=_at_least(0))
     min_retries_per_second: float = attrs.field(default=5.0, validator=_at_least(0))
     window: float = attrs.field(default=10.0, validator=_at_least(0, strict=True))
     enabled: bool = True

@@ -1,0 +1,70 @@
+"""Run every benchmark and write ``benchmarks/RESULTS.md`` (what ``make bench`` does).
+
+    python benchmarks/run_all.py [--quick] [--out FILE]
+
+Each scenario module runs in its own process (``--json``); this script only
+collects their Markdown and describes the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import machine, table
+
+HERE = Path(__file__).resolve().parent
+
+RUNS = [
+    ("overhead.py", ["--server", "aiohttp"]),
+    ("overhead.py", ["--server", "raw"]),
+    ("peers.py", []),
+]
+
+
+def run(script: str, args: list[str], quick: bool) -> dict[str, object]:
+    command = [sys.executable, str(HERE / script), *args, "--json", *(["--quick"] if quick else [])]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{script} {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["seconds"] = time.monotonic() - started
+    result["command"] = " ".join(["python", f"benchmarks/{script}", *args])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run: proves it works")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    results = [run(script, extra, args.quick) for script, extra in RUNS]
+    info = machine()
+    parts = [
+        "# Benchmark results",
+        f"Written by `make bench` (`python benchmarks/run_all.py`"
+        f"{' --quick' if args.quick else ''}) on "
+        f"{datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}, "
+        f"in {time.monotonic() - started:.0f} s. What each scenario measures and the "
+        "targets: `benchmarks/README.md`. All figures are medians over interleaved rounds; "
+        "the machine is shared and noisy, so read ratios, not absolute numbers.",
+        "## Machine",
+        table(["", ""], [[k, v] for k, v in info.items()]),
+    ]
+    for result in results:
+        parts.append(f"## `{result['command']}` ({result['seconds']:.0f} s)")
+        parts.append(str(result["markdown"]).replace("### ", "### "))
+    Path(args.out).write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

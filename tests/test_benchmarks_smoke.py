@@ -1,0 +1,63 @@
+"""The benchmark scenarios still run (tiny mode); timings are never asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(script: str, *args: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.slow
+def test_overhead_runs_and_reports_every_variant() -> None:
+    """overhead.py --quick reports throughput, CPU and decision cost for its three variants."""
+    result = _run("overhead.py")
+    e2e = result["end_to_end"]
+    assert isinstance(e2e, dict)
+    assert set(e2e["rps"]) == {"bare", "passthrough", "seawall"}
+    assert set(e2e["added_cpu_us_vs_passthrough"]) == {"bare", "passthrough", "seawall"}
+    assert {"bare", "run", "path", "run_minus_bare"} <= set(result["decision_cost"])  # type: ignore[arg-type]
+    assert "| seawall |" in str(result["markdown"])
+
+
+@pytest.mark.slow
+def test_peers_runs_every_scenario_for_every_variant() -> None:
+    """peers.py --quick fills all four scenario tables and seawall's target list."""
+    result = _run("peers.py")
+    rows = result["results"]
+    assert isinstance(rows, dict)
+    assert set(rows) == {"success", "outage", "ratelimit", "errors"}
+    variants = {
+        "bare",
+        "passthrough",
+        "cookbook",
+        "aiohttp_retry",
+        "tenacity",
+        "stamina",
+        "purgatory_tenacity",
+        "seawall",
+        "seawall_whatif",
+    }
+    for scenario, table in rows.items():
+        assert set(table) == variants, scenario
+    assert {"outage_load", "peak_after", "success_once_recovered"} <= set(rows["outage"]["seawall"])
+    assert {"success", "amplification", "trips"} <= set(rows["errors"]["seawall"])
+    assert {"429_per_success"} <= set(rows["ratelimit"]["seawall"])
+    assert len(result["targets"]) == 8  # type: ignore[arg-type]
