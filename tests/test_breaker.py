@@ -35,10 +35,18 @@ def _breaker(clock: Clock, **settings: object) -> tuple[Breaker, list[Transition
 
 
 def _fail(breaker: Breaker, times: int = 1) -> None:
+    """``times`` failed attempts (the failure rate and half-open probes count these)."""
     for _ in range(times):
         permit = breaker.admit()
         assert permit is not None
         breaker.record(permit, failure=True)
+
+
+def _failed_call(breaker: Breaker, times: int = 1, attempts: int = 1) -> None:
+    """``times`` calls that give up after ``attempts`` failed attempts each, as the engine does."""
+    for _ in range(times):
+        _fail(breaker, attempts)
+        breaker.call_failed()
 
 
 def _succeed(breaker: Breaker, times: int = 1) -> None:
@@ -51,18 +59,77 @@ def _succeed(breaker: Breaker, times: int = 1) -> None:
 # --- unit ----------------------------------------------------------------------------
 
 
-def test_consecutive_failures_trip() -> None:
-    """failure_threshold consecutive failures open the breaker; a success in between resets."""
+def test_consecutive_failed_calls_trip() -> None:
+    """failure_threshold consecutive failed calls open the breaker; a success in between resets."""
     clock = Clock()
     breaker, moves = _breaker(clock, failure_threshold=3)
-    _fail(breaker, 2)
+    _failed_call(breaker, 2, attempts=3)
     _succeed(breaker)
-    _fail(breaker, 2)
-    assert breaker.state is BreakerState.CLOSED
-    _fail(breaker)
+    _failed_call(breaker, 2, attempts=3)
+    assert breaker.state is BreakerState.CLOSED  # 6 failed attempts in a row, but 2 calls
+    assert breaker.consecutive_failures == 2
+    _failed_call(breaker, attempts=3)
     assert breaker.state is BreakerState.OPEN
     assert [(m.old, m.new) for m in moves] == [(BreakerState.CLOSED, BreakerState.OPEN)]
     assert moves[0].consecutive_failures == 3
+
+
+def test_failed_attempts_alone_do_not_trip_the_consecutive_rule() -> None:
+    """Failed attempts without a failed call never reach failure_threshold (only the rate can trip)."""
+    breaker, moves = _breaker(Clock(), failure_threshold=2, window=50, minimum_calls=50)
+    _fail(breaker, 49)
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.consecutive_failures == 0
+    assert moves == []
+
+
+def test_a_successful_attempt_resets_the_failed_calls() -> None:
+    """A success, even one attempt inside a call that had failed attempts, resets the count."""
+    breaker, _ = _breaker(Clock(), failure_threshold=3)
+    _failed_call(breaker, 2, attempts=2)
+    _fail(breaker, 2)
+    _succeed(breaker)  # the third call succeeded on its third attempt
+    assert breaker.consecutive_failures == 0
+    _failed_call(breaker, 2, attempts=2)
+    assert breaker.state is BreakerState.CLOSED
+    _failed_call(breaker)
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_call_failed_does_nothing_while_open() -> None:
+    """An open breaker ignores failed calls: no count, no new transition, same recovery time."""
+    clock = Clock()
+    breaker, moves = _breaker(clock, failure_threshold=1, recovery_timeout=10.0)
+    _failed_call(breaker)
+    assert breaker.state is BreakerState.OPEN
+    wait = breaker.retry_after()
+    for _ in range(3):  # calls admitted before the trip, giving up now
+        breaker.call_failed()
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.consecutive_failures == 1
+    assert breaker.retry_after() == wait
+    assert len(moves) == 1
+
+
+def test_call_failed_does_nothing_while_half_open() -> None:
+    """Half-open counts probes only: a failed call does not reopen it, a good probe closes it."""
+    clock = Clock()
+    breaker, moves = _breaker(clock, failure_threshold=1, recovery_timeout=1.0)
+    _failed_call(breaker)
+    clock.advance(1.0)
+    probe = breaker.admit()
+    assert probe is not None
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.call_failed()  # a call admitted while closed gives up now
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.consecutive_failures == 1
+    breaker.record(probe, failure=False)
+    assert breaker.state is BreakerState.CLOSED
+    assert [m.new for m in moves] == [
+        BreakerState.OPEN,
+        BreakerState.HALF_OPEN,
+        BreakerState.CLOSED,
+    ]
 
 
 def test_failure_rate_trips_after_minimum_calls() -> None:
@@ -85,7 +152,7 @@ def test_open_rejects_until_the_jittered_recovery_timeout() -> None:
     """Open admits nothing until recovery_timeout (jittered down by at most 20 %) has passed."""
     clock = Clock()
     breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=10.0)
-    _fail(breaker)
+    _failed_call(breaker)
     wait = breaker.retry_after()
     assert 8.0 <= wait <= 10.0
     assert breaker.admit() is None
@@ -102,7 +169,7 @@ def test_half_open_limits_probes_and_closes_after_success_threshold() -> None:
     breaker, moves = _breaker(
         clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2, success_threshold=2
     )
-    _fail(breaker)
+    _failed_call(breaker)
     clock.advance(1.0)
     first, second = breaker.admit(), breaker.admit()
     assert first is not None
@@ -125,7 +192,7 @@ def test_one_failed_probe_reopens() -> None:
     """A failed probe opens the breaker again for a fresh recovery period."""
     clock = Clock()
     breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=5.0)
-    _fail(breaker)
+    _failed_call(breaker)
     clock.advance(5.0)
     _fail(breaker)
     assert breaker.state is BreakerState.OPEN
@@ -136,7 +203,7 @@ def test_released_probe_gives_its_permit_back() -> None:
     """A probe released without a verdict (cancelled) frees its slot."""
     clock = Clock()
     breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0)
-    _fail(breaker)
+    _failed_call(breaker)
     clock.advance(1.0)
     probe = breaker.admit()
     assert probe is not None
@@ -146,10 +213,12 @@ def test_released_probe_gives_its_permit_back() -> None:
 
 
 def test_disabled_breaker_never_opens() -> None:
-    """enabled=False admits everything, whatever happens."""
-    breaker, _ = _breaker(Clock(), failure_threshold=1, enabled=False)
-    _fail(breaker, 10)
+    """enabled=False admits everything and counts no failed call, whatever happens."""
+    breaker, moves = _breaker(Clock(), failure_threshold=1, minimum_calls=1, enabled=False)
+    _failed_call(breaker, 10, attempts=2)
     assert breaker.state is BreakerState.CLOSED
+    assert breaker.consecutive_failures == 0
+    assert moves == []
 
 
 # --- through the middleware ------------------------------------------------------------------
@@ -315,7 +384,7 @@ def test_a_probe_meeting_429_leaves_the_breaker_half_open() -> None:
     """A 429 says nothing about health: the probe's permit is released, no verdict."""
     clock = Clock()
     breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0)
-    _fail(breaker)
+    _failed_call(breaker)
     clock.advance(1.0)
     probe = breaker.admit()
     assert probe is not None
