@@ -75,7 +75,7 @@ def test_consecutive_failed_calls_trip() -> None:
 
 
 def test_failed_attempts_alone_do_not_trip_the_consecutive_rule() -> None:
-    """Failed attempts without a failed call never reach failure_threshold (only the rate can trip)."""
+    """Failed attempts without a failed call never reach failure_threshold; only the rate trips."""
     breaker, moves = _breaker(Clock(), failure_threshold=2, window=50, minimum_calls=50)
     _fail(breaker, 49)
     assert breaker.state is BreakerState.CLOSED
@@ -295,6 +295,104 @@ async def test_failure_rate_trip_through_middleware(upstream, make_session) -> N
         with pytest.raises(seawall.CircuitOpenError):
             await session.get(server.make_url("/"))
     assert up.hits == 10
+
+
+def _sw_with_retries(
+    clock: Clock, recorder: Recorder | None = None, attempts: int = 3, **breaker: object
+) -> seawall.Seawall:
+    """Retries, and the default breaker (five failed calls in a row) and budget unless told."""
+    return seawall.Seawall(
+        seawall.Policy(
+            retry=seawall.RetryPolicy(max_attempts=attempts),
+            breaker=seawall.BreakerPolicy(**breaker),  # type: ignore[arg-type]
+        ),
+        entrypoints=False,
+        clock=clock,
+        plugins=[recorder] if recorder else [],
+    )
+
+
+def _longest_failure_run(recorder: Recorder) -> int:
+    longest = run = 0
+    for event in recorder.of("attempt"):
+        run = run + 1 if event.category == "server" else 0
+        longest = max(longest, run)
+    return longest
+
+
+async def test_random_errors_with_retries_never_trip_the_default_breaker(
+    upstream, make_session
+) -> None:
+    """300 calls against 30 % random 500s, four attempts each, leave the default breaker closed."""
+    up, server = upstream
+    rng = random.Random(12)  # this seed gives runs of 8 failed attempts and 2 failed calls
+
+    async def flaky(_request: web.Request) -> web.Response:
+        if rng.random() < 0.3:
+            return web.Response(status=500, text="random failure")
+        return web.Response(text="ok")
+
+    up.default = flaky
+    rec = Recorder()
+    sw = _sw_with_retries(Clock(), rec, attempts=4)
+    statuses: list[int] = []
+    async with make_session(sw) as session:
+        for _ in range(300):
+            async with session.get(server.make_url("/")) as resp:
+                statuses.append(resp.status)
+    assert len(rec.of("attempt")) == up.hits
+    # Counting attempts, five failures in a row would have opened the breaker here.
+    assert _longest_failure_run(rec) >= seawall.BreakerPolicy().failure_threshold
+    assert rec.of("breaker") == []
+    assert rec.of("rejected") == []
+    [state] = sw.health()["keys"].values()
+    assert state["state"] == "closed"
+    assert statuses.count(200) >= 297  # issue 6's target: 99 % success at 30 % errors
+
+
+async def test_five_calls_failing_after_their_retries_trip_the_default_breaker(
+    upstream, make_session
+) -> None:
+    """Five calls giving up after three 500s each open the breaker; the sixth fails fast."""
+    up, server = upstream
+    up.default = status(500)
+    rec = Recorder()
+    sw = _sw_with_retries(Clock(), rec)  # 15 attempts: below minimum_calls, the rate cannot trip
+    async with make_session(sw) as session:
+        for n in range(1, 6):
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == 500
+            assert up.hits == 3 * n  # every call used all its attempts: no trip mid-call
+            [state] = sw.health()["keys"].values()
+            assert state["consecutive_failures"] == n
+            assert state["state"] == ("open" if n == 5 else "closed")
+        with pytest.raises(seawall.CircuitOpenError):
+            await session.get(server.make_url("/"))
+    assert up.hits == 15
+    (move,) = rec.of("breaker")
+    assert (move.old, move.new, move.consecutive_failures) == ("closed", "open", 5)
+
+
+async def test_a_successful_call_between_failed_calls_resets_the_count(
+    upstream, make_session
+) -> None:
+    """Four failed calls, one that succeeds on its third attempt, four more: still closed."""
+    up, server = upstream
+    fail = status(500)
+    up.then(*[fail] * 12, fail, fail, status(200))
+    up.default = fail
+    sw = _sw_with_retries(Clock(), minimum_calls=100)  # only the consecutive rule can trip
+    async with make_session(sw) as session:
+        for expected in [500] * 4 + [200] + [500] * 4:
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == expected
+        [state] = sw.health()["keys"].values()
+        assert (state["state"], state["consecutive_failures"]) == ("closed", 4)
+        async with session.get(server.make_url("/")) as resp:
+            assert resp.status == 500
+        with pytest.raises(seawall.CircuitOpenError):
+            await session.get(server.make_url("/"))
+    assert up.hits == 12 + 3 + 12 + 3
 
 
 async def _half_open_gate(aiohttp_server, clock: Clock, session, probes: int = 1):  # type: ignore[no-untyped-def]
