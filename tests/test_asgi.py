@@ -264,11 +264,12 @@ async def test_open_breaker_answers_503_with_retry_after(upstream, make_session)
 
 
 async def test_retries_exhausted_is_502_with_the_breakers_retry_after(make_session) -> None:
-    """Connection failures that use up the attempts give 502, with Retry-After once tripped."""
+    """Connection failures that use up the attempts give 502, with Retry-After once the failed
+    call has tripped the breaker."""
     sw = seawall.Seawall(
         seawall.Policy(
             retry=seawall.RetryPolicy(max_attempts=2),
-            breaker=seawall.BreakerPolicy(failure_threshold=2, recovery_timeout=5.0),
+            breaker=seawall.BreakerPolicy(failure_threshold=1, recovery_timeout=5.0),
         ),
         entrypoints=False,
         clock=Clock(),
