@@ -47,6 +47,29 @@ async def test_sustained_failure_costs_about_one_plus_ratio(upstream, make_sessi
     assert state["rejections"]["budget"] >= requests * 0.75
 
 
+def test_default_ratio_is_one_half() -> None:
+    """The default ratio is 0.5: 30 % errors over four attempts need ~0.43 retries per request."""
+    assert seawall.BudgetPolicy().ratio == 0.5
+    assert seawall.Policy().budget.ratio == 0.5
+
+
+@pytest.mark.parametrize("floor", [0.0, 5.0])
+async def test_sustained_failure_with_the_default_ratio_costs_one_and_a_half(
+    upstream, make_session, floor
+) -> None:
+    """With the default ratio and no breaker, a dead upstream costs ~1.5 calls per request."""
+    up, server = upstream
+    up.default = status(503)
+    sw = _sw(Clock(), min_retries_per_second=floor)  # ratio: the default
+    requests = 400
+    async with make_session(sw) as session:
+        for _ in range(requests):
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == 503
+    floor_tokens = floor * seawall.BudgetPolicy().window  # the clock stands still: never refilled
+    assert requests * 1.45 + floor_tokens <= up.hits <= requests * 1.5 + floor_tokens + 1
+
+
 async def test_floor_lets_a_quiet_key_retry(upstream, make_session) -> None:
     """min_retries_per_second * window tokens let the first failures retry in full."""
     up, server = upstream
