@@ -8,9 +8,9 @@ It starts a small upstream on 127.0.0.1 that goes through three phases:
 
 1. flaky: every other request answers 503, so seawall retries and the caller
    only ever sees 200s;
-2. outage: every request answers 503; the breaker opens after 4 consecutive
-   failures, and later requests fail fast with ``CircuitOpenError`` without
-   reaching the upstream;
+2. outage: every request answers 503; each call gives up after its 3
+   attempts, the breaker opens after 3 such failed calls in a row, and later
+   requests fail fast with ``CircuitOpenError`` without reaching the upstream;
 3. recovery: the upstream answers 200 again; after ``recovery_timeout`` (1 s)
    the breaker lets one probe through, which succeeds and closes it.
 
@@ -38,7 +38,7 @@ from seawall.events import (
 #: The policy of the demo: short waits so that the whole run takes about 2 s.
 POLICY = seawall.Policy(
     retry=seawall.RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2),
-    breaker=seawall.BreakerPolicy(failure_threshold=4, recovery_timeout=1.0),
+    breaker=seawall.BreakerPolicy(failure_threshold=3, recovery_timeout=1.0),
     timeout=seawall.TimeoutPolicy(attempt=2.0, deadline=5.0),
 )
 
@@ -83,7 +83,7 @@ class PrintEvents:
         elif isinstance(event, RetryScheduled):
             self.say(f"retry in {event.delay * 1000:.0f} ms ({event.reason})")
         elif isinstance(event, BreakerTransition):
-            why = f" after {event.consecutive_failures} failures in a row"
+            why = f" after {event.consecutive_failures} failed calls in a row"
             self.say(f"breaker {event.old} -> {event.new}{why if event.new == 'open' else ''}")
         elif isinstance(event, CallFinished) and event.stopped_because:
             why = STOP_REASONS.get(event.stopped_because, event.stopped_because)
@@ -128,8 +128,9 @@ async def main() -> dict[str, object]:
 
             print("phase 2: outage (every request is a 503)")
             upstream.phase = "outage"
-            for _ in range(3):
+            for _ in range(3):  # each gives up after 3 attempts; the third opens the breaker
                 await fetch(session, url, printer)
+            await fetch(session, url, printer)  # fails fast
             hits = upstream.hits
             wait = await fetch(session, url, printer)
             print(f"  (the upstream saw {upstream.hits - hits} requests from that last call)")

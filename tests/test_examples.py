@@ -48,14 +48,18 @@ async def test_quickstart_retries_opens_the_breaker_and_recovers(capsys) -> None
     health = await load("quickstart.py").main()
     out = capsys.readouterr().out
     assert "retry in" in out
-    assert "breaker closed -> open after 4 failures in a row" in out
+    assert out.count("no more retries: max_attempts used up") == 3  # the outage's failed calls
+    assert "breaker closed -> open after 3 failed calls in a row" in out
     assert "caller got CircuitOpenError" in out
+    assert "the upstream saw 0 requests from that last call" in out
     assert "breaker open -> half_open" in out
     assert "breaker half_open -> closed" in out
     assert health["status"] == "healthy"
     (detail,) = health["keys"].values()
     assert detail["state"] == "closed"
     assert detail["rejections"] == {"breaker": 2}
+    # 2 flaky calls (2 attempts each), 3 failed calls (3 each), 2 rejected, probe and one more.
+    assert (detail["requests"], detail["attempts"]) == (9, 2 * 2 + 3 * 3 + 2)
     assert detail["transitions"] == {
         "closed->open": 1,
         "open->half_open": 1,
