@@ -48,7 +48,7 @@ async def test_sustained_failure_costs_about_one_plus_ratio(upstream, make_sessi
 
 
 def test_default_ratio_is_one_half() -> None:
-    """The default ratio is 0.5: 30 % errors over four attempts need ~0.43 retries per request."""
+    """The default ratio is 0.5: 30 % errors over four attempts need ~0.42 retries per request."""
     assert seawall.BudgetPolicy().ratio == 0.5
     assert seawall.Policy().budget.ratio == 0.5
 
