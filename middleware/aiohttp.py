@@ -12,6 +12,7 @@ Once the response is returned to the caller, nothing retries it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
@@ -20,10 +21,11 @@ from aiohttp.payload import BytesPayload
 from seawall._body import ERROR_BODY_LIMIT, peek_body, tap_body
 from seawall.context import current_context
 from seawall.engine import Attempt, CallSpec
-from seawall.llm import MODEL_BODY_LIMIT, is_llm_route, model_from_json
+from seawall.llm import MODEL_BODY_LIMIT, model_from_json
 
 if TYPE_CHECKING:
     from seawall.engine import Seawall
+    from seawall.policy import Policy
 
 __all__ = ["SeawallMiddleware"]
 
@@ -85,12 +87,24 @@ class SeawallMiddleware:
     def __init__(self, seawall: Seawall) -> None:
         self.seawall = seawall
 
-    async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        sw = self.seawall
-        key, policy = sw.resolve(req.url)
+    def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> Awaitable[ClientResponse]:
+        # Not a coroutine itself: it hands aiohttp the engine's coroutine, so every
+        # resumption of the request passes through one frame fewer.
+        key, policy, llm = self.seawall.route(req.url)
         if policy.key == "model":
-            key = await _model_key(key, req)
-        llm = is_llm_route(policy, req.url.host)
+            return self._by_model(key, policy, llm, req, handler)
+        return self._run(key, policy, llm, req, handler)
+
+    async def _by_model(
+        self, key: str, policy: Policy, llm: bool, req: ClientRequest, handler: ClientHandlerType
+    ) -> ClientResponse:
+        key = await _model_key(key, req)
+        return await self._run(key, policy, llm, req, handler)
+
+    def _run(
+        self, key: str, policy: Policy, llm: bool, req: ClientRequest, handler: ClientHandlerType
+    ) -> Awaitable[ClientResponse]:
+        sw = self.seawall
         method = req.method
         spec = CallSpec(
             key=key,
@@ -103,6 +117,7 @@ class SeawallMiddleware:
             replayable=lambda: _replayable(req),
             discard=_release,
             http=True,
+            llm=llm,
         )
 
         async def attempt(_number: int) -> Attempt:
@@ -122,5 +137,5 @@ class SeawallMiddleware:
                 raise
             return Attempt(resp, status, resp.headers, body, content_type)
 
-        response: ClientResponse = await sw.run(spec, attempt)
+        response: Awaitable[ClientResponse] = sw.run(spec, attempt)
         return response

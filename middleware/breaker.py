@@ -36,7 +36,11 @@ class Transition:
 
 
 class Permit:
-    """Leave to make one attempt; give it back with ``Breaker.record``/``release``."""
+    """Leave to make one attempt; give it back with ``Breaker.record``/``release``.
+
+    Only half-open probes are counted, so only they track being given back
+    (``done``); every attempt admitted while closed shares ``CLOSED_PERMIT``.
+    """
 
     __slots__ = ("done", "probe")
 
@@ -45,7 +49,8 @@ class Permit:
         self.done = False
 
 
-_CLOSED_PERMIT_PROBE = False
+#: The permit of every attempt admitted by a closed (or disabled) breaker.
+CLOSED_PERMIT = Permit(False)
 
 
 class Breaker:
@@ -99,8 +104,8 @@ class Breaker:
         Half-open: at most ``half_open_max_calls`` probes at once; the rest are
         rejected, not queued.
         """
-        if not self.policy.enabled or self.state is BreakerState.CLOSED:
-            return Permit(_CLOSED_PERMIT_PROBE)
+        if self.state is BreakerState.CLOSED or not self.policy.enabled:
+            return CLOSED_PERMIT
         if self.state is BreakerState.OPEN:
             if self._clock() < self._reopen_at:
                 return None
@@ -112,17 +117,18 @@ class Breaker:
 
     def release(self, permit: Permit) -> None:
         """Give a permit back without a verdict (cancelled, or not about the upstream)."""
-        if permit.done:
+        if not permit.probe or permit.done:
             return
         permit.done = True
-        if permit.probe and self.state is BreakerState.HALF_OPEN:
+        if self.state is BreakerState.HALF_OPEN:
             self._probes = max(0, self._probes - 1)
 
     def record(self, permit: Permit, *, failure: bool) -> None:
         """Record an attempt's verdict: a failure or a success of the upstream."""
-        if permit.done:
-            return
-        self.release(permit)
+        if permit.probe:
+            if permit.done:
+                return
+            self.release(permit)
         if not self.policy.enabled:
             return
         if self.state is BreakerState.HALF_OPEN:

@@ -30,8 +30,8 @@ class RetryBudget:
         self._epoch = int(clock() / self._width)  # index of the newest bucket
         self.exhausted_count = 0
 
-    def _advance(self) -> int:
-        now_epoch = int(self._clock() / self._width)
+    def _advance(self, now: float | None = None) -> int:
+        now_epoch = int((self._clock() if now is None else now) / self._width)
         gap = now_epoch - self._epoch
         if gap > 0:
             for step in range(1, min(gap, _BUCKETS) + 1):
@@ -41,10 +41,10 @@ class RetryBudget:
             self._epoch = now_epoch
         return now_epoch % _BUCKETS
 
-    def on_request(self) -> None:
-        """Deposit a request's share."""
+    def on_request(self, now: float | None = None) -> None:
+        """Deposit a request's share (``now``: the clock's reading, if the caller has it)."""
         if self.policy.enabled:
-            self._requests[self._advance()] += 1
+            self._requests[self._advance(now)] += 1
 
     def balance(self) -> float:
         """Tokens available now."""

@@ -162,8 +162,8 @@ class Cooldown:
     def observe(self, info: RateInfo | None, *, success: bool) -> None:
         """An attempt was answered; ``info`` is what its rate-limit headers said."""
         self.settle()
-        now = self._clock()
         if info is not None:
+            now = self._clock()
             rate = info.rate
             if rate is not None:
                 if self.rate is None or self._guessed_at is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import attrs
 from yarl import URL
 
+import seawall.watchdog as _watchdog
 from seawall import testing as _testing
 from seawall.breaker import Breaker, BreakerState, Transition
 from seawall.budget import RetryBudget
@@ -46,7 +47,7 @@ from seawall.events import (
     Rejected,
     RetryScheduled,
 )
-from seawall.llm import rate_info
+from seawall.llm import is_llm_route, rate_info
 from seawall.logs import attempts_log, breaker_log, level_for
 from seawall.metrics import KeyStats, health_report
 from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
@@ -91,6 +92,7 @@ class CallSpec:
         "http",
         "idempotent",
         "key",
+        "llm",
         "method",
         "policy",
         "replayable",
@@ -111,6 +113,7 @@ class CallSpec:
         replayable: Callable[[], bool] | None = None,
         discard: Callable[[Any], None] | None = None,
         http: bool = False,
+        llm: bool = False,
     ) -> None:
         self.key = key
         self.policy = policy
@@ -122,6 +125,7 @@ class CallSpec:
         self.replayable = replayable
         self.discard = discard
         self.http = http
+        self.llm = llm  # read rate-limit headers (only LLM APIs send the ones we know)
         self._redacted: URL | None = None
 
     @property
@@ -203,7 +207,7 @@ class Seawall:
         self._routes = self._check_routes(routes or {})
         self.clock: Callable[[], float] = clock or time.monotonic
         self._states: dict[str, KeyState] = {}
-        self._route_cache: dict[tuple[str, str, int | None], tuple[str, Policy]] = {}
+        self._route_cache: dict[tuple[str, str, int | None], tuple[str, Policy, bool]] = {}
         self.plugin_manager = make_manager(
             list(plugins), entrypoints=entrypoints, blocked=list(blocked)
         )
@@ -299,6 +303,11 @@ class Seawall:
 
     def resolve(self, url: URL) -> tuple[str, Policy]:
         """The default key and the policy for a request to ``url``."""
+        key, policy, _llm = self.route(url)
+        return key, policy
+
+    def route(self, url: URL) -> tuple[str, Policy, bool]:
+        """``resolve`` plus whether the route is an LLM API; cached per origin."""
         cache_key = (url.scheme, url.raw_host or "", url.port)
         found = self._route_cache.get(cache_key)
         if found is None:
@@ -309,7 +318,7 @@ class Seawall:
                 key = f"{url.scheme}://{host}:{url.port}"
             if len(self._route_cache) >= MAX_KEYS:
                 self._route_cache.clear()
-            found = self._route_cache[cache_key] = (key, policy)
+            found = self._route_cache[cache_key] = (key, policy, is_llm_route(policy, host))
         return found
 
     def _match(self, host: str, port: int | None) -> Policy | None:
@@ -433,16 +442,17 @@ class Seawall:
         """Make attempts until one succeeds or a rule says stop; see DESIGN.md."""
         state = spec.state
         policy = spec.policy
-        retry = policy.retry
         clock = self.clock
-        state.stats.requests += 1
-        state.budget.on_request()
+        stats = state.stats
+        cooldown = state.cooldown
         started = clock()
-        deadline_at = self._deadline_at(policy)
+        stats.requests += 1
+        state.budget.on_request(started)
+        deadline_at = self._deadline_at(policy, started)
+        observed = self.hooks.has("seawall_event")
         history: list[AttemptRecord] = []
         retried: dict[Category, int] = {}
-        for number in range(1, _testing.cap_attempts(retry.max_attempts) + 1):
-            cooldown = state.cooldown
+        for number in range(1, _testing.cap_attempts(policy.retry.max_attempts) + 1):
             if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
                 await self._respect_cooldown(spec, deadline_at, history)
             limit, by_deadline = self._attempt_limit(spec, deadline_at, history)
@@ -453,33 +463,60 @@ class Seawall:
                     spec, CircuitOpenError, None, history, retry_after=state.breaker.retry_after()
                 )
             t0 = clock()
-            state.cooldown.sent()
-            timer = asyncio.timeout(limit) if limit is not None else None
+            cooldown.sent()
+            # Long limits share a coarse timer (seawall.watchdog); short ones, which
+            # need precision, get their own asyncio.timeout.
+            timer = watched = task = None
+            cancelling = 0
             try:
-                if timer is None:
+                if limit is None:
                     result: Attempt | None = await attempt(number)
+                elif limit >= _watchdog.MIN_LIMIT:
+                    task = asyncio.current_task()
+                    assert task is not None, "seawall calls run inside a task"
+                    watched = _watchdog.watch(task, limit)
+                    cancelling = watched[task]
+                    try:
+                        result = await attempt(number)
+                    finally:
+                        _watchdog.done(watched, task)
                 else:
+                    timer = asyncio.timeout(limit)
                     async with timer:
                         result = await attempt(number)
                 exc: Exception | None = None
             except _Misuse as misuse:
                 state.breaker.release(permit)
-                state.cooldown.settle()
+                cooldown.settle()
                 raise TypeError(str(misuse)) from None
             except Exception as caught:
                 result, exc = None, caught
-            except BaseException:  # cancelled: never retried, never counted
+            except asyncio.CancelledError:
+                if (
+                    task is None
+                    or watched is None
+                    or not _watchdog.timed_out(watched, task, cancelling)
+                ):
+                    state.breaker.release(permit)  # cancelled: never retried, never counted
+                    cooldown.settle()
+                    raise
+                result, exc = None, TimeoutError(f"attempt took longer than {limit:.3g}s")
+            except BaseException:
                 state.breaker.release(permit)
-                state.cooldown.settle()
+                cooldown.settle()
                 raise
-            elapsed = clock() - t0
-            state.stats.attempts += 1
+            ended = clock()
+            elapsed = ended - t0
+            stats.attempts += 1
             outcome, classification = self._classify(spec, number, result, exc, elapsed)
             self._record(spec, permit, classification, result)
-            if self.hooks.has("seawall_event"):
+            if observed:
                 self._emit_attempt(spec, number, result, exc, classification, elapsed)
             if classification.is_success:
-                self._finish(spec, started, classification, result, number, None)
+                if observed:
+                    self._finish(spec, started, classification, result, number, None)
+                else:  # the common case, without the event: the same bookkeeping
+                    stats.observe_call(ended - started, True)
                 return result.value if result is not None else None
             # Only failures need the history (for notes and errors): the success path skips it.
             history.append(
@@ -488,7 +525,10 @@ class Seawall:
                 )
             )
             _log_attempt(spec, history[-1], classification)
-            if timer is not None and by_deadline and timer.expired():
+            expired = (timer is not None and timer.expired()) or (
+                watched is not None and _watchdog.FIRED in watched
+            )
+            if by_deadline and expired:
                 return self._stop(spec, "deadline", started, classification, result, exc, history)
             if outcome is None:
                 outcome = self._outcome(spec, number, result, exc, elapsed)
@@ -506,7 +546,7 @@ class Seawall:
             retried[classification.category] = retried.get(classification.category, 0) + 1
             state.stats.retries += 1
             history[-1] = attrs.evolve(history[-1], delay=delay)
-            if self.hooks.has("seawall_event"):
+            if observed:
                 self._emit(
                     RetryScheduled,
                     spec,
@@ -526,14 +566,14 @@ class Seawall:
 
     # --- pieces of the loop ---------------------------------------------------
 
-    def _deadline_at(self, policy: Policy) -> float | None:
+    def _deadline_at(self, policy: Policy, now: float) -> float | None:
         """The absolute deadline on ``self.clock``: the policy's or the inbound one."""
         own = policy.timeout.deadline
-        at = None if own is None else self.clock() + own
+        at = None if own is None else now + own
         inbound = current_deadline()
         if inbound is not None:
             # Inbound deadlines are on time.monotonic(); convert to our clock.
-            converted = self.clock() + (inbound - time.monotonic())
+            converted = now + (inbound - time.monotonic())
             at = converted if at is None else min(at, converted)
         return at
 
@@ -660,7 +700,7 @@ class Seawall:
     ) -> None:
         state = spec.state
         breaker = state.breaker
-        headers = result.headers if result is not None else None
+        headers = result.headers if spec.llm and result is not None else None
         state.cooldown.observe(rate_info(headers) if headers else None, success=c.is_success)
         if c.is_success:
             breaker.record(permit, failure=False)
