@@ -524,11 +524,12 @@ def seawall_policy() -> Any:
 def seawall_whatif_policy() -> Any:
     """Not a peer-equivalent: what the 30 %-errors analysis suggests (see README).
 
-    The consecutive-failure rule is effectively off (it counts attempts, and
-    at hundreds of attempts per second 5 failures in a row happen by chance at
-    30 % errors), the failure-rate rule (0.5 over 100 attempts, at least 20)
-    does the tripping, and the budget lets 3 retries cover 30 % errors
-    (they need about 0.42 retries per request; the default ratio is 0.2).
+    The consecutive-failure rule is effectively off (before db55426 it counted
+    attempts, and at hundreds of attempts per second 5 failures in a row
+    happened by chance at 30 % errors), the failure-rate rule (0.5 over 100
+    attempts, at least 20) does the tripping, and the budget lets 3 retries
+    cover 30 % errors (they need about 0.42 retries per request; the default
+    ratio was 0.2 then and is 0.5 now).
     """
     import attrs
 

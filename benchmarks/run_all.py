@@ -26,6 +26,27 @@ RUNS = [
     ("peers.py", []),
 ]
 
+# Scripts that print their own tables (no --json); their output goes in as it is.
+PLAIN_RUNS = [
+    ("ratelimit.py", [], ["--rounds", "1", "--calls", "4"]),
+    (
+        "observer_overhead.py",
+        ["--rounds", "5", "--requests", "2000"],
+        ["--rounds", "2", "--requests", "200"],
+    ),
+]
+
+
+def run_plain(script: str, args: list[str], quick_args: list[str], quick: bool) -> str:
+    command = [sys.executable, str(HERE / script), *(quick_args if quick else args)]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{script} failed ({done.returncode}):\n{done.stderr}")
+    shown = " ".join(["python", f"benchmarks/{script}", *(quick_args if quick else args)])
+    seconds = time.monotonic() - started
+    return f"## `{shown}` ({seconds:.0f} s)\n\n```\n{done.stdout.strip()}\n```"
+
 
 def run(script: str, args: list[str], quick: bool) -> dict[str, object]:
     command = [sys.executable, str(HERE / script), *args, "--json", *(["--quick"] if quick else [])]
@@ -46,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     results = [run(script, extra, args.quick) for script, extra in RUNS]
+    plain = [run_plain(script, extra, quick, args.quick) for script, extra, quick in PLAIN_RUNS]
     info = machine()
     parts = [
         "# Benchmark results",
@@ -61,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         parts.append(f"## `{result['command']}` ({result['seconds']:.0f} s)")
         parts.append(str(result["markdown"]).replace("### ", "### "))
+    parts.extend(plain)
     Path(args.out).write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0

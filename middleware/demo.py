@@ -59,8 +59,9 @@ def _clamp(value: float, low: float, high: float) -> float:
 def demo_policy(config: DemoConfig) -> Policy:
     """Short policies for a demo of ``config.duration`` seconds.
 
-    The breaker trips on 8 failures in a row (30 % errors almost never do
-    that) and probes after a recovery timeout of 5 % of the run (1 s of 20).
+    The breaker trips on 8 failed calls in a row (each after its retries; 30 %
+    errors practically never do that) or a failure rate of 0.6, and probes
+    after a recovery timeout of 5 % of the run (1 s of 20).
     The retry budget allows half a retry per request, enough for 30 % errors.
     """
     s = config.scale

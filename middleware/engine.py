@@ -891,7 +891,7 @@ class Seawall:
         if breaker_log.isEnabledFor(level):
             breaker_log.log(
                 level,
-                "circuit breaker for %s: %s -> %s (failure rate %.0f%%, %d consecutive failures)",
+                "circuit breaker for %s: %s -> %s (failure rate %.0f%%, %d failed calls in a row)",
                 transition.key,
                 transition.old.value,
                 transition.new.value,

@@ -292,7 +292,7 @@ class Policy:
           time to the response headers), within a 900 s deadline.
         - Server waits are honoured up to 120 s; backoff starts at 0.5 s and
           is capped at 30 s; 4 attempts.
-        - The breaker opens after 5 consecutive server failures and probes
+        - The breaker opens after 5 failed calls in a row and probes
           again after 60 s (429s never trip it: they start a cooldown).
 
         Example: ``Policy.for_llm(key="model", retry=RetryPolicy(max_attempts=2))``.
