@@ -14,7 +14,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -265,8 +265,8 @@ class Hooks:
                 exc_info=exc,
             )
 
-    def first(self, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
-        """Call ``hook`` until an implementation answers; return (answer, plugin name)."""
+    def _answers(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        """(plugin name, result) from each implementation in call order, skipping faults."""
         for plugin, function, argnames in self.impls(hook):
             try:
                 result = function(*[kwargs[name] for name in argnames])
@@ -275,6 +275,11 @@ class Hooks:
                 continue
             if self.tracing:
                 log.debug("%s from %s -> %r", hook, plugin, result)
+            yield plugin, result
+
+    def first(self, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
+        """Call ``hook`` until an implementation answers; return (answer, plugin name)."""
+        for plugin, result in self._answers(hook, kwargs):
             if result is not None:
                 return result, plugin
         return None, None
@@ -285,14 +290,4 @@ class Hooks:
 
     def each_with_names(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call every implementation of ``hook``; return (plugin name, result) pairs."""
-        results = []
-        for plugin, function, argnames in self.impls(hook):
-            try:
-                result = function(*[kwargs[name] for name in argnames])
-            except Exception as exc:
-                self.fault(plugin, hook, exc)
-                continue
-            if self.tracing:
-                log.debug("%s from %s -> %r", hook, plugin, result)
-            results.append((plugin, result))
-        return results
+        return list(self._answers(hook, kwargs))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import seawall
@@ -48,4 +51,15 @@ def policy(
         retry=seawall.RetryPolicy(**retry),
         breaker=seawall.BreakerPolicy(enabled=breaker),
         budget=seawall.BudgetPolicy(enabled=budget),
+    )
+
+
+def pip_install_target(source: Path, target: Path) -> None:
+    """``pip install --no-deps --target target source``, as a real user install would."""
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+    subprocess.run(
+        [*command, "--target", str(target), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )

@@ -16,6 +16,7 @@ import pytest
 import seawall
 from seawall.plugins.manager import PluginError
 
+from ._helpers import pip_install_target
 from .conftest import status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,22 +144,7 @@ def test_example_package_installs_and_is_discovered(tmp_path: Path) -> None:
     source = tmp_path / "src"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    pip_install_target(source, target)
     script = (
         "import json, seawall\n"
         "print(json.dumps([p.as_dict() for p in seawall.Seawall().list_plugins()]))\n"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ._helpers import pip_install_target
+
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"middleware": "seawall", "plugins": "seawall.plugins"}
 
@@ -69,22 +71,7 @@ def test_regular_install_imports_from_outside_the_repo(tmp_path: Path) -> None:
             ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__")
         )
     target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    pip_install_target(source, target)
     assert (target / "seawall" / "py.typed").exists()
     for package in _packages_on_disk():
         assert (target.joinpath(*package.split(".")) / "__init__.py").exists(), package
