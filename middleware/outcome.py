@@ -111,10 +111,11 @@ class Classification:
     max_retries: int | None = None
     escalate: bool = False
     reason: str = ""
+    #: True for ``Category.SUCCESS`` (stored, not a property: read on every request).
+    is_success: bool = attrs.field(init=False, eq=False, repr=False)
 
-    @property
-    def is_success(self) -> bool:
-        """True for ``Category.SUCCESS``."""
+    @is_success.default
+    def _is_success(self) -> bool:
         return self.category is Category.SUCCESS
 
 

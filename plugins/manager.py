@@ -218,6 +218,7 @@ class Hooks:
         self.faults: dict[tuple[str, str], int] = {}
         self._cache: dict[str, tuple[_Impl, ...]] = {}
         self._custom: dict[str, bool] = {}
+        self._has: dict[str, bool] = {}
         self.tracing = os.environ.get("SEAWALL_TRACE_PLUGINS") == "1"
         pm.listeners.append(self._forget)
 
@@ -246,10 +247,14 @@ class Hooks:
     def _forget(self) -> None:
         self._cache.clear()
         self._custom.clear()
+        self._has.clear()
 
     def has(self, hook: str) -> bool:
-        """True when some plugin implements ``hook``."""
-        return bool(self.impls(hook))
+        """True when some plugin implements ``hook`` (cached: asked on every request)."""
+        found = self._has.get(hook)
+        if found is None:
+            found = self._has[hook] = bool(self.impls(hook))
+        return found
 
     def fault(self, plugin: str, hook: str, exc: BaseException) -> None:
         """Count a plugin's fault; log it the first time."""
