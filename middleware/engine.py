@@ -513,10 +513,7 @@ class Seawall:
             if observed:
                 self._emit_attempt(spec, number, result, exc, classification, elapsed)
             if classification.is_success:
-                if observed:
-                    self._finish(spec, started, classification, result, number, None)
-                else:  # the common case, without the event: the same bookkeeping
-                    stats.observe_call(ended - started, True)
+                self._finish(spec, ended - started, classification, result, number, None, observed)
                 return result.value if result is not None else None
             # Only failures need the history (for notes and errors): the success path skips it.
             history.append(
@@ -796,7 +793,10 @@ class Seawall:
         spec.state.stats.failures[c.category.value] += 1
         if c.counts_as_failure:
             spec.state.breaker.call_failed()
-        self._finish(spec, started, c, result, len(history), reason)
+        elapsed = self.clock() - started
+        self._finish(
+            spec, elapsed, c, result, len(history), reason, self.hooks.has("seawall_event")
+        )
         if exc is None:
             return result.value if result is not None else None
         raise self._final_error(spec, reason, exc, history)
@@ -929,15 +929,16 @@ class Seawall:
     def _finish(
         self,
         spec: CallSpec,
-        started: float,
+        elapsed: float,
         c: Classification,
         result: Attempt | None,
         attempts: int,
         stopped: str | None,
+        observed: bool,
     ) -> None:
-        elapsed = self.clock() - started
+        """A call ended after ``elapsed`` seconds: metrics, and the event if observed."""
         spec.state.stats.observe_call(elapsed, c.is_success)
-        if self.hooks.has("seawall_event"):
+        if observed:
             self._emit(
                 CallFinished,
                 spec,
