@@ -12,22 +12,29 @@ Once the response is returned to the caller, nothing retries it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import time
+from asyncio import current_task
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
 from aiohttp.payload import BytesPayload
 
+import seawall.watchdog as _watchdog
 from seawall._body import ERROR_BODY_LIMIT, peek_body, tap_body
+from seawall.breaker import BreakerState
 from seawall.context import current_context
-from seawall.engine import Attempt, CallSpec
+from seawall.deadline import DEADLINE_VAR
+from seawall.engine import Attempt, CallSpec, FirstAttempt, attempt_timeout
 from seawall.llm import MODEL_BODY_LIMIT, model_from_json
 
 if TYPE_CHECKING:
-    from seawall.engine import Seawall
-    from seawall.policy import Policy
+    from seawall.engine import Route, Seawall
 
-__all__ = ["SeawallMiddleware"]
+__all__ = ["make_middleware"]
+
+_CLOSED = BreakerState.CLOSED
 
 _STREAMING = "text/event-stream"
 
@@ -79,63 +86,154 @@ async def _watch_cost(sw: Seawall, key: str, url: str, resp: ClientResponse) -> 
         costs.account(sw, key, url, usage)
 
 
-class SeawallMiddleware:
-    """Runs every request of a session through ``Seawall.run``."""
+def _attempt_maker(
+    sw: Seawall, spec: CallSpec, req: ClientRequest, handler: ClientHandlerType
+) -> Callable[[int], Awaitable[Attempt]]:
+    method = req.method
+    llm = spec.llm
 
-    __slots__ = ("seawall",)
+    async def attempt(_number: int) -> Attempt:
+        resp = await handler(req)
+        status = resp.status
+        if status < 400:
+            if llm and method != "HEAD":
+                await _watch_cost(sw, spec.key, str(spec.redacted_url), resp)
+            return Attempt(resp, status, resp.headers)
+        return await _failed(resp, method)
 
-    def __init__(self, seawall: Seawall) -> None:
-        self.seawall = seawall
+    return attempt
 
-    def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> Awaitable[ClientResponse]:
-        # Not a coroutine itself: it hands aiohttp the engine's coroutine, so every
-        # resumption of the request passes through one frame fewer.
-        key, policy, llm = self.seawall.route(req.url)
-        if policy.key == "model":
-            return self._by_model(key, policy, llm, req, handler)
-        return self._run(key, policy, llm, req, handler)
 
-    async def _by_model(
-        self, key: str, policy: Policy, llm: bool, req: ClientRequest, handler: ClientHandlerType
-    ) -> ClientResponse:
+async def _failed(resp: ClientResponse, method: str) -> Attempt:
+    """An error response, with the start of its body for the classifiers."""
+    try:
+        content_type = resp.content_type
+        body = None
+        if content_type != _STREAMING and method != "HEAD":
+            body = await peek_body(resp, ERROR_BODY_LIMIT)
+    except BaseException:
+        resp.close()
+        raise
+    return Attempt(resp, resp.status, resp.headers, body, content_type)
+
+
+async def _through_run(
+    sw: Seawall,
+    route: Route,
+    req: ClientRequest,
+    handler: ClientHandlerType,
+    first: FirstAttempt | None = None,
+) -> ClientResponse:
+    """The whole request (or what follows ``first``) through ``Seawall.run``."""
+    key, policy = route.key, route.policy
+    if policy.key == "model":
         key = await _model_key(key, req)
-        return await self._run(key, policy, llm, req, handler)
+        state = sw.state_for(key, policy)
+    else:
+        state = route.state = route.state or sw.state_for(key, policy)
+    method = req.method
+    spec = CallSpec(
+        key=key,
+        policy=policy,
+        state=state,
+        method=method,
+        url=req.url,
+        context=current_context(),
+        idempotent=method in policy.retry.retry_methods or "Idempotency-Key" in req.headers,
+        replayable=lambda: _replayable(req),
+        discard=_release,
+        http=True,
+        llm=route.llm,
+    )
+    response: ClientResponse = await sw.run(spec, _attempt_maker(sw, spec, req, handler), first)
+    return response
 
-    def _run(
-        self, key: str, policy: Policy, llm: bool, req: ClientRequest, handler: ClientHandlerType
-    ) -> Awaitable[ClientResponse]:
-        sw = self.seawall
-        method = req.method
-        spec = CallSpec(
-            key=key,
-            policy=policy,
-            state=sw.state_for(key, policy),
-            method=method,
-            url=req.url,
-            context=current_context(),
-            idempotent=method in policy.retry.retry_methods or "Idempotency-Key" in req.headers,
-            replayable=lambda: _replayable(req),
-            discard=_release,
-            http=True,
-            llm=llm,
-        )
 
-        async def attempt(_number: int) -> Attempt:
+def make_middleware(sw: Seawall) -> ClientMiddlewareType:
+    """The middleware ``sw.middleware()`` returns: a plain async function.
+
+    Most requests take its lean path: when the origin's route allows it
+    (``Route.fast``) and the key is idle (breaker closed, no cooldown, no
+    inbound deadline shorter than the attempt limit), the first attempt is
+    made right here, with the bookkeeping ``Seawall.run`` would do inlined,
+    and a success is returned at once. Anything else, and whatever follows a
+    failed first attempt, goes through ``Seawall.run``: one loop decides.
+    This path costs about as much as two function calls more than a
+    pass-through middleware; ``benchmarks/README.md`` has the measurements.
+    """
+    routes = sw._route_cache
+    origin = sw.origin
+    clock = sw.clock
+    monotonic = clock is time.monotonic  # then the watchdog can use our readings
+    dog_loop: asyncio.AbstractEventLoop | None = None  # a session lives on one loop
+    dog: _watchdog.Watchdog | None = None
+    dog_clock = False  # whether the watchdog's clock is ours
+
+    async def seawall_middleware(req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        nonlocal dog_loop, dog, dog_clock
+        url = req.url
+        route = routes.get((url._scheme, url._netloc)) or origin(url)
+        state = route.state
+        if state is None or not route.fast:
+            return await _through_run(sw, route, req, handler)
+        cooldown = state.cooldown
+        started = clock()
+        limit = route.limit
+        inbound = DEADLINE_VAR.get()
+        if (
+            state.breaker.state is not _CLOSED
+            or cooldown.rate is not None
+            or cooldown.until > started
+            or (inbound is not None and (limit is None or inbound - time.monotonic() <= limit))
+        ):
+            return await _through_run(sw, route, req, handler)
+        stats = state.stats
+        stats.requests += 1
+        state.budget.on_request(started)
+        # Not counted in cooldown.inflight: only LLM routes read rate-limit
+        # headers, and they never come this way (FirstAttempt counts a failure).
+        task = watching = None
+        if limit is not None:  # >= watchdog.MIN_LIMIT: Route.fast says so
+            loop = req.loop
+            watching = dog
+            if loop is not dog_loop or watching is None:
+                dog_loop, dog = loop, _watchdog.of(loop)
+                dog_clock = monotonic and dog.stock
+                watching = dog
+            task = current_task(loop)  # given the loop: a third of the cost
+            assert task is not None, "aiohttp requests run inside a task"
+            if dog_clock and not task.cancelling():  # Watchdog.watch(), written out
+                deadline = started + limit
+                watching.deadlines[task] = deadline
+                if deadline < watching.next_at:
+                    watching.schedule(deadline)
+            else:
+                watching.watch(task, limit)
+        result: Attempt | None = None
+        exc: Exception | None = None
+        try:
             resp = await handler(req)
-            status = resp.status
-            if status < 400:
-                if llm and method != "HEAD":
-                    await _watch_cost(sw, key, str(spec.redacted_url), resp)
-                return Attempt(resp, status, resp.headers)
-            try:
-                content_type = resp.content_type
-                body = None
-                if content_type != _STREAMING and method != "HEAD":
-                    body = await peek_body(resp, ERROR_BODY_LIMIT)
-            except BaseException:
-                resp.close()
-                raise
-            return Attempt(resp, status, resp.headers, body, content_type)
+            if resp.status >= 400:
+                result = await _failed(resp, req.method)
+        except Exception as caught:
+            exc = caught
+        except asyncio.CancelledError:
+            if watching is None or task is None or limit is None or not watching.timed_out(task):
+                raise  # cancelled: never retried, never counted
+            exc = attempt_timeout(limit)
+        finally:
+            if watching is not None and task is not None:  # Watchdog.done(), written out
+                watching.deadlines.pop(task, None)
+                if watching.base:
+                    watching.base.pop(task, None)
+        ended = clock()
+        if result is None and exc is None:
+            breaker = state.breaker
+            if not breaker.quiet:
+                breaker.succeeded()
+            stats.first_try(ended - started)
+            return resp
+        first = FirstAttempt(started, ended, result, exc)
+        return await _through_run(sw, route, req, handler, first)
 
-        response: Awaitable[ClientResponse] = sw.run(spec, attempt)
-        return response
+    return seawall_middleware

@@ -52,6 +52,12 @@ class Permit:
 #: The permit of every attempt admitted by a closed (or disabled) breaker.
 CLOSED_PERMIT = Permit(False)
 
+# Enum members read through the class cost a descriptor call each on 3.11;
+# the request path reads these instead.
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+
 
 class Breaker:
     """Counts failures of one key and decides whether to let calls through."""
@@ -69,10 +75,13 @@ class Breaker:
         self._clock = clock
         self._on_transition = on_transition
         self._rng = rng or random.Random()
-        self.state = BreakerState.CLOSED
+        self.state = _CLOSED
         self.consecutive_failures = 0
         self._window: deque[bool] = deque(maxlen=policy.window)  # True = failure
         self._failures_in_window = 0
+        #: A success of a closed-breaker attempt would change nothing: the
+        #: window is full of successes and no call failed since (see ``succeeded``).
+        self.quiet = False
         self.opened_at: float | None = None
         self._reopen_at = 0.0
         self._probes = 0
@@ -87,13 +96,13 @@ class Breaker:
 
     def retry_after(self) -> float:
         """Seconds until a probe may pass (0 unless open)."""
-        if self.state is BreakerState.OPEN:
+        if self.state is _OPEN:
             return max(0.0, self._reopen_at - self._clock())
         return 0.0
 
     def is_open(self) -> bool:
         """True while calls are rejected outright (open and not yet due a probe)."""
-        return self.state is BreakerState.OPEN and self._clock() < self._reopen_at
+        return self.state is _OPEN and self._clock() < self._reopen_at
 
     # --- the request path ---------------------------------------------------
 
@@ -104,12 +113,12 @@ class Breaker:
         Half-open: at most ``half_open_max_calls`` probes at once; the rest are
         rejected, not queued.
         """
-        if self.state is BreakerState.CLOSED or not self.policy.enabled:
+        if self.state is _CLOSED or not self.policy.enabled:
             return CLOSED_PERMIT
-        if self.state is BreakerState.OPEN:
+        if self.state is _OPEN:
             if self._clock() < self._reopen_at:
                 return None
-            self._move(BreakerState.HALF_OPEN)
+            self._move(_HALF_OPEN)
         if self._probes >= self.policy.half_open_max_calls:
             return None
         self._probes += 1
@@ -120,7 +129,7 @@ class Breaker:
         if not permit.probe or permit.done:
             return
         permit.done = True
-        if self.state is BreakerState.HALF_OPEN:
+        if self.state is _HALF_OPEN:
             self._probes = max(0, self._probes - 1)
 
     def record(self, permit: Permit, *, failure: bool) -> None:
@@ -131,7 +140,7 @@ class Breaker:
             self.release(permit)
         if not self.policy.enabled:
             return
-        if self.state is BreakerState.HALF_OPEN:
+        if self.state is _HALF_OPEN:
             if not permit.probe:
                 return  # admitted before the breaker opened: stale news
             if failure:
@@ -141,11 +150,24 @@ class Breaker:
                 if self._probe_successes >= self.policy.success_threshold:
                     self._close()
             return
-        if self.state is BreakerState.OPEN:
+        if self.state is _OPEN:
             return
         self._count(failure)
         if failure and self._rate_tripped():
             self._open()
+
+    def succeeded(self) -> None:
+        """``record(CLOSED_PERMIT, failure=False)``, for the success path: cheaper, same effect.
+
+        Callers may skip it while ``quiet``: it would change nothing then.
+        """
+        if self.state is _CLOSED and self.policy.enabled:
+            window = self._window
+            if self._failures_in_window and len(window) == window.maxlen and window[0]:
+                self._failures_in_window -= 1
+            window.append(False)
+            self.consecutive_failures = 0
+            self.quiet = not self._failures_in_window and len(window) == window.maxlen
 
     def call_failed(self) -> None:
         """A whole call gave up on a failure that counts (after its retries).
@@ -156,9 +178,10 @@ class Breaker:
         requests/s), while five failed *calls* in a row mean the upstream is
         really down. Half-open probes and the failure rate still count attempts.
         """
-        if not self.policy.enabled or self.state is not BreakerState.CLOSED:
+        if not self.policy.enabled or self.state is not _CLOSED:
             return
         self.consecutive_failures += 1
+        self.quiet = False
         if self.consecutive_failures >= self.policy.failure_threshold:
             self._open()
 
@@ -170,6 +193,7 @@ class Breaker:
         self._window.append(failure)
         if failure:
             self._failures_in_window += 1
+            self.quiet = False
         else:
             self.consecutive_failures = 0
 
@@ -187,22 +211,23 @@ class Breaker:
         self._reopen_at = now + timeout
         self._probes = 0
         self._probe_successes = 0
-        self._move(BreakerState.OPEN)
+        self._move(_OPEN)
 
     def _close(self) -> None:
         self._window.clear()
+        self.quiet = False
         self._failures_in_window = 0
         self.consecutive_failures = 0
         self._probes = 0
         self._probe_successes = 0
         self.opened_at = None
-        self._move(BreakerState.CLOSED)
+        self._move(_CLOSED)
 
     def _move(self, new: BreakerState) -> None:
         old, self.state = self.state, new
         if old is new:
             return
-        if new is BreakerState.HALF_OPEN:
+        if new is _HALF_OPEN:
             self._probes = 0
             self._probe_successes = 0
         if self._on_transition is not None:

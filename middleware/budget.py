@@ -27,11 +27,14 @@ class RetryBudget:
         self._width = policy.window / _BUCKETS
         self._requests = [0] * _BUCKETS
         self._retries = [0] * _BUCKETS
-        self._epoch = int(clock() / self._width)  # index of the newest bucket
+        self._epoch = 0  # index of the newest bucket
+        self._slot = 0  # where it is in the lists
+        self._next_at = 0.0  # when the next bucket starts
+        self._advance(clock())
         self.exhausted_count = 0
 
-    def _advance(self, now: float | None = None) -> int:
-        now_epoch = int((self._clock() if now is None else now) / self._width)
+    def _advance(self, now: float) -> None:
+        now_epoch = int(now / self._width)
         gap = now_epoch - self._epoch
         if gap > 0:
             for step in range(1, min(gap, _BUCKETS) + 1):
@@ -39,18 +42,23 @@ class RetryBudget:
                 self._requests[slot] = 0
                 self._retries[slot] = 0
             self._epoch = now_epoch
-        return now_epoch % _BUCKETS
+            self._slot = now_epoch % _BUCKETS
+        self._next_at = (now_epoch + 1) * self._width
 
-    def on_request(self, now: float | None = None) -> None:
-        """Deposit a request's share (``now``: the clock's reading, if the caller has it)."""
-        if self.policy.enabled:
-            self._requests[self._advance(now)] += 1
+    def on_request(self, now: float) -> None:
+        """Deposit a request's share; ``now`` is the clock's reading (called per request).
+
+        A disabled budget counts too (it is cheaper than asking), but earns nothing.
+        """
+        if now >= self._next_at:
+            self._advance(now)
+        self._requests[self._slot] += 1
 
     def balance(self) -> float:
         """Tokens available now."""
-        self._advance()
+        self._advance(self._clock())
         policy = self.policy
-        earned = sum(self._requests) * policy.ratio
+        earned = sum(self._requests) * policy.ratio if policy.enabled else 0.0
         floor = policy.min_retries_per_second * policy.window
         return earned + floor - sum(self._retries)
 
@@ -61,5 +69,5 @@ class RetryBudget:
         if self.balance() < 1.0:
             self.exhausted_count += 1
             return False
-        self._retries[self._epoch % _BUCKETS] += 1
+        self._retries[self._slot] += 1
         return True

@@ -21,6 +21,10 @@ _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
+#: The variable itself, for the aiohttp middleware's lean path (a call costs more).
+DEADLINE_VAR = _DEADLINE
+
+
 def current_deadline() -> float | None:
     """The absolute ``time.monotonic()`` deadline in force, or ``None``."""
     return _DEADLINE.get()

@@ -23,7 +23,7 @@ from yarl import URL
 
 import seawall.watchdog as _watchdog
 from seawall import testing as _testing
-from seawall.breaker import Breaker, BreakerState, Transition
+from seawall.breaker import CLOSED_PERMIT, Breaker, BreakerState, Permit, Transition
 from seawall.budget import RetryBudget
 from seawall.context import merge as merge_context
 from seawall.cooldown import Cooldown
@@ -56,13 +56,12 @@ from seawall.redact import redact_text, redact_url
 from seawall.retry_after import should_retry_header
 
 if TYPE_CHECKING:
-    from aiohttp import ClientSession
+    from aiohttp import ClientMiddlewareType, ClientSession
 
-    from seawall.aiohttp import SeawallMiddleware
     from seawall.plugins.builtin.exceptions import ExceptionClassifier, Pattern
     from seawall.plugins.manager import PluginInfo
 
-__all__ = ["Attempt", "CallSpec", "KeyState", "Seawall"]
+__all__ = ["Attempt", "CallSpec", "FirstAttempt", "KeyState", "Route", "Seawall"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -155,6 +154,51 @@ class KeyState:
         self.stats = KeyStats()
 
 
+class Route:
+    """What requests to one origin resolve to, cached per origin.
+
+    ``state`` is filled in by the first request through the aiohttp middleware
+    (``None`` until then, and always for routes keyed by the body's model).
+    ``fast`` says whether the middleware may make the first attempt itself,
+    inline, instead of through ``Seawall.run``: only when nothing on the plain
+    success path needs more than counters (no event observers, no custom
+    classifier, not an LLM route) and ``limit``, the attempt's time limit, is
+    the policy's own (``None``, or long enough for the shared watchdog, and
+    not cut short by the policy's deadline).
+    """
+
+    __slots__ = ("fast", "key", "limit", "llm", "policy", "state")
+
+    def __init__(self, key: str, policy: Policy, llm: bool, fast: bool) -> None:
+        self.key = key
+        self.policy = policy
+        self.llm = llm
+        self.fast = fast
+        self.limit = policy.timeout.attempt
+        self.state: KeyState | None = None
+
+
+class FirstAttempt:
+    """An attempt an adapter already made, for ``Seawall.run(first=...)``.
+
+    The adapter did what ``run`` does before a first attempt (counted the
+    request, fed the budget) and sent it at ``started`` under a closed
+    breaker with the policy's attempt limit. It did not count the attempt in
+    the cooldown's in-flight count: ``run`` does, before settling it.
+    ``result``/``exc`` are what the attempt gave (one of them is set).
+    """
+
+    __slots__ = ("ended", "exc", "result", "started")
+
+    def __init__(
+        self, started: float, ended: float, result: Attempt | None, exc: Exception | None
+    ) -> None:
+        self.started = started
+        self.ended = ended
+        self.result = result
+        self.exc = exc
+
+
 class _Misuse(Exception):
     """Raised by an adapter for a programming error that must not be retried."""
 
@@ -207,11 +251,14 @@ class Seawall:
         self._routes = self._check_routes(routes or {})
         self.clock: Callable[[], float] = clock or time.monotonic
         self._states: dict[str, KeyState] = {}
-        self._route_cache: dict[tuple[str, str, int | None], tuple[str, Policy, bool]] = {}
+        #: Per origin ``(scheme, raw host, port)``; cleared (never replaced: the
+        #: aiohttp middleware holds it) when plugins change or states are forgotten.
+        self._route_cache: dict[tuple[str, str], Route] = {}
         self.plugin_manager = make_manager(
             list(plugins), entrypoints=entrypoints, blocked=list(blocked)
         )
         self.hooks = Hooks(self.plugin_manager)
+        self.plugin_manager.listeners.append(self._route_cache.clear)
         self.escalator = Escalator(self.hooks, escalation)
         self.cost_tracker = CostTracker()
         self.started = time.time()
@@ -307,8 +354,13 @@ class Seawall:
         return key, policy
 
     def route(self, url: URL) -> tuple[str, Policy, bool]:
-        """``resolve`` plus whether the route is an LLM API; cached per origin."""
-        cache_key = (url.scheme, url.raw_host or "", url.port)
+        """``resolve`` plus whether the route is an LLM API."""
+        found = self.origin(url)
+        return found.key, found.policy, found.llm
+
+    def origin(self, url: URL) -> Route:
+        """The ``Route`` for requests to ``url``'s origin; cached per origin."""
+        cache_key = (url._scheme, url._netloc)
         found = self._route_cache.get(cache_key)
         if found is None:
             host = (url.host or "").lower()
@@ -316,9 +368,20 @@ class Seawall:
             key = policy.key if policy.key and policy.key != "model" else None
             if key is None:
                 key = f"{url.scheme}://{host}:{url.port}"
+            llm = is_llm_route(policy, host)
+            limit, deadline = policy.timeout.attempt, policy.timeout.deadline
+            hooks = self.hooks
+            fast = (
+                policy.key != "model"
+                and not llm
+                and not hooks.has("seawall_event")
+                and not hooks.custom("seawall_classify")
+                and (limit is None or limit >= _watchdog.MIN_LIMIT)
+                and (deadline is None or (limit is not None and deadline > limit))
+            )
             if len(self._route_cache) >= MAX_KEYS:
                 self._route_cache.clear()
-            found = self._route_cache[cache_key] = (key, policy, is_llm_route(policy, host))
+            found = self._route_cache[cache_key] = Route(key, policy, llm, fast)
         return found
 
     def _match(self, host: str, port: int | None) -> Policy | None:
@@ -349,6 +412,7 @@ class Seawall:
         return state
 
     def _forget_idle(self) -> None:
+        self._route_cache.clear()  # routes hold states
         for key, state in list(self._states.items()):
             if state.breaker.state is BreakerState.CLOSED:
                 del self._states[key]
@@ -357,11 +421,11 @@ class Seawall:
 
     # --- the aiohttp and coroutine adapters -----------------------------------
 
-    def middleware(self) -> SeawallMiddleware:
+    def middleware(self) -> ClientMiddlewareType:
         """An aiohttp client middleware: ``ClientSession(middlewares=[sw.middleware()])``."""
-        from seawall.aiohttp import SeawallMiddleware
+        from seawall.aiohttp import make_middleware
 
-        return SeawallMiddleware(self)
+        return make_middleware(self)
 
     def session(self, **kwargs: Any) -> ClientSession:
         """A new ``aiohttp.ClientSession`` with this seawall's middleware first."""
@@ -438,74 +502,97 @@ class Seawall:
 
     # --- the attempt loop ---------------------------------------------------
 
-    async def run(self, spec: CallSpec, attempt: Callable[[int], Awaitable[Attempt]]) -> Any:
-        """Make attempts until one succeeds or a rule says stop; see DESIGN.md."""
+    async def run(
+        self,
+        spec: CallSpec,
+        attempt: Callable[[int], Awaitable[Attempt]],
+        first: FirstAttempt | None = None,
+    ) -> Any:
+        """Make attempts until one succeeds or a rule says stop; see DESIGN.md.
+
+        ``first``: the first attempt, when the adapter already made it (the
+        aiohttp middleware's lean path); the loop carries on from its result.
+        """
         state = spec.state
         policy = spec.policy
         clock = self.clock
         stats = state.stats
         cooldown = state.cooldown
-        started = clock()
-        stats.requests += 1
-        state.budget.on_request(started)
+        if first is None:
+            started = clock()
+            stats.requests += 1
+            state.budget.on_request(started)
+        else:
+            started = first.started
+            cooldown.sent()  # the lean path does not count its attempts in flight
         deadline_at = self._deadline_at(policy, started)
         observed = self.hooks.has("seawall_event")
         history: list[AttemptRecord] = []
         retried: dict[Category, int] = {}
         for number in range(1, _testing.cap_attempts(policy.retry.max_attempts) + 1):
-            if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
-                await self._respect_cooldown(spec, deadline_at, history)
-            limit, by_deadline = self._attempt_limit(spec, deadline_at, history)
-            permit = state.breaker.admit()
-            if permit is None:
-                self._reject(spec, "breaker", state.breaker.retry_after())
-                raise self._error(
-                    spec, CircuitOpenError, None, history, retry_after=state.breaker.retry_after()
-                )
-            t0 = clock()
-            cooldown.sent()
-            # Long limits share a coarse timer (seawall.watchdog); short ones, which
-            # need precision, get their own asyncio.timeout.
-            timer = watched = task = None
-            cancelling = 0
-            try:
-                if limit is None:
-                    result: Attempt | None = await attempt(number)
-                elif limit >= _watchdog.MIN_LIMIT:
-                    task = asyncio.current_task()
-                    assert task is not None, "seawall calls run inside a task"
-                    watched = _watchdog.watch(task, limit)
-                    cancelling = watched[task]
-                    try:
+            timer: asyncio.Timeout | None = None
+            watched = False  # whether the watchdog ended this attempt
+            result: Attempt | None
+            exc: Exception | None
+            if first is not None:
+                # Made under the policy's own limit, which the deadline did not cut.
+                permit: Permit = CLOSED_PERMIT
+                t0, ended, result, exc = first.started, first.ended, first.result, first.exc
+                by_deadline, first = False, None
+            else:
+                if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
+                    await self._respect_cooldown(spec, deadline_at, history)
+                limit, by_deadline = self._attempt_limit(spec, deadline_at, history)
+                admitted = state.breaker.admit()
+                if admitted is None:
+                    self._reject(spec, "breaker", state.breaker.retry_after())
+                    raise self._error(
+                        spec,
+                        CircuitOpenError,
+                        None,
+                        history,
+                        retry_after=state.breaker.retry_after(),
+                    )
+                permit = admitted
+                t0 = clock()
+                cooldown.sent()
+                # Long limits share a coarse timer (seawall.watchdog); short ones, which
+                # need precision, get their own asyncio.timeout.
+                task = dog = None
+                try:
+                    if limit is None:
                         result = await attempt(number)
-                    finally:
-                        _watchdog.done(watched, task)
-                else:
-                    timer = asyncio.timeout(limit)
-                    async with timer:
-                        result = await attempt(number)
-                exc: Exception | None = None
-            except _Misuse as misuse:
-                state.breaker.release(permit)
-                cooldown.settle()
-                raise TypeError(str(misuse)) from None
-            except Exception as caught:
-                result, exc = None, caught
-            except asyncio.CancelledError:
-                if (
-                    task is None
-                    or watched is None
-                    or not _watchdog.timed_out(watched, task, cancelling)
-                ):
-                    state.breaker.release(permit)  # cancelled: never retried, never counted
+                    elif limit >= _watchdog.MIN_LIMIT:
+                        task = asyncio.current_task()
+                        assert task is not None, "seawall calls run inside a task"
+                        dog = _watchdog.of(task.get_loop())
+                        dog.watch(task, limit)
+                        try:
+                            result = await attempt(number)
+                        finally:
+                            dog.done(task)
+                    else:
+                        timer = asyncio.timeout(limit)
+                        async with timer:
+                            result = await attempt(number)
+                    exc = None
+                except _Misuse as misuse:
+                    state.breaker.release(permit)
+                    cooldown.settle()
+                    raise TypeError(str(misuse)) from None
+                except Exception as caught:
+                    result, exc = None, caught
+                except asyncio.CancelledError:
+                    if dog is None or task is None or limit is None or not dog.timed_out(task):
+                        state.breaker.release(permit)  # cancelled: never retried, never counted
+                        cooldown.settle()
+                        raise
+                    result, exc, watched = None, attempt_timeout(limit), True
+                except BaseException:
+                    state.breaker.release(permit)
                     cooldown.settle()
                     raise
-                result, exc = None, TimeoutError(f"attempt took longer than {limit:.3g}s")
-            except BaseException:
-                state.breaker.release(permit)
-                cooldown.settle()
-                raise
-            ended = clock()
+                ended = clock()
             elapsed = ended - t0
             stats.attempts += 1
             outcome, classification = self._classify(spec, number, result, exc, elapsed)
@@ -522,10 +609,7 @@ class Seawall:
                 )
             )
             _log_attempt(spec, history[-1], classification)
-            expired = (timer is not None and timer.expired()) or (
-                watched is not None and _watchdog.FIRED in watched
-            )
-            if by_deadline and expired:
+            if by_deadline and (watched or (timer is not None and timer.expired())):
                 return self._stop(spec, "deadline", started, classification, result, exc, history)
             if outcome is None:
                 outcome = self._outcome(spec, number, result, exc, elapsed)
@@ -1014,6 +1098,11 @@ class Seawall:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def attempt_timeout(limit: float) -> TimeoutError:
+    """What an attempt that ran out of time failed with."""
+    return TimeoutError(f"attempt took longer than {limit:.3g}s")
 
 
 def _log_attempt(spec: CallSpec, record: AttemptRecord, c: Classification) -> None:

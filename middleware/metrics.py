@@ -158,6 +158,16 @@ class KeyStats:
             self.successes += 1
         self.latency.observe(elapsed)
 
+    def first_try(self, elapsed: float) -> None:
+        """A call succeeded on its first attempt: ``observe_call`` plus the attempt, inlined."""
+        self.attempts += 1
+        self.successes += 1
+        latency = self.latency
+        latency.counts[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+        latency.sum += elapsed
+        if elapsed > latency.max:
+            latency.max = elapsed
+
     @property
     def finished(self) -> int:
         """Calls that ended: successes, failures, and calls refused outright."""

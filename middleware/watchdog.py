@@ -1,100 +1,140 @@
-"""Cheap per-attempt timeouts: one timer per 100 ms slot, not one per attempt.
+"""Cheap per-attempt timeouts: one sweeping timer per event loop, not one per attempt.
 
 ``asyncio.timeout()`` schedules and cancels a timer handle for every attempt,
 which was a third of seawall's success-path cost. Attempt limits are usually
-long (30 s) and seldom reached, so they do not need a timer each: attempts
-whose limit ends in the same ``GRAIN``-second slot share one ``call_at``
-handle, created by the first of them. Registering is a set insertion.
+long (30 s) and seldom reached, so they do not need a timer each: watching an
+attempt is one dict insertion (task -> deadline) and ending it one removal.
 
-A slot fires at its start, so a limit is enforced at most ``GRAIN`` seconds
-*early*, never late: a deadline is never overrun. The engine uses this only
-for limits of at least ``MIN_LIMIT`` seconds (at most 10 % early) and
-``asyncio.timeout`` for shorter ones.
+One timer per loop sweeps the watched tasks. It is set for the soonest
+deadline it knows of (a new, sooner deadline moves it), and each sweep
+cancels every task whose deadline falls before the next ``GRAIN`` seconds.
+So the soonest limit is enforced on time and others at most ``GRAIN``
+seconds *early*, never late: a deadline is never overrun. The engine uses
+this only for limits of at least ``MIN_LIMIT`` seconds (at most 10 % early)
+and ``asyncio.timeout`` for shorter ones.
 
-When a slot fires, each task still registered in it is cancelled; the engine
-turns that cancellation into ``TimeoutError`` exactly as ``asyncio.timeout``
-does (``Task.uncancel``), so a cancellation from outside is never mistaken
-for a timeout.
+A sweep cancels a task only when no other cancellation is pending on it, and
+remembers that it did; the engine turns that cancellation into
+``TimeoutError`` exactly as ``asyncio.timeout`` does (``Task.uncancel``), so
+a cancellation from outside is never mistaken for a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 import weakref
+from typing import Any
 
-__all__ = ["FIRED", "GRAIN", "MIN_LIMIT", "Members", "done", "timed_out", "watch"]
+__all__ = ["GRAIN", "MIN_LIMIT", "Watchdog", "of"]
 
-#: Width of a slot, in seconds.
+#: Seconds: a sweep also cancels what is due within this much of it.
 GRAIN = 0.1
 
 #: Shortest limit handled here; shorter ones use ``asyncio.timeout``.
 MIN_LIMIT = 1.0
 
-
-#: A slot's members: each watched task and its ``cancelling()`` count when it
-#: was registered; ``FIRED`` is added once the slot has cancelled them.
-Members = dict[object, int]
-
-#: Marks a slot that has fired.
-FIRED = object()
+Task = asyncio.Task[Any]
 
 
-def done(members: Members, task: object) -> None:
-    """The attempt ended: stop watching it (call before any other await)."""
-    members.pop(task, None)
+class Watchdog:
+    """The watched attempts of one event loop.
 
-
-def timed_out(members: Members, task: asyncio.Task[object], cancelling: int) -> bool:
-    """After a ``CancelledError``: True when it was the watchdog's, now undone.
-
-    Like ``asyncio.timeout``: the cancellation is ours only when the slot
-    fired and no other cancellation is pending on the task.
+    ``watch`` and ``done`` are all a caller needs; the aiohttp middleware's
+    lean path writes them out (its tasks are never being cancelled when
+    watched), so what they change is public: keep the two in step.
     """
-    return FIRED in members and task.uncancel() <= cancelling
+
+    __slots__ = ("_fired", "_handle", "_loop", "base", "deadlines", "next_at", "stock")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        #: ``loop.time()`` is ``time.monotonic()`` (every stock asyncio loop): call it directly.
+        self.stock = getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
+        #: Each watched task and when it is due, on ``loop.time()``.
+        self.deadlines: dict[Task, float] = {}
+        #: ``cancelling()`` of watched tasks that were being cancelled already.
+        self.base: dict[Task, int] = {}
+        #: Tasks a sweep cancelled, with the ``cancelling()`` count to undo to.
+        self._fired: weakref.WeakKeyDictionary[Task, int] = weakref.WeakKeyDictionary()
+        self._handle: asyncio.TimerHandle | None = None
+        self.next_at = math.inf
+
+    def watch(self, task: Task, seconds: float, now: float | None = None) -> None:
+        """Cancel ``task`` at most ``seconds`` from now (up to ``GRAIN`` sooner).
+
+        ``now``: ``time.monotonic()``, when the caller just read it. Every
+        ``watch`` needs a ``done`` once the attempt ends.
+        """
+        if now is None or not self.stock:
+            now = time.monotonic() if self.stock else self._loop.time()
+        deadline = now + seconds
+        self.deadlines[task] = deadline
+        cancelling = task.cancelling()
+        if cancelling:
+            self.base[task] = cancelling
+        if deadline < self.next_at:
+            self.schedule(deadline)
+
+    def done(self, task: Task) -> None:
+        """The attempt ended: stop watching it (``timed_out`` may still be asked)."""
+        self.deadlines.pop(task, None)
+        if self.base:
+            self.base.pop(task, None)
+
+    def timed_out(self, task: Task) -> bool:
+        """After a ``CancelledError``: True when it was a sweep's, now undone.
+
+        Like ``asyncio.timeout``: the cancellation is ours only when a sweep
+        cancelled the task and no other cancellation is pending on it.
+        """
+        expected = self._fired.pop(task, None)
+        return expected is not None and task.uncancel() <= expected
+
+    def schedule(self, when: float) -> None:
+        """Sweep at ``when`` (on ``loop.time()``) instead of when planned."""
+        if self._handle is not None:
+            self._handle.cancel()
+        self.next_at = when
+        self._handle = self._loop.call_at(when, self._sweep)
+
+    def _sweep(self) -> None:
+        self._handle, self.next_at = None, math.inf
+        horizon = self._loop.time() + GRAIN
+        soonest = math.inf
+        due = []
+        for task, deadline in self.deadlines.items():
+            if deadline <= horizon:
+                due.append(task)
+            elif deadline < soonest:
+                soonest = deadline
+        for task in due:
+            del self.deadlines[task]
+            expected = self.base.pop(task, 0)
+            if not task.done() and task.cancelling() == expected:
+                self._fired[task] = expected
+                task.cancel()
+        if soonest < math.inf:
+            self.schedule(soonest)
 
 
-# Slots per event loop: a loop's handles only ever fire on that loop.
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Members]] = (
-    weakref.WeakKeyDictionary()
-)
+# Per event loop: a loop's handles only ever fire on that loop.
+_dogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watchdog] = weakref.WeakKeyDictionary()
+
+# The last loop seen and its watchdog: nearly every call comes from the same
+# loop, and a WeakKeyDictionary lookup costs more than everything else here.
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], Watchdog] | None = None
 
 
-def _fire(slots: dict[int, Members], index: int) -> None:
-    members = slots.pop(index, {})
-    tasks = list(members)
-    members[FIRED] = 0
-    for task in tasks:
-        task.cancel()  # type: ignore[attr-defined]  # every key but FIRED is a Task
-
-
-# The last loop seen and its slots: nearly every call comes from the same loop,
-# and a WeakKeyDictionary lookup costs more than everything else here.
-_last: tuple[weakref.ref[asyncio.AbstractEventLoop], dict[int, Members]] | None = None
-
-
-def _slots_of(loop: asyncio.AbstractEventLoop) -> dict[int, Members]:
+def of(loop: asyncio.AbstractEventLoop) -> Watchdog:
+    """The watchdog of ``loop`` (created on first use)."""
     global _last
     last = _last
     if last is not None and last[0]() is loop:
         return last[1]
-    slots = _slots.get(loop)
-    if slots is None:
-        slots = _slots[loop] = {}
-    _last = (weakref.ref(loop), slots)
-    return slots
-
-
-def watch(task: asyncio.Task[object], seconds: float) -> Members:
-    """Cancel ``task`` at most ``seconds`` from now (up to ``GRAIN`` sooner).
-
-    Returns the slot's members, for ``done`` and ``timed_out``.
-    """
-    loop = task.get_loop()
-    slots = _slots_of(loop)
-    index = int((loop.time() + seconds) / GRAIN)  # floor: the slot starts before the limit
-    members = slots.get(index)
-    if members is None:
-        members = slots[index] = {}
-        loop.call_at(index * GRAIN, _fire, slots, index)
-    members[task] = task.cancelling()
-    return members
+    dog = _dogs.get(loop)
+    if dog is None:
+        dog = _dogs[loop] = Watchdog(loop)
+    _last = (weakref.ref(loop), dog)
+    return dog

@@ -49,16 +49,16 @@ async def test_an_outside_cancellation_is_not_taken_for_a_timeout() -> None:
     assert key["failures"] == {}
 
 
-async def test_a_finished_attempt_leaves_its_slot() -> None:
-    """An attempt that ends in time is no longer watched, so its slot cancels nothing."""
+async def test_a_finished_attempt_is_no_longer_watched() -> None:
+    """An attempt that ends in time leaves the watchdog, so no sweep cancels it."""
     sw = _sw(5.0)
 
     async def quick() -> str:
+        assert asyncio.current_task() in watchdog.of(asyncio.get_running_loop()).deadlines
         return "done"
 
     assert await sw.call(quick, key="quick") == "done"
-    slots = watchdog._slots.get(asyncio.get_running_loop(), {})
-    assert all(not members for members in slots.values())
+    assert not watchdog.of(asyncio.get_running_loop()).deadlines
 
 
 def test_each_event_loop_has_its_own_slots() -> None:
