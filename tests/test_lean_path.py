@@ -18,6 +18,7 @@ from yarl import URL
 
 import seawall
 from seawall import watchdog
+from seawall.engine import origin_key
 
 from ._helpers import Recorder
 from .conftest import status
@@ -192,3 +193,22 @@ async def test_an_inbound_deadline_shorter_than_the_attempt_limit_still_bounds_i
     finally:
         release.set()
     assert 0.25 <= loop.time() - started < 2
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("https://API.example.com/v1?x=1", ("https", "api.example.com")),
+        ("http://127.0.0.1:8080/", ("http", "127.0.0.1:8080")),
+        ("http://[::1]:80/", ("http", "[::1]:80")),
+    ],
+)
+def test_routes_are_cached_by_scheme_and_netloc_read_from_yarls_fields(url, key) -> None:
+    """The cache key comes from yarl's fields (fast) and matches its public properties.
+
+    If a yarl release renames ``_scheme``/``_netloc``, the middleware still
+    works (through ``Seawall.origin``) but this test says the lean path lost
+    its cheap key.
+    """
+    parsed = URL(url)
+    assert origin_key(parsed) == key == (parsed.scheme, parsed.raw_authority)
