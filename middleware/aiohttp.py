@@ -176,8 +176,8 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
     made right here, with the bookkeeping ``Seawall.run`` would do inlined,
     and a success is returned at once. Anything else, and whatever follows a
     failed first attempt, goes through ``Seawall.run``: one loop decides.
-    This path costs about as much as two function calls more than a
-    pass-through middleware; ``benchmarks/README.md`` has the measurements.
+    A request on this path costs the client about 3 % more instructions than
+    through a pass-through middleware; ``benchmarks/README.md`` has the figures.
     """
     routes = sw._route_cache
     origin = sw.origin
