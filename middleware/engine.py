@@ -251,7 +251,7 @@ class Seawall:
         self._routes = self._check_routes(routes or {})
         self.clock: Callable[[], float] = clock or time.monotonic
         self._states: dict[str, KeyState] = {}
-        #: Per origin ``(scheme, raw host, port)``; cleared (never replaced: the
+        #: Per origin, by ``origin_key`` (scheme, netloc); cleared (never replaced: the
         #: aiohttp middleware holds it) when plugins change or states are forgotten.
         self._route_cache: dict[tuple[str, str], Route] = {}
         self.plugin_manager = make_manager(
