@@ -14,6 +14,7 @@ import functools
 import inspect
 import logging
 import math
+import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -1196,8 +1197,6 @@ def call_key(fn: object) -> str:
 
 def _unresolved(exc: BaseException | None) -> bool:
     """Whether ``exc`` (or what caused it) is a failure to resolve a host name."""
-    import socket
-
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, socket.gaierror):
