@@ -7,7 +7,10 @@ On LLM routes (``Policy.llm`` or a well-known provider host) it also keys the
 call by the JSON body's ``model`` when the policy says ``key="model"``, and
 prices successful answers (``seawall.costs``): a JSON answer is read (and
 replayed to the caller), a streamed one is watched as it passes, never held.
-Once the response is returned to the caller, nothing retries it.
+Once the response is returned to the caller, nothing retries it; nor is a
+request re-sent when the body of a success (or, for a POST or PATCH, of any
+response) breaks off while seawall reads it: the caller gets the error
+aiohttp raised (``BrokenBody`` carries it to ``Seawall.run``).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from seawall._body import ERROR_BODY_LIMIT, peek_body, tap_body
 from seawall.breaker import BreakerState
 from seawall.context import current_context
 from seawall.deadline import DEADLINE_VAR
-from seawall.engine import Attempt, CallSpec, FirstAttempt, attempt_timeout
+from seawall.engine import Attempt, BrokenBody, CallSpec, FirstAttempt, attempt_timeout
 from seawall.llm import MODEL_BODY_LIMIT, model_from_json
+from seawall.policy import IDEMPOTENT_METHODS
 
 if TYPE_CHECKING:
     from seawall.engine import Route, Seawall
@@ -115,7 +119,11 @@ def _attempt_maker(
         status = resp.status
         if status < 400:
             if llm and method != "HEAD":
-                await _watch_cost(sw, spec.key, str(spec.redacted_url), resp)
+                try:
+                    await _watch_cost(sw, spec.key, str(spec.redacted_url), resp)
+                except Exception as exc:
+                    # A success status: whatever happens to the body, never re-sent.
+                    raise BrokenBody(exc, status) from exc
             return Attempt(resp, status, resp.headers)
         return await _failed(resp, method)
 
@@ -123,14 +131,20 @@ def _attempt_maker(
 
 
 async def _failed(resp: ClientResponse, method: str) -> Attempt:
-    """An error response, with the start of its body for the classifiers."""
+    """An error response, with the start of its body for the classifiers.
+
+    A request that is not idempotent by HTTP semantics (a POST, a PATCH) whose
+    error body breaks off is never re-sent: the server has seen it.
+    """
     try:
         content_type = resp.content_type
         body = None
         if content_type != _STREAMING and method != "HEAD":
             body = await peek_body(resp, ERROR_BODY_LIMIT)
-    except BaseException:
+    except BaseException as exc:
         resp.close()
+        if isinstance(exc, Exception) and method not in IDEMPOTENT_METHODS:
+            raise BrokenBody(exc, resp.status) from exc
         raise
     return Attempt(resp, resp.status, resp.headers, body, content_type)
 

@@ -14,6 +14,7 @@ import functools
 import inspect
 import logging
 import math
+import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -51,7 +52,7 @@ from seawall.llm import is_llm_route, rate_info
 from seawall.logs import attempts_log, breaker_log, level_for
 from seawall.metrics import KeyStats, health_report
 from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
-from seawall.policy import Policy
+from seawall.policy import IDEMPOTENT_METHODS, Policy
 from seawall.redact import redact_text, redact_url
 from seawall.retry_after import should_retry_header
 
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from seawall.plugins.builtin.exceptions import ExceptionClassifier, Pattern
     from seawall.plugins.manager import PluginInfo
 
-__all__ = ["Attempt", "CallSpec", "FirstAttempt", "KeyState", "Route", "Seawall"]
+__all__ = ["Attempt", "BrokenBody", "CallSpec", "FirstAttempt", "KeyState", "Route", "Seawall"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -197,6 +198,19 @@ class FirstAttempt:
         self.ended = ended
         self.result = result
         self.exc = exc
+
+
+class BrokenBody(Exception):
+    """Raised by an adapter when a response had a status but reading its body failed.
+
+    ``run`` never re-sends such a request: it raises ``cause`` (with the
+    attempt history) and gives the breaker no failure, since the upstream answered.
+    """
+
+    def __init__(self, cause: Exception, status: int) -> None:
+        super().__init__(cause, status)
+        self.cause = cause
+        self.status = status
 
 
 class _Misuse(Exception):
@@ -451,7 +465,7 @@ class Seawall:
         exception, the original exception is raised with the attempt history
         in its ``__notes__``.
         """
-        key = key or getattr(fn, "__qualname__", None) or repr(fn)
+        key = key or call_key(fn)
         policy = policy or self.policy_for_key(key)
         spec = CallSpec(
             key=key,
@@ -595,8 +609,23 @@ class Seawall:
                 ended = clock()
             elapsed = ended - t0
             stats.attempts += 1
+            # Cut short by the caller's own deadline (not the policy's attempt limit):
+            # says nothing about the upstream, so the breaker gets no verdict.
+            cut = by_deadline and (watched or (timer is not None and timer.expired()))
+            answered = None
+            if isinstance(exc, BrokenBody):
+                answered, exc = exc.status, exc.cause
             outcome, classification = self._classify(spec, number, result, exc, elapsed)
-            self._record(spec, permit, classification, result)
+            if answered is not None:
+                # The upstream answered: a body lost afterwards is not its failure.
+                classification = attrs.evolve(
+                    classification, retryable=False, counts_as_failure=False
+                )
+            if cut:
+                state.breaker.release(permit)
+                cooldown.settle()
+            else:
+                self._record(spec, permit, classification, result)
             if observed:
                 self._emit_attempt(spec, number, result, exc, classification, elapsed)
             if classification.is_success:
@@ -609,8 +638,13 @@ class Seawall:
                 )
             )
             _log_attempt(spec, history[-1], classification)
-            if by_deadline and (watched or (timer is not None and timer.expired())):
-                return self._stop(spec, "deadline", started, classification, result, exc, history)
+            if cut:
+                return self._stop(
+                    spec, "deadline", started, classification, result, exc, history, cut=True
+                )
+            if answered is not None:
+                why = f"the response had a status (HTTP {answered}); it is never re-sent"
+                return self._stop(spec, why, started, classification, result, exc, history)
             if outcome is None:
                 outcome = self._outcome(spec, number, result, exc, elapsed)
             stop = self._why_stop(spec, number, outcome, classification, retried)
@@ -759,10 +793,11 @@ class Seawall:
                 bad = TypeError(f"seawall_classify returned {answer!r}, not a Classification")
                 hooks.fault(plugin, "seawall_classify", bad)
             answer, plugin = self._fallback(outcome), None
-        if answer.severity is Severity.MEDIUM and outcome.context.get("critical"):
-            # A critical operation's MEDIUM failures (5xx, network, timeouts) need a
-            # human; its LOW ones (a 404, a validation error) are the caller's to fix.
-            answer = attrs.evolve(answer, severity=Severity.HIGH, escalate=True)
+        if not answer.is_success and outcome.context.get("critical"):
+            # Any failure of a critical operation needs a human (docs/concepts/classification.md).
+            answer = attrs.evolve(
+                answer, severity=max(answer.severity, Severity.HIGH), escalate=True
+            )
         return answer, plugin
 
     def _fallback(self, outcome: Outcome) -> Classification:
@@ -823,6 +858,11 @@ class Seawall:
         if c.max_retries is not None and retried.get(c.category, 0) >= c.max_retries:
             return f"{c.category.value} is retried at most {c.max_retries} time(s)"
         if not spec.idempotent:
+            if spec.method in IDEMPOTENT_METHODS:  # safe to re-send, but the policy says no
+                return (
+                    f"the policy's retry_methods excludes {spec.method} "
+                    "(add it to RetryPolicy.retry_methods to retry it)"
+                )
             # Re-sending a POST could charge a card twice: only with an Idempotency-Key.
             return f"{spec.method} is not idempotent (add an Idempotency-Key or retry_methods)"
         if spec.replayable is not None and not spec.replayable():
@@ -872,11 +912,20 @@ class Seawall:
         result: Attempt | None,
         exc: Exception | None,
         history: list[AttemptRecord],
+        *,
+        cut: bool = False,
     ) -> Any:
-        """Give up: return the last response, or raise for an exception."""
-        spec.state.stats.failures[c.category.value] += 1
-        if c.counts_as_failure:
-            spec.state.breaker.call_failed()
+        """Give up: return the last response, or raise for an exception.
+
+        ``cut``: the caller's deadline ended the last attempt; counted apart
+        (``cut_by_deadline``), never against the upstream.
+        """
+        if cut:
+            spec.state.stats.cut_by_deadline += 1
+        else:
+            spec.state.stats.failures[c.category.value] += 1
+            if c.counts_as_failure:
+                spec.state.breaker.call_failed()
         elapsed = self.clock() - started
         self._finish(
             spec, elapsed, c, result, len(history), reason, self.hooks.has("seawall_event")
@@ -916,6 +965,7 @@ class Seawall:
             if not rerun:
                 for record in history:
                     exc.add_note(f"seawall: {record}")
+                exc.add_note(f"seawall: not retried: {reason}")
                 return exc
             kind = RetriesExhaustedError
         if kind is CircuitOpenError:
@@ -944,11 +994,18 @@ class Seawall:
         else:
             if message is None:
                 last = redact_text(repr(cause)) if cause is not None else "no attempt"
-                exhausted = (
-                    "the upstream kept failing; check its health or raise RetryPolicy.max_attempts"
-                    if reason in (None, "attempts")
-                    else "seawall did not retry it; see the reason and the attempt history"
-                )
+                if reason not in (None, "attempts"):
+                    exhausted = "seawall did not retry it; see the reason and the attempt history"
+                elif _unresolved(cause):
+                    exhausted = (
+                        "the host name did not resolve; check it for typos and check the "
+                        "resolver (DNS server, /etc/hosts) - more attempts will not help"
+                    )
+                else:
+                    exhausted = (
+                        "the upstream kept failing; check its health or raise "
+                        "RetryPolicy.max_attempts"
+                    )
                 advice = {
                     RetriesExhaustedError: exhausted,
                     RetryBudgetExhaustedError: "too many retries on this key lately, so "
@@ -1117,6 +1174,37 @@ def origin_key(url: URL) -> tuple[str, str]:
 def attempt_timeout(limit: float) -> TimeoutError:
     """What an attempt that ran out of time failed with."""
     return TimeoutError(f"attempt took longer than {limit:.3g}s")
+
+
+def call_key(fn: object) -> str:
+    """The default key of ``sw.call(fn)``: the qualified name of the function underneath.
+
+    Never ``repr(fn)``: a ``functools.partial``'s repr holds its arguments
+    (headers, tokens, query strings), and the key is shown in ``health()``,
+    metrics labels, logs and events. Partials and bound methods are unwrapped;
+    a callable object without ``__qualname__`` is named by its type.
+    """
+    for _ in range(100):  # bounded: partials of partials, methods of partials
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif inspect.ismethod(fn):
+            fn = fn.__func__
+        else:
+            break
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) and name else type(fn).__qualname__
+
+
+def _unresolved(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is a failure to resolve a host name."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, socket.gaierror):
+            return True
+        if isinstance(getattr(exc, "os_error", None), socket.gaierror):
+            return True  # aiohttp's ClientConnectorError keeps the OSError aside
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _log_attempt(spec: CallSpec, record: AttemptRecord, c: Classification) -> None:

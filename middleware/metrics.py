@@ -126,11 +126,16 @@ class KeyStats:
     category) count calls that finished; ``rejections`` (by reason) calls or
     retries refused without an upstream call; ``transitions`` breaker moves
     (``"closed->open"``); ``latency`` the duration of finished calls,
-    retries and waits included.
+    retries and waits included. ``cut_by_deadline`` counts calls whose last
+    attempt the caller's own deadline cut short (``seawall.deadline()``, an
+    inbound timeout header, a policy deadline shorter than the attempt
+    limit): they finished, unsuccessfully, but are not the upstream's
+    failures, so they are not in ``failures`` and the breaker never saw them.
     """
 
     __slots__ = (
         "attempts",
+        "cut_by_deadline",
         "failures",
         "latency",
         "rejections",
@@ -147,6 +152,7 @@ class KeyStats:
         self.retries = 0
         self.successes = 0
         self.failures: Counter[str] = Counter()  # by category
+        self.cut_by_deadline = 0  # calls the caller's deadline ended, not the upstream
         self.rejections: Counter[str] = Counter()  # by reason
         self.transitions: Counter[str] = Counter()  # "closed->open"
         self.latency = LatencyHistogram()
@@ -168,7 +174,8 @@ class KeyStats:
     def finished(self) -> int:
         """Calls that ended: successes, failures, and calls refused outright."""
         ended_early = sum(self.rejections[r] for r in _ENDING_REJECTIONS if r in self.rejections)
-        return self.successes + sum(self.failures.values()) + ended_early
+        failed = sum(self.failures.values()) + self.cut_by_deadline
+        return self.successes + failed + ended_early
 
     def snapshot(self) -> dict[str, Any]:
         finished = self.finished
@@ -178,6 +185,7 @@ class KeyStats:
             "retries": self.retries,
             "successes": self.successes,
             "failures": dict(self.failures),
+            "cut_by_deadline": self.cut_by_deadline,
             "rejections": dict(self.rejections),
             "transitions": dict(self.transitions),
             "waited": self.waited,
@@ -202,6 +210,7 @@ def _totals(all_stats: Iterable[KeyStats]) -> dict[str, Any]:
         total.retries += stats.retries
         total.successes += stats.successes
         total.failures.update(stats.failures)
+        total.cut_by_deadline += stats.cut_by_deadline
         total.rejections.update(stats.rejections)
         total.transitions.update(stats.transitions)
         total.latency.merge(stats.latency)

@@ -10,8 +10,8 @@ Metrics (every one with a ``seawall.key`` attribute), read from seawall's
 built-in counters when the SDK collects, except the histogram:
 
 - observable counters ``seawall.requests``, ``seawall.attempts``,
-  ``seawall.retries``, ``seawall.successes``, ``seawall.failures``
-  (``seawall.category``), ``seawall.rejections`` (``seawall.reason``),
+  ``seawall.retries``, ``seawall.successes``, ``seawall.cut_by_deadline``,
+  ``seawall.failures`` (``seawall.category``), ``seawall.rejections`` (``seawall.reason``),
   ``seawall.breaker.transitions`` (``seawall.breaker.from``, ``seawall.breaker.to``);
 - observable gauge ``seawall.breaker.state`` (``seawall.breaker.state``; 1 for
   the current state, 0 for the others);
@@ -65,6 +65,11 @@ class _Metrics:
             ("attempts", "{attempt}", "Upstream attempts made."),
             ("retries", "{retry}", "Retries scheduled."),
             ("successes", "{request}", "Calls that ended in success."),
+            (
+                "cut_by_deadline",
+                "{request}",
+                "Calls whose last attempt the caller's deadline cut short (not upstream failures).",
+            ),
         ):
             meter.create_observable_counter(
                 f"seawall.{name}", [self._plain(name)], unit=unit, description=doc

@@ -13,7 +13,9 @@ scrapes, so the request path pays nothing for it: no event is built, no
 Prometheus object is touched per request. Every series has a ``key`` label:
 
 - ``seawall_requests_total``, ``seawall_attempts_total``,
-  ``seawall_retries_total``, ``seawall_successes_total``;
+  ``seawall_retries_total``, ``seawall_successes_total``,
+  ``seawall_cut_by_deadline_total`` (calls the caller's own deadline cut
+  short: not in ``failures``, never counted by the breaker);
 - ``seawall_failures_total{category}``, ``seawall_rejections_total{reason}``;
 - ``seawall_breaker_state{state}`` (1 for the current state, 0 for the others),
   ``seawall_breaker_transitions_total{from,to}``;
@@ -60,6 +62,10 @@ _COUNTERS = (
     ("attempts", "Upstream attempts made."),
     ("retries", "Retries scheduled."),
     ("successes", "Calls that ended in success."),
+    (
+        "cut_by_deadline",
+        "Calls whose last attempt the caller's deadline cut short (not upstream failures).",
+    ),
 )
 
 _Labels = tuple[str, ...]
@@ -154,6 +160,7 @@ class SeawallCollector(Collector):
             sums["attempts"][label] += stats.attempts
             sums["retries"][label] += stats.retries
             sums["successes"][label] += stats.successes
+            sums["cut_by_deadline"][label] += stats.cut_by_deadline
             for category, n in stats.failures.items():
                 sums["failures"][(key, category)] += n
             for reason, n in stats.rejections.items():

@@ -170,10 +170,10 @@ async def test_critical_context_through_call_raises_severity_and_escalates() -> 
     assert rec.incidents[0].category is Category.NETWORK
 
 
-async def test_critical_context_leaves_a_low_severity_client_error_alone(
+async def test_critical_context_escalates_a_low_severity_client_error(
     upstream, make_session
 ) -> None:
-    """A critical operation's 404 (LOW: the caller's to fix) is neither raised nor escalated."""
+    """A critical operation's 404 (LOW otherwise) is escalated as HIGH, and still not retried."""
     up, server = upstream
     up.default = status(404)
     rec = Recorder()
@@ -183,8 +183,39 @@ async def test_critical_context_leaves_a_low_severity_client_error_alone(
             async with session.get(server.make_url("/")) as resp:
                 assert resp.status == 404
     await sw.aclose()
-    assert rec.incidents == []
+    assert [(i.severity, i.category) for i in rec.incidents] == [(Severity.HIGH, Category.CLIENT)]
     assert up.hits == 1
+
+
+async def test_critical_context_never_lowers_a_severity() -> None:
+    """A CRITICAL classification of a critical call stays CRITICAL (at least HIGH, not HIGH)."""
+    rec = Recorder()
+    sw = _sw(rec, max_attempts=1)
+    sw.add_pattern(
+        "disk on fire",
+        seawall.Classification(category=Category.RESOURCE_EXHAUSTION, severity=Severity.CRITICAL),
+    )
+
+    async def burning() -> None:
+        raise OSError("disk on fire")
+
+    with pytest.raises(OSError, match="disk on fire"):
+        await sw.call(burning, key="store", context={"critical": True})
+    await sw.aclose()
+    assert [i.severity for i in rec.incidents] == [Severity.CRITICAL]
+
+
+async def test_critical_context_leaves_a_success_alone(upstream, make_session) -> None:
+    """A critical call that succeeds raises no incident."""
+    _up, server = upstream
+    rec = Recorder()
+    sw = _sw(rec, max_attempts=2)
+    async with make_session(sw) as session:
+        with seawall.context(critical=True):
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == 200
+    await sw.aclose()
+    assert rec.incidents == []
 
 
 async def test_without_context_a_network_failure_is_not_escalated() -> None:
