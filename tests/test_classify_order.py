@@ -87,9 +87,8 @@ async def test_user_pattern_beats_the_exception_type() -> None:
         await sw.call(charge, key="pay")
     assert calls == 1
     assert [e.category for e in recorder.of("attempt")] == ["client"]
-    assert sw.classify(seawall.Outcome(key="pay", exception=ConnectionResetError("card declined")))[
-        0
-    ] == (DECLINED)
+    outcome = seawall.Outcome(key="pay", exception=ConnectionResetError("card declined"))
+    assert sw.classify(outcome) == (DECLINED, "seawall.builtin.patterns")
 
 
 async def test_user_pattern_beats_aiohttp_connection_errors(make_session) -> None:

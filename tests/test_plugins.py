@@ -136,7 +136,7 @@ def test_blocked_builtins() -> None:
     names = {info.name for info in sw.list_plugins(include_builtin=True)}
     assert "seawall.builtin.logging_sink" not in names
     assert "seawall.builtin.http" in names
-    with pytest.raises(RuntimeError, match="'seawall.builtin.patterns'.*unblock it"):
+    with pytest.raises(RuntimeError, match=r"'seawall\.builtin\.patterns'.*unblock it"):
         sw.add_pattern("x", Classification(category=Category.CLIENT))
     assert sw.classifier_stats() == {}
 
