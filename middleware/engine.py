@@ -334,7 +334,7 @@ class Seawall:
 
         User patterns are tried before every built-in classifier (exception
         types, HTTP statuses, LLM error codes), the newest first. An error
-        response is matched as ``"HTTP <status>\n<body>"`` (see
+        response is matched as ``"HTTP <status>\\n<body>"`` (see
         ``seawall.plugins.builtin.patterns``).
         """
         if not isinstance(classification, Classification):
