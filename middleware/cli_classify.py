@@ -197,6 +197,8 @@ def _breaker_effect(c: Any) -> str:
         return "records a success"
     if c.counts_as_failure:
         return "counts as a failure"
+    if c.category is Category.CALLER:
+        return "not counted (the calling code failed, not the upstream)"
     if c.category is Category.RATE_LIMIT:
         return "not counted; starts a cooldown for the key" + (
             f" ({c.retry_after:g}s)" if c.retry_after is not None else ""

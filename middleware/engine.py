@@ -59,7 +59,8 @@ from seawall.retry_after import should_retry_header
 if TYPE_CHECKING:
     from aiohttp import ClientMiddlewareType, ClientSession
 
-    from seawall.plugins.builtin.exceptions import ExceptionClassifier, Pattern
+    from seawall.plugins.builtin.exceptions import Pattern
+    from seawall.plugins.builtin.patterns import PatternClassifier
     from seawall.plugins.manager import PluginInfo
 
 __all__ = ["Attempt", "BrokenBody", "CallSpec", "FirstAttempt", "KeyState", "Route", "Seawall"]
@@ -327,11 +328,11 @@ class Seawall:
         """The registered plugins and the hooks each implements."""
         return self.plugin_manager.list_plugins(include_builtin=include_builtin)
 
-    def _exception_classifier(self) -> ExceptionClassifier:
-        plugin = self.plugin_manager.get_plugin("seawall.builtin.exceptions")
+    def _pattern_classifier(self) -> PatternClassifier:
+        plugin = self.plugin_manager.get_plugin("seawall.builtin.patterns")
         if plugin is None:
             msg = (
-                "add_pattern needs the built-in plugin 'seawall.builtin.exceptions', "
+                "add_pattern needs the built-in plugin 'seawall.builtin.patterns', "
                 "which is blocked; unblock it or classify messages in a plugin of your own"
             )
             raise RuntimeError(msg)
@@ -345,7 +346,10 @@ class Seawall:
     ) -> Pattern:
         """Classify errors whose message matches ``regex`` as ``classification``.
 
-        User patterns are tried before the built-in table, the newest first.
+        User patterns are tried before every built-in classifier (exception
+        types, HTTP statuses, LLM error codes), the newest first. An error
+        response is matched as ``"HTTP <status>\\n<body>"`` (see
+        ``seawall.plugins.builtin.patterns``).
         """
         if not isinstance(classification, Classification):
             msg = (
@@ -353,12 +357,16 @@ class Seawall:
                 f"not {classification!r}"
             )
             raise TypeError(msg)
-        return self._exception_classifier().add_pattern(regex, classification, exception_types)
+        return self._pattern_classifier().add_pattern(regex, classification, exception_types)
 
     def classifier_stats(self) -> dict[str, Any]:
-        """Counts from the built-in exception classifier (classifications, cache hits)."""
-        plugin = self.plugin_manager.get_plugin("seawall.builtin.exceptions")
-        return plugin.snapshot() if plugin is not None else {}
+        """Counts from the built-in exception classifier and the user's patterns."""
+        stats: dict[str, Any] = {}
+        for name in ("seawall.builtin.exceptions", "seawall.builtin.patterns"):
+            plugin = self.plugin_manager.get_plugin(name)
+            if plugin is not None:
+                stats.update(plugin.snapshot())
+        return stats
 
     # --- routes and state ---------------------------------------------------
 
@@ -472,6 +480,7 @@ class Seawall:
             policy=policy,
             state=self.state_for(key, policy),
             context=merge_context(context),
+            llm=policy.llm,  # call(policy=Policy.for_llm()) is an LLM call, whatever its key
         )
 
         async def attempt(_number: int) -> Attempt:
@@ -762,6 +771,7 @@ class Seawall:
             elapsed=elapsed,
             context=spec.context,
             content_type=result.content_type if result is not None else "",
+            llm=spec.llm,
         )
 
     def _classify(
@@ -801,12 +811,26 @@ class Seawall:
         return answer, plugin
 
     def _fallback(self, outcome: Outcome) -> Classification:
-        """When every classifier deferred or failed: the built-in tables, called directly."""
-        from seawall.plugins.builtin.exceptions import ExceptionClassifier
+        """When every classifier deferred or failed: the user's patterns, then the tables.
+
+        The registered instances when they are there (they hold the patterns and
+        the cache), else the plain tables.
+        """
+        from seawall.plugins.builtin.exceptions import classify_exception
         from seawall.plugins.builtin.http import classify_status
 
-        if outcome.exception is not None:
-            return ExceptionClassifier().classify(outcome.exception)
+        manager = self.plugin_manager
+        patterns = manager.get_plugin("seawall.builtin.patterns")
+        if patterns is not None:
+            found: Classification | None = patterns.match(outcome)
+            if found is not None:
+                return found
+        exc = outcome.exception
+        if exc is not None:
+            registered = manager.get_plugin("seawall.builtin.exceptions")
+            if registered is not None:
+                return registered.classify(exc)  # type: ignore[no-any-return]
+            return classify_exception(exc)
         if outcome.status is not None:
             return classify_status(outcome.status)
         return SUCCESS
@@ -823,6 +847,8 @@ class Seawall:
             return
         if c.counts_as_failure:
             breaker.record(permit, failure=True)
+        elif c.category is Category.CALLER:
+            breaker.release(permit)  # the caller's own code failed: no news of the upstream
         elif c.category is Category.RATE_LIMIT:
             breaker.release(permit)  # the upstream is alive but busy: a cooldown, not a trip
             if c.retry_after is not None:

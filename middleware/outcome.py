@@ -33,6 +33,9 @@ class Category(enum.Enum):
     QUOTA_EXHAUSTED = "quota_exhausted"
     RESOURCE_EXHAUSTION = "resource_exhaustion"
     TLS = "tls"
+    #: The caller's own code failed (a ``KeyError``, a ``TypeError``): never
+    #: retried, never counted for or against the upstream.
+    CALLER = "caller"
     CANCELLED = "cancelled"
     UNKNOWN = "unknown"
 
@@ -68,7 +71,8 @@ class Outcome:
     ``url`` is already redacted (key-like query values and credentials are
     masked). ``body`` holds an error response's first 64 KiB, or ``None`` when
     it was not read. Exactly one of ``status`` and ``exception`` is set, except
-    for an exception raised after a response arrived.
+    for an exception raised after a response arrived. ``llm`` is true when the
+    call's policy marks it as an LLM API call (``Policy.for_llm()``).
     """
 
     key: str
@@ -82,6 +86,7 @@ class Outcome:
     elapsed: float = 0.0
     context: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_context)
     content_type: str = ""
+    llm: bool = False
 
     @property
     def failed(self) -> bool:

@@ -3,7 +3,7 @@
 Order of registration (pluggy calls the last registered first, and
 ``trylast`` built-ins after every other plugin):
 
-1. the hookspecs; 2. the built-ins, fallbacks first; 3. entry points of the
+1. the hookspecs; 2. the built-ins, by ``builtin.PRIORITY``; 3. entry points of the
 ``seawall`` group, filtered by ``SEAWALL_LOAD_PLUGINS``; 4. the user's plugins;
 then ``check_pending()``, so a misspelt hook fails loudly.
 """
@@ -21,7 +21,7 @@ import attrs
 import pluggy
 
 from seawall.plugins import PROJECT_NAME, hookspecs
-from seawall.plugins.builtin import BUILTIN_MODULES
+from seawall.plugins.builtin import BUILTIN_MODULES, PRIORITY
 
 __all__ = [
     "Hooks",
@@ -146,10 +146,14 @@ def load_entrypoints(pm: SeawallPluginManager) -> int:
 
 
 def register_builtins(pm: SeawallPluginManager, blocked: Iterable[str] = ()) -> None:
-    """Register every built-in plugin module (each marks its impls ``trylast``)."""
+    """Register every built-in plugin module (each marks its impls ``trylast``).
+
+    In ``PRIORITY`` order, lowest first: among ``trylast`` impls pluggy asks the
+    one registered first first (``tests/test_plugins.py`` checks it still does).
+    """
     for name in blocked:
         pm.set_blocked(name)
-    for module_name in BUILTIN_MODULES:
+    for module_name in sorted(BUILTIN_MODULES, key=PRIORITY.__getitem__):
         name = BUILTIN_PREFIX + module_name
         if pm.is_blocked(name):
             continue

@@ -46,9 +46,8 @@ def _sw(seen: Seen | None = None, **kwargs: object) -> seawall.Seawall:
 
 
 def _classify(sw: seawall.Seawall, exc: BaseException) -> Classification:
-    plugin = sw.plugin_manager.get_plugin("seawall.builtin.exceptions")
-    result: Classification = plugin.classify(exc)
-    return result
+    """What sw's classifiers (the user's patterns, then the built-ins) make of ``exc``."""
+    return sw.classify(seawall.Outcome(key="k", exception=exc))[0]
 
 
 # --- aiohttp's own errors, from real sockets -----------------------------------------

@@ -360,6 +360,7 @@ def test_python_m_seawall_and_seawall_plugins(tmp_path) -> None:
         "seawall.builtin.http",
         "seawall.builtin.exceptions",
         "seawall.builtin.llm",
+        "seawall.builtin.patterns",
     }
     plain = subprocess.run(
         [sys.executable, "-m", "seawall.plugins"],

@@ -8,7 +8,9 @@ import pytest
 from httpx_aiohttp.httpx2 import AiohttpTransport
 
 import seawall
-from seawall.fake_llm import FakeProvider, openai_error, status
+from seawall.fake_llm import FakeProvider, anthropic_error, openai_error, status
+
+from ._helpers import Recorder
 
 
 @pytest.fixture
@@ -111,3 +113,83 @@ async def test_anthropic_messages_and_stream(fake, sw_session) -> None:
     (key,) = sw.costs()["keys"].values()
     assert key["models"]["claude-3-5-sonnet-latest"]["calls"] == 2
     assert fake.hits == 3
+
+
+# --- the SDKs' own errors, raised through sw.call ---------------------------------------
+
+
+async def test_sdk_insufficient_quota_through_call_is_tried_once_and_escalated(fake) -> None:
+    """call(policy=Policy.for_llm()): the SDK's RateLimitError reaches the LLM classifier."""
+    recorder = Recorder()
+    sw = seawall.Seawall(plugins=[recorder], entrypoints=False)
+    fake.then(openai_error(429, "insufficient_quota"))
+    client = openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key="sk-test", max_retries=0)
+    try:
+        with pytest.raises(openai.RateLimitError):
+            await sw.call(
+                client.chat.completions.create,
+                model="gpt-4o",
+                messages=[],
+                key="completions",
+                policy=seawall.Policy.for_llm(),
+            )
+    finally:
+        await client.close()
+        await sw.aclose()
+    assert fake.hits == 1
+    assert [(i.category, i.key) for i in recorder.incidents] == [
+        (seawall.Category.QUOTA_EXHAUSTED, "completions")
+    ]
+    assert [e.category for e in recorder.of("attempt")] == ["quota_exhausted"]
+
+
+async def test_sdk_rate_limit_through_call_is_still_retried(fake) -> None:
+    """An ordinary 429 (rate_limit_exceeded) raised by the SDK is retried, without incident."""
+    recorder = Recorder()
+    sw = seawall.Seawall(plugins=[recorder], entrypoints=False)
+    fake.then(openai_error(429, "rate_limit_exceeded", headers={"retry-after-ms": "3000"}))
+    client = openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key="sk-test", max_retries=0)
+    try:
+        answer = await sw.call(
+            client.chat.completions.create,
+            model="gpt-4o",
+            messages=[],
+            key="completions",
+            policy=seawall.Policy.for_llm(),
+        )
+    finally:
+        await client.close()
+        await sw.aclose()
+    assert answer.choices[0].message.content == "Hello from the fake."
+    assert fake.hits == 2
+    assert recorder.incidents == []
+    # The wait header, read from the SDK error's response (test mode skips the sleep).
+    assert recorder.delays() == [(pytest.approx(3.0), "retry-after")]
+
+
+async def test_anthropic_sdk_errors_through_call_on_an_llm_route(fake) -> None:
+    """A key routed to Policy.for_llm(): rate_limit_error is retried, a bad key escalated once."""
+    recorder = Recorder()
+    sw = seawall.Seawall(
+        routes={"claude": seawall.Policy.for_llm()}, plugins=[recorder], entrypoints=False
+    )
+    client = anthropic.AsyncAnthropic(base_url=fake.url, api_key="sk-ant-test", max_retries=0)
+    create = client.messages.create
+    try:
+        fake.then(anthropic_error(429, "rate_limit_error"))
+        message = await sw.call(
+            create, model="claude-3-5-sonnet-latest", max_tokens=10, messages=[], key="claude"
+        )
+        assert message.content[0].text == "Hello from the fake."  # type: ignore[union-attr]
+        assert fake.hits == 2
+        fake.then(anthropic_error(401, "authentication_error"))
+        with pytest.raises(anthropic.AuthenticationError):
+            await sw.call(
+                create, model="claude-3-5-sonnet-latest", max_tokens=10, messages=[], key="claude"
+            )
+    finally:
+        await client.close()
+        await sw.aclose()
+    assert fake.hits == 3
+    assert [i.category for i in recorder.incidents] == [seawall.Category.AUTHENTICATION]
+    assert "authentication_error" in recorder.incidents[0].reason

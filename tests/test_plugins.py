@@ -125,12 +125,18 @@ def test_optional_unknown_hook_is_allowed() -> None:
 
 
 def test_blocked_builtins() -> None:
-    """A blocked built-in is not registered; add_pattern needs the exception classifier."""
-    sw = _sw(blocked=["seawall.builtin.logging_sink", "seawall.builtin.exceptions"])
+    """A blocked built-in is not registered; add_pattern needs the patterns plugin."""
+    sw = _sw(
+        blocked=[
+            "seawall.builtin.logging_sink",
+            "seawall.builtin.exceptions",
+            "seawall.builtin.patterns",
+        ]
+    )
     names = {info.name for info in sw.list_plugins(include_builtin=True)}
     assert "seawall.builtin.logging_sink" not in names
     assert "seawall.builtin.http" in names
-    with pytest.raises(RuntimeError, match="unblock it"):
+    with pytest.raises(RuntimeError, match=r"'seawall\.builtin\.patterns'.*unblock it"):
         sw.add_pattern("x", Classification(category=Category.CLIENT))
     assert sw.classifier_stats() == {}
 
@@ -163,6 +169,7 @@ def test_list_plugins() -> None:
             "seawall.builtin.http",
             "seawall.builtin.llm",
             "seawall.builtin.logging_sink",
+            "seawall.builtin.patterns",
         ]
     )
 
@@ -321,7 +328,7 @@ async def test_hook_seawall_configure() -> None:
 
     with pytest.raises(ConnectionResetError):
         await sw.call(pay, key="pay")
-    assert calls == 3  # the exception type comes first: still NETWORK
+    assert calls == 1  # the pattern the plugin added wins over the exception's type
 
     async def pay_plain() -> None:
         nonlocal calls

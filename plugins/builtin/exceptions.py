@@ -1,11 +1,13 @@
 """The built-in classifier for attempts that raised.
 
-Order: the exception's type (aiohttp's and the standard library's network,
-timeout and TLS errors), then message patterns (the user's first, then the
-built-in table), then a ``status_code``/``status`` attribute (SDK errors).
-Anything else is UNKNOWN and retried at most once. ``CancelledError`` never
-gets here: the engine re-raises it untouched. Pattern results are
-cached per (type, message), bounded, and counted.
+The user's patterns are asked before this (``seawall.builtin.patterns``), and
+on LLM routes the providers' error codes too (``seawall.builtin.llm``). Here,
+in order: the exception's type (aiohttp's and the standard library's network,
+timeout and TLS errors, an unparsable response, then errors in the caller's
+own code), the built-in message table, a ``status_code``/``status``
+attribute (SDK errors). Anything else is UNKNOWN and retried at most once.
+``CancelledError`` never gets here: the engine re-raises it untouched. Table
+results are cached per (type, message), bounded, and counted.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from typing import Any
 
 import aiohttp
 import attrs
+from aiohttp.http_exceptions import HttpProcessingError
 
 from seawall.errors import CircuitOpenError, DeadlineExceededError, SeawallError
 from seawall.outcome import Category, Classification, Outcome, Severity
 from seawall.plugins import hookimpl
 from seawall.plugins.builtin.http import classify_status
 
-__all__ = ["ExceptionClassifier", "Pattern", "plugin"]
+__all__ = ["ExceptionClassifier", "Pattern", "classify_exception", "plugin"]
 
 _C = Classification
 
@@ -35,7 +38,25 @@ TLS = _C(
     escalate=True,
     reason="TLS certificate error: the upstream's certificate is not trusted",
 )
+TLS_HANDSHAKE = _C(
+    category=Category.TLS,
+    severity=Severity.HIGH,
+    escalate=True,
+    reason="TLS handshake failed: check the URL's scheme and port (https to a plain-HTTP "
+    "port fails like this) and the TLS versions both sides allow",
+)
 INVALID_URL = _C(category=Category.VALIDATION, reason="invalid URL")
+MALFORMED_RESPONSE = _C(
+    category=Category.SERVER,
+    severity=Severity.MEDIUM,
+    retryable=True,
+    counts_as_failure=True,
+    reason="the upstream's answer is not valid HTTP",
+)
+CALLER = _C(
+    category=Category.CALLER,
+    reason="an error in the calling code, not the upstream's: fix the code",
+)
 TIMEOUT = _C(
     category=Category.TIMEOUT,
     severity=Severity.MEDIUM,
@@ -85,6 +106,30 @@ INNER_GAVE_UP = _C(
     reason="an inner seawall already retried and gave up",
 )
 
+# TLS errors that mean the connection broke, not that the two sides disagree.
+_SSL_BROKEN = (
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+    ssl.SSLSyscallError,
+    ssl.SSLWantReadError,
+    ssl.SSLWantWriteError,
+)
+
+# Mistakes in the caller's own code. Looked at after every network, timeout and
+# TLS type, so an OSError/ConnectionError subclass (aiohttp's included) is NETWORK
+# whatever else it inherits. ValueError is not here: an upstream's bad JSON is one.
+CALLER_TYPES: tuple[type[BaseException], ...] = (
+    AssertionError,
+    AttributeError,
+    ArithmeticError,  # ZeroDivisionError, OverflowError
+    ImportError,  # ModuleNotFoundError
+    LookupError,  # KeyError, IndexError
+    NameError,  # UnboundLocalError
+    NotImplementedError,
+    RecursionError,
+    TypeError,
+)
+
 # Most specific first: isinstance order matters (certificate errors are
 # connection errors too, timeouts are OSErrors).
 _TYPES: tuple[tuple[tuple[type[BaseException], ...], Classification], ...] = (
@@ -100,10 +145,12 @@ _TYPES: tuple[tuple[tuple[type[BaseException], ...], Classification], ...] = (
             aiohttp.ClientPayloadError,
             ConnectionError,
             socket.gaierror,
+            *_SSL_BROKEN,
         ),
         NETWORK,
     ),
     ((MemoryError,), RESOURCE),
+    (CALLER_TYPES, CALLER),
 )
 
 
@@ -149,7 +196,7 @@ def _p(regex: str, **kwargs: Any) -> Pattern:
     return Pattern(regex, _C(**kwargs))
 
 
-#: The built-in message table, tried after the user's patterns.
+#: The built-in message table, tried after the exception's type.
 BUILTIN_PATTERNS: tuple[Pattern, ...] = (
     _p(
         r"rate.?limit|quota|throttl|too many requests",
@@ -209,27 +256,49 @@ CACHE_SIZE = 1024
 _MAX_TEXT = 2000
 
 
+def _tls_handshake(exc: BaseException) -> bool:
+    """A TLS handshake the two sides could not agree on (not a broken connection)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        return False  # an untrusted certificate: TLS, with its own reason
+    if isinstance(exc, aiohttp.ClientSSLError):
+        exc = getattr(exc, "os_error", exc)
+    return isinstance(exc, ssl.SSLError) and not isinstance(exc, _SSL_BROKEN)
+
+
+def _by_type(exc: BaseException) -> Classification | None:
+    if isinstance(exc, aiohttp.ClientResponseError) and exc.status:
+        if isinstance(exc.__cause__, HttpProcessingError):
+            # aiohttp's parser gave up on the answer (a bad status line): the
+            # upstream's fault, though aiohttp reports it as status 400.
+            return _with_reason(MALFORMED_RESPONSE, exc)
+        return classify_status(exc.status)
+    if _tls_handshake(exc):
+        return _with_reason(TLS_HANDSHAKE, exc)
+    for types, classification in _TYPES:
+        if isinstance(exc, types):
+            return _with_reason(classification, exc)
+    return None
+
+
+def classify_exception(exc: BaseException) -> Classification:
+    """The built-in answer for ``exc``, uncached: type, message table, status attribute."""
+    found = _by_type(exc) or _first_match(BUILTIN_PATTERNS, exc, str(exc)[:_MAX_TEXT])
+    if found is not None:
+        return found
+    status = _status_of(exc)
+    if status is not None:
+        return classify_status(status)
+    return _with_reason(UNKNOWN, exc)
+
+
 class ExceptionClassifier:
-    """Classifies exceptions; one instance per ``Seawall`` (it holds user patterns)."""
+    """Classifies exceptions; one instance per ``Seawall`` (it holds the cache and counts)."""
 
     def __init__(self) -> None:
-        self.patterns: list[Pattern] = []
         self._cache: OrderedDict[tuple[type[BaseException], str], Classification | None] = (
             OrderedDict()
         )
         self.stats: Counter[str] = Counter()
-
-    def add_pattern(
-        self,
-        regex: str | re.Pattern[str],
-        classification: Classification,
-        exception_types: Iterable[type[BaseException]] = (),
-    ) -> Pattern:
-        """Try ``regex`` before the built-in table (and earlier user patterns)."""
-        pattern = Pattern(regex, classification, tuple(exception_types))
-        self.patterns.insert(0, pattern)
-        self._cache.clear()
-        return pattern
 
     def snapshot(self) -> dict[str, Any]:
         """Counts: classifications, cache hits and misses, per category, and the cache size."""
@@ -246,15 +315,10 @@ class ExceptionClassifier:
         return result
 
     def classify(self, exc: BaseException) -> Classification:
-        """Type, then patterns, then status attributes, then UNKNOWN."""
-        if isinstance(exc, aiohttp.ClientResponseError) and exc.status:
-            return classify_status(exc.status)
-        for types, classification in _TYPES:
-            if isinstance(exc, types):
-                return _with_reason(classification, exc)
-        by_pattern = self._match(exc)
-        if by_pattern is not None:
-            return by_pattern
+        """``classify_exception``, with the message table's results cached."""
+        found = _by_type(exc) or self._match(exc)
+        if found is not None:
+            return found
         status = _status_of(exc)
         if status is not None:
             return classify_status(status)
@@ -268,7 +332,7 @@ class ExceptionClassifier:
             self._cache.move_to_end(cache_key)
             return self._cache[cache_key]
         self.stats["cache_misses"] += 1
-        found = _first_match(self.patterns, exc, text) or _first_match(BUILTIN_PATTERNS, exc, text)
+        found = _first_match(BUILTIN_PATTERNS, exc, text)
         self._cache[cache_key] = found
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)

@@ -1,11 +1,14 @@
 """The built-in LLM classifier: reads OpenAI and Anthropic error bodies and wait headers.
 
-Active for routes whose policy says ``llm=True`` (``Policy.for_llm()``) and
-for requests to api.openai.com and api.anthropic.com. It learns which route
-an outcome belongs to from the ``Seawall`` it is configured with
+Active for calls whose policy says ``llm=True`` (``Policy.for_llm()``, as a
+route or as ``sw.call(policy=...)``; the engine sets ``outcome.llm``) and for
+requests to api.openai.com and api.anthropic.com. For an ``Outcome`` built
+elsewhere it asks the ``Seawall`` it is configured with
 (``seawall_configure``): ``sw.resolve(outcome.url)`` for HTTP calls,
-``sw.policy_for_key(outcome.key)`` for ``sw.call``. For anything else it
-returns ``None`` and the generic HTTP classifier answers.
+``sw.policy_for_key(outcome.key)`` for ``sw.call``. It is asked before the
+exception and HTTP classifiers (``PRIORITY``), so the SDKs' errors raised
+through ``sw.call`` (``status_code``, ``body``, ``response``) reach it too.
+For anything else it returns ``None`` and the generic classifiers answer.
 
 - OpenAI ``insufficient_quota`` is QUOTA_EXHAUSTED: not retried, severity
   HIGH, escalated (retrying a billing problem only burns time);
@@ -179,7 +182,9 @@ class LLMPlugin:
         self.seawall = seawall
 
     def is_llm(self, outcome: Outcome) -> bool:
-        """Whether ``outcome`` comes from an LLM route."""
+        """Whether ``outcome`` comes from an LLM route (or a call with an LLM policy)."""
+        if outcome.llm:
+            return True
         sw = self.seawall
         if sw is None:
             return False
