@@ -227,7 +227,7 @@ def http_method(name: str) -> Callable[[Any], str]:
             raise TypeError(msg)
         method = value.strip().upper()
         if method not in HTTP_METHODS:
-            hint = _close(method, HTTP_METHODS) or "use a method of the IANA HTTP Method Registry"
+            hint = _close(method, HTTP_METHODS) or "use names such as 'GET' or 'POST'"
             msg = f"{name}: {show(value)} is not an HTTP method; {hint}"
             raise ValueError(msg)
         return method

@@ -120,6 +120,20 @@ def _check_fields(
     return ok
 
 
+def _in_table_order(problems: list[Problem], where: str, data: Mapping[str, Any]) -> list[Problem]:
+    """``problems`` sorted by the order of the settings they are about in table ``data``."""
+    order = {f"{where}.{_key(name)}": i for i, name in enumerate(data)}
+
+    def rank(problem: Problem) -> int:
+        head = problem.location[len(where) + 1 :]
+        for name in (head, *(head[:i] for i, c in enumerate(head) if c == ".")):
+            if f"{where}.{name}" in order:
+                return order[f"{where}.{name}"]
+        return -1
+
+    return sorted(problems, key=rank)
+
+
 def _build_section(base: Any, data: Any, where: str, problems: list[Problem]) -> Any | None:
     """``base`` (a sub-policy) with the settings of table ``data`` on top, or ``None``."""
     cls = type(base)
@@ -141,8 +155,7 @@ def _build_section(base: Any, data: Any, where: str, problems: list[Problem]) ->
             mine.append(Problem(f"{where}.{name}", str(exc)))
     ok = not mine
     checked = _check_fields(base, values, where, mine)
-    order = {f"{where}.{_key(name)}": i for i, name in enumerate(data)}
-    problems.extend(sorted(mine, key=lambda p: order.get(p.location, -1)))
+    problems.extend(_in_table_order(mine, where, data))
     if not (checked and ok):
         return None
     try:
@@ -167,22 +180,23 @@ def _policy(data: Any, where: str, problems: list[Problem]) -> Policy | None:
     if not isinstance(data, Mapping):
         problems.append(Problem(where, f"must be a table, not {show(data)}"))
         return None
-    before = len(problems)
-    base = _preset(data, where, problems)
+    mine: list[Problem] = []
+    base = _preset(data, where, mine)
     sections: dict[str, Any] = {}
     scalars: dict[str, Any] = {}
     for name, raw in data.items():
         if name in _SECTIONS:
-            section = _build_section(getattr(base, name), raw, f"{where}.{name}", problems)
+            section = _build_section(getattr(base, name), raw, f"{where}.{name}", mine)
             if section is not None:
                 sections[name] = section
         elif name in _SCALARS:
             scalars[name] = raw
         elif name != "preset":
             known = [*_SECTIONS, *_SCALARS, "preset"]
-            problems.append(Problem(f"{where}.{_key(name)}", _unknown(name, known)))
-    _check_fields(base, scalars, where, problems)
-    if len(problems) > before:
+            mine.append(Problem(f"{where}.{_key(name)}", _unknown(name, known)))
+    _check_fields(base, scalars, where, mine)
+    problems.extend(_in_table_order(mine, where, data))
+    if mine:
         return None
     try:
         return attrs.evolve(base, **sections, **scalars)

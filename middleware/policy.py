@@ -73,7 +73,10 @@ def _category(item: Any) -> Category:
     if isinstance(item, Category):
         return item
     if not isinstance(item, str):
-        msg = f"RetryPolicy.retry_on: {show(item)} is not a category name; give strings"
+        msg = (
+            f"RetryPolicy.retry_on: {show(item)} is not a category name; "
+            "give strings such as 'server'"
+        )
         raise TypeError(msg)
     try:
         return Category(item.strip().lower())
