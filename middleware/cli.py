@@ -137,14 +137,18 @@ def _own_problems(problems: list[Any]) -> list[Any]:
     return own
 
 
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}s"
+
+
 def _describe(policy: Any) -> str:
     r, b, t, g = policy.retry, policy.breaker, policy.timeout, policy.budget
     return (
         f"retry {r.max_attempts} attempts, {r.backoff} {r.base_delay:g}-{r.max_delay:g}s "
         f"({r.jitter} jitter); breaker {b.failure_threshold} failures / "
         f"{b.recovery_timeout:g}s{'' if b.enabled else ' (off)'}; timeout attempt "
-        f"{t.attempt}s, deadline {t.deadline}s; budget ratio {g.ratio:g}"
-        f"{'' if g.enabled else ' (off)'}"
+        f"{_seconds(t.attempt)}, deadline {_seconds(t.deadline)}; budget ratio {g.ratio:g}"
+        f"{'' if g.enabled else ' (off)'}{'; LLM route' if policy.llm else ''}"
     )
 
 

@@ -15,34 +15,40 @@ The schema (TOML shown; a dict of the same shape works too)::
     ratio = 0.2
 
     [routes."api.openai.com"]     # host pattern (fnmatch), optionally host:port
-    llm = true
+    preset = "llm"                # start from Policy.for_llm() instead of [default]
     [routes."api.openai.com".retry]
     max_attempts = 5
 
-A route starts from the default section and overrides what it names.
+A route starts from the default section (or from its preset) and overrides,
+field by field, what it names. Values are checked by the policy classes'
+own validators; each problem is reported with its location, such as
+``routes."api.example.com".retry.max_attempts``.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import attrs
 
-from seawall.policy import BreakerPolicy, BudgetPolicy, Policy, RetryPolicy, TimeoutPolicy
+from seawall._checks import show
+from seawall.policy import Policy, TimeoutPolicy
 
-__all__ = ["ConfigError", "Problem", "load_config", "load_file", "policy_from_dict"]
+__all__ = ["PRESETS", "ConfigError", "Problem", "load_config", "load_file", "policy_from_dict"]
 
-_SECTIONS: dict[str, type[Any]] = {
-    "retry": RetryPolicy,
-    "breaker": BreakerPolicy,
-    "timeout": TimeoutPolicy,
-    "budget": BudgetPolicy,
-}
-_POLICY_SCALARS = {"key": (str,), "llm": (bool,)}
+_SECTIONS = ("retry", "breaker", "timeout", "budget")
+_SCALARS = ("key", "llm")
+
+#: Presets a policy table can start from: ``preset = "llm"``.
+PRESETS: dict[str, Callable[[], Policy]] = {"llm": Policy.for_llm}
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @attrs.frozen
@@ -71,40 +77,129 @@ def _none_words(value: Any) -> Any:
     return value
 
 
-def _build_section(cls: type[Any], data: Any, where: str, problems: list[Problem]) -> Any | None:
-    if not isinstance(data, Mapping):
-        problems.append(Problem(where, f"must be a table of settings, not {data!r}"))
-        return None
-    fields = {f.name: f for f in attrs.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for name, raw in data.items():
-        if name not in fields:
-            known = ", ".join(sorted(fields))
-            problems.append(Problem(f"{where}.{name}", f"unknown setting; known ones: {known}"))
-            continue
-        converter = fields[name].converter
-        value = _none_words(raw) if cls is TimeoutPolicy else raw
-        try:
-            kwargs[name] = converter(value) if callable(converter) else value
-        except (TypeError, ValueError) as exc:
-            problems.append(Problem(f"{where}.{name}", str(exc)))
-    # Check each field on its own, against the defaults plus the given values, so
-    # that every bad field is reported rather than only the first.
-    view = SimpleNamespace(**{**attrs.asdict(cls(), recurse=False), **kwargs})
-    good: dict[str, Any] = {}
-    for name, value in kwargs.items():
+def _key(name: Any) -> str:
+    """A name as TOML writes it in a dotted key: bare when it can be, else quoted."""
+    text = str(name)
+    return text if _BARE_KEY.fullmatch(text) else json.dumps(text)
+
+
+def _unknown(name: Any, known: Iterable[str]) -> str:
+    names = sorted(known)
+    near = difflib.get_close_matches(str(name), names, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return f"unknown setting; {hint}known ones: {', '.join(names)}"
+
+
+def _view(base: Any, values: Mapping[str, Any]) -> Any:
+    """An instance of ``type(base)`` holding ``values`` over ``base``'s, not validated.
+
+    Validators are called with it, so that they see the other fields (for
+    cross-field checks) and name the right class in their messages.
+    """
+    view = object.__new__(type(base))
+    for field in attrs.fields(type(base)):
+        object.__setattr__(view, field.name, values.get(field.name, getattr(base, field.name)))
+    return view
+
+
+def _check_fields(
+    base: Any, values: Mapping[str, Any], where: str, problems: list[Problem]
+) -> bool:
+    """Run each named field's validator on its own, so every bad field is reported."""
+    fields = attrs.fields_dict(type(base))
+    view = _view(base, values)
+    ok = True
+    for name, value in values.items():
         validator = fields[name].validator
         try:
             if validator is not None:
                 validator(view, fields[name], value)
         except (TypeError, ValueError) as exc:
             problems.append(Problem(f"{where}.{name}", str(exc)))
+            ok = False
+    return ok
+
+
+def _in_table_order(problems: list[Problem], where: str, data: Mapping[str, Any]) -> list[Problem]:
+    """``problems`` sorted by the order of the settings they are about in table ``data``."""
+    order = {f"{where}.{_key(name)}": i for i, name in enumerate(data)}
+
+    def rank(problem: Problem) -> int:
+        head = problem.location[len(where) + 1 :]
+        for name in (head, *(head[:i] for i, c in enumerate(head) if c == ".")):
+            if f"{where}.{name}" in order:
+                return order[f"{where}.{name}"]
+        return -1
+
+    return sorted(problems, key=rank)
+
+
+def _build_section(base: Any, data: Any, where: str, problems: list[Problem]) -> Any | None:
+    """``base`` (a sub-policy) with the settings of table ``data`` on top, or ``None``."""
+    cls = type(base)
+    if not isinstance(data, Mapping):
+        problems.append(Problem(where, f"must be a table of settings, not {show(data)}"))
+        return None
+    fields = attrs.fields_dict(cls)
+    values: dict[str, Any] = {}
+    mine: list[Problem] = []  # sorted by the table's order before they are reported
+    for name, raw in data.items():
+        if name not in fields:
+            mine.append(Problem(f"{where}.{_key(name)}", _unknown(name, fields)))
             continue
-        good[name] = value
-    if len(good) != len(data):
+        converter = fields[name].converter
+        value = _none_words(raw) if cls is TimeoutPolicy else raw
+        try:
+            values[name] = converter(value) if callable(converter) else value
+        except (TypeError, ValueError) as exc:
+            mine.append(Problem(f"{where}.{name}", str(exc)))
+    ok = not mine
+    checked = _check_fields(base, values, where, mine)
+    problems.extend(_in_table_order(mine, where, data))
+    if not (checked and ok):
         return None
     try:
-        return cls(**good)
+        return attrs.evolve(base, **values)
+    except (TypeError, ValueError) as exc:
+        problems.append(Problem(where, str(exc)))
+        return None
+
+
+def _preset(data: Mapping[str, Any], where: str, problems: list[Problem]) -> Policy:
+    if "preset" not in data:
+        return Policy()
+    name = data["preset"]
+    if isinstance(name, str) and name in PRESETS:
+        return PRESETS[name]()
+    known = ", ".join(repr(p) for p in PRESETS)
+    problems.append(Problem(f"{where}.preset", f"must be one of {known}, got {show(name)}"))
+    return Policy()
+
+
+def _policy(data: Any, where: str, problems: list[Problem]) -> Policy | None:
+    if not isinstance(data, Mapping):
+        problems.append(Problem(where, f"must be a table, not {show(data)}"))
+        return None
+    mine: list[Problem] = []
+    base = _preset(data, where, mine)
+    sections: dict[str, Any] = {}
+    scalars: dict[str, Any] = {}
+    for name, raw in data.items():
+        if name in _SECTIONS:
+            section = _build_section(getattr(base, name), raw, f"{where}.{name}", mine)
+            if section is not None:
+                sections[name] = section
+        elif name in _SCALARS:
+            scalars[name] = raw
+        elif name != "preset":
+            known = [*_SECTIONS, *_SCALARS, "preset"]
+            mine.append(Problem(f"{where}.{_key(name)}", _unknown(name, known)))
+    _check_fields(base, scalars, where, mine)
+    problems.extend(_in_table_order(mine, where, data))
+    if mine:
+        return None
+    try:
+        return attrs.evolve(base, **sections, **scalars)
     except (TypeError, ValueError) as exc:
         problems.append(Problem(where, str(exc)))
         return None
@@ -118,35 +213,6 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
         else:
             merged[name] = value
     return merged
-
-
-def _policy(data: Any, where: str, problems: list[Problem]) -> Policy | None:
-    if not isinstance(data, Mapping):
-        problems.append(Problem(where, f"must be a table, not {data!r}"))
-        return None
-    kwargs: dict[str, Any] = {}
-    before = len(problems)
-    for name, raw in data.items():
-        if name in _SECTIONS:
-            section = _build_section(_SECTIONS[name], raw, f"{where}.{name}", problems)
-            if section is not None:
-                kwargs[name] = section
-        elif name in _POLICY_SCALARS:
-            if not isinstance(raw, _POLICY_SCALARS[name]):
-                kind = _POLICY_SCALARS[name][0].__name__
-                problems.append(Problem(f"{where}.{name}", f"must be a {kind}, not {raw!r}"))
-            else:
-                kwargs[name] = raw
-        else:
-            known = ", ".join([*_SECTIONS, *_POLICY_SCALARS])
-            problems.append(Problem(f"{where}.{name}", f"unknown setting; known ones: {known}"))
-    if len(problems) > before:
-        return None
-    try:
-        return Policy(**kwargs)
-    except (TypeError, ValueError) as exc:
-        problems.append(Problem(where, str(exc)))
-        return None
 
 
 def policy_from_dict(data: Mapping[str, Any], *, where: str = "policy") -> Policy:
@@ -168,33 +234,42 @@ def load_config(
     """
     problems: list[Problem] = []
     if not isinstance(data, Mapping):
-        raise ConfigError([Problem("<top>", "must be a table")], source)
+        raise ConfigError([Problem("<top>", f"must be a table, not {show(data)}")], source)
     for name in data:
         if name not in {"default", "routes"}:
-            problems.append(Problem(name, 'unknown section; use [default] and [routes."host"]'))
-    default_data = data.get("default", {})
+            where = _key(name)
+            problems.append(Problem(where, 'unknown section; use [default] and [routes."host"]'))
+    default_data = data.get("default")
+    if default_data is None:
+        default_data = {}
     before = len(problems)
-    default = _policy(default_data, "default", problems) if default_data is not None else None
+    default = _policy(default_data, "default", problems)
     default_ok = len(problems) == before
     routes: dict[str, Policy] = {}
     route_data = data.get("routes", {})
     if not isinstance(route_data, Mapping):
-        problems.append(Problem("routes", "must be a table of host patterns"))
+        problems.append(
+            Problem("routes", f"must be a table of host patterns, not {show(route_data)}")
+        )
         route_data = {}
     # Routes inherit the default section; when it has problems, they are reported
-    # once (under "default"), and each route is checked on its own settings.
+    # once (under "default"), and each route is checked on its own settings. A
+    # route naming a preset starts from it instead of from the default section.
     base = default_data if default_ok and isinstance(default_data, Mapping) else {}
     for pattern, raw in route_data.items():
-        where = f"routes.{pattern!r}"
-        if not isinstance(raw, Mapping):
-            problems.append(Problem(where, f"must be a table, not {raw!r}"))
+        where = f"routes.{_key(pattern)}"
+        if not isinstance(pattern, str) or not pattern.strip():
+            problems.append(Problem(where, 'a route needs a host pattern, e.g. "api.example.com"'))
             continue
-        route = _policy(_merge(base, raw), where, problems)
+        if not isinstance(raw, Mapping):
+            problems.append(Problem(where, f"must be a table, not {show(raw)}"))
+            continue
+        route = _policy(raw if "preset" in raw else _merge(base, raw), where, problems)
         if route is not None:
-            routes[str(pattern)] = route
-    if problems:
-        raise ConfigError(problems, source)
-    return default or Policy(), routes
+            routes[pattern] = route
+    if problems or default is None:
+        raise ConfigError(problems or [Problem("default", "could not be built")], source)
+    return default, routes
 
 
 def load_file(path: str | Path) -> tuple[Policy, dict[str, Policy]]:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from seawall._checks import number, whole
 from seawall.outcome import Category, Severity
 from seawall.redact import MASK, is_secret_param, redact_text
 
@@ -36,12 +37,6 @@ __all__ = ["EscalationPolicy", "Escalator", "Incident"]
 log = logging.getLogger("seawall.escalation")
 
 
-def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        msg = f"{attribute.name}={value!r} must be a positive number"
-        raise ValueError(msg)
-
-
 @attrs.frozen(kw_only=True)
 class EscalationPolicy:
     """How incidents are folded and delivered.
@@ -51,9 +46,9 @@ class EscalationPolicy:
     and counted. ``sink_timeout``: seconds a sink's awaitable may take.
     """
 
-    window: float = attrs.field(default=60.0, validator=_positive)
-    queue_size: int = attrs.field(default=1000, validator=_positive)
-    sink_timeout: float = attrs.field(default=5.0, validator=_positive)
+    window: float = attrs.field(default=60.0, validator=number(0, strict=True, unit="seconds"))
+    queue_size: int = attrs.field(default=1000, validator=whole(1))
+    sink_timeout: float = attrs.field(default=5.0, validator=number(0, strict=True, unit="seconds"))
 
 
 @attrs.frozen(kw_only=True)

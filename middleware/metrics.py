@@ -203,17 +203,21 @@ def _status(states: Sequence[BreakerState]) -> str:
 
 
 def _totals(all_stats: Iterable[KeyStats]) -> dict[str, Any]:
+    """Every key's counters added up: numbers, counters by name, and latency histograms.
+
+    Generic over ``KeyStats.__slots__``, so a counter added there is summed
+    here without a second edit (``waited`` was once forgotten).
+    """
     total = KeyStats()
     for stats in all_stats:
-        total.requests += stats.requests
-        total.attempts += stats.attempts
-        total.retries += stats.retries
-        total.successes += stats.successes
-        total.failures.update(stats.failures)
-        total.cut_by_deadline += stats.cut_by_deadline
-        total.rejections.update(stats.rejections)
-        total.transitions.update(stats.transitions)
-        total.latency.merge(stats.latency)
+        for name in KeyStats.__slots__:
+            mine, theirs = getattr(total, name), getattr(stats, name)
+            if isinstance(mine, LatencyHistogram):
+                mine.merge(theirs)
+            elif isinstance(mine, Counter):
+                mine.update(theirs)
+            else:
+                setattr(total, name, mine + theirs)
     return total.snapshot()
 
 

@@ -8,12 +8,22 @@ dict or TOML lives in ``seawall.config``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+import difflib
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
 
+from seawall._checks import (
+    boolean,
+    http_method,
+    name_list,
+    number,
+    one_of,
+    optional_number,
+    show,
+    whole,
+)
 from seawall.outcome import Category
 
 __all__ = [
@@ -51,95 +61,47 @@ BACKOFFS = ("exponential", "decorrelated", "constant", "linear")
 #: Jitter modes the built-in plugin knows.
 JITTERS = ("full", "equal", "none")
 
-Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+def _methods(value: Any) -> frozenset[str]:
+    name = "RetryPolicy.retry_methods"
+    return name_list(
+        value, name, what="HTTP methods", example="['GET', 'PUT']", item=http_method(name)
+    )
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{name}={value!r} is not a number; give it in seconds or as a count, e.g. {name}=1.5"
-        raise TypeError(msg)
-    if math.isnan(value):
-        msg = f"{name} is NaN; give a real number"
-        raise ValueError(msg)
-    return float(value)
-
-
-def _at_least(minimum: float, *, strict: bool = False) -> Validator:
-    """A validator: the value is a number at least ``minimum`` (above it when strict)."""
-
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        number = _number(value, attribute.name)
-        if number < minimum or (strict and number == minimum):
-            bound = "above" if strict else "at least"
-            msg = f"{attribute.name}={value!r} is out of range; it must be {bound} {minimum:g}"
-            raise ValueError(msg)
-
-    return check
-
-
-def _optional_positive(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
-    if _number(value, attribute.name) <= 0:
+def _category(item: Any) -> Category:
+    if isinstance(item, Category):
+        return item
+    if not isinstance(item, str):
         msg = (
-            f"{attribute.name}={value!r} must be a positive number of seconds; "
-            f"use None for no limit"
+            f"RetryPolicy.retry_on: {show(item)} is not a category name; "
+            "give strings such as 'server'"
         )
-        raise ValueError(msg)
-
-
-def _between(low: float, high: float) -> Validator:
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        number = _number(value, attribute.name)
-        if not low <= number <= high:
-            msg = (
-                f"{attribute.name}={value!r} is out of range; "
-                f"it must be between {low:g} and {high:g}"
-            )
-            raise ValueError(msg)
-
-    return check
-
-
-def _one_of(choices: Iterable[str]) -> Validator:
-    allowed = tuple(choices)
-
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value not in allowed:
-            names = ", ".join(repr(c) for c in allowed)
-            msg = f"{attribute.name}={value!r} is not known; use one of {names}"
-            raise ValueError(msg)
-
-    return check
-
-
-def _whole(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{attribute.name}={value!r} must be a whole number"
         raise TypeError(msg)
+    try:
+        return Category(item.strip().lower())
+    except ValueError:
+        names = [c.value for c in Category]
+        near = difflib.get_close_matches(item.strip().lower(), names, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        msg = (
+            f"RetryPolicy.retry_on: {show(item)} is not a category; "
+            f"{hint}use some of {', '.join(names)}"
+        )
+        raise ValueError(msg) from None
 
 
-def _upper_frozenset(value: Iterable[str]) -> frozenset[str]:
-    if isinstance(value, str):
+def _categories(value: Any) -> frozenset[Category]:
+    if isinstance(value, Category):
         value = [value]
-    return frozenset(str(v).upper() for v in value)
+    example = "['network', 'server']"
+    return name_list(
+        value, "RetryPolicy.retry_on", what="categories", example=example, item=_category
+    )
 
 
-def _categories(value: Iterable[Category | str]) -> frozenset[Category]:
-    if isinstance(value, str | Category):
-        value = [value]
-    out = set()
-    for item in value:
-        if isinstance(item, Category):
-            out.add(item)
-            continue
-        try:
-            out.add(Category(str(item).lower()))
-        except ValueError:
-            names = ", ".join(c.value for c in Category)
-            msg = f"retry_on: {item!r} is not a category; use some of {names}"
-            raise ValueError(msg) from None
-    return frozenset(out)
+_SECONDS = "seconds"
+_BUDGET_OFF = "to turn the budget off, set enabled to False instead"
 
 
 @attrs.frozen(kw_only=True)
@@ -152,27 +114,26 @@ class RetryPolicy:
     up to ``retry_after_max``, beyond which seawall stops retrying.
     """
 
-    max_attempts: int = attrs.field(default=3, validator=[_whole, _at_least(1)])
+    max_attempts: int = attrs.field(default=3, validator=whole(1))
     backoff: Literal["exponential", "decorrelated", "constant", "linear"] = attrs.field(
-        default="exponential", validator=_one_of(BACKOFFS)
+        default="exponential", validator=one_of(BACKOFFS)
     )
     jitter: Literal["full", "equal", "none"] = attrs.field(
-        default="full", validator=_one_of(JITTERS)
+        default="full", validator=one_of(JITTERS)
     )
-    base_delay: float = attrs.field(default=0.1, validator=_at_least(0))
-    multiplier: float = attrs.field(default=2.0, validator=_at_least(1))
-    max_delay: float = attrs.field(default=20.0, validator=_at_least(0))
-    retry_methods: frozenset[str] = attrs.field(
-        default=IDEMPOTENT_METHODS, converter=_upper_frozenset
-    )
+    base_delay: float = attrs.field(default=0.1, validator=number(0, unit=_SECONDS))
+    multiplier: float = attrs.field(default=2.0, validator=number(1))
+    max_delay: float = attrs.field(default=20.0, validator=number(0, unit=_SECONDS))
+    retry_methods: frozenset[str] = attrs.field(default=IDEMPOTENT_METHODS, converter=_methods)
     retry_on: frozenset[Category] = attrs.field(default=DEFAULT_RETRY_ON, converter=_categories)
-    retry_after_max: float = attrs.field(default=60.0, validator=_at_least(0))
+    retry_after_max: float = attrs.field(default=60.0, validator=number(0, unit=_SECONDS))
 
     @max_delay.validator
     def _check_max_delay(self, _attribute: attrs.Attribute[float], value: float) -> None:
-        if value < self.base_delay:
+        base = self.base_delay
+        if isinstance(base, int | float) and value < base:  # a bad base_delay reports itself
             msg = (
-                f"max_delay={value!r} is below base_delay={self.base_delay!r}; "
+                f"{type(self).__name__}.max_delay={value!r} is below base_delay={base!r}; "
                 "raise max_delay or lower base_delay"
             )
             raise ValueError(msg)
@@ -191,20 +152,22 @@ class BreakerPolicy:
     close it, one failure opens it again.
     """
 
-    failure_threshold: int = attrs.field(default=5, validator=[_whole, _at_least(1)])
-    failure_rate: float = attrs.field(default=0.5, validator=_between(0.0, 1.0))
-    window: int = attrs.field(default=100, validator=[_whole, _at_least(1)])
-    minimum_calls: int = attrs.field(default=20, validator=[_whole, _at_least(1)])
-    recovery_timeout: float = attrs.field(default=30.0, validator=_at_least(0))
-    half_open_max_calls: int = attrs.field(default=1, validator=[_whole, _at_least(1)])
-    success_threshold: int = attrs.field(default=1, validator=[_whole, _at_least(1)])
-    enabled: bool = True
+    failure_threshold: int = attrs.field(default=5, validator=whole(1))
+    failure_rate: float = attrs.field(default=0.5, validator=number(0, high=1))
+    window: int = attrs.field(default=100, validator=whole(1))
+    minimum_calls: int = attrs.field(default=20, validator=whole(1))
+    recovery_timeout: float = attrs.field(default=30.0, validator=number(0, unit=_SECONDS))
+    half_open_max_calls: int = attrs.field(default=1, validator=whole(1))
+    success_threshold: int = attrs.field(default=1, validator=whole(1))
+    enabled: bool = attrs.field(default=True, validator=boolean)
 
     @minimum_calls.validator
     def _check_minimum_calls(self, _attribute: attrs.Attribute[int], value: int) -> None:
-        if value > self.window:
+        window = self.window
+        if isinstance(window, int) and value > window:  # a bad window reports itself
             msg = (
-                f"minimum_calls={value!r} is above window={self.window!r}, so the failure "
+                f"{type(self).__name__}.minimum_calls={value!r} is above window={window!r}, "
+                "so the failure "
                 "rate could never trip the breaker; lower minimum_calls or widen window"
             )
             raise ValueError(msg)
@@ -220,8 +183,12 @@ class TimeoutPolicy:
     shorten it.
     """
 
-    attempt: float | None = attrs.field(default=30.0, validator=_optional_positive)
-    deadline: float | None = attrs.field(default=120.0, validator=_optional_positive)
+    attempt: float | None = attrs.field(
+        default=30.0, validator=optional_number(0, strict=True, unit=_SECONDS)
+    )
+    deadline: float | None = attrs.field(
+        default=120.0, validator=optional_number(0, strict=True, unit=_SECONDS)
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -233,19 +200,54 @@ class BudgetPolicy:
     so that a quiet key can still retry.
     """
 
-    ratio: float = attrs.field(default=0.5, validator=_at_least(0))
-    min_retries_per_second: float = attrs.field(default=5.0, validator=_at_least(0))
-    window: float = attrs.field(default=10.0, validator=_at_least(0, strict=True))
-    enabled: bool = True
+    ratio: float = attrs.field(default=0.5, validator=number(0, hint=_BUDGET_OFF))
+    min_retries_per_second: float = attrs.field(default=5.0, validator=number(0, hint=_BUDGET_OFF))
+    window: float = attrs.field(default=10.0, validator=number(0, strict=True, unit=_SECONDS))
+    enabled: bool = attrs.field(default=True, validator=boolean)
 
 
-def _key_choice(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _key_choice(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and (not isinstance(value, str) or not value):
         msg = (
-            f"{attribute.name}={value!r} must be a non-empty string "
-            "(a fixed key, or 'model' to key by the JSON body's model) or None"
+            f"{type(instance).__name__}.{attribute.name} must be a non-empty string "
+            f"(a fixed key, or 'model' to key by the JSON body's model) or None, "
+            f"got {show(value)}"
         )
-        raise ValueError(msg)
+        raise (ValueError if value == "" else TypeError)(msg)
+
+
+def merge_section(base: Any, override: Any, name: str) -> Any:
+    """``base`` (a sub-policy) with ``override``'s settings on top, field by field.
+
+    ``override`` is an instance of the same class, whose fields that differ
+    from the class defaults win, or a mapping of field names to values, which
+    all win. Validators run again on the result.
+    """
+    cls = type(base)
+    if isinstance(override, cls):
+        default = cls()
+        changes = {
+            f.name: getattr(override, f.name)
+            for f in attrs.fields(cls)
+            if getattr(override, f.name) != getattr(default, f.name)
+        }
+    elif isinstance(override, Mapping):
+        known = {f.name for f in attrs.fields(cls)}
+        unknown = sorted(str(k) for k in override if k not in known)
+        if unknown:
+            msg = (
+                f"Policy.for_llm({name}=...): unknown setting(s) {', '.join(unknown)}; "
+                f"known ones: {', '.join(sorted(known))}"
+            )
+            raise TypeError(msg)
+        changes = dict(override)
+    else:
+        msg = (
+            f"Policy.for_llm({name}=...) takes a seawall.{cls.__name__} or a dict, "
+            f"not {show(override)}"
+        )
+        raise TypeError(msg)
+    return attrs.evolve(base, **changes)
 
 
 @attrs.frozen(kw_only=True)
@@ -262,7 +264,7 @@ class Policy:
     timeout: TimeoutPolicy = attrs.field(factory=TimeoutPolicy)
     budget: BudgetPolicy = attrs.field(factory=BudgetPolicy)
     key: str | None = attrs.field(default=None, validator=_key_choice)
-    llm: bool = False
+    llm: bool = attrs.field(default=False, validator=boolean)
 
     @retry.validator
     def _check_types(self, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -295,21 +297,43 @@ class Policy:
         - The breaker opens after 5 failed calls in a row and probes
           again after 60 s (429s never trip it: they start a cooldown).
 
+        Overrides merge into the preset field by field: a sub-policy such as
+        ``retry=RetryPolicy(max_attempts=2)`` changes the fields it sets to
+        something other than the class default (here ``max_attempts``; POST
+        stays retried), and a dict such as ``retry={"retry_methods": ["GET"]}``
+        changes exactly the fields it names, defaults included. To replace a
+        whole sub-policy, ``attrs.evolve(Policy.for_llm(), retry=RetryPolicy(...))``.
+
         Example: ``Policy.for_llm(key="model", retry=RetryPolicy(max_attempts=2))``.
         """
-        defaults: dict[str, Any] = {
-            "retry": RetryPolicy(
+        preset = cls(
+            retry=RetryPolicy(
                 max_attempts=4,
                 base_delay=0.5,
                 max_delay=30.0,
                 retry_methods=IDEMPOTENT_METHODS | {"POST", "PATCH"},
                 retry_after_max=120.0,
             ),
-            "breaker": BreakerPolicy(
+            breaker=BreakerPolicy(
                 failure_threshold=5, minimum_calls=20, failure_rate=0.5, recovery_timeout=60.0
             ),
-            "timeout": TimeoutPolicy(attempt=600.0, deadline=900.0),
-            "llm": True,
-        }
-        defaults.update(overrides)
-        return cls(**defaults)
+            timeout=TimeoutPolicy(attempt=600.0, deadline=900.0),
+            llm=True,
+        )
+        fields = {f.name for f in attrs.fields(cls)}
+        changes: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if name not in fields:
+                msg = (
+                    f"Policy.for_llm() got an unknown setting {name!r}; "
+                    f"known ones: {', '.join(sorted(fields))}"
+                )
+                raise TypeError(msg)
+            if name in _SECTIONS:
+                changes[name] = merge_section(getattr(preset, name), value, name)
+            else:
+                changes[name] = value
+        return attrs.evolve(preset, **changes)
+
+
+_SECTIONS = ("retry", "breaker", "timeout", "budget")

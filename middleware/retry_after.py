@@ -47,7 +47,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return _seconds(value)
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year too large for C
         return None
     if parsed is None or parsed.tzinfo is None:
         return None  # RFC 9110 dates are GMT; a date without a zone is malformed

@@ -220,14 +220,14 @@ def test_check_lists_every_problem_with_its_line_and_fix(capsys, tmp_path) -> No
     lines = out.splitlines()
     assert lines[0].endswith("4 problem(s)")
     assert lines[1] == (
-        f"{path}:2: default.retry.max_attempts: max_attempts=0 is out of range; "
-        "it must be at least 1"
+        f"{path}:2: default.retry.max_attempts: RetryPolicy.max_attempts must be an int >= 1, got 0"
     )
     assert lines[2].startswith(f"{path}:3: default.retry.backoff:")
-    assert "use one of 'exponential'" in lines[2]
+    assert "must be one of 'exponential'" in lines[2]
+    assert "did you mean 'exponential'?" in lines[2]
     assert lines[3].startswith(f"{path}:6: default.breaker.failure_treshold: unknown setting")
     assert "failure_threshold" in lines[3]
-    assert lines[4].startswith(f"{path}:9: routes.'api.example.com'.retry.base_delay:")
+    assert lines[4].startswith(f'{path}:9: routes."api.example.com".retry.base_delay:')
     assert len(lines) == 5
 
 

@@ -16,31 +16,43 @@ from .conftest import status
 @pytest.mark.parametrize(
     ("build", "error", "words"),
     [
-        (lambda: RetryPolicy(max_attempts=0), ValueError, ["max_attempts=0", "at least 1"]),
-        (lambda: RetryPolicy(max_attempts="3"), TypeError, ["max_attempts='3'", "whole number"]),
-        (lambda: RetryPolicy(max_attempts=2.5), TypeError, ["max_attempts=2.5", "whole number"]),
-        (lambda: RetryPolicy(base_delay=-1), ValueError, ["base_delay=-1", "at least 0"]),
-        (lambda: RetryPolicy(base_delay=math.nan), ValueError, ["base_delay", "NaN"]),
+        (
+            lambda: RetryPolicy(max_attempts=0),
+            ValueError,
+            ["RetryPolicy.max_attempts", ">= 1, got 0"],
+        ),
+        (lambda: RetryPolicy(max_attempts="3"), TypeError, ["max_attempts must be an int", "'3'"]),
+        (lambda: RetryPolicy(max_attempts=2.5), TypeError, ["max_attempts must be an int", "2.5"]),
+        (
+            lambda: RetryPolicy(base_delay=-1),
+            ValueError,
+            ["RetryPolicy.base_delay", ">= 0, got -1"],
+        ),
+        (lambda: RetryPolicy(base_delay=math.nan), ValueError, ["base_delay", "finite", "nan"]),
         (
             lambda: RetryPolicy(base_delay=5, max_delay=1),
             ValueError,
-            ["max_delay=1", "base_delay=5", "raise max_delay or lower base_delay"],
+            ["RetryPolicy.max_delay=1", "base_delay=5", "raise max_delay or lower base_delay"],
         ),
-        (lambda: RetryPolicy(backoff="fibonacci"), ValueError, ["backoff='fibonacci'", "'linear'"]),
-        (lambda: RetryPolicy(jitter="some"), ValueError, ["jitter='some'", "'equal'"]),
+        (
+            lambda: RetryPolicy(backoff="fibonacci"),
+            ValueError,
+            ["backoff", "'fibonacci'", "'linear'"],
+        ),
+        (lambda: RetryPolicy(jitter="some"), ValueError, ["jitter", "got 'some'", "'equal'"]),
         (lambda: RetryPolicy(retry_on=["bogus"]), ValueError, ["'bogus'", "rate_limit"]),
-        (lambda: RetryPolicy(multiplier=0.5), ValueError, ["multiplier=0.5", "at least 1"]),
-        (lambda: BreakerPolicy(failure_rate=1.5), ValueError, ["failure_rate=1.5", "between"]),
+        (lambda: RetryPolicy(multiplier=0.5), ValueError, ["multiplier", ">= 1, got 0.5"]),
+        (lambda: BreakerPolicy(failure_rate=1.5), ValueError, ["failure_rate", "between", "1.5"]),
         (
             lambda: BreakerPolicy(window=10, minimum_calls=20),
             ValueError,
-            ["minimum_calls=20", "window=10", "lower minimum_calls or widen window"],
+            ["BreakerPolicy.minimum_calls=20", "window=10", "lower minimum_calls or widen window"],
         ),
-        (lambda: TimeoutPolicy(attempt=0), ValueError, ["attempt=0", "use None for no limit"]),
-        (lambda: TimeoutPolicy(deadline="soon"), TypeError, ["deadline='soon'", "seconds"]),
+        (lambda: TimeoutPolicy(attempt=0), ValueError, ["attempt", "got 0", "None for no limit"]),
+        (lambda: TimeoutPolicy(deadline="soon"), TypeError, ["deadline", "'soon'", "seconds"]),
         (lambda: Policy(retry=BreakerPolicy()), TypeError, ["retry=", "RetryPolicy"]),
         (lambda: Policy(budget=RetryPolicy()), TypeError, ["budget=", "BudgetPolicy"]),
-        (lambda: Policy(key=""), ValueError, ["key=''", "non-empty"]),
+        (lambda: Policy(key=""), ValueError, ["Policy.key", "non-empty", "got ''"]),
     ],
 )
 def test_validation_errors_name_field_value_and_fix(build, error, words) -> None:
@@ -80,7 +92,7 @@ def test_from_config_reports_every_problem_with_its_location() -> None:
     locations = [p.location for p in info.value.problems]
     assert "default.retry.max_attempts" in locations
     assert "default.retry.jiter" in locations
-    assert "routes.'api.example.com'.breaker.failure_rate" in locations
+    assert 'routes."api.example.com".breaker.failure_rate' in locations
     assert "extra" in locations
     text = str(info.value)
     assert "4 problem(s)" in text

@@ -150,3 +150,26 @@ async def test_budget_rejection_still_counts_the_call_as_finished(upstream, make
     assert detail["rejections"] == {"budget": 1}
     assert detail["failures"] == {"server": 1}
     assert detail["success_rate"] == 0.0
+
+
+async def test_health_totals_add_up_every_keys_waits_and_counters() -> None:
+    """health()["waited"] is the sum of the keys' waits (it was always 0.0), as is every counter."""
+    sw = seawall.Seawall(
+        Policy(retry=RetryPolicy(backoff="constant", jitter="none", base_delay=0.5)),
+        entrypoints=False,
+    )
+    calls: list[str] = []
+
+    async def flaky(key: str) -> str:
+        calls.append(key)
+        if calls.count(key) == 1:
+            raise ConnectionResetError("connection reset")
+        return "ok"
+
+    for key in ("a", "b"):
+        assert await sw.call(flaky, key, key=key) == "ok"
+    report = sw.health()
+    assert [report["keys"][k]["waited"] for k in ("a", "b")] == [0.5, 0.5]
+    assert report["waited"] == 1.0
+    for name in ("requests", "attempts", "retries", "successes"):
+        assert report[name] == sum(detail[name] for detail in report["keys"].values()) > 0
