@@ -9,9 +9,9 @@ is awaited on the loop; a plain ``def`` sink runs in a daemon thread of its
 own (it may block: the loop never waits for it), and an awaitable it returns
 is then awaited on the loop. A thread cannot be stopped, so a sink whose
 thread is still running (it outlived ``sink_timeout``) gets no incidents
-until it returns: at most one thread per synchronous sink, ever. Repeats folded since the last incident of their
-(key, category) go out with the next one after the window, or as a last
-incident on ``aclose()``.
+until it returns: at most one thread per synchronous sink, ever. Repeats
+folded since the last incident of their (key, category) go out with the next
+one after the window, or as a last incident on ``aclose()``.
 
 Every text field is redacted by the caller (the engine); ``report`` redacts
 the context's string values and masks key-like context names once more.
@@ -319,4 +319,3 @@ class Escalator:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-

@@ -1,4 +1,4 @@
-"""Plugins cannot stall the loop: blocking sinks run in a thread, async hooks are awaited or refused."""
+"""Plugins cannot stall the loop: blocking sinks run in a thread; async hooks awaited or refused."""
 
 from __future__ import annotations
 
