@@ -234,3 +234,26 @@ def test_classify_command_redacts_what_it_echoes(capsys, as_json):
 def test_redact_text_masks_secret_pairs_and_leaves_the_rest(text: str, expected: str) -> None:
     """Secret names decide; other names, prose and status codes stay readable."""
     assert redact_text(text) == expected
+
+
+async def test_plugin_fault_log_is_redacted(upstream, make_session, caplog) -> None:
+    """A plugin raising with a secret in its message is logged, traceback included, masked."""
+    up, server = upstream
+
+    class Leaky:
+        @seawall.hookimpl(tryfirst=True)
+        def seawall_classify(self, outcome: seawall.Outcome) -> None:
+            raise RuntimeError(
+                f"cannot classify; headers={{'x-api-key': '{SECRETS['x-api-key']}'}}"
+            )
+
+    sw = seawall.Seawall(plugins=[Leaky()], entrypoints=False)
+    with caplog.at_level(logging.DEBUG, logger="seawall"):
+        async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+            assert resp.status == 200  # the built-in classifier answered instead
+        await sw.aclose()
+    (record,) = [r for r in caplog.records if "raised in seawall_classify" in r.getMessage()]
+    assert "Traceback (most recent call last)" in record.getMessage()
+    assert "'x-api-key': '***'" in record.getMessage()
+    assert SECRETS["x-api-key"] not in caplog.text
+    assert up.hits == 1
