@@ -8,7 +8,7 @@ and try::
 
     curl -i localhost:8000/proxy                                # upstream's answer, or a problem
     curl -i -H 'X-Request-Timeout: 0.5' localhost:8000/proxy    # outbound calls get 0.5 s at most
-    curl -i localhost:8000/_seawall/health                      # readiness: 200 or 503
+    curl -i localhost:8000/_seawall/health                      # readiness: 200 or 503, status only
     curl -i localhost:8000/_seawall/live                        # liveness: always 200
 
 Settings, all optional (seconds unless said otherwise):
@@ -117,6 +117,10 @@ def build_app(sw: seawall.Seawall | None = None) -> Starlette:
                 route_deadlines={"/reports/*": 30.0},
                 max_deadline=60.0,
                 max_concurrency=int(_env("MAX_CONCURRENCY", 100)),
+                # Both endpoints are off unless given a path. Readiness answers only
+                # {"status": ...}: per-upstream detail would list every host we call
+                # (health_detail=True, or a callable that checks the caller).
+                health_path="/_seawall/health",
                 liveness_path="/_seawall/live",
             )
         ],

@@ -24,6 +24,7 @@ from seawall.errors import (
     RetriesExhaustedError,
     RetryBudgetExhaustedError,
     SeawallError,
+    unwrap,
 )
 from seawall.escalation import EscalationPolicy, Incident
 from seawall.outcome import Category, Classification, Outcome, Severity
@@ -61,4 +62,5 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "testing",
+    "unwrap",
 ]

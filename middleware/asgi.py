@@ -12,9 +12,10 @@
 For each HTTP request it sets an inbound deadline (``seawall.deadline``)
 from the configured budgets and the ``X-Request-Timeout``/``grpc-timeout``
 headers, turns a ``SeawallError`` escaping the app before the response
-started into a 502/503/504 ``application/problem+json`` answer, optionally
-sheds load beyond ``max_concurrency``, and serves a health and a liveness
-endpoint. WebSocket and lifespan scopes pass straight through. Pure ASGI:
+started (also one wrapped by an SDK, found through ``seawall.unwrap``) into a
+502/503/504 ``application/problem+json`` answer, optionally sheds load beyond
+``max_concurrency``, and serves a health and a liveness endpoint, both off
+unless given a path. WebSocket and lifespan scopes pass straight through. Pure ASGI:
 Starlette is never imported here. See docs/asgi.md.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
@@ -34,6 +36,7 @@ from seawall.errors import (
     RetriesExhaustedError,
     RetryBudgetExhaustedError,
     SeawallError,
+    unwrap,
 )
 from seawall.events import Rejected
 from seawall.inbound import RouteBudgets, check_seconds, header_timeout
@@ -78,27 +81,54 @@ ERROR_STATUSES: tuple[tuple[type[SeawallError], int, str, str], ...] = (
 )
 
 _HEALTH_OK = frozenset({"healthy", "degraded"})
-_DETAIL_LIMIT = 500
+
+#: The problem's ``detail`` for each error: fixed text around the upstream's
+#: name, never the error's message (it names the request, path and query).
+_DETAILS: tuple[tuple[type[SeawallError], str], ...] = (
+    (DeadlineExceededError, "the call to {upstream} ran out of time after {attempts}"),
+    (
+        CircuitOpenError,
+        "the circuit breaker for {upstream} is open after repeated failures; no request was sent",
+    ),
+    (
+        RetryBudgetExhaustedError,
+        "{upstream} failed and was not retried: too many retries to it lately",
+    ),
+    (RetriesExhaustedError, "{upstream} kept failing; gave up after {attempts}"),
+    (SeawallError, "{upstream} is unavailable"),
+)
 
 
 def _seawall_error(exc: BaseException) -> SeawallError | None:
     """The ``SeawallError`` to answer for, or ``None`` to re-raise.
 
-    An exception group (a task group in the handler) counts when every
-    exception in it is a ``SeawallError``; the first one is answered for.
+    A seawall error wrapped by an SDK counts (``seawall.unwrap``). An
+    exception group (a task group in the handler) counts when every exception
+    in it is or wraps a ``SeawallError``; the first one is answered for.
     """
-    if isinstance(exc, SeawallError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        match, rest = exc.split(SeawallError)
-        if match is not None and rest is None:
-            first: BaseException = match
-            for _ in range(100):  # nesting depth, bounded
-                if not isinstance(first, BaseExceptionGroup):
-                    break
-                first = first.exceptions[0]
-            return first if isinstance(first, SeawallError) else None
-    return None
+    if not isinstance(exc, BaseExceptionGroup):
+        return unwrap(exc)
+    match, rest = exc.split(lambda e: unwrap(e) is not None)
+    if match is None or rest is not None:
+        return None
+    first: BaseException = match
+    for _ in range(100):  # nesting depth, bounded
+        if not isinstance(first, BaseExceptionGroup):
+            break
+        first = first.exceptions[0]
+    return unwrap(first)
+
+
+def _upstream(key: str) -> str:
+    """The key as shown to clients: redacted, and of a URL-like key no path or query.
+
+    Keys are ``scheme://host:port`` by default (``#model`` appended by
+    ``Policy(key="model")``); one a user made from a whole URL is cut at its path.
+    """
+    scheme, sep, rest = key.partition("://")
+    if sep:
+        key = f"{scheme}://{re.split(r'[/?]', rest, maxsplit=1)[0]}"
+    return redact_text(key)
 
 
 class SeawallMiddleware:
@@ -115,10 +145,13 @@ class SeawallMiddleware:
     :param max_concurrency: requests in flight beyond which new ones get a 503
         at once; ``None`` never sheds. Health and liveness are exempt.
     :param shed_retry_after: ``Retry-After`` seconds of a shed request.
-    :param health_path: the readiness endpoint, or ``None`` for none.
+    :param health_path: the readiness endpoint, e.g. ``"/_seawall/health"``, or
+        ``None`` (the default) for none.
     :param liveness_path: the liveness endpoint, or ``None`` for none.
-    :param health_detail: include per-key detail in the health answer; ``False``
-        gives only ``{"status": ...}`` (upstream names stay private).
+    :param health_detail: include per-key detail (every upstream, breaker state
+        and plugin fault) in the health answer: ``False`` (the default) gives
+        only ``{"status": ...}``; ``True`` gives it to every caller; a callable
+        taking the ASGI scope decides per request (e.g. only from loopback).
     """
 
     def __init__(
@@ -132,9 +165,9 @@ class SeawallMiddleware:
         max_deadline: float | None = None,
         max_concurrency: int | None = None,
         shed_retry_after: float = 1.0,
-        health_path: str | None = "/_seawall/health",
+        health_path: str | None = None,
         liveness_path: str | None = None,
-        health_detail: bool = True,
+        health_detail: bool | Callable[[Scope], bool] = False,
     ) -> None:
         from seawall.engine import Seawall
 
@@ -152,6 +185,12 @@ class SeawallMiddleware:
             if path is not None and (not isinstance(path, str) or not path.startswith("/")):
                 msg = f"{name}={path!r} is not a path; use e.g. '/_seawall/health', or None"
                 raise ValueError(msg)
+        if not isinstance(health_detail, bool) and not callable(health_detail):
+            msg = (
+                f"health_detail={health_detail!r}: give True, False, or a callable "
+                "that takes the ASGI scope and returns whether to show the detail"
+            )
+            raise TypeError(msg)
         self.app = app
         self.seawall = seawall
         self.budgets = RouteBudgets(deadline, route_deadlines)
@@ -233,9 +272,14 @@ class SeawallMiddleware:
             for cls, code, slug, title in ERROR_STATUSES
             if isinstance(error, cls)
         )
-        upstream = redact_text(error.key)
-        detail = redact_text(str(error))[:_DETAIL_LIMIT]
-        log.info("answered %d (%s) for upstream %s: %s", status, slug, upstream, detail)
+        upstream = _upstream(error.key)
+        count = len(error.attempts)
+        attempts = f"{count} attempt" + ("" if count == 1 else "s")
+        template = next(text for cls, text in _DETAILS if isinstance(error, cls))
+        detail = template.format(upstream=upstream, attempts=attempts)
+        log.info(
+            "answered %d (%s) for upstream %s: %s", status, slug, upstream, redact_text(str(error))
+        )
         await send_problem(
             send,
             status,
@@ -244,7 +288,7 @@ class SeawallMiddleware:
             detail,
             self._retry_after(error),
             upstream=upstream,
-            attempts=len(error.attempts),
+            attempts=count,
         )
 
     # --- load shedding -------------------------------------------------------------
@@ -272,12 +316,18 @@ class SeawallMiddleware:
 
     # --- health and liveness ---------------------------------------------------------
 
-    def health(self) -> tuple[int, dict[str, Any]]:
-        """The readiness answer: status code and body (see docs/asgi.md)."""
+    def health(self, detail: bool | None = None) -> tuple[int, dict[str, Any]]:
+        """The readiness answer: status code and body (see docs/asgi.md).
+
+        :param detail: include per-key detail; ``None`` means "as configured"
+            (a ``health_detail`` callable counts as ``False`` here: no scope).
+        """
         report = self.seawall.health()
         status = report["status"]
         code = 200 if status in _HEALTH_OK else 503
-        if not self.health_detail:
+        if detail is None:
+            detail = self.health_detail is True
+        if not detail:
             return code, {"status": status}
         report["inbound"] = {
             "in_flight": self.in_flight,
@@ -295,7 +345,8 @@ class SeawallMiddleware:
         if liveness:
             code, report = 200, {"status": "alive"}
         else:
-            code, report = self.health()
+            wanted = self.health_detail
+            code, report = self.health(bool(wanted(scope)) if callable(wanted) else wanted)
         await send_json(send, code, report, head=method == "HEAD")
 
 

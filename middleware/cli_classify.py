@@ -3,6 +3,10 @@
 The answer comes from the engine itself (``Seawall.classify``, ``_why_stop``,
 ``_delay``) on a fresh key, so it is the decision a real call would get on
 its first failure (attempt ``N`` with ``--attempt``).
+
+What it echoes is redacted as everything seawall shows: secret header
+values, key-like query values, credentials and tokens in the exception text
+(people paste real requests into it, and terminals end up in tickets).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from yarl import URL
 from seawall._body import ERROR_BODY_LIMIT
 from seawall.engine import CallSpec, Seawall
 from seawall.outcome import Category, Outcome
+from seawall.redact import redact_headers, redact_text
 
 __all__ = ["build_exception", "explain", "parse_header"]
 
@@ -27,7 +32,12 @@ def parse_header(text: str) -> tuple[str, str]:
     """``"Retry-After: 5"`` -> ``("Retry-After", "5")``."""
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
-        msg = f"--header {text!r} is not 'Name: value'; write it like --header 'Retry-After: 5'"
+        # Only the first word is echoed: the rest may be a secret without its colon.
+        first = text.split(None, 1)[0] if text.strip() else ""
+        msg = (
+            f"--header {redact_text(first)!r}... is not 'Name: value'; "
+            "write it like --header 'Retry-After: 5'"
+        )
         raise ValueError(msg)
     return name.strip(), value.strip()
 
@@ -62,7 +72,7 @@ def build_exception(text: str) -> BaseException:
     name, message = name.strip(), message.strip()
     if not name.replace(".", "").replace("_", "").isalnum():
         msg = (
-            f"--exception {text!r} does not start with a class name; "
+            f"--exception {redact_text(text)!r} does not start with a class name; "
             "write it like 'ConnectionResetError: reset by peer'"
         )
         raise ValueError(msg)
@@ -127,15 +137,16 @@ def explain(
         content_type=hdrs.get("Content-Type", "").split(";")[0].strip(),
     )
     c, classifier = sw.classify(outcome)
+    shown = f"{type(exception).__name__}: {exception}" if exception else None
     result: dict[str, Any] = {
-        "key": key,
+        "key": redact_text(key),
         "input": {
             "method": spec.method,
             "url": str(spec.redacted_url),
             "attempt": attempt,
             "status": status,
-            "headers": dict(hdrs),
-            "exception": f"{type(exception).__name__}: {exception}" if exception else None,
+            "headers": redact_headers(hdrs.items()),
+            "exception": redact_text(shown) if shown else None,
         },
         "classification": {
             "category": c.category.value,
@@ -145,7 +156,7 @@ def explain(
             "retry_after": c.retry_after,
             "max_retries": c.max_retries,
             "escalate": c.escalate,
-            "reason": c.reason,
+            "reason": redact_text(c.reason),
         },
         "classified_by": classifier or "seawall fallback (every classifier deferred)",
         "breaker": _breaker_effect(c),

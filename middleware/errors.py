@@ -19,7 +19,11 @@ __all__ = [
     "RetriesExhaustedError",
     "RetryBudgetExhaustedError",
     "SeawallError",
+    "unwrap",
 ]
+
+#: At most this many exceptions of a chain are looked at by ``unwrap``.
+UNWRAP_LIMIT = 32
 
 
 @attrs.frozen
@@ -110,3 +114,32 @@ CLIENT_TWINS: dict[type[SeawallError], type[SeawallError]] = {
     DeadlineExceededError: ClientDeadlineExceededError,
     RetriesExhaustedError: ClientRetriesExhaustedError,
 }
+
+
+def unwrap(exc: BaseException | None) -> SeawallError | None:
+    """The seawall error inside ``exc``: ``exc`` itself, or the first one in its
+    ``__cause__``/``__context__`` chain; ``None`` when there is none.
+
+    SDKs wrap transport errors: through ``httpx-aiohttp`` a ``CircuitOpenError``
+    reaches you as ``openai.APITimeoutError`` (or ``anthropic.APITimeoutError``)
+    whose cause is an ``httpx.ConnectTimeout`` whose cause is seawall's error.
+    ``__cause__`` is followed before ``__context__``, also where a context was
+    suppressed (``raise ... from None`` hides it from tracebacks, not from
+    Python). At most ``UNWRAP_LIMIT`` exceptions are looked at and each once,
+    so a cyclic chain ends. Members of an exception group are not searched:
+    which one would be "the" error is the caller's choice.
+    """
+    pending: list[BaseException] = [] if exc is None else [exc]
+    seen: set[int] = set()
+    while pending and len(seen) < UNWRAP_LIMIT:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, SeawallError):
+            return current
+        # Popped from the end: the cause is looked at before the context.
+        for linked in (current.__context__, current.__cause__):
+            if linked is not None and id(linked) not in seen:
+                pending.append(linked)
+    return None

@@ -4,10 +4,14 @@ The engine calls ``Escalator.report`` synchronously; it never blocks and
 never raises. Incidents are folded per (key, category) within ``window``
 seconds (the count is kept), queued in a bounded queue (overflow is counted
 and dropped), and a worker task hands each to every ``seawall_escalate`` sink,
-awaiting the returned awaitables side by side, each for at most
-``sink_timeout`` seconds. Repeats folded since the last incident of their
-(key, category) go out with the next one after the window, or as a last
-incident on ``aclose()``.
+side by side, each for at most ``sink_timeout`` seconds: an ``async def`` sink
+is awaited on the loop; a plain ``def`` sink runs in a daemon thread of its
+own (it may block: the loop never waits for it), and an awaitable it returns
+is then awaited on the loop. A thread cannot be stopped, so a sink whose
+thread is still running (it outlived ``sink_timeout``) gets no incidents
+until it returns: at most one thread per synchronous sink, ever. Repeats
+folded since the last incident of their (key, category) go out with the next
+one after the window, or as a last incident on ``aclose()``.
 
 Every text field is redacted by the caller (the engine); ``report`` redacts
 the context's string values and masks key-like context names once more.
@@ -19,8 +23,9 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -43,7 +48,8 @@ class EscalationPolicy:
 
     ``window``: seconds within which repeats of a (key, category) are folded into
     one incident. ``queue_size``: incidents waiting at most; more are dropped
-    and counted. ``sink_timeout``: seconds a sink's awaitable may take.
+    and counted. ``sink_timeout``: seconds a sink may take per incident (its
+    thread, for a plain ``def`` sink, and any awaitable it returns).
     """
 
     window: float = attrs.field(default=60.0, validator=number(0, strict=True, unit="seconds"))
@@ -116,7 +122,17 @@ class Escalator:
         self._folds: dict[tuple[str, Category], _Fold] = {}
         self._queue: asyncio.Queue[Incident] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self.stats = {"reported": 0, "dispatched": 0, "folded": 0, "overflow": 0, "sink_errors": 0}
+        #: Synchronous sinks whose thread has not returned yet (one thread each at most).
+        self._busy: set[str] = set()
+        self.stats = {
+            "reported": 0,
+            "dispatched": 0,
+            "folded": 0,
+            "overflow": 0,
+            "sink_errors": 0,  # raised or timed out
+            "sink_timeouts": 0,
+            "sink_skipped": 0,  # not called: its thread was still busy with an earlier one
+        }
 
     def report(
         self,
@@ -187,34 +203,84 @@ class Escalator:
             queue.task_done()
 
     async def deliver(self, incident: Incident) -> None:
-        """Hand ``incident`` to every sink; a sink that raises or hangs is contained.
+        """Hand ``incident`` to every sink; a sink that raises, blocks or hangs is contained.
 
-        Awaitables returned by sinks run side by side, each bounded by
-        ``sink_timeout``, so one hanging sink delays no other sink by more.
+        Sinks run side by side, each bounded by ``sink_timeout``, so one hanging
+        sink delays no other sink by more, and a blocking one never the loop.
         """
         self.stats["dispatched"] += 1
-        pending = [
-            self._bounded(plugin, result)
-            for plugin, result in self.hooks.each_with_names("seawall_escalate", incident=incident)
-            if inspect.isawaitable(result)
+        kwargs = {"incident": incident}
+        calls = [
+            self._bounded(plugin, function, [kwargs[name] for name in argnames])
+            for plugin, function, argnames in self.hooks.impls("seawall_escalate")
         ]
-        if pending:
-            await asyncio.gather(*pending)
+        if calls:
+            await asyncio.gather(*calls)
 
-    async def _bounded(self, plugin: str, result: Awaitable[Any]) -> None:
+    async def _bounded(
+        self, plugin: str, function: Callable[..., Any], args: Sequence[Any]
+    ) -> None:
         timeout = self.policy.sink_timeout
         try:
-            await asyncio.wait_for(_awaited(result), timeout)
+            async with asyncio.timeout(timeout):
+                if inspect.iscoroutinefunction(function):
+                    result = function(*args)
+                else:
+                    if plugin in self._busy:
+                        self.stats["sink_skipped"] += 1
+                        return
+                    result = await self._in_thread(plugin, function, args)
+                if inspect.isawaitable(result):
+                    await result
         except TimeoutError:
             self.stats["sink_errors"] += 1
+            self.stats["sink_timeouts"] += 1
+            running = (
+                "; its thread is still running and it gets no incidents until it returns"
+                if plugin in self._busy
+                else ""
+            )
             error = TimeoutError(
-                f"escalation sink {plugin!r} did not finish within sink_timeout={timeout:g}s; "
-                "make it faster or raise EscalationPolicy.sink_timeout"
+                f"escalation sink {plugin!r} did not finish within sink_timeout={timeout:g}s"
+                f"{running}; make it faster or raise EscalationPolicy.sink_timeout"
             )
             self.hooks.fault(plugin, "seawall_escalate", error)
         except Exception as exc:
             self.stats["sink_errors"] += 1
             self.hooks.fault(plugin, "seawall_escalate", exc)
+
+    def _in_thread(
+        self, plugin: str, function: Callable[..., Any], args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
+        """Call ``function(*args)`` in a new daemon thread; its result as a future.
+
+        Daemon, and not an executor's: a sink that never returns must not keep
+        the process from exiting (executors join their threads at exit).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def settle(ok: bool, value: Any) -> None:
+            self._busy.discard(plugin)
+            if future.done():  # timed out meanwhile
+                return
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+        def run() -> None:
+            try:
+                ok, value = True, function(*args)
+            except Exception as exc:
+                ok, value = False, exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(settle, ok, value)
+
+        thread = threading.Thread(target=run, name=f"seawall-sink:{plugin}", daemon=True)
+        self._busy.add(plugin)
+        thread.start()
+        return future
 
     def flush(self) -> None:
         """Queue one incident for each (key, category) with repeats not yet told."""
@@ -248,7 +314,3 @@ class Escalator:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-
-
-async def _awaited(value: Awaitable[Any]) -> Any:
-    return await value

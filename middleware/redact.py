@@ -107,23 +107,60 @@ def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> di
 
 
 # Things that look like keys wherever they appear in free text.
-_TEXT_PATTERNS = (
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}"),
-    re.compile(r"\bsk-ant-[A-Za-z0-9_-]{8,}"),
-    re.compile(
-        r"(?i)([?&](?:key|api_key|apikey|token|access_token|sig|signature|secret|password)=)[^&#\s'\"]+"
-    ),
-    re.compile(r"(?i)(//)[^/@\s:]+:[^/@\s]+@"),
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_KEYS = re.compile(r"\b(?:sk-ant|sk|pk|rk)-[A-Za-z0-9_-]{8,}")
+#: ``?name=value`` and ``&name=value`` in URLs; the name decides.
+_QUERY = re.compile(r"([?&;])([^=&#\s'\"?;]{1,64})=([^&#\s'\"]*)")
+_USERINFO = re.compile(r"(?i)(//)[^/@\s:]+:[^/@\s]+@")
+#: A quoted name paired with a quoted value, as in the repr of a dict or a
+#: ``CIMultiDict`` (``'x-api-key': 'abc'``) or of keyword arguments
+#: (``api_key='abc'``); the name decides.
+_QUOTED_PAIR = re.compile(
+    r"""(?P<q>['"]?)(?P<name>[A-Za-z0-9_.-]{1,64})(?P=q)(?P<sep>\s*[:=]\s*)"""
+    r"""(?P<v>['"])(?P<value>(?:\\.|(?!(?P=v)).)*)(?P=v)"""
+)
+#: ``name=value`` outside URLs (``api_key=abc`` in a message); masked when the
+#: name looks like a secret header's.
+_BARE_PAIR = re.compile(r"(?<![\w.?&;-])([A-Za-z][\w.-]{0,63})=([^\s&#'\",;)\]}>]+)")
+#: ``Name: value`` of a secret header in free text: masked to the end of the line.
+_HEADER_LINE = re.compile(
+    r"(?i)(?<![\w-])("
+    + "|".join(re.escape(name) for name in sorted(SECRET_HEADERS, key=len, reverse=True))
+    + r")(\s*:\s*)(?!['\"])([^\r\n]+)"
 )
 
 
+def _pair(match: re.Match[str]) -> str:
+    name = match.group("name")
+    if not (is_secret_header(name) or is_secret_param(name)):
+        return match.group(0)
+    quote, value_quote = match.group("q"), match.group("v")
+    return f"{quote}{name}{quote}{match.group('sep')}{value_quote}{MASK}{value_quote}"
+
+
+def _bare(match: re.Match[str]) -> str:
+    if not is_secret_header(match.group(1)):
+        return match.group(0)
+    return f"{match.group(1)}={MASK}"
+
+
+def _query(match: re.Match[str]) -> str:
+    if not is_secret_param(match.group(2)):
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}={MASK}"
+
+
 def redact_text(text: str) -> str:
-    """Mask bearer tokens, API keys, secret query values and URL credentials in text."""
+    """Mask secrets in free text: bearer tokens, API keys, secret query values,
+    URL credentials, and secret headers written as ``Name: value`` or as they
+    appear in the repr of a header mapping (aiohttp's ``RequestInfo`` holds the
+    request headers, so ``repr(ClientResponseError)`` shows them)."""
     if not text:
         return text
-    text = _TEXT_PATTERNS[0].sub(lambda m: f"{m.group(1)} {MASK}", text)
-    text = _TEXT_PATTERNS[1].sub(MASK, text)
-    text = _TEXT_PATTERNS[2].sub(MASK, text)
-    text = _TEXT_PATTERNS[3].sub(lambda m: m.group(1) + MASK, text)
-    return _TEXT_PATTERNS[4].sub(lambda m: m.group(1) + MASK + "@", text)
+    text = _QUOTED_PAIR.sub(_pair, text)
+    text = _HEADER_LINE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = _KEYS.sub(MASK, text)
+    text = _QUERY.sub(_query, text)
+    text = _BARE_PAIR.sub(_bare, text)
+    return _USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)

@@ -3,6 +3,10 @@
 Hooks are called with keyword arguments; an implementation may accept any
 subset of them, so adding an argument later breaks no plugin. Arguments are
 frozen value objects, never seawall's live state.
+
+Only ``seawall_escalate`` may be implemented with ``async def`` (seawall awaits
+it); an ``async def`` implementation of any other hook is refused with a
+``PluginError`` when the plugin is registered, since nothing would await it.
 """
 
 from __future__ import annotations
@@ -79,7 +83,12 @@ def seawall_escalate(incident: Incident) -> Any:
         count, first and last seen.
     :returns: nothing, or an awaitable, which seawall awaits with a timeout.
 
-    Every sink runs; one that raises or hangs does not stop the others.
+    An ``async def`` sink is awaited on the event loop. A plain ``def`` sink
+    runs in a thread of its own, so it may block (an HTTP call with
+    ``requests``, a slow log handler); it must not touch the event loop. Each
+    sink gets ``sink_timeout`` seconds per incident; a sink whose thread is
+    still running from an earlier incident is skipped. Every sink runs; one
+    that raises, blocks or hangs does not stop the others.
     """
 
 

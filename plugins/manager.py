@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import logging
 import os
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -22,6 +24,7 @@ import pluggy
 
 from seawall.plugins import PROJECT_NAME, hookspecs
 from seawall.plugins.builtin import BUILTIN_MODULES, PRIORITY
+from seawall.redact import redact_text
 
 __all__ = [
     "Hooks",
@@ -40,6 +43,42 @@ BUILTIN_PREFIX = "seawall.builtin."
 
 class PluginError(RuntimeError):
     """A plugin could not be loaded or does not fit the hook contract."""
+
+
+#: Hooks whose implementations may be ``async def``: seawall awaits them.
+ASYNC_HOOKS = frozenset({"seawall_escalate"})
+
+#: Why an ``async def`` implementation of each other hook is refused.
+_SYNC_ONLY = {
+    "seawall_classify": "it is called on the request path and its answer is needed at once",
+    "seawall_backoff": "it is called on the request path and its answer is needed at once",
+    "seawall_event": "it is called on the request path, where nothing awaits",
+    "seawall_configure": "it is called once, synchronously, while the Seawall is built",
+}
+
+
+def _refuse_async(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Raise ``PluginError`` when ``plugin`` has an ``async def`` impl of a synchronous hook.
+
+    pluggy would call it and get a coroutine that nobody awaits: a classifier
+    or backoff would silently answer garbage, an observer would never run.
+    """
+    for caller in pm.get_hookcallers(plugin) or ():
+        if caller.name in ASYNC_HOOKS:
+            continue
+        for impl in caller.get_hookimpls():
+            function = impl.function
+            if impl.plugin is not plugin or not (
+                inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+            ):
+                continue
+            why = _SYNC_ONLY.get(caller.name, "seawall calls it synchronously")
+            msg = (
+                f"plugin {name!r} implements {caller.name} with 'async def', but seawall "
+                f"never awaits {caller.name}: {why}. Make it a plain 'def' (hand slow work "
+                "to a queue or a task of your own); only seawall_escalate may be async"
+            )
+            raise PluginError(msg)
 
 
 @attrs.frozen
@@ -70,7 +109,15 @@ class SeawallPluginManager(pluggy.PluginManager):
             listener()
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin``; an ``async def`` impl of a synchronous hook is refused
+        with a ``PluginError`` (and the plugin is not registered)."""
         result = super().register(plugin, name)
+        if result is not None:
+            try:
+                _refuse_async(self, plugin, result)
+            except PluginError:
+                super().unregister(plugin)
+                raise
         self._changed()
         return result
 
@@ -200,7 +247,8 @@ def make_manager(
         )
         raise PluginError(msg) from exc
     if os.environ.get("SEAWALL_TRACE_PLUGINS") == "1":
-        pm.trace.root.setwriter(lambda text: log.debug("%s", text.rstrip()))
+        # Traces show hook arguments (outcomes hold response headers and exceptions).
+        pm.trace.root.setwriter(lambda text: log.debug("%s", redact_text(text.rstrip())))
         pm.enable_tracing()
     return pm
 
@@ -266,12 +314,15 @@ class Hooks:
         seen = self.faults.get(key, 0)
         self.faults[key] = seen + 1
         if not seen:
+            # The traceback is formatted here and redacted: an exception's text can
+            # hold request headers (aiohttp's ClientResponseError does).
+            trace = "".join(traceback.format_exception(exc)).rstrip()
             log.error(
-                "seawall plugin %r raised in %s and was skipped (reported once): %r",
+                "seawall plugin %r raised in %s and was skipped (reported once): %s\n%s",
                 plugin,
                 hook,
-                exc,
-                exc_info=exc,
+                redact_text(repr(exc)),
+                redact_text(trace),
             )
 
     def _answers(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -283,7 +334,7 @@ class Hooks:
                 self.fault(plugin, hook, exc)
                 continue
             if self.tracing:
-                log.debug("%s from %s -> %r", hook, plugin, result)
+                log.debug("%s from %s -> %s", hook, plugin, redact_text(repr(result)))
             yield plugin, result
 
     def first(self, hook: str, **kwargs: Any) -> tuple[Any, str | None]:

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -306,6 +307,36 @@ async def test_problem_body_is_redacted() -> None:
     assert "retry-after" not in resp.headers
 
 
+async def _hang_up(request: web.Request) -> web.StreamResponse:
+    assert request.transport is not None
+    request.transport.close()  # the client sees ServerDisconnectedError
+    return web.Response()
+
+
+async def test_problem_body_never_echoes_the_upstream_path(upstream, make_session) -> None:
+    """The request's path and query stay out of the problem (also a key made from a URL)."""
+    up, server = upstream
+    up.default = _hang_up
+    sw = seawall.Seawall(breaker_policy(enabled=False), entrypoints=False)
+    url = str(server.make_url("/v1/accounts/ACCT-9931/statements").with_query(q="PRIVATE"))
+    app = make_app(sw, make_session(sw), url)
+    async with client(app) as c:
+        real = await c.get("/proxy")
+        app.state.error = seawall.DeadlineExceededError(
+            f"GET {url}: no time left", key="https://api.example.com/v1/accounts/ACCT-9931"
+        )
+        made_up = await c.get("/raise")
+    body = problem(real)
+    assert (real.status_code, body["type"]) == (502, "urn:seawall:problem:retries-exhausted")
+    origin = f"http://127.0.0.1:{server.port}"
+    assert body["upstream"] == origin
+    assert body["detail"] == f"{origin} kept failing; gave up after 1 attempt"
+    assert problem(made_up)["upstream"] == "https://api.example.com"
+    for resp in (real, made_up):
+        assert "ACCT-9931" not in resp.text
+        assert "PRIVATE" not in resp.text
+
+
 async def test_half_open_breaker_says_retry_after_one_second() -> None:
     """A circuit-open error with no wait left still gives Retry-After: 1."""
     sw = seawall.Seawall(entrypoints=False)
@@ -393,6 +424,8 @@ async def test_load_shedding_rejects_beyond_max_concurrency() -> None:
                 seawall=sw,
                 max_concurrency=2,
                 shed_retry_after=2.5,
+                health_path="/_seawall/health",
+                health_detail=True,
                 liveness_path="/live",
             )
         ],
@@ -432,7 +465,14 @@ async def test_health_flips_503_and_back(upstream, make_session) -> None:
     sw = seawall.Seawall(
         breaker_policy(failure_threshold=1, recovery_timeout=10.0), entrypoints=False, clock=clock
     )
-    app = make_app(sw, make_session(sw), str(server.make_url("/x")), liveness_path="/live")
+    app = make_app(
+        sw,
+        make_session(sw),
+        str(server.make_url("/x")),
+        health_path="/_seawall/health",
+        health_detail=True,
+        liveness_path="/live",
+    )
     async with client(app) as c:
         fresh = await c.get("/_seawall/health")
         await c.get("/proxy")
@@ -472,6 +512,35 @@ async def test_health_without_detail_and_paths_configurable(upstream, make_sessi
     async with client(make_app(sw, health_path=None)) as c:
         assert (await c.get("/_seawall/health")).status_code == 404
         assert (await c.get("/_seawall/live")).status_code == 404
+
+
+async def test_health_is_off_by_default_and_its_detail_opt_in(upstream, make_session) -> None:
+    """No endpoint unless a path is given; then only the status, unless detail is allowed."""
+    up, server = upstream
+    sw = seawall.Seawall(entrypoints=False)
+    url = str(server.make_url("/x"))
+    internal = {"x-internal": "1"}
+    async with client(make_app(sw, make_session(sw), url)) as c:
+        await c.get("/proxy")  # a key exists now
+        default = await c.get("/_seawall/health")
+    async with client(make_app(sw, health_path="/_seawall/health")) as c:
+        short = await c.get("/_seawall/health")
+    app = make_app(
+        sw,
+        health_path="/_seawall/health",
+        health_detail=lambda scope: (b"x-internal", b"1") in scope["headers"],
+    )
+    async with client(app) as c:
+        public = await c.get("/_seawall/health")
+        private = await c.get("/_seawall/health", headers=internal)
+    assert default.status_code == 404  # the app's own 404: nothing served by default
+    assert (short.status_code, short.json()) == (200, {"status": "healthy"})
+    assert public.json() == {"status": "healthy"}
+    assert f"127.0.0.1:{server.port}" not in short.text + public.text
+    assert f"http://127.0.0.1:{server.port}" in private.json()["keys"]
+    assert up.hits == 1
+    with pytest.raises(TypeError, match="health_detail='yes'"):
+        SeawallMiddleware(make_app(sw), seawall=sw, health_detail="yes")  # type: ignore[arg-type]
 
 
 # --- non-HTTP scopes ----------------------------------------------------------------

@@ -391,4 +391,6 @@ async def test_raising_event_escalate_and_configure_plugins_are_isolated(
         "seawall_event",
         "seawall_escalate",
     }
-    assert sw.health()["escalation"]["sink_errors"] == 1  # the one that hung
+    escalation = sw.health()["escalation"]
+    assert escalation["sink_errors"] == 2  # the one that raised and the one that hung
+    assert escalation["sink_timeouts"] == 1  # the one that hung

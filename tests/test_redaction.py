@@ -13,6 +13,7 @@ from aiohttp import web
 import seawall
 from seawall.plugins.webhook import WebhookSink
 from seawall.policy import BreakerPolicy, Policy, RetryPolicy
+from seawall.redact import redact_text
 
 from .conftest import status
 
@@ -118,3 +119,141 @@ async def test_secrets_never_leave_through_any_path(upstream, make_session, aioh
     leaks = [needle for needle in NEEDLES if needle in blob]
     assert not leaks, f"secrets leaked: {leaks}"
     assert "***" in blob  # the redacted forms are there instead
+
+
+async def test_client_response_error_text_leaks_nothing(upstream, caplog):
+    """aiohttp's ClientResponseError repr holds the request headers; none reach notes or logs."""
+    from ._helpers import Recorder, policy
+
+    up, server = upstream
+    up.then(status(503), status(503), status(401))
+    recorder = Recorder()
+    sw = seawall.Seawall(plugins=[recorder], entrypoints=False)
+    url = server.make_url("/v1/things").with_query(QUERY)
+    headers = {k: v for k, v in SECRETS.items() if k != "Cookie"}
+    errors: list[aiohttp.ClientResponseError] = []
+    with caplog.at_level(logging.DEBUG, logger="seawall"):
+        async with aiohttp.ClientSession(
+            headers=headers, cookies={"session": "SECRETCOOKIE789"}
+        ) as plain:  # an SDK's own session: seawall sees only the exceptions
+
+            async def fetch() -> str:
+                async with plain.get(url, raise_for_status=True) as resp:
+                    return await resp.text()
+
+            for _ in range(2):  # two 503s (retried once, then given up), then a 401
+                with pytest.raises(aiohttp.ClientResponseError) as info:
+                    await sw.call(fetch, key="api", policy=policy(max_attempts=2))
+                errors.append(info.value)
+        await sw.aclose()
+    assert [e.status for e in errors] == [503, 401]
+    request_headers = errors[0].request_info.headers
+    assert request_headers["x-api-key"] == SECRETS["x-api-key"]  # the secrets were there
+    assert "SECRETCOOKIE789" in request_headers["Cookie"]
+    notes = [note for error in errors for note in error.__notes__]
+    assert any("ClientResponseError(RequestInfo(" in note for note in notes)  # the repr
+    assert len(recorder.incidents) == 1  # the 401
+    texts = [*notes, caplog.text, repr(sw.health())]
+    texts += [r.getMessage() + repr(r.__dict__) for r in caplog.records]
+    texts += [repr(e) + repr(e.as_dict()) for e in recorder.events]
+    texts += [repr(i) + i.summary() for i in recorder.incidents]
+    blob = "\n".join(texts)
+    leaks = [needle for needle in NEEDLES if needle in blob]
+    assert not leaks, f"secrets leaked: {leaks}"
+    assert "'x-api-key': '***'" in blob
+    whole = redact_text(repr(errors[0]))  # records keep 300 characters; the whole repr too
+    assert "'Cookie': '***'" in whole
+    assert not [needle for needle in NEEDLES if needle in whole]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_classify_command_redacts_what_it_echoes(capsys, as_json):
+    """`seawall classify` masks secrets in the URL, the headers and the exception it echoes."""
+    from seawall.cli import main
+
+    argv = [
+        "classify",
+        "--status",
+        "401",
+        "--url",
+        "https://svc:SECRETPASS@api.example.com/v1?api_key=SECRETQAPI&n=1",
+        "--header",
+        f"Authorization: {SECRETS['Authorization']}",
+        "--header",
+        f"x-api-key: {SECRETS['x-api-key']}",
+        "--header",
+        f"Cookie: {SECRETS['Cookie']}",
+        *(["--json"] if as_json else []),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        main(
+            [
+                "classify",
+                "--exception",
+                "ClientResponseError: 503, headers=<CIMultiDictProxy('x-api-key': 'SECRETXAPIKEY', "
+                "'Cookie': 'session=SECRETCOOKIE789')>, url='https://h/?token=SECRETQTOKEN'",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    out += capsys.readouterr().out
+    assert main(["classify", "--status", "500", "--header", "x-api-key SECRETXAPIKEY"]) == 2
+    out += capsys.readouterr().out
+    leaks = [n for n in [*NEEDLES, "SECRETPASS"] if n in out]
+    assert not leaks, f"secrets leaked: {leaks}\n{out}"
+    assert "api_key=***" in out
+    assert "is not 'Name: value'" in out
+    if as_json:
+        assert '"x-api-key": "***"' in out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "headers=<CIMultiDictProxy('X-Api-Key': 'S1', 'Accept': '*/*')>",
+            "headers=<CIMultiDictProxy('X-Api-Key': '***', 'Accept': '*/*')>",
+        ),
+        ('{"token": "S2", "model": "gpt-4o"}', '{"token": "***", "model": "gpt-4o"}'),
+        ("Client(api_key='S3', timeout=5)", "Client(api_key='***', timeout=5)"),
+        ("Cookie: a=S4; b=S5\nnext", "Cookie: ***\nnext"),
+        ("x-api-key=S6 sent", "x-api-key=*** sent"),
+        (
+            "GET /v1?n=1&client_secret=S7&x-amz-signature=S8#top",
+            "GET /v1?n=1&client_secret=***&x-amz-signature=***#top",
+        ),
+        (
+            "TokenExpiredError: token expired; status code=200",
+            "TokenExpiredError: token expired; status code=200",
+        ),
+    ],
+)
+def test_redact_text_masks_secret_pairs_and_leaves_the_rest(text: str, expected: str) -> None:
+    """Secret names decide; other names, prose and status codes stay readable."""
+    assert redact_text(text) == expected
+
+
+async def test_plugin_fault_log_is_redacted(upstream, make_session, caplog) -> None:
+    """A plugin raising with a secret in its message is logged, traceback included, masked."""
+    up, server = upstream
+
+    class Leaky:
+        @seawall.hookimpl(tryfirst=True)
+        def seawall_classify(self, outcome: seawall.Outcome) -> None:
+            raise RuntimeError(
+                f"cannot classify; headers={{'x-api-key': '{SECRETS['x-api-key']}'}}"
+            )
+
+    sw = seawall.Seawall(plugins=[Leaky()], entrypoints=False)
+    with caplog.at_level(logging.DEBUG, logger="seawall"):
+        async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+            assert resp.status == 200  # the built-in classifier answered instead
+        await sw.aclose()
+    (record,) = [r for r in caplog.records if "raised in seawall_classify" in r.getMessage()]
+    assert "Traceback (most recent call last)" in record.getMessage()
+    assert "'x-api-key': '***'" in record.getMessage()
+    assert SECRETS["x-api-key"] not in caplog.text
+    assert up.hits == 1
