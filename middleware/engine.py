@@ -150,7 +150,7 @@ class KeyState:
         self.policy = policy
         self.breaker = Breaker(key, policy.breaker, seawall.clock, seawall._on_transition)
         self.budget = RetryBudget(policy.budget, seawall.clock)
-        self.cooldown = Cooldown(seawall.clock)
+        self.cooldown = Cooldown(seawall.clock, policy.retry.retry_after_max)
         self.stats = KeyStats()
 
 
