@@ -13,6 +13,7 @@ import pytest
 import seawall
 from seawall.cooldown import GUESS_MAX_WAIT, HINT_TTL, SAFETY, Cooldown
 from seawall.llm import RateInfo, parse_duration, rate_info
+
 from ._helpers import Recorder
 from .conftest import Upstream, status
 
@@ -131,7 +132,9 @@ def test_duration_formats() -> None:
         },
         now=0.0,
     )
-    assert info is not None and info.reset is not None and info.reset > 1e11
+    assert info is not None
+    assert info.reset is not None
+    assert info.reset > 1e11
 
 
 # --- end to end: one 200 with an absurd hint, then a real upstream on 127.0.0.1 ----
