@@ -66,6 +66,9 @@ MAX_TOKENS = 100_000_000
 
 _MODEL_NAME_MAX = 200
 
+#: Most distinct usage fields gathered from one stream's events.
+_USAGE_FIELDS_MAX = 64
+
 #: Longest SSE line kept while looking for usage; a longer one stops the scan.
 _LINE_LIMIT = 1024 * 1024
 
@@ -271,6 +274,8 @@ class StreamUsage:
         usage = data.get("usage")
         if isinstance(usage, dict):
             self._usage.update({k: v for k, v in usage.items() if v is not None})
+            if len(self._usage) > _USAGE_FIELDS_MAX:  # no provider sends that many
+                self._broken = True
 
     def _finish(self) -> None:
         if self._model is None or not self._usage:

@@ -141,3 +141,16 @@ def test_decompressing_for_costs_is_bounded() -> None:
     usage = costs.usage_from_json(gzip.compress(small))
     assert usage is not None
     assert usage.input_tokens == 10
+
+
+def test_a_stream_cannot_grow_the_usage_it_gathers() -> None:
+    """An SSE stream naming ever new usage fields stops being read for usage."""
+    done: list[costs.Usage] = []
+    reader = costs.StreamUsage(done.append)
+    for number in range(100):  # bounded: 100 events of 10 new fields each
+        fields = {f"field_{number}_{n}": n for n in range(10)}
+        event = {"model": "gpt-4o", "usage": {"prompt_tokens": 1, **fields}}
+        reader(b"data: " + json.dumps(event).encode() + b"\n\n")
+    reader(b"")
+    assert done == []
+    assert len(reader._usage) <= 64 + 10
