@@ -108,8 +108,14 @@ async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
     """Up to ``limit`` bytes of ``resp``'s body, leaving the whole body readable.
 
     Returns ``None`` without reading when the declared length is above
-    ``limit``. When a body of unknown length turns out longer, returns the
-    first ``limit`` bytes and the caller gets them back followed by the rest.
+    ``limit``. When a body of unknown length (chunked, or decompressed by
+    aiohttp) turns out longer, returns its first ``limit`` bytes and the
+    caller gets them back followed by the rest.
+
+    Never more than ``limit`` bytes (and one to tell whether more follow) are
+    taken from the stream, and the bytes returned are the very object the
+    caller's reader replays: the body is held once, not copied (joining the
+    chunks read makes one short-lived copy).
     """
     length = resp.content_length
     if length is not None and length > limit:
@@ -117,23 +123,27 @@ async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
     old = resp.content
     parts: list[bytes] = []
     size = 0
-    while size <= limit:
-        chunk = await old.readany()
+    while size < limit:
+        chunk = await old.read(limit - size)  # never more than what still fits
         if not chunk:
             break
         parts.append(chunk)
         size += len(chunk)
-    data = b"".join(parts)
+    more = await old.read(1) if size >= limit and not old.at_eof() else b""
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    parts.clear()
     gate = _Gate()
     new = _ReplayReader(gate)
     if data:
         new.feed_data(data)
+    if more:
+        new.feed_data(more)
     if old.at_eof():
         new.feed_eof()
     else:
         _start_pump(old, new, gate, None)
     resp.content = new
-    return data[:limit]
+    return data
 
 
 def tap_body(resp: ClientResponse, tap: Callable[[bytes], None]) -> None:

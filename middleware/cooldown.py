@@ -29,6 +29,13 @@ after the previous one (GCRA). The rate is learnt, best first:
 
 Pacing uses ``SAFETY`` of the learnt rate, so that small timing differences
 between our clock and the upstream's do not cost 429s.
+
+No server hint can take a key down: every wait the cooldown hands out is at
+most ``max_wait`` (the policy's ``retry_after_max``), a learnt rate never
+falls below one request per ``max_wait`` (``floor``), and a rate learnt from
+headers is forgotten ``HINT_TTL`` seconds after the last headers that stated
+it. A 200 saying "0 requests left, reset in 10^12 s" therefore costs callers
+at most one ``max_wait`` each, never a hang or a key that refuses every call.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ __all__ = [
     "GUESS_DOUBLING",
     "GUESS_MAX_WAIT",
     "GUESS_TTL",
+    "HINT_TTL",
     "SAFETY",
     "Cooldown",
 ]
@@ -65,6 +73,12 @@ GUESS_DECREASE_SPACING = 0.1
 #: Seconds without a 429 after which a guessed rate is forgotten.
 GUESS_TTL = 10.0
 
+#: Seconds after the last rate headers after which the rate they stated is forgotten.
+HINT_TTL = 60.0
+
+#: ``max_wait`` when none is given: ``RetryPolicy.retry_after_max``'s default.
+_DEFAULT_MAX_WAIT = 60.0
+
 
 class Cooldown:
     """When the key may be called again, and at what pace, on the engine's clock."""
@@ -73,17 +87,24 @@ class Cooldown:
         "_clock",
         "_decreased_at",
         "_guessed_at",
+        "_hinted_at",
         "_last",
         "_tokens",
         "burst",
         "inflight",
+        "max_wait",
         "rate",
         "rejected",
         "until",
     )
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], max_wait: float = _DEFAULT_MAX_WAIT) -> None:
+        if not max_wait >= 0:  # also refuses NaN
+            msg = f"Cooldown(max_wait={max_wait!r}): give the longest wait in seconds, >= 0"
+            raise ValueError(msg)
         self._clock = clock
+        #: The longest wait handed out (the policy's ``retry_after_max``).
+        self.max_wait = max_wait
         self.until = 0.0
         #: Requests per second the upstream allows, once learnt (``None``: no pacing).
         self.rate: float | None = None
@@ -96,7 +117,13 @@ class Cooldown:
         self._tokens = 0.0
         self._last = 0.0
         self._guessed_at: float | None = None  # when a rate was last guessed from a 429
+        self._hinted_at = 0.0  # when rate headers last stated the rate
         self._decreased_at = 0.0
+
+    @property
+    def floor(self) -> float:
+        """The lowest rate kept: one request per ``max_wait`` (with ``SAFETY``) at least."""
+        return 1.0 / (self.max_wait * SAFETY) if self.max_wait > 0 else float("inf")
 
     def remaining(self) -> float:
         """Seconds left until the shared "until" (0 when the key is not cooling down)."""
@@ -110,8 +137,12 @@ class Cooldown:
         if rate is None:
             return
         guessed_at = self._guessed_at
-        if guessed_at is not None and now - guessed_at > GUESS_TTL:
-            self.rate, self._guessed_at = None, None
+        if guessed_at is not None:
+            if now - guessed_at > GUESS_TTL:
+                self.rate, self._guessed_at = None, None
+                return
+        elif now - self._hinted_at > HINT_TTL:
+            self.rate = None
             return
         elapsed = now - self._last
         if elapsed > 0:
@@ -144,6 +175,8 @@ class Cooldown:
                     self._tokens = after
                 elif self._guessed_at is not None:
                     wait = until_wait if until_wait > 0 else 0.0  # a guess never refuses
+        if wait > self.max_wait:
+            wait = self.max_wait  # whatever the hints said or how far behind the pace is
         if max_wait is not None and wait >= max_wait > 0:
             self.rejected += 1
         return wait
@@ -168,7 +201,8 @@ class Cooldown:
             if rate is not None:
                 if self.rate is None or self._guessed_at is not None:
                     self._tokens, self._last = float(info.remaining), now
-                self.rate, self._guessed_at = rate, None
+                self.rate, self._guessed_at = max(rate, self.floor), None
+                self._hinted_at = now
                 self.burst = float(max(1, info.limit))
             if self.rate is not None:
                 self._refill(now)
@@ -183,8 +217,10 @@ class Cooldown:
         takes the tightest bound, and a 429 while already paced also cuts it
         by ``GUESS_DECREASE`` (at most once per ``GUESS_DECREASE_SPACING``).
         """
+        if not seconds >= 0:  # a NaN or negative wait says nothing
+            return
         now = self._clock()
-        self.until = max(self.until, now + seconds)
+        self.until = max(self.until, now + min(seconds, self.max_wait))
         if self.rate is not None and self._guessed_at is None:  # headers said the rate
             self._refill(now)
             self._tokens = min(self._tokens, 0.0)
@@ -199,6 +235,6 @@ class Cooldown:
             rate = min(self.rate, bound)
             if now - self._decreased_at >= GUESS_DECREASE_SPACING:
                 rate, self._decreased_at = min(rate, self.rate * GUESS_DECREASE), now
-            self.rate = rate
+            self.rate = max(rate, self.floor)
         self._guessed_at, self._last, self.burst = now, now, 1.0
         self._tokens = min(self._tokens, 0.0)

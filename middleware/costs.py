@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from seawall.engine import Seawall
 
 __all__ = [
+    "MAX_COST_KEYS",
+    "MAX_MODELS_PER_KEY",
+    "MAX_TOKENS",
+    "OTHER",
     "SUCCESS_BODY_LIMIT",
     "CostTracker",
     "ModelCost",
@@ -43,6 +47,27 @@ log = logging.getLogger("seawall.costs")
 
 #: Largest successful JSON answer read for its usage; larger ones are not priced.
 SUCCESS_BODY_LIMIT = 4 * 1024 * 1024
+
+#: Most model entries kept per key: model names come from the upstream's answers,
+#: so a hostile upstream could name a new model in every answer. Calls of further
+#: models (and of names longer than ``_MODEL_NAME_MAX``) are added up under ``OTHER``.
+MAX_MODELS_PER_KEY = 50
+
+#: Most keys with cost totals; calls of further keys are added up under ``OTHER``.
+MAX_COST_KEYS = 10_000
+
+#: The bucket of calls past ``MAX_MODELS_PER_KEY`` or ``MAX_COST_KEYS``.
+OTHER = "(other)"
+
+#: Most tokens one call may report in each count (input, output, cache reads,
+#: cache writes): far above any real context window. An answer reporting more,
+#: or a negative, fractional or non-numeric count, is not priced.
+MAX_TOKENS = 100_000_000
+
+_MODEL_NAME_MAX = 200
+
+#: Most distinct usage fields gathered from one stream's events.
+_USAGE_FIELDS_MAX = 64
 
 #: Longest SSE line kept while looking for usage; a longer one stops the scan.
 _LINE_LIMIT = 1024 * 1024
@@ -96,16 +121,40 @@ def parse_usage(data: Any) -> Usage | None:
     except Exception as exc:  # the database could not read this shape
         log.debug("seawall: could not read usage of a %s answer: %r", provider, exc)
         return None
+    counts = [
+        _tokens(value)
+        for value in (
+            found.input_tokens,
+            found.output_tokens,
+            found.cache_read_tokens,
+            found.cache_write_tokens,
+        )
+    ]
+    if None in counts:
+        log.debug("seawall: not pricing a %s answer with absurd usage %r", provider, counts)
+        return None
+    input_tokens, output_tokens, cache_read, cache_write = (int(n or 0) for n in counts)
     return Usage(
         model=model,
         provider=provider,
         flavor=flavor,
-        input_tokens=int(found.input_tokens or 0),
-        output_tokens=int(found.output_tokens or 0),
-        cache_read_tokens=int(found.cache_read_tokens or 0),
-        cache_write_tokens=int(found.cache_write_tokens or 0),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
         raw=data,
     )
+
+
+def _tokens(value: Any) -> int | None:
+    """A sane token count (0 when absent), or ``None`` for an absurd one."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not 0 <= value <= MAX_TOKENS or value != int(value):  # NaN fails the first test
+        return None
+    return int(value)
 
 
 def price(usage: Usage) -> Decimal | None:
@@ -129,17 +178,27 @@ def price(usage: Usage) -> Decimal | None:
 
 
 def _decompress(body: bytes) -> bytes:
-    """A gzip or zlib body (sessions that do not decompress), bounded; else as it is."""
+    """A gzip or zlib body (sessions that do not decompress), bounded; else as it is.
+
+    The compressed and the decompressed bytes together stay within
+    ``SUCCESS_BODY_LIMIT``; a body that would inflate past it gives ``b""``
+    (not priced), like a plain body above the limit.
+    """
     if body[:2] == b"\x1f\x8b":
         wbits = 31
     elif body[:1] == b"\x78":
         wbits = 15
     else:
         return body
+    room = SUCCESS_BODY_LIMIT - len(body)
+    if room <= 0:
+        return b""
+    inflater = zlib.decompressobj(wbits)
     try:
-        return zlib.decompressobj(wbits).decompress(body, SUCCESS_BODY_LIMIT)
+        data = inflater.decompress(body, room)
     except zlib.error:
         return body
+    return data if inflater.eof and not inflater.unconsumed_tail else b""
 
 
 def usage_from_json(body: bytes) -> Usage | None:
@@ -215,6 +274,8 @@ class StreamUsage:
         usage = data.get("usage")
         if isinstance(usage, dict):
             self._usage.update({k: v for k, v in usage.items() if v is not None})
+            if len(self._usage) > _USAGE_FIELDS_MAX:  # no provider sends that many
+                self._broken = True
 
     def _finish(self) -> None:
         if self._model is None or not self._usage:
@@ -258,12 +319,26 @@ class CostTracker:
         self.by_key: dict[str, dict[str, ModelCost]] = {}
 
     def record(self, key: str, usage: Usage) -> Decimal | None:
-        """Price ``usage`` and add it to ``key``'s totals; return the call's cost."""
+        """Price ``usage`` and add it to ``key``'s totals; return the call's cost.
+
+        Past ``MAX_COST_KEYS`` keys or ``MAX_MODELS_PER_KEY`` models of a key,
+        the call is added up under ``OTHER`` (priced as its own model all the same).
+        """
         cost = price(usage)
-        models = self.by_key.setdefault(key, {})
-        entry = models.get(usage.model)
+        by_key = self.by_key
+        models = by_key.get(key)
+        if models is None:
+            if len(by_key) >= MAX_COST_KEYS:
+                key = OTHER
+            models = by_key.setdefault(key, {})
+        name = usage.model
+        entry = models.get(name)
         if entry is None:
-            entry = models[usage.model] = ModelCost()
+            if len(name) > _MODEL_NAME_MAX or len(models) >= MAX_MODELS_PER_KEY:
+                name = OTHER
+            entry = models.get(name)
+            if entry is None:
+                entry = models[name] = ModelCost()
         entry.add(usage, cost)
         return cost
 

@@ -68,7 +68,8 @@ __all__ = ["Attempt", "BrokenBody", "CallSpec", "FirstAttempt", "KeyState", "Rou
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Most keys kept; past it, keys whose breaker is closed are forgotten first.
+#: Most keys kept; past it, the least recently used are forgotten, whatever their
+#: breakers' states, ``MAX_KEYS // 8`` at a time (see ``Seawall._forget_idle``).
 MAX_KEYS = 10_000
 
 
@@ -145,14 +146,16 @@ class CallSpec:
 class KeyState:
     """Everything seawall remembers about one key."""
 
-    __slots__ = ("breaker", "budget", "cooldown", "key", "policy", "stats")
+    __slots__ = ("breaker", "budget", "cooldown", "key", "policy", "seen", "stats")
 
     def __init__(self, key: str, policy: Policy, seawall: Seawall) -> None:
         self.key = key
+        #: ``stats.requests`` when the registry last looked: a key used since is recent.
+        self.seen = 0
         self.policy = policy
         self.breaker = Breaker(key, policy.breaker, seawall.clock, seawall._on_transition)
         self.budget = RetryBudget(policy.budget, seawall.clock)
-        self.cooldown = Cooldown(seawall.clock)
+        self.cooldown = Cooldown(seawall.clock, policy.retry.retry_after_max)
         self.stats = KeyStats()
 
 
@@ -434,12 +437,38 @@ class Seawall:
         return state
 
     def _forget_idle(self) -> None:
-        self._route_cache.clear()  # routes hold states
-        for key, state in list(self._states.items()):
-            if state.breaker.state is BreakerState.CLOSED:
-                del self._states[key]
-                if len(self._states) < MAX_KEYS // 2:
-                    return
+        """Forget the ``MAX_KEYS // 8`` least recently used keys (second-chance LRU).
+
+        ``_states`` is in insertion order. From the oldest on, a key that
+        served requests since the last look gets a second chance (it moves to
+        the end); the others are forgotten, whatever their breaker's state.
+        Each key looked at is either forgotten or was used in between, so the
+        cost per new key is O(1) amortised, however many breakers are open.
+        The route cache is cleared once per batch, so that no route keeps
+        counting on a forgotten state.
+        """
+        states = self._states
+        wanted = len(states) - (MAX_KEYS - max(1, MAX_KEYS // 8))
+        forget: list[str] = []
+        recent: list[KeyState] = []
+        for key, state in states.items():
+            requests = state.stats.requests
+            if requests != state.seen:
+                state.seen = requests
+                recent.append(state)
+            else:
+                forget.append(key)
+                if len(forget) >= wanted:
+                    break
+        short = wanted - len(forget)
+        if short > 0:  # every key was busy: the oldest go all the same
+            forget.extend(state.key for state in recent[:short])
+            recent = recent[short:]
+        for key in forget:
+            del states[key]
+        for state in recent:
+            states[state.key] = states.pop(state.key)  # to the end: recently used
+        self._route_cache.clear()
 
     # --- the aiohttp and coroutine adapters -----------------------------------
 
