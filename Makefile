@@ -10,16 +10,31 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Strict editable mode (so mypy sees the real package layout) links files at
+# Two installs. The demo needs seawall and its `demo` extra only, in the
+# ordinary editable mode (nothing to re-link, no warning banner); everything
+# else needs the `test` extra (pytest, ruff, mypy, the SDKs, ...) in strict
+# editable mode, the only one mypy can follow. Strict mode links files at
 # install time: the package folders are prerequisites, since adding a module
 # changes their modification time and must re-link.
 PKG_DIRS := middleware plugins plugins/builtin
+DEMO_STAMP := $(VENV)/.demo-installed
 
 $(STAMP): $(PY) pyproject.toml $(PKG_DIRS)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]" --config-settings editable_mode=strict
 	touch $(STAMP)
 
-demo: $(STAMP)
+# After `make test` the full install serves the demo too (re-installing in
+# the ordinary mode would break mypy's view of the package).
+$(DEMO_STAMP): $(PY) pyproject.toml
+	@if [ -f $(STAMP) ]; then \
+		$(MAKE) --no-print-directory $(STAMP); \
+	else \
+		echo "installing seawall[demo] into $(VENV) ..."; \
+		$(PY) -m pip install --quiet --disable-pip-version-check -e ".[demo]"; \
+	fi
+	@touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/seawall demo
 
 lint: $(STAMP)
