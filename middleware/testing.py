@@ -57,6 +57,7 @@ def __getattr__(name: str) -> object:
     msg = f"module 'seawall.testing' has no attribute {name!r}"
     raise AttributeError(msg)
 
+
 _state: dict[str, object] = {"on": False, "attempts": None}
 
 

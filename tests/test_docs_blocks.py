@@ -117,7 +117,7 @@ asyncio.run(main())
 
 #: An ``llm`` fragment runs with the fake provider standing in for the OpenAI
 #: API: ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` point the SDK at it.
-_LLM = '''
+_LLM = """
 import asyncio
 import os
 
@@ -137,7 +137,7 @@ async def main():
 
 
 asyncio.run(main())
-'''
+"""
 
 SETUPS = {"service": (_SERVICE, 12), "llm": (_LLM, 8)}
 
