@@ -1,5 +1,8 @@
 """A fake OpenAI and Anthropic API on 127.0.0.1, for tests, examples and benchmarks.
 
+Its documented home is ``seawall.testing`` (``from seawall.testing import
+FakeProvider``); this module stays importable for old code.
+
 It answers ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/responses``
 (OpenAI) and ``POST /v1/messages`` (Anthropic) in the providers' shapes,
 streams SSE when the body says ``"stream": true``, and can be scripted to

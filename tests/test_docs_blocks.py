@@ -269,3 +269,28 @@ def test_readme_first_program_shows_retries_and_the_breaker_offline(tmp_path: Pa
     assert done.stdout.splitlines()[5] == "7 attempts, 3 retries, breaker open"
     hosts = set(log.read_text(encoding="utf-8").split())
     assert hosts == {"127.0.0.1"}
+
+
+# --- docs/index.md is a map of everything -------------------------------------------
+
+
+def test_index_links_every_page_and_names_every_example() -> None:
+    """docs/index.md links every page under docs/ and mentions every file in examples/."""
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    links = set(re.findall(r"\]\((?!https?://)([^)#\s]+)", index))
+    pages = {
+        str(p.relative_to(ROOT / "docs"))
+        for p in (ROOT / "docs").rglob("*.md")
+        if p.name != "index.md"
+    }
+    assert sorted(pages - links) == [], "link these pages from docs/index.md"
+    examples = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "examples").rglob("*")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and "build" not in p.parts
+        and ".egg-info" not in str(p)
+    }
+    missing = sorted(e for e in examples if f"`{e}`" not in index)
+    assert missing == [], "name these examples in docs/index.md"
