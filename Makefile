@@ -8,18 +8,35 @@ STAMP := $(VENV)/.installed
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 
-# Strict editable mode (so mypy sees the real package layout) links files at
-# install time: the package folders are prerequisites, since adding a module
-# changes their modification time and must re-link.
+# Two installs. The demo needs seawall and its `demo` extra (rich) only: a
+# regular install, re-done when a source file changes; no editable link, so no
+# setuptools banner. Everything else needs the `test` extra (pytest, ruff, mypy,
+# the SDKs, matplotlib, ...) in strict editable mode, the only one mypy can
+# follow. Strict mode links files at install time: the package folders are
+# prerequisites, since adding a module changes their modification time and
+# must re-link.
 PKG_DIRS := middleware plugins plugins/builtin
+PKG_FILES := $(shell find $(PKG_DIRS) -name '*.py')
+DEMO_STAMP := $(VENV)/.demo-installed
 
 $(STAMP): $(PY) pyproject.toml $(PKG_DIRS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]" --config-settings editable_mode=strict
 	touch $(STAMP)
 
-demo: $(STAMP)
+# After `make test` the full install serves the demo too (a regular install
+# over it would take mypy's view of the package away).
+$(DEMO_STAMP): $(PY) pyproject.toml $(PKG_FILES)
+	@if [ -f $(STAMP) ]; then \
+		$(MAKE) --no-print-directory $(STAMP); \
+	else \
+		echo "installing seawall[demo] into $(VENV) (about 30 s)"; \
+		$(PY) -m pip install --quiet --disable-pip-version-check ".[demo]"; \
+	fi
+	@touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/seawall demo
 
 lint: $(STAMP)

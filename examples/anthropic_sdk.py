@@ -15,7 +15,7 @@ import anthropic
 from httpx_aiohttp.httpx2 import AiohttpTransport
 
 import seawall
-from seawall.fake_llm import FakeProvider, anthropic_error
+from seawall.testing import FakeProvider, anthropic_error
 
 MODEL = "claude-3-5-haiku-latest"
 

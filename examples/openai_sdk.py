@@ -15,7 +15,7 @@ import openai
 from httpx_aiohttp.httpx2 import AiohttpTransport
 
 import seawall
-from seawall.fake_llm import FakeProvider, openai_error, status
+from seawall.testing import FakeProvider, openai_error, status
 
 
 async def ask(base_url: str, api_key: str) -> None:

@@ -33,7 +33,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            out.write("--plot needs matplotlib: pip install 'seawall[demo]'\n")
+            out.write("--plot needs matplotlib: pip install 'seawall[plot]'\n")
             return 1
     config = DemoConfig(
         duration=args.duration, clients=args.clients, rate=args.rate, seed=args.seed

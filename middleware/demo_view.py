@@ -1,6 +1,6 @@
 """How ``seawall demo`` shows itself: live progress, the comparison table, the plot.
 
-``rich`` and ``matplotlib`` (the ``demo`` extra) are imported only here and
+``rich`` (the ``demo`` extra) and ``matplotlib`` (``plot``) are imported only here and
 only when used; without rich the progress is a plain line every few seconds
 (none when stdout is not a terminal) and the table is plain text.
 """

@@ -1,9 +1,12 @@
 """A fake OpenAI and Anthropic API on 127.0.0.1, for tests, examples and benchmarks.
 
+Its documented home is ``seawall.testing`` (``from seawall.testing import
+FakeProvider``); this module stays importable for old code.
+
 It answers ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/responses``
 (OpenAI) and ``POST /v1/messages`` (Anthropic) in the providers' shapes,
 streams SSE when the body says ``"stream": true``, and can be scripted to
-fail: ``fake.then(fake_llm.openai_error(429, "insufficient_quota"))``. With
+fail: ``fake.then(openai_error(429, "insufficient_quota"))``. With
 ``rate=`` it enforces a token bucket like the providers do: answers carry
 rate-limit headers and a request over the limit gets a 429 with
 ``retry-after-ms``.

@@ -13,6 +13,14 @@
 
 Decisions stay the same in test mode: a wait longer than the deadline still
 stops retries; it is only the sleeping that is skipped.
+
+The fake OpenAI/Anthropic API for offline tests lives here too (defined in
+``seawall.fake_llm``, imported on first use so that ``import seawall`` does
+not load ``aiohttp.web``)::
+
+    async with seawall.testing.FakeProvider() as fake:
+        fake.then(seawall.testing.openai_error(429, "rate_limit_exceeded"))
+        client = openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key="sk-test")
 """
 
 from __future__ import annotations
@@ -20,8 +28,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-__all__ = ["cap_attempts", "is_testing", "mode", "set_testing", "sleep"]
+if TYPE_CHECKING:
+    from seawall.fake_llm import FakeProvider, anthropic_error, openai_error, status
+
+__all__ = [
+    "FakeProvider",
+    "anthropic_error",
+    "cap_attempts",
+    "is_testing",
+    "mode",
+    "openai_error",
+    "set_testing",
+    "sleep",
+    "status",
+]
+
+#: Names served from ``seawall.fake_llm`` on first access.
+_FAKE_PROVIDER_NAMES = frozenset({"FakeProvider", "anthropic_error", "openai_error", "status"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _FAKE_PROVIDER_NAMES:
+        from seawall import fake_llm
+
+        return getattr(fake_llm, name)
+    msg = f"module 'seawall.testing' has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 _state: dict[str, object] = {"on": False, "attempts": None}
 

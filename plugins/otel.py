@@ -16,12 +16,19 @@ built-in counters when the SDK collects, except the histogram:
 - observable gauge ``seawall.breaker.state`` (``seawall.breaker.state``; 1 for
   the current state, 0 for the others);
 - histogram ``seawall.request.duration`` (seconds, whole calls, retries
-  included), recorded when each call finishes.
+  included), recorded when each call finishes;
+- what LLM calls cost (``sw.costs()``), with ``seawall.key`` and
+  ``seawall.llm.model``: observable counters ``seawall.llm.calls``,
+  ``seawall.llm.tokens`` (``seawall.llm.token.kind``: ``input``, ``output``,
+  ``cache_read``, ``cache_write``), ``seawall.llm.cost`` (US dollars) and
+  ``seawall.llm.unpriced_calls``.
 
 Span events on the caller's current span (when it is recording):
 ``seawall.retry`` for each scheduled retry (attempt, delay, reason, category)
-and ``seawall.rejected`` for each call or retry refused without an upstream
-call (reason ``breaker``, ``budget``, ``deadline``, ``cooldown``...).
+``seawall.rejected`` for each call or retry refused without an upstream
+call (reason ``breaker``, ``budget``, ``deadline``, ``cooldown``...), and
+``seawall.cost`` for each priced LLM call (model, token counts, ``cost_usd``
+as a float, absent for a model without a price).
 
 The histogram and the span events come from ``seawall_event``, so with this
 plugin the engine builds event objects; ``OTelMetrics()`` gives the
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
@@ -43,12 +51,16 @@ from seawall.metrics import LATENCY_BUCKETS, KeyStats
 from seawall.plugins import hookimpl
 
 if TYPE_CHECKING:
+    from seawall.costs import ModelCost
     from seawall.engine import KeyState, Seawall
     from seawall.events import Event
 
-__all__ = ["OTelMetrics", "OTelPlugin"]
+__all__ = ["TOKEN_KINDS", "OTelMetrics", "OTelPlugin"]
 
 _SCOPE = "seawall"
+
+#: The token counts of ``seawall.costs.ModelCost``, by ``seawall.llm.token.kind``.
+TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 
 
 class _Metrics:
@@ -97,6 +109,37 @@ class _Metrics:
             [self._breaker_state],
             description="Circuit breaker state: 1 for the current one, 0 for the others.",
         )
+        meter.create_observable_counter(
+            "seawall.llm.calls",
+            [self._costs(lambda cost: [({}, cost.calls)])],
+            unit="{call}",
+            description="Priced LLM calls.",
+        )
+        meter.create_observable_counter(
+            "seawall.llm.tokens",
+            [
+                self._costs(
+                    lambda cost: [
+                        ({"seawall.llm.token.kind": kind}, getattr(cost, f"{kind}_tokens"))
+                        for kind in TOKEN_KINDS
+                    ]
+                )
+            ],
+            unit="{token}",
+            description="Tokens of LLM calls, by kind (input includes the cached ones).",
+        )
+        meter.create_observable_counter(
+            "seawall.llm.cost",
+            [self._costs(lambda cost: [({}, float(cost.cost_usd))])],
+            unit="USD",
+            description="What LLM calls cost, in US dollars (genai-prices).",
+        )
+        meter.create_observable_counter(
+            "seawall.llm.unpriced_calls",
+            [self._costs(lambda cost: [({}, cost.unpriced_calls)])],
+            unit="{call}",
+            description="LLM calls of a model without a known price (not in the cost).",
+        )
         self.duration = meter.create_histogram(
             "seawall.request.duration",
             unit="s",
@@ -125,6 +168,24 @@ class _Metrics:
                 for value, n in counter.items():
                     totals[key, value] = totals.get((key, value), 0) + n
             return [Observation(n, {"seawall.key": k, label: v}) for (k, v), n in totals.items()]
+
+        return observe
+
+    def _costs(
+        self, values: Callable[[ModelCost], list[tuple[dict[str, str], float]]]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        """A callback observing ``values(cost)`` per key and model, summed over seawalls."""
+
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            totals: dict[tuple[tuple[str, str], ...], float] = {}
+            for sw in list(self.seawalls):
+                for key, models in list(sw.cost_tracker.by_key.items()):
+                    for model, cost in list(models.items()):
+                        base = {"seawall.key": key, "seawall.llm.model": model}
+                        for extra, value in values(cost):
+                            labels = tuple(sorted({**base, **extra}.items()))
+                            totals[labels] = totals.get(labels, 0) + value
+            return [Observation(value, dict(labels)) for labels, value in totals.items()]
 
         return observe
 
@@ -179,13 +240,15 @@ class OTelPlugin(OTelMetrics):
             elapsed: float = getattr(event, "elapsed", 0.0)
             self._metrics.duration.record(elapsed, {"seawall.key": event.key})
             return
-        if kind not in ("retry", "rejected"):
+        if kind not in ("retry", "rejected", "cost"):
             return
         span = trace.get_current_span()
         if not span.is_recording():
             return
         attributes: dict[str, Any] = {}
         for name, value in event.as_dict().items():
-            if name not in ("timestamp", "kind") and value is not None and value != "":
-                attributes[f"seawall.{name}"] = value
+            if name in ("timestamp", "kind") or value is None or value == "":
+                continue
+            # OTel attributes take str, bool, int and float: a Decimal cost becomes a float.
+            attributes[f"seawall.{name}"] = float(value) if isinstance(value, Decimal) else value
         span.add_event(f"seawall.{kind}", attributes)

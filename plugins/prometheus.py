@@ -24,6 +24,12 @@ Prometheus object is touched per request. Every series has a ``key`` label:
   included, with seawall's fixed buckets);
 
 plus ``seawall_escalation_total{event}`` and ``seawall_plugin_faults_total{plugin,hook}``.
+
+What LLM calls cost (``sw.costs()``), per ``key`` and ``model``:
+``seawall_llm_calls_total``, ``seawall_llm_tokens_total{kind}`` (``input``,
+``output``, ``cache_read``, ``cache_write``; input counts the cached ones too),
+``seawall_llm_cost_usd_total`` and ``seawall_llm_unpriced_calls_total`` (calls
+of a model the price database does not know, so not in the cost).
 Several ``Seawall`` objects on one registry are summed per key.
 ``sw.reset_metrics()`` restarts the counters, which Prometheus treats as a
 counter reset.
@@ -55,7 +61,14 @@ if TYPE_CHECKING:
 
     from seawall.engine import Seawall
 
-__all__ = ["PrometheusPlugin", "SeawallCollector", "aiohttp_app", "aiohttp_handler", "asgi_app"]
+__all__ = [
+    "TOKEN_KINDS",
+    "PrometheusPlugin",
+    "SeawallCollector",
+    "aiohttp_app",
+    "aiohttp_handler",
+    "asgi_app",
+]
 
 _COUNTERS = (
     ("requests", "Calls started through seawall."),
@@ -69,6 +82,9 @@ _COUNTERS = (
 )
 
 _Labels = tuple[str, ...]
+
+#: The token counts of ``seawall.costs.ModelCost``, by their ``kind`` label.
+TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 
 
 class SeawallCollector(Collector):
@@ -134,6 +150,25 @@ class SeawallCollector(Collector):
             buckets = [(_le(bound), float(n)) for bound, n in hist.cumulative()]
             duration.add_metric([key], buckets, hist.sum)
         yield duration
+        yield _counter("llm_calls", "Priced LLM calls.", ["key", "model"], sums["llm_calls"])
+        yield _counter(
+            "llm_tokens",
+            "Tokens of LLM calls, by kind (input includes the cached ones).",
+            ["key", "model", "kind"],
+            sums["llm_tokens"],
+        )
+        yield _counter(
+            "llm_cost_usd",
+            "What LLM calls cost, in US dollars (genai-prices).",
+            ["key", "model"],
+            sums["llm_cost"],
+        )
+        yield _counter(
+            "llm_unpriced_calls",
+            "LLM calls of a model without a known price (not in the cost).",
+            ["key", "model"],
+            sums["llm_unpriced"],
+        )
         yield _counter(
             "escalation",
             "Escalation incidents by what happened to them.",
@@ -176,6 +211,14 @@ class SeawallCollector(Collector):
             sums["budget"][label] += state.budget.balance()
             hist = histograms.setdefault(key, LatencyHistogram())
             hist.merge(stats.latency)
+        for key, models in list(sw.cost_tracker.by_key.items()):
+            for model, cost in list(models.items()):
+                sums["llm_calls"][(key, model)] += cost.calls
+                sums["llm_cost"][(key, model)] += float(cost.cost_usd)
+                sums["llm_unpriced"][(key, model)] += cost.unpriced_calls
+                for kind in TOKEN_KINDS:
+                    tokens = getattr(cost, f"{kind}_tokens")
+                    sums["llm_tokens"][(key, model, kind)] += tokens
         for event, n in sw.escalator.stats.items():
             sums["escalation"][(event,)] += n
         for (plugin, hook), n in sw.hooks.faults.items():

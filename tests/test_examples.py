@@ -255,19 +255,22 @@ def readme_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
 
 
-async def test_readme_usage_example_runs(upstream, capsys, monkeypatch) -> None:
-    """The README's usage example works as written, pointed at a local upstream."""
+async def test_readme_service_example_runs(upstream, capsys, monkeypatch) -> None:
+    """The README's service fragment, run against a local upstream that fails once:
+    the caller sees the 200 the retry got, then sw.call's result, then "healthy"."""
+    import textwrap
+
+    import aiohttp
+
     monkeypatch.setenv("SEAWALL_LOAD_PLUGINS", "")  # no installed entry-point plugins
     up, server = upstream
     up.then(status(503))
-    code = readme_blocks()[0]
-    assert code.count('"https://api.example.com/v1/things"') == 1
-    assert code.rstrip().endswith("asyncio.run(main())")
-    code = code.replace('"https://api.example.com/v1/things"', repr(str(server.make_url("/"))))
-    code = code.rstrip().removesuffix("asyncio.run(main())")
-    namespace: dict[str, object] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    await namespace["main"]()
+    code = readme_blocks()[1]
+    assert "session.get(url)" in code
+    source = "async def block(url):\n" + textwrap.indent(code, "    ")
+    namespace: dict[str, object] = {"seawall": seawall, "aiohttp": aiohttp}
+    exec(compile(source, "README.md", "exec"), namespace)
+    await namespace["block"](str(server.make_url("/")))
     assert capsys.readouterr().out.split() == ["200", "{'id':", "42}", "healthy"]
     assert up.hits == 2
 
@@ -278,7 +281,7 @@ def test_readme_plugin_example_registers(monkeypatch) -> None:
     from yarl import URL
 
     namespace: dict[str, object] = {"seawall": seawall}
-    exec(compile(readme_blocks()[1], "README.md", "exec"), namespace)
+    exec(compile(readme_blocks()[2], "README.md", "exec"), namespace)
     sw = namespace["sw"]
     assert isinstance(sw, seawall.Seawall)
     (info,) = sw.list_plugins()
