@@ -23,7 +23,7 @@ import attrs
 from yarl import URL
 
 import seawall.watchdog as _watchdog
-from seawall import testing as _testing
+from seawall import _testmode as _testing
 from seawall.breaker import CLOSED_PERMIT, Breaker, BreakerState, Permit, Transition
 from seawall.budget import RetryBudget
 from seawall.context import merge as merge_context

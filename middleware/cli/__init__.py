@@ -25,9 +25,9 @@ __all__ = ["build_parser", "main"]
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
 
-    from seawall.demo import DemoConfig, run_demo
-    from seawall.demo_stats import BUCKET, breaker_timeline, calls_per_bucket, report
-    from seawall.demo_view import plot, print_table, progress_display, rich_available
+    from seawall.cli.demo import DemoConfig, run_demo
+    from seawall.cli.demo_stats import BUCKET, breaker_timeline, calls_per_bucket, report
+    from seawall.cli.demo_view import plot, print_table, progress_display, rich_available
 
     if args.plot:
         try:
@@ -189,7 +189,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _classify(args: argparse.Namespace, out: TextIO) -> int:
-    from seawall.cli_classify import build_exception, explain, parse_header
+    from seawall.cli.classify import build_exception, explain, parse_header
     from seawall.config import ConfigError
     from seawall.engine import Seawall
 
