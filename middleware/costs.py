@@ -4,7 +4,7 @@ Prices come from the maintained price database ``genai-prices`` (extra
 ``llm``; imported lazily, here only). Usage is read from successful JSON
 answers of LLM routes (OpenAI chat completions and responses, Anthropic
 messages; cache tokens included) and, for streamed (SSE) answers, from the
-final usage chunk as it streams past. ``sw.costs()`` returns ``report(sw)``.
+final usage chunk as it streams past. ``sw.costs()`` returns ``report(states, tracker)``.
 
 Input tokens are all prompt tokens, cached ones included (for Anthropic:
 ``input_tokens`` plus the cache reads and writes, as genai-prices counts
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -23,8 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from seawall.events import CallCost
+from seawall.llm import LLM_HOSTS
+from seawall.stats import KeyStats
+
 if TYPE_CHECKING:
-    from seawall.engine import Seawall
+    from seawall.plugins.hooks import Hooks
+    from seawall.state import KeyState
 
 __all__ = [
     "MAX_COST_KEYS",
@@ -346,7 +352,7 @@ class CostTracker:
         self.by_key.clear()
 
 
-def report(sw: Seawall) -> dict[str, Any]:
+def report(states: Mapping[str, KeyState], tracker: CostTracker) -> dict[str, Any]:
     """``sw.costs()``: per key, what the calls cost and what failures cost.
 
     Per key: ``models`` (calls, tokens, ``cost_usd`` as ``Decimal``),
@@ -355,13 +361,8 @@ def report(sw: Seawall) -> dict[str, Any]:
     the breaker and the cooldown, which never reached the upstream). Keys are
     those with priced calls and those of LLM routes.
     """
-    from seawall.llm import LLM_HOSTS
-    from seawall.metrics import KeyStats
-
-    tracker = sw.cost_tracker
     keys: dict[str, Any] = {}
     total = Decimal(0)
-    states = sw._states
     for key in [*states, *(k for k in tracker.by_key if k not in states)]:
         models = tracker.by_key.get(key, {})
         state = states.get(key)
@@ -394,14 +395,12 @@ def report(sw: Seawall) -> dict[str, Any]:
     }
 
 
-def account(sw: Seawall, key: str, url: str, usage: Usage, *, streamed: bool = False) -> None:
+def account(
+    tracker: CostTracker, hooks: Hooks, key: str, url: str, usage: Usage, *, streamed: bool = False
+) -> None:
     """Price and record one successful call; tell ``seawall_event`` observers its cost."""
-    cost = sw.cost_tracker.record(key, usage)
-    if sw.hooks.has("seawall_event"):
-        import time
-
-        from seawall.events import CallCost
-
+    cost = tracker.record(key, usage)
+    if hooks.has("seawall_event"):
         event = CallCost(
             key=key,
             timestamp=time.time(),
@@ -414,4 +413,4 @@ def account(sw: Seawall, key: str, url: str, usage: Usage, *, streamed: bool = F
             cost_usd=cost,
             streamed=streamed,
         )
-        sw.hooks.each("seawall_event", event=event)
+        hooks.each("seawall_event", event=event)

@@ -52,8 +52,9 @@ from seawall.plugins import hookimpl
 
 if TYPE_CHECKING:
     from seawall.costs import ModelCost
-    from seawall.engine import KeyState, Seawall
+    from seawall.engine import Seawall
     from seawall.events import Event
+    from seawall.state import KeyState
 
 __all__ = ["TOKEN_KINDS", "OTelMetrics", "OTelPlugin"]
 
@@ -149,7 +150,7 @@ class _Metrics:
 
     def _states(self) -> Iterator[tuple[str, KeyState]]:
         for sw in list(self.seawalls):
-            yield from list(sw._states.items())
+            yield from list(sw.registry.view.items())
 
     def _plain(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
