@@ -38,6 +38,7 @@ serve several ``Seawall`` objects.
 
 from __future__ import annotations
 
+import importlib.metadata
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
@@ -60,6 +61,15 @@ __all__ = ["TOKEN_KINDS", "OTelMetrics", "OTelPlugin"]
 
 _SCOPE = "seawall"
 
+
+def _version() -> str:
+    """seawall's version, as ``seawall.__version__`` has it (without importing the root)."""
+    try:
+        return importlib.metadata.version("seawall")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
 #: The token counts of ``seawall.costs.ModelCost``, by ``seawall.llm.token.kind``.
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 
@@ -68,10 +78,8 @@ class _Metrics:
     """The OTel plugin's metrics half: observable instruments over seawall's counters."""
 
     def __init__(self, meter_provider: MeterProvider | None) -> None:
-        from seawall import __version__
-
         provider = meter_provider or metrics.get_meter_provider()
-        meter = provider.get_meter(_SCOPE, __version__)
+        meter = provider.get_meter(_SCOPE, _version())
         self.seawalls: weakref.WeakSet[Seawall] = weakref.WeakSet()
         for name, unit, doc in (
             ("requests", "{request}", "Calls started through seawall."),

@@ -16,6 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from seawall.cli.classify import build_exception, explain, parse_header
+from seawall.cli.demo import DemoConfig, run_demo
+from seawall.cli.demo_stats import BUCKET, breaker_timeline, calls_per_bucket, report
+from seawall.cli.demo_view import plot, print_table, progress_display, rich_available
+from seawall.config import ConfigError, load_config
+from seawall.engine import Seawall
+from seawall.plugins.manager import PluginError, make_manager
+
 __all__ = ["build_parser", "main"]
 
 
@@ -24,10 +32,6 @@ __all__ = ["build_parser", "main"]
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
-
-    from seawall.cli.demo import DemoConfig, run_demo
-    from seawall.cli.demo_stats import BUCKET, breaker_timeline, calls_per_bucket, report
-    from seawall.cli.demo_view import plot, print_table, progress_display, rich_available
 
     if args.plot:
         try:
@@ -70,15 +74,11 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
 
 def plugin_infos(*, include_builtin: bool = True, hook: str | None = None) -> list[dict[str, Any]]:
     """Every registered plugin as a dict (built-ins, entry points), optionally by hook."""
-    from seawall.plugins.manager import make_manager
-
     infos = make_manager().list_plugins(include_builtin=include_builtin)
     return [i.as_dict() for i in infos if hook is None or hook in i.hooks]
 
 
 def _plugins(args: argparse.Namespace, out: TextIO) -> int:
-    from seawall.plugins.manager import PluginError
-
     try:
         infos = plugin_infos(include_builtin=True, hook=args.hook)
     except PluginError as exc:
@@ -153,8 +153,6 @@ def _describe(policy: Any) -> str:
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:
-    from seawall.config import ConfigError, load_config
-
     path = Path(args.file)
     if not path.is_file():
         out.write(f"{path}: no such file; give the path of a TOML policy file\n")
@@ -189,9 +187,6 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _classify(args: argparse.Namespace, out: TextIO) -> int:
-    from seawall.cli.classify import build_exception, explain, parse_header
-    from seawall.config import ConfigError
-    from seawall.engine import Seawall
 
     if args.status is None and args.exception is None:
         out.write("classify needs --status CODE or --exception 'Name: message'\n")

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import attrs
 
+from seawall import backoff
 from seawall.cli.demo_upstream import Phase, ScriptedUpstream, phase_at, script
 from seawall.engine import Seawall
 from seawall.errors import SeawallError
@@ -187,8 +188,6 @@ async def run_demo(
     config: DemoConfig, on_tick: Callable[[Progress], None] | None = None, tick: float = 0.25
 ) -> tuple[Variant, ...]:
     """Run both variants side by side; call ``on_tick`` every ``tick`` seconds."""
-    from seawall.plugins.builtin import backoff
-
     backoff.seed(config.seed)
     rng = random.Random(config.seed)
     phases = script(config.duration)
