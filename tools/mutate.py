@@ -25,6 +25,7 @@ import concurrent.futures
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,18 +55,28 @@ class Target:
 
 
 TARGETS = (
-    Target("breaker", "middleware/breaker.py", ("tests/test_breaker.py",)),
-    Target("budget", "middleware/budget.py", ("tests/test_budget.py",)),
-    Target("cooldown", "middleware/cooldown.py", ("tests/test_cooldown.py",)),
+    Target(
+        "breaker", "middleware/breaker.py", ("tests/test_breaker_rules.py", "tests/test_breaker.py")
+    ),
+    Target(
+        "budget", "middleware/budget.py", ("tests/test_budget_rules.py", "tests/test_budget.py")
+    ),
+    Target(
+        "cooldown",
+        "middleware/cooldown.py",
+        ("tests/test_cooldown_rules.py", "tests/test_cooldown.py", "-k", "not fifty_callers"),
+    ),
     Target("retry_after", "middleware/retry_after.py", ("tests/test_retry_after.py",)),
     Target("backoff", "plugins/builtin/backoff.py", ("tests/test_builtin_backoff.py",)),
-    Target("redact", "middleware/redact.py", ("tests/test_redaction.py",)),
+    Target(
+        "redact", "middleware/redact.py", ("tests/test_redact_rules.py", "tests/test_redaction.py")
+    ),
     Target("watchdog", "middleware/watchdog.py", ("tests/test_watchdog.py",)),
     # The stop/delay rules of the retry loop (they will move to their own module).
     Target(
         "rules",
         "middleware/engine.py",
-        ("tests/test_retry.py",),
+        ("tests/test_stop_rules.py",),
         functions=("Seawall._why_stop", "Seawall._delay"),
     ),
 )
@@ -108,9 +119,11 @@ def _function_lines(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
             for item in node.body:
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
-                    if f"{node.name}.{item.name}" in names:
-                        spans.append((item.lineno, item.end_lineno or item.lineno))
+                if (
+                    isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and f"{node.name}.{item.name}" in names
+                ):
+                    spans.append((item.lineno, item.end_lineno or item.lineno))
         elif isinstance(node, ast.FunctionDef) and node.name in names:
             spans.append((node.lineno, node.end_lineno or node.lineno))
     missing = len(names) - len(spans)
@@ -189,7 +202,8 @@ def _check_import(copy: Path) -> None:
 
 
 def _run_target(target: Target, copies: list[Path], tally: Tally) -> None:
-    tests = target.tests
+    # Test files not written yet are left out (so the tool also runs on older trees).
+    tests = tuple(t for t in target.tests if not t.endswith(".py") or (ROOT / t).exists())
     passed, seconds = _pytest(copies[0], tests, timeout=600)
     if not passed:
         sys.exit(f"mutate: {target.name}: {' '.join(tests)} fail on the unmutated code; fix first")
@@ -244,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown target(s) {sorted(unknown)}")
         targets = tuple(t for t in TARGETS if t.name in wanted)
+    # The copies are removed on SIGTERM too (the working tree is never mutated).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tally = Tally()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="seawall-mutate-") as tmp:
