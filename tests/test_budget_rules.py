@@ -132,3 +132,38 @@ def test_a_disabled_budget_earns_nothing_but_never_refuses() -> None:
     assert budget.balance() == 2.0  # the floor only
     assert all(budget.try_spend() for _ in range(10))
     assert budget.balance() == 2.0  # and nothing was withdrawn
+
+
+def test_a_budget_made_at_time_zero_starts_empty() -> None:
+    """A fresh budget holds nothing but its floor, even when the clock starts at 0."""
+    clock = Clock(0.0)
+    budget = _budget(clock, ratio=1.0)
+    assert budget.balance() == 0.0
+    assert not budget.try_spend()
+    budget.on_request(0.0)
+    clock.now = 1.5  # a bucket later: the request still counts
+    assert budget.balance() == 1.0
+    assert budget.try_spend()
+    assert budget.balance() == 0.0
+
+
+def test_a_request_exactly_on_a_bucket_edge_belongs_to_the_new_bucket() -> None:
+    clock = Clock(0.0)
+    budget = _budget(clock, ratio=1.0, window=10.0)
+    clock.now = 1.0
+    budget.on_request(1.0)  # the bucket [1, 2): it counts until 11
+    clock.now = 10.5
+    assert budget.balance() == 1.0
+    clock.now = 11.0
+    assert budget.balance() == 0.0
+
+
+def test_a_bucket_is_exactly_a_tenth_of_the_window() -> None:
+    clock = Clock(0.0)
+    budget = _budget(clock, ratio=1.0, window=2.0)
+    clock.now = 0.25
+    budget.on_request(0.25)  # the bucket [0.2, 0.4): it counts until 2.2
+    clock.now = 2.19
+    assert budget.balance() == 1.0
+    clock.now = 2.2
+    assert budget.balance() == 0.0
