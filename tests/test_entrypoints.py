@@ -211,7 +211,7 @@ def test_an_entry_point_with_a_misspelt_hook_is_named_in_seawall_plugins(
     from seawall.cli import main
 
     install("seawall-typo", "typo", "seawall_typo", TYPO_SOURCE)
-    with pytest.raises(PluginError, match="^plugin 'typo' implements seawall_clasify"):
+    with pytest.raises(PluginError, match=r"^plugin 'typo' implements seawall_clasify"):
         seawall.Seawall()
     assert main(["plugins"]) == 1
     out = capsys.readouterr().out
