@@ -54,6 +54,7 @@ from seawall.metrics import KeyStats, health_report
 from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
 from seawall.policy import IDEMPOTENT_METHODS, Policy
 from seawall.redact import redact_text, redact_url
+from seawall.reports import CostReport, HealthReport
 from seawall.retry_after import should_retry_header
 
 if TYPE_CHECKING:
@@ -1173,11 +1174,11 @@ class Seawall:
 
     # --- reports and lifecycle ------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
-        """Status by breaker states, with per-key detail (see ``seawall.metrics``)."""
+    def health(self) -> HealthReport:
+        """Status by breaker states, with per-key detail (see ``seawall.reports``)."""
         return health_report(self)
 
-    def costs(self) -> dict[str, Any]:
+    def costs(self) -> CostReport:
         """What LLM calls cost, per key and model, and what failures cost (``seawall.costs``)."""
         from seawall.costs import report
 

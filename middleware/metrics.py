@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from seawall.breaker import BreakerState
+from seawall.reports import HealthReport, KeyHealth
 
 if TYPE_CHECKING:
     from seawall.engine import Seawall
@@ -221,7 +222,7 @@ def _totals(all_stats: Iterable[KeyStats]) -> dict[str, Any]:
     return total.snapshot()
 
 
-def health_report(sw: Seawall) -> dict[str, Any]:
+def health_report(sw: Seawall) -> HealthReport:
     """``sw.health()``: status by breaker states, totals, and per-key detail.
 
     ``status`` is ``healthy`` when every breaker is closed (or no key was
@@ -232,7 +233,7 @@ def health_report(sw: Seawall) -> dict[str, Any]:
     calls, ``None`` before any) and average, p50, p95, p99 and max latency in
     seconds, estimated from the histogram's buckets.
     """
-    keys: dict[str, Any] = {}
+    keys: dict[str, KeyHealth] = {}
     states = []
     for key, state in sw._states.items():
         breaker = state.breaker
@@ -241,21 +242,21 @@ def health_report(sw: Seawall) -> dict[str, Any]:
         # that closes it) away for good.
         due = breaker.state is BreakerState.OPEN and not breaker.is_open()
         states.append(BreakerState.HALF_OPEN if due else breaker.state)
-        keys[key] = {
-            "state": breaker.state.value,
-            "failure_rate": breaker.failure_rate,
-            "consecutive_failures": breaker.consecutive_failures,
-            "retry_after": breaker.retry_after(),
-            "budget_balance": state.budget.balance(),
-            "cooldown": state.cooldown.remaining(),
+        keys[key] = KeyHealth(
+            state=breaker.state.value,
+            failure_rate=breaker.failure_rate,
+            consecutive_failures=breaker.consecutive_failures,
+            retry_after=breaker.retry_after(),
+            budget_balance=state.budget.balance(),
+            cooldown=state.cooldown.remaining(),
             **state.stats.snapshot(),
-        }
-    return {
-        "status": _status(states),
-        "uptime": time.time() - sw.started,
-        "breakers": {s.value: sum(1 for x in states if x is s) for s in BreakerState},
+        )
+    return HealthReport(
+        status=_status(states),
+        uptime=time.time() - sw.started,
+        breakers={s.value: sum(1 for x in states if x is s) for s in BreakerState},
         **_totals(state.stats for state in sw._states.values()),
-        "keys": keys,
-        "plugin_faults": {f"{p}.{h}": n for (p, h), n in sw.hooks.faults.items()},
-        "escalation": dict(sw.escalator.stats),
-    }
+        by_key=keys,
+        plugin_faults={f"{p}.{h}": n for (p, h), n in sw.hooks.faults.items()},
+        escalation=dict(sw.escalator.stats),
+    )
