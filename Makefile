@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench mutate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,18 @@ test: lint typecheck pytest
 # Every benchmark (about 8 minutes on 2 cores); writes benchmarks/RESULTS.md.
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Mutation testing of the mechanism modules (sized for ~15 minutes on 2 idle cores;
+# not part of `make test`). Mutants run in temporary copies, never in this tree.
+# Last line: `mutation: K/N killed`. Survivors we accept: tests/README.md.
+MUTATE_STAMP := $(VENV)/.mutate-installed
+
+$(MUTATE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,mutate]" --config-settings editable_mode=strict
+	touch $(MUTATE_STAMP)
+
+mutate: $(MUTATE_STAMP)
+	$(PY) tools/mutate.py $(MUTATE_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

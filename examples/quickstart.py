@@ -34,6 +34,7 @@ from seawall.events import (
     Rejected,
     RetryScheduled,
 )
+from seawall.reports import HealthReport
 
 #: The policy of the demo: short waits so that the whole run takes about 2 s.
 POLICY = seawall.Policy(
@@ -106,7 +107,7 @@ async def fetch(session: aiohttp.ClientSession, url: str, say: PrintEvents) -> f
     return 0.0
 
 
-async def main() -> dict[str, object]:
+async def main() -> HealthReport:
     """Run the three phases against a local upstream; return ``sw.health()``."""
     upstream = Upstream()
     app = web.Application()

@@ -19,6 +19,8 @@ Settings, all optional (seconds unless said otherwise):
 - ``UPSTREAM_MAX_ATTEMPTS`` (default 4), ``UPSTREAM_BASE_DELAY`` (default 0.05),
   ``UPSTREAM_FAILURE_THRESHOLD`` (count, default 5),
   ``UPSTREAM_RECOVERY_TIMEOUT`` (default 10).
+- ``HEALTH_DETAIL``: ``local`` adds per-upstream detail to the health answer
+  for callers on this machine (loopback); otherwise it is status only.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import Scope
 
 import seawall
 import seawall.asgi
@@ -52,6 +55,14 @@ def _env(name: str, default: float) -> float:
 
 
 UPSTREAM_URL = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:8081/")
+#: ``local``: per-upstream health detail for loopback callers; anything else: status only.
+HEALTH_DETAIL = os.environ.get("HEALTH_DETAIL", "")
+
+
+def local_caller(scope: Scope) -> bool:
+    """Whether the request comes from this machine (loopback): it may see health detail."""
+    client = scope.get("client")
+    return client is not None and client[0] in ("127.0.0.1", "::1")
 
 
 def build_seawall() -> seawall.Seawall:
@@ -118,9 +129,10 @@ def build_app(sw: seawall.Seawall | None = None) -> Starlette:
                 max_deadline=60.0,
                 max_concurrency=int(_env("MAX_CONCURRENCY", 100)),
                 # Both endpoints are off unless given a path. Readiness answers only
-                # {"status": ...}: per-upstream detail would list every host we call
-                # (health_detail=True, or a callable that checks the caller).
+                # {"status": ...}: the per-upstream detail lists every host we call,
+                # so it is opt-in, and then only for callers on this machine.
                 health_path="/_seawall/health",
+                health_detail=local_caller if HEALTH_DETAIL == "local" else False,
                 liveness_path="/_seawall/live",
             )
         ],

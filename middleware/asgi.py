@@ -333,12 +333,13 @@ class SeawallMiddleware:
             detail = self.health_detail is True
         if not detail:
             return code, {"status": status}
-        report["inbound"] = {
+        body = report.to_dict()
+        body["inbound"] = {
             "in_flight": self.in_flight,
             "max_concurrency": self.max_concurrency,
             "shed": self.shed,
         }
-        return code, report
+        return code, body
 
     async def _probe(self, scope: Scope, send: Send, *, liveness: bool) -> None:
         method = scope.get("method", "GET")

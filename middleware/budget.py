@@ -31,7 +31,6 @@ class RetryBudget:
         self._slot = 0  # where it is in the lists
         self._next_at = 0.0  # when the next bucket starts
         self._advance(clock())
-        self.exhausted_count = 0
 
     def _advance(self, now: float) -> None:
         now_epoch = int(now / self._width)
@@ -67,7 +66,6 @@ class RetryBudget:
         if not self.policy.enabled:
             return True
         if self.balance() < 1.0:
-            self.exhausted_count += 1
             return False
         self._retries[self._slot] += 1
         return True

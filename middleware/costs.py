@@ -26,6 +26,7 @@ import attrs
 
 from seawall.events import CallCost
 from seawall.llm import LLM_HOSTS
+from seawall.reports import AvoidedCalls, CostReport, KeyCosts, ModelCosts
 from seawall.stats import KeyStats
 
 if TYPE_CHECKING:
@@ -352,17 +353,16 @@ class CostTracker:
         self.by_key.clear()
 
 
-def report(states: Mapping[str, KeyState], tracker: CostTracker) -> dict[str, Any]:
+def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
     """``sw.costs()``: per key, what the calls cost and what failures cost.
 
     Per key: ``models`` (calls, tokens, ``cost_usd`` as ``Decimal``),
     ``cost_usd``, and the price of failures: ``failed_attempts``,
     ``waited_seconds`` (backoff and cooldown waits) and ``avoided_calls`` (by
     the breaker and the cooldown, which never reached the upstream). Keys are
-    those with priced calls and those of LLM routes.
+    those with priced calls and those of LLM routes. Types: ``seawall.reports``.
     """
-    keys: dict[str, Any] = {}
-    total = Decimal(0)
+    keys: dict[str, KeyCosts] = {}
     for key in [*states, *(k for k in tracker.by_key if k not in states)]:
         models = tracker.by_key.get(key, {})
         state = states.get(key)
@@ -371,28 +371,25 @@ def report(states: Mapping[str, KeyState], tracker: CostTracker) -> dict[str, An
         if not models and not is_llm and host not in LLM_HOSTS:
             continue
         stats = state.stats if state is not None else KeyStats()
-        cost = sum((m.cost_usd for m in models.values()), Decimal(0))
-        total += cost
-        keys[key] = {
-            "models": {name: attrs.asdict(m) for name, m in models.items()},
-            "cost_usd": cost,
-            "calls": sum(m.calls for m in models.values()),
-            "failed_attempts": max(0, stats.attempts - stats.successes),
-            "waited_seconds": stats.waited,
-            "avoided_calls": {
-                "breaker": stats.rejections.get("breaker", 0),
-                "cooldown": stats.rejections.get("cooldown", 0),
-            },
-        }
-    return {
-        "cost_usd": total,
-        "calls": sum(k["calls"] for k in keys.values()),
-        "input_tokens": sum(m["input_tokens"] for k in keys.values() for m in k["models"].values()),
-        "output_tokens": sum(
-            m["output_tokens"] for k in keys.values() for m in k["models"].values()
-        ),
-        "keys": keys,
-    }
+        keys[key] = KeyCosts(
+            models={name: ModelCosts(**attrs.asdict(m)) for name, m in models.items()},
+            cost_usd=sum((m.cost_usd for m in models.values()), Decimal(0)),
+            calls=sum(m.calls for m in models.values()),
+            failed_attempts=max(0, stats.attempts - stats.successes),
+            waited_seconds=stats.waited,
+            avoided_calls=AvoidedCalls(
+                breaker=stats.rejections.get("breaker", 0),
+                cooldown=stats.rejections.get("cooldown", 0),
+            ),
+        )
+    models_all = [m for k in keys.values() for m in k.models.values()]
+    return CostReport(
+        cost_usd=sum((k.cost_usd for k in keys.values()), Decimal(0)),
+        calls=sum(k.calls for k in keys.values()),
+        input_tokens=sum(m.input_tokens for m in models_all),
+        output_tokens=sum(m.output_tokens for m in models_all),
+        by_key=keys,
+    )
 
 
 def account(

@@ -44,6 +44,7 @@ from seawall.outcome import Classification, Outcome
 from seawall.plugins.hooks import Hooks
 from seawall.plugins.manager import make_manager, plugin_name
 from seawall.policy import Policy
+from seawall.reports import CostReport, HealthReport
 from seawall.state import KeyState, LocalStore
 from seawall.stats import KeyStats
 from seawall.tables import Pattern
@@ -327,8 +328,8 @@ class Seawall:
 
     # --- reports and lifecycle ------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
-        """Status by breaker states, with per-key detail (see ``seawall.metrics``)."""
+    def health(self) -> HealthReport:
+        """Status by breaker states, with per-key detail (see ``seawall.reports``)."""
         return health_report(
             self.registry.view,
             started=self.started,
@@ -336,7 +337,7 @@ class Seawall:
             escalation=self.escalator.stats,
         )
 
-    def costs(self) -> dict[str, Any]:
+    def costs(self) -> CostReport:
         """What LLM calls cost, per key and model, and what failures cost (``seawall.costs``)."""
         return _costs.report(self.registry.view, self.cost_tracker)
 

@@ -1,15 +1,17 @@
 """``sw.health()``: status by breaker states, totals, and per-key detail.
 
-The counters themselves are ``seawall.stats`` (re-exported here, their old home).
+Types: ``seawall.reports``. The counters themselves are ``seawall.stats``
+(re-exported here, their old home).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from seawall.breaker import BreakerState
+from seawall.reports import HealthReport, KeyHealth
 from seawall.stats import LATENCY_BUCKETS, KeyStats, LatencyHistogram, totals
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ def health_report(
     started: float,
     faults: Mapping[tuple[str, str], int],
     escalation: Mapping[str, int],
-) -> dict[str, Any]:
+) -> HealthReport:
     """``sw.health()``: status by breaker states, totals, and per-key detail.
 
     ``status`` is ``healthy`` when every breaker is closed (or no key was
@@ -43,7 +45,7 @@ def health_report(
     calls, ``None`` before any) and average, p50, p95, p99 and max latency in
     seconds, estimated from the histogram's buckets.
     """
-    keys: dict[str, Any] = {}
+    keys: dict[str, KeyHealth] = {}
     states = []
     for key, state in by_key.items():
         breaker = state.breaker
@@ -52,21 +54,21 @@ def health_report(
         # that closes it) away for good.
         due = breaker.state is BreakerState.OPEN and not breaker.is_open()
         states.append(BreakerState.HALF_OPEN if due else breaker.state)
-        keys[key] = {
-            "state": breaker.state.value,
-            "failure_rate": breaker.failure_rate,
-            "consecutive_failures": breaker.consecutive_failures,
-            "retry_after": breaker.retry_after(),
-            "budget_balance": state.budget.balance(),
-            "cooldown": state.cooldown.remaining(),
+        keys[key] = KeyHealth(
+            state=breaker.state.value,
+            failure_rate=breaker.failure_rate,
+            consecutive_failures=breaker.consecutive_failures,
+            retry_after=breaker.retry_after(),
+            budget_balance=state.budget.balance(),
+            cooldown=state.cooldown.remaining(),
             **state.stats.snapshot(),
-        }
-    return {
-        "status": _status(states),
-        "uptime": time.time() - started,
-        "breakers": {s.value: sum(1 for x in states if x is s) for s in BreakerState},
+        )
+    return HealthReport(
+        status=_status(states),
+        uptime=time.time() - started,
+        breakers={s.value: sum(1 for x in states if x is s) for s in BreakerState},
         **totals(state.stats for state in by_key.values()),
-        "keys": keys,
-        "plugin_faults": {f"{p}.{h}": n for (p, h), n in faults.items()},
-        "escalation": dict(escalation),
-    }
+        by_key=keys,
+        plugin_faults={f"{p}.{h}": n for (p, h), n in faults.items()},
+        escalation=dict(escalation),
+    )

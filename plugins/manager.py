@@ -10,6 +10,7 @@ then ``check_pending()``, so a misspelt hook fails loudly.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import inspect
@@ -41,6 +42,10 @@ log = logging.getLogger("seawall.plugins")
 
 class PluginError(RuntimeError):
     """A plugin could not be loaded or does not fit the hook contract."""
+
+
+class NoHooksError(PluginError):
+    """A plugin implements no seawall hook (nothing is marked ``@seawall.hookimpl``)."""
 
 
 #: Hooks whose implementations may be ``async def``: seawall awaits them.
@@ -79,6 +84,58 @@ def _refuse_async(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
             raise PluginError(msg)
 
 
+def _check_impls(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Raise ``PluginError`` saying the fix when ``plugin`` does not fit the hookspecs.
+
+    Before pluggy registers it: pluggy's own ``PluginValidationError`` names
+    the plugin by its ``repr``, and accepts both a misspelt hook (until a
+    later ``check_pending()``) and an object with no hook at all.
+    """
+    if inspect.isclass(plugin):
+        msg = (
+            f"plugin {name!r} is a class; register an instance of it "
+            f"({plugin.__name__}()), or seawall would call its methods without 'self'"
+        )
+        raise PluginError(msg)
+    known = sorted(n for n in vars(pm.hook) if getattr(pm.hook, n).spec is not None)
+    found = 0
+    for attr in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if opts is None:
+            continue
+        found += 1
+        hook = opts.get("specname") or attr
+        caller = getattr(pm.hook, hook, None)
+        spec = caller.spec if caller is not None else None
+        if spec is None:
+            if opts.get("optionalhook"):
+                continue
+            close = difflib.get_close_matches(hook, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            msg = (
+                f"plugin {name!r} implements {hook}, which is not a seawall hook; {hint}"
+                f"rename it to one of {', '.join(known)}, or mark it "
+                "@seawall.hookimpl(optionalhook=True) if it is meant for a later seawall"
+            )
+            raise PluginError(msg)
+        params = inspect.signature(getattr(plugin, attr)).parameters.values()
+        wanted = [p.name for p in params if p.default is inspect.Parameter.empty]
+        unknown = [a for a in wanted if a not in spec.argnames]
+        if unknown:
+            msg = (
+                f"plugin {name!r}: {hook}({', '.join(wanted)}) asks for "
+                f"{', '.join(map(repr, unknown))}, which seawall does not pass; it passes "
+                f"{', '.join(spec.argnames)}: take any of these, by name, in any order"
+            )
+            raise PluginError(msg)
+    if not found:
+        msg = (
+            f"plugin {name!r} implements no seawall hook: mark its hook functions "
+            "with @seawall.hookimpl (a seawall_* function without it is ignored)"
+        )
+        raise NoHooksError(msg)
+
+
 @attrs.frozen
 class PluginInfo:
     """One registered plugin, as ``seawall plugins`` lists it."""
@@ -101,14 +158,18 @@ class SeawallPluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (dist, version)
         self.listeners: list[Callable[[], None]] = []
+        #: Plugins left out with a warning (an entry point implementing no hook).
+        self.warnings: list[str] = []
 
     def _changed(self) -> None:
         for listener in self.listeners:
             listener()
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
-        """Register ``plugin``; an ``async def`` impl of a synchronous hook is refused
-        with a ``PluginError`` (and the plugin is not registered)."""
+        """Register ``plugin``; a ``PluginError`` that says the fix (and no
+        registration) for a misspelt hook, arguments the hook does not pass, no
+        hook at all, or an ``async def`` impl of a synchronous hook."""
+        _check_impls(self, plugin, name or self.get_canonical_name(plugin))
         result = super().register(plugin, name)
         if result is not None:
             try:
@@ -183,7 +244,15 @@ def load_entrypoints(pm: SeawallPluginManager) -> int:
                 "uninstall it, or leave it out of SEAWALL_LOAD_PLUGINS"
             )
             raise PluginError(msg) from exc
-        pm.register(plugin, name=ep.name)
+        try:
+            pm.register(plugin, name=ep.name)
+        except NoHooksError as exc:
+            # Someone else's package: warn and go on rather than break every Seawall.
+            where = f" (from {dist_name} {version})" if dist_name else ""
+            warning = f"{exc}{where}; it is not loaded"
+            log.warning("%s", warning)
+            pm.warnings.append(warning)
+            continue
         if dist_name is not None:
             pm.distributions[ep.name] = (dist_name, version or "")
         count += 1
@@ -240,7 +309,7 @@ def make_manager(
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         msg = (
-            f"plugin {exc.plugin!r} implements a hook seawall does not have: {exc}; "
+            f"plugin {pm.get_name(exc.plugin)!r} implements a hook seawall does not have: {exc}; "
             "fix the spelling (hooks start 'seawall_') or mark it optionalhook=True"
         )
         raise PluginError(msg) from exc

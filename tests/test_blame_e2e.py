@@ -48,6 +48,7 @@ async def test_tiny_inbound_timeouts_do_not_open_the_breaker_for_everyone(
         "UPSTREAM_FAILURE_THRESHOLD": "3",
         "UPSTREAM_RECOVERY_TIMEOUT": "30",
         "APP_DEADLINE": "5",
+        "HEALTH_DETAIL": "local",  # per-key detail for this loopback test client
         "SEAWALL_LOAD_PLUGINS": "",
     }
     log = tmp_path / "uvicorn.log"

@@ -165,3 +165,57 @@ def test_example_package_installs_and_is_discovered(tmp_path: Path) -> None:
     assert teapot["distribution"] == "seawall-example-plugin"
     assert teapot["version"] == "0.1.0"
     assert teapot["hooks"] == ["seawall_classify"]
+
+
+UNMARKED_SOURCE = """
+def seawall_classify(outcome):
+    return None
+"""
+
+TYPO_SOURCE = """
+import seawall
+
+@seawall.hookimpl
+def seawall_clasify(outcome):
+    return None
+"""
+
+
+def test_an_entry_point_without_hooks_is_left_out_with_a_warning(
+    install: Install, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone else's package must not break every Seawall: warned (log and CLI), not loaded."""
+    from seawall.cli import main
+
+    install("seawall-empty", "empty", "seawall_empty", UNMARKED_SOURCE)
+    install("seawall-fake", "fake", "seawall_fake")
+    with caplog.at_level("WARNING", logger="seawall.plugins"):
+        names = _names(seawall.Seawall())
+    assert "fake" in names
+    assert "empty" not in names
+    warning = (
+        "plugin 'empty' implements no seawall hook: mark its hook functions with "
+        "@seawall.hookimpl (a seawall_* function without it is ignored) "
+        "(from seawall-empty 0.1); it is not loaded"
+    )
+    assert warning in caplog.messages
+    assert main(["plugins", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "empty" not in {p["name"] for p in json.loads(out)}
+    assert f"warning: {warning}\n" in err
+
+
+def test_an_entry_point_with_a_misspelt_hook_is_named_in_seawall_plugins(
+    install: Install, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seawall.cli import main
+
+    install("seawall-typo", "typo", "seawall_typo", TYPO_SOURCE)
+    with pytest.raises(PluginError, match=r"^plugin 'typo' implements seawall_clasify"):
+        seawall.Seawall()
+    assert main(["plugins"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "error: plugin 'typo' implements seawall_clasify, which is not a seawall hook; "
+        "did you mean seawall_classify?"
+    )

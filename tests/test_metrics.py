@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import seawall
@@ -122,19 +120,12 @@ def test_histogram_memory_is_bounded_and_slow_calls_land_in_inf():
     assert hist.quantile(0.99) == 1e9
 
 
-def test_observe_call_costs_well_under_a_microsecond():
-    """Updating a key's counters and histogram is cheap (median of several runs)."""
+def test_observe_call_counts_every_call():
+    """Each observed call counts once, as a success or not (cost: benchmarks/observe_call.py)."""
     stats = KeyStats()
-    n = 20_000
-    runs = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for i in range(n):
-            stats.observe_call(0.0123, i & 1 == 0)
-        runs.append((time.perf_counter() - t0) / n)
-    runs.sort()
-    assert runs[2] < 1e-6, f"observe_call took {runs[2] * 1e9:.0f} ns"
-    assert stats.successes == 5 * n // 2
+    for i in range(10):
+        stats.observe_call(0.0123, i % 3 == 0)
+    assert stats.successes == 4
 
 
 async def test_budget_rejection_still_counts_the_call_as_finished(upstream, make_session):

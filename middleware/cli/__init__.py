@@ -74,16 +74,26 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
 
 def plugin_infos(*, include_builtin: bool = True, hook: str | None = None) -> list[dict[str, Any]]:
     """Every registered plugin as a dict (built-ins, entry points), optionally by hook."""
-    infos = make_manager().list_plugins(include_builtin=include_builtin)
-    return [i.as_dict() for i in infos if hook is None or hook in i.hooks]
+    return _plugin_report(include_builtin=include_builtin, hook=hook)[0]
+
+
+def _plugin_report(
+    *, include_builtin: bool = True, hook: str | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The plugins as dicts, and the warnings about plugins left out."""
+    pm = make_manager()
+    infos = pm.list_plugins(include_builtin=include_builtin)
+    return [i.as_dict() for i in infos if hook is None or hook in i.hooks], pm.warnings
 
 
 def _plugins(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        infos = plugin_infos(include_builtin=True, hook=args.hook)
+        infos, warnings = _plugin_report(include_builtin=True, hook=args.hook)
     except PluginError as exc:
         out.write(f"error: {exc}\n")
         return 1
+    for warning in warnings:
+        sys.stderr.write(f"warning: {warning}\n")
     if args.json:
         out.write(json.dumps(infos, indent=2) + "\n")
         return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aiohttp
 
 import seawall
@@ -31,6 +33,6 @@ async def use() -> None:
         return [q]
 
     found: list[str] = await search("x")
-    health: dict[str, object] = sw.health()
+    health: Mapping[str, object] = sw.health()
     del text, found, health
     await sw.aclose()

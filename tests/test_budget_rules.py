@@ -1,0 +1,169 @@
+"""The retry budget's accounting on an injected clock: deposits, withdrawals, the window."""
+
+from __future__ import annotations
+
+import pytest
+
+import seawall
+from seawall.budget import RetryBudget
+
+
+class Clock:
+    def __init__(self, now: float = 500.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _budget(clock: Clock, **settings: object) -> RetryBudget:
+    defaults: dict[str, object] = {"ratio": 0.5, "min_retries_per_second": 0.0, "window": 10.0}
+    return RetryBudget(seawall.BudgetPolicy(**{**defaults, **settings}), clock)  # type: ignore[arg-type]
+
+
+def _requests(budget: RetryBudget, clock: Clock, count: int) -> None:
+    for _ in range(count):
+        budget.on_request(clock.now)
+
+
+def test_requests_in_the_newest_bucket_earn_at_once() -> None:
+    """Each request deposits ``ratio`` tokens, counted as soon as it is made."""
+    clock = Clock()
+    budget = _budget(clock)
+    assert budget.balance() == 0.0
+    _requests(budget, clock, 4)
+    assert budget.balance() == 2.0
+    clock.now += 0.5  # still the same bucket
+    _requests(budget, clock, 2)
+    assert budget.balance() == 3.0
+
+
+def test_the_floor_is_per_second_times_the_window() -> None:
+    clock = Clock()
+    budget = _budget(clock, ratio=0.0, min_retries_per_second=0.3, window=10.0)
+    assert budget.balance() == pytest.approx(3.0)
+    assert [budget.try_spend() for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_retry_withdraws_one_token_and_a_refusal_withdraws_none() -> None:
+    clock = Clock()
+    budget = _budget(clock, ratio=1.0)
+    _requests(budget, clock, 2)
+    assert budget.try_spend()
+    assert budget.balance() == 1.0
+    assert budget.try_spend()
+    assert budget.balance() == 0.0
+    assert not budget.try_spend()
+    assert not budget.try_spend()
+    assert budget.balance() == 0.0  # refusals cost nothing
+    _requests(budget, clock, 1)
+    assert budget.try_spend()  # one new request is enough again
+
+
+def test_a_balance_just_below_one_refuses() -> None:
+    clock = Clock()
+    budget = _budget(clock, ratio=0.25)
+    _requests(budget, clock, 3)  # 0.75 tokens
+    assert not budget.try_spend()
+    _requests(budget, clock, 1)  # exactly 1
+    assert budget.try_spend()
+
+
+def test_requests_advance_the_window_before_counting() -> None:
+    """A request made in a later bucket lands in that bucket, not in a stale one.
+
+    Nobody asks for the balance in between: the request alone moves the window.
+    """
+    clock = Clock(0.0)
+    budget = _budget(clock, window=10.0)
+    clock.now = 5.5
+    _requests(budget, clock, 4)  # 2 tokens, in the bucket of second 5
+    clock.now = 14.5  # second 5 is still inside the 10 s window
+    assert budget.balance() == 2.0
+    clock.now = 15.5  # now it is not
+    assert budget.balance() == 0.0
+
+
+def test_the_window_slides_bucket_by_bucket() -> None:
+    """Deposits and withdrawals leave the window ``window`` seconds after their bucket."""
+    clock = Clock(100.0)
+    budget = _budget(clock, ratio=1.0, window=10.0)
+    _requests(budget, clock, 4)
+    assert budget.try_spend()
+    clock.now = 103.0
+    _requests(budget, clock, 2)
+    assert budget.balance() == 5.0
+    clock.now = 109.9
+    assert budget.balance() == 5.0
+    clock.now = 110.0  # the bucket of second 100 (4 requests, 1 retry) leaves
+    assert budget.balance() == 2.0
+    clock.now = 113.0
+    assert budget.balance() == 0.0
+
+
+def test_a_long_silence_empties_every_bucket() -> None:
+    clock = Clock(100.0)
+    budget = _budget(clock, ratio=1.0, window=1.0)
+    _requests(budget, clock, 3)
+    clock.now = 100.35
+    _requests(budget, clock, 3)
+    assert budget.balance() == 6.0
+    clock.now = 1000.0  # far beyond the window, across many wraps of the buckets
+    _requests(budget, clock, 1)
+    assert budget.balance() == 1.0
+
+
+def test_buckets_are_a_tenth_of_the_window() -> None:
+    clock = Clock(0.0)
+    budget = _budget(clock, ratio=1.0, window=2.0)  # buckets of 0.2 s
+    _requests(budget, clock, 1)
+    clock.now = 0.25
+    _requests(budget, clock, 1)
+    clock.now = 2.05  # the first bucket [0, 0.2) left at 2.0; the second stays until 2.2
+    assert budget.balance() == 1.0
+    clock.now = 2.2
+    assert budget.balance() == 0.0
+
+
+def test_a_disabled_budget_earns_nothing_but_never_refuses() -> None:
+    clock = Clock()
+    budget = _budget(clock, enabled=False, ratio=1.0, min_retries_per_second=0.2, window=10.0)
+    _requests(budget, clock, 5)
+    assert budget.balance() == 2.0  # the floor only
+    assert all(budget.try_spend() for _ in range(10))
+    assert budget.balance() == 2.0  # and nothing was withdrawn
+
+
+def test_a_budget_made_at_time_zero_starts_empty() -> None:
+    """A fresh budget holds nothing but its floor, even when the clock starts at 0."""
+    clock = Clock(0.0)
+    budget = _budget(clock, ratio=1.0)
+    assert budget.balance() == 0.0
+    assert not budget.try_spend()
+    budget.on_request(0.0)
+    clock.now = 1.5  # a bucket later: the request still counts
+    assert budget.balance() == 1.0
+    assert budget.try_spend()
+    assert budget.balance() == 0.0
+
+
+def test_a_request_exactly_on_a_bucket_edge_belongs_to_the_new_bucket() -> None:
+    clock = Clock(0.0)
+    budget = _budget(clock, ratio=1.0, window=10.0)
+    clock.now = 1.0
+    budget.on_request(1.0)  # the bucket [1, 2): it counts until 11
+    clock.now = 10.5
+    assert budget.balance() == 1.0
+    clock.now = 11.0
+    assert budget.balance() == 0.0
+
+
+def test_a_bucket_is_exactly_a_tenth_of_the_window() -> None:
+    clock = Clock(0.0)
+    budget = _budget(clock, ratio=1.0, window=2.0)
+    clock.now = 0.25
+    budget.on_request(0.25)  # the bucket [0.2, 0.4): it counts until 2.2
+    clock.now = 2.19
+    assert budget.balance() == 1.0
+    clock.now = 2.2
+    assert budget.balance() == 0.0
