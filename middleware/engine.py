@@ -29,9 +29,9 @@ from seawall._path.spec import (
     BrokenBody,
     CallSpec,
     FirstAttempt,
-    Misuse,
     attempt_timeout,
     call_key,
+    coroutine_attempt,
 )
 from seawall.aiohttp import make_middleware
 from seawall.config import load_config, load_file
@@ -52,7 +52,6 @@ from seawall.tables import Pattern
 if TYPE_CHECKING:
     from aiohttp import ClientMiddlewareType, ClientSession
 
-    from seawall.plugins.builtin.patterns import PatternClassifier
     from seawall.plugins.manager import PluginInfo
 
 # Old homes of names now defined lower down, kept importable from here.
@@ -155,16 +154,6 @@ class Seawall:
         """The registered plugins and the hooks each implements."""
         return self.plugin_manager.list_plugins(include_builtin=include_builtin)
 
-    def _pattern_classifier(self) -> PatternClassifier:
-        plugin = self.plugin_manager.get_plugin("seawall.builtin.patterns")
-        if plugin is None:
-            msg = (
-                "add_pattern needs the built-in plugin 'seawall.builtin.patterns', "
-                "which is blocked; unblock it or classify messages in a plugin of your own"
-            )
-            raise RuntimeError(msg)
-        return plugin  # type: ignore[no-any-return]
-
     def add_pattern(
         self,
         regex: Any,
@@ -184,16 +173,11 @@ class Seawall:
                 f"not {classification!r}"
             )
             raise TypeError(msg)
-        return self._pattern_classifier().add_pattern(regex, classification, exception_types)
+        return self.plugin_manager.patterns().add_pattern(regex, classification, exception_types)
 
     def classifier_stats(self) -> dict[str, Any]:
         """Counts from the built-in exception classifier and the user's patterns."""
-        stats: dict[str, Any] = {}
-        for name in ("seawall.builtin.exceptions", "seawall.builtin.patterns"):
-            plugin = self.plugin_manager.get_plugin(name)
-            if plugin is not None:
-                stats.update(plugin.snapshot())
-        return stats
+        return self.plugin_manager.classifier_stats()
 
     # --- routes and state ---------------------------------------------------
 
@@ -265,17 +249,7 @@ class Seawall:
             llm=policy.llm,  # call(policy=Policy.for_llm()) is an LLM call, whatever its key
         )
 
-        async def attempt(_number: int) -> Attempt:
-            awaitable = fn(*args, **kwargs)
-            if not inspect.isawaitable(awaitable):
-                msg = (
-                    f"sw.call({fn!r}): it returned {type(awaitable).__name__}, not an "
-                    "awaitable; pass an async function (sw.call(fetch, url), not fetch(url))"
-                )
-                raise Misuse(msg)
-            return Attempt(await awaitable)
-
-        result: T = await self.run(spec, attempt)
+        result: T = await self.run(spec, coroutine_attempt(fn, args, kwargs))
         return result
 
     def protect(

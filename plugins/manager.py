@@ -24,6 +24,7 @@ import pluggy
 
 from seawall.plugins import PROJECT_NAME, hookspecs
 from seawall.plugins.builtin import BUILTIN_MODULES, PRIORITY
+from seawall.plugins.builtin.patterns import PatternClassifier
 from seawall.plugins.hooks import BUILTIN_PREFIX, Hooks
 from seawall.redact import redact_text
 
@@ -188,6 +189,26 @@ class SeawallPluginManager(pluggy.PluginManager):
     def set_blocked(self, name: str) -> None:
         super().set_blocked(name)
         self._changed()
+
+    def patterns(self) -> PatternClassifier:
+        """The built-in pattern classifier (``add_pattern`` adds to it)."""
+        plugin = self.get_plugin("seawall.builtin.patterns")
+        if not isinstance(plugin, PatternClassifier):
+            msg = (
+                "add_pattern needs the built-in plugin 'seawall.builtin.patterns', "
+                "which is blocked; unblock it or classify messages in a plugin of your own"
+            )
+            raise RuntimeError(msg)
+        return plugin
+
+    def classifier_stats(self) -> dict[str, Any]:
+        """Counts from the built-in exception classifier and the user's patterns."""
+        stats: dict[str, Any] = {}
+        for name in ("seawall.builtin.exceptions", "seawall.builtin.patterns"):
+            plugin = self.get_plugin(name)
+            if plugin is not None:
+                stats.update(plugin.snapshot())
+        return stats
 
     def list_plugins(self, *, include_builtin: bool = False) -> list[PluginInfo]:
         """Every registered plugin with the hooks it implements, sorted by name."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -23,6 +23,7 @@ __all__ = [
     "Misuse",
     "attempt_timeout",
     "call_key",
+    "coroutine_attempt",
 ]
 
 
@@ -150,6 +151,24 @@ class BrokenBody(Exception):
 
 class Misuse(Exception):
     """Raised by an adapter for a programming error that must not be retried."""
+
+
+def coroutine_attempt(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Callable[[int], Awaitable[Attempt]]:
+    """The attempts of ``sw.call(fn, *args, **kwargs)``: each awaits a fresh ``fn(...)``."""
+
+    async def attempt(_number: int) -> Attempt:
+        awaitable = fn(*args, **kwargs)
+        if not inspect.isawaitable(awaitable):
+            msg = (
+                f"sw.call({fn!r}): it returned {type(awaitable).__name__}, not an "
+                "awaitable; pass an async function (sw.call(fetch, url), not fetch(url))"
+            )
+            raise Misuse(msg)
+        return Attempt(await awaitable)
+
+    return attempt
 
 
 def attempt_timeout(limit: float) -> TimeoutError:
