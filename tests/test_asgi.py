@@ -200,15 +200,13 @@ async def test_inbound_deadline_bounds_a_slow_upstream(upstream, make_session) -
     up.default = hang
     sw = seawall.Seawall(entrypoints=False)
     app = make_app(sw, make_session(sw), str(server.make_url("/x")), deadline=30.0)
-    loop = asyncio.get_running_loop()
     async with client(app) as c:
-        t0 = loop.time()
         resp = await c.get("/proxy", headers={"X-Request-Timeout": "0.2"})
-        elapsed = loop.time() - t0
     release.set()
+    # Without the inbound deadline the hang would answer 200 after 10 s (the
+    # app's deadline is 30 s): the 504 is the 0.2 s deadline's.
     assert resp.status_code == 504
     assert problem(resp)["attempts"] == 1
-    assert elapsed < 2.0
     assert up.hits == 1
 
 
