@@ -18,6 +18,25 @@ from .test_asgi_e2e import EXAMPLES, free_port, server_log, wait_until
 #: How long the healthy upstream takes to answer.
 UPSTREAM_LATENCY = 0.1
 
+#: The example app plus an admin route with the whole ``sw.health()``: its
+#: readiness endpoint shows only the status (docs/asgi.md, protecting it).
+WITH_ADMIN = """
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import starlette_app
+
+sw = starlette_app.build_seawall()
+app = starlette_app.build_app(sw)
+
+
+async def admin_health(_request):
+    return JSONResponse(sw.health())
+
+
+app.router.routes.append(Route("/_admin/health", admin_health))
+"""
+
 
 @pytest.mark.slow
 async def test_tiny_inbound_timeouts_do_not_open_the_breaker_for_everyone(
@@ -49,7 +68,9 @@ async def test_tiny_inbound_timeouts_do_not_open_the_breaker_for_everyone(
         "UPSTREAM_RECOVERY_TIMEOUT": "30",
         "APP_DEADLINE": "5",
         "SEAWALL_LOAD_PLUGINS": "",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES), os.environ.get("PYTHONPATH")])),
     }
+    (tmp_path / "with_admin.py").write_text(WITH_ADMIN, encoding="utf-8")
     log = tmp_path / "uvicorn.log"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
@@ -57,13 +78,13 @@ async def test_tiny_inbound_timeouts_do_not_open_the_breaker_for_everyone(
             "-m",
             "uvicorn",
             "--app-dir",
-            str(EXAMPLES),
+            str(tmp_path),
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--no-access-log",
-            "starlette_app:app",
+            "with_admin:app",
             env=env,
             stdout=out,
             stderr=out,
@@ -90,7 +111,7 @@ async def test_tiny_inbound_timeouts_do_not_open_the_breaker_for_everyone(
                 assert resp.status == 200, await resp.text()
                 assert (await resp.json())["upstream"] == "fine"
 
-            async with http.get(f"{base}/_seawall/health") as resp:
+            async with http.get(f"{base}/_admin/health") as resp:
                 assert resp.status == 200
                 report = await resp.json()
             assert report["status"] == "healthy"
