@@ -34,6 +34,8 @@ PLAIN_RUNS = [
         ["--rounds", "5", "--requests", "2000"],
         ["--rounds", "2", "--requests", "200"],
     ),
+    ("observe_call.py", [], ["--quick"]),
+    ("timers.py", [], ["--quick"]),
 ]
 
 

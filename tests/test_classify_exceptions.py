@@ -12,8 +12,10 @@ from aiohttp import web
 import seawall
 from seawall import Category, Classification, Severity
 from seawall.plugins.builtin import exceptions as builtin_exceptions
+from seawall.plugins.builtin.patterns import MAX_TEXT
 
 from ._servers import RawServer, closed_port, read_request, reset, self_signed
+from .conftest import status
 
 
 class Seen:
@@ -367,3 +369,52 @@ async def test_an_inner_seawall_error_is_not_retried_by_an_outer_call() -> None:
         await sw.call(open_inner, key="outer2")
     # A refusal by the inner breaker is no failure of the outer key.
     assert sw.health()["keys"]["outer2"]["consecutive_failures"] == 0
+
+
+_DECLINED = "card declined"
+
+
+@pytest.mark.parametrize(
+    ("pad", "matched"),
+    [(MAX_TEXT - len(_DECLINED), True), (MAX_TEXT - len(_DECLINED) + 1, False)],
+    ids=["ends-at-2000", "ends-at-2001"],
+)
+async def test_a_pattern_sees_the_first_2000_characters_of_a_message(
+    pad: int, matched: bool
+) -> None:
+    """docs: patterns match the exception's text cut to its first 2000 characters."""
+    declined = Classification(category=Category.CLIENT, retryable=False, reason="declined")
+    sw = seawall.Seawall(patterns=[(_DECLINED, declined)], entrypoints=False)
+    calls = 0
+
+    async def pay() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionResetError("x" * pad + _DECLINED)
+
+    policy = seawall.Policy(retry=seawall.RetryPolicy(max_attempts=3))
+    with pytest.raises(ConnectionResetError):
+        await sw.call(pay, key="pay", policy=policy)
+    assert calls == (1 if matched else 3)  # matched: not retried; else a retried NETWORK failure
+
+
+@pytest.mark.parametrize(
+    ("pad", "matched"),
+    [
+        (MAX_TEXT - len("HTTP 500\n") - len(_DECLINED), True),
+        (MAX_TEXT - len("HTTP 500\n") - len(_DECLINED) + 1, False),
+    ],
+    ids=["ends-at-2000", "ends-at-2001"],
+)
+async def test_a_pattern_sees_the_first_2000_characters_of_an_error_body(
+    upstream, make_session, pad: int, matched: bool
+) -> None:
+    """For an error response the text is "HTTP <status>", a newline and the body, cut at 2000."""
+    up, server = upstream
+    up.default = status(500, "x" * pad + _DECLINED)
+    declined = Classification(category=Category.CLIENT, retryable=False, reason="declined")
+    policy = seawall.Policy(retry=seawall.RetryPolicy(max_attempts=3))
+    sw = seawall.Seawall(policy, patterns=[(_DECLINED, declined)], entrypoints=False)
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 500
+    assert up.hits == (1 if matched else 3)

@@ -139,7 +139,56 @@ async def main():
 asyncio.run(main())
 """
 
-SETUPS = {"service": (_SERVICE, 12), "llm": (_LLM, 8)}
+#: An ``llm_error`` fragment is the body of ``ask(client, msgs)``, called through
+#: seawall against the fake provider: once while it fails (the breaker opens)
+#: and once with the breaker open, which must reach the fragment's fallback.
+_LLM_ERROR = """
+import asyncio
+
+import openai
+from httpx_aiohttp.httpx2 import AiohttpTransport
+
+import seawall
+from seawall.testing import FakeProvider, openai_error
+
+
+def fallback(retry_after):
+    return {"fallback": True, "retry_after": retry_after}
+
+
+async def ask(client, msgs):
+{body}
+    return answer
+
+
+async def main():
+    policy = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=1),
+        breaker=seawall.BreakerPolicy(failure_threshold=1, recovery_timeout=600),
+    )
+    sw = seawall.Seawall(policy)
+    msgs = [{"role": "user", "content": "hi"}]
+    async with FakeProvider() as fake, sw.session() as session:
+        fake.then(openai_error(500, "server_error"))
+        http = openai.DefaultAioHttpClient(transport=AiohttpTransport(client=session))
+        client = openai.AsyncOpenAI(
+            base_url=fake.url + "/v1", api_key="sk-test", max_retries=0, http_client=http
+        )
+        try:
+            await ask(client, msgs)
+        except openai.APIStatusError:
+            pass
+        else:
+            raise AssertionError("the 500 was not raised")
+        result = await ask(client, msgs)
+        assert result["fallback"], result
+        assert fake.hits == 1
+
+
+asyncio.run(main())
+"""
+
+SETUPS = {"service": (_SERVICE, 12), "llm": (_LLM, 8), "llm_error": (_LLM_ERROR, 4)}
 
 
 # --- finding the blocks ---------------------------------------------------------------

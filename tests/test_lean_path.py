@@ -116,7 +116,9 @@ async def test_a_hung_first_attempt_times_out_and_is_retried(upstream, make_sess
             assert await resp.text() == "ok"
     finally:
         release.set()
-    assert watchdog.MIN_LIMIT - watchdog.GRAIN - 0.01 <= loop.time() - started < 5
+    # Not early by more than a grain. How late is for the frozen-clock test in
+    # test_watchdog.py: the "ok" above already shows the hang was cut and retried.
+    assert loop.time() - started >= watchdog.MIN_LIMIT - watchdog.GRAIN - 0.01
     books = _books(sw)
     assert (books["attempts"], books["retries"], books["failures"]) == (2, 1, {})
     assert not watchdog.of(loop).deadlines
@@ -192,7 +194,9 @@ async def test_an_inbound_deadline_shorter_than_the_attempt_limit_still_bounds_i
                 pass
     finally:
         release.set()
-    assert 0.25 <= loop.time() - started < 2
+    # Not before the deadline; DeadlineExceededError (not the hang's "late"
+    # answer after 10 s) shows the deadline, not the upstream, ended it.
+    assert loop.time() - started >= 0.3 - 0.01
 
 
 @pytest.mark.parametrize(

@@ -126,3 +126,69 @@ def test_the_collector_adds_nothing_to_the_request_path():
     """The plugin implements no seawall_event: requests build no events for it."""
     sw = seawall.Seawall(plugins=[PrometheusPlugin(CollectorRegistry())], entrypoints=False)
     assert not sw.hooks.has("seawall_event")
+
+
+async def test_the_exposition_holds_no_secret_of_the_calls(upstream, make_session, aiohttp_server):
+    """Secrets in headers, URL credentials, query, errors and a plugin's fault stay out of a scrape.
+
+    Every path that labels a series runs: retried 503s, a 500 that opens the
+    breaker, a 401 that escalates, an ``sw.call`` of a partial holding headers
+    whose exception names them, and a plugin raising with a key in its message.
+    """
+    import functools
+
+    from .test_redaction import NEEDLES, QUERY, SECRETS
+
+    up, server = upstream
+    up.then(status(503), status(200), status(401), status(500))
+    up.default = status(500)
+
+    class Leaky:
+        @seawall.hookimpl
+        def seawall_escalate(self, incident: object) -> None:
+            raise RuntimeError(f"sink refused; x-api-key={SECRETS['x-api-key']}")
+
+    registry = CollectorRegistry()
+    sw = seawall.Seawall(
+        _policy(),
+        plugins=[PrometheusPlugin(registry), Leaky()],
+        entrypoints=False,
+    )
+    url = server.make_url("/v1/things").with_query(QUERY)
+    async with make_session(sw, headers=SECRETS) as session, session.get(url) as resp:
+        assert resp.status == 200  # 503, retried: 200
+    # Credentials in the URL (aiohttp refuses them next to an Authorization header).
+    with_password = url.with_user("svc").with_password("PWSECRET")
+    others = {k: v for k, v in SECRETS.items() if k != "Authorization"}
+    async with make_session(sw, headers=others) as session:
+        for expected in (401, 500):  # 401 escalates; 500, retried: 500, opens the breaker
+            async with session.get(with_password) as resp:
+                assert resp.status == expected
+        with pytest.raises(seawall.CircuitOpenError):
+            await session.get(with_password)
+
+    async def sdk_request(headers: dict[str, str]) -> None:
+        raise ConnectionResetError(f"reset by {url}; sent {headers}")
+
+    with pytest.raises(ConnectionResetError):
+        await sw.call(functools.partial(sdk_request, SECRETS))
+    await sw.aclose()
+
+    metrics_server = await aiohttp_server(aiohttp_app(registry, "/metrics"), host="127.0.0.1")
+    async with (
+        aiohttp.ClientSession() as plain,
+        plain.get(metrics_server.make_url("/metrics")) as resp,
+    ):
+        assert resp.status == 200
+        text = await resp.text()
+    s = _samples(text)
+    origin = f"http://127.0.0.1:{server.port}"
+    # The scenario did reach the series that carry labels from the calls.
+    assert s["seawall_requests_total", (("key", origin),)] == 4
+    assert s["seawall_rejections_total", (("key", origin), ("reason", "breaker"))] == 1
+    sdk = f"{test_the_exposition_holds_no_secret_of_the_calls.__qualname__}.<locals>.sdk_request"
+    assert s["seawall_failures_total", (("category", "network"), ("key", sdk))] == 1
+    assert sum(v for (name, _), v in s.items() if name == "seawall_plugin_faults_total") >= 1
+    assert sum(v for (name, _), v in s.items() if name == "seawall_escalation_total") >= 1
+    leaks = [needle for needle in [*NEEDLES, "PWSECRET", "svc:"] if needle in text]
+    assert not leaks, f"secrets in the exposition: {leaks}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -18,15 +19,79 @@ def _sw(attempt: float) -> seawall.Seawall:
     return seawall.Seawall(policy, entrypoints=False)
 
 
-async def test_a_long_attempt_limit_fires_within_one_grain_early_never_late() -> None:
-    """An attempt limit of 1 s cancels a hung attempt between 0.9 s and ~1 s, as TimeoutError."""
-    never = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    with pytest.raises(TimeoutError):
-        await _sw(watchdog.MIN_LIMIT).call(never.wait, key="hung")
-    elapsed = loop.time() - started
-    assert watchdog.MIN_LIMIT - watchdog.GRAIN - 0.01 <= elapsed <= watchdog.MIN_LIMIT + 0.05
+class FrozenClockLoop(asyncio.SelectorEventLoop):
+    """A real event loop whose clock moves only when the test moves it.
+
+    Timers fire when the test has moved ``now`` past them, in the loop's next
+    turns; I/O and ready callbacks run as usual. The watchdog reads
+    ``loop.time()`` on a loop like this (not ``time.monotonic()``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+
+async def _turns(done: Callable[[], bool], turns: int = 50) -> bool:
+    """Let the loop run up to ``turns`` turns (no time passes); whether ``done`` came true."""
+    for _ in range(turns):
+        if done():
+            return True
+        await asyncio.sleep(0)
+    return done()
+
+
+def test_attempt_limits_fire_on_time_or_up_to_one_grain_early_never_late() -> None:
+    """On a clock the test moves: a 1 s limit fires at 1 s, not before; one due within the
+    sweep's grain goes in the same sweep (early by < GRAIN); a later one waits for its own time.
+    """
+    loop = FrozenClockLoop()
+    limits = {
+        "on-time": watchdog.MIN_LIMIT,
+        "in-grain": watchdog.MIN_LIMIT + watchdog.GRAIN / 2,
+        "later": watchdog.MIN_LIMIT + 2 * watchdog.GRAIN,
+    }
+
+    async def scenario() -> None:
+        assert not watchdog.of(loop).stock  # it reads loop.time(): this clock
+        never = asyncio.Event()
+        entered: list[str] = []
+
+        async def hang(name: str) -> None:
+            entered.append(name)
+            await never.wait()
+
+        tasks = {
+            name: asyncio.ensure_future(_sw(limit).call(hang, name, key=name))
+            for name, limit in limits.items()
+        }
+        assert await _turns(lambda: len(entered) == 3)
+        assert set(watchdog.of(loop).deadlines.values()) == set(limits.values())
+
+        def ended() -> set[str]:
+            return {name for name, task in tasks.items() if task.done()}
+
+        loop.now = watchdog.MIN_LIMIT - 1e-6  # just before the soonest limit: nothing fires
+        assert not await _turns(lambda: bool(ended()))
+        loop.now = watchdog.MIN_LIMIT  # the soonest limit: its sweep takes the one in its grain too
+        assert await _turns(lambda: ended() == {"on-time", "in-grain"})
+        assert not await _turns(lambda: "later" in ended(), turns=20)
+        loop.now = limits["later"] - watchdog.GRAIN - 1e-6  # more than a grain early: not yet
+        assert not await _turns(lambda: "later" in ended(), turns=20)
+        loop.now = limits["later"]
+        assert await _turns(lambda: "later" in ended())
+        for task in tasks.values():
+            with pytest.raises(TimeoutError):
+                task.result()
+        assert not watchdog.of(loop).deadlines
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
 
 
 async def test_an_outside_cancellation_is_not_taken_for_a_timeout() -> None:
