@@ -578,7 +578,7 @@ def _seawall_stats() -> dict[str, Any]:
     sw = _seawall_last[0]
     trips = 0
     rejections = 0
-    for state in sw._states.values():
+    for state in sw.registry.view.values():
         trips += state.stats.transitions.get("closed->open", 0)
         rejections += sum(state.stats.rejections.values())
     return {"trips": trips, "rejections": rejections}

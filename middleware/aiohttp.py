@@ -20,22 +20,79 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
 from aiohttp.payload import BytesPayload
 
 import seawall.watchdog as _watchdog
+from seawall import costs
 from seawall._body import ERROR_BODY_LIMIT, peek_body, tap_body
+from seawall._path.registry import Route
+from seawall._path.spec import Attempt, BrokenBody, CallSpec, FirstAttempt, attempt_timeout
 from seawall.breaker import BreakerState
 from seawall.context import current_context
 from seawall.deadline import DEADLINE_VAR
-from seawall.engine import Attempt, BrokenBody, CallSpec, FirstAttempt, attempt_timeout
+from seawall.errors import (
+    CircuitOpenError,
+    DeadlineExceededError,
+    RetriesExhaustedError,
+    RetryBudgetExhaustedError,
+    SeawallError,
+)
 from seawall.llm import MODEL_BODY_LIMIT, model_from_json
 from seawall.policy import IDEMPOTENT_METHODS
 
 if TYPE_CHECKING:
-    from seawall.engine import Route, Seawall
+    from seawall.engine import Seawall
 
-__all__ = ["make_middleware"]
+__all__ = [
+    "CLIENT_TWINS",
+    "ClientCircuitOpenError",
+    "ClientDeadlineExceededError",
+    "ClientRetriesExhaustedError",
+    "ClientRetryBudgetExhaustedError",
+    "make_middleware",
+    "reruns",
+]
+
+# --- the error twins and the re-run quirk ---------------------------------------
+
+
+class ClientCircuitOpenError(CircuitOpenError, aiohttp.ClientConnectionError):
+    """``CircuitOpenError`` raised from the aiohttp middleware."""
+
+
+class ClientRetryBudgetExhaustedError(RetryBudgetExhaustedError, aiohttp.ClientConnectionError):
+    """``RetryBudgetExhaustedError`` raised from the aiohttp middleware."""
+
+
+class ClientDeadlineExceededError(DeadlineExceededError, aiohttp.ClientConnectionError):
+    """``DeadlineExceededError`` raised from the aiohttp middleware."""
+
+
+class ClientRetriesExhaustedError(RetriesExhaustedError, aiohttp.ClientConnectionError):
+    """``RetriesExhaustedError`` raised from the aiohttp middleware."""
+
+
+#: Maps each error to its aiohttp-compatible twin.
+CLIENT_TWINS: dict[type[SeawallError], type[SeawallError]] = {
+    CircuitOpenError: ClientCircuitOpenError,
+    RetryBudgetExhaustedError: ClientRetryBudgetExhaustedError,
+    DeadlineExceededError: ClientDeadlineExceededError,
+    RetriesExhaustedError: ClientRetriesExhaustedError,
+}
+
+
+def reruns(exc: BaseException) -> bool:
+    """Whether aiohttp would re-run the whole middleware chain if ``exc`` escaped.
+
+    It does once on these two (but not on connector errors, which it
+    re-raises at once), so seawall wraps them in ``RetriesExhaustedError``.
+    """
+    return isinstance(
+        exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError
+    ) and not isinstance(exc, aiohttp.ClientConnectorError)
+
 
 _CLOSED = BreakerState.CLOSED
 
@@ -86,13 +143,11 @@ async def _model_key(key: str, req: ClientRequest) -> str:
 
 async def _watch_cost(sw: Seawall, key: str, url: str, resp: ClientResponse) -> None:
     """Read the usage of a successful LLM answer, leaving the body whole for the caller."""
-    from seawall import costs
-
     content_type = resp.content_type
     if content_type == _STREAMING:
 
         def done(usage: costs.Usage) -> None:
-            costs.account(sw, key, url, usage, streamed=True)
+            costs.account(sw.cost_tracker, sw.hooks, key, url, usage, streamed=True)
 
         tap_body(resp, costs.StreamUsage(done))
         return
@@ -105,7 +160,7 @@ async def _watch_cost(sw: Seawall, key: str, url: str, resp: ClientResponse) -> 
         raise
     usage = costs.usage_from_json(body) if body else None
     if usage is not None:
-        costs.account(sw, key, url, usage)
+        costs.account(sw.cost_tracker, sw.hooks, key, url, usage)
 
 
 def _attempt_maker(
@@ -160,9 +215,9 @@ async def _through_run(
     key, policy = route.key, route.policy
     if policy.key == "model":
         key = await _model_key(key, req)
-        state = sw.state_for(key, policy)
+        state = sw.registry.state_for(key, policy)
     else:
-        state = route.state = route.state or sw.state_for(key, policy)
+        state = route.state = route.state or sw.registry.state_for(key, policy)
     method = req.method
     spec = CallSpec(
         key=key,
@@ -176,6 +231,8 @@ async def _through_run(
         discard=_release,
         http=True,
         llm=route.llm,
+        twins=CLIENT_TWINS,
+        wrap=reruns,
     )
     response: ClientResponse = await sw.run(spec, _attempt_maker(sw, spec, req, handler), first)
     return response
@@ -193,8 +250,8 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
     A request on this path costs the client about 3 % more instructions than
     through a pass-through middleware; ``benchmarks/README.md`` has the figures.
     """
-    routes = sw._route_cache
-    origin = sw.origin
+    routes = sw.registry.cache
+    origin = sw.registry.route_for
     clock = sw.clock
     monotonic = clock is time.monotonic  # then the watchdog can use our readings
     dog_loop: asyncio.AbstractEventLoop | None = None  # a session lives on one loop
@@ -222,9 +279,7 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
             or (inbound is not None and (limit is None or inbound - time.monotonic() <= limit))
         ):
             return await _through_run(sw, route, req, handler)
-        stats = state.stats
-        stats.requests += 1
-        state.budget.on_request(started)
+        state.begin(started)
         # Not counted in cooldown.inflight: only LLM routes read rate-limit
         # headers, and they never come this way (FirstAttempt counts a failure).
         task = watching = None
@@ -237,11 +292,8 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
                 watching = dog
             task = _current_task(loop)
             assert task is not None, "aiohttp requests run inside a task"
-            if dog_clock and not task.cancelling():  # Watchdog.watch(), written out
-                deadline = started + limit
-                watching.deadlines[task] = deadline
-                if deadline < watching.next_at:
-                    watching.schedule(deadline)
+            if dog_clock:  # the watchdog's clock is ours: no second reading
+                watching.watch_at(task, started + limit)
             else:
                 watching.watch(task, limit)
         result: Attempt | None = None
@@ -257,16 +309,14 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
                 raise  # cancelled: never retried, never counted
             exc = attempt_timeout(limit)
         finally:
-            if watching is not None and task is not None:  # Watchdog.done(), written out
-                watching.deadlines.pop(task, None)
-                if watching.base:
-                    watching.base.pop(task, None)
+            if watching is not None and task is not None:
+                watching.done(task)
         ended = clock()
         if result is None and exc is None:
             breaker = state.breaker
             if not breaker.quiet:
                 breaker.succeeded()
-            stats.first_try(ended - started)
+            state.stats.first_try(ended - started)
             return resp
         first = FirstAttempt(started, ended, result, exc)
         return await _through_run(sw, route, req, handler, first)

@@ -46,6 +46,12 @@ from seawall.redact import redact_text
 if TYPE_CHECKING:
     from seawall.engine import Seawall
 
+
+def _is_seawall(candidate: object) -> bool:
+    """Whether ``candidate`` is a ``Seawall`` (by what this adapter uses: the facade sits above)."""
+    return all(hasattr(candidate, name) for name in ("registry", "health", "hooks", "run"))
+
+
 __all__ = [
     "ERROR_STATUSES",
     "INBOUND_KEY",
@@ -169,9 +175,7 @@ class SeawallMiddleware:
         liveness_path: str | None = None,
         health_detail: bool | Callable[[Scope], bool] = False,
     ) -> None:
-        from seawall.engine import Seawall
-
-        if not isinstance(seawall, Seawall):
+        if not _is_seawall(seawall):
             msg = f"SeawallMiddleware(seawall=...) takes a seawall.Seawall, not {seawall!r}"
             raise TypeError(msg)
         if max_concurrency is not None and (
@@ -260,7 +264,7 @@ class SeawallMiddleware:
         """Seconds until the upstream may be worth calling again, when seawall knows."""
         if isinstance(error, CircuitOpenError):
             return error.retry_after
-        state = self.seawall._states.get(error.key)
+        state = self.seawall.registry.view.get(error.key)
         if state is None:
             return None
         wait = max(state.breaker.retry_after(), state.cooldown.remaining() or 0.0)

@@ -1,10 +1,13 @@
 """What LLM calls cost: tokens and US dollars per key and model, and what failures cost.
 
+Reading usage is ``seawall.llm.usage``, pricing ``seawall.llm.prices`` (both
+re-exported here, their old home); this module keeps the totals and the report.
+
 Prices come from the maintained price database ``genai-prices`` (extra
 ``llm``; imported lazily, here only). Usage is read from successful JSON
 answers of LLM routes (OpenAI chat completions and responses, Anthropic
 messages; cache tokens included) and, for streamed (SSE) answers, from the
-final usage chunk as it streams past. ``sw.costs()`` returns ``report(sw)``.
+final usage chunk as it streams past. ``sw.costs()`` returns ``report(states, tracker)``.
 
 Input tokens are all prompt tokens, cached ones included (for Anthropic:
 ``input_tokens`` plus the cache reads and writes, as genai-prices counts
@@ -14,19 +17,34 @@ were cached.
 
 from __future__ import annotations
 
-import json
 import logging
-import zlib
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
+from seawall.events import CallCost
+from seawall.llm import LLM_HOSTS
+from seawall.llm.prices import price
+from seawall.llm.usage import (
+    MAX_TOKENS,
+    SUCCESS_BODY_LIMIT,
+    StreamUsage,
+    Usage,
+    parse_usage,
+    usage_from_json,
+)
+from seawall.llm.usage import (
+    _decompress as _decompress,  # the tests reach it here, its old home
+)
 from seawall.reports import AvoidedCalls, CostReport, KeyCosts, ModelCosts
+from seawall.stats import KeyStats
 
 if TYPE_CHECKING:
-    from seawall.engine import Seawall
+    from seawall.plugins.hooks import Hooks
+    from seawall.state import KeyState
 
 __all__ = [
     "MAX_COST_KEYS",
@@ -47,247 +65,18 @@ __all__ = [
 
 log = logging.getLogger("seawall.costs")
 
-#: Largest successful JSON answer read for its usage; larger ones are not priced.
-SUCCESS_BODY_LIMIT = 4 * 1024 * 1024
 
 #: Most model entries kept per key: model names come from the upstream's answers,
 #: so a hostile upstream could name a new model in every answer. Calls of further
 #: models (and of names longer than ``_MODEL_NAME_MAX``) are added up under ``OTHER``.
 MAX_MODELS_PER_KEY = 50
+_MODEL_NAME_MAX = 200
 
 #: Most keys with cost totals; calls of further keys are added up under ``OTHER``.
 MAX_COST_KEYS = 10_000
 
 #: The bucket of calls past ``MAX_MODELS_PER_KEY`` or ``MAX_COST_KEYS``.
 OTHER = "(other)"
-
-#: Most tokens one call may report in each count (input, output, cache reads,
-#: cache writes): far above any real context window. An answer reporting more,
-#: or a negative, fractional or non-numeric count, is not priced.
-MAX_TOKENS = 100_000_000
-
-_MODEL_NAME_MAX = 200
-
-#: Most distinct usage fields gathered from one stream's events.
-_USAGE_FIELDS_MAX = 64
-
-#: Longest SSE line kept while looking for usage; a longer one stops the scan.
-_LINE_LIMIT = 1024 * 1024
-
-
-@attrs.frozen
-class Usage:
-    """Tokens one call used, in genai-prices' terms, and the model that answered."""
-
-    model: str
-    provider: str  # "openai" or "anthropic"
-    flavor: str  # "chat", "responses" or "default" (Anthropic messages)
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
-
-
-def _shape(data: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(provider, api flavor) from an answer's shape, or ``None`` when it has no usage."""
-    usage = data.get("usage")
-    if not isinstance(usage, Mapping):
-        return None
-    if "prompt_tokens" in usage:
-        return "openai", "chat"
-    if data.get("object") == "response" or "input_tokens_details" in usage:
-        return "openai", "responses"
-    if "input_tokens" in usage:
-        return "anthropic", "default"
-    return None
-
-
-def parse_usage(data: Any) -> Usage | None:
-    """The usage of a decoded answer (OpenAI chat/responses, Anthropic messages), or ``None``."""
-    if not isinstance(data, Mapping):
-        return None
-    model = data.get("model")
-    shape = _shape(data)
-    if not isinstance(model, str) or not model or shape is None:
-        return None
-    provider, flavor = shape
-    try:
-        from genai_prices.data_snapshot import get_snapshot
-    except ImportError:  # pragma: no cover - the "llm" extra is missing
-        return None
-    try:
-        # The provider's extractor reads usage even for a model it has no price for.
-        known = get_snapshot().find_provider(None, provider, None)
-        _, found = known.extract_usage(data, api_flavor=flavor)
-    except Exception as exc:  # the database could not read this shape
-        log.debug("seawall: could not read usage of a %s answer: %r", provider, exc)
-        return None
-    counts = [
-        _tokens(value)
-        for value in (
-            found.input_tokens,
-            found.output_tokens,
-            found.cache_read_tokens,
-            found.cache_write_tokens,
-        )
-    ]
-    if None in counts:
-        log.debug("seawall: not pricing a %s answer with absurd usage %r", provider, counts)
-        return None
-    input_tokens, output_tokens, cache_read, cache_write = (int(n or 0) for n in counts)
-    return Usage(
-        model=model,
-        provider=provider,
-        flavor=flavor,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        raw=data,
-    )
-
-
-def _tokens(value: Any) -> int | None:
-    """A sane token count (0 when absent), or ``None`` for an absurd one."""
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not 0 <= value <= MAX_TOKENS or value != int(value):  # NaN fails the first test
-        return None
-    return int(value)
-
-
-def price(usage: Usage) -> Decimal | None:
-    """The price of ``usage`` in USD from genai-prices, or ``None`` for an unknown model."""
-    try:
-        from genai_prices import Usage as PriceUsage
-        from genai_prices import calc_price
-    except ImportError:  # pragma: no cover - the "llm" extra is missing
-        return None
-    tokens = PriceUsage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens or None,
-        cache_write_tokens=usage.cache_write_tokens or None,
-    )
-    try:
-        return calc_price(tokens, usage.model, provider_id=usage.provider).total_price
-    except Exception as exc:  # unknown model (LookupError) or a price it cannot compute
-        log.debug("seawall: no price for model %r: %r", usage.model, exc)
-        return None
-
-
-def _decompress(body: bytes) -> bytes:
-    """A gzip or zlib body (sessions that do not decompress), bounded; else as it is.
-
-    The compressed and the decompressed bytes together stay within
-    ``SUCCESS_BODY_LIMIT``; a body that would inflate past it gives ``b""``
-    (not priced), like a plain body above the limit.
-    """
-    if body[:2] == b"\x1f\x8b":
-        wbits = 31
-    elif body[:1] == b"\x78":
-        wbits = 15
-    else:
-        return body
-    room = SUCCESS_BODY_LIMIT - len(body)
-    if room <= 0:
-        return b""
-    inflater = zlib.decompressobj(wbits)
-    try:
-        data = inflater.decompress(body, room)
-    except zlib.error:
-        return body
-    return data if inflater.eof and not inflater.unconsumed_tail else b""
-
-
-def usage_from_json(body: bytes) -> Usage | None:
-    """The usage in a successful JSON answer's bytes, or ``None``."""
-    body = _decompress(body)
-    if not body or body.lstrip()[:1] != b"{":
-        return None
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return parse_usage(data)
-
-
-class StreamUsage:
-    """Reads the usage out of an SSE stream, chunk by chunk, without holding the stream.
-
-    Only the current line is kept. OpenAI chat sends usage in a last chunk
-    (with ``stream_options={"include_usage": True}``); the responses API in
-    ``response.completed``; Anthropic in ``message_start`` (input) and
-    ``message_delta`` (output, cumulative).
-    """
-
-    def __init__(self, on_done: Callable[[Usage], None]) -> None:
-        self._on_done = on_done
-        self._pending = b""
-        self._model: str | None = None
-        self._usage: dict[str, Any] = {}
-        self._object: str | None = None
-        self._type: str | None = None
-        self._broken = False
-
-    def __call__(self, chunk: bytes) -> None:
-        if self._broken:
-            return
-        try:
-            if not chunk:
-                self._finish()
-                return
-            data = self._pending + chunk
-            lines = data.split(b"\n")
-            self._pending = lines.pop()
-            if len(self._pending) > _LINE_LIMIT:
-                self._broken = True
-                return
-            for line in lines:
-                if line.startswith(b"data:"):
-                    self._event(line[5:].strip())
-        except Exception as exc:  # never let a surprise reach the caller's stream
-            self._broken = True
-            log.debug("seawall: stopped reading usage from a stream: %r", exc)
-
-    def _event(self, payload: bytes) -> None:
-        if not payload.startswith(b"{"):
-            return  # "[DONE]" and keep-alives
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            return
-        if not isinstance(data, dict):
-            return
-        kind = data.get("type")
-        if kind == "message_start" and isinstance(data.get("message"), dict):
-            data = data["message"]
-            self._type = "message"
-        elif kind == "response.completed" and isinstance(data.get("response"), dict):
-            data = data["response"]
-        model = data.get("model")
-        if isinstance(model, str) and model:
-            self._model = model
-        if isinstance(data.get("object"), str):
-            self._object = data["object"]
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
-            if len(self._usage) > _USAGE_FIELDS_MAX:  # no provider sends that many
-                self._broken = True
-
-    def _finish(self) -> None:
-        if self._model is None or not self._usage:
-            return
-        answer: dict[str, Any] = {"model": self._model, "usage": self._usage}
-        if self._object == "response":
-            answer["object"] = "response"
-        usage = parse_usage(answer)
-        if usage is not None:
-            self._on_done(usage)
 
 
 @attrs.define
@@ -348,7 +137,7 @@ class CostTracker:
         self.by_key.clear()
 
 
-def report(sw: Seawall) -> CostReport:
+def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
     """``sw.costs()``: per key, what the calls cost and what failures cost.
 
     Per key: ``models`` (calls, tokens, ``cost_usd`` as ``Decimal``),
@@ -357,12 +146,7 @@ def report(sw: Seawall) -> CostReport:
     the breaker and the cooldown, which never reached the upstream). Keys are
     those with priced calls and those of LLM routes. Types: ``seawall.reports``.
     """
-    from seawall.llm import LLM_HOSTS
-    from seawall.metrics import KeyStats
-
-    tracker = sw.cost_tracker
     keys: dict[str, KeyCosts] = {}
-    states = sw._states
     for key in [*states, *(k for k in tracker.by_key if k not in states)]:
         models = tracker.by_key.get(key, {})
         state = states.get(key)
@@ -392,14 +176,12 @@ def report(sw: Seawall) -> CostReport:
     )
 
 
-def account(sw: Seawall, key: str, url: str, usage: Usage, *, streamed: bool = False) -> None:
+def account(
+    tracker: CostTracker, hooks: Hooks, key: str, url: str, usage: Usage, *, streamed: bool = False
+) -> None:
     """Price and record one successful call; tell ``seawall_event`` observers its cost."""
-    cost = sw.cost_tracker.record(key, usage)
-    if sw.hooks.has("seawall_event"):
-        import time
-
-        from seawall.events import CallCost
-
+    cost = tracker.record(key, usage)
+    if hooks.has("seawall_event"):
         event = CallCost(
             key=key,
             timestamp=time.time(),
@@ -412,4 +194,4 @@ def account(sw: Seawall, key: str, url: str, usage: Usage, *, streamed: bool = F
             cost_usd=cost,
             streamed=streamed,
         )
-        sw.hooks.each("seawall_event", event=event)
+        hooks.each("seawall_event", event=event)

@@ -1,15 +1,15 @@
 """seawall's exceptions: one root, each carrying the key and the attempts made.
 
-Raised through the aiohttp middleware, the ``Client*`` twins are used: they are
-also ``aiohttp.ClientConnectionError``, so ``except aiohttp.ClientError`` in
-existing code keeps catching them.
+Raised through the aiohttp middleware, their ``Client*`` twins are used
+(``seawall.aiohttp``): they are also ``aiohttp.ClientConnectionError``, so
+``except aiohttp.ClientError`` in existing code keeps catching them. This
+module does not import aiohttp.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiohttp
 import attrs
 
 __all__ = [
@@ -89,31 +89,6 @@ class DeadlineExceededError(SeawallError):
 
 class RetriesExhaustedError(SeawallError):
     """Every attempt the policy allows failed; the last failure is ``__cause__``."""
-
-
-class ClientCircuitOpenError(CircuitOpenError, aiohttp.ClientConnectionError):
-    """``CircuitOpenError`` raised from the aiohttp middleware."""
-
-
-class ClientRetryBudgetExhaustedError(RetryBudgetExhaustedError, aiohttp.ClientConnectionError):
-    """``RetryBudgetExhaustedError`` raised from the aiohttp middleware."""
-
-
-class ClientDeadlineExceededError(DeadlineExceededError, aiohttp.ClientConnectionError):
-    """``DeadlineExceededError`` raised from the aiohttp middleware."""
-
-
-class ClientRetriesExhaustedError(RetriesExhaustedError, aiohttp.ClientConnectionError):
-    """``RetriesExhaustedError`` raised from the aiohttp middleware."""
-
-
-#: Maps each error to its aiohttp-compatible twin.
-CLIENT_TWINS: dict[type[SeawallError], type[SeawallError]] = {
-    CircuitOpenError: ClientCircuitOpenError,
-    RetryBudgetExhaustedError: ClientRetryBudgetExhaustedError,
-    DeadlineExceededError: ClientDeadlineExceededError,
-    RetriesExhaustedError: ClientRetriesExhaustedError,
-}
 
 
 def unwrap(exc: BaseException | None) -> SeawallError | None:

@@ -35,7 +35,7 @@ from seawall.outcome import Category, Severity
 from seawall.redact import MASK, is_secret_param, redact_text
 
 if TYPE_CHECKING:
-    from seawall.plugins.manager import Hooks
+    from seawall.plugins.hooks import Hooks
 
 __all__ = ["EscalationPolicy", "Escalator", "Incident"]
 

@@ -69,7 +69,14 @@ class Watchdog:
         """
         if now is None or not self.stock:
             now = time.monotonic() if self.stock else self._loop.time()
-        deadline = now + seconds
+        self.watch_at(task, now + seconds)
+
+    def watch_at(self, task: Task, deadline: float) -> None:
+        """Cancel ``task`` at ``deadline`` (up to ``GRAIN`` sooner), on this watchdog's clock.
+
+        ``time.monotonic()`` when ``stock`` (the aiohttp lean path adds its
+        limit to the reading it already has), else the loop's own ``time()``.
+        """
         self.deadlines[task] = deadline
         cancelling = task.cancelling()
         if cancelling:

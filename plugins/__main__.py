@@ -11,10 +11,10 @@ import json
 import sys
 from collections.abc import Sequence
 
+from seawall.plugins.manager import PluginError, make_manager
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from seawall.plugins.manager import PluginError, make_manager
-
     parser = argparse.ArgumentParser(prog="python -m seawall.plugins")
     parser.add_argument("--all", action="store_true", help="include the built-in plugins")
     parser.add_argument("--hook", metavar="NAME", help="only plugins implementing NAME")

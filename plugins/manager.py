@@ -16,8 +16,7 @@ import importlib.metadata
 import inspect
 import logging
 import os
-import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -25,9 +24,12 @@ import pluggy
 
 from seawall.plugins import PROJECT_NAME, hookspecs
 from seawall.plugins.builtin import BUILTIN_MODULES, PRIORITY
+from seawall.plugins.builtin.patterns import PatternClassifier
+from seawall.plugins.hooks import BUILTIN_PREFIX, Hooks
 from seawall.redact import redact_text
 
 __all__ = [
+    "BUILTIN_PREFIX",
     "Hooks",
     "PluginError",
     "PluginInfo",
@@ -37,9 +39,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("seawall.plugins")
-
-#: Prefix of the names built-in plugins are registered under.
-BUILTIN_PREFIX = "seawall.builtin."
 
 
 class PluginError(RuntimeError):
@@ -191,6 +190,26 @@ class SeawallPluginManager(pluggy.PluginManager):
         super().set_blocked(name)
         self._changed()
 
+    def patterns(self) -> PatternClassifier:
+        """The built-in pattern classifier (``add_pattern`` adds to it)."""
+        plugin = self.get_plugin("seawall.builtin.patterns")
+        if not isinstance(plugin, PatternClassifier):
+            msg = (
+                "add_pattern needs the built-in plugin 'seawall.builtin.patterns', "
+                "which is blocked; unblock it or classify messages in a plugin of your own"
+            )
+            raise RuntimeError(msg)
+        return plugin
+
+    def classifier_stats(self) -> dict[str, Any]:
+        """Counts from the built-in exception classifier and the user's patterns."""
+        stats: dict[str, Any] = {}
+        for name in ("seawall.builtin.exceptions", "seawall.builtin.patterns"):
+            plugin = self.get_plugin(name)
+            if plugin is not None:
+                stats.update(plugin.snapshot())
+        return stats
+
     def list_plugins(self, *, include_builtin: bool = False) -> list[PluginInfo]:
         """Every registered plugin with the hooks it implements, sorted by name."""
         infos = []
@@ -320,103 +339,3 @@ def make_manager(
         pm.trace.root.setwriter(lambda text: log.debug("%s", redact_text(text.rstrip())))
         pm.enable_tracing()
     return pm
-
-
-_Impl = tuple[str, Callable[..., Any], tuple[str, ...]]
-
-
-class Hooks:
-    """Calls hooks for the engine, isolating plugins that raise.
-
-    A plugin that raises is skipped for that call and the next implementation
-    answers (so the built-in answer is used); the fault is logged once per
-    plugin and hook and counted in ``faults``. Implementation lists are cached
-    and rebuilt when plugins change.
-    """
-
-    def __init__(self, pm: SeawallPluginManager) -> None:
-        self.pm = pm
-        self.faults: dict[tuple[str, str], int] = {}
-        self._cache: dict[str, tuple[_Impl, ...]] = {}
-        self._custom: dict[str, bool] = {}
-        self._has: dict[str, bool] = {}
-        self.tracing = os.environ.get("SEAWALL_TRACE_PLUGINS") == "1"
-        pm.listeners.append(self._forget)
-
-    def impls(self, hook: str) -> tuple[_Impl, ...]:
-        """Implementations of ``hook`` in call order (the one pluggy calls first, first)."""
-        cached = self._cache.get(hook)
-        if cached is None:
-            caller = getattr(self.pm.hook, hook)
-            cached = tuple(
-                (impl.plugin_name, impl.function, tuple(impl.argnames))
-                for impl in reversed(caller.get_hookimpls())
-                if not (impl.hookwrapper or impl.wrapper)
-            )
-            self._cache[hook] = cached
-        return cached
-
-    def custom(self, hook: str) -> bool:
-        """True when a plugin other than the built-ins implements ``hook``."""
-        cached = self._custom.get(hook)
-        if cached is None:
-            cached = self._custom[hook] = any(
-                not name.startswith(BUILTIN_PREFIX) for name, _, _ in self.impls(hook)
-            )
-        return cached
-
-    def _forget(self) -> None:
-        self._cache.clear()
-        self._custom.clear()
-        self._has.clear()
-
-    def has(self, hook: str) -> bool:
-        """True when some plugin implements ``hook`` (cached: asked on every request)."""
-        found = self._has.get(hook)
-        if found is None:
-            found = self._has[hook] = bool(self.impls(hook))
-        return found
-
-    def fault(self, plugin: str, hook: str, exc: BaseException) -> None:
-        """Count a plugin's fault; log it the first time."""
-        key = (plugin, hook)
-        seen = self.faults.get(key, 0)
-        self.faults[key] = seen + 1
-        if not seen:
-            # The traceback is formatted here and redacted: an exception's text can
-            # hold request headers (aiohttp's ClientResponseError does).
-            trace = "".join(traceback.format_exception(exc)).rstrip()
-            log.error(
-                "seawall plugin %r raised in %s and was skipped (reported once): %s\n%s",
-                plugin,
-                hook,
-                redact_text(repr(exc)),
-                redact_text(trace),
-            )
-
-    def _answers(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-        """(plugin name, result) from each implementation in call order, skipping faults."""
-        for plugin, function, argnames in self.impls(hook):
-            try:
-                result = function(*[kwargs[name] for name in argnames])
-            except Exception as exc:
-                self.fault(plugin, hook, exc)
-                continue
-            if self.tracing:
-                log.debug("%s from %s -> %s", hook, plugin, redact_text(repr(result)))
-            yield plugin, result
-
-    def first(self, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
-        """Call ``hook`` until an implementation answers; return (answer, plugin name)."""
-        for plugin, result in self._answers(hook, kwargs):
-            if result is not None:
-                return result, plugin
-        return None, None
-
-    def each(self, hook: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation of ``hook``; return the results that are not None."""
-        return [result for _, result in self.each_with_names(hook, **kwargs) if result is not None]
-
-    def each_with_names(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every implementation of ``hook``; return (plugin name, result) pairs."""
-        return list(self._answers(hook, kwargs))

@@ -38,6 +38,7 @@ serve several ``Seawall`` objects.
 
 from __future__ import annotations
 
+import importlib.metadata
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
@@ -52,12 +53,22 @@ from seawall.plugins import hookimpl
 
 if TYPE_CHECKING:
     from seawall.costs import ModelCost
-    from seawall.engine import KeyState, Seawall
+    from seawall.engine import Seawall
     from seawall.events import Event
+    from seawall.state import KeyState
 
 __all__ = ["TOKEN_KINDS", "OTelMetrics", "OTelPlugin"]
 
 _SCOPE = "seawall"
+
+
+def _version() -> str:
+    """seawall's version, as ``seawall.__version__`` has it (without importing the root)."""
+    try:
+        return importlib.metadata.version("seawall")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
 
 #: The token counts of ``seawall.costs.ModelCost``, by ``seawall.llm.token.kind``.
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
@@ -67,10 +78,8 @@ class _Metrics:
     """The OTel plugin's metrics half: observable instruments over seawall's counters."""
 
     def __init__(self, meter_provider: MeterProvider | None) -> None:
-        from seawall import __version__
-
         provider = meter_provider or metrics.get_meter_provider()
-        meter = provider.get_meter(_SCOPE, __version__)
+        meter = provider.get_meter(_SCOPE, _version())
         self.seawalls: weakref.WeakSet[Seawall] = weakref.WeakSet()
         for name, unit, doc in (
             ("requests", "{request}", "Calls started through seawall."),
@@ -149,7 +158,7 @@ class _Metrics:
 
     def _states(self) -> Iterator[tuple[str, KeyState]]:
         for sw in list(self.seawalls):
-            yield from list(sw._states.items())
+            yield from list(sw.registry.view.items())
 
     def _plain(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:

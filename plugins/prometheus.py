@@ -188,7 +188,7 @@ class SeawallCollector(Collector):
         sums: dict[str, MutableMapping[_Labels, float]],
         histograms: dict[str, LatencyHistogram],
     ) -> None:
-        for key, state in list(sw._states.items()):
+        for key, state in list(sw.registry.view.items()):
             stats = state.stats
             label = (key,)
             sums["requests"][label] += stats.requests

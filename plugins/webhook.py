@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
-from seawall import testing as _testing
+from seawall import _testmode as _testing
 from seawall.plugins import hookimpl
 
 if TYPE_CHECKING:

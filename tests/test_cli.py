@@ -15,10 +15,10 @@ import pytest
 
 import seawall
 from seawall.cli import main
-from seawall.cli_classify import build_exception
-from seawall.demo import Progress
-from seawall.demo_upstream import script
-from seawall.demo_view import _PlainProgress, plain_table, progress_display
+from seawall.cli.classify import build_exception
+from seawall.cli.demo import Progress
+from seawall.cli.demo_upstream import script
+from seawall.cli.demo_view import _PlainProgress, plain_table, progress_display
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 

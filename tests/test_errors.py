@@ -8,7 +8,8 @@ import aiohttp
 import pytest
 
 import seawall
-from seawall.errors import CLIENT_TWINS, AttemptRecord
+from seawall.aiohttp import CLIENT_TWINS
+from seawall.errors import AttemptRecord
 
 from ._helpers import Recorder, policy
 from ._servers import closed_port

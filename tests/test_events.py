@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 import seawall
-import seawall.engine
+import seawall._path.observer
 from seawall import events
 from seawall.policy import BreakerPolicy, BudgetPolicy, Policy, RetryPolicy, TimeoutPolicy
 
@@ -230,7 +230,7 @@ async def test_no_event_is_built_when_nobody_listens(
             built.append(_real.__name__)
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(seawall.engine, name, counting)
+        monkeypatch.setattr(seawall._path.observer, name, counting)
     plugins = [Recorder()] if listening else []
     sw = seawall.Seawall(
         Policy(

@@ -31,14 +31,14 @@ def test_open_breakers_do_not_pin_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """10,400+ keys with open breakers stay within MAX_KEYS; evictions come in batches."""
     sw = seawall.Seawall(entrypoints=False)
     batches: list[int] = []
-    forget = sw._forget_idle
+    forget = sw.registry.forget_idle
 
     def counted() -> None:
         before = len(sw._states)
         forget()
         batches.append(before - len(sw._states))
 
-    monkeypatch.setattr(sw, "_forget_idle", counted)
+    monkeypatch.setattr(sw.registry, "forget_idle", counted)
     total = MAX_KEYS + MAX_KEYS // 4 + 400  # 12,900 keys, all with open breakers
     _flood(sw, "k", total)
     assert len(sw._states) <= MAX_KEYS

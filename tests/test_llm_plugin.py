@@ -149,10 +149,11 @@ def test_sdk_exceptions_are_classified_on_llm_keys() -> None:
         body: ClassVar[dict[str, str]] = {"code": "insufficient_quota", "message": "no"}
 
     sw = seawall.Seawall(routes={"openai": seawall.Policy.for_llm()}, entrypoints=False)
-    plugin = sw.plugin_manager.get_plugin("seawall.builtin.llm")
-    c = plugin.seawall_classify(Outcome(key="openai", exception=APIStatusError()))
+    c, by = sw.classify(Outcome(key="openai", exception=APIStatusError()))
     assert c.category is Category.QUOTA_EXHAUSTED
-    assert plugin.seawall_classify(Outcome(key="other", exception=APIStatusError())) is None
+    assert by == "seawall.builtin.llm"
+    _, by = sw.classify(Outcome(key="other", exception=APIStatusError()))
+    assert by != "seawall.builtin.llm"
 
 
 def test_wait_comes_from_reset_headers_when_no_retry_after() -> None:

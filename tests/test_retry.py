@@ -551,8 +551,8 @@ async def test_no_event_is_built_when_nobody_listens(upstream, make_session, mon
     def forbidden(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("an event was built with nobody listening")
 
-    monkeypatch.setattr(sw, "_emit", forbidden)
-    monkeypatch.setattr(sw, "_emit_attempt", forbidden)
+    monkeypatch.setattr(sw._observer, "emit", forbidden)
+    monkeypatch.setattr(sw._observer, "attempt", forbidden)
     async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
         assert resp.status == 200
     assert up.hits == 2

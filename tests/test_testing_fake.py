@@ -31,9 +31,9 @@ def test_import_seawall_does_not_load_the_fake_or_aiohttp_web() -> None:
     """The fake is loaded on first use only (it needs aiohttp.web)."""
     code = (
         "import sys, seawall, seawall.testing\n"
-        "print('seawall.fake_llm' in sys.modules, 'aiohttp.web' in sys.modules)\n"
+        "print('seawall.testing.fake_llm' in sys.modules, 'aiohttp.web' in sys.modules)\n"
         "seawall.testing.FakeProvider\n"
-        "print('seawall.fake_llm' in sys.modules)\n"
+        "print('seawall.testing.fake_llm' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

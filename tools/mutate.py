@@ -67,18 +67,13 @@ TARGETS = (
         ("tests/test_cooldown_rules.py", "tests/test_cooldown.py", "-k", "not fifty_callers"),
     ),
     Target("retry_after", "middleware/retry_after.py", ("tests/test_retry_after.py",)),
-    Target("backoff", "plugins/builtin/backoff.py", ("tests/test_builtin_backoff.py",)),
+    Target("backoff", "middleware/backoff.py", ("tests/test_builtin_backoff.py",)),
     Target(
         "redact", "middleware/redact.py", ("tests/test_redact_rules.py", "tests/test_redaction.py")
     ),
     Target("watchdog", "middleware/watchdog.py", ("tests/test_watchdog.py",)),
-    # The stop/delay rules of the retry loop (they will move to their own module).
-    Target(
-        "rules",
-        "middleware/engine.py",
-        ("tests/test_stop_rules.py",),
-        functions=("Seawall._why_stop", "Seawall._delay"),
-    ),
+    # The stop/delay rules of the retry loop.
+    Target("rules", "middleware/_path/rules.py", ("tests/test_stop_rules.py",)),
 )
 
 #: The operators we use, a mutmut-like set: each comparison to its boundary

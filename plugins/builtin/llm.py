@@ -31,13 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from seawall.llm import is_llm_route, reset_wait
+from seawall.llm import LLM_HOSTS, reset_wait
 from seawall.outcome import Category, Classification, Outcome, Severity
 from seawall.plugins import hookimpl
 from seawall.retry_after import server_wait, should_retry_header
 
 if TYPE_CHECKING:
-    from seawall.engine import Seawall
     from seawall.policy import RetryPolicy
 
 __all__ = ["OVERLOADED_BASE_DELAY", "LLMPlugin", "classify_error", "error_code", "plugin"]
@@ -172,26 +171,21 @@ def _overloaded(outcome: Outcome, classification: Classification) -> bool:
 
 
 class LLMPlugin:
-    """One per ``Seawall``: it needs the seawall to know which routes are LLM routes."""
+    """Provider error codes and the "overloaded" backoff, on LLM routes only.
 
-    def __init__(self) -> None:
-        self.seawall: Seawall | None = None
+    Whether an attempt is on an LLM route comes with it: ``Outcome.llm``, which
+    the engine sets from the route's policy (and ``Seawall.classify`` for an
+    outcome built by hand); a well-known provider host counts too. The plugin
+    holds no ``Seawall``.
+    """
 
-    @hookimpl(trylast=True)
-    def seawall_configure(self, seawall: Seawall) -> None:
-        self.seawall = seawall
-
-    def is_llm(self, outcome: Outcome) -> bool:
+    @staticmethod
+    def is_llm(outcome: Outcome) -> bool:
         """Whether ``outcome`` comes from an LLM route (or a call with an LLM policy)."""
         if outcome.llm:
             return True
-        sw = self.seawall
-        if sw is None:
-            return False
         url = outcome.url
-        if url is not None:
-            return is_llm_route(sw.resolve(url)[1], url.host)
-        return sw.policy_for_key(outcome.key).llm
+        return url is not None and url.host is not None and url.host.lower() in LLM_HOSTS
 
     @hookimpl(trylast=True)
     def seawall_classify(self, outcome: Outcome) -> Classification | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from seawall.outcome import Classification, Outcome
 from seawall.plugins import hookimpl
-from seawall.plugins.builtin.exceptions import Pattern
+from seawall.tables import Pattern
 
 __all__ = ["CACHE_SIZE", "MAX_TEXT", "PatternClassifier", "plugin", "text_of"]
 

@@ -1,7 +1,7 @@
 """``seawall classify``: what seawall would make of one attempt's result, and why.
 
-The answer comes from the engine itself (``Seawall.classify``, ``_why_stop``,
-``_delay``) on a fresh key, so it is the decision a real call would get on
+The answer comes from the engine itself (``Seawall.classify``, ``rules.why_stop``,
+``Loop.delay``) on a fresh key, so it is the decision a real call would get on
 its first failure (attempt ``N`` with ``--attempt``).
 
 What it echoes is redacted as everything seawall shows: secret header
@@ -18,7 +18,11 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from seawall._body import ERROR_BODY_LIMIT
-from seawall.engine import CallSpec, Seawall
+from seawall._path.rules import StopReason, why_stop
+from seawall._path.spec import CallSpec
+from seawall._testmode import cap_attempts
+from seawall.backoff import ceiling
+from seawall.engine import Seawall
 from seawall.outcome import Category, Outcome
 from seawall.redact import redact_headers, redact_text
 
@@ -110,8 +114,6 @@ def explain(
     attempt: int = 1,
 ) -> dict[str, Any]:
     """Classify one result and say whether and how long seawall would wait."""
-    from seawall.plugins.builtin.backoff import ceiling
-
     target = URL(url) if url else URL("http://upstream.example")
     key, policy = sw.resolve(target)
     hdrs = CIMultiDict(headers)
@@ -168,16 +170,20 @@ def explain(
         result["why_not"] = "success: nothing to retry"
         return result
     # As if the earlier attempts had failed the same way.
-    stop = sw._why_stop(spec, attempt, outcome, c, {c.category: attempt - 1})
-    if stop == "attempts":
-        stop = f"attempt {attempt} was the last of max_attempts={policy.retry.max_attempts}"
+    most = cap_attempts(policy.retry.max_attempts)
+    stop = why_stop(spec, attempt, most, outcome, c, {c.category: attempt - 1})
+    if stop is StopReason.ATTEMPTS:
+        result["why_not"] = (
+            f"attempt {attempt} was the last of max_attempts={policy.retry.max_attempts}"
+        )
+        return result
     if stop is not None:
-        result["why_not"] = stop
+        result["why_not"] = stop.describe(spec, c, status)
         return result
     _answer, backoff_by = sw.hooks.first(
         "seawall_backoff", attempt=attempt, outcome=outcome, classification=c, policy=policy.retry
     )
-    delay, why = sw._delay(spec, attempt, outcome, c)
+    delay, why = sw.path.delay(spec, attempt, outcome, c)
     top = ceiling(attempt, policy.retry)
     low = _jitter_floor(top, policy.retry)
     deadline = policy.timeout.deadline

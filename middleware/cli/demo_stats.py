@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from seawall.demo import DemoConfig, Variant, demo_policy
-from seawall.demo_upstream import Phase, phase_at, script
+from seawall.cli.demo import DemoConfig, Variant, demo_policy
+from seawall.cli.demo_upstream import Phase, phase_at, script
 
 __all__ = ["BUCKET", "breaker_timeline", "calls_per_bucket", "report", "summarize"]
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TextIO
 
-from seawall.demo import Progress
+from seawall.cli.demo import Progress
 
 __all__ = ["ROWS", "plain_table", "plot", "progress_display", "rich_available", "table_rows"]
 

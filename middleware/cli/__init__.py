@@ -16,6 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from seawall.cli.classify import build_exception, explain, parse_header
+from seawall.cli.demo import DemoConfig, run_demo
+from seawall.cli.demo_stats import BUCKET, breaker_timeline, calls_per_bucket, report
+from seawall.cli.demo_view import plot, print_table, progress_display, rich_available
+from seawall.config import ConfigError, load_config
+from seawall.engine import Seawall
+from seawall.plugins.manager import PluginError, make_manager
+
 __all__ = ["build_parser", "main"]
 
 
@@ -24,10 +32,6 @@ __all__ = ["build_parser", "main"]
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
-
-    from seawall.demo import DemoConfig, run_demo
-    from seawall.demo_stats import BUCKET, breaker_timeline, calls_per_bucket, report
-    from seawall.demo_view import plot, print_table, progress_display, rich_available
 
     if args.plot:
         try:
@@ -77,16 +81,12 @@ def _plugin_report(
     *, include_builtin: bool = True, hook: str | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The plugins as dicts, and the warnings about plugins left out."""
-    from seawall.plugins.manager import make_manager
-
     pm = make_manager()
     infos = pm.list_plugins(include_builtin=include_builtin)
     return [i.as_dict() for i in infos if hook is None or hook in i.hooks], pm.warnings
 
 
 def _plugins(args: argparse.Namespace, out: TextIO) -> int:
-    from seawall.plugins.manager import PluginError
-
     try:
         infos, warnings = _plugin_report(include_builtin=True, hook=args.hook)
     except PluginError as exc:
@@ -163,8 +163,6 @@ def _describe(policy: Any) -> str:
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:
-    from seawall.config import ConfigError, load_config
-
     path = Path(args.file)
     if not path.is_file():
         out.write(f"{path}: no such file; give the path of a TOML policy file\n")
@@ -199,9 +197,6 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _classify(args: argparse.Namespace, out: TextIO) -> int:
-    from seawall.cli_classify import build_exception, explain, parse_header
-    from seawall.config import ConfigError
-    from seawall.engine import Seawall
 
     if args.status is None and args.exception is None:
         out.write("classify needs --status CODE or --exception 'Name: message'\n")

@@ -1,11 +1,11 @@
 """``seawall demo``: a naive retry loop and seawall, side by side, on a failing upstream.
 
-Two scripted upstreams (``seawall.demo_upstream``) follow the same phases at
+Two scripted upstreams (``seawall.cli.demo_upstream``) follow the same phases at
 the same time; each gets the same open-loop load (every client starts a
 logical request every ``1/rate`` seconds, however slow the upstream is). One
 is called by a naive loop that retries every failure after a tiny fixed
 delay, the other through seawall with short policies suited to a demo. The
-numbers are computed from what the upstreams saw (``seawall.demo_stats``).
+numbers are computed from what the upstreams saw (``seawall.cli.demo_stats``).
 Everything is bounded: the run stops by itself after about ``duration``
 seconds plus the longest call.
 """
@@ -20,7 +20,8 @@ from typing import Any
 import aiohttp
 import attrs
 
-from seawall.demo_upstream import Phase, ScriptedUpstream, phase_at, script
+from seawall import backoff
+from seawall.cli.demo_upstream import Phase, ScriptedUpstream, phase_at, script
 from seawall.engine import Seawall
 from seawall.errors import SeawallError
 from seawall.events import BreakerTransition
@@ -187,8 +188,6 @@ async def run_demo(
     config: DemoConfig, on_tick: Callable[[Progress], None] | None = None, tick: float = 0.25
 ) -> tuple[Variant, ...]:
     """Run both variants side by side; call ``on_tick`` every ``tick`` seconds."""
-    from seawall.plugins.builtin import backoff
-
     backoff.seed(config.seed)
     rng = random.Random(config.seed)
     phases = script(config.duration)

@@ -1,0 +1,381 @@
+"""The attempt loop: make attempts until one succeeds or a rule says stop.
+
+One ``CallState`` per call carries what the attempts share (tenacity's
+``RetryCallState`` idea); the rules (``rules``), the give-up step
+(``giveup``) and the reporting (``observer``) are their own modules. The
+order of one attempt, as in DESIGN.md: cooldown, deadline, breaker, the
+attempt under its time limit, classification (plugins through ``Hooks``),
+breaker/cooldown/escalation, events, then stop or wait and go again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from seawall import _testmode, backoff, watchdog
+from seawall._path.giveup import GiveUp, describe, make_error
+from seawall._path.observer import Observer
+from seawall._path.rules import StopReason, deadline_at, is_delay, next_delay, why_stop
+from seawall._path.spec import Attempt, BrokenBody, CallSpec, FirstAttempt, Misuse, attempt_timeout
+from seawall.breaker import CLOSED_PERMIT, Permit
+from seawall.deadline import current_deadline
+from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError
+from seawall.llm import rate_info
+from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
+from seawall.plugins.hooks import Hooks
+
+__all__ = ["CallState", "Loop", "classify"]
+
+
+class CallState:
+    """One call between its attempts: when it started, its deadline, what happened so far."""
+
+    __slots__ = (
+        "by_deadline",
+        "deadline_at",
+        "ended",
+        "exc",
+        "history",
+        "max_attempts",
+        "permit",
+        "result",
+        "retried",
+        "spec",
+        "started",
+        "t0",
+        "timer",
+        "watched",
+    )
+
+    def __init__(self, spec: CallSpec, started: float, at: float | None) -> None:
+        self.spec = spec
+        self.started = started
+        self.deadline_at = at
+        self.max_attempts = _testmode.cap_attempts(spec.policy.retry.max_attempts)
+        self.history: list[AttemptRecord] = []
+        self.retried: dict[Category, int] = {}
+        # The current attempt: its permit, start and end, result, and how it was timed.
+        self.permit: Permit = CLOSED_PERMIT
+        self.t0 = self.ended = started
+        self.result: Attempt | None = None
+        self.exc: Exception | None = None
+        self.by_deadline = False  # the caller's deadline, not the policy's limit, timed it
+        self.timer: asyncio.Timeout | None = None
+        self.watched = False  # the shared watchdog ended it
+
+    def took(self, first: FirstAttempt) -> None:
+        """The adapter's first attempt, made under the policy's own limit."""
+        self.permit = CLOSED_PERMIT
+        self.t0, self.ended, self.result, self.exc = (
+            first.started,
+            first.ended,
+            first.result,
+            first.exc,
+        )
+        self.by_deadline, self.timer, self.watched = False, None, False
+
+    @property
+    def cut(self) -> bool:
+        """Cut short by the caller's own deadline (not the policy's attempt limit)."""
+        timer = self.timer
+        return self.by_deadline and (self.watched or (timer is not None and timer.expired()))
+
+
+def classify(hooks: Hooks, outcome: Outcome) -> tuple[Classification, str | None]:
+    """What ``outcome`` means, and which plugin said so (``None``: the fallback)."""
+    answer, plugin = hooks.first("seawall_classify", outcome=outcome)
+    if not isinstance(answer, Classification):
+        if answer is not None and plugin is not None:
+            bad = TypeError(f"seawall_classify returned {answer!r}, not a Classification")
+            hooks.fault(plugin, "seawall_classify", bad)
+        answer, plugin = hooks.fallback(outcome), None
+    if not answer.is_success and outcome.context.get("critical"):
+        # Any failure of a critical operation needs a human (docs/concepts/classification.md).
+        answer = attrs.evolve(answer, severity=max(answer.severity, Severity.HIGH), escalate=True)
+    return answer, plugin
+
+
+class Loop:
+    """Runs calls; one per ``Seawall``."""
+
+    def __init__(self, clock: Callable[[], float], hooks: Hooks, observer: Observer) -> None:
+        self.clock = clock
+        self.hooks = hooks
+        self.observer = observer
+        self.giveup = GiveUp(clock, observer)
+
+    async def run(
+        self,
+        spec: CallSpec,
+        attempt: Callable[[int], Awaitable[Attempt]],
+        first: FirstAttempt | None = None,
+    ) -> Any:
+        """Make attempts until one succeeds or a rule says stop; see DESIGN.md.
+
+        ``first``: the first attempt, when the adapter already made it (the
+        aiohttp middleware's lean path); the loop carries on from its result.
+        """
+        state = spec.state
+        clock = self.clock
+        stats = state.stats
+        if first is None:
+            started = clock()
+            state.begin(started)
+        else:
+            started = first.started
+            state.cooldown.sent()  # the lean path does not count its attempts in flight
+        call = CallState(spec, started, self._deadline_at(spec, started))
+        observer = self.observer
+        observed = observer.observed
+        giveup = self.giveup
+        history = call.history
+        for number in range(1, call.max_attempts + 1):
+            if first is not None:
+                call.took(first)
+                first = None
+            else:
+                await self._send(call, number, attempt)
+            result, exc = call.result, call.exc
+            elapsed = call.ended - call.t0
+            stats.attempts += 1
+            cut = call.cut
+            answered = None
+            if isinstance(exc, BrokenBody):
+                answered, exc = exc.status, exc.cause
+            outcome, c = self._classify(spec, number, result, exc, elapsed)
+            if answered is not None:
+                # The upstream answered: a body lost afterwards is not its failure.
+                c = attrs.evolve(c, retryable=False, counts_as_failure=False)
+            if cut:
+                state.breaker.release(call.permit)
+                state.cooldown.settle()
+            else:
+                self._record(spec, call.permit, c, result)
+            if observed:
+                observer.attempt(spec, number, result, exc, c, elapsed)
+            if c.is_success:
+                observer.finish(spec, call.ended - started, c, result, number, None, observed)
+                return result.value if result is not None else None
+            # Only failures need the history (for notes and errors): the success path skips it.
+            history.append(AttemptRecord(number, describe(result, exc), c.category.value, elapsed))
+            observer.failed(spec, history[-1], c)
+            stop: StopReason | None
+            if cut:
+                stop = StopReason.DEADLINE
+            elif answered is not None:
+                stop = StopReason.ANSWERED
+            else:
+                if outcome is None:
+                    outcome = _outcome(spec, number, result, exc, elapsed)
+                stop = why_stop(spec, number, call.max_attempts, outcome, c, call.retried)
+            if stop is not None:
+                return giveup.stop(
+                    spec, stop, started, c, result, exc, history, cut=cut, status=answered
+                )
+            assert outcome is not None
+            delay, why = self.delay(spec, number, outcome, c)
+            if call.deadline_at is not None and clock() + delay >= call.deadline_at:
+                return giveup.stop(spec, StopReason.DEADLINE, started, c, result, exc, history)
+            if not state.budget.try_spend():
+                observer.reject(spec, "budget", None)
+                return giveup.stop(spec, StopReason.BUDGET, started, c, result, exc, history)
+            call.retried[c.category] = call.retried.get(c.category, 0) + 1
+            stats.retries += 1
+            history[-1] = attrs.evolve(history[-1], delay=delay)
+            observer.waiting(spec, number, delay, why, c.category)
+            if result is not None and spec.discard is not None:
+                spec.discard(result.value)
+            await _testmode.sleep(delay)
+        msg = "unreachable: the last attempt always stops"  # pragma: no cover
+        raise AssertionError(msg)  # pragma: no cover
+
+    # --- one attempt ---------------------------------------------------------
+
+    async def _send(
+        self, call: CallState, number: int, attempt: Callable[[int], Awaitable[Attempt]]
+    ) -> None:
+        """Make attempt ``number`` under its time limit; what it gave goes into ``call``."""
+        spec = call.spec
+        state = spec.state
+        cooldown = state.cooldown
+        if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
+            await self._respect_cooldown(call)
+        limit = self._attempt_limit(call)
+        permit = state.breaker.admit()
+        if permit is None:
+            retry_after = state.breaker.retry_after()
+            self.observer.reject(spec, "breaker", retry_after)
+            raise make_error(spec, CircuitOpenError, None, call.history, retry_after=retry_after)
+        call.permit = permit
+        call.timer, call.watched = None, False
+        call.t0 = self.clock()
+        cooldown.sent()
+        # Long limits share a coarse timer (seawall.watchdog); short ones, which
+        # need precision, get their own asyncio.timeout.
+        task = dog = None
+        try:
+            if limit is None:
+                result = await attempt(number)
+            elif limit >= watchdog.MIN_LIMIT:
+                task = asyncio.current_task()
+                assert task is not None, "seawall calls run inside a task"
+                dog = watchdog.of(task.get_loop())
+                dog.watch(task, limit)
+                try:
+                    result = await attempt(number)
+                finally:
+                    dog.done(task)
+            else:
+                call.timer = asyncio.timeout(limit)
+                async with call.timer:
+                    result = await attempt(number)
+            call.result, call.exc = result, None
+        except Misuse as misuse:
+            state.breaker.release(permit)
+            cooldown.settle()
+            raise TypeError(str(misuse)) from None
+        except Exception as caught:
+            call.result, call.exc = None, caught
+        except asyncio.CancelledError:
+            if dog is None or task is None or limit is None or not dog.timed_out(task):
+                state.breaker.release(permit)  # cancelled: never retried, never counted
+                cooldown.settle()
+                raise
+            call.result, call.exc, call.watched = None, attempt_timeout(limit), True
+        except BaseException:
+            state.breaker.release(permit)
+            cooldown.settle()
+            raise
+        call.ended = self.clock()
+
+    def _deadline_at(self, spec: CallSpec, now: float) -> float | None:
+        """The absolute deadline on our clock: the policy's or the inbound one."""
+        inbound = current_deadline()
+        # Inbound deadlines are on time.monotonic(); rules.deadline_at converts them.
+        return deadline_at(
+            spec.policy.timeout.deadline, inbound, now, 0.0 if inbound is None else time.monotonic()
+        )
+
+    async def _respect_cooldown(self, call: CallState) -> None:
+        spec = call.spec
+        at = call.deadline_at
+        left = None if at is None else at - self.clock()
+        wait = spec.state.cooldown.reserve(left)  # a paced turn, not only the shared "until"
+        if not wait:
+            return
+        if left is not None and wait >= left:
+            self.observer.reject(spec, "cooldown", wait)
+            left = max(0.0, left)
+            msg = (
+                f"{spec.request_line()}: {spec.key} is rate-limited for {wait:.2f}s more, "
+                f"longer than the {left:.2f}s left before the deadline; not sent. "
+                "Lengthen the deadline or slow the callers down"
+            )
+            raise make_error(spec, DeadlineExceededError, None, call.history, message=msg)
+        self.observer.waiting(spec, len(call.history), wait, "cooldown", Category.RATE_LIMIT)
+        await _testmode.sleep(wait)
+
+    def _attempt_limit(self, call: CallState) -> float | None:
+        """Seconds this attempt may take; sets whether the deadline is what limits it."""
+        spec = call.spec
+        limit = spec.policy.timeout.attempt
+        call.by_deadline = False
+        if call.deadline_at is None:
+            return limit
+        left = call.deadline_at - self.clock()
+        if left <= 0:
+            self.observer.reject(spec, "deadline", None)
+            history = call.history
+            last = f" after {len(history)} attempt(s)" if history else "; nothing was sent"
+            msg = (
+                f"{spec.request_line()}: the deadline passed{last}. Give the call "
+                "more time (TimeoutPolicy.deadline or the inbound deadline) or make it cheaper"
+            )
+            raise make_error(spec, DeadlineExceededError, None, history, message=msg)
+        if limit is None or left < limit:
+            call.by_deadline = True
+            return left
+        return limit
+
+    # --- what an attempt means ------------------------------------------------
+
+    def _classify(
+        self,
+        spec: CallSpec,
+        number: int,
+        result: Attempt | None,
+        exc: BaseException | None,
+        elapsed: float,
+    ) -> tuple[Outcome | None, Classification]:
+        """Ask the plugins; on the plain success path skip building an Outcome."""
+        if (
+            exc is None
+            and result is not None
+            and (result.status is None or result.status < 400)
+            and not self.hooks.custom("seawall_classify")
+        ):
+            return None, SUCCESS
+        outcome = _outcome(spec, number, result, exc, elapsed)
+        return outcome, classify(self.hooks, outcome)[0]
+
+    def _record(
+        self, spec: CallSpec, permit: Permit, c: Classification, result: Attempt | None
+    ) -> None:
+        """The attempt's verdict to the breaker and the cooldown; escalate if it needs a human."""
+        state = spec.state
+        breaker = state.breaker
+        headers = result.headers if spec.llm and result is not None else None
+        state.cooldown.observe(rate_info(headers) if headers else None, success=c.is_success)
+        if c.is_success:
+            breaker.record(permit, failure=False)
+            return
+        if c.counts_as_failure:
+            breaker.record(permit, failure=True)
+        elif c.category is Category.CALLER:
+            breaker.release(permit)  # the caller's own code failed: no news of the upstream
+        elif c.category is Category.RATE_LIMIT:
+            breaker.release(permit)  # the upstream is alive but busy: a cooldown, not a trip
+            if c.retry_after is not None:
+                state.cooldown.start(min(c.retry_after, spec.policy.retry.retry_after_max))
+        else:
+            breaker.record(permit, failure=False)  # a 4xx: the upstream answered
+        self.observer.escalate(spec, c)
+
+    def delay(
+        self, spec: CallSpec, number: int, outcome: Outcome, c: Classification
+    ) -> tuple[float, str]:
+        """Seconds to wait before the next attempt, and what decided it."""
+        retry = spec.policy.retry
+        answer, plugin = self.hooks.first(
+            "seawall_backoff", attempt=number, outcome=outcome, classification=c, policy=retry
+        )
+        if not is_delay(answer):
+            if plugin is not None:
+                bad = ValueError(f"seawall_backoff returned {answer!r}, not seconds >= 0")
+                self.hooks.fault(plugin, "seawall_backoff", bad)
+            answer = backoff.delay(number, retry)
+        return next_delay(answer, number, c, retry, spec.context)
+
+
+def _outcome(
+    spec: CallSpec, number: int, result: Attempt | None, exc: BaseException | None, elapsed: float
+) -> Outcome:
+    return Outcome(
+        key=spec.key,
+        method=spec.method,
+        url=spec.redacted_url,
+        attempt=number,
+        status=result.status if result is not None else None,
+        headers=result.headers if result is not None else None,
+        body=result.body if result is not None else None,
+        exception=exc,
+        elapsed=elapsed,
+        context=spec.context,
+        content_type=result.content_type if result is not None else "",
+        llm=spec.llm,
+    )

@@ -1,0 +1,185 @@
+"""One typed observer of the request path: events, counters, logs and escalation.
+
+Events are built only when some plugin implements ``seawall_event``
+(``observed``); counters are always kept, in the key's ``KeyStats``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from seawall._path.spec import Attempt, CallSpec
+from seawall.breaker import BreakerState, Transition
+from seawall.errors import AttemptRecord
+from seawall.escalation import Escalator
+from seawall.events import (
+    AttemptFinished,
+    BreakerTransition,
+    BudgetExhausted,
+    CallFinished,
+    Rejected,
+    RetryScheduled,
+)
+from seawall.logs import attempts_log, breaker_log, level_for
+from seawall.outcome import Category, Classification, Severity
+from seawall.plugins.hooks import Hooks
+from seawall.redact import redact_text
+from seawall.state import KeyState
+
+__all__ = ["Observer"]
+
+
+class Observer:
+    """Reports what the loop did: to the key's counters, the logs, events and escalation."""
+
+    def __init__(self, hooks: Hooks, escalator: Escalator, states: Mapping[str, KeyState]) -> None:
+        self.hooks = hooks
+        self.escalator = escalator
+        self.states = states
+
+    @property
+    def observed(self) -> bool:
+        """Whether anyone listens to ``seawall_event`` (else no event is built)."""
+        return self.hooks.has("seawall_event")
+
+    def emit(self, cls: type[Any], spec: CallSpec, **fields: Any) -> None:
+        self.hooks.each("seawall_event", event=cls(key=spec.key, timestamp=time.time(), **fields))
+
+    def transition(self, transition: Transition) -> None:
+        """A breaker changed state: count, log, and tell observers."""
+        state = self.states.get(transition.key)
+        if state is not None:
+            state.stats.transitions[f"{transition.old.value}->{transition.new.value}"] += 1
+        level = logging.WARNING if transition.new is BreakerState.OPEN else logging.INFO
+        if breaker_log.isEnabledFor(level):
+            breaker_log.log(
+                level,
+                "circuit breaker for %s: %s -> %s (failure rate %.0f%%, %d failed calls in a row)",
+                transition.key,
+                transition.old.value,
+                transition.new.value,
+                transition.failure_rate * 100,
+                transition.consecutive_failures,
+                extra={"seawall_key": transition.key, "seawall_breaker": transition.new.value},
+            )
+        if self.observed:
+            self.hooks.each(
+                "seawall_event",
+                event=BreakerTransition(
+                    key=transition.key,
+                    timestamp=time.time(),
+                    old=transition.old.value,
+                    new=transition.new.value,
+                    failure_rate=transition.failure_rate,
+                    consecutive_failures=transition.consecutive_failures,
+                ),
+            )
+
+    def reject(self, spec: CallSpec, reason: str, retry_after: float | None) -> None:
+        spec.state.stats.rejections[reason] += 1
+        if self.observed:
+            self.emit(
+                Rejected,
+                spec,
+                reason=reason,
+                retry_after=retry_after,
+                method=spec.method,
+                url=str(spec.redacted_url or ""),
+            )
+            if reason == "budget":
+                self.emit(BudgetExhausted, spec, balance=spec.state.budget.balance())
+
+    def attempt(
+        self,
+        spec: CallSpec,
+        number: int,
+        result: Attempt | None,
+        exc: BaseException | None,
+        c: Classification,
+        elapsed: float,
+    ) -> None:
+        self.emit(
+            AttemptFinished,
+            spec,
+            method=spec.method,
+            url=str(spec.redacted_url or ""),
+            attempt=number,
+            status=result.status if result is not None else None,
+            exception=type(exc).__name__ if exc is not None else None,
+            category=c.category.value,
+            elapsed=elapsed,
+        )
+
+    def waiting(
+        self, spec: CallSpec, number: int, delay: float, reason: str, category: Category
+    ) -> None:
+        """A wait before the next attempt (a retry's backoff, or a cooldown)."""
+        spec.state.stats.waited += delay
+        if self.observed:
+            self.emit(
+                RetryScheduled,
+                spec,
+                method=spec.method,
+                url=str(spec.redacted_url or ""),
+                attempt=number,
+                delay=delay,
+                reason=reason,
+                category=category.value,
+            )
+
+    def finish(
+        self,
+        spec: CallSpec,
+        elapsed: float,
+        c: Classification,
+        result: Attempt | None,
+        attempts: int,
+        stopped: str | None,
+        observed: bool,
+    ) -> None:
+        """A call ended after ``elapsed`` seconds: metrics, and the event if observed."""
+        spec.state.stats.observe_call(elapsed, c.is_success)
+        if observed:
+            self.emit(
+                CallFinished,
+                spec,
+                method=spec.method,
+                url=str(spec.redacted_url or ""),
+                attempts=attempts,
+                outcome=c.category.value,
+                status=result.status if result is not None else None,
+                elapsed=elapsed,
+                stopped_because=stopped,
+            )
+
+    def failed(self, spec: CallSpec, record: AttemptRecord, c: Classification) -> None:
+        """Log a failed attempt on ``seawall.attempts`` at its severity's level, if enabled."""
+        level = level_for(c.severity)
+        if attempts_log.isEnabledFor(level):
+            attempts_log.log(
+                level,
+                "%s: %s",
+                spec.request_line(),
+                record,
+                extra={
+                    "seawall_key": spec.key,
+                    "seawall_attempt": record.number,
+                    "seawall_category": c.category.value,
+                    "seawall_severity": c.severity.name,
+                },
+            )
+
+    def escalate(self, spec: CallSpec, c: Classification) -> None:
+        """Hand an attempt that needs a human to the escalator, when it does."""
+        if c.escalate or c.severity >= Severity.CRITICAL:
+            self.escalator.report(
+                severity=c.severity,
+                category=c.category,
+                key=spec.key,
+                request=spec.request_line(),
+                reason=redact_text(c.reason),
+                context={k: v for k, v in spec.context.items() if isinstance(v, str | int | bool)},
+            )

@@ -1,0 +1,148 @@
+"""The pure rules of the attempt loop: when to stop, and how long to wait.
+
+No I/O, no plugins, no clock reads: each function looks at what it is given.
+``why_stop`` returns a ``StopReason`` (an enum, so the give-up step can pick
+the error by kind); ``StopReason.describe`` is the text that goes into
+events, notes and error messages.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from seawall._path.spec import CallSpec
+from seawall.outcome import Category, Classification, Outcome
+from seawall.policy import IDEMPOTENT_METHODS, RetryPolicy
+from seawall.retry_after import should_retry_header
+
+__all__ = ["StopReason", "deadline_at", "is_delay", "next_delay", "why_stop"]
+
+
+class StopReason(enum.Enum):
+    """Why the loop made no further attempt."""
+
+    NOT_RETRYABLE = "not retryable"
+    NOT_IN_RETRY_ON = "not in retry_on"
+    RETRIED_ENOUGH = "retried enough"
+    METHOD_EXCLUDED = "method excluded"
+    NOT_IDEMPOTENT = "not idempotent"
+    NOT_REPLAYABLE = "not replayable"
+    ATTEMPTS = "attempts"
+    SERVER_WAIT = "server wait too long"
+    BREAKER = "breaker"
+    DEADLINE = "deadline"
+    BUDGET = "budget"
+    ANSWERED = "answered"
+
+    def describe(self, spec: CallSpec, c: Classification, status: int | None = None) -> str:
+        """The reason as people read it (events' ``stopped_because``, notes, errors)."""
+        retry = spec.policy.retry
+        category = c.category.value
+        text = {
+            StopReason.NOT_IN_RETRY_ON: f"{category} is not in retry_on",
+            StopReason.RETRIED_ENOUGH: f"{category} is retried at most {c.max_retries} time(s)",
+            StopReason.METHOD_EXCLUDED: (
+                f"the policy's retry_methods excludes {spec.method} "
+                "(add it to RetryPolicy.retry_methods to retry it)"
+            ),
+            # Re-sending a POST could charge a card twice: only with an Idempotency-Key.
+            StopReason.NOT_IDEMPOTENT: (
+                f"{spec.method} is not idempotent (add an Idempotency-Key or retry_methods)"
+            ),
+            StopReason.NOT_REPLAYABLE: "the request body cannot be sent again (a consumed stream)",
+            StopReason.SERVER_WAIT: (
+                f"the server asked to wait {c.retry_after or 0.0:.1f}s, above "
+                f"retry_after_max={retry.retry_after_max:g}"
+            ),
+            StopReason.ANSWERED: f"the response had a status (HTTP {status}); it is never re-sent",
+        }.get(self)
+        return self.value if text is None else text
+
+
+def why_stop(
+    spec: CallSpec,
+    number: int,
+    max_attempts: int,
+    outcome: Outcome,
+    c: Classification,
+    retried: Mapping[Category, int],
+) -> StopReason | None:
+    """Why not to retry after attempt ``number``, or ``None`` to retry.
+
+    Each rule is a safety reason. ``max_attempts`` is the policy's, capped in
+    test mode.
+    """
+    retry = spec.policy.retry
+    if not c.retryable:
+        return StopReason.NOT_RETRYABLE
+    if c.category not in retry.retry_on and not (
+        outcome.headers and should_retry_header(outcome.headers) is True
+    ):
+        return StopReason.NOT_IN_RETRY_ON
+    if c.max_retries is not None and retried.get(c.category, 0) >= c.max_retries:
+        return StopReason.RETRIED_ENOUGH
+    if not spec.idempotent:
+        if spec.method in IDEMPOTENT_METHODS:  # safe to re-send, but the policy says no
+            return StopReason.METHOD_EXCLUDED
+        return StopReason.NOT_IDEMPOTENT
+    if spec.replayable is not None and not spec.replayable():
+        return StopReason.NOT_REPLAYABLE
+    if number >= max_attempts:
+        return StopReason.ATTEMPTS
+    if c.retry_after is not None and c.retry_after > retry.retry_after_max:
+        return StopReason.SERVER_WAIT
+    if spec.state.breaker.is_open():
+        return StopReason.BREAKER
+    return None
+
+
+def is_delay(value: object) -> bool:
+    """Whether a backoff plugin's answer is usable: finite seconds >= 0."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def next_delay(
+    proposed: float,
+    number: int,
+    c: Classification,
+    retry: RetryPolicy,
+    context: Mapping[str, Any],
+) -> tuple[float, str]:
+    """Seconds to wait before the next attempt, and what decided it.
+
+    ``proposed`` is the backoff's answer. It is capped at ``max_delay``,
+    doubled once the caller's earlier failures and this call's add up to
+    more than two, and raised to the server's ``Retry-After`` when that is longer.
+    """
+    delay = min(float(proposed), retry.max_delay)
+    why = "backoff"
+    failures = context.get("previous_failures", 0)
+    failures = (failures if isinstance(failures, int) else 0) + number
+    if failures > 2:
+        delay = min(delay * 2.0, retry.max_delay)
+    if c.retry_after is not None and c.retry_after > delay:
+        delay, why = c.retry_after, "retry-after"
+    return delay, why
+
+
+def deadline_at(
+    own: float | None, inbound: float | None, now: float, monotonic: float
+) -> float | None:
+    """The absolute deadline on the loop's clock (read as ``now``).
+
+    ``own`` is the policy's deadline in seconds; ``inbound`` the inbound
+    request's, an instant on ``time.monotonic()`` (read as ``monotonic``).
+    """
+    at = None if own is None else now + own
+    if inbound is not None:
+        converted = now + (inbound - monotonic)
+        at = converted if at is None else min(at, converted)
+    return at

@@ -1,0 +1,195 @@
+"""What adapters hand the attempt loop: one call's description and its attempts."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+from yarl import URL
+
+from seawall.errors import SeawallError
+from seawall.policy import Policy
+from seawall.redact import redact_url
+from seawall.state import KeyState
+
+__all__ = [
+    "Attempt",
+    "BrokenBody",
+    "CallSpec",
+    "FirstAttempt",
+    "Misuse",
+    "attempt_timeout",
+    "call_key",
+    "coroutine_attempt",
+]
+
+
+@attrs.define(slots=True)
+class Attempt:
+    """What one attempt returned: the value, and for HTTP the response's facts."""
+
+    value: Any
+    status: int | None = None
+    headers: Mapping[str, str] | None = None
+    body: bytes | None = None
+    content_type: str = ""
+
+
+class CallSpec:
+    """One call as an adapter describes it to the attempt loop.
+
+    ``twins`` maps each seawall error to the class raised through this adapter
+    (the aiohttp middleware raises ``aiohttp.ClientConnectionError`` twins);
+    ``wrap`` says which original exceptions must not escape unwrapped (aiohttp
+    re-runs its whole middleware chain on some). Both come from the adapter:
+    the loop knows no HTTP library.
+    """
+
+    __slots__ = (
+        "_redacted",
+        "context",
+        "discard",
+        "http",
+        "idempotent",
+        "key",
+        "llm",
+        "method",
+        "policy",
+        "replayable",
+        "state",
+        "twins",
+        "url",
+        "wrap",
+    )
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        policy: Policy,
+        state: KeyState,
+        method: str = "CALL",
+        url: URL | None = None,
+        context: Mapping[str, Any],
+        idempotent: bool = True,
+        replayable: Callable[[], bool] | None = None,
+        discard: Callable[[Any], None] | None = None,
+        http: bool = False,
+        llm: bool = False,
+        twins: Mapping[type[SeawallError], type[SeawallError]] | None = None,
+        wrap: Callable[[BaseException], bool] | None = None,
+    ) -> None:
+        self.key = key
+        self.policy = policy
+        self.state = state
+        self.method = method
+        self.url = url
+        self.context = context
+        self.idempotent = idempotent
+        self.replayable = replayable
+        self.discard = discard
+        self.http = http
+        self.llm = llm  # read rate-limit headers (only LLM APIs send the ones we know)
+        self.twins = twins
+        self.wrap = wrap
+        self._redacted: URL | None = None
+
+    @property
+    def redacted_url(self) -> URL | None:
+        if self._redacted is None and self.url is not None:
+            self._redacted = redact_url(self.url)
+        return self._redacted
+
+    def request_line(self) -> str:
+        """``"GET https://host/path?key=***"``, or the key for non-HTTP calls."""
+        if self.url is None:
+            return f"{self.method} {self.key}"
+        return f"{self.method} {self.redacted_url}"
+
+    def error_class(self, kind: type[SeawallError]) -> type[SeawallError]:
+        """``kind``, or its twin for this adapter."""
+        twins = self.twins
+        return twins.get(kind, kind) if twins else kind
+
+
+class FirstAttempt:
+    """An attempt an adapter already made, for ``run(first=...)``.
+
+    The adapter did what the loop does before a first attempt
+    (``KeyState.begin``) and sent it at ``started`` under a closed breaker
+    with the policy's attempt limit. It did not count the attempt in the
+    cooldown's in-flight count: the loop does, before settling it.
+    ``result``/``exc`` are what the attempt gave (one of them is set).
+    """
+
+    __slots__ = ("ended", "exc", "result", "started")
+
+    def __init__(
+        self, started: float, ended: float, result: Attempt | None, exc: Exception | None
+    ) -> None:
+        self.started = started
+        self.ended = ended
+        self.result = result
+        self.exc = exc
+
+
+class BrokenBody(Exception):
+    """Raised by an adapter when a response had a status but reading its body failed.
+
+    The loop never re-sends such a request: it raises ``cause`` (with the
+    attempt history) and gives the breaker no failure, since the upstream answered.
+    """
+
+    def __init__(self, cause: Exception, status: int) -> None:
+        super().__init__(cause, status)
+        self.cause = cause
+        self.status = status
+
+
+class Misuse(Exception):
+    """Raised by an adapter for a programming error that must not be retried."""
+
+
+def coroutine_attempt(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Callable[[int], Awaitable[Attempt]]:
+    """The attempts of ``sw.call(fn, *args, **kwargs)``: each awaits a fresh ``fn(...)``."""
+
+    async def attempt(_number: int) -> Attempt:
+        awaitable = fn(*args, **kwargs)
+        if not inspect.isawaitable(awaitable):
+            msg = (
+                f"sw.call({fn!r}): it returned {type(awaitable).__name__}, not an "
+                "awaitable; pass an async function (sw.call(fetch, url), not fetch(url))"
+            )
+            raise Misuse(msg)
+        return Attempt(await awaitable)
+
+    return attempt
+
+
+def attempt_timeout(limit: float) -> TimeoutError:
+    """What an attempt that ran out of time failed with."""
+    return TimeoutError(f"attempt took longer than {limit:.3g}s")
+
+
+def call_key(fn: object) -> str:
+    """The default key of ``sw.call(fn)``: the qualified name of the function underneath.
+
+    Never ``repr(fn)``: a ``functools.partial``'s repr holds its arguments
+    (headers, tokens, query strings), and the key is shown in ``health()``,
+    metrics labels, logs and events. Partials and bound methods are unwrapped;
+    a callable object without ``__qualname__`` is named by its type.
+    """
+    for _ in range(100):  # bounded: partials of partials, methods of partials
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif inspect.ismethod(fn):
+            fn = fn.__func__
+        else:
+            break
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) and name else type(fn).__qualname__

@@ -1,0 +1,207 @@
+"""Counters of one key, with no dependency: cheap to update, bounded in memory.
+
+Each key has a ``KeyStats``: plain integer counters and a latency histogram
+with fixed buckets (``LATENCY_BUCKETS``), so memory per key is bounded and an
+update is a ``bisect`` and an increment. ``seawall.metrics`` turns them into
+the report behind ``sw.health()``; exporters (``seawall.plugins.prometheus``,
+``seawall.plugins.otel``) read the same objects at scrape time.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["LATENCY_BUCKETS", "KeyStats", "LatencyHistogram", "totals"]
+
+#: Upper bounds (seconds, inclusive) of the latency buckets; one more bucket
+#: (``+Inf``) holds everything slower. Roughly 1-2.5-5 steps from 1 ms to 60 s.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.35,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    30.0,
+    60.0,
+)
+
+#: Rejection reasons that end a call before it finishes (a budget rejection
+#: still finishes the call: the last failure is returned or raised).
+_ENDING_REJECTIONS = ("breaker", "deadline", "cooldown", "load_shedding")
+
+
+class LatencyHistogram:
+    """Counts of durations per fixed bucket, with their sum and the largest seen."""
+
+    __slots__ = ("counts", "max", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.max = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+        if seconds > self.max:
+            self.max = seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add ``other``'s observations to this one (for totals across keys)."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.sum += other.sum
+        self.max = max(self.max, other.max)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations <= bound)`` pairs, ending with ``(inf, count)``."""
+        pairs, running = [], 0
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            running += n
+            pairs.append((bound, running))
+        return pairs
+
+    def quantile(self, q: float) -> float | None:
+        """An estimate of the ``q`` quantile (0..1): linear within its bucket.
+
+        Exact to within the width of one bucket; never above the largest
+        duration seen. ``None`` when nothing was observed.
+        """
+        total = self.count
+        if not total:
+            return None
+        rank = q * total
+        lower, running = 0.0, 0
+        for bound, n in zip(LATENCY_BUCKETS, self.counts, strict=False):
+            if n and running + n >= rank:
+                upper = min(bound, self.max)
+                return lower + (upper - lower) * max(0.0, rank - running) / n
+            running += n
+            lower = bound
+        return self.max  # the +Inf bucket: the largest seen is the best estimate
+
+    def summary(self) -> dict[str, float | None]:
+        count = self.count
+        return {
+            "average_latency": self.sum / count if count else None,
+            "p50_latency": self.quantile(0.50),
+            "p95_latency": self.quantile(0.95),
+            "p99_latency": self.quantile(0.99),
+            "max_latency": self.max if count else None,
+        }
+
+
+class KeyStats:
+    """What happened to one key since the last reset.
+
+    ``requests`` counts calls started, ``attempts`` upstream attempts,
+    ``retries`` retries scheduled; ``successes`` and ``failures`` (by
+    category) count calls that finished; ``rejections`` (by reason) calls or
+    retries refused without an upstream call; ``transitions`` breaker moves
+    (``"closed->open"``); ``latency`` the duration of finished calls,
+    retries and waits included. ``cut_by_deadline`` counts calls whose last
+    attempt the caller's own deadline cut short (``seawall.deadline()``, an
+    inbound timeout header, a policy deadline shorter than the attempt
+    limit): they finished, unsuccessfully, but are not the upstream's
+    failures, so they are not in ``failures`` and the breaker never saw them.
+    """
+
+    __slots__ = (
+        "attempts",
+        "cut_by_deadline",
+        "failures",
+        "latency",
+        "rejections",
+        "requests",
+        "retries",
+        "successes",
+        "transitions",
+        "waited",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.attempts = 0
+        self.retries = 0
+        self.successes = 0
+        self.failures: Counter[str] = Counter()  # by category
+        self.cut_by_deadline = 0  # calls the caller's deadline ended, not the upstream
+        self.rejections: Counter[str] = Counter()  # by reason
+        self.transitions: Counter[str] = Counter()  # "closed->open"
+        self.latency = LatencyHistogram()
+        self.waited = 0.0  # seconds spent in backoff and cooldown waits
+
+    def observe_call(self, elapsed: float, success: bool) -> None:
+        """A call finished after ``elapsed`` seconds (failures are counted by the engine)."""
+        if success:
+            self.successes += 1
+        self.latency.observe(elapsed)
+
+    def first_try(self, elapsed: float) -> None:
+        """A call succeeded on its first attempt: the attempt and ``observe_call`` in one call."""
+        self.attempts += 1
+        self.successes += 1
+        self.latency.observe(elapsed)
+
+    @property
+    def finished(self) -> int:
+        """Calls that ended: successes, failures, and calls refused outright."""
+        ended_early = sum(self.rejections[r] for r in _ENDING_REJECTIONS if r in self.rejections)
+        failed = sum(self.failures.values()) + self.cut_by_deadline
+        return self.successes + failed + ended_early
+
+    def snapshot(self) -> dict[str, Any]:
+        finished = self.finished
+        return {
+            "requests": self.requests,
+            "attempts": self.attempts,
+            "retries": self.retries,
+            "successes": self.successes,
+            "failures": dict(self.failures),
+            "cut_by_deadline": self.cut_by_deadline,
+            "rejections": dict(self.rejections),
+            "transitions": dict(self.transitions),
+            "waited": self.waited,
+            "success_rate": (self.successes / finished) if finished else None,
+            **self.latency.summary(),
+        }
+
+
+def totals(all_stats: Iterable[KeyStats]) -> dict[str, Any]:
+    """Every key's counters added up: numbers, counters by name, and latency histograms.
+
+    Generic over ``KeyStats.__slots__``, so a counter added there is summed
+    here without a second edit (``waited`` was once forgotten).
+    """
+    total = KeyStats()
+    for stats in all_stats:
+        for name in KeyStats.__slots__:
+            mine, theirs = getattr(total, name), getattr(stats, name)
+            if isinstance(mine, LatencyHistogram):
+                mine.merge(theirs)
+            elif isinstance(mine, Counter):
+                mine.update(theirs)
+            else:
+                setattr(total, name, mine + theirs)
+    return total.snapshot()

@@ -1,0 +1,150 @@
+"""``Hooks``: how the core calls plugins, isolating the ones that raise.
+
+The request path reaches plugins only through this dispatcher (never a
+built-in plugin's module directly), and ``fallback`` is where the built-in
+classifiers answer when every implementation deferred or failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from seawall.outcome import SUCCESS, Classification, Outcome
+from seawall.plugins.builtin.exceptions import classify_exception
+from seawall.redact import redact_text
+from seawall.tables import classify_status
+
+if TYPE_CHECKING:
+    from seawall.plugins.manager import SeawallPluginManager
+
+__all__ = ["BUILTIN_PREFIX", "Hooks"]
+
+log = logging.getLogger("seawall.plugins")
+
+#: Prefix of the names built-in plugins are registered under.
+BUILTIN_PREFIX = "seawall.builtin."
+
+_Impl = tuple[str, Callable[..., Any], tuple[str, ...]]
+
+
+class Hooks:
+    """Calls hooks for the engine, isolating plugins that raise.
+
+    A plugin that raises is skipped for that call and the next implementation
+    answers (so the built-in answer is used); the fault is logged once per
+    plugin and hook and counted in ``faults``. Implementation lists are cached
+    and rebuilt when plugins change.
+    """
+
+    def __init__(self, pm: SeawallPluginManager) -> None:
+        self.pm = pm
+        self.faults: dict[tuple[str, str], int] = {}
+        self._cache: dict[str, tuple[_Impl, ...]] = {}
+        self._custom: dict[str, bool] = {}
+        self._has: dict[str, bool] = {}
+        self.tracing = os.environ.get("SEAWALL_TRACE_PLUGINS") == "1"
+        pm.listeners.append(self._forget)
+
+    def impls(self, hook: str) -> tuple[_Impl, ...]:
+        """Implementations of ``hook`` in call order (the one pluggy calls first, first)."""
+        cached = self._cache.get(hook)
+        if cached is None:
+            caller = getattr(self.pm.hook, hook)
+            cached = tuple(
+                (impl.plugin_name, impl.function, tuple(impl.argnames))
+                for impl in reversed(caller.get_hookimpls())
+                if not (impl.hookwrapper or impl.wrapper)
+            )
+            self._cache[hook] = cached
+        return cached
+
+    def custom(self, hook: str) -> bool:
+        """True when a plugin other than the built-ins implements ``hook``."""
+        cached = self._custom.get(hook)
+        if cached is None:
+            cached = self._custom[hook] = any(
+                not name.startswith(BUILTIN_PREFIX) for name, _, _ in self.impls(hook)
+            )
+        return cached
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._custom.clear()
+        self._has.clear()
+
+    def has(self, hook: str) -> bool:
+        """True when some plugin implements ``hook`` (cached: asked on every request)."""
+        found = self._has.get(hook)
+        if found is None:
+            found = self._has[hook] = bool(self.impls(hook))
+        return found
+
+    def fault(self, plugin: str, hook: str, exc: BaseException) -> None:
+        """Count a plugin's fault; log it the first time."""
+        key = (plugin, hook)
+        seen = self.faults.get(key, 0)
+        self.faults[key] = seen + 1
+        if not seen:
+            # The traceback is formatted here and redacted: an exception's text can
+            # hold request headers (aiohttp's ClientResponseError does).
+            trace = "".join(traceback.format_exception(exc)).rstrip()
+            log.error(
+                "seawall plugin %r raised in %s and was skipped (reported once): %s\n%s",
+                plugin,
+                hook,
+                redact_text(repr(exc)),
+                redact_text(trace),
+            )
+
+    def _answers(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        """(plugin name, result) from each implementation in call order, skipping faults."""
+        for plugin, function, argnames in self.impls(hook):
+            try:
+                result = function(*[kwargs[name] for name in argnames])
+            except Exception as exc:
+                self.fault(plugin, hook, exc)
+                continue
+            if self.tracing:
+                log.debug("%s from %s -> %s", hook, plugin, redact_text(repr(result)))
+            yield plugin, result
+
+    def first(self, hook: str, **kwargs: Any) -> tuple[Any, str | None]:
+        """Call ``hook`` until an implementation answers; return (answer, plugin name)."""
+        for plugin, result in self._answers(hook, kwargs):
+            if result is not None:
+                return result, plugin
+        return None, None
+
+    def each(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation of ``hook``; return the results that are not None."""
+        return [result for _, result in self.each_with_names(hook, **kwargs) if result is not None]
+
+    def each_with_names(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of ``hook``; return (plugin name, result) pairs."""
+        return list(self._answers(hook, kwargs))
+
+    def fallback(self, outcome: Outcome) -> Classification:
+        """When every classifier deferred or failed: the user's patterns, then the tables.
+
+        The registered built-in instances when they are there (they hold the
+        user's patterns and the cache), else the plain tables.
+        """
+        pm = self.pm
+        patterns = pm.get_plugin("seawall.builtin.patterns")
+        if patterns is not None:
+            found: Classification | None = patterns.match(outcome)
+            if found is not None:
+                return found
+        exc = outcome.exception
+        if exc is not None:
+            registered = pm.get_plugin("seawall.builtin.exceptions")
+            if registered is not None:
+                return registered.classify(exc)  # type: ignore[no-any-return]
+            return classify_exception(exc)
+        if outcome.status is not None:
+            return classify_status(outcome.status)
+        return SUCCESS
