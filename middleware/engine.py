@@ -44,6 +44,7 @@ from seawall.outcome import Classification, Outcome
 from seawall.plugins.hooks import Hooks
 from seawall.plugins.manager import make_manager, plugin_name
 from seawall.policy import Policy
+from seawall.redact import redact_key
 from seawall.reports import CostReport, HealthReport
 from seawall.state import KeyState, LocalStore
 from seawall.stats import KeyStats
@@ -239,8 +240,10 @@ class Seawall:
         exception, the original exception is raised with the attempt history
         in its ``__notes__``.
         """
-        key = key or call_key(fn)
+        if key is None:
+            key = call_key(fn)
         policy = policy or self.registry.policy_for_key(key)
+        key = redact_key(key)  # shown in health(), metrics, logs: never a secret it holds
         spec = CallSpec(
             key=key,
             policy=policy,

@@ -6,6 +6,7 @@ through these functions.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -18,6 +19,7 @@ __all__ = [
     "is_secret_header",
     "is_secret_param",
     "redact_headers",
+    "redact_key",
     "redact_text",
     "redact_url",
 ]
@@ -164,3 +166,14 @@ def redact_text(text: str) -> str:
     text = _QUERY.sub(_query, text)
     text = _BARE_PAIR.sub(_bare, text)
     return _USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+
+
+@functools.lru_cache(maxsize=4096)
+def redact_key(key: str) -> str:
+    """A key as seawall keeps and shows it: ``key`` itself unless it holds a secret.
+
+    Keys are shown in ``health()``, metric labels, logs and events, and a user
+    may key calls by a URL with credentials or an API key in its query. Cached:
+    ``sw.call`` asks once per call, and keys repeat.
+    """
+    return redact_text(key)

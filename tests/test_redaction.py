@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 import seawall
 from seawall.plugins.webhook import WebhookSink
@@ -257,3 +258,36 @@ async def test_plugin_fault_log_is_redacted(upstream, make_session, caplog) -> N
     assert "'x-api-key': '***'" in record.getMessage()
     assert SECRETS["x-api-key"] not in caplog.text
     assert up.hits == 1
+
+
+async def test_a_key_given_by_the_user_is_shown_redacted(caplog) -> None:
+    """A user's own key (a URL with credentials, a query API key) is kept and shown masked."""
+    caplog.set_level(logging.DEBUG, logger="seawall")
+    capture = Capture()
+    sw = seawall.Seawall(
+        Policy(retry=RetryPolicy(max_attempts=2, base_delay=0.0)),
+        routes={"127.0.0.1": Policy(key="https://bob:SECRETPW@127.0.0.1/?api_key=SECRETQAPI")},
+        plugins=[capture],
+        entrypoints=False,
+    )
+    secret_key = "https://alice:SECRETPW@api.example.com/v1?api_key=SECRETQAPI&page=2"
+    calls = 0
+
+    async def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionResetError("reset by peer")
+        return "ok"
+
+    with seawall.testing.mode():
+        assert await sw.call(fetch, key=secret_key) == "ok"
+        assert await sw.call(fetch, key=secret_key) == "ok"  # the same key both times
+    route = sw.registry.route_for(URL("http://127.0.0.1:9/x"))
+    shown = repr(dict(sw.health().to_dict())) + repr(capture.seen) + caplog.text + route.key
+    assert "SECRETPW" not in shown
+    assert "SECRETQAPI" not in shown
+    (key,) = sw.health()["keys"]
+    assert key == "https://***@api.example.com/v1?api_key=***&page=2"
+    assert sw.health()["keys"][key]["requests"] == 2
+    assert route.key == "https://***@127.0.0.1/?api_key=***"

@@ -18,6 +18,7 @@ from yarl import URL
 from seawall.llm import is_llm_route
 from seawall.plugins.hooks import Hooks
 from seawall.policy import Policy
+from seawall.redact import redact_key
 from seawall.state import KeyState, StateStore
 from seawall.watchdog import MIN_LIMIT
 
@@ -104,7 +105,7 @@ class Registry:
         if found is None:
             host = (url.host or "").lower()
             policy = self.match(host, url.port) or self.policy
-            key = policy.key if policy.key and policy.key != "model" else None
+            key = redact_key(policy.key) if policy.key and policy.key != "model" else None
             if key is None:
                 key = f"{url.scheme}://{host}:{url.port}"
             llm = is_llm_route(policy, host)
