@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -59,25 +61,24 @@ async def wait_until(
     pytest.fail(f"gave up waiting after {tries} polls:\n{server_log(log)}")
 
 
-@pytest.mark.slow
-async def test_example_app_under_uvicorn(aiohttp_server: Any, tmp_path: Path) -> None:
-    """Deadline propagation, 503 with Retry-After while open, and health 503 then 200 again."""
-    flaky = Flaky()
-    upstream_app = web.Application()
-    upstream_app.router.add_get("/flaky", flaky.handle)
-    upstream = await aiohttp_server(upstream_app, host="127.0.0.1")
+class App:
+    """The example app running under uvicorn: its base URL, process and log."""
+
+    def __init__(self, base: str, proc: asyncio.subprocess.Process, log: Path) -> None:
+        self.base = base
+        self.proc = proc
+        self.log = log
+
+
+@contextlib.asynccontextmanager
+async def example_app(tmp_path: Path, settings: dict[str, str]) -> AsyncIterator[App]:
+    """``examples/starlette_app.py`` under a real uvicorn on a free loopback port.
+
+    ``settings``: the app's environment variables. Yields once it is live;
+    on exit stops it and checks that it shut down cleanly.
+    """
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "UPSTREAM_URL": str(upstream.make_url("/flaky")),
-        "UPSTREAM_FAILURE_THRESHOLD": "3",
-        "UPSTREAM_RECOVERY_TIMEOUT": "2",
-        # Long enough that a deadline-bounded answer below can only be the
-        # inbound header's (the slow upstream answers "fine" after 10 s).
-        "APP_DEADLINE": "30",
-        "SEAWALL_LOAD_PLUGINS": "",
-    }
+    env = {**os.environ, "SEAWALL_LOAD_PLUGINS": "", **settings}
     log = tmp_path / "uvicorn.log"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
@@ -96,8 +97,50 @@ async def test_example_app_under_uvicorn(aiohttp_server: Any, tmp_path: Path) ->
             stdout=out,
             stderr=out,
         )
+    app = App(f"http://127.0.0.1:{port}", proc, log)
     try:
         async with aiohttp.ClientSession() as http:
+
+            async def live() -> bool:
+                try:
+                    async with http.get(f"{app.base}/_seawall/live") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await wait_until(live, proc, log, tries=200)
+        yield app
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+    # uvicorn re-raises SIGTERM after its graceful shutdown.
+    assert proc.returncode in (0, -signal.SIGTERM), server_log(log)
+    assert "Application shutdown complete" in server_log(log)
+
+
+@pytest.mark.slow
+async def test_example_app_under_uvicorn(aiohttp_server: Any, tmp_path: Path) -> None:
+    """Deadline propagation, 503 with Retry-After while open, and health 503 then 200 again."""
+    flaky = Flaky()
+    upstream_app = web.Application()
+    upstream_app.router.add_get("/flaky", flaky.handle)
+    upstream = await aiohttp_server(upstream_app, host="127.0.0.1")
+    settings = {
+        "UPSTREAM_URL": str(upstream.make_url("/flaky")),
+        "UPSTREAM_FAILURE_THRESHOLD": "3",
+        "UPSTREAM_RECOVERY_TIMEOUT": "2",
+        # Long enough that a deadline-bounded answer below can only be the
+        # inbound header's (the slow upstream answers "fine" after 10 s).
+        "APP_DEADLINE": "30",
+    }
+    try:
+        async with example_app(tmp_path, settings) as app, aiohttp.ClientSession() as http:
+            base, proc, log = app.base, app.proc, app.log
 
             async def live() -> bool:
                 try:
@@ -110,7 +153,6 @@ async def test_example_app_under_uvicorn(aiohttp_server: Any, tmp_path: Path) ->
                 async with http.get(f"{base}/_seawall/health") as resp:
                     return resp.status, await resp.json()
 
-            await wait_until(live, proc, log, tries=200)
             async with http.head(f"{base}/_seawall/health") as resp:
                 assert resp.status == 200
                 assert await resp.read() == b""
@@ -172,13 +214,3 @@ async def test_example_app_under_uvicorn(aiohttp_server: Any, tmp_path: Path) ->
             assert (code, report["status"]) == (200, "healthy")
     finally:
         flaky.release.set()
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-    # uvicorn re-raises SIGTERM after its graceful shutdown.
-    assert proc.returncode in (0, -signal.SIGTERM), server_log(log)
-    assert "Application shutdown complete" in server_log(log)

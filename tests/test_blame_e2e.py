@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from .test_asgi_e2e import EXAMPLES, free_port, server_log, wait_until
+from .test_asgi_e2e import example_app
 
 #: How long the healthy upstream takes to answer.
 UPSTREAM_LATENCY = 0.1
@@ -40,74 +37,34 @@ async def test_tiny_inbound_timeouts_do_not_open_the_breaker_for_everyone(
     upstream_app = web.Application()
     upstream_app.router.add_get("/slow", healthy_but_slow)
     upstream = await aiohttp_server(upstream_app, host="127.0.0.1")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
+    settings = {
         "UPSTREAM_URL": str(upstream.make_url("/slow")),
         "UPSTREAM_FAILURE_THRESHOLD": "3",
         "UPSTREAM_RECOVERY_TIMEOUT": "30",
         "APP_DEADLINE": "5",
         "HEALTH_DETAIL": "local",  # per-key detail for this loopback test client
-        "SEAWALL_LOAD_PLUGINS": "",
     }
-    log = tmp_path / "uvicorn.log"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--app-dir",
-            str(EXAMPLES),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "starlette_app:app",
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    try:
-        async with aiohttp.ClientSession() as http:
+    async with example_app(tmp_path, settings) as app, aiohttp.ClientSession() as http:
+        base = app.base
+        for _ in range(6):
+            headers = {"X-Request-Timeout": "0.03"}
+            async with http.get(f"{base}/proxy", headers=headers) as resp:
+                assert resp.status == 504, await resp.text()
+                problem = await resp.json(content_type=None)
+            assert problem["type"] == "urn:seawall:problem:deadline-exceeded"
 
-            async def live() -> bool:
-                try:
-                    async with http.get(f"{base}/_seawall/live") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
+        async with http.get(f"{base}/proxy") as resp:  # another caller
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["upstream"] == "fine"
 
-            await wait_until(live, proc, log, tries=200)
-            for _ in range(6):
-                headers = {"X-Request-Timeout": "0.03"}
-                async with http.get(f"{base}/proxy", headers=headers) as resp:
-                    assert resp.status == 504, await resp.text()
-                    problem = await resp.json(content_type=None)
-                assert problem["type"] == "urn:seawall:problem:deadline-exceeded"
-
-            async with http.get(f"{base}/proxy") as resp:  # another caller
-                assert resp.status == 200, await resp.text()
-                assert (await resp.json())["upstream"] == "fine"
-
-            async with http.get(f"{base}/_seawall/health") as resp:
-                assert resp.status == 200
-                report = await resp.json()
-            assert report["status"] == "healthy"
-            (key,) = report["keys"].values()
-            assert key["state"] == "closed"
-            assert key["failures"] == {}
-            # Each short request was either cut mid-attempt or refused before sending.
-            assert key["cut_by_deadline"] + key["rejections"].get("deadline", 0) == 6
-            assert key["cut_by_deadline"] >= 1, report
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode in (0, -signal.SIGTERM), server_log(log)
+        async with http.get(f"{base}/_seawall/health") as resp:
+            assert resp.status == 200
+            report = await resp.json()
+        assert report["status"] == "healthy"
+        (key,) = report["keys"].values()
+        assert key["state"] == "closed"
+        assert key["failures"] == {}
+        # Each short request was either cut mid-attempt or refused before sending.
+        assert key["cut_by_deadline"] + key["rejections"].get("deadline", 0) == 6
+        assert key["cut_by_deadline"] >= 1, report
     assert hits >= 2

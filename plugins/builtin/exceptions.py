@@ -15,6 +15,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -102,9 +103,19 @@ def _by_type(exc: BaseException) -> Classification | None:
     return None
 
 
-def classify_exception(exc: BaseException) -> Classification:
-    """The built-in answer for ``exc``, uncached: type, message table, status attribute."""
-    found = _by_type(exc) or first_match(BUILTIN_PATTERNS, exc, str(exc)[:_MAX_TEXT])
+def classify_exception(
+    exc: BaseException,
+    match: Callable[[BaseException], Classification | None] | None = None,
+) -> Classification:
+    """The built-in answer for ``exc``: type, message table, status attribute.
+
+    ``match`` looks ``exc`` up in the message table (a cached lookup); by
+    default the table is searched afresh.
+    """
+    if match is None:
+        found = _by_type(exc) or first_match(BUILTIN_PATTERNS, exc, str(exc)[:_MAX_TEXT])
+    else:
+        found = _by_type(exc) or match(exc)
     if found is not None:
         return found
     status = status_of(exc)
@@ -138,13 +149,7 @@ class ExceptionClassifier:
 
     def classify(self, exc: BaseException) -> Classification:
         """``classify_exception``, with the message table's results cached."""
-        found = _by_type(exc) or self._match(exc)
-        if found is not None:
-            return found
-        status = status_of(exc)
-        if status is not None:
-            return classify_status(status)
-        return with_reason(UNKNOWN, exc)
+        return classify_exception(exc, self._match)
 
     def _match(self, exc: BaseException) -> Classification | None:
         text = str(exc)[:_MAX_TEXT]
