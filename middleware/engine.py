@@ -51,8 +51,10 @@ from seawall.stats import KeyStats
 from seawall.tables import Pattern
 
 if TYPE_CHECKING:
+    import httpx
     from aiohttp import ClientMiddlewareType, ClientSession
 
+    from seawall.httpx import AsyncTransport
     from seawall.plugins.manager import PluginInfo
 
 # Old homes of names now defined lower down, kept importable from here.
@@ -222,6 +224,18 @@ class Seawall:
         """A new ``aiohttp.ClientSession`` with this seawall's middleware first."""
         middlewares = (self.middleware(), *kwargs.pop("middlewares", ()))
         return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
+
+    def httpx_transport(self, transport: httpx.AsyncBaseTransport | None = None) -> AsyncTransport:
+        """An httpx transport through this seawall: ``httpx.AsyncClient(transport=...)``.
+
+        ``transport`` is the one that really sends (default
+        ``httpx.AsyncHTTPTransport()``). Needs ``seawall[httpx]``; see
+        ``docs/httpx.md``. Returns a ``seawall.httpx.AsyncTransport``.
+        """
+        # Imported here, not at the top: only users of httpx need httpx.
+        from seawall.httpx import AsyncTransport
+
+        return AsyncTransport(self, transport)
 
     async def call(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -88,6 +89,59 @@ def _tls_handshake(exc: BaseException) -> bool:
     return isinstance(exc, ssl.SSLError) and not isinstance(exc, SSL_BROKEN)
 
 
+_HTTPX: list[tuple[tuple[type[BaseException], ...], Classification]] = []
+
+
+def _httpx_types() -> list[tuple[tuple[type[BaseException], ...], Classification]]:
+    """httpx's exception types and their meaning; empty until httpx is imported.
+
+    Seawall never imports httpx: an httpx exception can exist only once
+    something else did, so its module is looked up in ``sys.modules``.
+    Timeouts, network and remote protocol errors are retried; a bad URL or
+    scheme, a request httpx could not send (``LocalProtocolError``) and too
+    many redirects are not; an undecodable answer is the upstream's fault.
+    """
+    if _HTTPX:
+        return _HTTPX
+    httpx: Any = sys.modules.get("httpx")
+    if httpx is None:
+        return _HTTPX
+    _HTTPX.extend(
+        (
+            ((httpx.TimeoutException,), TIMEOUT),
+            ((httpx.InvalidURL, httpx.UnsupportedProtocol), INVALID_URL),
+            ((httpx.LocalProtocolError, httpx.TooManyRedirects), CALLER),
+            ((httpx.DecodingError,), MALFORMED_RESPONSE),
+            ((httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError), NETWORK),
+        )
+    )
+    return _HTTPX
+
+
+def _httpx_tls(exc: BaseException) -> Classification | None:
+    """httpx's ``ConnectError`` keeps the TLS failure as its cause (or context)."""
+    inner = exc.__cause__ or exc.__context__
+    if inner is None or not isinstance(inner, ssl.SSLError):
+        return None
+    if isinstance(inner, ssl.SSLCertVerificationError):
+        return with_reason(TLS, exc)
+    return None if isinstance(inner, SSL_BROKEN) else with_reason(TLS_HANDSHAKE, exc)
+
+
+def _by_httpx(exc: BaseException) -> Classification | None:
+    httpx: Any = sys.modules.get("httpx")
+    if httpx is None or not isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+        return None
+    if isinstance(exc, httpx.HTTPStatusError):
+        return classify_status(exc.response.status_code)
+    if isinstance(exc, httpx.ConnectError) and (tls := _httpx_tls(exc)) is not None:
+        return tls
+    for types, classification in _httpx_types():
+        if isinstance(exc, types):
+            return with_reason(classification, exc)
+    return None
+
+
 def _by_type(exc: BaseException) -> Classification | None:
     if isinstance(exc, aiohttp.ClientResponseError) and exc.status:
         if isinstance(exc.__cause__, HttpProcessingError):
@@ -100,7 +154,7 @@ def _by_type(exc: BaseException) -> Classification | None:
     for types, classification in _TYPES:
         if isinstance(exc, types):
             return with_reason(classification, exc)
-    return None
+    return _by_httpx(exc)
 
 
 def classify_exception(
