@@ -59,33 +59,44 @@ def retry_predicate(on: Retried | None, where: str) -> Callable[[BaseException],
 
 
 @functools.lru_cache(maxsize=1024)
-def _parameter_names(fn: Callable[..., Any]) -> frozenset[str]:
+def _parameters(fn: Callable[..., Any]) -> Mapping[str, int | None]:
+    """``fn``'s parameters that a keyword can fill: name -> position (``None``: keyword-only)."""
     try:
-        params = inspect.signature(fn).parameters.values()
+        params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):  # builtins and odd callables: nothing to collide with
-        return frozenset()
-    return frozenset(
-        p.name
-        for p in params
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    )
+        return {}
+    found: dict[str, int | None] = {}
+    for index, p in enumerate(params):
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            found[p.name] = index
+        elif p.kind is inspect.Parameter.KEYWORD_ONLY:
+            found[p.name] = None
+    return found
 
 
-def check_collisions(fn: Callable[..., Any], given: Mapping[str, object]) -> None:
+def check_collisions(fn: Callable[..., Any], n_args: int, given: Mapping[str, object]) -> None:
     """Refuse ``sw.call(fn, key=...)`` when ``fn`` has its own ``key`` parameter.
 
     Only options actually given are checked, so a plain ``sw.call(fn, x)``
-    never inspects ``fn``.
+    never inspects ``fn``. A parameter the ``n_args`` positional arguments
+    already fill does not collide (``sw.call(get, "user:1", key="cache")``).
     """
     names = [name for name, value in given.items() if value is not None]
     if not names:
         return
-    target = fn.__func__ if inspect.ismethod(fn) else fn
+    target: Any = fn
+    if inspect.ismethod(fn):  # cache the function, not each bound method (it holds its object)
+        target, n_args = fn.__func__, n_args + 1
     try:
-        own = _parameter_names(target)
+        own = _parameters(target)
     except TypeError:  # unhashable callable
-        own = _parameter_names.__wrapped__(target)
-    clash = [name for name in names if name in own]
+        own = _parameters.__wrapped__(target)
+    clash = []
+    for name in names:
+        if name in own:
+            position = own[name]
+            if position is None or position >= n_args:
+                clash.append(name)
     if not clash:
         return
     label = call_key(fn)

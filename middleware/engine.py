@@ -239,7 +239,7 @@ class Seawall:
         ``sw.using(key=...).call(fn, key=...)``, where every keyword goes to ``fn``.
         """
         if key is not None or context is not None or policy is not None:
-            check_collisions(fn, {"key": key, "context": context, "policy": policy})
+            check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
         using = Using(self, key=key, context=context, policy=policy)
         return await using.call(fn, *args, **kwargs)
 

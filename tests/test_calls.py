@@ -147,3 +147,21 @@ async def test_on_narrows_what_is_retried() -> None:
 def test_on_rejects_what_is_not_an_exception_type_or_predicate(bad: Any) -> None:
     with pytest.raises(TypeError, match="give an exception type"):
         seawall.Seawall().using(on=bad)
+
+
+async def test_call_allows_a_key_the_positional_arguments_already_fill() -> None:
+    """sw.call(get, "user:1", key="cache"): get's key is given, so key= is seawall's."""
+    sw = seawall.Seawall()
+
+    async def get(key: str) -> str:
+        return key
+
+    class Client:
+        async def get(self, key: str) -> str:
+            return key
+
+    assert await sw.call(get, "user:1", key="cache") == "user:1"
+    assert await sw.call(Client().get, "user:2", key="cache") == "user:2"
+    with pytest.raises(TypeError, match="takes key= itself"):
+        await sw.call(Client().get, key="user:3")
+    assert set(sw.health()["keys"]) == {"cache"}
