@@ -23,7 +23,14 @@ from seawall.redact import redact_key
 if TYPE_CHECKING:
     from seawall.engine import Seawall
 
-__all__ = ["OPTION_NAMES", "Retried", "Using", "check_collisions", "retry_predicate"]
+__all__ = [
+    "OPTION_NAMES",
+    "Retried",
+    "Using",
+    "check_collisions",
+    "protect_with",
+    "retry_predicate",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -163,17 +170,22 @@ class Using:
         self, fn: Callable[P, Coroutine[Any, Any, T]], /
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """``fn`` wrapped: each call runs as ``self.call(fn, ...)``."""
-        if not inspect.iscoroutinefunction(fn):
-            msg = (
-                f"@protect needs an async function (async def); {fn!r} is not one. "
-                "Sync functions are not supported yet (docs/sync.md)"
-            )
-            raise TypeError(msg)
-        if self._key is None:
-            self._key = fn.__qualname__
+        return protect_with(fn, lambda: self)
 
-        @functools.wraps(fn)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await self.call(fn, *args, **kwargs)
 
-        return wrapper
+def protect_with(
+    fn: Callable[P, Coroutine[Any, Any, T]], using: Callable[[], Using]
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``fn`` wrapped, each call run as ``using().call(fn, ...)``: every argument reaches it."""
+    if not inspect.iscoroutinefunction(fn):
+        msg = (
+            f"seawall's decorators need an async function (async def); {fn!r} is not one "
+            "(protect sync code from an async caller with asyncio.to_thread)"
+        )
+        raise TypeError(msg)
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await using().call(fn, *args, **kwargs)
+
+    return wrapper

@@ -117,7 +117,7 @@ async def test_protect_bare_rejects_a_sync_function_clearly() -> None:
     def sync() -> None:
         return None
 
-    with pytest.raises(TypeError, match="needs an async function"):
+    with pytest.raises(TypeError, match="need an async function"):
         sw.protect(sync)  # type: ignore[arg-type]
 
 
