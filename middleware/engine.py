@@ -31,6 +31,7 @@ from seawall._path.spec import (
     call_key,
 )
 from seawall.aiohttp import make_middleware
+from seawall.blocks import Attempts
 from seawall.calls import Retried, Using, check_collisions
 from seawall.config import load_config, load_file
 from seawall.costs import CostTracker
@@ -256,6 +257,21 @@ class Seawall:
         ``on``: retry only these exception types (or those a predicate accepts).
         """
         return Using(self, key=key, context=context, policy=policy, on=on)
+
+    def attempts(
+        self,
+        *,
+        key: str,
+        context: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
+        on: Retried | None = None,
+    ) -> Attempts:
+        """The block form: ``async for attempt in sw.attempts(key="k"): with attempt: ...``.
+
+        See ``seawall.blocks`` (and docs/sync.md): a block's failure is retried
+        or raised from the ``async for``; the block has no per-attempt time limit.
+        """
+        return Attempts(self, key=key, context=context, policy=policy, on=on)
 
     @overload
     def protect(

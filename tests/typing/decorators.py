@@ -49,6 +49,10 @@ async def use() -> None:
 
     got: str = await sw.using(key="cache").call(cache_get, key="user:1")
     default: seawall.Seawall = seawall.default_seawall()
+    async for attempt in sw.attempts(key="block", on=Stale):
+        with attempt:
+            number: int = attempt.number
+            del number
     del data, n, ns, q, q2, got, default
 
 
