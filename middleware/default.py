@@ -130,16 +130,15 @@ def retry(
         fn: Callable[P, Coroutine[Any, Any, T]],
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         name = key if key is not None else fn.__qualname__
-        adjusted: dict[int, tuple[Policy, Policy]] = {}  # the last base policy, and ours
+        last: list[Policy] = []  # the base policy seen last, and ours made from it
 
         def policy_for(sw: Seawall) -> Policy:
             base = policy or sw.policy_for_key(name)
             if attempts is None:
                 return base
-            last = adjusted.get(0)
-            if last is None or last[0] is not base:
+            if not last or last[0] is not base:
                 mine = attrs.evolve(base, retry=attrs.evolve(base.retry, max_attempts=attempts))
-                last = adjusted[0] = (base, mine)
+                last[:] = [base, mine]
             return last[1]
 
         def using() -> calls.Using:
