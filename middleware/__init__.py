@@ -17,6 +17,7 @@ from seawall.breaker import BreakerState
 from seawall.config import ConfigError
 from seawall.context import context
 from seawall.deadline import deadline
+from seawall.default import configure, default_seawall, retry
 from seawall.engine import Seawall
 from seawall.errors import (
     CircuitOpenError,
@@ -57,10 +58,13 @@ __all__ = [
     "Severity",
     "TimeoutPolicy",
     "__version__",
+    "configure",
     "context",
     "deadline",
+    "default_seawall",
     "hookimpl",
     "hookspec",
+    "retry",
     "testing",
     "unwrap",
 ]

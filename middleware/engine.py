@@ -9,12 +9,10 @@ loop, give-up, observer), the adapters (``seawall.aiohttp``,
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import aiohttp
 import attrs
@@ -31,11 +29,11 @@ from seawall._path.spec import (
     FirstAttempt,
     attempt_timeout,
     call_key,
-    coroutine_attempt,
 )
 from seawall.aiohttp import make_middleware
+from seawall.blocks import Attempts
+from seawall.calls import Retried, Using, check_collisions
 from seawall.config import load_config, load_file
-from seawall.context import merge as merge_context
 from seawall.costs import CostTracker
 from seawall.escalation import EscalationPolicy, Escalator
 from seawall.llm import is_llm_route
@@ -44,7 +42,6 @@ from seawall.outcome import Classification, Outcome
 from seawall.plugins.hooks import Hooks
 from seawall.plugins.manager import make_manager, plugin_name
 from seawall.policy import Policy
-from seawall.redact import redact_key
 from seawall.reports import CostReport, HealthReport
 from seawall.state import KeyState, LocalStore
 from seawall.stats import KeyStats
@@ -252,47 +249,85 @@ class Seawall:
         ``key`` names the breaker and budget (default: ``fn``'s qualified name)
         and picks the route policy of that name. When it gives up on an
         exception, the original exception is raised with the attempt history
-        in its ``__notes__``.
+        in its ``__notes__``. If ``fn`` takes a ``key``, ``context`` or
+        ``policy`` of its own, giving one here is a ``TypeError``: use
+        ``sw.using(key=...).call(fn, key=...)``, where every keyword goes to ``fn``.
         """
-        if key is None:
-            key = call_key(fn)
-        policy = policy or self.registry.policy_for_key(key)
-        key = redact_key(key)  # shown in health(), metrics, logs: never a secret it holds
-        spec = CallSpec(
-            key=key,
-            policy=policy,
-            state=self.registry.state_for(key, policy),
-            context=merge_context(context),
-            llm=policy.llm,  # call(policy=Policy.for_llm()) is an LLM call, whatever its key
-        )
+        if key is not None or context is not None or policy is not None:
+            check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
+        using = Using(self, key=key, context=context, policy=policy)
+        return await using.call(fn, *args, **kwargs)
 
-        result: T = await self.run(spec, coroutine_attempt(fn, args, kwargs))
-        return result
-
-    def protect(
+    def using(
         self,
         *,
         key: str | None = None,
         context: Mapping[str, Any] | None = None,
         policy: Policy | None = None,
-    ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
-        """Decorator form of ``call``: ``@sw.protect(key="search")``."""
+        on: Retried | None = None,
+    ) -> Using:
+        """Seawall's options apart from the function's: ``sw.using(key="k").call(fn, key=1)``.
+
+        ``on``: retry only these exception types (or those a predicate accepts).
+        """
+        return Using(self, key=key, context=context, policy=policy, on=on)
+
+    def attempts(
+        self,
+        *,
+        key: str,
+        context: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
+        on: Retried | None = None,
+    ) -> Attempts:
+        """The block form: ``async for attempt in sw.attempts(key="k"): with attempt: ...``.
+
+        See ``seawall.blocks`` (and docs/sync.md): a block's failure is retried
+        or raised from the ``async for``; the block has no per-attempt time limit.
+        """
+        return Attempts(self, key=key, context=context, policy=policy, on=on)
+
+    @overload
+    def protect(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def protect(
+        self,
+        fn: None = None,
+        /,
+        *,
+        key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
+        on: Retried | None = None,
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]: ...
+
+    def protect(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, T]] | None = None,
+        /,
+        *,
+        key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
+        on: Retried | None = None,
+    ) -> (
+        Callable[P, Coroutine[Any, Any, T]]
+        | Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]
+    ):
+        """Decorator form of ``call``: ``@sw.protect`` or ``@sw.protect(key="search")``.
+
+        Every argument of the decorated function reaches it, ``key=`` included.
+        """
+        if fn is not None:
+            return Using(self).protect(fn)
 
         def decorate(
             fn: Callable[P, Coroutine[Any, Any, T]],
         ) -> Callable[P, Coroutine[Any, Any, T]]:
-            if not inspect.iscoroutinefunction(fn):
-                msg = f"@protect needs an async function; {fn!r} is not one"
-                raise TypeError(msg)
-            name = key or fn.__qualname__
-
-            @functools.wraps(fn)
-            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-                return await self.call(
-                    fn, *args, key=name, context=context, policy=policy, **kwargs
-                )
-
-            return wrapper
+            return Using(self, key=key, context=context, policy=policy, on=on).protect(fn)
 
         return decorate
 

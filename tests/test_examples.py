@@ -265,7 +265,7 @@ async def test_readme_service_example_runs(upstream, capsys, monkeypatch) -> Non
     monkeypatch.setenv("SEAWALL_LOAD_PLUGINS", "")  # no installed entry-point plugins
     up, server = upstream
     up.then(status(503))
-    code = readme_blocks()[1]
+    code = readme_blocks()[2]  # [0]: the decorator on the first screen, [1]: the first program
     assert "session.get(url)" in code
     source = "async def block(url):\n" + textwrap.indent(code, "    ")
     namespace: dict[str, object] = {"seawall": seawall, "aiohttp": aiohttp}
@@ -281,7 +281,7 @@ def test_readme_plugin_example_registers(monkeypatch) -> None:
     from yarl import URL
 
     namespace: dict[str, object] = {"seawall": seawall}
-    exec(compile(readme_blocks()[2], "README.md", "exec"), namespace)
+    exec(compile(readme_blocks()[3], "README.md", "exec"), namespace)
     sw = namespace["sw"]
     assert isinstance(sw, seawall.Seawall)
     (info,) = sw.list_plugins()

@@ -25,6 +25,7 @@ class StopReason(enum.Enum):
     """Why the loop made no further attempt."""
 
     NOT_RETRYABLE = "not retryable"
+    NOT_ON = "not in on="
     NOT_IN_RETRY_ON = "not in retry_on"
     RETRIED_ENOUGH = "retried enough"
     METHOD_EXCLUDED = "method excluded"
@@ -43,6 +44,7 @@ class StopReason(enum.Enum):
         category = c.category.value
         text = {
             StopReason.NOT_IN_RETRY_ON: f"{category} is not in retry_on",
+            StopReason.NOT_ON: "the exception is not one that on= retries",
             StopReason.RETRIED_ENOUGH: f"{category} is retried at most {c.max_retries} time(s)",
             StopReason.METHOD_EXCLUDED: (
                 f"the policy's retry_methods excludes {spec.method} "
@@ -76,13 +78,19 @@ def why_stop(
     test mode.
     """
     retry = spec.policy.retry
-    if not c.retryable:
+    retry_if = spec.retry_if
+    if retry_if is not None and outcome.exception is not None:
+        # The caller said which exceptions to retry (on=): that replaces the
+        # classification's say on retrying; the safety rules below still hold.
+        if not retry_if(outcome.exception):
+            return StopReason.NOT_ON
+    elif not c.retryable:
         return StopReason.NOT_RETRYABLE
-    if c.category not in retry.retry_on and not (
+    elif c.category not in retry.retry_on and not (
         outcome.headers and should_retry_header(outcome.headers) is True
     ):
         return StopReason.NOT_IN_RETRY_ON
-    if c.max_retries is not None and retried.get(c.category, 0) >= c.max_retries:
+    elif c.max_retries is not None and retried.get(c.category, 0) >= c.max_retries:
         return StopReason.RETRIED_ENOUGH
     if not spec.idempotent:
         if spec.method in IDEMPOTENT_METHODS:  # safe to re-send, but the policy says no

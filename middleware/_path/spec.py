@@ -59,6 +59,7 @@ class CallSpec:
         "method",
         "policy",
         "replayable",
+        "retry_if",
         "state",
         "twins",
         "url",
@@ -81,6 +82,7 @@ class CallSpec:
         llm: bool = False,
         twins: Mapping[type[SeawallError], type[SeawallError]] | None = None,
         wrap: Callable[[BaseException], bool] | None = None,
+        retry_if: Callable[[BaseException], bool] | None = None,
     ) -> None:
         self.key = key
         self.policy = policy
@@ -95,6 +97,9 @@ class CallSpec:
         self.llm = llm  # read rate-limit headers (only LLM APIs send the ones we know)
         self.twins = twins
         self.wrap = wrap
+        # The caller's own choice of which exceptions to retry (``on=``): it
+        # replaces the classification's retryable / retry_on / once-only rules.
+        self.retry_if = retry_if
         self._redacted: URL | None = None
 
     @property

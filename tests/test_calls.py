@@ -1,0 +1,167 @@
+"""Plain function calls: no swallowed arguments, ``sw.using``, ``@sw.protect`` bare, ``on=``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import seawall
+
+
+class Flaky:
+    """Fails with ``error`` ``times`` times, then returns what it was called with."""
+
+    def __init__(self, times: int, error: Exception | None = None) -> None:
+        self.times = times
+        self.error = error or ConnectionResetError("connection reset")
+        self.calls: list[dict[str, Any]] = []
+
+    async def __call__(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        if len(self.calls) <= self.times:
+            raise self.error
+        return kwargs
+
+
+async def test_call_refuses_a_key_the_function_takes_too() -> None:
+    """sw.call(cache_get, key=...) no longer swallows cache_get's own key: it says what to do."""
+    sw = seawall.Seawall()
+    seen: list[str] = []
+
+    async def cache_get(key: str) -> str:
+        seen.append(key)
+        return key
+
+    with pytest.raises(TypeError, match=r"cache_get takes key= itself.*sw\.using\(key=") as info:
+        await sw.call(cache_get, key="user:1")
+    assert "sw.using" in str(info.value)
+    assert seen == []
+    assert sw.health()["keys"] == {}  # nothing ran, no state made under the wrong key
+
+
+@pytest.mark.parametrize("name", ["context", "policy"])
+async def test_call_refuses_context_and_policy_the_function_takes(name: str) -> None:
+    sw = seawall.Seawall()
+
+    async def handler(context: object = None, policy: object = None) -> None:
+        return None
+
+    given: dict[str, Any] = {
+        "context": {"a": 1},
+        "policy": seawall.Policy(),
+    }
+    with pytest.raises(TypeError, match=f"takes {name}= itself"):
+        await sw.call(handler, **{name: given[name]})
+
+
+async def test_using_passes_every_keyword_to_the_function() -> None:
+    """sw.using(key=...).call(fn, key=..., context=..., policy=...): all three reach fn."""
+    sw = seawall.Seawall()
+    got: list[tuple[str, object, object]] = []
+
+    async def cache_get(key: str, context: object = None, policy: object = None) -> str:
+        got.append((key, context, policy))
+        return key
+
+    value = await sw.using(key="cache").call(cache_get, key="user:1", context="c", policy="p")
+    assert value == "user:1"
+    assert got == [("user:1", "c", "p")]
+    assert set(sw.health()["keys"]) == {"cache"}
+
+
+async def test_call_keeps_seawall_key_where_the_function_has_none() -> None:
+    """The old form still works when nothing collides (and **kwargs catch-alls do not collide)."""
+    sw = seawall.Seawall()
+    flaky = Flaky(times=1)
+
+    assert await sw.call(flaky, key="flaky", x=1) == {"x": 1}
+    assert flaky.calls == [{"x": 1}, {"x": 1}]
+    assert set(sw.health()["keys"]) == {"flaky"}
+
+
+async def test_protect_bare_and_with_arguments() -> None:
+    """@sw.protect without parentheses protects under the function's name; with them, the key."""
+    sw = seawall.Seawall()
+    hits = {"bare": 0, "named": 0}
+
+    @sw.protect
+    async def bare(n: int) -> int:
+        hits["bare"] += 1
+        if hits["bare"] == 1:
+            raise ConnectionResetError("reset")
+        return n * 2
+
+    @sw.protect()
+    async def empty(n: int) -> int:
+        return n
+
+    @sw.protect(key="named")
+    async def named(key: str) -> str:
+        hits["named"] += 1
+        return key
+
+    assert await bare(21) == 42
+    assert hits["bare"] == 2  # retried
+    assert await empty(3) == 3
+    assert await named(key="mine") == "mine"  # the function's own key reaches it
+    assert bare.__name__ == "bare"
+    keys = set(sw.health()["keys"])
+    assert {"named", bare.__qualname__, empty.__qualname__} <= keys
+    assert "mine" not in keys
+
+
+async def test_protect_bare_rejects_a_sync_function_clearly() -> None:
+    sw = seawall.Seawall()
+
+    def sync() -> None:
+        return None
+
+    with pytest.raises(TypeError, match="need an async function"):
+        sw.protect(sync)  # type: ignore[arg-type]
+
+
+async def test_on_narrows_what_is_retried() -> None:
+    """on=: a listed exception is retried (even one the classifier would not retry), others not."""
+    sw = seawall.Seawall(policy=seawall.Policy(retry=seawall.RetryPolicy(max_attempts=4)))
+
+    class Stale(Exception):
+        pass
+
+    listed = Flaky(times=3, error=Stale("stale read"))
+    assert await sw.using(on=Stale).call(listed) == {}
+    assert len(listed.calls) == 4  # an unknown error is otherwise retried at most once
+
+    other = Flaky(times=3)  # ConnectionResetError: retried by default, but not in on=
+    with pytest.raises(ConnectionResetError) as info:
+        await sw.using(on=(Stale, KeyError)).call(other)
+    assert len(other.calls) == 1
+    assert any("on=" in note for note in info.value.__notes__)
+
+    picky = Flaky(times=2, error=ValueError("retry me"))
+    assert await sw.using(on=lambda e: "retry" in str(e)).call(picky) == {}
+    assert len(picky.calls) == 3
+
+
+@pytest.mark.parametrize("bad", [3, "ValueError", (), (ValueError, 1)])
+def test_on_rejects_what_is_not_an_exception_type_or_predicate(bad: Any) -> None:
+    with pytest.raises(TypeError, match="give an exception type"):
+        seawall.Seawall().using(on=bad)
+
+
+async def test_call_allows_a_key_the_positional_arguments_already_fill() -> None:
+    """sw.call(get, "user:1", key="cache"): get's key is given, so key= is seawall's."""
+    sw = seawall.Seawall()
+
+    async def get(key: str) -> str:
+        return key
+
+    class Client:
+        async def get(self, key: str) -> str:
+            return key
+
+    assert await sw.call(get, "user:1", key="cache") == "user:1"
+    assert await sw.call(Client().get, "user:2", key="cache") == "user:2"
+    with pytest.raises(TypeError, match="takes key= itself"):
+        await sw.call(Client().get, key="user:3")
+    assert set(sw.health()["keys"]) == {"cache"}
