@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from seawall._path.spec import Attempt, CallSpec
-from seawall.calls import Retried, retry_predicate
+from seawall.calls import Retried, check_options, retry_predicate
 from seawall.context import merge as merge_context
 from seawall.policy import Policy
 from seawall.redact import redact_key
@@ -98,12 +98,7 @@ class Attempts:
         policy: Policy | None = None,
         on: Retried | None = None,
     ) -> None:
-        if not isinstance(key, str):
-            msg = f"sw.attempts(key={key!r}): name the block's key as a string"
-            raise TypeError(msg)
-        if policy is not None and not isinstance(policy, Policy):
-            msg = f"sw.attempts(policy={policy!r}): give a seawall.Policy"
-            raise TypeError(msg)
+        check_options("sw.attempts", key, policy, key_required=True)
         self._sw = sw
         self._key = key
         self._context = context

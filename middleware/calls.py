@@ -29,6 +29,7 @@ __all__ = [
     "Using",
     "check_collisions",
     "protect_with",
+    "check_options",
     "retry_predicate",
 ]
 
@@ -63,6 +64,17 @@ def retry_predicate(on: Retried | None, where: str) -> Callable[[BaseException],
         "function that takes the exception and returns True to retry it"
     )
     raise TypeError(msg)
+
+
+def check_options(where: str, key: object, policy: object, *, key_required: bool = False) -> None:
+    """Refuse a ``key`` that is not a string (or missing, when required) and a ``policy``
+    that is not a ``Policy``, naming ``where`` they were given."""
+    if (key is not None or key_required) and not isinstance(key, str):
+        msg = f"{where}(key={key!r}): give the key as a string"
+        raise TypeError(msg)
+    if policy is not None and not isinstance(policy, Policy):
+        msg = f"{where}(policy={policy!r}): give a seawall.Policy"
+        raise TypeError(msg)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -137,12 +149,7 @@ class Using:
         policy: Policy | None = None,
         on: Retried | None = None,
     ) -> None:
-        if key is not None and not isinstance(key, str):
-            msg = f"sw.using(key={key!r}): give the key as a string"
-            raise TypeError(msg)
-        if policy is not None and not isinstance(policy, Policy):
-            msg = f"sw.using(policy={policy!r}): give a seawall.Policy"
-            raise TypeError(msg)
+        check_options("sw.using", key, policy)
         self._sw = sw
         self._key = key
         self._context = context
