@@ -143,7 +143,8 @@ class Hooks:
         if exc is not None:
             registered = pm.get_plugin("seawall.builtin.exceptions")
             if registered is not None:
-                return registered.classify(exc)  # type: ignore[no-any-return]
+                cached: Classification = registered.classify(exc)  # holds the cache and counts
+                return cached
             return classify_exception(exc)
         if outcome.status is not None:
             return classify_status(outcome.status)
