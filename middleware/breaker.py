@@ -23,7 +23,7 @@ __all__ = ["Breaker", "BreakerState", "Permit", "Transition", "seed"]
 
 #: Held calls leave, once a probe succeeds, spaced so that they add at most
 #: this share of the key's recent request rate on top of new arrivals.
-DRAIN_SHARE = 0.15
+DRAIN_SHARE = 0.1
 #: With no request rate known, held calls leave spread over this many seconds.
 RAMP = 0.5
 #: A closed breaker measures the request rate over at most this many seconds
@@ -220,6 +220,7 @@ class Breaker:
         "_probes",
         "_reopen_at",
         "_rng",
+        "_run",
         "_throttle",
         "_window",
         "consecutive_failures",
@@ -247,6 +248,7 @@ class Breaker:
         self._rng = rng or _rng
         self.state = _CLOSED
         self.consecutive_failures = 0
+        self._run = 0  # failed attempts in a row (a run of minimum_calls trips)
         self._window = _Window(policy.window)
         self._failures_in_window = 0
         #: A success of a closed-breaker attempt would change nothing: the
@@ -325,20 +327,25 @@ class Breaker:
 
     def release(self, permit: Permit) -> None:
         """Give a permit back without a verdict (cancelled, or not about the upstream)."""
+        if self._give_back(permit) and self._held is not None:
+            self._held.answer(1, lambda _: self._clock())  # a held call may take it over
+
+    def _give_back(self, permit: Permit) -> bool:
+        """Count a probe permit as given back; whether it was a half-open probe's."""
         if not permit.probe or permit.done:
-            return
+            return False
         permit.done = True
         if self.state is _HALF_OPEN:
             self._probes = max(0, self._probes - 1)
-            if self._held is not None:  # a held call may take the probe over
-                self._held.answer(1, lambda _: self._clock())
+            return True
+        return False
 
     def record(self, permit: Permit, *, failure: bool) -> None:
         """Record an attempt's verdict: a failure or a success of the upstream."""
         if permit.probe:
             if permit.done:
                 return
-            self.release(permit)
+            self._give_back(permit)
         if not self.policy.enabled:
             return
         if self._throttle is not None:
@@ -375,7 +382,7 @@ class Breaker:
             if self._failures_in_window and len(window) == window.maxlen and window[0]:
                 self._failures_in_window -= 1
             window.append(False)
-            self.consecutive_failures = 0
+            self.consecutive_failures = self._run = 0
             self.quiet = not self._failures_in_window and len(window) == window.maxlen
 
     def call_failed(self) -> None:
@@ -483,14 +490,18 @@ class Breaker:
         self._window.append(failure)
         if failure:
             self._failures_in_window += 1
+            self._run += 1
             self.quiet = False
             self._start_measuring()
         else:
-            self.consecutive_failures = 0
+            self.consecutive_failures = self._run = 0
 
     def _rate_tripped(self) -> bool:
+        """The failure rate reached its threshold, or the last ``minimum_calls`` attempts all
+        failed: a dead upstream trips at once, not after half a window of successes
+        has been outweighed (random errors almost never fail 20 attempts in a row)."""
         policy = self.policy
-        return (
+        return self._run >= policy.minimum_calls or (
             len(self._window) >= policy.minimum_calls and self.failure_rate >= policy.failure_rate
         )
 
@@ -510,7 +521,7 @@ class Breaker:
         self._window.clear()
         self.quiet = False
         self._failures_in_window = 0
-        self.consecutive_failures = 0
+        self.consecutive_failures = self._run = 0
         self._probes = 0
         self._probe_successes = 0
         self.opened_at = None
