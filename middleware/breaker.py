@@ -40,6 +40,7 @@ class Counts(Protocol):
 
     requests: int
 
+
 #: The recovery jitter's random numbers, shared by every breaker: one
 #: ``random.Random`` per breaker was 2.9 KB of a key's state. Seeded from the
 #: OS per process, so processes of a fleet still probe out of step.

@@ -37,7 +37,8 @@ def _probe(breaker: Breaker, clock: Clock) -> seawall.breaker.Permit:
     """Move to the probe's due time and take the probe."""
     clock.advance(breaker.retry_after())
     permit = breaker.admit()
-    assert permit is not None and permit.probe
+    assert permit is not None
+    assert permit.probe
     return permit
 
 
@@ -131,7 +132,8 @@ async def test_a_hold_that_runs_out_fails() -> None:
     clock.advance(0.6)
     later = breaker.hold(clock.now + 1.0)  # the breaker notices on its next use
     assert early.result() is None
-    assert later is not None and not later.done()
+    assert later is not None
+    assert not later.done()
 
 
 async def test_hold_zero_is_the_classic_breaker() -> None:
@@ -368,3 +370,18 @@ async def test_a_call_is_held_only_if_the_probe_comes_before_its_deadline(
             await call
     assert breaker.held == 0
     assert up.calls == ["trip"]
+
+
+async def test_held_calls_go_first_come_first_served() -> None:
+    clock, up = Clock(), Upstream()
+    sw = _seawall(clock)
+    breaker = await _open(sw, up)
+    probe = await _probing(sw, up, clock)
+    held = []
+    for number in range(3):
+        held.append(asyncio.create_task(sw.call(up, f"held-{number}", key="up")))
+        await _until(lambda n=number: breaker.held == n + 1)  # type: ignore[misc]
+    up.gate.set()
+    assert await probe == "probe"
+    assert await asyncio.gather(*held) == ["held-0", "held-1", "held-2"]
+    assert up.calls == ["trip", "probe", "held-0", "held-1", "held-2"]

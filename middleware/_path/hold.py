@@ -46,10 +46,8 @@ async def held(
             async with asyncio.timeout(max(0.0, wake - now)):
                 go_at = await asyncio.shield(waiter)
         except TimeoutError:
-            if waiter.done() and not waiter.cancelled():
-                go_at = waiter.result()  # answered as the timer fired
-            else:
-                go_at = clock()  # the probe is due, or the hold ran out: ask again
+            # Answered as the timer fired; else the probe is due or the hold ran out: ask again.
+            go_at = waiter.result() if waiter.done() and not waiter.cancelled() else clock()
         finally:
             breaker.unhold(waiter)  # a cancelled call leaves no trace
         if go_at is None:
