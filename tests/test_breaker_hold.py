@@ -385,3 +385,17 @@ async def test_held_calls_go_first_come_first_served() -> None:
     assert await probe == "probe"
     assert await asyncio.gather(*held) == ["held-0", "held-1", "held-2"]
     assert up.calls == ["trip", "probe", "held-0", "held-1", "held-2"]
+
+
+async def test_a_call_whose_hold_runs_out_fails_though_the_clock_stands_still() -> None:
+    """The hold is bounded on the loop's clock too: a stuck probe cannot keep calls waiting."""
+    clock, up = Clock(), Upstream()
+    sw = _seawall(clock, hold=0.01)
+    breaker = await _open(sw, up)
+    probe = await _probing(sw, up, clock)
+    with pytest.raises(seawall.CircuitOpenError):
+        await sw.call(up, "held", key="up")
+    assert breaker.held == 0
+    assert up.calls == ["trip", "probe"]
+    up.gate.set()
+    assert await probe == "probe"

@@ -32,6 +32,10 @@ async def held(
     until = now + breaker.policy.hold
     if deadline_at is not None:
         until = min(until, deadline_at)
+    loop = asyncio.get_running_loop()
+    # The hold on the loop's own clock too, so that an injected clock that
+    # stands still cannot stretch it.
+    real_end = loop.time() + (until - now)
     for _ in range(MAX_ROUNDS):
         due = breaker.verdict_in()
         if due is None or now + due > until:
@@ -40,14 +44,20 @@ async def held(
         if waiter is None:
             return None  # hold=0, or enough calls wait already
         # Open: wake when the probe is due, to send it if nobody else does.
-        wake = until if due == 0 else min(until, now + due)
+        probe_due = due > 0
+        wake = min(now + due, until) if probe_due else until
         go_at = None
         try:
-            async with asyncio.timeout(max(0.0, wake - now)):
+            timeout = min(wake - now, real_end - loop.time())
+            async with asyncio.timeout(max(0.0, timeout)):
                 go_at = await asyncio.shield(waiter)
         except TimeoutError:
-            # Answered as the timer fired; else the probe is due or the hold ran out: ask again.
-            go_at = waiter.result() if waiter.done() and not waiter.cancelled() else clock()
+            if waiter.done() and not waiter.cancelled():
+                go_at = waiter.result()  # answered as the timer fired
+            elif not probe_due or loop.time() >= real_end:
+                return None  # the hold ran out
+            else:
+                go_at = clock()  # the probe is due: ask again, maybe send it
         finally:
             breaker.unhold(waiter)  # a cancelled call leaves no trace
         if go_at is None:
@@ -61,6 +71,6 @@ async def held(
         if permit is not None:
             return permit
         now = clock()
-        if now >= until:
+        if now >= until or loop.time() >= real_end:
             return None
     return None
