@@ -1,20 +1,45 @@
-"""The circuit breaker of one key: closed, open, half-open.
+"""The circuit breaker of one key: closed, open, half-open; or adaptive throttling.
 
 Not thread-safe by design: one breaker lives on one event loop, and every
-method runs without awaiting, so no lock is needed.
+method runs without awaiting, so no lock is needed. Calls held for a probe's
+verdict wait on futures this module resolves (``hold``); the waiting itself
+is the request path's (``seawall._path.hold``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import random
+from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 
 from seawall.policy import BreakerPolicy
 
 __all__ = ["Breaker", "BreakerState", "Permit", "Transition", "seed"]
+
+#: Held calls leave, once a probe succeeds, spaced so that they add at most
+#: this share of the key's recent request rate on top of new arrivals.
+DRAIN_SHARE = 0.1
+#: With no request rate known, held calls leave spread over this many seconds.
+RAMP = 0.5
+#: A closed breaker measures the request rate over at most this many seconds
+#: before it opens (from the first failure of the streak that opens it).
+RATE_HORIZON = 5.0
+#: Shorter spans than this say too little about a rate to be measured.
+MIN_SPAN = 0.05
+#: Buckets of the adaptive mode's trailing window.
+BUCKETS = 10
+
+
+class Counts(Protocol):
+    """Where the breaker reads how many calls the key has started (``KeyStats``)."""
+
+    requests: int
+
 
 #: The recovery jitter's random numbers, shared by every breaker: one
 #: ``random.Random`` per breaker was 2.9 KB of a key's state. Seeded from the
@@ -96,6 +121,82 @@ class _Window:
         self._start = self._len = 0
 
 
+class _Throttle:
+    """The adaptive mode's trailing window: requests and accepts in ``BUCKETS`` time buckets."""
+
+    __slots__ = ("accepts", "last", "requests", "width")
+
+    def __init__(self, window: float) -> None:
+        self.width = window / BUCKETS
+        self.requests = [0] * BUCKETS
+        self.accepts = [0] * BUCKETS
+        self.last = 0  # the absolute index of the newest bucket
+
+    def _roll(self, now: float) -> int:
+        index = int(now // self.width)
+        gap = index - self.last
+        if gap:
+            for step in range(1, min(gap, BUCKETS) + 1):  # bounded: at most BUCKETS
+                slot = (self.last + step) % BUCKETS
+                self.requests[slot] = self.accepts[slot] = 0
+            self.last = index
+        return index % BUCKETS
+
+    def add(self, now: float, accepted: bool) -> None:
+        slot = self._roll(now)
+        self.requests[slot] += 1
+        if accepted:
+            self.accepts[slot] += 1
+
+    def refusal(self, now: float, k: float) -> float:
+        """SRE's local rejection probability: max(0, (requests - k*accepts) / (requests + 1))."""
+        self._roll(now)
+        requests = sum(self.requests)
+        return max(0.0, (requests - k * sum(self.accepts)) / (requests + 1))
+
+
+#: What a held call's future gives: the time (breaker clock) at which to ask
+#: again, or ``None``: fail, the probe failed or the hold ran out.
+Verdict = float | None
+
+
+class _Held:
+    """The calls waiting for a probe's verdict, first come first served.
+
+    A call that stops waiting cancels its future; answered and cancelled
+    futures are passed over (and pruned when the queue is full).
+    """
+
+    __slots__ = ("queue",)
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[float, asyncio.Future[Verdict]]] = deque()  # (hold ends, future)
+
+    def live(self) -> int:
+        """How many still wait; prunes those that left."""
+        queue = self.queue
+        self.queue = queue = deque(entry for entry in queue if not entry[1].done())
+        return len(queue)
+
+    def answer(self, limit: int, verdict: Callable[[int], Verdict]) -> None:
+        """Answer up to ``limit`` waiters in order, the i-th with ``verdict(i)``."""
+        queue = self.queue
+        answered = 0
+        while queue and answered < limit:  # bounded by the queue
+            future = queue.popleft()[1]
+            if not future.done():
+                future.set_result(verdict(answered))
+                answered += 1
+
+    def expire(self, now: float) -> None:
+        """Fail the waiters at the front whose hold has run out."""
+        queue = self.queue
+        while queue and (queue[0][0] <= now or queue[0][1].done()):  # bounded by the queue
+            future = queue.popleft()[1]
+            if not future.done():
+                future.set_result(None)
+
+
 #: The permit of every attempt admitted by a closed (or disabled) breaker.
 CLOSED_PERMIT = Permit(False)
 
@@ -110,19 +211,25 @@ class Breaker:
     """Counts failures of one key and decides whether to let calls through."""
 
     __slots__ = (
+        "_calls",
         "_clock",
         "_failures_in_window",
+        "_held",
+        "_mark",
         "_on_transition",
         "_probe_successes",
         "_probes",
         "_reopen_at",
         "_rng",
+        "_run",
+        "_throttle",
         "_window",
         "consecutive_failures",
         "key",
         "opened_at",
         "policy",
         "quiet",
+        "rate",
         "state",
     )
 
@@ -133,6 +240,7 @@ class Breaker:
         clock: Callable[[], float],
         on_transition: Callable[[Transition], None] | None = None,
         rng: random.Random | None = None,
+        calls: Counts | None = None,
     ) -> None:
         self.key = key
         self.policy = policy
@@ -141,6 +249,7 @@ class Breaker:
         self._rng = rng or _rng
         self.state = _CLOSED
         self.consecutive_failures = 0
+        self._run = 0  # failed attempts in a row (a run of minimum_calls trips)
         self._window = _Window(policy.window)
         self._failures_in_window = 0
         #: A success of a closed-breaker attempt would change nothing: the
@@ -150,6 +259,14 @@ class Breaker:
         self._reopen_at = 0.0
         self._probes = 0
         self._probe_successes = 0
+        #: Where the calls started on the key are counted (for the request rate).
+        self._calls = calls
+        #: (when, calls counted then): where the current rate measurement began.
+        self._mark: tuple[float, int] | None = None
+        #: The key's recent request rate (calls/s), measured around openings; 0: unknown.
+        self.rate = 0.0
+        self._held: _Held | None = None
+        self._throttle = _Throttle(policy.throttle_window) if policy.mode == "adaptive" else None
 
     # --- questions -------------------------------------------------------
 
@@ -168,6 +285,20 @@ class Breaker:
         """True while calls are rejected outright (open and not yet due a probe)."""
         return self.state is _OPEN and self._clock() < self._reopen_at
 
+    def verdict_in(self) -> float | None:
+        """Seconds until a probe's verdict may come: 0 while half-open, the time to
+        the next probe while open, ``None`` when none is coming (closed, adaptive)."""
+        if self.state is _OPEN:
+            return max(0.0, self._reopen_at - self._clock())
+        if self.state is _HALF_OPEN:
+            return 0.0
+        return None
+
+    @property
+    def held(self) -> int:
+        """Calls waiting for a probe's verdict now."""
+        return self._held.live() if self._held is not None else 0
+
     # --- the request path ---------------------------------------------------
 
     def admit(self) -> Permit | None:
@@ -178,6 +309,13 @@ class Breaker:
         rejected, not queued.
         """
         if self.state is _CLOSED or not self.policy.enabled:
+            throttle = self._throttle
+            if throttle is not None and self.policy.enabled:
+                now = self._clock()
+                refusal = throttle.refusal(now, self.policy.k)
+                if refusal and self._rng.random() < refusal:
+                    throttle.add(now, False)  # local rejections count as requests (SRE)
+                    return None
             return CLOSED_PERMIT
         if self.state is _OPEN:
             if self._clock() < self._reopen_at:
@@ -190,19 +328,29 @@ class Breaker:
 
     def release(self, permit: Permit) -> None:
         """Give a permit back without a verdict (cancelled, or not about the upstream)."""
+        if self._give_back(permit) and self._held is not None:
+            self._held.answer(1, lambda _: self._clock())  # a held call may take it over
+
+    def _give_back(self, permit: Permit) -> bool:
+        """Count a probe permit as given back; whether it was a half-open probe's."""
         if not permit.probe or permit.done:
-            return
+            return False
         permit.done = True
         if self.state is _HALF_OPEN:
             self._probes = max(0, self._probes - 1)
+            return True
+        return False
 
     def record(self, permit: Permit, *, failure: bool) -> None:
         """Record an attempt's verdict: a failure or a success of the upstream."""
         if permit.probe:
             if permit.done:
                 return
-            self.release(permit)
+            self._give_back(permit)
         if not self.policy.enabled:
+            return
+        if self._throttle is not None:
+            self._throttle.add(self._clock(), not failure)
             return
         if self.state is _HALF_OPEN:
             if not permit.probe:
@@ -213,6 +361,9 @@ class Breaker:
                 self._probe_successes += 1
                 if self._probe_successes >= self.policy.success_threshold:
                     self._close()
+                elif self._held is not None:  # more probes wanted: held calls may be them
+                    free = self.policy.half_open_max_calls - self._probes
+                    self._held.answer(free, lambda _: self._clock())
             return
         if self.state is _OPEN:
             return
@@ -225,12 +376,14 @@ class Breaker:
 
         Callers may skip it while ``quiet``: it would change nothing then.
         """
-        if self.state is _CLOSED and self.policy.enabled:
+        if self._throttle is not None:
+            self._throttle.add(self._clock(), True)
+        elif self.state is _CLOSED and self.policy.enabled:
             window = self._window
             if self._failures_in_window and len(window) == window.maxlen and window[0]:
                 self._failures_in_window -= 1
             window.append(False)
-            self.consecutive_failures = 0
+            self.consecutive_failures = self._run = 0
             self.quiet = not self._failures_in_window and len(window) == window.maxlen
 
     def call_failed(self) -> None:
@@ -242,12 +395,93 @@ class Breaker:
         requests/s), while five failed *calls* in a row mean the upstream is
         really down. Half-open probes and the failure rate still count attempts.
         """
-        if not self.policy.enabled or self.state is not _CLOSED:
+        if not self.policy.enabled or self.state is not _CLOSED or self._throttle is not None:
             return
+        self._start_measuring()
         self.consecutive_failures += 1
         self.quiet = False
         if self.consecutive_failures >= self.policy.failure_threshold:
             self._open()
+
+    # --- held calls -----------------------------------------------------------
+
+    def hold(self, until: float) -> asyncio.Future[Verdict] | None:
+        """Wait for the next probe's verdict until ``until`` (this clock): a future, or
+        ``None`` when the call must fail at once (``hold=0``, or ``hold_max_calls`` wait).
+
+        The future gives the time at which to ask ``admit`` again (paced after
+        a success; now when a probe permit is free), or ``None``: fail. A
+        caller that stops waiting gives it back with ``unhold``.
+        """
+        policy = self.policy
+        if not policy.hold or self.state is _CLOSED:
+            return None
+        held = self._held
+        if held is None:
+            held = self._held = _Held()
+        else:
+            held.expire(self._clock())
+            if len(held.queue) >= policy.hold_max_calls and held.live() >= policy.hold_max_calls:
+                return None
+        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        held.queue.append((until, future))
+        return future
+
+    @staticmethod
+    def unhold(future: asyncio.Future[Verdict]) -> None:
+        """A held call stopped waiting (timed out, cancelled, took a probe): no trace left."""
+        if not future.done():
+            future.cancel()
+
+    def _release_held(self, now: float) -> None:
+        """The breaker closed: held calls go one by one, paced (a slow start)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        held.expire(now)
+        count = held.live()
+        if count:
+            rate = self.rate
+            gap = 1.0 / (DRAIN_SHARE * rate) if rate > 0 else RAMP / count
+            held.answer(count, lambda i: now + i * gap)
+
+    def _fail_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.answer(len(held.queue), lambda _: None)
+
+    # --- the request rate --------------------------------------------------------
+
+    def _start_measuring(self) -> None:
+        """A failure while closed: measure the rate from here if no measure is recent."""
+        calls = self._calls
+        if calls is not None:
+            now = self._clock()
+            mark = self._mark
+            if mark is None or now - mark[0] > RATE_HORIZON:
+                self._mark = (now, calls.requests)
+
+    def _measure(self, now: float) -> None:
+        """Fold the rate since the mark into ``rate`` and start the next measurement."""
+        calls, mark = self._calls, self._mark
+        if calls is None:
+            return
+        if mark is not None and now - mark[0] >= MIN_SPAN:
+            measured = (calls.requests - mark[1]) / (now - mark[0])
+            self.rate = measured if not self.rate else (self.rate + measured) / 2
+        self._mark = (now, calls.requests)
+
+    def probe_interval(self) -> float:
+        """Seconds from an opening to the next probe, before jitter.
+
+        ``recovery_timeout``, shortened under load to one probe per
+        ``probe_share`` of the requests, but no shorter than ``hold``.
+        """
+        policy = self.policy
+        interval = policy.recovery_timeout
+        if policy.probe_share and self.rate > 0:
+            interval = min(interval, max(policy.hold, 1.0 / (policy.probe_share * self.rate)))
+        return interval
 
     # --- internals ----------------------------------------------------------
 
@@ -257,35 +491,46 @@ class Breaker:
         self._window.append(failure)
         if failure:
             self._failures_in_window += 1
+            self._run += 1
             self.quiet = False
+            self._start_measuring()
         else:
-            self.consecutive_failures = 0
+            self.consecutive_failures = self._run = 0
 
     def _rate_tripped(self) -> bool:
+        """The failure rate reached its threshold, or the last ``minimum_calls`` attempts all
+        failed: a dead upstream trips at once, not after half a window of successes
+        has been outweighed (random errors almost never fail 20 attempts in a row)."""
         policy = self.policy
-        return (
+        return self._run >= policy.minimum_calls or (
             len(self._window) >= policy.minimum_calls and self.failure_rate >= policy.failure_rate
         )
 
     def _open(self) -> None:
         now = self._clock()
+        self._measure(now)
         # Jitter the recovery down by up to 20 %, so that a fleet does not probe in step.
-        timeout = self.policy.recovery_timeout * (1.0 - 0.2 * self._rng.random())
+        timeout = self.probe_interval() * (1.0 - 0.2 * self._rng.random())
         self.opened_at = now
         self._reopen_at = now + timeout
         self._probes = 0
         self._probe_successes = 0
         self._move(_OPEN)
+        self._fail_held()
 
     def _close(self) -> None:
         self._window.clear()
         self.quiet = False
         self._failures_in_window = 0
-        self.consecutive_failures = 0
+        self.consecutive_failures = self._run = 0
         self._probes = 0
         self._probe_successes = 0
         self.opened_at = None
+        now = self._clock()
+        self._measure(now)
+        self._mark = None
         self._move(_CLOSED)
+        self._release_held(now)
 
     def _move(self, new: BreakerState) -> None:
         old, self.state = self.state, new

@@ -28,6 +28,7 @@ from seawall.outcome import Category
 
 __all__ = [
     "BACKOFFS",
+    "BREAKER_MODES",
     "DEFAULT_RETRY_ON",
     "IDEMPOTENT_METHODS",
     "JITTERS",
@@ -102,6 +103,11 @@ def _categories(value: Any) -> frozenset[Category]:
 
 _SECONDS = "seconds"
 _BUDGET_OFF = "to turn the budget off, set enabled to False instead"
+_HOLD_OFF = "hold=0 fails calls at once while the breaker is open (the classic breaker)"
+_PROBES = "probes above 0.05 of the requests would cost more than an outage may (0 = classic)"
+
+#: The breaker's modes: open/half-open with held calls, or SRE adaptive throttling.
+BREAKER_MODES = ("classic", "adaptive")
 
 
 @attrs.frozen(kw_only=True)
@@ -150,6 +156,18 @@ class BreakerPolicy:
     ``recovery_timeout`` seconds (jittered down by up to 20 %) it lets
     ``half_open_max_calls`` probes through; ``success_threshold`` successes
     close it, one failure opens it again.
+
+    While it is open, probes come sooner under load: at most ``probe_share``
+    of the key's recent request rate, never less than one per
+    ``recovery_timeout``, never more than one per ``hold``. A call whose probe
+    verdict is due within ``hold`` seconds (and its deadline) waits for it
+    instead of failing; at most ``hold_max_calls`` wait per key. ``hold=0`` and
+    ``probe_share=0`` give the classic breaker.
+
+    ``mode="adaptive"`` replaces open/half-open by client-side adaptive
+    throttling (Google SRE): each attempt is refused locally with probability
+    ``max(0, (requests - k * accepts) / (requests + 1))`` over the last
+    ``throttle_window`` seconds.
     """
 
     failure_threshold: int = attrs.field(default=5, validator=whole(1))
@@ -160,6 +178,14 @@ class BreakerPolicy:
     half_open_max_calls: int = attrs.field(default=1, validator=whole(1))
     success_threshold: int = attrs.field(default=1, validator=whole(1))
     enabled: bool = attrs.field(default=True, validator=boolean)
+    hold: float = attrs.field(default=0.25, validator=number(0, unit=_SECONDS, hint=_HOLD_OFF))
+    hold_max_calls: int = attrs.field(default=100, validator=whole(1))
+    probe_share: float = attrs.field(default=0.025, validator=number(0, high=0.05, hint=_PROBES))
+    mode: Literal["classic", "adaptive"] = attrs.field(
+        default="classic", validator=one_of(BREAKER_MODES)
+    )
+    k: float = attrs.field(default=2.0, validator=number(1, high=100))
+    throttle_window: float = attrs.field(default=10.0, validator=number(1, unit=_SECONDS))
 
     @minimum_calls.validator
     def _check_minimum_calls(self, _attribute: attrs.Attribute[int], value: int) -> None:

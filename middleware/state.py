@@ -39,10 +39,11 @@ class KeyState:
         #: ``stats.requests`` when the registry last looked: a key used since is recent.
         self.seen = 0
         self.policy = policy
-        self.breaker = Breaker(key, policy.breaker, clock, on_transition)
+        self.stats = KeyStats()
+        # The breaker reads the calls started (``stats.requests``) to size its probes.
+        self.breaker = Breaker(key, policy.breaker, clock, on_transition, calls=self.stats)
         self.budget = RetryBudget(policy.budget, clock)
         self.cooldown = Cooldown(clock, policy.retry.retry_after_max)
-        self.stats = KeyStats()
 
     def begin(self, now: float) -> None:
         """A call starts on this key at ``now``: count it and feed the retry budget.

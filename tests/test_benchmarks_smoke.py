@@ -55,12 +55,15 @@ def test_peers_runs_every_scenario_for_every_variant() -> None:
         "seawall",
         "seawall_whatif",
     }
+    modes = {"seawall_classic", "seawall_adaptive"}  # the breaker modes, in the outage only
     for scenario, table in rows.items():
-        assert set(table) == variants, scenario
-    assert {"outage_load", "peak_after", "success_once_recovered"} <= set(rows["outage"]["seawall"])
+        assert set(table) == (variants | modes if scenario == "outage" else variants), scenario
+    assert {"outage_load", "peak_after", "success_after_recovery", "success_once_recovered"} <= set(
+        rows["outage"]["seawall"]
+    )
     assert {"success", "amplification", "trips"} <= set(rows["errors"]["seawall"])
     assert {"429_per_success"} <= set(rows["ratelimit"]["seawall"])
-    assert len(result["targets"]) == 8  # type: ignore[arg-type]
+    assert len(result["targets"]) == 9  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,12 @@ def breaker_tables(draw: Any) -> dict[str, Any]:
         "half_open_max_calls": draw(st.integers(1, 10)),
         "success_threshold": draw(st.integers(1, 10)),
         "enabled": draw(st.booleans()),
+        "hold": draw(_SECONDS),
+        "hold_max_calls": draw(st.integers(1, 1000)),
+        "probe_share": draw(st.floats(0, 0.05)),
+        "mode": draw(st.sampled_from(["classic", "adaptive"])),
+        "k": draw(st.floats(1, 100)),
+        "throttle_window": draw(st.floats(1, 3600)),
     }
     return draw(_some_of(table, keep={"window", "minimum_calls"}))
 
@@ -220,6 +226,14 @@ BAD: dict[tuple[str, str], Any] = {
     ("breaker", "half_open_max_calls"): st.one_of(_NOT_INT, st.integers(max_value=0)),
     ("breaker", "success_threshold"): st.one_of(_NOT_INT, st.integers(max_value=0)),
     ("breaker", "enabled"): _NOT_BOOL,
+    ("breaker", "hold"): _not_number(0),
+    ("breaker", "hold_max_calls"): st.one_of(_NOT_INT, st.integers(max_value=0)),
+    ("breaker", "probe_share"): _not_number(0, 0.05),
+    ("breaker", "mode"): st.one_of(
+        _JUNK.filter(lambda v: v not in ("classic", "adaptive")), st.integers()
+    ),
+    ("breaker", "k"): _not_number(1, 100),
+    ("breaker", "throttle_window"): _not_number(1),
     ("timeout", "attempt"): _not_number(0, strict=True).filter(lambda v: not _is_none_word(v)),
     ("timeout", "deadline"): _not_number(0, strict=True).filter(lambda v: not _is_none_word(v)),
     ("budget", "ratio"): _not_number(0),

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from seawall import _testmode, backoff, watchdog
+from seawall._path import hold
 from seawall._path.giveup import GiveUp, describe, make_error
 from seawall._path.observer import Observer
 from seawall._path.rules import StopReason, deadline_at, is_delay, next_delay, why_stop
@@ -207,6 +208,14 @@ class Loop:
             await self._respect_cooldown(call)
         limit = self._attempt_limit(call)
         permit = state.breaker.admit()
+        if permit is None and state.breaker.policy.hold:  # wait if the verdict is near
+            permit = await hold.held(state.breaker, self.clock, call.deadline_at)
+            if permit is not None:
+                try:
+                    limit = self._attempt_limit(call)  # the hold took some of the deadline
+                except BaseException:
+                    state.breaker.release(permit)
+                    raise
         if permit is None:
             retry_after = state.breaker.retry_after()
             self.observer.reject(spec, "breaker", retry_after)

@@ -113,6 +113,7 @@ class Registry:
             hooks = self.hooks
             fast = (
                 policy.key != "model"
+                and policy.breaker.mode == "classic"  # adaptive: every attempt asks admit
                 and not llm
                 and not hooks.has("seawall_event")
                 and not hooks.custom("seawall_classify")

@@ -1,0 +1,76 @@
+"""The breaker's admit step with holding: wait for a near probe verdict instead of failing.
+
+While a key's breaker is open or half-open, a call whose next probe verdict
+is expected within ``BreakerPolicy.hold`` seconds (and before its deadline)
+waits for it (``Breaker.hold``): when the probe succeeds it goes, at the
+paced slot the breaker gave it; when the probe fails or the hold runs out it
+fails with ``CircuitOpenError``, as every call did before. A held call that
+is cancelled leaves nothing behind (``Breaker.unhold``). A held call may
+become the probe itself: it wakes when the probe is due and asks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from seawall import _testmode
+from seawall.breaker import Breaker, Permit
+
+__all__ = ["held"]
+
+#: Waits one held call may go through (verdicts, due probes, permits taken by
+#: others); each ends by the hold's end, so this only bounds the loop.
+MAX_ROUNDS = 32
+
+
+async def held(
+    breaker: Breaker, clock: Callable[[], float], deadline_at: float | None
+) -> Permit | None:
+    """After ``breaker.admit()`` said no: a permit once the verdict came, or ``None``: fail."""
+    now = clock()
+    until = now + breaker.policy.hold
+    if deadline_at is not None:
+        until = min(until, deadline_at)
+    loop = asyncio.get_running_loop()
+    # The hold on the loop's own clock too, so that an injected clock that
+    # stands still cannot stretch it.
+    real_end = loop.time() + (until - now)
+    for _ in range(MAX_ROUNDS):
+        due = breaker.verdict_in()
+        if due is None or now + due > until:
+            return None  # no verdict coming, or not within the hold: fail at once
+        waiter = breaker.hold(until)
+        if waiter is None:
+            return None  # hold=0, or enough calls wait already
+        # Open: wake when the probe is due, to send it if nobody else does.
+        probe_due = due > 0
+        wake = min(now + due, until) if probe_due else until
+        go_at = None
+        try:
+            timeout = min(wake - now, real_end - loop.time())
+            async with asyncio.timeout(max(0.0, timeout)):
+                go_at = await asyncio.shield(waiter)
+        except TimeoutError:
+            if waiter.done() and not waiter.cancelled():
+                go_at = waiter.result()  # answered as the timer fired
+            elif not probe_due or loop.time() >= real_end:
+                return None  # the hold ran out
+            else:
+                go_at = clock()  # the probe is due: ask again, maybe send it
+        finally:
+            breaker.unhold(waiter)  # a cancelled call leaves no trace
+        if go_at is None:
+            return None  # the probe failed, or the hold ran out
+        wait = go_at - clock()
+        if wait > 0:
+            if deadline_at is not None and go_at >= deadline_at:
+                return None  # the paced slot comes after the deadline
+            await _testmode.sleep(wait)
+        permit = breaker.admit()
+        if permit is not None:
+            return permit
+        now = clock()
+        if now >= until or loop.time() >= real_end:
+            return None
+    return None
