@@ -1,77 +1,127 @@
-"""The shared cooldown of one key: after a 429 with a wait, everyone waits, then goes paced.
+"""The shared cooldown of one key: after a 429, everyone waits, then goes paced.
 
-When one request learns that the upstream wants a pause (``Retry-After`` on a
-429), every other request to the same key waits until that moment instead of
-hammering the upstream, or fails fast when its deadline is shorter.
+When one request learns that the upstream wants a pause (a 429), every other
+request to the same key waits instead of hammering the upstream, or fails
+fast when its deadline is shorter.
 
 A plain shared "until" is not enough: when it passes, every waiting caller
 fires at once and most of them meet another 429. So callers do not just wait,
-they *reserve*: each takes one token from a local mirror of the upstream's
-token bucket and, when none is left, the next free slot ``1 / rate`` seconds
-after the previous one (GCRA). The rate is learnt, best first:
+they *reserve* a turn on one schedule per key (GCRA: a "theoretical arrival
+time" that moves ``1 / pace`` seconds per turn). Turns never come before the
+shared "until" (a server's ``Retry-After`` is always honoured in full), and
+after it callers leave one paced turn at a time, never as a herd. The pace is
+learnt, best first:
 
 1. from rate-limit headers (``RateInfo``: OpenAI's ``x-ratelimit-*``,
    Anthropic's ``anthropic-ratelimit-*``), seen on every response of the key,
    successes included: the rate, the burst (``limit``) and what is left
    (``remaining`` less the requests still in flight, which the upstream may
-   not have counted yet);
-2. without such headers, from short 429 waits (at most ``GUESS_MAX_WAIT``):
-   an upstream that says "come back in 20 ms" refills at most one request per
-   20 ms, so the longest such wait bounds the rate. The guess then follows
-   AIMD: it doubles every ``GUESS_DOUBLING`` seconds without a 429 (so a
-   wrong guess, e.g. from a fixed-window limiter whose wait says when the
-   next window opens, not how fast it refills, mends itself in seconds), is
-   cut by ``GUESS_DECREASE`` on a 429, and is dropped after ``GUESS_TTL``
-   seconds without a 429. A guess only paces: a caller whose paced turn
-   would miss its deadline still goes at the shared "until" instead of
-   failing fast, since only the server's own word justifies refusing a call;
-3. otherwise there is no pacing, only the shared "until".
-
-Pacing uses ``SAFETY`` of the learnt rate, so that small timing differences
-between our clock and the upstream's do not cost 429s.
+   not have counted yet). Paced at ``SAFETY`` of that rate;
+2. without such headers, from what the upstream accepts and refuses (AIMD
+   with CUBIC growth, see docs/architecture.md). When a 429 arrives, the
+   *admitted* rate (successes per second over about the last second, never
+   more than the pace we sent at) is the upstream's ceiling. The pace drops
+   to ``CRUISE`` of it and grows back along a cubic curve: to the ceiling in
+   ``PLATEAU`` seconds (flat near it), then past it, slowly at first, faster
+   and faster (probing for more, until the next 429). Only one 429 per
+   episode cuts: those of requests already in flight at the cut are old news.
+   A precise wait of at most ``START_WAIT_MAX`` (``retry-after-ms``) is a
+   token bucket's refill interval, so ``1 / wait`` bounds the ceiling. With
+   no ceiling known (a fresh key, a whole-seconds ``Retry-After`` or none),
+   the pace starts at ``START_RATE`` and doubles every ``SLOW_START_DOUBLING``
+   seconds until the first 429 (slow start). A pace nobody waited on for
+   ``LEARN_TTL`` seconds is forgotten (the key goes back to the lean path);
+   its ceiling is kept ``CEILING_TTL`` seconds to start from next time. A
+   learnt pace only paces: a caller whose turn would miss its deadline goes
+   at the end of the shared wait instead of failing fast (only the server's
+   own word refuses calls).
 
 No server hint can take a key down: every wait the cooldown hands out is at
-most ``max_wait`` (the policy's ``retry_after_max``), a learnt rate never
-falls below one request per ``max_wait`` (``floor``), and a rate learnt from
-headers is forgotten ``HINT_TTL`` seconds after the last headers that stated
-it. A 200 saying "0 requests left, reset in 10^12 s" therefore costs callers
-at most one ``max_wait`` each, never a hang or a key that refuses every call.
+most ``max_wait`` (the policy's ``retry_after_max``), a pace never falls
+below one request per ``max_wait`` (``floor``), a learnt pace always grows
+back, and a rate learnt from headers is forgotten ``HINT_TTL`` seconds after
+the last headers that stated it. A 200 saying "0 requests left, reset in
+10^12 s" therefore costs callers at most one ``max_wait`` each, never a hang
+or a key that refuses every call.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from seawall.llm import RateInfo
 
 __all__ = [
-    "GUESS_DECREASE",
-    "GUESS_DECREASE_SPACING",
-    "GUESS_DOUBLING",
+    "CEILING_TTL",
+    "CAREFUL_DOUBLING",
+    "CRUISE",
+    "GROWTH_CAP",
     "GUESS_MAX_WAIT",
-    "GUESS_TTL",
     "HINT_TTL",
+    "LEARN_TTL",
+    "HOLD",
+    "LEVEL",
+    "PROBE_AT",
+    "PROBE_STEP",
+    "RISE",
     "SAFETY",
+    "SAMPLE",
+    "SLOW_START_DOUBLING",
+    "START_RATE",
+    "START_WAIT_MAX",
     "Cooldown",
 ]
 
-#: Share of the learnt rate that pacing uses.
+#: Share of a header-stated rate that pacing uses (clock differences cost no 429s).
 SAFETY = 0.9
 
-#: 429 waits (seconds) shorter than this bound the rate when no headers say it.
+#: 429 waits (seconds) below this are precise (milliseconds); whole seconds are not.
 GUESS_MAX_WAIT = 1.0
 
-#: Seconds without a 429 in which a guessed rate doubles.
-GUESS_DOUBLING = 10.0
+#: A precise wait up to this long is a token bucket's refill interval: ``rate <= 1 / wait``.
+START_WAIT_MAX = 0.1
 
-#: Factor by which a 429 cuts a guessed rate (multiplicative decrease).
-GUESS_DECREASE = 0.9
+#: Share of the measured ceiling a learnt pace levels off at (the measure runs a little high:
+#: it includes what the upstream's burst let through).
+LEVEL = 0.97
 
-#: Seconds between two cuts of a guessed rate (one overshoot often costs a few 429s).
-GUESS_DECREASE_SPACING = 0.1
+#: Share of that level a learnt pace drops to right after a 429.
+CRUISE = 0.9
 
-#: Seconds without a 429 after which a guessed rate is forgotten.
-GUESS_TTL = 10.0
+#: Seconds a cut pace takes to rise back to its level (a concave curve: fast, then flat).
+RISE = 3.0
+
+#: Seconds after a cut during which a learnt pace stays at its level (no probing).
+HOLD = 15.0
+
+#: After ``HOLD`` the pace probes upward on a cubic curve: this much above its level
+#: ``PROBE_AT`` seconds later (+10 % after 12 s, twice the level after 25 s).
+PROBE_STEP = 0.03
+PROBE_AT = 8.0
+
+#: Seconds of one admitted-rate sample (two are kept), and the successes it needs.
+SAMPLE = 0.5
+MIN_SUCCESSES = 5
+
+#: The first pace of a key with no ceiling known (slow start).
+START_RATE = 20.0
+
+#: Seconds in which a slow-start pace doubles (no ceiling known).
+SLOW_START_DOUBLING = 0.5
+
+#: Seconds in which a pace doubles when the ceiling is only a lower bound (after slow
+#: start, or after a 429 with too few successes to measure).
+CAREFUL_DOUBLING = 2.0
+
+#: Past its level, a learnt pace stays within this multiple of the admitted rate.
+GROWTH_CAP = 2.0
+
+#: Seconds without a 429 and without a caller waiting after which a learnt pace is forgotten.
+LEARN_TTL = 10.0
+
+#: Seconds a measured ceiling is remembered to start the next pace from.
+CEILING_TTL = 60.0
 
 #: Seconds after the last rate headers after which the rate they stated is forgotten.
 HINT_TTL = 60.0
@@ -79,18 +129,32 @@ HINT_TTL = 60.0
 #: ``max_wait`` when none is given: ``RetryPolicy.retry_after_max``'s default.
 _DEFAULT_MAX_WAIT = 60.0
 
+_GROWTH = PROBE_STEP / PROBE_AT**3  # CUBIC's C, relative to the level
+_MAX_DOUBLINGS = 60.0  # 2**60: far above any rate, far below a float overflow
+_NEVER = -math.inf  # one shared float: a fresh key's state stays small
+
 
 class Cooldown:
     """When the key may be called again, and at what pace, on the engine's clock."""
 
     __slots__ = (
+        "_answers",
+        "_base",
+        "_busy_at",
         "_clock",
-        "_decreased_at",
-        "_guessed_at",
+        "_cut_answers",
+        "_cut_at",
+        "_doubling",
+        "_grow_from",
         "_hinted_at",
-        "_last",
-        "_tokens",
+        "_ok",
+        "_ok_prev",
+        "_ok_prev_span",
+        "_ok_since",
+        "_stale_until",
+        "_tat",
         "burst",
+        "cuts",
         "inflight",
         "max_wait",
         "rate",
@@ -105,76 +169,147 @@ class Cooldown:
         self._clock = clock
         #: The longest wait handed out (the policy's ``retry_after_max``).
         self.max_wait = max_wait
+        #: No turn before this (the latest wait a server asked for).
         self.until = 0.0
-        #: Requests per second the upstream allows, once learnt (``None``: no pacing).
+        #: The pace in force, requests per second (``None``: no pacing). From headers:
+        #: the stated rate (paced at ``SAFETY`` of it); learnt: the pace itself.
         self.rate: float | None = None
-        #: Most requests the upstream takes at once (its limit), once learnt.
+        #: Most requests the upstream takes at once (its limit), once stated.
         self.burst = 1.0
         #: Attempts sent and not answered yet.
         self.inflight = 0
         #: Reservations refused because they did not fit a caller's deadline.
         self.rejected = 0
-        self._tokens = 0.0
-        self._last = 0.0
-        self._guessed_at: float | None = None  # when a rate was last guessed from a 429
-        self._hinted_at = 0.0  # when rate headers last stated the rate
-        self._decreased_at = 0.0
+        #: How often a learnt pace was cut: turns booked before a cut are void (book again).
+        self.cuts = 0
+        self._tat = 0.0  # the schedule: when the next turn is due (before the burst allowance)
+        self._hinted_at: float | None = None  # when headers last stated the rate (None: learnt)
+        self._base = 0.0  # learnt: the level (or the pace the doubling starts from)
+        self._doubling = 0.0  # learnt: seconds per doubling while no ceiling is known (0: CUBIC)
+        self._grow_from = 0.0  # when the learnt pace started growing (the end of the pause)
+        self._cut_at = _NEVER  # the last cut of a learnt pace
+        self._busy_at = _NEVER  # the last time a caller had to wait for its turn
+        self._answers = 0  # attempts settled so far
+        self._cut_answers = 0  # ... when the pace was last cut
+        self._stale_until = 0  # answers up to this count were sent before the last cut
+        self._ok = 0  # successes in the current sample (since ``_ok_since``)
+        self._ok_since = _NEVER
+        self._ok_prev = 0  # ... and in the one before, over ``_ok_prev_span`` seconds
+        self._ok_prev_span = 0.0
 
     @property
     def floor(self) -> float:
         """The lowest rate kept: one request per ``max_wait`` (with ``SAFETY``) at least."""
         return 1.0 / (self.max_wait * SAFETY) if self.max_wait > 0 else float("inf")
 
+    @property
+    def level(self) -> float | None:
+        """The rate a learnt pace levels off at (``LEVEL`` of the ceiling), once measured."""
+        return self._base if self._base and not self._doubling else None
+
     def remaining(self) -> float:
         """Seconds left until the shared "until" (0 when the key is not cooling down)."""
         left = self.until - self._clock()
         return left if left > 0 else 0.0
 
-    # --- before an attempt ----------------------------------------------------
+    def admitted(self) -> float | None:
+        """Successes per second since the last pause, over about the last second or more.
 
-    def _refill(self, now: float) -> None:
+        ``None`` while fewer than ``MIN_SUCCESSES`` were seen, or over less than
+        ``SAMPLE / 2`` seconds (too short to tell a burst from a rate).
+        """
+        span = self._clock() - self._ok_since
+        count = self._ok + self._ok_prev
+        total = span + self._ok_prev_span
+        if count < MIN_SUCCESSES or total < SAMPLE / 2:
+            return None
+        return count / total
+
+    def _count_success(self, now: float) -> None:
+        span = now - self._ok_since
+        if span < 0:
+            return  # answered during the pause: sent before the cut, measured already
+        if span >= SAMPLE and self._ok >= MIN_SUCCESSES:
+            self._ok_prev, self._ok_prev_span = self._ok, span
+            self._ok, self._ok_since = 0, now
+        self._ok += 1
+
+    # --- the pace ---------------------------------------------------------------
+
+    def _learnt(self, at: float, admitted: float | None) -> float:
+        """The learnt pace at time ``at`` (a function of the time since the cut)."""
+        grown = at - self._grow_from
+        if grown < 0:
+            grown = 0.0
+        base = self._base
+        if self._doubling:
+            pace = base * 2.0 ** min(grown / self._doubling, _MAX_DOUBLINGS)
+        elif grown < RISE:
+            pace = base * (1.0 - (1.0 - CRUISE) * (1.0 - grown / RISE) ** 3)
+        elif grown < HOLD:
+            pace = base
+        else:
+            pace = base * (1.0 + _GROWTH * (grown - HOLD) ** 3)
+            if admitted is not None:  # never far above what the upstream was seen to take
+                pace = min(pace, max(base, GROWTH_CAP * admitted))
+        return pace if pace > self.floor else self.floor
+
+    def _refresh(self, now: float) -> float | None:
+        """Expire the pace or let it grow; the pace in force now (``None``: none)."""
+        if self.rate is None:
+            return None
+        hinted_at = self._hinted_at
+        if hinted_at is not None:
+            if now - hinted_at > HINT_TTL:
+                self._forget()
+                return None
+            return self.rate
+        if now - max(self._cut_at, self._busy_at, self.until) > LEARN_TTL:
+            self._forget()
+            return None
+        self.rate = self._learnt(now, self.admitted())
+        return self.rate
+
+    def _forget(self) -> None:
+        self.rate, self._hinted_at, self.burst = None, None, 1.0
+        if self._doubling:
+            self._base = 0.0  # only a measured level is worth remembering
+
+    def _step(self, at: float) -> float:
+        """Seconds between two turns at time ``at``."""
         rate = self.rate
-        if rate is None:
-            return
-        guessed_at = self._guessed_at
-        if guessed_at is not None:
-            if now - guessed_at > GUESS_TTL:
-                self.rate, self._guessed_at = None, None
-                return
-        elif now - self._hinted_at > HINT_TTL:
-            self.rate = None
-            return
-        elapsed = now - self._last
-        if elapsed > 0:
-            self._tokens = min(self.burst, self._tokens + elapsed * rate * SAFETY)
-            if guessed_at is not None:
-                self.rate = rate * 2.0 ** (elapsed / GUESS_DOUBLING)
-        self._last = now
+        assert rate is not None
+        if self._hinted_at is not None:
+            return 1.0 / (rate * SAFETY)
+        return 1.0 / (self._learnt(at, None) if at > self._clock() else rate)
+
+    # --- before an attempt ----------------------------------------------------
 
     def reserve(self, max_wait: float | None = None) -> float:
         """Take a turn: the seconds to wait before sending (0: send now).
 
         :param max_wait: the most the caller can wait (its deadline). When the
             turn would come later, nothing is reserved and the (longer) wait
-            is returned, so the caller can fail fast.
+            is returned, so the caller can fail fast; under a learnt pace the
+            caller goes at the end of the shared wait instead.
         """
         now = self._clock()
-        until_wait = self.until - now
-        rate = self.rate
+        until = self.until
+        rate = self._refresh(now)
         if rate is None:
-            wait = until_wait if until_wait > 0 else 0.0
+            wait = until - now
+            wait = wait if wait > 0 else 0.0
         else:
-            self._refill(now)
-            rate = self.rate
-            if rate is None:
-                wait = until_wait if until_wait > 0 else 0.0
-            else:
-                after = self._tokens - 1.0
-                wait = max(until_wait, -after / (rate * SAFETY) if after < 0 else 0.0, 0.0)
-                if max_wait is None or wait < max_wait:
-                    self._tokens = after
-                elif self._guessed_at is not None:
-                    wait = until_wait if until_wait > 0 else 0.0  # a guess never refuses
+            allowance = (self.burst - 1.0) * self._step(now) if self.burst > 1.0 else 0.0
+            slot = max(self._tat - allowance, until, now)
+            wait = slot - now
+            if max_wait is None or wait < max_wait:
+                self._tat = max(self._tat, slot) + self._step(slot)
+                if wait > 0:
+                    self._busy_at = now
+            elif self._hinted_at is None:  # a learnt pace never refuses
+                wait = until - now
+                wait = wait if wait > 0 else 0.0
         if wait > self.max_wait:
             wait = self.max_wait  # whatever the hints said or how far behind the pace is
         if max_wait is not None and wait >= max_wait > 0:
@@ -191,50 +326,86 @@ class Cooldown:
         """An attempt ended without telling us anything (an error, a cancellation)."""
         if self.inflight > 0:
             self.inflight -= 1
+        self._answers += 1
 
     def observe(self, info: RateInfo | None, *, success: bool) -> None:
         """An attempt was answered; ``info`` is what its rate-limit headers said."""
         self.settle()
-        if info is not None:
-            now = self._clock()
-            rate = info.rate
-            if rate is not None:
-                if self.rate is None or self._guessed_at is not None:
-                    self._tokens, self._last = float(info.remaining), now
-                self.rate, self._guessed_at = max(rate, self.floor), None
-                self._hinted_at = now
-                self.burst = float(max(1, info.limit))
-            if self.rate is not None:
-                self._refill(now)
-                self._tokens = min(self._tokens, float(info.remaining - self.inflight))
-
-    def start(self, seconds: float) -> None:
-        """A 429 asked for ``seconds``: every caller waits that long from now (a later end wins).
-
-        The upstream's bucket is empty now, so the local mirror is emptied too.
-        Without rate headers, a short wait bounds the rate from above (the
-        next request is allowed in at most ``1 / rate`` seconds): the guess
-        takes the tightest bound, and a 429 while already paced also cuts it
-        by ``GUESS_DECREASE`` (at most once per ``GUESS_DECREASE_SPACING``).
-        """
-        if not seconds >= 0:  # a NaN or negative wait says nothing
+        if success and self.rate is not None:  # measured only while paced (the run path)
+            self._count_success(self._clock())
+        if info is None:
             return
         now = self._clock()
-        self.until = max(self.until, now + min(seconds, self.max_wait))
-        if self.rate is not None and self._guessed_at is None:  # headers said the rate
-            self._refill(now)
-            self._tokens = min(self._tokens, 0.0)
+        rate = info.rate
+        if rate is not None:
+            known = self._hinted_at is not None and self.rate is not None
+            self.rate, self._hinted_at = max(rate, self.floor), now
+            self.burst = float(max(1, info.limit))
+            if not known:  # the headers say exactly how full the bucket is
+                self._tat = now
+        if self.rate is not None and self._hinted_at is not None:
+            self._empty(now, float(info.remaining - self.inflight))
+
+    def _empty(self, now: float, left: float = 0.0) -> None:
+        """The upstream's bucket holds ``left`` requests now: no earlier turns than that."""
+        if self.rate is not None:
+            self._tat = max(self._tat, now + (self.burst - left) * self._step(now))
+
+    def start(self, seconds: float | None) -> None:
+        """A 429 came back, asking to wait ``seconds`` (``None``: it did not say).
+
+        Every caller waits that long from now (a later end wins, an earlier one
+        never shortens it), then goes paced; see the module's doc for the pace.
+        """
+        if seconds is not None and not seconds >= 0:  # a NaN or negative wait: nonsense
             return
-        if not 0 < seconds < GUESS_MAX_WAIT:
-            return  # whole seconds say "wait", not how fast the upstream refills
-        self._refill(now)
-        bound = 1.0 / seconds
-        if self.rate is None:
-            self.rate, self._decreased_at = bound, now
+        now = self._clock()
+        if seconds is not None:
+            self.until = max(self.until, now + min(seconds, self.max_wait))
+        rate = self._refresh(now)
+        if rate is not None and self._hinted_at is not None:
+            self._empty(now)  # the headers said the rate: the bucket is empty now
+            return
+        admitted = self.admitted()
+        bound = None
+        if seconds is not None and 0 < seconds <= START_WAIT_MAX:
+            if admitted is None or 1.0 / seconds >= admitted / 2:  # a fixed window's end is not
+                bound = 1.0 / seconds  # a token bucket's refill interval bounds its rate
+        if rate is not None and self._cut_answers < self._answers <= self._stale_until:
+            # Sent before the last cut, which accounted for it; a refill interval still counts.
+            if bound is not None and not self._doubling and bound < self._base / LEVEL:
+                self._cut(now, bound, 0.0)
+            return
+        if rate is None:  # a fresh key, or a pace forgotten
+            if bound is not None:
+                self._cut(now, bound, 0.0)
+            elif self._base and now - self._cut_at < CEILING_TTL:
+                self._cut(now, self._base / LEVEL, 0.0)  # start from the last level
+            else:
+                self._cut(now, START_RATE, SLOW_START_DOUBLING)
+        elif admitted is None:
+            # Too few answers since the last pause to measure: half the pace surely fits.
+            self._cut(now, rate / 2, CAREFUL_DOUBLING)
+        elif self._doubling == SLOW_START_DOUBLING:
+            # A doubling pace ran past the ceiling: it lies between half the pace and what
+            # was admitted (which lags a growing pace): grow carefully from there.
+            self._cut(now, max(rate / 2, admitted), CAREFUL_DOUBLING)
         else:
-            rate = min(self.rate, bound)
-            if now - self._decreased_at >= GUESS_DECREASE_SPACING:
-                rate, self._decreased_at = min(rate, self.rate * GUESS_DECREASE), now
-            self.rate = max(rate, self.floor)
-        self._guessed_at, self._last, self.burst = now, now, 1.0
-        self._tokens = min(self._tokens, 0.0)
+            # What the upstream took, but no more than we sent (AWS: min(measured, current)).
+            ceiling = min(admitted, rate)
+            self._cut(now, ceiling if bound is None else min(ceiling, bound), 0.0)
+
+    def _cut(self, now: float, ceiling: float, doubling: float) -> None:
+        """Pace from ``ceiling`` after the pause: doubling, or levelling off below it (CUBIC)."""
+        self._doubling = doubling
+        self._base = max(ceiling if doubling else ceiling * LEVEL, self.floor)
+        self._grow_from = max(now, self.until)  # no growth while paused
+        self._cut_at = now
+        self.cuts += 1
+        self._tat = self._grow_from  # turns booked before are void: their callers book again
+        self.rate = self._learnt(self._grow_from, None)
+        self._hinted_at, self.burst = None, 1.0
+        self._cut_answers, self._stale_until = self._answers, self._answers + self.inflight
+        # Measure afresh after the pause: what came before was another pace.
+        self._ok, self._ok_prev, self._ok_prev_span = 0, 0, 0.0
+        self._ok_since = self._grow_from
