@@ -55,6 +55,7 @@ from seawall.llm import RateInfo
 __all__ = [
     "CEILING_TTL",
     "CAREFUL_DOUBLING",
+    "CAREFUL_SHARE",
     "CRUISE",
     "GROWTH_CAP",
     "GUESS_MAX_WAIT",
@@ -64,10 +65,12 @@ __all__ = [
     "LEVEL",
     "PROBE_AT",
     "PROBE_STEP",
+    "RECHECK",
     "RISE",
     "SAFETY",
     "SAMPLE",
     "SLOW_START_DOUBLING",
+    "SPACING",
     "START_RATE",
     "START_WAIT_MAX",
     "Cooldown",
@@ -114,8 +117,19 @@ SLOW_START_DOUBLING = 0.5
 #: start, or after a 429 with too few successes to measure).
 CAREFUL_DOUBLING = 2.0
 
+#: Share of a carefully doubling pace that surely fitted when it met a 429.
+CAREFUL_SHARE = 0.8
+
 #: Past its level, a learnt pace stays within this multiple of the admitted rate.
 GROWTH_CAP = 2.0
+
+#: Share of a turn's length that at least separates two paced sends: callers whose turns
+#: came while the event loop was busy go out spaced, not in one burst.
+SPACING = 0.8
+
+#: Seconds a caller waiting for its turn sleeps at most before it looks again whether
+#: a cut voided the turn (a pace learnt low in an outage must not keep it asleep).
+RECHECK = 1.0
 
 #: Seconds without a 429 and without a caller waiting after which a learnt pace is forgotten.
 LEARN_TTL = 10.0
@@ -151,6 +165,7 @@ class Cooldown:
         "_ok_prev",
         "_ok_prev_span",
         "_ok_since",
+        "_spaced",
         "_stale_until",
         "_tat",
         "burst",
@@ -182,6 +197,7 @@ class Cooldown:
         self.rejected = 0
         #: How often a learnt pace was cut: turns booked before a cut are void (book again).
         self.cuts = 0
+        self._spaced = 0.0  # no paced send before this (late wake-ups go spaced, not at once)
         self._tat = 0.0  # the schedule: when the next turn is due (before the burst allowance)
         self._hinted_at: float | None = None  # when headers last stated the rate (None: learnt)
         self._base = 0.0  # learnt: the level (or the pace the doubling starts from)
@@ -250,8 +266,12 @@ class Cooldown:
             pace = base
         else:
             pace = base * (1.0 + _GROWTH * (grown - HOLD) ** 3)
-            if admitted is not None:  # never far above what the upstream was seen to take
-                pace = min(pace, max(base, GROWTH_CAP * admitted))
+        if admitted is not None:  # never far above what the upstream was seen to take
+            cap = GROWTH_CAP * admitted
+            if self._doubling and cap < START_RATE:
+                cap = START_RATE  # a few answers a second are no measure of the ceiling
+            if pace > cap and pace > base:
+                pace = cap if cap > base else base
         return pace if pace > self.floor else self.floor
 
     def _refresh(self, now: float) -> float | None:
@@ -264,7 +284,7 @@ class Cooldown:
                 self._forget()
                 return None
             return self.rate
-        if now - max(self._cut_at, self._busy_at, self.until) > LEARN_TTL:
+        if now - max(self._cut_at, self._busy_at, self.until, self._tat) > LEARN_TTL:
             self._forget()
             return None
         self.rate = self._learnt(now, self.admitted())
@@ -314,6 +334,21 @@ class Cooldown:
             wait = self.max_wait  # whatever the hints said or how far behind the pace is
         if max_wait is not None and wait >= max_wait > 0:
             self.rejected += 1
+        return wait
+
+    def spaced(self) -> float:
+        """After a paced wait: seconds to wait more so that sends stay spaced (0: go now).
+
+        Turns are booked ahead; when the event loop wakes several callers late
+        and at once, they would reach the upstream as a burst that a small
+        bucket refuses. Each takes the next spaced moment instead.
+        """
+        if self.rate is None or self._hinted_at is not None:
+            return 0.0  # unpaced, or a stated burst that may go at once
+        now = self._clock()
+        spaced = self._spaced
+        wait = spaced - now if spaced > now else 0.0
+        self._spaced = now + wait + SPACING * self._step(now)
         return wait
 
     def sent(self) -> None:
@@ -386,13 +421,17 @@ class Cooldown:
         elif admitted is None:
             # Too few answers since the last pause to measure: half the pace surely fits.
             self._cut(now, rate / 2, CAREFUL_DOUBLING)
-        elif self._doubling == SLOW_START_DOUBLING:
-            # A doubling pace ran past the ceiling: it lies between half the pace and what
-            # was admitted (which lags a growing pace): grow carefully from there.
-            self._cut(now, max(rate / 2, admitted), CAREFUL_DOUBLING)
+        elif self._doubling:
+            # A doubling pace ran past the ceiling. What was admitted lags a growing pace;
+            # the pace one doubling ago (slow start), or most of the pace (careful) fitted.
+            slow = self._doubling == SLOW_START_DOUBLING
+            floor = rate / 2 if slow else rate * CAREFUL_SHARE
+            self._cut(now, max(floor, admitted), CAREFUL_DOUBLING if slow else 0.0)
         else:
-            # What the upstream took, but no more than we sent (AWS: min(measured, current)).
-            ceiling = min(admitted, rate)
+            # Callers queued for turns: the pace itself met the 429 (what was admitted lags
+            # it when the event loop is busy). Else what the upstream took, which is no more
+            # than we sent (AWS: min(measured, current)).
+            ceiling = rate if now - self._busy_at < SAMPLE else min(admitted, rate)
             self._cut(now, ceiling if bound is None else min(ceiling, bound), 0.0)
 
     def _cut(self, now: float, ceiling: float, doubling: float) -> None:

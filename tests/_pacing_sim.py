@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import heapq
 import math
+import random
 
 import attrs
 
-from seawall.cooldown import Cooldown
+from seawall.cooldown import RECHECK, Cooldown
 
 
 class Clock:
@@ -57,9 +58,6 @@ class Run:
     pauses: list[tuple[float, float]] = attrs.Factory(list)  # (429 at, pause ends at)
     paces: list[float] = attrs.Factory(list)  # the pace at each send
 
-    def ok_between(self, start: float, end: float, ok_times: list[float]) -> int:
-        return sum(start <= t < end for t in ok_times)
-
 
 def simulate(
     callers: int,
@@ -71,8 +69,15 @@ def simulate(
     whole_seconds: bool = True,
     cooldown: Cooldown | None = None,
     clock: Clock | None = None,
+    jitter: float = 0.0,
+    seed: int = 0,
+    outage: float = 0.0,
 ) -> tuple[Run, list[float], Cooldown]:
-    """Run ``callers`` for ``seconds`` virtual seconds; (the run, success times, the cooldown)."""
+    """Run ``callers`` for ``seconds`` virtual seconds; (the run, success times, the cooldown).
+
+    ``outage``: for that many seconds from the start the upstream refuses every request.
+    ``jitter``: a busy event loop (see ``woken``); ``seed`` makes it repeat.
+    """
     clock = clock or Clock()
     cd = cooldown or Cooldown(clock, max_wait=60.0)
     t0 = clock.now
@@ -81,6 +86,14 @@ def simulate(
     ok_times: list[float] = []
     events: list[tuple[float, int, str, int, float]] = []
     seq = 0
+    rng = random.Random(seed)
+
+    def woken(at: float) -> float:
+        """When a busy event loop wakes a sleeper due ``at``: on its next tick of ``jitter``
+        seconds, sometimes a tick later; so sleepers due close together wake at once."""
+        if not jitter:
+            return at
+        return (math.ceil(at / jitter) + rng.choice((0, 0, 0, 1))) * jitter
 
     def push(at: float, kind: str, caller: int, extra: float = 0.0) -> None:
         nonlocal seq
@@ -98,13 +111,32 @@ def simulate(
         if kind == "go":
             cuts = cd.cuts
             wait = cd.reserve(None)
+            extra = at + wait + 1e6 * cuts  # the turn, and the cuts it was booked after
             if wait > 0:
-                push(at + wait, "turn", caller, at + wait + 1e6 * cuts)
+                push(woken(at + min(wait, RECHECK)), "turn", caller, extra)
                 continue
-            kind = "send"
+            kind = "spaced"
         if kind == "turn":
             booked_cuts, slot = divmod(extra, 1e6)
-            if cd.until > at or cd.cuts != booked_cuts:  # a 429 moved the pause or cut the pace
+            if cd.cuts != booked_cuts:  # a cut voided the turn: book again
+                push(at, "go", caller)
+                continue
+            if at < slot - 1e-9:  # a long wait, looked at again: sleep on
+                push(woken(min(slot, at + RECHECK)), "turn", caller, extra)
+                continue
+            if cd.until > at:  # a 429 moved the pause past this turn
+                push(at, "go", caller)
+                continue
+            kind = "spaced"
+        if kind == "spaced":
+            gap = cd.spaced()
+            if gap > 0:
+                push(woken(at + gap), "gapped", caller, extra)
+                continue
+            kind = "send"
+        if kind == "gapped":
+            booked_cuts, slot = divmod(extra, 1e6)
+            if cd.cuts != booked_cuts or cd.until > slot:  # as the loop: look again
                 push(at, "go", caller)
                 continue
             kind = "send"
@@ -112,7 +144,7 @@ def simulate(
             cd.sent()
             run.sends.append(at)
             run.paces.append(cd.rate or 0.0)
-            refill = bucket.take(at)
+            refill = 1.0 if at < t0 + outage else bucket.take(at)
             push(at + latency, "answer", caller, -1.0 if refill is None else refill)
         elif kind == "answer":
             if extra < 0:

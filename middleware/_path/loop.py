@@ -23,6 +23,7 @@ from seawall._path.observer import Observer
 from seawall._path.rules import StopReason, deadline_at, is_delay, next_delay, why_stop
 from seawall._path.spec import Attempt, BrokenBody, CallSpec, FirstAttempt, Misuse, attempt_timeout
 from seawall.breaker import CLOSED_PERMIT, Permit
+from seawall.cooldown import RECHECK
 from seawall.deadline import current_deadline
 from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError
 from seawall.llm import rate_info
@@ -273,19 +274,27 @@ class Loop:
             left = None if at is None else at - now
             cuts = cooldown.cuts
             wait = cooldown.reserve(left)  # a paced turn, not only the shared "until"
-            if not wait:
-                return
-            if left is not None and wait >= left:
-                self.observer.reject(spec, "cooldown", wait)
-                left = max(0.0, left)
-                msg = (
-                    f"{spec.request_line()}: {spec.key} is rate-limited for {wait:.2f}s more, "
-                    f"longer than the {left:.2f}s left before the deadline; not sent. "
-                    "Lengthen the deadline or slow the callers down"
+            if wait:
+                if left is not None and wait >= left:
+                    self.observer.reject(spec, "cooldown", wait)
+                    left = max(0.0, left)
+                    msg = (
+                        f"{spec.request_line()}: {spec.key} is rate-limited for {wait:.2f}s "
+                        f"more, longer than the {left:.2f}s left before the deadline; not sent. "
+                        "Lengthen the deadline or slow the callers down"
+                    )
+                    raise make_error(spec, DeadlineExceededError, None, call.history, message=msg)
+                self.observer.waiting(
+                    spec, len(call.history), wait, "cooldown", Category.RATE_LIMIT
                 )
-                raise make_error(spec, DeadlineExceededError, None, call.history, message=msg)
-            self.observer.waiting(spec, len(call.history), wait, "cooldown", Category.RATE_LIMIT)
-            await _testmode.sleep(wait)
+                slept = 0.0
+                while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
+                    nap = min(wait - slept, RECHECK)
+                    await _testmode.sleep(nap)
+                    slept += nap
+            gap = cooldown.spaced()  # woken late with others: go spaced, not at once
+            if gap and (at is None or self.clock() + gap < at):
+                await _testmode.sleep(gap)
             if cooldown.until <= now + wait and cooldown.cuts == cuts:
                 return
             # A 429 while we slept asked for a longer pause (no call before it ends)
