@@ -182,7 +182,9 @@ async def one_run(client: str, args: argparse.Namespace) -> dict[str, float]:
         ended = time.perf_counter()
     ok = len(oks)
     settled = [t for t in oks if t >= started + args.settle]
-    steady = len(settled) / (ended - started - args.settle) if ended - started > args.settle else 0.0
+    steady = (
+        len(settled) / (ended - started - args.settle) if ended - started > args.settle else 0.0
+    )
     return {
         "429_per_success": fake.rejected / max(1, fake.served),
         "failed_calls": CALLERS * args.calls - ok,

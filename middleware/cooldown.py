@@ -403,9 +403,12 @@ class Cooldown:
             return
         admitted = self.admitted()
         bound = None
-        if seconds is not None and 0 < seconds <= START_WAIT_MAX:
-            if admitted is None or 1.0 / seconds >= admitted / 2:  # a fixed window's end is not
-                bound = 1.0 / seconds  # a token bucket's refill interval bounds its rate
+        if (
+            seconds is not None
+            and 0 < seconds <= START_WAIT_MAX
+            and (admitted is None or 1.0 / seconds >= admitted / 2)  # a fixed window's end: no
+        ):
+            bound = 1.0 / seconds  # a token bucket's refill interval bounds its rate
         if rate is not None and self._cut_answers < self._answers <= self._stale_until:
             # Sent before the last cut, which accounted for it; a refill interval still counts.
             if bound is not None and not self._doubling and bound < self._base / LEVEL:

@@ -1,4 +1,4 @@
-"""A deterministic simulation: callers, one ``Cooldown`` and a token-bucket upstream on a virtual clock.
+"""A deterministic simulation: callers, a ``Cooldown``, a token-bucket upstream, a virtual clock.
 
 The upstream (rate ``rate``, bucket ``burst``) answers 429 with ``Retry-After``
 in whole seconds (rounded up, at least 1) and no rate headers, like the

@@ -141,7 +141,7 @@ def test_one_cut_per_episode() -> None:
 
 def test_a_forgotten_pace_starts_again_from_its_level() -> None:
     """A pace nobody waited on is forgotten (the lean path again); the next 429 starts from it."""
-    run, _, cooldown = simulate(48, RATE, 5.0, 40.0)
+    _, _, cooldown = simulate(48, RATE, 5.0, 40.0)
     level = cooldown.level
     assert level is not None
     clock = cooldown._clock
@@ -175,8 +175,8 @@ async def test_a_429_without_retry_after_reaches_the_cooldown(upstream, make_ses
 async def test_no_call_before_a_later_retry_after_ends(upstream, make_session) -> None:
     """Callers holding paced turns when a 429 asks for a second all wait out that second.
 
-    A first 429 (``retry-after-ms: 100``) paces the key at about 9/s; five
-    callers book turns ~0.11 s apart. The first of them meets
+    A first call meets ``retry-after-ms: 100``, which paces the key at about
+    9/s. Five callers then book turns ~0.11 s apart; the first of them meets
     ``Retry-After: 1``: the others' turns are void, and none of them reaches
     the upstream before that second has passed (on the upstream's own clock).
     """
@@ -188,13 +188,17 @@ async def test_no_call_before_a_later_retry_after_ends(upstream, make_session) -
     def answer(code: int, **headers: str):
         async def handler(request: web.Request) -> web.StreamResponse:
             arrivals.append(time.monotonic())
-            if code == 429 and "Retry-After" in headers:
-                answered.append(time.monotonic())
+            if "Retry-After" in headers:
+                answered.append(arrivals[-1])
             return web.Response(status=code, headers=headers)
 
         return handler
 
-    up.then(answer(429, **{"retry-after-ms": "100"}), answer(429, **{"Retry-After": "1"}))
+    up.then(
+        answer(429, **{"retry-after-ms": "100"}),
+        answer(200),
+        answer(429, **{"Retry-After": "1"}),
+    )
     up.default = answer(200)
     policy = seawall.Policy(retry=seawall.RetryPolicy(max_attempts=3))
     sw = seawall.Seawall(policy=policy, entrypoints=False)
@@ -206,12 +210,12 @@ async def test_no_call_before_a_later_retry_after_ends(upstream, make_session) -
             return resp.status
 
     async with asyncio.timeout(10):
-        first = asyncio.create_task(get())
-        while not arrivals:  # bounded by the timeout
-            await asyncio.sleep(0.001)
-        statuses = await asyncio.gather(first, *(get() for _ in range(5)))
-    assert statuses == [200] * 6
+        assert await get() == 200  # after its 100 ms: the key is paced now
+        (state,) = sw._states.values()
+        assert state.cooldown.rate is not None
+        statuses = await asyncio.gather(*(get() for _ in range(5)))
+    assert statuses == [200] * 5
     (ended,) = answered
     later = [t for t in arrivals if t > ended]
-    assert len(later) == 6  # the five, and the retry of the one that met the second 429
+    assert len(later) == 5  # four booked turns, and the retry of the one that met the 429
     assert min(later) >= ended + 1.0

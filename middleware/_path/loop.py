@@ -361,7 +361,9 @@ class Loop:
         elif c.category is Category.RATE_LIMIT:
             breaker.release(permit)  # the upstream is alive but busy: a cooldown, not a trip
             wait = c.retry_after  # None: the 429 did not say; the cooldown still learns
-            state.cooldown.start(None if wait is None else min(wait, spec.policy.retry.retry_after_max))
+            state.cooldown.start(
+                None if wait is None else min(wait, spec.policy.retry.retry_after_max)
+            )
         else:
             breaker.record(permit, failure=False)  # a 4xx: the upstream answered
         self.observer.escalate(spec, c)
