@@ -148,25 +148,47 @@ _MAX_DOUBLINGS = 60.0  # 2**60: far above any rate, far below a float overflow
 _NEVER = -math.inf  # one shared float: a fresh key's state stays small
 
 
+class _Learning:
+    """What a key learns from 429s without rate headers; made at its first 429 (a fresh key
+    stays small: DESIGN's 2 KiB per key)."""
+
+    __slots__ = (
+        "answers",
+        "base",
+        "busy_at",
+        "doubling",
+        "grow_from",
+        "ok",
+        "ok_prev",
+        "ok_prev_span",
+        "ok_since",
+        "spaced",
+        "stale_until",
+    )
+
+    def __init__(self) -> None:
+        self.base = 0.0  # the level (or the pace the doubling starts from)
+        self.doubling = 0.0  # seconds per doubling while no ceiling is known (0: CUBIC)
+        self.grow_from = _NEVER  # when the pace started growing (the end of the last pause)
+        self.busy_at = _NEVER  # the last time a caller had to wait for its turn
+        self.spaced = 0.0  # no paced send before this (late wake-ups go spaced, not at once)
+        # Attempts settled since the last cut, counted while they may be old news: the
+        # first ``stale_until`` were in flight at the cut (small numbers: no allocation).
+        self.answers = 0
+        self.stale_until = 0
+        self.ok = 0  # successes in the current sample (since ``ok_since``)
+        self.ok_since = _NEVER
+        self.ok_prev = 0  # ... and in the one before, over ``ok_prev_span`` seconds
+        self.ok_prev_span = 0.0
+
+
 class Cooldown:
     """When the key may be called again, and at what pace, on the engine's clock."""
 
     __slots__ = (
-        "_answers",
-        "_base",
-        "_busy_at",
         "_clock",
-        "_cut_answers",
-        "_cut_at",
-        "_doubling",
-        "_grow_from",
         "_hinted_at",
-        "_ok",
-        "_ok_prev",
-        "_ok_prev_span",
-        "_ok_since",
-        "_spaced",
-        "_stale_until",
+        "_learning",
         "_tat",
         "burst",
         "cuts",
@@ -197,21 +219,9 @@ class Cooldown:
         self.rejected = 0
         #: How often a learnt pace was cut: turns booked before a cut are void (book again).
         self.cuts = 0
-        self._spaced = 0.0  # no paced send before this (late wake-ups go spaced, not at once)
         self._tat = 0.0  # the schedule: when the next turn is due (before the burst allowance)
         self._hinted_at: float | None = None  # when headers last stated the rate (None: learnt)
-        self._base = 0.0  # learnt: the level (or the pace the doubling starts from)
-        self._doubling = 0.0  # learnt: seconds per doubling while no ceiling is known (0: CUBIC)
-        self._grow_from = 0.0  # when the learnt pace started growing (the end of the pause)
-        self._cut_at = _NEVER  # the last cut of a learnt pace
-        self._busy_at = _NEVER  # the last time a caller had to wait for its turn
-        self._answers = 0  # attempts settled so far
-        self._cut_answers = 0  # ... when the pace was last cut
-        self._stale_until = 0  # answers up to this count were sent before the last cut
-        self._ok = 0  # successes in the current sample (since ``_ok_since``)
-        self._ok_since = _NEVER
-        self._ok_prev = 0  # ... and in the one before, over ``_ok_prev_span`` seconds
-        self._ok_prev_span = 0.0
+        self._learning: _Learning | None = None
 
     @property
     def floor(self) -> float:
@@ -221,7 +231,10 @@ class Cooldown:
     @property
     def level(self) -> float | None:
         """The rate a learnt pace levels off at (``LEVEL`` of the ceiling), once measured."""
-        return self._base if self._base and not self._doubling else None
+        learning = self._learning
+        if learning is None or learning.doubling or not learning.base:
+            return None
+        return learning.base
 
     def remaining(self) -> float:
         """Seconds left until the shared "until" (0 when the key is not cooling down)."""
@@ -234,32 +247,27 @@ class Cooldown:
         ``None`` while fewer than ``MIN_SUCCESSES`` were seen, or over less than
         ``SAMPLE / 2`` seconds (too short to tell a burst from a rate).
         """
-        span = self._clock() - self._ok_since
-        count = self._ok + self._ok_prev
-        total = span + self._ok_prev_span
+        learning = self._learning
+        if learning is None:
+            return None
+        span = self._clock() - learning.ok_since
+        count = learning.ok + learning.ok_prev
+        total = span + learning.ok_prev_span
         if count < MIN_SUCCESSES or total < SAMPLE / 2:
             return None
         return count / total
 
-    def _count_success(self, now: float) -> None:
-        span = now - self._ok_since
-        if span < 0:
-            return  # answered during the pause: sent before the cut, measured already
-        if span >= SAMPLE and self._ok >= MIN_SUCCESSES:
-            self._ok_prev, self._ok_prev_span = self._ok, span
-            self._ok, self._ok_since = 0, now
-        self._ok += 1
-
     # --- the pace ---------------------------------------------------------------
 
-    def _learnt(self, at: float, admitted: float | None) -> float:
+    def _learnt(self, learning: _Learning, at: float, admitted: float | None) -> float:
         """The learnt pace at time ``at`` (a function of the time since the cut)."""
-        grown = at - self._grow_from
+        grown = at - learning.grow_from
         if grown < 0:
             grown = 0.0
-        base = self._base
-        if self._doubling:
-            pace = base * 2.0 ** min(grown / self._doubling, _MAX_DOUBLINGS)
+        base = learning.base
+        doubling = learning.doubling
+        if doubling:
+            pace = base * 2.0 ** min(grown / doubling, _MAX_DOUBLINGS)
         elif grown < RISE:
             pace = base * (1.0 - (1.0 - CRUISE) * (1.0 - grown / RISE) ** 3)
         elif grown < HOLD:
@@ -268,7 +276,7 @@ class Cooldown:
             pace = base * (1.0 + _GROWTH * (grown - HOLD) ** 3)
         if admitted is not None:  # never far above what the upstream was seen to take
             cap = GROWTH_CAP * admitted
-            if self._doubling and cap < START_RATE:
+            if doubling and cap < START_RATE:
                 cap = START_RATE  # a few answers a second are no measure of the ceiling
             if pace > cap and pace > base:
                 pace = cap if cap > base else base
@@ -279,29 +287,32 @@ class Cooldown:
         if self.rate is None:
             return None
         hinted_at = self._hinted_at
-        if hinted_at is not None:
-            if now - hinted_at > HINT_TTL:
+        learning = self._learning
+        if hinted_at is not None or learning is None:
+            if hinted_at is None or now - hinted_at > HINT_TTL:
                 self._forget()
                 return None
             return self.rate
-        if now - max(self._cut_at, self._busy_at, self.until, self._tat) > LEARN_TTL:
+        if now - max(learning.grow_from, learning.busy_at, self.until, self._tat) > LEARN_TTL:
             self._forget()
             return None
-        self.rate = self._learnt(now, self.admitted())
+        self.rate = self._learnt(learning, now, self.admitted())
         return self.rate
 
     def _forget(self) -> None:
         self.rate, self._hinted_at, self.burst = None, None, 1.0
-        if self._doubling:
-            self._base = 0.0  # only a measured level is worth remembering
+        learning = self._learning
+        if learning is not None and learning.doubling:
+            learning.base = 0.0  # only a measured level is worth remembering
 
     def _step(self, at: float) -> float:
         """Seconds between two turns at time ``at``."""
         rate = self.rate
         assert rate is not None
-        if self._hinted_at is not None:
+        learning = self._learning
+        if self._hinted_at is not None or learning is None:
             return 1.0 / (rate * SAFETY)
-        return 1.0 / (self._learnt(at, None) if at > self._clock() else rate)
+        return 1.0 / (self._learnt(learning, at, None) if at > self._clock() else rate)
 
     # --- before an attempt ----------------------------------------------------
 
@@ -325,8 +336,8 @@ class Cooldown:
             wait = slot - now
             if max_wait is None or wait < max_wait:
                 self._tat = max(self._tat, slot) + self._step(slot)
-                if wait > 0:
-                    self._busy_at = now
+                if wait > 0 and self._learning is not None:
+                    self._learning.busy_at = now
             elif self._hinted_at is None:  # a learnt pace never refuses
                 wait = until - now
                 wait = wait if wait > 0 else 0.0
@@ -343,12 +354,13 @@ class Cooldown:
         and at once, they would reach the upstream as a burst that a small
         bucket refuses. Each takes the next spaced moment instead.
         """
-        if self.rate is None or self._hinted_at is not None:
+        learning = self._learning
+        if self.rate is None or self._hinted_at is not None or learning is None:
             return 0.0  # unpaced, or a stated burst that may go at once
         now = self._clock()
-        spaced = self._spaced
+        spaced = learning.spaced
         wait = spaced - now if spaced > now else 0.0
-        self._spaced = now + wait + SPACING * self._step(now)
+        learning.spaced = now + wait + SPACING * self._step(now)
         return wait
 
     def sent(self) -> None:
@@ -361,13 +373,23 @@ class Cooldown:
         """An attempt ended without telling us anything (an error, a cancellation)."""
         if self.inflight > 0:
             self.inflight -= 1
-        self._answers += 1
+        learning = self._learning
+        if learning is not None and learning.answers <= learning.stale_until:
+            learning.answers += 1  # (beyond, the count no longer matters)
 
     def observe(self, info: RateInfo | None, *, success: bool) -> None:
         """An attempt was answered; ``info`` is what its rate-limit headers said."""
         self.settle()
-        if success and self.rate is not None:  # measured only while paced (the run path)
-            self._count_success(self._clock())
+        learning = self._learning
+        if success and learning is not None and self.rate is not None:
+            # Measured only while paced (the run path): the admitted rate.
+            now = self._clock()
+            span = now - learning.ok_since
+            if span >= 0:  # (answered during the pause: sent before the cut)
+                if span >= SAMPLE and learning.ok >= MIN_SUCCESSES:
+                    learning.ok_prev, learning.ok_prev_span = learning.ok, span
+                    learning.ok, learning.ok_since = 0, now
+                learning.ok += 1
         if info is None:
             return
         now = self._clock()
@@ -401,6 +423,9 @@ class Cooldown:
         if rate is not None and self._hinted_at is not None:
             self._empty(now)  # the headers said the rate: the bucket is empty now
             return
+        learning = self._learning
+        if learning is None:
+            learning = self._learning = _Learning()
         admitted = self.admitted()
         bound = None
         if (
@@ -409,45 +434,44 @@ class Cooldown:
             and (admitted is None or 1.0 / seconds >= admitted / 2)  # a fixed window's end: no
         ):
             bound = 1.0 / seconds  # a token bucket's refill interval bounds its rate
-        if rate is not None and self._cut_answers < self._answers <= self._stale_until:
+        if rate is not None and 0 < learning.answers <= learning.stale_until:
             # Sent before the last cut, which accounted for it; a refill interval still counts.
-            if bound is not None and not self._doubling and bound < self._base / LEVEL:
-                self._cut(now, bound, 0.0)
+            if bound is not None and not learning.doubling and bound < learning.base / LEVEL:
+                self._cut(learning, now, bound, 0.0)
             return
         if rate is None:  # a fresh key, or a pace forgotten
             if bound is not None:
-                self._cut(now, bound, 0.0)
-            elif self._base and now - self._cut_at < CEILING_TTL:
-                self._cut(now, self._base / LEVEL, 0.0)  # start from the last level
+                self._cut(learning, now, bound, 0.0)
+            elif learning.base and now - learning.grow_from < CEILING_TTL:
+                self._cut(learning, now, learning.base / LEVEL, 0.0)  # from the last level
             else:
-                self._cut(now, START_RATE, SLOW_START_DOUBLING)
+                self._cut(learning, now, START_RATE, SLOW_START_DOUBLING)
         elif admitted is None:
             # Too few answers since the last pause to measure: half the pace surely fits.
-            self._cut(now, rate / 2, CAREFUL_DOUBLING)
-        elif self._doubling:
+            self._cut(learning, now, rate / 2, CAREFUL_DOUBLING)
+        elif learning.doubling:
             # A doubling pace ran past the ceiling. What was admitted lags a growing pace;
             # the pace one doubling ago (slow start), or most of the pace (careful) fitted.
-            slow = self._doubling == SLOW_START_DOUBLING
+            slow = learning.doubling == SLOW_START_DOUBLING
             floor = rate / 2 if slow else rate * CAREFUL_SHARE
-            self._cut(now, max(floor, admitted), CAREFUL_DOUBLING if slow else 0.0)
+            self._cut(learning, now, max(floor, admitted), CAREFUL_DOUBLING if slow else 0.0)
         else:
             # Callers queued for turns: the pace itself met the 429 (what was admitted lags
             # it when the event loop is busy). Else what the upstream took, which is no more
             # than we sent (AWS: min(measured, current)).
-            ceiling = rate if now - self._busy_at < SAMPLE else min(admitted, rate)
-            self._cut(now, ceiling if bound is None else min(ceiling, bound), 0.0)
+            ceiling = rate if now - learning.busy_at < SAMPLE else min(admitted, rate)
+            self._cut(learning, now, ceiling if bound is None else min(ceiling, bound), 0.0)
 
-    def _cut(self, now: float, ceiling: float, doubling: float) -> None:
+    def _cut(self, learning: _Learning, now: float, ceiling: float, doubling: float) -> None:
         """Pace from ``ceiling`` after the pause: doubling, or levelling off below it (CUBIC)."""
-        self._doubling = doubling
-        self._base = max(ceiling if doubling else ceiling * LEVEL, self.floor)
-        self._grow_from = max(now, self.until)  # no growth while paused
-        self._cut_at = now
+        learning.doubling = doubling
+        learning.base = max(ceiling if doubling else ceiling * LEVEL, self.floor)
+        learning.grow_from = start = max(now, self.until)  # no growth while paused
         self.cuts += 1
-        self._tat = self._grow_from  # turns booked before are void: their callers book again
-        self.rate = self._learnt(self._grow_from, None)
+        self._tat = start  # turns booked before are void: their callers book again
         self._hinted_at, self.burst = None, 1.0
-        self._cut_answers, self._stale_until = self._answers, self._answers + self.inflight
+        self.rate = self._learnt(learning, start, None)
+        learning.answers, learning.stale_until = 0, self.inflight
         # Measure afresh after the pause: what came before was another pace.
-        self._ok, self._ok_prev, self._ok_prev_span = 0, 0, 0.0
-        self._ok_since = self._grow_from
+        learning.ok, learning.ok_prev, learning.ok_prev_span = 0, 0, 0.0
+        learning.ok_since = start
