@@ -456,10 +456,12 @@ class Cooldown:
             floor = rate / 2 if slow else rate * CAREFUL_SHARE
             self._cut(learning, now, max(floor, admitted), CAREFUL_DOUBLING if slow else 0.0)
         else:
-            # Callers queued for turns: the pace itself met the 429 (what was admitted lags
-            # it when the event loop is busy). Else what the upstream took, which is no more
-            # than we sent (AWS: min(measured, current)).
-            ceiling = rate if now - learning.busy_at < SAMPLE else min(admitted, rate)
+            # Probing past the level with callers queued for turns: the pace itself met the
+            # 429 (what was admitted lags it when the event loop is busy). Else what the
+            # upstream took, no more than we sent (AWS: min(measured, current)); a 429 at
+            # the level itself (or on the way to it) says the level was too high.
+            probing = now - learning.grow_from >= HOLD and now - learning.busy_at < SAMPLE
+            ceiling = rate if probing else min(admitted, rate)
             self._cut(learning, now, ceiling if bound is None else min(ceiling, bound), 0.0)
 
     def _cut(self, learning: _Learning, now: float, ceiling: float, doubling: float) -> None:
