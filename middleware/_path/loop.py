@@ -292,13 +292,16 @@ class Loop:
                     nap = min(wait - slept, RECHECK)
                     await _testmode.sleep(nap)
                     slept += nap
+            # Book again if a 429 came meanwhile: it asked for a longer pause (no call
+            # before it ends) or cut the pace (turns booked before would come as a herd).
+            if cooldown.until > now + wait or cooldown.cuts != cuts:
+                continue
             gap = cooldown.spaced()  # woken late with others: go spaced, not at once
             if gap and (at is None or self.clock() + gap < at):
                 await _testmode.sleep(gap)
-            if cooldown.until <= now + wait and cooldown.cuts == cuts:
-                return
-            # A 429 while we slept asked for a longer pause (no call before it ends)
-            # or cut the pace (turns booked at the old pace would come as a herd).
+                if cooldown.until > now + wait or cooldown.cuts != cuts:
+                    continue
+            return
 
     def _attempt_limit(self, call: CallState) -> float | None:
         """Seconds this attempt may take; sets whether the deadline is what limits it."""
