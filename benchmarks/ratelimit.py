@@ -97,25 +97,31 @@ def make_session(client: str, sends: list[float]) -> tuple[aiohttp.ClientSession
 
     trace = aiohttp.TraceConfig(trace_config_ctx_factory=SimpleNamespace)
     trace.on_request_start.append(on_start)
-    traced = {"trace_configs": [trace]}
+    traced = [trace]
     if client == "seawall":
         policy = seawall.Policy.for_llm(
             retry=seawall.RetryPolicy(max_attempts=10, retry_methods=["POST"], retry_after_max=60)
         )
         sw = seawall.Seawall(routes={"127.0.0.1": policy}, entrypoints=False)
-        return sw.session(**traced), plain_call
+        return sw.session(trace_configs=traced), plain_call
     if client == "cookbook":
-        return aiohttp.ClientSession(middlewares=(CookbookRetry(),), **traced), plain_call
+        return aiohttp.ClientSession(middlewares=(CookbookRetry(),), trace_configs=traced), plain_call
     if client == "bare":
-        return aiohttp.ClientSession(**traced), plain_call
-    return aiohttp.ClientSession(**traced), naive_call
+        return aiohttp.ClientSession(trace_configs=traced), plain_call
+    return aiohttp.ClientSession(trace_configs=traced), naive_call
 
 
-def _serve(conn: Connection, kwargs: dict[str, object]) -> None:
+def _fake(args: argparse.Namespace) -> FakeProvider:
+    return FakeProvider(
+        rate=args.rate, burst=args.burst, flavor=args.flavor, whole_seconds=args.whole_seconds
+    )
+
+
+def _serve(conn: Connection, args: argparse.Namespace) -> None:
     """The child process: run the upstream until told to stop, then send its counters."""
 
     async def serve() -> None:
-        async with FakeProvider(**kwargs) as fake:  # type: ignore[arg-type]
+        async with _fake(args) as fake:
             conn.send(fake.url)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, conn.recv)  # "stop"
@@ -131,15 +137,14 @@ async def upstream(args: argparse.Namespace) -> AsyncIterator[SimpleNamespace]:
     Inline, the upstream's clock reads arrivals when the shared event loop gets to them:
     a busy client makes them look like bursts that it never sent.
     """
-    kwargs: dict[str, object] = {"rate": args.rate, "burst": args.burst, "flavor": args.flavor}
-    if args.whole_seconds:
-        kwargs["whole_seconds"] = True
     if args.inline:
-        async with FakeProvider(**kwargs) as fake:  # type: ignore[arg-type]
-            yield fake  # type: ignore[misc]
+        async with _fake(args) as fake:
+            view = SimpleNamespace(url=fake.url)
+            yield view
+            view.served, view.rejected = fake.served, fake.rejected
         return
     ours, theirs = multiprocessing.Pipe()
-    child = multiprocessing.get_context("spawn").Process(target=_serve, args=(theirs, kwargs))
+    child = multiprocessing.get_context("spawn").Process(target=_serve, args=(theirs, args))
     child.start()
     try:
         loop = asyncio.get_running_loop()
