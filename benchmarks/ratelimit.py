@@ -105,7 +105,8 @@ def make_session(client: str, sends: list[float]) -> tuple[aiohttp.ClientSession
         sw = seawall.Seawall(routes={"127.0.0.1": policy}, entrypoints=False)
         return sw.session(trace_configs=traced), plain_call
     if client == "cookbook":
-        return aiohttp.ClientSession(middlewares=(CookbookRetry(),), trace_configs=traced), plain_call
+        cookbook = aiohttp.ClientSession(middlewares=(CookbookRetry(),), trace_configs=traced)
+        return cookbook, plain_call
     if client == "bare":
         return aiohttp.ClientSession(trace_configs=traced), plain_call
     return aiohttp.ClientSession(trace_configs=traced), naive_call
