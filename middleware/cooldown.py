@@ -19,22 +19,27 @@ learnt, best first:
    not have counted yet). Paced at ``SAFETY`` of that rate;
 2. without such headers, from what the upstream accepts and refuses (AIMD
    with CUBIC growth, see docs/architecture.md). When a 429 arrives, the
-   *admitted* rate (successes per second over about the last second, never
-   more than the pace we sent at) is the upstream's ceiling. The pace drops
-   to ``CRUISE`` of it and grows back along a cubic curve: to the ceiling in
-   ``PLATEAU`` seconds (flat near it), then past it, slowly at first, faster
-   and faster (probing for more, until the next 429). Only one 429 per
-   episode cuts: those of requests already in flight at the cut are old news.
-   A precise wait of at most ``START_WAIT_MAX`` (``retry-after-ms``) is a
-   token bucket's refill interval, so ``1 / wait`` bounds the ceiling. With
-   no ceiling known (a fresh key, a whole-seconds ``Retry-After`` or none),
-   the pace starts at ``START_RATE`` and doubles every ``SLOW_START_DOUBLING``
-   seconds until the first 429 (slow start). A pace nobody waited on for
-   ``LEARN_TTL`` seconds is forgotten (the key goes back to the lean path);
-   its ceiling is kept ``CEILING_TTL`` seconds to start from next time. A
-   learnt pace only paces: a caller whose turn would miss its deadline goes
-   at the end of the shared wait instead of failing fast (only the server's
-   own word refuses calls).
+   *admitted* rate (successes per second over about the last second since
+   the last pause, never more than the pace we sent at) is the upstream's
+   ceiling. The pace levels off at ``LEVEL`` of it: it restarts at ``CRUISE``
+   of that level, rises back in ``RISE`` seconds, holds ``HOLD`` seconds,
+   then probes upward on a cubic curve (``PROBE_STEP`` above the level
+   ``PROBE_AT`` seconds later, faster and faster) until the next 429. Only
+   one 429 per episode cuts: those of requests already in flight at the cut
+   are old news, and a cut voids every turn booked before it (``cuts``: the
+   engine books again). A precise wait of at most ``START_WAIT_MAX``
+   (``retry-after-ms``) is a token bucket's refill interval, so ``1 / wait``
+   bounds the ceiling. With no ceiling known (a fresh key, a whole-seconds
+   ``Retry-After`` or none), the pace starts at ``START_RATE`` and doubles
+   every ``SLOW_START_DOUBLING`` seconds (slow start); its first 429 bounds
+   the ceiling from below, from which it doubles every ``CAREFUL_DOUBLING``
+   seconds to the next. A pace nobody waited on for ``LEARN_TTL`` seconds is
+   forgotten (the key goes back to the lean path); its level is kept
+   ``CEILING_TTL`` seconds to start from next time. A learnt pace only paces:
+   a caller whose turn would miss its deadline goes at the end of the shared
+   wait instead of failing fast (only the server's own word refuses calls).
+   Callers woken late together by a busy event loop leave ``SPACING`` of a
+   turn apart (``spaced``), not in one burst.
 
 No server hint can take a key down: every wait the cooldown hands out is at
 most ``max_wait`` (the policy's ``retry_after_max``), a pace never falls
