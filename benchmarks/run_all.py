@@ -26,9 +26,16 @@ RUNS = [
     ("peers.py", []),
 ]
 
+_WHOLE = ["--rounds", "1", "--rate", "200", "--burst", "5", "--whole-seconds"]
+
 # Scripts that print their own tables (no --json); their output goes in as it is.
 PLAIN_RUNS = [
     ("ratelimit.py", [], ["--rounds", "1", "--calls", "4"]),
+    (  # the whole-seconds proxy: a bucket of 5, only "Retry-After: 1", no rate headers
+        "ratelimit.py",
+        [*_WHOLE, "--calls", "80", "--settle", "10"],
+        [*_WHOLE, "--calls", "4"],
+    ),
     (
         "observer_overhead.py",
         ["--rounds", "5", "--requests", "2000"],

@@ -24,6 +24,7 @@ from seawall._path.observer import Observer
 from seawall._path.rules import StopReason, deadline_at, is_delay, next_delay, why_stop
 from seawall._path.spec import Attempt, BrokenBody, CallSpec, FirstAttempt, Misuse, attempt_timeout
 from seawall.breaker import CLOSED_PERMIT, Permit
+from seawall.cooldown import RECHECK
 from seawall.deadline import current_deadline
 from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError
 from seawall.llm import rate_info
@@ -31,6 +32,9 @@ from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
 from seawall.plugins.hooks import Hooks
 
 __all__ = ["CallState", "Loop", "classify"]
+
+#: Turns a call may take in the cooldown when 429s keep moving its end (then it goes).
+_REBOOKINGS = 8
 
 
 class CallState:
@@ -272,22 +276,41 @@ class Loop:
 
     async def _respect_cooldown(self, call: CallState) -> None:
         spec = call.spec
+        cooldown = spec.state.cooldown
         at = call.deadline_at
-        left = None if at is None else at - self.clock()
-        wait = spec.state.cooldown.reserve(left)  # a paced turn, not only the shared "until"
-        if not wait:
+        for _ in range(_REBOOKINGS):
+            now = self.clock()
+            left = None if at is None else at - now
+            cuts = cooldown.cuts
+            wait = cooldown.reserve(left)  # a paced turn, not only the shared "until"
+            if wait:
+                if left is not None and wait >= left:
+                    self.observer.reject(spec, "cooldown", wait)
+                    left = max(0.0, left)
+                    msg = (
+                        f"{spec.request_line()}: {spec.key} is rate-limited for {wait:.2f}s "
+                        f"more, longer than the {left:.2f}s left before the deadline; not sent. "
+                        "Lengthen the deadline or slow the callers down"
+                    )
+                    raise make_error(spec, DeadlineExceededError, None, call.history, message=msg)
+                self.observer.waiting(
+                    spec, len(call.history), wait, "cooldown", Category.RATE_LIMIT
+                )
+                slept = 0.0
+                while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
+                    nap = min(wait - slept, RECHECK)
+                    await _testmode.sleep(nap)
+                    slept += nap
+            # Book again if a 429 came meanwhile: it asked for a longer pause (no call
+            # before it ends) or cut the pace (turns booked before would come as a herd).
+            if cooldown.until > now + wait or cooldown.cuts != cuts:
+                continue
+            gap = cooldown.spaced()  # woken late with others: go spaced, not at once
+            if gap and (at is None or self.clock() + gap < at):
+                await _testmode.sleep(gap)
+                if cooldown.until > now + wait or cooldown.cuts != cuts:
+                    continue
             return
-        if left is not None and wait >= left:
-            self.observer.reject(spec, "cooldown", wait)
-            left = max(0.0, left)
-            msg = (
-                f"{spec.request_line()}: {spec.key} is rate-limited for {wait:.2f}s more, "
-                f"longer than the {left:.2f}s left before the deadline; not sent. "
-                "Lengthen the deadline or slow the callers down"
-            )
-            raise make_error(spec, DeadlineExceededError, None, call.history, message=msg)
-        self.observer.waiting(spec, len(call.history), wait, "cooldown", Category.RATE_LIMIT)
-        await _testmode.sleep(wait)
 
     def _attempt_limit(self, call: CallState) -> float | None:
         """Seconds this attempt may take; sets whether the deadline is what limits it."""
@@ -349,8 +372,10 @@ class Loop:
             breaker.release(permit)  # the caller's own code failed: no news of the upstream
         elif c.category is Category.RATE_LIMIT:
             breaker.release(permit)  # the upstream is alive but busy: a cooldown, not a trip
-            if c.retry_after is not None:
-                state.cooldown.start(min(c.retry_after, spec.policy.retry.retry_after_max))
+            wait = c.retry_after  # None: the 429 did not say; the cooldown still learns
+            state.cooldown.start(
+                None if wait is None else min(wait, spec.policy.retry.retry_after_max)
+            )
         else:
             breaker.record(permit, failure=False)  # a 4xx: the upstream answered
         self.observer.escalate(spec, c)

@@ -87,6 +87,9 @@ class FakeProvider:
     :param burst: the bucket's size (default: ``rate``, at least 1).
     :param flavor: which rate-limit headers to send: ``"openai"``, ``"anthropic"``, or
         ``"none"`` (only ``retry-after-ms``/``retry-after`` on a 429).
+    :param whole_seconds: a 429 says only ``retry-after`` in whole seconds (rounded
+        up, no ``retry-after-ms``), as many proxies in front of LLM APIs do; with
+        ``flavor="none"`` the only hint is then "come back in 1 s".
     :param chunks: how many content chunks a stream has.
     :param chunk_delay: seconds between streamed chunks.
     :param latency: seconds before answering.
@@ -98,6 +101,7 @@ class FakeProvider:
         rate: float | None = None,
         burst: float | None = None,
         flavor: str = "openai",
+        whole_seconds: bool = False,
         chunks: int = 5,
         chunk_delay: float = 0.0,
         latency: float = 0.0,
@@ -105,6 +109,7 @@ class FakeProvider:
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else (rate or 1.0))
         self.flavor = flavor
+        self.whole_seconds = whole_seconds
         self.chunks = chunks
         self.chunk_delay = chunk_delay
         self.latency = latency
@@ -171,7 +176,8 @@ class FakeProvider:
         headers = self._limit_headers(limit, remaining, reset)
         if not allowed:
             wait = (1.0 - self._tokens) / self.rate
-            headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
+            if not self.whole_seconds:
+                headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
             headers["retry-after"] = str(max(1, math.ceil(wait)))
         return allowed, headers
 
