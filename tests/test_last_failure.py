@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import seawall
 from seawall.metrics import health_report
 from seawall.state import KeyState
@@ -67,10 +69,8 @@ async def test_a_caller_error_is_not_the_upstreams_failure() -> None:
     async def buggy() -> None:
         raise KeyError("missing")
 
-    try:
+    with pytest.raises(KeyError):
         await sw.using(key="k").call(buggy)
-    except KeyError:
-        pass
     assert sw.health().by_key["k"].last_failure is None
 
 
