@@ -10,8 +10,9 @@ one that ``sw.call``, the middleware and the transports use for that key).
 - An exception leaving the block is classified like any attempt's (the
   key's classifiers, your patterns and plugins): the breaker counts it when
   its classification ``counts_as_failure``; a caller error or a 4xx-like
-  error does not trip it; a rate limit starts the key's cooldown. The
-  exception is never swallowed.
+  error does not trip it; a rate limit with a wait starts the key's cooldown
+  (for the key's other calls: the guard itself never waits). The exception
+  is never swallowed.
 - A cancelled block (``CancelledError``, ``KeyboardInterrupt``) gives its
   permit back with no verdict, so a cancelled half-open probe frees its place.
 
@@ -97,6 +98,7 @@ class BreakerGuard:
             sw.path.observer.reject(spec, "breaker", retry_after)
             raise CircuitOpenError(self.key, retry_after)
         state.stats.attempts += 1
+        state.cooldown.sent()  # in flight, as the attempt loop counts its own
         self._entered[task] = (spec, permit, started)
         return self
 
@@ -111,6 +113,7 @@ class BreakerGuard:
         sw = self._sw
         if exc is not None and not isinstance(exc, Exception):
             state.breaker.release(permit)  # cancelled: no news of the dependency
+            state.cooldown.settle()
             return
         elapsed = sw.clock() - started
         if exc is None:

@@ -154,9 +154,11 @@ async def test_a_cancelled_probe_gives_its_permit_back() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert sw.registry.view["db"].cooldown.inflight == 0  # nor is it counted in flight
     async with sw.breaker("db"):  # the cancelled probe gave its permit back
-        pass
+        assert sw.registry.view["db"].cooldown.inflight == 1
     assert sw.health().by_key["db"].state == "closed"
+    assert sw.registry.view["db"].cooldown.inflight == 0
 
 
 async def test_one_guard_shared_by_many_tasks() -> None:
