@@ -62,6 +62,8 @@ def test_built_in_table_without_the_extra(without_genai_prices: None) -> None:
         source="built-in",
     )
     assert model_price("GPT-4o-mini") is not None  # names are matched without case
+    assert model_price("gpt-4o", provider="openai") is not None
+    assert model_price("gpt-4o", provider="anthropic") is None
 
 
 def test_call_costs_use_the_table_without_the_extra(without_genai_prices: None) -> None:

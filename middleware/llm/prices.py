@@ -99,11 +99,13 @@ def _check_name(model: Any) -> str:
     return name
 
 
-def _built_in(name: str) -> ModelPrice | None:
+def _built_in(name: str, provider: str | None = None) -> ModelPrice | None:
     lowered = name.lower()
     for candidate in (lowered, _DATED.sub("", lowered)):
         candidate = _ALIASES.get(candidate, candidate)
         row = BUILT_IN.get(candidate)
+        if row is not None and provider not in (None, row[0]):
+            return None
         if row is not None:
             provider, *rates = row
             per_token = [Decimal(rate) / _MILLION for rate in rates]
@@ -132,7 +134,7 @@ def model_price(model: str, *, provider: str | None = None) -> ModelPrice | None
         from genai_prices import Usage as PriceUsage
         from genai_prices import calc_price
     except ImportError:
-        return _built_in(name)
+        return _built_in(name, provider)
 
     def one(**tokens: int) -> Any:
         return calc_price(PriceUsage(**tokens), name, provider_id=provider)
