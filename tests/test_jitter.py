@@ -7,7 +7,7 @@ from yarl import URL
 
 import seawall
 from seawall import backoff as maths
-from seawall.config import ConfigError, policy_from_dict
+from seawall.config import ConfigError, load_config, policy_from_dict
 from seawall.plugins.builtin import backoff
 
 _SAMPLES = 2000
@@ -114,3 +114,24 @@ def test_cli_classify_shows_the_proportional_range() -> None:
     answer = explain(sw, url="https://api.example.com/x", status=503, attempt=2)
     assert answer["wait"]["backoff_range"] == [pytest.approx(1.8), pytest.approx(2.2)]
     assert 1.8 <= answer["wait"]["seconds"] <= 2.2
+
+
+def test_a_route_choosing_another_jitter_drops_the_inherited_factor() -> None:
+    """The factor belongs to proportional jitter: a route that picks another jitter sheds it."""
+    default, routes = load_config(
+        {
+            "default": {"retry": {"jitter": "proportional", "jitter_factor": 0.3}},
+            "routes": {
+                "full.example.com": {"retry": {"jitter": "full"}},
+                "same.example.com": {"retry": {"max_attempts": 5}},
+                "wider.example.com": {"retry": {"jitter": "proportional", "jitter_factor": 0.5}},
+                "again.example.com": {"retry": {"jitter": "proportional"}},
+            },
+        }
+    )
+    assert default.retry.proportion == 0.3
+    assert routes["full.example.com"].retry.jitter == "full"
+    assert routes["full.example.com"].retry.jitter_factor is None
+    assert routes["same.example.com"].retry.proportion == 0.3
+    assert routes["wider.example.com"].retry.proportion == 0.5
+    assert routes["again.example.com"].retry.proportion == 0.3  # still proportional: kept
