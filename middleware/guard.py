@@ -97,7 +97,6 @@ class BreakerGuard:
             retry_after = state.breaker.retry_after()
             sw.path.observer.reject(spec, "breaker", retry_after)
             raise CircuitOpenError(self.key, retry_after)
-        state.stats.attempts += 1
         state.cooldown.sent()  # in flight, as the attempt loop counts its own
         self._entered[task] = (spec, permit, started)
         return self
@@ -115,6 +114,7 @@ class BreakerGuard:
             state.breaker.release(permit)  # cancelled: no news of the dependency
             state.cooldown.settle()
             return
+        state.stats.attempts += 1  # a finished attempt (a cancelled one is not counted)
         elapsed = sw.clock() - started
         if exc is None:
             c = SUCCESS
