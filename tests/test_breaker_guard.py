@@ -157,7 +157,11 @@ async def test_a_cancelled_probe_gives_its_permit_back() -> None:
     assert sw.registry.view["db"].cooldown.inflight == 0  # nor is it counted in flight
     async with sw.breaker("db"):  # the cancelled probe gave its permit back
         assert sw.registry.view["db"].cooldown.inflight == 1
-    assert sw.health().by_key["db"].state == "closed"
+    detail = sw.health().by_key["db"]
+    assert detail.state == "closed"
+    # Four blocks began: the failure, the cancelled probe, the rejected one, the success;
+    # two attempts ended (a cancelled block is not an attempt, as in the attempt loop).
+    assert (detail.requests, detail.attempts, detail.rejections) == (4, 2, {"breaker": 1})
     assert sw.registry.view["db"].cooldown.inflight == 0
 
 
