@@ -119,7 +119,7 @@ def whole(minimum: int) -> Validator:
 
 def _bounds(low: float, high: float | None, strict: bool) -> str:
     if high is not None:
-        return f"between {low:g} and {high:g}"
+        return f"above {low:g} and at most {high:g}" if strict else f"between {low:g} and {high:g}"
     return f"> {low:g}" if strict else f">= {low:g}"
 
 

@@ -1,7 +1,9 @@
 """Backoff maths: exponential, decorrelated, constant, linear, and the jitter.
 
-Each computes a ceiling that never exceeds ``policy.max_delay`` and applies
-the jitter below it, so jitter can never push a delay above the cap.
+Each computes a ceiling that never exceeds ``policy.max_delay`` and draws
+the delay from the jitter's range (``bounds``). Full and equal jitter stay
+below the ceiling; proportional jitter (±``jitter_factor``) may go above it,
+but its range is cut at ``max_delay``, so no jitter pushes a delay past the cap.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import random
 
 from seawall.policy import RetryPolicy
 
-__all__ = ["ceiling", "delay", "jittered", "seed"]
+__all__ = ["bounds", "ceiling", "delay", "jittered", "seed"]
 
 _rng = random.Random()
 
@@ -45,16 +47,30 @@ def _grow(base: float, factor: float, power: int, cap: float) -> float:
         return cap
 
 
-def jittered(raw: float, policy: RetryPolicy) -> float:
-    """``raw`` with the policy's jitter; never above ``raw``."""
+def bounds(raw: float, policy: RetryPolicy) -> tuple[float, float]:
+    """The range the jitter draws from around the ceiling ``raw``, within ``max_delay``.
+
+    Decorrelated backoff draws from [base, raw] whatever ``jitter`` says.
+    """
     if policy.backoff == "decorrelated":
-        low = min(policy.base_delay, raw)
-        return _rng.uniform(low, raw)
-    if policy.jitter == "full":
-        return _rng.uniform(0.0, raw)
-    if policy.jitter == "equal":
-        return raw / 2.0 + _rng.uniform(0.0, raw / 2.0)
-    return raw
+        return min(policy.base_delay, raw), raw
+    jitter = policy.jitter
+    if jitter == "full":
+        return 0.0, raw
+    if jitter == "equal":
+        return raw / 2.0, raw
+    if jitter == "proportional":
+        factor = policy.proportion
+        return raw * (1.0 - factor), min(policy.max_delay, raw * (1.0 + factor))
+    return raw, raw
+
+
+def jittered(raw: float, policy: RetryPolicy) -> float:
+    """``raw`` with the policy's jitter: uniform within ``bounds(raw, policy)``."""
+    if policy.jitter == "none" and policy.backoff != "decorrelated":
+        return raw
+    low, high = bounds(raw, policy)
+    return _rng.uniform(low, high)
 
 
 def delay(attempt: int, policy: RetryPolicy) -> float:

@@ -205,11 +205,21 @@ def _policy(data: Any, where: str, problems: list[Problem]) -> Policy | None:
         return None
 
 
+#: A setting that belongs to a choice: a route choosing another ``retry.jitter``
+#: than "proportional" does not inherit the default section's ``jitter_factor``
+#: (which only proportional jitter takes). section -> (choice, its value, setting)
+_BELONGS = {"retry": ("jitter", "proportional", "jitter_factor")}
+
+
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for name, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(name), Mapping):
-            merged[name] = {**merged[name], **value}
+            section = {**merged[name], **value}
+            choice, chosen, owned = _BELONGS.get(name, ("", "", ""))
+            if choice in value and value[choice] != chosen and owned not in value:
+                section.pop(owned, None)
+            merged[name] = section
         else:
             merged[name] = value
     return merged

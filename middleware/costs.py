@@ -2,9 +2,11 @@
 
 Reading usage is ``seawall.llm.usage``, pricing ``seawall.llm.prices`` (both
 re-exported here, their old home); this module keeps the totals and the report.
+``model_price("gpt-4o")`` says what a model's tokens cost.
 
 Prices come from the maintained price database ``genai-prices`` (extra
-``llm``; imported lazily, here only). Usage is read from successful JSON
+``llm``; imported lazily, in ``seawall.llm.prices`` only), else from a short
+built-in table of current OpenAI and Anthropic models. Usage is read from successful JSON
 answers of LLM routes (OpenAI chat completions and responses, Anthropic
 messages; cache tokens included) and, for streamed (SSE) answers, from the
 final usage chunk as it streams past. ``sw.costs()`` returns ``report(states, tracker)``.
@@ -27,7 +29,7 @@ import attrs
 
 from seawall.events import CallCost
 from seawall.llm import LLM_HOSTS
-from seawall.llm.prices import price
+from seawall.llm.prices import ModelPrice, model_price, price
 from seawall.llm.usage import (
     MAX_TOKENS,
     SUCCESS_BODY_LIMIT,
@@ -54,8 +56,10 @@ __all__ = [
     "SUCCESS_BODY_LIMIT",
     "CostTracker",
     "ModelCost",
+    "ModelPrice",
     "StreamUsage",
     "Usage",
+    "model_price",
     "parse_usage",
     "price",
     "account",

@@ -36,6 +36,7 @@ from seawall.calls import Retried, Using, check_collisions
 from seawall.config import load_config, load_file
 from seawall.costs import CostTracker
 from seawall.escalation import EscalationPolicy, Escalator
+from seawall.guard import BreakerGuard
 from seawall.llm import is_llm_route
 from seawall.metrics import health_report
 from seawall.outcome import Classification, Outcome
@@ -287,6 +288,21 @@ class Seawall:
         """
         return Attempts(self, key=key, context=context, policy=policy, on=on)
 
+    def breaker(
+        self,
+        key: str,
+        *,
+        policy: Policy | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> BreakerGuard:
+        """Guard a block with ``key``'s circuit breaker: ``async with sw.breaker("payments"):``.
+
+        An open breaker raises ``CircuitOpenError`` before the block runs; the
+        block's exception is classified and counted, never retried or
+        swallowed. See ``seawall.guard``.
+        """
+        return BreakerGuard(self, key, policy=policy, context=context)
+
     @overload
     def protect(
         self, fn: Callable[P, Coroutine[Any, Any, T]], /
@@ -361,6 +377,7 @@ class Seawall:
             started=self.started,
             faults=self.hooks.faults,
             escalation=self.escalator.stats,
+            clock=self.clock,
         )
 
     def costs(self) -> CostReport:
@@ -368,9 +385,19 @@ class Seawall:
         return _costs.report(self.registry.view, self.cost_tracker)
 
     def reset_metrics(self) -> None:
-        """Zero every key's counters (breaker and budget state are kept)."""
+        """Zero every counter; breaker, budget and cooldown state are kept.
+
+        Each key's counters, latency and last failure time, the classifiers'
+        counts, escalation and plugin-fault counts, cost totals, and uptime.
+        """
         for state in self.registry.view.values():
             state.stats = KeyStats()
+        self.plugin_manager.reset_classifier_stats()
+        escalation = self.escalator.stats
+        escalation.update(dict.fromkeys(escalation, 0))
+        self.hooks.faults.clear()
+        self.cost_tracker.reset()
+        self.started = time.time()
 
     def on_close(self, callback: Callable[[], Awaitable[Any]]) -> None:
         """Have ``aclose()`` await ``callback()`` after the incidents are delivered.

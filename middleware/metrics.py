@@ -7,7 +7,7 @@ Types: ``seawall.reports``. The counters themselves are ``seawall.stats``
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from seawall.breaker import BreakerState
@@ -28,12 +28,19 @@ def _status(states: Sequence[BreakerState]) -> str:
     return "degraded"
 
 
+def _on_wall_clock(at: float | None, now: float, wall: float) -> float | None:
+    """``at`` (read on the monotonic clock that reads ``now``) as a Unix time."""
+    return None if at is None else wall - max(0.0, now - at)
+
+
 def health_report(
     by_key: Mapping[str, KeyState],
     *,
     started: float,
     faults: Mapping[tuple[str, str], int],
     escalation: Mapping[str, int],
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> HealthReport:
     """``sw.health()``: status by breaker states, totals, and per-key detail.
 
@@ -44,7 +51,12 @@ def health_report(
     each key carry counters, ``success_rate`` (successes among finished
     calls, ``None`` before any) and average, p50, p95, p99 and max latency in
     seconds, estimated from the histogram's buckets.
+
+    ``last_failure`` of a key is a wall-clock (Unix) time: the counters keep
+    ``clock``'s reading (the ``Seawall``'s monotonic clock, injectable), and
+    it is placed on ``wall_clock``'s time line as it was that long ago.
     """
+    now, wall = clock(), wall_clock()
     keys: dict[str, KeyHealth] = {}
     states = []
     for key, state in by_key.items():
@@ -61,6 +73,7 @@ def health_report(
             retry_after=breaker.retry_after(),
             budget_balance=state.budget.balance(),
             cooldown=state.cooldown.remaining(),
+            last_failure=_on_wall_clock(state.stats.last_failure, now, wall),
             **state.stats.snapshot(),
         )
     return HealthReport(

@@ -29,6 +29,7 @@ from seawall.outcome import Category
 __all__ = [
     "BACKOFFS",
     "BREAKER_MODES",
+    "DEFAULT_JITTER_FACTOR",
     "DEFAULT_RETRY_ON",
     "IDEMPOTENT_METHODS",
     "JITTERS",
@@ -60,7 +61,10 @@ DEFAULT_RETRY_ON = frozenset(
 BACKOFFS = ("exponential", "decorrelated", "constant", "linear")
 
 #: Jitter modes the built-in plugin knows.
-JITTERS = ("full", "equal", "none")
+JITTERS = ("full", "equal", "proportional", "none")
+
+#: ``jitter_factor`` when ``jitter="proportional"`` and no factor is given: ±10 %.
+DEFAULT_JITTER_FACTOR = 0.1
 
 
 def _methods(value: Any) -> frozenset[str]:
@@ -102,6 +106,24 @@ def _categories(value: Any) -> frozenset[Category]:
 
 
 _SECONDS = "seconds"
+_FACTOR = number(0, high=1, strict=True)
+
+
+def _jitter_factor(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """``None``, or a fraction in (0, 1], and only with ``jitter="proportional"``."""
+    if value is None:
+        return
+    _FACTOR(instance, attribute, value)
+    jitter = instance.jitter
+    if jitter != "proportional" and jitter in JITTERS:  # a bad jitter reports itself
+        msg = (
+            f"{type(instance).__name__}.jitter_factor={value!r} applies only to "
+            f"jitter='proportional', but jitter={jitter!r}; set jitter='proportional' "
+            "or leave jitter_factor out"
+        )
+        raise ValueError(msg)
+
+
 _BUDGET_OFF = "to turn the budget off, set enabled to False instead"
 _HOLD_OFF = "hold=0 fails calls at once while the breaker is open (the classic breaker)"
 _PROBES = "probes above 0.05 of the requests would cost more than an outage may (0 = classic)"
@@ -118,21 +140,33 @@ class RetryPolicy:
     before attempt *n+1* comes from the ``backoff`` strategy and ``jitter``
     and never exceeds ``max_delay``; a server's ``Retry-After`` can raise it,
     up to ``retry_after_max``, beyond which seawall stops retrying.
+
+    ``jitter``: ``"full"`` draws from [0, d], ``"equal"`` from [d/2, d],
+    ``"proportional"`` from [d(1-f), d(1+f)] with ``f = jitter_factor``
+    (0.1, i.e. ±10 %, when left out), ``"none"`` waits d; ``max_delay``
+    still caps the result. ``jitter_factor`` is only for ``"proportional"``.
     """
 
     max_attempts: int = attrs.field(default=3, validator=whole(1))
     backoff: Literal["exponential", "decorrelated", "constant", "linear"] = attrs.field(
         default="exponential", validator=one_of(BACKOFFS)
     )
-    jitter: Literal["full", "equal", "none"] = attrs.field(
+    jitter: Literal["full", "equal", "proportional", "none"] = attrs.field(
         default="full", validator=one_of(JITTERS)
     )
+    jitter_factor: float | None = attrs.field(default=None, validator=_jitter_factor)
     base_delay: float = attrs.field(default=0.1, validator=number(0, unit=_SECONDS))
     multiplier: float = attrs.field(default=2.0, validator=number(1))
     max_delay: float = attrs.field(default=20.0, validator=number(0, unit=_SECONDS))
     retry_methods: frozenset[str] = attrs.field(default=IDEMPOTENT_METHODS, converter=_methods)
     retry_on: frozenset[Category] = attrs.field(default=DEFAULT_RETRY_ON, converter=_categories)
     retry_after_max: float = attrs.field(default=60.0, validator=number(0, unit=_SECONDS))
+
+    @property
+    def proportion(self) -> float:
+        """The proportional jitter's fraction: ``jitter_factor``, else ±10 %."""
+        factor = self.jitter_factor
+        return DEFAULT_JITTER_FACTOR if factor is None else factor
 
     @max_delay.validator
     def _check_max_delay(self, _attribute: attrs.Attribute[float], value: float) -> None:

@@ -118,6 +118,7 @@ class KeyHealth(Counters):
     retry_after: float | None  # seconds until an open breaker lets a probe through
     budget_balance: float  # retry budget tokens available
     cooldown: float  # seconds of cooldown left
+    last_failure: float | None  # Unix time of the last failure the breaker counted; None: none
 
 
 @attrs.frozen(kw_only=True, eq=False)

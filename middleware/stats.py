@@ -125,12 +125,15 @@ class KeyStats:
     inbound timeout header, a policy deadline shorter than the attempt
     limit): they finished, unsuccessfully, but are not the upstream's
     failures, so they are not in ``failures`` and the breaker never saw them.
+    ``last_failure`` is when (the ``Seawall``'s clock) an attempt last failed in
+    a way the breaker counts against the upstream; ``None`` before that.
     """
 
     __slots__ = (
         "attempts",
         "cut_by_deadline",
         "failures",
+        "last_failure",
         "latency",
         "rejections",
         "requests",
@@ -151,6 +154,7 @@ class KeyStats:
         self.transitions: Counter[str] = Counter()  # "closed->open"
         self.latency = LatencyHistogram()
         self.waited = 0.0  # seconds spent in backoff and cooldown waits
+        self.last_failure: float | None = None  # clock time of the last counted failure
 
     def observe_call(self, elapsed: float, success: bool) -> None:
         """A call finished after ``elapsed`` seconds (failures are counted by the engine)."""
@@ -198,6 +202,8 @@ def totals(all_stats: Iterable[KeyStats]) -> dict[str, Any]:
     for stats in all_stats:
         for name in KeyStats.__slots__:
             mine, theirs = getattr(total, name), getattr(stats, name)
+            if name == "last_failure":
+                continue  # a time, not a count: reported per key
             if isinstance(mine, LatencyHistogram):
                 mine.merge(theirs)
             elif isinstance(mine, Counter):

@@ -52,6 +52,9 @@ class NoHooksError(PluginError):
 #: Hooks whose implementations may be ``async def``: seawall awaits them.
 ASYNC_HOOKS = frozenset({"seawall_escalate"})
 
+#: The built-in plugins whose counts ``classifier_stats`` reports.
+_CLASSIFIERS = ("seawall.builtin.exceptions", "seawall.builtin.patterns")
+
 #: Why an ``async def`` implementation of each other hook is refused.
 _SYNC_ONLY = {
     "seawall_classify": "it is called on the request path and its answer is needed at once",
@@ -202,13 +205,28 @@ class SeawallPluginManager(pluggy.PluginManager):
         return plugin
 
     def classifier_stats(self) -> dict[str, Any]:
-        """Counts from the built-in exception classifier and the user's patterns."""
+        """Counts from the built-in exception classifier and the user's patterns.
+
+        ``patterns_loaded``: the message patterns asked, built-in and the user's.
+        Empty when both plugins are blocked.
+        """
         stats: dict[str, Any] = {}
-        for name in ("seawall.builtin.exceptions", "seawall.builtin.patterns"):
-            plugin = self.get_plugin(name)
-            if plugin is not None:
-                stats.update(plugin.snapshot())
+        for plugin in self._classifiers():
+            stats.update(plugin.snapshot())
+        if stats:
+            stats["patterns_loaded"] = stats.get("builtin_patterns", 0) + stats.get(
+                "user_patterns", 0
+            )
         return stats
+
+    def reset_classifier_stats(self) -> None:
+        """Zero the classifiers' counts (patterns and caches are kept)."""
+        for plugin in self._classifiers():
+            plugin.reset()
+
+    def _classifiers(self) -> list[Any]:
+        found = (self.get_plugin(name) for name in _CLASSIFIERS)
+        return [plugin for plugin in found if plugin is not None]
 
     def list_plugins(self, *, include_builtin: bool = False) -> list[PluginInfo]:
         """Every registered plugin with the hooks it implements, sorted by name."""

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from seawall import BreakerPolicy, BudgetPolicy, Category, Policy, RetryPolicy, TimeoutPolicy
 from seawall._checks import HTTP_METHODS
 from seawall.config import ConfigError, load_config, load_file, policy_from_dict
+from seawall.policy import JITTERS
 
 FUZZ = settings(max_examples=100, deadline=None, database=None)
 
@@ -28,7 +29,7 @@ def retry_tables(draw: Any) -> dict[str, Any]:
     table = {
         "max_attempts": draw(st.integers(1, 50)),
         "backoff": draw(st.sampled_from(["exponential", "decorrelated", "constant", "linear"])),
-        "jitter": draw(st.sampled_from(["full", "equal", "none"])),
+        "jitter": draw(st.sampled_from(["full", "equal", "proportional", "none"])),
         "base_delay": base,
         "multiplier": draw(st.floats(1, 10)),
         "max_delay": base + draw(_SECONDS),
@@ -36,7 +37,11 @@ def retry_tables(draw: Any) -> dict[str, Any]:
         "retry_on": draw(st.lists(st.sampled_from([c.value for c in Category]), max_size=5)),
         "retry_after_max": draw(_SECONDS),
     }
-    return draw(_some_of(table, keep={"base_delay", "max_delay"}))
+    keep = {"base_delay", "max_delay"}
+    if table["jitter"] == "proportional" and draw(st.booleans()):
+        table["jitter_factor"] = draw(st.floats(0.01, 1))
+        keep |= {"jitter", "jitter_factor"}  # a factor needs its jitter
+    return draw(_some_of(table, keep=keep))
 
 
 @st.composite
@@ -203,7 +208,8 @@ def _unknown_names(known: list[str]) -> Any:
 BAD: dict[tuple[str, str], Any] = {
     ("retry", "max_attempts"): st.one_of(_NOT_INT, st.integers(max_value=0)),
     ("retry", "backoff"): st.one_of(_JUNK.filter(lambda v: v not in BACKOFFS), st.integers()),
-    ("retry", "jitter"): st.one_of(_JUNK.filter(lambda v: v not in ("full", "equal", "none"))),
+    ("retry", "jitter"): st.one_of(_JUNK.filter(lambda v: v not in JITTERS)),
+    ("retry", "jitter_factor"): _not_number(0, 1, strict=True),
     ("retry", "base_delay"): _not_number(0),
     ("retry", "multiplier"): _not_number(1),
     ("retry", "max_delay"): _not_number(0),

@@ -43,7 +43,7 @@ def _policy(**timeout: Any) -> seawall.Policy:
     )
 
 
-_TIMING = {"waited", "retry_after", "budget_balance", "cooldown"}
+_TIMING = {"waited", "retry_after", "budget_balance", "cooldown", "last_failure"}
 
 
 def _books(sw: seawall.Seawall) -> dict[str, Any]:

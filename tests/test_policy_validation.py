@@ -32,6 +32,7 @@ FIELDS: list[tuple[type[Any], str, list[Any], list[Any]]] = [
     (RetryPolicy, "max_attempts", _INTS, [0, -1]),
     (RetryPolicy, "backoff", [1, None, b"constant"], ["fibonacci", "Exponential"]),
     (RetryPolicy, "jitter", [0, None], ["some", ""]),
+    (RetryPolicy, "jitter_factor", ["0.1", True, [1], b"1"], [0, -0.1, 1.01, *_NOT_FINITE]),
     (RetryPolicy, "base_delay", _NUMBERS, [-0.1, *_NOT_FINITE, 10**400]),
     (RetryPolicy, "multiplier", _NUMBERS, [0.5, *_NOT_FINITE]),
     (RetryPolicy, "max_delay", _NUMBERS, [-1, *_NOT_FINITE]),

@@ -368,6 +368,7 @@ class Loop:
             return
         if c.counts_as_failure:
             breaker.record(permit, failure=True)
+            state.stats.last_failure = self.clock()
         elif c.category is Category.CALLER:
             breaker.release(permit)  # the caller's own code failed: no news of the upstream
         elif c.category is Category.RATE_LIMIT:

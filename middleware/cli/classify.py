@@ -21,7 +21,7 @@ from seawall._body import ERROR_BODY_LIMIT
 from seawall._path.rules import StopReason, why_stop
 from seawall._path.spec import CallSpec
 from seawall._testmode import cap_attempts
-from seawall.backoff import ceiling
+from seawall.backoff import bounds, ceiling
 from seawall.engine import Seawall
 from seawall.outcome import Category, Outcome
 from seawall.redact import redact_headers, redact_text
@@ -185,7 +185,7 @@ def explain(
     )
     delay, why = sw.path.delay(spec, attempt, outcome, c)
     top = ceiling(attempt, policy.retry)
-    low = _jitter_floor(top, policy.retry)
+    low, high = bounds(top, policy.retry)
     deadline = policy.timeout.deadline
     result["wait"] = {
         "decided_by": "Retry-After" if why == "retry-after" else (backoff_by or "built-in backoff"),
@@ -193,7 +193,7 @@ def explain(
         "backoff": policy.retry.backoff,
         "jitter": policy.retry.jitter,
         "backoff_ceiling": round(top, 4),
-        "backoff_range": [round(low, 4), round(top, 4)],
+        "backoff_range": [round(low, 4), round(high, 4)],
         "retry_after": c.retry_after,
     }
     if delay is not None and deadline is not None and delay >= deadline:
@@ -201,12 +201,6 @@ def explain(
         return result
     result["retry"] = True
     return result
-
-
-def _jitter_floor(top: float, retry: Any) -> float:
-    if retry.backoff == "decorrelated":
-        return float(min(retry.base_delay, top))
-    return {"full": 0.0, "equal": top / 2}.get(retry.jitter, top)
 
 
 def _breaker_effect(c: Any) -> str:

@@ -188,8 +188,27 @@ class ExceptionClassifier:
         self.stats: Counter[str] = Counter()
 
     def snapshot(self) -> dict[str, Any]:
-        """Counts: classifications, cache hits and misses, per category, and the cache size."""
-        return {**self.stats, "cache_size": len(self._cache), "cache_limit": CACHE_SIZE}
+        """Counts: classifications, cache hits and misses, per category, and the cache size.
+
+        ``cache_hit_rate`` is hits among lookups (``None`` before any);
+        ``builtin_patterns`` the number of message patterns of the built-in table.
+        """
+        stats = self.stats
+        lookups = stats["cache_hits"] + stats["cache_misses"]
+        return {
+            "classifications": 0,
+            "cache_hits": 0,
+            "cache_misses": 0,
+            **stats,
+            "cache_hit_rate": stats["cache_hits"] / lookups if lookups else None,
+            "cache_size": len(self._cache),
+            "cache_limit": CACHE_SIZE,
+            "builtin_patterns": len(BUILTIN_PATTERNS),
+        }
+
+    def reset(self) -> None:
+        """Zero the counts (``sw.reset_metrics()``); the cache keeps its entries."""
+        self.stats.clear()
 
     @hookimpl(trylast=True)
     def seawall_classify(self, outcome: Outcome) -> Classification | None:

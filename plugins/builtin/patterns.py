@@ -69,8 +69,20 @@ class PatternClassifier:
         return pattern
 
     def snapshot(self) -> dict[str, Any]:
-        """How many patterns there are and how often one decided."""
-        return {"user_patterns": len(self.patterns), "user_pattern_matches": self.stats["matches"]}
+        """How many patterns there are, how often one decided, and the cache's hit rate."""
+        stats = self.stats
+        lookups = stats["cache_hits"] + stats["cache_misses"]
+        return {
+            "user_patterns": len(self.patterns),
+            "user_pattern_matches": stats["matches"],
+            "user_pattern_cache_hits": stats["cache_hits"],
+            "user_pattern_cache_misses": stats["cache_misses"],
+            "user_pattern_cache_hit_rate": stats["cache_hits"] / lookups if lookups else None,
+        }
+
+    def reset(self) -> None:
+        """Zero the counts (``sw.reset_metrics()``); patterns and cache are kept."""
+        self.stats.clear()
 
     @hookimpl(trylast=True)
     def seawall_classify(self, outcome: Outcome) -> Classification | None:
@@ -95,8 +107,10 @@ class PatternClassifier:
             return None
         cache_key = (type(exc), text)
         if cache_key in self._cache:
+            self.stats["cache_hits"] += 1
             self._cache.move_to_end(cache_key)
             return self._cache[cache_key]
+        self.stats["cache_misses"] += 1
         found = next((p.classification for p in self.patterns if p.matches(exc, text)), None)
         self._cache[cache_key] = found
         if len(self._cache) > CACHE_SIZE:

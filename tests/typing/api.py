@@ -36,3 +36,22 @@ async def use() -> None:
     health: Mapping[str, object] = sw.health()
     del text, found, health
     await sw.aclose()
+
+
+async def names_of_the_original_design(sw: seawall.Seawall) -> None:
+    from decimal import Decimal
+    from typing import assert_type
+
+    from seawall.costs import ModelPrice, model_price
+    from seawall.guard import BreakerGuard
+
+    async with sw.breaker("payments") as guard:
+        assert_type(guard, BreakerGuard)
+    found = model_price("gpt-4o")
+    assert_type(found, ModelPrice | None)
+    if found is not None:
+        assert_type(found.input_per_token, Decimal)
+    seawall.RetryPolicy(jitter="proportional", jitter_factor=0.2)
+    stats: dict[str, object] = sw.classifier_stats()
+    print(stats["cache_hit_rate"], stats["patterns_loaded"])
+    sw.reset_metrics()

@@ -25,6 +25,7 @@ def read(sw: seawall.Seawall) -> None:
     for key, detail in health.by_key.items():
         assert_type(detail.state, str)
         assert_type(detail.consecutive_failures, int)
+        assert_type(detail.last_failure, float | None)
         print(key, detail.p95_latency)
     legacy: Mapping[str, object] = health  # the documented dict access still types
     print(legacy["status"], json.dumps(health.to_dict()))

@@ -1,0 +1,144 @@
+"""``async with sw.breaker("payments"): ...``: a block guarded by one key's breaker.
+
+For code that should stop calling a failing dependency but not retry it: no
+retries, no waits, no time limit, only the key's circuit breaker (the same
+one that ``sw.call``, the middleware and the transports use for that key).
+
+- Entering asks the breaker for a permit. An open breaker raises
+  ``CircuitOpenError`` at once and the block does not run.
+- Leaving normally records a success.
+- An exception leaving the block is classified like any attempt's (the
+  key's classifiers, your patterns and plugins): the breaker counts it when
+  its classification ``counts_as_failure``; a caller error or a 4xx-like
+  error does not trip it; a rate limit with a wait starts the key's cooldown
+  (for the key's other calls: the guard itself never waits). The exception
+  is never swallowed.
+- A cancelled block (``CancelledError``, ``KeyboardInterrupt``) gives its
+  permit back with no verdict, so a cancelled half-open probe frees its place.
+
+The block counts as one call of the key in ``sw.health()``: requests,
+attempts, successes, failures by category, latency, the last failure time.
+One guard object may be shared by many tasks (``payments = sw.breaker("payments")``
+at module level); each task's block has its own permit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from seawall._path.giveup import describe
+from seawall._path.spec import CallSpec
+from seawall.breaker import Permit
+from seawall.calls import check_options
+from seawall.context import merge as merge_context
+from seawall.errors import AttemptRecord, CircuitOpenError
+from seawall.outcome import SUCCESS, Outcome
+from seawall.policy import Policy
+
+if TYPE_CHECKING:
+    from seawall.engine import Seawall
+
+__all__ = ["BreakerGuard"]
+
+
+class BreakerGuard:
+    """``sw.breaker(key)``: use it as ``async with``; see the module's doc."""
+
+    __slots__ = ("_context", "_entered", "_policy", "_sw", "key")
+
+    def __init__(
+        self,
+        sw: Seawall,
+        key: str,
+        *,
+        policy: Policy | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        check_options("sw.breaker", key, policy, key_required=True)
+        if not key:
+            msg = "sw.breaker(key=''): name the dependency, e.g. sw.breaker('payments')"
+            raise ValueError(msg)
+        self._sw = sw
+        self.key = key
+        self._policy = policy
+        self._context = context
+        # Blocks in progress, by task: one guard may be shared by many tasks.
+        self._entered: dict[asyncio.Task[Any] | None, tuple[CallSpec, Permit, float]] = {}
+
+    def __repr__(self) -> str:
+        return f"<seawall breaker guard for {self.key!r}>"
+
+    async def __aenter__(self) -> BreakerGuard:
+        task = asyncio.current_task()
+        if task in self._entered:
+            msg = (
+                f"sw.breaker({self.key!r}) is already guarding a block of this task; "
+                "nest blocks of different keys, or leave the first block before entering again"
+            )
+            raise RuntimeError(msg)
+        sw = self._sw
+        policy = self._policy or sw.policy_for_key(self.key)
+        state = sw.state_for(self.key, policy)
+        spec = CallSpec(
+            key=self.key,
+            policy=policy,
+            state=state,
+            method="BLOCK",
+            context=merge_context(self._context),
+            llm=policy.llm,
+        )
+        started = sw.clock()
+        state.begin(started)
+        permit = state.breaker.admit()
+        if permit is None:
+            retry_after = state.breaker.retry_after()
+            sw.path.observer.reject(spec, "breaker", retry_after)
+            raise CircuitOpenError(self.key, retry_after)
+        state.cooldown.sent()  # in flight, as the attempt loop counts its own
+        self._entered[task] = (spec, permit, started)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        spec, permit, started = self._entered.pop(asyncio.current_task())
+        state = spec.state
+        sw = self._sw
+        if exc is not None and not isinstance(exc, Exception):
+            state.breaker.release(permit)  # cancelled: no news of the dependency
+            state.cooldown.settle()
+            return
+        state.stats.attempts += 1  # a finished attempt (a cancelled one is not counted)
+        elapsed = sw.clock() - started
+        if exc is None:
+            c = SUCCESS
+        else:
+            outcome = Outcome(
+                key=spec.key,
+                method=spec.method,
+                exception=exc,
+                elapsed=elapsed,
+                context=spec.context,
+                llm=spec.llm,
+            )
+            c = sw.classify(outcome)[0]
+        path = sw.path
+        observer = path.observer
+        # The attempt loop's own verdict: breaker, cooldown, escalation alike.
+        path._record(spec, permit, c, None)
+        if observer.observed:
+            observer.attempt(spec, 1, None, exc, c, elapsed)
+        if not c.is_success:
+            state.stats.failures[c.category.value] += 1
+            if c.counts_as_failure:
+                state.breaker.call_failed()
+            observer.failed(
+                spec, AttemptRecord(1, describe(None, exc), c.category.value, elapsed), c
+            )
+        observer.finish(spec, elapsed, c, None, 1, None, observer.observed)
