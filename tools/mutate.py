@@ -11,6 +11,14 @@ A copy is imported as ``seawall`` through a small link tree on
 ``PYTHONPATH`` (the strict editable install in ``.venv`` points at the
 working tree, not the copy).
 
+Speed: a pytest start costs 4-6 s on a loaded machine, most of it importing
+pytest, its plugins, aiohttp and the rest. So each worker is one long-lived
+process (``--worker``) that imports all of that once, never ``seawall`` or
+the tests, and forks a child per mutant: the child runs pytest in-process on
+the mutated copy, so it imports ``seawall`` and the tests afresh, and exits.
+The unmutated run of each module's tests is timed in the same way; a mutant
+that takes more than ``3 x`` that (plus 2 s) is killed and counts as killed.
+
 The last line is ``mutation: K/N killed``; survivors are listed above it with
 their diff. Survivors accepted as equivalent are listed in tests/README.md.
 
@@ -22,6 +30,8 @@ from __future__ import annotations
 import argparse
 import ast
 import concurrent.futures
+import importlib
+import json
 import os
 import re
 import shutil
@@ -33,6 +43,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 try:
     import cosmic_ray.plugins
@@ -127,7 +138,7 @@ def _function_lines(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]
     return spans
 
 
-def _mutations(target: Target, copy: Path) -> list:
+def _mutations(target: Target, copy: Path) -> list[Any]:
     path = copy / target.path
     spans = _function_lines(path, target.functions) if target.functions else None
     found = []
@@ -174,17 +185,110 @@ def _env(copy: Path) -> dict[str, str]:
     return env
 
 
-def _pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[bool, float]:
-    """Run ``tests`` in ``copy``: (passed, seconds). A timeout counts as a failure."""
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            cmd, cwd=copy, env=_env(copy), capture_output=True, timeout=timeout, check=False
+class Worker:
+    """A ``--worker`` process in one copy: it runs test selections there, one fork each."""
+
+    def __init__(self, copy: Path) -> None:
+        self.copy = copy
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker"],
+            cwd=copy,
+            env=_env(copy),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-    except subprocess.TimeoutExpired:
-        return False, time.monotonic() - started
-    return proc.returncode == 0, time.monotonic() - started
+
+    def run(self, tests: tuple[str, ...], timeout: float) -> tuple[bool, float]:
+        """Run ``tests`` in the copy as it is now: (passed, seconds). A timeout fails."""
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"tests": list(tests), "timeout": timeout}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"mutate: the worker in {self.copy} died")
+        answer = json.loads(line)
+        return bool(answer["passed"]), float(answer["seconds"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _warm_up() -> None:
+    """Import what a test run imports, except seawall and the tests (children import those)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        _quiet()
+        import pytest
+
+        pytest.main(["-q", "-p", "no:cacheprovider", "--co", "tests"])
+        names = [n for n, m in list(sys.modules.items()) if _third_party(n, m)]
+        with os.fdopen(write, "w") as out:
+            out.write("\n".join(names))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        names = pipe.read().split()
+    os.waitpid(pid, 0)
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a module that cannot be imported here is imported by the child
+            continue
+
+
+def _third_party(name: str, module: object) -> bool:
+    if name.split(".")[0] in {"seawall", "tests", "conftest", "_servers", "_helpers", "__main__"}:
+        return False
+    path = getattr(module, "__file__", None) or ""
+    return not path.startswith(os.getcwd())
+
+
+def _quiet() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
+
+def _fork_pytest(tests: list[str], timeout: float) -> tuple[bool, float]:
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            _quiet()
+            import pytest
+
+            code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests]))
+        finally:
+            os._exit(code)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0, time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return False, time.monotonic() - started
+        time.sleep(0.005)
+
+
+def _serve() -> int:
+    """The ``--worker`` loop: one JSON request a line on stdin, one answer a line on stdout."""
+    _warm_up()
+    for line in sys.stdin:
+        request = json.loads(line)
+        passed, seconds = _fork_pytest(request["tests"], float(request["timeout"]))
+        print(json.dumps({"passed": passed, "seconds": seconds}), flush=True)
+    return 0
 
 
 def _check_import(copy: Path) -> None:
@@ -196,35 +300,35 @@ def _check_import(copy: Path) -> None:
         sys.exit(f"mutate: the copy is not what gets imported ({out.stdout or out.stderr})")
 
 
-def _run_target(target: Target, copies: list[Path], tally: Tally) -> None:
+def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
     # Test files not written yet are left out (so the tool also runs on older trees).
     tests = tuple(t for t in target.tests if not t.endswith(".py") or (ROOT / t).exists())
-    passed, seconds = _pytest(copies[0], tests, timeout=600)
+    passed, seconds = workers[0].run(tests, timeout=600)
     if not passed:
         sys.exit(f"mutate: {target.name}: {' '.join(tests)} fail on the unmutated code; fix first")
-    timeout = max(10.0, seconds * 3 + 5)
-    specs = _mutations(target, copies[0])
+    timeout = seconds * 3 + 2
+    specs = _mutations(target, workers[0].copy)
     print(f"{target.name}: {len(specs)} mutants, tests take {seconds:.1f}s", flush=True)
-    free = list(copies)
+    free = list(workers)
     free_lock = threading.Lock()
 
-    def one(spec) -> Result:
+    def one(spec: Any) -> Result:
         with free_lock:
-            copy = free.pop()
+            worker = free.pop()
         try:
-            path = copy / target.path
+            path = worker.copy / target.path
             operator = cosmic_ray.plugins.get_operator(spec.operator_name)()
             with use_mutation(path, operator, spec.occurrence) as (before, after):
                 if after is None:
                     return Result(target, spec.start_pos[0], spec.operator_name, True)
-                passed, _ = _pytest(copy, tests, timeout)
+                passed, _ = worker.run(tests, timeout)
             diff = _diff_line(before, after)
             return Result(target, spec.start_pos[0], spec.operator_name, not passed, diff)
         finally:
             with free_lock:
-                free.append(copy)
+                free.append(worker)
 
-    with concurrent.futures.ThreadPoolExecutor(len(copies)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
         for result in pool.map(one, specs):
             with tally.lock:
                 tally.results.append(result)
@@ -245,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         "--only", help="comma-separated target names: " + ", ".join(t.name for t in TARGETS)
     )
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return _serve()
     targets = TARGETS
     if args.only:
         wanted = set(args.only.split(","))
@@ -262,8 +369,13 @@ def main(argv: list[str] | None = None) -> int:
         for copy in copies:
             _copy_tree(copy)
         _check_import(copies[0])
-        for target in targets:
-            _run_target(target, copies, tally)
+        workers = [Worker(copy) for copy in copies]
+        try:
+            for target in targets:
+                _run_target(target, workers, tally)
+        finally:
+            for worker in workers:
+                worker.close()
     survivors = [r for r in tally.results if not r.killed]
     for r in survivors:
         print(f"survived: {r.target.path}:{r.line} {r.operator.removeprefix('core/')}")
