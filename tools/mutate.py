@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,11 +143,15 @@ def _mutations(target: Target, copy: Path) -> list[Any]:
     path = copy / target.path
     spans = _function_lines(path, target.functions) if target.functions else None
     found = []
+    source = path.read_text(encoding="utf-8").splitlines()
     for item in _all_work_items([path], {}):
         (spec,) = item.mutations
         if not KEPT_OPERATORS.fullmatch(spec.operator_name):
             continue
         line = spec.start_pos[0]
+        text = source[line - 1]
+        if text.lstrip().startswith(("def ", "async def ")) and text[spec.start_pos[1]] == "*":
+            continue  # cosmic-ray takes the keyword-only marker ``*`` for a multiplication
         if spans is not None and not any(a <= line <= b for a, b in spans):
             continue
         found.append(spec)
@@ -175,6 +180,8 @@ def _copy_tree(dest: Path) -> None:
     for src in (dest / "middleware").iterdir():
         if src.is_file():
             (pkg / src.name).symlink_to(src)
+        elif src.is_dir() and (src / "__init__.py").exists():  # _path, cli, llm, testing
+            (pkg / src.name).symlink_to(src, target_is_directory=True)
     (pkg / "plugins").symlink_to(dest / "plugins", target_is_directory=True)
 
 
@@ -188,10 +195,10 @@ def _env(copy: Path) -> dict[str, str]:
 class Worker:
     """A ``--worker`` process in one copy: it runs test selections there, one fork each."""
 
-    def __init__(self, copy: Path) -> None:
+    def __init__(self, copy: Path, tests: list[str]) -> None:
         self.copy = copy
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker"],
+            [sys.executable, str(Path(__file__).resolve()), "--worker", *tests],
             cwd=copy,
             env=_env(copy),
             stdin=subprocess.PIPE,
@@ -199,11 +206,18 @@ class Worker:
             text=True,
         )
 
-    def run(self, tests: tuple[str, ...], timeout: float) -> tuple[bool, float]:
-        """Run ``tests`` in the copy as it is now: (passed, seconds). A timeout fails."""
+    def run(
+        self, tests: tuple[str, ...], timeout: float, trace: str | None = None
+    ) -> tuple[bool, float]:
+        """Run ``tests`` in the copy as it is now: (passed, seconds). A timeout fails.
+
+        ``trace``: a module's path in the copy; the lines of it each test runs
+        are written to ``LINES`` in the copy (see ``_LineTracer``).
+        """
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"tests": list(tests), "timeout": timeout}) + "\n")
+        request = {"tests": list(tests), "timeout": timeout, "trace": trace}
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -220,8 +234,14 @@ class Worker:
             self.proc.kill()
 
 
-def _warm_up() -> None:
-    """Import what a test run imports, except seawall and the tests (children import those)."""
+#: The children's pytest options. Plugins the worker imported before pytest
+#: started cannot have their asserts rewritten; pytest warns, and our
+#: ``filterwarnings = error`` would make that an error.
+PYTEST_ARGS = ("-q", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
+
+
+def _warm_up(tests: list[str]) -> None:
+    """Import what collecting ``tests`` imports, except seawall and the tests themselves."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -229,7 +249,7 @@ def _warm_up() -> None:
         _quiet()
         import pytest
 
-        pytest.main(["-q", "-p", "no:cacheprovider", "--co", "tests"])
+        pytest.main([*PYTEST_ARGS, "--co", *tests])
         names = [n for n, m in list(sys.modules.items()) if _third_party(n, m)]
         with os.fdopen(write, "w") as out:
             out.write("\n".join(names))
@@ -253,12 +273,51 @@ def _third_party(name: str, module: object) -> bool:
 
 
 def _quiet() -> None:
+    if os.environ.get("MUTATE_VERBOSE"):  # show the children's pytest output (on stderr)
+        os.dup2(2, 1)
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
 
 
-def _fork_pytest(tests: list[str], timeout: float) -> tuple[bool, float]:
+#: Where a traced run writes which tests ran which lines (in the copy).
+LINES = ".mutate-lines.json"
+
+
+class _LineTracer:
+    """A pytest plugin and trace function: the tests that run each line of one module.
+
+    Lines run outside any test (at import, during collection) are recorded
+    under ``""``: a mutant there needs every test of the module.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.realpath(path)
+        self.current = ""
+        self.lines: dict[int, set[str]] = {}
+        self._mine: dict[str, bool] = {}
+
+    def trace(self, frame: Any, _event: str, _arg: Any) -> Any:
+        name = frame.f_code.co_filename
+        mine = self._mine.get(name)
+        if mine is None:
+            mine = self._mine[name] = os.path.realpath(name) == self.path
+        return self.local if mine else None
+
+    def local(self, frame: Any, event: str, _arg: Any) -> Any:
+        if event == "line":
+            self.lines.setdefault(frame.f_lineno, set()).add(self.current)
+        return self.local
+
+    def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> None:
+        self.current = item.nodeid
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        self.current = ""
+
+
+def _fork_pytest(tests: list[str], timeout: float, trace: str | None) -> tuple[bool, float]:
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -267,8 +326,21 @@ def _fork_pytest(tests: list[str], timeout: float) -> tuple[bool, float]:
             _quiet()
             import pytest
 
-            code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests]))
+            if trace is None:
+                code = int(pytest.main([*PYTEST_ARGS, "-x", *tests]))
+            else:
+                tracer = _LineTracer(trace)
+                sys.settrace(tracer.trace)
+                threading.settrace(tracer.trace)
+                code = int(pytest.main([*PYTEST_ARGS, *tests], plugins=[tracer]))
+                sys.settrace(None)
+                lines = {line: sorted(ids) for line, ids in tracer.lines.items()}
+                Path(LINES).write_text(json.dumps(lines), encoding="utf-8")
+        except BaseException:
+            traceback.print_exc()
         finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(code)
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -281,12 +353,14 @@ def _fork_pytest(tests: list[str], timeout: float) -> tuple[bool, float]:
         time.sleep(0.005)
 
 
-def _serve() -> int:
+def _serve(tests: list[str]) -> int:
     """The ``--worker`` loop: one JSON request a line on stdin, one answer a line on stdout."""
-    _warm_up()
+    _warm_up(tests)
     for line in sys.stdin:
         request = json.loads(line)
-        passed, seconds = _fork_pytest(request["tests"], float(request["timeout"]))
+        passed, seconds = _fork_pytest(
+            request["tests"], float(request["timeout"]), request.get("trace")
+        )
         print(json.dumps({"passed": passed, "seconds": seconds}), flush=True)
     return 0
 
@@ -300,14 +374,53 @@ def _check_import(copy: Path) -> None:
         sys.exit(f"mutate: the copy is not what gets imported ({out.stdout or out.stderr})")
 
 
-def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
+def _tests(target: Target) -> tuple[str, ...]:
     # Test files not written yet are left out (so the tool also runs on older trees).
-    tests = tuple(t for t in target.tests if not t.endswith(".py") or (ROOT / t).exists())
-    passed, seconds = workers[0].run(tests, timeout=600)
+    return tuple(t for t in target.tests if not t.endswith(".py") or (ROOT / t).exists())
+
+
+def _statement_spans(path: Path) -> list[tuple[int, int]]:
+    """(first, last) line of every statement in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        (node.lineno, node.end_lineno or node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.stmt)
+    ]
+
+
+def _selection(
+    line: int, spans: list[tuple[int, int]], lines: dict[int, list[str]], tests: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The tests that run the innermost statement holding ``line`` (all at import); ``()``: none.
+
+    A test that never runs the mutated statement runs the same with the
+    mutant, so it cannot kill it: leaving it out loses nothing.
+    """
+    holding = [(b - a, a, b) for a, b in spans if a <= line <= b]
+    first, last = (min(holding)[1:]) if holding else (line, line)
+    ids: set[str] = set()
+    for number in range(first, last + 1):
+        ids.update(lines.get(number, ()))
+    if "" in ids:
+        return tests
+    options = tuple(t for t in tests if not t.endswith(".py"))
+    return (*options, *sorted(ids)) if ids else ()
+
+
+def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
+    tests = _tests(target)
+    began = time.monotonic()
+    first = workers[0]
+    passed, seconds = first.run(tests, timeout=600, trace=str(first.copy / target.path))
     if not passed:
         sys.exit(f"mutate: {target.name}: {' '.join(tests)} fail on the unmutated code; fix first")
-    timeout = seconds * 3 + 2
-    specs = _mutations(target, workers[0].copy)
+    raw = json.loads((first.copy / LINES).read_text(encoding="utf-8"))
+    lines = {int(k): v for k, v in raw.items()}
+    spans = _statement_spans(first.copy / target.path)
+    # The traced run is slower than a plain one: a generous bound for one mutant.
+    timeout = seconds * 2 + 5
+    specs = _mutations(target, first.copy)
     print(f"{target.name}: {len(specs)} mutants, tests take {seconds:.1f}s", flush=True)
     free = list(workers)
     free_lock = threading.Lock()
@@ -318,11 +431,15 @@ def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
         try:
             path = worker.copy / target.path
             operator = cosmic_ray.plugins.get_operator(spec.operator_name)()
+            selected = _selection(spec.start_pos[0], spans, lines, tests)
             with use_mutation(path, operator, spec.occurrence) as (before, after):
                 if after is None:
                     return Result(target, spec.start_pos[0], spec.operator_name, True)
-                passed, _ = worker.run(tests, timeout)
+                # No test runs the line: it survives without a run.
+                passed = worker.run(selected, timeout)[0] if selected else True
             diff = _diff_line(before, after)
+            if not selected:
+                diff = f"(no test runs this line) {diff}"
             return Result(target, spec.start_pos[0], spec.operator_name, not passed, diff)
         finally:
             with free_lock:
@@ -333,7 +450,7 @@ def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
             with tally.lock:
                 tally.results.append(result)
             print("." if result.killed else "S", end="", flush=True)
-    print(flush=True)
+    print(f" ({time.monotonic() - began:.0f}s)", flush=True)
 
 
 def _diff_line(before: str, after: str) -> str:
@@ -349,10 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         "--only", help="comma-separated target names: " + ", ".join(t.name for t in TARGETS)
     )
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        return _serve()
+    if args.worker is not None:
+        return _serve(args.worker)
     targets = TARGETS
     if args.only:
         wanted = set(args.only.split(","))
@@ -369,7 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         for copy in copies:
             _copy_tree(copy)
         _check_import(copies[0])
-        workers = [Worker(copy) for copy in copies]
+        files = sorted({t for target in targets for t in _tests(target) if t.endswith(".py")})
+        workers = [Worker(copy, files) for copy in copies]
+        print(f"{len(workers)} workers, copies made ({time.monotonic() - started:.0f}s)", flush=True)
         try:
             for target in targets:
                 _run_target(target, workers, tally)
