@@ -78,7 +78,11 @@ TARGETS = (
         "middleware/cooldown.py",
         ("tests/test_cooldown_rules.py", "tests/test_cooldown.py", "-k", "not fifty_callers"),
     ),
-    Target("retry_after", "middleware/retry_after.py", ("tests/test_retry_after.py",)),
+    Target(
+        "retry_after",
+        "middleware/retry_after.py",
+        ("tests/test_retry_after_rules.py", "tests/test_retry_after.py"),
+    ),
     Target("backoff", "middleware/backoff.py", ("tests/test_builtin_backoff.py",)),
     Target(
         "redact", "middleware/redact.py", ("tests/test_redact_rules.py", "tests/test_redaction.py")
@@ -488,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_import(copies[0])
         files = sorted({t for target in targets for t in _tests(target) if t.endswith(".py")})
         workers = [Worker(copy, files) for copy in copies]
-        print(f"{len(workers)} workers, copies made ({time.monotonic() - started:.0f}s)", flush=True)
+        made = time.monotonic() - started
+        print(f"{len(workers)} workers, copies made ({made:.0f}s)", flush=True)
         try:
             for target in targets:
                 _run_target(target, workers, tally)
