@@ -300,6 +300,8 @@ class _LineTracer:
         self.path = os.path.realpath(path)
         self.current = ""
         self.lines: dict[int, set[str]] = {}
+        #: Each test's duration (setup, call, teardown) in the traced run.
+        self.seconds: dict[str, float] = {}
         self._mine: dict[str, bool] = {}
 
     def trace(self, frame: Any, _event: str, _arg: Any) -> Any:
@@ -320,6 +322,9 @@ class _LineTracer:
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
         self.current = ""
 
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+
 
 def _fork_pytest(tests: list[str], timeout: float, trace: str | None) -> tuple[bool, float]:
     started = time.monotonic()
@@ -339,7 +344,8 @@ def _fork_pytest(tests: list[str], timeout: float, trace: str | None) -> tuple[b
                 code = int(pytest.main([*PYTEST_ARGS, *tests], plugins=[tracer]))
                 sys.settrace(None)
                 lines = {line: sorted(ids) for line, ids in tracer.lines.items()}
-                Path(LINES).write_text(json.dumps(lines), encoding="utf-8")
+                found = {"lines": lines, "seconds": tracer.seconds}
+                Path(LINES).write_text(json.dumps(found), encoding="utf-8")
         except BaseException:
             traceback.print_exc()
         finally:
@@ -394,12 +400,17 @@ def _statement_spans(path: Path) -> list[tuple[int, int]]:
 
 
 def _selection(
-    line: int, spans: list[tuple[int, int]], lines: dict[int, list[str]], tests: tuple[str, ...]
+    line: int,
+    spans: list[tuple[int, int]],
+    lines: dict[int, list[str]],
+    seconds: dict[str, float],
+    tests: tuple[str, ...],
 ) -> tuple[str, ...]:
     """The tests that run the innermost statement holding ``line`` (all at import); ``()``: none.
 
     A test that never runs the mutated statement runs the same with the
-    mutant, so it cannot kill it: leaving it out loses nothing.
+    mutant, so it cannot kill it: leaving it out loses nothing. The fastest
+    go first, so that ``-x`` stops a killed mutant early.
     """
     holding = [(b - a, a, b) for a, b in spans if a <= line <= b]
     first, last = (min(holding)[1:]) if holding else (line, line)
@@ -409,7 +420,8 @@ def _selection(
     if "" in ids:
         return tests
     options = tuple(t for t in tests if not t.endswith(".py"))
-    return (*options, *sorted(ids)) if ids else ()
+    ordered = sorted(ids, key=lambda i: (seconds.get(i, 0.0), i))
+    return (*options, *ordered) if ids else ()
 
 
 def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
@@ -419,8 +431,9 @@ def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
     passed, seconds = first.run(tests, timeout=600, trace=str(first.copy / target.path))
     if not passed:
         sys.exit(f"mutate: {target.name}: {' '.join(tests)} fail on the unmutated code; fix first")
-    raw = json.loads((first.copy / LINES).read_text(encoding="utf-8"))
-    lines = {int(k): v for k, v in raw.items()}
+    traced = json.loads((first.copy / LINES).read_text(encoding="utf-8"))
+    lines = {int(k): v for k, v in traced["lines"].items()}
+    durations: dict[str, float] = traced["seconds"]
     spans = _statement_spans(first.copy / target.path)
     # The traced run is slower than a plain one: a generous bound for one mutant.
     timeout = seconds * 2 + 5
@@ -435,7 +448,7 @@ def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
         try:
             path = worker.copy / target.path
             operator = cosmic_ray.plugins.get_operator(spec.operator_name)()
-            selected = _selection(spec.start_pos[0], spans, lines, tests)
+            selected = _selection(spec.start_pos[0], spans, lines, durations, tests)
             with use_mutation(path, operator, spec.occurrence) as (before, after):
                 if after is None:
                     return Result(target, spec.start_pos[0], spec.operator_name, True)
@@ -453,7 +466,10 @@ def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
         for result in pool.map(one, specs):
             with tally.lock:
                 tally.results.append(result)
-            print("." if result.killed else "S", end="", flush=True)
+            if result.killed:
+                print(".", end="", flush=True)
+            else:  # at once, so that work on it can start during a long run
+                print(f"\nsurvived: {target.path}:{result.line} {result.diff}", flush=True)
     print(f" ({time.monotonic() - began:.0f}s)", flush=True)
 
 
