@@ -424,7 +424,14 @@ def _selection(
     return (*options, *ordered) if ids else ()
 
 
-def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
+def _run_target(
+    target: Target,
+    workers: list[Worker],
+    tally: Tally,
+    only: set[tuple[str, int, str]] | None = None,
+) -> None:
+    if only is not None and not any(path == target.path for path, _l, _o in only):
+        return
     tests = _tests(target)
     began = time.monotonic()
     first = workers[0]
@@ -438,6 +445,8 @@ def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
     # The traced run is slower than a plain one: a generous bound for one mutant.
     timeout = seconds * 2 + 5
     specs = _mutations(target, first.copy)
+    if only is not None:
+        specs = [s for s in specs if (target.path, s.start_pos[0], s.operator_name) in only]
     print(f"{target.name}: {len(specs)} mutants, tests take {seconds:.1f}s", flush=True)
     free = list(workers)
     free_lock = threading.Lock()
@@ -469,8 +478,24 @@ def _run_target(target: Target, workers: list[Worker], tally: Tally) -> None:
             if result.killed:
                 print(".", end="", flush=True)
             else:  # at once, so that work on it can start during a long run
-                print(f"\nsurvived: {target.path}:{result.line} {result.diff}", flush=True)
+                print(f"\n{_survivor(result)}", flush=True)
     print(f" ({time.monotonic() - began:.0f}s)", flush=True)
+
+
+def _survivor(r: Result) -> str:
+    """How a survivor is printed (``--rerun`` reads the first line back)."""
+    head = f"survived: {r.target.path}:{r.line} {r.operator.removeprefix('core/')}"
+    return f"{head}\n      {r.diff}" if r.diff else head
+
+
+#: A survivor's first line, as ``_survivor`` prints it.
+SURVIVOR = re.compile(r"survived: (\S+):(\d+) (\S+)")
+
+
+def _rerun_filter(log: str) -> set[tuple[str, int, str]]:
+    """(path, line, operator) of each survivor listed in the output of an earlier run."""
+    text = Path(log).read_text(encoding="utf-8")
+    return {(m[1], int(m[2]), f"core/{m[3]}") for m in SURVIVOR.finditer(text)}
 
 
 def _diff_line(before: str, after: str) -> str:
@@ -486,6 +511,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only", help="comma-separated target names: " + ", ".join(t.name for t in TARGETS)
     )
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--rerun",
+        metavar="LOG",
+        help="run only the survivors listed in LOG (the output of an earlier run)",
+    )
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -511,16 +541,15 @@ def main(argv: list[str] | None = None) -> int:
         made = time.monotonic() - started
         print(f"{len(workers)} workers, copies made ({made:.0f}s)", flush=True)
         try:
+            only = _rerun_filter(args.rerun) if args.rerun else None
             for target in targets:
-                _run_target(target, workers, tally)
+                _run_target(target, workers, tally, only)
         finally:
             for worker in workers:
                 worker.close()
     survivors = [r for r in tally.results if not r.killed]
     for r in survivors:
-        print(f"survived: {r.target.path}:{r.line} {r.operator.removeprefix('core/')}")
-        if r.diff:
-            print(f"      {r.diff}")
+        print(_survivor(r))
     for target in targets:
         mine = [r for r in tally.results if r.target is target]
         print(f"  {target.name}: {sum(r.killed for r in mine)}/{len(mine)} killed")
