@@ -83,7 +83,11 @@ TARGETS = (
         "middleware/retry_after.py",
         ("tests/test_retry_after_rules.py", "tests/test_retry_after.py"),
     ),
-    Target("backoff", "middleware/backoff.py", ("tests/test_builtin_backoff.py",)),
+    Target(
+        "backoff",
+        "middleware/backoff.py",
+        ("tests/test_backoff_rules.py", "tests/test_builtin_backoff.py"),
+    ),
     Target(
         "redact", "middleware/redact.py", ("tests/test_redact_rules.py", "tests/test_redaction.py")
     ),
