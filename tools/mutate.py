@@ -93,7 +93,11 @@ TARGETS = (
     ),
     Target("watchdog", "middleware/watchdog.py", ("tests/test_watchdog.py",)),
     # The stop/delay rules of the retry loop.
-    Target("rules", "middleware/_path/rules.py", ("tests/test_stop_rules.py",)),
+    Target(
+        "rules",
+        "middleware/_path/rules.py",
+        ("tests/test_path_rules.py", "tests/test_stop_rules.py"),
+    ),
 )
 
 #: The operators we use, a mutmut-like set: each comparison to its boundary
