@@ -91,7 +91,11 @@ TARGETS = (
     Target(
         "redact", "middleware/redact.py", ("tests/test_redact_rules.py", "tests/test_redaction.py")
     ),
-    Target("watchdog", "middleware/watchdog.py", ("tests/test_watchdog.py",)),
+    Target(
+        "watchdog",
+        "middleware/watchdog.py",
+        ("tests/test_watchdog_rules.py", "tests/test_watchdog.py"),
+    ),
     # The stop/delay rules of the retry loop.
     Target(
         "rules",
