@@ -57,6 +57,7 @@ def test_a_url_that_cannot_be_read_is_masked_whole(bad: object) -> None:
         ('x_api_key="abc" page="2"', f'x_api_key="{MASK}" page="2"'),
         ("failed: api_key=abc (retry)", f"failed: api_key={MASK} (retry)"),
         ("failed: page=abc (retry)", "failed: page=abc (retry)"),
+        ("failed: mode=tokenless (retry)", "failed: mode=tokenless (retry)"),
         ("GET /x?code=abc&page=2", f"GET /x?code={MASK}&page=2"),
         ("Cookie: a=b; c=d\nnext", f"Cookie: {MASK}\nnext"),
         ("see https://bob:hunter2@h.example/x", f"see https://{MASK}@h.example/x"),
