@@ -22,7 +22,7 @@ that takes more than ``3 x`` that (plus 2 s) is killed and counts as killed.
 The last line is ``mutation: K/N killed``; survivors are listed above it with
 their diff. Survivors accepted as equivalent are listed in tests/README.md.
 
-Usage: ``python tools/mutate.py [--only breaker,budget] [-j 2]``.
+Usage: ``python tools/mutate.py [--only breaker,budget] [-j 2] [--rerun LOG]``.
 """
 
 from __future__ import annotations
