@@ -167,3 +167,14 @@ def test_a_bucket_is_exactly_a_tenth_of_the_window() -> None:
     assert budget.balance() == 1.0
     clock.now = 2.2
     assert budget.balance() == 0.0
+
+
+def test_a_request_at_time_zero_counts_for_the_whole_window_and_no_longer() -> None:
+    """From a budget made at 0, a request at 0 still counts at 0.95 x window, not at 1 x."""
+    clock = Clock(0.0)
+    budget = _budget(clock, ratio=1.0)
+    budget.on_request(0.0)
+    clock.now = 9.5
+    assert budget.balance() == 1.0
+    clock.now = 10.0
+    assert budget.balance() == 0.0

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,8 +18,9 @@ import pytest
 import seawall
 from seawall.cli import main
 from seawall.cli.classify import build_exception
-from seawall.cli.demo import Progress
-from seawall.cli.demo_upstream import script
+from seawall.cli.demo import DemoConfig, Progress, Variant, held
+from seawall.cli.demo_stats import summarize, waiting_per_bucket
+from seawall.cli.demo_upstream import ScriptedUpstream, script
 from seawall.cli.demo_view import _PlainProgress, plain_table, progress_display
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -31,60 +34,92 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 # --- demo ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], Path]:
-    """One short demo run (real waits), shared by the demo tests."""
-    seawall.testing.set_testing(False)
-    png = tmp_path_factory.mktemp("demo") / "demo.png"
-    argv = ["demo", "--duration", "3", "--clients", "4", "--rate", "20", "--seed", "7", "--json"]
-    if HAS_MATPLOTLIB:
-        argv += ["--plot", str(png)]
+def _demo_json(*argv: str) -> dict[str, Any]:
+    """``seawall demo --json ...``'s output, parsed."""
+    seawall.testing.set_testing(False)  # the demo's waits are its subject
     out = io.StringIO()
     real = sys.stdout
     sys.stdout = out
     try:
-        assert main(argv) == 0
+        assert main(["demo", "--json", *argv]) == 0
     finally:
         sys.stdout = real
         seawall.testing.set_testing(True)
-    return json.loads(out.getvalue()), png
+    result: dict[str, Any] = json.loads(out.getvalue())
+    return result
 
 
-def test_demo_json_shows_seawall_sparing_the_dead_upstream(demo_run) -> None:
-    """During the outage seawall sends a small fraction of the naive loop's calls."""
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """The default scenario of ``make demo`` (20 s, 8 clients x 10/s), on simulated time.
+
+    Simulated time (``seawall.cli.demo_clock``) moves only while every task
+    waits, so these numbers do not depend on how loaded the machine is.
+    """
+    png = tmp_path_factory.mktemp("demo") / "demo.png"
+    argv = ["--simulated", "--seed", "1"]
+    if HAS_MATPLOTLIB:
+        argv += ["--plot", str(png)]
+    return _demo_json(*argv), png
+
+
+def test_demo_phases_each_measure_one_thing(demo_run) -> None:
+    """Steady, errors, outage, recovery, rate limit, steady: the peaks are taken apart."""
     result, _ = demo_run
-    naive, guarded = result["variants"]["naive"], result["variants"]["seawall"]
-    assert naive["logical_requests"] == guarded["logical_requests"] == 240
-    assert guarded["outage_calls"] * 5 < naive["outage_calls"]
-    assert guarded["outage_load_vs_steady"] < 0.5 < 3 < naive["outage_load_vs_steady"]
-    assert guarded["amplification"] < naive["amplification"]
-
-
-def test_demo_json_shows_recovery_and_respect_for_rate_limits(demo_run) -> None:
-    """seawall recovers within its recovery timeout and sends fewer 429s per success."""
-    result, _ = demo_run
-    naive, guarded = result["variants"]["naive"], result["variants"]["seawall"]
-    recovery = result["config"]["seawall_recovery_timeout_s"]
-    assert guarded["first_success_after_outage_s"] is not None
-    assert guarded["first_success_after_outage_s"] <= recovery + 0.2
-    # About 48 requests fall in the short run's recovered phase, and the first
-    # few can still meet the rate-limited phase's cooldown: on a slow host
-    # 0.90-0.94 happens about one run in six. A breaker that failed to close
-    # would score near 0; 0.85 tells the two apart without flaking.
-    assert guarded["success_rate_by_phase"]["recovered"] >= 0.85
-    assert guarded["success_rate_by_phase"]["healthy"] == 1.0
-    assert guarded["rate_limited_429s_per_success"] < naive["rate_limited_429s_per_success"]
-    states = [t["to"] for t in guarded["breaker_transitions"]]
-    assert "open" in states
-    assert states[-1] == "closed"
-    assert naive["breaker_transitions"] == []
     assert [p["name"] for p in result["phases"]] == [
         "healthy",
         "errors",
         "outage",
-        "rate_limited",
         "recovered",
+        "rate_limited",
+        "unlimited",
     ]
+    assert result["config"]["simulated_time"] is True
+    for variant in result["variants"].values():
+        assert variant["logical_requests"] == 20 * 8 * 10
+        assert variant["success_rate_by_phase"]["healthy"] == 1.0
+        assert variant["load_by_phase"]["healthy"] == 1.0
+        assert variant["peak_load_after_rate_limit_vs_steady"] is not None
+
+
+def test_demo_shows_seawall_sparing_the_dead_upstream(demo_run) -> None:
+    """During the outage seawall sends a small fraction of the naive loop's calls."""
+    result, _ = demo_run
+    naive, guarded = result["variants"]["naive"], result["variants"]["seawall"]
+    assert guarded["outage_calls"] * 5 < naive["outage_calls"]
+    assert guarded["outage_load_vs_steady"] < 0.5 < 3 < naive["outage_load_vs_steady"]
+    assert guarded["load_by_phase"]["outage"] < 0.5 < 3 < naive["load_by_phase"]["outage"]
+    assert guarded["amplification"] < naive["amplification"]
+
+
+def test_demo_shows_recovery_and_respect_for_rate_limits(demo_run) -> None:
+    """seawall's breaker opens and closes again; it sends fewer 429s per success."""
+    result, _ = demo_run
+    naive, guarded = result["variants"]["naive"], result["variants"]["seawall"]
+    recovery = result["config"]["seawall_recovery_timeout_s"]
+    assert guarded["first_success_after_outage_s"] is not None
+    assert guarded["first_success_after_outage_s"] <= recovery + 0.1
+    assert guarded["success_rate_by_phase"]["unlimited"] >= 0.9
+    assert guarded["rate_limited_429s_per_success"] < naive["rate_limited_429s_per_success"]
+    assert guarded["most_callers_waiting"] > 0
+    states = [t["to"] for t in guarded["breaker_transitions"]]
+    assert "open" in states
+    assert states[-1] == "closed"
+    assert naive["breaker_transitions"] == []
+
+
+def test_demo_on_simulated_time_repeats_itself() -> None:
+    """The same seed gives the same run: no number depends on the machine's speed."""
+    argv = ("--simulated", "--duration", "4", "--clients", "3", "--rate", "10", "--seed", "3")
+    first, second = _demo_json(*argv), _demo_json(*argv)
+    assert first["variants"] == second["variants"]
+
+
+def test_demo_in_real_time_runs_the_same_scenario() -> None:
+    """``make demo``'s real-time path: every request is made and counted (no timing asserted)."""
+    result = _demo_json("--duration", "0.6", "--clients", "2", "--rate", "10")
+    assert result["config"]["simulated_time"] is False
+    assert [v["logical_requests"] for v in result["variants"].values()] == [12, 12]
 
 
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed")
@@ -92,7 +127,7 @@ def test_demo_plot_writes_a_png(demo_run) -> None:
     """``--plot FILE`` writes a PNG image of the timeline."""
     _, png = demo_run
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size < 150_000
+    assert png.stat().st_size < 200_000
 
 
 def test_demo_table_in_plain_text(demo_run) -> None:
@@ -100,8 +135,43 @@ def test_demo_table_in_plain_text(demo_run) -> None:
     result, _ = demo_run
     table = plain_table(result)
     assert [cell.strip() for cell in table.splitlines()[0].split("|")[2:4]] == ["naive", "seawall"]
-    assert "calls during the outage" in table
-    assert "429s per success" in table
+    for row in ("calls during the outage", "load: outage", "after the limit", "429s per success"):
+        assert row in table
+
+
+def _variant(hits: list[tuple[float, int]], starts: list[float]) -> Variant:
+    upstream = ScriptedUpstream(script(20), seed=0, limit=1.0, window=1.0)
+    upstream.hits = hits
+    variant = Variant("seawall", upstream)
+    variant.requests = [(t, t, True) for t in starts]
+    return variant
+
+
+def test_demo_peaks_are_taken_in_their_own_phase() -> None:
+    """A burst right after the rate limit is not counted as the after-outage peak."""
+    steady = [(i * 0.1 + 0.01, 200) for i in range(200)]  # one call per 100 ms all along
+    herd = [(17.05, 200)] * 9  # 10 calls in the first bucket after the limit (17-17.1 s)
+    variant = _variant(steady + herd, [t for t, _ in steady])
+    summary = summarize(variant, DemoConfig())
+    assert summary["peak_load_after_outage_vs_steady"] == 1.0
+    assert summary["peak_load_after_rate_limit_vs_steady"] == 10.0
+    assert summary["load_by_phase"]["unlimited"] == round(39 / 30, 3)
+
+
+def test_held_callers_shown_only_when_reported() -> None:
+    """The breaker's held callers are summed over keys when health() has them, else None."""
+
+    def sw_with(*reports: dict[str, int]) -> Any:
+        health = SimpleNamespace(by_key={str(i): r for i, r in enumerate(reports)})
+        return SimpleNamespace(health=lambda: health)
+
+    assert held(sw_with({"requests": 3}, {"requests": 1})) is None
+    assert held(sw_with({"held": 2}, {"held": 5}, {"requests": 1})) == 7
+    variant = _variant([], [])
+    variant.waiting = [(0.01, 3, None), (0.06, 5, None), (0.12, 1, None)]
+    assert waiting_per_bucket(variant, 0.2) == {"inside": [5, 1, 0], "held": None}
+    variant.waiting = [(0.01, 3, 0), (0.06, 5, 4)]
+    assert waiting_per_bucket(variant, 0.1)["held"] == [4, 0]
 
 
 def test_progress_is_silent_off_a_terminal_and_plain_lines_otherwise() -> None:

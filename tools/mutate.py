@@ -11,10 +11,18 @@ A copy is imported as ``seawall`` through a small link tree on
 ``PYTHONPATH`` (the strict editable install in ``.venv`` points at the
 working tree, not the copy).
 
+Speed: a pytest start costs 4-6 s on a loaded machine, most of it importing
+pytest, its plugins, aiohttp and the rest. So each worker is one long-lived
+process (``--worker``) that imports all of that once, never ``seawall`` or
+the tests, and forks a child per mutant: the child runs pytest in-process on
+the mutated copy, so it imports ``seawall`` and the tests afresh, and exits.
+The unmutated run of each module's tests is timed in the same way; a mutant
+that takes more than ``3 x`` that (plus 2 s) is killed and counts as killed.
+
 The last line is ``mutation: K/N killed``; survivors are listed above it with
 their diff. Survivors accepted as equivalent are listed in tests/README.md.
 
-Usage: ``python tools/mutate.py [--only breaker,budget] [-j 2]``.
+Usage: ``python tools/mutate.py [--only breaker,budget] [-j 2] [--rerun LOG]``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from __future__ import annotations
 import argparse
 import ast
 import concurrent.futures
+import importlib
+import json
 import os
 import re
 import shutil
@@ -31,8 +41,10 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 try:
     import cosmic_ray.plugins
@@ -66,14 +78,30 @@ TARGETS = (
         "middleware/cooldown.py",
         ("tests/test_cooldown_rules.py", "tests/test_cooldown.py", "-k", "not fifty_callers"),
     ),
-    Target("retry_after", "middleware/retry_after.py", ("tests/test_retry_after.py",)),
-    Target("backoff", "middleware/backoff.py", ("tests/test_builtin_backoff.py",)),
+    Target(
+        "retry_after",
+        "middleware/retry_after.py",
+        ("tests/test_retry_after_rules.py", "tests/test_retry_after.py"),
+    ),
+    Target(
+        "backoff",
+        "middleware/backoff.py",
+        ("tests/test_backoff_rules.py", "tests/test_builtin_backoff.py"),
+    ),
     Target(
         "redact", "middleware/redact.py", ("tests/test_redact_rules.py", "tests/test_redaction.py")
     ),
-    Target("watchdog", "middleware/watchdog.py", ("tests/test_watchdog.py",)),
+    Target(
+        "watchdog",
+        "middleware/watchdog.py",
+        ("tests/test_watchdog_rules.py", "tests/test_watchdog.py"),
+    ),
     # The stop/delay rules of the retry loop.
-    Target("rules", "middleware/_path/rules.py", ("tests/test_stop_rules.py",)),
+    Target(
+        "rules",
+        "middleware/_path/rules.py",
+        ("tests/test_path_rules.py", "tests/test_stop_rules.py"),
+    ),
 )
 
 #: The operators we use, a mutmut-like set: each comparison to its boundary
@@ -127,15 +155,19 @@ def _function_lines(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]
     return spans
 
 
-def _mutations(target: Target, copy: Path) -> list:
+def _mutations(target: Target, copy: Path) -> list[Any]:
     path = copy / target.path
     spans = _function_lines(path, target.functions) if target.functions else None
     found = []
+    source = path.read_text(encoding="utf-8").splitlines()
     for item in _all_work_items([path], {}):
         (spec,) = item.mutations
         if not KEPT_OPERATORS.fullmatch(spec.operator_name):
             continue
         line = spec.start_pos[0]
+        text = source[line - 1]
+        if text.lstrip().startswith(("def ", "async def ")) and text[spec.start_pos[1]] == "*":
+            continue  # cosmic-ray takes the keyword-only marker ``*`` for a multiplication
         if spans is not None and not any(a <= line <= b for a, b in spans):
             continue
         found.append(spec)
@@ -164,6 +196,8 @@ def _copy_tree(dest: Path) -> None:
     for src in (dest / "middleware").iterdir():
         if src.is_file():
             (pkg / src.name).symlink_to(src)
+        elif src.is_dir() and (src / "__init__.py").exists():  # _path, cli, llm, testing
+            (pkg / src.name).symlink_to(src, target_is_directory=True)
     (pkg / "plugins").symlink_to(dest / "plugins", target_is_directory=True)
 
 
@@ -174,17 +208,183 @@ def _env(copy: Path) -> dict[str, str]:
     return env
 
 
-def _pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[bool, float]:
-    """Run ``tests`` in ``copy``: (passed, seconds). A timeout counts as a failure."""
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            cmd, cwd=copy, env=_env(copy), capture_output=True, timeout=timeout, check=False
+class Worker:
+    """A ``--worker`` process in one copy: it runs test selections there, one fork each."""
+
+    def __init__(self, copy: Path, tests: list[str]) -> None:
+        self.copy = copy
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", *tests],
+            cwd=copy,
+            env=_env(copy),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-    except subprocess.TimeoutExpired:
-        return False, time.monotonic() - started
-    return proc.returncode == 0, time.monotonic() - started
+
+    def run(
+        self, tests: tuple[str, ...], timeout: float, trace: str | None = None
+    ) -> tuple[bool, float]:
+        """Run ``tests`` in the copy as it is now: (passed, seconds). A timeout fails.
+
+        ``trace``: a module's path in the copy; the lines of it each test runs
+        are written to ``LINES`` in the copy (see ``_LineTracer``).
+        """
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        request = {"tests": list(tests), "timeout": timeout, "trace": trace}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"mutate: the worker in {self.copy} died")
+        answer = json.loads(line)
+        return bool(answer["passed"]), float(answer["seconds"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+#: The children's pytest options. Plugins the worker imported before pytest
+#: started cannot have their asserts rewritten; pytest warns, and our
+#: ``filterwarnings = error`` would make that an error.
+PYTEST_ARGS = ("-q", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
+
+
+def _warm_up(tests: list[str]) -> None:
+    """Import what collecting ``tests`` imports, except seawall and the tests themselves."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        _quiet()
+        import pytest
+
+        pytest.main([*PYTEST_ARGS, "--co", *tests])
+        names = [n for n, m in list(sys.modules.items()) if _third_party(n, m)]
+        with os.fdopen(write, "w") as out:
+            out.write("\n".join(names))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        names = pipe.read().split()
+    os.waitpid(pid, 0)
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a module that cannot be imported here is imported by the child
+            continue
+
+
+def _third_party(name: str, module: object) -> bool:
+    if name.split(".")[0] in {"seawall", "tests", "conftest", "_servers", "_helpers", "__main__"}:
+        return False
+    path = getattr(module, "__file__", None) or ""
+    return not path.startswith(os.getcwd())
+
+
+def _quiet() -> None:
+    if os.environ.get("MUTATE_VERBOSE"):  # show the children's pytest output (on stderr)
+        os.dup2(2, 1)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
+
+#: Where a traced run writes which tests ran which lines (in the copy).
+LINES = ".mutate-lines.json"
+
+
+class _LineTracer:
+    """A pytest plugin and trace function: the tests that run each line of one module.
+
+    Lines run outside any test (at import, during collection) are recorded
+    under ``""``: a mutant there needs every test of the module.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.realpath(path)
+        self.current = ""
+        self.lines: dict[int, set[str]] = {}
+        #: Each test's duration (setup, call, teardown) in the traced run.
+        self.seconds: dict[str, float] = {}
+        self._mine: dict[str, bool] = {}
+
+    def trace(self, frame: Any, _event: str, _arg: Any) -> Any:
+        name = frame.f_code.co_filename
+        mine = self._mine.get(name)
+        if mine is None:
+            mine = self._mine[name] = os.path.realpath(name) == self.path
+        return self.local if mine else None
+
+    def local(self, frame: Any, event: str, _arg: Any) -> Any:
+        if event == "line":
+            self.lines.setdefault(frame.f_lineno, set()).add(self.current)
+        return self.local
+
+    def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> None:
+        self.current = item.nodeid
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        self.current = ""
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+
+
+def _fork_pytest(tests: list[str], timeout: float, trace: str | None) -> tuple[bool, float]:
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            _quiet()
+            import pytest
+
+            if trace is None:
+                code = int(pytest.main([*PYTEST_ARGS, "-x", *tests]))
+            else:
+                tracer = _LineTracer(trace)
+                sys.settrace(tracer.trace)
+                threading.settrace(tracer.trace)
+                code = int(pytest.main([*PYTEST_ARGS, *tests], plugins=[tracer]))
+                sys.settrace(None)
+                lines = {line: sorted(ids) for line, ids in tracer.lines.items()}
+                found = {"lines": lines, "seconds": tracer.seconds}
+                Path(LINES).write_text(json.dumps(found), encoding="utf-8")
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0, time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return False, time.monotonic() - started
+        time.sleep(0.005)
+
+
+def _serve(tests: list[str]) -> int:
+    """The ``--worker`` loop: one JSON request a line on stdin, one answer a line on stdout."""
+    _warm_up(tests)
+    for line in sys.stdin:
+        request = json.loads(line)
+        passed, seconds = _fork_pytest(
+            request["tests"], float(request["timeout"]), request.get("trace")
+        )
+        print(json.dumps({"passed": passed, "seconds": seconds}), flush=True)
+    return 0
 
 
 def _check_import(copy: Path) -> None:
@@ -196,40 +396,118 @@ def _check_import(copy: Path) -> None:
         sys.exit(f"mutate: the copy is not what gets imported ({out.stdout or out.stderr})")
 
 
-def _run_target(target: Target, copies: list[Path], tally: Tally) -> None:
+def _tests(target: Target) -> tuple[str, ...]:
     # Test files not written yet are left out (so the tool also runs on older trees).
-    tests = tuple(t for t in target.tests if not t.endswith(".py") or (ROOT / t).exists())
-    passed, seconds = _pytest(copies[0], tests, timeout=600)
+    return tuple(t for t in target.tests if not t.endswith(".py") or (ROOT / t).exists())
+
+
+def _statement_spans(path: Path) -> list[tuple[int, int]]:
+    """(first, last) line of every statement in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        (node.lineno, node.end_lineno or node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.stmt)
+    ]
+
+
+def _selection(
+    line: int,
+    spans: list[tuple[int, int]],
+    lines: dict[int, list[str]],
+    seconds: dict[str, float],
+    tests: tuple[str, ...],
+) -> tuple[str, ...]:
+    """The tests that run the innermost statement holding ``line`` (all at import); ``()``: none.
+
+    A test that never runs the mutated statement runs the same with the
+    mutant, so it cannot kill it: leaving it out loses nothing. The fastest
+    go first, so that ``-x`` stops a killed mutant early.
+    """
+    holding = [(b - a, a, b) for a, b in spans if a <= line <= b]
+    first, last = (min(holding)[1:]) if holding else (line, line)
+    ids: set[str] = set()
+    for number in range(first, last + 1):
+        ids.update(lines.get(number, ()))
+    if "" in ids:
+        return tests
+    options = tuple(t for t in tests if not t.endswith(".py"))
+    ordered = sorted(ids, key=lambda i: (seconds.get(i, 0.0), i))
+    return (*options, *ordered) if ids else ()
+
+
+def _run_target(
+    target: Target,
+    workers: list[Worker],
+    tally: Tally,
+    only: set[tuple[str, int, str]] | None = None,
+) -> None:
+    if only is not None and not any(path == target.path for path, _l, _o in only):
+        return
+    tests = _tests(target)
+    began = time.monotonic()
+    first = workers[0]
+    passed, seconds = first.run(tests, timeout=600, trace=str(first.copy / target.path))
     if not passed:
         sys.exit(f"mutate: {target.name}: {' '.join(tests)} fail on the unmutated code; fix first")
-    timeout = max(10.0, seconds * 3 + 5)
-    specs = _mutations(target, copies[0])
+    traced = json.loads((first.copy / LINES).read_text(encoding="utf-8"))
+    lines = {int(k): v for k, v in traced["lines"].items()}
+    durations: dict[str, float] = traced["seconds"]
+    spans = _statement_spans(first.copy / target.path)
+    # The traced run is slower than a plain one: a generous bound for one mutant.
+    timeout = seconds * 2 + 5
+    specs = _mutations(target, first.copy)
+    if only is not None:
+        specs = [s for s in specs if (target.path, s.start_pos[0], s.operator_name) in only]
     print(f"{target.name}: {len(specs)} mutants, tests take {seconds:.1f}s", flush=True)
-    free = list(copies)
+    free = list(workers)
     free_lock = threading.Lock()
 
-    def one(spec) -> Result:
+    def one(spec: Any) -> Result:
         with free_lock:
-            copy = free.pop()
+            worker = free.pop()
         try:
-            path = copy / target.path
+            path = worker.copy / target.path
             operator = cosmic_ray.plugins.get_operator(spec.operator_name)()
+            selected = _selection(spec.start_pos[0], spans, lines, durations, tests)
             with use_mutation(path, operator, spec.occurrence) as (before, after):
                 if after is None:
                     return Result(target, spec.start_pos[0], spec.operator_name, True)
-                passed, _ = _pytest(copy, tests, timeout)
+                # No test runs the line: it survives without a run.
+                passed = worker.run(selected, timeout)[0] if selected else True
             diff = _diff_line(before, after)
+            if not selected:
+                diff = f"(no test runs this line) {diff}"
             return Result(target, spec.start_pos[0], spec.operator_name, not passed, diff)
         finally:
             with free_lock:
-                free.append(copy)
+                free.append(worker)
 
-    with concurrent.futures.ThreadPoolExecutor(len(copies)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
         for result in pool.map(one, specs):
             with tally.lock:
                 tally.results.append(result)
-            print("." if result.killed else "S", end="", flush=True)
-    print(flush=True)
+            if result.killed:
+                print(".", end="", flush=True)
+            else:  # at once, so that work on it can start during a long run
+                print(f"\n{_survivor(result)}", flush=True)
+    print(f" ({time.monotonic() - began:.0f}s)", flush=True)
+
+
+def _survivor(r: Result) -> str:
+    """How a survivor is printed (``--rerun`` reads the first line back)."""
+    head = f"survived: {r.target.path}:{r.line} {r.operator.removeprefix('core/')}"
+    return f"{head}\n      {r.diff}" if r.diff else head
+
+
+#: A survivor's first line, as ``_survivor`` prints it.
+SURVIVOR = re.compile(r"survived: (\S+):(\d+) (\S+)")
+
+
+def _rerun_filter(log: str) -> set[tuple[str, int, str]]:
+    """(path, line, operator) of each survivor listed in the output of an earlier run."""
+    text = Path(log).read_text(encoding="utf-8")
+    return {(m[1], int(m[2]), f"core/{m[3]}") for m in SURVIVOR.finditer(text)}
 
 
 def _diff_line(before: str, after: str) -> str:
@@ -245,7 +523,15 @@ def main(argv: list[str] | None = None) -> int:
         "--only", help="comma-separated target names: " + ", ".join(t.name for t in TARGETS)
     )
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--rerun",
+        metavar="LOG",
+        help="run only the survivors listed in LOG (the output of an earlier run)",
+    )
+    parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker is not None:
+        return _serve(args.worker)
     targets = TARGETS
     if args.only:
         wanted = set(args.only.split(","))
@@ -262,13 +548,20 @@ def main(argv: list[str] | None = None) -> int:
         for copy in copies:
             _copy_tree(copy)
         _check_import(copies[0])
-        for target in targets:
-            _run_target(target, copies, tally)
+        files = sorted({t for target in targets for t in _tests(target) if t.endswith(".py")})
+        workers = [Worker(copy, files) for copy in copies]
+        made = time.monotonic() - started
+        print(f"{len(workers)} workers, copies made ({made:.0f}s)", flush=True)
+        try:
+            only = _rerun_filter(args.rerun) if args.rerun else None
+            for target in targets:
+                _run_target(target, workers, tally, only)
+        finally:
+            for worker in workers:
+                worker.close()
     survivors = [r for r in tally.results if not r.killed]
     for r in survivors:
-        print(f"survived: {r.target.path}:{r.line} {r.operator.removeprefix('core/')}")
-        if r.diff:
-            print(f"      {r.diff}")
+        print(_survivor(r))
     for target in targets:
         mine = [r for r in tally.results if r.target is target]
         print(f"  {target.name}: {sum(r.killed for r in mine)}/{len(mine)} killed")

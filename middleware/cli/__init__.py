@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from seawall.cli.classify import build_exception, explain, parse_header
-from seawall.cli.demo import DemoConfig, run_demo
-from seawall.cli.demo_stats import BUCKET, breaker_timeline, calls_per_bucket, report
+from seawall.cli.demo import DemoConfig
+from seawall.cli.demo import run as run_demo_loop
+from seawall.cli.demo_stats import (
+    BUCKET,
+    breaker_timeline,
+    calls_per_bucket,
+    report,
+    waiting_per_bucket,
+)
 from seawall.cli.demo_view import plot, print_table, progress_display, rich_available
 from seawall.config import ConfigError, load_config
 from seawall.engine import Seawall
@@ -31,8 +38,6 @@ __all__ = ["build_parser", "main"]
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
-    import asyncio
-
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -40,24 +45,30 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
             out.write("--plot needs matplotlib: pip install 'seawall[plot]'\n")
             return 1
     config = DemoConfig(
-        duration=args.duration, clients=args.clients, rate=args.rate, seed=args.seed
+        duration=args.duration,
+        clients=args.clients,
+        rate=args.rate,
+        seed=args.seed,
+        simulated=args.simulated,
     )
     fancy = out.isatty() and not args.json
     if not args.json:
         out.write(
             f"seawall demo: {config.clients} clients x {config.rate:g} requests/s for "
-            f"{config.duration:g}s, a naive retry loop and seawall side by side\n"
+            f"{config.duration:g}s{' (simulated time)' if config.simulated else ''}, "
+            "a naive retry loop and seawall side by side\n"
         )
         out.flush()
     display, tick = progress_display(out, quiet=args.json)
     with display:
-        variants = asyncio.run(run_demo(config, tick))
+        variants = run_demo_loop(config, tick)
     result = report(variants, config)
     if args.plot:
         timelines = {
             "bucket": BUCKET,
             "calls": {v.name: calls_per_bucket(v, config.duration) for v in variants},
             "breaker": breaker_timeline(variants[1]),
+            "waiting": waiting_per_bucket(variants[1], config.duration),
         }
         plot(result, timelines, args.plot)
     if args.json:
@@ -275,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=1, help="seed of the script and jitter (1)")
     demo.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    demo.add_argument(
+        "--simulated",
+        action="store_true",
+        help="run on simulated time: same scenario, no waiting, numbers independent of load",
+    )
     demo.add_argument("--plot", metavar="FILE.png", help="draw the timeline (needs matplotlib)")
     demo.set_defaults(run=_demo)
 

@@ -8,6 +8,11 @@ delay, the other through seawall with short policies suited to a demo. The
 numbers are computed from what the upstreams saw (``seawall.cli.demo_stats``).
 Everything is bounded: the run stops by itself after about ``duration``
 seconds plus the longest call.
+
+``simulated=True`` runs the same scenario on simulated time
+(``seawall.cli.demo_clock``): the sockets are real, waiting is free, and the
+numbers do not depend on the machine's load. The tests use it; ``make demo``
+runs in real time.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import aiohttp
 import attrs
 
 from seawall import backoff
+from seawall.cli.demo_clock import SimulatedLoop
 from seawall.cli.demo_upstream import Phase, ScriptedUpstream, phase_at, script
 from seawall.engine import Seawall
 from seawall.errors import SeawallError
@@ -28,7 +34,7 @@ from seawall.events import BreakerTransition
 from seawall.plugins import hookimpl
 from seawall.policy import BreakerPolicy, BudgetPolicy, Policy, RetryPolicy, TimeoutPolicy
 
-__all__ = ["DemoConfig", "Progress", "Variant", "demo_policy", "run_demo"]
+__all__ = ["DemoConfig", "Progress", "Variant", "demo_policy", "held", "run", "run_demo"]
 
 #: The variants, in display order.
 VARIANTS = ("naive", "seawall")
@@ -46,6 +52,8 @@ class DemoConfig:
     naive_delay: float = 0.02
     #: Share of the offered load the upstream accepts while rate-limited.
     rate_limit_share: float = 0.6
+    #: Run on simulated time (``seawall.cli.demo_clock``) instead of real time.
+    simulated: bool = False
 
     @property
     def scale(self) -> float:
@@ -94,6 +102,9 @@ class Variant:
         self.requests: list[tuple[float, float, bool]] = []  # (start, end, ok) in run seconds
         self.started = 0
         self.transitions: list[tuple[float, str, str]] = []  # (t, old, new)
+        self.active = 0  # logical requests started and not ended
+        #: (t, callers inside a call, callers held by the breaker or ``None`` when not reported)
+        self.waiting: list[tuple[float, int, int | None]] = []
 
     @property
     def breaker(self) -> str:
@@ -162,7 +173,11 @@ async def _drive(
 
     async def one() -> None:
         start = loop.time() - t0
-        ok = await send()
+        variant.active += 1
+        try:
+            ok = await send()
+        finally:
+            variant.active -= 1
         variant.requests.append((start, loop.time() - t0, ok))
 
     async def client(offset: float) -> None:
@@ -209,7 +224,10 @@ async def run_demo(
     loop = asyncio.get_running_loop()
     urls = [await v.upstream.serve() for v in variants]
     t0 = loop.time() + 0.1
-    sw = Seawall(demo_policy(config), entrypoints=False)
+    # On simulated time every clock seawall reads must be the loop's.
+    sw = Seawall(
+        demo_policy(config), entrypoints=False, clock=loop.time if config.simulated else None
+    )
     sw.register(_BreakerRecorder(guarded, lambda: loop.time() - t0), name="demo.recorder")
     try:
         async with (
@@ -222,12 +240,54 @@ async def run_demo(
                 _drive(naive, lambda: _naive_send(plain, urls[0], config), config, t0, rng),
                 _drive(guarded, lambda: _seawall_send(protected, urls[1]), config, t0, rng),
             )
-            await _watch(run, config, phases, variants, t0, on_tick, tick)
+            sampler = asyncio.create_task(_sample(sw, variants, config, t0))
+            try:
+                await _watch(run, config, phases, variants, t0, on_tick, tick)
+            finally:
+                sampler.cancel()
     finally:
         for variant in variants:
             await variant.upstream.close()
         await sw.aclose()
     return variants
+
+
+#: Seconds between samples of the callers waiting inside each variant.
+SAMPLE = 0.05
+
+
+def held(sw: Seawall) -> int | None:
+    """Callers the breakers hold for a probe's verdict, when ``health()`` reports it.
+
+    Reads ``held`` from each key's report; ``None`` when no key reports it
+    (a seawall without the breaker's hold), so the demo shows what exists.
+    """
+    counts = [r.get("held") for r in sw.health().by_key.values()]
+    numbers = [c for c in counts if isinstance(c, int)]
+    return sum(numbers) if numbers else None
+
+
+async def _sample(
+    sw: Seawall, variants: tuple[Variant, ...], config: DemoConfig, t0: float
+) -> None:
+    """Record the callers inside each variant every ``SAMPLE`` s (bounded by the run's length)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(int((config.duration + 60.0) / SAMPLE)):
+        now = loop.time() - t0
+        if now >= 0:
+            for variant in variants:
+                count = held(sw) if variant.name == "seawall" else None
+                variant.waiting.append((now, variant.active, count))
+        await asyncio.sleep(SAMPLE)
+
+
+def run(
+    config: DemoConfig, on_tick: Callable[[Progress], None] | None = None, tick: float = 0.25
+) -> tuple[Variant, ...]:
+    """``run_demo`` on a fresh event loop: a ``SimulatedLoop`` when ``config.simulated``."""
+    factory = SimulatedLoop if config.simulated else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_demo(config, on_tick, tick))
 
 
 async def _watch(

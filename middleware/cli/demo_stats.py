@@ -7,7 +7,14 @@ from typing import Any
 from seawall.cli.demo import DemoConfig, Variant, demo_policy
 from seawall.cli.demo_upstream import Phase, phase_at, script
 
-__all__ = ["BUCKET", "breaker_timeline", "calls_per_bucket", "report", "summarize"]
+__all__ = [
+    "BUCKET",
+    "breaker_timeline",
+    "calls_per_bucket",
+    "report",
+    "summarize",
+    "waiting_per_bucket",
+]
 
 #: Width of the timeline's buckets, in seconds.
 BUCKET = 0.1
@@ -22,12 +29,41 @@ def _phase(phases: tuple[Phase, ...], name: str) -> Phase:
 
 def calls_per_bucket(variant: Variant, duration: float) -> list[int]:
     """Upstream calls in each ``BUCKET`` of the run."""
-    counts = [0] * (int(duration / BUCKET) + 1)
+    counts = [0] * (_bucket(duration) + 1)
     for t, _status in variant.upstream.hits:
-        index = int(t / BUCKET)
+        index = _bucket(t)
         if 0 <= index < len(counts):
             counts[index] += 1
     return counts
+
+
+def _bucket(t: float) -> int:
+    return int(t / BUCKET + 1e-9)
+
+
+def waiting_per_bucket(variant: Variant, duration: float) -> dict[str, list[int] | None]:
+    """The most callers inside a call, and held by the breaker, in each ``BUCKET``.
+
+    ``held`` is ``None`` when the breaker does not report held callers.
+    """
+    size = _bucket(duration) + 1
+    inside = [0] * size
+    held: list[int] | None = None
+    for t, active, count in variant.waiting:
+        index = _bucket(t)
+        if not 0 <= index < size:
+            continue
+        inside[index] = max(inside[index], active)
+        if count is not None:
+            held = held or [0] * size
+            held[index] = max(held[index], count)
+    return {"inside": inside, "held": held}
+
+
+def _peak(buckets: list[int], phase: Phase, steady: float) -> float | None:
+    """The busiest ``BUCKET`` of ``phase`` against ``steady`` calls per bucket."""
+    inside = buckets[_bucket(phase.start) : _bucket(phase.end)]
+    return round(max(inside) / steady, 3) if inside and steady else None
 
 
 def breaker_timeline(variant: Variant) -> list[tuple[float, str]]:
@@ -57,7 +93,13 @@ def _sustained(variant: Variant, after: float, end: float, window: float) -> flo
 
 
 def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
-    """Every number of the comparison table for one variant."""
+    """Every number of the comparison table for one variant.
+
+    Each phase measures one thing: success and load (upstream calls per
+    logical request started in it) per phase; the load peak after the outage
+    is taken in the recovered phase only, the peak after the rate limit in
+    the phase after it.
+    """
     phases = script(config.duration)
     hits = variant.upstream.hits
     outage = _phase(phases, "outage")
@@ -65,20 +107,25 @@ def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
     limited = _phase(phases, "rate_limited")
     logical = len(variant.requests)
     successes = sum(ok for _s, _e, ok in variant.requests)
-    by_phase: dict[str, list[int]] = {p.name: [0, 0] for p in phases}
+    by_phase: dict[str, list[int]] = {p.name: [0, 0, 0] for p in phases}  # ok, started, calls
     for start, _end, ok in variant.requests:
         phase = phase_at(phases, start)
         if phase is not None:
             by_phase[phase.name][0] += ok
             by_phase[phase.name][1] += 1
-    outage_calls = sum(1 for t, _ in hits if t in outage)
-    healthy_rate = sum(1 for t, _ in hits if t in healthy) / (healthy.end - healthy.start)
+    for t, _status in hits:
+        phase = phase_at(phases, t)
+        if phase is not None:
+            by_phase[phase.name][2] += 1
+    outage_calls = by_phase["outage"][2]
+    healthy_rate = by_phase["healthy"][2] / (healthy.end - healthy.start)
     outage_rate = outage_calls / (outage.end - outage.start)
     limited_hits = [status for t, status in hits if t in limited]
     buckets = calls_per_bucket(variant, config.duration)
-    after = buckets[int(outage.end / BUCKET) :]
     steady_bucket = healthy_rate * BUCKET
     window = max(0.3, config.duration / 20.0)
+    waiting = waiting_per_bucket(variant, config.duration)
+    held = waiting["held"]
     return {
         "logical_requests": logical,
         "successes": successes,
@@ -87,7 +134,10 @@ def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
         "amplification": round(len(hits) / logical, 3) if logical else None,
         "outage_calls": outage_calls,
         "outage_load_vs_steady": round(outage_rate / healthy_rate, 3) if healthy_rate else None,
-        "success_rate_by_phase": {name: _rate(ok, n) for name, (ok, n) in by_phase.items()},
+        "success_rate_by_phase": {name: _rate(ok, n) for name, (ok, n, _c) in by_phase.items()},
+        "load_by_phase": {
+            name: round(calls / n, 3) if n else None for name, (_ok, n, calls) in by_phase.items()
+        },
         "first_success_after_outage_s": _first_success(variant, outage.end),
         "sustained_success_after_outage_s": _sustained(
             variant, outage.end, config.duration, window
@@ -98,9 +148,14 @@ def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
             if limited_hits.count(200)
             else None
         ),
-        "peak_load_after_outage_vs_steady": (
-            round(max(after) / steady_bucket, 3) if after and steady_bucket else None
+        "peak_load_after_outage_vs_steady": _peak(
+            buckets, _phase(phases, "recovered"), steady_bucket
         ),
+        "peak_load_after_rate_limit_vs_steady": _peak(
+            buckets, _phase(phases, "unlimited"), steady_bucket
+        ),
+        "most_callers_waiting": max(waiting["inside"] or [0]),
+        "most_callers_held": max(held) if held is not None else None,
         "breaker_transitions": [
             {"t": round(t, 3), "from": old, "to": new} for t, old, new in variant.transitions
         ],
@@ -116,6 +171,7 @@ def report(variants: tuple[Variant, ...], config: DemoConfig) -> dict[str, Any]:
             "clients": config.clients,
             "rate_per_client": config.rate,
             "seed": config.seed,
+            "simulated_time": config.simulated,
             "naive_attempts": config.naive_attempts,
             "naive_delay_s": config.naive_delay,
             "seawall_recovery_timeout_s": policy.breaker.recovery_timeout,

@@ -1,8 +1,11 @@
 """The demo's upstream: a local aiohttp server that lives through a scripted life.
 
-Phases, as shares of the run: healthy, 30 % errors, a full outage (every
-request answered 503 at once), a rate-limited phase (a fixed-window limiter;
-the rest get 429 with ``Retry-After`` until the next window), and recovery.
+Phases, as shares of the run, each measuring one thing: healthy (the steady
+load), 30 % errors, a full outage (every request answered 503 at once), the
+recovery after it (how fast and how gently callers come back), a rate-limited
+phase (a fixed-window limiter; the rest get 429 with ``Retry-After`` until the
+next window), and healthy again (what the callers waiting on the limit do when
+it lifts).
 The server records the time and status of every request it answers, which is
 what the demo counts.
 """
@@ -16,16 +19,20 @@ import random
 import attrs
 from aiohttp import web
 
-__all__ = ["PHASES", "Phase", "ScriptedUpstream", "script"]
+__all__ = ["HEALTHY", "PHASES", "Phase", "ScriptedUpstream", "phase_at", "script"]
 
 #: (name, label, share of the run) in order.
 PHASES: tuple[tuple[str, str, float], ...] = (
     ("healthy", "healthy", 0.15),
-    ("errors", "30 % errors", 0.20),
-    ("outage", "outage", 0.25),
+    ("errors", "30 % errors", 0.15),
+    ("outage", "outage", 0.20),
+    ("recovered", "recovered", 0.15),
     ("rate_limited", "rate-limited", 0.20),
-    ("recovered", "recovered", 0.20),
+    ("unlimited", "limit lifted", 0.15),
 )
+
+#: Phases in which the upstream answers everything with success.
+HEALTHY = frozenset({"healthy", "recovered", "unlimited"})
 
 #: Share of requests answered 500 in the ``errors`` phase.
 ERROR_RATE = 0.3
@@ -105,7 +112,7 @@ class ScriptedUpstream:
         if self._t0 is None:
             return 200, {}
         phase = phase_at(self.phases, now - self._t0)
-        name = phase.name if phase is not None else "recovered"
+        name = phase.name if phase is not None else "unlimited"
         if name == "errors" and self._rng.random() < ERROR_RATE:
             return 500, {}
         if name == "outage":

@@ -13,7 +13,15 @@ from typing import Any, TextIO
 
 from seawall.cli.demo import Progress
 
-__all__ = ["ROWS", "plain_table", "plot", "progress_display", "rich_available", "table_rows"]
+__all__ = [
+    "PHASE_LABELS",
+    "ROWS",
+    "plain_table",
+    "plot",
+    "progress_display",
+    "rich_available",
+    "table_rows",
+]
 
 
 def rich_available() -> bool:
@@ -41,34 +49,47 @@ def _phase_rate(name: str) -> Callable[[dict[str, Any]], str]:
     return lambda s: _pct(s["success_rate_by_phase"][name])
 
 
+def _phase_load(name: str) -> Callable[[dict[str, Any]], str]:
+    return lambda s: _num(s["load_by_phase"][name], "x")
+
+
+#: The script's phases, (name, label), in order.
+PHASE_LABELS = (
+    ("healthy", "healthy"),
+    ("errors", "30 % errors"),
+    ("outage", "outage"),
+    ("recovered", "after the outage"),
+    ("rate_limited", "rate-limited"),
+    ("unlimited", "limit lifted"),
+)
+
 #: (label, how to render one variant's summary) in table order.
 ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("logical requests", lambda s: _num(s["logical_requests"])),
     ("upstream calls", lambda s: _num(s["upstream_calls"])),
     ("amplification (calls / request)", lambda s: _num(s["amplification"], "x")),
     ("calls during the outage", lambda s: _num(s["outage_calls"])),
-    ("outage load vs steady state", lambda s: _num(s["outage_load_vs_steady"], "x")),
     ("success rate", lambda s: _pct(s["success_rate"])),
-    *(
-        (f"  success: {label}", _phase_rate(name))
-        for name, label in (
-            ("healthy", "healthy"),
-            ("errors", "30 % errors"),
-            ("outage", "outage"),
-            ("rate_limited", "rate-limited"),
-            ("recovered", "recovered"),
-        )
-    ),
+    *((f"  success: {label}", _phase_rate(name)) for name, label in PHASE_LABELS),
+    ("load (upstream calls / request)", lambda _s: ""),
+    *((f"  load: {label}", _phase_load(name)) for name, label in PHASE_LABELS),
+    ("outage load vs steady state", lambda s: _num(s["outage_load_vs_steady"], "x")),
     ("first success after the outage", lambda s: _num(s["first_success_after_outage_s"], " s")),
     (
         "sustained success after the outage",
         lambda s: _num(s["sustained_success_after_outage_s"], " s"),
     ),
     (
-        "peak 100 ms load after outage vs steady",
+        "peak 100 ms load after the outage vs steady",
         lambda s: _num(s["peak_load_after_outage_vs_steady"], "x"),
     ),
+    (
+        "peak 100 ms load after the limit vs steady",
+        lambda s: _num(s["peak_load_after_rate_limit_vs_steady"], "x"),
+    ),
     ("429s per success (rate-limited)", lambda s: _num(s["rate_limited_429s_per_success"])),
+    ("most callers waiting at once", lambda s: _num(s["most_callers_waiting"])),
+    ("most callers held by the breaker", lambda s: _num(s["most_callers_held"])),
     ("breaker transitions", lambda s: _transitions(s["breaker_transitions"])),
 )
 
@@ -188,23 +209,35 @@ def progress_display(
 
 
 def plot(result: dict[str, Any], timelines: dict[str, Any], path: str) -> None:
-    """Write a PNG: upstream calls per 100 ms for both variants, breaker state, phases."""
+    """Write a PNG: upstream calls per 100 ms for both variants, the callers waiting
+    inside seawall (and held by its breaker, when reported), breaker state, phases."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     bucket = timelines["bucket"]
-    fig, (calls_ax, state_ax) = plt.subplots(
-        2, 1, figsize=(9, 4.6), sharex=True, height_ratios=(3, 1), dpi=90
+    fig, (calls_ax, wait_ax, state_ax) = plt.subplots(
+        3, 1, figsize=(9, 5.8), sharex=True, height_ratios=(3, 1.4, 1), dpi=90
     )
     colours = {"naive": "#d62728", "seawall": "#1f77b4"}
     for name, counts in timelines["calls"].items():
         xs = [i * bucket for i in range(len(counts))]
         calls_ax.step(xs, counts, where="post", label=name, color=colours.get(name), lw=1.2)
-    shades = ("#ffffff", "#fff4d6", "#fde0dc", "#e8e0f8", "#e3f4e3")
+    waiting = timelines.get("waiting") or {}
+    xs = [i * bucket for i in range(len(waiting.get("inside") or []))]
+    if xs:
+        wait_ax.step(
+            xs, waiting["inside"], where="post", color=colours["seawall"], lw=1, label="waiting"
+        )
+    if xs and waiting.get("held") is not None:
+        wait_ax.step(xs, waiting["held"], where="post", color="#9467bd", lw=1, label="held")
+    wait_ax.set_ylabel("seawall\ncallers", fontsize=8)
+    if xs:
+        wait_ax.legend(loc="upper left", fontsize=7)
+    shades = ("#ffffff", "#fff4d6", "#fde0dc", "#e3f4e3", "#e8e0f8", "#ffffff")
     for phase, shade in zip(result["phases"], shades, strict=False):
-        for ax in (calls_ax, state_ax):
+        for ax in (calls_ax, wait_ax, state_ax):
             ax.axvspan(phase["start_s"], phase["end_s"], color=shade, lw=0)
         calls_ax.text(
             (phase["start_s"] + phase["end_s"]) / 2,

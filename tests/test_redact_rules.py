@@ -1,0 +1,77 @@
+"""Redaction as plain functions (``seawall.redact``): which names are secret, and the edges."""
+
+from __future__ import annotations
+
+import pytest
+from yarl import URL
+
+from seawall.redact import MASK, redact_headers, redact_key, redact_text, redact_url
+
+
+@pytest.mark.parametrize("name", ["Cookie", "Set-Cookie", "X-Api-Key", "authorization"])
+def test_secret_headers_are_masked_whatever_their_case(name: str) -> None:
+    """Named secret headers (also those whose name says nothing of keys) are masked."""
+    assert redact_headers({name: "s3cr3t", "Accept": "json"}) == {name: MASK, "Accept": "json"}
+
+
+def test_headers_given_as_pairs_are_masked_too() -> None:
+    """A list of (name, value) pairs works like a mapping."""
+    pairs = [("Cookie", "a=b"), ("Accept", "json")]
+    assert redact_headers(pairs) == {"Cookie": MASK, "Accept": "json"}
+
+
+@pytest.mark.parametrize("name", ["code", "session", "sig", "token", "client_secret"])
+def test_secret_query_parameters_are_masked(name: str) -> None:
+    """Named secret parameters (also ``code``, ``session``, ``sig``) are masked; others stay."""
+    url = redact_url(f"https://h.example/cb?{name}=s3cr3t&page=2")
+    assert url is not None
+    assert url.query[name] == MASK
+    assert url.query["page"] == "2"
+
+
+@pytest.mark.parametrize("raw", ["https://alice@h.example/x", "https://:pw@h.example/x"])
+def test_a_user_or_a_password_alone_is_removed(raw: str) -> None:
+    """Credentials in a URL go, even when only the user or only the password is there."""
+    assert redact_url(raw) == URL("https://h.example/x")
+
+
+def test_a_url_without_secrets_is_returned_as_is() -> None:
+    """No credentials, no secret parameters: the same URL."""
+    assert redact_url("https://h.example/x?page=2&q=a%20b") == URL(
+        "https://h.example/x?page=2&q=a%20b"
+    )
+    assert redact_url(None) is None
+
+
+@pytest.mark.parametrize("bad", ["http://[::1", 12345])
+def test_a_url_that_cannot_be_read_is_masked_whole(bad: object) -> None:
+    """Something that is not a URL is not shown at all."""
+    assert redact_url(bad) == URL(MASK)  # type: ignore[arg-type]  # the point of the test
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{'cookie': 'abc'}", f"{{'cookie': '{MASK}'}}"),
+        ("{'code': 'abc', 'page': '2'}", f"{{'code': '{MASK}', 'page': '2'}}"),
+        ('x_api_key="abc" page="2"', f'x_api_key="{MASK}" page="2"'),
+        ("failed: api_key=abc (retry)", f"failed: api_key={MASK} (retry)"),
+        ("failed: page=abc (retry)", "failed: page=abc (retry)"),
+        ("failed: mode=tokenless (retry)", "failed: mode=tokenless (retry)"),
+        ("GET /x?code=abc&page=2", f"GET /x?code={MASK}&page=2"),
+        ("Cookie: a=b; c=d\nnext", f"Cookie: {MASK}\nnext"),
+        ("see https://bob:hunter2@h.example/x", f"see https://{MASK}@h.example/x"),
+        ("Authorization: Bearer abc.def", f"Authorization: {MASK}"),
+        ("bearer abc.def here", f"bearer {MASK} here"),
+        ("", ""),
+    ],
+)
+def test_redact_text_masks_exactly_the_secret_values(text: str, expected: str) -> None:
+    """Each form masks the value only, keeps the name and the text around it."""
+    assert redact_text(text) == expected
+
+
+def test_a_key_is_shown_redacted() -> None:
+    """Keys with a secret in them are shown masked; plain keys unchanged."""
+    assert redact_key("https://h.example/x?key=abc") == f"https://h.example/x?key={MASK}"
+    assert redact_key("payments") == "payments"

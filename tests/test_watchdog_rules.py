@@ -1,0 +1,52 @@
+"""The watchdog's documented numbers: limits from 1 s up, enforced at most 0.1 s early."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from seawall import watchdog
+
+from .test_watchdog import FrozenClockLoop, _sw, _turns
+
+
+def test_limits_from_one_second_are_watched_and_fire_at_most_a_tenth_early() -> None:
+    """A 0.5 s limit is left to ``asyncio.timeout``; 1 s and longer are the watchdog's.
+    One sweep takes what is due within 0.1 s, and nothing due later than that."""
+    loop = FrozenClockLoop()
+    limits = {"short": 0.5, "one": 1.0, "grain": 1.09, "beyond": 1.15}
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+        entered: list[str] = []
+
+        async def hang(name: str) -> None:
+            entered.append(name)
+            await never.wait()
+
+        tasks = {
+            name: asyncio.ensure_future(_sw(limit).call(hang, name, key=name))
+            for name, limit in limits.items()
+        }
+        assert await _turns(lambda: len(entered) == 4)
+        assert sorted(watchdog.of(loop).deadlines.values()) == [1.0, 1.09, 1.15]
+
+        def ended() -> set[str]:
+            return {name for name, task in tasks.items() if task.done()}
+
+        loop.now = 0.5
+        assert await _turns(lambda: ended() == {"short"})
+        loop.now = 1.0
+        assert await _turns(lambda: ended() == {"short", "one", "grain"})
+        assert not await _turns(lambda: "beyond" in ended(), turns=20)
+        loop.now = 1.15
+        assert await _turns(lambda: "beyond" in ended())
+        for task in tasks.values():
+            with pytest.raises(TimeoutError):
+                task.result()
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
