@@ -1,4 +1,5 @@
-"""The block form: ``async for attempt in sw.attempts(key=...): with attempt: ...``.
+"""The block form: ``async for attempt in sw.attempts(key=...): with attempt: ...``
+(and ``for attempt in ...`` in sync code, see ``seawall.sync``).
 
 For code that is not a function. Each ``with attempt:`` block is one attempt:
 leaving it normally is a success (the loop ends); an exception raised in it is
@@ -24,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from seawall import sync
 from seawall._path.spec import Attempt, CallSpec
+from seawall._path.threads import SyncRun
 from seawall.calls import Retried, check_options, retry_predicate
 from seawall.context import merge as merge_context
 from seawall.policy import Policy
@@ -112,13 +115,24 @@ class Attempts:
     def __aiter__(self) -> Attempts:
         return self
 
-    def _start(self) -> asyncio.Task[Any]:
+    def __iter__(self) -> SyncRun:
+        """The sync form: ``for attempt in sw.attempts(key=...): with attempt: ...``.
+
+        Runs in this thread (``seawall.sync``): waits sleep it, the key's state
+        is the one async calls share.
+        """
+        if self._runner is not None:
+            msg = "sw.attempts(...) is already iterated with `async for`: make a new one"
+            raise RuntimeError(msg)
+        return sync.run(self._sw, self._spec())
+
+    def _spec(self) -> CallSpec:
         sw = self._sw
         policy = self._policy or sw.policy_for_key(self._key)
         if policy.timeout.attempt is not None:  # cannot cut a block short: see the module doc
             policy = attrs.evolve(policy, timeout=attrs.evolve(policy.timeout, attempt=None))
         key = redact_key(self._key)
-        spec = CallSpec(
+        return CallSpec(
             key=key,
             policy=policy,
             state=sw.state_for(key, policy),
@@ -126,7 +140,10 @@ class Attempts:
             llm=policy.llm,
             retry_if=self._retry_if,
         )
-        return asyncio.get_running_loop().create_task(sw.run(spec, self._channel.attempt))
+
+    def _start(self) -> asyncio.Task[Any]:
+        spec = self._spec()
+        return asyncio.get_running_loop().create_task(self._sw.run(spec, self._channel.attempt))
 
     async def __anext__(self) -> AttemptBlock:
         if self._done:
