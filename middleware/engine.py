@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
 import aiohttp
 import attrs
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientMiddlewareType, ClientSession
 
     from seawall.httpx import AsyncTransport
+    from seawall.httpx_sync import SyncTransport
     from seawall.plugins.manager import PluginInfo
 
 # Old homes of names now defined lower down, kept importable from here.
@@ -227,17 +228,37 @@ class Seawall:
         middlewares = (self.middleware(), *kwargs.pop("middlewares", ()))
         return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
 
-    def httpx_transport(self, transport: httpx.AsyncBaseTransport | None = None) -> AsyncTransport:
-        """An httpx transport through this seawall: ``httpx.AsyncClient(transport=...)``.
+    @overload
+    def httpx_transport(
+        self, transport: httpx.AsyncBaseTransport | None = None, *, sync: Literal[False] = False
+    ) -> AsyncTransport: ...
+
+    @overload
+    def httpx_transport(
+        self, transport: httpx.BaseTransport | None = None, *, sync: Literal[True]
+    ) -> SyncTransport: ...
+
+    def httpx_transport(
+        self,
+        transport: httpx.AsyncBaseTransport | httpx.BaseTransport | None = None,
+        *,
+        sync: bool = False,
+    ) -> AsyncTransport | SyncTransport:
+        """An httpx transport through this seawall: ``httpx.AsyncClient(transport=...)``,
+        or with ``sync=True`` for ``httpx.Client(transport=...)``.
 
         ``transport`` is the one that really sends (default
-        ``httpx.AsyncHTTPTransport()``). Needs ``seawall[httpx]``; see
-        ``docs/httpx.md``. Returns a ``seawall.httpx.AsyncTransport``.
+        ``httpx.AsyncHTTPTransport()``, or ``httpx.HTTPTransport()`` with
+        ``sync=True``). Needs ``seawall[httpx]``; see ``docs/httpx.md``.
         """
         # Imported here, not at the top: only users of httpx need httpx.
+        if sync:
+            from seawall.httpx_sync import SyncTransport
+
+            return SyncTransport(self, transport)  # type: ignore[arg-type]
         from seawall.httpx import AsyncTransport
 
-        return AsyncTransport(self, transport)
+        return AsyncTransport(self, transport)  # type: ignore[arg-type]
 
     async def call(
         self,

@@ -241,6 +241,47 @@ def _request_body(request: httpx.Request) -> bytes | None:
         return None
 
 
+def warn_sdk_retries(request: httpx.Request) -> bool:
+    """Warn (once per transport: the caller keeps the flag) when an SDK re-sends a request."""
+    if request.headers.get(_SDK_RETRY_HEADER, "0") in ("", "0"):
+        return False
+    logger.warning(
+        "an SDK client is retrying a request seawall already retried (its "
+        "max_retries is not 0), which multiplies attempts: create the client with "
+        "max_retries=0 and let seawall retry"
+    )
+    return True
+
+
+def request_spec(sw: Seawall, request: httpx.Request, discard: Callable[[Any], None]) -> CallSpec:
+    """The ``CallSpec`` of one httpx request (the async and the sync transport alike)."""
+    url = URL(str(request.url), encoded=True)
+    route = sw.registry.route_for(url)
+    key, policy = route.key, route.policy
+    method = request.method
+    if policy.key == "model":
+        body = _request_body(request)
+        model = model_from_json(body) if body and len(body) <= MODEL_BODY_LIMIT else None
+        key = f"{key}#{model}" if model else key
+        state = sw.registry.state_for(key, policy)
+    else:
+        state = route.state = route.state or sw.registry.state_for(key, policy)
+    return CallSpec(
+        key=key,
+        policy=policy,
+        state=state,
+        method=method,
+        url=url,
+        context=current_context(),
+        idempotent=method in policy.retry.retry_methods or "idempotency-key" in request.headers,
+        replayable=lambda: isinstance(request.stream, httpx.ByteStream),
+        discard=discard,
+        http=True,
+        llm=route.llm,
+        twins=HTTPX_TWINS,
+    )
+
+
 class AsyncTransport(httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` that sends requests through a ``Seawall``.
 
@@ -254,41 +295,10 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         self._warned = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not self._warned and request.headers.get(_SDK_RETRY_HEADER, "0") not in ("", "0"):
-            self._warned = True
-            logger.warning(
-                "an SDK client is retrying a request seawall already retried (its "
-                "max_retries is not 0), which multiplies attempts: create the client with "
-                "max_retries=0 and let seawall retry"
-            )
-        sw = self.sw
-        url = URL(str(request.url), encoded=True)
-        route = sw.registry.route_for(url)
-        key, policy = route.key, route.policy
-        method = request.method
-        body = _request_body(request)
-        if policy.key == "model":
-            model = model_from_json(body) if body and len(body) <= MODEL_BODY_LIMIT else None
-            key = f"{key}#{model}" if model else key
-            state = sw.registry.state_for(key, policy)
-        else:
-            state = route.state = route.state or sw.registry.state_for(key, policy)
-        spec = CallSpec(
-            key=key,
-            policy=policy,
-            state=state,
-            method=method,
-            url=url,
-            context=current_context(),
-            idempotent=method in policy.retry.retry_methods or "idempotency-key" in request.headers,
-            replayable=lambda: isinstance(request.stream, httpx.ByteStream),
-            discard=_discard,
-            http=True,
-            llm=route.llm,
-            twins=HTTPX_TWINS,
-        )
+        self._warned = self._warned or warn_sdk_retries(request)
+        spec = request_spec(self.sw, request, _discard)
         try:
-            response: httpx.Response = await sw.run(spec, self._attempts(spec, request))
+            response: httpx.Response = await self.sw.run(spec, self._attempts(spec, request))
         except SeawallError as exc:
             if isinstance(exc, httpx.RequestError):
                 exc.request = request

@@ -33,13 +33,15 @@ class SyncAttempt:
     and propagates.
     """
 
-    __slots__ = ("_run", "_status", "number", "value")
+    __slots__ = ("_run", "_status", "number", "result", "value")
 
     def __init__(self, run: SyncRun, number: int) -> None:
         #: 1 for the first attempt.
         self.number = number
         #: What the attempt produced (``sw.call_sync`` puts the function's answer here).
         self.value: Any = None
+        #: An adapter's fuller report (an HTTP response's status, headers, body), else ``None``.
+        self.result: Attempt | None = None
         self._run = run
         self._status = _OPEN
 
@@ -144,7 +146,8 @@ class SyncRun:
         loop = self._loop
         call.ended = loop.clock()
         if exc is None:
-            call.result, call.exc = Attempt(attempt.value), None
+            result = attempt.result
+            call.result, call.exc = result or Attempt(attempt.value), None
         else:
             assert isinstance(exc, Exception)
             call.result, call.exc = None, exc
