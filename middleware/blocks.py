@@ -20,14 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from seawall import sync
 from seawall._path.spec import Attempt, CallSpec
-from seawall._path.threads import SyncRun
+from seawall._path.threads import Block, SyncRun
 from seawall.calls import Retried, check_options, retry_predicate
 from seawall.context import merge as merge_context
 from seawall.policy import Policy
@@ -39,28 +38,19 @@ if TYPE_CHECKING:
 __all__ = ["AttemptBlock", "Attempts"]
 
 
-class AttemptBlock:
+class AttemptBlock(Block):
     """One attempt of the block form: use it as ``with attempt:``."""
 
-    __slots__ = ("_report", "number")
+    __slots__ = ("_report",)
 
     def __init__(self, number: int, report: asyncio.Future[BaseException | None]) -> None:
-        #: 1 for the first attempt.
-        self.number = number
+        super().__init__(number)
         self._report = report
 
-    def __enter__(self) -> AttemptBlock:
-        if self._report.done():
-            msg = f"attempt {self.number} was already used: one `with attempt:` per attempt"
-            raise RuntimeError(msg)
-        return self
+    def _used(self) -> bool:
+        return self._report.done()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
+    def _ended(self, exc: BaseException | None) -> bool:
         report = self._report
         if exc is None:
             if not report.done():

@@ -25,8 +25,11 @@ from seawall.httpx import (
     _STREAMING,
     _content_type,
     _decoded,
-    _encoded,
+    account_body,
+    cost_reading,
     request_spec,
+    stream_usage,
+    too_long,
     warn_sdk_retries,
 )
 from seawall.policy import IDEMPOTENT_METHODS
@@ -81,8 +84,7 @@ class _Replay(httpx.SyncByteStream):
 
 def _peek(resp: httpx.Response, limit: int) -> bytes | None:
     """Up to ``limit`` raw bytes of ``resp``'s body, leaving the whole body readable."""
-    length = resp.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if too_long(resp, limit):
         return None
     original = resp.stream
     assert isinstance(original, httpx.SyncByteStream), "a sync transport's response"
@@ -123,26 +125,18 @@ def _failed(resp: httpx.Response, method: str) -> Attempt:
 
 def _watch_cost(sw: Seawall, key: str, url: str, resp: httpx.Response) -> None:
     """Read the usage of a successful LLM answer, leaving the body whole for the caller."""
-    content_type = _content_type(resp)
-    if content_type == _STREAMING and not _encoded(resp):
-
-        def done(usage: costs.Usage) -> None:
-            costs.account(sw.cost_tracker, sw.hooks, key, url, usage, streamed=True)
-
+    how = cost_reading(resp)
+    if how == "stream":
         original = resp.stream
         assert isinstance(original, httpx.SyncByteStream), "a sync transport's response"
-        resp.stream = _Replay([], None, original, costs.StreamUsage(done))
-        return
-    if content_type != "application/json":
-        return
-    try:
-        body = _decoded(resp, _peek(resp, costs.SUCCESS_BODY_LIMIT))
-    except BaseException:
-        resp.close()
-        raise
-    usage = costs.usage_from_json(body) if body else None
-    if usage is not None:
-        costs.account(sw.cost_tracker, sw.hooks, key, url, usage)
+        resp.stream = _Replay([], None, original, stream_usage(sw, key, url))
+    elif how == "json":
+        try:
+            raw = _peek(resp, costs.SUCCESS_BODY_LIMIT)
+        except BaseException:
+            resp.close()
+            raise
+        account_body(sw, key, url, resp, raw)
 
 
 class SyncTransport(httpx.BaseTransport):

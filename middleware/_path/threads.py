@@ -12,41 +12,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from seawall import _testmode
 from seawall._path.loop import CallState, Loop
 from seawall._path.spec import Attempt, CallSpec
 
-__all__ = ["SyncAttempt", "SyncRun"]
+__all__ = ["Block", "SyncAttempt", "SyncRun"]
 
 _OPEN, _REPORTED, _INTERRUPTED = 0, 1, 2
 
 
-class SyncAttempt:
-    """One attempt in a thread: use it as ``with attempt:``.
+class Block:
+    """One attempt as a ``with`` block (the sync and the async block forms)."""
 
-    Leaving the block normally is a success; an ``Exception`` raised in it is
-    the attempt's failure, which the block keeps from the caller so that the
-    loop can go on (retry, or raise from the ``for`` statement). Anything
-    else (``KeyboardInterrupt``, ``SystemExit``) gives the breaker permit back
-    and propagates.
-    """
+    __slots__ = ("number",)
 
-    __slots__ = ("_run", "_status", "number", "result", "value")
-
-    def __init__(self, run: SyncRun, number: int) -> None:
+    def __init__(self, number: int) -> None:
         #: 1 for the first attempt.
         self.number = number
-        #: What the attempt produced (``sw.call_sync`` puts the function's answer here).
-        self.value: Any = None
-        #: An adapter's fuller report (an HTTP response's status, headers, body), else ``None``.
-        self.result: Attempt | None = None
-        self._run = run
-        self._status = _OPEN
 
-    def __enter__(self) -> SyncAttempt:
-        if self._status != _OPEN:
+    def _used(self) -> bool:
+        raise NotImplementedError
+
+    def _ended(self, exc: BaseException | None) -> bool:
+        """The block ended (``exc``: what it raised); whether to swallow ``exc``."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        if self._used():
             msg = f"attempt {self.number} was already used: one `with attempt:` per attempt"
             raise RuntimeError(msg)
         return self
@@ -57,6 +51,34 @@ class SyncAttempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        return self._ended(exc)
+
+
+class SyncAttempt(Block):
+    """One attempt in a thread: use it as ``with attempt:``.
+
+    Leaving the block normally is a success; an ``Exception`` raised in it is
+    the attempt's failure, which the block keeps from the caller so that the
+    loop can go on (retry, or raise from the ``for`` statement). Anything
+    else (``KeyboardInterrupt``, ``SystemExit``) gives the breaker permit back
+    and propagates.
+    """
+
+    __slots__ = ("_run", "_status", "result", "value")
+
+    def __init__(self, run: SyncRun, number: int) -> None:
+        super().__init__(number)
+        #: What the attempt produced (``sw.call_sync`` puts the function's answer here).
+        self.value: Any = None
+        #: An adapter's fuller report (an HTTP response's status, headers, body), else ``None``.
+        self.result: Attempt | None = None
+        self._run = run
+        self._status = _OPEN
+
+    def _used(self) -> bool:
+        return self._status != _OPEN
+
+    def _ended(self, exc: BaseException | None) -> bool:
         if self._status != _OPEN:
             return False
         if exc is not None and not isinstance(exc, Exception):
