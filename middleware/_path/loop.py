@@ -155,7 +155,7 @@ class Loop:
         return CallState(spec, started, self._deadline_at(spec, started))
 
     def admit(self, call: CallState) -> float | None:
-        """Let attempt go: take the breaker's permit, start the clock, count it in flight.
+        """Let the attempt go: take the breaker's permit, start the clock, count it in flight.
 
         Returns the attempt's time limit. Raises seawall's error when the
         breaker or the deadline refuses it. Call under the key's lock, after
