@@ -279,7 +279,9 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
             or (inbound is not None and (limit is None or inbound - time.monotonic() <= limit))
         ):
             return await _through_run(sw, route, req, handler)
-        state.begin(started)
+        lock = state.lock  # threads (sync calls) may share this key's state
+        with lock:
+            state.begin(started)
         # Not counted in cooldown.inflight: only LLM routes read rate-limit
         # headers, and they never come this way (FirstAttempt counts a failure).
         task = watching = None
@@ -314,9 +316,10 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
         ended = clock()
         if result is None and exc is None:
             breaker = state.breaker
-            if not breaker.quiet:
-                breaker.succeeded()
-            state.stats.first_try(ended - started)
+            with lock:
+                if not breaker.quiet:
+                    breaker.succeeded()
+                state.stats.first_try(ended - started)
             return resp
         first = FirstAttempt(started, ended, result, exc)
         return await _through_run(sw, route, req, handler, first)

@@ -1,4 +1,5 @@
-"""The block form: ``async for attempt in sw.attempts(key=...): with attempt: ...``.
+"""The block form: ``async for attempt in sw.attempts(key=...): with attempt: ...``
+(and ``for attempt in ...`` in sync code, see ``seawall.sync``).
 
 For code that is not a function. Each ``with attempt:`` block is one attempt:
 leaving it normally is a success (the loop ends); an exception raised in it is
@@ -19,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from seawall import sync
 from seawall._path.spec import Attempt, CallSpec
+from seawall._path.threads import Block, SyncRun
 from seawall.calls import Retried, check_options, retry_predicate
 from seawall.context import merge as merge_context
 from seawall.policy import Policy
@@ -36,28 +38,19 @@ if TYPE_CHECKING:
 __all__ = ["AttemptBlock", "Attempts"]
 
 
-class AttemptBlock:
+class AttemptBlock(Block):
     """One attempt of the block form: use it as ``with attempt:``."""
 
-    __slots__ = ("_report", "number")
+    __slots__ = ("_report",)
 
     def __init__(self, number: int, report: asyncio.Future[BaseException | None]) -> None:
-        #: 1 for the first attempt.
-        self.number = number
+        super().__init__(number)
         self._report = report
 
-    def __enter__(self) -> AttemptBlock:
-        if self._report.done():
-            msg = f"attempt {self.number} was already used: one `with attempt:` per attempt"
-            raise RuntimeError(msg)
-        return self
+    def _used(self) -> bool:
+        return self._report.done()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
+    def _ended(self, exc: BaseException | None) -> bool:
         report = self._report
         if exc is None:
             if not report.done():
@@ -112,13 +105,24 @@ class Attempts:
     def __aiter__(self) -> Attempts:
         return self
 
-    def _start(self) -> asyncio.Task[Any]:
+    def __iter__(self) -> SyncRun:
+        """The sync form: ``for attempt in sw.attempts(key=...): with attempt: ...``.
+
+        Runs in this thread (``seawall.sync``): waits sleep it, the key's state
+        is the one async calls share.
+        """
+        if self._runner is not None:
+            msg = "sw.attempts(...) is already iterated with `async for`: make a new one"
+            raise RuntimeError(msg)
+        return sync.run(self._sw, self._spec())
+
+    def _spec(self) -> CallSpec:
         sw = self._sw
         policy = self._policy or sw.policy_for_key(self._key)
         if policy.timeout.attempt is not None:  # cannot cut a block short: see the module doc
             policy = attrs.evolve(policy, timeout=attrs.evolve(policy.timeout, attempt=None))
         key = redact_key(self._key)
-        spec = CallSpec(
+        return CallSpec(
             key=key,
             policy=policy,
             state=sw.state_for(key, policy),
@@ -126,7 +130,10 @@ class Attempts:
             llm=policy.llm,
             retry_if=self._retry_if,
         )
-        return asyncio.get_running_loop().create_task(sw.run(spec, self._channel.attempt))
+
+    def _start(self) -> asyncio.Task[Any]:
+        spec = self._spec()
+        return asyncio.get_running_loop().create_task(self._sw.run(spec, self._channel.attempt))
 
     async def __anext__(self) -> AttemptBlock:
         if self._done:

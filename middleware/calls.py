@@ -1,4 +1,4 @@
-"""Calls of plain async functions: ``sw.call``, ``sw.using(...)``, ``@sw.protect``.
+"""Calls of plain functions: ``sw.call``, ``sw.call_sync``, ``sw.using(...)``, ``@sw.protect``.
 
 The adapter for code that is not an HTTP request. Seawall's own options
 (``key``, ``context``, ``policy``, ``on``) are kept apart from the wrapped
@@ -13,8 +13,9 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
+from seawall import sync
 from seawall._path.spec import CallSpec, call_key, coroutine_attempt
 from seawall.context import merge as merge_context
 from seawall.policy import Policy
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OPTION_NAMES",
+    "Decorator",
     "Retried",
     "Using",
     "check_collisions",
@@ -41,6 +43,19 @@ OPTION_NAMES = ("key", "context", "policy")
 
 #: What ``on=`` accepts: exception types, or a predicate over the exception.
 Retried = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+
+
+class Decorator(Protocol):
+    """What ``@sw.protect(...)`` and ``@seawall.retry(...)`` return: keeps the signature
+    of an async function or of a plain one."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, T], /) -> Callable[P, T]: ...
 
 
 def retry_predicate(on: Retried | None, where: str) -> Callable[[BaseException], bool] | None:
@@ -156,13 +171,12 @@ class Using:
         self._policy = policy
         self._retry_if = retry_predicate(on, "sw.using")
 
-    async def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
-        """``await fn(*args, **kwargs)`` under protection; every keyword goes to ``fn``."""
+    def _spec(self, fn: Callable[..., Any]) -> CallSpec:
         key = self._key if self._key is not None else call_key(fn)
         sw = self._sw
         policy = self._policy or sw.policy_for_key(key)
         key = redact_key(key)  # shown in health(), metrics, logs: never a secret it holds
-        spec = CallSpec(
+        return CallSpec(
             key=key,
             policy=policy,
             state=sw.state_for(key, policy),
@@ -170,29 +184,46 @@ class Using:
             llm=policy.llm,  # call(policy=Policy.for_llm()) is an LLM call, whatever its key
             retry_if=self._retry_if,
         )
-        result: T = await sw.run(spec, coroutine_attempt(fn, args, kwargs))
+
+    async def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+        """``await fn(*args, **kwargs)`` under protection; every keyword goes to ``fn``."""
+        result: T = await self._sw.run(self._spec(fn), coroutine_attempt(fn, args, kwargs))
         return result
 
+    def call_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` under protection in this thread; every keyword goes to ``fn``.
+
+        Waits between attempts sleep the thread (``seawall.sync``).
+        """
+        return sync.call(self._sw, self._spec(fn), fn, args, kwargs)
+
+    @overload
     def protect(
         self, fn: Callable[P, Coroutine[Any, Any, T]], /
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        """``fn`` wrapped: each call runs as ``self.call(fn, ...)``."""
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def protect(self, fn: Callable[P, T], /) -> Callable[P, T]: ...
+
+    def protect(self, fn: Callable[P, Any], /) -> Callable[P, Any]:
+        """``fn`` wrapped: each call runs as ``self.call(fn, ...)`` (a ``def``: ``call_sync``)."""
         return protect_with(fn, lambda: self)
 
 
-def protect_with(
-    fn: Callable[P, Coroutine[Any, Any, T]], using: Callable[[], Using]
-) -> Callable[P, Coroutine[Any, Any, T]]:
-    """``fn`` wrapped, each call run as ``using().call(fn, ...)``: every argument reaches it."""
-    if not inspect.iscoroutinefunction(fn):
-        msg = (
-            f"seawall's decorators need an async function (async def); {fn!r} is not one "
-            "(protect sync code from an async caller with asyncio.to_thread)"
-        )
+def protect_with(fn: Callable[P, Any], using: Callable[[], Using]) -> Callable[P, Any]:
+    """``fn`` wrapped, each call run as ``using().call(fn, ...)``: every argument reaches it.
+
+    An ``async def`` is awaited on the event loop; a plain ``def`` runs in the
+    calling thread (``using().call_sync``), sleeping it between attempts.
+    """
+    if not callable(fn):
+        msg = f"seawall's decorators wrap a function; {fn!r} is not callable"
         raise TypeError(msg)
+    if not inspect.iscoroutinefunction(fn):
+        return sync.protect(fn, lambda f, *a, **kw: using().call_sync(f, *a, **kw))
 
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         return await using().call(fn, *args, **kwargs)
 
     return wrapper

@@ -5,6 +5,9 @@
     @seawall.retry                                   # bare: the default policy
     async def fetch(url: str) -> bytes: ...
 
+    @seawall.retry(key="db")                         # a plain def: the thread sleeps
+    def query(sql: str) -> list[Row]: ...
+
     @seawall.retry(on=httpx.HTTPError, attempts=3)   # narrowed, like stamina
     async def fetch(url: str) -> bytes: ...
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import attrs
 
@@ -83,6 +86,10 @@ def retry(fn: Callable[P, Coroutine[Any, Any, T]], /) -> Callable[P, Coroutine[A
 
 
 @overload
+def retry(fn: Callable[P, T], /) -> Callable[P, T]: ...
+
+
+@overload
 def retry(
     fn: None = None,
     /,
@@ -92,11 +99,11 @@ def retry(
     key: str | None = None,
     context: Mapping[str, Any] | None = None,
     policy: Policy | None = None,
-) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]: ...
+) -> calls.Decorator: ...
 
 
 def retry(
-    fn: Callable[P, Coroutine[Any, Any, T]] | None = None,
+    fn: Callable[P, Any] | None = None,
     /,
     *,
     on: calls.Retried | None = None,
@@ -104,11 +111,11 @@ def retry(
     key: str | None = None,
     context: Mapping[str, Any] | None = None,
     policy: Policy | None = None,
-) -> (
-    Callable[P, Coroutine[Any, Any, T]]
-    | Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]
-):
-    """Protect an async function with the default ``Seawall``; bare or with arguments.
+) -> Callable[P, Any] | calls.Decorator:
+    """Protect a function with the default ``Seawall``; bare or with arguments.
+
+    An ``async def`` is awaited on the event loop; a plain ``def`` runs in the
+    calling thread, which sleeps between attempts (``docs/sync.md``).
 
     :param on: retry only these exception types (a type or a tuple), or the
         exceptions a predicate returns True for; others are raised at once.
@@ -126,9 +133,10 @@ def retry(
         msg = f"seawall.retry(policy={policy!r}): give a seawall.Policy"
         raise TypeError(msg)
 
-    def decorate(
-        fn: Callable[P, Coroutine[Any, Any, T]],
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
+    def decorate(fn: Callable[P, Any]) -> Callable[P, Any]:
+        if not callable(fn):
+            msg = f"seawall.retry wraps a function; {fn!r} is not callable"
+            raise TypeError(msg)
         name = key if key is not None else fn.__qualname__
         last: list[Policy] = []  # the base policy seen last, and ours made from it
 
@@ -149,4 +157,4 @@ def retry(
 
     if fn is not None:
         return decorate(fn)
-    return decorate
+    return cast(calls.Decorator, decorate)

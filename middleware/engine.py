@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
 import aiohttp
 import attrs
@@ -32,7 +32,7 @@ from seawall._path.spec import (
 )
 from seawall.aiohttp import make_middleware
 from seawall.blocks import Attempts
-from seawall.calls import Retried, Using, check_collisions
+from seawall.calls import Decorator, Retried, Using, check_collisions
 from seawall.config import load_config, load_file
 from seawall.costs import CostTracker
 from seawall.escalation import EscalationPolicy, Escalator
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientMiddlewareType, ClientSession
 
     from seawall.httpx import AsyncTransport
+    from seawall.httpx_sync import SyncTransport
     from seawall.plugins.manager import PluginInfo
 
 # Old homes of names now defined lower down, kept importable from here.
@@ -88,6 +89,8 @@ class Seawall:
     :param blocked: plugin names not to register, e.g. ``"seawall.builtin.logging_sink"``.
     :param escalation: how incidents are folded and delivered.
     :param clock: a monotonic clock in seconds, for tests (default ``time.monotonic``).
+    :param sleep: how a sync call (``call_sync``, a decorated ``def``) waits, for
+        tests (default ``time.sleep``); give one that moves ``clock``.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class Seawall:
         blocked: Iterable[str] = (),
         escalation: EscalationPolicy | None = None,
         clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if policy is None:
             policy = Policy()
@@ -109,6 +113,8 @@ class Seawall:
             raise TypeError(msg)
         self.policy = policy
         self.clock: Callable[[], float] = clock or time.monotonic
+        #: How sync calls wait between attempts (the thread sleeps); instant in test mode.
+        self.sleep: Callable[[float], None] = sleep or time.sleep
         self.plugin_manager = make_manager(
             list(plugins), entrypoints=entrypoints, blocked=list(blocked)
         )
@@ -223,17 +229,37 @@ class Seawall:
         middlewares = (self.middleware(), *kwargs.pop("middlewares", ()))
         return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
 
-    def httpx_transport(self, transport: httpx.AsyncBaseTransport | None = None) -> AsyncTransport:
-        """An httpx transport through this seawall: ``httpx.AsyncClient(transport=...)``.
+    @overload
+    def httpx_transport(
+        self, transport: httpx.AsyncBaseTransport | None = None, *, sync: Literal[False] = False
+    ) -> AsyncTransport: ...
+
+    @overload
+    def httpx_transport(
+        self, transport: httpx.BaseTransport | None = None, *, sync: Literal[True]
+    ) -> SyncTransport: ...
+
+    def httpx_transport(
+        self,
+        transport: httpx.AsyncBaseTransport | httpx.BaseTransport | None = None,
+        *,
+        sync: bool = False,
+    ) -> AsyncTransport | SyncTransport:
+        """An httpx transport through this seawall: ``httpx.AsyncClient(transport=...)``,
+        or with ``sync=True`` for ``httpx.Client(transport=...)``.
 
         ``transport`` is the one that really sends (default
-        ``httpx.AsyncHTTPTransport()``). Needs ``seawall[httpx]``; see
-        ``docs/httpx.md``. Returns a ``seawall.httpx.AsyncTransport``.
+        ``httpx.AsyncHTTPTransport()``, or ``httpx.HTTPTransport()`` with
+        ``sync=True``). Needs ``seawall[httpx]``; see ``docs/httpx.md``.
         """
         # Imported here, not at the top: only users of httpx need httpx.
+        if sync:
+            from seawall.httpx_sync import SyncTransport
+
+            return SyncTransport(self, transport)  # type: ignore[arg-type]
         from seawall.httpx import AsyncTransport
 
-        return AsyncTransport(self, transport)
+        return AsyncTransport(self, transport)  # type: ignore[arg-type]
 
     async def call(
         self,
@@ -258,6 +284,26 @@ class Seawall:
             check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
         using = Using(self, key=key, context=context, policy=policy)
         return await using.call(fn, *args, **kwargs)
+
+    def call_sync(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        key: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """``call`` for a plain function: ``fn(*args, **kwargs)`` in this thread, protected.
+
+        Waits between attempts sleep the thread; the key's breaker, budget and
+        counters are shared with async calls. See docs/sync.md.
+        """
+        if key is not None or context is not None or policy is not None:
+            check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
+        using = Using(self, key=key, context=context, policy=policy)
+        return using.call_sync(fn, *args, **kwargs)
 
     def using(
         self,
@@ -309,6 +355,9 @@ class Seawall:
     ) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
     @overload
+    def protect(self, fn: Callable[P, T], /) -> Callable[P, T]: ...
+
+    @overload
     def protect(
         self,
         fn: None = None,
@@ -318,34 +367,32 @@ class Seawall:
         context: Mapping[str, Any] | None = None,
         policy: Policy | None = None,
         on: Retried | None = None,
-    ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]: ...
+    ) -> Decorator: ...
 
     def protect(
         self,
-        fn: Callable[P, Coroutine[Any, Any, T]] | None = None,
+        fn: Callable[P, Any] | None = None,
         /,
         *,
         key: str | None = None,
         context: Mapping[str, Any] | None = None,
         policy: Policy | None = None,
         on: Retried | None = None,
-    ) -> (
-        Callable[P, Coroutine[Any, Any, T]]
-        | Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]
-    ):
+    ) -> Callable[P, Any] | Decorator:
         """Decorator form of ``call``: ``@sw.protect`` or ``@sw.protect(key="search")``.
 
-        Every argument of the decorated function reaches it, ``key=`` included.
+        Works on ``async def`` and plain ``def`` functions (the latter run as
+        ``call_sync``). Every argument of the decorated function reaches it,
+        ``key=`` included.
         """
         if fn is not None:
             return Using(self).protect(fn)
+        using = Using(self, key=key, context=context, policy=policy, on=on)
 
-        def decorate(
-            fn: Callable[P, Coroutine[Any, Any, T]],
-        ) -> Callable[P, Coroutine[Any, Any, T]]:
-            return Using(self, key=key, context=context, policy=policy, on=on).protect(fn)
+        def decorate(fn: Callable[P, Any]) -> Callable[P, Any]:
+            return using.protect(fn)
 
-        return decorate
+        return cast(Decorator, decorate)
 
     async def run(
         self,

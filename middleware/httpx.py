@@ -148,8 +148,7 @@ async def _peek(resp: httpx.Response, limit: int) -> bytes | None:
     pool) and replayed from memory; a longer one is replayed from what was
     read followed by the rest.
     """
-    length = resp.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if too_long(resp, limit):
         return None
     original = resp.stream
     assert isinstance(original, httpx.AsyncByteStream), "an async transport's response"
@@ -207,28 +206,52 @@ async def _failed(resp: httpx.Response, method: str) -> Attempt:
     return Attempt(resp, resp.status_code, resp.headers, body, content_type)
 
 
-async def _watch_cost(sw: Seawall, key: str, url: str, resp: httpx.Response) -> None:
-    """Read the usage of a successful LLM answer, leaving the body whole for the caller."""
+def cost_reading(resp: httpx.Response) -> str:
+    """How to read a successful LLM answer's usage: ``"stream"`` (tap it as it passes),
+    ``"json"`` (peek at the body), or ``""`` (nothing to read)."""
     content_type = _content_type(resp)
     if content_type == _STREAMING and not _encoded(resp):
+        return "stream"
+    return "json" if content_type == "application/json" else ""
 
-        def done(usage: costs.Usage) -> None:
-            costs.account(sw.cost_tracker, sw.hooks, key, url, usage, streamed=True)
 
-        original = resp.stream
-        assert isinstance(original, httpx.AsyncByteStream), "an async transport's response"
-        resp.stream = _Replay([], None, original, costs.StreamUsage(done))
-        return
-    if content_type != "application/json":
-        return
-    try:
-        body = _decoded(resp, await _peek(resp, costs.SUCCESS_BODY_LIMIT))
-    except BaseException:
-        await asyncio.shield(resp.aclose())
-        raise
+def stream_usage(sw: Seawall, key: str, url: str) -> costs.StreamUsage:
+    """A tap that accounts a streamed answer's usage when the stream ends."""
+
+    def done(usage: costs.Usage) -> None:
+        costs.account(sw.cost_tracker, sw.hooks, key, url, usage, streamed=True)
+
+    return costs.StreamUsage(done)
+
+
+def account_body(sw: Seawall, key: str, url: str, resp: httpx.Response, raw: bytes | None) -> None:
+    """Account the usage in a JSON answer's (raw) body, if it has one."""
+    body = _decoded(resp, raw)
     usage = costs.usage_from_json(body) if body else None
     if usage is not None:
         costs.account(sw.cost_tracker, sw.hooks, key, url, usage)
+
+
+def too_long(resp: httpx.Response, limit: int) -> bool:
+    """Whether the declared length is above ``limit`` (then the body is not peeked at)."""
+    length = resp.headers.get("content-length")
+    return length is not None and length.isdigit() and int(length) > limit
+
+
+async def _watch_cost(sw: Seawall, key: str, url: str, resp: httpx.Response) -> None:
+    """Read the usage of a successful LLM answer, leaving the body whole for the caller."""
+    how = cost_reading(resp)
+    if how == "stream":
+        original = resp.stream
+        assert isinstance(original, httpx.AsyncByteStream), "an async transport's response"
+        resp.stream = _Replay([], None, original, stream_usage(sw, key, url))
+    elif how == "json":
+        try:
+            raw = await _peek(resp, costs.SUCCESS_BODY_LIMIT)
+        except BaseException:
+            await asyncio.shield(resp.aclose())
+            raise
+        account_body(sw, key, url, resp, raw)
 
 
 def _request_body(request: httpx.Request) -> bytes | None:
@@ -239,6 +262,47 @@ def _request_body(request: httpx.Request) -> bytes | None:
         return request.content
     except httpx.RequestNotRead:  # pragma: no cover - a ByteStream is always read
         return None
+
+
+def warn_sdk_retries(request: httpx.Request) -> bool:
+    """Warn (once per transport: the caller keeps the flag) when an SDK re-sends a request."""
+    if request.headers.get(_SDK_RETRY_HEADER, "0") in ("", "0"):
+        return False
+    logger.warning(
+        "an SDK client is retrying a request seawall already retried (its "
+        "max_retries is not 0), which multiplies attempts: create the client with "
+        "max_retries=0 and let seawall retry"
+    )
+    return True
+
+
+def request_spec(sw: Seawall, request: httpx.Request, discard: Callable[[Any], None]) -> CallSpec:
+    """The ``CallSpec`` of one httpx request (the async and the sync transport alike)."""
+    url = URL(str(request.url), encoded=True)
+    route = sw.registry.route_for(url)
+    key, policy = route.key, route.policy
+    method = request.method
+    if policy.key == "model":
+        body = _request_body(request)
+        model = model_from_json(body) if body and len(body) <= MODEL_BODY_LIMIT else None
+        key = f"{key}#{model}" if model else key
+        state = sw.registry.state_for(key, policy)
+    else:
+        state = route.state = route.state or sw.registry.state_for(key, policy)
+    return CallSpec(
+        key=key,
+        policy=policy,
+        state=state,
+        method=method,
+        url=url,
+        context=current_context(),
+        idempotent=method in policy.retry.retry_methods or "idempotency-key" in request.headers,
+        replayable=lambda: isinstance(request.stream, httpx.ByteStream),
+        discard=discard,
+        http=True,
+        llm=route.llm,
+        twins=HTTPX_TWINS,
+    )
 
 
 class AsyncTransport(httpx.AsyncBaseTransport):
@@ -254,41 +318,10 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         self._warned = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not self._warned and request.headers.get(_SDK_RETRY_HEADER, "0") not in ("", "0"):
-            self._warned = True
-            logger.warning(
-                "an SDK client is retrying a request seawall already retried (its "
-                "max_retries is not 0), which multiplies attempts: create the client with "
-                "max_retries=0 and let seawall retry"
-            )
-        sw = self.sw
-        url = URL(str(request.url), encoded=True)
-        route = sw.registry.route_for(url)
-        key, policy = route.key, route.policy
-        method = request.method
-        body = _request_body(request)
-        if policy.key == "model":
-            model = model_from_json(body) if body and len(body) <= MODEL_BODY_LIMIT else None
-            key = f"{key}#{model}" if model else key
-            state = sw.registry.state_for(key, policy)
-        else:
-            state = route.state = route.state or sw.registry.state_for(key, policy)
-        spec = CallSpec(
-            key=key,
-            policy=policy,
-            state=state,
-            method=method,
-            url=url,
-            context=current_context(),
-            idempotent=method in policy.retry.retry_methods or "idempotency-key" in request.headers,
-            replayable=lambda: isinstance(request.stream, httpx.ByteStream),
-            discard=_discard,
-            http=True,
-            llm=route.llm,
-            twins=HTTPX_TWINS,
-        )
+        self._warned = self._warned or warn_sdk_retries(request)
+        spec = request_spec(self.sw, request, _discard)
         try:
-            response: httpx.Response = await sw.run(spec, self._attempts(spec, request))
+            response: httpx.Response = await self.sw.run(spec, self._attempts(spec, request))
         except SeawallError as exc:
             if isinstance(exc, httpx.RequestError):
                 exc.request = request

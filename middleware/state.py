@@ -11,6 +11,7 @@ parts keep the same methods (``Breaker.admit``/``record``, ``RetryBudget``,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -26,7 +27,7 @@ __all__ = ["KeyState", "LocalStore", "StateStore"]
 class KeyState:
     """Everything seawall remembers about one key."""
 
-    __slots__ = ("breaker", "budget", "cooldown", "key", "policy", "seen", "stats")
+    __slots__ = ("breaker", "budget", "cooldown", "key", "lock", "policy", "seen", "stats")
 
     def __init__(
         self,
@@ -44,6 +45,10 @@ class KeyState:
         self.breaker = Breaker(key, policy.breaker, clock, on_transition, calls=self.stats)
         self.budget = RetryBudget(policy.budget, clock)
         self.cooldown = Cooldown(clock, policy.retry.retry_after_max)
+        #: Taken around every update of the parts above, by the event loop and by
+        #: threads (sync calls) alike, so a key's breaker is one breaker whoever
+        #: calls. Reentrant: a plugin called under it may call seawall again.
+        self.lock = threading.RLock()
 
     def begin(self, now: float) -> None:
         """A call starts on this key at ``now``: count it and feed the retry budget.

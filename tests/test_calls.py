@@ -111,14 +111,10 @@ async def test_protect_bare_and_with_arguments() -> None:
     assert "mine" not in keys
 
 
-async def test_protect_bare_rejects_a_sync_function_clearly() -> None:
+async def test_protect_rejects_what_is_not_a_function_clearly() -> None:
     sw = seawall.Seawall()
-
-    def sync() -> None:
-        return None
-
-    with pytest.raises(TypeError, match="need an async function"):
-        sw.protect(sync)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="wrap a function; 42 is not callable"):
+        sw.protect(42)  # type: ignore[call-overload]
 
 
 async def test_on_narrows_what_is_retried() -> None:

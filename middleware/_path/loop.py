@@ -54,6 +54,7 @@ class CallState:
         "started",
         "t0",
         "timer",
+        "value",
         "watched",
     )
 
@@ -72,6 +73,7 @@ class CallState:
         self.by_deadline = False  # the caller's deadline, not the policy's limit, timed it
         self.timer: asyncio.Timeout | None = None
         self.watched = False  # the shared watchdog ended it
+        self.value: Any = None  # what the call returns, once it is over
 
     def took(self, first: FirstAttempt) -> None:
         """The adapter's first attempt, made under the policy's own limit."""
@@ -124,80 +126,141 @@ class Loop:
 
         ``first``: the first attempt, when the adapter already made it (the
         aiohttp middleware's lean path); the loop carries on from its result.
+        The decisions are ``begin``/``admit``/``settle``, which the sync loop
+        (``seawall._path.threads``) shares; this drives them with awaits.
         """
-        state = spec.state
-        clock = self.clock
-        stats = state.stats
-        if first is None:
-            started = clock()
-            state.begin(started)
-        else:
-            started = first.started
-            state.cooldown.sent()  # the lean path does not count its attempts in flight
-        call = CallState(spec, started, self._deadline_at(spec, started))
-        observer = self.observer
-        observed = observer.observed
-        giveup = self.giveup
-        history = call.history
+        call = self.begin(spec, first)
+        lock = spec.state.lock
         for number in range(1, call.max_attempts + 1):
             if first is not None:
                 call.took(first)
                 first = None
             else:
                 await self._send(call, number, attempt)
-            result, exc = call.result, call.exc
-            elapsed = call.ended - call.t0
-            stats.attempts += 1
-            cut = call.cut
-            answered = None
-            if isinstance(exc, BrokenBody):
-                answered, exc = exc.status, exc.cause
-            outcome, c = self._classify(spec, number, result, exc, elapsed)
-            if answered is not None:
-                # The upstream answered: a body lost afterwards is not its failure.
-                c = attrs.evolve(c, retryable=False, counts_as_failure=False)
-            if cut:
-                state.breaker.release(call.permit)
-                state.cooldown.settle()
-            else:
-                self._record(spec, call.permit, c, result)
-            if observed:
-                observer.attempt(spec, number, result, exc, c, elapsed)
-            if c.is_success:
-                observer.finish(spec, call.ended - started, c, result, number, None, observed)
-                return result.value if result is not None else None
-            # Only failures need the history (for notes and errors): the success path skips it.
-            history.append(AttemptRecord(number, describe(result, exc), c.category.value, elapsed))
-            observer.failed(spec, history[-1], c)
-            stop: StopReason | None
-            if cut:
-                stop = StopReason.DEADLINE
-            elif answered is not None:
-                stop = StopReason.ANSWERED
-            else:
-                if outcome is None:
-                    outcome = _outcome(spec, number, result, exc, elapsed)
-                stop = why_stop(spec, number, call.max_attempts, outcome, c, call.retried)
-            if stop is not None:
-                return giveup.stop(
-                    spec, stop, started, c, result, exc, history, cut=cut, status=answered
-                )
-            assert outcome is not None
-            delay, why = self.delay(spec, number, outcome, c)
-            if call.deadline_at is not None and clock() + delay >= call.deadline_at:
-                return giveup.stop(spec, StopReason.DEADLINE, started, c, result, exc, history)
-            if not state.budget.try_spend():
-                observer.reject(spec, "budget", None)
-                return giveup.stop(spec, StopReason.BUDGET, started, c, result, exc, history)
-            call.retried[c.category] = call.retried.get(c.category, 0) + 1
-            stats.retries += 1
-            history[-1] = attrs.evolve(history[-1], delay=delay)
-            observer.waiting(spec, number, delay, why, c.category)
-            if result is not None and spec.discard is not None:
-                spec.discard(result.value)
+            with lock:
+                delay = self.settle(call, number)
+            if delay is None:
+                return call.value
             await _testmode.sleep(delay)
         msg = "unreachable: the last attempt always stops"  # pragma: no cover
         raise AssertionError(msg)  # pragma: no cover
+
+    # --- the steps both loops share (under the key's lock) ------------------------
+
+    def begin(self, spec: CallSpec, first: FirstAttempt | None = None) -> CallState:
+        """A call starts: count it (unless the adapter's first attempt did); its ``CallState``."""
+        state = spec.state
+        with state.lock:
+            if first is None:
+                started = self.clock()
+                state.begin(started)
+            else:
+                started = first.started
+                state.cooldown.sent()  # the lean path does not count its attempts in flight
+        return CallState(spec, started, self._deadline_at(spec, started))
+
+    def admit(self, call: CallState, permit: Permit | None) -> float | None:
+        """Let the attempt go with the breaker's ``permit``: start the clock, count it in flight.
+
+        Returns the attempt's time limit. Raises seawall's error when the
+        breaker refused (``permit`` is ``None``) or the deadline leaves no
+        time (the permit goes back). Call under the key's lock, after any
+        cooldown wait (``cooldown_wait``) and any hold for a probe's verdict.
+        """
+        spec = call.spec
+        state = spec.state
+        if permit is None:
+            retry_after = state.breaker.retry_after()
+            self.observer.reject(spec, "breaker", retry_after)
+            raise make_error(spec, CircuitOpenError, None, call.history, retry_after=retry_after)
+        try:
+            limit = self._attempt_limit(call)  # after any hold, which took some of the deadline
+        except BaseException:
+            state.breaker.release(permit)
+            raise
+        call.permit = permit
+        call.timer, call.watched = None, False
+        call.t0 = self.clock()
+        state.cooldown.sent()
+        return limit
+
+    def abandon(self, call: CallState) -> None:
+        """The attempt was cancelled or interrupted: give its permit back, no verdict."""
+        state = call.spec.state
+        with state.lock:
+            state.breaker.release(call.permit)
+            state.cooldown.settle()
+
+    def settle(self, call: CallState, number: int) -> float | None:
+        """Attempt ``number`` ended (``call.result``/``call.exc``): its verdict, then what next.
+
+        ``None``: the call is over and ``call.value`` is its answer (or this
+        raises what the call gives up with); else the seconds to wait before
+        the next attempt. Call under the key's lock.
+        """
+        spec = call.spec
+        state = spec.state
+        stats = state.stats
+        observer = self.observer
+        observed = observer.observed
+        history = call.history
+        started = call.started
+        result, exc = call.result, call.exc
+        elapsed = call.ended - call.t0
+        stats.attempts += 1
+        cut = call.cut
+        answered = None
+        if isinstance(exc, BrokenBody):
+            answered, exc = exc.status, exc.cause
+        outcome, c = self._classify(spec, number, result, exc, elapsed)
+        if answered is not None:
+            # The upstream answered: a body lost afterwards is not its failure.
+            c = attrs.evolve(c, retryable=False, counts_as_failure=False)
+        if cut:
+            state.breaker.release(call.permit)
+            state.cooldown.settle()
+        else:
+            self._record(spec, call.permit, c, result)
+        if observed:
+            observer.attempt(spec, number, result, exc, c, elapsed)
+        if c.is_success:
+            observer.finish(spec, call.ended - started, c, result, number, None, observed)
+            call.value = result.value if result is not None else None
+            return None
+        # Only failures need the history (for notes and errors): the success path skips it.
+        history.append(AttemptRecord(number, describe(result, exc), c.category.value, elapsed))
+        observer.failed(spec, history[-1], c)
+        giveup = self.giveup
+        stop: StopReason | None
+        if cut:
+            stop = StopReason.DEADLINE
+        elif answered is not None:
+            stop = StopReason.ANSWERED
+        else:
+            if outcome is None:
+                outcome = _outcome(spec, number, result, exc, elapsed)
+            stop = why_stop(spec, number, call.max_attempts, outcome, c, call.retried)
+        if stop is not None:
+            call.value = giveup.stop(
+                spec, stop, started, c, result, exc, history, cut=cut, status=answered
+            )
+            return None
+        assert outcome is not None
+        delay, why = self.delay(spec, number, outcome, c)
+        if call.deadline_at is not None and self.clock() + delay >= call.deadline_at:
+            call.value = giveup.stop(spec, StopReason.DEADLINE, started, c, result, exc, history)
+            return None
+        if not state.budget.try_spend():
+            observer.reject(spec, "budget", None)
+            call.value = giveup.stop(spec, StopReason.BUDGET, started, c, result, exc, history)
+            return None
+        call.retried[c.category] = call.retried.get(c.category, 0) + 1
+        stats.retries += 1
+        history[-1] = attrs.evolve(history[-1], delay=delay)
+        observer.waiting(spec, number, delay, why, c.category)
+        if result is not None and spec.discard is not None:
+            spec.discard(result.value)
+        return delay
 
     # --- one attempt ---------------------------------------------------------
 
@@ -210,24 +273,12 @@ class Loop:
         cooldown = state.cooldown
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
             await self._respect_cooldown(call)
-        limit = self._attempt_limit(call)
-        permit = state.breaker.admit()
+        with state.lock:
+            permit = state.breaker.admit()
         if permit is None and state.breaker.policy.hold:  # wait if the verdict is near
             permit = await hold.held(state.breaker, self.clock, call.deadline_at)
-            if permit is not None:
-                try:
-                    limit = self._attempt_limit(call)  # the hold took some of the deadline
-                except BaseException:
-                    state.breaker.release(permit)
-                    raise
-        if permit is None:
-            retry_after = state.breaker.retry_after()
-            self.observer.reject(spec, "breaker", retry_after)
-            raise make_error(spec, CircuitOpenError, None, call.history, retry_after=retry_after)
-        call.permit = permit
-        call.timer, call.watched = None, False
-        call.t0 = self.clock()
-        cooldown.sent()
+        with state.lock:
+            limit = self.admit(call, permit)
         # Long limits share a coarse timer (seawall.watchdog); short ones, which
         # need precision, get their own asyncio.timeout.
         task = dog = None
@@ -249,20 +300,17 @@ class Loop:
                     result = await attempt(number)
             call.result, call.exc = result, None
         except Misuse as misuse:
-            state.breaker.release(permit)
-            cooldown.settle()
+            self.abandon(call)
             raise TypeError(str(misuse)) from None
         except Exception as caught:
             call.result, call.exc = None, caught
         except asyncio.CancelledError:
             if dog is None or task is None or limit is None or not dog.timed_out(task):
-                state.breaker.release(permit)  # cancelled: never retried, never counted
-                cooldown.settle()
+                self.abandon(call)  # cancelled: never retried, never counted
                 raise
             call.result, call.exc, call.watched = None, attempt_timeout(limit), True
         except BaseException:
-            state.breaker.release(permit)
-            cooldown.settle()
+            self.abandon(call)
             raise
         call.ended = self.clock()
 
@@ -274,35 +322,50 @@ class Loop:
             spec.policy.timeout.deadline, inbound, now, 0.0 if inbound is None else time.monotonic()
         )
 
-    async def _respect_cooldown(self, call: CallState) -> None:
+    def cooldown_wait(self, call: CallState) -> float:
+        """Seconds to wait for the key's cooldown before the next attempt (a paced turn).
+
+        Raises ``DeadlineExceededError`` when the wait would not fit the
+        deadline. Call under the key's lock; the caller sleeps.
+        """
         spec = call.spec
-        cooldown = spec.state.cooldown
+        at = call.deadline_at
+        left = None if at is None else at - self.clock()
+        wait = spec.state.cooldown.reserve(left)  # a paced turn, not only the shared "until"
+        if not wait:
+            return 0.0
+        if left is not None and wait >= left:
+            self.observer.reject(spec, "cooldown", wait)
+            left = max(0.0, left)
+            msg = (
+                f"{spec.request_line()}: {spec.key} is rate-limited for {wait:.2f}s more, "
+                f"longer than the {left:.2f}s left before the deadline; not sent. "
+                "Lengthen the deadline or slow the callers down"
+            )
+            raise make_error(spec, DeadlineExceededError, None, call.history, message=msg)
+        self.observer.waiting(spec, len(call.history), wait, "cooldown", Category.RATE_LIMIT)
+        return float(wait)
+
+    async def _respect_cooldown(self, call: CallState) -> None:
+        """Wait for a paced turn; book again when a 429 moves the pause or cuts the pace.
+
+        A server's wait is honoured in full for every caller: a 429 that comes
+        while callers sleep on booked turns asks for a longer pause (no call
+        before it ends) or cuts the pace (turns booked before would go as a herd).
+        """
+        state = call.spec.state
+        cooldown = state.cooldown
         at = call.deadline_at
         for _ in range(_REBOOKINGS):
             now = self.clock()
-            left = None if at is None else at - now
             cuts = cooldown.cuts
-            wait = cooldown.reserve(left)  # a paced turn, not only the shared "until"
-            if wait:
-                if left is not None and wait >= left:
-                    self.observer.reject(spec, "cooldown", wait)
-                    left = max(0.0, left)
-                    msg = (
-                        f"{spec.request_line()}: {spec.key} is rate-limited for {wait:.2f}s "
-                        f"more, longer than the {left:.2f}s left before the deadline; not sent. "
-                        "Lengthen the deadline or slow the callers down"
-                    )
-                    raise make_error(spec, DeadlineExceededError, None, call.history, message=msg)
-                self.observer.waiting(
-                    spec, len(call.history), wait, "cooldown", Category.RATE_LIMIT
-                )
-                slept = 0.0
-                while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
-                    nap = min(wait - slept, RECHECK)
-                    await _testmode.sleep(nap)
-                    slept += nap
-            # Book again if a 429 came meanwhile: it asked for a longer pause (no call
-            # before it ends) or cut the pace (turns booked before would come as a herd).
+            with state.lock:
+                wait = self.cooldown_wait(call)
+            slept = 0.0
+            while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
+                nap = min(wait - slept, RECHECK)
+                await _testmode.sleep(nap)
+                slept += nap
             if cooldown.until > now + wait or cooldown.cuts != cuts:
                 continue
             gap = cooldown.spaced()  # woken late with others: go spaced, not at once

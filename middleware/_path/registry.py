@@ -10,6 +10,7 @@ from the ``StateStore``, keeping at most ``MAX_KEYS`` (second-chance LRU).
 from __future__ import annotations
 
 import fnmatch
+import threading
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -92,6 +93,9 @@ class Registry:
         self.store = store
         self.hooks = hooks
         self._states: dict[str, KeyState] = {}
+        # Threads (sync calls) and the event loop may both make a key's state:
+        # one of them must win, or the loser's counts and breaker are lost.
+        self._making = threading.Lock()
         #: Read-only: reports and exporters look, only the registry changes it.
         self.view: Mapping[str, KeyState] = MappingProxyType(self._states)
         #: Per origin, by ``origin_key``; cleared (never replaced: the aiohttp
@@ -148,9 +152,12 @@ class Registry:
         """The state of ``key``, created with ``policy`` on first use."""
         state = self._states.get(key)
         if state is None:
-            if len(self._states) >= MAX_KEYS:
-                self.forget_idle()
-            state = self._states[key] = self.store.new_state(key, policy)
+            with self._making:
+                state = self._states.get(key)
+                if state is None:
+                    if len(self._states) >= MAX_KEYS:
+                        self.forget_idle()
+                    state = self._states[key] = self.store.new_state(key, policy)
         return state
 
     def forget_idle(self) -> None:

@@ -168,7 +168,8 @@ def coroutine_attempt(
         if not inspect.isawaitable(awaitable):
             msg = (
                 f"sw.call({fn!r}): it returned {type(awaitable).__name__}, not an "
-                "awaitable; pass an async function (sw.call(fetch, url), not fetch(url))"
+                "awaitable; pass an async function (sw.call(fetch, url), not fetch(url)), "
+                "or call a plain function with sw.call_sync(fn, ...)"
             )
             raise Misuse(msg)
         return Attempt(await awaitable)

@@ -1,0 +1,194 @@
+"""The attempt loop for threads: plain ``def`` functions and ``for attempt in sw.attempts()``.
+
+The same steps as the async loop (``Loop.begin``/``admit``/``settle``, under
+the key's lock), driven without an event loop: a wait is the thread's
+``sleep`` (``time.sleep`` unless the ``Seawall`` was given another; instant
+in test mode), and each attempt is a block the caller runs
+(``with attempt:``). A thread cannot be interrupted, so ``TimeoutPolicy.attempt``
+is not applied; the deadline still stops retries and refuses late attempts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, Self
+
+from seawall import _testmode
+from seawall._path.loop import CallState, Loop
+from seawall._path.spec import Attempt, CallSpec
+
+__all__ = ["Block", "SyncAttempt", "SyncRun"]
+
+_OPEN, _REPORTED, _INTERRUPTED = 0, 1, 2
+
+
+class Block:
+    """One attempt as a ``with`` block (the sync and the async block forms)."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number: int) -> None:
+        #: 1 for the first attempt.
+        self.number = number
+
+    def _used(self) -> bool:
+        raise NotImplementedError
+
+    def _ended(self, exc: BaseException | None) -> bool:
+        """The block ended (``exc``: what it raised); whether to swallow ``exc``."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        if self._used():
+            msg = f"attempt {self.number} was already used: one `with attempt:` per attempt"
+            raise RuntimeError(msg)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return self._ended(exc)
+
+
+class SyncAttempt(Block):
+    """One attempt in a thread: use it as ``with attempt:``.
+
+    Leaving the block normally is a success; an ``Exception`` raised in it is
+    the attempt's failure, which the block keeps from the caller so that the
+    loop can go on (retry, or raise from the ``for`` statement). Anything
+    else (``KeyboardInterrupt``, ``SystemExit``) gives the breaker permit back
+    and propagates.
+    """
+
+    __slots__ = ("_run", "_status", "result", "value")
+
+    def __init__(self, run: SyncRun, number: int) -> None:
+        super().__init__(number)
+        #: What the attempt produced (``sw.call_sync`` puts the function's answer here).
+        self.value: Any = None
+        #: An adapter's fuller report (an HTTP response's status, headers, body), else ``None``.
+        self.result: Attempt | None = None
+        self._run = run
+        self._status = _OPEN
+
+    def _used(self) -> bool:
+        return self._status != _OPEN
+
+    def _ended(self, exc: BaseException | None) -> bool:
+        if self._status != _OPEN:
+            return False
+        if exc is not None and not isinstance(exc, Exception):
+            self._status = _INTERRUPTED
+            self._run.interrupted()
+            return False
+        self._status = _REPORTED
+        self._run.report(self, exc)
+        return exc is not None
+
+
+class SyncRun:
+    """The attempts of one call in a thread; iterate it for ``SyncAttempt`` blocks.
+
+    After the loop, ``value`` is the call's answer. When seawall stops, the
+    ``for`` statement raises (the original exception with the attempt
+    history in its notes, or seawall's error), as ``async for`` does.
+    """
+
+    def __init__(self, loop: Loop, spec: CallSpec, sleep: Callable[[float], None]) -> None:
+        self._loop = loop
+        self._spec = spec
+        self._sleep = sleep
+        self._call: CallState | None = None
+        self._current: SyncAttempt | None = None
+        self._number = 0
+        self._delay: float | None = None  # after a failed attempt: the wait before the next
+        self._stop: BaseException | None = None  # what settling the last attempt raised
+        self._done = False
+        self.value: Any = None
+
+    def __iter__(self) -> Iterator[SyncAttempt]:
+        return self
+
+    def __next__(self) -> SyncAttempt:
+        if self._done:
+            raise StopIteration
+        current = self._current
+        if current is not None and current._status == _OPEN:
+            self._done = True
+            self.interrupted()
+            msg = (
+                f"attempt {current.number} was not reported: run each attempt's code "
+                "inside `with attempt:` in the `for` body"
+            )
+            raise RuntimeError(msg)
+        loop, spec = self._loop, self._spec
+        call = self._call
+        if call is None:
+            call = self._call = loop.begin(spec)
+        elif self._stop is not None or self._delay is None:
+            self._done = True
+            stop, self._stop = self._stop, None
+            if stop is not None:
+                raise stop
+            self.value = call.value
+            raise StopIteration
+        else:
+            self._wait(self._delay)
+        lock = spec.state.lock
+        cooldown = spec.state.cooldown
+        try:
+            if cooldown.until or cooldown.rate is not None:
+                with lock:
+                    wait = loop.cooldown_wait(call)
+                self._wait(wait)
+            if self._number >= call.max_attempts:  # pragma: no cover - settle always stops
+                msg = "unreachable: the last attempt always stops"
+                raise AssertionError(msg)
+            with lock:
+                # its time limit cannot cut a thread short: not applied
+                loop.admit(call, spec.state.breaker.admit())
+        except BaseException:
+            self._done = True
+            raise
+        self._number += 1
+        self._current = SyncAttempt(self, self._number)
+        return self._current
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0 and not _testmode.is_testing():
+            self._sleep(seconds)
+
+    def report(self, attempt: SyncAttempt, exc: BaseException | None) -> None:
+        """The block of ``attempt`` ended: settle it now (a ``break`` keeps the verdict)."""
+        call = self._call
+        assert call is not None
+        loop = self._loop
+        call.ended = loop.clock()
+        if exc is None:
+            result = attempt.result
+            call.result, call.exc = result or Attempt(attempt.value), None
+        else:
+            assert isinstance(exc, Exception)
+            call.result, call.exc = None, exc
+        try:
+            with self._spec.state.lock:
+                self._delay = loop.settle(call, attempt.number)
+        except Exception as stop:  # the call gives up: raised by the `for` statement
+            self._delay, self._stop = None, stop
+
+    def interrupted(self) -> None:
+        """The block was left by an interrupt, or never reported: no verdict."""
+        self._done = True
+        call = self._call
+        if call is not None:
+            self._loop.abandon(call)
+
+    def __del__(self) -> None:
+        # Left by `break` (or an error) inside an open block: give the permit back.
+        current = self._current
+        if current is not None and current._status == _OPEN and not self._done:
+            self.interrupted()

@@ -1,0 +1,452 @@
+"""Plain ``def`` functions under seawall: ``sw.call_sync``, decorators on ``def``,
+``for attempt in sw.attempts(...)``, and one key's state shared by threads and the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+import seawall
+from tests.conftest import Upstream, status
+
+
+class Clock:
+    """A clock that only the injected ``sleep`` moves; records each sleep."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class Stale(Exception):
+    """The replica has not caught up yet."""
+
+
+def _sw(attempts: int = 3, **options: object) -> seawall.Seawall:
+    policy = seawall.Policy(retry=seawall.RetryPolicy(max_attempts=attempts))
+    return seawall.Seawall(policy, entrypoints=False, **options)  # type: ignore[arg-type]
+
+
+def _get(url: str) -> str:
+    """A blocking GET with the standard library (a 5xx raises urllib's HTTPError, an OSError)."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            body: bytes = resp.read()
+            return body.decode()
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the connection; the status stays readable
+        raise
+
+
+@pytest.fixture
+def _fresh_default() -> Iterator[None]:
+    seawall.configure()
+    yield
+    seawall.configure()
+
+
+async def test_call_sync_retries_a_real_upstream_in_a_thread(
+    upstream: tuple[Upstream, TestServer],
+) -> None:
+    up, server = upstream
+    up.then(status(503), status(502))
+    sw = _sw()
+    body = await asyncio.to_thread(sw.call_sync, _get, str(server.make_url("/x")), key="blocking")
+    assert body == "ok"
+    assert up.hits == 3
+    keys = sw.health()["keys"]["blocking"]
+    assert (keys["requests"], keys["attempts"], keys["retries"]) == (1, 3, 2)
+
+
+async def test_call_sync_gives_up_with_the_original_error_and_its_history(
+    upstream: tuple[Upstream, TestServer],
+) -> None:
+    up, server = upstream
+    up.default = status(503)
+    sw = _sw()
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        await asyncio.to_thread(sw.call_sync, _get, str(server.make_url("/")))
+    assert up.hits == 3
+    notes = caught.value.__notes__
+    assert sum("attempt" in note for note in notes) >= 3
+    assert any("max_attempts" in note or "attempts" in note for note in notes[-1:])
+
+
+def test_waits_sleep_the_thread_with_the_injected_sleep() -> None:
+    """Outside test mode the backoff is slept by ``Seawall(sleep=...)``, on its clock."""
+    seawall.testing.set_testing(False)
+    clock = Clock()
+    retry = seawall.RetryPolicy(max_attempts=3, base_delay=0.5, jitter="none")
+    sw = seawall.Seawall(
+        seawall.Policy(retry=retry), entrypoints=False, clock=clock, sleep=clock.sleep
+    )
+    seen: list[float] = []
+
+    def flaky() -> str:
+        seen.append(clock())
+        if len(seen) < 3:
+            raise ConnectionError("reset")
+        return "done"
+
+    assert sw.call_sync(flaky) == "done"
+    assert clock.slept == [0.5, 1.0]
+    assert seen == [1000.0, 1000.5, 1001.5]
+
+
+def test_test_mode_makes_sync_waits_instant() -> None:
+    clock = Clock()
+    sw = _sw(clock=clock, sleep=clock.sleep)
+    calls = []
+
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TimeoutError
+        return len(calls)
+
+    assert sw.call_sync(flaky) == 3
+    assert clock.slept == []
+
+
+def test_protect_bare_and_with_options_on_def_functions() -> None:
+    sw = _sw(attempts=5)
+    reads: list[str] = []
+
+    @sw.protect
+    def ping() -> str:
+        return "pong"
+
+    @sw.protect(key="replica", on=Stale)
+    def read(key: str) -> str:  # the function's own key= reaches it
+        reads.append(key)
+        if len(reads) < 3:
+            raise Stale(key)
+        return f"value of {key}"
+
+    assert ping() == "pong"
+    assert ping.__name__ == "ping"
+    assert read(key="user:1") == "value of user:1"
+    assert reads == ["user:1"] * 3
+    assert sw.health()["keys"]["replica"]["retries"] == 2
+
+
+def test_on_raises_other_exceptions_at_once() -> None:
+    sw = _sw(attempts=5)
+    calls = []
+
+    @sw.protect(key="narrow", on=Stale)
+    def broken() -> None:
+        calls.append(1)
+        raise ConnectionError("would be retried by the classification")
+
+    with pytest.raises(ConnectionError) as caught:
+        broken()
+    assert calls == [1]
+    assert any("not retried" in note or "on=" in note for note in caught.value.__notes__)
+
+
+@pytest.mark.usefixtures("_fresh_default")
+def test_module_retry_on_def_functions() -> None:
+    tries: list[int] = []
+
+    @seawall.retry
+    def bare() -> str:
+        return "fine"
+
+    @seawall.retry(on=Stale, attempts=4, key="replica")
+    def read(n: int) -> int:
+        tries.append(n)
+        if len(tries) < 4:
+            raise Stale
+        return n * 2
+
+    assert bare() == "fine"
+    assert read(21) == 42
+    assert tries == [21] * 4
+    assert seawall.default_seawall().health()["keys"]["replica"]["retries"] == 3
+
+
+def test_open_breaker_refuses_sync_calls_without_calling() -> None:
+    breaker = seawall.BreakerPolicy(failure_threshold=2, recovery_timeout=60.0)
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker),
+        entrypoints=False,
+        clock=Clock(),
+    )
+    calls = []
+
+    def down() -> None:
+        calls.append(1)
+        raise ConnectionError("refused")
+
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            sw.call_sync(down, key="down")
+    with pytest.raises(seawall.CircuitOpenError):
+        sw.call_sync(down, key="down")
+    assert len(calls) == 2
+    assert sw.health()["keys"]["down"]["rejections"] == {"breaker": 1}
+
+
+def test_the_deadline_stops_sync_retries() -> None:
+    seawall.testing.set_testing(False)
+    clock = Clock()
+    policy = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=5, base_delay=1.0, jitter="none"),
+        timeout=seawall.TimeoutPolicy(deadline=2.5),
+    )
+    sw = seawall.Seawall(policy, entrypoints=False, clock=clock, sleep=clock.sleep)
+
+    def slow_failure() -> None:
+        clock.now += 0.6
+        raise ConnectionError("reset")
+
+    with pytest.raises(ConnectionError) as caught:
+        sw.call_sync(slow_failure, key="slow")
+    # 0.6 + 1.0 wait + 0.6 = 2.2 s; the next 2.0 s wait would pass the deadline.
+    assert clock.slept == [1.0]
+    assert "deadline" in caught.value.__notes__[-1]
+
+
+def test_call_sync_refuses_async_functions_and_call_refuses_sync_ones() -> None:
+    sw = _sw()
+
+    async def fetch() -> int:
+        return 1
+
+    def plain() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"await sw\.call"):
+        sw.call_sync(fetch).close()
+    with pytest.raises(TypeError, match="call_sync"):
+        asyncio.run(sw.call(plain))  # type: ignore[arg-type]
+
+
+def test_call_sync_keeps_a_colliding_key_apart() -> None:
+    sw = _sw()
+
+    def cache_get(key: str) -> str:
+        return f"cached {key}"
+
+    assert sw.using(key="cache").call_sync(cache_get, key="user:1") == "cached user:1"
+    with pytest.raises(TypeError, match=r"sw\.using"):
+        sw.call_sync(cache_get, key="user:1")
+
+
+# --- the sync block form --------------------------------------------------------
+
+
+def test_sync_block_retries_until_it_succeeds() -> None:
+    sw = _sw()
+    numbers: list[int] = []
+    for attempt in sw.attempts(key="block", on=ConnectionError):
+        with attempt:
+            numbers.append(attempt.number)
+            if attempt.number < 3:
+                raise ConnectionError("flaky")
+    assert numbers == [1, 2, 3]
+    assert sw.health()["keys"]["block"]["retries"] == 2
+
+
+def test_sync_block_raises_from_the_for_statement_when_it_gives_up() -> None:
+    sw = _sw()
+    ran: list[int] = []
+
+    def loop() -> None:
+        for attempt in sw.attempts(key="block"):
+            with attempt:
+                ran.append(attempt.number)
+                raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError) as caught:
+        loop()
+    assert ran == [1, 2, 3]
+    assert len(caught.value.__notes__) >= 3
+
+
+def test_sync_block_break_keeps_the_verdict_and_frees_the_permit() -> None:
+    breaker = seawall.BreakerPolicy(
+        failure_rate=1.0, minimum_calls=1, window=1, half_open_max_calls=1
+    )
+    sw = seawall.Seawall(seawall.Policy(breaker=breaker), entrypoints=False, clock=Clock())
+    for attempt in sw.attempts(key="b"):
+        with attempt:
+            pass
+        break
+    # A break inside an open block reports a success; a second loop gets a permit again.
+    ran = []
+    for attempt in sw.attempts(key="b"):
+        with attempt:
+            ran.append(attempt.number)
+    assert ran == [1]
+    assert sw.health()["keys"]["b"]["successes"] == 2
+
+
+def test_sync_block_without_with_is_a_clear_error() -> None:
+    sw = _sw()
+    with pytest.raises(RuntimeError, match="inside `with attempt:`"):
+        for _attempt in sw.attempts(key="forgot"):
+            pass
+
+
+def test_sync_block_interrupt_propagates_and_gives_no_verdict() -> None:
+    sw = _sw()
+
+    def loop() -> None:
+        for attempt in sw.attempts(key="ctrl-c"):
+            with attempt:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop()
+    detail = sw.health()["keys"]["ctrl-c"]
+    assert (detail["attempts"], detail["failures"]) == (0, {})
+
+
+# --- threads and the event loop on one key --------------------------------------------
+
+
+async def test_threads_and_the_event_loop_share_one_breaker() -> None:
+    """8 threads and the event loop fail on one key: the breaker opens once, counts add up."""
+    threads, per_thread, on_loop = 8, 150, 150
+    breaker = seawall.BreakerPolicy(
+        failure_threshold=10_000,
+        failure_rate=0.5,
+        window=100,
+        minimum_calls=40,
+        recovery_timeout=3600,
+    )
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker),
+        entrypoints=False,
+        clock=lambda: 1000.0,  # never recovers: once open, it stays open
+    )
+
+    def down() -> None:
+        raise ConnectionError("refused")
+
+    async def down_async() -> None:
+        raise ConnectionError("refused")
+
+    def hammer() -> int:
+        refused = 0
+        for _ in range(per_thread):
+            try:
+                sw.call_sync(down, key="shared")
+            except seawall.CircuitOpenError:
+                refused += 1
+            except ConnectionError:
+                pass
+        return refused
+
+    async def on_the_loop() -> int:
+        refused = 0
+        for _ in range(on_loop):
+            try:
+                await sw.call(down_async, key="shared")
+            except seawall.CircuitOpenError:
+                refused += 1
+            except ConnectionError:
+                pass
+            await asyncio.sleep(0)
+        return refused
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show
+    try:
+        results = await asyncio.gather(
+            *(asyncio.to_thread(hammer) for _ in range(threads)), on_the_loop()
+        )
+    finally:
+        sys.setswitchinterval(interval)
+    total = threads * per_thread + on_loop
+    detail = sw.health()["keys"]["shared"]
+    assert detail["transitions"] == {"closed->open": 1}
+    assert detail["requests"] == total
+    assert detail["attempts"] + detail["rejections"]["breaker"] == total
+    assert detail["rejections"]["breaker"] == sum(results)
+    assert detail["failures"] == {"network": detail["attempts"]}
+    assert detail["attempts"] >= 40
+
+
+def _together(threads: int, work: Callable[[int], None]) -> None:
+    """Run ``work(i)`` in ``threads`` real threads, switching between them as often as possible."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # races show when threads switch often
+    try:
+        pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in pool)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_threads_starting_on_a_new_key_share_one_state() -> None:
+    """8 threads meet at each new key at once: one state per key, no call lost."""
+    threads, keys = 8, 40
+    sw = _sw()
+    barrier = threading.Barrier(threads, timeout=30)
+
+    def work(_i: int) -> None:
+        for k in range(keys):
+            barrier.wait()
+            sw.call_sync(int, "1", key=f"new-{k}")
+
+    _together(threads, work)
+    detail = sw.health()["keys"]
+    assert [detail[f"new-{k}"]["requests"] for k in range(keys)] == [threads] * keys
+
+
+def test_threads_probe_a_recovering_breaker_once() -> None:
+    """Rounds of 8 threads reaching a breaker due a probe at once: one probe, one transition."""
+    threads, rounds = 8, 25
+    clock = Clock()
+    breaker = seawall.BreakerPolicy(failure_threshold=1, recovery_timeout=10.0)
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker),
+        entrypoints=False,
+        clock=clock,
+    )
+    barrier = threading.Barrier(threads, timeout=30)
+    admitted: list[int] = []
+
+    def down(_key: str) -> None:
+        admitted.append(1)
+        raise ConnectionError("refused")
+
+    def work(i: int) -> None:
+        for r in range(rounds):
+            key = f"k{r}"
+            if i == 0:
+                with contextlib.suppress(ConnectionError):
+                    sw.using(key=key).call_sync(down, key)  # opens the breaker
+                clock.now += 20.0  # due a probe
+            barrier.wait()
+            with contextlib.suppress(ConnectionError, seawall.CircuitOpenError):
+                sw.using(key=key).call_sync(down, key)
+            barrier.wait()
+
+    _together(threads, work)
+    assert len(admitted) == 2 * rounds  # the opener and one probe per round
+    for r in range(rounds):
+        transitions = sw.health()["keys"][f"k{r}"]["transitions"]
+        assert transitions == {"closed->open": 1, "open->half_open": 1, "half_open->open": 1}
