@@ -146,6 +146,25 @@ async def test_the_lean_call_keeps_the_same_books_as_run(call: Any) -> None:
     assert (books["requests"], books["attempts"], books["retries"]) == (8, 12, 6)
     assert books["successes"] == 4
     assert books["state"] == "open"
+    assert lean.costs().to_dict() == full.costs().to_dict()
+
+
+async def test_a_success_skips_run_and_a_failure_reaches_it_once_with_its_first_attempt() -> None:
+    """run() sees no lean success, and a failed first attempt once, already made."""
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+    seen: list[object] = []
+    run = sw.path.run
+
+    async def spy(spec: Any, attempt: Any, first: Any = None) -> Any:
+        seen.append(None if first is None else type(first.exc).__name__)
+        return await run(spec, attempt, first)
+
+    sw.path.run = spy  # type: ignore[method-assign]
+    up = _Upstream("ok", "ok", ConnectionError("reset"), "ok")
+    for _ in range(3):
+        assert await sw.call(up, 5, key="k") == 5
+    assert seen == ["ConnectionError"]  # even the first call, which creates the key's state
+    assert up.calls == 4
 
 
 async def test_lean_successes_count_in_the_breaker_window() -> None:
@@ -249,12 +268,13 @@ async def test_an_inbound_deadline_shorter_than_the_attempt_limit_still_bounds_a
     assert _books(sw, "hang")["cut_by_deadline"] == 1
 
 
-async def test_a_policy_deadline_under_the_attempt_limit_turns_the_lean_path_off() -> None:
-    """A deadline shorter than the attempt limit needs run()'s timing: the route says so."""
+async def test_what_needs_run_turns_the_lean_path_off() -> None:
+    """A deadline under the attempt limit, a short limit, an LLM policy: run() serves them."""
     sw = seawall.Seawall(entrypoints=False)
-    short = _policy(attempt=30.0, deadline=5.0)
-    assert not sw.registry.call_route("k", short).fast
     assert sw.registry.call_route("k", _policy(attempt=30.0, deadline=60.0)).fast
+    assert not sw.registry.call_route("k", _policy(attempt=30.0, deadline=5.0)).fast
+    assert not sw.registry.call_route("k", _policy(attempt=0.5)).fast
+    assert not sw.registry.call_route("k", seawall.Policy.for_llm()).fast
 
 
 async def test_test_mode_caps_the_attempts_after_a_lean_first_attempt() -> None:
