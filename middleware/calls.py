@@ -197,7 +197,12 @@ class Using:
 def protect_with(
     fn: Callable[P, Coroutine[Any, Any, T]], using: Callable[[], Using]
 ) -> Callable[P, Coroutine[Any, Any, T]]:
-    """``fn`` wrapped, each call run as ``using().call(fn, ...)``: every argument reaches it."""
+    """``fn`` wrapped, each call run as ``using().call(fn, ...)``: every argument reaches it.
+
+    One wrapper per kind of function: ``_wrap_async`` for ``async def`` (its
+    calls take ``run_call``'s lean first attempt); a wrapper for plain
+    functions would sit beside it, chosen here.
+    """
     if not inspect.iscoroutinefunction(fn):
         msg = (
             f"seawall's decorators need an async function (async def); {fn!r} is not one "
