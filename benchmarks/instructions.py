@@ -8,21 +8,34 @@ loopback upstream (its own process, not counted) under ``valgrind
 requests is what one request costs the client. Not part of ``make bench``
 (it needs valgrind and takes a few minutes).
 
-    python benchmarks/instructions.py [--requests 2000] [--json]
+Then the pure decision cost in instructions: each case of ``overhead.py``'s
+``CASES`` (``Seawall.run()``, the middleware's lean path, ``sw.call(fn)``,
+``@sw.protect``, and the bare awaits they are measured against) makes
+``--calls`` and then ``--calls`` x 6 calls in one process under callgrind,
+collecting only inside those loops; the difference divided by the extra calls
+is one call's cost.
+
+    python benchmarks/instructions.py [--requests 2000] [--calls 1000] [--json]
+    python benchmarks/instructions.py --decision-only     # about a minute
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from _common import VARIANTS, Upstream, closed_loop, emit, table
+from overhead import CASES, decision_cases
 
 NAMES = ["bare", "passthrough", "seawall"]
 WARM = 256
@@ -70,6 +83,83 @@ def measure(requests: int) -> dict[str, Any]:
     }
 
 
+async def _decision_client(calls: int) -> None:
+    """Each case ``calls`` and ``calls * 6`` times, each loop inside ``functools.reduce``.
+
+    callgrind collects (and dumps a profile) only inside ``functools_reduce``,
+    so imports and setup are left out; one dump per loop, in ``CASES`` order.
+    The loops never suspend (every call succeeds at once), so each is driven
+    to its end inside ``reduce``, within this task.
+    """
+    cases, sw = await decision_cases()
+    for name in CASES:
+        for n in (calls, calls * 6):
+            functools.reduce(lambda _a, _b, n=n, name=name: _drive(cases[name](n)), [0], None)
+    await sw.aclose()
+
+
+def _drive(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to its end; it must not suspend."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError("a decision-cost case suspended; it must succeed at once")
+
+
+def decision(calls: int) -> dict[str, float]:
+    """Instructions per call of each case in ``CASES`` (see the module's docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg")
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            "--toggle-collect=functools_reduce",
+            "--dump-after=functools_reduce",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            "--decision-client",
+            str(calls),
+        ]
+        subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
+        dumps = sorted(
+            (p for p in os.listdir(tmp) if re.fullmatch(r"cg\.\d+", p)),
+            key=lambda p: int(p.split(".")[1]),
+        )
+        totals = []
+        for name in dumps:
+            with open(os.path.join(tmp, name)) as f:
+                found = re.search(r"^totals: (\d+)", f.read(), re.MULTILINE)
+            if found is None:
+                raise RuntimeError(f"no totals in callgrind dump {name}")
+            totals.append(int(found.group(1)))
+    if len(totals) != 2 * len(CASES):
+        raise RuntimeError(f"expected {2 * len(CASES)} callgrind dumps, got {len(totals)}")
+    per_call = {
+        name: (totals[2 * i + 1] - totals[2 * i]) / (calls * 5) for i, name in enumerate(CASES)
+    }
+    for name, (_label, base) in CASES.items():
+        if base is not None:
+            per_call[f"{name}_minus_{base}"] = per_call[name] - per_call[base]
+    return per_call
+
+
+def render_decision(per_call: dict[str, float], calls: int) -> str:
+    rows = [
+        [label, per_call[name], 0 if base is None else per_call[f"{name}_minus_{base}"]]
+        for name, (label, base) in CASES.items()
+    ]
+    return "\n\n".join(
+        [
+            f"### Decision cost in instructions per call (callgrind, {calls * 5} calls)",
+            table(["path", "instructions", "added vs bare await"], rows),
+        ]
+    )
+
+
 def render(result: dict[str, Any], requests: int) -> str:
     per = result["per_request"]
     rows = [
@@ -93,16 +183,27 @@ def main(argv: list[str] | None = None) -> int:
         name, url, requests = argv[1], argv[2], int(argv[3])
         asyncio.run(_client(name, url, requests))
         return 0
+    if argv[:1] == ["--decision-client"]:
+        asyncio.run(_decision_client(int(argv[1])))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--decision-only", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
-    result = measure(args.requests)
+    result: dict[str, Any] = {}
+    parts = []
+    if not args.decision_only:
+        result = measure(args.requests)
+        parts.append(render(result, args.requests))
+    result["decision"] = decision(args.calls)
+    parts.append(render_decision(result["decision"], args.calls))
     result["scenario"] = "instructions"
-    result["markdown"] = render(result, args.requests)
+    result["markdown"] = "\n\n".join(parts)
     emit(result, args.json)
     return 0
 

@@ -7,10 +7,13 @@ request (``time.process_time``: this process only). Ratios and added CPU are
 medians of per-round pairs (each variant against the one run next to it in the
 same round), so drift between rounds cancels out.
 
-Pure decision cost, without network: ``Seawall.run()`` around an attempt that
-returns ``Attempt(value, 200, headers)`` at once, against a bare ``await
-attempt()``; also the aiohttp middleware itself around a handler that answers
-200 at once (its lean path). Medians of rounds, per call.
+Pure decision cost, without network (``CASES``): ``Seawall.run()`` around an
+attempt that returns ``Attempt(value, 200, headers)`` at once, against a bare
+``await attempt()``; the aiohttp middleware itself around a handler that
+answers 200 at once (its lean path); ``sw.call(fn)``, ``sw.call(fn, key=...)``
+and a ``@sw.protect`` wrapper around an async function that returns at once,
+against a bare ``await fn()``. Medians of interleaved rounds, per call.
+``--decision-only`` skips the end-to-end part.
 
     python benchmarks/overhead.py [--quick] [--json]
 """
@@ -22,7 +25,7 @@ import asyncio
 import operator
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from _common import VARIANTS, Upstream, closed_loop, emit, median, table
@@ -75,8 +78,27 @@ async def end_to_end(
     }
 
 
-async def decision_cost(rounds: int, calls: int) -> dict[str, float]:
-    """µs per call: bare attempt, ``Seawall.run``, and the middleware-side path."""
+#: The decision-cost cases: name -> (label, the bare case it is measured against).
+CASES: dict[str, tuple[str, str | None]] = {
+    "bare": ("bare `await attempt()`", None),
+    "run": ("`Seawall.run()`", "bare"),
+    "path": ("the aiohttp middleware (`sw.middleware()`)", "bare"),
+    "fn": ("bare `await fn()`", None),
+    "call": ("`sw.call(fn)`", "fn"),
+    "call_key": ('`sw.call(fn, key="k")`', "fn"),
+    "protect": ("`@sw.protect`", "fn"),
+}
+
+
+async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any, None]]], Any]:
+    """Each case as a coroutine function making ``n`` calls; and the ``Seawall`` to close.
+
+    ``bare``/``run``/``path``: an attempt returning ``Attempt(value, 200,
+    headers)`` at once, through ``Seawall.run()``, and the middleware around a
+    handler that answers 200 at once. ``fn``/``call``/``call_key``/``protect``:
+    an async function returning at once, awaited bare, through ``sw.call`` and
+    through a ``@sw.protect`` wrapper. Shared with ``instructions.py``.
+    """
     from _common import seawall_policy
     from yarl import URL
 
@@ -93,23 +115,9 @@ async def decision_cost(rounds: int, calls: int) -> dict[str, float]:
     async def attempt(_number: int) -> Attempt:
         return Attempt(value, 200, headers)
 
-    def spec() -> CallSpec:
-        return CallSpec(
-            key=key, policy=policy, state=state, method="GET", url=url, context={}, http=True
-        )
-
-    async def bare() -> float:
-        t = time.perf_counter()
-        for _ in range(calls):
-            await attempt(1)
-        return time.perf_counter() - t
-
-    async def run_only() -> float:
-        s = spec()
-        t = time.perf_counter()
-        for _ in range(calls):
-            await sw.run(s, attempt)
-        return time.perf_counter() - t
+    spec = CallSpec(
+        key=key, policy=policy, state=state, method="GET", url=url, context={}, http=True
+    )
 
     class Request:
         """What the middleware reads of an ``aiohttp.ClientRequest``."""
@@ -133,26 +141,96 @@ async def decision_cost(rounds: int, calls: int) -> dict[str, float]:
 
     middleware = sw.middleware()
     request = Request()
-    await middleware(request, handler)  # the first request creates the key's state
 
-    async def path() -> float:
-        t = time.perf_counter()
-        for _ in range(calls):
+    async def fn() -> object:
+        return value
+
+    protected = sw.protect(fn)
+    call = sw.call
+
+    async def bare(n: int) -> None:
+        for _ in range(n):
+            await attempt(1)
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await sw.run(spec, attempt)
+
+    async def path(n: int) -> None:
+        for _ in range(n):
             await middleware(request, handler)
-        return time.perf_counter() - t
 
-    timings: dict[str, list[float]] = {"bare": [], "run": [], "path": []}
+    async def bare_fn(n: int) -> None:
+        for _ in range(n):
+            await fn()
+
+    async def call_fn(n: int) -> None:
+        for _ in range(n):
+            await call(fn)
+
+    async def call_key(n: int) -> None:
+        for _ in range(n):
+            await call(fn, key="k")
+
+    async def protect(n: int) -> None:
+        for _ in range(n):
+            await protected()
+
+    cases: dict[str, Callable[[int], Coroutine[Any, Any, None]]] = {
+        "bare": bare,
+        "run": run,
+        "path": path,
+        "fn": bare_fn,
+        "call": call_fn,
+        "call_key": call_key,
+        "protect": protect,
+    }
+    for case in cases.values():  # the first call of each creates its key's state
+        await case(1)
+    return cases, sw
+
+
+async def decision_cost(rounds: int, calls: int) -> dict[str, float]:
+    """µs per call of each case in ``CASES``, medians of interleaved rounds."""
+    cases, sw = await decision_cases()
+    timings: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
-        for name, fn in (("bare", bare), ("run", run_only), ("path", path)):
-            timings[name].append(await fn() / calls * 1e6)
+        for name, case in cases.items():
+            t = time.perf_counter()
+            await case(calls)
+            timings[name].append((time.perf_counter() - t) / calls * 1e6)
     await sw.aclose()
     result = {name: median(values) for name, values in timings.items()}
-    result["run_minus_bare"] = result["run"] - result["bare"]
-    result["path_minus_bare"] = result["path"] - result["bare"]
+    for name, (_label, base) in CASES.items():
+        if base is not None:
+            result[f"{name}_minus_{base}"] = result[name] - result[base]
     return result
 
 
-def render(e2e: dict[str, Any], cost: dict[str, float], args: argparse.Namespace) -> str:
+def render(e2e: dict[str, Any] | None, cost: dict[str, float], args: argparse.Namespace) -> str:
+    parts = [] if e2e is None else _render_e2e(e2e, args)
+    cost_table = table(
+        ["path", "µs per call", "added µs vs bare await"],
+        [
+            [label, cost[name], 0.0 if base is None else cost[f"{name}_minus_{base}"]]
+            for name, (label, base) in CASES.items()
+        ],
+    )
+    return "\n\n".join(
+        [
+            *parts,
+            f"### Pure decision cost, no network ({args.rounds} rounds x {args.calls} calls, "
+            "medians)",
+            cost_table,
+            f"`Seawall.run()` adds {cost['run_minus_bare']:.2f} µs per call (target < 10 µs: "
+            f"{'met' if cost['run_minus_bare'] < 10 else 'NOT met'}); `sw.call()` adds "
+            f"{cost['call_minus_fn']:.2f} µs to a bare `await fn()` (target <= 2 µs: "
+            f"{'met' if cost['call_minus_fn'] <= 2 else 'NOT met'}).",
+        ]
+    )
+
+
+def _render_e2e(e2e: dict[str, Any], args: argparse.Namespace) -> list[str]:
     rows = [
         [
             VARIANTS[n].label,
@@ -177,31 +255,16 @@ def render(e2e: dict[str, Any], cost: dict[str, float], args: argparse.Namespace
         ],
         rows,
     )
-    cost_table = table(
-        ["path", "µs per call", "added µs vs bare await"],
-        [
-            ["bare `await attempt()`", cost["bare"], 0.0],
-            ["`Seawall.run()`", cost["run"], cost["run_minus_bare"]],
-            ["the aiohttp middleware (`sw.middleware()`)", cost["path"], cost["path_minus_bare"]],
-        ],
-    )
     ratio = e2e["ratio_to_passthrough"]["seawall"]
-    return "\n\n".join(
-        [
-            f"### Success-path overhead (issue 2): {args.concurrency} concurrent requests to "
-            f"a loopback {SERVERS[args.server]} in its own process, {args.rounds} interleaved "
-            f"rounds x {args.requests} requests; req/s and CPU are medians, ratios and added "
-            "CPU are medians of per-round pairs",
-            e2e_table,
-            f"seawall vs pass-through: {ratio:.3f} (target >= 0.95: "
-            f"{'met' if ratio >= 0.95 else 'NOT met'}).",
-            f"### Pure decision cost, no network ({args.rounds} rounds x {args.calls} calls, "
-            "medians)",
-            cost_table,
-            f"`Seawall.run()` adds {cost['run_minus_bare']:.2f} µs per call (target < 10 µs: "
-            f"{'met' if cost['run_minus_bare'] < 10 else 'NOT met'}).",
-        ]
-    )
+    return [
+        f"### Success-path overhead (issue 2): {args.concurrency} concurrent requests to "
+        f"a loopback {SERVERS[args.server]} in its own process, {args.rounds} interleaved "
+        f"rounds x {args.requests} requests; req/s and CPU are medians, ratios and added "
+        "CPU are medians of per-round pairs",
+        e2e_table,
+        f"seawall vs pass-through: {ratio:.3f} (target >= 0.95: "
+        f"{'met' if ratio >= 0.95 else 'NOT met'}).",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,11 +282,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny run: proves it works")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--decision-only", action="store_true", help="only the pure decision cost (seconds)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.requests, args.calls = 1, 200, 500
-    e2e = asyncio.run(end_to_end(args.rounds, args.requests, args.concurrency, args.server))
     cost = asyncio.run(decision_cost(args.rounds, args.calls))
+    if args.decision_only:
+        result: dict[str, Any] = {"scenario": "overhead", "decision_cost": cost}
+        result["markdown"] = render(None, cost, args)
+        emit(result, args.json)
+        return 0
+    e2e = asyncio.run(end_to_end(args.rounds, args.requests, args.concurrency, args.server))
     result = {"scenario": "overhead", "end_to_end": e2e, "decision_cost": cost}
     result["markdown"] = render(e2e, cost, args)
     emit(result, args.json)

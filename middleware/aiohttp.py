@@ -97,23 +97,7 @@ def reruns(exc: BaseException) -> bool:
 _CLOSED = BreakerState.CLOSED
 
 
-def _task_lookup() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]:
-    """``asyncio.current_task(loop)`` without a Python frame where that costs one.
-
-    On 3.11 ``current_task`` is a Python function returning
-    ``_current_tasks.get(loop)``; that dict's own ``get`` does the same for a
-    third of the cost. Elsewhere (3.12+, where it is written in C, or an
-    asyncio without that dict) ``current_task`` itself.
-    """
-    tasks = getattr(asyncio.tasks, "_current_tasks", None)
-    written_in_python = hasattr(asyncio.current_task, "__code__")
-    if written_in_python and isinstance(tasks, dict):
-        lookup: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = tasks.get
-        return lookup
-    return asyncio.current_task
-
-
-_current_task = _task_lookup()
+_current_task = _watchdog.current_task
 
 _STREAMING = "text/event-stream"
 

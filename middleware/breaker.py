@@ -343,6 +343,8 @@ class Breaker:
 
     def record(self, permit: Permit, *, failure: bool) -> None:
         """Record an attempt's verdict: a failure or a success of the upstream."""
+        if self.quiet and not failure and not permit.probe:
+            return  # a success would change nothing (see ``succeeded``)
         if permit.probe:
             if permit.done:
                 return
@@ -496,6 +498,7 @@ class Breaker:
             self._start_measuring()
         else:
             self.consecutive_failures = self._run = 0
+            self.quiet = not self._failures_in_window and len(self._window) == self._window.maxlen
 
     def _rate_tripped(self) -> bool:
         """The failure rate reached its threshold, or the last ``minimum_calls`` attempts all

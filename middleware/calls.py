@@ -1,4 +1,4 @@
-"""Calls of plain functions: ``sw.call``, ``sw.call_sync``, ``sw.using(...)``, ``@sw.protect``.
+"""Calls of plain async functions: ``sw.call``, ``sw.using(...)``, ``@sw.protect``.
 
 The adapter for code that is not an HTTP request. Seawall's own options
 (``key``, ``context``, ``policy``, ``on``) are kept apart from the wrapped
@@ -6,20 +6,39 @@ function's arguments: ``sw.using(...)`` takes them before the function, so
 every keyword given to ``.call`` reaches the function. ``sw.call(fn, key=...)``
 still works where ``fn`` has no parameter of that name; where it has one, it
 raises a ``TypeError`` that says to use ``sw.using``.
+
+Every call goes through ``run_call``. Like the aiohttp middleware, it makes
+the first attempt itself when the key is idle (breaker closed, no cooldown,
+no event observer or custom classifier, no deadline shorter than the
+attempt limit) and returns a success at once; anything else, and whatever
+follows a failed first attempt, goes to ``Seawall.run``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from types import CoroutineType, FunctionType
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
-from seawall import sync
-from seawall._path.spec import CallSpec, call_key, coroutine_attempt
+from seawall import sync, watchdog
+from seawall._path.spec import (
+    CallSpec,
+    FirstAttempt,
+    Misuse,
+    attempt_timeout,
+    call_key,
+    coroutine_attempt,
+    not_awaitable,
+)
+from seawall.breaker import BreakerState
 from seawall.context import merge as merge_context
+from seawall.deadline import DEADLINE_VAR
 from seawall.policy import Policy
-from seawall.redact import redact_key
 
 if TYPE_CHECKING:
     from seawall.engine import Seawall
@@ -30,9 +49,11 @@ __all__ = [
     "Retried",
     "Using",
     "check_collisions",
-    "protect_with",
     "check_options",
+    "protect",
+    "protect_with",
     "retry_predicate",
+    "run_call",
 ]
 
 P = ParamSpec("P")
@@ -171,31 +192,32 @@ class Using:
         self._policy = policy
         self._retry_if = retry_predicate(on, "sw.using")
 
-    def _spec(self, fn: Callable[..., Any]) -> CallSpec:
-        key = self._key if self._key is not None else call_key(fn)
-        sw = self._sw
-        policy = self._policy or sw.policy_for_key(key)
-        key = redact_key(key)  # shown in health(), metrics, logs: never a secret it holds
-        return CallSpec(
-            key=key,
-            policy=policy,
-            state=sw.state_for(key, policy),
-            context=merge_context(self._context),
-            llm=policy.llm,  # call(policy=Policy.for_llm()) is an LLM call, whatever its key
-            retry_if=self._retry_if,
-        )
-
-    async def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+    def call(
+        self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, T]:
         """``await fn(*args, **kwargs)`` under protection; every keyword goes to ``fn``."""
-        result: T = await self._sw.run(self._spec(fn), coroutine_attempt(fn, args, kwargs))
-        return result
+        # Not a coroutine of its own: run_call's is awaited directly (one frame less).
+        return run_call(
+            self._sw, fn, args, kwargs, self._key, self._context, self._policy, self._retry_if
+        )
 
     def call_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` under protection in this thread; every keyword goes to ``fn``.
 
         Waits between attempts sleep the thread (``seawall.sync``).
         """
-        return sync.call(self._sw, self._spec(fn), fn, args, kwargs)
+        key = self._key if self._key is not None else call_key(fn)
+        route = self._sw.registry.call_route(key, self._policy)
+        assert route.state is not None, "call_route fills in the state"
+        spec = CallSpec(
+            key=route.key,
+            policy=route.policy,
+            state=route.state,
+            context=merge_context(self._context),
+            llm=route.llm,
+            retry_if=self._retry_if,
+        )
+        return sync.call(self._sw, spec, fn, args, kwargs)
 
     @overload
     def protect(
@@ -213,17 +235,185 @@ class Using:
 def protect_with(fn: Callable[P, Any], using: Callable[[], Using]) -> Callable[P, Any]:
     """``fn`` wrapped, each call run as ``using().call(fn, ...)``: every argument reaches it.
 
-    An ``async def`` is awaited on the event loop; a plain ``def`` runs in the
-    calling thread (``using().call_sync``), sleeping it between attempts.
+    An ``async def`` is awaited on the event loop (its calls take ``run_call``'s
+    lean first attempt); a plain ``def`` runs in the calling thread
+    (``using().call_sync``), sleeping it between attempts.
     """
     if not callable(fn):
         msg = f"seawall's decorators wrap a function; {fn!r} is not callable"
         raise TypeError(msg)
     if not inspect.iscoroutinefunction(fn):
         return sync.protect(fn, lambda f, *a, **kw: using().call_sync(f, *a, **kw))
+    return _wrap_async(fn, using)
 
+
+def _wrap_async(
+    fn: Callable[P, Coroutine[Any, Any, T]], using: Callable[[], Using]
+) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        return await using().call(fn, *args, **kwargs)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        u = using()
+        result: T = await run_call(
+            u._sw, fn, args, kwargs, u._key, u._context, u._policy, u._retry_if
+        )
+        return result
 
     return wrapper
+
+
+# --- @sw.protect (Seawall.protect is this function) ------------------------------
+
+
+@overload
+def protect(
+    sw: Seawall, fn: Callable[P, Coroutine[Any, Any, T]], /
+) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+
+@overload
+def protect(sw: Seawall, fn: Callable[P, T], /) -> Callable[P, T]: ...
+
+
+@overload
+def protect(
+    sw: Seawall,
+    fn: None = None,
+    /,
+    *,
+    key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
+    on: Retried | None = None,
+) -> Decorator: ...
+
+
+def protect(
+    sw: Seawall,
+    fn: Callable[P, Any] | None = None,
+    /,
+    *,
+    key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
+    on: Retried | None = None,
+) -> Callable[P, Any] | Decorator:
+    """Decorator form of ``call``: ``@sw.protect`` or ``@sw.protect(key="search")``.
+
+    Works on ``async def`` and plain ``def`` functions (the latter run as
+    ``call_sync``). Every argument of the decorated function reaches it,
+    ``key=`` included.
+    """
+    if fn is not None:
+        return Using(sw).protect(fn)
+    using = Using(sw, key=key, context=context, policy=policy, on=on)
+
+    def decorate(fn: Callable[P, Any]) -> Callable[P, Any]:
+        return using.protect(fn)
+
+    return cast(Decorator, decorate)
+
+
+# --- one call ---------------------------------------------------------------------
+
+_CLOSED = BreakerState.CLOSED  # read through the class, a member costs a descriptor call
+
+
+_watching: tuple[weakref.ref[asyncio.AbstractEventLoop], watchdog.Watchdog] | None = None
+
+
+async def run_call(
+    sw: Seawall,
+    fn: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
+    retry_if: Callable[[BaseException], bool] | None = None,
+) -> Any:
+    """``await fn(*args, **kwargs)`` protected: ``sw.call``, ``sw.using().call``, ``@sw.protect``.
+
+    The lean first attempt: when the key's route allows it (``Route.fast``)
+    and the key is idle, the attempt is made here with the bookkeeping
+    ``Seawall.run`` would do for a first-try success (``KeyState.begin``, the
+    watchdog, ``Breaker.succeeded``, ``KeyStats.first_try``), and a success
+    returns at once. A failure goes to ``Seawall.run`` as its ``FirstAttempt``:
+    classified, counted and retried there, never made twice.
+    """
+    global _watching
+    if key is None:
+        key = (fn.__qualname__ or call_key(fn)) if type(fn) is FunctionType else call_key(fn)
+    registry = sw.registry
+    # Registry.call_route's cache, read here (a call less): see call_cache_key.
+    route = registry.cache.get(key if policy is None else (None, key, id(policy)))
+    if route is None or (policy is not None and route.policy is not policy):
+        route = registry.call_route(key, policy)
+    state = route.state
+    assert state is not None, "call_route fills in the state"
+    first = None
+    if route.fast:
+        clock = sw.clock
+        started = clock()
+        cooldown = state.cooldown
+        limit = route.limit
+        inbound = DEADLINE_VAR.get()
+        if (
+            state.breaker.state is _CLOSED
+            and cooldown.rate is None
+            and cooldown.until <= started
+            and (inbound is None or (limit is not None and inbound - time.monotonic() > limit))
+        ):
+            lock = state.lock  # threads (sync calls) may share this key's state
+            with lock:
+                state.begin(started)
+            task = dog = None
+            if limit is not None:  # >= watchdog.MIN_LIMIT: Route.fast says so
+                loop = asyncio.get_running_loop()
+                task = watchdog.current_task(loop)
+                assert task is not None, "seawall calls run inside a task"
+                watching = _watching  # the last loop's watchdog (watchdog.of, inlined)
+                if watching is not None and watching[0]() is loop:
+                    dog = watching[1]
+                else:
+                    dog = watchdog.of(loop)
+                    _watching = (weakref.ref(loop), dog)
+                if dog.stock and clock is time.monotonic:  # its clock is ours: no second reading
+                    dog.watch_at(task, started + limit)
+                else:
+                    dog.watch(task, limit)
+            exc: Exception | None = None
+            value: Any = None
+            try:
+                awaitable = fn(*args, **kwargs)
+                if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
+                    raise not_awaitable(fn, awaitable)
+                value = await awaitable
+            except Misuse as misuse:
+                raise TypeError(str(misuse)) from None
+            except Exception as caught:
+                exc = caught
+            except asyncio.CancelledError:
+                if dog is None or task is None or limit is None or not dog.timed_out(task):
+                    raise  # cancelled: never retried, never counted
+                exc = attempt_timeout(limit)
+            finally:
+                if dog is not None and task is not None:
+                    dog.done(task)
+            ended = clock()
+            if exc is None:
+                breaker = state.breaker
+                with lock:
+                    if not breaker.quiet:
+                        breaker.succeeded()
+                    state.stats.first_try(ended - started)
+                return value
+            first = FirstAttempt(started, ended, None, exc)
+    spec = CallSpec(
+        key=route.key,
+        policy=route.policy,
+        state=state,
+        context=merge_context(context),
+        llm=route.llm,
+        retry_if=retry_if,
+    )
+    return await sw.run(spec, coroutine_attempt(fn, args, kwargs), first)

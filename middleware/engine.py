@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import aiohttp
 import attrs
 from yarl import URL
 
+from seawall import calls as _calls
 from seawall import costs as _costs
 from seawall._path.loop import Loop, classify
 from seawall._path.observer import Observer
@@ -32,7 +33,7 @@ from seawall._path.spec import (
 )
 from seawall.aiohttp import make_middleware
 from seawall.blocks import Attempts
-from seawall.calls import Decorator, Retried, Using, check_collisions
+from seawall.calls import Retried, Using, check_collisions, check_options, run_call
 from seawall.config import load_config, load_file
 from seawall.costs import CostTracker
 from seawall.escalation import EscalationPolicy, Escalator
@@ -71,7 +72,6 @@ __all__ = [
     "origin_key",
 ]
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -261,7 +261,7 @@ class Seawall:
 
         return AsyncTransport(self, transport)  # type: ignore[arg-type]
 
-    async def call(
+    def call(
         self,
         fn: Callable[..., Awaitable[T]],
         /,
@@ -270,7 +270,7 @@ class Seawall:
         context: Mapping[str, Any] | None = None,
         policy: Policy | None = None,
         **kwargs: Any,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Run ``await fn(*args, **kwargs)`` under seawall's protection.
 
         ``key`` names the breaker and budget (default: ``fn``'s qualified name)
@@ -279,11 +279,13 @@ class Seawall:
         in its ``__notes__``. If ``fn`` takes a ``key``, ``context`` or
         ``policy`` of its own, giving one here is a ``TypeError``: use
         ``sw.using(key=...).call(fn, key=...)``, where every keyword goes to ``fn``.
+        Such mistakes raise at once; otherwise it returns the call to await.
         """
         if key is not None or context is not None or policy is not None:
+            check_options("sw.call", key, policy)
             check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
-        using = Using(self, key=key, context=context, policy=policy)
-        return await using.call(fn, *args, **kwargs)
+        # Not a coroutine of its own: run_call's is awaited directly (one frame less).
+        return run_call(self, fn, args, kwargs, key, context, policy)
 
     def call_sync(
         self,
@@ -349,50 +351,9 @@ class Seawall:
         """
         return BreakerGuard(self, key, policy=policy, context=context)
 
-    @overload
-    def protect(
-        self, fn: Callable[P, Coroutine[Any, Any, T]], /
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def protect(self, fn: Callable[P, T], /) -> Callable[P, T]: ...
-
-    @overload
-    def protect(
-        self,
-        fn: None = None,
-        /,
-        *,
-        key: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        policy: Policy | None = None,
-        on: Retried | None = None,
-    ) -> Decorator: ...
-
-    def protect(
-        self,
-        fn: Callable[P, Any] | None = None,
-        /,
-        *,
-        key: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        policy: Policy | None = None,
-        on: Retried | None = None,
-    ) -> Callable[P, Any] | Decorator:
-        """Decorator form of ``call``: ``@sw.protect`` or ``@sw.protect(key="search")``.
-
-        Works on ``async def`` and plain ``def`` functions (the latter run as
-        ``call_sync``). Every argument of the decorated function reaches it,
-        ``key=`` included.
-        """
-        if fn is not None:
-            return Using(self).protect(fn)
-        using = Using(self, key=key, context=context, policy=policy, on=on)
-
-        def decorate(fn: Callable[P, Any]) -> Callable[P, Any]:
-            return using.protect(fn)
-
-        return cast(Decorator, decorate)
+    #: Decorator form of ``call``: ``@sw.protect`` or ``@sw.protect(key="search")``
+    #: (``seawall.calls.protect``); every argument of the decorated function reaches it.
+    protect = _calls.protect
 
     async def run(
         self,

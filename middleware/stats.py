@@ -163,10 +163,18 @@ class KeyStats:
         self.latency.observe(elapsed)
 
     def first_try(self, elapsed: float) -> None:
-        """A call succeeded on its first attempt: the attempt and ``observe_call`` in one call."""
+        """A call succeeded on its first attempt: the attempt and ``observe_call`` in one call.
+
+        The lean paths' only record of a success: ``LatencyHistogram.observe``
+        is written out here (a call less, about 1k instructions); keep the two in step.
+        """
         self.attempts += 1
         self.successes += 1
-        self.latency.observe(elapsed)
+        latency = self.latency
+        latency.counts[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+        latency.sum += elapsed
+        if elapsed > latency.max:
+            latency.max = elapsed
 
     @property
     def finished(self) -> int:

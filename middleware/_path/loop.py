@@ -317,10 +317,11 @@ class Loop:
     def _deadline_at(self, spec: CallSpec, now: float) -> float | None:
         """The absolute deadline on our clock: the policy's or the inbound one."""
         inbound = current_deadline()
+        own = spec.policy.timeout.deadline
+        if own is None and inbound is None:
+            return None  # the common case, without the conversion's call
         # Inbound deadlines are on time.monotonic(); rules.deadline_at converts them.
-        return deadline_at(
-            spec.policy.timeout.deadline, inbound, now, 0.0 if inbound is None else time.monotonic()
-        )
+        return deadline_at(own, inbound, now, 0.0 if inbound is None else time.monotonic())
 
     def cooldown_wait(self, call: CallState) -> float:
         """Seconds to wait for the key's cooldown before the next attempt (a paced turn).

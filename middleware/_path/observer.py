@@ -39,11 +39,14 @@ class Observer:
         self.hooks = hooks
         self.escalator = escalator
         self.states = states
+        #: Whether anyone listens to ``seawall_event`` (else no event is built).
+        #: An attribute, not a property: every call reads it; kept in step with
+        #: the plugins (the manager's listeners run after ``Hooks`` forgot its caches).
+        self.observed = hooks.has("seawall_event")
+        hooks.pm.listeners.append(self._plugins_changed)
 
-    @property
-    def observed(self) -> bool:
-        """Whether anyone listens to ``seawall_event`` (else no event is built)."""
-        return self.hooks.has("seawall_event")
+    def _plugins_changed(self) -> None:
+        self.observed = self.hooks.has("seawall_event")
 
     def emit(self, cls: type[Any], spec: CallSpec, **fields: Any) -> None:
         self.hooks.each("seawall_event", event=cls(key=spec.key, timestamp=time.time(), **fields))

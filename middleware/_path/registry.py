@@ -23,7 +23,7 @@ from seawall.redact import redact_key
 from seawall.state import KeyState, StateStore
 from seawall.watchdog import MIN_LIMIT
 
-__all__ = ["MAX_KEYS", "Registry", "Route", "check_routes", "origin_key"]
+__all__ = ["MAX_KEYS", "Registry", "Route", "call_cache_key", "check_routes", "origin_key"]
 
 #: Most keys kept; past it, the least recently used are forgotten, whatever their
 #: breakers' states, ``MAX_KEYS // 8`` at a time (see ``Registry.forget_idle``).
@@ -82,6 +82,11 @@ def origin_key(url: URL) -> tuple[str, str]:
         return url.scheme, url.raw_authority
 
 
+def call_cache_key(key: str, policy: Policy | None) -> str | tuple[None, str, int]:
+    """Where ``call_route`` caches: the key itself, or with a policy ``(None, key, id(policy))``."""
+    return key if policy is None else (None, key, id(policy))
+
+
 class Registry:
     """Routes by origin and states by key, both bounded."""
 
@@ -100,7 +105,8 @@ class Registry:
         self.view: Mapping[str, KeyState] = MappingProxyType(self._states)
         #: Per origin, by ``origin_key``; cleared (never replaced: the aiohttp
         #: middleware holds it) when plugins change or states are forgotten.
-        self.cache: dict[tuple[str, str], Route] = {}
+        #: ``sw.call``'s routes are kept here too (``call_route``).
+        self.cache: dict[tuple[str | int | None, ...] | str, Route] = {}
 
     def route_for(self, url: URL) -> Route:
         """The ``Route`` for requests to ``url``'s origin; cached per origin."""
@@ -113,21 +119,45 @@ class Registry:
             if key is None:
                 key = f"{url.scheme}://{host}:{url.port}"
             llm = is_llm_route(policy, host)
-            limit, deadline = policy.timeout.attempt, policy.timeout.deadline
-            hooks = self.hooks
-            fast = (
-                policy.key != "model"
-                and policy.breaker.mode == "classic"  # adaptive: every attempt asks admit
-                and not llm
-                and not hooks.has("seawall_event")
-                and not hooks.custom("seawall_classify")
-                and (limit is None or limit >= MIN_LIMIT)
-                and (deadline is None or (limit is not None and deadline > limit))
-            )
+            fast = policy.key != "model" and self.fast(policy, llm)
             if len(self.cache) >= MAX_KEYS:
                 self.cache.clear()
             found = self.cache[cache_key] = Route(key, policy, llm, fast)
         return found
+
+    def call_route(self, key: str, policy: Policy | None) -> Route:
+        """The ``Route`` of ``sw.call`` under ``key`` (as given), with ``policy`` or the key's.
+
+        Cached beside the origins (so cleared with them) under ``call_cache_key``,
+        which no origin's ``(scheme, netloc)`` can equal; a hit for another
+        policy that got the same ``id`` is made again. The route's key is
+        ``key`` redacted, its ``state`` is filled in.
+        """
+        cache_key = call_cache_key(key, policy)
+        found = self.cache.get(cache_key)
+        if found is None or (policy is not None and found.policy is not policy):
+            if policy is None:
+                policy = self.policy_for_key(key)
+            shown = redact_key(key)  # shown in health(), metrics, logs: never a secret it holds
+            llm = policy.llm  # call(policy=Policy.for_llm()) is an LLM call, whatever its key
+            if len(self.cache) >= MAX_KEYS:
+                self.cache.clear()
+            found = self.cache[cache_key] = Route(shown, policy, llm, self.fast(policy, llm))
+            found.state = self.state_for(shown, policy)
+        return found
+
+    def fast(self, policy: Policy, llm: bool) -> bool:
+        """Whether an adapter may make a first attempt itself (see ``Route``)."""
+        limit, deadline = policy.timeout.attempt, policy.timeout.deadline
+        hooks = self.hooks
+        return (
+            not llm
+            and policy.breaker.mode == "classic"  # adaptive: every attempt asks admit
+            and not hooks.has("seawall_event")
+            and not hooks.custom("seawall_classify")
+            and (limit is None or limit >= MIN_LIMIT)
+            and (deadline is None or (limit is not None and deadline > limit))
+        )
 
     def match(self, host: str, port: int | None) -> Policy | None:
         """The route policy for ``host`` (and ``port``): exact names first, then patterns."""

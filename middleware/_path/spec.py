@@ -24,6 +24,7 @@ __all__ = [
     "attempt_timeout",
     "call_key",
     "coroutine_attempt",
+    "not_awaitable",
 ]
 
 
@@ -158,6 +159,15 @@ class Misuse(Exception):
     """Raised by an adapter for a programming error that must not be retried."""
 
 
+def not_awaitable(fn: object, got: object) -> Misuse:
+    """What ``sw.call(fn)`` raises (as a ``TypeError``) when ``fn(...)`` gave ``got``."""
+    return Misuse(
+        f"sw.call({fn!r}): it returned {type(got).__name__}, not an "
+        "awaitable; pass an async function (sw.call(fetch, url), not fetch(url)), "
+        "or call a plain function with sw.call_sync(fn, ...)"
+    )
+
+
 def coroutine_attempt(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> Callable[[int], Awaitable[Attempt]]:
@@ -166,12 +176,7 @@ def coroutine_attempt(
     async def attempt(_number: int) -> Attempt:
         awaitable = fn(*args, **kwargs)
         if not inspect.isawaitable(awaitable):
-            msg = (
-                f"sw.call({fn!r}): it returned {type(awaitable).__name__}, not an "
-                "awaitable; pass an async function (sw.call(fetch, url), not fetch(url)), "
-                "or call a plain function with sw.call_sync(fn, ...)"
-            )
-            raise Misuse(msg)
+            raise not_awaitable(fn, awaitable)
         return Attempt(await awaitable)
 
     return attempt

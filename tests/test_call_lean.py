@@ -1,0 +1,324 @@
+"""``sw.call``'s lean first attempt: the same books as ``Seawall.run``, never a second call.
+
+With no event observer and no custom classifier, ``sw.call`` (and
+``sw.using().call``, ``@sw.protect``, ``seawall.retry``) makes the first
+attempt of an idle key itself; a failure hands over to ``Seawall.run`` as its
+first attempt. Each test runs the same script once on the lean path and once
+with an observer plugin (which turns it off) and compares what a user sees:
+results, how often the function ran, ``sw.health()``. The clock is injected,
+so the retry budget is exact on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import seawall
+from seawall import testing, watchdog
+from seawall._path import registry
+
+from ._helpers import Recorder
+
+
+class _Observer:
+    """Implements ``seawall_event``: its presence alone sends every call through ``run``."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    @seawall.hookimpl
+    def seawall_event(self, event: Any) -> None:
+        self.kinds.append(event.kind)
+
+
+class _Clock:
+    """A clock that moves 1 ms per reading: latencies and budgets are the same on both sides."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+def _policy(**timeout: Any) -> seawall.Policy:
+    return seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=3),
+        breaker=seawall.BreakerPolicy(failure_threshold=2, minimum_calls=100),
+        timeout=seawall.TimeoutPolicy(**timeout) if timeout else seawall.TimeoutPolicy(),
+    )
+
+
+def _pair(policy: seawall.Policy | None = None) -> tuple[seawall.Seawall, seawall.Seawall]:
+    """A seawall with the lean path and one without it (an observer), on their own clocks."""
+    policy = policy or _policy()
+    lean = seawall.Seawall(policy, entrypoints=False, clock=_Clock())
+    full = seawall.Seawall(policy, entrypoints=False, clock=_Clock(), plugins=[_Observer()])
+    return lean, full
+
+
+class _Upstream:
+    """An async function that answers from a script and counts its calls."""
+
+    def __init__(self, *script: object) -> None:
+        self.script = list(script)
+        self.calls = 0
+
+    async def __call__(self, x: int) -> int:
+        self.calls += 1
+        answer = self.script.pop(0) if self.script else "ok"
+        if isinstance(answer, BaseException):
+            raise answer
+        return x
+
+
+#: Fields that depend on how often the clock is read, or on jitter.
+_TIMING = {"waited", "retry_after", "cooldown"}
+
+
+def _books(sw: seawall.Seawall, key: str) -> dict[str, Any]:
+    """A key's health without the fields that depend on timing."""
+    return {
+        name: value
+        for name, value in sw.health()["keys"][key].items()
+        if name not in _TIMING and not name.endswith("latency")
+    }
+
+
+async def _script(
+    sw: seawall.Seawall, call: Callable[[seawall.Seawall, _Upstream], Any]
+) -> tuple[list[object], int]:
+    up = _Upstream(
+        "ok",  # call 1: the key's state is created
+        "ok",  # call 2: a lean success
+        ConnectionError("reset"),  # call 3: retried once
+        "ok",
+        ValueError("odd"),  # call 4: an unknown error, retried once
+        "ok",
+        *[ConnectionError("down")] * 6,  # calls 5 and 6: given up after 3 attempts
+    )
+    seen: list[object] = []
+    for _ in range(8):
+        try:
+            seen.append(await call(sw, up))
+        except (seawall.CircuitOpenError, ConnectionError, ValueError) as exc:
+            seen.append(type(exc).__name__)
+    return seen, up.calls
+
+
+async def _by_call(sw: seawall.Seawall, up: _Upstream) -> object:
+    return await sw.call(up, 7, key="up")
+
+
+async def _by_using(sw: seawall.Seawall, up: _Upstream) -> object:
+    return await sw.using(key="up").call(up, 7)
+
+
+async def _by_protect(sw: seawall.Seawall, up: _Upstream) -> object:
+    @sw.protect(key="up")
+    async def protected(x: int) -> int:
+        return await up(x)
+
+    return await protected(7)
+
+
+@pytest.mark.parametrize("call", [_by_call, _by_using, _by_protect])
+async def test_the_lean_call_keeps_the_same_books_as_run(call: Any) -> None:
+    """Successes, a retry, a non-retried error, give-ups and a breaker trip: identical books."""
+    lean, full = _pair()
+    assert lean.registry.call_route("up", None).fast
+    assert not full.registry.call_route("up", None).fast
+
+    seen_lean, calls_lean = await _script(lean, call)
+    seen_full, calls_full = await _script(full, call)
+
+    expected = [7, 7, 7, 7, "ConnectionError", "ConnectionError"]
+    assert seen_lean == [*expected, "CircuitOpenError", "CircuitOpenError"]
+    assert seen_full == seen_lean
+    assert calls_lean == calls_full == 12  # no attempt made twice
+    books = _books(lean, "up")
+    assert books == _books(full, "up")  # budget balance and breaker included
+    assert (books["requests"], books["attempts"], books["retries"]) == (8, 12, 6)
+    assert books["successes"] == 4
+    assert books["state"] == "open"
+    assert lean.costs().to_dict() == full.costs().to_dict()
+
+
+async def test_a_success_skips_run_and_a_failure_reaches_it_once_with_its_first_attempt() -> None:
+    """run() sees no lean success, and a failed first attempt once, already made."""
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+    seen: list[object] = []
+    run = sw.path.run
+
+    async def spy(spec: Any, attempt: Any, first: Any = None) -> Any:
+        seen.append(None if first is None else type(first.exc).__name__)
+        return await run(spec, attempt, first)
+
+    sw.path.run = spy  # type: ignore[method-assign]
+    up = _Upstream("ok", "ok", ConnectionError("reset"), "ok")
+    for _ in range(3):
+        assert await sw.call(up, 5, key="k") == 5
+    assert seen == ["ConnectionError"]  # even the first call, which creates the key's state
+    assert up.calls == 4
+
+
+async def test_lean_successes_count_in_the_breaker_window() -> None:
+    """Two lean successes, then two failures: 2 of 4 failed trips the failure-rate rule.
+
+    Were the lean successes not in the window, it would hold 2 calls, under
+    ``minimum_calls``, and stay closed.
+    """
+    policy = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=1),
+        breaker=seawall.BreakerPolicy(failure_threshold=100, minimum_calls=4, failure_rate=0.5),
+    )
+    for sw in _pair(policy):
+        up = _Upstream("ok", "ok", ConnectionError("a"), ConnectionError("b"))
+        for expected in (1, 1, None, None):
+            if expected is None:
+                with pytest.raises(ConnectionError):
+                    await sw.call(up, 1, key="k")
+            else:
+                assert await sw.call(up, 1, key="k") == expected
+        books = _books(sw, "k")
+        assert (books["state"], books["failure_rate"]) == ("open", 0.5)
+
+
+async def test_a_lean_call_earns_retry_budget_like_run() -> None:
+    """Each lean call feeds the retry budget as run() does: the same balance after 50 calls."""
+    lean, full = _pair()
+    for sw in (lean, full):
+        up = _Upstream()
+        for _ in range(50):
+            await sw.call(up, 1, key="up")
+    assert _books(lean, "up")["budget_balance"] == _books(full, "up")["budget_balance"]
+    assert _books(lean, "up")["budget_balance"] > _books(lean, "up")["retries"]
+
+
+async def test_a_function_that_is_not_async_is_refused_once() -> None:
+    """sw.call(sync_fn) raises TypeError on the lean path as on run(); the function ran once."""
+    ran = []
+
+    def sync(x: int) -> int:
+        ran.append(x)
+        return x
+
+    for sw in _pair():
+        with pytest.raises(TypeError, match="not an awaitable"):
+            await sw.call(sync, 1)  # type: ignore[arg-type]
+    assert ran == [1, 1]
+
+
+async def test_a_hung_lean_call_times_out_and_is_retried() -> None:
+    """The watchdog ends a hung first attempt at the policy's limit; run() retries it."""
+    release = asyncio.Event()
+    calls = 0
+
+    async def sometimes_hangs() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.wait_for(release.wait(), 10)
+        return "ok"
+
+    sw = seawall.Seawall(_policy(attempt=watchdog.MIN_LIMIT, deadline=None), entrypoints=False)
+    assert sw.registry.call_route("hang", None).fast
+    try:
+        assert await sw.call(sometimes_hangs, key="hang") == "ok"
+    finally:
+        release.set()
+    books = _books(sw, "hang")
+    assert (books["attempts"], books["retries"], calls) == (2, 1, 2)
+    assert not watchdog.of(asyncio.get_running_loop()).deadlines
+
+
+async def test_a_cancelled_lean_call_counts_nothing() -> None:
+    """Cancelling the caller mid-attempt: CancelledError, no failure, no retry, nothing watched."""
+    arrived = asyncio.Event()
+
+    async def hang() -> None:
+        arrived.set()
+        await asyncio.Event().wait()
+
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+    task = asyncio.ensure_future(sw.call(hang, key="hang"))
+    await asyncio.wait_for(arrived.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    books = _books(sw, "hang")
+    assert (books["requests"], books["attempts"], books["failures"]) == (1, 0, {})
+    assert not watchdog.of(asyncio.get_running_loop()).deadlines
+
+
+async def test_an_inbound_deadline_shorter_than_the_attempt_limit_still_bounds_a_call() -> None:
+    """seawall.deadline(0.2), a 30 s attempt limit: the call goes through run(), cut at 0.2 s."""
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+
+    async def hang() -> None:
+        await asyncio.wait_for(asyncio.Event().wait(), 10)
+
+    with seawall.deadline(0.2), pytest.raises((seawall.DeadlineExceededError, TimeoutError)):
+        await sw.call(hang, key="hang")
+    assert _books(sw, "hang")["cut_by_deadline"] == 1
+
+
+async def test_what_needs_run_turns_the_lean_path_off() -> None:
+    """A deadline under the attempt limit, a short limit, an LLM policy: run() serves them."""
+    sw = seawall.Seawall(entrypoints=False)
+    assert sw.registry.call_route("k", _policy(attempt=30.0, deadline=60.0)).fast
+    assert not sw.registry.call_route("k", _policy(attempt=30.0, deadline=5.0)).fast
+    assert not sw.registry.call_route("k", _policy(attempt=0.5)).fast
+    assert not sw.registry.call_route("k", seawall.Policy.for_llm()).fast
+
+
+async def test_test_mode_caps_the_attempts_after_a_lean_first_attempt() -> None:
+    """testing.mode(attempts=2): the lean first attempt and one retry, no more."""
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+    up = _Upstream(*[ConnectionError("down")] * 5)
+    with testing.mode(attempts=2), pytest.raises(ConnectionError):
+        await sw.call(up, 1, key="k")
+    assert up.calls == 2
+    assert _books(sw, "k")["attempts"] == 2
+
+
+async def test_registering_an_observer_later_turns_the_lean_call_off() -> None:
+    """Routes of calls are worked out again when plugins change: the next call emits events."""
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+    up = _Upstream()
+    await sw.call(up, 1, key="k")
+    recorder = Recorder()
+    sw.register(recorder)
+    await sw.call(up, 1, key="k")
+    assert [e.kind for e in recorder.events] == ["attempt", "call"]
+    assert _books(sw, "k")["requests"] == 2
+
+
+async def test_each_policy_given_to_a_call_is_the_one_used() -> None:
+    """The cached route of a key is per policy object: policy=one_try never retries."""
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+    one_try = seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1))
+    up = _Upstream(ConnectionError("a"), ConnectionError("b"))
+    assert await sw.call(up, 1, key="k") == 1  # the default policy: retried
+    up.script = [ConnectionError("c"), ConnectionError("d")]
+    with pytest.raises(ConnectionError):
+        await sw.call(up, 1, key="k", policy=one_try)
+    assert up.calls == 4
+
+
+async def test_a_forgotten_key_is_counted_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the registry forgets a key, a cached call route does not keep counting on it."""
+    monkeypatch.setattr(registry, "MAX_KEYS", 8)
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+    up = _Upstream()
+    await sw.call(up, 1, key="first")
+    for n in range(20):
+        await sw.call(up, 1, key=f"other{n}")
+    assert "first" not in sw.health()["keys"]
+    await sw.call(up, 1, key="first")
+    assert _books(sw, "first")["requests"] == 1
