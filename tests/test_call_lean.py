@@ -78,7 +78,7 @@ class _Upstream:
 
 
 #: Fields that depend on how often the clock is read, or on jitter.
-_TIMING = {"waited", "retry_after", "cooldown"}
+_TIMING = {"waited", "retry_after", "cooldown", "last_failure"}  # last_failure: a wall time
 
 
 def _books(sw: seawall.Seawall, key: str) -> dict[str, Any]:

@@ -142,8 +142,10 @@ class Registry:
             llm = policy.llm  # call(policy=Policy.for_llm()) is an LLM call, whatever its key
             if len(self.cache) >= MAX_KEYS:
                 self.cache.clear()
-            found = self.cache[cache_key] = Route(shown, policy, llm, self.fast(policy, llm))
+            found = Route(shown, policy, llm, self.fast(policy, llm))
+            # Filled in before the route is shared: a thread may read the cache meanwhile.
             found.state = self.state_for(shown, policy)
+            self.cache[cache_key] = found
         return found
 
     def fast(self, policy: Policy, llm: bool) -> bool:
