@@ -33,9 +33,10 @@ from seawall._path.spec import (
 from seawall.aiohttp import make_middleware
 from seawall.blocks import Attempts
 from seawall.calls import Retried, Using, check_collisions
-from seawall.config import load_config, load_file
+from seawall.config import load_config, read_file, state_from_config
 from seawall.costs import CostTracker
 from seawall.escalation import EscalationPolicy, Escalator
+from seawall.fleet import Fleet, FleetStore, make_store
 from seawall.llm import is_llm_route
 from seawall.metrics import health_report
 from seawall.outcome import Classification, Outcome
@@ -43,7 +44,7 @@ from seawall.plugins.hooks import Hooks
 from seawall.plugins.manager import make_manager, plugin_name
 from seawall.policy import Policy
 from seawall.reports import CostReport, HealthReport
-from seawall.state import KeyState, LocalStore
+from seawall.state import KeyState, LocalStore, StateStore
 from seawall.stats import KeyStats
 from seawall.tables import Pattern
 
@@ -87,6 +88,9 @@ class Seawall:
     :param blocked: plugin names not to register, e.g. ``"seawall.builtin.logging_sink"``.
     :param escalation: how incidents are folded and delivered.
     :param clock: a monotonic clock in seconds, for tests (default ``time.monotonic``).
+    :param state: where per-key state lives: ``None`` (this process), or shared by a
+        fleet through Redis: a ``redis://`` URL, a ``redis.asyncio.Redis`` client, or a
+        ``seawall.fleet.Fleet`` with options (``docs/fleet.md``; ``seawall[redis]``).
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class Seawall:
         blocked: Iterable[str] = (),
         escalation: EscalationPolicy | None = None,
         clock: Callable[[], float] | None = None,
+        state: object = None,
     ) -> None:
         if policy is None:
             policy = Policy()
@@ -115,7 +120,12 @@ class Seawall:
         self.escalator = Escalator(self.hooks, escalation)
         # The store's breakers report transitions to the observer, which needs
         # the registry's view of the states: tie the knot through ``_transition``.
-        store = LocalStore(self.clock, self._transition)
+        store: StateStore = (
+            LocalStore(self.clock, self._transition)
+            if state is None
+            else make_store(state, self.clock, self._transition)
+        )
+        self.store = store
         #: Internal: routes and per-key state (the adapters read it).
         self.registry = Registry(policy, routes or {}, store, self.hooks)
         self._observer = Observer(self.hooks, self.escalator, self.registry.view)
@@ -125,6 +135,8 @@ class Seawall:
         self.cost_tracker = CostTracker()
         self.started = time.time()
         self._closers: list[Callable[[], Awaitable[Any]]] = []
+        if isinstance(store, FleetStore):
+            self._closers.append(store.aclose)
         for pattern in patterns:
             if isinstance(pattern, tuple):
                 self.add_pattern(*pattern)
@@ -136,12 +148,19 @@ class Seawall:
     def from_config(cls, data: Mapping[str, Any], **kwargs: Any) -> Seawall:
         """Build from ``{"default": {...}, "routes": {...}}`` (see ``seawall.config``)."""
         policy, routes = load_config(data)
+        options = state_from_config(data)
+        if options is not None and "state" not in kwargs:
+            kwargs["state"] = Fleet(**options)
         return cls(policy, routes=routes, **kwargs)
 
     @classmethod
     def from_file(cls, path: str, **kwargs: Any) -> Seawall:
         """Build from a TOML file (see ``seawall.config``)."""
-        policy, routes = load_file(path)
+        data = read_file(path)
+        policy, routes = load_config(data, source=str(path))
+        options = state_from_config(data)
+        if options is not None and "state" not in kwargs:
+            kwargs["state"] = Fleet(**options)
         return cls(policy, routes=routes, **kwargs)
 
     # --- plugins -----------------------------------------------------------
@@ -361,6 +380,7 @@ class Seawall:
             started=self.started,
             faults=self.hooks.faults,
             escalation=self.escalator.stats,
+            state=self.store.mode,
         )
 
     def costs(self) -> CostReport:

@@ -34,6 +34,7 @@ def health_report(
     started: float,
     faults: Mapping[tuple[str, str], int],
     escalation: Mapping[str, int],
+    state: str = "local",
 ) -> HealthReport:
     """``sw.health()``: status by breaker states, totals, and per-key detail.
 
@@ -43,12 +44,13 @@ def health_report(
     already due a probe counts as half-open). Totals and
     each key carry counters, ``success_rate`` (successes among finished
     calls, ``None`` before any) and average, p50, p95, p99 and max latency in
-    seconds, estimated from the histogram's buckets.
+    seconds, estimated from the histogram's buckets. ``state`` says where
+    per-key state lives (``StateStore.mode``: ``local``, ``shared``, ``local-fallback``).
     """
     keys: dict[str, KeyHealth] = {}
     states = []
-    for key, state in by_key.items():
-        breaker = state.breaker
+    for key, kept in by_key.items():
+        breaker = kept.breaker
         # An open breaker already due a probe lets the next call through: it counts
         # as half-open, or a readiness probe would keep traffic (and so the probe
         # that closes it) away for good.
@@ -59,16 +61,17 @@ def health_report(
             failure_rate=breaker.failure_rate,
             consecutive_failures=breaker.consecutive_failures,
             retry_after=breaker.retry_after(),
-            budget_balance=state.budget.balance(),
-            cooldown=state.cooldown.remaining(),
-            **state.stats.snapshot(),
+            budget_balance=kept.budget.balance(),
+            cooldown=kept.cooldown.remaining(),
+            **kept.stats.snapshot(),
         )
     return HealthReport(
         status=_status(states),
         uptime=time.time() - started,
         breakers={s.value: sum(1 for x in states if x is s) for s in BreakerState},
-        **totals(state.stats for state in by_key.values()),
+        **totals(kept.stats for kept in by_key.values()),
         by_key=keys,
         plugin_faults={f"{p}.{h}": n for (p, h), n in faults.items()},
         escalation=dict(escalation),
+        state=state,
     )

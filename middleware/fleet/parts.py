@@ -1,0 +1,134 @@
+"""A key's breaker and cooldown as a fleet member: the local mechanisms plus a report of changes.
+
+They are ``Breaker`` and ``Cooldown`` with the same methods: the request path
+calls them exactly as in-process, and the success path runs the same code (no
+method of it is overridden). What is added: ``_move`` (a breaker transition)
+and ``start`` (a 429's wait) tell the store, which publishes the change; the
+store's background task applies what the fleet decided (``adopt_open``,
+``adopt_close``, ``hold``, ``unhold``, ``grant``, ``Cooldown.until``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from seawall.breaker import Breaker, BreakerState, Transition
+from seawall.cooldown import Cooldown
+from seawall.policy import BreakerPolicy
+
+__all__ = ["FleetBreaker", "FleetCooldown", "Hub"]
+
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+
+
+class Hub(Protocol):
+    """What the parts tell the store (``FleetStore``)."""
+
+    def moved(self, breaker: FleetBreaker, old: BreakerState, new: BreakerState) -> None: ...
+
+    def cooled(self, key: str, seconds: float) -> None: ...
+
+
+class FleetBreaker(Breaker):
+    """A breaker whose transitions the fleet hears of, and which adopts the fleet's.
+
+    While the store is linked to Redis, an open breaker is *held*: it does not
+    go half-open on its own clock but when the store wins the fleet's probe
+    lease (one probe per recovery interval for the fleet). Without Redis it
+    is released and runs on its own clock, like any breaker.
+    """
+
+    __slots__ = ("_hub", "adopting", "due", "gen", "held", "voted_at", "voter")
+
+    def __init__(
+        self,
+        key: str,
+        policy: BreakerPolicy,
+        clock: Callable[[], float],
+        on_transition: Callable[[Transition], None] | None,
+        hub: Hub,
+    ) -> None:
+        super().__init__(key, policy, clock, on_transition)
+        self._hub = hub
+        #: True while the store applies the fleet's decision (not news to publish).
+        self.adopting = False
+        #: When this open breaker is due a probe, on the local clock.
+        self.due = 0.0
+        #: The fleet's close generation last seen.
+        self.gen = 0
+        #: Open, and waiting for the fleet's probe lease.
+        self.held = False
+        #: This process has failures of its own behind the open (its vote counts).
+        self.voter = False
+        self.voted_at = float("-inf")
+
+    def _move(self, new: BreakerState) -> None:
+        old = self.state
+        super()._move(new)
+        if old is not new and not self.adopting:
+            self._hub.moved(self, old, new)
+
+    @property
+    def reopen_at(self) -> float:
+        """When this breaker would let a probe through on its own (open only)."""
+        return self._reopen_at
+
+    def hold(self, until: float) -> None:
+        """Keep an open breaker from probing on its own before ``until`` (the store renews it)."""
+        if self.state is _OPEN:
+            self.held = True
+            self._reopen_at = until
+
+    def unhold(self) -> None:
+        """Let a held breaker go on its own clock again (Redis is out of reach)."""
+        if self.held:
+            self.held = False
+            self._reopen_at = self.due
+
+    def grant(self, now: float) -> None:
+        """This process won the fleet's probe lease: the next call may probe."""
+        if self.state is _OPEN:
+            self.held = False
+            self._reopen_at = now
+
+    def adopt_open(self, due: float) -> None:
+        """Open because the fleet did (the partition guard has agreed); probe from ``due``."""
+        if self.state is not _CLOSED:
+            return
+        self.adopting = True
+        try:
+            self._open()
+        finally:
+            self.adopting = False
+        self.due = due
+        self._reopen_at = due
+
+    def adopt_close(self) -> None:
+        """Close because another process's probe succeeded."""
+        if self.state is _CLOSED:
+            return
+        self.adopting = True
+        try:
+            self._close()
+        finally:
+            self.adopting = False
+        self.held = self.voter = False
+
+
+class FleetCooldown(Cooldown):
+    """A cooldown whose 429 waits the fleet hears of (``until`` is adopted by the store)."""
+
+    __slots__ = ("_hub", "key")
+
+    def __init__(self, key: str, clock: Callable[[], float], max_wait: float, hub: Hub) -> None:
+        super().__init__(clock, max_wait)
+        self.key = key
+        self._hub = hub
+
+    def start(self, seconds: float) -> None:
+        before = self.until
+        super().start(seconds)
+        if self.until > before:
+            self._hub.cooled(self.key, self.until - self._clock())

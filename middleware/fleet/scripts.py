@@ -1,0 +1,104 @@
+"""The Lua scripts of the fleet store: each one atomic, on the server's clock, one round trip.
+
+Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<part>``.
+
+- ``b`` (hash): ``gen``, bumped by every fleet close; ``due``, server ms when
+  the fleet-wide open is due a probe (0: no fleet-wide open);
+- ``v`` (hash): votes, node -> server ms when its vote expires;
+- ``p`` (string): the probe lease, held by one node for a recovery interval;
+- ``c`` (string): the cooldown's end, server ms.
+
+Every key has a TTL, so a dead fleet leaves nothing behind. Times in and out
+are integers in milliseconds.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CLOSE", "COOL", "LEASE", "READ", "VOTE"]
+
+# Shared helpers, prepended to each script.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function live_votes(node)
+  local all = redis.call('HGETALL', KEYS[2])
+  local n, mine = 0, 0
+  for i = 1, #all, 2 do
+    if tonumber(all[i + 1]) > now then
+      n = n + 1
+      if all[i] == node then mine = 1 end
+    else
+      redis.call('HDEL', KEYS[2], all[i])
+    end
+  end
+  return n, mine
+end
+"""
+
+#: KEYS: b, v, c. ARGV: node. Returns {now, gen, votes, mine, due, cooldown_until}.
+READ = (
+    _NOW
+    + """
+local n, mine = live_votes(ARGV[1])
+local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
+local due = tonumber(redis.call('HGET', KEYS[1], 'due') or '0')
+local cool = tonumber(redis.call('GET', KEYS[3]) or '0')
+return {now, gen, n, mine, due, cool}
+"""
+)
+
+#: KEYS: b, v. ARGV: node, vote ttl ms, recovery ms, quorum.
+#: A node whose breaker opened votes; with ``quorum`` live votes the fleet opens.
+#: Returns {now, gen, votes, due}.
+VOTE = (
+    _NOW
+    + """
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], now + ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+local n = live_votes(ARGV[1])
+local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
+local due = tonumber(redis.call('HGET', KEYS[1], 'due') or '0')
+if n >= tonumber(ARGV[4]) then
+  due = math.max(due, now + tonumber(ARGV[3]))
+  redis.call('HSET', KEYS[1], 'due', due, 'gen', gen)
+end
+redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[3]))
+return {now, gen, n, due}
+"""
+)
+
+#: KEYS: b, v, p. ARGV: node, ttl ms, gen the closer saw when it opened.
+#: A probe succeeded: the fleet closes (votes and lease dropped, ``gen`` bumped).
+#: Returns {now, gen}.
+CLOSE = (
+    _NOW
+    + """
+redis.call('DEL', KEYS[2], KEYS[3])
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'due', 0)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return {now, gen}
+"""
+)
+
+#: KEYS: p. ARGV: node, recovery ms. One probe lease per recovery interval for
+#: the whole fleet. Returns {now, granted (0/1), ms left on the lease}.
+LEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {now, 1, tonumber(ARGV[2])}
+end
+return {now, 0, redis.call('PTTL', KEYS[1])}
+"""
+
+#: KEYS: c. ARGV: wait ms. A 429 asked every caller to wait: a later end wins.
+#: Returns {now, until}.
+COOL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untill = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], untill, 'PX', math.max(1, untill - now))
+return {now, untill}
+"""
