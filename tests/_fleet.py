@@ -25,13 +25,14 @@ class FleetUpstream:
     Every request is recorded as ``(monotonic time, worker id, status)``.
     """
 
-    def __init__(self, rate: float | None = None) -> None:
+    def __init__(self, rate: float | None = None, burst: int = 1) -> None:
         self.dead = False
         self.partitioned: set[str] = set()
         self.throttle_once: set[str] = set()
         self.log: list[tuple[float, str, int]] = []
-        #: A GCRA limiter of ``rate`` requests/s, burst 1: a 429 with the wait in ms.
+        #: A GCRA limiter of ``rate`` requests/s and ``burst``: a 429 with the wait in ms.
         self.rate = rate
+        self.burst = burst
         self._tat = 0.0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -45,9 +46,10 @@ class FleetUpstream:
             status, headers = 429, {"Retry-After": "2"}
         elif self.rate is not None:
             tat = max(self._tat, now)
-            if tat - now > 1e-9:  # burst 1: the slot is taken
+            early = tat - now - (self.burst - 1) / self.rate
+            if early > 1e-9:  # no token left
                 status = 429
-                headers = {"retry-after-ms": str(max(1, round((tat - now) * 1000)))}
+                headers = {"retry-after-ms": str(max(1, round(early * 1000)))}
             else:
                 status = 200
                 self._tat = tat + 1.0 / self.rate

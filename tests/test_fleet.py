@@ -133,6 +133,23 @@ async def test_a_429_wait_is_shared(members: list[Member]) -> None:
     assert 1.5 < b.state.cooldown.remaining() <= 2.0
 
 
+async def test_a_learnt_rate_is_split_among_the_pacing_members(members: list[Member]) -> None:
+    a, b, c = members
+    a.state.cooldown.reserve()  # a and b pace the key; c does not call it
+    b.state.cooldown.reserve()
+    await step(members)
+    a.state.cooldown.start(0.01)  # a 429 "wait 10 ms": at most 100 requests/s
+    await step(members)
+    for m in (a, b):
+        assert m.state.cooldown.shared is not None
+        rate, pacing = m.state.cooldown.shared
+        assert pacing == 2
+        assert 90 < rate <= 101  # the fleet's rate (it grows back slowly, as a guess)
+        assert m.state.cooldown.rate == pytest.approx(rate / 2)
+    assert c.state.cooldown.shared is None
+    assert c.state.cooldown.rate is None
+
+
 async def test_every_key_expires(members: list[Member], server: RedisServer, prefix: str) -> None:
     a, b, _ = members
     a.fail(2)

@@ -150,3 +150,30 @@ async def test_redis_killed_then_restarted(server: RedisServer) -> None:
         # shared again: the 429 seen by worker 0 after the restart made everyone wait
         assert result["cooled"] is not None, result["id"]
         assert result["cooled"] > restarted[0]
+
+
+RATE = 100.0  # the upstream's limit, requests/s, far below the callers' ~250/s
+BURST = 5
+LEARNT = 2.0  # seconds from the start after which the fleet has learnt the rate
+
+
+async def throttled_run(redis: str | None) -> tuple[int, int]:
+    """(429s, successes) the upstream saw after ``LEARNT`` s from 4 workers, sharing or not."""
+    upstream = FleetUpstream(rate=RATE, burst=BURST)
+    async with TestServer(upstream.app(), host="127.0.0.1") as up:
+
+        async def scenario(_t0: float) -> None:
+            pass
+
+        fleet = configs(str(up.make_url("/")), redis, 10.0, retry={"max_attempts": 5})
+        results = await run_fleet(fleet, scenario)
+    t0 = min(r["began"] for r in results)
+    return upstream.count(t0 + LEARNT, t0 + 10, 429), upstream.count(t0 + LEARNT, t0 + 10, 200)
+
+
+async def test_a_rate_limited_upstream_sees_few_429s_from_the_fleet(server: RedisServer) -> None:
+    alone_429, alone_ok = await throttled_run(None)
+    shared_429, shared_ok = await throttled_run(server.url)
+    assert shared_ok > 0.5 * RATE * (10 - LEARNT), shared_ok  # the fleet still uses the upstream
+    assert shared_429 / shared_ok < 0.05, (shared_429, shared_ok)
+    assert alone_429 / alone_ok > shared_429 / shared_ok, (alone_429, alone_ok)

@@ -97,7 +97,7 @@ class Link:
         else:
             client = self.target
         self._client = client
-        for name in ("READ", "VOTE", "CLOSE", "LEASE", "COOL"):
+        for name in scripts.__all__:
             self._scripts[name] = client.register_script(getattr(scripts, name))
         return client
 

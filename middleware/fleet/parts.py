@@ -30,6 +30,10 @@ class Hub(Protocol):
 
     def cooled(self, key: str, seconds: float) -> None: ...
 
+    def rated(self, key: str, rate: float) -> None: ...
+
+    def demanded(self, key: str) -> None: ...
+
 
 class FleetBreaker(Breaker):
     """A breaker whose transitions the fleet hears of, and which adopts the fleet's.
@@ -118,17 +122,54 @@ class FleetBreaker(Breaker):
 
 
 class FleetCooldown(Cooldown):
-    """A cooldown whose 429 waits the fleet hears of (``until`` is adopted by the store)."""
+    """A cooldown whose 429 waits and learnt rate the fleet shares.
 
-    __slots__ = ("_hub", "key")
+    While the fleet paces the key (``pace``: its rate and how many processes
+    pace it), each process paces its share, ``rate / members``, with the
+    in-process mechanism (its own GCRA turns); a 429 here cuts the fleet's
+    rate (``Hub.rated``, at most once per spacing for the whole fleet), and
+    the rate grows back as a guess does. No round trip per request.
+    Otherwise it is the in-process cooldown.
+    """
+
+    __slots__ = ("_hub", "demand_at", "key", "shared")
 
     def __init__(self, key: str, clock: Callable[[], float], max_wait: float, hub: Hub) -> None:
         super().__init__(clock, max_wait)
         self.key = key
         self._hub = hub
+        #: ``(fleet rate, members)`` while the fleet paces the key, else ``None``.
+        self.shared: tuple[float, int] | None = None
+        #: When this process last asked for a turn (local clock): it paces the key.
+        self.demand_at = float("-inf")
 
     def start(self, seconds: float) -> None:
         before = self.until
         super().start(seconds)
+        now = self._clock()
         if self.until > before:
-            self._hub.cooled(self.key, self.until - self._clock())
+            self._hub.cooled(self.key, self.until - now)
+        if self.rate is not None and self._guessed_at is not None:
+            members = self.shared[1] if self.shared is not None else 1
+            self._hub.rated(self.key, self.rate * members)
+
+    def pace(self, shared: tuple[float, int] | None) -> None:
+        """The fleet's pace for this key (from the store's last read), or ``None``."""
+        if shared is None:
+            self.unpace()
+            return
+        rate, members = shared
+        self.shared = shared
+        # Callers of this key go through ``reserve``, at this process's share.
+        self.rate, self._guessed_at = max(rate / members, self.floor), self._clock()
+
+    def unpace(self) -> None:
+        """No fleet pace (Redis out of reach, or forgotten): keep the last share, alone."""
+        self.shared = None
+
+    def reserve(self, max_wait: float | None = None) -> float:
+        now = self._clock()
+        if self.demand_at < now - 1.0:
+            self._hub.demanded(self.key)
+        self.demand_at = now
+        return super().reserve(max_wait)

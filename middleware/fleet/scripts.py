@@ -6,7 +6,10 @@ Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<par
   the fleet-wide open is due a probe (0: no fleet-wide open);
 - ``v`` (hash): votes, node -> server ms when its vote expires;
 - ``p`` (string): the probe lease, held by one node for a recovery interval;
-- ``c`` (string): the cooldown's end, server ms.
+- ``c`` (string): the cooldown's end, server ms;
+- ``r`` (hash): the fleet's paced rate, ``r`` (requests/s) set at ``at`` (server ms);
+  it doubles every ``GUESS_DOUBLING`` seconds without a cut, like a local guess;
+- ``m`` (hash): the members pacing the key, node -> server ms when it expires.
 
 Every key has a TTL, so a dead fleet leaves nothing behind. Times in and out
 are integers in milliseconds.
@@ -14,7 +17,7 @@ are integers in milliseconds.
 
 from __future__ import annotations
 
-__all__ = ["CLOSE", "COOL", "LEASE", "READ", "VOTE"]
+__all__ = ["CLOSE", "COOL", "LEASE", "RATE", "READ", "VOTE"]
 
 # Shared helpers, prepended to each script.
 _NOW = """
@@ -35,15 +38,70 @@ local function live_votes(node)
 end
 """
 
-#: KEYS: b, v, c. ARGV: node. Returns {now, gen, votes, mine, due, cooldown_until}.
+_RATE = """
+local function rate_now()
+  local r = tonumber(redis.call('HGET', KEYS[4], 'r') or '0')
+  if r <= 0 then return 0 end
+  local at = tonumber(redis.call('HGET', KEYS[4], 'at') or tostring(now))
+  return r * 2 ^ ((now - at) / tonumber(ARGV[3]))
+end
+"""
+
+#: KEYS: b, v, c, r, m. ARGV: node, member ttl ms (0: not pacing), doubling ms.
+#: Returns {now, gen, votes, mine, due, cooldown_until, rate in mHz, members, my index}.
 READ = (
     _NOW
+    + _RATE
     + """
 local n, mine = live_votes(ARGV[1])
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
 local due = tonumber(redis.call('HGET', KEYS[1], 'due') or '0')
 local cool = tonumber(redis.call('GET', KEYS[3]) or '0')
-return {now, gen, n, mine, due, cool}
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('HSET', KEYS[5], ARGV[1], now + ttl)
+  redis.call('PEXPIRE', KEYS[5], ttl)
+  if redis.call('PTTL', KEYS[4]) > 0 then
+    redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), ttl))
+  end
+end
+local all = redis.call('HGETALL', KEYS[5])
+local members = {}
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) > now then
+    table.insert(members, all[i])
+  else
+    redis.call('HDEL', KEYS[5], all[i])
+  end
+end
+table.sort(members)
+local index = -1
+for i, node in ipairs(members) do
+  if node == ARGV[1] then index = i - 1 end
+end
+return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, index}
+"""
+)
+
+#: KEYS: b, v, c, r. ARGV: node, rate in mHz, doubling ms, ttl ms, spacing ms. A 429
+#: taught a process a rate: the fleet's rate becomes the lower of it and the current
+#: one, at most once per ``spacing`` (the 429s of one overshoot cut it once, not once
+#: per process). Returns {now, rate in mHz}.
+RATE = (
+    _NOW
+    + _RATE
+    + """
+local reported = tonumber(ARGV[2]) / 1000
+local current = rate_now()
+local cut_at = tonumber(redis.call('HGET', KEYS[4], 'cut') or '0')
+local r = reported
+if current > 0 and (current < reported or now - cut_at < tonumber(ARGV[5])) then
+  r = current
+end
+if r < current or current == 0 then cut_at = now end
+redis.call('HSET', KEYS[4], 'r', tostring(r), 'at', now, 'cut', cut_at)
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[4]))
+return {now, math.floor(r * 1000)}
 """
 )
 

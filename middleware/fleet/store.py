@@ -36,17 +36,21 @@ from collections.abc import Callable
 from typing import Any
 
 from seawall.breaker import Breaker, BreakerState, Transition
+from seawall.cooldown import GUESS_DECREASE_SPACING, GUESS_DOUBLING, GUESS_TTL
 from seawall.fleet.link import Link, LinkError, describe
 from seawall.fleet.parts import FleetBreaker, FleetCooldown
 from seawall.policy import BreakerPolicy, Policy
 from seawall.state import KeyState
 
-__all__ = ["HOLD", "QUORUM", "FleetStore"]
+__all__ = ["HOLD", "MEMBER_TTL", "QUORUM", "FleetStore"]
 
 log = logging.getLogger("seawall.fleet")
 
 #: Distinct processes whose votes open the breaker for the whole fleet.
 QUORUM = 2
+
+#: Seconds a process stays a pacing member of a key after its last turn asked for.
+MEMBER_TTL = 2.0
 
 #: Seconds a held breaker waits for the store before it may probe on its own
 #: (only matters if the store's task stalls without noticing Redis is gone).
@@ -105,8 +109,10 @@ class FleetStore:
         #: Local clock readings of the last changes of ``linked`` (for tests and reports).
         self.fell_back_at: float | None = None
         self.linked_at: float | None = None
-        #: Server clock minus local clock, seconds (from the last reply).
+        #: Server clock minus local clock, seconds (from the quickest recent reply).
         self.offset = 0.0
+        self._best_rtt = float("inf")
+        self._best_at = 0.0
         #: The breaker around Redis, on real time (a test's clock must not stall a resync).
         self.guard = Breaker("seawall.fleet.redis", _LINK_POLICY, time.monotonic)
         self._lock = asyncio.Lock()
@@ -143,6 +149,14 @@ class FleetStore:
     def cooled(self, key: str, seconds: float) -> None:
         if self.linked:
             self._post("cool", key, seconds)
+
+    def rated(self, key: str, rate: float) -> None:
+        if self.linked:
+            self._post("rate", key, rate)
+
+    def demanded(self, key: str) -> None:
+        if self._wake is not None:
+            self._wake.set()  # join the key's pacing members soon
 
     def _post(self, op: str, key: str, value: float = 0.0) -> None:
         self._outbox.append((op, key, value))
@@ -210,6 +224,8 @@ class FleetStore:
             breaker = state.breaker
             if isinstance(breaker, FleetBreaker):
                 breaker.unhold()
+            if isinstance(state.cooldown, FleetCooldown):
+                state.cooldown.unpace()
         log.warning(
             "seawall: Redis at %s out of reach (%s); every key runs on in-process state",
             self.where,
@@ -234,9 +250,10 @@ class FleetStore:
     async def _sync(self) -> None:
         """One round trip: the outbox, then a read of every key, then the leases wanted."""
         if not self.linked:
-            await self.link.run([("READ", self._keys("-", "b", "v", "c"), [self.node])])
+            await self.link.run([("READ", self._keys("-", "b", "v", "c", "r", "m"), ["-", 0, 1])])
             self._relink()
         batch: list[tuple[str, list[str], list[Any]]] = []
+        spacing = _ms(max(GUESS_DECREASE_SPACING, 5 * self.refresh))
         posted = set()
         while self._outbox:
             op, key, value = self._outbox.popleft()
@@ -255,6 +272,9 @@ class FleetStore:
                     breaker.voted_at = self.clock()
             elif op == "close":
                 batch.append(("CLOSE", self._keys(key, "b", "v", "p"), [self.node, ttl]))
+            elif op == "rate":
+                args = [self.node, _ms(value), _ms(GUESS_DOUBLING), _ms(GUESS_TTL), spacing]
+                batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
             else:
                 batch.append(("COOL", self._keys(key, "c"), [_ms(value)]))
         keys = list(self.states)
@@ -265,17 +285,21 @@ class FleetStore:
             if isinstance(b := self.states[key].breaker, FleetBreaker) and b.held and b.due <= now
         ]
         for key in keys:
-            batch.append(("READ", self._keys(key, "b", "v", "c"), [self.node]))
+            pacing = self.states[key].cooldown
+            active = isinstance(pacing, FleetCooldown) and pacing.demand_at > now - MEMBER_TTL
+            args = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(GUESS_DOUBLING)]
+            batch.append(("READ", self._keys(key, "b", "v", "c", "r", "m"), args))
         for key in leases:
             recovery = _ms(self.states[key].policy.breaker.recovery_timeout)
             batch.append(("LEASE", self._keys(key, "p"), [self.node, recovery]))
+        sent = self.clock()
         replies = await self.link.run(batch)
         if not self.linked:
             return
         now = self.clock()
         reads = replies[len(batch) - len(keys) - len(leases) : len(batch) - len(leases)]
         if reads:
-            self.offset = int(reads[-1][0]) / 1000 - now
+            self._clock_sample(int(reads[-1][0]) / 1000, sent, now)
         for key, reply in zip(keys, reads, strict=True):
             state = self.states.get(key)
             if state is not None:
@@ -289,13 +313,28 @@ class FleetStore:
             elif b.held:
                 b.hold(now + HOLD)
 
+    def _clock_sample(self, server: float, sent: float, received: float) -> None:
+        """Keep the offset of the quickest recent round trip (a late reply says little).
+
+        A sample's error is at most half its round trip; an old best sample
+        loses 1 ms of credit per second, so the estimate follows drift.
+        """
+        rtt = received - sent
+        aged = self._best_rtt + (received - self._best_at) * 0.001
+        if rtt <= aged:
+            self.offset = server - (sent + received) / 2
+            self._best_rtt, self._best_at = rtt, received
+
     def _local(self, server_ms: int) -> float:
         return server_ms / 1000 - self.offset
 
     def _apply(self, state: KeyState, reply: list[int], now: float) -> None:
         """Bring one key's local view in line with the fleet's (one READ reply)."""
-        _, gen, votes, mine, due_ms, cool_ms = reply
+        _, gen, votes, mine, due_ms, cool_ms, rate_mhz, members, index = reply
         breaker = state.breaker
+        pacing = state.cooldown
+        if isinstance(pacing, FleetCooldown):
+            pacing.pace((rate_mhz / 1000, members) if rate_mhz > 0 and index >= 0 else None)
         if cool_ms:
             until = min(self._local(cool_ms), now + state.cooldown.max_wait)
             if until > state.cooldown.until:
