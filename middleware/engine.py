@@ -137,6 +137,7 @@ class Seawall:
         self._closers: list[Callable[[], Awaitable[Any]]] = []
         if isinstance(store, FleetStore):
             self._closers.append(store.aclose)
+            store.cost_source = lambda: _costs.report(self.registry.view, self.cost_tracker)
         for pattern in patterns:
             if isinstance(pattern, tuple):
                 self.add_pattern(*pattern)
@@ -383,9 +384,22 @@ class Seawall:
             state=self.store.mode,
         )
 
-    def costs(self) -> CostReport:
-        """What LLM calls cost, per key and model, and what failures cost (``seawall.costs``)."""
-        return _costs.report(self.registry.view, self.cost_tracker)
+    def costs(self, scope: str = "process") -> CostReport:
+        """What LLM calls cost, per key and model, and what failures cost (``seawall.costs``).
+
+        ``scope="fleet"`` (with ``state="redis://..."``) adds up every process's
+        report: this one's now, the others' as published (every second).
+        """
+        local = _costs.report(self.registry.view, self.cost_tracker)
+        if scope == "process":
+            return local
+        if scope != "fleet":
+            msg = f"sw.costs(scope={scope!r}): give 'process' (the default) or 'fleet'"
+            raise ValueError(msg)
+        if not isinstance(self.store, FleetStore):
+            msg = "sw.costs(scope='fleet') needs Seawall(state='redis://...'); this one is local"
+            raise ValueError(msg)
+        return self.store.costs(local)
 
     def reset_metrics(self) -> None:
         """Zero every key's counters (breaker and budget state are kept)."""

@@ -21,6 +21,7 @@ from seawall.breaker import BreakerState
 from seawall.config import ConfigError, load_config
 from seawall.fleet import Fleet, FleetStore
 from seawall.fleet.parts import FleetBreaker
+from seawall.llm.usage import Usage
 from seawall.policy import BreakerPolicy, Policy
 from seawall.state import KeyState
 from tests._redis import RedisServer, free_port, redis_server
@@ -161,7 +162,7 @@ async def test_every_key_expires(members: list[Member], server: RedisServer, pre
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
         assert keys
         for key in keys:
-            assert b"{k}" in key  # the seawall key is the Cluster hash tag
+            assert b"{k}" in key or key.endswith(b"{costs}")  # Cluster hash tags
             assert await client.pttl(key) > 0, key
     finally:
         await client.aclose()
@@ -210,6 +211,55 @@ async def test_restart_resyncs_open_breakers(server: RedisServer, prefix: str) -
         await b.sw.aclose()
     finally:
         srv.kill()
+
+
+async def test_the_retry_budget_counts_the_whole_fleet(members: list[Member]) -> None:
+    a, b, _ = members
+    budget = b.state.budget
+    b.state.begin(b.sw.clock())  # b uses the key too: the floor is shared by both
+    alone = budget.balance()
+    for _ in range(40):
+        a.state.begin(a.sw.clock())
+        assert a.state.budget.try_spend()  # a retries a lot (within its own floor and ratio)
+    await step(members)
+    # b's balance now counts a's retries and a's requests' deposits, and the floor
+    # is shared by the two processes that use the key.
+    policy = POLICY.budget
+    floor = policy.min_retries_per_second * policy.window
+    expected = alone - floor + floor / 2 + 40 * policy.ratio - 40
+    assert (budget.others, budget.members) == ((40, 40), 2), (budget.others, budget.members)
+    assert budget.balance() == pytest.approx(expected)
+    assert budget.balance() < alone
+
+
+async def test_costs_add_up_across_the_fleet(server: RedisServer, prefix: str) -> None:
+    made = [Member(server.url, prefix) for _ in range(2)]
+    try:
+        for i, m in enumerate(made):
+            usage = Usage("gpt-4o-mini", "openai", "chat", 1000 * (i + 1), 10)
+            m.sw.cost_tracker.record("https://api.openai.com", usage)
+        for _ in range(2):  # the first exchange publishes, the second reads the other
+            for m in made:
+                await m.store.sync()
+            for m in made:
+                m.store.costs_due()
+        await made[0].store.sync()
+        fleet = made[0].sw.costs(scope="fleet")
+        mine = made[0].sw.costs()
+        assert mine.input_tokens == 1000
+        assert fleet.input_tokens == 3000
+        model = fleet.by_key["https://api.openai.com"].models["gpt-4o-mini"]
+        assert model.calls == 2
+        other = made[1].sw.costs()
+        assert fleet.cost_usd == mine.cost_usd + other.cost_usd
+        assert fleet.cost_usd > mine.cost_usd
+    finally:
+        for m in made:
+            await m.sw.aclose()
+    with pytest.raises(ValueError, match="state="):
+        Seawall(entrypoints=False).costs(scope="fleet")
+    with pytest.raises(ValueError, match="'process'"):
+        Seawall(entrypoints=False).costs(scope="everything")
 
 
 def test_bad_state_arguments_say_what_to_do() -> None:

@@ -9,7 +9,9 @@ Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<par
 - ``c`` (string): the cooldown's end, server ms;
 - ``r`` (hash): the fleet's paced rate, ``r`` (requests/s) set at ``at`` (server ms);
   it doubles every ``GUESS_DOUBLING`` seconds without a cut, like a local guess;
-- ``m`` (hash): the members pacing the key, node -> server ms when it expires.
+- ``m`` (hash): the members pacing the key, node -> server ms when it expires;
+- ``u`` (hash): retry budget use, node -> ``expiry:requests:retries`` in its window;
+- ``<prefix>:{costs}`` (hash, one for the fleet): node -> ``expiry|cost report JSON``.
 
 Every key has a TTL, so a dead fleet leaves nothing behind. Times in and out
 are integers in milliseconds.
@@ -17,7 +19,7 @@ are integers in milliseconds.
 
 from __future__ import annotations
 
-__all__ = ["CLOSE", "COOL", "LEASE", "RATE", "READ", "VOTE"]
+__all__ = ["CLOSE", "COOL", "COSTS", "LEASE", "RATE", "READ", "VOTE"]
 
 # Shared helpers, prepended to each script.
 _NOW = """
@@ -47,8 +49,10 @@ local function rate_now()
 end
 """
 
-#: KEYS: b, v, c, r, m. ARGV: node, member ttl ms (0: not pacing), doubling ms.
-#: Returns {now, gen, votes, mine, due, cooldown_until, rate in mHz, members, my index}.
+#: KEYS: b, v, c, r, m, u. ARGV: node, member ttl ms (0: not pacing), doubling ms,
+#: this node's requests and retries in its budget window, the window in ms.
+#: Returns {now, gen, votes, mine, due, cooldown_until, rate in mHz, members, my index,
+#: the other nodes' requests, their retries, nodes counting}.
 READ = (
     _NOW
     + _RATE
@@ -79,7 +83,29 @@ local index = -1
 for i, node in ipairs(members) do
   if node == ARGV[1] then index = i - 1 end
 end
-return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, index}
+local wttl = tonumber(ARGV[6])
+if tonumber(ARGV[4]) > 0 or tonumber(ARGV[5]) > 0 then
+  redis.call('HSET', KEYS[6], ARGV[1], (now + wttl) .. ':' .. ARGV[4] .. ':' .. ARGV[5])
+  redis.call('PEXPIRE', KEYS[6], wttl)
+else
+  redis.call('HDEL', KEYS[6], ARGV[1])
+end
+local rows = redis.call('HGETALL', KEYS[6])
+local oreq, oret, counting = 0, 0, 0
+for i = 1, #rows, 2 do
+  local exp, rq, rt = string.match(rows[i + 1], '(%d+):(%d+):(%d+)')
+  if tonumber(exp) > now then
+    counting = counting + 1
+    if rows[i] ~= ARGV[1] then
+      oreq = oreq + tonumber(rq)
+      oret = oret + tonumber(rt)
+    end
+  else
+    redis.call('HDEL', KEYS[6], rows[i])
+  end
+end
+return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, index,
+        oreq, oret, counting}
 """
 )
 
@@ -139,6 +165,29 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return {now, gen}
 """
 )
+
+#: KEYS: the costs hash. ARGV: node, this node's cost report as JSON ('' : unchanged),
+#: ttl ms. Returns the live reports of the other nodes.
+COSTS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1], (now + ttl) .. '|' .. ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+local rows = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #rows, 2 do
+  local bar = string.find(rows[i + 1], '|', 1, true)
+  if tonumber(string.sub(rows[i + 1], 1, bar - 1)) <= now then
+    redis.call('HDEL', KEYS[1], rows[i])
+  elseif rows[i] ~= ARGV[1] then
+    table.insert(out, string.sub(rows[i + 1], bar + 1))
+  end
+end
+return out
+"""
 
 #: KEYS: p. ARGV: node, recovery ms. One probe lease per recovery interval for
 #: the whole fleet. Returns {now, granted (0/1), ms left on the lease}.

@@ -39,10 +39,12 @@ from seawall.breaker import Breaker, BreakerState, Transition
 from seawall.cooldown import GUESS_DECREASE_SPACING, GUESS_DOUBLING, GUESS_TTL
 from seawall.fleet.link import Link, LinkError, describe
 from seawall.fleet.parts import FleetBreaker, FleetCooldown
+from seawall.fleet.totals import FleetBudget, dumps, loads, merge
 from seawall.policy import BreakerPolicy, Policy
+from seawall.reports import CostReport
 from seawall.state import KeyState
 
-__all__ = ["HOLD", "MEMBER_TTL", "QUORUM", "FleetStore"]
+__all__ = ["COSTS_EVERY", "COSTS_TTL", "HOLD", "MEMBER_TTL", "QUORUM", "FleetStore"]
 
 log = logging.getLogger("seawall.fleet")
 
@@ -51,6 +53,12 @@ QUORUM = 2
 
 #: Seconds a process stays a pacing member of a key after its last turn asked for.
 MEMBER_TTL = 2.0
+
+#: Seconds between two exchanges of cost reports.
+COSTS_EVERY = 1.0
+
+#: Seconds a process's cost report stays in Redis after it last published it.
+COSTS_TTL = 86_400.0
 
 #: Seconds a held breaker waits for the store before it may probe on its own
 #: (only matters if the store's task stalls without noticing Redis is gone).
@@ -63,6 +71,10 @@ _HALF_OPEN = BreakerState.HALF_OPEN
 #: The breaker around Redis: the first failed round trip opens it; retries
 #: (a resync attempt) every half second or so.
 _LINK_POLICY = BreakerPolicy(failure_threshold=1, recovery_timeout=0.5, window=1, minimum_calls=1)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ms(seconds: float) -> int:
@@ -116,6 +128,12 @@ class FleetStore:
         #: The breaker around Redis, on real time (a test's clock must not stall a resync).
         self.guard = Breaker("seawall.fleet.redis", _LINK_POLICY, time.monotonic)
         self._lock = asyncio.Lock()
+        #: What ``sw.costs()`` says in this process (set by the engine); published for the fleet.
+        self.cost_source: Callable[[], CostReport] | None = None
+        #: The other processes' cost reports, as last read.
+        self.fleet_costs: list[CostReport] = []
+        self._costs_at = float("-inf")
+        self._costs_sent = ""
 
     # --- the StateStore seam ---------------------------------------------------
 
@@ -128,6 +146,7 @@ class FleetStore:
         state = KeyState(key, policy, self.clock, self.on_transition)
         state.breaker = FleetBreaker(key, policy.breaker, self.clock, self.on_transition, self)
         state.cooldown = FleetCooldown(key, self.clock, policy.retry.retry_after_max, self)
+        state.budget = FleetBudget(policy.budget, self.clock)
         self.states[key] = state
         self.start()
         return state
@@ -248,10 +267,54 @@ class FleetStore:
         return [f"{self.prefix}:{{{key}}}:{part}" for part in parts]
 
     async def _sync(self) -> None:
-        """One round trip: the outbox, then a read of every key, then the leases wanted."""
+        """One round trip: the outbox, a read of every key, the costs, the leases wanted."""
         if not self.linked:
-            await self.link.run([("READ", self._keys("-", "b", "v", "c", "r", "m"), ["-", 0, 1])])
+            keys = self._keys("-", "b", "v", "c", "r", "m", "u")
+            await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1])])
             self._relink()
+        batch = self._outbox_calls()
+        keys = list(self.states)
+        now = self.clock()
+        read_at = len(batch)
+        for key in keys:
+            batch.append(self._read_call(key, now))
+        costs_at = len(batch)
+        costs = self._costs_call(now)
+        if costs is not None:
+            batch.append(costs)
+        lease_at = len(batch)
+        leases = [
+            key
+            for key in keys
+            if isinstance(b := self.states[key].breaker, FleetBreaker) and b.held and b.due <= now
+        ]
+        for key in leases:
+            recovery = _ms(self.states[key].policy.breaker.recovery_timeout)
+            batch.append(("LEASE", self._keys(key, "p"), [self.node, recovery]))
+        sent = self.clock()
+        replies = await self.link.run(batch)
+        if not self.linked:
+            return
+        now = self.clock()
+        reads = replies[read_at:costs_at]
+        if reads:
+            self._clock_sample(int(reads[-1][0]) / 1000, sent, now)
+        for key, reply in zip(keys, reads, strict=True):
+            state = self.states.get(key)
+            if state is not None:
+                self._apply(state, [int(x) for x in reply], now)
+        if costs is not None:
+            self.fleet_costs = [loads(_text(r)) for r in replies[costs_at]]
+        for key, reply in zip(leases, replies[lease_at:], strict=True):
+            state = self.states.get(key)
+            if state is None or not isinstance(b := state.breaker, FleetBreaker):
+                continue
+            if int(reply[1]) and b.held:
+                b.grant(now)
+            elif b.held:
+                b.hold(now + HOLD)
+
+    def _outbox_calls(self) -> list[tuple[str, list[str], list[Any]]]:
         batch: list[tuple[str, list[str], list[Any]]] = []
         spacing = _ms(max(GUESS_DECREASE_SPACING, 5 * self.refresh))
         posted = set()
@@ -277,41 +340,34 @@ class FleetStore:
                 batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
             else:
                 batch.append(("COOL", self._keys(key, "c"), [_ms(value)]))
-        keys = list(self.states)
-        now = self.clock()
-        leases = [
-            key
-            for key in keys
-            if isinstance(b := self.states[key].breaker, FleetBreaker) and b.held and b.due <= now
-        ]
-        for key in keys:
-            pacing = self.states[key].cooldown
-            active = isinstance(pacing, FleetCooldown) and pacing.demand_at > now - MEMBER_TTL
-            args = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(GUESS_DOUBLING)]
-            batch.append(("READ", self._keys(key, "b", "v", "c", "r", "m"), args))
-        for key in leases:
-            recovery = _ms(self.states[key].policy.breaker.recovery_timeout)
-            batch.append(("LEASE", self._keys(key, "p"), [self.node, recovery]))
-        sent = self.clock()
-        replies = await self.link.run(batch)
-        if not self.linked:
-            return
-        now = self.clock()
-        reads = replies[len(batch) - len(keys) - len(leases) : len(batch) - len(leases)]
-        if reads:
-            self._clock_sample(int(reads[-1][0]) / 1000, sent, now)
-        for key, reply in zip(keys, reads, strict=True):
-            state = self.states.get(key)
-            if state is not None:
-                self._apply(state, [int(x) for x in reply], now)
-        for key, reply in zip(leases, replies[len(batch) - len(leases) :], strict=True):
-            state = self.states.get(key)
-            if state is None or not isinstance(b := state.breaker, FleetBreaker):
-                continue
-            if int(reply[1]) and b.held:
-                b.grant(now)
-            elif b.held:
-                b.hold(now + HOLD)
+        return batch
+
+    def _read_call(self, key: str, now: float) -> tuple[str, list[str], list[Any]]:
+        state = self.states[key]
+        pacing = state.cooldown
+        active = isinstance(pacing, FleetCooldown) and pacing.demand_at > now - MEMBER_TTL
+        budget = state.budget
+        used = budget.counts() if isinstance(budget, FleetBudget) else (0, 0)
+        args: list[Any] = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(GUESS_DOUBLING)]
+        args += [*used, _ms(state.policy.budget.window)]
+        return ("READ", self._keys(key, "b", "v", "c", "r", "m", "u"), args)
+
+    def _costs_call(self, now: float) -> tuple[str, list[str], list[Any]] | None:
+        """Every ``COSTS_EVERY`` seconds: publish this process's costs (if changed), read the rest."""
+        if self.cost_source is None or now - self._costs_at < COSTS_EVERY:
+            return None
+        self._costs_at = now
+        text = dumps(self.cost_source())
+        mine, self._costs_sent = ("" if text == self._costs_sent else text), text
+        return ("COSTS", [f"{self.prefix}:{{costs}}"], [self.node, mine, _ms(COSTS_TTL)])
+
+    def costs_due(self) -> None:
+        """Exchange cost reports at the next sync (the task does every ``COSTS_EVERY`` s)."""
+        self._costs_at = float("-inf")
+
+    def costs(self, local: CostReport) -> CostReport:
+        """The fleet's costs: ``local`` (this process, fresh) plus the others' last reports."""
+        return merge([local, *self.fleet_costs])
 
     def _clock_sample(self, server: float, sent: float, received: float) -> None:
         """Keep the offset of the quickest recent round trip (a late reply says little).
@@ -330,8 +386,11 @@ class FleetStore:
 
     def _apply(self, state: KeyState, reply: list[int], now: float) -> None:
         """Bring one key's local view in line with the fleet's (one READ reply)."""
-        _, gen, votes, mine, due_ms, cool_ms, rate_mhz, members, index = reply
+        _, gen, votes, mine, due_ms, cool_ms, rate_mhz, members, index, *used = reply
         breaker = state.breaker
+        budget = state.budget
+        if isinstance(budget, FleetBudget):
+            budget.others, budget.members = (used[0], used[1]), max(1, used[2])
         pacing = state.cooldown
         if isinstance(pacing, FleetCooldown):
             pacing.pace((rate_mhz / 1000, members) if rate_mhz > 0 and index >= 0 else None)
