@@ -353,7 +353,7 @@ class FleetStore:
         return ("READ", self._keys(key, "b", "v", "c", "r", "m", "u"), args)
 
     def _costs_call(self, now: float) -> tuple[str, list[str], list[Any]] | None:
-        """Every ``COSTS_EVERY`` seconds: publish this process's costs (if changed), read the rest."""
+        """Every ``COSTS_EVERY`` s: publish this process's costs (if changed), read the rest."""
         if self.cost_source is None or now - self._costs_at < COSTS_EVERY:
             return None
         self._costs_at = now
