@@ -35,7 +35,8 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
         breaker=BreakerPolicy(**cfg.get("breaker", {})),
         retry=RetryPolicy(**cfg.get("retry", {})),
     )
-    state = Fleet(cfg["redis"], prefix=cfg["prefix"]) if cfg.get("redis") else None
+    timeout = cfg.get("timeout", 0.05)
+    state = Fleet(cfg["redis"], prefix=cfg["prefix"], timeout=timeout) if cfg.get("redis") else None
     sw = Seawall(policy, entrypoints=False, state=state)
     url = URL(cfg["url"])
     key, key_policy, _ = sw.route(url)

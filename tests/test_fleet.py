@@ -45,7 +45,10 @@ class Member:
     """One fleet member: a Seawall, its store and the state of key ``k``."""
 
     def __init__(self, url: str, prefix: str, policy: Policy = POLICY) -> None:
-        self.sw = Seawall(policy, entrypoints=False, state=Fleet(url, prefix=prefix, refresh=5.0))
+        # A generous time limit: these tests are about the fleet's logic, and the
+        # machine may be loaded (the fall back within 200 ms is test_fleet_processes').
+        fleet = Fleet(url, prefix=prefix, refresh=5.0, timeout=0.5)
+        self.sw = Seawall(policy, entrypoints=False, state=fleet)
         assert isinstance(self.sw.store, FleetStore)
         self.store: FleetStore = self.sw.store
         self.state: KeyState = self.sw.state_for("k", policy)

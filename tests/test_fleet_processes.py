@@ -47,6 +47,8 @@ def configs(url: str, redis: str | None, duration: float, **extra: Any) -> list[
             "duration": duration,
             "think": THINK,
             "breaker": {"failure_threshold": 3, "recovery_timeout": RECOVERY},
+            # 150 ms, not 50: a loaded test machine must not fall back by itself.
+            "timeout": 0.15,
             **extra,
         }
         for i, n in enumerate(CALLERS)
