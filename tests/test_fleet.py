@@ -20,6 +20,7 @@ from seawall import Seawall
 from seawall.breaker import BreakerState
 from seawall.config import ConfigError, load_config
 from seawall.fleet import Fleet, FleetStore
+from seawall.fleet import store as fleet_store
 from seawall.fleet.parts import FleetBreaker
 from seawall.llm.usage import Usage
 from seawall.policy import BreakerPolicy, Policy
@@ -58,6 +59,12 @@ class Member:
     def fail(self, calls: int) -> None:
         for _ in range(calls):
             self.breaker.call_failed()
+
+
+@pytest.fixture(autouse=True)
+def _read_idle_keys_every_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle keys are read every round here (each ``IDLE_EVERY``-th round otherwise)."""
+    monkeypatch.setattr(fleet_store, "IDLE_EVERY", 1)
 
 
 @pytest.fixture
@@ -263,6 +270,20 @@ async def test_costs_add_up_across_the_fleet(server: RedisServer, prefix: str) -
         Seawall(entrypoints=False).costs(scope="fleet")
     with pytest.raises(ValueError, match="'process'"):
         Seawall(entrypoints=False).costs(scope="everything")
+
+
+async def test_an_idle_key_is_read_less_often(
+    members: list[Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleet_store, "IDLE_EVERY", 10)
+    a, b, _ = members
+    a.state.cooldown.start(3.0)
+    await a.store.sync()
+    await b.store.sync()  # b has not called the key since its last read: not read now
+    assert b.state.cooldown.remaining() == 0
+    b.state.begin(b.sw.clock())  # a call: the key is busy, read at the next round
+    await b.store.sync()
+    assert b.state.cooldown.remaining() > 2
 
 
 def test_bad_state_arguments_say_what_to_do() -> None:

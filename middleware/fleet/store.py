@@ -44,7 +44,15 @@ from seawall.policy import BreakerPolicy, Policy
 from seawall.reports import CostReport
 from seawall.state import KeyState
 
-__all__ = ["COSTS_EVERY", "COSTS_TTL", "HOLD", "MEMBER_TTL", "QUORUM", "FleetStore"]
+__all__ = [
+    "COSTS_EVERY",
+    "COSTS_TTL",
+    "HOLD",
+    "IDLE_EVERY",
+    "MEMBER_TTL",
+    "QUORUM",
+    "FleetStore",
+]
 
 log = logging.getLogger("seawall.fleet")
 
@@ -53,6 +61,9 @@ QUORUM = 2
 
 #: Seconds a process stays a pacing member of a key after its last turn asked for.
 MEMBER_TTL = 2.0
+
+#: Idle keys (no call since the last read, breaker closed) are read every this many rounds.
+IDLE_EVERY = 10
 
 #: Seconds between two exchanges of cost reports.
 COSTS_EVERY = 1.0
@@ -128,6 +139,8 @@ class FleetStore:
         #: The breaker around Redis, on real time (a test's clock must not stall a resync).
         self.guard = Breaker("seawall.fleet.redis", _LINK_POLICY, time.monotonic)
         self._lock = asyncio.Lock()
+        self._round = 0
+        self._seen: dict[str, int] = {}
         #: What ``sw.costs()`` says in this process (set by the engine); published for the fleet.
         self.cost_source: Callable[[], CostReport] | None = None
         #: The other processes' cost reports, as last read.
@@ -273,8 +286,8 @@ class FleetStore:
             await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1])])
             self._relink()
         batch = self._outbox_calls()
-        keys = list(self.states)
         now = self.clock()
+        keys = self._due_keys(now)
         read_at = len(batch)
         for key in keys:
             batch.append(self._read_call(key, now))
@@ -313,6 +326,19 @@ class FleetStore:
                 b.grant(now)
             elif b.held:
                 b.hold(now + HOLD)
+
+    def _due_keys(self, now: float) -> list[str]:
+        """The keys to read: busy or not closed ones each round, idle ones every ``IDLE_EVERY``."""
+        self._round += 1
+        every = self._round % IDLE_EVERY == 0
+        due = []
+        for key, state in self.states.items():
+            seen = state.stats.requests
+            busy = self._seen.get(key) != seen or state.breaker.state is not _CLOSED
+            self._seen[key] = seen
+            if every or busy or state.cooldown.until > now:
+                due.append(key)
+        return due
 
     def _outbox_calls(self) -> list[tuple[str, list[str], list[Any]]]:
         batch: list[tuple[str, list[str], list[Any]]] = []
