@@ -50,7 +50,6 @@ __all__ = [
     "HOLD",
     "IDLE_EVERY",
     "MEMBER_TTL",
-    "MIN_GAP",
     "QUORUM",
     "FleetStore",
 ]
@@ -62,9 +61,6 @@ QUORUM = 2
 
 #: Seconds a process stays a pacing member of a key after its last turn asked for.
 MEMBER_TTL = 2.0
-
-#: Seconds between two round trips at least, however much news there is.
-MIN_GAP = 0.01
 
 #: Idle keys (no call since the last read, breaker closed) are read every this many rounds.
 IDLE_EVERY = 10
@@ -216,11 +212,8 @@ class FleetStore:
         assert self._wake is not None
         wake = self._wake
         while not self._closed:
-            wake.clear()  # news from here on wakes the next round at once
             await self.sync()
-            # At most one round trip per ``MIN_GAP``, however much news there is
-            # (a storm of 429s must not become a storm of round trips).
-            await asyncio.sleep(MIN_GAP)
+            wake.clear()
             try:
                 async with asyncio.timeout(self.refresh):
                     await wake.wait()
