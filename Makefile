@@ -16,7 +16,7 @@ $(PY):
 # follow. Strict mode links files at install time: the package folders are
 # prerequisites, since adding a module changes their modification time and
 # must re-link.
-PKG_DIRS := middleware middleware/_path middleware/cli middleware/llm middleware/testing plugins plugins/builtin
+PKG_DIRS := middleware middleware/_path middleware/cli middleware/fleet middleware/llm middleware/testing plugins plugins/builtin
 PKG_FILES := $(shell find $(PKG_DIRS) -name '*.py')
 DEMO_STAMP := $(VENV)/.demo-installed
 

@@ -43,6 +43,7 @@ PLAIN_RUNS = [
     ),
     ("observe_call.py", [], ["--quick"]),
     ("timers.py", [], ["--quick"]),
+    ("fleet.py", [], ["--quick"]),
 ]
 
 

@@ -40,7 +40,16 @@ import attrs
 from seawall._checks import show
 from seawall.policy import Policy, TimeoutPolicy
 
-__all__ = ["PRESETS", "ConfigError", "Problem", "load_config", "load_file", "policy_from_dict"]
+__all__ = [
+    "PRESETS",
+    "ConfigError",
+    "Problem",
+    "load_config",
+    "load_file",
+    "policy_from_dict",
+    "read_file",
+    "state_from_config",
+]
 
 _SECTIONS = ("retry", "breaker", "timeout", "budget")
 _SCALARS = ("key", "llm")
@@ -246,9 +255,12 @@ def load_config(
     if not isinstance(data, Mapping):
         raise ConfigError([Problem("<top>", f"must be a table, not {show(data)}")], source)
     for name in data:
-        if name not in {"default", "routes"}:
+        if name not in {"default", "routes", "state"}:
             where = _key(name)
-            problems.append(Problem(where, 'unknown section; use [default] and [routes."host"]'))
+            problems.append(
+                Problem(where, 'unknown section; use [default], [routes."host"] and [state]')
+            )
+    _check_state(data.get("state"), problems)
     default_data = data.get("default")
     if default_data is None:
         default_data = {}
@@ -282,8 +294,55 @@ def load_config(
     return default, routes
 
 
-def load_file(path: str | Path) -> tuple[Policy, dict[str, Policy]]:
-    """Read a TOML file with ``load_config``'s schema."""
+_STATE_FIELDS = {"url": str, "prefix": str, "timeout": float, "refresh": float}
+
+
+def _check_state(data: Any, problems: list[Problem]) -> None:
+    """``[state]``: where a fleet shares its state (``url = "redis://..."``, ``docs/fleet.md``)."""
+    if data is None:
+        return
+    if not isinstance(data, Mapping):
+        problems.append(
+            Problem("state", f"must be a table with url = 'redis://...', not {show(data)}")
+        )
+        return
+    for name, value in data.items():
+        kind = _STATE_FIELDS.get(name)
+        where = f"state.{_key(name)}"
+        if kind is None:
+            problems.append(Problem(where, _unknown(name, _STATE_FIELDS)))
+        elif kind is str and not (isinstance(value, str) and value):
+            problems.append(Problem(where, f"must be a non-empty string, not {show(value)}"))
+        elif kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+            problems.append(Problem(where, f"must be a number of seconds, not {show(value)}"))
+    url = data.get("url")
+    if "url" not in data:
+        problems.append(Problem("state.url", "is missing; give url = 'redis://host:6379/0'"))
+    elif isinstance(url, str) and not url.startswith(
+        ("redis://", "rediss://", "unix://", "valkey://")
+    ):
+        problems.append(
+            Problem("state.url", "must be a Redis URL such as 'redis://127.0.0.1:6379/0'")
+        )
+
+
+def state_from_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``[state]`` table as ``seawall.fleet.Fleet`` arguments (``None``: in-process state).
+
+    Call it on data ``load_config`` accepted (it checks the table).
+    """
+    table = data.get("state")
+    if not isinstance(table, Mapping):
+        return None
+    options: dict[str, Any] = {"target": table["url"]}
+    for name in ("prefix", "timeout", "refresh"):
+        if name in table:
+            options[name] = table[name]
+    return options
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """A TOML file's data, or a ``ConfigError`` saying why it cannot be read."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -293,4 +352,9 @@ def load_file(path: str | Path) -> tuple[Policy, dict[str, Policy]]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(str(path), f"is not valid TOML: {exc}")]) from exc
-    return load_config(data, source=str(path))
+    return data
+
+
+def load_file(path: str | Path) -> tuple[Policy, dict[str, Policy]]:
+    """Read a TOML file with ``load_config``'s schema."""
+    return load_config(read_file(path), source=str(path))

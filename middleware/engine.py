@@ -34,9 +34,10 @@ from seawall._path.spec import (
 from seawall.aiohttp import make_middleware
 from seawall.blocks import Attempts
 from seawall.calls import Retried, Using, check_collisions, check_options, run_call
-from seawall.config import load_config, load_file
+from seawall.config import load_config, read_file, state_from_config
 from seawall.costs import CostTracker
 from seawall.escalation import EscalationPolicy, Escalator
+from seawall.fleet import Fleet, FleetStore, make_store
 from seawall.guard import BreakerGuard
 from seawall.llm import is_llm_route
 from seawall.metrics import health_report
@@ -45,7 +46,7 @@ from seawall.plugins.hooks import Hooks
 from seawall.plugins.manager import make_manager, plugin_name
 from seawall.policy import Policy
 from seawall.reports import CostReport, HealthReport
-from seawall.state import KeyState, LocalStore
+from seawall.state import KeyState, LocalStore, StateStore
 from seawall.stats import KeyStats
 from seawall.tables import Pattern
 
@@ -91,6 +92,9 @@ class Seawall:
     :param clock: a monotonic clock in seconds, for tests (default ``time.monotonic``).
     :param sleep: how a sync call (``call_sync``, a decorated ``def``) waits, for
         tests (default ``time.sleep``); give one that moves ``clock``.
+    :param state: where per-key state lives: ``None`` (this process), or shared by a
+        fleet through Redis: a ``redis://`` URL, a ``redis.asyncio.Redis`` client, or a
+        ``seawall.fleet.Fleet`` with options (``docs/fleet.md``; ``seawall[redis]``).
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class Seawall:
         escalation: EscalationPolicy | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
+        state: object = None,
     ) -> None:
         if policy is None:
             policy = Policy()
@@ -122,7 +127,12 @@ class Seawall:
         self.escalator = Escalator(self.hooks, escalation)
         # The store's breakers report transitions to the observer, which needs
         # the registry's view of the states: tie the knot through ``_transition``.
-        store = LocalStore(self.clock, self._transition)
+        store: StateStore = (
+            LocalStore(self.clock, self._transition)
+            if state is None
+            else make_store(state, self.clock, self._transition)
+        )
+        self.store = store
         #: Internal: routes and per-key state (the adapters read it).
         self.registry = Registry(policy, routes or {}, store, self.hooks)
         self._observer = Observer(self.hooks, self.escalator, self.registry.view)
@@ -132,6 +142,9 @@ class Seawall:
         self.cost_tracker = CostTracker()
         self.started = time.time()
         self._closers: list[Callable[[], Awaitable[Any]]] = []
+        if isinstance(store, FleetStore):
+            self._closers.append(store.aclose)
+            store.cost_source = lambda: _costs.report(self.registry.view, self.cost_tracker)
         for pattern in patterns:
             if isinstance(pattern, tuple):
                 self.add_pattern(*pattern)
@@ -143,12 +156,19 @@ class Seawall:
     def from_config(cls, data: Mapping[str, Any], **kwargs: Any) -> Seawall:
         """Build from ``{"default": {...}, "routes": {...}}`` (see ``seawall.config``)."""
         policy, routes = load_config(data)
+        options = state_from_config(data)
+        if options is not None and "state" not in kwargs:
+            kwargs["state"] = Fleet(**options)
         return cls(policy, routes=routes, **kwargs)
 
     @classmethod
     def from_file(cls, path: str, **kwargs: Any) -> Seawall:
         """Build from a TOML file (see ``seawall.config``)."""
-        policy, routes = load_file(path)
+        data = read_file(path)
+        policy, routes = load_config(data, source=str(path))
+        options = state_from_config(data)
+        if options is not None and "state" not in kwargs:
+            kwargs["state"] = Fleet(**options)
         return cls(policy, routes=routes, **kwargs)
 
     # --- plugins -----------------------------------------------------------
@@ -386,11 +406,25 @@ class Seawall:
             faults=self.hooks.faults,
             escalation=self.escalator.stats,
             clock=self.clock,
+            state=self.store.mode,
         )
 
-    def costs(self) -> CostReport:
-        """What LLM calls cost, per key and model, and what failures cost (``seawall.costs``)."""
-        return _costs.report(self.registry.view, self.cost_tracker)
+    def costs(self, scope: str = "process") -> CostReport:
+        """What LLM calls cost, per key and model, and what failures cost (``seawall.costs``).
+
+        ``scope="fleet"`` (with ``state="redis://..."``) adds up every process's
+        report: this one's now, the others' as published (every second).
+        """
+        local = _costs.report(self.registry.view, self.cost_tracker)
+        if scope == "process":
+            return local
+        if scope != "fleet":
+            msg = f"sw.costs(scope={scope!r}): give 'process' (the default) or 'fleet'"
+            raise ValueError(msg)
+        if not isinstance(self.store, FleetStore):
+            msg = "sw.costs(scope='fleet') needs Seawall(state='redis://...'); this one is local"
+            raise ValueError(msg)
+        return self.store.costs(local)
 
     def reset_metrics(self) -> None:
         """Zero every counter; breaker, budget and cooldown state are kept.

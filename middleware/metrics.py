@@ -41,6 +41,7 @@ def health_report(
     escalation: Mapping[str, int],
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    state: str = "local",
 ) -> HealthReport:
     """``sw.health()``: status by breaker states, totals, and per-key detail.
 
@@ -50,7 +51,8 @@ def health_report(
     already due a probe counts as half-open). Totals and
     each key carry counters, ``success_rate`` (successes among finished
     calls, ``None`` before any) and average, p50, p95, p99 and max latency in
-    seconds, estimated from the histogram's buckets.
+    seconds, estimated from the histogram's buckets. ``state`` says where
+    per-key state lives (``StateStore.mode``: ``local``, ``shared``, ``local-fallback``).
 
     ``last_failure`` of a key is a wall-clock (Unix) time: the counters keep
     ``clock``'s reading (the ``Seawall``'s monotonic clock, injectable), and
@@ -59,8 +61,8 @@ def health_report(
     now, wall = clock(), wall_clock()
     keys: dict[str, KeyHealth] = {}
     states = []
-    for key, state in by_key.items():
-        breaker = state.breaker
+    for key, kept in by_key.items():
+        breaker = kept.breaker
         # An open breaker already due a probe lets the next call through: it counts
         # as half-open, or a readiness probe would keep traffic (and so the probe
         # that closes it) away for good.
@@ -71,17 +73,18 @@ def health_report(
             failure_rate=breaker.failure_rate,
             consecutive_failures=breaker.consecutive_failures,
             retry_after=breaker.retry_after(),
-            budget_balance=state.budget.balance(),
-            cooldown=state.cooldown.remaining(),
-            last_failure=_on_wall_clock(state.stats.last_failure, now, wall),
-            **state.stats.snapshot(),
+            budget_balance=kept.budget.balance(),
+            cooldown=kept.cooldown.remaining(),
+            last_failure=_on_wall_clock(kept.stats.last_failure, now, wall),
+            **kept.stats.snapshot(),
         )
     return HealthReport(
         status=_status(states),
         uptime=time.time() - started,
         breakers={s.value: sum(1 for x in states if x is s) for s in BreakerState},
-        **totals(state.stats for state in by_key.values()),
+        **totals(kept.stats for kept in by_key.values()),
         by_key=keys,
         plugin_faults={f"{p}.{h}": n for (p, h), n in faults.items()},
         escalation=dict(escalation),
+        state=state,
     )

@@ -131,6 +131,8 @@ class HealthReport(Counters):
     by_key: dict[str, KeyHealth] = attrs.field(metadata=_KEYS)
     plugin_faults: dict[str, int]  # "<plugin>.<hook>": count
     escalation: dict[str, int]  # reported, dispatched, folded, overflow, sink_errors
+    # "local" (in-process), "shared" (a fleet's Redis) or "local-fallback" (Redis out of reach)
+    state: str = "local"
 
 
 # --- costs ----------------------------------------------------------------------------

@@ -62,6 +62,11 @@ class KeyState:
 class StateStore(Protocol):
     """Makes the state of a key on first use (the registry keeps and forgets them)."""
 
+    @property
+    def mode(self) -> str:
+        """Where state lives, for ``health()``: ``local``, ``shared`` or ``local-fallback``."""
+        ...
+
     def new_state(self, key: str, policy: Policy) -> KeyState:
         """A fresh state for ``key`` under ``policy``."""
         ...
@@ -69,6 +74,8 @@ class StateStore(Protocol):
 
 class LocalStore:
     """The default store: every key's state lives in this process."""
+
+    mode = "local"
 
     def __init__(
         self, clock: Callable[[], float], on_transition: Callable[[Transition], None]

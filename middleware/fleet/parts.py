@@ -1,0 +1,175 @@
+"""A key's breaker and cooldown as a fleet member: the local mechanisms plus a report of changes.
+
+They are ``Breaker`` and ``Cooldown`` with the same methods: the request path
+calls them exactly as in-process, and the success path runs the same code (no
+method of it is overridden). What is added: ``_move`` (a breaker transition)
+and ``start`` (a 429's wait) tell the store, which publishes the change; the
+store's background task applies what the fleet decided (``adopt_open``,
+``adopt_close``, ``hold``, ``unhold``, ``grant``, ``Cooldown.until``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from seawall.breaker import Breaker, BreakerState, Transition
+from seawall.cooldown import Cooldown
+from seawall.policy import BreakerPolicy
+
+__all__ = ["FleetBreaker", "FleetCooldown", "Hub"]
+
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+
+
+class Hub(Protocol):
+    """What the parts tell the store (``FleetStore``)."""
+
+    def moved(self, breaker: FleetBreaker, old: BreakerState, new: BreakerState) -> None: ...
+
+    def cooled(self, key: str, seconds: float) -> None: ...
+
+    def rated(self, key: str, rate: float) -> None: ...
+
+    def demanded(self, key: str) -> None: ...
+
+
+class FleetBreaker(Breaker):
+    """A breaker whose transitions the fleet hears of, and which adopts the fleet's.
+
+    While the store is linked to Redis, an open breaker is *held*: it does not
+    go half-open on its own clock but when the store wins the fleet's probe
+    lease (one probe per recovery interval for the fleet). Without Redis it
+    is released and runs on its own clock, like any breaker.
+    """
+
+    __slots__ = ("_hub", "adopting", "due", "gen", "held", "voted_at", "voter")
+
+    def __init__(
+        self,
+        key: str,
+        policy: BreakerPolicy,
+        clock: Callable[[], float],
+        on_transition: Callable[[Transition], None] | None,
+        hub: Hub,
+    ) -> None:
+        super().__init__(key, policy, clock, on_transition)
+        self._hub = hub
+        #: True while the store applies the fleet's decision (not news to publish).
+        self.adopting = False
+        #: When this open breaker is due a probe, on the local clock.
+        self.due = 0.0
+        #: The fleet's close generation last seen.
+        self.gen = 0
+        #: Open, and waiting for the fleet's probe lease.
+        self.held = False
+        #: This process has failures of its own behind the open (its vote counts).
+        self.voter = False
+        self.voted_at = float("-inf")
+
+    def _move(self, new: BreakerState) -> None:
+        old = self.state
+        super()._move(new)
+        if old is not new and not self.adopting:
+            self._hub.moved(self, old, new)
+
+    @property
+    def reopen_at(self) -> float:
+        """When this breaker would let a probe through on its own (open only)."""
+        return self._reopen_at
+
+    def hold(self, until: float) -> None:
+        """Keep an open breaker from probing on its own before ``until`` (the store renews it)."""
+        if self.state is _OPEN:
+            self.held = True
+            self._reopen_at = until
+
+    def unhold(self) -> None:
+        """Let a held breaker go on its own clock again (Redis is out of reach)."""
+        if self.held:
+            self.held = False
+            self._reopen_at = self.due
+
+    def grant(self, now: float) -> None:
+        """This process won the fleet's probe lease: the next call may probe."""
+        if self.state is _OPEN:
+            self.held = False
+            self._reopen_at = now
+
+    def adopt_open(self, due: float) -> None:
+        """Open because the fleet did (the partition guard has agreed); probe from ``due``."""
+        if self.state is not _CLOSED:
+            return
+        self.adopting = True
+        try:
+            self._open()
+        finally:
+            self.adopting = False
+        self.due = due
+        self._reopen_at = due
+
+    def adopt_close(self) -> None:
+        """Close because another process's probe succeeded."""
+        if self.state is _CLOSED:
+            return
+        self.adopting = True
+        try:
+            self._close()
+        finally:
+            self.adopting = False
+        self.held = self.voter = False
+
+
+class FleetCooldown(Cooldown):
+    """A cooldown whose 429 waits and learnt rate the fleet shares.
+
+    While the fleet paces the key (``pace``: its rate and how many processes
+    pace it), each process paces its share, ``rate / members``, with the
+    in-process mechanism (its own GCRA turns); a 429 here cuts the fleet's
+    rate (``Hub.rated``, at most once per spacing for the whole fleet), and
+    the rate grows back as a guess does. No round trip per request.
+    Otherwise it is the in-process cooldown.
+    """
+
+    __slots__ = ("_hub", "demand_at", "key", "shared")
+
+    def __init__(self, key: str, clock: Callable[[], float], max_wait: float, hub: Hub) -> None:
+        super().__init__(clock, max_wait)
+        self.key = key
+        self._hub = hub
+        #: ``(fleet rate, members)`` while the fleet paces the key, else ``None``.
+        self.shared: tuple[float, int] | None = None
+        #: When this process last asked for a turn (local clock): it paces the key.
+        self.demand_at = float("-inf")
+
+    def start(self, seconds: float) -> None:
+        before = self.until
+        super().start(seconds)
+        now = self._clock()
+        if self.until > before:
+            self._hub.cooled(self.key, self.until - now)
+        if self.rate is not None and self._guessed_at is not None:
+            members = self.shared[1] if self.shared is not None else 1
+            self._hub.rated(self.key, self.rate * members)
+
+    def pace(self, shared: tuple[float, int] | None) -> None:
+        """The fleet's pace for this key (from the store's last read), or ``None``."""
+        if shared is None:
+            self.unpace()
+            return
+        rate, members = shared
+        self.shared = shared
+        # Callers of this key go through ``reserve``, at this process's share.
+        self.rate, self._guessed_at = max(rate / members, self.floor), self._clock()
+
+    def unpace(self) -> None:
+        """No fleet pace (Redis out of reach, or forgotten): keep the last share, alone."""
+        self.shared = None
+
+    def reserve(self, max_wait: float | None = None) -> float:
+        now = self._clock()
+        if self.demand_at < now - 1.0:
+            self._hub.demanded(self.key)
+        self.demand_at = now
+        return super().reserve(max_wait)

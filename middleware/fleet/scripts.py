@@ -1,0 +1,211 @@
+"""The Lua scripts of the fleet store: each one atomic, on the server's clock, one round trip.
+
+Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<part>``.
+
+- ``b`` (hash): ``gen``, bumped by every fleet close; ``due``, server ms when
+  the fleet-wide open is due a probe (0: no fleet-wide open);
+- ``v`` (hash): votes, node -> server ms when its vote expires;
+- ``p`` (string): the probe lease, held by one node for a recovery interval;
+- ``c`` (string): the cooldown's end, server ms;
+- ``r`` (hash): the fleet's paced rate, ``r`` (requests/s) set at ``at`` (server ms);
+  it doubles every ``GUESS_DOUBLING`` seconds without a cut, like a local guess;
+- ``m`` (hash): the members pacing the key, node -> server ms when it expires;
+- ``u`` (hash): retry budget use, node -> ``expiry:requests:retries`` in its window;
+- ``<prefix>:{costs}`` (hash, one for the fleet): node -> ``expiry|cost report JSON``.
+
+Every key has a TTL, so a dead fleet leaves nothing behind. Times in and out
+are integers in milliseconds.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CLOSE", "COOL", "COSTS", "LEASE", "RATE", "READ", "VOTE"]
+
+# Shared helpers, prepended to each script.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function live_votes(node)
+  local all = redis.call('HGETALL', KEYS[2])
+  local n, mine = 0, 0
+  for i = 1, #all, 2 do
+    if tonumber(all[i + 1]) > now then
+      n = n + 1
+      if all[i] == node then mine = 1 end
+    else
+      redis.call('HDEL', KEYS[2], all[i])
+    end
+  end
+  return n, mine
+end
+"""
+
+_RATE = """
+local function rate_now()
+  local r = tonumber(redis.call('HGET', KEYS[4], 'r') or '0')
+  if r <= 0 then return 0 end
+  local at = tonumber(redis.call('HGET', KEYS[4], 'at') or tostring(now))
+  return r * 2 ^ ((now - at) / tonumber(ARGV[3]))
+end
+"""
+
+#: KEYS: b, v, c, r, m, u. ARGV: node, member ttl ms (0: not pacing), doubling ms,
+#: this node's requests and retries in its budget window, the window in ms.
+#: Returns {now, gen, votes, mine, due, cooldown_until, rate in mHz, members, my index,
+#: the other nodes' requests, their retries, nodes counting}.
+READ = (
+    _NOW
+    + _RATE
+    + """
+local n, mine = live_votes(ARGV[1])
+local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
+local due = tonumber(redis.call('HGET', KEYS[1], 'due') or '0')
+local cool = tonumber(redis.call('GET', KEYS[3]) or '0')
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('HSET', KEYS[5], ARGV[1], now + ttl)
+  redis.call('PEXPIRE', KEYS[5], ttl)
+  if redis.call('PTTL', KEYS[4]) > 0 then
+    redis.call('PEXPIRE', KEYS[4], math.max(redis.call('PTTL', KEYS[4]), ttl))
+  end
+end
+local all = redis.call('HGETALL', KEYS[5])
+local members = {}
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) > now then
+    table.insert(members, all[i])
+  else
+    redis.call('HDEL', KEYS[5], all[i])
+  end
+end
+table.sort(members)
+local index = -1
+for i, node in ipairs(members) do
+  if node == ARGV[1] then index = i - 1 end
+end
+local wttl = tonumber(ARGV[6])
+if tonumber(ARGV[4]) > 0 or tonumber(ARGV[5]) > 0 then
+  redis.call('HSET', KEYS[6], ARGV[1], (now + wttl) .. ':' .. ARGV[4] .. ':' .. ARGV[5])
+  redis.call('PEXPIRE', KEYS[6], wttl)
+else
+  redis.call('HDEL', KEYS[6], ARGV[1])
+end
+local rows = redis.call('HGETALL', KEYS[6])
+local oreq, oret, counting = 0, 0, 0
+for i = 1, #rows, 2 do
+  local exp, rq, rt = string.match(rows[i + 1], '(%d+):(%d+):(%d+)')
+  if tonumber(exp) > now then
+    counting = counting + 1
+    if rows[i] ~= ARGV[1] then
+      oreq = oreq + tonumber(rq)
+      oret = oret + tonumber(rt)
+    end
+  else
+    redis.call('HDEL', KEYS[6], rows[i])
+  end
+end
+return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, index,
+        oreq, oret, counting}
+"""
+)
+
+#: KEYS: b, v, c, r. ARGV: node, rate in mHz, doubling ms, ttl ms, spacing ms. A 429
+#: taught a process a rate: the fleet's rate becomes the lower of it and the current
+#: one, at most once per ``spacing`` (the 429s of one overshoot cut it once, not once
+#: per process). Returns {now, rate in mHz}.
+RATE = (
+    _NOW
+    + _RATE
+    + """
+local reported = tonumber(ARGV[2]) / 1000
+local current = rate_now()
+local cut_at = tonumber(redis.call('HGET', KEYS[4], 'cut') or '0')
+local r = reported
+if current > 0 and (current < reported or now - cut_at < tonumber(ARGV[5])) then
+  r = current
+end
+if r < current or current == 0 then cut_at = now end
+redis.call('HSET', KEYS[4], 'r', tostring(r), 'at', now, 'cut', cut_at)
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[4]))
+return {now, math.floor(r * 1000)}
+"""
+)
+
+#: KEYS: b, v. ARGV: node, vote ttl ms, recovery ms, quorum.
+#: A node whose breaker opened votes; with ``quorum`` live votes the fleet opens.
+#: Returns {now, gen, votes, due}.
+VOTE = (
+    _NOW
+    + """
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], now + ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+local n = live_votes(ARGV[1])
+local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
+local due = tonumber(redis.call('HGET', KEYS[1], 'due') or '0')
+if n >= tonumber(ARGV[4]) then
+  due = math.max(due, now + tonumber(ARGV[3]))
+  redis.call('HSET', KEYS[1], 'due', due, 'gen', gen)
+end
+redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[3]))
+return {now, gen, n, due}
+"""
+)
+
+#: KEYS: b, v, p. ARGV: node, ttl ms, gen the closer saw when it opened.
+#: A probe succeeded: the fleet closes (votes and lease dropped, ``gen`` bumped).
+#: Returns {now, gen}.
+CLOSE = (
+    _NOW
+    + """
+redis.call('DEL', KEYS[2], KEYS[3])
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'due', 0)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return {now, gen}
+"""
+)
+
+#: KEYS: the costs hash. ARGV: node, this node's cost report as JSON ('' : unchanged),
+#: ttl ms. Returns the live reports of the other nodes.
+COSTS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1], (now + ttl) .. '|' .. ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+local rows = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #rows, 2 do
+  local bar = string.find(rows[i + 1], '|', 1, true)
+  if tonumber(string.sub(rows[i + 1], 1, bar - 1)) <= now then
+    redis.call('HDEL', KEYS[1], rows[i])
+  elseif rows[i] ~= ARGV[1] then
+    table.insert(out, string.sub(rows[i + 1], bar + 1))
+  end
+end
+return out
+"""
+
+#: KEYS: p. ARGV: node, recovery ms. One probe lease per recovery interval for
+#: the whole fleet. Returns {now, granted (0/1), ms left on the lease}.
+LEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {now, 1, tonumber(ARGV[2])}
+end
+return {now, 0, redis.call('PTTL', KEYS[1])}
+"""
+
+#: KEYS: c. ARGV: wait ms. A 429 asked every caller to wait: a later end wins.
+#: Returns {now, until}.
+COOL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untill = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], untill, 'PX', math.max(1, untill - now))
+return {now, untill}
+"""

@@ -1,0 +1,460 @@
+"""``FleetStore``: per-key state shared by a fleet of processes through Redis.
+
+Decisions stay local: every call reads this process's ``KeyState`` as with
+``LocalStore``, and the success path of an idle key makes no round trip.
+One background task per store links the local view with Redis every
+``refresh`` seconds, in one pipelined round trip: it publishes what changed
+here (a breaker opened or closed, a 429's wait) and reads what changed
+elsewhere. ``docs/fleet.md`` has the rules; in short:
+
+- a process whose breaker opens *votes*; the fleet is open when votes of at
+  least ``QUORUM`` processes are live. A closed process adopts the fleet's
+  open when the fleet is open, or when one other process voted and it has
+  failures of its own (the partition guard: one process cut off from an
+  upstream that is fine for the rest cannot open everyone's breaker);
+- an open breaker probes only when it wins the fleet's probe lease (one per
+  recovery interval for the whole fleet); a probe that succeeds closes the
+  fleet, and every process adopts the close;
+- a 429's wait is shared: every process waits until the latest end;
+- Redis slow or gone: a breaker of seawall's own around the link opens on
+  the first failed round trip, and every key runs on in-process state
+  (``health().state == "local-fallback"``); when a retry succeeds the store
+  publishes its open breakers again and reads the fleet's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from seawall.breaker import Breaker, BreakerState, Transition
+from seawall.cooldown import GUESS_DECREASE_SPACING, GUESS_DOUBLING, GUESS_TTL
+from seawall.fleet.link import Link, LinkError, describe
+from seawall.fleet.parts import FleetBreaker, FleetCooldown
+from seawall.fleet.totals import FleetBudget, dumps, loads, merge
+from seawall.policy import BreakerPolicy, Policy
+from seawall.reports import CostReport
+from seawall.state import KeyState
+
+__all__ = [
+    "COSTS_EVERY",
+    "COSTS_TTL",
+    "HOLD",
+    "IDLE_EVERY",
+    "MEMBER_TTL",
+    "QUORUM",
+    "FleetStore",
+]
+
+log = logging.getLogger("seawall.fleet")
+
+#: Distinct processes whose votes open the breaker for the whole fleet.
+QUORUM = 2
+
+#: Seconds a process stays a pacing member of a key after its last turn asked for.
+MEMBER_TTL = 2.0
+
+#: Idle keys (no call since the last read, breaker closed) are read every this many rounds.
+IDLE_EVERY = 10
+
+#: Seconds between two exchanges of cost reports.
+COSTS_EVERY = 1.0
+
+#: Seconds a process's cost report stays in Redis after it last published it.
+COSTS_TTL = 86_400.0
+
+#: Seconds a held breaker waits for the store before it may probe on its own
+#: (only matters if the store's task stalls without noticing Redis is gone).
+HOLD = 1.0
+
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+
+#: The breaker around Redis: the first failed round trip opens it; retries
+#: (a resync attempt) every half second or so.
+_LINK_POLICY = BreakerPolicy(failure_threshold=1, recovery_timeout=0.5, window=1, minimum_calls=1)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class FleetStore:
+    """Hands out fleet members' states and keeps them in step with Redis (see the module)."""
+
+    def __init__(
+        self,
+        target: object,
+        clock: Callable[[], float],
+        on_transition: Callable[[Transition], None],
+        *,
+        prefix: str = "seawall",
+        timeout: float = 0.05,
+        refresh: float = 0.1,
+    ) -> None:
+        if not prefix or "{" in prefix or "}" in prefix:
+            msg = f"FleetStore(prefix={prefix!r}): give a non-empty prefix without braces"
+            raise ValueError(msg)
+        if not 0 < timeout <= 1 or not 0 < refresh <= 5:
+            msg = (
+                f"FleetStore(timeout={timeout!r}, refresh={refresh!r}): the timeout is "
+                "seconds in (0, 1] (tens of ms), the refresh seconds in (0, 5]"
+            )
+            raise ValueError(msg)
+        self.link = Link(target, timeout=timeout)
+        self.where = describe(target)
+        self.clock = clock
+        self.on_transition = on_transition
+        self.prefix = prefix
+        self.refresh = refresh
+        #: This process in the fleet's votes and leases.
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.states: dict[str, KeyState] = {}
+        self._outbox: deque[tuple[str, str, float]] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        #: True while the last round trip succeeded: state is shared.
+        self.linked = False
+        #: Local clock readings of the last changes of ``linked`` (for tests and reports).
+        self.fell_back_at: float | None = None
+        self.linked_at: float | None = None
+        #: Server clock minus local clock, seconds (from the quickest recent reply).
+        self.offset = 0.0
+        self._best_rtt = float("inf")
+        self._best_at = 0.0
+        #: The breaker around Redis, on real time (a test's clock must not stall a resync).
+        self.guard = Breaker("seawall.fleet.redis", _LINK_POLICY, time.monotonic)
+        self._lock = asyncio.Lock()
+        self._round = 0
+        self._seen: dict[str, int] = {}
+        #: What ``sw.costs()`` says in this process (set by the engine); published for the fleet.
+        self.cost_source: Callable[[], CostReport] | None = None
+        #: The other processes' cost reports, as last read.
+        self.fleet_costs: list[CostReport] = []
+        self._costs_at = float("-inf")
+        self._costs_sent = ""
+
+    # --- the StateStore seam ---------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """``"shared"`` while linked to Redis, else ``"local-fallback"``."""
+        return "shared" if self.linked else "local-fallback"
+
+    def new_state(self, key: str, policy: Policy) -> KeyState:
+        state = KeyState(key, policy, self.clock, self.on_transition)
+        state.breaker = FleetBreaker(key, policy.breaker, self.clock, self.on_transition, self)
+        state.cooldown = FleetCooldown(key, self.clock, policy.retry.retry_after_max, self)
+        state.budget = FleetBudget(policy.budget, self.clock)
+        self.states[key] = state
+        self.start()
+        return state
+
+    # --- news from the parts (synchronous, no I/O) --------------------------------
+
+    def moved(self, breaker: FleetBreaker, old: BreakerState, new: BreakerState) -> None:
+        if new is _OPEN:  # opened here: a vote; held until the fleet's lease
+            breaker.voter = True
+            breaker.due = breaker.reopen_at
+            if self.linked:
+                breaker.hold(self.clock() + max(HOLD, breaker.due - self.clock()))
+                self._post("vote", breaker.key)
+        elif new is _CLOSED and old is _HALF_OPEN:
+            breaker.voter = breaker.held = False
+            if self.linked:
+                self._post("close", breaker.key)
+
+    def cooled(self, key: str, seconds: float) -> None:
+        if self.linked:
+            self._post("cool", key, seconds)
+
+    def rated(self, key: str, rate: float) -> None:
+        if self.linked:
+            self._post("rate", key, rate)
+
+    def demanded(self, key: str) -> None:
+        if self._wake is not None:
+            self._wake.set()  # join the key's pacing members soon
+
+    def _post(self, op: str, key: str, value: float = 0.0) -> None:
+        self._outbox.append((op, key, value))
+        if self._wake is not None:
+            self._wake.set()
+
+    # --- the background task -------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background task if an event loop runs and it is not running yet."""
+        if self._task is not None or self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # started by the first state made inside a loop
+        self._wake = asyncio.Event()
+        self._task = loop.create_task(self._run(), name="seawall.fleet")
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        while not self._closed:
+            await self.sync()
+            wake.clear()
+            try:
+                async with asyncio.timeout(self.refresh):
+                    await wake.wait()
+            except TimeoutError:
+                pass
+
+    async def sync(self) -> bool:
+        """One exchange with Redis now, unless the breaker around it is open.
+
+        The background task calls it every ``refresh`` seconds (and when there
+        is news to publish); tests call it to step the fleet. ``True`` when
+        the state is shared after it.
+        """
+        async with self._lock:
+            permit = self.guard.admit()
+            if permit is None:
+                return False
+            try:
+                await self._sync()
+            except LinkError as exc:
+                self.guard.record(permit, failure=True)
+                self.guard.call_failed()
+                self._fall_back(exc)
+            except Exception:  # a bug of ours must not stop the fleet's task
+                log.exception("seawall: fleet sync failed; running on in-process state")
+                self.guard.record(permit, failure=True)
+                self.guard.call_failed()
+                self._fall_back(None)
+            else:
+                self.guard.record(permit, failure=False)
+            return self.linked
+
+    def _fall_back(self, exc: LinkError | None) -> None:
+        self._outbox.clear()  # dropped, not replayed: the resync republishes what holds
+        if not self.linked and self.fell_back_at is not None:
+            return
+        self.linked = False
+        self.fell_back_at = self.clock()
+        for state in self.states.values():
+            breaker = state.breaker
+            if isinstance(breaker, FleetBreaker):
+                breaker.unhold()
+            if isinstance(state.cooldown, FleetCooldown):
+                state.cooldown.unpace()
+        log.warning(
+            "seawall: Redis at %s out of reach (%s); every key runs on in-process state",
+            self.where,
+            exc or "an internal error",
+        )
+
+    def _relink(self) -> None:
+        self.linked = True
+        self.linked_at = self.clock()
+        now = self.clock()
+        for key, state in self.states.items():
+            breaker = state.breaker
+            if isinstance(breaker, FleetBreaker) and breaker.state is _OPEN:
+                breaker.hold(now + HOLD)
+                if breaker.voter:
+                    self._post("vote", key)
+        log.info("seawall: Redis at %s reached; state is shared by the fleet", self.where)
+
+    def _keys(self, key: str, *parts: str) -> list[str]:
+        return [f"{self.prefix}:{{{key}}}:{part}" for part in parts]
+
+    async def _sync(self) -> None:
+        """One round trip: the outbox, a read of every key, the costs, the leases wanted."""
+        if not self.linked:
+            keys = self._keys("-", "b", "v", "c", "r", "m", "u")
+            await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1])])
+            self._relink()
+        batch = self._outbox_calls()
+        now = self.clock()
+        keys = self._due_keys(now)
+        read_at = len(batch)
+        for key in keys:
+            batch.append(self._read_call(key, now))
+        costs_at = len(batch)
+        costs = self._costs_call(now)
+        if costs is not None:
+            batch.append(costs)
+        lease_at = len(batch)
+        leases = [
+            key
+            for key in keys
+            if isinstance(b := self.states[key].breaker, FleetBreaker) and b.held and b.due <= now
+        ]
+        for key in leases:
+            recovery = _ms(self.states[key].policy.breaker.recovery_timeout)
+            batch.append(("LEASE", self._keys(key, "p"), [self.node, recovery]))
+        sent = self.clock()
+        replies = await self.link.run(batch)
+        if not self.linked:
+            return
+        now = self.clock()
+        reads = replies[read_at:costs_at]
+        if reads:
+            self._clock_sample(int(reads[-1][0]) / 1000, sent, now)
+        for key, reply in zip(keys, reads, strict=True):
+            state = self.states.get(key)
+            if state is not None:
+                self._apply(state, [int(x) for x in reply], now)
+        if costs is not None:
+            self.fleet_costs = [loads(_text(r)) for r in replies[costs_at]]
+        for key, reply in zip(leases, replies[lease_at:], strict=True):
+            state = self.states.get(key)
+            if state is None or not isinstance(b := state.breaker, FleetBreaker):
+                continue
+            if int(reply[1]) and b.held:
+                b.grant(now)
+            elif b.held:
+                b.hold(now + HOLD)
+
+    def _due_keys(self, now: float) -> list[str]:
+        """The keys to read: busy or not closed ones each round, idle ones every ``IDLE_EVERY``."""
+        self._round += 1
+        every = self._round % IDLE_EVERY == 0
+        due = []
+        for key, state in self.states.items():
+            seen = state.stats.requests
+            busy = self._seen.get(key) != seen or state.breaker.state is not _CLOSED
+            self._seen[key] = seen
+            if every or busy or state.cooldown.until > now:
+                due.append(key)
+        return due
+
+    def _outbox_calls(self) -> list[tuple[str, list[str], list[Any]]]:
+        batch: list[tuple[str, list[str], list[Any]]] = []
+        spacing = _ms(max(GUESS_DECREASE_SPACING, 5 * self.refresh))
+        posted = set()
+        while self._outbox:
+            op, key, value = self._outbox.popleft()
+            state = self.states.get(key)
+            if state is None or ((op, key) in posted and op != "cool"):
+                continue
+            posted.add((op, key))
+            policy = state.policy.breaker
+            recovery = _ms(policy.recovery_timeout)
+            ttl = max(_ms(2 * policy.recovery_timeout), 10_000)
+            if op == "vote":
+                args: list[Any] = [self.node, ttl, recovery, QUORUM]
+                batch.append(("VOTE", self._keys(key, "b", "v"), args))
+                breaker = state.breaker
+                if isinstance(breaker, FleetBreaker):
+                    breaker.voted_at = self.clock()
+            elif op == "close":
+                batch.append(("CLOSE", self._keys(key, "b", "v", "p"), [self.node, ttl]))
+            elif op == "rate":
+                args = [self.node, _ms(value), _ms(GUESS_DOUBLING), _ms(GUESS_TTL), spacing]
+                batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
+            else:
+                batch.append(("COOL", self._keys(key, "c"), [_ms(value)]))
+        return batch
+
+    def _read_call(self, key: str, now: float) -> tuple[str, list[str], list[Any]]:
+        state = self.states[key]
+        pacing = state.cooldown
+        active = isinstance(pacing, FleetCooldown) and pacing.demand_at > now - MEMBER_TTL
+        budget = state.budget
+        used = budget.counts() if isinstance(budget, FleetBudget) else (0, 0)
+        args: list[Any] = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(GUESS_DOUBLING)]
+        args += [*used, _ms(state.policy.budget.window)]
+        return ("READ", self._keys(key, "b", "v", "c", "r", "m", "u"), args)
+
+    def _costs_call(self, now: float) -> tuple[str, list[str], list[Any]] | None:
+        """Every ``COSTS_EVERY`` s: publish this process's costs (if changed), read the rest."""
+        if self.cost_source is None or now - self._costs_at < COSTS_EVERY:
+            return None
+        self._costs_at = now
+        text = dumps(self.cost_source())
+        mine, self._costs_sent = ("" if text == self._costs_sent else text), text
+        return ("COSTS", [f"{self.prefix}:{{costs}}"], [self.node, mine, _ms(COSTS_TTL)])
+
+    def costs_due(self) -> None:
+        """Exchange cost reports at the next sync (the task does every ``COSTS_EVERY`` s)."""
+        self._costs_at = float("-inf")
+
+    def costs(self, local: CostReport) -> CostReport:
+        """The fleet's costs: ``local`` (this process, fresh) plus the others' last reports."""
+        return merge([local, *self.fleet_costs])
+
+    def _clock_sample(self, server: float, sent: float, received: float) -> None:
+        """Keep the offset of the quickest recent round trip (a late reply says little).
+
+        A sample's error is at most half its round trip; an old best sample
+        loses 1 ms of credit per second, so the estimate follows drift.
+        """
+        rtt = received - sent
+        aged = self._best_rtt + (received - self._best_at) * 0.001
+        if rtt <= aged:
+            self.offset = server - (sent + received) / 2
+            self._best_rtt, self._best_at = rtt, received
+
+    def _local(self, server_ms: int) -> float:
+        return server_ms / 1000 - self.offset
+
+    def _apply(self, state: KeyState, reply: list[int], now: float) -> None:
+        """Bring one key's local view in line with the fleet's (one READ reply)."""
+        _, gen, votes, mine, due_ms, cool_ms, rate_mhz, members, index, *used = reply
+        breaker = state.breaker
+        budget = state.budget
+        if isinstance(budget, FleetBudget):
+            budget.others, budget.members = (used[0], used[1]), max(1, used[2])
+        pacing = state.cooldown
+        if isinstance(pacing, FleetCooldown):
+            pacing.pace((rate_mhz / 1000, members) if rate_mhz > 0 and index >= 0 else None)
+        if cool_ms:
+            until = min(self._local(cool_ms), now + state.cooldown.max_wait)
+            if until > state.cooldown.until:
+                state.cooldown.until = until
+        if not isinstance(breaker, FleetBreaker):
+            return
+        fleet_open = due_ms > 0 and votes >= QUORUM
+        if breaker.state is _CLOSED:
+            breaker.gen = max(breaker.gen, gen)
+            evidence = breaker.consecutive_failures > 0 or breaker.failure_rate > 0
+            if fleet_open or (votes - mine >= 1 and evidence):
+                due = self._local(due_ms) if fleet_open else now + breaker.policy.recovery_timeout
+                breaker.adopt_open(due)
+                breaker.voter = evidence
+                breaker.hold(max(due, now) + HOLD)
+                if evidence:
+                    self._post("vote", state.key)
+            return
+        if gen > breaker.gen and not fleet_open:
+            breaker.gen = gen
+            breaker.adopt_close()  # another process's probe succeeded
+            return
+        if breaker.state is _OPEN:
+            vote_ttl = max(2 * breaker.policy.recovery_timeout, 10.0)
+            if breaker.voter and (not mine or now - breaker.voted_at > vote_ttl / 2):
+                self._post("vote", state.key)
+            if breaker.held and breaker.due > now:
+                breaker.hold(breaker.due + HOLD)
+
+    async def aclose(self) -> None:
+        """Stop the background task and close the client this store made."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.link.aclose()

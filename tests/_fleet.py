@@ -1,0 +1,109 @@
+"""Parent side of the multi-process fleet tests: an upstream on 127.0.0.1 and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+WORKER = str(Path(__file__).with_name("fleet_worker.py"))
+
+#: Seconds the workers get to start (imports on a loaded machine) and to finish.
+START_LIMIT = 90.0
+END_SLACK = 60.0
+
+
+class FleetUpstream:
+    """One upstream for the whole fleet: it can die, cut one worker off, or throttle.
+
+    Every request is recorded as ``(monotonic time, worker id, status)``.
+    """
+
+    def __init__(self, rate: float | None = None, burst: int = 1) -> None:
+        self.dead = False
+        self.partitioned: set[str] = set()
+        self.throttle_once: set[str] = set()
+        self.log: list[tuple[float, str, int]] = []
+        #: A GCRA limiter of ``rate`` requests/s and ``burst``: a 429 with the wait in ms.
+        self.rate = rate
+        self.burst = burst
+        self._tat = 0.0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        now = time.monotonic()
+        worker = request.headers.get("X-Worker", "?")
+        headers: dict[str, str] = {}
+        if self.dead or worker in self.partitioned:
+            status = 503
+        elif worker in self.throttle_once:
+            self.throttle_once.discard(worker)
+            status, headers = 429, {"Retry-After": "2"}
+        elif self.rate is not None:
+            tat = max(self._tat, now)
+            early = tat - now - (self.burst - 1) / self.rate
+            if early > 1e-9:  # no token left
+                status = 429
+                headers = {"retry-after-ms": str(max(1, round(early * 1000)))}
+            else:
+                status = 200
+                self._tat = tat + 1.0 / self.rate
+        else:
+            status = 200
+        self.log.append((now, worker, status))
+        return web.Response(status=status, text=str(status), headers=headers)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self.handle)
+        return app
+
+    def count(self, start: float, end: float, status: int | None = None) -> int:
+        return sum(
+            1 for t, _, s in self.log if start <= t < end and (status is None or s == status)
+        )
+
+
+async def run_fleet(
+    configs: list[dict[str, Any]], scenario: Callable[[float], Awaitable[None]]
+) -> list[dict[str, Any]]:
+    """Start one worker per config, let them go together, run ``scenario(t0)``, collect results."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            WORKER,
+            json.dumps(cfg),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for cfg in configs
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), START_LIMIT)
+            assert line == b"ready\n", line
+        t0 = time.monotonic()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        await scenario(t0)
+        results = []
+        longest = max(cfg["duration"] for cfg in configs)
+        for proc in procs:
+            out, err = await asyncio.wait_for(proc.communicate(), longest + END_SLACK)
+            assert proc.returncode == 0, err.decode()[-2000:]
+            results.append(json.loads(out.decode().splitlines()[-1]))
+        return results
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

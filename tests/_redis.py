@@ -1,0 +1,86 @@
+"""A real ``redis-server`` on a free 127.0.0.1 port, for the fleet tests (no persistence)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+#: Seconds a server gets to start answering.
+START_LIMIT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One ``redis-server`` process; ``kill`` and ``start`` again on the same port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_LIMIT
+        while time.monotonic() < deadline:  # bounded: a PING that answers
+            if self.proc.poll() is not None:
+                msg = f"redis-server exited with {self.proc.returncode} on port {self.port}"
+                raise RuntimeError(msg)
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)  # polling a process we started, not waiting for seawall's state
+        msg = f"redis-server did not answer on port {self.port} within {START_LIMIT} s"
+        raise RuntimeError(msg)
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def redis_server() -> RedisServer:
+    """A started server, or a skip saying how to get one (``.ci/run`` installs it)."""
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip("redis-server is not installed: apt-get install redis-server (.ci/run does)")
+    server = RedisServer()
+    server.start()
+    return server

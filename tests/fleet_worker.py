@@ -1,0 +1,101 @@
+"""One fleet member as a real OS process (``test_fleet_processes.py``, ``benchmarks/fleet.py``).
+
+Run as ``python fleet_worker.py '<json>'``. It builds a ``Seawall`` (shared
+through Redis when ``redis`` is given), prints ``ready`` once its store is
+linked, reads a ``go`` line on stdin, then runs ``callers`` callers for
+``duration`` seconds, each calling ``url`` then pausing ``think`` seconds
+(the callers' own pace, not a wait for state). A monitor task records, on
+the system-wide monotonic clock, every change of ``health().state`` and of
+the key's breaker, and when a shared cooldown reached this process. The
+last line printed is the JSON result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from yarl import URL
+
+from seawall import Seawall
+from seawall.errors import SeawallError
+from seawall.fleet import Fleet
+from seawall.policy import BreakerPolicy, Policy, RetryPolicy
+
+#: Seconds a worker may take to link to Redis before it says ready anyway.
+LINK_LIMIT = 20.0
+
+
+async def main(cfg: dict[str, Any]) -> dict[str, Any]:
+    policy = Policy(
+        breaker=BreakerPolicy(**cfg.get("breaker", {})),
+        retry=RetryPolicy(**cfg.get("retry", {})),
+    )
+    timeout = cfg.get("timeout", 0.05)
+    state = Fleet(cfg["redis"], prefix=cfg["prefix"], timeout=timeout) if cfg.get("redis") else None
+    sw = Seawall(policy, entrypoints=False, state=state)
+    url = URL(cfg["url"])
+    key, key_policy, _ = sw.route(url)
+    kept = sw.state_for(key, key_policy)
+    if state is not None:
+        deadline = time.monotonic() + LINK_LIMIT
+        while sw.health().state != "shared" and time.monotonic() < deadline:
+            await sw.store.sync()  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)  # "go"
+    began = time.monotonic()
+    end = began + cfg["duration"]
+    outcomes: Counter[str] = Counter()
+    modes: list[tuple[float, str]] = [(began, sw.health().state)]
+    states: list[tuple[float, str]] = [(began, kept.breaker.state.value)]
+    cooled: list[float] = []
+    headers = {"X-Worker": str(cfg["id"])}
+
+    async def monitor() -> None:
+        while time.monotonic() < end:
+            now = time.monotonic()
+            mode = sw.store.mode
+            if mode != modes[-1][1]:
+                modes.append((now, mode))
+            state = kept.breaker.state.value
+            if state != states[-1][1]:
+                states.append((now, state))
+            if kept.cooldown.remaining() > 0.5 and not cooled:
+                cooled.append(now)
+            await asyncio.sleep(0.005)
+
+    async with sw.session() as session:
+
+        async def caller() -> None:
+            while time.monotonic() < end:
+                try:
+                    async with session.get(url, headers=headers) as resp:
+                        await resp.read()
+                        outcomes[f"status {resp.status}"] += 1
+                except SeawallError as exc:
+                    outcomes[type(exc).__name__] += 1
+                except Exception as exc:
+                    outcomes[f"other {type(exc).__name__}"] += 1
+                await asyncio.sleep(cfg["think"])
+
+        await asyncio.gather(monitor(), *(caller() for _ in range(cfg["callers"])))
+    await sw.aclose()
+    return {
+        "id": cfg["id"],
+        "began": began,
+        "outcomes": dict(outcomes),
+        "modes": modes,
+        "states": states,
+        "cooled": cooled[0] if cooled else None,
+    }
+
+
+if __name__ == "__main__":
+    result = asyncio.run(main(json.loads(sys.argv[1])))
+    print(json.dumps(result), flush=True)

@@ -1,0 +1,308 @@
+"""The fleet store against a real redis-server: several stores (one per "process") in one loop.
+
+Each ``Seawall`` here is a fleet member with its own node id; the tests step
+the fleet with ``store.sync()`` (one round trip) instead of waiting for the
+background task. Multi-process proof: ``test_fleet_processes.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from seawall import Seawall
+from seawall.breaker import BreakerState
+from seawall.config import ConfigError, load_config
+from seawall.fleet import Fleet, FleetStore
+from seawall.fleet import store as fleet_store
+from seawall.fleet.parts import FleetBreaker
+from seawall.llm.usage import Usage
+from seawall.policy import BreakerPolicy, Policy
+from seawall.state import KeyState
+from tests._redis import RedisServer, free_port, redis_server
+
+POLICY = Policy(breaker=BreakerPolicy(failure_threshold=2, recovery_timeout=0.3))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    srv = redis_server()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+class Member:
+    """One fleet member: a Seawall, its store and the state of key ``k``."""
+
+    def __init__(self, url: str, prefix: str, policy: Policy = POLICY) -> None:
+        # A generous time limit: these tests are about the fleet's logic, and the
+        # machine may be loaded (the fall back within 200 ms is test_fleet_processes').
+        fleet = Fleet(url, prefix=prefix, refresh=5.0, timeout=0.5)
+        self.sw = Seawall(policy, entrypoints=False, state=fleet)
+        assert isinstance(self.sw.store, FleetStore)
+        self.store: FleetStore = self.sw.store
+        self.state: KeyState = self.sw.state_for("k", policy)
+        assert isinstance(self.state.breaker, FleetBreaker)
+        self.breaker: FleetBreaker = self.state.breaker
+
+    def fail(self, calls: int) -> None:
+        for _ in range(calls):
+            self.breaker.call_failed()
+
+
+@pytest.fixture(autouse=True)
+def _read_idle_keys_every_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle keys are read every round here (each ``IDLE_EVERY``-th round otherwise)."""
+    monkeypatch.setattr(fleet_store, "IDLE_EVERY", 1)
+
+
+@pytest.fixture
+async def members(server: RedisServer, prefix: str) -> AsyncIterator[list[Member]]:
+    made = [Member(server.url, prefix) for _ in range(3)]
+    for m in made:
+        assert await m.store.sync()
+    yield made
+    for m in made:
+        await m.sw.aclose()
+
+
+async def step(members: list[Member]) -> None:
+    """Two rounds of sync: what one publishes, the others read."""
+    for _ in range(2):
+        for m in members:
+            await m.store.sync()
+
+
+async def test_one_open_process_does_not_open_the_others(members: list[Member]) -> None:
+    a, b, c = members
+    a.fail(2)
+    assert a.breaker.state is BreakerState.OPEN
+    await step(members)
+    # One vote and no failures of their own: the partition guard keeps them closed.
+    assert b.breaker.state is BreakerState.CLOSED
+    assert c.breaker.state is BreakerState.CLOSED
+    assert b.sw.health().by_key["k"].state == "closed"
+
+
+async def test_one_vote_and_local_evidence_opens(members: list[Member]) -> None:
+    a, b, c = members
+    a.fail(2)
+    b.fail(1)  # one failure of its own: below its threshold, but evidence
+    await step(members)
+    assert b.breaker.state is BreakerState.OPEN
+    # b voted too: two processes, so the fleet is open and c adopts it without evidence.
+    await step(members)
+    assert c.breaker.state is BreakerState.OPEN
+    assert not c.breaker.voter
+
+
+async def test_one_probe_lease_for_the_fleet_then_the_close_spreads(
+    members: list[Member],
+) -> None:
+    a, b, _ = members
+    a.fail(2)
+    b.fail(2)
+    await step(members)
+    assert all(m.breaker.state is BreakerState.OPEN for m in members)
+    assert all(m.breaker.held for m in members)
+    # Bounded: the recovery interval (0.3 s, jittered down) passes, then leases are asked.
+    deadline = time.monotonic() + 5
+    granted: list[Member] = []
+    while not granted and time.monotonic() < deadline:
+        await step(members)
+        granted = [m for m in members if not m.breaker.held]
+        await asyncio.sleep(0.02)
+    assert len(granted) == 1, "exactly one process may probe in a recovery interval"
+    prober = granted[0]
+    permit = prober.breaker.admit()
+    assert permit is not None
+    assert permit.probe
+    for other in members:
+        if other is not prober:
+            assert other.breaker.admit() is None  # held open: no probe of their own
+    prober.breaker.record(permit, failure=False)
+    assert prober.breaker.state is BreakerState.CLOSED
+    await step(members)
+    assert all(m.breaker.state is BreakerState.CLOSED for m in members)
+
+
+async def test_a_429_wait_is_shared(members: list[Member]) -> None:
+    a, b, _ = members
+    a.state.cooldown.start(2.0)
+    await step(members)
+    assert 1.5 < b.state.cooldown.remaining() <= 2.0
+
+
+async def test_a_learnt_rate_is_split_among_the_pacing_members(members: list[Member]) -> None:
+    a, b, c = members
+    a.state.cooldown.reserve()  # a and b pace the key; c does not call it
+    b.state.cooldown.reserve()
+    await step(members)
+    a.state.cooldown.start(0.01)  # a 429 "wait 10 ms": at most 100 requests/s
+    await step(members)
+    for m in (a, b):
+        assert m.state.cooldown.shared is not None
+        rate, pacing = m.state.cooldown.shared
+        assert pacing == 2
+        assert 90 < rate <= 101  # the fleet's rate (it grows back slowly, as a guess)
+        assert m.state.cooldown.rate == pytest.approx(rate / 2)
+    assert c.state.cooldown.shared is None
+    assert c.state.cooldown.rate is None
+
+
+async def test_every_key_expires(members: list[Member], server: RedisServer, prefix: str) -> None:
+    a, b, _ = members
+    a.fail(2)
+    b.fail(2)
+    a.state.cooldown.start(1.0)
+    await step(members)
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        assert keys
+        for key in keys:
+            assert b"{k}" in key or key.endswith(b"{costs}")  # Cluster hash tags
+            assert await client.pttl(key) > 0, key
+    finally:
+        await client.aclose()
+
+
+async def test_redis_out_of_reach_falls_back_and_a_held_breaker_runs_locally(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
+    m = Member(url, "fb")
+    try:
+        caplog.set_level(logging.INFO, logger="seawall")
+        assert not await m.store.sync()
+        assert m.sw.health().state == "local-fallback"
+        m.fail(2)
+        assert m.breaker.state is BreakerState.OPEN
+        assert not m.breaker.held  # its own clock, as in-process
+        assert "s3cret-pw" not in caplog.text
+        assert "127.0.0.1" in caplog.text
+        assert "s3cret-pw" not in repr(m.store.where)
+    finally:
+        await m.sw.aclose()
+
+
+async def test_restart_resyncs_open_breakers(server: RedisServer, prefix: str) -> None:
+    srv = RedisServer()
+    srv.start()
+    try:
+        a, b = Member(srv.url, prefix), Member(srv.url, prefix)
+        assert await a.store.sync()
+        assert await b.store.sync()
+        srv.kill()
+        assert not await a.store.sync()
+        a.fail(2)  # opens while Redis is gone: kept locally
+        b.fail(1)
+        srv.start()
+        deadline = time.monotonic() + 5
+        while not (a.store.linked and b.store.linked) and time.monotonic() < deadline:
+            await a.store.sync()
+            await b.store.sync()
+            await asyncio.sleep(0.05)
+        assert a.sw.health().state == "shared"
+        await step([a, b])
+        assert b.breaker.state is BreakerState.OPEN  # a's open reached b after the restart
+        await a.sw.aclose()
+        await b.sw.aclose()
+    finally:
+        srv.kill()
+
+
+async def test_the_retry_budget_counts_the_whole_fleet(members: list[Member]) -> None:
+    a, b, _ = members
+    budget = b.state.budget
+    b.state.begin(b.sw.clock())  # b uses the key too: the floor is shared by both
+    alone = budget.balance()
+    for _ in range(40):
+        a.state.begin(a.sw.clock())
+        assert a.state.budget.try_spend()  # a retries a lot (within its own floor and ratio)
+    await step(members)
+    # b's balance now counts a's retries and a's requests' deposits, and the floor
+    # is shared by the two processes that use the key.
+    policy = POLICY.budget
+    floor = policy.min_retries_per_second * policy.window
+    expected = alone - floor + floor / 2 + 40 * policy.ratio - 40
+    assert (budget.others, budget.members) == ((40, 40), 2), (budget.others, budget.members)
+    assert budget.balance() == pytest.approx(expected)
+    assert budget.balance() < alone
+
+
+async def test_costs_add_up_across_the_fleet(server: RedisServer, prefix: str) -> None:
+    made = [Member(server.url, prefix) for _ in range(2)]
+    try:
+        for i, m in enumerate(made):
+            usage = Usage("gpt-4o-mini", "openai", "chat", 1000 * (i + 1), 10)
+            m.sw.cost_tracker.record("https://api.openai.com", usage)
+        for _ in range(2):  # the first exchange publishes, the second reads the other
+            for m in made:
+                await m.store.sync()
+            for m in made:
+                m.store.costs_due()
+        await made[0].store.sync()
+        fleet = made[0].sw.costs(scope="fleet")
+        mine = made[0].sw.costs()
+        assert mine.input_tokens == 1000
+        assert fleet.input_tokens == 3000
+        model = fleet.by_key["https://api.openai.com"].models["gpt-4o-mini"]
+        assert model.calls == 2
+        other = made[1].sw.costs()
+        assert fleet.cost_usd == mine.cost_usd + other.cost_usd
+        assert fleet.cost_usd > mine.cost_usd
+    finally:
+        for m in made:
+            await m.sw.aclose()
+    with pytest.raises(ValueError, match="state="):
+        Seawall(entrypoints=False).costs(scope="fleet")
+    with pytest.raises(ValueError, match="'process'"):
+        Seawall(entrypoints=False).costs(scope="everything")
+
+
+async def test_an_idle_key_is_read_less_often(
+    members: list[Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleet_store, "IDLE_EVERY", 10)
+    a, b, _ = members
+    a.state.cooldown.start(3.0)
+    await a.store.sync()
+    await b.store.sync()  # b has not called the key since its last read: not read now
+    assert b.state.cooldown.remaining() == 0
+    b.state.begin(b.sw.clock())  # a call: the key is busy, read at the next round
+    await b.store.sync()
+    assert b.state.cooldown.remaining() > 2
+
+
+def test_bad_state_arguments_say_what_to_do() -> None:
+    with pytest.raises(ValueError, match=r"redis://127\.0\.0\.1:6379/0"):
+        Seawall(state="http://x", entrypoints=False)
+    with pytest.raises(TypeError, match=r"redis\.asyncio\.Redis"):
+        Seawall(state=42, entrypoints=False)
+    with pytest.raises(ValueError, match="prefix"):
+        Seawall(state=Fleet("redis://127.0.0.1/0", prefix=""), entrypoints=False)
+
+
+def test_state_table_in_toml() -> None:
+    sw = Seawall.from_config(
+        {"state": {"url": "redis://127.0.0.1:1/0", "prefix": "app"}}, entrypoints=False
+    )
+    assert isinstance(sw.store, FleetStore)
+    assert sw.store.prefix == "app"
+    with pytest.raises(ConfigError, match=r"state\.url"):
+        load_config({"state": {"url": "http://nope"}})
+    with pytest.raises(ConfigError, match=r"state\.prefixx"):
+        load_config({"state": {"url": "redis://h/0", "prefixx": "a"}})
+    assert Seawall(entrypoints=False).health().state == "local"

@@ -1,0 +1,181 @@
+"""The fleet with real OS processes: 4 workers, 50 callers in all, a real redis-server.
+
+Each test runs workers (``fleet_worker.py``) against one upstream on
+127.0.0.1 (``_fleet.FleetUpstream``) and asserts on counts the upstream saw
+and on events the workers recorded (monotonic times, system-wide on Linux).
+The scenario's phases are timed by the parent; nothing waits for state by
+sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests._fleet import FleetUpstream, run_fleet
+from tests._redis import RedisServer, redis_server
+
+pytestmark = pytest.mark.slow
+
+CALLERS = (13, 13, 12, 12)  # 50 in all
+THINK = 0.2  # each caller's pause between calls: about 250 calls/s for the fleet
+RECOVERY = 1.0
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    srv = redis_server()
+    yield srv
+    srv.kill()
+
+
+def configs(url: str, redis: str | None, duration: float, **extra: Any) -> list[dict[str, Any]]:
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    return [
+        {
+            "id": i,
+            "redis": redis,
+            "prefix": prefix,
+            "url": url,
+            "callers": n,
+            "duration": duration,
+            "think": THINK,
+            "breaker": {"failure_threshold": 3, "recovery_timeout": RECOVERY},
+            # 150 ms, not 50: a loaded test machine must not fall back by itself.
+            "timeout": 0.15,
+            **extra,
+        }
+        for i, n in enumerate(CALLERS)
+    ]
+
+
+def opened(result: dict[str, Any]) -> bool:
+    return any(state == "open" for _, state in result["states"])
+
+
+async def test_a_partitioned_process_does_not_open_the_others(server: RedisServer) -> None:
+    upstream = FleetUpstream()
+    upstream.partitioned.add("0")
+    async with TestServer(upstream.app(), host="127.0.0.1") as up:
+
+        async def scenario(_t0: float) -> None:
+            pass
+
+        results = await run_fleet(configs(str(up.make_url("/")), server.url, 6.0), scenario)
+    assert opened(results[0])  # the cut-off process opens its own breaker
+    for result in results[1:]:
+        assert not opened(result), result["states"]
+        assert set(result["outcomes"]) == {"status 200"}, result["outcomes"]
+        assert result["modes"][-1][1] == "shared"
+
+
+async def test_outage_costs_the_fleet_little_and_one_probe_per_interval(
+    server: RedisServer,
+) -> None:
+    upstream = FleetUpstream()
+    steady_end, outage_end, end = 3.0, 13.0, 17.0
+    async with TestServer(upstream.app(), host="127.0.0.1") as up:
+
+        async def scenario(t0: float) -> None:
+            await asyncio.sleep(steady_end)  # the scenario's timeline, not a wait for state
+            upstream.dead = True
+            await asyncio.sleep(outage_end - steady_end)
+            upstream.dead = False
+
+        # Detection takes two failed calls of one retry each in the first process
+        # (every process detects at once, fleet or not); the fleet saves the rest.
+        fleet = configs(str(up.make_url("/")), server.url, end, retry={"max_attempts": 2})
+        for cfg in fleet:
+            cfg["breaker"]["failure_threshold"] = 2
+        results = await run_fleet(fleet, scenario)
+    t0 = min(r["began"] for r in results)
+    steady = upstream.count(t0 + 1, t0 + steady_end) / (steady_end - 1)
+    assert steady > 100, f"the fleet sent {steady:.0f} calls/s in steady state; too loaded"
+    outage = upstream.count(t0 + steady_end, t0 + outage_end)
+    share = outage / (steady * (outage_end - steady_end))
+    bins = [
+        upstream.count(t0 + steady_end + i / 4, t0 + steady_end + (i + 1) / 4)
+        for i in range(int(4 * (outage_end - steady_end)))
+    ]
+    opens = [[round(t - t0, 2) for t, s in r["states"] if s == "open"][:3] for r in results]
+    assert share <= 0.05, f"{outage} calls in the outage: {share:.3f} of steady {bins} {opens}"
+    # Once every breaker is open, only probes reach the upstream: one lease per interval.
+    settled = t0 + steady_end + 2.0
+    probes = upstream.count(settled, t0 + outage_end)
+    assert probes <= math.floor((t0 + outage_end - settled) / RECOVERY) + 1, probes
+    # No burst after recovery: 1 s windows once the fleet closed again.
+    closed_by = max(r["states"][-1][0] for r in results)
+    assert all(r["states"][-1][1] == "closed" for r in results)
+    start = closed_by
+    windows = []
+    while start + 1.0 <= t0 + end - 0.5:
+        windows.append(upstream.count(start, start + 1.0))
+        start += 1.0
+    assert windows, "the fleet closed too late to measure"
+    assert max(windows) <= 1.2 * steady, (windows, steady)
+
+
+async def test_redis_killed_then_restarted(server: RedisServer) -> None:
+    upstream = FleetUpstream()
+    killed: list[float] = []
+    restarted: list[float] = []
+    async with TestServer(upstream.app(), host="127.0.0.1") as up:
+
+        async def scenario(t0: float) -> None:
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(2.0)  # the scenario's timeline
+            server.kill()
+            killed.append(loop.time())
+            await asyncio.sleep(3.0)
+            await loop.run_in_executor(None, server.start)
+            restarted.append(loop.time())
+            await asyncio.sleep(4.0)
+            upstream.throttle_once.add("0")  # one 429 "wait 2 s" seen by worker 0 alone
+
+        results = await run_fleet(configs(str(up.make_url("/")), server.url, 12.0), scenario)
+    for result in results:
+        # zero failed calls: Redis going away is never a caller's problem
+        assert set(result["outcomes"]) == {"status 200"}, result["outcomes"]
+        modes = result["modes"]
+        fell = [t for t, mode in modes if mode == "local-fallback" and t >= killed[0]]
+        assert fell, modes
+        assert fell[0] - killed[0] <= 0.2, f"fallback took {fell[0] - killed[0]:.3f} s"
+        back = [t for t, mode in modes if mode == "shared" and t > fell[0]]
+        assert back, modes
+        assert back[0] - restarted[0] <= 3.0, f"resync took {back[0] - restarted[0]:.3f} s"
+        # shared again: the 429 seen by worker 0 after the restart made everyone wait
+        assert result["cooled"] is not None, result["id"]
+        assert result["cooled"] > restarted[0]
+
+
+RATE = 100.0  # the upstream's limit, requests/s, far below the callers' ~250/s
+BURST = 5
+LEARNT = 2.0  # seconds from the start after which the fleet has learnt the rate
+
+
+async def throttled_run(redis: str | None) -> tuple[int, int]:
+    """(429s, successes) the upstream saw after ``LEARNT`` s from 4 workers, sharing or not."""
+    upstream = FleetUpstream(rate=RATE, burst=BURST)
+    async with TestServer(upstream.app(), host="127.0.0.1") as up:
+
+        async def scenario(_t0: float) -> None:
+            pass
+
+        fleet = configs(str(up.make_url("/")), redis, 10.0, retry={"max_attempts": 5})
+        results = await run_fleet(fleet, scenario)
+    t0 = min(r["began"] for r in results)
+    return upstream.count(t0 + LEARNT, t0 + 10, 429), upstream.count(t0 + LEARNT, t0 + 10, 200)
+
+
+async def test_a_rate_limited_upstream_sees_few_429s_from_the_fleet(server: RedisServer) -> None:
+    alone_429, alone_ok = await throttled_run(None)
+    shared_429, shared_ok = await throttled_run(server.url)
+    assert shared_ok > 0.5 * RATE * (10 - LEARNT), shared_ok  # the fleet still uses the upstream
+    assert shared_429 / shared_ok < 0.05, (shared_429, shared_ok)
+    assert alone_429 / alone_ok > shared_429 / shared_ok, (alone_429, alone_ok)
