@@ -115,13 +115,13 @@ async def test_one_probe_lease_for_the_fleet_then_the_close_spreads(
     b.fail(2)
     await step(members)
     assert all(m.breaker.state is BreakerState.OPEN for m in members)
-    assert all(m.breaker.held for m in members)
+    assert all(m.breaker.awaiting for m in members)
     # Bounded: the recovery interval (0.3 s, jittered down) passes, then leases are asked.
     deadline = time.monotonic() + 5
     granted: list[Member] = []
     while not granted and time.monotonic() < deadline:
         await step(members)
-        granted = [m for m in members if not m.breaker.held]
+        granted = [m for m in members if not m.breaker.awaiting]
         await asyncio.sleep(0.02)
     assert len(granted) == 1, "exactly one process may probe in a recovery interval"
     prober = granted[0]
@@ -155,7 +155,8 @@ async def test_a_learnt_rate_is_split_among_the_pacing_members(members: list[Mem
         assert m.state.cooldown.shared is not None
         rate, pacing = m.state.cooldown.shared
         assert pacing == 2
-        assert 90 < rate <= 101  # the fleet's rate (it grows back slowly, as a guess)
+        # The pace right after the cut (0.9 x 0.97 x 100/s, see seawall.cooldown), grown a little.
+        assert 85 < rate <= 101
         assert m.state.cooldown.rate == pytest.approx(rate / 2)
     assert c.state.cooldown.shared is None
     assert c.state.cooldown.rate is None
@@ -189,7 +190,7 @@ async def test_redis_out_of_reach_falls_back_and_a_held_breaker_runs_locally(
         assert m.sw.health().state == "local-fallback"
         m.fail(2)
         assert m.breaker.state is BreakerState.OPEN
-        assert not m.breaker.held  # its own clock, as in-process
+        assert not m.breaker.awaiting  # its own clock, as in-process
         assert "s3cret-pw" not in caplog.text
         assert "127.0.0.1" in caplog.text
         assert "s3cret-pw" not in repr(m.store.where)

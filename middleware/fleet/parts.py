@@ -5,7 +5,7 @@ calls them exactly as in-process, and the success path runs the same code (no
 method of it is overridden). What is added: ``_move`` (a breaker transition)
 and ``start`` (a 429's wait) tell the store, which publishes the change; the
 store's background task applies what the fleet decided (``adopt_open``,
-``adopt_close``, ``hold``, ``unhold``, ``grant``, ``Cooldown.until``).
+``adopt_close``, ``await_lease``, ``own_clock``, ``grant``, ``Cooldown.until``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from seawall.breaker import Breaker, BreakerState, Transition
 from seawall.cooldown import Cooldown
 from seawall.policy import BreakerPolicy
 
-__all__ = ["FleetBreaker", "FleetCooldown", "Hub"]
+__all__ = ["FLEET_CUT", "FleetBreaker", "FleetCooldown", "Hub"]
+
+#: A 429 under the fleet's pace cuts the fleet's rate by this factor.
+FLEET_CUT = 0.9
 
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
@@ -38,13 +41,14 @@ class Hub(Protocol):
 class FleetBreaker(Breaker):
     """A breaker whose transitions the fleet hears of, and which adopts the fleet's.
 
-    While the store is linked to Redis, an open breaker is *held*: it does not
-    go half-open on its own clock but when the store wins the fleet's probe
-    lease (one probe per recovery interval for the fleet). Without Redis it
-    is released and runs on its own clock, like any breaker.
+    While the store is linked to Redis, an open breaker *awaits the lease*: it
+    does not go half-open on its own clock but when the store wins the fleet's
+    probe lease (one probe per recovery interval for the fleet). Without Redis
+    it runs on its own clock, like any breaker. (Not to be confused with the
+    breaker's held *calls*, ``Breaker.hold``: those wait for a probe's verdict.)
     """
 
-    __slots__ = ("_hub", "adopting", "due", "gen", "held", "voted_at", "voter")
+    __slots__ = ("_hub", "adopting", "awaiting", "due", "gen", "voted_at", "voter")
 
     def __init__(
         self,
@@ -63,7 +67,7 @@ class FleetBreaker(Breaker):
         #: The fleet's close generation last seen.
         self.gen = 0
         #: Open, and waiting for the fleet's probe lease.
-        self.held = False
+        self.awaiting = False
         #: This process has failures of its own behind the open (its vote counts).
         self.voter = False
         self.voted_at = float("-inf")
@@ -79,22 +83,22 @@ class FleetBreaker(Breaker):
         """When this breaker would let a probe through on its own (open only)."""
         return self._reopen_at
 
-    def hold(self, until: float) -> None:
+    def await_lease(self, until: float) -> None:
         """Keep an open breaker from probing on its own before ``until`` (the store renews it)."""
         if self.state is _OPEN:
-            self.held = True
+            self.awaiting = True
             self._reopen_at = until
 
-    def unhold(self) -> None:
-        """Let a held breaker go on its own clock again (Redis is out of reach)."""
-        if self.held:
-            self.held = False
+    def own_clock(self) -> None:
+        """Let a breaker awaiting the lease go on its own clock again (Redis is out of reach)."""
+        if self.awaiting:
+            self.awaiting = False
             self._reopen_at = self.due
 
     def grant(self, now: float) -> None:
         """This process won the fleet's probe lease: the next call may probe."""
         if self.state is _OPEN:
-            self.held = False
+            self.awaiting = False
             self._reopen_at = now
 
     def adopt_open(self, due: float) -> None:
@@ -118,7 +122,7 @@ class FleetBreaker(Breaker):
             self._close()
         finally:
             self.adopting = False
-        self.held = self.voter = False
+        self.awaiting = self.voter = False
 
 
 class FleetCooldown(Cooldown):
@@ -126,10 +130,11 @@ class FleetCooldown(Cooldown):
 
     While the fleet paces the key (``pace``: its rate and how many processes
     pace it), each process paces its share, ``rate / members``, with the
-    in-process mechanism (its own GCRA turns); a 429 here cuts the fleet's
-    rate (``Hub.rated``, at most once per spacing for the whole fleet), and
-    the rate grows back as a guess does. No round trip per request.
-    Otherwise it is the in-process cooldown.
+    in-process turns (its own GCRA schedule); a 429 here asks the fleet to
+    cut its rate by ``FLEET_CUT`` (``Hub.rated``; at most one cut per spacing
+    for the whole fleet), and the fleet's rate grows back in Redis. No round
+    trip per request. Otherwise it is the in-process cooldown, which learns a
+    pace alone; a pace it learns is published as the fleet's.
     """
 
     __slots__ = ("_hub", "demand_at", "key", "shared")
@@ -143,29 +148,52 @@ class FleetCooldown(Cooldown):
         #: When this process last asked for a turn (local clock): it paces the key.
         self.demand_at = float("-inf")
 
-    def start(self, seconds: float) -> None:
+    def start(self, seconds: float | None) -> None:
         before = self.until
-        super().start(seconds)
         now = self._clock()
+        shared = self.shared
+        if shared is None or self._hinted_at is not None:
+            super().start(seconds)
+            if self.rate is not None and self._hinted_at is None:  # a pace learnt here
+                self._hub.rated(self.key, self.rate)
+        else:
+            if seconds is not None and seconds >= 0:  # (NaN and negative waits are nonsense)
+                self.until = max(self.until, now + min(seconds, self.max_wait))
+            rate, _members = shared
+            self._hub.rated(self.key, rate * FLEET_CUT)
+            self.cuts += 1  # turns booked at the old share are void: book again
+            self._tat = max(now, self.until)
         if self.until > before:
             self._hub.cooled(self.key, self.until - now)
-        if self.rate is not None and self._guessed_at is not None:
-            members = self.shared[1] if self.shared is not None else 1
-            self._hub.rated(self.key, self.rate * members)
+
+    def _refresh(self, now: float) -> float | None:
+        shared = self.shared
+        if shared is None or self._hinted_at is not None:  # headers say more than the fleet
+            return super()._refresh(now)
+        rate, members = shared
+        self.rate = max(rate / members, self.floor)
+        return self.rate
+
+    def _step(self, at: float) -> float:
+        if self.shared is None or self._hinted_at is not None:
+            return super()._step(at)
+        rate = self.rate
+        assert rate is not None
+        return 1.0 / rate
 
     def pace(self, shared: tuple[float, int] | None) -> None:
         """The fleet's pace for this key (from the store's last read), or ``None``."""
         if shared is None:
             self.unpace()
             return
-        rate, members = shared
         self.shared = shared
-        # Callers of this key go through ``reserve``, at this process's share.
-        self.rate, self._guessed_at = max(rate / members, self.floor), self._clock()
+        self._refresh(self._clock())
 
     def unpace(self) -> None:
-        """No fleet pace (Redis out of reach, or forgotten): keep the last share, alone."""
-        self.shared = None
+        """No fleet pace (Redis out of reach, or forgotten): the in-process pace again."""
+        if self.shared is not None:
+            self.shared = None
+            self.rate = None  # learnt again here, from the next 429
 
     def reserve(self, max_wait: float | None = None) -> float:
         now = self._clock()

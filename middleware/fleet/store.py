@@ -36,7 +36,6 @@ from collections.abc import Callable
 from typing import Any
 
 from seawall.breaker import Breaker, BreakerState, Transition
-from seawall.cooldown import GUESS_DECREASE_SPACING, GUESS_DOUBLING, GUESS_TTL
 from seawall.fleet.link import Link, LinkError, describe
 from seawall.fleet.parts import FleetBreaker, FleetCooldown
 from seawall.fleet.totals import FleetBudget, dumps, loads, merge
@@ -71,7 +70,14 @@ COSTS_EVERY = 1.0
 #: Seconds a process's cost report stays in Redis after it last published it.
 COSTS_TTL = 86_400.0
 
-#: Seconds a held breaker waits for the store before it may probe on its own
+#: The fleet's rate (learnt from 429s) doubles in this many seconds without a cut...
+RATE_DOUBLING = 10.0
+#: ... is forgotten after this many seconds without a cut ...
+RATE_TTL = 10.0
+#: ... and is cut at most once in this many seconds for the whole fleet.
+RATE_CUT_SPACING = 0.1
+
+#: Seconds a breaker awaiting the lease waits for the store before it may probe on its own
 #: (only matters if the store's task stalls without noticing Redis is gone).
 HOLD = 1.0
 
@@ -171,10 +177,10 @@ class FleetStore:
             breaker.voter = True
             breaker.due = breaker.reopen_at
             if self.linked:
-                breaker.hold(self.clock() + max(HOLD, breaker.due - self.clock()))
+                breaker.await_lease(self.clock() + max(HOLD, breaker.due - self.clock()))
                 self._post("vote", breaker.key)
         elif new is _CLOSED and old is _HALF_OPEN:
-            breaker.voter = breaker.held = False
+            breaker.voter = breaker.awaiting = False
             if self.linked:
                 self._post("close", breaker.key)
 
@@ -255,7 +261,7 @@ class FleetStore:
         for state in self.states.values():
             breaker = state.breaker
             if isinstance(breaker, FleetBreaker):
-                breaker.unhold()
+                breaker.own_clock()
             if isinstance(state.cooldown, FleetCooldown):
                 state.cooldown.unpace()
         log.warning(
@@ -271,7 +277,7 @@ class FleetStore:
         for key, state in self.states.items():
             breaker = state.breaker
             if isinstance(breaker, FleetBreaker) and breaker.state is _OPEN:
-                breaker.hold(now + HOLD)
+                breaker.await_lease(now + HOLD)
                 if breaker.voter:
                     self._post("vote", key)
         log.info("seawall: Redis at %s reached; state is shared by the fleet", self.where)
@@ -299,7 +305,9 @@ class FleetStore:
         leases = [
             key
             for key in keys
-            if isinstance(b := self.states[key].breaker, FleetBreaker) and b.held and b.due <= now
+            if isinstance(b := self.states[key].breaker, FleetBreaker)
+            and b.awaiting
+            and b.due <= now
         ]
         for key in leases:
             recovery = _ms(self.states[key].policy.breaker.recovery_timeout)
@@ -322,10 +330,10 @@ class FleetStore:
             state = self.states.get(key)
             if state is None or not isinstance(b := state.breaker, FleetBreaker):
                 continue
-            if int(reply[1]) and b.held:
+            if int(reply[1]) and b.awaiting:
                 b.grant(now)
-            elif b.held:
-                b.hold(now + HOLD)
+            elif b.awaiting:
+                b.await_lease(now + HOLD)
 
     def _due_keys(self, now: float) -> list[str]:
         """The keys to read: busy or not closed ones each round, idle ones every ``IDLE_EVERY``."""
@@ -342,7 +350,7 @@ class FleetStore:
 
     def _outbox_calls(self) -> list[tuple[str, list[str], list[Any]]]:
         batch: list[tuple[str, list[str], list[Any]]] = []
-        spacing = _ms(max(GUESS_DECREASE_SPACING, 5 * self.refresh))
+        spacing = _ms(max(RATE_CUT_SPACING, 5 * self.refresh))
         posted = set()
         while self._outbox:
             op, key, value = self._outbox.popleft()
@@ -362,7 +370,7 @@ class FleetStore:
             elif op == "close":
                 batch.append(("CLOSE", self._keys(key, "b", "v", "p"), [self.node, ttl]))
             elif op == "rate":
-                args = [self.node, _ms(value), _ms(GUESS_DOUBLING), _ms(GUESS_TTL), spacing]
+                args = [self.node, _ms(value), _ms(RATE_DOUBLING), _ms(RATE_TTL), spacing]
                 batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
             else:
                 batch.append(("COOL", self._keys(key, "c"), [_ms(value)]))
@@ -374,7 +382,7 @@ class FleetStore:
         active = isinstance(pacing, FleetCooldown) and pacing.demand_at > now - MEMBER_TTL
         budget = state.budget
         used = budget.counts() if isinstance(budget, FleetBudget) else (0, 0)
-        args: list[Any] = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(GUESS_DOUBLING)]
+        args: list[Any] = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(RATE_DOUBLING)]
         args += [*used, _ms(state.policy.budget.window)]
         return ("READ", self._keys(key, "b", "v", "c", "r", "m", "u"), args)
 
@@ -434,7 +442,7 @@ class FleetStore:
                 due = self._local(due_ms) if fleet_open else now + breaker.policy.recovery_timeout
                 breaker.adopt_open(due)
                 breaker.voter = evidence
-                breaker.hold(max(due, now) + HOLD)
+                breaker.await_lease(max(due, now) + HOLD)
                 if evidence:
                     self._post("vote", state.key)
             return
@@ -446,8 +454,8 @@ class FleetStore:
             vote_ttl = max(2 * breaker.policy.recovery_timeout, 10.0)
             if breaker.voter and (not mine or now - breaker.voted_at > vote_ttl / 2):
                 self._post("vote", state.key)
-            if breaker.held and breaker.due > now:
-                breaker.hold(breaker.due + HOLD)
+            if breaker.awaiting and breaker.due > now:
+                breaker.await_lease(breaker.due + HOLD)
 
     async def aclose(self) -> None:
         """Stop the background task and close the client this store made."""
