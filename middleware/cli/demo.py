@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import attrs
 
-from seawall import backoff
+from seawall import backoff, breaker
 from seawall.cli.demo_clock import SimulatedLoop
 from seawall.cli.demo_upstream import Phase, ScriptedUpstream, phase_at, script
 from seawall.engine import Seawall
@@ -204,6 +204,7 @@ async def run_demo(
 ) -> tuple[Variant, ...]:
     """Run both variants side by side; call ``on_tick`` every ``tick`` seconds."""
     backoff.seed(config.seed)
+    breaker.seed(config.seed)  # the recovery timeouts and probe intervals are jittered too
     rng = random.Random(config.seed)
     phases = script(config.duration)
     offered = config.clients * config.rate
