@@ -21,6 +21,18 @@ _BUCKETS = 10
 class RetryBudget:
     """Token accounting for one key over a sliding window."""
 
+    # No ``__dict__``: one per key, inside DESIGN's 2 KiB per key.
+    __slots__ = (
+        "_clock",
+        "_epoch",
+        "_next_at",
+        "_requests",
+        "_retries",
+        "_slot",
+        "_width",
+        "policy",
+    )
+
     def __init__(self, policy: BudgetPolicy, clock: Callable[[], float]) -> None:
         self.policy = policy
         self._clock = clock
