@@ -35,10 +35,10 @@ learnt, best first:
    the ceiling from below, from which it doubles every ``CAREFUL_DOUBLING``
    seconds to the next. A pace nobody waited on for ``LEARN_TTL`` seconds is
    forgotten (the key goes back to the lean path); its level is kept
-   ``CEILING_TTL`` seconds to start from next time. A learnt pace only paces:
-   a caller whose turn would miss its deadline goes at the end of the shared
-   wait instead of failing fast (only the server's own word refuses calls).
-   Callers woken late together by a busy event loop leave ``SPACING`` of a
+   ``CEILING_TTL`` seconds to start from next time. As with a stated rate, a
+   caller whose turn would miss its deadline takes no turn and fails fast:
+   sent unpaced at the end of the shared wait, such callers were the herd
+   when a limit lifted. Callers woken late together by a busy event loop leave ``SPACING`` of a
    turn apart (``spaced``), not in one burst.
 
 No server hint can take a key down: every wait the cooldown hands out is at
@@ -326,8 +326,7 @@ class Cooldown:
 
         :param max_wait: the most the caller can wait (its deadline). When the
             turn would come later, nothing is reserved and the (longer) wait
-            is returned, so the caller can fail fast; under a learnt pace the
-            caller goes at the end of the shared wait instead.
+            is returned, so the caller can fail fast.
         """
         now = self._clock()
         until = self.until
@@ -343,9 +342,6 @@ class Cooldown:
                 self._tat = max(self._tat, slot) + self._step(slot)
                 if wait > 0 and self._learning is not None:
                     self._learning.busy_at = now
-            elif self._hinted_at is None:  # a learnt pace never refuses
-                wait = until - now
-                wait = wait if wait > 0 else 0.0
         if wait > self.max_wait:
             wait = self.max_wait  # whatever the hints said or how far behind the pace is
         if max_wait is not None and wait >= max_wait > 0:

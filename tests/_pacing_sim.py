@@ -72,11 +72,13 @@ def simulate(
     jitter: float = 0.0,
     seed: int = 0,
     outage: float = 0.0,
+    lift: float = math.inf,
 ) -> tuple[Run, list[float], Cooldown]:
     """Run ``callers`` for ``seconds`` virtual seconds; (the run, success times, the cooldown).
 
     ``outage``: for that many seconds from the start the upstream refuses every request.
     ``jitter``: a busy event loop (see ``woken``); ``seed`` makes it repeat.
+    ``lift``: from that many seconds from the start the upstream takes everything.
     """
     clock = clock or Clock()
     cd = cooldown or Cooldown(clock, max_wait=60.0)
@@ -144,7 +146,10 @@ def simulate(
             cd.sent()
             run.sends.append(at)
             run.paces.append(cd.rate or 0.0)
-            refill = 1.0 if at < t0 + outage else bucket.take(at)
+            if at < t0 + outage:
+                refill: float | None = 1.0
+            else:
+                refill = None if at >= t0 + lift else bucket.take(at)
             push(at + latency, "answer", caller, -1.0 if refill is None else refill)
         elif kind == "answer":
             if extra < 0:
