@@ -165,7 +165,7 @@ class _Learning:
         "grow_from",
         "ok",
         "ok_prev",
-        "ok_prev_span",
+        "ok_prev_since",
         "ok_since",
         "spaced",
         "stale_until",
@@ -183,8 +183,10 @@ class _Learning:
         self.stale_until = 0
         self.ok = 0  # successes in the current sample (since ``ok_since``)
         self.ok_since = _NEVER
-        self.ok_prev = 0  # ... and in the one before, over ``ok_prev_span`` seconds
-        self.ok_prev_span = 0.0
+        # ... and in the one before, since ``ok_prev_since`` (the sample's old ``ok_since``:
+        # a float object shared, not a span made anew; 24 B per key).
+        self.ok_prev = 0
+        self.ok_prev_since = _NEVER
 
 
 class Cooldown:
@@ -255,9 +257,8 @@ class Cooldown:
         learning = self._learning
         if learning is None:
             return None
-        span = self._clock() - learning.ok_since
         count = learning.ok + learning.ok_prev
-        total = span + learning.ok_prev_span
+        total = self._clock() - learning.ok_prev_since
         if count < MIN_SUCCESSES or total < SAMPLE / 2:
             return None
         return count / total
@@ -388,7 +389,7 @@ class Cooldown:
             span = now - learning.ok_since
             if span >= 0:  # (answered during the pause: sent before the cut)
                 if span >= SAMPLE and learning.ok >= MIN_SUCCESSES:
-                    learning.ok_prev, learning.ok_prev_span = learning.ok, span
+                    learning.ok_prev, learning.ok_prev_since = learning.ok, learning.ok_since
                     learning.ok, learning.ok_since = 0, now
                 learning.ok += 1
         if info is None:
@@ -476,5 +477,5 @@ class Cooldown:
         self.rate = self._learnt(learning, start, None)
         learning.answers, learning.stale_until = 0, self.inflight
         # Measure afresh after the pause: what came before was another pace.
-        learning.ok, learning.ok_prev, learning.ok_prev_span = 0, 0, 0.0
-        learning.ok_since = start
+        learning.ok, learning.ok_prev = 0, 0
+        learning.ok_since = learning.ok_prev_since = start
