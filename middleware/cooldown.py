@@ -38,8 +38,8 @@ learnt, best first:
    ``CEILING_TTL`` seconds to start from next time. As with a stated rate, a
    caller whose turn would miss its deadline takes no turn and fails fast:
    sent unpaced at the end of the shared wait, such callers were the herd
-   when a limit lifted. Callers woken late together by a busy event loop leave ``SPACING`` of a
-   turn apart (``spaced``), not in one burst.
+   when a limit lifted. Callers woken late together by a busy event loop
+   leave ``SPACING`` of a turn apart (``spaced``), not in one burst.
 
 No server hint can take a key down: every wait the cooldown hands out is at
 most ``max_wait`` (the policy's ``retry_after_max``), a pace never falls
@@ -67,6 +67,7 @@ __all__ = [
     "HINT_TTL",
     "LEARN_TTL",
     "HOLD",
+    "JITTER_SHARE",
     "LEVEL",
     "PROBE_AT",
     "PROBE_STEP",
@@ -125,6 +126,11 @@ CAREFUL_DOUBLING = 2.0
 #: Share of a carefully doubling pace that surely fitted when it met a 429.
 CAREFUL_SHARE = 0.8
 
+#: A 429 under a level paced at for a second or more, with at least this share of the level
+#: admitted, is taken for the host's jitter (a stall bunched the sends): the level is kept,
+#: once; the next 429 cuts.
+JITTER_SHARE = 0.85
+
 #: Past its level, a learnt pace stays within this multiple of the admitted rate.
 GROWTH_CAP = 2.0
 
@@ -162,6 +168,7 @@ class _Learning:
         "base",
         "busy_at",
         "doubling",
+        "forgave",
         "grow_from",
         "ok",
         "ok_prev",
@@ -174,6 +181,7 @@ class _Learning:
     def __init__(self) -> None:
         self.base = 0.0  # the level (or the pace the doubling starts from)
         self.doubling = 0.0  # seconds per doubling while no ceiling is known (0: CUBIC)
+        self.forgave = False  # the last 429 was taken for the host's jitter (level kept)
         self.grow_from = _NEVER  # when the pace started growing (the end of the last pause)
         self.busy_at = _NEVER  # the last time a caller had to wait for its turn
         self.spaced = 0.0  # no paced send before this (late wake-ups go spaced, not at once)
@@ -463,12 +471,27 @@ class Cooldown:
             # upstream took, no more than we sent (AWS: min(measured, current)); a 429 at
             # the level itself (or on the way to it) says the level was too high.
             probing = now - learning.grow_from >= HOLD and now - learning.busy_at < SAMPLE
+            if (
+                not probing
+                and not learning.forgave
+                and bound is None
+                and now - learning.grow_from >= 2 * SAMPLE
+                and admitted >= JITTER_SHARE * learning.base
+            ):
+                # At or under a level the upstream took for seconds, and still took most of
+                # lately: a stall of the host bunched sends past the bucket. The pause is
+                # honoured; the level is kept (cutting it to what a stall let through
+                # ratchets it down at every stall).
+                self._cut(learning, now, learning.base / LEVEL, 0.0)
+                learning.forgave = True  # not twice in a row: a true drop would cost a pause each
+                return
             ceiling = rate if probing else min(admitted, rate)
             self._cut(learning, now, ceiling if bound is None else min(ceiling, bound), 0.0)
 
     def _cut(self, learning: _Learning, now: float, ceiling: float, doubling: float) -> None:
         """Pace from ``ceiling`` after the pause: doubling, or levelling off below it (CUBIC)."""
         learning.doubling = doubling
+        learning.forgave = False
         learning.base = max(ceiling if doubling else ceiling * LEVEL, self.floor)
         learning.grow_from = start = max(now, self.until)  # no growth while paused
         self.cuts += 1

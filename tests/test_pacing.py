@@ -128,6 +128,18 @@ def test_no_herd_when_the_limit_lifts(jitter: float) -> None:
     assert peak_per_bin(run.sends, T0 + 40.0, T0 + 46.0) <= 1.2 * level * 0.1
 
 
+def test_a_stalling_host_does_not_ratchet_the_level_down() -> None:
+    """The upstream's process stalls 80 ms every 3 s (a busy host): each stall bunches sends
+    past its bucket of 5 and costs a 429 and a second's pause; the level is not cut to what
+    the stall let through each time (before: 64/s after 60 s, 29 % of the rate from 20 s on).
+    """
+    run, ok, cooldown = simulate(48, RATE, 5.0, 60.0, stalls=(3.0, 0.08))
+    assert run.refused / run.successes < 0.05
+    assert cooldown.level is not None
+    assert cooldown.level >= 0.4 * RATE
+    assert sum(t >= T0 + 20 for t in ok) / 40.0 >= 0.35 * RATE
+
+
 def test_a_pace_learnt_low_in_an_outage_recovers() -> None:
     """30 s of nothing but 429s drive the pace down; it grows back within seconds after."""
     run, ok, cooldown = simulate(48, RATE, 5.0, 90.0, outage=30.0)
