@@ -35,11 +35,11 @@ learnt, best first:
    the ceiling from below, from which it doubles every ``CAREFUL_DOUBLING``
    seconds to the next. A pace nobody waited on for ``LEARN_TTL`` seconds is
    forgotten (the key goes back to the lean path); its level is kept
-   ``CEILING_TTL`` seconds to start from next time. A learnt pace only paces:
-   a caller whose turn would miss its deadline goes at the end of the shared
-   wait instead of failing fast (only the server's own word refuses calls).
-   Callers woken late together by a busy event loop leave ``SPACING`` of a
-   turn apart (``spaced``), not in one burst.
+   ``CEILING_TTL`` seconds to start from next time. As with a stated rate, a
+   caller whose turn would miss its deadline takes no turn and fails fast:
+   sent unpaced at the end of the shared wait, such callers were the herd
+   when a limit lifted. Callers woken late together by a busy event loop
+   leave ``SPACING`` of a turn apart (``spaced``), not in one burst.
 
 No server hint can take a key down: every wait the cooldown hands out is at
 most ``max_wait`` (the policy's ``retry_after_max``), a pace never falls
@@ -67,6 +67,7 @@ __all__ = [
     "HINT_TTL",
     "LEARN_TTL",
     "HOLD",
+    "JITTER_SHARE",
     "LEVEL",
     "PROBE_AT",
     "PROBE_STEP",
@@ -125,6 +126,11 @@ CAREFUL_DOUBLING = 2.0
 #: Share of a carefully doubling pace that surely fitted when it met a 429.
 CAREFUL_SHARE = 0.8
 
+#: A 429 under a level paced at for a second or more, with at least this share of the level
+#: admitted, is taken for the host's jitter (a stall bunched the sends): the level is kept,
+#: once; the next 429 cuts.
+JITTER_SHARE = 0.85
+
 #: Past its level, a learnt pace stays within this multiple of the admitted rate.
 GROWTH_CAP = 2.0
 
@@ -162,10 +168,11 @@ class _Learning:
         "base",
         "busy_at",
         "doubling",
+        "forgave",
         "grow_from",
         "ok",
         "ok_prev",
-        "ok_prev_span",
+        "ok_prev_since",
         "ok_since",
         "spaced",
         "stale_until",
@@ -174,6 +181,7 @@ class _Learning:
     def __init__(self) -> None:
         self.base = 0.0  # the level (or the pace the doubling starts from)
         self.doubling = 0.0  # seconds per doubling while no ceiling is known (0: CUBIC)
+        self.forgave = False  # the last 429 was taken for the host's jitter (level kept)
         self.grow_from = _NEVER  # when the pace started growing (the end of the last pause)
         self.busy_at = _NEVER  # the last time a caller had to wait for its turn
         self.spaced = 0.0  # no paced send before this (late wake-ups go spaced, not at once)
@@ -183,8 +191,10 @@ class _Learning:
         self.stale_until = 0
         self.ok = 0  # successes in the current sample (since ``ok_since``)
         self.ok_since = _NEVER
-        self.ok_prev = 0  # ... and in the one before, over ``ok_prev_span`` seconds
-        self.ok_prev_span = 0.0
+        # ... and in the one before, since ``ok_prev_since`` (the sample's old ``ok_since``:
+        # a float object shared, not a span made anew; 24 B per key).
+        self.ok_prev = 0
+        self.ok_prev_since = _NEVER
 
 
 class Cooldown:
@@ -255,9 +265,8 @@ class Cooldown:
         learning = self._learning
         if learning is None:
             return None
-        span = self._clock() - learning.ok_since
         count = learning.ok + learning.ok_prev
-        total = span + learning.ok_prev_span
+        total = self._clock() - learning.ok_prev_since
         if count < MIN_SUCCESSES or total < SAMPLE / 2:
             return None
         return count / total
@@ -326,8 +335,7 @@ class Cooldown:
 
         :param max_wait: the most the caller can wait (its deadline). When the
             turn would come later, nothing is reserved and the (longer) wait
-            is returned, so the caller can fail fast; under a learnt pace the
-            caller goes at the end of the shared wait instead.
+            is returned, so the caller can fail fast.
         """
         now = self._clock()
         until = self.until
@@ -343,9 +351,6 @@ class Cooldown:
                 self._tat = max(self._tat, slot) + self._step(slot)
                 if wait > 0 and self._learning is not None:
                     self._learning.busy_at = now
-            elif self._hinted_at is None:  # a learnt pace never refuses
-                wait = until - now
-                wait = wait if wait > 0 else 0.0
         if wait > self.max_wait:
             wait = self.max_wait  # whatever the hints said or how far behind the pace is
         if max_wait is not None and wait >= max_wait > 0:
@@ -392,7 +397,7 @@ class Cooldown:
             span = now - learning.ok_since
             if span >= 0:  # (answered during the pause: sent before the cut)
                 if span >= SAMPLE and learning.ok >= MIN_SUCCESSES:
-                    learning.ok_prev, learning.ok_prev_span = learning.ok, span
+                    learning.ok_prev, learning.ok_prev_since = learning.ok, learning.ok_since
                     learning.ok, learning.ok_since = 0, now
                 learning.ok += 1
         if info is None:
@@ -466,12 +471,27 @@ class Cooldown:
             # upstream took, no more than we sent (AWS: min(measured, current)); a 429 at
             # the level itself (or on the way to it) says the level was too high.
             probing = now - learning.grow_from >= HOLD and now - learning.busy_at < SAMPLE
+            if (
+                not probing
+                and not learning.forgave
+                and bound is None
+                and now - learning.grow_from >= 2 * SAMPLE
+                and admitted >= JITTER_SHARE * learning.base
+            ):
+                # At or under a level the upstream took for seconds, and still took most of
+                # lately: a stall of the host bunched sends past the bucket. The pause is
+                # honoured; the level is kept (cutting it to what a stall let through
+                # ratchets it down at every stall).
+                self._cut(learning, now, learning.base / LEVEL, 0.0)
+                learning.forgave = True  # not twice in a row: a true drop would cost a pause each
+                return
             ceiling = rate if probing else min(admitted, rate)
             self._cut(learning, now, ceiling if bound is None else min(ceiling, bound), 0.0)
 
     def _cut(self, learning: _Learning, now: float, ceiling: float, doubling: float) -> None:
         """Pace from ``ceiling`` after the pause: doubling, or levelling off below it (CUBIC)."""
         learning.doubling = doubling
+        learning.forgave = False
         learning.base = max(ceiling if doubling else ceiling * LEVEL, self.floor)
         learning.grow_from = start = max(now, self.until)  # no growth while paused
         self.cuts += 1
@@ -480,5 +500,5 @@ class Cooldown:
         self.rate = self._learnt(learning, start, None)
         learning.answers, learning.stale_until = 0, self.inflight
         # Measure afresh after the pause: what came before was another pace.
-        learning.ok, learning.ok_prev, learning.ok_prev_span = 0, 0, 0.0
-        learning.ok_since = start
+        learning.ok, learning.ok_prev = 0, 0
+        learning.ok_since = learning.ok_prev_since = start

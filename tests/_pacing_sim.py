@@ -72,11 +72,17 @@ def simulate(
     jitter: float = 0.0,
     seed: int = 0,
     outage: float = 0.0,
+    lift: float = math.inf,
+    stalls: tuple[float, float] | None = None,
 ) -> tuple[Run, list[float], Cooldown]:
     """Run ``callers`` for ``seconds`` virtual seconds; (the run, success times, the cooldown).
 
     ``outage``: for that many seconds from the start the upstream refuses every request.
     ``jitter``: a busy event loop (see ``woken``); ``seed`` makes it repeat.
+    ``lift``: from that many seconds from the start the upstream takes everything.
+    ``stalls``: (every, length): a busy host stalls the upstream's process for
+    ``length`` seconds every ``every`` seconds; what arrives meanwhile reaches
+    its bucket at once when the stall ends.
     """
     clock = clock or Clock()
     cd = cooldown or Cooldown(clock, max_wait=60.0)
@@ -144,8 +150,16 @@ def simulate(
             cd.sent()
             run.sends.append(at)
             run.paces.append(cd.rate or 0.0)
-            refill = 1.0 if at < t0 + outage else bucket.take(at)
-            push(at + latency, "answer", caller, -1.0 if refill is None else refill)
+            seen = at  # when the upstream takes it
+            if stalls is not None:
+                into = (at - t0) % stalls[0]
+                if into < stalls[1]:
+                    seen = at + stalls[1] - into
+            if at < t0 + outage:
+                refill: float | None = 1.0
+            else:
+                refill = None if at >= t0 + lift else bucket.take(seen)
+            push(seen + latency, "answer", caller, -1.0 if refill is None else refill)
         elif kind == "answer":
             if extra < 0:
                 cd.observe(None, success=True)

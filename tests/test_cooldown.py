@@ -30,17 +30,40 @@ def test_a_429_makes_everyone_wait() -> None:
     assert cooldown.reserve() == pytest.approx(1.5)
 
 
-def test_a_guessed_pace_never_refuses_a_caller() -> None:
-    """A learnt pace paces, but a turn past the caller's deadline goes at the shared wait."""
+def test_a_learnt_pace_refuses_a_turn_past_the_deadline() -> None:
+    """A learnt pace paces; a caller whose turn would miss its deadline fails fast (no turn)."""
     clock = Clock()
     cooldown = Cooldown(clock)
     cooldown.start(0.5)  # "come back in 0.5 s": a wait, not a refill interval (slow start)
     waits = [cooldown.reserve(max_wait=0.8) for _ in range(12)]
     assert waits[0] == pytest.approx(0.5)
     assert waits[1] == pytest.approx(0.5 + 1 / START_RATE)  # paced after the shared wait
-    assert waits[-1] == pytest.approx(0.5)  # its turn would miss 0.8 s: goes at the wait
-    assert all(0.5 <= w < 0.8 for w in waits)
-    assert cooldown.rejected == 0
+    fitted = [w for w in waits if w < 0.8]
+    assert waits[: len(fitted)] == fitted  # turns in order until one misses 0.8 s
+    assert all(0 < b - a <= 1 / START_RATE + 1e-9 for a, b in itertools.pairwise(fitted))
+    assert 2 < len(fitted) < 12
+    assert cooldown.rejected == 12 - len(fitted)
+    after = cooldown.reserve()  # refused callers took no turn: the next one follows the last
+    assert 0 < after - fitted[-1] <= 1 / START_RATE
+
+
+def test_callers_near_their_deadline_do_not_jump_the_queue() -> None:
+    """The herd when a limit lifts: callers with short deadlines behind a learnt pace.
+
+    Before, a caller whose paced turn missed its deadline went at the end of
+    the shared wait, unpaced: 50 callers arriving together after a pause all
+    went in the same instant. Now at most the pace's own turns go.
+    """
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1.0)  # whole seconds, no headers: a learnt pace (slow start)
+    clock.now += 1.0  # the pause is over
+    pace = cooldown.rate
+    assert pace is not None
+    sends = [w for w in (cooldown.reserve(max_wait=0.5) for _ in range(50)) if w < 0.5]
+    in_first_bin = sum(1 for w in sends if w < 0.1)
+    assert in_first_bin <= 1.2 * pace * 0.1 + 1, sends
+    assert cooldown.rejected == 50 - len(sends) > 0
 
 
 def test_server_stated_rate_still_refuses_what_cannot_fit() -> None:

@@ -111,6 +111,35 @@ def test_a_busy_event_loop_costs_little() -> None:
     assert sum(t >= T0 + 20 for t in ok) / 100.0 >= 0.9 * RATE
 
 
+@pytest.mark.parametrize("jitter", [0.0, 0.005])
+def test_no_herd_when_the_limit_lifts(jitter: float) -> None:
+    """The queue behind a learnt pace drains at the pace when the limit lifts: <= 1.2x per 100 ms.
+
+    48 callers against 200/s (bucket of 5, ``Retry-After: 1``) for 40 s, then
+    the upstream takes everything; the pace probes upwards from its level, so
+    the first seconds after the lift carry at most 1.2x the learnt rate.
+    """
+    run, _, cooldown = simulate(48, RATE, 5.0, 46.0, lift=40.0, jitter=jitter, seed=7)
+    level = cooldown.level
+    assert level is not None
+    assert level < 1.2 * RATE
+    before = sum(T0 + 38.0 <= t < T0 + 40.0 for t in run.sends) / 2.0
+    assert before >= 0.85 * RATE  # the queue was there: the pace was what held callers
+    assert peak_per_bin(run.sends, T0 + 40.0, T0 + 46.0) <= 1.2 * level * 0.1
+
+
+def test_a_stalling_host_does_not_ratchet_the_level_down() -> None:
+    """The upstream's process stalls 80 ms every 3 s (a busy host): each stall bunches sends
+    past its bucket of 5 and costs a 429 and a second's pause; the level is not cut to what
+    the stall let through each time (before: 64/s after 60 s, 29 % of the rate from 20 s on).
+    """
+    run, ok, cooldown = simulate(48, RATE, 5.0, 60.0, stalls=(3.0, 0.08))
+    assert run.refused / run.successes < 0.05
+    assert cooldown.level is not None
+    assert cooldown.level >= 0.4 * RATE
+    assert sum(t >= T0 + 20 for t in ok) / 40.0 >= 0.35 * RATE
+
+
 def test_a_pace_learnt_low_in_an_outage_recovers() -> None:
     """30 s of nothing but 429s drive the pace down; it grows back within seconds after."""
     run, ok, cooldown = simulate(48, RATE, 5.0, 90.0, outage=30.0)

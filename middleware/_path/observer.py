@@ -31,6 +31,10 @@ from seawall.state import KeyState
 
 __all__ = ["Observer"]
 
+#: "closed->open" and the like, made once: a string per key and move would cost each key
+#: ~60 B per counter entry (DESIGN: a key's state <= 2 KiB).
+_MOVES = {(old, new): f"{old.value}->{new.value}" for old in BreakerState for new in BreakerState}
+
 
 class Observer:
     """Reports what the loop did: to the key's counters, the logs, events and escalation."""
@@ -55,7 +59,7 @@ class Observer:
         """A breaker changed state: count, log, and tell observers."""
         state = self.states.get(transition.key)
         if state is not None:
-            state.stats.transitions[f"{transition.old.value}->{transition.new.value}"] += 1
+            state.stats.transitions[_MOVES[transition.old, transition.new]] += 1
         level = logging.WARNING if transition.new is BreakerState.OPEN else logging.INFO
         if breaker_log.isEnabledFor(level):
             breaker_log.log(
