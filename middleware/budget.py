@@ -67,14 +67,19 @@ class RetryBudget:
             self._advance(now)
         self._counts[self._slot] += 1
 
+    def counts(self) -> tuple[int, int]:
+        """Requests and retries in the window now."""
+        self._advance(self._clock())
+        counts = self._counts
+        return sum(counts[:_BUCKETS]), sum(counts[_BUCKETS:])
+
     def balance(self) -> float:
         """Tokens available now."""
-        self._advance(self._clock())
+        requests, retries = self.counts()
         policy = self.policy
-        counts = self._counts
-        earned = sum(counts[:_BUCKETS]) * policy.ratio if policy.enabled else 0.0
+        earned = requests * policy.ratio if policy.enabled else 0.0
         floor = policy.min_retries_per_second * policy.window
-        return earned + floor - sum(counts[_BUCKETS:])
+        return earned + floor - retries
 
     def try_spend(self) -> bool:
         """Withdraw one retry; ``False`` (and nothing spent) when the budget is empty."""

@@ -34,11 +34,6 @@ class FleetBudget(RetryBudget):
         #: Processes that share the floor (this one included).
         self.members = 1
 
-    def counts(self) -> tuple[int, int]:
-        """This process's requests and retries in the window."""
-        self._advance(self._clock())
-        return sum(self._requests), sum(self._retries)
-
     def balance(self) -> float:
         own = super().balance()
         requests, retries = self.others
