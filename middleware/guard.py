@@ -135,7 +135,7 @@ class BreakerGuard:
         if observer.observed:
             observer.attempt(spec, 1, None, exc, c, elapsed)
         if not c.is_success:
-            state.stats.failures[c.category.value] += 1
+            state.stats.count("failures", c.category.value)
             if c.counts_as_failure:
                 state.breaker.call_failed()
             observer.failed(

@@ -24,6 +24,12 @@ from seawall.stats import KeyStats
 __all__ = ["KeyState", "LocalStore", "StateStore"]
 
 
+#: Keys share this many locks (chosen by the key's hash). Steps under a key's lock
+#: never wait, so keys that share a stripe only take turns for microseconds.
+LOCK_STRIPES = 256
+_LOCKS = tuple(threading.RLock() for _ in range(LOCK_STRIPES))
+
+
 class KeyState:
     """Everything seawall remembers about one key."""
 
@@ -47,8 +53,9 @@ class KeyState:
         self.cooldown = Cooldown(clock, policy.retry.retry_after_max)
         #: Taken around every update of the parts above, by the event loop and by
         #: threads (sync calls) alike, so a key's breaker is one breaker whoever
-        #: calls. Reentrant: a plugin called under it may call seawall again.
-        self.lock = threading.RLock()
+        #: calls. Reentrant: a plugin called under it may call seawall again. One of
+        #: ``LOCK_STRIPES`` shared locks, not a lock per key (~110 B of the 2 KiB).
+        self.lock = _LOCKS[hash(key) % LOCK_STRIPES]
 
     def begin(self, now: float) -> None:
         """A call starts on this key at ``now``: count it and feed the retry budget.

@@ -172,7 +172,9 @@ async def test_a_key_that_learnt_a_pace_stays_small() -> None:
         tracemalloc.stop()
         logging.disable(logging.NOTSET)
     assert state.cooldown.level is not None or state.cooldown.rate is not None
-    assert per_key <= 2250, f"{per_key:.0f} bytes per key"
+    # DESIGN: 2 KiB per key. Measured 2,048 B for this worst life (a learnt pace, held calls,
+    # an open breaker, every counter in use): on the budget, with no room; a fresh key is far below.
+    assert per_key <= 2100, f"{per_key:.0f} bytes per key"
 
 
 def test_breakers_share_one_jitter_source_and_stay_jittered() -> None:

@@ -75,7 +75,7 @@ class GiveUp:
         if cut:
             state.stats.cut_by_deadline += 1
         else:
-            state.stats.failures[c.category.value] += 1
+            state.stats.count("failures", c.category.value)
             if c.counts_as_failure:
                 state.breaker.call_failed()
         if status is None and result is not None:

@@ -59,7 +59,7 @@ class Observer:
         """A breaker changed state: count, log, and tell observers."""
         state = self.states.get(transition.key)
         if state is not None:
-            state.stats.transitions[_MOVES[transition.old, transition.new]] += 1
+            state.stats.count("transitions", _MOVES[transition.old, transition.new])
         level = logging.WARNING if transition.new is BreakerState.OPEN else logging.INFO
         if breaker_log.isEnabledFor(level):
             breaker_log.log(
@@ -86,7 +86,7 @@ class Observer:
             )
 
     def reject(self, spec: CallSpec, reason: str, retry_after: float | None) -> None:
-        spec.state.stats.rejections[reason] += 1
+        spec.state.stats.count("rejections", reason)
         if self.observed:
             self.emit(
                 Rejected,
