@@ -36,9 +36,14 @@ BUCKETS = 10
 
 
 class Counts(Protocol):
-    """Where the breaker reads how many calls the key has started (``KeyStats``)."""
+    """Where the breaker reads how many calls the key has started (``KeyState``).
 
-    requests: int
+    Read through the key's state, not its ``KeyStats``: ``reset_metrics``
+    replaces those, and a breaker holding the old ones measured a rate of 0.
+    """
+
+    @property
+    def requests(self) -> int: ...
 
 
 #: The recovery jitter's random numbers, shared by every breaker: one

@@ -74,6 +74,7 @@ def health_report(
             budget_balance=state.budget.balance(),
             cooldown=state.cooldown.remaining(),
             last_failure=_on_wall_clock(state.stats.last_failure, now, wall),
+            held=breaker.held,
             **state.stats.snapshot(),
         )
     return HealthReport(

@@ -40,10 +40,15 @@ class KeyState:
         self.seen = 0
         self.policy = policy
         self.stats = KeyStats()
-        # The breaker reads the calls started (``stats.requests``) to size its probes.
-        self.breaker = Breaker(key, policy.breaker, clock, on_transition, calls=self.stats)
+        # The breaker reads the calls started (``requests``) to size its probes.
+        self.breaker = Breaker(key, policy.breaker, clock, on_transition, calls=self)
         self.budget = RetryBudget(policy.budget, clock)
         self.cooldown = Cooldown(clock, policy.retry.retry_after_max)
+
+    @property
+    def requests(self) -> int:
+        """Calls started on this key since the last ``reset_metrics`` (the breaker's rate)."""
+        return self.stats.requests
 
     def begin(self, now: float) -> None:
         """A call starts on this key at ``now``: count it and feed the retry budget.

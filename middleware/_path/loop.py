@@ -213,7 +213,7 @@ class Loop:
         limit = self._attempt_limit(call)
         permit = state.breaker.admit()
         if permit is None and state.breaker.policy.hold:  # wait if the verdict is near
-            permit = await hold.held(state.breaker, self.clock, call.deadline_at)
+            permit = await hold.held(state.breaker, self.clock, call.deadline_at, state.stats)
             if permit is not None:
                 try:
                     limit = self._attempt_limit(call)  # the hold took some of the deadline
