@@ -36,7 +36,7 @@ async def held(
     A call that waits is counted once in ``stats.held`` (``health()``'s ``held_total``).
     """
     now = clock()
-    until = now + breaker.policy.hold
+    until = now + breaker.hold_span()
     if deadline_at is not None:
         until = min(until, deadline_at)
     loop = asyncio.get_running_loop()

@@ -208,6 +208,13 @@ class Loop:
         spec = call.spec
         state = spec.state
         cooldown = state.cooldown
+        if state.breaker.ramp_until > self.clock():  # queue behind released held calls
+            if cooldown.until or cooldown.rate is not None:
+                state.breaker.end_ramp()  # the upstream's own pace supersedes the ramp's
+            else:
+                turn = state.breaker.turn()
+                if turn:
+                    await _testmode.sleep(turn)
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
             await self._respect_cooldown(call)
         limit = self._attempt_limit(call)
