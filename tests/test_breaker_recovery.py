@@ -76,7 +76,7 @@ async def test_new_arrivals_queue_behind_released_calls() -> None:
     )
     assert breaker.turn() == pytest.approx(3 * gap)  # a new call goes after the held ones
     assert breaker.turn() == pytest.approx(4 * gap)
-    clock.advance(5 * gap)
+    clock.advance(5.5 * gap)  # past the last booked turn (5 gaps)
     assert breaker.turn() == 0.0  # the backlog drained: the ramp is over
     assert breaker.ramp_until == 0.0
 
