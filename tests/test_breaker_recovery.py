@@ -11,7 +11,16 @@ import seawall
 from seawall.breaker import DRAIN_SHARE, HOLD_STRETCH, BreakerState
 
 from .test_breaker import Clock
-from .test_breaker_hold import Upstream, _breaker, _open, _probe, _trip, _until
+from .test_breaker_hold import (
+    Upstream,
+    _breaker,
+    _open,
+    _probe,
+    _probing,
+    _seawall,
+    _trip,
+    _until,
+)
 
 
 @pytest.mark.parametrize(
@@ -109,3 +118,22 @@ async def test_no_ramp_without_held_calls_and_none_after_a_reopening() -> None:
     assert breaker.ramp_until > clock.now
     _trip(breaker)
     assert breaker.ramp_until == 0.0
+
+
+async def test_a_new_call_takes_a_turn_in_the_ramp_through_sw_call() -> None:
+    """The request path books a ramp turn for a call that arrives while the backlog drains."""
+    clock, up = Clock(), Upstream()
+    sw = _seawall(clock)
+    breaker = await _open(sw, up)
+    breaker.rate = 100.0
+    probe = await _probing(sw, up, clock)
+    held = asyncio.create_task(sw.call(up, "held", key="up"))
+    await _until(lambda: breaker.held == 1)
+    up.gate.set()
+    assert await probe == "probe"
+    assert await held == "held"
+    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)  # the rate as measured at the close
+    assert breaker.ramp_until == pytest.approx(clock.now + gap)  # the held call's queue
+    assert await sw.call(up, "new", key="up") == "new"
+    assert breaker.ramp_until == pytest.approx(clock.now + 2 * gap)  # it took the next turn
+    assert up.calls == ["trip", "probe", "held", "new"]
