@@ -177,6 +177,8 @@ def _outage_metrics(
         ),
         "sustained_success_s": sustained,
         "peak_after": max(after) / steady_mean if after else math.nan,
+        # The host's own arrival jitter: the busiest steady bin, on the same scale.
+        "peak_steady": max(steady) / steady_mean if steady else math.nan,
         "success_once_recovered": (
             sum(r.ok for r in recovered) / len(recovered) if recovered else math.nan
         ),
@@ -205,6 +207,7 @@ async def outage(names: list[str], s: Settings, up: Upstream) -> dict[str, Any]:
         "first_success_s",
         "sustained_success_s",
         "peak_after",
+        "peak_steady",
         "success_after_recovery",
         "success_once_recovered",
         "steady_per_100ms",

@@ -21,9 +21,10 @@ from seawall.policy import BreakerPolicy
 
 __all__ = ["Breaker", "BreakerState", "Permit", "Transition", "seed"]
 
-#: Held calls leave, once a probe succeeds, spaced so that they add at most
-#: this share of the key's recent request rate on top of new arrivals.
-DRAIN_SHARE = 0.1
+#: Once a probe succeeds, held calls and then new arrivals leave in one queue
+#: (the ramp) at this much more than the key's recent request rate: the
+#: backlog drains at this share of the rate, and no one jumps it.
+DRAIN_SHARE = 0.15
 #: With no request rate known, held calls leave spread over this many seconds.
 RAMP = 0.5
 #: A closed breaker measures the request rate over at most this many seconds
@@ -31,14 +32,22 @@ RAMP = 0.5
 RATE_HORIZON = 5.0
 #: Shorter spans than this say too little about a rate to be measured.
 MIN_SPAN = 0.05
+#: With the request rate known, a call waits for the next probe's verdict up to
+#: the probe interval, but never longer than this many ``hold``s.
+HOLD_STRETCH = 4.0
 #: Buckets of the adaptive mode's trailing window.
 BUCKETS = 10
 
 
 class Counts(Protocol):
-    """Where the breaker reads how many calls the key has started (``KeyStats``)."""
+    """Where the breaker reads how many calls the key has started (``KeyState``).
 
-    requests: int
+    Read through the key's state, not its ``KeyStats``: ``reset_metrics``
+    replaces those, and a breaker holding the old ones measured a rate of 0.
+    """
+
+    @property
+    def requests(self) -> int: ...
 
 
 #: The recovery jitter's random numbers, shared by every breaker: one
@@ -214,6 +223,7 @@ class Breaker:
         "_calls",
         "_clock",
         "_failures_in_window",
+        "_gap",
         "_held",
         "_mark",
         "_on_transition",
@@ -229,6 +239,7 @@ class Breaker:
         "opened_at",
         "policy",
         "quiet",
+        "ramp_until",
         "rate",
         "state",
     )
@@ -266,6 +277,9 @@ class Breaker:
         #: The key's recent request rate (calls/s), measured around openings; 0: unknown.
         self.rate = 0.0
         self._held: _Held | None = None
+        #: While the ramp after a close lasts, the next free turn (this clock); else in the past.
+        self.ramp_until = 0.0
+        self._gap = 0.0  # seconds between turns of the ramp
         self._throttle = _Throttle(policy.throttle_window) if policy.mode == "adaptive" else None
 
     # --- questions -------------------------------------------------------
@@ -436,7 +450,8 @@ class Breaker:
             future.cancel()
 
     def _release_held(self, now: float) -> None:
-        """The breaker closed: held calls go one by one, paced (a slow start)."""
+        """The breaker closed: held calls go one by one, paced, and new arrivals queue
+        behind them (``turn``) until the backlog has drained (the ramp)."""
         held, self._held = self._held, None
         if held is None:
             return
@@ -444,8 +459,30 @@ class Breaker:
         count = held.live()
         if count:
             rate = self.rate
-            gap = 1.0 / (DRAIN_SHARE * rate) if rate > 0 else RAMP / count
+            if rate > 0:
+                gap = 1.0 / ((1.0 + DRAIN_SHARE) * rate)
+                self._gap, self.ramp_until = gap, now + count * gap
+            else:
+                gap = RAMP / count  # no rate to queue new arrivals at: spread the held only
             held.answer(count, lambda i: now + i * gap)
+
+    def turn(self) -> float:
+        """A new call during the ramp: book the next turn; seconds to wait for it (0: go).
+
+        A turn further away than a hold ends the ramp (the rate was measured
+        too low for the queue to drain): the call goes at once.
+        """
+        now = self._clock()
+        slot = self.ramp_until
+        if slot <= now or slot - now > self.hold_span():
+            self.ramp_until = 0.0
+            return 0.0
+        self.ramp_until = slot + self._gap
+        return slot - now
+
+    def end_ramp(self) -> None:
+        """Stop queueing new calls (a cooldown paces the key: it knows the upstream's limit)."""
+        self.ramp_until = 0.0
 
     def _fail_held(self) -> None:
         held, self._held = self._held, None
@@ -472,6 +509,22 @@ class Breaker:
             measured = (calls.requests - mark[1]) / (now - mark[0])
             self.rate = measured if not self.rate else (self.rate + measured) / 2
         self._mark = (now, calls.requests)
+
+    def hold_span(self) -> float:
+        """How long a call may wait for a probe's verdict (before its deadline).
+
+        ``hold``; with the request rate known, stretched to the probe interval
+        (at most ``HOLD_STRETCH`` holds), so that under traffic every call
+        that meets an open breaker waits for the next verdict: a call that
+        fails at once because the next probe is a little further than
+        ``hold`` is a call lost after a recovery. The wait costs no upstream
+        call; ``hold_max_calls`` still bounds the callers that wait.
+        """
+        policy = self.policy
+        span = policy.hold
+        if span and self.rate > 0 and policy.probe_share:
+            span = max(span, min(self.probe_interval(), HOLD_STRETCH * span))
+        return span
 
     def probe_interval(self) -> float:
         """Seconds from an opening to the next probe, before jitter.
@@ -511,6 +564,7 @@ class Breaker:
 
     def _open(self) -> None:
         now = self._clock()
+        self.ramp_until = 0.0
         self._measure(now)
         # Jitter the recovery down by up to 20 %, so that a fleet does not probe in step.
         timeout = self.probe_interval() * (1.0 - 0.2 * self._rng.random())

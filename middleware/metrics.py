@@ -76,6 +76,7 @@ def health_report(
             budget_balance=kept.budget.balance(),
             cooldown=kept.cooldown.remaining(),
             last_failure=_on_wall_clock(kept.stats.last_failure, now, wall),
+            held=breaker.held,
             **kept.stats.snapshot(),
         )
     return HealthReport(

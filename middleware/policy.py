@@ -195,8 +195,11 @@ class BreakerPolicy:
     of the key's recent request rate, never less than one per
     ``recovery_timeout``, never more than one per ``hold``. A call whose probe
     verdict is due within ``hold`` seconds (and its deadline) waits for it
-    instead of failing; at most ``hold_max_calls`` wait per key. ``hold=0`` and
-    ``probe_share=0`` give the classic breaker.
+    instead of failing; with the request rate known, within the probe
+    interval (at most four ``hold``). At most ``hold_max_calls`` wait per key.
+    After a successful probe, the held calls and the new arrivals leave in
+    one queue at 1.15x the request rate until the backlog has drained.
+    ``hold=0`` and ``probe_share=0`` give the classic breaker.
 
     ``mode="adaptive"`` replaces open/half-open by client-side adaptive
     throttling (Google SRE): each attempt is refused locally with probability

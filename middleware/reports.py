@@ -100,6 +100,7 @@ class Counters(_Report):
     rejections: dict[str, int]  # by reason: breaker, budget, deadline, cooldown...
     transitions: dict[str, int]  # breaker moves, "closed->open"
     waited: float  # seconds of backoff and cooldown waits
+    held_total: int  # calls the breaker held for a probe's verdict (each once)
     success_rate: float | None  # None before any finished call
     average_latency: float | None  # seconds; None before any finished call
     p50_latency: float | None
@@ -119,6 +120,7 @@ class KeyHealth(Counters):
     budget_balance: float  # retry budget tokens available
     cooldown: float  # seconds of cooldown left
     last_failure: float | None  # Unix time of the last failure the breaker counted; None: none
+    held: int  # calls waiting now for a probe's verdict (see ``held_total``)
 
 
 @attrs.frozen(kw_only=True, eq=False)

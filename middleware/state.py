@@ -47,8 +47,8 @@ class KeyState:
         self.seen = 0
         self.policy = policy
         self.stats = KeyStats()
-        # The breaker reads the calls started (``stats.requests``) to size its probes.
-        self.breaker = Breaker(key, policy.breaker, clock, on_transition, calls=self.stats)
+        # The breaker reads the calls started (``requests``) to size its probes.
+        self.breaker = Breaker(key, policy.breaker, clock, on_transition, calls=self)
         self.budget = RetryBudget(policy.budget, clock)
         self.cooldown = Cooldown(clock, policy.retry.retry_after_max)
         #: Taken around every update of the parts above, by the event loop and by
@@ -56,6 +56,11 @@ class KeyState:
         #: calls. Reentrant: a plugin called under it may call seawall again. One of
         #: ``LOCK_STRIPES`` shared locks, not a lock per key (~110 B of the 2 KiB).
         self.lock = _LOCKS[hash(key) % LOCK_STRIPES]
+
+    @property
+    def requests(self) -> int:
+        """Calls started on this key since the last ``reset_metrics`` (the breaker's rate)."""
+        return self.stats.requests
 
     def begin(self, now: float) -> None:
         """A call starts on this key at ``now``: count it and feed the retry budget.

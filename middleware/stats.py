@@ -131,12 +131,15 @@ class KeyStats:
     failures, so they are not in ``failures`` and the breaker never saw them.
     ``last_failure`` is when (the ``Seawall``'s clock) an attempt last failed in
     a way the breaker counts against the upstream; ``None`` before that.
+    ``held`` counts calls the breaker held for a probe's verdict (each once,
+    however it ended: released, failed, cancelled).
     """
 
     __slots__ = (
         "attempts",
         "cut_by_deadline",
         "failures",
+        "held",
         "last_failure",
         "latency",
         "rejections",
@@ -161,6 +164,7 @@ class KeyStats:
         self.transitions: Counter[str] = _NO_COUNTS  # "closed->open"
         self.latency = LatencyHistogram()
         self.waited = 0.0  # seconds spent in backoff and cooldown waits
+        self.held = 0  # calls held for a probe's verdict
         self.last_failure: float | None = None  # clock time of the last counted failure
 
     def count(self, counter: str, name: str) -> None:
@@ -210,6 +214,7 @@ class KeyStats:
             "rejections": dict(self.rejections),
             "transitions": dict(self.transitions),
             "waited": self.waited,
+            "held_total": self.held,
             "success_rate": (self.successes / finished) if finished else None,
             **self.latency.summary(),
         }

@@ -74,7 +74,7 @@ async def test_held_calls_are_paced_at_a_share_of_the_request_rate() -> None:
     probe = _probe(breaker, clock)
     waiters = [breaker.hold(clock.now + 1.0) for _ in range(2)]
     breaker.record(probe, failure=False)
-    gap = 1.0 / (DRAIN_SHARE * breaker.rate)
+    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)  # all calls share the ramp's queue
     assert [w.result() for w in waiters if w is not None] == pytest.approx(
         [clock.now, clock.now + gap]
     )

@@ -108,6 +108,18 @@ def test_demo_shows_recovery_and_respect_for_rate_limits(demo_run) -> None:
     assert naive["breaker_transitions"] == []
 
 
+def test_demo_recovers_without_loss_and_shows_the_held_callers(demo_run) -> None:
+    """Issue 16: as safe as a breaker during the outage, as complete as retries after it."""
+    result, _ = demo_run
+    naive, guarded = result["variants"]["naive"], result["variants"]["seawall"]
+    after = guarded["success_rate_by_phase"]["recovered"]
+    assert after >= 0.99
+    assert after >= naive["success_rate_by_phase"]["recovered"]
+    assert guarded["outage_load_vs_steady"] <= 0.05
+    assert guarded["most_callers_held"] > 0  # read from health()'s held
+    assert naive["most_callers_held"] is None
+
+
 def test_demo_on_simulated_time_repeats_itself() -> None:
     """The same seed gives the same run: no number depends on the machine's speed."""
     argv = ("--simulated", "--duration", "4", "--clients", "3", "--rate", "10", "--seed", "3")

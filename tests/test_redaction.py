@@ -65,7 +65,12 @@ async def test_secrets_never_leave_through_any_path(upstream, make_session, aioh
     hook_server = await aiohttp_server(hook_app, host="127.0.0.1")
     capture = Capture()
     sw = seawall.Seawall(
-        Policy(retry=RetryPolicy(max_attempts=3), breaker=BreakerPolicy(failure_threshold=2)),
+        # hold=0: the call after the opening must fail at once (its CircuitOpenError is
+        # checked below), not wait for the probe, which under traffic can be near.
+        Policy(
+            retry=RetryPolicy(max_attempts=3),
+            breaker=BreakerPolicy(failure_threshold=2, hold=0.0),
+        ),
         plugins=[capture, WebhookSink(str(hook_server.make_url("/hook")))],
         entrypoints=False,
     )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from seawall import _testmode
 from seawall.breaker import Breaker, Permit
+from seawall.stats import KeyStats
 
 __all__ = ["held"]
 
@@ -25,11 +26,17 @@ MAX_ROUNDS = 32
 
 
 async def held(
-    breaker: Breaker, clock: Callable[[], float], deadline_at: float | None
+    breaker: Breaker,
+    clock: Callable[[], float],
+    deadline_at: float | None,
+    stats: KeyStats | None = None,
 ) -> Permit | None:
-    """After ``breaker.admit()`` said no: a permit once the verdict came, or ``None``: fail."""
+    """After ``breaker.admit()`` said no: a permit once the verdict came, or ``None``: fail.
+
+    A call that waits is counted once in ``stats.held`` (``health()``'s ``held_total``).
+    """
     now = clock()
-    until = now + breaker.policy.hold
+    until = now + breaker.hold_span()
     if deadline_at is not None:
         until = min(until, deadline_at)
     loop = asyncio.get_running_loop()
@@ -43,6 +50,9 @@ async def held(
         waiter = breaker.hold(until)
         if waiter is None:
             return None  # hold=0, or enough calls wait already
+        if stats is not None:
+            stats.held += 1
+            stats = None  # once per call
         # Open: wake when the probe is due, to send it if nobody else does.
         probe_due = due > 0
         wake = min(now + due, until) if probe_due else until

@@ -271,12 +271,21 @@ class Loop:
         spec = call.spec
         state = spec.state
         cooldown = state.cooldown
+        if state.breaker.ramp_until > self.clock():  # queue behind released held calls
+            with state.lock:
+                if cooldown.until or cooldown.rate is not None:
+                    state.breaker.end_ramp()  # the upstream's own pace supersedes the ramp's
+                    turn = 0.0
+                else:
+                    turn = state.breaker.turn()
+            if turn:
+                await _testmode.sleep(turn)
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
             await self._respect_cooldown(call)
         with state.lock:
             permit = state.breaker.admit()
         if permit is None and state.breaker.policy.hold:  # wait if the verdict is near
-            permit = await hold.held(state.breaker, self.clock, call.deadline_at)
+            permit = await hold.held(state.breaker, self.clock, call.deadline_at, state.stats)
         with state.lock:
             limit = self.admit(call, permit)
         # Long limits share a coarse timer (seawall.watchdog); short ones, which

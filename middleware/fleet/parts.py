@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from seawall.breaker import Breaker, BreakerState, Transition
+from seawall.breaker import Breaker, BreakerState, Counts, Transition
 from seawall.cooldown import Cooldown
 from seawall.policy import BreakerPolicy
 
@@ -57,8 +57,9 @@ class FleetBreaker(Breaker):
         clock: Callable[[], float],
         on_transition: Callable[[Transition], None] | None,
         hub: Hub,
+        calls: Counts | None = None,
     ) -> None:
-        super().__init__(key, policy, clock, on_transition)
+        super().__init__(key, policy, clock, on_transition, calls=calls)
         self._hub = hub
         #: True while the store applies the fleet's decision (not news to publish).
         self.adopting = False

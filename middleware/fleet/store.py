@@ -163,7 +163,9 @@ class FleetStore:
 
     def new_state(self, key: str, policy: Policy) -> KeyState:
         state = KeyState(key, policy, self.clock, self.on_transition)
-        state.breaker = FleetBreaker(key, policy.breaker, self.clock, self.on_transition, self)
+        state.breaker = FleetBreaker(
+            key, policy.breaker, self.clock, self.on_transition, self, calls=state
+        )
         state.cooldown = FleetCooldown(key, self.clock, policy.retry.retry_after_max, self)
         state.budget = FleetBudget(policy.budget, self.clock)
         self.states[key] = state

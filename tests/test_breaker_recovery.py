@@ -1,0 +1,139 @@
+"""Recovery without loss: the hold stretches to the probe interval under traffic, and
+the calls released after a recovery queue with new arrivals (the ramp). Test clock only."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import seawall
+from seawall.breaker import DRAIN_SHARE, HOLD_STRETCH, BreakerState
+
+from .test_breaker import Clock
+from .test_breaker_hold import (
+    Upstream,
+    _breaker,
+    _open,
+    _probe,
+    _probing,
+    _seawall,
+    _trip,
+    _until,
+)
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [
+        (0.0, 0.25),  # no traffic known: the policy's hold
+        (100.0, 0.4),  # the probe interval, 1 / (0.025 * 100)
+        (10.0, HOLD_STRETCH * 0.25),  # interval 2 s: stretched at most HOLD_STRETCH holds
+        (1000.0, 0.25),  # the interval is the hold already
+    ],
+)
+def test_the_hold_stretches_to_the_probe_interval_under_traffic(
+    rate: float, expected: float
+) -> None:
+    breaker = _breaker(Clock(), recovery_timeout=2.0, hold=0.25, probe_share=0.025)
+    breaker.rate = rate
+    assert breaker.hold_span() == pytest.approx(expected)
+
+
+def test_hold_zero_never_stretches() -> None:
+    breaker = _breaker(Clock(), recovery_timeout=2.0, hold=0.0)
+    breaker.rate = 100.0
+    assert breaker.hold_span() == 0.0
+
+
+async def test_a_call_further_than_hold_from_the_probe_is_held_under_traffic() -> None:
+    """The gap that lost calls after a recovery: the probe 0.35 s away, hold 0.25 s."""
+    clock, up = Clock(), Upstream()
+    policy = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=1),
+        breaker=seawall.BreakerPolicy(
+            failure_threshold=1, recovery_timeout=2.0, hold=0.25, probe_share=0.025
+        ),
+        timeout=seawall.TimeoutPolicy(attempt=None, deadline=100.0),
+    )
+    sw = seawall.Seawall(policy, clock=clock, entrypoints=False)
+    breaker = await _open(sw, up)
+    breaker.rate = 100.0  # traffic known: probes every 0.4 s, so holds up to 0.4 s
+    clock.advance(breaker.retry_after() - 0.35)
+    held = asyncio.create_task(sw.call(up, "held", key="up"))
+    await _until(lambda: breaker.held == 1)  # before: CircuitOpenError at once
+    clock.advance(0.35)
+    up.gate.set()
+    assert await sw.call(up, "probe", key="up") == "probe"  # the probe, sent by a new call
+    assert breaker.state is BreakerState.CLOSED
+    assert await held == "held"
+    assert up.calls == ["trip", "probe", "held"]
+
+
+async def test_new_arrivals_queue_behind_released_calls() -> None:
+    clock = Clock()
+    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
+    _trip(breaker)
+    breaker.rate = 100.0
+    probe = _probe(breaker, clock)
+    waiters = [breaker.hold(clock.now + 1.0) for _ in range(3)]
+    breaker.record(probe, failure=False)
+    gap = 1.0 / ((1.0 + DRAIN_SHARE) * 100.0)
+    start = clock.now
+    assert [w.result() for w in waiters if w is not None] == pytest.approx(
+        [start, start + gap, start + 2 * gap]
+    )
+    assert breaker.turn() == pytest.approx(3 * gap)  # a new call goes after the held ones
+    assert breaker.turn() == pytest.approx(4 * gap)
+    clock.advance(5.5 * gap)  # past the last booked turn (5 gaps)
+    assert breaker.turn() == 0.0  # the backlog drained: the ramp is over
+    assert breaker.ramp_until == 0.0
+
+
+async def test_the_ramp_ends_when_its_queue_would_outlast_a_hold() -> None:
+    """A rate measured too low must not queue calls for ever."""
+    clock = Clock()
+    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=0.01)
+    _trip(breaker)
+    breaker.rate = 100.0  # hold span: min(0.4, 4 * 0.01) = 0.04 s
+    probe = _probe(breaker, clock)
+    waiters = [breaker.hold(clock.now + 1.0) for _ in range(10)]
+    breaker.record(probe, failure=False)
+    assert all(w is not None and w.done() for w in waiters)
+    assert breaker.turn() == 0.0  # the next turn is 10 gaps (0.083 s) away: go now
+    assert breaker.ramp_until == 0.0
+
+
+async def test_no_ramp_without_held_calls_and_none_after_a_reopening() -> None:
+    clock = Clock()
+    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
+    _trip(breaker)
+    breaker.rate = 100.0
+    breaker.record(_probe(breaker, clock), failure=False)
+    assert breaker.ramp_until == 0.0  # nobody was held: nothing to queue behind
+    _trip(breaker)
+    probe = _probe(breaker, clock)
+    assert breaker.hold(clock.now + 1.0) is not None
+    breaker.record(probe, failure=False)
+    assert breaker.ramp_until > clock.now
+    _trip(breaker)
+    assert breaker.ramp_until == 0.0
+
+
+async def test_a_new_call_takes_a_turn_in_the_ramp_through_sw_call() -> None:
+    """The request path books a ramp turn for a call that arrives while the backlog drains."""
+    clock, up = Clock(), Upstream()
+    sw = _seawall(clock)
+    breaker = await _open(sw, up)
+    breaker.rate = 100.0
+    probe = await _probing(sw, up, clock)
+    held = asyncio.create_task(sw.call(up, "held", key="up"))
+    await _until(lambda: breaker.held == 1)
+    up.gate.set()
+    assert await probe == "probe"
+    assert await held == "held"
+    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)  # the rate as measured at the close
+    assert breaker.ramp_until == pytest.approx(clock.now + gap)  # the held call's queue
+    assert await sw.call(up, "new", key="up") == "new"
+    assert breaker.ramp_until == pytest.approx(clock.now + 2 * gap)  # it took the next turn
+    assert up.calls == ["trip", "probe", "held", "new"]
