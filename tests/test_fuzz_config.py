@@ -209,7 +209,8 @@ BAD: dict[tuple[str, str], Any] = {
     ("retry", "max_attempts"): st.one_of(_NOT_INT, st.integers(max_value=0)),
     ("retry", "backoff"): st.one_of(_JUNK.filter(lambda v: v not in BACKOFFS), st.integers()),
     ("retry", "jitter"): st.one_of(_JUNK.filter(lambda v: v not in JITTERS)),
-    ("retry", "jitter_factor"): _not_number(0, 1, strict=True),
+    # None is jitter_factor's default (0.1 once jitter="proportional"): not a wrong value.
+    ("retry", "jitter_factor"): _not_number(0, 1, strict=True).filter(lambda v: v is not None),
     ("retry", "base_delay"): _not_number(0),
     ("retry", "multiplier"): _not_number(1),
     ("retry", "max_delay"): _not_number(0),
