@@ -35,13 +35,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from _common import VARIANTS, Upstream, closed_loop, emit, table
-from overhead import CASES, decision_cases
+from overhead import CASES, CLIENTS, decision_cases, labels, run_variant
 
 NAMES = ["bare", "passthrough", "seawall"]
 WARM = 256
 
 
-async def _client(name: str, url: str, requests: int) -> None:
+async def _client(name: str, url: str, requests: int, client: str = "aiohttp") -> None:
+    if client != "aiohttp":
+        # One at a time: under valgrind, httpx's concurrent connects to the loopback
+        # fail ("All connection attempts failed"), even 16 at once; one connection works.
+        run = await run_variant(client, name, url, requests, 1)
+        if run["outcomes"].get("ok", 0) != requests:
+            raise SystemExit(f"{client} {name}: not every request succeeded: {run['outcomes']}")
+        return
     async with VARIANTS[name].open() as fetch:
         await closed_loop(fetch, url, WARM, 64)
         if requests:
@@ -50,7 +57,7 @@ async def _client(name: str, url: str, requests: int) -> None:
                 raise SystemExit(f"{name}: not every request succeeded: {run['outcomes']}")
 
 
-def _count(name: str, url: str, requests: int) -> int:
+def _count(name: str, url: str, requests: int, client: str = "aiohttp") -> int:
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -61,6 +68,7 @@ def _count(name: str, url: str, requests: int) -> int:
         name,
         url,
         str(requests),
+        client,
     ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
     found = re.search(r"Collected : (\d+)", out.stderr)
@@ -69,14 +77,20 @@ def _count(name: str, url: str, requests: int) -> int:
     return int(found.group(1))
 
 
-def measure(requests: int) -> dict[str, Any]:
+def measure(requests: int, client: str = "aiohttp") -> dict[str, Any]:
+    """Client instructions per request of each variant of ``client`` (``overhead.CLIENTS``).
+
+    The httpx clients send one request at a time (see ``_client``), after a
+    warm-up request in the idle and the busy run alike.
+    """
     per_request: dict[str, float] = {}
     with Upstream("raw") as upstream, ThreadPoolExecutor(max_workers=2) as pool:
         for name in NAMES:
-            idle = pool.submit(_count, name, upstream.url, 0)
-            busy = pool.submit(_count, name, upstream.url, requests)
+            idle = pool.submit(_count, name, upstream.url, 0, client)
+            busy = pool.submit(_count, name, upstream.url, requests, client)
             per_request[name] = (busy.result(1800) - idle.result(1800)) / requests
     return {
+        "client": client,
         "per_request": per_request,
         "vs_passthrough": per_request["seawall"] / per_request["passthrough"],
         "vs_bare": per_request["seawall"] / per_request["bare"],
@@ -162,14 +176,14 @@ def render_decision(per_call: dict[str, float], calls: int) -> str:
 
 def render(result: dict[str, Any], requests: int) -> str:
     per = result["per_request"]
-    rows = [
-        [VARIANTS[n].label, per[n], per[n] - per["bare"], per[n] - per["passthrough"]]
-        for n in NAMES
-    ]
+    client = result.get("client", "aiohttp")
+    label = labels(client)
+    at_once = "64 at a time" if client == "aiohttp" else "one at a time"
+    rows = [[label[n], per[n], per[n] - per["bare"], per[n] - per["passthrough"]] for n in NAMES]
     return "\n\n".join(
         [
-            f"### Client instructions per request (callgrind, {requests} requests, "
-            "64 at a time, minimal loopback upstream)",
+            f"### Client instructions per request ({CLIENTS[client]}; callgrind, "
+            f"{requests} requests, {at_once}, minimal loopback upstream)",
             table(["variant", "instructions", "added vs bare", "added vs pass-through"], rows),
             f"seawall / pass-through: {result['vs_passthrough']:.3f}; "
             f"seawall / bare: {result['vs_bare']:.3f}.",
@@ -179,9 +193,9 @@ def render(result: dict[str, Any], requests: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--client"]:
-        name, url, requests = argv[1], argv[2], int(argv[3])
-        asyncio.run(_client(name, url, requests))
+    if argv[:1] == ["--client"] and len(argv) == 5:  # the measured child process
+        name, url, requests, client = argv[1], argv[2], int(argv[3]), argv[4]
+        asyncio.run(_client(name, url, requests, client))
         return 0
     if argv[:1] == ["--decision-client"]:
         asyncio.run(_decision_client(int(argv[1])))
@@ -190,6 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--decision-only", action="store_true")
+    parser.add_argument(
+        "--client",
+        choices=list(CLIENTS),
+        action="append",
+        help="the client(s) counted end to end (repeatable; default aiohttp): aiohttp, "
+        "httpx (httpx.AsyncClient) or httpx-sync (httpx.Client, one at a time)",
+    )
+    parser.add_argument(
+        "--no-decision", action="store_true", help="skip the decision cost in instructions"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
@@ -198,10 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {}
     parts = []
     if not args.decision_only:
-        result = measure(args.requests)
-        parts.append(render(result, args.requests))
-    result["decision"] = decision(args.calls)
-    parts.append(render_decision(result["decision"], args.calls))
+        clients = args.client or ["aiohttp"]
+        for client in clients:
+            measured = measure(args.requests, client)
+            parts.append(render(measured, args.requests))
+            if client == clients[0]:
+                result = dict(measured)
+            result.setdefault("clients", {})[client] = measured
+    if not args.no_decision:
+        result["decision"] = decision(args.calls)
+        parts.append(render_decision(result["decision"], args.calls))
     result["scenario"] = "instructions"
     result["markdown"] = "\n\n".join(parts)
     emit(result, args.json)

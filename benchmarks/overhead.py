@@ -22,20 +22,199 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import operator
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from _common import VARIANTS, Upstream, closed_loop, emit, median, table
+from _common import VARIANTS, Upstream, Variant, closed_loop, emit, median, table
 
 NAMES = ["bare", "passthrough", "seawall"]
 SERVERS = {"aiohttp": "aiohttp server", "raw": "minimal asyncio HTTP server (client-bound)"}
 
 
+# --- the httpx clients (issue 13) -------------------------------------------------------
+
+SyncFetch = Callable[[str], str]
+
+#: httpx's own default (5 s) trips under valgrind; aiohttp's is 300 s.
+TIMEOUT = 300.0
+
+
+def _describe(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _async_transport(kind: str) -> Any:
+    """The client's transport: ``bare`` (httpx's own), ``passthrough`` (wraps it, only
+    delegates) or ``seawall`` (``sw.httpx_transport()``); and the ``Seawall`` to close."""
+    import httpx
+
+    inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=100))
+    if kind == "bare":
+        return inner, None
+    if kind == "passthrough":
+        return AsyncPassThrough(inner), None
+    from _common import seawall_policy
+
+    import seawall
+
+    sw = seawall.Seawall(seawall_policy(), entrypoints=False)
+    return sw.httpx_transport(inner), sw
+
+
+def _sync_transport(kind: str) -> Any:
+    import httpx
+
+    inner = httpx.HTTPTransport(limits=httpx.Limits(max_connections=100))
+    if kind == "bare":
+        return inner, None
+    if kind == "passthrough":
+        return SyncPassThrough(inner), None
+    from _common import seawall_policy
+
+    import seawall
+
+    sw = seawall.Seawall(seawall_policy(), entrypoints=False)
+    return sw.httpx_transport(inner, sync=True), sw
+
+
+def _httpx_passthrough_classes() -> tuple[type, type]:
+    import httpx
+
+    class AsyncPassThrough(httpx.AsyncBaseTransport):
+        """The cheapest possible wrapping transport: it only delegates."""
+
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self.inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return await self.inner.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    class SyncPassThrough(httpx.BaseTransport):
+        """The sync twin of ``AsyncPassThrough``."""
+
+        def __init__(self, inner: httpx.BaseTransport) -> None:
+            self.inner = inner
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            return self.inner.handle_request(request)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return AsyncPassThrough, SyncPassThrough
+
+
+try:
+    AsyncPassThrough, SyncPassThrough = _httpx_passthrough_classes()
+except ImportError:  # httpx is an optional extra; only --client httpx needs it
+    AsyncPassThrough = SyncPassThrough = None  # type: ignore[assignment,misc]
+
+
+def _httpx_variant(kind: str) -> Callable[[], contextlib.AbstractAsyncContextManager[Any]]:
+    @contextlib.asynccontextmanager
+    async def open_client() -> AsyncIterator[Any]:
+        import httpx
+
+        transport, sw = _async_transport(kind)
+        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
+
+            async def fetch(url: str) -> str:
+                try:
+                    resp = await client.get(url)
+                except Exception as exc:
+                    return _describe(exc)
+                return "ok" if resp.status_code < 400 else f"http_{resp.status_code}"
+
+            yield fetch
+        if sw is not None:
+            await sw.aclose()
+
+    return open_client
+
+
+@contextlib.asynccontextmanager
+async def open_sync(kind: str) -> AsyncIterator[SyncFetch]:
+    """A sync ``httpx.Client`` through the ``kind`` transport, as ``fetch(url) -> outcome``."""
+    import httpx
+
+    transport, sw = _sync_transport(kind)
+    with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
+
+        def fetch(url: str) -> str:
+            try:
+                resp = client.get(url)
+            except Exception as exc:
+                return _describe(exc)
+            return "ok" if resp.status_code < 400 else f"http_{resp.status_code}"
+
+        yield fetch
+    if sw is not None:
+        await sw.aclose()
+
+
+def sync_loop(fetch: SyncFetch, url: str, total: int) -> dict[str, Any]:
+    """``total`` requests one after the other (the sync client); wall and CPU seconds."""
+    outcomes: dict[str, int] = {}
+    deadline = time.monotonic() + max(60.0, total / 100)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(total):  # bounded in count, and in time below
+        result = fetch(url)
+        outcomes[result] = outcomes.get(result, 0) + 1
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sync_loop: {total} requests took over {deadline} s")
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"wall": wall, "cpu": cpu, "requests": total, "outcomes": outcomes}
+
+
+#: The async httpx clients, by the same names as the aiohttp ones.
+HTTPX_VARIANTS: dict[str, Variant] = {
+    "bare": Variant("bare", "bare httpx.AsyncClient", _httpx_variant("bare")),
+    "passthrough": Variant("passthrough", "pass-through transport", _httpx_variant("passthrough")),
+    "seawall": Variant("seawall", "seawall (`sw.httpx_transport()`)", _httpx_variant("seawall")),
+}
+SYNC_LABELS = {
+    "bare": "bare httpx.Client",
+    "passthrough": "pass-through transport",
+    "seawall": "seawall (`sw.httpx_transport(sync=True)`)",
+}
+CLIENTS = {
+    "aiohttp": "aiohttp.ClientSession",
+    "httpx": "httpx.AsyncClient",
+    "httpx-sync": "httpx.Client (one request at a time)",
+}
+
+
+def labels(client: str) -> dict[str, str]:
+    """Each variant's label for ``client``."""
+    if client == "httpx-sync":
+        return SYNC_LABELS
+    variants = HTTPX_VARIANTS if client == "httpx" else VARIANTS
+    return {n: variants[n].label for n in NAMES}
+
+
+async def run_variant(
+    client: str, name: str, url: str, requests: int, concurrency: int
+) -> dict[str, Any]:
+    """One measured run of ``name`` on ``client``, after a warm-up of ``concurrency`` requests."""
+    if client == "httpx-sync":
+        async with open_sync(name) as sync_fetch:
+            sync_loop(sync_fetch, url, concurrency)  # warm
+            return sync_loop(sync_fetch, url, requests)
+    variants = HTTPX_VARIANTS if client == "httpx" else VARIANTS
+    async with variants[name].open() as fetch:
+        await closed_loop(fetch, url, concurrency, concurrency)  # warm
+        return await closed_loop(fetch, url, requests, concurrency)
+
+
 async def end_to_end(
-    rounds: int, requests: int, concurrency: int, server: str = "aiohttp"
+    rounds: int, requests: int, concurrency: int, server: str = "aiohttp", client: str = "aiohttp"
 ) -> dict[str, Any]:
     """Interleaved rounds of every variant; medians of rps and CPU µs/request."""
     rps: dict[str, list[float]] = {n: [] for n in NAMES}
@@ -45,9 +224,7 @@ async def end_to_end(
         for r in range(rounds):
             order = NAMES if r % 2 == 0 else NAMES[::-1]  # alternate to cancel drift
             for name in order:
-                async with VARIANTS[name].open() as fetch:
-                    await closed_loop(fetch, upstream.url, concurrency, concurrency)  # warm
-                    run = await closed_loop(fetch, upstream.url, requests, concurrency)
+                run = await run_variant(client, name, upstream.url, requests, concurrency)
                 rps[name].append(run["requests"] / run["wall"])
                 cpu[name].append(run["cpu"] / run["requests"] * 1e6)
                 failures[name] += run["requests"] - run["outcomes"].get("ok", 0)
@@ -231,9 +408,10 @@ def render(e2e: dict[str, Any] | None, cost: dict[str, float], args: argparse.Na
 
 
 def _render_e2e(e2e: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    label = labels(args.client)
     rows = [
         [
-            VARIANTS[n].label,
+            label[n],
             e2e["rps"][n],
             e2e["ratio_to_bare"][n],
             e2e["ratio_to_passthrough"][n],
@@ -256,8 +434,11 @@ def _render_e2e(e2e: dict[str, Any], args: argparse.Namespace) -> list[str]:
         rows,
     )
     ratio = e2e["ratio_to_passthrough"]["seawall"]
+    sync = args.client == "httpx-sync"
+    concurrency = "requests one at a time" if sync else f"{args.concurrency} concurrent requests"
     return [
-        f"### Success-path overhead (issue 2): {args.concurrency} concurrent requests to "
+        f"### Success-path overhead ({'issue 2' if args.client == 'aiohttp' else 'issue 13'}, "
+        f"{CLIENTS[args.client]}): {concurrency} to "
         f"a loopback {SERVERS[args.server]} in its own process, {args.rounds} interleaved "
         f"rounds x {args.requests} requests; req/s and CPU are medians, ratios and added "
         "CPU are medians of per-round pairs",
@@ -280,6 +461,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the upstream: an aiohttp server, or a minimal asyncio one (the client is then "
         "the bottleneck: a worst case for any client-side overhead)",
     )
+    parser.add_argument(
+        "--client",
+        choices=list(CLIENTS),
+        default="aiohttp",
+        help="the client measured end to end: aiohttp (a pass-through middleware, "
+        "sw.middleware()), httpx (httpx.AsyncClient: a pass-through transport, "
+        "sw.httpx_transport()) or httpx-sync (httpx.Client, one request at a time)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run: proves it works")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
@@ -294,8 +483,11 @@ def main(argv: list[str] | None = None) -> int:
         result["markdown"] = render(None, cost, args)
         emit(result, args.json)
         return 0
-    e2e = asyncio.run(end_to_end(args.rounds, args.requests, args.concurrency, args.server))
-    result = {"scenario": "overhead", "end_to_end": e2e, "decision_cost": cost}
+    e2e = asyncio.run(
+        end_to_end(args.rounds, args.requests, args.concurrency, args.server, args.client)
+    )
+    result = {"scenario": "overhead", "client": args.client, "end_to_end": e2e}
+    result["decision_cost"] = cost
     result["markdown"] = render(e2e, cost, args)
     emit(result, args.json)
     return 0

@@ -38,6 +38,22 @@ def test_overhead_runs_and_reports_every_variant() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("client", ["httpx", "httpx-sync"])
+def test_overhead_measures_the_httpx_clients(client: str) -> None:
+    """overhead.py --client httpx(-sync) --quick: bare httpx, a pass-through transport and
+    seawall's transport, every request answered 200."""
+    result = _run("overhead.py", "--client", client, "--server", "raw")
+    assert result["client"] == client
+    e2e = result["end_to_end"]
+    assert isinstance(e2e, dict)
+    assert set(e2e["rps"]) == {"bare", "passthrough", "seawall"}
+    assert e2e["failures"] == {"bare": 0, "passthrough": 0, "seawall": 0}
+    markdown = str(result["markdown"])
+    assert "| pass-through transport |" in markdown
+    assert "sw.httpx_transport(" in markdown
+
+
+@pytest.mark.slow
 def test_peers_runs_every_scenario_for_every_variant() -> None:
     """peers.py --quick fills all four scenario tables and seawall's target list."""
     result = _run("peers.py")
