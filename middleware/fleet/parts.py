@@ -14,13 +14,20 @@ from collections.abc import Callable
 from typing import Protocol
 
 from seawall.breaker import Breaker, BreakerState, Transition
-from seawall.cooldown import Cooldown
+from seawall.cooldown import LEVEL, START_WAIT_MAX, Cooldown
 from seawall.policy import BreakerPolicy
 
 __all__ = ["FLEET_CUT", "FleetBreaker", "FleetCooldown", "Hub"]
 
 #: A 429 under the fleet's pace cuts the fleet's rate by this factor.
 FLEET_CUT = 0.9
+
+#: Seconds after asking for a cut during which this process's 429s ask for none (the
+#: answers of requests sent at the old pace are old news; Redis also spaces the fleet's cuts).
+CUT_SPACING = 0.5
+
+#: A fleet share this many times the pace turns were booked at voids those turns.
+REBOOK_RISE = 1.25
 
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
@@ -137,7 +144,7 @@ class FleetCooldown(Cooldown):
     pace alone; a pace it learns is published as the fleet's.
     """
 
-    __slots__ = ("_hub", "demand_at", "key", "shared")
+    __slots__ = ("_hub", "cut_at", "demand_at", "key", "shared")
 
     def __init__(self, key: str, clock: Callable[[], float], max_wait: float, hub: Hub) -> None:
         super().__init__(clock, max_wait)
@@ -147,6 +154,8 @@ class FleetCooldown(Cooldown):
         self.shared: tuple[float, int] | None = None
         #: When this process last asked for a turn (local clock): it paces the key.
         self.demand_at = float("-inf")
+        #: When this process last asked the fleet to cut its rate (local clock).
+        self.cut_at = float("-inf")
 
     def start(self, seconds: float | None) -> None:
         before = self.until
@@ -154,17 +163,27 @@ class FleetCooldown(Cooldown):
         shared = self.shared
         if shared is None or self._hinted_at is not None:
             super().start(seconds)
-            if self.rate is not None and self._hinted_at is None:  # a pace learnt here
-                self._hub.rated(self.key, self.rate)
+            level = self.level
+            if level is not None and self._hinted_at is None:  # a level measured here
+                self._hub.rated(self.key, level)
         else:
             if seconds is not None and seconds >= 0:  # (NaN and negative waits are nonsense)
                 self.until = max(self.until, now + min(seconds, self.max_wait))
-            rate, _members = shared
-            self._hub.rated(self.key, rate * FLEET_CUT)
-            self.cuts += 1  # turns booked at the old share are void: book again
-            self._tat = max(now, self.until)
+            if now - self.cut_at >= CUT_SPACING:  # the 429s of one overshoot cut once
+                self.cut_at = now
+                rate, _members = shared
+                cut = rate * FLEET_CUT
+                if seconds is not None and 0 < seconds <= START_WAIT_MAX:
+                    cut = min(cut, LEVEL / seconds)  # a refill interval bounds the rate
+                self._hub.rated(self.key, cut)
+                self._rebook(now)
         if self.until > before:
             self._hub.cooled(self.key, self.until - now)
+
+    def _rebook(self, now: float) -> None:
+        """Void the turns booked so far (their callers book again at the pace now in force)."""
+        self.cuts += 1
+        self._tat = max(now, self.until)
 
     def _refresh(self, now: float) -> float | None:
         shared = self.shared
@@ -182,13 +201,23 @@ class FleetCooldown(Cooldown):
         return 1.0 / rate
 
     def pace(self, shared: tuple[float, int] | None) -> None:
-        """The fleet's pace for this key (from the store's last read), or ``None``."""
+        """The fleet's pace for this key (from the store's last read), or ``None``.
+
+        When the share rises well above the pace turns were booked at (the
+        fleet's first pace, after a local one learnt low, or a member gone),
+        those turns are void: callers asleep on them would idle the process.
+        """
         if shared is None:
             self.unpace()
             return
+        before = None if self.shared is None else self.rate
         self.shared = shared
-        self._refresh(self._clock())
-
+        now = self._clock()
+        share = self._refresh(now)
+        if share is None or self._hinted_at is not None:
+            return  # headers pace the key
+        if (before is None or share > REBOOK_RISE * before) and self._tat > now + 1.0 / share:
+            self._rebook(now)
     def unpace(self) -> None:
         """No fleet pace (Redis out of reach, or forgotten): the in-process pace again."""
         if self.shared is not None:

@@ -70,8 +70,9 @@ COSTS_EVERY = 1.0
 #: Seconds a process's cost report stays in Redis after it last published it.
 COSTS_TTL = 86_400.0
 
-#: The fleet's rate (learnt from 429s) doubles in this many seconds without a cut...
-RATE_DOUBLING = 10.0
+#: The fleet's rate (learnt from 429s) doubles in this many seconds without a cut (it
+#: probes slowly: a cut by ``FLEET_CUT`` grows back in about 9 s)...
+RATE_DOUBLING = 60.0
 #: ... is forgotten after this many seconds without a cut ...
 RATE_TTL = 10.0
 #: ... and is cut at most once in this many seconds for the whole fleet.
