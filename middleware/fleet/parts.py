@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from seawall.breaker import Breaker, BreakerState, Transition
-from seawall.cooldown import LEVEL, START_WAIT_MAX, Cooldown
+from seawall.cooldown import LEVEL, RECHECK, START_WAIT_MAX, Cooldown
 from seawall.policy import BreakerPolicy
 
 __all__ = ["FLEET_CUT", "FleetBreaker", "FleetCooldown", "Hub"]
@@ -184,6 +184,16 @@ class FleetCooldown(Cooldown):
         """Void the turns booked so far (their callers book again at the pace now in force)."""
         self.cuts += 1
         self._tat = max(now, self.until)
+        learning = self._learning
+        if learning is not None and learning.spaced > now:
+            learning.spaced = now  # so is the spacing of late wake-ups at the old pace
+
+    def spaced(self) -> float:
+        # Capped: the caller sleeps this gap without looking again, and a pace learnt near
+        # the floor (one request per ``max_wait``) would chain gaps of minutes; the turns
+        # themselves stay paced.
+        gap = super().spaced()
+        return gap if gap < RECHECK else RECHECK
 
     def _refresh(self, now: float) -> float | None:
         shared = self.shared
@@ -223,6 +233,10 @@ class FleetCooldown(Cooldown):
         if self.shared is not None:
             self.shared = None
             self.rate = None  # learnt again here, from the next 429
+
+    def booked_ahead(self, now: float) -> bool:
+        """Callers wait for turns booked ahead (paced, not in the shared pause)."""
+        return self.rate is not None and self._tat > max(now, self.until)
 
     def reserve(self, max_wait: float | None = None) -> float:
         now = self._clock()

@@ -380,7 +380,11 @@ class FleetStore:
     def _read_call(self, key: str, now: float) -> tuple[str, list[str], list[Any]]:
         state = self.states[key]
         pacing = state.cooldown
-        active = isinstance(pacing, FleetCooldown) and pacing.demand_at > now - MEMBER_TTL
+        # A member while it asks for turns, or while its callers wait for turns booked
+        # ahead (asleep, they ask for none: they wait for the fleet's pace to void them).
+        active = isinstance(pacing, FleetCooldown) and (
+            pacing.demand_at > now - MEMBER_TTL or pacing.booked_ahead(now)
+        )
         budget = state.budget
         used = budget.counts() if isinstance(budget, FleetBudget) else (0, 0)
         args: list[Any] = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(RATE_DOUBLING)]
