@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from seawall import Seawall
 from seawall.breaker import BreakerState
 from seawall.config import ConfigError, load_config
+from seawall.cooldown import RECHECK
 from seawall.fleet import Fleet, FleetStore
 from seawall.fleet import store as fleet_store
 from seawall.fleet.parts import FLEET_CUT, FleetBreaker, FleetCooldown
@@ -221,6 +222,27 @@ def test_the_fleets_pace_voids_turns_booked_at_a_slow_local_pace() -> None:
     assert max(waits) < 30 / 200 + 0.01
     cooldown.pace((410.0, 2))  # the fleet's rate grew a little: nothing to book again
     assert cooldown.cuts == cuts + 1
+
+
+def test_callers_asleep_on_a_pace_near_the_floor_stay_members_and_spaced_briefly() -> None:
+    now = [100.0]
+    told = Told()
+    cooldown = FleetCooldown("k", lambda: now[0], 60.0, told)
+    cooldown.start(None)
+    for _ in range(12):  # a burst of 429s halves a pace learnt alone towards the floor
+        now[0] += 0.001
+        cooldown.start(None)
+    assert cooldown.rate is not None
+    assert cooldown.rate < 1.0
+    waits = [cooldown.reserve() for _ in range(5)]
+    assert waits[-1] > 5.0
+    assert cooldown.booked_ahead(now[0])  # its callers sleep: it stays a pacing member
+    now[0] += 0.5  # woken late together: each goes at most RECHECK after the previous
+    gaps = [cooldown.spaced() for _ in range(5)]
+    assert max(gaps) <= RECHECK
+    cooldown.pace((100.0, 1))  # the fleet's pace voids the turns and the spacing
+    assert not cooldown.booked_ahead(now[0])
+    assert cooldown.spaced() == 0.0
 
 
 def test_without_a_fleet_rate_the_local_learner_runs_and_publishes_its_level() -> None:

@@ -19,8 +19,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests._fleet import FleetUpstream, run_fleet
-from tests.fleet_worker import GRACE
 from tests._redis import RedisServer, redis_server
+from tests.fleet_worker import GRACE
 
 pytestmark = pytest.mark.slow
 

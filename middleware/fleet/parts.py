@@ -228,6 +228,7 @@ class FleetCooldown(Cooldown):
             return  # headers pace the key
         if (before is None or share > REBOOK_RISE * before) and self._tat > now + 1.0 / share:
             self._rebook(now)
+
     def unpace(self) -> None:
         """No fleet pace (Redis out of reach, or forgotten): the in-process pace again."""
         if self.shared is not None:
