@@ -138,10 +138,11 @@ class FleetCooldown(Cooldown):
     While the fleet paces the key (``pace``: its rate and how many processes
     pace it), each process paces its share, ``rate / members``, with the
     in-process turns (its own GCRA schedule); a 429 here asks the fleet to
-    cut its rate by ``FLEET_CUT`` (``Hub.rated``; at most one cut per spacing
-    for the whole fleet), and the fleet's rate grows back in Redis. No round
-    trip per request. Otherwise it is the in-process cooldown, which learns a
-    pace alone; a pace it learns is published as the fleet's.
+    cut its rate by ``FLEET_CUT`` (``Hub.rated``; once per ``CUT_SPACING``
+    here, and at most one cut per spacing for the whole fleet), and the
+    fleet's rate grows back slowly in Redis. No round trip per request.
+    Otherwise it is the in-process cooldown, which learns a pace alone; a
+    level it measures is published as the fleet's rate.
     """
 
     __slots__ = ("_hub", "cut_at", "demand_at", "key", "shared")
