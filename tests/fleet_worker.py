@@ -6,8 +6,9 @@ linked, reads a ``go`` line on stdin, then runs ``callers`` callers for
 ``duration`` seconds, each calling ``url`` then pausing ``think`` seconds
 (the callers' own pace, not a wait for state). A monitor task records, on
 the system-wide monotonic clock, every change of ``health().state`` and of
-the key's breaker, and when a shared cooldown reached this process. The
-last line printed is the JSON result.
+the key's breaker, and when a shared cooldown reached this process. Callers
+still waiting ``GRACE`` s after the end are cancelled and counted (``stuck``).
+The last line printed is the JSON result.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from seawall.policy import BreakerPolicy, Policy, RetryPolicy
 
 #: Seconds a worker may take to link to Redis before it says ready anyway.
 LINK_LIMIT = 20.0
+
+#: Seconds after ``duration`` after which callers still waiting are cancelled and counted
+#: (``stuck``): a worker always ends, and a test can tell a hang from a slow run.
+GRACE = 5.0
 
 
 async def main(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +89,12 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
                     outcomes[f"other {type(exc).__name__}"] += 1
                 await asyncio.sleep(cfg["think"])
 
-        await asyncio.gather(monitor(), *(caller() for _ in range(cfg["callers"])))
+        tasks = [asyncio.create_task(monitor())]
+        tasks += [asyncio.create_task(caller()) for _ in range(cfg["callers"])]
+        _, pending = await asyncio.wait(tasks, timeout=end + GRACE - time.monotonic())
+        for task in pending:  # a caller still waiting long after the end: stuck, counted
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
     await sw.aclose()
     return {
         "id": cfg["id"],
@@ -93,6 +103,7 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
         "modes": modes,
         "states": states,
         "cooled": cooled[0] if cooled else None,
+        "stuck": len(pending),
     }
 
 

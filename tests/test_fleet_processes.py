@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from tests._fleet import FleetUpstream, run_fleet
 from tests._redis import RedisServer, redis_server
+from tests.fleet_worker import GRACE
 
 pytestmark = pytest.mark.slow
 
@@ -159,8 +160,9 @@ BURST = 5
 LEARNT = 2.0  # seconds from the start after which the fleet has learnt the rate
 
 
-async def throttled_run(redis: str | None) -> tuple[int, int]:
-    """(429s, successes) the upstream saw after ``LEARNT`` s from 4 workers, sharing or not."""
+async def throttled_run(redis: str | None) -> tuple[int, int, int]:
+    """(429s, successes) the upstream saw after ``LEARNT`` s from 4 workers, sharing or not,
+    and the callers stuck waiting at the end (see ``fleet_worker.GRACE``)."""
     upstream = FleetUpstream(rate=RATE, burst=BURST)
     async with TestServer(upstream.app(), host="127.0.0.1") as up:
 
@@ -170,12 +172,23 @@ async def throttled_run(redis: str | None) -> tuple[int, int]:
         fleet = configs(str(up.make_url("/")), redis, 10.0, retry={"max_attempts": 5})
         results = await run_fleet(fleet, scenario)
     t0 = min(r["began"] for r in results)
-    return upstream.count(t0 + LEARNT, t0 + 10, 429), upstream.count(t0 + LEARNT, t0 + 10, 200)
+    stuck = sum(r["stuck"] for r in results)
+    return (
+        upstream.count(t0 + LEARNT, t0 + 10, 429),
+        upstream.count(t0 + LEARNT, t0 + 10, 200),
+        stuck,
+    )
 
 
 async def test_a_rate_limited_upstream_sees_few_429s_from_the_fleet(server: RedisServer) -> None:
-    alone_429, alone_ok = await throttled_run(None)
-    shared_429, shared_ok = await throttled_run(server.url)
+    # (In-process state may leave callers stuck: a burst of 429s can teach a key a pace
+    # near one request per minute; seawall.cooldown's business, not the fleet's.)
+    alone_429, alone_ok, _ = await throttled_run(None)
+    shared_429, shared_ok, stuck = await throttled_run(server.url)
+    assert stuck == 0, f"{stuck} callers of the fleet still waiting {GRACE} s after the end"
     assert shared_ok > 0.5 * RATE * (10 - LEARNT), shared_ok  # the fleet still uses the upstream
     assert shared_429 / shared_ok < 0.05, (shared_429, shared_ok)
-    assert alone_429 / alone_ok > shared_429 / shared_ok, (alone_429, alone_ok)
+    # Better than in-process state: fewer 429s per success, or (in-process processes that
+    # learnt a pace near the floor send few 429s because they send little) more successes.
+    fewer = shared_429 / shared_ok < alone_429 / max(alone_ok, 1)
+    assert fewer or shared_ok > alone_ok, (alone_429, alone_ok, shared_429, shared_ok)

@@ -14,13 +14,20 @@ from collections.abc import Callable
 from typing import Protocol
 
 from seawall.breaker import Breaker, BreakerState, Counts, Transition
-from seawall.cooldown import Cooldown
+from seawall.cooldown import LEVEL, RECHECK, START_WAIT_MAX, Cooldown
 from seawall.policy import BreakerPolicy
 
 __all__ = ["FLEET_CUT", "FleetBreaker", "FleetCooldown", "Hub"]
 
 #: A 429 under the fleet's pace cuts the fleet's rate by this factor.
 FLEET_CUT = 0.9
+
+#: Seconds after asking for a cut during which this process's 429s ask for none (the
+#: answers of requests sent at the old pace are old news; Redis also spaces the fleet's cuts).
+CUT_SPACING = 0.5
+
+#: A fleet share this many times the pace turns were booked at voids those turns.
+REBOOK_RISE = 1.25
 
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
@@ -132,13 +139,14 @@ class FleetCooldown(Cooldown):
     While the fleet paces the key (``pace``: its rate and how many processes
     pace it), each process paces its share, ``rate / members``, with the
     in-process turns (its own GCRA schedule); a 429 here asks the fleet to
-    cut its rate by ``FLEET_CUT`` (``Hub.rated``; at most one cut per spacing
-    for the whole fleet), and the fleet's rate grows back in Redis. No round
-    trip per request. Otherwise it is the in-process cooldown, which learns a
-    pace alone; a pace it learns is published as the fleet's.
+    cut its rate by ``FLEET_CUT`` (``Hub.rated``; once per ``CUT_SPACING``
+    here, and at most one cut per spacing for the whole fleet), and the
+    fleet's rate grows back slowly in Redis. No round trip per request.
+    Otherwise it is the in-process cooldown, which learns a pace alone; a
+    level it measures is published as the fleet's rate.
     """
 
-    __slots__ = ("_hub", "demand_at", "key", "shared")
+    __slots__ = ("_hub", "cut_at", "demand_at", "key", "shared")
 
     def __init__(self, key: str, clock: Callable[[], float], max_wait: float, hub: Hub) -> None:
         super().__init__(clock, max_wait)
@@ -148,6 +156,8 @@ class FleetCooldown(Cooldown):
         self.shared: tuple[float, int] | None = None
         #: When this process last asked for a turn (local clock): it paces the key.
         self.demand_at = float("-inf")
+        #: When this process last asked the fleet to cut its rate (local clock).
+        self.cut_at = float("-inf")
 
     def start(self, seconds: float | None) -> None:
         before = self.until
@@ -155,17 +165,37 @@ class FleetCooldown(Cooldown):
         shared = self.shared
         if shared is None or self._hinted_at is not None:
             super().start(seconds)
-            if self.rate is not None and self._hinted_at is None:  # a pace learnt here
-                self._hub.rated(self.key, self.rate)
+            level = self.level
+            if level is not None and self._hinted_at is None:  # a level measured here
+                self._hub.rated(self.key, level)
         else:
             if seconds is not None and seconds >= 0:  # (NaN and negative waits are nonsense)
                 self.until = max(self.until, now + min(seconds, self.max_wait))
-            rate, _members = shared
-            self._hub.rated(self.key, rate * FLEET_CUT)
-            self.cuts += 1  # turns booked at the old share are void: book again
-            self._tat = max(now, self.until)
+            if now - self.cut_at >= CUT_SPACING:  # the 429s of one overshoot cut once
+                self.cut_at = now
+                rate, _members = shared
+                cut = rate * FLEET_CUT
+                if seconds is not None and 0 < seconds <= START_WAIT_MAX:
+                    cut = min(cut, LEVEL / seconds)  # a refill interval bounds the rate
+                self._hub.rated(self.key, cut)
+                self._rebook(now)
         if self.until > before:
             self._hub.cooled(self.key, self.until - now)
+
+    def _rebook(self, now: float) -> None:
+        """Void the turns booked so far (their callers book again at the pace now in force)."""
+        self.cuts += 1
+        self._tat = max(now, self.until)
+        learning = self._learning
+        if learning is not None and learning.spaced > now:
+            learning.spaced = now  # so is the spacing of late wake-ups at the old pace
+
+    def spaced(self) -> float:
+        # Capped: the caller sleeps this gap without looking again, and a pace learnt near
+        # the floor (one request per ``max_wait``) would chain gaps of minutes; the turns
+        # themselves stay paced.
+        gap = super().spaced()
+        return gap if gap < RECHECK else RECHECK
 
     def _refresh(self, now: float) -> float | None:
         shared = self.shared
@@ -183,18 +213,33 @@ class FleetCooldown(Cooldown):
         return 1.0 / rate
 
     def pace(self, shared: tuple[float, int] | None) -> None:
-        """The fleet's pace for this key (from the store's last read), or ``None``."""
+        """The fleet's pace for this key (from the store's last read), or ``None``.
+
+        When the share rises well above the pace turns were booked at (the
+        fleet's first pace, after a local one learnt low, or a member gone),
+        those turns are void: callers asleep on them would idle the process.
+        """
         if shared is None:
             self.unpace()
             return
+        before = None if self.shared is None else self.rate
         self.shared = shared
-        self._refresh(self._clock())
+        now = self._clock()
+        share = self._refresh(now)
+        if share is None or self._hinted_at is not None:
+            return  # headers pace the key
+        if (before is None or share > REBOOK_RISE * before) and self._tat > now + 1.0 / share:
+            self._rebook(now)
 
     def unpace(self) -> None:
         """No fleet pace (Redis out of reach, or forgotten): the in-process pace again."""
         if self.shared is not None:
             self.shared = None
             self.rate = None  # learnt again here, from the next 429
+
+    def booked_ahead(self, now: float) -> bool:
+        """Callers wait for turns booked ahead (paced, not in the shared pause)."""
+        return self.rate is not None and self._tat > max(now, self.until)
 
     def reserve(self, max_wait: float | None = None) -> float:
         now = self._clock()

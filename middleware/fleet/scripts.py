@@ -8,7 +8,7 @@ Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<par
 - ``p`` (string): the probe lease, held by one node for a recovery interval;
 - ``c`` (string): the cooldown's end, server ms;
 - ``r`` (hash): the fleet's paced rate, ``r`` (requests/s) set at ``at`` (server ms);
-  it doubles every ``RATE_DOUBLING`` seconds without a cut, like a local guess;
+  it doubles every ``RATE_DOUBLING`` seconds without a cut (a slow probe upward);
 - ``m`` (hash): the members pacing the key, node -> server ms when it expires;
 - ``u`` (hash): retry budget use, node -> ``expiry:requests:retries`` in its window;
 - ``<prefix>:{costs}`` (hash, one for the fleet): node -> ``expiry|cost report JSON``.

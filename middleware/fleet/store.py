@@ -70,8 +70,9 @@ COSTS_EVERY = 1.0
 #: Seconds a process's cost report stays in Redis after it last published it.
 COSTS_TTL = 86_400.0
 
-#: The fleet's rate (learnt from 429s) doubles in this many seconds without a cut...
-RATE_DOUBLING = 10.0
+#: The fleet's rate (learnt from 429s) doubles in this many seconds without a cut (it
+#: probes slowly: a cut by ``FLEET_CUT`` grows back in about 9 s)...
+RATE_DOUBLING = 60.0
 #: ... is forgotten after this many seconds without a cut ...
 RATE_TTL = 10.0
 #: ... and is cut at most once in this many seconds for the whole fleet.
@@ -381,7 +382,11 @@ class FleetStore:
     def _read_call(self, key: str, now: float) -> tuple[str, list[str], list[Any]]:
         state = self.states[key]
         pacing = state.cooldown
-        active = isinstance(pacing, FleetCooldown) and pacing.demand_at > now - MEMBER_TTL
+        # A member while it asks for turns, or while its callers wait for turns booked
+        # ahead (asleep, they ask for none: they wait for the fleet's pace to void them).
+        active = isinstance(pacing, FleetCooldown) and (
+            pacing.demand_at > now - MEMBER_TTL or pacing.booked_ahead(now)
+        )
         budget = state.budget
         used = budget.counts() if isinstance(budget, FleetBudget) else (0, 0)
         args: list[Any] = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(RATE_DOUBLING)]
