@@ -418,11 +418,15 @@ class Cooldown:
         if self.rate is not None:
             self._tat = max(self._tat, now + (self.burst - left) * self._step(now))
 
-    def start(self, seconds: float | None) -> None:
+    def start(self, seconds: float | None, sent_at: float | None = None) -> None:
         """A 429 came back, asking to wait ``seconds`` (``None``: it did not say).
 
         Every caller waits that long from now (a later end wins, an earlier one
         never shortens it), then goes paced; see the module's doc for the pace.
+        ``sent_at`` (the engine's clock) is when the refused attempt was sent: one
+        sent before the last cut's pause ended is old news, already accounted for
+        (the lean paths do not count ``inflight``, so without it every 429 of a
+        fresh key's first burst would cut the pace again, down to the floor).
         """
         if seconds is not None and not seconds >= 0:  # a NaN or negative wait: nonsense
             return
@@ -444,7 +448,8 @@ class Cooldown:
             and (admitted is None or 1.0 / seconds >= admitted / 2)  # a fixed window's end: no
         ):
             bound = 1.0 / seconds  # a token bucket's refill interval bounds its rate
-        if rate is not None and 0 < learning.answers <= learning.stale_until:
+        stale = sent_at is not None and sent_at < learning.grow_from
+        if rate is not None and (stale or 0 < learning.answers <= learning.stale_until):
             # Sent before the last cut, which accounted for it; a refill interval still counts.
             if bound is not None and not learning.doubling and bound < learning.base / LEVEL:
                 self._cut(learning, now, bound, 0.0)

@@ -168,3 +168,23 @@ async def test_fifty_callers_meet_the_429_target(flavor, rate, burst, calls) -> 
         ok = await _run(fake, 50, calls)
     assert ok == 50 * calls
     assert fake.rejected / fake.served < 0.05
+
+
+def test_a_fresh_keys_first_burst_of_429s_cuts_the_pace_once() -> None:
+    """The lean paths do not count attempts in flight: the 429s of a burst sent before
+    the first cut are told apart by when they were sent, not by ``inflight``."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    sent = clock.now  # fifty requests go at once on the lean path (inflight stays 0)
+    clock.now += 0.01
+    cooldown.start(1.0, sent)  # the first 429: a cut, the pause, then a slow start
+    cuts, rate = cooldown.cuts, cooldown.rate
+    for _ in range(49):  # the other 49 of the burst come back refused too
+        clock.now += 0.001
+        cooldown.observe(None, success=False)
+        cooldown.start(1.0, sent)
+    assert cooldown.cuts == cuts == 1
+    assert cooldown.rate == rate  # not halved 49 times down to the floor
+    clock.now += 1.5
+    cooldown.start(1.0, clock.now - 0.01)  # sent after the pause: news, it cuts
+    assert cooldown.cuts == 2

@@ -220,7 +220,7 @@ class Loop:
             state.breaker.release(call.permit)
             state.cooldown.settle()
         else:
-            self._record(spec, call.permit, c, result)
+            self._record(spec, call.permit, c, result, call.t0)
         if observed:
             observer.attempt(spec, number, result, exc, c, elapsed)
         if c.is_success:
@@ -429,7 +429,12 @@ class Loop:
         return outcome, classify(self.hooks, outcome)[0]
 
     def _record(
-        self, spec: CallSpec, permit: Permit, c: Classification, result: Attempt | None
+        self,
+        spec: CallSpec,
+        permit: Permit,
+        c: Classification,
+        result: Attempt | None,
+        sent_at: float | None = None,
     ) -> None:
         """The attempt's verdict to the breaker and the cooldown; escalate if it needs a human."""
         state = spec.state
@@ -448,7 +453,7 @@ class Loop:
             breaker.release(permit)  # the upstream is alive but busy: a cooldown, not a trip
             wait = c.retry_after  # None: the 429 did not say; the cooldown still learns
             state.cooldown.start(
-                None if wait is None else min(wait, spec.policy.retry.retry_after_max)
+                None if wait is None else min(wait, spec.policy.retry.retry_after_max), sent_at
             )
         else:
             breaker.record(permit, failure=False)  # a 4xx: the upstream answered

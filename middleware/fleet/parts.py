@@ -159,12 +159,12 @@ class FleetCooldown(Cooldown):
         #: When this process last asked the fleet to cut its rate (local clock).
         self.cut_at = float("-inf")
 
-    def start(self, seconds: float | None) -> None:
+    def start(self, seconds: float | None, sent_at: float | None = None) -> None:
         before = self.until
         now = self._clock()
         shared = self.shared
         if shared is None or self._hinted_at is not None:
-            super().start(seconds)
+            super().start(seconds, sent_at)
             level = self.level
             if level is not None and self._hinted_at is None:  # a level measured here
                 self._hub.rated(self.key, level)
