@@ -137,3 +137,27 @@ async def test_a_new_call_takes_a_turn_in_the_ramp_through_sw_call() -> None:
     assert await sw.call(up, "new", key="up") == "new"
     assert breaker.ramp_until == pytest.approx(clock.now + 2 * gap)  # it took the next turn
     assert up.calls == ["trip", "probe", "held", "new"]
+
+
+async def test_the_lean_path_of_sw_call_does_not_jump_the_ramp() -> None:
+    """A key whose route may take ``sw.call``'s lean first attempt still queues in the ramp."""
+    clock, up = Clock(), Upstream()
+    policy = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=1),
+        breaker=seawall.BreakerPolicy(failure_threshold=1, recovery_timeout=2.0, hold=5.0),
+        timeout=seawall.TimeoutPolicy(attempt=30.0, deadline=None),  # Route.fast: lean
+    )
+    sw = seawall.Seawall(policy, clock=clock, entrypoints=False)
+    assert sw.registry.call_route("up", None).fast
+    breaker = await _open(sw, up)
+    breaker.rate = 100.0
+    probe = await _probing(sw, up, clock)
+    held = asyncio.create_task(sw.call(up, "held", key="up"))
+    await _until(lambda: breaker.held == 1)
+    up.gate.set()
+    assert await probe == "probe"
+    assert await held == "held"
+    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)
+    assert breaker.ramp_until == pytest.approx(clock.now + gap)
+    assert await sw.call(up, "new", key="up") == "new"
+    assert breaker.ramp_until == pytest.approx(clock.now + 2 * gap)  # it took a turn too
