@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
-from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 import attrs
 
+from seawall.breaker_parts import Verdict, _Held, _Throttle, _Window
 from seawall.policy import BreakerPolicy
 
 __all__ = ["Breaker", "BreakerState", "Permit", "Transition", "seed"]
@@ -35,8 +35,6 @@ MIN_SPAN = 0.05
 #: With the request rate known, a call waits for the next probe's verdict up to
 #: the probe interval, but never longer than this many ``hold``s.
 HOLD_STRETCH = 4.0
-#: Buckets of the adaptive mode's trailing window.
-BUCKETS = 10
 
 
 class Counts(Protocol):
@@ -90,120 +88,6 @@ class Permit:
     def __init__(self, probe: bool) -> None:
         self.probe = probe
         self.done = False
-
-
-class _Window:
-    """The last ``maxlen`` verdicts (``True``: a failure), oldest first, in a ring of bytes.
-
-    The subset of ``deque(maxlen=...)`` the breaker uses, in about a third of
-    its memory (a deque takes 760 bytes even for a few entries).
-    """
-
-    __slots__ = ("_len", "_ring", "_start", "maxlen")
-
-    def __init__(self, maxlen: int) -> None:
-        self.maxlen = maxlen
-        self._ring = bytearray(maxlen)
-        self._start = 0
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __getitem__(self, index: int) -> bool:
-        if not 0 <= index < self._len:
-            msg = f"window index {index} out of range"
-            raise IndexError(msg)
-        return bool(self._ring[(self._start + index) % self.maxlen])
-
-    def append(self, failure: bool) -> None:
-        """Add the newest verdict; when full, the oldest drops out."""
-        maxlen = self.maxlen
-        if self._len < maxlen:
-            self._ring[(self._start + self._len) % maxlen] = failure
-            self._len += 1
-        else:
-            self._ring[self._start] = failure
-            self._start = (self._start + 1) % maxlen
-
-    def clear(self) -> None:
-        self._start = self._len = 0
-
-
-class _Throttle:
-    """The adaptive mode's trailing window: requests and accepts in ``BUCKETS`` time buckets."""
-
-    __slots__ = ("accepts", "last", "requests", "width")
-
-    def __init__(self, window: float) -> None:
-        self.width = window / BUCKETS
-        self.requests = [0] * BUCKETS
-        self.accepts = [0] * BUCKETS
-        self.last = 0  # the absolute index of the newest bucket
-
-    def _roll(self, now: float) -> int:
-        index = int(now // self.width)
-        gap = index - self.last
-        if gap:
-            for step in range(1, min(gap, BUCKETS) + 1):  # bounded: at most BUCKETS
-                slot = (self.last + step) % BUCKETS
-                self.requests[slot] = self.accepts[slot] = 0
-            self.last = index
-        return index % BUCKETS
-
-    def add(self, now: float, accepted: bool) -> None:
-        slot = self._roll(now)
-        self.requests[slot] += 1
-        if accepted:
-            self.accepts[slot] += 1
-
-    def refusal(self, now: float, k: float) -> float:
-        """SRE's local rejection probability: max(0, (requests - k*accepts) / (requests + 1))."""
-        self._roll(now)
-        requests = sum(self.requests)
-        return max(0.0, (requests - k * sum(self.accepts)) / (requests + 1))
-
-
-#: What a held call's future gives: the time (breaker clock) at which to ask
-#: again, or ``None``: fail, the probe failed or the hold ran out.
-Verdict = float | None
-
-
-class _Held:
-    """The calls waiting for a probe's verdict, first come first served.
-
-    A call that stops waiting cancels its future; answered and cancelled
-    futures are passed over (and pruned when the queue is full).
-    """
-
-    __slots__ = ("queue",)
-
-    def __init__(self) -> None:
-        self.queue: deque[tuple[float, asyncio.Future[Verdict]]] = deque()  # (hold ends, future)
-
-    def live(self) -> int:
-        """How many still wait; prunes those that left."""
-        queue = self.queue
-        self.queue = queue = deque(entry for entry in queue if not entry[1].done())
-        return len(queue)
-
-    def answer(self, limit: int, verdict: Callable[[int], Verdict]) -> None:
-        """Answer up to ``limit`` waiters in order, the i-th with ``verdict(i)``."""
-        queue = self.queue
-        answered = 0
-        while queue and answered < limit:  # bounded by the queue
-            future = queue.popleft()[1]
-            if not future.done():
-                future.set_result(verdict(answered))
-                answered += 1
-
-    def expire(self, now: float) -> None:
-        """Fail the waiters at the front whose hold has run out."""
-        queue = self.queue
-        while queue and (queue[0][0] <= now or queue[0][1].done()):  # bounded by the queue
-            future = queue.popleft()[1]
-            if not future.done():
-                future.set_result(None)
 
 
 #: The permit of every attempt admitted by a closed (or disabled) breaker.
