@@ -181,14 +181,14 @@ async def throttled_run(redis: str | None) -> tuple[int, int, int]:
 
 
 async def test_a_rate_limited_upstream_sees_few_429s_from_the_fleet(server: RedisServer) -> None:
-    # (In-process state may leave callers stuck: a burst of 429s can teach a key a pace
-    # near one request per minute; seawall.cooldown's business, not the fleet's.)
-    alone_429, alone_ok, _ = await throttled_run(None)
+    # The same 4 processes with in-process state are measured beside the fleet by
+    # benchmarks/fleet.py (part 2); since in-process pacing learns a level from a first
+    # burst of 429s without collapsing, both stay under 0.05 there, so comparing the two
+    # here would assert noise. What the fleet must show: few 429s, the upstream's limit
+    # still used, and no caller left waiting.
     shared_429, shared_ok, stuck = await throttled_run(server.url)
     assert stuck == 0, f"{stuck} callers of the fleet still waiting {GRACE} s after the end"
-    assert shared_ok > 0.5 * RATE * (10 - LEARNT), shared_ok  # the fleet still uses the upstream
-    assert shared_429 / shared_ok < 0.05, (shared_429, shared_ok)
-    # Better than in-process state: fewer 429s per success, or (in-process processes that
-    # learnt a pace near the floor send few 429s because they send little) more successes.
-    fewer = shared_429 / shared_ok < alone_429 / max(alone_ok, 1)
-    assert fewer or shared_ok > alone_ok, (alone_429, alone_ok, shared_429, shared_ok)
+    assert shared_429 / max(shared_ok, 1) < 0.05, (shared_429, shared_ok)
+    # at least 70 % of what the upstream admits after the learning time (a loaded
+    # 2-core machine runs the 4 workers and the upstream)
+    assert shared_ok > 0.7 * RATE * (10 - LEARNT), shared_ok
