@@ -170,14 +170,7 @@ def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
                 cooldown=stats.rejections.get("cooldown", 0),
             ),
         )
-    models_all = [m for k in keys.values() for m in k.models.values()]
-    return CostReport(
-        cost_usd=sum((k.cost_usd for k in keys.values()), Decimal(0)),
-        calls=sum(k.calls for k in keys.values()),
-        input_tokens=sum(m.input_tokens for m in models_all),
-        output_tokens=sum(m.output_tokens for m in models_all),
-        by_key=keys,
-    )
+    return CostReport.of(keys)
 
 
 def account(

@@ -182,3 +182,15 @@ class CostReport(_Report):
     input_tokens: int
     output_tokens: int
     by_key: dict[str, KeyCosts] = attrs.field(metadata=_KEYS)
+
+    @classmethod
+    def of(cls, keys: dict[str, KeyCosts]) -> CostReport:
+        """The totals of ``keys``' costs, with the keys themselves."""
+        models = [m for k in keys.values() for m in k.models.values()]
+        return cls(
+            cost_usd=sum((k.cost_usd for k in keys.values()), Decimal(0)),
+            calls=sum(k.calls for k in keys.values()),
+            input_tokens=sum(m.input_tokens for m in models),
+            output_tokens=sum(m.output_tokens for m in models),
+            by_key=keys,
+        )

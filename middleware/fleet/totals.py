@@ -115,11 +115,4 @@ def merge(reports: Iterable[CostReport]) -> CostReport:
         )
         for key, parts in rest.items()
     }
-    every = [m for k in keys.values() for m in k.models.values()]
-    return CostReport(
-        cost_usd=sum((k.cost_usd for k in keys.values()), Decimal(0)),
-        calls=sum(k.calls for k in keys.values()),
-        input_tokens=sum(m.input_tokens for m in every),
-        output_tokens=sum(m.output_tokens for m in every),
-        by_key=keys,
-    )
+    return CostReport.of(keys)
