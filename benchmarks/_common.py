@@ -612,8 +612,12 @@ VARIANTS: dict[str, Variant] = {
 # --- drivers -----------------------------------------------------------------------------
 
 
-async def closed_loop(fetch: Fetch, url: str, total: int, concurrency: int) -> dict[str, Any]:
-    """``total`` requests through ``concurrency`` workers; wall and CPU seconds."""
+async def closed_loop(
+    fetch: Fetch, url: str, total: int, concurrency: int, limit: float | None = None
+) -> dict[str, Any]:
+    """``total`` requests through ``concurrency`` workers; wall and CPU seconds.
+
+    ``limit`` bounds the run in seconds (default: a minute, or 10 ms a request)."""
     remaining = [total]
     outcomes: dict[str, int] = {}
 
@@ -626,7 +630,7 @@ async def closed_loop(fetch: Fetch, url: str, total: int, concurrency: int) -> d
             outcomes[result] = outcomes.get(result, 0) + 1
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    async with asyncio.timeout(max(60.0, total / 100)):
+    async with asyncio.timeout(limit or max(60.0, total / 100)):
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return {"wall": wall, "cpu": cpu, "requests": total, "outcomes": outcomes}
