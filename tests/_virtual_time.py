@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import selectors
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -70,3 +70,16 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def loop_fixture() -> Iterator[asyncio.AbstractEventLoop]:
+    """The body of a ``loop`` fixture that puts a module's async tests (and the
+    ``aiohttp_server``/``upstream`` fixtures) on a ``VirtualTimeLoop``."""
+    loop = VirtualTimeLoop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        asyncio.set_event_loop(None)
