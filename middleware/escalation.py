@@ -262,7 +262,9 @@ class Escalator:
 
         def settle(ok: bool, value: Any) -> None:
             self._busy.discard(plugin)
-            if future.done():  # timed out meanwhile
+            if future.done():  # timed out meanwhile: nobody will await what it returned
+                if inspect.iscoroutine(value):
+                    value.close()  # else "coroutine ... was never awaited" when it is dropped
                 return
             if ok:
                 future.set_result(value)

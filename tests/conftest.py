@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import aiohttp
 import pytest
@@ -11,7 +12,20 @@ from aiohttp.test_utils import TestServer
 
 import seawall
 
+from ._virtual_time import VirtualTimeLoop
+
 pytest_plugins = ["aiohttp.pytest_plugin"]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    """``@pytest.mark.virtual_time`` tests (and their async fixtures) run on a loop whose
+    clock moves only while it is idle: a timer cannot fire while a request is still on
+    its way, however loaded the machine (``tests/_virtual_time.py``)."""
+    if item.get_closest_marker("virtual_time") is None:
+        return {"asyncio": asyncio.new_event_loop}  # what pytest-asyncio makes by default
+    return {"virtual": VirtualTimeLoop}
 
 
 @pytest.fixture(autouse=True)

@@ -67,7 +67,11 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
             now = time.monotonic()
             mode = sw.store.mode
             if mode != modes[-1][1]:
-                modes.append((now, mode))
+                # When the store changed mode (its own reading), not when this poll saw it:
+                # a loaded machine may run this task late.
+                store: Any = sw.store
+                at = store.fell_back_at if mode == "local-fallback" else store.linked_at
+                modes.append((now if at is None else at, mode))
             state = kept.breaker.state.value
             if state != states[-1][1]:
                 states.append((now, state))

@@ -108,7 +108,9 @@ async def example_app(tmp_path: Path, settings: dict[str, str]) -> AsyncIterator
                 except aiohttp.ClientConnectionError:
                     return False
 
-            await wait_until(live, proc, log, tries=200)
+            # 60 s and more: uvicorn, starlette and seawall import slowly on a loaded machine
+            # (10 s was not always enough under load).
+            await wait_until(live, proc, log, tries=1200)
         yield app
     finally:
         if proc.returncode is None:

@@ -62,6 +62,13 @@ def _breaker_policy(**timeout: float | None) -> seawall.Policy:
     )
 
 
+def _clock() -> Callable[[], float]:
+    """The loop's clock: on a ``virtual_time`` loop, the 50 ms deadlines and attempt limits
+    below run out only once the request is at the upstream and everything waits (on real
+    time a loaded machine could cut a call before the upstream saw it)."""
+    return asyncio.get_running_loop().time
+
+
 def _only_state(sw: seawall.Seawall) -> Any:
     (state,) = sw._states.values()
     return state
@@ -70,12 +77,15 @@ def _only_state(sw: seawall.Seawall) -> Any:
 # --- 1. the caller's deadline is not the upstream's failure ----------------------
 
 
+@pytest.mark.virtual_time
 async def test_seawall_deadline_cuts_are_not_upstream_failures(
     slow: Any, make_session: Any
 ) -> None:
     """Calls cut by ``seawall.deadline()`` leave the breaker closed and count apart."""
     handler, server = slow
-    sw = seawall.Seawall(_breaker_policy(attempt=10.0, deadline=None), entrypoints=False)
+    sw = seawall.Seawall(
+        _breaker_policy(attempt=10.0, deadline=None), entrypoints=False, clock=_clock()
+    )
     async with make_session(sw) as session:
         for _ in range(4):
             with seawall.deadline(0.05), pytest.raises(seawall.DeadlineExceededError):
@@ -93,12 +103,15 @@ async def test_seawall_deadline_cuts_are_not_upstream_failures(
     assert sw.health()["cut_by_deadline"] == 4
 
 
+@pytest.mark.virtual_time
 async def test_short_policy_deadline_cuts_are_not_upstream_failures(
     slow: Any, make_session: Any
 ) -> None:
     """A ``TimeoutPolicy.deadline`` shorter than the attempt limit is the caller's own limit."""
     handler, server = slow
-    sw = seawall.Seawall(_breaker_policy(attempt=10.0, deadline=0.05), entrypoints=False)
+    sw = seawall.Seawall(
+        _breaker_policy(attempt=10.0, deadline=0.05), entrypoints=False, clock=_clock()
+    )
     async with make_session(sw) as session:
         for _ in range(4):
             with pytest.raises(seawall.DeadlineExceededError):
@@ -110,12 +123,15 @@ async def test_short_policy_deadline_cuts_are_not_upstream_failures(
     assert handler.hits == 4
 
 
+@pytest.mark.virtual_time
 async def test_the_policys_own_attempt_timeout_still_blames_the_upstream(
     slow: Any, make_session: Any
 ) -> None:
     """Only the attempt limit says the upstream is slow: two timeouts open the breaker."""
     handler, server = slow
-    sw = seawall.Seawall(_breaker_policy(attempt=0.05, deadline=None), entrypoints=False)
+    sw = seawall.Seawall(
+        _breaker_policy(attempt=0.05, deadline=None), entrypoints=False, clock=_clock()
+    )
     async with make_session(sw) as session:
         for _ in range(2):
             with pytest.raises(seawall.RetriesExhaustedError):
@@ -129,6 +145,7 @@ async def test_the_policys_own_attempt_timeout_still_blames_the_upstream(
     assert handler.hits == 2
 
 
+@pytest.mark.virtual_time
 async def test_a_half_open_probe_cut_by_the_callers_deadline_returns_its_permit(
     upstream: Any, make_session: Any
 ) -> None:

@@ -12,26 +12,30 @@ from aiohttp import web
 
 from .test_asgi_e2e import example_app
 
-#: How long the healthy upstream takes to answer.
-UPSTREAM_LATENCY = 0.1
+#: How long the healthy upstream takes to answer, and the hostile client's own limit.
+#: Wide apart, so that neither a stall before the call is sent (the limit gone before
+#: the upstream sees it) nor one after (the answer there before the cut) decides it.
+UPSTREAM_LATENCY = 2.0
+TINY = 0.2
 
 
 @pytest.mark.slow
 async def test_tiny_inbound_timeouts_do_not_open_the_breaker_for_everyone(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
-    """Six requests with ``X-Request-Timeout: 0.03`` against a healthy 100 ms upstream.
+    """Six requests with ``X-Request-Timeout: 0.2`` against a healthy upstream taking 2 s.
 
     Each gets its 504; then another caller, with no header, gets the upstream's
     answer, and the breaker is still closed: the six are counted as cut by
     their own deadline, not as the upstream's failures.
     """
     hits = 0
+    latency = UPSTREAM_LATENCY
 
     async def healthy_but_slow(_request: web.Request) -> web.Response:
         nonlocal hits
         hits += 1
-        await asyncio.sleep(UPSTREAM_LATENCY)  # the upstream's own latency, not a wait in the test
+        await asyncio.sleep(latency)  # the upstream's own latency, not a wait in the test
         return web.Response(text="fine")
 
     upstream_app = web.Application()
@@ -47,12 +51,13 @@ async def test_tiny_inbound_timeouts_do_not_open_the_breaker_for_everyone(
     async with example_app(tmp_path, settings) as app, aiohttp.ClientSession() as http:
         base = app.base
         for _ in range(6):
-            headers = {"X-Request-Timeout": "0.03"}
+            headers = {"X-Request-Timeout": str(TINY)}
             async with http.get(f"{base}/proxy", headers=headers) as resp:
                 assert resp.status == 504, await resp.text()
                 problem = await resp.json(content_type=None)
             assert problem["type"] == "urn:seawall:problem:deadline-exceeded"
 
+        latency = 0.0  # the other caller need not wait (its answer is the point, not the time)
         async with http.get(f"{base}/proxy") as resp:  # another caller
             assert resp.status == 200, await resp.text()
             assert (await resp.json())["upstream"] == "fine"

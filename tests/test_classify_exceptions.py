@@ -123,6 +123,7 @@ async def test_disconnect_in_an_error_body_is_network_and_retried(make_session) 
     assert _classify(sw, exc).category is Category.NETWORK
 
 
+@pytest.mark.virtual_time  # the 50 ms limit runs out only once the request is at the upstream
 async def test_attempt_timeout_is_timeout_and_retried(aiohttp_server, make_session) -> None:
     """An upstream that never answers hits the per-attempt timeout: TIMEOUT, retried."""
     never = asyncio.Event()
@@ -142,7 +143,8 @@ async def test_attempt_timeout_is_timeout_and_retried(aiohttp_server, make_sessi
         retry=seawall.RetryPolicy(max_attempts=2),
         timeout=seawall.TimeoutPolicy(attempt=0.05, deadline=5.0),
     )
-    sw = seawall.Seawall(policy, entrypoints=False, plugins=[seen])
+    clock = asyncio.get_running_loop().time
+    sw = seawall.Seawall(policy, entrypoints=False, plugins=[seen], clock=clock)
     async with asyncio.timeout(5), make_session(sw) as session:
         with pytest.raises(seawall.RetriesExhaustedError) as info:
             await session.get(server.make_url("/"))

@@ -29,7 +29,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK = re.compile(
     r"^(?:<!-- (?P<marker>[^\n]*?) -->\n)?```python\n(?P<code>.*?)^```", re.DOTALL | re.MULTILINE
 )
-TIMEOUT = 60
+TIMEOUT = 180  # a hang guard: a fragment imports and runs in a fresh interpreter, slowly under load
 
 # --- the setups a fragment can name ----------------------------------------------
 

@@ -158,7 +158,7 @@ def test_example_package_installs_and_is_discovered(tmp_path: Path) -> None:
         text=True,
         cwd=tmp_path,
         env=env,
-        timeout=60,
+        timeout=180,
     )
     plugins = json.loads(done.stdout)
     [teapot] = [p for p in plugins if p["name"] == "teapot"]

@@ -19,21 +19,25 @@ from .conftest import status
 
 
 class Sink:
-    """A plugin keeping every incident; optionally hanging forever or raising."""
+    """A plugin keeping every incident; optionally hanging forever or raising.
+
+    ``async def``: it runs on the loop, so what it did is done by the time the
+    escalator moves on. (A plain ``def`` sink runs in a thread that a loaded
+    machine may start after ``sink_timeout``: ``test_plugin_safety.py``.)
+    """
 
     def __init__(self, mode: str = "keep") -> None:
         self.mode = mode
         self.incidents: list[Incident] = []
 
     @seawall.hookimpl
-    def seawall_escalate(self, incident: Incident) -> Any:
+    async def seawall_escalate(self, incident: Incident) -> None:
         self.incidents.append(incident)
         if self.mode == "raise":
             raise RuntimeError("sink broke")
         if self.mode == "hang":
             # Awaits until the test sets ``waiting`` (by default, forever).
-            return getattr(self, "waiting", asyncio.Event()).wait()
-        return None
+            await getattr(self, "waiting", asyncio.Event()).wait()
 
 
 def _escalator(sink: Sink, now: list[float], **policy: Any) -> Escalator:

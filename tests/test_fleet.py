@@ -49,7 +49,7 @@ class Member:
     def __init__(self, url: str, prefix: str, policy: Policy = POLICY) -> None:
         # A generous time limit: these tests are about the fleet's logic, and the
         # machine may be loaded (the fall back within 200 ms is test_fleet_processes').
-        fleet = Fleet(url, prefix=prefix, refresh=5.0, timeout=0.5)
+        fleet = Fleet(url, prefix=prefix, refresh=5.0, timeout=1.0)  # the most it takes
         self.sw = Seawall(policy, entrypoints=False, state=fleet)
         assert isinstance(self.sw.store, FleetStore)
         self.store: FleetStore = self.sw.store
@@ -108,17 +108,34 @@ async def test_one_vote_and_local_evidence_opens(members: list[Member]) -> None:
     assert not c.breaker.voter
 
 
+#: A lease lasts one recovery interval in Redis, on real time: 2 s, so that a loaded
+#: machine stalling this process between two members' syncs cannot let it expire and
+#: grant a second one (0.3 s could).
+LEASE_POLICY = Policy(breaker=BreakerPolicy(failure_threshold=2, recovery_timeout=2.0))
+
+
 async def test_one_probe_lease_for_the_fleet_then_the_close_spreads(
-    members: list[Member],
+    server: RedisServer, prefix: str
 ) -> None:
+    members = [Member(server.url, prefix, LEASE_POLICY) for _ in range(3)]
+    try:
+        for m in members:
+            assert await m.store.sync()
+        await _one_probe_lease_then_the_close_spreads(members)
+    finally:
+        for m in members:
+            await m.sw.aclose()
+
+
+async def _one_probe_lease_then_the_close_spreads(members: list[Member]) -> None:
     a, b, _ = members
     a.fail(2)
     b.fail(2)
     await step(members)
     assert all(m.breaker.state is BreakerState.OPEN for m in members)
     assert all(m.breaker.awaiting for m in members)
-    # Bounded: the recovery interval (0.3 s, jittered down) passes, then leases are asked.
-    deadline = time.monotonic() + 5
+    # Bounded: the recovery interval (2 s, jittered down) passes, then leases are asked.
+    deadline = time.monotonic() + 30
     granted: list[Member] = []
     while not granted and time.monotonic() < deadline:
         await step(members)

@@ -79,11 +79,18 @@ async def _script(sw: seawall.Seawall, upstream: Any, make_session: Any) -> list
     return seen
 
 
+@pytest.mark.virtual_time
 async def test_the_lean_path_keeps_the_same_books_as_run(upstream, make_session) -> None:
-    """Successes, retries, give-ups and a breaker trip: identical with and without the lean path."""
+    """Successes, retries, give-ups and a breaker trip: identical with and without the lean path.
+
+    On the loop's virtual clock: the breaker measures the request rate on its clock, and
+    on real time a fast run's rate stretches the hold so that the last call waits for a
+    probe (``held_total`` 1) where a slower run's does not.
+    """
     _up, server = upstream
-    lean = seawall.Seawall(_policy(), entrypoints=False)
-    full = seawall.Seawall(_policy(), entrypoints=False, plugins=[_Observer()])
+    clock = asyncio.get_running_loop().time
+    lean = seawall.Seawall(_policy(), entrypoints=False, clock=clock)
+    full = seawall.Seawall(_policy(), entrypoints=False, plugins=[_Observer()], clock=clock)
     assert lean.origin(URL(str(server.make_url("/")))).fast
     assert not full.origin(URL(str(server.make_url("/")))).fast
 

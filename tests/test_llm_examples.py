@@ -22,7 +22,7 @@ def test_example_runs(script, hits) -> None:
         [sys.executable, str(EXAMPLES / script)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
         check=False,
         cwd=EXAMPLES.parent,
     )

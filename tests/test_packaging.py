@@ -53,7 +53,7 @@ def _probe(python: str, cwd: Path, env: dict[str, str]) -> dict[str, str]:
         text=True,
         cwd=cwd,
         env=env,
-        timeout=60,
+        timeout=180,
     )
     result: dict[str, str] = json.loads(done.stdout)
     return result
@@ -104,7 +104,7 @@ def test_folder_names_are_not_import_names() -> None:
             text=True,
             cwd=ROOT.parent,
             env=env,
-            timeout=60,
+            timeout=180,
         )
         assert done.returncode != 0
         assert "ModuleNotFoundError" in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 from typing import Any
@@ -88,12 +89,45 @@ async def test_a_blocking_sink_never_stalls_requests(upstream, make_session, cap
                 await asyncio.to_thread(thread.join, 5)
             _report(sw, "third")
             await sw.escalator.drain(within=5)
+            for thread in sink_threads():  # a loaded machine may start it after sink_timeout
+                await asyncio.to_thread(thread.join, 5)
             assert sink.calls == 2
             assert len(sink.threads) == 1  # every call ran in a seawall-sink thread ...
             assert threading.main_thread().name not in sink.threads  # ... never the loop's
     finally:
         sink.release.set()
         await sw.aclose()
+
+
+async def test_a_coroutine_a_sync_sink_returns_too_late_is_closed(caplog):
+    """A plain ``def`` sink whose thread returns a coroutine after ``sink_timeout``: nobody
+    awaits it, so it is closed (not dropped to warn "coroutine ... was never awaited")."""
+    gate = threading.Event()
+    made: list[Any] = []
+
+    class LateSink:
+        @seawall.hookimpl
+        def seawall_escalate(self, incident: Incident) -> Any:
+            gate.wait(10)  # released only once the sink has timed out
+            made.append(asyncio.sleep(0))
+            return made[-1]
+
+    sw = seawall.Seawall(
+        plugins=[LateSink()],
+        entrypoints=False,
+        blocked=["seawall.builtin.logging_sink"],
+        escalation=EscalationPolicy(sink_timeout=0.01),
+    )
+    _report(sw, "k")
+    with caplog.at_level(logging.ERROR, logger="seawall.plugins"):
+        await sw.escalator.drain(within=5)
+    assert sw.escalator.stats["sink_timeouts"] == 1
+    gate.set()
+    for thread in sink_threads():
+        await asyncio.to_thread(thread.join, 5)  # its result reaches the loop before this
+    await sw.aclose()
+    (coroutine,) = made
+    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
 
 
 async def test_async_sink_is_awaited_on_the_loop():

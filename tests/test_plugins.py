@@ -361,18 +361,21 @@ async def test_raising_event_escalate_and_configure_plugins_are_isolated(
         def seawall_event(self) -> None:
             raise RuntimeError("event bug")
 
+        # The sinks are ``async def``: on the loop, each raises, hangs or delivers for
+        # sure within sink_timeout (a plain ``def`` sink's thread may start later than
+        # that on a loaded machine and count as hung; test_plugin_safety.py has those).
         @seawall.hookimpl
-        def seawall_escalate(self) -> None:
+        async def seawall_escalate(self) -> None:
             raise RuntimeError("sink bug")
 
     class Hangs:
         @seawall.hookimpl
-        def seawall_escalate(self) -> Any:
-            return never.wait()
+        async def seawall_escalate(self) -> None:
+            await never.wait()
 
     class Good:
         @seawall.hookimpl
-        def seawall_escalate(self, incident: seawall.Incident) -> None:
+        async def seawall_escalate(self, incident: seawall.Incident) -> None:
             delivered.append(incident)
 
     up, server = upstream
