@@ -39,7 +39,12 @@ from seawall.reports import HealthReport
 #: The policy of the demo: short waits so that the whole run takes about 2 s.
 POLICY = seawall.Policy(
     retry=seawall.RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2),
-    breaker=seawall.BreakerPolicy(failure_threshold=3, recovery_timeout=1.0),
+    # hold=0: a call that meets the open breaker fails at once, so the tour shows
+    # CircuitOpenError. The default (hold=0.25) would instead keep such a call
+    # waiting for the next probe's verdict when it is near (about a second away
+    # here, once the breaker has measured the request rate): see
+    # docs/concepts/circuit-breaker.md.
+    breaker=seawall.BreakerPolicy(failure_threshold=3, recovery_timeout=1.0, hold=0),
     timeout=seawall.TimeoutPolicy(attempt=2.0, deadline=5.0),
 )
 
