@@ -6,7 +6,8 @@ linked, reads a ``go`` line on stdin, then runs ``callers`` callers for
 ``duration`` seconds, each calling ``url`` then pausing ``think`` seconds
 (the callers' own pace, not a wait for state). A monitor task records, on
 the system-wide monotonic clock, every change of ``health().state`` and of
-the key's breaker, and when a shared cooldown reached this process. Callers
+the key's breaker, when a shared cooldown reached this process, and how late
+its own 5 ms ticks ran (``stalls``: the process's event loop stalled). Callers
 still waiting ``GRACE`` s after the end are cancelled and counted (``stuck``).
 The last line printed is the JSON result.
 """
@@ -60,6 +61,7 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
     modes: list[tuple[float, str]] = [(began, sw.health().state)]
     states: list[tuple[float, str]] = [(began, kept.breaker.state.value)]
     cooled: list[float] = []
+    stalls: list[tuple[float, float]] = []  # (when the monitor woke, how late)
     headers = {"X-Worker": str(cfg["id"])}
 
     async def monitor() -> None:
@@ -78,6 +80,9 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
             if kept.cooldown.remaining() > 0.5 and not cooled:
                 cooled.append(now)
             await asyncio.sleep(0.005)
+            late = time.monotonic() - now - 0.005
+            if late > 0.01:  # the loop ran this task late: the process was stalled
+                stalls.append((time.monotonic(), late))
 
     async with sw.session() as session:
 
@@ -108,6 +113,7 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
         "states": states,
         "cooled": cooled[0] if cooled else None,
         "stuck": len(pending),
+        "stalls": stalls,
     }
 
 
