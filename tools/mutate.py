@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import compileall
 import concurrent.futures
 import importlib
 import json
 import os
+import py_compile
 import re
 import shutil
 import signal
@@ -73,6 +75,7 @@ class Target:
 #: ``-k``): a mutant's verdict must not depend on the machine's load.
 _BREAKER_TESTS = (
     "tests/test_breaker_rules.py",
+    "tests/test_breaker_probe_rules.py",
     "tests/test_hold_rules.py",
     "tests/test_breaker_recovery.py",
     "tests/test_breaker_hold.py",
@@ -236,12 +239,18 @@ def _copy_tree(dest: Path) -> None:
         elif src.is_dir() and (src / "__init__.py").exists():  # _path, cli, llm, testing
             (pkg / src.name).symlink_to(src, target_is_directory=True)
     (pkg / "plugins").symlink_to(dest / "plugins", target_is_directory=True)
+    # Byte code checked by the source's hash, not its mtime: a mutant and its restore
+    # may share an mtime, never a hash. Compiled once here, each child then compiles
+    # only the mutated module (and writes it, under its own hash).
+    mode = py_compile.PycInvalidationMode.CHECKED_HASH
+    compileall.compile_dir(pkg, quiet=2, invalidation_mode=mode)  # the top-level links
+    for linked in (dest / "middleware", dest / "plugins"):
+        compileall.compile_dir(linked, quiet=2, invalidation_mode=mode)
 
 
 def _env(copy: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(copy / "_import")
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # a mutant and its restore may share an mtime
     return env
 
 
@@ -500,8 +509,14 @@ def _run_target(
         sys.exit(f"mutate: {target.name}: {' '.join(tests)} fail on the unmutated code; fix first")
     traced = json.loads((first.copy / LINES).read_text(encoding="utf-8"))
     durations: dict[str, float] = traced["seconds"]
-    # The traced run is slower than a plain one: a generous bound for one mutant.
-    timeout = seconds * 2 + 5
+    # A bound for one mutant, from the traced run (slower than a plain one): three times
+    # the start-up (what the run took beyond its tests) and the selected tests' time.
+    start_up = max(0.0, seconds - sum(durations.values()))
+
+    def timeout_for(selected: tuple[str, ...]) -> float:
+        own = sum(durations.get(t, 0.0) for t in selected)
+        return min(seconds * 2 + 5, 3 * (start_up + own) + 10)
+
     work: list[tuple[str, Any, tuple[str, ...]]] = []
     for rel, copied in zip(target.paths, traced_paths, strict=True):
         lines = {int(k): v for k, v in traced["lines"][copied].items()}
@@ -526,7 +541,7 @@ def _run_target(
                 if after is None:
                     return Result(target, rel, spec.start_pos[0], spec.operator_name, True)
                 # No test runs the line: it survives without a run.
-                passed = worker.run(selected, timeout)[0] if selected else True
+                passed = worker.run(selected, timeout_for(selected))[0] if selected else True
             diff = _diff_line(before, after)
             if not selected:
                 diff = f"(no test runs this line) {diff}"
