@@ -220,3 +220,24 @@ def test_a_success_while_open_leaves_the_failure_window_alone() -> None:
     rate = breaker.failure_rate
     breaker.succeeded()
     assert breaker.failure_rate == rate
+
+
+def test_under_load_a_hold_stretches_to_the_probe_interval_but_at_most_four_holds() -> None:
+    """BreakerPolicy's promise: a call waits up to the next probe, at most four ``hold``."""
+    breaker = _breaker_with_calls(Clock(), recovery_timeout=30.0, hold=0.5, probe_share=0.025)
+    breaker.rate = 20.0  # a probe every 1 / (0.025 * 20) = 2 s: the hold stretches to it
+    assert breaker.hold_span() == pytest.approx(2.0)
+    breaker.rate = 2.0  # every 20 s: the hold stretches to four holds only
+    assert breaker.hold_span() == pytest.approx(4 * 0.5)
+    breaker.rate = 200.0  # every 0.2 s: never shorter than the hold itself
+    assert breaker.hold_span() == pytest.approx(0.5)
+
+
+async def test_after_a_recovery_the_queue_drains_at_1_15_times_the_request_rate() -> None:
+    """BreakerPolicy's promise: held calls and new arrivals leave at 1.15x the rate."""
+    clock = Clock()
+    breaker, end = await _ramp(clock)
+    rate = breaker.rate  # type: ignore[attr-defined]
+    assert rate > 0
+    assert end - clock.now == pytest.approx(2 / (1.15 * rate))  # two held calls
+    assert breaker.turn() == pytest.approx(end - clock.now)  # type: ignore[attr-defined]
