@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from seawall.cooldown import HINT_TTL, LEARN_TTL, SPACING, START_RATE, Cooldown
+from seawall.cooldown import HINT_TTL, LEARN_TTL, LEVEL, SPACING, START_RATE, Cooldown
 from seawall.llm import RateInfo
 
 
@@ -73,3 +73,51 @@ def test_a_learnt_pace_is_forgotten_after_learn_ttl_unused(after: float, kept: b
     clock.now += after
     cooldown.reserve()
     assert (cooldown.rate is not None) == kept
+
+
+def test_a_429_asking_for_no_wait_still_paces_the_key() -> None:
+    """``Retry-After: 0`` is a 429 all the same: no pause, but the key goes paced."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.0)
+    assert cooldown.until == clock.now
+    assert cooldown.rate == pytest.approx(START_RATE)
+
+
+def test_a_caller_with_no_time_left_is_not_counted_as_refused() -> None:
+    """``rejected`` counts turns that did not fit a deadline; a caller with none left asks
+    nothing of the cooldown."""
+    _clock, cooldown = _paced()
+    assert cooldown.reserve(max_wait=0.0) == 0.0
+    assert cooldown.rejected == 0
+
+
+def test_the_admitted_rate_is_the_successes_per_second_since_the_pause() -> None:
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    assert cooldown.admitted() is None  # nothing learnt yet
+    cooldown.start(None)
+    for _ in range(10):
+        clock.now += 1 / 16
+        cooldown.observe(None, success=True)
+    assert cooldown.admitted() == pytest.approx(16.0)
+
+
+def test_a_429_while_nobody_queues_cuts_to_what_the_upstream_admitted() -> None:
+    """Past its hold, a learnt pace probes upward; a 429 then cuts to the pace itself only
+    when callers were queued for turns. Callers who all went at once (no wait) mean the
+    pace was not what the upstream refused: it cuts to the admitted rate."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.01)  # a refill interval: a ceiling of 100/s
+    level = cooldown.level
+    assert level == pytest.approx(LEVEL * 100.0)
+    for _ in range(170):  # 17 s at 10 calls/s, each sent at once: past HOLD, nobody waits
+        clock.now += 0.1
+        assert cooldown.reserve() == 0.0
+        cooldown.sent()
+        cooldown.observe(None, success=True)
+    admitted = cooldown.admitted()
+    assert admitted == pytest.approx(10.0, rel=0.2)
+    cooldown.start(None)
+    assert cooldown.level == pytest.approx(LEVEL * admitted)
