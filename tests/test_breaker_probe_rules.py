@@ -241,3 +241,12 @@ async def test_after_a_recovery_the_queue_drains_at_1_15_times_the_request_rate(
     assert rate > 0
     assert end - clock.now == pytest.approx(2 / (1.15 * rate))  # two held calls
     assert breaker.turn() == pytest.approx(end - clock.now)  # type: ignore[attr-defined]
+
+
+def test_below_one_call_a_second_probes_still_follow_the_request_rate() -> None:
+    """Half a call a second, probes at 0.05 of the requests: a probe every 40 s, sooner
+    than the 60 s recovery timeout; the hold stretches towards it (four holds)."""
+    breaker = _breaker_with_calls(Clock(), recovery_timeout=60.0, hold=1.0, probe_share=0.05)
+    breaker.rate = 0.5
+    assert breaker.probe_interval() == pytest.approx(40.0)
+    assert breaker.hold_span() == pytest.approx(4.0)

@@ -121,3 +121,16 @@ def test_a_429_while_nobody_queues_cuts_to_what_the_upstream_admitted() -> None:
     assert admitted == pytest.approx(10.0, rel=0.2)
     cooldown.start(None)
     assert cooldown.level == pytest.approx(LEVEL * admitted)
+
+
+def test_new_headers_for_a_known_rate_keep_the_turns_already_booked() -> None:
+    """Only the first headers stating a rate set the schedule to now; later ones (with
+    room left in the bucket) do not hand out again the turns callers already took."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    room = RateInfo(limit=10, remaining=9, reset=10.0)  # 1 request per second, 9 left
+    cooldown.observe(room, success=True)
+    waits = [cooldown.reserve() for _ in range(12)]
+    assert waits[-1] > 0  # past the burst: booked ahead
+    cooldown.observe(room, success=True)
+    assert cooldown.reserve() > waits[-1]  # after the turns already booked
