@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import compileall
 import concurrent.futures
 import importlib
 import json
 import os
+import py_compile
 import re
 import shutil
 import signal
@@ -58,48 +60,85 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Target:
-    """A module to mutate, the tests that cover it, and optionally which functions."""
+    """Modules to mutate, the tests that cover them, and optionally which functions.
+
+    Several modules (a module and its parts) share one traced run of the tests.
+    """
 
     name: str
-    path: str
+    paths: tuple[str, ...]
     tests: tuple[str, ...]
     functions: tuple[str, ...] = ()
 
 
-TARGETS = (
+#: Tests that wait in real time or start processes are left out (``-m "not slow"``,
+#: ``-k``): a mutant's verdict must not depend on the machine's load.
+_BREAKER_TESTS = (
+    "tests/test_breaker_rules.py",
+    "tests/test_breaker_probe_rules.py",
+    "tests/test_hold_rules.py",
+    "tests/test_breaker_recovery.py",
+    "tests/test_breaker_hold.py",
+    "tests/test_breaker_held_health.py",
+    "tests/test_breaker_adaptive.py",
+    "tests/test_breaker_guard.py",
+    "tests/test_breaker.py",
+)
+
+TARGETS: tuple[Target, ...] = (
+    Target("breaker", ("middleware/breaker.py", "middleware/breaker_parts.py"), _BREAKER_TESTS),
     Target(
-        "breaker", "middleware/breaker.py", ("tests/test_breaker_rules.py", "tests/test_breaker.py")
+        "hold",
+        ("middleware/_path/hold.py",),
+        (
+            "tests/test_hold_rules.py",
+            "tests/test_breaker_hold.py",
+            "tests/test_breaker_recovery.py",
+            "tests/test_breaker_held_health.py",
+            "tests/test_breaker_guard.py",
+        ),
     ),
     Target(
-        "budget", "middleware/budget.py", ("tests/test_budget_rules.py", "tests/test_budget.py")
+        "budget", ("middleware/budget.py",), ("tests/test_budget_rules.py", "tests/test_budget.py")
     ),
     Target(
         "cooldown",
-        "middleware/cooldown.py",
-        ("tests/test_cooldown_rules.py", "tests/test_cooldown.py", "-k", "not fifty_callers"),
+        ("middleware/cooldown.py", "middleware/learnt_pace.py"),
+        (
+            "tests/test_cooldown_rules.py",
+            "tests/test_cooldown.py",
+            "tests/test_hint_bounds.py",
+            "tests/test_pacing.py",
+            "-k",
+            "not fifty_callers",
+            "-m",
+            "not slow",
+        ),
     ),
     Target(
         "retry_after",
-        "middleware/retry_after.py",
+        ("middleware/retry_after.py",),
         ("tests/test_retry_after_rules.py", "tests/test_retry_after.py"),
     ),
     Target(
         "backoff",
-        "middleware/backoff.py",
+        ("middleware/backoff.py",),
         ("tests/test_backoff_rules.py", "tests/test_builtin_backoff.py"),
     ),
     Target(
-        "redact", "middleware/redact.py", ("tests/test_redact_rules.py", "tests/test_redaction.py")
+        "redact",
+        ("middleware/redact.py",),
+        ("tests/test_redact_rules.py", "tests/test_redaction.py"),
     ),
     Target(
         "watchdog",
-        "middleware/watchdog.py",
+        ("middleware/watchdog.py",),
         ("tests/test_watchdog_rules.py", "tests/test_watchdog.py"),
     ),
     # The stop/delay rules of the retry loop.
     Target(
         "rules",
-        "middleware/_path/rules.py",
+        ("middleware/_path/rules.py",),
         ("tests/test_path_rules.py", "tests/test_stop_rules.py"),
     ),
 )
@@ -123,6 +162,7 @@ KEPT_OPERATORS = re.compile(
 @dataclass
 class Result:
     target: Target
+    path: str
     line: int
     operator: str
     killed: bool
@@ -155,8 +195,8 @@ def _function_lines(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]
     return spans
 
 
-def _mutations(target: Target, copy: Path) -> list[Any]:
-    path = copy / target.path
+def _mutations(target: Target, rel: str, copy: Path) -> list[Any]:
+    path = copy / rel
     spans = _function_lines(path, target.functions) if target.functions else None
     found = []
     source = path.read_text(encoding="utf-8").splitlines()
@@ -199,12 +239,18 @@ def _copy_tree(dest: Path) -> None:
         elif src.is_dir() and (src / "__init__.py").exists():  # _path, cli, llm, testing
             (pkg / src.name).symlink_to(src, target_is_directory=True)
     (pkg / "plugins").symlink_to(dest / "plugins", target_is_directory=True)
+    # Byte code checked by the source's hash, not its mtime: a mutant and its restore
+    # may share an mtime, never a hash. Compiled once here, each child then compiles
+    # only the mutated module (and writes it, under its own hash).
+    mode = py_compile.PycInvalidationMode.CHECKED_HASH
+    compileall.compile_dir(pkg, quiet=2, invalidation_mode=mode)  # the top-level links
+    for linked in (dest / "middleware", dest / "plugins"):
+        compileall.compile_dir(linked, quiet=2, invalidation_mode=mode)
 
 
 def _env(copy: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(copy / "_import")
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # a mutant and its restore may share an mtime
     return env
 
 
@@ -223,12 +269,12 @@ class Worker:
         )
 
     def run(
-        self, tests: tuple[str, ...], timeout: float, trace: str | None = None
+        self, tests: tuple[str, ...], timeout: float, trace: list[str] | None = None
     ) -> tuple[bool, float]:
         """Run ``tests`` in the copy as it is now: (passed, seconds). A timeout fails.
 
-        ``trace``: a module's path in the copy; the lines of it each test runs
-        are written to ``LINES`` in the copy (see ``_LineTracer``).
+        ``trace``: modules' paths in the copy; the lines of each that each test
+        runs are written to ``LINES`` in the copy (see ``_LineTracer``).
         """
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None
@@ -308,25 +354,32 @@ class _LineTracer:
     under ``""``: a mutant there needs every test of the module.
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = os.path.realpath(path)
+    def __init__(self, paths: list[str]) -> None:
+        #: The traced modules' real paths, and the name each is recorded under.
+        self.paths = {os.path.realpath(p): p for p in paths}
         self.current = ""
-        self.lines: dict[int, set[str]] = {}
+        self.lines: dict[str, dict[int, set[str]]] = {p: {} for p in paths}
         #: Each test's duration (setup, call, teardown) in the traced run.
         self.seconds: dict[str, float] = {}
-        self._mine: dict[str, bool] = {}
+        self._mine: dict[str, dict[int, set[str]] | None] = {}
 
     def trace(self, frame: Any, _event: str, _arg: Any) -> Any:
         name = frame.f_code.co_filename
-        mine = self._mine.get(name)
-        if mine is None:
-            mine = self._mine[name] = os.path.realpath(name) == self.path
-        return self.local if mine else None
+        if name in self._mine:
+            found = self._mine[name]
+        else:
+            known = self.paths.get(os.path.realpath(name))
+            found = self._mine[name] = None if known is None else self.lines[known]
+        if found is None:
+            return None
+        table = found
 
-    def local(self, frame: Any, event: str, _arg: Any) -> Any:
-        if event == "line":
-            self.lines.setdefault(frame.f_lineno, set()).add(self.current)
-        return self.local
+        def local(frame: Any, event: str, _arg: Any) -> Any:
+            if event == "line":
+                table.setdefault(frame.f_lineno, set()).add(self.current)
+            return local
+
+        return local
 
     def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> None:
         self.current = item.nodeid
@@ -338,7 +391,7 @@ class _LineTracer:
         self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
 
 
-def _fork_pytest(tests: list[str], timeout: float, trace: str | None) -> tuple[bool, float]:
+def _fork_pytest(tests: list[str], timeout: float, trace: list[str] | None) -> tuple[bool, float]:
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -355,7 +408,10 @@ def _fork_pytest(tests: list[str], timeout: float, trace: str | None) -> tuple[b
                 threading.settrace(tracer.trace)
                 code = int(pytest.main([*PYTEST_ARGS, *tests], plugins=[tracer]))
                 sys.settrace(None)
-                lines = {line: sorted(ids) for line, ids in tracer.lines.items()}
+                lines = {
+                    path: {line: sorted(ids) for line, ids in found.items()}
+                    for path, found in tracer.lines.items()
+                }
                 found = {"lines": lines, "seconds": tracer.seconds}
                 Path(LINES).write_text(json.dumps(found), encoding="utf-8")
         except BaseException:
@@ -442,49 +498,60 @@ def _run_target(
     tally: Tally,
     only: set[tuple[str, int, str]] | None = None,
 ) -> None:
-    if only is not None and not any(path == target.path for path, _l, _o in only):
+    if only is not None and not any(path in target.paths for path, _l, _o in only):
         return
     tests = _tests(target)
     began = time.monotonic()
     first = workers[0]
-    passed, seconds = first.run(tests, timeout=600, trace=str(first.copy / target.path))
+    traced_paths = [str(first.copy / rel) for rel in target.paths]
+    passed, seconds = first.run(tests, timeout=600, trace=traced_paths)
     if not passed:
         sys.exit(f"mutate: {target.name}: {' '.join(tests)} fail on the unmutated code; fix first")
     traced = json.loads((first.copy / LINES).read_text(encoding="utf-8"))
-    lines = {int(k): v for k, v in traced["lines"].items()}
     durations: dict[str, float] = traced["seconds"]
-    spans = _statement_spans(first.copy / target.path)
-    # The traced run is slower than a plain one: a generous bound for one mutant.
-    timeout = seconds * 2 + 5
-    specs = _mutations(target, first.copy)
-    if only is not None:
-        specs = [s for s in specs if (target.path, s.start_pos[0], s.operator_name) in only]
-    print(f"{target.name}: {len(specs)} mutants, tests take {seconds:.1f}s", flush=True)
+    # A bound for one mutant, from the traced run (slower than a plain one): three times
+    # the start-up (what the run took beyond its tests) and the selected tests' time.
+    start_up = max(0.0, seconds - sum(durations.values()))
+
+    def timeout_for(selected: tuple[str, ...]) -> float:
+        own = sum(durations.get(t, 0.0) for t in selected)
+        return min(seconds * 2 + 5, 3 * (start_up + own) + 10)
+
+    work: list[tuple[str, Any, tuple[str, ...]]] = []
+    for rel, copied in zip(target.paths, traced_paths, strict=True):
+        lines = {int(k): v for k, v in traced["lines"][copied].items()}
+        spans = _statement_spans(first.copy / rel)
+        for spec in _mutations(target, rel, first.copy):
+            if only is not None and (rel, spec.start_pos[0], spec.operator_name) not in only:
+                continue
+            selected = _selection(spec.start_pos[0], spans, lines, durations, tests)
+            work.append((rel, spec, selected))
+    print(f"{target.name}: {len(work)} mutants, tests take {seconds:.1f}s", flush=True)
     free = list(workers)
     free_lock = threading.Lock()
 
-    def one(spec: Any) -> Result:
+    def one(item: tuple[str, Any, tuple[str, ...]]) -> Result:
+        rel, spec, selected = item
         with free_lock:
             worker = free.pop()
         try:
-            path = worker.copy / target.path
+            path = worker.copy / rel
             operator = cosmic_ray.plugins.get_operator(spec.operator_name)()
-            selected = _selection(spec.start_pos[0], spans, lines, durations, tests)
             with use_mutation(path, operator, spec.occurrence) as (before, after):
                 if after is None:
-                    return Result(target, spec.start_pos[0], spec.operator_name, True)
+                    return Result(target, rel, spec.start_pos[0], spec.operator_name, True)
                 # No test runs the line: it survives without a run.
-                passed = worker.run(selected, timeout)[0] if selected else True
+                passed = worker.run(selected, timeout_for(selected))[0] if selected else True
             diff = _diff_line(before, after)
             if not selected:
                 diff = f"(no test runs this line) {diff}"
-            return Result(target, spec.start_pos[0], spec.operator_name, not passed, diff)
+            return Result(target, rel, spec.start_pos[0], spec.operator_name, not passed, diff)
         finally:
             with free_lock:
                 free.append(worker)
 
     with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
-        for result in pool.map(one, specs):
+        for result in pool.map(one, work):
             with tally.lock:
                 tally.results.append(result)
             if result.killed:
@@ -496,7 +563,7 @@ def _run_target(
 
 def _survivor(r: Result) -> str:
     """How a survivor is printed (``--rerun`` reads the first line back)."""
-    head = f"survived: {r.target.path}:{r.line} {r.operator.removeprefix('core/')}"
+    head = f"survived: {r.path}:{r.line} {r.operator.removeprefix('core/')}"
     return f"{head}\n      {r.diff}" if r.diff else head
 
 

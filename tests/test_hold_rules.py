@@ -1,0 +1,277 @@
+"""The held call's side of holding (``seawall._path.hold.held``), on clocks the test moves.
+
+A held call waits on two clocks: the breaker's (the injected one) and the event
+loop's (so that an injected clock standing still cannot stretch a hold). Both
+are the test's here: the breaker reads ``Clocks.now`` and the loop's ``time()``
+reads ``Clocks.loop_now``; timers fire when the test moves the loop's clock
+past them, never by real time passing. Progress is counted in loop turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+import seawall
+from seawall._path.hold import held
+from seawall.breaker import RAMP, Breaker, BreakerState, Permit
+from seawall.stats import KeyStats
+
+T = TypeVar("T")
+
+
+class Clocks(asyncio.SelectorEventLoop):
+    """An event loop whose clock moves only when the test moves it, and a breaker clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1000.0  # the breaker's (injected) clock
+        self.loop_now = 0.0  # the loop's
+
+    def time(self) -> float:
+        return self.loop_now
+
+    def breaker_clock(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Both clocks move on together."""
+        self.now += seconds
+        self.loop_now += seconds
+
+
+@pytest.fixture
+def clocks() -> Iterator[Clocks]:
+    loop = Clocks()
+    seawall.testing.set_testing(False)  # the paced sleeps are real sleeps, on this loop's clock
+    try:
+        yield loop
+    finally:
+        loop.close()
+
+
+def run(loop: Clocks, scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``scenario`` on ``loop``: it awaits only bounded things (``turns``, calls that
+    end without waiting), never a timer alone, which this loop would never fire."""
+    return loop.run_until_complete(scenario())
+
+
+async def turns(done: Callable[[], bool], count: int = 50) -> bool:
+    """Let the loop run up to ``count`` turns (no time passes); whether ``done`` came true."""
+    for _ in range(count):
+        if done():
+            return True
+        await asyncio.sleep(0)
+    return done()
+
+
+def _breaker(loop: Clocks, **settings: object) -> Breaker:
+    options: dict[str, object] = {"failure_threshold": 1, "recovery_timeout": 2.0, "hold": 5.0}
+    options.update(settings)
+    policy = seawall.BreakerPolicy(**options)  # type: ignore[arg-type]
+    return Breaker("k", policy, loop.breaker_clock, rng=random.Random(3))
+
+
+def _trip(breaker: Breaker) -> None:
+    permit = breaker.admit()
+    assert permit is not None
+    breaker.record(permit, failure=True)
+    breaker.call_failed()
+    assert breaker.state is BreakerState.OPEN
+
+
+def _probe(breaker: Breaker, loop: Clocks) -> Permit:
+    """Move to the probe's due time and take the probe: the breaker is half-open."""
+    loop.advance(breaker.retry_after())
+    permit = breaker.admit()
+    assert permit is not None
+    assert permit.probe
+    return permit
+
+
+def test_a_call_held_while_open_takes_the_probe_when_it_is_due(clocks: Clocks) -> None:
+    """Open, the probe due within the hold: the call waits, then is the probe, not before."""
+    breaker = _breaker(clocks, recovery_timeout=1.0)  # due in 0.8-1 s
+    _trip(breaker)
+    due = breaker.retry_after()
+    assert 0.0 < due <= 1.0
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        assert await turns(lambda: breaker.held == 1)
+        clocks.advance(due * 0.99)
+        assert not await turns(call.done, 200)  # the probe is not due yet: it stays held
+        assert breaker.held == 1
+        clocks.advance(due * 0.01)
+        assert await turns(call.done)
+        permit = call.result()
+        assert permit is not None
+        assert permit.probe
+        assert breaker.state is BreakerState.HALF_OPEN
+        assert breaker.held == 0
+
+    run(clocks, scenario)
+
+
+def test_a_held_call_that_lost_the_probe_waits_for_its_verdict_counted_once(
+    clocks: Clocks,
+) -> None:
+    """Woken when the probe is due, a call finds another took it: it waits again, for the
+    probe's verdict, and goes when it succeeds; ``held`` counts it once."""
+    breaker = _breaker(clocks, recovery_timeout=1.0)
+    _trip(breaker)
+    due = breaker.retry_after()
+    stats = KeyStats()
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None, stats))
+        assert await turns(lambda: breaker.held == 1)
+        clocks.advance(due)
+        probe = breaker.admit()  # another call takes the probe first, in the same instant
+        assert probe is not None
+        assert not await turns(call.done, 200)  # woken, it lost: it waits for the verdict
+        assert breaker.held == 1
+        breaker.record(probe, failure=False)  # its verdict: the breaker closes
+        assert await turns(call.done)
+        permit = call.result()
+        assert permit is not None
+        assert not permit.probe
+        assert stats.held == 1
+
+    run(clocks, scenario)
+
+
+def test_a_call_whose_probe_is_due_after_its_hold_fails_at_once(clocks: Clocks) -> None:
+    breaker = _breaker(clocks, recovery_timeout=10.0, hold=1.0)
+    _trip(breaker)
+    stats = KeyStats()
+
+    async def scenario() -> None:
+        assert await held(breaker, clocks.breaker_clock, None, stats) is None
+        assert breaker.held == 0
+        assert stats.held == 0  # it never waited
+
+    run(clocks, scenario)
+
+
+def test_a_hold_runs_out_on_the_loops_clock_though_the_breakers_stands_still(
+    clocks: Clocks,
+) -> None:
+    """Half-open, the probe never answers: the held call fails when its hold has passed on
+    the loop's clock, not before, while the injected clock does not move."""
+    breaker = _breaker(clocks, hold=0.5)
+    _trip(breaker)
+    _probe(breaker, clocks)
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        assert await turns(lambda: breaker.held == 1)
+        clocks.loop_now += 0.49
+        assert not await turns(call.done, 20)
+        clocks.loop_now += 0.01
+        assert await turns(call.done)
+        assert call.result() is None
+        assert breaker.held == 0
+
+    run(clocks, scenario)
+
+
+def test_a_hold_ends_at_the_calls_deadline(clocks: Clocks) -> None:
+    breaker = _breaker(clocks, hold=5.0)
+    _trip(breaker)
+    _probe(breaker, clocks)
+
+    async def scenario() -> None:
+        deadline_at = clocks.now + 0.25
+        call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, deadline_at))
+        assert await turns(lambda: breaker.held == 1)
+        clocks.advance(0.24)
+        assert not await turns(call.done, 20)
+        clocks.advance(0.01)
+        assert await turns(call.done)
+        assert call.result() is None
+
+    run(clocks, scenario)
+
+
+def test_held_calls_leave_at_their_paced_slots_not_before(clocks: Clocks) -> None:
+    """The probe succeeds: the first held call goes at once, the others at their slots
+    (spread over ``RAMP`` with no request rate known); one whose slot comes at its
+    deadline fails instead of waiting for it."""
+    breaker = _breaker(clocks)
+    _trip(breaker)
+    probe = _probe(breaker, clocks)
+    gap = RAMP / 3
+
+    async def scenario() -> None:
+        start = clocks.now
+        first = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        second = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        # Its slot, 2 gaps on, is its deadline: too late to send.
+        late = asyncio.ensure_future(held(breaker, clocks.breaker_clock, start + 2 * gap))
+        assert await turns(lambda: breaker.held == 3)
+        breaker.record(probe, failure=False)
+        assert breaker.state is BreakerState.CLOSED
+        assert await turns(lambda: first.done() and late.done())
+        assert first.result() is not None
+        assert late.result() is None
+        assert not second.done()
+        clocks.advance(gap * 0.99)
+        assert not await turns(second.done, 20)
+        clocks.advance(gap * 0.01)
+        assert await turns(second.done)
+        assert second.result() is not None
+
+    run(clocks, scenario)
+
+
+def test_a_call_that_lost_the_probe_still_fails_when_its_hold_ends_on_the_loops_clock(
+    clocks: Clocks,
+) -> None:
+    """The loop's clock ran ahead of the injected one: in its second wait too, the call
+    gives up when the hold has passed on the loop's clock."""
+    breaker = _breaker(clocks, recovery_timeout=1.0, hold=2.0)
+    _trip(breaker)
+    due = breaker.retry_after()
+    begun = clocks.loop_now
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        assert await turns(lambda: breaker.held == 1)
+        clocks.advance(due)
+        clocks.loop_now += 0.5  # the loop's clock runs ahead
+        probe = breaker.admit()
+        assert probe is not None
+        assert not await turns(call.done, 200)
+        assert breaker.held == 1
+        clocks.loop_now = begun + 2.0 - 0.01
+        assert not await turns(call.done, 20)
+        clocks.loop_now = begun + 2.0  # the hold's end on the loop's clock
+        assert await turns(call.done)
+        assert call.result() is None
+        assert breaker.held == 0
+
+    run(clocks, scenario)
+
+
+def test_a_verdict_that_comes_as_the_hold_ends_is_taken(clocks: Clocks) -> None:
+    """The probe succeeds in the very turn the hold's timer fires: the call goes."""
+    breaker = _breaker(clocks, hold=0.5)
+    _trip(breaker)
+    probe = _probe(breaker, clocks)
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        assert await turns(lambda: breaker.held == 1)
+        clocks.loop_now += 0.5  # the timer is due ...
+        breaker.record(probe, failure=False)  # ... and the verdict comes before it fires
+        assert await turns(call.done)
+        permit = call.result()
+        assert permit is not None
+        assert not permit.probe
+
+    run(clocks, scenario)
