@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 import seawall
 from seawall.fake_llm import FakeProvider
 from seawall.fake_llm import status as fake_status
-from seawall.httpx_sync import SyncTransport
+from seawall.httpx import SyncTransport
 
 from ._helpers import policy
 from ._servers import closed_port
