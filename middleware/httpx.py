@@ -24,8 +24,6 @@ Needs the optional extra: ``pip install 'seawall[httpx]'``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import httpx
 
 from seawall import httpx_core
@@ -36,9 +34,6 @@ from seawall.errors import (
     RetryBudgetExhaustedError,
 )
 from seawall.httpx_transport import AsyncCore, SyncCore
-
-if TYPE_CHECKING:
-    from seawall.engine import Seawall
 
 __all__ = [
     "HTTPX_TWINS",
@@ -58,21 +53,13 @@ HttpxDeadlineExceededError = HTTPX_TWINS[DeadlineExceededError]
 HttpxRetriesExhaustedError = HTTPX_TWINS[RetriesExhaustedError]
 
 
-class AsyncTransport(AsyncCore, httpx.AsyncBaseTransport):
+class AsyncTransport(AsyncCore[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` that sends requests through a ``Seawall``."""
 
     kind = httpx_core.kind(httpx, sync=False)
-    transport: httpx.AsyncBaseTransport
-
-    def __init__(self, sw: Seawall, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(sw, httpx.AsyncHTTPTransport() if transport is None else transport)
 
 
-class SyncTransport(SyncCore, httpx.BaseTransport):
+class SyncTransport(SyncCore[httpx.BaseTransport], httpx.BaseTransport):
     """An ``httpx.BaseTransport`` (``httpx.Client``'s) that sends requests through a ``Seawall``."""
 
     kind = httpx_core.kind(httpx, sync=True)
-    transport: httpx.BaseTransport
-
-    def __init__(self, sw: Seawall, transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(sw, httpx.HTTPTransport() if transport is None else transport)

@@ -15,8 +15,6 @@ Needs httpx2 (``pip install httpx2``; the Anthropic SDK depends on it).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import httpx2
 
 from seawall import httpx_core
@@ -27,9 +25,6 @@ from seawall.errors import (
     RetryBudgetExhaustedError,
 )
 from seawall.httpx_transport import AsyncCore, SyncCore
-
-if TYPE_CHECKING:
-    from seawall.engine import Seawall
 
 __all__ = [
     "HTTPX2_TWINS",
@@ -49,21 +44,13 @@ Httpx2DeadlineExceededError = HTTPX2_TWINS[DeadlineExceededError]
 Httpx2RetriesExhaustedError = HTTPX2_TWINS[RetriesExhaustedError]
 
 
-class AsyncTransport(AsyncCore, httpx2.AsyncBaseTransport):
+class AsyncTransport(AsyncCore[httpx2.AsyncBaseTransport], httpx2.AsyncBaseTransport):
     """An ``httpx2.AsyncBaseTransport`` that sends requests through a ``Seawall``."""
 
     kind = httpx_core.kind(httpx2, sync=False)
-    transport: httpx2.AsyncBaseTransport
-
-    def __init__(self, sw: Seawall, transport: httpx2.AsyncBaseTransport | None = None) -> None:
-        super().__init__(sw, httpx2.AsyncHTTPTransport() if transport is None else transport)
 
 
-class SyncTransport(SyncCore, httpx2.BaseTransport):
+class SyncTransport(SyncCore[httpx2.BaseTransport], httpx2.BaseTransport):
     """An ``httpx2.BaseTransport`` (``httpx2.Client``'s) that sends requests through seawall."""
 
     kind = httpx_core.kind(httpx2, sync=True)
-    transport: httpx2.BaseTransport
-
-    def __init__(self, sw: Seawall, transport: httpx2.BaseTransport | None = None) -> None:
-        super().__init__(sw, httpx2.HTTPTransport() if transport is None else transport)

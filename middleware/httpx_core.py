@@ -175,6 +175,10 @@ class Kind:
     def chunks(self, stream: Any) -> Any:
         raise NotImplementedError
 
+    def default(self) -> Any:
+        """The package's own HTTP transport, wrapped when none is given."""
+        raise NotImplementedError
+
     def discard(self, value: Any) -> None:
         """Close a response the loop will not return (a retried failure)."""
         raise NotImplementedError
@@ -187,6 +191,9 @@ class AsyncKind(Kind):
 
     async def send(self, transport: Any, request: Any) -> Any:
         return await transport.handle_async_request(request)
+
+    def default(self) -> Any:
+        return self.mod.AsyncHTTPTransport()
 
     def chunks(self, stream: Any) -> Any:
         return aiter(stream)
@@ -220,6 +227,9 @@ class SyncKind(Kind):
 
     async def send(self, transport: Any, request: Any) -> Any:
         return transport.handle_request(request)
+
+    def default(self) -> Any:
+        return self.mod.HTTPTransport()
 
     def chunks(self, stream: Any) -> Any:
         return iter(stream)

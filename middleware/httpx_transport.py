@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from yarl import URL
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncCore", "SyncCore", "binding_for", "request_spec", "route_of", "warn_sdk_retries"]
 
 logger = logging.getLogger("seawall.httpx")
+
+InnerT = TypeVar("InnerT")
 
 _CLOSED = BreakerState.CLOSED
 _SDK_RETRY_HEADER = "x-stainless-retry-count"  # the OpenAI and Anthropic SDKs alike
@@ -94,16 +96,20 @@ def request_spec(sw: Seawall, kind: Kind, request: Any, route: Route) -> CallSpe
     )
 
 
-class _Core:
-    """What both transports keep: the seawall, the inner transport, the warning flag."""
+class _Core(Generic[InnerT]):
+    """What both transports keep: the seawall, the inner transport, the warning flag.
+
+    ``InnerT`` is the type of the transport wrapped (a binding names it); by
+    default the package's own HTTP transport (``Kind.default``).
+    """
 
     #: The package and direction; set by each binding.
     kind: ClassVar[Kind]
 
-    def __init__(self, sw: Seawall, transport: Any) -> None:
+    def __init__(self, sw: Seawall, transport: InnerT | None = None) -> None:
         self.sw = sw
         #: The transport that really sends; closing this one closes it.
-        self.transport = transport
+        self.transport: InnerT = self.kind.default() if transport is None else transport
         self._warned = False
 
     def _raised(self, exc: SeawallError, request: Any) -> None:
@@ -112,13 +118,14 @@ class _Core:
             exc.request = request
 
 
-class AsyncCore(_Core):
+class AsyncCore(_Core[InnerT]):
     """The async transport: every request through ``Seawall.run``."""
 
     async def handle_async_request(self, request: Any) -> Any:
         if not self._warned:
             self._warned = warn_sdk_retries(request)
-        sw, kind, inner = self.sw, self.kind, self.transport
+        sw, kind = self.sw, self.kind
+        inner: Any = self.transport
         spec = request_spec(sw, kind, request, route_of(sw, request))
         try:
             return await sw.run(spec, lambda _number: attempt(kind, sw, spec, inner, request))
@@ -127,16 +134,18 @@ class AsyncCore(_Core):
             raise
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        inner: Any = self.transport
+        await inner.aclose()
 
 
-class SyncCore(_Core):
+class SyncCore(_Core[InnerT]):
     """The sync transport: a lean first attempt on an idle key, else the thread's loop."""
 
     def handle_request(self, request: Any) -> Any:
         if not self._warned:
             self._warned = warn_sdk_retries(request)
         sw = self.sw
+        inner: Any = self.transport
         route = route_of(sw, request)
         state = route.state
         first = None
@@ -157,7 +166,7 @@ class SyncCore(_Core):
                 exc: Exception | None = None
                 result = None
                 try:
-                    resp = self.transport.handle_request(request)
+                    resp = inner.handle_request(request)
                     if resp.status_code >= 400:
                         result = run_sync(failed(self.kind, resp, request.method))
                 except Exception as caught:
@@ -173,7 +182,8 @@ class SyncCore(_Core):
         return self._through_loop(route, request, first)
 
     def _through_loop(self, route: Route, request: Any, first: FirstAttempt | None) -> Any:
-        sw, kind, inner = self.sw, self.kind, self.transport
+        sw, kind = self.sw, self.kind
+        inner: Any = self.transport
         spec = request_spec(sw, kind, request, route)
         attempts = sync.run(sw, spec, first)
         try:
@@ -186,7 +196,8 @@ class SyncCore(_Core):
         return attempts.value
 
     def close(self) -> None:
-        self.transport.close()
+        inner: Any = self.transport
+        inner.close()
 
 
 def warn_sdk_retries(request: Any) -> bool:
