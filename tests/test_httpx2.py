@@ -5,7 +5,6 @@ the event loop serves."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import subprocess
 import sys
 import threading
@@ -38,15 +37,6 @@ async def in_thread(fn: Callable[[], T]) -> T:
 def llm_seawall(**overrides: Any) -> seawall.Seawall:
     return seawall.Seawall(
         routes={"127.0.0.1": seawall.Policy.for_llm(**overrides)}, entrypoints=False
-    )
-
-
-def one_try(**overrides: Any) -> seawall.Seawall:
-    """One attempt per call; the breaker opens on the first failure."""
-    return llm_seawall(
-        retry=seawall.RetryPolicy(max_attempts=1),
-        breaker=seawall.BreakerPolicy(failure_threshold=1, minimum_calls=1, window=1),
-        **overrides,
     )
 
 
@@ -195,42 +185,6 @@ async def test_anthropic_never_sees_a_529_or_a_503_and_both_calls_are_priced(
     assert detail["retries"] == 2
 
 
-async def test_anthropic_sees_an_open_breaker_as_a_connection_error(fake: FakeProvider) -> None:
-    sw = one_try()
-    fake.then(status(500))
-    seen: list[anthropic.APIError] = []
-    async with async_client(sw, fake) as client:
-        for _ in range(2):
-            try:
-                await client.messages.create(model=MODEL, max_tokens=10, messages=[])
-            except anthropic.APIError as exc:
-                seen.append(exc)
-    server_error, refused = seen
-    assert isinstance(server_error, anthropic.InternalServerError)
-    assert isinstance(refused, anthropic.APIConnectionError)
-    assert not isinstance(refused, anthropic.APITimeoutError)
-    assert isinstance(seawall.unwrap(refused), Httpx2CircuitOpenError)
-    assert fake.hits == 1
-
-
-async def test_anthropic_retries_on_top_are_warned_about_once(
-    fake: FakeProvider, caplog: pytest.LogCaptureFixture
-) -> None:
-    sw = llm_seawall(
-        retry=seawall.RetryPolicy(max_attempts=1), breaker=seawall.BreakerPolicy(enabled=False)
-    )
-    for _ in range(6):
-        fake.then(status(500, headers={"retry-after-ms": "1"}))
-    caplog.set_level(logging.WARNING, logger="seawall.httpx")
-    async with async_client(sw, fake, max_retries=2) as client:
-        for _ in range(2):
-            with pytest.raises(anthropic.InternalServerError):
-                await client.messages.create(model=MODEL, max_tokens=10, messages=[])
-    warnings = [r for r in caplog.records if "max_retries=0" in r.getMessage()]
-    assert len(warnings) == 1
-    assert fake.hits == 6
-
-
 async def test_anthropic_stream_is_handed_on_as_it_comes(held: HeldStream) -> None:
     """The first event reaches the SDK while the server still holds the rest back."""
     sw = llm_seawall()
@@ -285,53 +239,6 @@ async def test_sync_anthropic_never_sees_a_529_or_a_503_and_both_calls_are_price
     (key,) = sw.costs()["keys"].values()
     assert key["models"][MODEL]["calls"] == 2
     assert key["models"][MODEL]["output_tokens"] == 10
-
-
-async def test_sync_anthropic_sees_an_open_breaker_as_a_connection_error(
-    fake: FakeProvider,
-) -> None:
-    sw = one_try()
-    fake.then(status(500))
-
-    def use() -> list[anthropic.APIError]:
-        seen: list[anthropic.APIError] = []
-        with sync_client(sw, fake) as client:
-            for _ in range(2):
-                try:
-                    client.messages.create(model=MODEL, max_tokens=10, messages=[])
-                except anthropic.APIError as exc:
-                    seen.append(exc)
-        return seen
-
-    server_error, refused = await in_thread(use)
-    assert isinstance(server_error, anthropic.InternalServerError)
-    assert isinstance(refused, anthropic.APIConnectionError)
-    assert not isinstance(refused, anthropic.APITimeoutError)
-    assert isinstance(seawall.unwrap(refused), Httpx2CircuitOpenError)
-    assert fake.hits == 1
-
-
-async def test_sync_anthropic_retries_on_top_are_warned_about_once(
-    fake: FakeProvider, caplog: pytest.LogCaptureFixture
-) -> None:
-    sw = llm_seawall(
-        retry=seawall.RetryPolicy(max_attempts=1), breaker=seawall.BreakerPolicy(enabled=False)
-    )
-    for _ in range(3):
-        fake.then(status(500, headers={"retry-after-ms": "1"}))
-    caplog.set_level(logging.WARNING, logger="seawall.httpx")
-
-    def use() -> None:
-        with (
-            sync_client(sw, fake, max_retries=2) as client,
-            pytest.raises(anthropic.InternalServerError),
-        ):
-            client.messages.create(model=MODEL, max_tokens=10, messages=[])
-
-    await in_thread(use)
-    warnings = [r for r in caplog.records if "max_retries=0" in r.getMessage()]
-    assert len(warnings) == 1
-    assert fake.hits == 3
 
 
 async def test_sync_anthropic_stream_is_handed_on_as_it_comes(held: HeldStream) -> None:
