@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 import anthropic
 import httpx
 import httpx2
-import openai
 import pytest
 from aiohttp import web
 
@@ -202,20 +201,6 @@ async def test_anthropic_stream_is_handed_on_as_it_comes(held: HeldStream) -> No
     assert events[-1] == "message_stop"
     (key,) = sw.costs()["keys"].values()
     assert key["models"][MODEL]["output_tokens"] == 5
-
-
-async def test_openai_takes_an_httpx2_client_too(fake: FakeProvider) -> None:
-    """The installed OpenAI SDK takes an httpx or an httpx2 client; over httpx2 it is priced."""
-    sw = llm_seawall()
-    fake.then(status(503))
-    http = httpx2.AsyncClient(transport=sw.httpx_transport(package="httpx2"))
-    async with openai.AsyncOpenAI(
-        base_url=fake.url + "/v1", api_key="sk-test", max_retries=0, http_client=http
-    ) as client:
-        answer = await client.chat.completions.create(model="gpt-4o", messages=[])
-    assert answer.choices[0].message.content == "Hello from the fake."
-    assert fake.hits == 2
-    assert sw.costs()["calls"] == 1
 
 
 # --- the sync Anthropic client, in a thread ----------------------------------------------

@@ -1,12 +1,13 @@
-"""What every SDK client over seawall's httpx transports sees, the same for each: the OpenAI
-SDK over httpx and the Anthropic SDK over httpx2, their async clients and their sync clients
-(in a thread, while the event loop serves), against the fake provider on 127.0.0.1.
-Streams and what is particular to one SDK: tests/test_httpx.py, test_httpx_sync.py,
-test_httpx2.py."""
+"""What every SDK client over seawall's httpx transports sees, the same for each: the
+OpenAI SDK over httpx and over httpx2 (it takes either), the Anthropic SDK over httpx2;
+their async clients, and their sync clients in a thread while the event loop serves;
+against the fake provider on 127.0.0.1. Streams and what is particular to one SDK:
+tests/test_httpx.py, test_httpx_sync.py, test_httpx2.py."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
@@ -21,16 +22,20 @@ import pytest
 import seawall
 from seawall.fake_llm import FakeProvider, status
 
-SDKS = ["openai", "anthropic"]
+SDKS = ["openai", "openai-httpx2", "anthropic"]
 DIRECTIONS = pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 
 
-def _openai(sw: seawall.Seawall, url: str, sync: bool, max_retries: int) -> Any:
+def _openai(
+    sw: seawall.Seawall, url: str, sync: bool, max_retries: int, mod: ModuleType = httpx
+) -> Any:
+    """The OpenAI SDK takes an httpx client or an httpx2 one (``mod``)."""
     options: dict[str, Any] = {"base_url": url + "/v1", "api_key": "sk-test"}
+    package: Any = mod.__name__
     if sync:
-        http = httpx.Client(transport=sw.httpx_transport(sync=True))
+        http = mod.Client(transport=sw.httpx_transport(sync=True, package=package))
         return openai.OpenAI(**options, max_retries=max_retries, http_client=http)
-    http_async = httpx.AsyncClient(transport=sw.httpx_transport())
+    http_async = mod.AsyncClient(transport=sw.httpx_transport(package=package))
     return openai.AsyncOpenAI(**options, max_retries=max_retries, http_client=http_async)
 
 
@@ -46,6 +51,11 @@ def _anthropic(sw: seawall.Seawall, url: str, sync: bool, max_retries: int) -> A
 #: Per SDK: its client over seawall's transport, one call, and its module (its errors).
 CLIENTS: dict[str, tuple[Callable[..., Any], Callable[[Any], Any], ModuleType]] = {
     "openai": (_openai, lambda c: c.chat.completions.create(model="gpt-4o", messages=[]), openai),
+    "openai-httpx2": (
+        functools.partial(_openai, mod=httpx2),
+        lambda c: c.chat.completions.create(model="gpt-4o", messages=[]),
+        openai,
+    ),
     "anthropic": (
         _anthropic,
         lambda c: c.messages.create(model="claude-3-5-sonnet-latest", max_tokens=10, messages=[]),
