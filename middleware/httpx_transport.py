@@ -39,6 +39,7 @@ InnerT = TypeVar("InnerT")
 
 _CLOSED = BreakerState.CLOSED
 _SDK_RETRY_HEADER = "x-stainless-retry-count"  # the OpenAI and Anthropic SDKs alike
+_SDK_RETRY_KEY = _SDK_RETRY_HEADER.encode()
 
 
 def route_of(sw: Seawall, request: Any) -> Route:
@@ -200,9 +201,27 @@ class SyncCore(_Core[InnerT]):
         inner.close()
 
 
+def _sdk_retry(headers: Any) -> bool:
+    """Whether ``headers`` say an SDK re-sends the request (a retry count above 0).
+
+    Read from the headers' ``(raw, lower-cased, value)`` byte triples, as httpx
+    and httpx2 keep them: ``headers.get`` works out the headers' encoding
+    first, on every request, and was the sync lean path's largest cost. A
+    release without them gets ``get``.
+    """
+    try:
+        items = headers._list
+    except AttributeError:
+        return headers.get(_SDK_RETRY_HEADER, "0") not in ("", "0")
+    for _raw, key, value in items:
+        if key == _SDK_RETRY_KEY:
+            return value not in (b"", b"0")
+    return False
+
+
 def warn_sdk_retries(request: Any) -> bool:
     """Warn (once per transport: the caller keeps the flag) when an SDK re-sends a request."""
-    if request.headers.get(_SDK_RETRY_HEADER, "0") in ("", "0"):
+    if not _sdk_retry(request.headers):
         return False
     logger.warning(
         "an SDK client is retrying a request seawall already retried (its "
