@@ -1,4 +1,4 @@
-"""The Anthropic SDK over aiohttp with seawall: an overloaded 529 is waited out, costs counted.
+"""The Anthropic SDK through seawall's httpx2 transport: a 529 is waited out, costs counted.
 
 Run it as it is (it starts a fake Anthropic server on 127.0.0.1 that answers
 529 once), or ``python examples/anthropic_sdk.py https://api.anthropic.com``
@@ -12,7 +12,7 @@ import os
 import sys
 
 import anthropic
-from httpx_aiohttp.httpx2 import AiohttpTransport
+import httpx2
 
 import seawall
 from seawall.testing import FakeProvider, anthropic_error
@@ -26,11 +26,12 @@ async def ask(base_url: str, api_key: str) -> None:
         max_attempts=3, base_delay=0.1, max_delay=1.0, retry_methods=["POST"]
     )
     sw = seawall.Seawall(routes={"127.0.0.1": seawall.Policy.for_llm(retry=retry)})
-    async with sw.session() as session:
-        http = anthropic.DefaultAioHttpClient(transport=AiohttpTransport(client=session))
-        client = anthropic.AsyncAnthropic(
-            base_url=base_url, api_key=api_key, max_retries=0, http_client=http
-        )
+    # The SDK takes an httpx2 client; seawall's transport for it (seawall.httpx2).
+    http = httpx2.AsyncClient(transport=sw.httpx_transport(package="httpx2"))
+    # max_retries=0: seawall retries, the SDK must not multiply attempts.
+    async with anthropic.AsyncAnthropic(
+        base_url=base_url, api_key=api_key, max_retries=0, http_client=http
+    ) as client:
         message = await client.messages.create(
             model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "Say hello"}]
         )

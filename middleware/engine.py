@@ -9,6 +9,7 @@ loop, give-up, observer), the adapters (``seawall.aiohttp``,
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -52,10 +53,11 @@ from seawall.tables import Pattern
 
 if TYPE_CHECKING:
     import httpx
+    import httpx2
     from aiohttp import ClientMiddlewareType, ClientSession
 
-    from seawall.httpx import AsyncTransport
-    from seawall.httpx_sync import SyncTransport
+    import seawall.httpx
+    import seawall.httpx2
     from seawall.plugins.manager import PluginInfo
 
 # Old homes of names now defined lower down, kept importable from here.
@@ -251,35 +253,69 @@ class Seawall:
 
     @overload
     def httpx_transport(
-        self, transport: httpx.AsyncBaseTransport | None = None, *, sync: Literal[False] = False
-    ) -> AsyncTransport: ...
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        sync: Literal[False] | None = None,
+        package: Literal["httpx"] | None = None,
+    ) -> seawall.httpx.AsyncTransport: ...
 
     @overload
     def httpx_transport(
-        self, transport: httpx.BaseTransport | None = None, *, sync: Literal[True]
-    ) -> SyncTransport: ...
+        self,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        sync: Literal[True],
+        package: Literal["httpx"] | None = None,
+    ) -> seawall.httpx.SyncTransport: ...
 
+    @overload
     def httpx_transport(
         self,
-        transport: httpx.AsyncBaseTransport | httpx.BaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
         *,
-        sync: bool = False,
-    ) -> AsyncTransport | SyncTransport:
+        sync: Literal[False] | None = None,
+        package: Literal["httpx2"],
+    ) -> seawall.httpx2.AsyncTransport: ...
+
+    @overload
+    def httpx_transport(
+        self,
+        transport: httpx2.BaseTransport | None = None,
+        *,
+        sync: Literal[True],
+        package: Literal["httpx2"],
+    ) -> seawall.httpx2.SyncTransport: ...
+
+    @overload
+    def httpx_transport(
+        self, transport: httpx2.AsyncBaseTransport, *, sync: Literal[False] | None = None
+    ) -> seawall.httpx2.AsyncTransport: ...
+
+    @overload
+    def httpx_transport(
+        self, transport: httpx2.BaseTransport, *, sync: Literal[True]
+    ) -> seawall.httpx2.SyncTransport: ...
+
+    def httpx_transport(
+        self, transport: Any = None, *, sync: bool | None = None, package: str | None = None
+    ) -> Any:
         """An httpx transport through this seawall: ``httpx.AsyncClient(transport=...)``,
-        or with ``sync=True`` for ``httpx.Client(transport=...)``.
+        or with ``sync=True`` for ``httpx.Client(transport=...)``; with
+        ``package="httpx2"`` the same for httpx2's clients (the Anthropic SDK's).
 
         ``transport`` is the one that really sends (default
         ``httpx.AsyncHTTPTransport()``, or ``httpx.HTTPTransport()`` with
-        ``sync=True``). Needs ``seawall[httpx]``; see ``docs/httpx.md``.
+        ``sync=True``; httpx2's with ``package="httpx2"``); when given, its
+        class says the package and direction. Needs ``seawall[httpx]`` (or
+        httpx2); see ``docs/httpx.md``.
         """
-        # Imported here, not at the top: only users of httpx need httpx.
-        if sync:
-            from seawall.httpx_sync import SyncTransport
+        # Imported here, not at the top: only users of httpx (httpx2) need it.
+        from seawall.httpx_transport import binding_for
 
-            return SyncTransport(self, transport)  # type: ignore[arg-type]
-        from seawall.httpx import AsyncTransport
-
-        return AsyncTransport(self, transport)  # type: ignore[arg-type]
+        package, sync = binding_for(transport, sync, package)
+        binding = importlib.import_module(f"seawall.{package}")
+        return (binding.SyncTransport if sync else binding.AsyncTransport)(self, transport)
 
     def call(
         self,

@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from seawall._path.spec import CallSpec, call_key
+from seawall._path.spec import CallSpec, FirstAttempt, call_key
 from seawall._path.threads import SyncRun
 
 if TYPE_CHECKING:
@@ -27,9 +27,12 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def run(sw: Seawall, spec: CallSpec) -> SyncRun:
-    """The attempts of one call in this thread (iterate it: ``with attempt:`` each)."""
-    return SyncRun(sw.path, spec, sw.sleep)
+def run(sw: Seawall, spec: CallSpec, first: FirstAttempt | None = None) -> SyncRun:
+    """The attempts of one call in this thread (iterate it: ``with attempt:`` each).
+
+    ``first``: an attempt the adapter already made (its lean path), settled first.
+    """
+    return SyncRun(sw.path, spec, sw.sleep, first)
 
 
 def call(

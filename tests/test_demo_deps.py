@@ -16,6 +16,7 @@ NOT_IN_THE_DEMO_INSTALL = (
     "anthropic",
     "genai_prices",
     "httpx",
+    "httpx2",
     "httpx_aiohttp",
     "hypothesis",
     "matplotlib",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 
 import httpx
@@ -190,50 +189,3 @@ async def test_openai_async_through_the_transport(fake) -> None:
         parts = [c.choices[0].delta.content async for c in stream if c.choices]
     assert "".join(p or "" for p in parts)
     assert sw.costs()["calls"] == 2
-
-
-async def test_openai_sees_an_open_breaker_as_a_connection_error(fake) -> None:
-    """Not a timeout: APIConnectionError, with seawall's CircuitOpenError inside."""
-    pol = seawall.Policy.for_llm(
-        retry=seawall.RetryPolicy(max_attempts=1),
-        breaker=seawall.BreakerPolicy(failure_threshold=1, minimum_calls=1, window=1),
-    )
-    sw = seawall.Seawall(routes={"127.0.0.1": pol}, entrypoints=False)
-    fake.then(fake_status(500))
-    http = httpx.AsyncClient(transport=sw.httpx_transport())
-    async with openai.AsyncOpenAI(
-        base_url=fake.url + "/v1", api_key="sk-test", max_retries=0, http_client=http
-    ) as sdk:
-        with pytest.raises(openai.InternalServerError):
-            await sdk.chat.completions.create(model="gpt-4o", messages=[])
-        with pytest.raises(openai.APIConnectionError) as caught:
-            await sdk.chat.completions.create(model="gpt-4o", messages=[])
-    assert not isinstance(caught.value, openai.APITimeoutError)
-    assert isinstance(seawall.unwrap(caught.value), seawall.CircuitOpenError)
-    assert fake.hits == 1
-
-
-async def test_sdk_retries_on_top_are_warned_about_once(fake, caplog) -> None:
-    """A client left with max_retries > 0 re-sends what seawall gave up on: one warning."""
-    sw = seawall.Seawall(
-        routes={
-            "127.0.0.1": seawall.Policy.for_llm(
-                retry=seawall.RetryPolicy(max_attempts=1),
-                breaker=seawall.BreakerPolicy(enabled=False),
-            )
-        },
-        entrypoints=False,
-    )
-    for _ in range(6):
-        fake.then(fake_status(500, headers={"retry-after-ms": "1"}))
-    http = httpx.AsyncClient(transport=sw.httpx_transport())
-    caplog.set_level(logging.WARNING, logger="seawall.httpx")
-    async with openai.AsyncOpenAI(
-        base_url=fake.url + "/v1", api_key="sk-test", max_retries=2, http_client=http
-    ) as sdk:
-        for _ in range(2):
-            with pytest.raises(openai.InternalServerError):
-                await sdk.chat.completions.create(model="gpt-4o", messages=[])
-    warnings = [r for r in caplog.records if "max_retries=0" in r.getMessage()]
-    assert len(warnings) == 1
-    assert fake.hits == 6

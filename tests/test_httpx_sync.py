@@ -4,7 +4,6 @@ OpenAI sync client over it. Each client runs in a thread while the event loop se
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -16,7 +15,7 @@ from aiohttp.test_utils import TestServer
 import seawall
 from seawall.fake_llm import FakeProvider
 from seawall.fake_llm import status as fake_status
-from seawall.httpx_sync import SyncTransport
+from seawall.httpx import SyncTransport
 
 from ._helpers import policy
 from ._servers import closed_port
@@ -162,60 +161,3 @@ async def test_openai_sync_through_the_transport(fake: FakeProvider) -> None:
     assert streamed
     assert fake.hits == 3
     assert sw.costs()["calls"] == 2
-
-
-async def test_openai_sync_sees_an_open_breaker_as_a_connection_error(
-    fake: FakeProvider,
-) -> None:
-    sw = llm_seawall(
-        retry=seawall.RetryPolicy(max_attempts=1),
-        breaker=seawall.BreakerPolicy(failure_threshold=1, minimum_calls=1, window=1),
-    )
-    fake.then(fake_status(500))
-
-    def use() -> list[Exception]:
-        seen: list[Exception] = []
-        with openai.OpenAI(
-            base_url=fake.url + "/v1", api_key="sk-test", max_retries=0, http_client=client(sw)
-        ) as sdk:
-            for _ in range(2):
-                try:
-                    sdk.chat.completions.create(model="gpt-4o", messages=[])
-                except openai.APIError as exc:
-                    seen.append(exc)
-        return seen
-
-    server_error, refused = await in_thread(use)
-    assert isinstance(server_error, openai.InternalServerError)
-    assert isinstance(refused, openai.APIConnectionError)
-    assert not isinstance(refused, openai.APITimeoutError)
-    assert isinstance(seawall.unwrap(refused), seawall.CircuitOpenError)
-    assert fake.hits == 1
-
-
-async def test_sync_sdk_retries_on_top_are_warned_about_once(
-    fake: FakeProvider, caplog: pytest.LogCaptureFixture
-) -> None:
-    sw = llm_seawall(
-        retry=seawall.RetryPolicy(max_attempts=1), breaker=seawall.BreakerPolicy(enabled=False)
-    )
-    for _ in range(6):
-        fake.then(fake_status(500, headers={"retry-after-ms": "1"}))
-    caplog.set_level(logging.WARNING, logger="seawall.httpx")
-
-    def use() -> int:
-        failed = 0
-        with openai.OpenAI(
-            base_url=fake.url + "/v1", api_key="sk-test", max_retries=2, http_client=client(sw)
-        ) as sdk:
-            for _ in range(2):
-                try:
-                    sdk.chat.completions.create(model="gpt-4o", messages=[])
-                except openai.InternalServerError:
-                    failed += 1
-        return failed
-
-    assert await in_thread(use) == 2
-    warnings = [r for r in caplog.records if "max_retries=0" in r.getMessage()]
-    assert len(warnings) == 1
-    assert fake.hits == 6

@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from seawall import _testmode
 from seawall._path.loop import CallState, Loop
-from seawall._path.spec import Attempt, CallSpec
+from seawall._path.spec import Attempt, CallSpec, FirstAttempt
 
 __all__ = ["Block", "SyncAttempt", "SyncRun"]
 
@@ -98,10 +98,17 @@ class SyncRun:
     history in its notes, or seawall's error), as ``async for`` does.
     """
 
-    def __init__(self, loop: Loop, spec: CallSpec, sleep: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        loop: Loop,
+        spec: CallSpec,
+        sleep: Callable[[float], None],
+        first: FirstAttempt | None = None,
+    ) -> None:
         self._loop = loop
         self._spec = spec
         self._sleep = sleep
+        self._first = first  # an attempt the adapter made (a lean path): settled first
         self._call: CallState | None = None
         self._current: SyncAttempt | None = None
         self._number = 0
@@ -128,7 +135,13 @@ class SyncRun:
         loop, spec = self._loop, self._spec
         call = self._call
         if call is None:
-            call = self._call = loop.begin(spec)
+            first, self._first = self._first, None
+            call = self._call = loop.begin(spec, first)
+            if first is not None:
+                call.took(first)
+                self._number = 1
+                self._settle(call, 1)
+                return self.__next__()  # the loop's answer to it: stop, or wait and go on
         elif self._stop is not None or self._delay is None:
             self._done = True
             stop, self._stop = self._stop, None
@@ -174,9 +187,13 @@ class SyncRun:
         else:
             assert isinstance(exc, Exception)
             call.result, call.exc = None, exc
+        self._settle(call, attempt.number)
+
+    def _settle(self, call: CallState, number: int) -> None:
+        """The verdict on the attempt just made, and what next (``_delay``, or ``_stop``)."""
         try:
             with self._spec.state.lock:
-                self._delay = loop.settle(call, attempt.number)
+                self._delay = self._loop.settle(call, number)
         except Exception as stop:  # the call gives up: raised by the `for` statement
             self._delay, self._stop = None, stop
 

@@ -89,11 +89,13 @@ def _tls_handshake(exc: BaseException) -> bool:
     return isinstance(exc, ssl.SSLError) and not isinstance(exc, SSL_BROKEN)
 
 
-_HTTPX: list[tuple[tuple[type[BaseException], ...], Classification]] = []
+#: httpx and httpx2 (its fork, with the same exceptions in classes of its own).
+_HTTPX_PACKAGES = ("httpx", "httpx2")
+_HTTPX: dict[int, list[tuple[tuple[type[BaseException], ...], Classification]]] = {}
 
 
-def _httpx_types() -> list[tuple[tuple[type[BaseException], ...], Classification]]:
-    """httpx's exception types and their meaning; empty until httpx is imported.
+def _httpx_types(httpx: Any) -> list[tuple[tuple[type[BaseException], ...], Classification]]:
+    """The exception types of ``httpx`` (the module, or httpx2) and their meaning.
 
     Seawall never imports httpx: an httpx exception can exist only once
     something else did, so its module is looked up in ``sys.modules``.
@@ -101,21 +103,16 @@ def _httpx_types() -> list[tuple[tuple[type[BaseException], ...], Classification
     scheme, a request httpx could not send (``LocalProtocolError``) and too
     many redirects are not; an undecodable answer is the upstream's fault.
     """
-    if _HTTPX:
-        return _HTTPX
-    httpx: Any = sys.modules.get("httpx")
-    if httpx is None:
-        return _HTTPX
-    _HTTPX.extend(
-        (
+    found = _HTTPX.get(id(httpx))
+    if found is None:
+        found = _HTTPX[id(httpx)] = [
             ((httpx.TimeoutException,), TIMEOUT),
             ((httpx.InvalidURL, httpx.UnsupportedProtocol), INVALID_URL),
             ((httpx.LocalProtocolError, httpx.TooManyRedirects), CALLER),
             ((httpx.DecodingError,), MALFORMED_RESPONSE),
             ((httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError), NETWORK),
-        )
-    )
-    return _HTTPX
+        ]
+    return found
 
 
 def _httpx_tls(exc: BaseException) -> Classification | None:
@@ -129,14 +126,17 @@ def _httpx_tls(exc: BaseException) -> Classification | None:
 
 
 def _by_httpx(exc: BaseException) -> Classification | None:
-    httpx: Any = sys.modules.get("httpx")
-    if httpx is None or not isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+    for name in _HTTPX_PACKAGES:
+        httpx: Any = sys.modules.get(name)
+        if httpx is not None and isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+            break
+    else:
         return None
     if isinstance(exc, httpx.HTTPStatusError):
         return classify_status(exc.response.status_code)
     if isinstance(exc, httpx.ConnectError) and (tls := _httpx_tls(exc)) is not None:
         return tls
-    for types, classification in _httpx_types():
+    for types, classification in _httpx_types(httpx):
         if isinstance(exc, types):
             return with_reason(classification, exc)
     return None

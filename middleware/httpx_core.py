@@ -1,0 +1,379 @@
+"""The httpx transports' one implementation: httpx and httpx2, async and sync.
+
+httpx2 (the fork of httpx the Anthropic SDK takes) has httpx's API in
+classes of its own, so a transport for one is no transport for the other. The
+code here names neither package: a ``Kind`` (built once per package and
+direction by ``kind``) holds what differs, the package's classes and how a
+body is read (awaited, or read in the thread). The transports are in
+``seawall.httpx_transport``; the bindings (``seawall.httpx``, ``seawall.httpx2``)
+mix them into each package's own base transport.
+
+The body steps (peek at an error body, price an LLM answer) are coroutines
+written once. The async transport awaits them; the sync one runs them with
+``run_sync``: its streams never suspend, so the coroutine ends at its first step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from seawall import costs
+from seawall._body import ERROR_BODY_LIMIT
+from seawall._path.spec import Attempt, BrokenBody, CallSpec
+from seawall.errors import (
+    CircuitOpenError,
+    DeadlineExceededError,
+    RetriesExhaustedError,
+    RetryBudgetExhaustedError,
+    SeawallError,
+)
+from seawall.policy import IDEMPOTENT_METHODS
+
+if TYPE_CHECKING:
+    from seawall.engine import Seawall
+
+__all__ = ["STREAMING", "AsyncKind", "Kind", "SyncKind", "kind", "run_sync", "twins"]
+
+T = TypeVar("T")
+
+STREAMING = "text/event-stream"
+
+# Closing a discarded response is async; the loop's discard is not. The tasks
+# are kept here until they end (the event loop holds only weak references).
+_closing: set[asyncio.Task[None]] = set()
+
+
+def run_sync(step: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends (its awaits are on sync streams)."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    step.close()
+    msg = "unreachable: a sync transport's step suspended"  # pragma: no cover
+    raise AssertionError(msg)  # pragma: no cover
+
+
+# --- the package's classes ------------------------------------------------------------
+
+
+@functools.cache
+def twins(mod: ModuleType) -> dict[type[SeawallError], type[SeawallError]]:
+    """Seawall's errors as ``mod``'s transport errors (``HttpxCircuitOpenError``, ...),
+    made once per package (``except`` needs the same classes every time).
+
+    Each is both: ``except httpx.TransportError`` (or ``httpx2.``) and
+    ``except seawall.CircuitOpenError`` catch it. ``DeadlineExceededError``'s
+    twin is a ``TimeoutException``.
+    """
+    prefix = "Httpx2" if mod.__name__ == "httpx2" else "Httpx"
+    made: dict[type[SeawallError], type[SeawallError]] = {}
+    for error in (CircuitOpenError, RetryBudgetExhaustedError, RetriesExhaustedError):
+        made[error] = _twin(prefix, error, mod.TransportError, mod.__name__)
+    made[DeadlineExceededError] = _twin(
+        prefix, DeadlineExceededError, mod.TimeoutException, mod.__name__
+    )
+    return made
+
+
+def _twin(prefix: str, error: type[SeawallError], base: type, package: str) -> type[SeawallError]:
+    doc = f"``{error.__name__}`` raised from the {package} transport: a ``{base.__name__}``."
+    made: type[SeawallError] = type(
+        f"{prefix}{error.__name__}",
+        (error, base),
+        {"__doc__": doc, "__module__": f"seawall.{package}"},
+    )
+    return made
+
+
+class _Replay:
+    """A body's chunks already read, then the rest of the original stream (``tap`` sees
+    each chunk before it is handed on, then ``b""`` once at the end or on close)."""
+
+    def __init__(
+        self,
+        head: list[bytes],
+        rest: Any,
+        original: Any,
+        tap: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self._head = head
+        self._rest = rest  # the original's iterator, part read; None: not started
+        self._original = original
+        self._tap = tap
+
+    def _take_head(self) -> list[bytes]:
+        head, self._head = self._head, []
+        return head
+
+    def _pass(self, chunk: bytes) -> bytes:
+        if self._tap is not None:
+            self._tap(chunk)  # before handing it on: an SDK stops reading at "[DONE]"
+        return chunk
+
+    def _finish(self) -> None:
+        tap, self._tap = self._tap, None
+        if tap is not None:
+            tap(b"")
+
+
+class _AsyncReplay(_Replay):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._take_head():
+            yield chunk
+        async for chunk in self._rest or aiter(self._original):
+            yield self._pass(chunk)
+        self._finish()
+
+    async def aclose(self) -> None:
+        self._finish()  # an SDK closes the stream without reading past its end
+        await self._original.aclose()
+
+
+class _SyncReplay(_Replay):
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._take_head()
+        for chunk in self._rest or iter(self._original):
+            yield self._pass(chunk)
+        self._finish()
+
+    def close(self) -> None:
+        self._finish()
+        self._original.close()
+
+
+# --- what differs: the package and the direction -------------------------------------
+
+
+class Kind:
+    """One package (``mod``: httpx or httpx2) in one direction (async or sync)."""
+
+    replay: Callable[..., Any]
+
+    def __init__(self, mod: ModuleType) -> None:
+        self.mod = mod
+        self.twins = twins(mod)
+
+    # Each of these is a coroutine for both directions; the sync ones never suspend.
+    async def send(self, transport: Any, request: Any) -> Any:
+        raise NotImplementedError
+
+    async def next_chunk(self, chunks: Any) -> bytes | None:
+        raise NotImplementedError
+
+    async def close_stream(self, stream: Any) -> None:
+        raise NotImplementedError
+
+    async def close_response(self, resp: Any) -> None:
+        raise NotImplementedError
+
+    def chunks(self, stream: Any) -> Any:
+        raise NotImplementedError
+
+    def default(self) -> Any:
+        """The package's own HTTP transport, wrapped when none is given."""
+        raise NotImplementedError
+
+    def discard(self, value: Any) -> None:
+        """Close a response the loop will not return (a retried failure)."""
+        raise NotImplementedError
+
+
+class AsyncKind(Kind):
+    def __init__(self, mod: ModuleType) -> None:
+        super().__init__(mod)
+        self.replay = type("Replay", (_AsyncReplay, mod.AsyncByteStream), {})
+
+    async def send(self, transport: Any, request: Any) -> Any:
+        return await transport.handle_async_request(request)
+
+    def default(self) -> Any:
+        return self.mod.AsyncHTTPTransport()
+
+    def chunks(self, stream: Any) -> Any:
+        return aiter(stream)
+
+    async def next_chunk(self, chunks: Any) -> bytes | None:
+        try:
+            chunk: bytes = await anext(chunks)
+        except StopAsyncIteration:
+            return None
+        return chunk
+
+    async def close_stream(self, stream: Any) -> None:
+        await stream.aclose()
+
+    async def close_response(self, resp: Any) -> None:
+        await asyncio.shield(resp.aclose())
+
+    def discard(self, value: Any) -> None:
+        if isinstance(value, self.mod.Response) and not isinstance(
+            value.stream, self.mod.ByteStream
+        ):
+            task = asyncio.get_running_loop().create_task(value.aclose())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+class SyncKind(Kind):
+    def __init__(self, mod: ModuleType) -> None:
+        super().__init__(mod)
+        self.replay = type("Replay", (_SyncReplay, mod.SyncByteStream), {})
+
+    async def send(self, transport: Any, request: Any) -> Any:
+        return transport.handle_request(request)
+
+    def default(self) -> Any:
+        return self.mod.HTTPTransport()
+
+    def chunks(self, stream: Any) -> Any:
+        return iter(stream)
+
+    async def next_chunk(self, chunks: Any) -> bytes | None:
+        chunk: bytes | None = next(chunks, None)
+        return chunk
+
+    async def close_stream(self, stream: Any) -> None:
+        stream.close()
+
+    async def close_response(self, resp: Any) -> None:
+        resp.close()
+
+    def discard(self, value: Any) -> None:
+        if isinstance(value, self.mod.Response):
+            value.close()
+
+
+@functools.cache
+def kind(mod: ModuleType, sync: bool) -> Kind:
+    """The ``Kind`` of ``mod`` (httpx or httpx2) in one direction, made once."""
+    return SyncKind(mod) if sync else AsyncKind(mod)
+
+
+# --- reading bodies, once for every kind ---------------------------------------------
+
+
+def content_type(resp: Any) -> str:
+    value: str = resp.headers.get("content-type", "")
+    return value.partition(";")[0].strip().lower()
+
+
+def encoded(resp: Any) -> bool:
+    """Whether the raw body is compressed (the transport sees it before httpx decodes it)."""
+    value: str = resp.headers.get("content-encoding", "identity")
+    return value.strip().lower() != "identity"
+
+
+def too_long(resp: Any, limit: int) -> bool:
+    """Whether the declared length is above ``limit`` (then the body is not peeked at)."""
+    length = resp.headers.get("content-length")
+    return length is not None and length.isdigit() and int(length) > limit
+
+
+async def peek(kind: Kind, resp: Any, limit: int) -> bytes | None:
+    """Up to ``limit`` raw bytes of ``resp``'s body, leaving the whole body readable.
+
+    ``None`` without reading when the declared length is above ``limit``. A
+    body read to its end is closed at once (the connection goes back to the
+    pool) and replayed from memory; a longer one is replayed from what was
+    read followed by the rest.
+    """
+    if too_long(resp, limit):
+        return None
+    original = resp.stream
+    rest = kind.chunks(original)
+    parts: list[bytes] = []
+    size = 0
+    ended = False
+    while size <= limit:
+        chunk = await kind.next_chunk(rest)
+        if chunk is None:
+            ended = True
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    body = b"".join(parts)
+    if ended:
+        await kind.close_stream(original)
+        resp.stream = kind.mod.ByteStream(body)
+    else:
+        resp.stream = kind.replay(parts, rest, original)
+    return body[:limit]
+
+
+def decoded(mod: ModuleType, resp: Any, raw: bytes | None) -> bytes | None:
+    """``raw`` as the caller will read it (decompressed); ``None`` if it cannot be."""
+    if raw is None or not encoded(resp):
+        return raw
+    try:
+        scratch = mod.Response(200, headers={"content-encoding": resp.headers["content-encoding"]})
+        scratch.stream = mod.ByteStream(raw)
+        body: bytes = scratch.read()
+    except mod.DecodingError:
+        return None  # cut short at the limit, or not what the header says
+    return body
+
+
+async def failed(kind: Kind, resp: Any, method: str) -> Attempt:
+    """An error response, with the start of its body for the classifiers.
+
+    A request that is not idempotent by HTTP semantics whose error body
+    breaks off is never re-sent: the server has seen it.
+    """
+    kind_of = content_type(resp)
+    body = None
+    if kind_of != STREAMING and method != "HEAD":
+        try:
+            body = decoded(kind.mod, resp, await peek(kind, resp, ERROR_BODY_LIMIT))
+        except BaseException as exc:
+            await kind.close_response(resp)
+            if isinstance(exc, Exception) and method not in IDEMPOTENT_METHODS:
+                raise BrokenBody(exc, resp.status_code) from exc
+            raise
+    return Attempt(resp, resp.status_code, resp.headers, body, kind_of)
+
+
+async def watch_cost(kind: Kind, sw: Seawall, key: str, url: str, resp: Any) -> None:
+    """Read the usage of a successful LLM answer, leaving the body whole for the caller.
+
+    A stream (not compressed) is tapped as it passes; a JSON body is peeked at.
+    """
+    kind_of = content_type(resp)
+    if kind_of == STREAMING and not encoded(resp):
+
+        def done(usage: costs.Usage) -> None:
+            costs.account(sw.cost_tracker, sw.hooks, key, url, usage, streamed=True)
+
+        resp.stream = kind.replay([], None, resp.stream, costs.StreamUsage(done))
+    elif kind_of == "application/json":
+        try:
+            raw = await peek(kind, resp, costs.SUCCESS_BODY_LIMIT)
+        except BaseException:
+            await kind.close_response(resp)
+            raise
+        body = decoded(kind.mod, resp, raw)
+        usage = costs.usage_from_json(body) if body else None
+        if usage is not None:
+            costs.account(sw.cost_tracker, sw.hooks, key, url, usage)
+
+
+async def attempt(kind: Kind, sw: Seawall, spec: CallSpec, transport: Any, request: Any) -> Attempt:
+    """One attempt: send ``request`` through ``transport``; an error body is peeked at,
+    an LLM answer priced."""
+    resp = await kind.send(transport, request)
+    status = resp.status_code
+    method = request.method
+    if status < 400:
+        if spec.llm and method != "HEAD":
+            try:
+                await watch_cost(kind, sw, spec.key, str(spec.redacted_url), resp)
+            except Exception as exc:
+                # A success status: whatever happens to the body, never re-sent.
+                raise BrokenBody(exc, status) from exc
+        return Attempt(resp, status, resp.headers)
+    return await failed(kind, resp, method)
