@@ -238,6 +238,12 @@ _CLOSED = BreakerState.CLOSED  # read through the class, a member costs a descri
 
 _watching: tuple[weakref.ref[asyncio.AbstractEventLoop], watchdog.Watchdog] | None = None
 
+# Bound once: a module attribute or a C method looked up per call costs more than the call.
+_inbound_deadline = DEADLINE_VAR.get
+_running_loop = asyncio.get_running_loop
+_current_task = watchdog.current_task
+_monotonic = time.monotonic
+
 
 async def run_call(
     sw: Seawall,
@@ -274,7 +280,7 @@ async def run_call(
         started = clock()
         cooldown = state.cooldown
         limit = route.limit
-        inbound = DEADLINE_VAR.get()
+        inbound = _inbound_deadline()
         if (
             state.breaker.state is _CLOSED
             and cooldown.rate is None
@@ -294,8 +300,8 @@ async def run_call(
                 lock.release()
             task = dog = None
             if limit is not None:  # >= watchdog.MIN_LIMIT: Route.fast says so
-                loop = asyncio.get_running_loop()
-                task = watchdog.current_task(loop)
+                loop = _running_loop()
+                task = _current_task(loop)
                 assert task is not None, "seawall calls run inside a task"
                 watching = _watching  # the last loop's watchdog (watchdog.of, inlined)
                 if watching is not None and watching[0]() is loop:
@@ -303,7 +309,7 @@ async def run_call(
                 else:
                     dog = watchdog.of(loop)
                     _watching = (weakref.ref(loop), dog)
-                if dog.stock and clock is time.monotonic:  # its clock is ours: no second reading
+                if dog.stock and clock is _monotonic:  # its clock is ours: no second reading
                     due = started + limit  # Watchdog.watch_at, written out
                     dog.deadlines[task] = due
                     if task.cancelling() or due < dog.next_at:
