@@ -22,14 +22,13 @@ import inspect
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from types import CoroutineType, FunctionType
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from seawall import sync, watchdog
 from seawall._path.spec import (
     CallSpec,
     FirstAttempt,
-    Misuse,
     attempt_timeout,
     call_key,
     coroutine_attempt,
@@ -236,6 +235,8 @@ def protect(
 _CLOSED = BreakerState.CLOSED  # read through the class, a member costs a descriptor call
 
 
+_UNSET: Any = object()  # what fn(...) gave, before it gave anything
+
 _watching: tuple[weakref.ref[asyncio.AbstractEventLoop], watchdog.Watchdog] | None = None
 
 # Bound once: a module attribute or a C method looked up per call costs more than the call.
@@ -318,14 +319,17 @@ async def run_call(
                     dog.watch(task, limit)
             exc: Exception | None = None
             value: Any = None
+            awaitable: Any = _UNSET
             try:
                 awaitable = fn(*args, **kwargs) if kwargs else fn(*args)
-                if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
-                    raise not_awaitable(fn, awaitable)
-                value = await awaitable
-            except Misuse as misuse:
-                raise TypeError(str(misuse)) from None
+                value = await awaitable  # not awaitable: a TypeError, told apart below
             except Exception as caught:
+                if (
+                    type(caught) is TypeError
+                    and awaitable is not _UNSET
+                    and not inspect.isawaitable(awaitable)
+                ):
+                    raise TypeError(str(not_awaitable(fn, awaitable))) from None
                 exc = caught
             except asyncio.CancelledError:
                 if dog is None or task is None or limit is None or not dog.timed_out(task):
