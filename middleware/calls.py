@@ -146,22 +146,50 @@ class Using:
 
     def protect(self, fn: Callable[P, Any], /) -> Callable[P, Any]:
         """``fn`` wrapped: each call runs as ``self.call(fn, ...)`` (a ``def``: ``call_sync``)."""
-        return protect_with(fn, lambda: self)
+        return protect_with(fn, self)
 
 
-def protect_with(fn: Callable[P, Any], using: Callable[[], Using]) -> Callable[P, Any]:
+def protect_with(fn: Callable[P, Any], using: Callable[[], Using] | Using) -> Callable[P, Any]:
     """``fn`` wrapped, each call run as ``using().call(fn, ...)``: every argument reaches it.
 
-    An ``async def`` is awaited on the event loop (its calls take ``run_call``'s
-    lean first attempt); a plain ``def`` runs in the calling thread
-    (``using().call_sync``), sleeping it between attempts.
+    ``using`` is a ``Using`` (fixed options: ``sw.protect``), or a function
+    giving one at each call (``seawall.retry``, over the default seawall of the
+    moment). An ``async def`` is awaited on the event loop (its calls take
+    ``run_call``'s lean first attempt); a plain ``def`` runs in the calling
+    thread (``call_sync``), sleeping it between attempts.
     """
     if not callable(fn):
         msg = f"seawall's decorators wrap a function; {fn!r} is not callable"
         raise TypeError(msg)
+    if isinstance(using, Using):
+        fixed = using
+        if not inspect.iscoroutinefunction(fn):
+            return sync.protect(fn, fixed.call_sync)
+        return _wrap_fixed(fn, fixed)
+    get = using
     if not inspect.iscoroutinefunction(fn):
-        return sync.protect(fn, lambda f, *a, **kw: using().call_sync(f, *a, **kw))
-    return _wrap_async(fn, using)
+        return sync.protect(fn, lambda f, *a, **kw: get().call_sync(f, *a, **kw))
+    return _wrap_async(fn, get)
+
+
+def _wrap_fixed(
+    fn: Callable[P, Coroutine[Any, Any, T]], using: Using
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``fn`` under fixed options: read once here, not at each call."""
+    sw, key, context, policy, retry_if = (
+        using._sw,
+        using._key,
+        using._context,
+        using._policy,
+        using._retry_if,
+    )
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = await run_call(sw, fn, args, kwargs, key, context, policy, retry_if)
+        return result
+
+    return wrapper
 
 
 def _wrap_async(
