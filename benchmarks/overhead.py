@@ -278,7 +278,8 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
     against the bare handler: the bare attempt also builds an ``Attempt``, which
     the middleware never does, so it is not the middleware's baseline).
     ``fn``/``call``/``call_key``/``protect``: an async function returning at
-    once, awaited bare, through ``sw.call`` and through a ``@sw.protect`` wrapper. Shared with ``instructions.py``.
+    once, awaited bare, through ``sw.call`` and through a ``@sw.protect`` wrapper.
+    Shared with ``instructions.py``.
     """
     from _common import seawall_policy
     from yarl import URL
