@@ -10,7 +10,8 @@ same round), so drift between rounds cancels out.
 Pure decision cost, without network (``CASES``): ``Seawall.run()`` around an
 attempt that returns ``Attempt(value, 200, headers)`` at once, against a bare
 ``await attempt()``; the aiohttp middleware itself around a handler that
-answers 200 at once (its lean path); ``sw.call(fn)``, ``sw.call(fn, key=...)``
+answers 200 at once (its lean path), against a bare ``await handler(request)``;
+``sw.call(fn)``, ``sw.call(fn, key=...)``
 and a ``@sw.protect`` wrapper around an async function that returns at once,
 against a bare ``await fn()``. Medians of interleaved rounds, per call.
 ``--decision-only`` skips the end-to-end part.
@@ -259,7 +260,8 @@ async def end_to_end(
 CASES: dict[str, tuple[str, str | None]] = {
     "bare": ("bare `await attempt()`", None),
     "run": ("`Seawall.run()`", "bare"),
-    "path": ("the aiohttp middleware (`sw.middleware()`)", "bare"),
+    "handler": ("bare `await handler(request)`", None),
+    "path": ("the aiohttp middleware (`sw.middleware()`)", "handler"),
     "fn": ("bare `await fn()`", None),
     "call": ("`sw.call(fn)`", "fn"),
     "call_key": ('`sw.call(fn, key="k")`', "fn"),
@@ -270,11 +272,14 @@ CASES: dict[str, tuple[str, str | None]] = {
 async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any, None]]], Any]:
     """Each case as a coroutine function making ``n`` calls; and the ``Seawall`` to close.
 
-    ``bare``/``run``/``path``: an attempt returning ``Attempt(value, 200,
-    headers)`` at once, through ``Seawall.run()``, and the middleware around a
-    handler that answers 200 at once. ``fn``/``call``/``call_key``/``protect``:
-    an async function returning at once, awaited bare, through ``sw.call`` and
-    through a ``@sw.protect`` wrapper. Shared with ``instructions.py``.
+    ``bare``/``run``: an attempt returning ``Attempt(value, 200, headers)`` at
+    once, bare and through ``Seawall.run()``; ``handler``/``path``: a handler
+    that answers 200 at once, awaited bare and through the middleware (measured
+    against the bare handler: the bare attempt also builds an ``Attempt``, which
+    the middleware never does, so it is not the middleware's baseline).
+    ``fn``/``call``/``call_key``/``protect``: an async function returning at
+    once, awaited bare, through ``sw.call`` and through a ``@sw.protect`` wrapper.
+    Shared with ``instructions.py``.
     """
     from _common import seawall_policy
     from yarl import URL
@@ -333,6 +338,10 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
         for _ in range(n):
             await sw.run(spec, attempt)
 
+    async def bare_handler(n: int) -> None:
+        for _ in range(n):
+            await handler(request)
+
     async def path(n: int) -> None:
         for _ in range(n):
             await middleware(request, handler)
@@ -356,6 +365,7 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
     cases: dict[str, Callable[[int], Coroutine[Any, Any, None]]] = {
         "bare": bare,
         "run": run,
+        "handler": bare_handler,
         "path": path,
         "fn": bare_fn,
         "call": call_fn,

@@ -98,6 +98,7 @@ _CLOSED = BreakerState.CLOSED
 
 
 _current_task = _watchdog.current_task
+_inbound_deadline = DEADLINE_VAR.get  # bound once: a C method looked up per call costs more
 
 _STREAMING = "text/event-stream"
 
@@ -255,7 +256,7 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
         cooldown = state.cooldown
         started = clock()
         limit = route.limit
-        inbound = DEADLINE_VAR.get()
+        inbound = _inbound_deadline()
         if (
             state.breaker.state is not _CLOSED
             or state.breaker.ramp_until > started  # the ramp after a recovery queues calls
@@ -264,9 +265,18 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
             or (inbound is not None and (limit is None or inbound - time.monotonic() <= limit))
         ):
             return await _through_run(sw, route, req, handler)
+        # KeyState.begin, Watchdog.watch_at/done and the success's bookkeeping are
+        # written out (as in seawall.calls.run_call): here each Python call, and
+        # each `with` on the lock (its __enter__ parses arguments), costs more
+        # than the work it does. run_call's block is this one's twin, kept apart
+        # on purpose (sharing cost +0.9k instructions a call, docs/architecture.md).
         lock = state.lock  # threads (sync calls) may share this key's state
-        with lock:
-            state.begin(started)
+        lock.acquire()
+        try:
+            state.stats.requests += 1  # KeyState.begin
+            state.budget.on_request(started)
+        finally:
+            lock.release()
         # Not counted in cooldown.inflight: only LLM routes read rate-limit
         # headers, and they never come this way (FirstAttempt counts a failure).
         task = watching = None
@@ -280,7 +290,10 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
             task = _current_task(loop)
             assert task is not None, "aiohttp requests run inside a task"
             if dog_clock:  # the watchdog's clock is ours: no second reading
-                watching.watch_at(task, started + limit)
+                due = started + limit  # Watchdog.watch_at
+                watching.deadlines[task] = due
+                if task.cancelling() or due < watching.next_at:
+                    watching.watch_at(task, due)  # the rare cases: as the watchdog does them
             else:
                 watching.watch(task, limit)
         result: Attempt | None = None
@@ -296,15 +309,20 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
                 raise  # cancelled: never retried, never counted
             exc = attempt_timeout(limit)
         finally:
-            if watching is not None and task is not None:
-                watching.done(task)
+            if watching is not None and task is not None:  # Watchdog.done
+                watching.deadlines.pop(task, None)
+                if watching.base:
+                    watching.base.pop(task, None)
         ended = clock()
         if result is None and exc is None:
             breaker = state.breaker
-            with lock:
+            lock.acquire()
+            try:
                 if not breaker.quiet:
                     breaker.succeeded()
                 state.stats.first_try(ended - started)
+            finally:
+                lock.release()
             return resp
         first = FirstAttempt(started, ended, result, exc)
         return await _through_run(sw, route, req, handler, first)

@@ -22,20 +22,27 @@ import inspect
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from types import CoroutineType, FunctionType
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from seawall import sync, watchdog
 from seawall._path.spec import (
     CallSpec,
     FirstAttempt,
-    Misuse,
     attempt_timeout,
     call_key,
     coroutine_attempt,
     not_awaitable,
 )
 from seawall.breaker import BreakerState
+from seawall.call_options import (
+    OPTION_NAMES,
+    Retried,
+    check_call,
+    check_collisions,
+    check_options,
+    retry_predicate,
+)
 from seawall.context import merge as merge_context
 from seawall.deadline import DEADLINE_VAR
 from seawall.policy import Policy
@@ -43,11 +50,13 @@ from seawall.policy import Policy
 if TYPE_CHECKING:
     from seawall.engine import Seawall
 
+# The option checks live in seawall.call_options; kept importable from here.
 __all__ = [
     "OPTION_NAMES",
     "Decorator",
     "Retried",
     "Using",
+    "check_call",
     "check_collisions",
     "check_options",
     "protect",
@@ -58,12 +67,6 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-#: Seawall's keyword options of ``sw.call``, which a wrapped function may also take.
-OPTION_NAMES = ("key", "context", "policy")
-
-#: What ``on=`` accepts: exception types, or a predicate over the exception.
-Retried = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
 class Decorator(Protocol):
@@ -77,92 +80,6 @@ class Decorator(Protocol):
 
     @overload
     def __call__(self, fn: Callable[P, T], /) -> Callable[P, T]: ...
-
-
-def retry_predicate(on: Retried | None, where: str) -> Callable[[BaseException], bool] | None:
-    """``on=`` as a predicate; a clear ``TypeError`` for anything else."""
-    if on is None:
-        return None
-    if isinstance(on, type) and issubclass(on, BaseException):
-        kind: type[BaseException] = on
-        return lambda exc: isinstance(exc, kind)
-    if (
-        isinstance(on, tuple)
-        and on
-        and all(isinstance(t, type) and issubclass(t, BaseException) for t in on)
-    ):
-        kinds = on
-        return lambda exc: isinstance(exc, kinds)
-    if callable(on) and not isinstance(on, type | tuple):
-        return on
-    msg = (
-        f"{where}(on={on!r}): give an exception type, a non-empty tuple of them, or a "
-        "function that takes the exception and returns True to retry it"
-    )
-    raise TypeError(msg)
-
-
-def check_options(where: str, key: object, policy: object, *, key_required: bool = False) -> None:
-    """Refuse a ``key`` that is not a string (or missing, when required) and a ``policy``
-    that is not a ``Policy``, naming ``where`` they were given."""
-    if (key is not None or key_required) and not isinstance(key, str):
-        msg = f"{where}(key={key!r}): give the key as a string"
-        raise TypeError(msg)
-    if policy is not None and not isinstance(policy, Policy):
-        msg = f"{where}(policy={policy!r}): give a seawall.Policy"
-        raise TypeError(msg)
-
-
-@functools.lru_cache(maxsize=1024)
-def _parameters(fn: Callable[..., Any]) -> Mapping[str, int | None]:
-    """``fn``'s parameters that a keyword can fill: name -> position (``None``: keyword-only)."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):  # builtins and odd callables: nothing to collide with
-        return {}
-    found: dict[str, int | None] = {}
-    for index, p in enumerate(params):
-        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
-            found[p.name] = index
-        elif p.kind is inspect.Parameter.KEYWORD_ONLY:
-            found[p.name] = None
-    return found
-
-
-def check_collisions(fn: Callable[..., Any], n_args: int, given: Mapping[str, object]) -> None:
-    """Refuse ``sw.call(fn, key=...)`` when ``fn`` has its own ``key`` parameter.
-
-    Only options actually given are checked, so a plain ``sw.call(fn, x)``
-    never inspects ``fn``. A parameter the ``n_args`` positional arguments
-    already fill does not collide (``sw.call(get, "user:1", key="cache")``).
-    """
-    names = [name for name, value in given.items() if value is not None]
-    if not names:
-        return
-    target: Any = fn
-    if inspect.ismethod(fn):  # cache the function, not each bound method (it holds its object)
-        target, n_args = fn.__func__, n_args + 1
-    try:
-        own = _parameters(target)
-    except TypeError:  # unhashable callable
-        own = _parameters.__wrapped__(target)
-    clash = []
-    for name in names:
-        if name in own:
-            position = own[name]
-            if position is None or position >= n_args:
-                clash.append(name)
-    if not clash:
-        return
-    label = call_key(fn)
-    shown = ", ".join(f"{name}=" for name in clash)
-    msg = (
-        f"sw.call({label}, {shown}...): {label} takes {shown} itself, so it is not clear "
-        "whether it is for seawall or for the function. Give seawall's options first and "
-        f"every keyword goes to the function: await sw.using({clash[0]}=...).call({label}, "
-        f"..., {clash[0]}=...)  (or decorate it with @sw.protect(...))"
-    )
-    raise TypeError(msg)
 
 
 class Using:
@@ -229,22 +146,50 @@ class Using:
 
     def protect(self, fn: Callable[P, Any], /) -> Callable[P, Any]:
         """``fn`` wrapped: each call runs as ``self.call(fn, ...)`` (a ``def``: ``call_sync``)."""
-        return protect_with(fn, lambda: self)
+        return protect_with(fn, self)
 
 
-def protect_with(fn: Callable[P, Any], using: Callable[[], Using]) -> Callable[P, Any]:
+def protect_with(fn: Callable[P, Any], using: Callable[[], Using] | Using) -> Callable[P, Any]:
     """``fn`` wrapped, each call run as ``using().call(fn, ...)``: every argument reaches it.
 
-    An ``async def`` is awaited on the event loop (its calls take ``run_call``'s
-    lean first attempt); a plain ``def`` runs in the calling thread
-    (``using().call_sync``), sleeping it between attempts.
+    ``using`` is a ``Using`` (fixed options: ``sw.protect``), or a function
+    giving one at each call (``seawall.retry``, over the default seawall of the
+    moment). An ``async def`` is awaited on the event loop (its calls take
+    ``run_call``'s lean first attempt); a plain ``def`` runs in the calling
+    thread (``call_sync``), sleeping it between attempts.
     """
     if not callable(fn):
         msg = f"seawall's decorators wrap a function; {fn!r} is not callable"
         raise TypeError(msg)
+    if isinstance(using, Using):
+        fixed = using
+        if not inspect.iscoroutinefunction(fn):
+            return sync.protect(fn, fixed.call_sync)
+        return _wrap_fixed(fn, fixed)
+    get = using
     if not inspect.iscoroutinefunction(fn):
-        return sync.protect(fn, lambda f, *a, **kw: using().call_sync(f, *a, **kw))
-    return _wrap_async(fn, using)
+        return sync.protect(fn, lambda f, *a, **kw: get().call_sync(f, *a, **kw))
+    return _wrap_async(fn, get)
+
+
+def _wrap_fixed(
+    fn: Callable[P, Coroutine[Any, Any, T]], using: Using
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``fn`` under fixed options: read once here, not at each call."""
+    sw, key, context, policy, retry_if = (
+        using._sw,
+        using._key,
+        using._context,
+        using._policy,
+        using._retry_if,
+    )
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = await run_call(sw, fn, args, kwargs, key, context, policy, retry_if)
+        return result
+
+    return wrapper
 
 
 def _wrap_async(
@@ -318,7 +263,15 @@ def protect(
 _CLOSED = BreakerState.CLOSED  # read through the class, a member costs a descriptor call
 
 
+_UNSET: Any = object()  # what fn(...) gave, before it gave anything
+
 _watching: tuple[weakref.ref[asyncio.AbstractEventLoop], watchdog.Watchdog] | None = None
+
+# Bound once: a module attribute or a C method looked up per call costs more than the call.
+_inbound_deadline = DEADLINE_VAR.get
+_running_loop = asyncio.get_running_loop
+_current_task = watchdog.current_task
+_monotonic = time.monotonic
 
 
 async def run_call(
@@ -356,7 +309,7 @@ async def run_call(
         started = clock()
         cooldown = state.cooldown
         limit = route.limit
-        inbound = DEADLINE_VAR.get()
+        inbound = _inbound_deadline()
         if (
             state.breaker.state is _CLOSED
             and cooldown.rate is None
@@ -364,13 +317,23 @@ async def run_call(
             and state.breaker.ramp_until <= started  # the ramp after a recovery queues calls
             and (inbound is None or (limit is not None and inbound - time.monotonic() > limit))
         ):
+            # The bookkeeping of KeyState.begin, Watchdog.watch_at/done and a success,
+            # written out: each Python call, and each `with` on the lock (its
+            # __enter__ parses arguments), costs more than the work itself here.
+            # The aiohttp middleware's lean block is its twin, kept apart on purpose:
+            # sharing even the two locked sections as functions cost +0.9k
+            # instructions a call (docs/architecture.md); keep the two in step.
             lock = state.lock  # threads (sync calls) may share this key's state
-            with lock:
-                state.begin(started)
+            lock.acquire()
+            try:
+                state.stats.requests += 1  # KeyState.begin, written out
+                state.budget.on_request(started)
+            finally:
+                lock.release()
             task = dog = None
             if limit is not None:  # >= watchdog.MIN_LIMIT: Route.fast says so
-                loop = asyncio.get_running_loop()
-                task = watchdog.current_task(loop)
+                loop = _running_loop()
+                task = _current_task(loop)
                 assert task is not None, "seawall calls run inside a task"
                 watching = _watching  # the last loop's watchdog (watchdog.of, inlined)
                 if watching is not None and watching[0]() is loop:
@@ -378,35 +341,46 @@ async def run_call(
                 else:
                     dog = watchdog.of(loop)
                     _watching = (weakref.ref(loop), dog)
-                if dog.stock and clock is time.monotonic:  # its clock is ours: no second reading
-                    dog.watch_at(task, started + limit)
+                if dog.stock and clock is _monotonic:  # its clock is ours: no second reading
+                    due = started + limit  # Watchdog.watch_at, written out
+                    dog.deadlines[task] = due
+                    if task.cancelling() or due < dog.next_at:
+                        dog.watch_at(task, due)  # the rare cases: as the watchdog does them
                 else:
                     dog.watch(task, limit)
             exc: Exception | None = None
             value: Any = None
+            awaitable: Any = _UNSET
             try:
-                awaitable = fn(*args, **kwargs)
-                if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
-                    raise not_awaitable(fn, awaitable)
-                value = await awaitable
-            except Misuse as misuse:
-                raise TypeError(str(misuse)) from None
+                awaitable = fn(*args, **kwargs) if kwargs else fn(*args)
+                value = await awaitable  # not awaitable: a TypeError, told apart below
             except Exception as caught:
+                if (
+                    type(caught) is TypeError
+                    and awaitable is not _UNSET
+                    and not inspect.isawaitable(awaitable)
+                ):
+                    raise TypeError(str(not_awaitable(fn, awaitable))) from None
                 exc = caught
             except asyncio.CancelledError:
                 if dog is None or task is None or limit is None or not dog.timed_out(task):
                     raise  # cancelled: never retried, never counted
                 exc = attempt_timeout(limit)
             finally:
-                if dog is not None and task is not None:
-                    dog.done(task)
+                if dog is not None and task is not None:  # Watchdog.done, written out
+                    dog.deadlines.pop(task, None)
+                    if dog.base:
+                        dog.base.pop(task, None)
             ended = clock()
             if exc is None:
                 breaker = state.breaker
-                with lock:
+                lock.acquire()
+                try:
                     if not breaker.quiet:
                         breaker.succeeded()
                     state.stats.first_try(ended - started)
+                finally:
+                    lock.release()
                 return value
             first = FirstAttempt(started, ended, None, exc)
     spec = CallSpec(

@@ -12,15 +12,15 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import aiohttp
 import attrs
 from yarl import URL
 
-from seawall import calls as _calls
 from seawall import costs as _costs
+from seawall import forms as _forms
 from seawall._path.loop import Loop, classify
 from seawall._path.observer import Observer
 from seawall._path.registry import MAX_KEYS, Registry, Route, origin_key
@@ -33,13 +33,10 @@ from seawall._path.spec import (
     call_key,
 )
 from seawall.aiohttp import make_middleware
-from seawall.blocks import Attempts
-from seawall.calls import Retried, Using, check_collisions, check_options, run_call
 from seawall.config import load_config, read_file, state_from_config
 from seawall.costs import CostTracker
 from seawall.escalation import EscalationPolicy, Escalator
 from seawall.fleet import Fleet, FleetStore, make_store
-from seawall.guard import BreakerGuard
 from seawall.llm import is_llm_route
 from seawall.metrics import health_report
 from seawall.outcome import Classification, Outcome
@@ -74,8 +71,6 @@ __all__ = [
     "call_key",
     "origin_key",
 ]
-
-T = TypeVar("T")
 
 
 class Seawall:
@@ -317,99 +312,16 @@ class Seawall:
         binding = importlib.import_module(f"seawall.{package}")
         return (binding.SyncTransport if sync else binding.AsyncTransport)(self, transport)
 
-    def call(
-        self,
-        fn: Callable[..., Awaitable[T]],
-        /,
-        *args: Any,
-        key: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        policy: Policy | None = None,
-        **kwargs: Any,
-    ) -> Coroutine[Any, Any, T]:
-        """Run ``await fn(*args, **kwargs)`` under seawall's protection.
+    # --- the call forms (seawall.forms) -----------------------------------------
 
-        ``key`` names the breaker and budget (default: ``fn``'s qualified name)
-        and picks the route policy of that name. When it gives up on an
-        exception, the original exception is raised with the attempt history
-        in its ``__notes__``. If ``fn`` takes a ``key``, ``context`` or
-        ``policy`` of its own, giving one here is a ``TypeError``: use
-        ``sw.using(key=...).call(fn, key=...)``, where every keyword goes to ``fn``.
-        Such mistakes raise at once; otherwise it returns the call to await.
-        """
-        if key is not None or context is not None or policy is not None:
-            check_options("sw.call", key, policy)
-            check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
-        # Not a coroutine of its own: run_call's is awaited directly (one frame less).
-        return run_call(self, fn, args, kwargs, key, context, policy)
-
-    def call_sync(
-        self,
-        fn: Callable[..., T],
-        /,
-        *args: Any,
-        key: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        policy: Policy | None = None,
-        **kwargs: Any,
-    ) -> T:
-        """``call`` for a plain function: ``fn(*args, **kwargs)`` in this thread, protected.
-
-        Waits between attempts sleep the thread; the key's breaker, budget and
-        counters are shared with async calls. See docs/sync.md.
-        """
-        if key is not None or context is not None or policy is not None:
-            check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
-        using = Using(self, key=key, context=context, policy=policy)
-        return using.call_sync(fn, *args, **kwargs)
-
-    def using(
-        self,
-        *,
-        key: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        policy: Policy | None = None,
-        on: Retried | None = None,
-    ) -> Using:
-        """Seawall's options apart from the function's: ``sw.using(key="k").call(fn, key=1)``.
-
-        ``on``: retry only these exception types (or those a predicate accepts).
-        """
-        return Using(self, key=key, context=context, policy=policy, on=on)
-
-    def attempts(
-        self,
-        *,
-        key: str,
-        context: Mapping[str, Any] | None = None,
-        policy: Policy | None = None,
-        on: Retried | None = None,
-    ) -> Attempts:
-        """The block form: ``async for attempt in sw.attempts(key="k"): with attempt: ...``.
-
-        See ``seawall.blocks`` (and docs/sync.md): a block's failure is retried
-        or raised from the ``async for``; the block has no per-attempt time limit.
-        """
-        return Attempts(self, key=key, context=context, policy=policy, on=on)
-
-    def breaker(
-        self,
-        key: str,
-        *,
-        policy: Policy | None = None,
-        context: Mapping[str, Any] | None = None,
-    ) -> BreakerGuard:
-        """Guard a block with ``key``'s circuit breaker: ``async with sw.breaker("payments"):``.
-
-        An open breaker raises ``CircuitOpenError`` before the block runs; the
-        block's exception is classified and counted, never retried or
-        swallowed. See ``seawall.guard``.
-        """
-        return BreakerGuard(self, key, policy=policy, context=context)
-
+    call = _forms.call
+    call_sync = _forms.call_sync
+    using = _forms.using
+    attempts = _forms.attempts
+    breaker = _forms.breaker
     #: Decorator form of ``call``: ``@sw.protect`` or ``@sw.protect(key="search")``
     #: (``seawall.calls.protect``); every argument of the decorated function reaches it.
-    protect = _calls.protect
+    protect = _forms.protect
 
     async def run(
         self,

@@ -8,23 +8,29 @@ dict or TOML lives in ``seawall.config``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
 
-from seawall._checks import (
-    boolean,
-    http_method,
-    name_list,
-    number,
-    one_of,
-    optional_number,
-    show,
-    whole,
-)
+from seawall._checks import boolean, number, one_of, optional_number, show, whole
 from seawall.outcome import Category
+from seawall.policy_fields import (
+    BACKOFFS,
+    BREAKER_MODES,
+    BUDGET_OFF,
+    DEFAULT_JITTER_FACTOR,
+    DEFAULT_RETRY_ON,
+    HOLD_OFF,
+    IDEMPOTENT_METHODS,
+    JITTERS,
+    PROBES,
+    SECONDS,
+    categories,
+    jitter_factor,
+    key_choice,
+    methods,
+)
 
 __all__ = [
     "BACKOFFS",
@@ -39,97 +45,6 @@ __all__ = [
     "RetryPolicy",
     "TimeoutPolicy",
 ]
-
-#: Methods retried by default: the idempotent ones (RFC 9110, section 9.2.2).
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-
-#: Categories retried by default. CONFLICT (409) and UNKNOWN are here so that
-#: their classifications' ``max_retries=1`` can allow the one retry DESIGN.md
-#: promises; remove them to never retry those (docs/architecture.md).
-DEFAULT_RETRY_ON = frozenset(
-    {
-        Category.NETWORK,
-        Category.TIMEOUT,
-        Category.RATE_LIMIT,
-        Category.SERVER,
-        Category.CONFLICT,
-        Category.UNKNOWN,
-    }
-)
-
-#: Backoff strategies the built-in plugin knows.
-BACKOFFS = ("exponential", "decorrelated", "constant", "linear")
-
-#: Jitter modes the built-in plugin knows.
-JITTERS = ("full", "equal", "proportional", "none")
-
-#: ``jitter_factor`` when ``jitter="proportional"`` and no factor is given: ±10 %.
-DEFAULT_JITTER_FACTOR = 0.1
-
-
-def _methods(value: Any) -> frozenset[str]:
-    name = "RetryPolicy.retry_methods"
-    return name_list(
-        value, name, what="HTTP methods", example="['GET', 'PUT']", item=http_method(name)
-    )
-
-
-def _category(item: Any) -> Category:
-    if isinstance(item, Category):
-        return item
-    if not isinstance(item, str):
-        msg = (
-            f"RetryPolicy.retry_on: {show(item)} is not a category name; "
-            "give strings such as 'server'"
-        )
-        raise TypeError(msg)
-    try:
-        return Category(item.strip().lower())
-    except ValueError:
-        names = [c.value for c in Category]
-        near = difflib.get_close_matches(item.strip().lower(), names, n=1)
-        hint = f"did you mean {near[0]!r}? " if near else ""
-        msg = (
-            f"RetryPolicy.retry_on: {show(item)} is not a category; "
-            f"{hint}use some of {', '.join(names)}"
-        )
-        raise ValueError(msg) from None
-
-
-def _categories(value: Any) -> frozenset[Category]:
-    if isinstance(value, Category):
-        value = [value]
-    example = "['network', 'server']"
-    return name_list(
-        value, "RetryPolicy.retry_on", what="categories", example=example, item=_category
-    )
-
-
-_SECONDS = "seconds"
-_FACTOR = number(0, high=1, strict=True)
-
-
-def _jitter_factor(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """``None``, or a fraction in (0, 1], and only with ``jitter="proportional"``."""
-    if value is None:
-        return
-    _FACTOR(instance, attribute, value)
-    jitter = instance.jitter
-    if jitter != "proportional" and jitter in JITTERS:  # a bad jitter reports itself
-        msg = (
-            f"{type(instance).__name__}.jitter_factor={value!r} applies only to "
-            f"jitter='proportional', but jitter={jitter!r}; set jitter='proportional' "
-            "or leave jitter_factor out"
-        )
-        raise ValueError(msg)
-
-
-_BUDGET_OFF = "to turn the budget off, set enabled to False instead"
-_HOLD_OFF = "hold=0 fails calls at once while the breaker is open (the classic breaker)"
-_PROBES = "probes above 0.05 of the requests would cost more than an outage may (0 = classic)"
-
-#: The breaker's modes: open/half-open with held calls, or SRE adaptive throttling.
-BREAKER_MODES = ("classic", "adaptive")
 
 
 @attrs.frozen(kw_only=True)
@@ -154,13 +69,13 @@ class RetryPolicy:
     jitter: Literal["full", "equal", "proportional", "none"] = attrs.field(
         default="full", validator=one_of(JITTERS)
     )
-    jitter_factor: float | None = attrs.field(default=None, validator=_jitter_factor)
-    base_delay: float = attrs.field(default=0.1, validator=number(0, unit=_SECONDS))
+    jitter_factor: float | None = attrs.field(default=None, validator=jitter_factor)
+    base_delay: float = attrs.field(default=0.1, validator=number(0, unit=SECONDS))
     multiplier: float = attrs.field(default=2.0, validator=number(1))
-    max_delay: float = attrs.field(default=20.0, validator=number(0, unit=_SECONDS))
-    retry_methods: frozenset[str] = attrs.field(default=IDEMPOTENT_METHODS, converter=_methods)
-    retry_on: frozenset[Category] = attrs.field(default=DEFAULT_RETRY_ON, converter=_categories)
-    retry_after_max: float = attrs.field(default=60.0, validator=number(0, unit=_SECONDS))
+    max_delay: float = attrs.field(default=20.0, validator=number(0, unit=SECONDS))
+    retry_methods: frozenset[str] = attrs.field(default=IDEMPOTENT_METHODS, converter=methods)
+    retry_on: frozenset[Category] = attrs.field(default=DEFAULT_RETRY_ON, converter=categories)
+    retry_after_max: float = attrs.field(default=60.0, validator=number(0, unit=SECONDS))
 
     @property
     def proportion(self) -> float:
@@ -211,18 +126,18 @@ class BreakerPolicy:
     failure_rate: float = attrs.field(default=0.5, validator=number(0, high=1))
     window: int = attrs.field(default=100, validator=whole(1))
     minimum_calls: int = attrs.field(default=20, validator=whole(1))
-    recovery_timeout: float = attrs.field(default=30.0, validator=number(0, unit=_SECONDS))
+    recovery_timeout: float = attrs.field(default=30.0, validator=number(0, unit=SECONDS))
     half_open_max_calls: int = attrs.field(default=1, validator=whole(1))
     success_threshold: int = attrs.field(default=1, validator=whole(1))
     enabled: bool = attrs.field(default=True, validator=boolean)
-    hold: float = attrs.field(default=0.25, validator=number(0, unit=_SECONDS, hint=_HOLD_OFF))
+    hold: float = attrs.field(default=0.25, validator=number(0, unit=SECONDS, hint=HOLD_OFF))
     hold_max_calls: int = attrs.field(default=100, validator=whole(1))
-    probe_share: float = attrs.field(default=0.025, validator=number(0, high=0.05, hint=_PROBES))
+    probe_share: float = attrs.field(default=0.025, validator=number(0, high=0.05, hint=PROBES))
     mode: Literal["classic", "adaptive"] = attrs.field(
         default="classic", validator=one_of(BREAKER_MODES)
     )
     k: float = attrs.field(default=2.0, validator=number(1, high=100))
-    throttle_window: float = attrs.field(default=10.0, validator=number(1, unit=_SECONDS))
+    throttle_window: float = attrs.field(default=10.0, validator=number(1, unit=SECONDS))
 
     @minimum_calls.validator
     def _check_minimum_calls(self, _attribute: attrs.Attribute[int], value: int) -> None:
@@ -247,10 +162,10 @@ class TimeoutPolicy:
     """
 
     attempt: float | None = attrs.field(
-        default=30.0, validator=optional_number(0, strict=True, unit=_SECONDS)
+        default=30.0, validator=optional_number(0, strict=True, unit=SECONDS)
     )
     deadline: float | None = attrs.field(
-        default=120.0, validator=optional_number(0, strict=True, unit=_SECONDS)
+        default=120.0, validator=optional_number(0, strict=True, unit=SECONDS)
     )
 
 
@@ -263,20 +178,10 @@ class BudgetPolicy:
     so that a quiet key can still retry.
     """
 
-    ratio: float = attrs.field(default=0.5, validator=number(0, hint=_BUDGET_OFF))
-    min_retries_per_second: float = attrs.field(default=5.0, validator=number(0, hint=_BUDGET_OFF))
-    window: float = attrs.field(default=10.0, validator=number(0, strict=True, unit=_SECONDS))
+    ratio: float = attrs.field(default=0.5, validator=number(0, hint=BUDGET_OFF))
+    min_retries_per_second: float = attrs.field(default=5.0, validator=number(0, hint=BUDGET_OFF))
+    window: float = attrs.field(default=10.0, validator=number(0, strict=True, unit=SECONDS))
     enabled: bool = attrs.field(default=True, validator=boolean)
-
-
-def _key_choice(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        msg = (
-            f"{type(instance).__name__}.{attribute.name} must be a non-empty string "
-            f"(a fixed key, or 'model' to key by the JSON body's model) or None, "
-            f"got {show(value)}"
-        )
-        raise (ValueError if value == "" else TypeError)(msg)
 
 
 def merge_section(base: Any, override: Any, name: str) -> Any:
@@ -326,7 +231,7 @@ class Policy:
     breaker: BreakerPolicy = attrs.field(factory=BreakerPolicy)
     timeout: TimeoutPolicy = attrs.field(factory=TimeoutPolicy)
     budget: BudgetPolicy = attrs.field(factory=BudgetPolicy)
-    key: str | None = attrs.field(default=None, validator=_key_choice)
+    key: str | None = attrs.field(default=None, validator=key_choice)
     llm: bool = attrs.field(default=False, validator=boolean)
 
     @retry.validator

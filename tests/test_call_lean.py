@@ -12,6 +12,7 @@ so the retry budget is exact on both sides.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -322,3 +323,56 @@ async def test_a_forgotten_key_is_counted_afresh(monkeypatch: pytest.MonkeyPatch
     assert "first" not in sw.health()["keys"]
     await sw.call(up, 1, key="first")
     assert _books(sw, "first")["requests"] == 1
+
+
+async def test_a_type_error_of_the_function_is_not_taken_for_a_missing_await() -> None:
+    """Only a result that cannot be awaited is the caller's mistake; the function's own
+    TypeError (a plain function raising before it returns anything, or a coroutine's)
+    is a failure like any other, on the lean path as through run()."""
+
+    def plain_raises() -> Any:
+        raise TypeError("own")
+
+    async def async_raises() -> None:
+        raise TypeError("own")
+
+    for fn in (plain_raises, async_raises):
+        seen = []
+        for sw in _pair():
+            with pytest.raises(TypeError, match="own") as info:
+                await sw.call(fn, key="k")
+            assert "awaitable" not in str(info.value)
+            seen.append(_books(sw, "k"))
+        assert seen[0] == seen[1]
+        assert seen[0]["attempts"] == 1  # a TypeError is a bug of the caller: never retried
+
+
+async def test_the_collision_check_remembered_per_code_still_refuses_every_clash() -> None:
+    """sw.call(fn, key=...) remembers per code object that a function takes no option;
+    closures of a function that does take one, and wrappers that borrow such a
+    signature (functools.wraps), are refused every time."""
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+
+    def make() -> Callable[..., Any]:
+        async def takes_key(key: str) -> str:
+            return key
+
+        return takes_key
+
+    async def plain(x: int) -> int:
+        return x
+
+    for _ in range(3):  # a new closure each time, one code object
+        with pytest.raises(TypeError, match="takes key= itself"):
+            await sw.call(make(), key="k")
+        assert await sw.call(plain, 1, key="k") == 1
+
+    inner = make()
+
+    @functools.wraps(inner)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return await inner(*args, **kwargs)
+
+    with pytest.raises(TypeError, match="takes key= itself"):
+        await sw.call(wrapper, key="k")
+    assert await sw.call(make(), "mine", key="k") == "mine"  # filled by position: no clash

@@ -1,0 +1,126 @@
+"""The call forms of the facade: ``sw.call``, ``call_sync``, ``using``, ``attempts``,
+``breaker`` and ``@sw.protect``.
+
+Plain functions whose first parameter is the ``Seawall``: the class takes
+each as a method (``call = forms.call``). Each only checks its options and
+hands over to an adapter (``seawall.calls``, ``seawall.blocks``,
+``seawall.guard``), which does the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from seawall import calls as _calls
+from seawall.blocks import Attempts
+from seawall.call_options import Retried, check_call, check_collisions
+from seawall.calls import Using, run_call
+from seawall.guard import BreakerGuard
+from seawall.policy import Policy
+
+if TYPE_CHECKING:
+    from seawall.engine import Seawall
+
+__all__ = ["attempts", "breaker", "call", "call_sync", "protect", "using"]
+
+T = TypeVar("T")
+
+
+def call(
+    sw: Seawall,
+    fn: Callable[..., Awaitable[T]],
+    /,
+    *args: Any,
+    key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
+    **kwargs: Any,
+) -> Coroutine[Any, Any, T]:
+    """Run ``await fn(*args, **kwargs)`` under seawall's protection.
+
+    ``key`` names the breaker and budget (default: ``fn``'s qualified name)
+    and picks the route policy of that name. When it gives up on an
+    exception, the original exception is raised with the attempt history
+    in its ``__notes__``. If ``fn`` takes a ``key``, ``context`` or
+    ``policy`` of its own, giving one here is a ``TypeError``: use
+    ``sw.using(key=...).call(fn, key=...)``, where every keyword goes to ``fn``.
+    Such mistakes raise at once; otherwise it returns the call to await.
+    """
+    if key is not None or context is not None or policy is not None:
+        check_call("sw.call", fn, len(args), key, context, policy)
+    # Not a coroutine of its own: run_call's is awaited directly (one frame less).
+    return run_call(sw, fn, args, kwargs, key, context, policy)
+
+
+def call_sync(
+    sw: Seawall,
+    fn: Callable[..., T],
+    /,
+    *args: Any,
+    key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
+    **kwargs: Any,
+) -> T:
+    """``call`` for a plain function: ``fn(*args, **kwargs)`` in this thread, protected.
+
+    Waits between attempts sleep the thread; the key's breaker, budget and
+    counters are shared with async calls. See docs/sync.md.
+    """
+    if key is not None or context is not None or policy is not None:
+        check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
+    using = Using(sw, key=key, context=context, policy=policy)
+    return using.call_sync(fn, *args, **kwargs)
+
+
+def using(
+    sw: Seawall,
+    *,
+    key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
+    on: Retried | None = None,
+) -> Using:
+    """Seawall's options apart from the function's: ``sw.using(key="k").call(fn, key=1)``.
+
+    ``on``: retry only these exception types (or those a predicate accepts).
+    """
+    return Using(sw, key=key, context=context, policy=policy, on=on)
+
+
+def attempts(
+    sw: Seawall,
+    *,
+    key: str,
+    context: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
+    on: Retried | None = None,
+) -> Attempts:
+    """The block form: ``async for attempt in sw.attempts(key="k"): with attempt: ...``.
+
+    See ``seawall.blocks`` (and docs/sync.md): a block's failure is retried
+    or raised from the ``async for``; the block has no per-attempt time limit.
+    """
+    return Attempts(sw, key=key, context=context, policy=policy, on=on)
+
+
+def breaker(
+    sw: Seawall,
+    key: str,
+    *,
+    policy: Policy | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> BreakerGuard:
+    """Guard a block with ``key``'s circuit breaker: ``async with sw.breaker("payments"):``.
+
+    An open breaker raises ``CircuitOpenError`` before the block runs; the
+    block's exception is classified and counted, never retried or
+    swallowed. See ``seawall.guard``.
+    """
+    return BreakerGuard(sw, key, policy=policy, context=context)
+
+
+#: Decorator form of ``call``: ``@sw.protect`` or ``@sw.protect(key="search")``
+#: (``seawall.calls.protect``); every argument of the decorated function reaches it.
+protect = _calls.protect
