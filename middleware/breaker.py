@@ -12,19 +12,18 @@ import asyncio
 import enum
 import random
 from collections.abc import Callable
-from typing import Protocol
 
 import attrs
 
-from seawall.breaker_parts import Verdict, _Held, _Throttle, _Window
+from seawall.breaker_parts import Counts, Verdict, _Held, _Meter, _Ramp, _Throttle, _Window
 from seawall.policy import BreakerPolicy
 
-__all__ = ["Breaker", "BreakerState", "Permit", "Transition", "seed"]
+__all__ = ["Breaker", "BreakerState", "Counts", "Permit", "Transition", "seed"]
 
 #: Once a probe succeeds, held calls and then new arrivals leave in one queue
 #: (the ramp) at this much more than the key's recent request rate: the
 #: backlog drains at this share of the rate, and no one jumps it.
-DRAIN_SHARE = 0.15
+DRAIN_SHARE = 0.10
 #: With no request rate known, held calls leave spread over this many seconds.
 RAMP = 0.5
 #: A closed breaker measures the request rate over at most this many seconds
@@ -35,17 +34,6 @@ MIN_SPAN = 0.05
 #: With the request rate known, a call waits for the next probe's verdict up to
 #: the probe interval, but never longer than this many ``hold``s.
 HOLD_STRETCH = 4.0
-
-
-class Counts(Protocol):
-    """Where the breaker reads how many calls the key has started (``KeyState``).
-
-    Read through the key's state, not its ``KeyStats``: ``reset_metrics``
-    replaces those, and a breaker holding the old ones measured a rate of 0.
-    """
-
-    @property
-    def requests(self) -> int: ...
 
 
 #: The recovery jitter's random numbers, shared by every breaker: one
@@ -104,15 +92,14 @@ class Breaker:
     """Counts failures of one key and decides whether to let calls through."""
 
     __slots__ = (
-        "_calls",
         "_clock",
         "_failures_in_window",
-        "_gap",
         "_held",
-        "_mark",
+        "_meter",
         "_on_transition",
         "_probe_successes",
         "_probes",
+        "_ramp",
         "_reopen_at",
         "_rng",
         "_run",
@@ -154,16 +141,15 @@ class Breaker:
         self._reopen_at = 0.0
         self._probes = 0
         self._probe_successes = 0
-        #: Where the calls started on the key are counted (for the request rate).
-        self._calls = calls
-        #: (when, calls counted then): where the current rate measurement began.
-        self._mark: tuple[float, int] | None = None
+        #: Measures the request rate from where the calls started on the key are counted.
+        self._meter = _Meter(calls) if calls is not None else None
         #: The key's recent request rate (calls/s), measured around openings; 0: unknown.
         self.rate = 0.0
         self._held: _Held | None = None
-        #: While the ramp after a close lasts, the next free turn (this clock); else in the past.
+        #: While new calls queue in the ramp after a close, its next free turn
+        #: (this clock; in the past after a stall); 0.0 when they do not.
         self.ramp_until = 0.0
-        self._gap = 0.0  # seconds between turns of the ramp
+        self._ramp: _Ramp | None = None  # the turns of the held calls and the queued arrivals
         self._throttle = _Throttle(policy.throttle_window) if policy.mode == "adaptive" else None
 
     # --- questions -------------------------------------------------------
@@ -343,26 +329,42 @@ class Breaker:
         count = held.live()
         if count:
             rate = self.rate
+            # No rate to queue new arrivals at: spread the held calls only.
+            gap = 1.0 / ((1.0 + DRAIN_SHARE) * rate) if rate > 0 else RAMP / count
+            ramp = self._ramp = _Ramp(now, gap)
+            held.answer(count, lambda _: ramp.book(now))
             if rate > 0:
-                gap = 1.0 / ((1.0 + DRAIN_SHARE) * rate)
-                self._gap, self.ramp_until = gap, now + count * gap
-            else:
-                gap = RAMP / count  # no rate to queue new arrivals at: spread the held only
-            held.answer(count, lambda i: now + i * gap)
+                self.ramp_until = ramp.line
 
-    def turn(self) -> float:
-        """A new call during the ramp: book the next turn; seconds to wait for it (0: go).
+    def turn(self) -> float | None:
+        """A new call during the ramp: its ticket (when its turn is due), or ``None``: go now.
 
-        A turn further away than a hold ends the ramp (the rate was measured
-        too low for the queue to drain): the call goes at once.
+        The call sleeps until the ticket and leaves through ``depart``. The
+        ramp ends when nobody waits in it any more, or when the next turn is
+        further away than a hold (the rate was measured too low for the queue
+        to drain) or more than a hold behind (nobody is left to wait for).
         """
+        ramp = self._ramp
         now = self._clock()
-        slot = self.ramp_until
-        if slot <= now or slot - now > self.hold_span():
+        if ramp is None or ramp.drained(now) or abs(ramp.line - now) > self.hold_span():
             self.ramp_until = 0.0
-            return 0.0
-        self.ramp_until = slot + self._gap
-        return slot - now
+            return None
+        ticket = ramp.book(now)
+        self.ramp_until = ramp.line
+        return ticket
+
+    def depart(self) -> float:
+        """A call whose ramp ticket is due leaves: seconds to wait first (0: go now).
+
+        Departures keep a gap apart however late the loop woke their callers.
+        """
+        ramp = self._ramp
+        return ramp.depart(self._clock()) if ramp is not None else 0.0
+
+    def leave_turn(self) -> None:
+        """A call with a ramp ticket stopped waiting (cancelled, out of time)."""
+        if self._ramp is not None:
+            self._ramp.leave()
 
     def end_ramp(self) -> None:
         """Stop queueing new calls (a cooldown paces the key: it knows the upstream's limit)."""
@@ -377,22 +379,13 @@ class Breaker:
 
     def _start_measuring(self) -> None:
         """A failure while closed: measure the rate from here if no measure is recent."""
-        calls = self._calls
-        if calls is not None:
-            now = self._clock()
-            mark = self._mark
-            if mark is None or now - mark[0] > RATE_HORIZON:
-                self._mark = (now, calls.requests)
+        if self._meter is not None:
+            self._meter.start(self._clock(), RATE_HORIZON)
 
     def _measure(self, now: float) -> None:
         """Fold the rate since the mark into ``rate`` and start the next measurement."""
-        calls, mark = self._calls, self._mark
-        if calls is None:
-            return
-        if mark is not None and now - mark[0] >= MIN_SPAN:
-            measured = (calls.requests - mark[1]) / (now - mark[0])
-            self.rate = measured if not self.rate else (self.rate + measured) / 2
-        self._mark = (now, calls.requests)
+        if self._meter is not None:
+            self.rate = self._meter.measure(now, self.rate, MIN_SPAN)
 
     def hold_span(self) -> float:
         """How long a call may wait for a probe's verdict (before its deadline).
@@ -449,6 +442,7 @@ class Breaker:
     def _open(self) -> None:
         now = self._clock()
         self.ramp_until = 0.0
+        self._ramp = None
         self._measure(now)
         # Jitter the recovery down by up to 20 %, so that a fleet does not probe in step.
         timeout = self.probe_interval() * (1.0 - 0.2 * self._rng.random())
@@ -469,7 +463,8 @@ class Breaker:
         self.opened_at = None
         now = self._clock()
         self._measure(now)
-        self._mark = None
+        if self._meter is not None:
+            self._meter.mark = None
         self._move(_CLOSED)
         self._release_held(now)
 

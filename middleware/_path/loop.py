@@ -271,15 +271,15 @@ class Loop:
         spec = call.spec
         state = spec.state
         cooldown = state.cooldown
-        if state.breaker.ramp_until > self.clock():  # queue behind released held calls
+        if state.breaker.ramp_until:  # queue behind released held calls
             with state.lock:
                 if cooldown.until or cooldown.rate is not None:
                     state.breaker.end_ramp()  # the upstream's own pace supersedes the ramp's
-                    turn = 0.0
+                    ticket = None
                 else:
-                    turn = state.breaker.turn()
-            if turn:
-                await _testmode.sleep(turn)
+                    ticket = state.breaker.turn()
+            if ticket is not None:
+                await hold.wait_turn(state.breaker, ticket, self.clock)
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
             await self._respect_cooldown(call)
         with state.lock:

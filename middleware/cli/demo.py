@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -27,7 +28,7 @@ import attrs
 
 from seawall import backoff, breaker
 from seawall.cli.demo_clock import SimulatedLoop
-from seawall.cli.demo_upstream import Phase, ScriptedUpstream, phase_at, script
+from seawall.cli.demo_upstream import START, Phase, ScriptedUpstream, phase_at, script
 from seawall.engine import Seawall
 from seawall.errors import SeawallError
 from seawall.events import BreakerTransition
@@ -144,11 +145,13 @@ class Progress:
     variants: tuple[Variant, ...]
 
 
-async def _naive_send(session: aiohttp.ClientSession, url: str, config: DemoConfig) -> bool:
+async def _naive_send(
+    session: aiohttp.ClientSession, url: str, config: DemoConfig, start: str
+) -> bool:
     """The loop people write: retry any failure after a tiny fixed delay, a few times."""
     for number in range(1, config.naive_attempts + 1):
         try:
-            async with session.get(url) as resp:
+            async with session.get(url, headers={START: start}) as resp:
                 await resp.read()
                 if resp.status < 400:
                     return True
@@ -159,9 +162,9 @@ async def _naive_send(session: aiohttp.ClientSession, url: str, config: DemoConf
     return False
 
 
-async def _seawall_send(session: aiohttp.ClientSession, url: str) -> bool:
+async def _seawall_send(session: aiohttp.ClientSession, url: str, start: str) -> bool:
     try:
-        async with session.get(url) as resp:
+        async with session.get(url, headers={START: start}) as resp:
             await resp.read()
             return resp.status < 400
     except (aiohttp.ClientError, TimeoutError, SeawallError):
@@ -170,7 +173,7 @@ async def _seawall_send(session: aiohttp.ClientSession, url: str) -> bool:
 
 async def _drive(
     variant: Variant,
-    send: Callable[[], Awaitable[bool]],
+    send: Callable[[str], Awaitable[bool]],
     config: DemoConfig,
     t0: float,
     rng: random.Random,
@@ -185,7 +188,7 @@ async def _drive(
         start = loop.time() - t0
         variant.active += 1
         try:
-            ok = await send()
+            ok = await send(f"{start:.6f}")  # the upstream counts calls by it
         finally:
             variant.active -= 1
         variant.requests.append((start, loop.time() - t0, ok))
@@ -248,8 +251,8 @@ async def run_demo(
             for variant in variants:
                 variant.upstream.start(t0)
             run = asyncio.gather(
-                _drive(naive, lambda: _naive_send(plain, urls[0], config), config, t0, rng),
-                _drive(guarded, lambda: _seawall_send(protected, urls[1]), config, t0, rng),
+                _drive(naive, partial(_naive_send, plain, urls[0], config), config, t0, rng),
+                _drive(guarded, partial(_seawall_send, protected, urls[1]), config, t0, rng),
             )
             sampler = asyncio.create_task(_sample(sw, variants, config, t0))
             try:
