@@ -21,7 +21,7 @@ from seawall.cli.classify import build_exception
 from seawall.cli.demo import DemoConfig, Progress, Variant, held
 from seawall.cli.demo_stats import summarize, waiting_per_bucket
 from seawall.cli.demo_upstream import ScriptedUpstream, script
-from seawall.cli.demo_view import _PlainProgress, plain_table, progress_display
+from seawall.cli.demo_view import _PlainProgress, lag_warning, plain_table, progress_display
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -80,6 +80,7 @@ def test_demo_phases_each_measure_one_thing(demo_run) -> None:
         assert variant["success_rate_by_phase"]["healthy"] == 1.0
         assert variant["load_by_phase"]["healthy"] == 1.0
         assert variant["peak_load_after_rate_limit_vs_steady"] is not None
+        assert variant["loop_lag_max_s"] == 0.0  # simulated time: the loop is never late
 
 
 def test_demo_shows_seawall_sparing_the_dead_upstream(demo_run) -> None:
@@ -182,6 +183,21 @@ def test_demo_load_rows_count_calls_where_their_request_started() -> None:
     loads = summarize(variant, DemoConfig())["load_by_phase"]
     assert loads["unlimited"] == 1.0
     assert loads["rate_limited"] == 1.0  # 30 + 9 requests, 30 + 9 calls
+
+
+def test_a_real_time_run_on_a_busy_host_says_so() -> None:
+    """A loop seconds behind turns answers into timeouts for seawall alone: the table says so."""
+
+    def result(lag: float, simulated: bool = False) -> dict[str, Any]:
+        side = {"loop_lag_max_s": lag}
+        return {"config": {"simulated_time": simulated}, "variants": {"a": side, "b": side}}
+
+    note = lag_warning(result(2.87))
+    assert note is not None
+    assert "2.87s behind" in note
+    assert "--simulated" in note
+    assert lag_warning(result(0.02)) is None
+    assert lag_warning(result(2.87, simulated=True)) is None
 
 
 def test_held_callers_shown_only_when_reported() -> None:

@@ -116,6 +116,8 @@ class Variant:
         self.active = 0  # logical requests started and not ended
         #: (t, callers inside a call, callers held by the breaker or ``None`` when not reported)
         self.waiting: list[tuple[float, int, int | None]] = []
+        #: The most the event loop fell behind a sample's due time (both sides share it), s.
+        self.lag = 0.0
 
     @property
     def breaker(self) -> str:
@@ -187,11 +189,12 @@ async def _drive(
     async def one() -> None:
         start = loop.time() - t0
         variant.active += 1
+        ok = False
         try:
             ok = await send(f"{start:.6f}")  # the upstream counts calls by it
-        finally:
+        finally:  # a request still running when the run is cut off counts as failed
             variant.active -= 1
-        variant.requests.append((start, loop.time() - t0, ok))
+            variant.requests.append((start, loop.time() - t0, ok))
 
     async def client(offset: float) -> None:
         for k in range(count):
@@ -235,17 +238,20 @@ async def run_demo(
         for i, name in enumerate(VARIANTS)
     )
     naive, guarded = variants
+    policy = demo_policy(config)
+    # The naive loop's attempts end after seawall's attempt limit too (like for like).
+    naive_timeout = aiohttp.ClientTimeout(total=policy.timeout.attempt)
     loop = asyncio.get_running_loop()
     urls = [await v.upstream.serve() for v in variants]
     t0 = loop.time() + 0.1
     # On simulated time every clock seawall reads must be the loop's.
-    sw = Seawall(
-        demo_policy(config), entrypoints=False, clock=loop.time if config.simulated else None
-    )
+    sw = Seawall(policy, entrypoints=False, clock=loop.time if config.simulated else None)
     sw.register(_BreakerRecorder(guarded, lambda: loop.time() - t0), name="demo.recorder")
     try:
         async with (
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=500)) as plain,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=500), timeout=naive_timeout
+            ) as plain,
             sw.session(connector=aiohttp.TCPConnector(limit=500)) as protected,
         ):
             for variant in variants:
@@ -286,12 +292,16 @@ async def _sample(
 ) -> None:
     """Record the callers inside each variant every ``SAMPLE`` s (bounded by the run's length)."""
     loop = asyncio.get_running_loop()
+    due = loop.time()
     for _ in range(int((config.duration + 60.0) / SAMPLE)):
         now = loop.time() - t0
+        late = loop.time() - due  # a busy host: the loop runs every callback late
         if now >= 0:
             for variant in variants:
                 count = held(sw) if variant.name == "seawall" else None
                 variant.waiting.append((now, variant.active, count))
+                variant.lag = max(variant.lag, late)
+        due = loop.time() + SAMPLE
         await asyncio.sleep(SAMPLE)
 
 

@@ -159,6 +159,7 @@ def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
         ),
         "most_callers_waiting": max(waiting["inside"] or [0]),
         "most_callers_held": max(held) if held is not None else None,
+        "loop_lag_max_s": round(variant.lag, 3),
         "breaker_transitions": [
             {"t": round(t, 3), "from": old, "to": new} for t, old, new in variant.transitions
         ],
