@@ -8,12 +8,19 @@ these count and queue). No awaiting here either.
 from __future__ import annotations
 
 import asyncio
+import enum
 import math
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["BUCKETS", "Counts", "Verdict"]
+__all__ = ["BUCKETS", "BreakerState", "Counts", "Verdict"]
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
 
 
 class Counts(Protocol):
