@@ -136,8 +136,13 @@ class _Recovery:
             self._ramp.leave()
 
     def end_ramp(self) -> None:
-        """Stop queueing new calls (a cooldown paces the key: it knows the upstream's limit)."""
+        """End the ramp: a cooldown paces the key (it knows the upstream's limit).
+
+        New calls no longer queue; calls already waiting for a turn go on to
+        the cooldown when their turn comes, without the ramp's spacing.
+        """
         self.ramp_until = 0.0
+        self._ramp = None
 
     def _fail_held(self) -> None:
         held, self._held = self._held, None

@@ -224,3 +224,14 @@ async def test_a_cancelled_turn_lets_the_ramp_end() -> None:
     clock.advance(2 * gap)
     assert breaker.turn() is None  # nobody waits: the ramp is over
     assert breaker.ramp_until == 0.0
+
+
+async def test_a_cooldown_ending_the_ramp_stops_its_spacing() -> None:
+    """Calls waiting for a turn when a cooldown takes over go on to it without the ramp's gaps."""
+    clock = Clock()
+    breaker, _tickets, gap = _released(clock, 3)
+    assert breaker.depart() == 0.0
+    breaker.end_ramp()
+    assert breaker.ramp_until == 0.0
+    assert breaker.turn() is None  # new calls no longer queue
+    assert [breaker.depart(), breaker.depart()] == [0.0, 0.0]  # no gap booked after the first

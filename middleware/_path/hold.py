@@ -91,7 +91,8 @@ async def wait_turn(breaker: Breaker, ticket: float, clock: Callable[[], float])
 
     Sleep until the ticket is due, then leave at least a gap after the last
     departure (``Breaker.depart``): callers that a stalled loop wakes late
-    and together leave spaced, not as a bunch.
+    and together leave spaced, not as a bunch. A ramp that ended meanwhile
+    (a cooldown took over, or the breaker opened) spaces nobody any more.
     """
     wait = ticket - clock()
     if wait > 0:
