@@ -229,9 +229,29 @@ async def test_a_cancelled_turn_lets_the_ramp_end() -> None:
 async def test_a_cooldown_ending_the_ramp_stops_its_spacing() -> None:
     """Calls waiting for a turn when a cooldown takes over go on to it without the ramp's gaps."""
     clock = Clock()
-    breaker, _tickets, gap = _released(clock, 3)
+    breaker, _tickets, _gap = _released(clock, 3)
     assert breaker.depart() == 0.0
     breaker.end_ramp()
     assert breaker.ramp_until == 0.0
     assert breaker.turn() is None  # new calls no longer queue
     assert [breaker.depart(), breaker.depart()] == [0.0, 0.0]  # no gap booked after the first
+
+
+async def test_a_held_call_cancelled_as_it_is_released_gives_its_turn_back() -> None:
+    """Its ticket counted as waiting for ever: the ramp never ended by itself."""
+    clock, up = Clock(), Upstream()
+    sw = _seawall(clock)
+    breaker = await _open(sw, up)
+    breaker.rate = 100.0
+    clock.advance(breaker.retry_after())
+    probe = breaker.admit()  # the probe, in flight
+    assert probe is not None
+    held = asyncio.create_task(sw.call(up, "held", key="up"))
+    await _until(lambda: breaker.held == 1)
+    breaker.record(probe, failure=False)  # released into the ramp with a turn...
+    held.cancel()  # ...and cancelled before it woke
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    clock.advance(1.0)
+    assert breaker.turn() is None  # nobody waits: the ramp is over
+    assert up.calls == ["trip"]

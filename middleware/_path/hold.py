@@ -68,6 +68,10 @@ async def held(
                 return None  # the hold ran out
             else:
                 go_at = clock()  # the probe is due: ask again, maybe send it
+        except asyncio.CancelledError:
+            if _turn_given(breaker, waiter):
+                breaker.leave_turn()  # released into the ramp as it was cancelled
+            raise
         finally:
             breaker.unhold(waiter)  # a cancelled call leaves no trace
         if go_at is None:
@@ -104,3 +108,13 @@ async def wait_turn(breaker: Breaker, ticket: float, clock: Callable[[], float])
     wait = breaker.depart()
     if wait > 0:
         await _testmode.sleep(wait)
+
+
+def _turn_given(breaker: Breaker, waiter: asyncio.Future[float | None]) -> bool:
+    """The waiter was answered with a turn in the ramp (the probe succeeded)."""
+    return (
+        waiter.done()
+        and not waiter.cancelled()
+        and waiter.result() is not None
+        and breaker.state is BreakerState.CLOSED
+    )
