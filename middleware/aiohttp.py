@@ -259,7 +259,7 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
         inbound = _inbound_deadline()
         if (
             state.breaker.state is not _CLOSED
-            or state.breaker.ramp_until > started  # the ramp after a recovery queues calls
+            or state.breaker.ramp_until  # the ramp after a recovery queues calls
             or cooldown.rate is not None
             or cooldown.until > started
             or (inbound is not None and (limit is None or inbound - time.monotonic() <= limit))

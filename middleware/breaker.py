@@ -2,51 +2,33 @@
 
 Not thread-safe by design: one breaker lives on one event loop, and every
 method runs without awaiting, so no lock is needed. Calls held for a probe's
-verdict wait on futures this module resolves (``hold``); the waiting itself
-is the request path's (``seawall._path.hold``).
+verdict wait on futures its ``_Recovery`` part resolves (``hold``, in
+``seawall.breaker_hold``); the waiting itself is the request path's
+(``seawall._path.hold``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import random
 from collections.abc import Callable
-from typing import Protocol
 
 import attrs
 
-from seawall.breaker_parts import Verdict, _Held, _Throttle, _Window
+from seawall.breaker_hold import DRAIN_SHARE, HOLD_STRETCH, RAMP, _Recovery
+from seawall.breaker_parts import BreakerState, Counts, _Meter, _Throttle, _Window
 from seawall.policy import BreakerPolicy
 
-__all__ = ["Breaker", "BreakerState", "Permit", "Transition", "seed"]
-
-#: Once a probe succeeds, held calls and then new arrivals leave in one queue
-#: (the ramp) at this much more than the key's recent request rate: the
-#: backlog drains at this share of the rate, and no one jumps it.
-DRAIN_SHARE = 0.15
-#: With no request rate known, held calls leave spread over this many seconds.
-RAMP = 0.5
-#: A closed breaker measures the request rate over at most this many seconds
-#: before it opens (from the first failure of the streak that opens it).
-RATE_HORIZON = 5.0
-#: Shorter spans than this say too little about a rate to be measured.
-MIN_SPAN = 0.05
-#: With the request rate known, a call waits for the next probe's verdict up to
-#: the probe interval, but never longer than this many ``hold``s.
-HOLD_STRETCH = 4.0
-
-
-class Counts(Protocol):
-    """Where the breaker reads how many calls the key has started (``KeyState``).
-
-    Read through the key's state, not its ``KeyStats``: ``reset_metrics``
-    replaces those, and a breaker holding the old ones measured a rate of 0.
-    """
-
-    @property
-    def requests(self) -> int: ...
-
+__all__ = [
+    "DRAIN_SHARE",
+    "HOLD_STRETCH",
+    "RAMP",
+    "Breaker",
+    "BreakerState",
+    "Counts",
+    "Permit",
+    "Transition",
+    "seed",
+]
 
 #: The recovery jitter's random numbers, shared by every breaker: one
 #: ``random.Random`` per breaker was 2.9 KB of a key's state. Seeded from the
@@ -57,12 +39,6 @@ _rng = random.Random()
 def seed(value: int | None) -> None:
     """Seed the recovery jitter of every breaker that has no ``rng`` of its own (tests, demos)."""
     _rng.seed(value)
-
-
-class BreakerState(enum.Enum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
 
 
 @attrs.frozen
@@ -100,16 +76,16 @@ _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
 
 
-class Breaker:
-    """Counts failures of one key and decides whether to let calls through."""
+class Breaker(_Recovery):
+    """Counts failures of one key and decides whether to let calls through.
+
+    Holding calls for a probe's verdict, the ramp after a recovery and the
+    request rate are its ``_Recovery`` part (``seawall.breaker_hold``).
+    """
 
     __slots__ = (
-        "_calls",
         "_clock",
         "_failures_in_window",
-        "_gap",
-        "_held",
-        "_mark",
         "_on_transition",
         "_probe_successes",
         "_probes",
@@ -123,8 +99,6 @@ class Breaker:
         "opened_at",
         "policy",
         "quiet",
-        "ramp_until",
-        "rate",
         "state",
     )
 
@@ -154,16 +128,11 @@ class Breaker:
         self._reopen_at = 0.0
         self._probes = 0
         self._probe_successes = 0
-        #: Where the calls started on the key are counted (for the request rate).
-        self._calls = calls
-        #: (when, calls counted then): where the current rate measurement began.
-        self._mark: tuple[float, int] | None = None
-        #: The key's recent request rate (calls/s), measured around openings; 0: unknown.
+        self._meter = _Meter(calls) if calls is not None else None
         self.rate = 0.0
-        self._held: _Held | None = None
-        #: While the ramp after a close lasts, the next free turn (this clock); else in the past.
+        self._held = None
         self.ramp_until = 0.0
-        self._gap = 0.0  # seconds between turns of the ramp
+        self._ramp = None
         self._throttle = _Throttle(policy.throttle_window) if policy.mode == "adaptive" else None
 
     # --- questions -------------------------------------------------------
@@ -191,11 +160,6 @@ class Breaker:
         if self.state is _HALF_OPEN:
             return 0.0
         return None
-
-    @property
-    def held(self) -> int:
-        """Calls waiting for a probe's verdict now."""
-        return self._held.live() if self._held is not None else 0
 
     # --- the request path ---------------------------------------------------
 
@@ -303,125 +267,6 @@ class Breaker:
         if self.consecutive_failures >= self.policy.failure_threshold:
             self._open()
 
-    # --- held calls -----------------------------------------------------------
-
-    def hold(self, until: float) -> asyncio.Future[Verdict] | None:
-        """Wait for the next probe's verdict until ``until`` (this clock): a future, or
-        ``None`` when the call must fail at once (``hold=0``, or ``hold_max_calls`` wait).
-
-        The future gives the time at which to ask ``admit`` again (paced after
-        a success; now when a probe permit is free), or ``None``: fail. A
-        caller that stops waiting gives it back with ``unhold``.
-        """
-        policy = self.policy
-        if not policy.hold or self.state is _CLOSED:
-            return None
-        held = self._held
-        if held is None:
-            held = self._held = _Held()
-        else:
-            held.expire(self._clock())
-            if len(held.queue) >= policy.hold_max_calls and held.live() >= policy.hold_max_calls:
-                return None
-        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        held.queue.append((until, future))
-        return future
-
-    @staticmethod
-    def unhold(future: asyncio.Future[Verdict]) -> None:
-        """A held call stopped waiting (timed out, cancelled, took a probe): no trace left."""
-        if not future.done():
-            future.cancel()
-
-    def _release_held(self, now: float) -> None:
-        """The breaker closed: held calls go one by one, paced, and new arrivals queue
-        behind them (``turn``) until the backlog has drained (the ramp)."""
-        held, self._held = self._held, None
-        if held is None:
-            return
-        held.expire(now)
-        count = held.live()
-        if count:
-            rate = self.rate
-            if rate > 0:
-                gap = 1.0 / ((1.0 + DRAIN_SHARE) * rate)
-                self._gap, self.ramp_until = gap, now + count * gap
-            else:
-                gap = RAMP / count  # no rate to queue new arrivals at: spread the held only
-            held.answer(count, lambda i: now + i * gap)
-
-    def turn(self) -> float:
-        """A new call during the ramp: book the next turn; seconds to wait for it (0: go).
-
-        A turn further away than a hold ends the ramp (the rate was measured
-        too low for the queue to drain): the call goes at once.
-        """
-        now = self._clock()
-        slot = self.ramp_until
-        if slot <= now or slot - now > self.hold_span():
-            self.ramp_until = 0.0
-            return 0.0
-        self.ramp_until = slot + self._gap
-        return slot - now
-
-    def end_ramp(self) -> None:
-        """Stop queueing new calls (a cooldown paces the key: it knows the upstream's limit)."""
-        self.ramp_until = 0.0
-
-    def _fail_held(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            held.answer(len(held.queue), lambda _: None)
-
-    # --- the request rate --------------------------------------------------------
-
-    def _start_measuring(self) -> None:
-        """A failure while closed: measure the rate from here if no measure is recent."""
-        calls = self._calls
-        if calls is not None:
-            now = self._clock()
-            mark = self._mark
-            if mark is None or now - mark[0] > RATE_HORIZON:
-                self._mark = (now, calls.requests)
-
-    def _measure(self, now: float) -> None:
-        """Fold the rate since the mark into ``rate`` and start the next measurement."""
-        calls, mark = self._calls, self._mark
-        if calls is None:
-            return
-        if mark is not None and now - mark[0] >= MIN_SPAN:
-            measured = (calls.requests - mark[1]) / (now - mark[0])
-            self.rate = measured if not self.rate else (self.rate + measured) / 2
-        self._mark = (now, calls.requests)
-
-    def hold_span(self) -> float:
-        """How long a call may wait for a probe's verdict (before its deadline).
-
-        ``hold``; with the request rate known, stretched to the probe interval
-        (at most ``HOLD_STRETCH`` holds), so that under traffic every call
-        that meets an open breaker waits for the next verdict: a call that
-        fails at once because the next probe is a little further than
-        ``hold`` is a call lost after a recovery. The wait costs no upstream
-        call; ``hold_max_calls`` still bounds the callers that wait.
-        """
-        policy = self.policy
-        span = policy.hold
-        if span and self.rate > 0 and policy.probe_share:
-            span = max(span, min(self.probe_interval(), HOLD_STRETCH * span))
-        return span
-
-    def probe_interval(self) -> float:
-        """Seconds from an opening to the next probe, before jitter.
-
-        ``recovery_timeout``, shortened under load to one probe per
-        ``probe_share`` of the requests, but no shorter than ``hold``.
-        """
-        policy = self.policy
-        interval = policy.recovery_timeout
-        if policy.probe_share and self.rate > 0:
-            interval = min(interval, max(policy.hold, 1.0 / (policy.probe_share * self.rate)))
-        return interval
-
     # --- internals ----------------------------------------------------------
 
     def _count(self, failure: bool) -> None:
@@ -449,6 +294,7 @@ class Breaker:
     def _open(self) -> None:
         now = self._clock()
         self.ramp_until = 0.0
+        self._ramp = None
         self._measure(now)
         # Jitter the recovery down by up to 20 %, so that a fleet does not probe in step.
         timeout = self.probe_interval() * (1.0 - 0.2 * self._rng.random())
@@ -469,7 +315,8 @@ class Breaker:
         self.opened_at = None
         now = self._clock()
         self._measure(now)
-        self._mark = None
+        if self._meter is not None:
+            self._meter.mark = None
         self._move(_CLOSED)
         self._release_held(now)
 

@@ -1,4 +1,5 @@
-"""The breaker's parts: its window of verdicts, the adaptive mode's buckets, held calls.
+"""The breaker's parts: its window of verdicts, the adaptive mode's buckets, held calls,
+the ramp after a recovery and the request-rate meter.
 
 Kept apart from ``seawall.breaker`` (one concern each: the breaker decides,
 these count and queue). No awaiting here either.
@@ -7,10 +8,31 @@ these count and queue). No awaiting here either.
 from __future__ import annotations
 
 import asyncio
+import enum
+import math
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["BUCKETS", "Verdict"]
+__all__ = ["BUCKETS", "BreakerState", "Counts", "Verdict"]
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Counts(Protocol):
+    """Where the breaker reads how many calls the key has started (``KeyState``).
+
+    Read through the key's state, not its ``KeyStats``: ``reset_metrics``
+    replaces those, and a breaker holding the old ones measured a rate of 0.
+    """
+
+    @property
+    def requests(self) -> int: ...
+
 
 #: Buckets of the adaptive mode's trailing window.
 BUCKETS = 10
@@ -128,3 +150,78 @@ class _Held:
             future = queue.popleft()[1]
             if not future.done():
                 future.set_result(None)
+
+
+#: A call that comes to the ramp's line this much of a gap early still goes:
+#: timer jitter below it neither delays the call nor slows the ramp.
+TOLERANCE = 0.5
+
+
+class _Ramp:
+    """The queue after a recovery: turns one ``gap`` apart, first come first served.
+
+    A call books a turn (``book``: its ticket, when its turn is due), sleeps
+    until then and leaves through ``depart``, which spaces departures a gap
+    apart on the line of the departures actually made. A loop that stalled
+    wakes many sleepers at once, past their tickets: they leave a gap apart
+    from the first of them, not as a bunch (the "peak after recovery").
+    """
+
+    __slots__ = ("gap", "last", "line", "pending")
+
+    def __init__(self, start: float, gap: float) -> None:
+        self.gap = gap
+        self.line = start  # the next free ticket
+        self.last = -math.inf  # the last departure (made or booked)
+        self.pending = 0  # tickets booked and not yet departed nor given back
+
+    def book(self, now: float) -> float:
+        """A ticket: the time the call's turn is due (after a stall, now)."""
+        slot = max(self.line, now)
+        self.line = slot + self.gap
+        self.pending += 1
+        return slot
+
+    def depart(self, now: float) -> float:
+        """A ticket holder leaves: seconds to wait first (0: now), a gap after the last."""
+        self.pending = max(0, self.pending - 1)
+        at = self.last + self.gap
+        if now >= at - TOLERANCE * self.gap:
+            self.last = now
+            return 0.0
+        self.last = at
+        return at - now
+
+    def leave(self) -> None:
+        """A ticket holder gave up its turn (cancelled, or out of time)."""
+        self.pending = max(0, self.pending - 1)
+
+    def drained(self, now: float) -> bool:
+        """Nobody waits for a turn and none is due later."""
+        return not self.pending and self.line <= now and self.last <= now
+
+
+class _Meter:
+    """The key's request rate, measured around openings from the calls it started."""
+
+    __slots__ = ("calls", "mark")
+
+    def __init__(self, calls: Counts) -> None:
+        self.calls = calls
+        #: (when, calls counted then): where the current measurement began.
+        self.mark: tuple[float, int] | None = None
+
+    def start(self, now: float, horizon: float) -> None:
+        """A failure while closed: measure from here if no measurement is recent."""
+        mark = self.mark
+        if mark is None or now - mark[0] > horizon:
+            self.mark = (now, self.calls.requests)
+
+    def measure(self, now: float, rate: float, min_span: float) -> float:
+        """``rate`` with the rate since the mark folded in; the next measurement starts now."""
+        mark = self.mark
+        if mark is not None and now - mark[0] >= min_span:
+            measured = (self.calls.requests - mark[1]) / (now - mark[0])
+            rate = measured if not rate else (rate + measured) / 2
+        self.mark = (now, self.calls.requests)
+        return rate

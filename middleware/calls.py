@@ -314,7 +314,7 @@ async def run_call(
             state.breaker.state is _CLOSED
             and cooldown.rate is None
             and cooldown.until <= started
-            and state.breaker.ramp_until <= started  # the ramp after a recovery queues calls
+            and not state.breaker.ramp_until  # the ramp after a recovery queues calls
             and (inbound is None or (limit is not None and inbound - time.monotonic() > limit))
         ):
             # The bookkeeping of KeyState.begin, Watchdog.watch_at/done and a success,

@@ -83,10 +83,13 @@ async def test_new_arrivals_queue_behind_released_calls() -> None:
     assert [w.result() for w in waiters if w is not None] == pytest.approx(
         [start, start + gap, start + 2 * gap]
     )
-    assert breaker.turn() == pytest.approx(3 * gap)  # a new call goes after the held ones
-    assert breaker.turn() == pytest.approx(4 * gap)
-    clock.advance(5.5 * gap)  # past the last booked turn (5 gaps)
-    assert breaker.turn() == 0.0  # the backlog drained: the ramp is over
+    assert breaker.turn() == pytest.approx(start + 3 * gap)  # a new call goes after the held
+    assert breaker.turn() == pytest.approx(start + 4 * gap)
+    for _ in range(5):  # each leaves when its turn is due
+        assert breaker.depart() == 0.0
+        clock.advance(gap)
+    clock.advance(0.5 * gap)  # past the last booked turn (5 gaps)
+    assert breaker.turn() is None  # the backlog drained: the ramp is over
     assert breaker.ramp_until == 0.0
 
 
@@ -100,7 +103,7 @@ async def test_the_ramp_ends_when_its_queue_would_outlast_a_hold() -> None:
     waiters = [breaker.hold(clock.now + 1.0) for _ in range(10)]
     breaker.record(probe, failure=False)
     assert all(w is not None and w.done() for w in waiters)
-    assert breaker.turn() == 0.0  # the next turn is 10 gaps (0.083 s) away: go now
+    assert breaker.turn() is None  # the next turn is 10 gaps (0.083 s) away: go now
     assert breaker.ramp_until == 0.0
 
 
@@ -161,3 +164,94 @@ async def test_the_lean_path_of_sw_call_does_not_jump_the_ramp() -> None:
     assert breaker.ramp_until == pytest.approx(clock.now + gap)
     assert await sw.call(up, "new", key="up") == "new"
     assert breaker.ramp_until == pytest.approx(clock.now + 2 * gap)  # it took a turn too
+
+
+def _released(clock: Clock, held: int) -> tuple[seawall.breaker.Breaker, list[float], float]:
+    """A breaker that just closed with ``held`` calls released at 100 calls/s: tickets, gap."""
+    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
+    _trip(breaker)
+    breaker.rate = 100.0
+    probe = _probe(breaker, clock)
+    waiters = [breaker.hold(clock.now + 1.0) for _ in range(held)]
+    breaker.record(probe, failure=False)
+    tickets = [w.result() for w in waiters if w is not None]
+    assert all(t is not None for t in tickets)
+    return breaker, [t for t in tickets if t is not None], 1.0 / ((1.0 + DRAIN_SHARE) * 100.0)
+
+
+async def test_callers_a_stalled_loop_wakes_together_leave_a_gap_apart() -> None:
+    """The peers' after-recovery peak: a stall woke every ramp sleeper at once, and all
+    of them went in the same 100 ms (the tickets' times had all passed)."""
+    clock = Clock()
+    breaker, tickets, gap = _released(clock, 5)
+    assert tickets == pytest.approx([clock.now + i * gap for i in range(5)])
+    clock.advance(10 * gap)  # the loop stalled: every ticket is past due
+    waits = [breaker.depart() for _ in tickets]
+    assert waits == pytest.approx([0.0, gap, 2 * gap, 3 * gap, 4 * gap])
+
+
+async def test_departures_on_time_are_not_slowed_by_timer_jitter() -> None:
+    """A caller woken a little late does not push the ones behind it: no drift."""
+    clock = Clock()
+    breaker, tickets, gap = _released(clock, 4)
+    start = clock.now
+    for ticket in tickets:
+        clock.now = ticket + 0.4 * gap  # every timer fires 0.4 gap late
+        assert breaker.depart() == 0.0
+    assert clock.now == pytest.approx(start + 3.4 * gap)
+
+
+async def test_a_stall_does_not_end_the_ramp_while_callers_still_wait() -> None:
+    """New arrivals queue behind callers that a stall left past their turn (they jumped them)."""
+    clock = Clock()
+    breaker, _tickets, gap = _released(clock, 5)
+    clock.advance(10 * gap)  # nobody has left yet
+    ticket = breaker.turn()
+    assert ticket == pytest.approx(clock.now)  # before: the ramp ended, the call went at once
+    assert breaker.ramp_until > 0.0
+    for _ in range(5):
+        breaker.depart()
+    assert breaker.depart() == pytest.approx(5 * gap)  # the arrival leaves after the five
+
+
+async def test_a_cancelled_turn_lets_the_ramp_end() -> None:
+    clock = Clock()
+    breaker, tickets, gap = _released(clock, 1)
+    assert breaker.depart() == 0.0
+    ticket = breaker.turn()
+    assert ticket == pytest.approx(tickets[0] + gap)
+    breaker.leave_turn()  # its caller was cancelled while it slept
+    clock.advance(2 * gap)
+    assert breaker.turn() is None  # nobody waits: the ramp is over
+    assert breaker.ramp_until == 0.0
+
+
+async def test_a_cooldown_ending_the_ramp_stops_its_spacing() -> None:
+    """Calls waiting for a turn when a cooldown takes over go on to it without the ramp's gaps."""
+    clock = Clock()
+    breaker, _tickets, _gap = _released(clock, 3)
+    assert breaker.depart() == 0.0
+    breaker.end_ramp()
+    assert breaker.ramp_until == 0.0
+    assert breaker.turn() is None  # new calls no longer queue
+    assert [breaker.depart(), breaker.depart()] == [0.0, 0.0]  # no gap booked after the first
+
+
+async def test_a_held_call_cancelled_as_it_is_released_gives_its_turn_back() -> None:
+    """Its ticket counted as waiting for ever: the ramp never ended by itself."""
+    clock, up = Clock(), Upstream()
+    sw = _seawall(clock)
+    breaker = await _open(sw, up)
+    breaker.rate = 100.0
+    clock.advance(breaker.retry_after())
+    probe = breaker.admit()  # the probe, in flight
+    assert probe is not None
+    held = asyncio.create_task(sw.call(up, "held", key="up"))
+    await _until(lambda: breaker.held == 1)
+    breaker.record(probe, failure=False)  # released into the ramp with a turn...
+    held.cancel()  # ...and cancelled before it woke
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    clock.advance(1.0)
+    assert breaker.turn() is None  # nobody waits: the ramp is over
+    assert up.calls == ["trip"]

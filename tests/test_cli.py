@@ -21,7 +21,7 @@ from seawall.cli.classify import build_exception
 from seawall.cli.demo import DemoConfig, Progress, Variant, held
 from seawall.cli.demo_stats import summarize, waiting_per_bucket
 from seawall.cli.demo_upstream import ScriptedUpstream, script
-from seawall.cli.demo_view import _PlainProgress, plain_table, progress_display
+from seawall.cli.demo_view import _PlainProgress, lag_warning, plain_table, progress_display
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -80,6 +80,7 @@ def test_demo_phases_each_measure_one_thing(demo_run) -> None:
         assert variant["success_rate_by_phase"]["healthy"] == 1.0
         assert variant["load_by_phase"]["healthy"] == 1.0
         assert variant["peak_load_after_rate_limit_vs_steady"] is not None
+        assert variant["loop_lag_max_s"] == 0.0  # simulated time: the loop is never late
 
 
 def test_demo_shows_seawall_sparing_the_dead_upstream(demo_run) -> None:
@@ -151,7 +152,7 @@ def test_demo_table_in_plain_text(demo_run) -> None:
         assert row in table
 
 
-def _variant(hits: list[tuple[float, int]], starts: list[float]) -> Variant:
+def _variant(hits: list[tuple[float, int, float]], starts: list[float]) -> Variant:
     upstream = ScriptedUpstream(script(20), seed=0, limit=1.0, window=1.0)
     upstream.hits = hits
     variant = Variant("seawall", upstream)
@@ -161,13 +162,42 @@ def _variant(hits: list[tuple[float, int]], starts: list[float]) -> Variant:
 
 def test_demo_peaks_are_taken_in_their_own_phase() -> None:
     """A burst right after the rate limit is not counted as the after-outage peak."""
-    steady = [(i * 0.1 + 0.01, 200) for i in range(200)]  # one call per 100 ms all along
-    herd = [(17.05, 200)] * 9  # 10 calls in the first bucket after the limit (17-17.1 s)
-    variant = _variant(steady + herd, [t for t, _ in steady])
+    steady = [(i * 0.1 + 0.01, 200, i * 0.1 + 0.01) for i in range(200)]  # one per 100 ms
+    herd = [(17.05, 200, 16.95)] * 9  # 10 calls in the first bucket after the limit (17-17.1 s)
+    variant = _variant(steady + herd, [t for t, _, _ in steady])
     summary = summarize(variant, DemoConfig())
     assert summary["peak_load_after_outage_vs_steady"] == 1.0
     assert summary["peak_load_after_rate_limit_vs_steady"] == 10.0
-    assert summary["load_by_phase"]["unlimited"] == round(39 / 30, 3)
+
+
+def test_demo_load_rows_count_calls_where_their_request_started() -> None:
+    """Calls of requests that waited out the rate limit are that phase's load, not the next's.
+
+    Counted by when the upstream saw them, the 9 late calls made the lifted
+    limit's requests look 1.3x as costly as they were (the row said 1.07x vs
+    the naive loop's 1.03x on ``--seed 7``).
+    """
+    steady = [(i * 0.1 + 0.01, 200, i * 0.1 + 0.01) for i in range(200)]
+    late = [(17.05, 200, 16.95)] * 9  # started in the rate-limited phase (14-17 s)
+    variant = _variant(steady + late, [t for t, _, _ in steady] + [16.95] * 9)
+    loads = summarize(variant, DemoConfig())["load_by_phase"]
+    assert loads["unlimited"] == 1.0
+    assert loads["rate_limited"] == 1.0  # 30 + 9 requests, 30 + 9 calls
+
+
+def test_a_real_time_run_on_a_busy_host_says_so() -> None:
+    """A loop seconds behind turns answers into timeouts for seawall alone: the table says so."""
+
+    def result(lag: float, simulated: bool = False) -> dict[str, Any]:
+        side = {"loop_lag_max_s": lag}
+        return {"config": {"simulated_time": simulated}, "variants": {"a": side, "b": side}}
+
+    note = lag_warning(result(2.87))
+    assert note is not None
+    assert "2.87s behind" in note
+    assert "--simulated" in note
+    assert lag_warning(result(0.02)) is None
+    assert lag_warning(result(2.87, simulated=True)) is None
 
 
 def test_held_callers_shown_only_when_reported() -> None:

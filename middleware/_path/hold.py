@@ -15,10 +15,10 @@ import asyncio
 from collections.abc import Callable
 
 from seawall import _testmode
-from seawall.breaker import Breaker, Permit
+from seawall.breaker import Breaker, BreakerState, Permit
 from seawall.stats import KeyStats
 
-__all__ = ["held"]
+__all__ = ["held", "wait_turn"]
 
 #: Waits one held call may go through (verdicts, due probes, permits taken by
 #: others); each ends by the hold's end, so this only bounds the loop.
@@ -68,15 +68,19 @@ async def held(
                 return None  # the hold ran out
             else:
                 go_at = clock()  # the probe is due: ask again, maybe send it
+        except asyncio.CancelledError:
+            if _turn_given(breaker, waiter):
+                breaker.leave_turn()  # released into the ramp as it was cancelled
+            raise
         finally:
             breaker.unhold(waiter)  # a cancelled call leaves no trace
         if go_at is None:
             return None  # the probe failed, or the hold ran out
-        wait = go_at - clock()
-        if wait > 0:
+        if breaker.state is BreakerState.CLOSED:  # the probe succeeded: a turn in the ramp
             if deadline_at is not None and go_at >= deadline_at:
-                return None  # the paced slot comes after the deadline
-            await _testmode.sleep(wait)
+                breaker.leave_turn()
+                return None  # the paced turn comes after the deadline
+            await wait_turn(breaker, go_at, clock)
         permit = breaker.admit()
         if permit is not None:
             return permit
@@ -84,3 +88,33 @@ async def held(
         if now >= until or loop.time() >= real_end:
             return None
     return None
+
+
+async def wait_turn(breaker: Breaker, ticket: float, clock: Callable[[], float]) -> None:
+    """Wait for a turn in the ramp after a recovery (``Breaker.turn``, or a held call's).
+
+    Sleep until the ticket is due, then leave at least a gap after the last
+    departure (``Breaker.depart``): callers that a stalled loop wakes late
+    and together leave spaced, not as a bunch. A ramp that ended meanwhile
+    (a cooldown took over, or the breaker opened) spaces nobody any more.
+    """
+    wait = ticket - clock()
+    if wait > 0:
+        try:
+            await _testmode.sleep(wait)
+        except BaseException:
+            breaker.leave_turn()  # cancelled: the turn is free for the next call
+            raise
+    wait = breaker.depart()
+    if wait > 0:
+        await _testmode.sleep(wait)
+
+
+def _turn_given(breaker: Breaker, waiter: asyncio.Future[float | None]) -> bool:
+    """The waiter was answered with a turn in the ramp (the probe succeeded)."""
+    return (
+        waiter.done()
+        and not waiter.cancelled()
+        and waiter.result() is not None
+        and breaker.state is BreakerState.CLOSED
+    )

@@ -2,10 +2,11 @@
 
 One ``CallState`` per call carries what the attempts share (tenacity's
 ``RetryCallState`` idea); the rules (``rules``), the give-up step
-(``giveup``) and the reporting (``observer``) are their own modules. The
-order of one attempt, as in DESIGN.md: cooldown, deadline, breaker, the
-attempt under its time limit, classification (plugins through ``Hooks``),
-breaker/cooldown/escalation, events, then stop or wait and go again.
+(``giveup``), what an attempt means (``verdict``) and the reporting
+(``observer``) are their own modules. The order of one attempt, as in
+DESIGN.md: cooldown, deadline, breaker, the attempt under its time limit,
+classification (plugins through ``Hooks``), breaker/cooldown/escalation,
+events, then stop or wait and go again.
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ from typing import Any
 
 import attrs
 
-from seawall import _testmode, backoff, watchdog
+from seawall import _testmode, watchdog
 from seawall._path import hold
 from seawall._path.giveup import GiveUp, describe, make_error
 from seawall._path.observer import Observer
-from seawall._path.rules import StopReason, deadline_at, is_delay, next_delay, why_stop
+from seawall._path.rules import StopReason, deadline_at, why_stop
 from seawall._path.spec import Attempt, BrokenBody, CallSpec, FirstAttempt, Misuse, attempt_timeout
+from seawall._path.verdict import Verdicts, classify, outcome_of
 from seawall.breaker import CLOSED_PERMIT, Permit
 from seawall.cooldown import RECHECK
 from seawall.deadline import current_deadline
 from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError
-from seawall.llm import rate_info
-from seawall.outcome import SUCCESS, Category, Classification, Outcome, Severity
+from seawall.outcome import Category
 from seawall.plugins.hooks import Hooks
 
 __all__ = ["CallState", "Loop", "classify"]
@@ -93,21 +94,7 @@ class CallState:
         return self.by_deadline and (self.watched or (timer is not None and timer.expired()))
 
 
-def classify(hooks: Hooks, outcome: Outcome) -> tuple[Classification, str | None]:
-    """What ``outcome`` means, and which plugin said so (``None``: the fallback)."""
-    answer, plugin = hooks.first("seawall_classify", outcome=outcome)
-    if not isinstance(answer, Classification):
-        if answer is not None and plugin is not None:
-            bad = TypeError(f"seawall_classify returned {answer!r}, not a Classification")
-            hooks.fault(plugin, "seawall_classify", bad)
-        answer, plugin = hooks.fallback(outcome), None
-    if not answer.is_success and outcome.context.get("critical"):
-        # Any failure of a critical operation needs a human (docs/concepts/classification.md).
-        answer = attrs.evolve(answer, severity=max(answer.severity, Severity.HIGH), escalate=True)
-    return answer, plugin
-
-
-class Loop:
+class Loop(Verdicts):
     """Runs calls; one per ``Seawall``."""
 
     def __init__(self, clock: Callable[[], float], hooks: Hooks, observer: Observer) -> None:
@@ -238,7 +225,7 @@ class Loop:
             stop = StopReason.ANSWERED
         else:
             if outcome is None:
-                outcome = _outcome(spec, number, result, exc, elapsed)
+                outcome = outcome_of(spec, number, result, exc, elapsed)
             stop = why_stop(spec, number, call.max_attempts, outcome, c, call.retried)
         if stop is not None:
             call.value = giveup.stop(
@@ -271,15 +258,15 @@ class Loop:
         spec = call.spec
         state = spec.state
         cooldown = state.cooldown
-        if state.breaker.ramp_until > self.clock():  # queue behind released held calls
+        if state.breaker.ramp_until:  # queue behind released held calls
             with state.lock:
                 if cooldown.until or cooldown.rate is not None:
                     state.breaker.end_ramp()  # the upstream's own pace supersedes the ramp's
-                    turn = 0.0
+                    ticket = None
                 else:
-                    turn = state.breaker.turn()
-            if turn:
-                await _testmode.sleep(turn)
+                    ticket = state.breaker.turn()
+            if ticket is not None:
+                await hold.wait_turn(state.breaker, ticket, self.clock)
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
             await self._respect_cooldown(call)
         with state.lock:
@@ -406,89 +393,3 @@ class Loop:
             call.by_deadline = True
             return left
         return limit
-
-    # --- what an attempt means ------------------------------------------------
-
-    def _classify(
-        self,
-        spec: CallSpec,
-        number: int,
-        result: Attempt | None,
-        exc: BaseException | None,
-        elapsed: float,
-    ) -> tuple[Outcome | None, Classification]:
-        """Ask the plugins; on the plain success path skip building an Outcome."""
-        if (
-            exc is None
-            and result is not None
-            and (result.status is None or result.status < 400)
-            and not self.hooks.custom("seawall_classify")
-        ):
-            return None, SUCCESS
-        outcome = _outcome(spec, number, result, exc, elapsed)
-        return outcome, classify(self.hooks, outcome)[0]
-
-    def _record(
-        self,
-        spec: CallSpec,
-        permit: Permit,
-        c: Classification,
-        result: Attempt | None,
-        sent_at: float | None = None,
-    ) -> None:
-        """The attempt's verdict to the breaker and the cooldown; escalate if it needs a human."""
-        state = spec.state
-        breaker = state.breaker
-        headers = result.headers if spec.llm and result is not None else None
-        state.cooldown.observe(rate_info(headers) if headers else None, success=c.is_success)
-        if c.is_success:
-            breaker.record(permit, failure=False)
-            return
-        if c.counts_as_failure:
-            breaker.record(permit, failure=True)
-            state.stats.last_failure = self.clock()
-        elif c.category is Category.CALLER:
-            breaker.release(permit)  # the caller's own code failed: no news of the upstream
-        elif c.category is Category.RATE_LIMIT:
-            breaker.release(permit)  # the upstream is alive but busy: a cooldown, not a trip
-            wait = c.retry_after  # None: the 429 did not say; the cooldown still learns
-            state.cooldown.start(
-                None if wait is None else min(wait, spec.policy.retry.retry_after_max), sent_at
-            )
-        else:
-            breaker.record(permit, failure=False)  # a 4xx: the upstream answered
-        self.observer.escalate(spec, c)
-
-    def delay(
-        self, spec: CallSpec, number: int, outcome: Outcome, c: Classification
-    ) -> tuple[float, str]:
-        """Seconds to wait before the next attempt, and what decided it."""
-        retry = spec.policy.retry
-        answer, plugin = self.hooks.first(
-            "seawall_backoff", attempt=number, outcome=outcome, classification=c, policy=retry
-        )
-        if not is_delay(answer):
-            if plugin is not None:
-                bad = ValueError(f"seawall_backoff returned {answer!r}, not seconds >= 0")
-                self.hooks.fault(plugin, "seawall_backoff", bad)
-            answer = backoff.delay(number, retry)
-        return next_delay(answer, number, c, retry, spec.context)
-
-
-def _outcome(
-    spec: CallSpec, number: int, result: Attempt | None, exc: BaseException | None, elapsed: float
-) -> Outcome:
-    return Outcome(
-        key=spec.key,
-        method=spec.method,
-        url=spec.redacted_url,
-        attempt=number,
-        status=result.status if result is not None else None,
-        headers=result.headers if result is not None else None,
-        body=result.body if result is not None else None,
-        exception=exc,
-        elapsed=elapsed,
-        context=spec.context,
-        content_type=result.content_type if result is not None else "",
-        llm=spec.llm,
-    )

@@ -26,7 +26,13 @@ from seawall.cli.demo_stats import (
     report,
     waiting_per_bucket,
 )
-from seawall.cli.demo_view import plot, print_table, progress_display, rich_available
+from seawall.cli.demo_view import (
+    lag_warning,
+    plot,
+    print_table,
+    progress_display,
+    rich_available,
+)
 from seawall.config import ConfigError, load_config
 from seawall.engine import Seawall
 from seawall.plugins.manager import PluginError, make_manager
@@ -75,6 +81,8 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps(result, indent=2) + "\n")
         return 0
     print_table(result, out, fancy=fancy and rich_available())
+    if (note := lag_warning(result)) is not None:
+        out.write(note)
     if args.plot:
         out.write(f"timeline written to {args.plot}\n")
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -27,7 +28,7 @@ import attrs
 
 from seawall import backoff, breaker
 from seawall.cli.demo_clock import SimulatedLoop
-from seawall.cli.demo_upstream import Phase, ScriptedUpstream, phase_at, script
+from seawall.cli.demo_upstream import START, Phase, ScriptedUpstream, phase_at, script
 from seawall.engine import Seawall
 from seawall.errors import SeawallError
 from seawall.events import BreakerTransition
@@ -115,6 +116,8 @@ class Variant:
         self.active = 0  # logical requests started and not ended
         #: (t, callers inside a call, callers held by the breaker or ``None`` when not reported)
         self.waiting: list[tuple[float, int, int | None]] = []
+        #: The most the event loop fell behind a sample's due time (both sides share it), s.
+        self.lag = 0.0
 
     @property
     def breaker(self) -> str:
@@ -144,11 +147,13 @@ class Progress:
     variants: tuple[Variant, ...]
 
 
-async def _naive_send(session: aiohttp.ClientSession, url: str, config: DemoConfig) -> bool:
+async def _naive_send(
+    session: aiohttp.ClientSession, url: str, config: DemoConfig, start: str
+) -> bool:
     """The loop people write: retry any failure after a tiny fixed delay, a few times."""
     for number in range(1, config.naive_attempts + 1):
         try:
-            async with session.get(url) as resp:
+            async with session.get(url, headers={START: start}) as resp:
                 await resp.read()
                 if resp.status < 400:
                     return True
@@ -159,9 +164,9 @@ async def _naive_send(session: aiohttp.ClientSession, url: str, config: DemoConf
     return False
 
 
-async def _seawall_send(session: aiohttp.ClientSession, url: str) -> bool:
+async def _seawall_send(session: aiohttp.ClientSession, url: str, start: str) -> bool:
     try:
-        async with session.get(url) as resp:
+        async with session.get(url, headers={START: start}) as resp:
             await resp.read()
             return resp.status < 400
     except (aiohttp.ClientError, TimeoutError, SeawallError):
@@ -170,7 +175,7 @@ async def _seawall_send(session: aiohttp.ClientSession, url: str) -> bool:
 
 async def _drive(
     variant: Variant,
-    send: Callable[[], Awaitable[bool]],
+    send: Callable[[str], Awaitable[bool]],
     config: DemoConfig,
     t0: float,
     rng: random.Random,
@@ -184,11 +189,12 @@ async def _drive(
     async def one() -> None:
         start = loop.time() - t0
         variant.active += 1
+        ok = False
         try:
-            ok = await send()
-        finally:
+            ok = await send(f"{start:.6f}")  # the upstream counts calls by it
+        finally:  # a request still running when the run is cut off counts as failed
             variant.active -= 1
-        variant.requests.append((start, loop.time() - t0, ok))
+            variant.requests.append((start, loop.time() - t0, ok))
 
     async def client(offset: float) -> None:
         for k in range(count):
@@ -232,24 +238,27 @@ async def run_demo(
         for i, name in enumerate(VARIANTS)
     )
     naive, guarded = variants
+    policy = demo_policy(config)
+    # The naive loop's attempts end after seawall's attempt limit too (like for like).
+    naive_timeout = aiohttp.ClientTimeout(total=policy.timeout.attempt)
     loop = asyncio.get_running_loop()
     urls = [await v.upstream.serve() for v in variants]
     t0 = loop.time() + 0.1
     # On simulated time every clock seawall reads must be the loop's.
-    sw = Seawall(
-        demo_policy(config), entrypoints=False, clock=loop.time if config.simulated else None
-    )
+    sw = Seawall(policy, entrypoints=False, clock=loop.time if config.simulated else None)
     sw.register(_BreakerRecorder(guarded, lambda: loop.time() - t0), name="demo.recorder")
     try:
         async with (
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=500)) as plain,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=500), timeout=naive_timeout
+            ) as plain,
             sw.session(connector=aiohttp.TCPConnector(limit=500)) as protected,
         ):
             for variant in variants:
                 variant.upstream.start(t0)
             run = asyncio.gather(
-                _drive(naive, lambda: _naive_send(plain, urls[0], config), config, t0, rng),
-                _drive(guarded, lambda: _seawall_send(protected, urls[1]), config, t0, rng),
+                _drive(naive, partial(_naive_send, plain, urls[0], config), config, t0, rng),
+                _drive(guarded, partial(_seawall_send, protected, urls[1]), config, t0, rng),
             )
             sampler = asyncio.create_task(_sample(sw, variants, config, t0))
             try:
@@ -283,12 +292,16 @@ async def _sample(
 ) -> None:
     """Record the callers inside each variant every ``SAMPLE`` s (bounded by the run's length)."""
     loop = asyncio.get_running_loop()
+    due = loop.time()
     for _ in range(int((config.duration + 60.0) / SAMPLE)):
         now = loop.time() - t0
+        late = loop.time() - due  # a busy host: the loop runs every callback late
         if now >= 0:
             for variant in variants:
                 count = held(sw) if variant.name == "seawall" else None
                 variant.waiting.append((now, variant.active, count))
+                variant.lag = max(variant.lag, late)
+        due = loop.time() + SAMPLE
         await asyncio.sleep(SAMPLE)
 
 

@@ -30,7 +30,7 @@ def _phase(phases: tuple[Phase, ...], name: str) -> Phase:
 def calls_per_bucket(variant: Variant, duration: float) -> list[int]:
     """Upstream calls in each ``BUCKET`` of the run."""
     counts = [0] * (_bucket(duration) + 1)
-    for t, _status in variant.upstream.hits:
+    for t, _status, _started in variant.upstream.hits:
         index = _bucket(t)
         if 0 <= index < len(counts):
             counts[index] += 1
@@ -95,10 +95,13 @@ def _sustained(variant: Variant, after: float, end: float, window: float) -> flo
 def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
     """Every number of the comparison table for one variant.
 
-    Each phase measures one thing: success and load (upstream calls per
-    logical request started in it) per phase; the load peak after the outage
-    is taken in the recovered phase only, the peak after the rate limit in
-    the phase after it.
+    Each phase measures one thing: success and load per phase, both over
+    the logical requests started in it (a call counts where its request
+    started: a retry or a held call sent after the phase ended still counts
+    in that phase, not against the next one's requests); the calls the
+    upstream saw *during* the outage (``outage_calls``) and the load peaks
+    count by when the call was made: the peak after the outage in the
+    recovered phase only, the peak after the rate limit in the phase after it.
     """
     phases = script(config.duration)
     hits = variant.upstream.hits
@@ -113,14 +116,14 @@ def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
         if phase is not None:
             by_phase[phase.name][0] += ok
             by_phase[phase.name][1] += 1
-    for t, _status in hits:
-        phase = phase_at(phases, t)
+    for _t, _status, started in hits:
+        phase = phase_at(phases, started)
         if phase is not None:
             by_phase[phase.name][2] += 1
-    outage_calls = by_phase["outage"][2]
-    healthy_rate = by_phase["healthy"][2] / (healthy.end - healthy.start)
+    outage_calls = sum(1 for t, _status, _started in hits if t in outage)
+    healthy_rate = sum(1 for t, _s, _b in hits if t in healthy) / (healthy.end - healthy.start)
     outage_rate = outage_calls / (outage.end - outage.start)
-    limited_hits = [status for t, status in hits if t in limited]
+    limited_hits = [status for t, status, _started in hits if t in limited]
     buckets = calls_per_bucket(variant, config.duration)
     steady_bucket = healthy_rate * BUCKET
     window = max(0.3, config.duration / 20.0)
@@ -156,6 +159,7 @@ def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
         ),
         "most_callers_waiting": max(waiting["inside"] or [0]),
         "most_callers_held": max(held) if held is not None else None,
+        "loop_lag_max_s": round(variant.lag, 3),
         "breaker_transitions": [
             {"t": round(t, 3), "from": old, "to": new} for t, old, new in variant.transitions
         ],

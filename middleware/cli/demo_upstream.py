@@ -6,8 +6,9 @@ recovery after it (how fast and how gently callers come back), a rate-limited
 phase (a fixed-window limiter; the rest get 429 with ``Retry-After`` until the
 next window), and healthy again (what the callers waiting on the limit do when
 it lifts).
-The server records the time and status of every request it answers, which is
-what the demo counts.
+The server records the time and status of every request it answers, with the
+time its logical request started (the client's ``x-demo-start`` header, the
+same on every retry), which is what the demo counts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import random
 import attrs
 from aiohttp import web
 
-__all__ = ["HEALTHY", "PHASES", "Phase", "ScriptedUpstream", "phase_at", "script"]
+__all__ = ["HEALTHY", "PHASES", "START", "Phase", "ScriptedUpstream", "phase_at", "script"]
 
 #: (name, label, share of the run) in order.
 PHASES: tuple[tuple[str, str, float], ...] = (
@@ -33,6 +34,10 @@ PHASES: tuple[tuple[str, str, float], ...] = (
 
 #: Phases in which the upstream answers everything with success.
 HEALTHY = frozenset({"healthy", "recovered", "unlimited"})
+
+#: The header in which the client says when a call's logical request started
+#: (seconds since the start of the run).
+START = "x-demo-start"
 
 #: Share of requests answered 500 in the ``errors`` phase.
 ERROR_RATE = 0.3
@@ -83,7 +88,8 @@ class ScriptedUpstream:
         self.phases = phases
         self.limit = limit
         self.window = window
-        self.hits: list[tuple[float, int]] = []  # (seconds since start, status)
+        #: (seconds since start, status, when its logical request started).
+        self.hits: list[tuple[float, int, float]] = []
         self._rng = random.Random(seed)
         self._t0: float | None = None
         self._window_index = -1
@@ -123,11 +129,16 @@ class ScriptedUpstream:
                 return 429, {"Retry-After": f"{math.ceil(wait * 100) / 100:g}"}
         return 200, {}
 
-    async def handle(self, _request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         now = asyncio.get_running_loop().time()
         status, headers = self._answer(now)
         if self._t0 is not None:
-            self.hits.append((now - self._t0, status))
+            t = now - self._t0
+            try:
+                started = float(request.headers.get(START, t))
+            except ValueError:
+                started = t
+            self.hits.append((t, status, started))
         return web.Response(status=status, text="ok" if status == 200 else "no", headers=headers)
 
     async def serve(self) -> str:

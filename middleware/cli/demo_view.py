@@ -14,8 +14,10 @@ from typing import Any, TextIO
 from seawall.cli.demo import Progress
 
 __all__ = [
+    "LAG_WARNING",
     "PHASE_LABELS",
     "ROWS",
+    "lag_warning",
     "plain_table",
     "plot",
     "progress_display",
@@ -91,7 +93,26 @@ ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("most callers waiting at once", lambda s: _num(s["most_callers_waiting"])),
     ("most callers held by the breaker", lambda s: _num(s["most_callers_held"])),
     ("breaker transitions", lambda s: _transitions(s["breaker_transitions"])),
+    ("most event-loop lag (the host)", lambda s: _num(s["loop_lag_max_s"], " s")),
 )
+
+#: Event-loop lag beyond which a real-time run measures the host more than the upstream.
+LAG_WARNING = 0.1
+
+
+def lag_warning(result: dict[str, Any]) -> str | None:
+    """A note for a real-time run whose event loop fell far behind (a busy host), else ``None``."""
+    lags = [v.get("loop_lag_max_s") or 0.0 for v in result["variants"].values()]
+    lag = max(lags, default=0.0)
+    if lag <= LAG_WARNING or result["config"]["simulated_time"]:
+        return None
+    return (
+        f"note: the event loop fell up to {lag:.2f}s behind (a busy host). Both sides "
+        "share the loop, but seawall counts an answer later than its attempt limit or "
+        "deadline as a failure and its breaker trips on a run of them, so these numbers "
+        "measure the host, not the upstream. Run with --simulated for numbers that do "
+        "not depend on the machine.\n"
+    )
 
 
 def _transitions(items: list[dict[str, Any]]) -> str:
