@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from seawall.breaker import CLOSED_PERMIT, MIN_SPAN, RATE_HORIZON, BreakerState
+from seawall.breaker import CLOSED_PERMIT, BreakerState
+from seawall.breaker_hold import MIN_SPAN, RATE_HORIZON
 
 from .test_breaker import Clock, _breaker, _fail, _failed_call, _succeed
 from .test_breaker_hold import Calls
