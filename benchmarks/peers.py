@@ -149,7 +149,8 @@ def _outage_metrics(
     down_at, up_at = s.steady, s.steady + s.outage
     end = up_at + s.after
     steady = in_range(calls, min(0.5, s.steady / 2), down_at)
-    steady_mean = sum(steady) / len(steady) if steady else math.nan
+    # nan, not a division by zero, when a loaded machine put no call in the steady bins
+    steady_mean = sum(steady) / len(steady) if sum(steady) else math.nan
     during = in_range(calls, down_at, up_at)
     after = in_range(calls, up_at, end)
     firsts = [r.end for r in records if r.ok and r.end >= up_at]
