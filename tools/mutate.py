@@ -86,7 +86,11 @@ _BREAKER_TESTS = (
 )
 
 TARGETS: tuple[Target, ...] = (
-    Target("breaker", ("middleware/breaker.py", "middleware/breaker_parts.py"), _BREAKER_TESTS),
+    Target(
+        "breaker",
+        ("middleware/breaker.py", "middleware/breaker_hold.py", "middleware/breaker_parts.py"),
+        _BREAKER_TESTS,
+    ),
     Target(
         "hold",
         ("middleware/_path/hold.py",),
