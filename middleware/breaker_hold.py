@@ -121,6 +121,8 @@ class _Recovery:
         now = self._clock()
         if ramp is None or ramp.drained(now) or abs(ramp.line - now) > self.hold_span():
             self.ramp_until = 0.0
+            if ramp is not None and not ramp.pending:
+                self._ramp = None  # over, nobody to space: no bytes kept for it
             return None
         ticket = ramp.book(now)
         self.ramp_until = ramp.line
@@ -132,12 +134,24 @@ class _Recovery:
         Departures keep a gap apart however late the loop woke their callers.
         """
         ramp = self._ramp
-        return ramp.depart(self._clock()) if ramp is not None else 0.0
+        if ramp is None:
+            return 0.0
+        wait = ramp.depart(self._clock())
+        self._drop_ramp_if_over(ramp)
+        return wait
 
     def leave_turn(self) -> None:
         """A call with a ramp ticket stopped waiting (cancelled, out of time)."""
-        if self._ramp is not None:
-            self._ramp.leave()
+        ramp = self._ramp
+        if ramp is not None:
+            ramp.leave()
+            self._drop_ramp_if_over(ramp)
+
+    def _drop_ramp_if_over(self, ramp: _Ramp) -> None:
+        """The last ticket holder left and no new arrivals queue (no rate known, or the
+        ramp ended for them): the ramp is over; no bytes kept for it."""
+        if not ramp.pending and not self.ramp_until:
+            self._ramp = None
 
     def end_ramp(self) -> None:
         """End the ramp: a cooldown paces the key (it knows the upstream's limit).
