@@ -15,7 +15,7 @@ from collections.abc import Callable
 import attrs
 
 from seawall.breaker_hold import DRAIN_SHARE, HOLD_STRETCH, RAMP, _Recovery
-from seawall.breaker_parts import BreakerState, Counts, _Meter, _Throttle, _Window
+from seawall.breaker_parts import BreakerState, Counts, _Throttle, _Window
 from seawall.policy import BreakerPolicy
 
 __all__ = [
@@ -128,7 +128,8 @@ class Breaker(_Recovery):
         self._reopen_at = 0.0
         self._probes = 0
         self._probe_successes = 0
-        self._meter = _Meter(calls) if calls is not None else None
+        self._calls = calls
+        self._mark = None
         self.rate = 0.0
         self._held = None
         self.ramp_until = 0.0
@@ -315,8 +316,7 @@ class Breaker(_Recovery):
         self.opened_at = None
         now = self._clock()
         self._measure(now)
-        if self._meter is not None:
-            self._meter.mark = None
+        self._mark = None
         self._move(_CLOSED)
         self._release_held(now)
 

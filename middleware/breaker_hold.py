@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from seawall.breaker_parts import BreakerState, Verdict, _Held, _Meter, _Ramp
+from seawall.breaker_parts import BreakerState, Counts, Verdict, _Held, _Ramp
 from seawall.policy import BreakerPolicy
 
 __all__ = ["DRAIN_SHARE", "HOLD_STRETCH", "MIN_SPAN", "RAMP", "RATE_HORIZON"]
@@ -37,7 +37,7 @@ _CLOSED = BreakerState.CLOSED
 class _Recovery:
     """Held calls, the ramp and the request rate of one breaker (see ``Breaker``)."""
 
-    __slots__ = ("_held", "_meter", "_ramp", "ramp_until", "rate")
+    __slots__ = ("_calls", "_held", "_mark", "_ramp", "ramp_until", "rate")
 
     #: The key's recent request rate (calls/s), measured around openings; 0: unknown.
     rate: float
@@ -45,8 +45,12 @@ class _Recovery:
     #: (this clock; in the past after a stall); 0.0 when they do not.
     ramp_until: float
     _held: _Held | None
-    _ramp: _Ramp | None  # the turns of the held calls and the queued arrivals
-    _meter: _Meter | None  # measures ``rate`` from the calls started on the key
+    _ramp: _Ramp | None  # the turns of the held calls and the queued arrivals; None once over
+    # ``rate`` is measured from the calls started on the key (None: not measured) since
+    # the mark (when, calls counted then). Two slots, not an object of their own: a
+    # key's state is counted in bytes (docs/architecture.md, "State size").
+    _calls: Counts | None
+    _mark: tuple[float, int] | None
 
     # Set by ``Breaker.__init__``, in its slots.
     policy: BreakerPolicy
@@ -117,6 +121,8 @@ class _Recovery:
         now = self._clock()
         if ramp is None or ramp.drained(now) or abs(ramp.line - now) > self.hold_span():
             self.ramp_until = 0.0
+            if ramp is not None and not ramp.pending:
+                self._ramp = None  # over, nobody to space: no bytes kept for it
             return None
         ticket = ramp.book(now)
         self.ramp_until = ramp.line
@@ -128,12 +134,24 @@ class _Recovery:
         Departures keep a gap apart however late the loop woke their callers.
         """
         ramp = self._ramp
-        return ramp.depart(self._clock()) if ramp is not None else 0.0
+        if ramp is None:
+            return 0.0
+        wait = ramp.depart(self._clock())
+        self._drop_ramp_if_over(ramp)
+        return wait
 
     def leave_turn(self) -> None:
         """A call with a ramp ticket stopped waiting (cancelled, out of time)."""
-        if self._ramp is not None:
-            self._ramp.leave()
+        ramp = self._ramp
+        if ramp is not None:
+            ramp.leave()
+            self._drop_ramp_if_over(ramp)
+
+    def _drop_ramp_if_over(self, ramp: _Ramp) -> None:
+        """The last ticket holder left and no new arrivals queue (no rate known, or the
+        ramp ended for them): the ramp is over; no bytes kept for it."""
+        if not ramp.pending and not self.ramp_until:
+            self._ramp = None
 
     def end_ramp(self) -> None:
         """End the ramp: a cooldown paces the key (it knows the upstream's limit).
@@ -153,13 +171,21 @@ class _Recovery:
 
     def _start_measuring(self) -> None:
         """A failure while closed: measure the rate from here if no measure is recent."""
-        if self._meter is not None:
-            self._meter.start(self._clock(), RATE_HORIZON)
+        calls = self._calls
+        if calls is not None:
+            now, mark = self._clock(), self._mark
+            if mark is None or now - mark[0] > RATE_HORIZON:
+                self._mark = (now, calls.requests)
 
     def _measure(self, now: float) -> None:
         """Fold the rate since the mark into ``rate`` and start the next measurement."""
-        if self._meter is not None:
-            self.rate = self._meter.measure(now, self.rate, MIN_SPAN)
+        calls, mark = self._calls, self._mark
+        if calls is None:
+            return
+        if mark is not None and now - mark[0] >= MIN_SPAN:
+            measured = (calls.requests - mark[1]) / (now - mark[0])
+            self.rate = measured if not self.rate else (self.rate + measured) / 2
+        self._mark = (now, calls.requests)
 
     def hold_span(self) -> float:
         """How long a call may wait for a probe's verdict (before its deadline).

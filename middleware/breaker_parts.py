@@ -1,5 +1,5 @@
-"""The breaker's parts: its window of verdicts, the adaptive mode's buckets, held calls,
-the ramp after a recovery and the request-rate meter.
+"""The breaker's parts: its window of verdicts, the adaptive mode's buckets, held calls
+and the ramp after a recovery.
 
 Kept apart from ``seawall.breaker`` (one concern each: the breaker decides,
 these count and queue). No awaiting here either.
@@ -152,6 +152,10 @@ class _Held:
                 future.set_result(None)
 
 
+#: A ramp's last departure before any: one float shared by every ramp (a key's
+#: state is counted in bytes, see docs/architecture.md "State size").
+_NEVER = -math.inf
+
 #: A call that comes to the ramp's line this much of a gap early still goes:
 #: timer jitter below it neither delays the call nor slows the ramp.
 TOLERANCE = 0.5
@@ -172,7 +176,7 @@ class _Ramp:
     def __init__(self, start: float, gap: float) -> None:
         self.gap = gap
         self.line = start  # the next free ticket
-        self.last = -math.inf  # the last departure (made or booked)
+        self.last = _NEVER  # the last departure (made or booked)
         self.pending = 0  # tickets booked and not yet departed nor given back
 
     def book(self, now: float) -> float:
@@ -199,29 +203,3 @@ class _Ramp:
     def drained(self, now: float) -> bool:
         """Nobody waits for a turn and none is due later."""
         return not self.pending and self.line <= now and self.last <= now
-
-
-class _Meter:
-    """The key's request rate, measured around openings from the calls it started."""
-
-    __slots__ = ("calls", "mark")
-
-    def __init__(self, calls: Counts) -> None:
-        self.calls = calls
-        #: (when, calls counted then): where the current measurement began.
-        self.mark: tuple[float, int] | None = None
-
-    def start(self, now: float, horizon: float) -> None:
-        """A failure while closed: measure from here if no measurement is recent."""
-        mark = self.mark
-        if mark is None or now - mark[0] > horizon:
-            self.mark = (now, self.calls.requests)
-
-    def measure(self, now: float, rate: float, min_span: float) -> float:
-        """``rate`` with the rate since the mark folded in; the next measurement starts now."""
-        mark = self.mark
-        if mark is not None and now - mark[0] >= min_span:
-            measured = (self.calls.requests - mark[1]) / (now - mark[0])
-            rate = measured if not rate else (rate + measured) / 2
-        self.mark = (now, self.calls.requests)
-        return rate

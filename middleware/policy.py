@@ -113,7 +113,7 @@ class BreakerPolicy:
     instead of failing; with the request rate known, within the probe
     interval (at most four ``hold``). At most ``hold_max_calls`` wait per key.
     After a successful probe, the held calls and the new arrivals leave in
-    one queue at 1.15x the request rate until the backlog has drained.
+    one queue at 1.10x the request rate until the backlog has drained.
     ``hold=0`` and ``probe_share=0`` give the classic breaker.
 
     ``mode="adaptive"`` replaces open/half-open by client-side adaptive

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from seawall.breaker import CLOSED_PERMIT, BreakerState
+from seawall.breaker import CLOSED_PERMIT, Breaker, BreakerState
 from seawall.breaker_hold import MIN_SPAN, RATE_HORIZON
 
 from .test_breaker import Clock, _breaker, _fail, _failed_call, _succeed
@@ -123,7 +123,7 @@ def test_successes_after_a_recovery_count_in_the_failure_window() -> None:
     assert breaker.state is BreakerState.CLOSED
 
 
-async def _ramp(clock: Clock, rate_calls: int = 100, count: int = 2) -> tuple[object, float]:
+async def _ramp(clock: Clock, rate_calls: int = 100, count: int = 2) -> tuple[Breaker, float]:
     """A breaker closed by a probe with ``count`` held calls and a measured rate: in its
     ramp."""
     calls = Calls()
@@ -147,23 +147,43 @@ async def _ramp(clock: Clock, rate_calls: int = 100, count: int = 2) -> tuple[ob
 
 
 async def test_the_ramp_ends_at_its_end_instant() -> None:
-    """A call at the exact end of the ramp goes at once, and so do the ones after it."""
+    """The held calls have left, the last of them at the ramp's end (its next free turn): a
+    call at that exact instant goes at once, and so do the ones after it."""
     clock = Clock()
     breaker, end = await _ramp(clock)
+    assert breaker.depart() == 0.0  # the first held call, at once
     clock.now = end
-    assert breaker.turn() == 0.0  # type: ignore[attr-defined]
-    assert breaker.turn() == 0.0  # type: ignore[attr-defined]
+    assert breaker.depart() == 0.0  # the second, late (its turn was a gap earlier)
+    assert breaker.turn() is None
+    assert breaker.ramp_until == 0.0
+    assert breaker.turn() is None
 
 
 async def test_a_turn_exactly_one_hold_away_is_still_booked() -> None:
-    """A turn further than a hold away ends the ramp; one exactly a hold away is booked."""
+    """A turn further than a hold away ends the ramp; one exactly a hold away is booked
+    (its ticket: that turn)."""
     clock = Clock()
     breaker, end = await _ramp(clock, rate_calls=1, count=4)  # a slow rate: a long ramp
-    span = breaker.hold_span()  # type: ignore[attr-defined]
+    span = breaker.hold_span()
     assert end - span > clock.now
     clock.now = end - span
     assert end - clock.now == span
-    assert breaker.turn() == span  # type: ignore[attr-defined]
+    assert breaker.turn() == end
+    assert breaker.ramp_until > end
+
+
+async def test_a_turn_exactly_one_hold_behind_is_still_booked() -> None:
+    """Held calls still wait for their turns but the loop stalled: a next turn more than a
+    hold in the past ends the ramp (nobody is left to wait for); one exactly a hold behind is
+    booked, for now."""
+    clock = Clock()
+    breaker, end = await _ramp(clock)
+    span = breaker.hold_span()
+    clock.now = end + span
+    assert clock.now - end == span
+    assert breaker.turn() == clock.now
+    clock.now = breaker.ramp_until + span * 1.01
+    assert breaker.turn() is None
 
 
 def test_the_rate_is_measured_from_a_failure_exactly_the_horizon_old() -> None:
@@ -234,14 +254,15 @@ def test_under_load_a_hold_stretches_to_the_probe_interval_but_at_most_four_hold
     assert breaker.hold_span() == pytest.approx(0.5)
 
 
-async def test_after_a_recovery_the_queue_drains_at_1_15_times_the_request_rate() -> None:
-    """BreakerPolicy's promise: held calls and new arrivals leave at 1.15x the rate."""
+async def test_after_a_recovery_the_queue_drains_at_1_10_times_the_request_rate() -> None:
+    """BreakerPolicy's promise: held calls and new arrivals leave at 1.10x the rate."""
     clock = Clock()
     breaker, end = await _ramp(clock)
-    rate = breaker.rate  # type: ignore[attr-defined]
+    rate = breaker.rate
     assert rate > 0
-    assert end - clock.now == pytest.approx(2 / (1.15 * rate))  # two held calls
-    assert breaker.turn() == pytest.approx(end - clock.now)  # type: ignore[attr-defined]
+    assert end - clock.now == pytest.approx(2 / (1.10 * rate))  # two held calls
+    assert breaker.turn() == pytest.approx(end)
+    assert breaker.ramp_until - end == pytest.approx(1 / (1.10 * rate))
 
 
 def test_below_one_call_a_second_probes_still_follow_the_request_rate() -> None:

@@ -211,8 +211,10 @@ def test_held_calls_leave_at_their_paced_slots_not_before(clocks: Clocks) -> Non
         start = clocks.now
         first = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
         second = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
-        # Its slot, 2 gaps on, is its deadline: too late to send.
-        late = asyncio.ensure_future(held(breaker, clocks.breaker_clock, start + 2 * gap))
+        # Its slot, 2 gaps on, is its deadline: too late to send. The ramp books turn
+        # after turn, each a gap after the last: its slot is (start + gap) + gap, which
+        # in floats is not always start + 2 * gap.
+        late = asyncio.ensure_future(held(breaker, clocks.breaker_clock, start + gap + gap))
         assert await turns(lambda: breaker.held == 3)
         breaker.record(probe, failure=False)
         assert breaker.state is BreakerState.CLOSED
