@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import operator
 import sys
 import time
@@ -203,14 +204,23 @@ def labels(client: str) -> dict[str, str]:
 async def run_variant(
     client: str, name: str, url: str, requests: int, concurrency: int
 ) -> dict[str, Any]:
-    """One measured run of ``name`` on ``client``, after a warm-up of ``concurrency`` requests."""
+    """One measured run of ``name`` on ``client``, after a warm-up of ``concurrency`` requests.
+
+    A full ``gc.collect()`` after the warm-up starts every variant's run at the
+    same point of the collector's cycle: otherwise what setup allocated (seawall
+    imports more) decides whether a full collection of the whole heap falls
+    inside the run, and one did for seawall alone, ~75k instructions a request
+    of a 300-request count (see benchmarks/README.md, issue 13).
+    """
     if client == "httpx-sync":
         async with open_sync(name) as sync_fetch:
             sync_loop(sync_fetch, url, concurrency)  # warm
+            gc.collect()
             return sync_loop(sync_fetch, url, requests)
     variants = HTTPX_VARIANTS if client == "httpx" else VARIANTS
     async with variants[name].open() as fetch:
         await closed_loop(fetch, url, concurrency, concurrency)  # warm
+        gc.collect()
         return await closed_loop(fetch, url, requests, concurrency)
 
 

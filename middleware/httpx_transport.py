@@ -46,11 +46,18 @@ def route_of(sw: Seawall, request: Any) -> Route:
     """The ``Route`` of ``request``'s origin, cached beside the aiohttp middleware's.
 
     Cached by ``(scheme, host, port)`` as httpx parsed them, which no aiohttp
-    origin (a pair) or ``sw.call`` key can equal: a hit costs no ``yarl.URL``.
+    origin (a pair) or ``sw.call`` key (``None`` first) can equal: a hit costs
+    no ``yarl.URL``. Read from the parsed reference httpx and httpx2 keep (the
+    host as sent, IDNA-encoded): ``URL``'s three properties cost three Python
+    calls a request. A release without it gets the properties.
     """
     url = request.url
     cache = sw.registry.cache
-    cache_key = (url.scheme, url.host, url.port)
+    try:
+        parts = url._uri_reference
+    except AttributeError:
+        parts = url
+    cache_key = (parts.scheme, parts.host, parts.port)
     route = cache.get(cache_key)
     if route is None:
         route = sw.registry.route_for(URL(str(url), encoded=True))
@@ -143,7 +150,7 @@ class SyncCore(_Core[InnerT]):
     """The sync transport: a lean first attempt on an idle key, else the thread's loop."""
 
     def handle_request(self, request: Any) -> Any:
-        if not self._warned:
+        if not self._warned and _sdk_retry(request.headers):  # a call less than warn_...
             self._warned = warn_sdk_retries(request)
         sw = self.sw
         inner: Any = self.transport
