@@ -163,7 +163,7 @@ class SyncCore(_Core[InnerT]):
             started = clock()
             if (
                 breaker.state is _CLOSED
-                and breaker.ramp_until <= started  # the ramp after a recovery queues calls
+                and not breaker.ramp_until  # a ramp (even one a stall left behind) queues calls
                 and cooldown.rate is None
                 and cooldown.until <= started
                 and DEADLINE_VAR.get() is None  # a deadline: the loop checks it first

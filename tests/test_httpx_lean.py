@@ -179,6 +179,9 @@ async def test_what_needs_the_loop_turns_the_lean_path_off(
 
     state.breaker.ramp_until = clock.now + 60.0
     assert await asyncio.to_thread(one) == [200]
+    # a ramp whose end a stalled loop let pass: only the loop's turn() may end it
+    state.breaker.ramp_until = clock.now - 1.0
+    assert await asyncio.to_thread(one) == [200]
     state.breaker.ramp_until = 0.0
     state.cooldown.until = clock.now + 60.0  # test mode skips the wait, not the decision
     assert await asyncio.to_thread(one) == [200]
@@ -189,9 +192,9 @@ async def test_what_needs_the_loop_turns_the_lean_path_off(
             return one()
 
     assert await asyncio.to_thread(with_deadline) == [200]
-    assert through_loop == [True, True, True]
+    assert through_loop == [True, True, True, True]
     assert await asyncio.to_thread(one) == [200]  # idle again: lean
-    assert through_loop == [True, True, True]
+    assert through_loop == [True, True, True, True]
 
 
 async def test_threads_count_every_lean_request(upstream: tuple[Upstream, TestServer]) -> None:
