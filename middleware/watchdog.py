@@ -50,7 +50,10 @@ class Watchdog:
     __slots__ = ("_fired", "_handle", "_loop", "base", "deadlines", "next_at", "stock")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak, like the sweep's handle below: the watchdogs are kept per loop in a
+        # WeakKeyDictionary, and a value holding its key would keep every loop
+        # ever used alive (``asyncio.run`` per job leaked a loop and ~4 KiB a run).
+        self._loop = weakref.ref(loop)
         #: ``loop.time()`` is ``time.monotonic()`` (every stock asyncio loop): call it directly.
         self.stock = getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
         #: Each watched task and when it is due, on ``loop.time()``.
@@ -59,7 +62,8 @@ class Watchdog:
         self.base: dict[Task, int] = {}
         #: Tasks a sweep cancelled, with the ``cancelling()`` count to undo to.
         self._fired: weakref.WeakKeyDictionary[Task, int] = weakref.WeakKeyDictionary()
-        self._handle: asyncio.TimerHandle | None = None
+        #: The planned sweep; the loop's own timer queue holds it while it is due.
+        self._handle: weakref.ref[asyncio.TimerHandle] | None = None
         self.next_at = math.inf
 
     def watch(self, task: Task, seconds: float, now: float | None = None) -> None:
@@ -69,7 +73,7 @@ class Watchdog:
         ``watch`` needs a ``done`` once the attempt ends.
         """
         if now is None or not self.stock:
-            now = time.monotonic() if self.stock else self._loop.time()
+            now = time.monotonic() if self.stock else self._time()
         self.watch_at(task, now + seconds)
 
     def watch_at(self, task: Task, deadline: float) -> None:
@@ -100,16 +104,24 @@ class Watchdog:
         expected = self._fired.pop(task, None)
         return expected is not None and task.uncancel() <= expected
 
+    def _time(self) -> float:
+        loop = self._loop()
+        return math.inf if loop is None else loop.time()  # a loop gone has no task left
+
     def schedule(self, when: float) -> None:
         """Sweep at ``when`` (on ``loop.time()``) instead of when planned."""
-        if self._handle is not None:
-            self._handle.cancel()
+        handle = None if self._handle is None else self._handle()
+        if handle is not None:
+            handle.cancel()
+        loop = self._loop()
+        if loop is None:  # pragma: no cover - its tasks went with it: nothing to watch
+            return
         self.next_at = when
-        self._handle = self._loop.call_at(when, self._sweep)
+        self._handle = weakref.ref(loop.call_at(when, self._sweep))
 
     def _sweep(self) -> None:
         self._handle, self.next_at = None, math.inf
-        horizon = self._loop.time() + GRAIN
+        horizon = self._time() + GRAIN
         soonest = math.inf
         due = []
         for task, deadline in self.deadlines.items():

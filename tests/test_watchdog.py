@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -136,3 +138,21 @@ def test_each_event_loop_has_its_own_slots() -> None:
 
     asyncio.run(one())
     asyncio.run(one())
+
+
+def test_a_loop_that_is_gone_leaves_no_watchdog_behind() -> None:
+    """``asyncio.run`` per job: each run's loop (and its watchdog) is freed once it is over."""
+    sw = _sw(attempt=30.0)  # a long limit: the watchdog times the attempt
+
+    async def job() -> weakref.ref[asyncio.AbstractEventLoop]:
+        async def fn() -> int:
+            return 1
+
+        assert await sw.call(fn, key="k") == 1
+        loop = asyncio.get_running_loop()
+        assert asyncio.current_task() not in watchdog.of(loop).deadlines
+        return weakref.ref(loop)
+
+    loops = [asyncio.run(job()) for _ in range(3)]
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]  # and so their watchdogs' keys
