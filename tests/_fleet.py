@@ -19,17 +19,25 @@ START_LIMIT = 90.0
 END_SLACK = 60.0
 
 
+#: Seconds after its send (the worker's ``X-Sent``) after which the upstream's own event loop
+#: handled a request late: it queued while the upstream (this test process) stalled, and the
+#: verdict its limiter gave a backlog handled at once says nothing of the fleet's pacing.
+LATE = 0.05
+
+
 class FleetUpstream:
     """One upstream for the whole fleet: it can die, cut one worker off, or throttle.
 
-    Every request is recorded as ``(monotonic time, worker id, status)``.
+    Every request is recorded as ``(monotonic time, worker id, status, seconds late)``:
+    how long after the worker sent it (``X-Sent``, the system-wide monotonic clock) the
+    upstream handled it.
     """
 
     def __init__(self, rate: float | None = None, burst: int = 1) -> None:
         self.dead = False
         self.partitioned: set[str] = set()
         self.throttle_once: set[str] = set()
-        self.log: list[tuple[float, str, int]] = []
+        self.log: list[tuple[float, str, int, float]] = []
         #: A GCRA limiter of ``rate`` requests/s and ``burst``: a 429 with the wait in ms.
         self.rate = rate
         self.burst = burst
@@ -38,6 +46,8 @@ class FleetUpstream:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         now = time.monotonic()
         worker = request.headers.get("X-Worker", "?")
+        sent = request.headers.get("X-Sent")
+        late = max(0.0, now - float(sent)) if sent else 0.0
         headers: dict[str, str] = {}
         if self.dead or worker in self.partitioned:
             status = 503
@@ -55,7 +65,7 @@ class FleetUpstream:
                 self._tat = tat + 1.0 / self.rate
         else:
             status = 200
-        self.log.append((now, worker, status))
+        self.log.append((now, worker, status, late))
         return web.Response(status=status, text=str(status), headers=headers)
 
     def app(self) -> web.Application:
@@ -63,9 +73,17 @@ class FleetUpstream:
         app.router.add_get("/", self.handle)
         return app
 
-    def count(self, start: float, end: float, status: int | None = None) -> int:
+    def count(
+        self, start: float, end: float, status: int | None = None, *, late: bool | None = None
+    ) -> int:
+        """Requests handled in ``[start, end)`` (with ``status``); ``late``: only those the
+        upstream handled more than ``LATE`` s after their send (``True``) or the others."""
         return sum(
-            1 for t, _, s in self.log if start <= t < end and (status is None or s == status)
+            1
+            for t, _, s, behind in self.log
+            if start <= t < end
+            and (status is None or s == status)
+            and (late is None or (behind > LATE) == late)
         )
 
 

@@ -181,11 +181,33 @@ async def test_a_learnt_rate_is_split_among_the_pacing_members(members: list[Mem
     assert c.state.cooldown.rate is None
 
 
+async def test_a_bound_lowers_the_fleets_rate_at_once_a_cut_waits_its_turn(
+    members: list[Member],
+) -> None:
+    a, b, _ = members
+    a.state.cooldown.reserve()
+    b.state.cooldown.reserve()
+    await step(members)
+    a.state.cooldown.start(0.001)  # a first 429 "wait 1 ms": a weak bound, 970/s
+    await step(members)
+    assert b.state.cooldown.shared is not None
+    assert b.state.cooldown.shared[0] == pytest.approx(970.0, rel=0.01)
+    b.state.cooldown.start(0.001)  # a cut of 10 %, too soon after a's level: not taken
+    await step(members)
+    assert b.state.cooldown.shared[0] == pytest.approx(970.0, rel=0.01)
+    b.state.cooldown.start(0.009)  # a 429 "wait 9 ms": at most 111/s, taken at once
+    await step(members)
+    for m in (a, b):
+        assert m.state.cooldown.shared is not None
+        assert m.state.cooldown.shared[0] == pytest.approx(0.97 / 0.009, rel=0.01)
+
+
 class Told:
     """A stand-in for the store: what a ``FleetCooldown`` tells it (no Redis needed)."""
 
     def __init__(self) -> None:
         self.rates: list[float] = []
+        self.bounds: list[bool] = []
 
     def moved(self, breaker: FleetBreaker, old: BreakerState, new: BreakerState) -> None:
         pass
@@ -193,8 +215,9 @@ class Told:
     def cooled(self, key: str, seconds: float) -> None:
         pass
 
-    def rated(self, key: str, rate: float) -> None:
+    def rated(self, key: str, rate: float, *, bound: bool = False) -> None:
         self.rates.append(rate)
+        self.bounds.append(bound)
 
     def demanded(self, key: str) -> None:
         pass
@@ -221,7 +244,31 @@ def test_a_refill_interval_bounds_the_fleets_cut() -> None:
     cooldown = FleetCooldown("k", lambda: 100.0, 60.0, told)
     cooldown.pace((300.0, 3))  # the fleet paces at 300/s; a 429 says "wait 20 ms"
     cooldown.start(0.02)
-    assert told.rates == [pytest.approx(0.97 / 0.02)]  # at most 50/s: not 270/s
+    # a cut of 10 %, and the bound (at most 50/s: not 270/s), which Redis takes at once
+    assert told.rates == [pytest.approx(270.0), pytest.approx(0.97 / 0.02)]
+    assert told.bounds == [False, True]
+
+
+def test_every_429s_refill_interval_may_lower_the_fleets_rate_between_cuts() -> None:
+    # The cause of 130 429s per 789 successes (issue 12): the fleet's first rate came from
+    # a first 429's 1 ms wait (970/s for an upstream of 100/s) and only came down by a cut
+    # of 10 % per spacing. A wait is a fact about the upstream: any 429 may tell it.
+    now = [100.0]
+    told = Told()
+    cooldown = FleetCooldown("k", lambda: now[0], 60.0, told)
+    cooldown.pace((970.0, 4))
+    cooldown.start(0.001)  # the first 429 of an overshoot: the spaced cut
+    assert told.rates == [pytest.approx(873.0)]
+    for wait in (0.008, 0.005, 0.009, 0.009):  # 429s of the same overshoot
+        now[0] += 0.01
+        cooldown.start(wait)
+    # the bounds that say more than the last one (121/s, then 108/s); no second cut
+    assert told.rates[1:] == [pytest.approx(0.97 / 0.008), pytest.approx(0.97 / 0.009)]
+    assert told.bounds == [False, True, True]
+    cooldown.pace((107.0, 4))  # the fleet's rate came down
+    now[0] += 0.01
+    cooldown.start(0.009)  # no news: the rate is no higher than the bound
+    assert len(told.rates) == 3
 
 
 def test_the_fleets_pace_voids_turns_booked_at_a_slow_local_pace() -> None:
@@ -273,6 +320,7 @@ def test_without_a_fleet_rate_the_local_learner_runs_and_publishes_its_level() -
     assert cooldown.level == pytest.approx(97.0)
     assert cooldown.rate == pytest.approx(97.0 * 0.9)  # it restarts at its cruise pace
     assert told.rates == [pytest.approx(97.0)]  # the fleet hears of the level
+    assert told.bounds == [True]  # (the wait's bound: Redis takes it however recent a cut)
     cooldown.start(None)  # no level measured (a slow start): nothing to publish
     assert told.rates == [pytest.approx(97.0)]
 

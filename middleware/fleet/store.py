@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from seawall.breaker import Breaker, BreakerState, Transition
+from seawall.cooldown import LEVEL
 from seawall.fleet.link import Link, LinkError, describe
 from seawall.fleet.parts import FleetBreaker, FleetCooldown
 from seawall.fleet.totals import FleetBudget, dumps, loads, merge
@@ -70,8 +71,12 @@ COSTS_EVERY = 1.0
 #: Seconds a process's cost report stays in Redis after it last published it.
 COSTS_TTL = 86_400.0
 
-#: The fleet's rate (learnt from 429s) doubles in this many seconds without a cut (it
-#: probes slowly: a cut by ``FLEET_CUT`` grows back in about 9 s)...
+#: After a cut, the fleet's rate (learnt from 429s) rises back in this many seconds to
+#: ``RATE_PLATEAU`` of the rate it cut (a stall that bunched sends costs a dip, not 9 s of
+#: a slow climb) ...
+RATE_RISE = 3.0
+RATE_PLATEAU = LEVEL
+#: ... then doubles in this many seconds without a cut (it probes slowly: +3 % in 2.6 s) ...
 RATE_DOUBLING = 60.0
 #: ... is forgotten after this many seconds without a cut ...
 RATE_TTL = 10.0
@@ -146,6 +151,8 @@ class FleetStore:
         #: The breaker around Redis, on real time (a test's clock must not stall a resync).
         self.guard = Breaker("seawall.fleet.redis", _LINK_POLICY, time.monotonic)
         self._lock = asyncio.Lock()
+        #: Falling back: when the paced keys stop holding the fleet's last rate.
+        self._unpace_at: float | None = None
         self._round = 0
         self._seen: dict[str, int] = {}
         #: What ``sw.costs()`` says in this process (set by the engine); published for the fleet.
@@ -191,9 +198,16 @@ class FleetStore:
         if self.linked:
             self._post("cool", key, seconds)
 
-    def rated(self, key: str, rate: float) -> None:
+    def rated(self, key: str, rate: float, *, bound: bool = False) -> None:
         if self.linked:
-            self._post("rate", key, rate)
+            self._post("bound" if bound else "rate", key, rate)
+            return
+        state = self.states.get(key)
+        pacing = None if state is None else state.cooldown
+        if isinstance(pacing, FleetCooldown) and pacing.shared is not None:
+            # Falling back with the fleet's last rate held: this process's 429s cut it here.
+            held, members = pacing.shared
+            pacing.pace((min(rate, held), members))
 
     def demanded(self, key: str) -> None:
         if self._wake is not None:
@@ -237,6 +251,12 @@ class FleetStore:
         the state is shared after it.
         """
         async with self._lock:
+            unpace_at = self._unpace_at
+            if unpace_at is not None and self.clock() >= unpace_at:
+                self._unpace_at = None  # fallen back for long: every key learns alone
+                for state in self.states.values():
+                    if isinstance(state.cooldown, FleetCooldown):
+                        state.cooldown.unpace()
             permit = self.guard.admit()
             if permit is None:
                 return False
@@ -261,12 +281,14 @@ class FleetStore:
             return
         self.linked = False
         self.fell_back_at = self.clock()
+        # A paced key keeps its share of the fleet's last rate for as long as that rate
+        # would live in Redis (cut by this process's own 429s meanwhile), then learns
+        # alone: a blip of Redis (or of this process) must not send the fleet unpaced.
+        self._unpace_at = self.fell_back_at + RATE_TTL
         for state in self.states.values():
             breaker = state.breaker
             if isinstance(breaker, FleetBreaker):
                 breaker.own_clock()
-            if isinstance(state.cooldown, FleetCooldown):
-                state.cooldown.unpace()
         log.warning(
             "seawall: Redis at %s out of reach (%s); every key runs on in-process state",
             self.where,
@@ -275,6 +297,7 @@ class FleetStore:
 
     def _relink(self) -> None:
         self.linked = True
+        self._unpace_at = None
         self.linked_at = self.clock()
         now = self.clock()
         for key, state in self.states.items():
@@ -292,7 +315,7 @@ class FleetStore:
         """One round trip: the outbox, a read of every key, the costs, the leases wanted."""
         if not self.linked:
             keys = self._keys("-", "b", "v", "c", "r", "m", "u")
-            await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1])])
+            await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1, 1])])
             self._relink()
         batch = self._outbox_calls()
         now = self.clock()
@@ -355,10 +378,16 @@ class FleetStore:
         batch: list[tuple[str, list[str], list[Any]]] = []
         spacing = _ms(max(RATE_CUT_SPACING, 5 * self.refresh))
         posted = set()
+        rates: dict[tuple[str, str], float] = {}  # the lowest of a round's cuts and bounds
         while self._outbox:
             op, key, value = self._outbox.popleft()
             state = self.states.get(key)
-            if state is None or ((op, key) in posted and op != "cool"):
+            if state is None:
+                continue
+            if op in ("rate", "bound"):
+                rates[op, key] = min(value, rates.get((op, key), value))
+                continue
+            if (op, key) in posted and op != "cool":
                 continue
             posted.add((op, key))
             policy = state.policy.breaker
@@ -372,11 +401,12 @@ class FleetStore:
                     breaker.voted_at = self.clock()
             elif op == "close":
                 batch.append(("CLOSE", self._keys(key, "b", "v", "p"), [self.node, ttl]))
-            elif op == "rate":
-                args = [self.node, _ms(value), _ms(RATE_DOUBLING), _ms(RATE_TTL), spacing]
-                batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
             else:
                 batch.append(("COOL", self._keys(key, "c"), [_ms(value)]))
+        for (op, key), value in rates.items():
+            args = [self.node, _ms(value), _ms(RATE_DOUBLING), _ms(RATE_TTL), spacing]
+            args += [1 if op == "bound" else 0, _ms(RATE_RISE), round(RATE_PLATEAU * 1000)]
+            batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
         return batch
 
     def _read_call(self, key: str, now: float) -> tuple[str, list[str], list[Any]]:
@@ -390,7 +420,7 @@ class FleetStore:
         budget = state.budget
         used = budget.counts() if isinstance(budget, FleetBudget) else (0, 0)
         args: list[Any] = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(RATE_DOUBLING)]
-        args += [*used, _ms(state.policy.budget.window)]
+        args += [*used, _ms(state.policy.budget.window), _ms(RATE_RISE)]
         return ("READ", self._keys(key, "b", "v", "c", "r", "m", "u"), args)
 
     def _costs_call(self, now: float) -> tuple[str, list[str], list[Any]] | None:
@@ -434,6 +464,7 @@ class FleetStore:
             budget.others, budget.members = (used[0], used[1]), max(1, used[2])
         pacing = state.cooldown
         if isinstance(pacing, FleetCooldown):
+            pacing.members = max(1, members)
             pacing.pace((rate_mhz / 1000, members) if rate_mhz > 0 and index >= 0 else None)
         if cool_ms:
             until = min(self._local(cool_ms), now + state.cooldown.max_wait)
