@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,13 @@ from typing import Any
 from aiohttp import web
 
 WORKER = str(Path(__file__).with_name("fleet_worker.py"))
+
+#: Callers per worker process: 50 in all ...
+CALLERS = (13, 13, 12, 12)
+#: ... each pausing this long between calls: about 250 calls/s for the fleet.
+THINK = 0.2
+#: The breakers' recovery timeout, seconds.
+RECOVERY = 1.0
 
 #: Seconds the workers get to start (imports on a loaded machine) and to finish.
 START_LIMIT = 90.0
@@ -85,6 +93,30 @@ class FleetUpstream:
             and (status is None or s == status)
             and (late is None or (behind > LATE) == late)
         )
+
+
+def configs(
+    url: str, redis: str | None, duration: float, *, failure_threshold: int = 3, **extra: Any
+) -> list[dict[str, Any]]:
+    """The workers' configs (``fleet_worker.py``): one per entry of ``CALLERS``, sharing
+    state through ``redis`` (``None``: in-process state) under a fresh key prefix."""
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    return [
+        {
+            "id": i,
+            "redis": redis,
+            "prefix": prefix,
+            "url": url,
+            "callers": n,
+            "duration": duration,
+            "think": THINK,
+            "breaker": {"failure_threshold": failure_threshold, "recovery_timeout": RECOVERY},
+            # 150 ms, not 50: a loaded test machine must not fall back by itself.
+            "timeout": 0.15,
+            **extra,
+        }
+        for i, n in enumerate(CALLERS)
+    ]
 
 
 async def run_fleet(

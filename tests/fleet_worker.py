@@ -80,7 +80,7 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
                 # a loaded machine may run this task late.
                 store: Any = sw.store
                 at = store.fell_back_at if mode == "local-fallback" else store.linked_at
-                modes.append((now if at is None else at, mode))
+                modes.append((now if at is None else at, sw.health().state))  # what users see
             state = kept.breaker.state.value
             if state != states[-1][1]:
                 states.append((now, state))

@@ -361,6 +361,67 @@ async def test_redis_out_of_reach_falls_back_and_a_held_breaker_runs_locally(
         await m.sw.aclose()
 
 
+async def test_a_fall_back_keeps_the_fleets_last_share_then_learns_alone(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = RedisServer()
+    srv.start()
+    try:
+        a, b = Member(srv.url, prefix), Member(srv.url, prefix)
+        for m in (a, b):
+            m.state.cooldown.reserve()
+        await step([a, b])
+        a.state.cooldown.start(0.01)  # "wait 10 ms": the fleet paces at 97/s
+        await step([a, b])
+        assert a.state.cooldown.rate == pytest.approx(97.0 / 2)
+        srv.kill()
+        assert not await a.store.sync()
+        # Still its share of the fleet's rate, not unpaced (all four of a fleet would
+        # pace at the whole rate, or not at all, after a blip of Redis)...
+        assert a.state.cooldown.rate == pytest.approx(97.0 / 2)
+        a.state.cooldown.start(None)  # ... cut by its own 429s meanwhile
+        assert a.state.cooldown.rate == pytest.approx(97.0 * FLEET_CUT / 2)
+        monkeypatch.setattr(fleet_store, "RATE_TTL", 0.0)  # held no longer than Redis would
+        assert not await b.store.sync()
+        assert b.state.cooldown.rate == pytest.approx(97.0 / 2)
+        assert not await b.store.sync()
+        assert b.state.cooldown.rate is None  # learnt alone again, from its next 429
+        await a.sw.aclose()
+        await b.sw.aclose()
+    finally:
+        srv.kill()
+
+
+async def test_a_cut_at_the_plateau_is_a_dip_the_next_one_lowers_it(
+    members: list[Member], server: RedisServer, prefix: str
+) -> None:
+    link = members[0].store.link
+    keys = [f"{prefix}:{{k}}:{part}" for part in "bvcr"]
+
+    async def rate(value: float, *, bound: bool = False) -> dict[bytes, bytes]:
+        # rate, doubling, ttl, no spacing of cuts, bound, rise 3 s, plateau 0.97 (store.py's)
+        args = ["n", round(value * 1000), 60_000, 10_000, 0, int(bound), 3000, 970]
+        await link.run([("RATE", keys, args)])
+        return await client.hgetall(keys[3])
+
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        stored = await rate(970.0, bound=True)  # a first 429's 1 ms wait
+        assert float(stored[b"r"]) == float(stored[b"w"]) == 970.0
+        stored = await rate(97.0, bound=True)  # a 10 ms wait: taken at once, a fact
+        assert float(stored[b"r"]) == float(stored[b"w"]) == 97.0
+        stored = await rate(87.3)  # a cut at the plateau: a dip back to it
+        assert float(stored[b"r"]) == 87.3
+        assert float(stored[b"w"]) == 97.0
+        stored = await rate(80.0)  # the next one lowers the plateau under the rate it cut
+        assert float(stored[b"r"]) == 80.0
+        assert 0.97 * 87.3 <= float(stored[b"w"]) < 0.97 * 90
+        stored = await rate(200.0)  # a cut above the rate: no news
+        assert float(stored[b"r"]) == 80.0
+    finally:
+        await client.aclose()
+
+
 async def test_restart_resyncs_open_breakers(server: RedisServer, prefix: str) -> None:
     srv = RedisServer()
     srv.start()
