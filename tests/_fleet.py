@@ -50,6 +50,8 @@ class FleetUpstream:
         self.rate = rate
         self.burst = burst
         self._tat = 0.0
+        #: ``(when, seconds late)``: this process's event loop ran a 5 ms tick late (``watch``).
+        self.stalls: list[tuple[float, float]] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         now = time.monotonic()
@@ -75,6 +77,20 @@ class FleetUpstream:
             status = 200
         self.log.append((now, worker, status, late))
         return web.Response(status=status, text=str(status), headers=headers)
+
+    async def watch(self, until: float) -> None:
+        """Note, until ``until`` (monotonic), when this process's event loop stalled: the
+        upstream admitted nothing then (bounded: one tick per 5 ms)."""
+        while time.monotonic() < until:
+            before = time.monotonic()
+            await asyncio.sleep(0.005)
+            late = time.monotonic() - before - 0.005
+            if late > 0.01:
+                self.stalls.append((time.monotonic(), late))
+
+    def stalled(self, start: float, end: float) -> float:
+        """Seconds of ``[start, end)`` this process's event loop was stalled."""
+        return sum(max(0.0, min(t, end) - max(t - late, start)) for t, late in self.stalls)
 
     def app(self) -> web.Application:
         app = web.Application()
