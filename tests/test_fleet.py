@@ -288,6 +288,19 @@ def test_the_fleets_pace_voids_turns_booked_at_a_slow_local_pace() -> None:
     assert cooldown.cuts == cuts + 1
 
 
+def test_callers_woken_late_go_a_whole_share_turn_apart() -> None:
+    # A process whose event loop stalled must not spend the turns it missed as a burst
+    # (the other processes used the upstream meanwhile; its bucket holds a few at most).
+    now = [100.0]
+    cooldown = FleetCooldown("k", lambda: now[0], 60.0, Told())
+    cooldown.pace((100.0, 4))  # this process's share: 25/s, a turn every 40 ms
+    waits = [cooldown.reserve() for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
+    now[0] += 0.5  # a stall: every turn has passed when the callers wake, together
+    gaps = [cooldown.spaced() for _ in range(5)]
+    assert gaps == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])  # sent at the share's pace
+
+
 def test_callers_asleep_on_a_pace_near_the_floor_stay_members_and_spaced_briefly() -> None:
     now = [100.0]
     told = Told()
