@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,30 +15,49 @@ from aiohttp import web
 
 WORKER = str(Path(__file__).with_name("fleet_worker.py"))
 
+#: Callers per worker process: 50 in all ...
+CALLERS = (13, 13, 12, 12)
+#: ... each pausing this long between calls: about 250 calls/s for the fleet.
+THINK = 0.2
+#: The breakers' recovery timeout, seconds.
+RECOVERY = 1.0
+
 #: Seconds the workers get to start (imports on a loaded machine) and to finish.
 START_LIMIT = 90.0
 END_SLACK = 60.0
 
 
+#: Seconds after its send (the worker's ``X-Sent``) after which the upstream's own event loop
+#: handled a request late: it queued while the upstream (this test process) stalled, and the
+#: verdict its limiter gave a backlog handled at once says nothing of the fleet's pacing.
+LATE = 0.05
+
+
 class FleetUpstream:
     """One upstream for the whole fleet: it can die, cut one worker off, or throttle.
 
-    Every request is recorded as ``(monotonic time, worker id, status)``.
+    Every request is recorded as ``(monotonic time, worker id, status, seconds late)``:
+    how long after the worker sent it (``X-Sent``, the system-wide monotonic clock) the
+    upstream handled it.
     """
 
     def __init__(self, rate: float | None = None, burst: int = 1) -> None:
         self.dead = False
         self.partitioned: set[str] = set()
         self.throttle_once: set[str] = set()
-        self.log: list[tuple[float, str, int]] = []
+        self.log: list[tuple[float, str, int, float]] = []
         #: A GCRA limiter of ``rate`` requests/s and ``burst``: a 429 with the wait in ms.
         self.rate = rate
         self.burst = burst
         self._tat = 0.0
+        #: ``(when, seconds late)``: this process's event loop ran a 5 ms tick late (``watch``).
+        self.stalls: list[tuple[float, float]] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         now = time.monotonic()
         worker = request.headers.get("X-Worker", "?")
+        sent = request.headers.get("X-Sent")
+        late = max(0.0, now - float(sent)) if sent else 0.0
         headers: dict[str, str] = {}
         if self.dead or worker in self.partitioned:
             status = 503
@@ -55,18 +75,64 @@ class FleetUpstream:
                 self._tat = tat + 1.0 / self.rate
         else:
             status = 200
-        self.log.append((now, worker, status))
+        self.log.append((now, worker, status, late))
         return web.Response(status=status, text=str(status), headers=headers)
+
+    async def watch(self, until: float) -> None:
+        """Note, until ``until`` (monotonic), when this process's event loop stalled: the
+        upstream admitted nothing then (bounded: one tick per 5 ms)."""
+        while time.monotonic() < until:
+            before = time.monotonic()
+            await asyncio.sleep(0.005)
+            late = time.monotonic() - before - 0.005
+            if late > 0.01:
+                self.stalls.append((time.monotonic(), late))
+
+    def stalled(self, start: float, end: float) -> float:
+        """Seconds of ``[start, end)`` this process's event loop was stalled."""
+        return sum(max(0.0, min(t, end) - max(t - late, start)) for t, late in self.stalls)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/", self.handle)
         return app
 
-    def count(self, start: float, end: float, status: int | None = None) -> int:
+    def count(
+        self, start: float, end: float, status: int | None = None, *, late: bool | None = None
+    ) -> int:
+        """Requests handled in ``[start, end)`` (with ``status``); ``late``: only those the
+        upstream handled more than ``LATE`` s after their send (``True``) or the others."""
         return sum(
-            1 for t, _, s in self.log if start <= t < end and (status is None or s == status)
+            1
+            for t, _, s, behind in self.log
+            if start <= t < end
+            and (status is None or s == status)
+            and (late is None or (behind > LATE) == late)
         )
+
+
+def configs(
+    url: str, redis: str | None, duration: float, *, failure_threshold: int = 3, **extra: Any
+) -> list[dict[str, Any]]:
+    """The workers' configs (``fleet_worker.py``): one per entry of ``CALLERS``, sharing
+    state through ``redis`` (``None``: in-process state) under a fresh key prefix."""
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    return [
+        {
+            "id": i,
+            "redis": redis,
+            "prefix": prefix,
+            "url": url,
+            "callers": n,
+            "duration": duration,
+            "think": THINK,
+            "breaker": {"failure_threshold": failure_threshold, "recovery_timeout": RECOVERY},
+            # 150 ms, not 50: a loaded test machine must not fall back by itself.
+            "timeout": 0.15,
+            **extra,
+        }
+        for i, n in enumerate(CALLERS)
+    ]
 
 
 async def run_fleet(

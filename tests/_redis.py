@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -70,9 +71,20 @@ class RedisServer:
         msg = f"redis-server did not answer on port {self.port} within {START_LIMIT} s"
         raise RuntimeError(msg)
 
+    def pause(self) -> None:
+        """Stop the server (SIGSTOP): connections are accepted, nothing is answered."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # (a paused server dies as well, but say so)
             proc.kill()
             proc.wait(timeout=10)
 

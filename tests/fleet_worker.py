@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from yarl import URL
 
 from seawall import Seawall
@@ -62,18 +63,24 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
     states: list[tuple[float, str]] = [(began, kept.breaker.state.value)]
     cooled: list[float] = []
     stalls: list[tuple[float, float]] = []  # (when the monitor woke, how late)
+    trace: list[list[Any]] = []  # cfg["trace"]: the key's pace every 100 ms (for diagnosis)
     headers = {"X-Worker": str(cfg["id"])}
 
     async def monitor() -> None:
+        traced = float("-inf")
         while time.monotonic() < end:
             now = time.monotonic()
+            if cfg.get("trace") and now - traced >= 0.1:
+                traced = now
+                cd: Any = kept.cooldown
+                trace.append([now, cd.rate, getattr(cd, "shared", None), cd.cuts, cd.until])
             mode = sw.store.mode
             if mode != modes[-1][1]:
                 # When the store changed mode (its own reading), not when this poll saw it:
                 # a loaded machine may run this task late.
                 store: Any = sw.store
                 at = store.fell_back_at if mode == "local-fallback" else store.linked_at
-                modes.append((now if at is None else at, mode))
+                modes.append((now if at is None else at, sw.health().state))  # what users see
             state = kept.breaker.state.value
             if state != states[-1][1]:
                 states.append((now, state))
@@ -84,7 +91,12 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
             if late > 0.01:  # the loop ran this task late: the process was stalled
                 stalls.append((time.monotonic(), late))
 
-    async with sw.session() as session:
+    async def stamp(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        # After seawall's middleware: when the attempt leaves, on the system-wide clock.
+        request.headers["X-Sent"] = f"{time.monotonic():.6f}"
+        return await handler(request)
+
+    async with sw.session(middlewares=(stamp,)) as session:
 
         async def caller() -> None:
             while time.monotonic() < end:
@@ -114,6 +126,7 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
         "cooled": cooled[0] if cooled else None,
         "stuck": len(pending),
         "stalls": stalls,
+        "trace": trace,
     }
 
 

@@ -181,11 +181,33 @@ async def test_a_learnt_rate_is_split_among_the_pacing_members(members: list[Mem
     assert c.state.cooldown.rate is None
 
 
+async def test_a_bound_lowers_the_fleets_rate_at_once_a_cut_waits_its_turn(
+    members: list[Member],
+) -> None:
+    a, b, _ = members
+    a.state.cooldown.reserve()
+    b.state.cooldown.reserve()
+    await step(members)
+    a.state.cooldown.start(0.001)  # a first 429 "wait 1 ms": a weak bound, 970/s
+    await step(members)
+    assert b.state.cooldown.shared is not None
+    assert b.state.cooldown.shared[0] == pytest.approx(970.0, rel=0.01)
+    b.state.cooldown.start(0.001)  # a cut of 10 %, too soon after a's level: not taken
+    await step(members)
+    assert b.state.cooldown.shared[0] == pytest.approx(970.0, rel=0.01)
+    b.state.cooldown.start(0.009)  # a 429 "wait 9 ms": at most 111/s, taken at once
+    await step(members)
+    for m in (a, b):
+        assert m.state.cooldown.shared is not None
+        assert m.state.cooldown.shared[0] == pytest.approx(0.97 / 0.009, rel=0.01)
+
+
 class Told:
     """A stand-in for the store: what a ``FleetCooldown`` tells it (no Redis needed)."""
 
     def __init__(self) -> None:
         self.rates: list[float] = []
+        self.bounds: list[bool] = []
 
     def moved(self, breaker: FleetBreaker, old: BreakerState, new: BreakerState) -> None:
         pass
@@ -193,8 +215,9 @@ class Told:
     def cooled(self, key: str, seconds: float) -> None:
         pass
 
-    def rated(self, key: str, rate: float) -> None:
+    def rated(self, key: str, rate: float, *, bound: bool = False) -> None:
         self.rates.append(rate)
+        self.bounds.append(bound)
 
     def demanded(self, key: str) -> None:
         pass
@@ -221,7 +244,31 @@ def test_a_refill_interval_bounds_the_fleets_cut() -> None:
     cooldown = FleetCooldown("k", lambda: 100.0, 60.0, told)
     cooldown.pace((300.0, 3))  # the fleet paces at 300/s; a 429 says "wait 20 ms"
     cooldown.start(0.02)
-    assert told.rates == [pytest.approx(0.97 / 0.02)]  # at most 50/s: not 270/s
+    # a cut of 10 %, and the bound (at most 50/s: not 270/s), which Redis takes at once
+    assert told.rates == [pytest.approx(270.0), pytest.approx(0.97 / 0.02)]
+    assert told.bounds == [False, True]
+
+
+def test_every_429s_refill_interval_may_lower_the_fleets_rate_between_cuts() -> None:
+    # The cause of 130 429s per 789 successes (issue 12): the fleet's first rate came from
+    # a first 429's 1 ms wait (970/s for an upstream of 100/s) and only came down by a cut
+    # of 10 % per spacing. A wait is a fact about the upstream: any 429 may tell it.
+    now = [100.0]
+    told = Told()
+    cooldown = FleetCooldown("k", lambda: now[0], 60.0, told)
+    cooldown.pace((970.0, 4))
+    cooldown.start(0.001)  # the first 429 of an overshoot: the spaced cut
+    assert told.rates == [pytest.approx(873.0)]
+    for wait in (0.008, 0.005, 0.009, 0.009):  # 429s of the same overshoot
+        now[0] += 0.01
+        cooldown.start(wait)
+    # the bounds that say more than the last one (121/s, then 108/s); no second cut
+    assert told.rates[1:] == [pytest.approx(0.97 / 0.008), pytest.approx(0.97 / 0.009)]
+    assert told.bounds == [False, True, True]
+    cooldown.pace((107.0, 4))  # the fleet's rate came down
+    now[0] += 0.01
+    cooldown.start(0.009)  # no news: the rate is no higher than the bound
+    assert len(told.rates) == 3
 
 
 def test_the_fleets_pace_voids_turns_booked_at_a_slow_local_pace() -> None:
@@ -239,6 +286,19 @@ def test_the_fleets_pace_voids_turns_booked_at_a_slow_local_pace() -> None:
     assert max(waits) < 30 / 200 + 0.01
     cooldown.pace((410.0, 2))  # the fleet's rate grew a little: nothing to book again
     assert cooldown.cuts == cuts + 1
+
+
+def test_callers_woken_late_go_a_whole_share_turn_apart() -> None:
+    # A process whose event loop stalled must not spend the turns it missed as a burst
+    # (the other processes used the upstream meanwhile; its bucket holds a few at most).
+    now = [100.0]
+    cooldown = FleetCooldown("k", lambda: now[0], 60.0, Told())
+    cooldown.pace((100.0, 4))  # this process's share: 25/s, a turn every 40 ms
+    waits = [cooldown.reserve() for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
+    now[0] += 0.5  # a stall: every turn has passed when the callers wake, together
+    gaps = [cooldown.spaced() for _ in range(5)]
+    assert gaps == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])  # sent at the share's pace
 
 
 def test_callers_asleep_on_a_pace_near_the_floor_stay_members_and_spaced_briefly() -> None:
@@ -273,6 +333,7 @@ def test_without_a_fleet_rate_the_local_learner_runs_and_publishes_its_level() -
     assert cooldown.level == pytest.approx(97.0)
     assert cooldown.rate == pytest.approx(97.0 * 0.9)  # it restarts at its cruise pace
     assert told.rates == [pytest.approx(97.0)]  # the fleet hears of the level
+    assert told.bounds == [True]  # (the wait's bound: Redis takes it however recent a cut)
     cooldown.start(None)  # no level measured (a slow start): nothing to publish
     assert told.rates == [pytest.approx(97.0)]
 
@@ -311,6 +372,67 @@ async def test_redis_out_of_reach_falls_back_and_a_held_breaker_runs_locally(
         assert "s3cret-pw" not in repr(m.store.where)
     finally:
         await m.sw.aclose()
+
+
+async def test_a_fall_back_keeps_the_fleets_last_share_then_learns_alone(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = RedisServer()
+    srv.start()
+    try:
+        a, b = Member(srv.url, prefix), Member(srv.url, prefix)
+        for m in (a, b):
+            m.state.cooldown.reserve()
+        await step([a, b])
+        a.state.cooldown.start(0.01)  # "wait 10 ms": the fleet paces at 97/s
+        await step([a, b])
+        assert a.state.cooldown.rate == pytest.approx(97.0 / 2)
+        srv.kill()
+        assert not await a.store.sync()
+        # Still its share of the fleet's rate, not unpaced (all four of a fleet would
+        # pace at the whole rate, or not at all, after a blip of Redis)...
+        assert a.state.cooldown.rate == pytest.approx(97.0 / 2)
+        a.state.cooldown.start(None)  # ... cut by its own 429s meanwhile
+        assert a.state.cooldown.rate == pytest.approx(97.0 * FLEET_CUT / 2)
+        monkeypatch.setattr(fleet_store, "RATE_TTL", 0.0)  # held no longer than Redis would
+        assert not await b.store.sync()
+        assert b.state.cooldown.rate == pytest.approx(97.0 / 2)
+        assert not await b.store.sync()
+        assert b.state.cooldown.rate is None  # learnt alone again, from its next 429
+        await a.sw.aclose()
+        await b.sw.aclose()
+    finally:
+        srv.kill()
+
+
+async def test_a_cut_at_the_plateau_is_a_dip_the_next_one_lowers_it(
+    members: list[Member], server: RedisServer, prefix: str
+) -> None:
+    link = members[0].store.link
+    keys = [f"{prefix}:{{k}}:{part}" for part in "bvcr"]
+
+    async def rate(value: float, *, bound: bool = False) -> dict[bytes, bytes]:
+        # rate, doubling, ttl, no spacing of cuts, bound, rise 3 s, plateau 0.97 (store.py's)
+        args = ["n", round(value * 1000), 60_000, 10_000, 0, int(bound), 3000, 970]
+        await link.run([("RATE", keys, args)])
+        return await client.hgetall(keys[3])
+
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        stored = await rate(970.0, bound=True)  # a first 429's 1 ms wait
+        assert float(stored[b"r"]) == float(stored[b"w"]) == 970.0
+        stored = await rate(97.0, bound=True)  # a 10 ms wait: taken at once, a fact
+        assert float(stored[b"r"]) == float(stored[b"w"]) == 97.0
+        stored = await rate(87.3)  # a cut at the plateau: a dip back to it
+        assert float(stored[b"r"]) == 87.3
+        assert float(stored[b"w"]) == 97.0
+        stored = await rate(80.0)  # the next one lowers the plateau under the rate it cut
+        assert float(stored[b"r"]) == 80.0
+        assert 0.97 * 87.3 <= float(stored[b"w"]) < 0.97 * 90
+        stored = await rate(200.0)  # a cut above the rate: no news
+        assert float(stored[b"r"]) == 80.0
+    finally:
+        await client.aclose()
 
 
 async def test_restart_resyncs_open_breakers(server: RedisServer, prefix: str) -> None:

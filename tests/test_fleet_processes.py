@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests._fleet import FleetUpstream, run_fleet
+from tests._fleet import RECOVERY, FleetUpstream, configs, run_fleet
 from tests._redis import RedisServer, redis_server
 from tests.fleet_worker import GRACE
 
 pytestmark = pytest.mark.slow
-
-CALLERS = (13, 13, 12, 12)  # 50 in all
-THINK = 0.2  # each caller's pause between calls: about 250 calls/s for the fleet
-RECOVERY = 1.0
 
 
 @pytest.fixture
@@ -34,26 +29,6 @@ def server() -> Iterator[RedisServer]:
     srv = redis_server()
     yield srv
     srv.kill()
-
-
-def configs(url: str, redis: str | None, duration: float, **extra: Any) -> list[dict[str, Any]]:
-    prefix = f"p{uuid.uuid4().hex[:8]}"
-    return [
-        {
-            "id": i,
-            "redis": redis,
-            "prefix": prefix,
-            "url": url,
-            "callers": n,
-            "duration": duration,
-            "think": THINK,
-            "breaker": {"failure_threshold": 3, "recovery_timeout": RECOVERY},
-            # 150 ms, not 50: a loaded test machine must not fall back by itself.
-            "timeout": 0.15,
-            **extra,
-        }
-        for i, n in enumerate(CALLERS)
-    ]
 
 
 def opened(result: dict[str, Any]) -> bool:
@@ -91,9 +66,9 @@ async def test_outage_costs_the_fleet_little_and_one_probe_per_interval(
 
         # Detection takes two failed calls of one retry each in the first process
         # (every process detects at once, fleet or not); the fleet saves the rest.
-        fleet = configs(str(up.make_url("/")), server.url, end, retry={"max_attempts": 2})
-        for cfg in fleet:
-            cfg["breaker"]["failure_threshold"] = 2
+        fleet = configs(
+            str(up.make_url("/")), server.url, end, failure_threshold=2, retry={"max_attempts": 2}
+        )
         results = await run_fleet(fleet, scenario)
     t0 = min(r["began"] for r in results)
     steady = upstream.count(t0 + 1, t0 + steady_end) / (steady_end - 1)
@@ -130,6 +105,41 @@ async def test_outage_costs_the_fleet_little_and_one_probe_per_interval(
     assert max(windows) <= 1.2 * steady, (windows, steady)
 
 
+def local_from(modes: list[tuple[float, str]], at: float) -> float | None:
+    """When, from ``at`` on, a worker's ``health().state`` was ``local-fallback`` (``at``
+    itself if it already was: a loaded machine's slow round trip may have made it fall
+    back just before), or ``None``."""
+    before = [mode for t, mode in modes if t < at]
+    if before and before[-1] == "local-fallback":
+        return at
+    return next((t for t, mode in modes if mode == "local-fallback" and t >= at), None)
+
+
+def check_fall_back_and_resync(
+    results: list[dict[str, Any]], lost: float, back: float, limit: float
+) -> None:
+    """Redis lost at ``lost`` and back at ``back``: no call failed, every worker ran on
+    in-process state within ``limit`` s of its running time, shared again within 3 s of
+    ``back``, and a 429 worker 0 saw after that made every worker wait."""
+    for result in results:
+        # zero failed calls: Redis going away is never a caller's problem
+        assert set(result["outcomes"]) == {"status 200"}, result["outcomes"]
+        modes = result["modes"]
+        fell = local_from(modes, lost)
+        assert fell is not None, modes
+        # Within ``limit`` of the worker's own running time: what its event loop lost to a
+        # loaded machine in between (its monitor's late ticks) is not the store's.
+        stalled = sum(max(0.0, min(t, fell) - max(t - late, lost)) for t, late in result["stalls"])
+        took = fell - lost
+        assert took - stalled <= limit, f"fallback took {took:.3f} s ({stalled:.3f} s stalled)"
+        shared = [t for t, mode in modes if mode == "shared" and t > fell]
+        assert shared, modes
+        assert shared[0] - back <= 3.0, f"resync took {shared[0] - back:.3f} s"
+        # shared again: the 429 seen by worker 0 after Redis came back made everyone wait
+        assert result["cooled"] is not None, result["id"]
+        assert result["cooled"] > back
+
+
 async def test_redis_killed_then_restarted(server: RedisServer) -> None:
     upstream = FleetUpstream()
     killed: list[float] = []
@@ -150,25 +160,34 @@ async def test_redis_killed_then_restarted(server: RedisServer) -> None:
             upstream.throttle_once.add("0")  # one 429 "wait 2 s" seen by worker 0 alone
 
         results = await run_fleet(configs(str(up.make_url("/")), server.url, 12.0), scenario)
-    for result in results:
-        # zero failed calls: Redis going away is never a caller's problem
-        assert set(result["outcomes"]) == {"status 200"}, result["outcomes"]
-        modes = result["modes"]
-        fell = [t for t, mode in modes if mode == "local-fallback" and t >= killed[0]]
-        assert fell, modes
-        # Within 200 ms of the worker's own running time: what its event loop lost to a
-        # loaded machine in between (its monitor's late ticks) is not the store's.
-        stalled = sum(
-            max(0.0, min(t, fell[0]) - max(t - late, killed[0])) for t, late in result["stalls"]
-        )
-        took = fell[0] - killed[0]
-        assert took - stalled <= 0.2, f"fallback took {took:.3f} s ({stalled:.3f} s stalled)"
-        back = [t for t, mode in modes if mode == "shared" and t > fell[0]]
-        assert back, modes
-        assert back[0] - restarted[0] <= 3.0, f"resync took {back[0] - restarted[0]:.3f} s"
-        # shared again: the 429 seen by worker 0 after the restart made everyone wait
-        assert result["cooled"] is not None, result["id"]
-        assert result["cooled"] > restarted[0]
+    check_fall_back_and_resync(results, killed[0], restarted[0], 0.2)
+
+
+async def test_redis_that_stalls_then_answers_again(server: RedisServer) -> None:
+    # Redis stopped (SIGSTOP): it accepts connections and never answers, until SIGCONT.
+    upstream = FleetUpstream()
+    stopped: list[float] = []
+    resumed: list[float] = []
+    async with TestServer(upstream.app(), host="127.0.0.1") as up:
+
+        async def scenario(t0: float) -> None:
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(2.0)  # the scenario's timeline
+            try:
+                stopped.append(loop.time())
+                server.pause()
+                await asyncio.sleep(3.0)
+            finally:
+                server.resume()  # always: the fixture's kill must not meet a stopped server
+            resumed.append(loop.time())
+            await asyncio.sleep(4.0)
+            upstream.throttle_once.add("0")  # one 429 "wait 2 s" seen by worker 0 alone
+
+        # The default time limit (50 ms): a stalled Redis is noticed within one refresh
+        # (100 ms) and one limit, not at once as a killed one (its connections reset).
+        fleet = configs(str(up.make_url("/")), server.url, 12.0, timeout=0.05)
+        results = await run_fleet(fleet, scenario)
+    check_fall_back_and_resync(results, stopped[0], resumed[0], 0.2)
 
 
 RATE = 100.0  # the upstream's limit, requests/s, far below the callers' ~250/s
@@ -176,24 +195,30 @@ BURST = 5
 LEARNT = 2.0  # seconds from the start after which the fleet has learnt the rate
 
 
-async def throttled_run(redis: str | None) -> tuple[int, int, int]:
-    """(429s, successes) the upstream saw after ``LEARNT`` s from 4 workers, sharing or not,
-    and the callers stuck waiting at the end (see ``fleet_worker.GRACE``)."""
+async def throttled_run(redis: str | None) -> dict[str, int]:
+    """What the upstream saw after ``LEARNT`` s from 4 workers, sharing or not: its 429s and
+    successes (``ok``), those of them it handled on time (``*_on_time``: within ``LATE`` s
+    of their send), how long it was stalled itself, and the callers stuck waiting at the
+    end (see ``fleet_worker.GRACE``)."""
     upstream = FleetUpstream(rate=RATE, burst=BURST)
     async with TestServer(upstream.app(), host="127.0.0.1") as up:
 
-        async def scenario(_t0: float) -> None:
-            pass
+        async def scenario(t0: float) -> None:
+            await upstream.watch(t0 + 10.5)  # the scenario's timeline
 
         fleet = configs(str(up.make_url("/")), redis, 10.0, retry={"max_attempts": 5})
         results = await run_fleet(fleet, scenario)
     t0 = min(r["began"] for r in results)
-    stuck = sum(r["stuck"] for r in results)
-    return (
-        upstream.count(t0 + LEARNT, t0 + 10, 429),
-        upstream.count(t0 + LEARNT, t0 + 10, 200),
-        stuck,
-    )
+    start, end = t0 + LEARNT, t0 + 10
+    return {
+        # ms the upstream (this process) was stalled: it admitted nothing meanwhile
+        "upstream_stalled_ms": round(1000 * upstream.stalled(start, end)),
+        "429": upstream.count(start, end, 429),
+        "ok": upstream.count(start, end, 200),
+        "429_on_time": upstream.count(start, end, 429, late=False),
+        "ok_on_time": upstream.count(start, end, 200, late=False),
+        "stuck": sum(r["stuck"] for r in results),
+    }
 
 
 async def test_a_rate_limited_upstream_sees_few_429s_from_the_fleet(server: RedisServer) -> None:
@@ -202,14 +227,18 @@ async def test_a_rate_limited_upstream_sees_few_429s_from_the_fleet(server: Redi
     # burst of 429s without collapsing, both stay under 0.05 there, so comparing the two
     # here would assert noise. What the fleet must show: few 429s, the upstream's limit
     # still used, and no caller left waiting.
-    shared_429, shared_ok, stuck = await throttled_run(server.url)
-    assert stuck == 0, f"{stuck} callers of the fleet still waiting {GRACE} s after the end"
-    # Issue 12's target is < 0.05 429s per success, met in most runs (0/361, 2/768, 19/777,
-    # three 15 s runs alone on 2026-12-02), but one full-suite run on 2026-12-02 saw 71/779
-    # (0.091) and the cause is not found yet (issue 12 stays open for it). Until then this
-    # bound catches a fleet that stops sharing its pace (several 429s per success), not the
-    # last few percent.
-    assert shared_429 / max(shared_ok, 1) < 0.15, (shared_429, shared_ok)
+    seen = await throttled_run(server.url)
+    assert seen["stuck"] == 0, f"callers of the fleet still waiting {GRACE} s after the end: {seen}"
+    # Issue 12's target. Counted over the requests the upstream handled within LATE s of
+    # their send: when this test process (the upstream) stalls, the requests that queued
+    # meanwhile reach its limiter at once and a burst of 5 refuses most of them, however
+    # well the fleet paced them (a 0.94 s stall of it under load: 55 of 61 429s handled
+    # late). The fleet's own stalls are counted: its sends are stamped when they leave.
+    ratio = seen["429_on_time"] / max(seen["ok_on_time"], 1)
+    assert ratio < 0.05, seen
+    assert seen["ok_on_time"] > seen["ok"] / 2, f"the upstream was mostly late: {seen}"
     # at least 70 % of what the upstream admits after the learning time (a loaded
-    # 2-core machine runs the 4 workers and the upstream)
-    assert shared_ok > 0.7 * RATE * (10 - LEARNT), shared_ok
+    # 2-core machine runs the 4 workers and the upstream), less what it could not admit
+    # while it was stalled itself (its bucket holds no more than BURST meanwhile)
+    running = 10 - LEARNT - seen["upstream_stalled_ms"] / 1000
+    assert seen["ok"] > 0.7 * RATE * running, seen

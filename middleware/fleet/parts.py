@@ -17,7 +17,7 @@ from seawall.breaker import Breaker, BreakerState, Counts, Transition
 from seawall.cooldown import LEVEL, RECHECK, START_WAIT_MAX, Cooldown
 from seawall.policy import BreakerPolicy
 
-__all__ = ["FLEET_CUT", "FleetBreaker", "FleetCooldown", "Hub"]
+__all__ = ["FLEET_CUT", "FLEET_SPACING", "FleetBreaker", "FleetCooldown", "Hub"]
 
 #: A 429 under the fleet's pace cuts the fleet's rate by this factor.
 FLEET_CUT = 0.9
@@ -26,8 +26,12 @@ FLEET_CUT = 0.9
 #: answers of requests sent at the old pace are old news; Redis also spaces the fleet's cuts).
 CUT_SPACING = 0.5
 
-#: A fleet share this many times the pace turns were booked at voids those turns.
+#: A fleet share this many times the pace turns were booked at (or this many times less)
+#: voids those turns.
 REBOOK_RISE = 1.25
+
+#: Turns of the fleet's share between two sends of this process at least (``spaced``).
+FLEET_SPACING = 1.0
 
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
@@ -40,7 +44,7 @@ class Hub(Protocol):
 
     def cooled(self, key: str, seconds: float) -> None: ...
 
-    def rated(self, key: str, rate: float) -> None: ...
+    def rated(self, key: str, rate: float, *, bound: bool = False) -> None: ...
 
     def demanded(self, key: str) -> None: ...
 
@@ -146,7 +150,7 @@ class FleetCooldown(Cooldown):
     level it measures is published as the fleet's rate.
     """
 
-    __slots__ = ("_hub", "cut_at", "demand_at", "key", "shared")
+    __slots__ = ("_hub", "_spaced", "bounded", "cut_at", "demand_at", "key", "members", "shared")
 
     def __init__(self, key: str, clock: Callable[[], float], max_wait: float, hub: Hub) -> None:
         super().__init__(clock, max_wait)
@@ -158,27 +162,45 @@ class FleetCooldown(Cooldown):
         self.demand_at = float("-inf")
         #: When this process last asked the fleet to cut its rate (local clock).
         self.cut_at = float("-inf")
+        #: The lowest rate a refill interval bounded the fleet's by, as reported from here
+        #: (reset by each read of the fleet's rate: a rate grown past it is told again).
+        self.bounded = float("inf")
+        #: No send paced by the fleet before this (late wake-ups go spaced, not at once).
+        self._spaced = 0.0
+        #: Processes pacing the key, this one included, as last read (1 when unknown).
+        self.members = 1
 
     def start(self, seconds: float | None, sent_at: float | None = None) -> None:
         before = self.until
         now = self._clock()
         shared = self.shared
+        # A precise wait is a token bucket's refill interval: a fact about the upstream's
+        # rate, not a guess, so every 429 that states one may lower the fleet's rate (a
+        # cut is spaced; a bound is not: a first level from a 1 ms wait, 970/s for an
+        # upstream of 100/s, would otherwise come down 10 % per spacing, for seconds).
+        bound = LEVEL / seconds if seconds is not None and 0 < seconds <= START_WAIT_MAX else None
         if shared is None or self._hinted_at is not None:
             super().start(seconds, sent_at)
             level = self.level
             if level is not None and self._hinted_at is None:  # a level measured here
-                self._hub.rated(self.key, level)
+                if bound is not None and bound <= level:  # (the level is the wait's bound)
+                    self._hub.rated(self.key, bound, bound=True)
+                else:
+                    # What this process was admitted while the others took their part: the
+                    # fleet's rate is about that many times it (a rate too low would take
+                    # the fleet a minute to grow out of; one too high is cut at its 429s).
+                    self._hub.rated(self.key, level * self.members)
         else:
             if seconds is not None and seconds >= 0:  # (NaN and negative waits are nonsense)
                 self.until = max(self.until, now + min(seconds, self.max_wait))
+            rate, _members = shared
             if now - self.cut_at >= CUT_SPACING:  # the 429s of one overshoot cut once
                 self.cut_at = now
-                rate, _members = shared
-                cut = rate * FLEET_CUT
-                if seconds is not None and 0 < seconds <= START_WAIT_MAX:
-                    cut = min(cut, LEVEL / seconds)  # a refill interval bounds the rate
-                self._hub.rated(self.key, cut)
+                self._hub.rated(self.key, rate * FLEET_CUT)
                 self._rebook(now)
+            if bound is not None and bound < rate and bound < self.bounded:
+                self.bounded = bound  # a refill interval bounds the rate
+                self._hub.rated(self.key, bound, bound=True)
         if self.until > before:
             self._hub.cooled(self.key, self.until - now)
 
@@ -189,12 +211,23 @@ class FleetCooldown(Cooldown):
         learning = self._learning
         if learning is not None and learning.spaced > now:
             learning.spaced = now  # so is the spacing of late wake-ups at the old pace
+        if self._spaced > now:
+            self._spaced = now
 
     def spaced(self) -> float:
         # Capped: the caller sleeps this gap without looking again, and a pace learnt near
         # the floor (one request per ``max_wait``) would chain gaps of minutes; the turns
         # themselves stay paced.
-        gap = super().spaced()
+        rate = self.rate
+        if self.shared is None or self._hinted_at is not None or rate is None:
+            gap = super().spaced()
+        else:
+            # The fleet's share: sends stay a whole turn apart, so a process whose event loop
+            # stalled does not spend the turns it missed (the others used the upstream's
+            # capacity meanwhile; its burst allows only a few).
+            now = self._clock()
+            gap = self._spaced - now if self._spaced > now else 0.0
+            self._spaced = now + gap + FLEET_SPACING / rate
         return gap if gap < RECHECK else RECHECK
 
     def _refresh(self, now: float) -> float | None:
@@ -217,8 +250,11 @@ class FleetCooldown(Cooldown):
 
         When the share rises well above the pace turns were booked at (the
         fleet's first pace, after a local one learnt low, or a member gone),
-        those turns are void: callers asleep on them would idle the process.
+        those turns are void: callers asleep on them would idle the process;
+        so are they when it falls well below (another process's bound or cut):
+        they would go at the old pace.
         """
+        self.bounded = float("inf")  # a bound below the rate read now is news again
         if shared is None:
             self.unpace()
             return
@@ -228,7 +264,8 @@ class FleetCooldown(Cooldown):
         share = self._refresh(now)
         if share is None or self._hinted_at is not None:
             return  # headers pace the key
-        if (before is None or share > REBOOK_RISE * before) and self._tat > now + 1.0 / share:
+        changed = before is None or share > REBOOK_RISE * before or share * REBOOK_RISE < before
+        if changed and self._tat > now + 1.0 / share:
             self._rebook(now)
 
     def unpace(self) -> None:

@@ -7,8 +7,9 @@ Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<par
 - ``v`` (hash): votes, node -> server ms when its vote expires;
 - ``p`` (string): the probe lease, held by one node for a recovery interval;
 - ``c`` (string): the cooldown's end, server ms;
-- ``r`` (hash): the fleet's paced rate, ``r`` (requests/s) set at ``at`` (server ms);
-  it doubles every ``RATE_DOUBLING`` seconds without a cut (a slow probe upward);
+- ``r`` (hash): the fleet's paced rate, ``r`` (requests/s) set at ``at`` (server ms) by
+  the last cut (``cut``, server ms) or bound; it rises back to the plateau ``w`` in
+  ``RATE_RISE`` seconds, then doubles every ``RATE_DOUBLING`` seconds (a slow probe upward);
 - ``m`` (hash): the members pacing the key, node -> server ms when it expires;
 - ``u`` (hash): retry budget use, node -> ``expiry:requests:retries`` in its window;
 - ``<prefix>:{costs}`` (hash, one for the fleet): node -> ``expiry|cost report JSON``.
@@ -40,17 +41,23 @@ local function live_votes(node)
 end
 """
 
+# The fleet's rate: ``r`` set at ``at``; it rises to the plateau ``w`` in ARGV[7] ms (a
+# concave curve: fast, then flat), then probes upward, doubling every ARGV[3] ms.
 _RATE = """
 local function rate_now()
   local r = tonumber(redis.call('HGET', KEYS[4], 'r') or '0')
   if r <= 0 then return 0 end
+  local w = tonumber(redis.call('HGET', KEYS[4], 'w') or tostring(r))
   local at = tonumber(redis.call('HGET', KEYS[4], 'at') or tostring(now))
-  return r * 2 ^ ((now - at) / tonumber(ARGV[3]))
+  local rise = tonumber(ARGV[7])
+  local t = math.max(0, now - at)
+  if t < rise then return r + (w - r) * (1 - (1 - t / rise) ^ 3) end
+  return w * 2 ^ ((t - rise) / tonumber(ARGV[3]))
 end
 """
 
 #: KEYS: b, v, c, r, m, u. ARGV: node, member ttl ms (0: not pacing), doubling ms,
-#: this node's requests and retries in its budget window, the window in ms.
+#: this node's requests and retries in its budget window, the window in ms, rise ms.
 #: Returns {now, gen, votes, mine, due, cooldown_until, rate in mHz, members, my index,
 #: the other nodes' requests, their retries, nodes counting}.
 READ = (
@@ -109,10 +116,14 @@ return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, i
 """
 )
 
-#: KEYS: b, v, c, r. ARGV: node, rate in mHz, doubling ms, ttl ms, spacing ms. A 429
-#: taught a process a rate: the fleet's rate becomes the lower of it and the current
-#: one, at most once per ``spacing`` (the 429s of one overshoot cut it once, not once
-#: per process). Returns {now, rate in mHz}.
+#: KEYS: b, v, c, r. ARGV: node, rate in mHz, doubling ms, ttl ms, spacing ms, bound (1:
+#: the rate is a refill interval's bound, else a cut), rise ms, plateau (thousandths).
+#: A 429 taught a process a rate. With no fleet rate it becomes the fleet's. A bound
+#: (a fact about the upstream) lower than the rate now is the rate and its plateau at
+#: once. A cut lower than the rate now is taken at most once per ``spacing`` (the 429s of
+#: one overshoot cut once, not once per process): the rate rises back to ``plateau`` of
+#: the rate it cut, or to the plateau it had for the first cut at or under it (``k``).
+#: Returns {now, rate in mHz}.
 RATE = (
     _NOW
     + _RATE
@@ -120,14 +131,25 @@ RATE = (
 local reported = tonumber(ARGV[2]) / 1000
 local current = rate_now()
 local cut_at = tonumber(redis.call('HGET', KEYS[4], 'cut') or '0')
-local r = reported
-if current > 0 and (current < reported or now - cut_at < tonumber(ARGV[5])) then
-  r = current
+local bound = tonumber(ARGV[6]) == 1
+if current <= 0 or (bound and reported < current) then
+  redis.call('HSET', KEYS[4], 'r', tostring(reported), 'w', tostring(reported), 'at', now)
+  if current <= 0 then redis.call('HSET', KEYS[4], 'cut', now) end
+elseif not bound and reported < current and now - cut_at >= tonumber(ARGV[5]) then
+  -- Probing above the plateau, the 429 found the ceiling: the new plateau is under it.
+  -- At or under it, a 429 is the host's jitter (a stall bunched sends past the bucket) or
+  -- a lower limit: the first keeps the plateau (the cut is a dip), the next lowers it.
+  local w = tonumber(redis.call('HGET', KEYS[4], 'w') or tostring(current))
+  local kept = redis.call('HGET', KEYS[4], 'k') == '1'
+  local plateau, keep = current * tonumber(ARGV[8]) / 1000, '0'
+  if current <= w and not kept then plateau, keep = w, '1' end
+  redis.call('HSET', KEYS[4], 'r', tostring(reported), 'w', tostring(math.max(reported, plateau)),
+             'at', now, 'cut', now, 'k', keep)
+else
+  reported = current
 end
-if r < current or current == 0 then cut_at = now end
-redis.call('HSET', KEYS[4], 'r', tostring(r), 'at', now, 'cut', cut_at)
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[4]))
-return {now, math.floor(r * 1000)}
+return {now, math.floor(reported * 1000)}
 """
 )
 

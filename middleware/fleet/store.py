@@ -24,22 +24,19 @@ elsewhere. ``docs/fleet.md`` has the rules; in short:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import os
 import socket
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from seawall.breaker import Breaker, BreakerState, Transition
-from seawall.fleet.link import Link, LinkError, describe
+from seawall.breaker import BreakerState, Transition
+from seawall.cooldown import LEVEL
 from seawall.fleet.parts import FleetBreaker, FleetCooldown
+from seawall.fleet.rounds import Rounds
 from seawall.fleet.totals import FleetBudget, dumps, loads, merge
-from seawall.policy import BreakerPolicy, Policy
+from seawall.policy import Policy
 from seawall.reports import CostReport
 from seawall.state import KeyState
 
@@ -52,8 +49,6 @@ __all__ = [
     "QUORUM",
     "FleetStore",
 ]
-
-log = logging.getLogger("seawall.fleet")
 
 #: Distinct processes whose votes open the breaker for the whole fleet.
 QUORUM = 2
@@ -70,8 +65,12 @@ COSTS_EVERY = 1.0
 #: Seconds a process's cost report stays in Redis after it last published it.
 COSTS_TTL = 86_400.0
 
-#: The fleet's rate (learnt from 429s) doubles in this many seconds without a cut (it
-#: probes slowly: a cut by ``FLEET_CUT`` grows back in about 9 s)...
+#: After a cut, the fleet's rate (learnt from 429s) rises back in this many seconds to
+#: ``RATE_PLATEAU`` of the rate it cut (a stall that bunched sends costs a dip, not 9 s of
+#: a slow climb) ...
+RATE_RISE = 3.0
+RATE_PLATEAU = LEVEL
+#: ... then doubles in this many seconds without a cut (it probes slowly: +3 % in 2.6 s) ...
 RATE_DOUBLING = 60.0
 #: ... is forgotten after this many seconds without a cut ...
 RATE_TTL = 10.0
@@ -86,10 +85,6 @@ _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
 
-#: The breaker around Redis: the first failed round trip opens it; retries
-#: (a resync attempt) every half second or so.
-_LINK_POLICY = BreakerPolicy(failure_threshold=1, recovery_timeout=0.5, window=1, minimum_calls=1)
-
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -99,7 +94,7 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-class FleetStore:
+class FleetStore(Rounds):
     """Hands out fleet members' states and keeps them in step with Redis (see the module)."""
 
     def __init__(
@@ -115,37 +110,15 @@ class FleetStore:
         if not prefix or "{" in prefix or "}" in prefix:
             msg = f"FleetStore(prefix={prefix!r}): give a non-empty prefix without braces"
             raise ValueError(msg)
-        if not 0 < timeout <= 1 or not 0 < refresh <= 5:
-            msg = (
-                f"FleetStore(timeout={timeout!r}, refresh={refresh!r}): the timeout is "
-                "seconds in (0, 1] (tens of ms), the refresh seconds in (0, 5]"
-            )
-            raise ValueError(msg)
-        self.link = Link(target, timeout=timeout)
-        self.where = describe(target)
-        self.clock = clock
+        super().__init__(target, clock, timeout=timeout, refresh=refresh)
         self.on_transition = on_transition
         self.prefix = prefix
-        self.refresh = refresh
         #: This process in the fleet's votes and leases.
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.states: dict[str, KeyState] = {}
         self._outbox: deque[tuple[str, str, float]] = deque()
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        #: True while the last round trip succeeded: state is shared.
-        self.linked = False
-        #: Local clock readings of the last changes of ``linked`` (for tests and reports).
-        self.fell_back_at: float | None = None
-        self.linked_at: float | None = None
-        #: Server clock minus local clock, seconds (from the quickest recent reply).
-        self.offset = 0.0
-        self._best_rtt = float("inf")
-        self._best_at = 0.0
-        #: The breaker around Redis, on real time (a test's clock must not stall a resync).
-        self.guard = Breaker("seawall.fleet.redis", _LINK_POLICY, time.monotonic)
-        self._lock = asyncio.Lock()
+        #: Falling back: when the paced keys stop holding the fleet's last rate.
+        self._unpace_at: float | None = None
         self._round = 0
         self._seen: dict[str, int] = {}
         #: What ``sw.costs()`` says in this process (set by the engine); published for the fleet.
@@ -156,11 +129,6 @@ class FleetStore:
         self._costs_sent = ""
 
     # --- the StateStore seam ---------------------------------------------------
-
-    @property
-    def mode(self) -> str:
-        """``"shared"`` while linked to Redis, else ``"local-fallback"``."""
-        return "shared" if self.linked else "local-fallback"
 
     def new_state(self, key: str, policy: Policy) -> KeyState:
         state = KeyState(key, policy, self.clock, self.on_transition)
@@ -191,9 +159,16 @@ class FleetStore:
         if self.linked:
             self._post("cool", key, seconds)
 
-    def rated(self, key: str, rate: float) -> None:
+    def rated(self, key: str, rate: float, *, bound: bool = False) -> None:
         if self.linked:
-            self._post("rate", key, rate)
+            self._post("bound" if bound else "rate", key, rate)
+            return
+        state = self.states.get(key)
+        pacing = None if state is None else state.cooldown
+        if isinstance(pacing, FleetCooldown) and pacing.shared is not None:
+            # Falling back with the fleet's last rate held: this process's 429s cut it here.
+            held, members = pacing.shared
+            pacing.pace((min(rate, held), members))
 
     def demanded(self, key: str) -> None:
         if self._wake is not None:
@@ -204,78 +179,31 @@ class FleetStore:
         if self._wake is not None:
             self._wake.set()
 
-    # --- the background task -------------------------------------------------------
+    # --- falling back and resyncing (``Rounds`` keeps the books) ------------------------
 
-    def start(self) -> None:
-        """Start the background task if an event loop runs and it is not running yet."""
-        if self._task is not None or self._closed:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # started by the first state made inside a loop
-        self._wake = asyncio.Event()
-        self._task = loop.create_task(self._run(), name="seawall.fleet")
+    def _before_round(self) -> None:
+        unpace_at = self._unpace_at
+        if unpace_at is not None and self.clock() >= unpace_at:
+            self._unpace_at = None  # fallen back for long: every key learns alone
+            for state in self.states.values():
+                if isinstance(state.cooldown, FleetCooldown):
+                    state.cooldown.unpace()
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        wake = self._wake
-        while not self._closed:
-            await self.sync()
-            wake.clear()
-            try:
-                async with asyncio.timeout(self.refresh):
-                    await wake.wait()
-            except TimeoutError:
-                pass
-
-    async def sync(self) -> bool:
-        """One exchange with Redis now, unless the breaker around it is open.
-
-        The background task calls it every ``refresh`` seconds (and when there
-        is news to publish); tests call it to step the fleet. ``True`` when
-        the state is shared after it.
-        """
-        async with self._lock:
-            permit = self.guard.admit()
-            if permit is None:
-                return False
-            try:
-                await self._sync()
-            except LinkError as exc:
-                self.guard.record(permit, failure=True)
-                self.guard.call_failed()
-                self._fall_back(exc)
-            except Exception:  # a bug of ours must not stop the fleet's task
-                log.exception("seawall: fleet sync failed; running on in-process state")
-                self.guard.record(permit, failure=True)
-                self.guard.call_failed()
-                self._fall_back(None)
-            else:
-                self.guard.record(permit, failure=False)
-            return self.linked
-
-    def _fall_back(self, exc: LinkError | None) -> None:
+    def _drop_news(self) -> None:
         self._outbox.clear()  # dropped, not replayed: the resync republishes what holds
-        if not self.linked and self.fell_back_at is not None:
-            return
-        self.linked = False
-        self.fell_back_at = self.clock()
+
+    def _fell_back(self) -> None:
+        # A paced key keeps its share of the fleet's last rate for as long as that rate
+        # would live in Redis (cut by this process's own 429s meanwhile), then learns
+        # alone: a blip of Redis (or of this process) must not send the fleet unpaced.
+        self._unpace_at = self.clock() + RATE_TTL
         for state in self.states.values():
             breaker = state.breaker
             if isinstance(breaker, FleetBreaker):
                 breaker.own_clock()
-            if isinstance(state.cooldown, FleetCooldown):
-                state.cooldown.unpace()
-        log.warning(
-            "seawall: Redis at %s out of reach (%s); every key runs on in-process state",
-            self.where,
-            exc or "an internal error",
-        )
 
-    def _relink(self) -> None:
-        self.linked = True
-        self.linked_at = self.clock()
+    def _relinked(self) -> None:
+        self._unpace_at = None
         now = self.clock()
         for key, state in self.states.items():
             breaker = state.breaker
@@ -283,16 +211,15 @@ class FleetStore:
                 breaker.await_lease(now + HOLD)
                 if breaker.voter:
                     self._post("vote", key)
-        log.info("seawall: Redis at %s reached; state is shared by the fleet", self.where)
 
     def _keys(self, key: str, *parts: str) -> list[str]:
         return [f"{self.prefix}:{{{key}}}:{part}" for part in parts]
 
-    async def _sync(self) -> None:
+    async def _exchange(self) -> None:
         """One round trip: the outbox, a read of every key, the costs, the leases wanted."""
         if not self.linked:
             keys = self._keys("-", "b", "v", "c", "r", "m", "u")
-            await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1])])
+            await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1, 1])])
             self._relink()
         batch = self._outbox_calls()
         now = self.clock()
@@ -355,10 +282,16 @@ class FleetStore:
         batch: list[tuple[str, list[str], list[Any]]] = []
         spacing = _ms(max(RATE_CUT_SPACING, 5 * self.refresh))
         posted = set()
+        rates: dict[tuple[str, str], float] = {}  # the lowest of a round's cuts and bounds
         while self._outbox:
             op, key, value = self._outbox.popleft()
             state = self.states.get(key)
-            if state is None or ((op, key) in posted and op != "cool"):
+            if state is None:
+                continue
+            if op in ("rate", "bound"):
+                rates[op, key] = min(value, rates.get((op, key), value))
+                continue
+            if (op, key) in posted and op != "cool":
                 continue
             posted.add((op, key))
             policy = state.policy.breaker
@@ -372,11 +305,12 @@ class FleetStore:
                     breaker.voted_at = self.clock()
             elif op == "close":
                 batch.append(("CLOSE", self._keys(key, "b", "v", "p"), [self.node, ttl]))
-            elif op == "rate":
-                args = [self.node, _ms(value), _ms(RATE_DOUBLING), _ms(RATE_TTL), spacing]
-                batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
             else:
                 batch.append(("COOL", self._keys(key, "c"), [_ms(value)]))
+        for (op, key), value in rates.items():
+            args = [self.node, _ms(value), _ms(RATE_DOUBLING), _ms(RATE_TTL), spacing]
+            args += [1 if op == "bound" else 0, _ms(RATE_RISE), round(RATE_PLATEAU * 1000)]
+            batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
         return batch
 
     def _read_call(self, key: str, now: float) -> tuple[str, list[str], list[Any]]:
@@ -390,7 +324,7 @@ class FleetStore:
         budget = state.budget
         used = budget.counts() if isinstance(budget, FleetBudget) else (0, 0)
         args: list[Any] = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(RATE_DOUBLING)]
-        args += [*used, _ms(state.policy.budget.window)]
+        args += [*used, _ms(state.policy.budget.window), _ms(RATE_RISE)]
         return ("READ", self._keys(key, "b", "v", "c", "r", "m", "u"), args)
 
     def _costs_call(self, now: float) -> tuple[str, list[str], list[Any]] | None:
@@ -410,21 +344,6 @@ class FleetStore:
         """The fleet's costs: ``local`` (this process, fresh) plus the others' last reports."""
         return merge([local, *self.fleet_costs])
 
-    def _clock_sample(self, server: float, sent: float, received: float) -> None:
-        """Keep the offset of the quickest recent round trip (a late reply says little).
-
-        A sample's error is at most half its round trip; an old best sample
-        loses 1 ms of credit per second, so the estimate follows drift.
-        """
-        rtt = received - sent
-        aged = self._best_rtt + (received - self._best_at) * 0.001
-        if rtt <= aged:
-            self.offset = server - (sent + received) / 2
-            self._best_rtt, self._best_at = rtt, received
-
-    def _local(self, server_ms: int) -> float:
-        return server_ms / 1000 - self.offset
-
     def _apply(self, state: KeyState, reply: list[int], now: float) -> None:
         """Bring one key's local view in line with the fleet's (one READ reply)."""
         _, gen, votes, mine, due_ms, cool_ms, rate_mhz, members, index, *used = reply
@@ -434,6 +353,7 @@ class FleetStore:
             budget.others, budget.members = (used[0], used[1]), max(1, used[2])
         pacing = state.cooldown
         if isinstance(pacing, FleetCooldown):
+            pacing.members = max(1, members)
             pacing.pace((rate_mhz / 1000, members) if rate_mhz > 0 and index >= 0 else None)
         if cool_ms:
             until = min(self._local(cool_ms), now + state.cooldown.max_wait)
@@ -463,13 +383,3 @@ class FleetStore:
                 self._post("vote", state.key)
             if breaker.awaiting and breaker.due > now:
                 breaker.await_lease(breaker.due + HOLD)
-
-    async def aclose(self) -> None:
-        """Stop the background task and close the client this store made."""
-        self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.link.aclose()
