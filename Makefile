@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench mutate clean
+.PHONY: demo test lint typecheck pytest fuzz bench mutate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ pytest: $(STAMP)
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest
+
+# The property tests with fresh random examples on every run (make test draws the same ones).
+fuzz: $(STAMP)
+	SEAWALL_HYPOTHESIS=explore $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_fuzz_config.py tests/test_fuzz_parsers.py
 
 # Every benchmark (about 8 minutes on 2 cores); writes benchmarks/RESULTS.md.
 bench: $(STAMP)

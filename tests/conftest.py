@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import settings
 from aiohttp.test_utils import TestServer
 
 import seawall
 
 from ._virtual_time import VirtualTimeLoop
+
+# `make test` gives the same verdict on every run: the property tests draw the same
+# examples each time (a seed from each test's own source). `make fuzz` explores new
+# ones on every run; a case it finds becomes a plain test (see tests/README.md).
+settings.register_profile("suite", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("SEAWALL_HYPOTHESIS", "suite"))
 
 pytest_plugins = ["aiohttp.pytest_plugin"]
 

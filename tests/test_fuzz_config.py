@@ -120,6 +120,10 @@ def merged(default: dict[str, Any], route: dict[str, Any]) -> dict[str, Any]:
     out = dict(default)
     for name, value in route.items():
         out[name] = {**out[name], **value} if isinstance(value, dict) and name in out else value
+    retry = route.get("retry", {})
+    if retry.get("jitter", "proportional") != "proportional" and "jitter_factor" not in retry:
+        # a route choosing another jitter does not inherit the default's jitter_factor
+        out["retry"] = {n: v for n, v in out["retry"].items() if n != "jitter_factor"}
     return out
 
 
@@ -335,3 +339,13 @@ def test_any_document_gives_policies_or_a_config_error(document: Any) -> None:
         problems = exc.problems
         assert problems, "a ConfigError lists its problems"
     assert all(isinstance(p.location, str) and p.message for p in problems)
+
+
+def test_a_route_choosing_another_jitter_drops_the_inherited_factor() -> None:
+    """The case hypothesis found (a full `make test` run, 2026-12-02): the model above knows
+    the rule only since then."""
+    default = {"retry": {"jitter": "proportional", "jitter_factor": 1.0}}
+    routes = {"0": {"retry": {"jitter": "full"}}}
+    _, got_routes = load_config({"default": default, "routes": routes})
+    assert got_routes["0"] == expected_policy(merged(default, routes["0"]))
+    assert got_routes["0"].retry.jitter_factor is None
