@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import aiohttp
@@ -323,14 +323,17 @@ class Seawall:
     #: (``seawall.calls.protect``); every argument of the decorated function reaches it.
     protect = _forms.protect
 
-    async def run(
+    def run(
         self,
         spec: CallSpec,
         attempt: Callable[[int], Awaitable[Attempt]],
         first: FirstAttempt | None = None,
-    ) -> Any:
-        """Make attempts until one succeeds or a rule says stop (``seawall._path.loop``)."""
-        return await self.path.run(spec, attempt, first)
+    ) -> Coroutine[Any, Any, Any]:
+        """Make attempts until one succeeds or a rule says stop (``seawall._path.loop``).
+
+        Returns the loop's coroutine to await (not a coroutine of its own: a frame less).
+        """
+        return self.path.run(spec, attempt, first)
 
     def classify(self, outcome: Outcome) -> tuple[Classification, str | None]:
         """What ``outcome`` means, and which plugin said so (``None``: the fallback)."""

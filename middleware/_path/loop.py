@@ -27,7 +27,7 @@ from seawall._path.spec import Attempt, BrokenBody, CallSpec, FirstAttempt, Misu
 from seawall._path.verdict import Verdicts, classify, outcome_of
 from seawall.breaker import CLOSED_PERMIT, Permit
 from seawall.cooldown import RECHECK
-from seawall.deadline import current_deadline
+from seawall.deadline import DEADLINE_VAR
 from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError
 from seawall.outcome import Category
 from seawall.plugins.hooks import Hooks
@@ -36,6 +36,11 @@ __all__ = ["CallState", "Loop", "classify"]
 
 #: Turns a call may take in the cooldown when 429s keep moving its end (then it goes).
 _REBOOKINGS = 8
+
+# Bound once: a module attribute or a C method looked up per call costs more than the call.
+_inbound_deadline = DEADLINE_VAR.get  # deadline.current_deadline without its frame
+_running_loop = asyncio.get_running_loop
+_current_task = watchdog.current_task  # asyncio.current_task without its frame on 3.11
 
 
 class CallState:
@@ -124,8 +129,11 @@ class Loop(Verdicts):
                 first = None
             else:
                 await self._send(call, number, attempt)
-            with lock:
+            lock.acquire()  # not `with`: its __enter__ parses arguments (~1k instructions)
+            try:
                 delay = self.settle(call, number)
+            finally:
+                lock.release()
             if delay is None:
                 return call.value
             await _testmode.sleep(delay)
@@ -137,13 +145,17 @@ class Loop(Verdicts):
     def begin(self, spec: CallSpec, first: FirstAttempt | None = None) -> CallState:
         """A call starts: count it (unless the adapter's first attempt did); its ``CallState``."""
         state = spec.state
-        with state.lock:
+        lock = state.lock
+        lock.acquire()
+        try:
             if first is None:
                 started = self.clock()
                 state.begin(started)
             else:
                 started = first.started
                 state.cooldown.sent()  # the lean path does not count its attempts in flight
+        finally:
+            lock.release()
         return CallState(spec, started, self._deadline_at(spec, started))
 
     def admit(self, call: CallState, permit: Permit | None) -> float | None:
@@ -269,12 +281,19 @@ class Loop(Verdicts):
                 await hold.wait_turn(state.breaker, ticket, self.clock)
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
             await self._respect_cooldown(call)
-        with state.lock:
+        lock = state.lock
+        lock.acquire()  # not `with`: its __enter__ parses arguments (~1k instructions)
+        try:
             permit = state.breaker.admit()
-        if permit is None and state.breaker.policy.hold:  # wait if the verdict is near
-            permit = await hold.held(state.breaker, self.clock, call.deadline_at, state.stats)
-        with state.lock:
-            limit = self.admit(call, permit)
+            if permit is not None:  # admitted at once: one locked section
+                limit = self.admit(call, permit)
+        finally:
+            lock.release()
+        if permit is None:
+            if state.breaker.policy.hold:  # wait if the verdict is near
+                permit = await hold.held(state.breaker, self.clock, call.deadline_at, state.stats)
+            with lock:
+                limit = self.admit(call, permit)
         # Long limits share a coarse timer (seawall.watchdog); short ones, which
         # need precision, get their own asyncio.timeout.
         task = dog = None
@@ -282,9 +301,10 @@ class Loop(Verdicts):
             if limit is None:
                 result = await attempt(number)
             elif limit >= watchdog.MIN_LIMIT:
-                task = asyncio.current_task()
+                loop = _running_loop()
+                task = _current_task(loop)
                 assert task is not None, "seawall calls run inside a task"
-                dog = watchdog.of(task.get_loop())
+                dog = watchdog.of(loop)
                 dog.watch(task, limit)
                 try:
                     result = await attempt(number)
@@ -312,7 +332,7 @@ class Loop(Verdicts):
 
     def _deadline_at(self, spec: CallSpec, now: float) -> float | None:
         """The absolute deadline on our clock: the policy's or the inbound one."""
-        inbound = current_deadline()
+        inbound = _inbound_deadline()
         own = spec.policy.timeout.deadline
         if own is None and inbound is None:
             return None  # the common case, without the conversion's call
