@@ -41,6 +41,7 @@ _REBOOKINGS = 8
 _inbound_deadline = DEADLINE_VAR.get  # deadline.current_deadline without its frame
 _running_loop = asyncio.get_running_loop
 _current_task = watchdog.current_task  # asyncio.current_task without its frame on 3.11
+_monotonic = time.monotonic
 
 
 class CallState:
@@ -150,7 +151,8 @@ class Loop(Verdicts):
         try:
             if first is None:
                 started = self.clock()
-                state.begin(started)
+                state.stats.requests += 1  # KeyState.begin, written out (a call less)
+                state.budget.on_request(started)
             else:
                 started = first.started
                 state.cooldown.sent()  # the lean path does not count its attempts in flight
@@ -172,14 +174,15 @@ class Loop(Verdicts):
             retry_after = state.breaker.retry_after()
             self.observer.reject(spec, "breaker", retry_after)
             raise make_error(spec, CircuitOpenError, None, call.history, retry_after=retry_after)
+        now = self.clock()  # the attempt's start, after any hold (which took some of the deadline)
         try:
-            limit = self._attempt_limit(call)  # after any hold, which took some of the deadline
+            limit = self._attempt_limit(call, now)
         except BaseException:
             state.breaker.release(permit)
             raise
         call.permit = permit
         call.timer, call.watched = None, False
-        call.t0 = self.clock()
+        call.t0 = now
         state.cooldown.sent()
         return limit
 
@@ -202,9 +205,32 @@ class Loop(Verdicts):
         stats = state.stats
         observer = self.observer
         observed = observer.observed
-        history = call.history
         started = call.started
         result, exc = call.result, call.exc
+        if (
+            exc is None
+            and result is not None
+            and (result.status is None or result.status < 400)
+            and not observed
+            and not spec.llm
+            and not (call.by_deadline and call.cut)
+            and not self.hooks.custom("seawall_classify")
+        ):
+            # The plain success, unobserved: what the steps below do for it (SUCCESS,
+            # no Outcome; _record's cooldown and breaker; observer.finish's counters),
+            # without their calls.
+            state.cooldown.observe(None, success=True)
+            breaker, permit = state.breaker, call.permit
+            if not breaker.quiet or permit.probe:
+                breaker.record(permit, failure=False)
+            if number == 1:
+                stats.first_try(call.ended - started)  # the attempt, the call and its latency
+            else:
+                stats.attempts += 1
+                stats.observe_call(call.ended - started, True)
+            call.value = result.value
+            return None
+        history = call.history
         elapsed = call.ended - call.t0
         stats.attempts += 1
         cut = call.cut
@@ -305,7 +331,10 @@ class Loop(Verdicts):
                 task = _current_task(loop)
                 assert task is not None, "seawall calls run inside a task"
                 dog = watchdog.of(loop)
-                dog.watch(task, limit)
+                if dog.stock and self.clock is _monotonic:  # admit just read the clock
+                    dog.watch_at(task, call.t0 + limit)
+                else:
+                    dog.watch(task, limit)
                 try:
                     result = await attempt(number)
                 finally:
@@ -392,14 +421,14 @@ class Loop(Verdicts):
                     continue
             return
 
-    def _attempt_limit(self, call: CallState) -> float | None:
-        """Seconds this attempt may take; sets whether the deadline is what limits it."""
+    def _attempt_limit(self, call: CallState, now: float) -> float | None:
+        """Seconds this attempt, starting ``now``, may take; sets whether the deadline limits it."""
         spec = call.spec
         limit = spec.policy.timeout.attempt
         call.by_deadline = False
         if call.deadline_at is None:
             return limit
-        left = call.deadline_at - self.clock()
+        left = call.deadline_at - now
         if left <= 0:
             self.observer.reject(spec, "deadline", None)
             history = call.history
