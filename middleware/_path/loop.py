@@ -174,15 +174,14 @@ class Loop(Verdicts):
             retry_after = state.breaker.retry_after()
             self.observer.reject(spec, "breaker", retry_after)
             raise make_error(spec, CircuitOpenError, None, call.history, retry_after=retry_after)
-        now = self.clock()  # the attempt's start, after any hold (which took some of the deadline)
         try:
-            limit = self._attempt_limit(call, now)
+            limit = self._attempt_limit(call)  # after any hold, which took some of the deadline
         except BaseException:
             state.breaker.release(permit)
             raise
         call.permit = permit
         call.timer, call.watched = None, False
-        call.t0 = now
+        call.t0 = self.clock()
         state.cooldown.sent()
         return limit
 
@@ -421,14 +420,14 @@ class Loop(Verdicts):
                     continue
             return
 
-    def _attempt_limit(self, call: CallState, now: float) -> float | None:
-        """Seconds this attempt, starting ``now``, may take; sets whether the deadline limits it."""
+    def _attempt_limit(self, call: CallState) -> float | None:
+        """Seconds this attempt may take; sets whether the deadline is what limits it."""
         spec = call.spec
         limit = spec.policy.timeout.attempt
         call.by_deadline = False
         if call.deadline_at is None:
             return limit
-        left = call.deadline_at - now
+        left = call.deadline_at - self.clock()
         if left <= 0:
             self.observer.reject(spec, "deadline", None)
             history = call.history
