@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import gc
 import operator
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -419,12 +420,41 @@ def render(e2e: dict[str, Any] | None, cost: dict[str, float], args: argparse.Na
             f"### Pure decision cost, no network ({args.rounds} rounds x {args.calls} calls, "
             "medians)",
             cost_table,
-            f"`Seawall.run()` adds {cost['run_minus_bare']:.2f} µs per call (target < 10 µs: "
-            f"{'met' if cost['run_minus_bare'] < 10 else 'NOT met'}); `sw.call()` adds "
-            f"{cost['call_minus_fn']:.2f} µs to a bare `await fn()` (target <= 2 µs: "
-            f"{'met' if cost['call_minus_fn'] <= 2 else 'NOT met'}).",
+            decision_verdicts(cost),
         ]
     )
+
+
+#: The decision-cost targets: case, what it is measured against, the bound in µs, and
+#: whether the bound is strict (issue 2: ``run()`` under 10 µs; issue 16: ``sw.call`` at
+#: most 2 µs, the middleware's lean path back to at most 2.3 µs, where it was).
+DECISION_TARGETS: tuple[tuple[str, str, float, bool], ...] = (
+    ("run", "bare", 10.0, True),
+    ("call", "fn", 2.0, False),
+    ("path", "handler", 2.3, False),
+)
+
+
+def decision_verdicts(cost: dict[str, float]) -> str:
+    """One line: each decision-cost target met or NOT met, with the load average.
+
+    µs on a shared machine run several times the quiet figures: the load average
+    (``cost["load_before"]``/``cost["load_after"]``, 1-minute, when measured) says
+    whether the verdicts can be trusted (a quiet machine: about 1 or less per core).
+    """
+    said = []
+    for name, base, bound, strict in DECISION_TARGETS:
+        added = cost[f"{name}_minus_{base}"]
+        met = added < bound if strict else added <= bound
+        label = CASES[name][0]
+        said.append(
+            f"{label} adds {added:.2f} µs (target {'<' if strict else '<='} {bound:g} µs: "
+            f"{'met' if met else 'NOT met'})"
+        )
+    load = ""
+    if "load_before" in cost:
+        load = f" Load average {cost['load_before']:.2f} before, {cost['load_after']:.2f} after."
+    return "; ".join(said) + "." + load
 
 
 def _render_e2e(e2e: dict[str, Any], args: argparse.Namespace) -> list[str]:
@@ -497,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.requests, args.calls = 1, 200, 500
+    load_before = os.getloadavg()[0]
     cost = asyncio.run(decision_cost(args.rounds, args.calls))
+    cost["load_before"], cost["load_after"] = load_before, os.getloadavg()[0]
     if args.decision_only:
         result: dict[str, Any] = {"scenario": "overhead", "decision_cost": cost}
         result["markdown"] = render(None, cost, args)

@@ -270,13 +270,8 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
         # each `with` on the lock (its __enter__ parses arguments), costs more
         # than the work it does. run_call's block is this one's twin, kept apart
         # on purpose (sharing cost +0.9k instructions a call, docs/architecture.md).
-        lock = state.lock  # threads (sync calls) may share this key's state
-        lock.acquire()
-        try:
-            state.stats.requests += 1  # KeyState.begin
-            state.budget.on_request(started)
-        finally:
-            lock.release()
+        # KeyState.begin(started) waits for the attempt's end: one locked section
+        # a request, not two (or before a cancellation is raised).
         # Not counted in cooldown.inflight: only LLM routes read rate-limit
         # headers, and they never come this way (FirstAttempt counts a failure).
         task = watching = None
@@ -306,7 +301,9 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
             exc = caught
         except asyncio.CancelledError:
             if watching is None or task is None or limit is None or not watching.timed_out(task):
-                raise  # cancelled: never retried, never counted
+                with state.lock:
+                    state.begin(started)  # started, then cancelled: never retried
+                raise
             exc = attempt_timeout(limit)
         finally:
             if watching is not None and task is not None:  # Watchdog.done
@@ -314,16 +311,19 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
                 if watching.base:
                     watching.base.pop(task, None)
         ended = clock()
-        if result is None and exc is None:
-            breaker = state.breaker
-            lock.acquire()
-            try:
+        lock = state.lock  # threads (sync calls) may share this key's state
+        lock.acquire()
+        try:
+            state.stats.requests += 1  # KeyState.begin
+            state.budget.on_request(started)
+            if result is None and exc is None:
+                breaker = state.breaker
                 if not breaker.quiet:
                     breaker.succeeded()
                 state.stats.first_try(ended - started)
-            finally:
-                lock.release()
-            return resp
+                return resp
+        finally:
+            lock.release()
         first = FirstAttempt(started, ended, result, exc)
         return await _through_run(sw, route, req, handler, first)
 

@@ -9,11 +9,10 @@ loop, give-up, observer), the adapters (``seawall.aiohttp``,
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, overload
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import attrs
@@ -49,12 +48,8 @@ from seawall.stats import KeyStats
 from seawall.tables import Pattern
 
 if TYPE_CHECKING:
-    import httpx
-    import httpx2
     from aiohttp import ClientMiddlewareType, ClientSession
 
-    import seawall.httpx
-    import seawall.httpx2
     from seawall.plugins.manager import PluginInfo
 
 # Old homes of names now defined lower down, kept importable from here.
@@ -246,73 +241,7 @@ class Seawall:
         middlewares = (self.middleware(), *kwargs.pop("middlewares", ()))
         return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
 
-    @overload
-    def httpx_transport(
-        self,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        sync: Literal[False] | None = None,
-        package: Literal["httpx"] | None = None,
-    ) -> seawall.httpx.AsyncTransport: ...
-
-    @overload
-    def httpx_transport(
-        self,
-        transport: httpx.BaseTransport | None = None,
-        *,
-        sync: Literal[True],
-        package: Literal["httpx"] | None = None,
-    ) -> seawall.httpx.SyncTransport: ...
-
-    @overload
-    def httpx_transport(
-        self,
-        transport: httpx2.AsyncBaseTransport | None = None,
-        *,
-        sync: Literal[False] | None = None,
-        package: Literal["httpx2"],
-    ) -> seawall.httpx2.AsyncTransport: ...
-
-    @overload
-    def httpx_transport(
-        self,
-        transport: httpx2.BaseTransport | None = None,
-        *,
-        sync: Literal[True],
-        package: Literal["httpx2"],
-    ) -> seawall.httpx2.SyncTransport: ...
-
-    @overload
-    def httpx_transport(
-        self, transport: httpx2.AsyncBaseTransport, *, sync: Literal[False] | None = None
-    ) -> seawall.httpx2.AsyncTransport: ...
-
-    @overload
-    def httpx_transport(
-        self, transport: httpx2.BaseTransport, *, sync: Literal[True]
-    ) -> seawall.httpx2.SyncTransport: ...
-
-    def httpx_transport(
-        self, transport: Any = None, *, sync: bool | None = None, package: str | None = None
-    ) -> Any:
-        """An httpx transport through this seawall: ``httpx.AsyncClient(transport=...)``,
-        or with ``sync=True`` for ``httpx.Client(transport=...)``; with
-        ``package="httpx2"`` the same for httpx2's clients (the Anthropic SDK's).
-
-        ``transport`` is the one that really sends (default
-        ``httpx.AsyncHTTPTransport()``, or ``httpx.HTTPTransport()`` with
-        ``sync=True``; httpx2's with ``package="httpx2"``); when given, its
-        class says the package and direction. Needs ``seawall[httpx]`` (or
-        httpx2); see ``docs/httpx.md``.
-        """
-        # Imported here, not at the top: only users of httpx (httpx2) need it.
-        from seawall.httpx_transport import binding_for
-
-        package, sync = binding_for(transport, sync, package)
-        binding = importlib.import_module(f"seawall.{package}")
-        return (binding.SyncTransport if sync else binding.AsyncTransport)(self, transport)
-
-    # --- the call forms (seawall.forms) -----------------------------------------
+    # --- the call forms and the httpx transports (seawall.forms) ------------------
 
     call = _forms.call
     call_sync = _forms.call_sync
@@ -322,15 +251,19 @@ class Seawall:
     #: Decorator form of ``call``: ``@sw.protect`` or ``@sw.protect(key="search")``
     #: (``seawall.calls.protect``); every argument of the decorated function reaches it.
     protect = _forms.protect
+    httpx_transport = _forms.httpx_transport
 
-    async def run(
+    def run(
         self,
         spec: CallSpec,
         attempt: Callable[[int], Awaitable[Attempt]],
         first: FirstAttempt | None = None,
-    ) -> Any:
-        """Make attempts until one succeeds or a rule says stop (``seawall._path.loop``)."""
-        return await self.path.run(spec, attempt, first)
+    ) -> Coroutine[Any, Any, Any]:
+        """Make attempts until one succeeds or a rule says stop (``seawall._path.loop``).
+
+        Returns the loop's coroutine to await (not a coroutine of its own: a frame less).
+        """
+        return self.path.run(spec, attempt, first)
 
     def classify(self, outcome: Outcome) -> tuple[Classification, str | None]:
         """What ``outcome`` means, and which plugin said so (``None``: the fallback)."""

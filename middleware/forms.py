@@ -1,5 +1,5 @@
 """The call forms of the facade: ``sw.call``, ``call_sync``, ``using``, ``attempts``,
-``breaker`` and ``@sw.protect``.
+``breaker``, ``@sw.protect`` and ``httpx_transport``.
 
 Plain functions whose first parameter is the ``Seawall``: the class takes
 each as a method (``call = forms.call``). Each only checks its options and
@@ -9,8 +9,9 @@ hands over to an adapter (``seawall.calls``, ``seawall.blocks``,
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from seawall import calls as _calls
 from seawall.blocks import Attempts
@@ -20,9 +21,14 @@ from seawall.guard import BreakerGuard
 from seawall.policy import Policy
 
 if TYPE_CHECKING:
+    import httpx
+    import httpx2
+
+    import seawall.httpx
+    import seawall.httpx2
     from seawall.engine import Seawall
 
-__all__ = ["attempts", "breaker", "call", "call_sync", "protect", "using"]
+__all__ = ["attempts", "breaker", "call", "call_sync", "httpx_transport", "protect", "using"]
 
 T = TypeVar("T")
 
@@ -124,3 +130,79 @@ def breaker(
 #: Decorator form of ``call``: ``@sw.protect`` or ``@sw.protect(key="search")``
 #: (``seawall.calls.protect``); every argument of the decorated function reaches it.
 protect = _calls.protect
+
+
+# --- sw.httpx_transport ------------------------------------------------------------
+
+
+@overload
+def httpx_transport(
+    sw: Seawall,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    sync: Literal[False] | None = None,
+    package: Literal["httpx"] | None = None,
+) -> seawall.httpx.AsyncTransport: ...
+
+
+@overload
+def httpx_transport(
+    sw: Seawall,
+    transport: httpx.BaseTransport | None = None,
+    *,
+    sync: Literal[True],
+    package: Literal["httpx"] | None = None,
+) -> seawall.httpx.SyncTransport: ...
+
+
+@overload
+def httpx_transport(
+    sw: Seawall,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    *,
+    sync: Literal[False] | None = None,
+    package: Literal["httpx2"],
+) -> seawall.httpx2.AsyncTransport: ...
+
+
+@overload
+def httpx_transport(
+    sw: Seawall,
+    transport: httpx2.BaseTransport | None = None,
+    *,
+    sync: Literal[True],
+    package: Literal["httpx2"],
+) -> seawall.httpx2.SyncTransport: ...
+
+
+@overload
+def httpx_transport(
+    sw: Seawall, transport: httpx2.AsyncBaseTransport, *, sync: Literal[False] | None = None
+) -> seawall.httpx2.AsyncTransport: ...
+
+
+@overload
+def httpx_transport(
+    sw: Seawall, transport: httpx2.BaseTransport, *, sync: Literal[True]
+) -> seawall.httpx2.SyncTransport: ...
+
+
+def httpx_transport(
+    sw: Seawall, transport: Any = None, *, sync: bool | None = None, package: str | None = None
+) -> Any:
+    """An httpx transport through ``sw``: ``httpx.AsyncClient(transport=...)``,
+    or with ``sync=True`` for ``httpx.Client(transport=...)``; with
+    ``package="httpx2"`` the same for httpx2's clients (the Anthropic SDK's).
+
+    ``transport`` is the one that really sends (default
+    ``httpx.AsyncHTTPTransport()``, or ``httpx.HTTPTransport()`` with
+    ``sync=True``; httpx2's with ``package="httpx2"``); when given, its
+    class says the package and direction. Needs ``seawall[httpx]`` (or
+    httpx2); see ``docs/httpx.md``.
+    """
+    # Imported here, not at the top: only users of httpx (httpx2) need it.
+    from seawall.httpx_transport import binding_for
+
+    package, sync = binding_for(transport, sync, package)
+    binding = importlib.import_module(f"seawall.{package}")
+    return (binding.SyncTransport if sync else binding.AsyncTransport)(sw, transport)

@@ -27,7 +27,7 @@ from seawall._path.spec import Attempt, BrokenBody, CallSpec, FirstAttempt, Misu
 from seawall._path.verdict import Verdicts, classify, outcome_of
 from seawall.breaker import CLOSED_PERMIT, Permit
 from seawall.cooldown import RECHECK
-from seawall.deadline import current_deadline
+from seawall.deadline import DEADLINE_VAR
 from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError
 from seawall.outcome import Category
 from seawall.plugins.hooks import Hooks
@@ -36,6 +36,12 @@ __all__ = ["CallState", "Loop", "classify"]
 
 #: Turns a call may take in the cooldown when 429s keep moving its end (then it goes).
 _REBOOKINGS = 8
+
+# Bound once: a module attribute or a C method looked up per call costs more than the call.
+_inbound_deadline = DEADLINE_VAR.get  # deadline.current_deadline without its frame
+_running_loop = asyncio.get_running_loop
+_current_task = watchdog.current_task  # asyncio.current_task without its frame on 3.11
+_monotonic = time.monotonic
 
 
 class CallState:
@@ -124,8 +130,11 @@ class Loop(Verdicts):
                 first = None
             else:
                 await self._send(call, number, attempt)
-            with lock:
+            lock.acquire()  # not `with`: its __enter__ parses arguments (~1k instructions)
+            try:
                 delay = self.settle(call, number)
+            finally:
+                lock.release()
             if delay is None:
                 return call.value
             await _testmode.sleep(delay)
@@ -137,13 +146,18 @@ class Loop(Verdicts):
     def begin(self, spec: CallSpec, first: FirstAttempt | None = None) -> CallState:
         """A call starts: count it (unless the adapter's first attempt did); its ``CallState``."""
         state = spec.state
-        with state.lock:
+        lock = state.lock
+        lock.acquire()
+        try:
             if first is None:
                 started = self.clock()
-                state.begin(started)
+                state.stats.requests += 1  # KeyState.begin, written out (a call less)
+                state.budget.on_request(started)
             else:
                 started = first.started
                 state.cooldown.sent()  # the lean path does not count its attempts in flight
+        finally:
+            lock.release()
         return CallState(spec, started, self._deadline_at(spec, started))
 
     def admit(self, call: CallState, permit: Permit | None) -> float | None:
@@ -190,9 +204,32 @@ class Loop(Verdicts):
         stats = state.stats
         observer = self.observer
         observed = observer.observed
-        history = call.history
         started = call.started
         result, exc = call.result, call.exc
+        if (
+            exc is None
+            and result is not None
+            and (result.status is None or result.status < 400)
+            and not observed
+            and not spec.llm
+            and not (call.by_deadline and call.cut)
+            and not self.hooks.custom("seawall_classify")
+        ):
+            # The plain success, unobserved: what the steps below do for it (SUCCESS,
+            # no Outcome; _record's cooldown and breaker; observer.finish's counters),
+            # without their calls.
+            state.cooldown.observe(None, success=True)
+            breaker, permit = state.breaker, call.permit
+            if not breaker.quiet or permit.probe:
+                breaker.record(permit, failure=False)
+            if number == 1:
+                stats.first_try(call.ended - started)  # the attempt, the call and its latency
+            else:
+                stats.attempts += 1
+                stats.observe_call(call.ended - started, True)
+            call.value = result.value
+            return None
+        history = call.history
         elapsed = call.ended - call.t0
         stats.attempts += 1
         cut = call.cut
@@ -269,12 +306,19 @@ class Loop(Verdicts):
                 await hold.wait_turn(state.breaker, ticket, self.clock)
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
             await self._respect_cooldown(call)
-        with state.lock:
+        lock = state.lock
+        lock.acquire()  # not `with`: its __enter__ parses arguments (~1k instructions)
+        try:
             permit = state.breaker.admit()
-        if permit is None and state.breaker.policy.hold:  # wait if the verdict is near
-            permit = await hold.held(state.breaker, self.clock, call.deadline_at, state.stats)
-        with state.lock:
-            limit = self.admit(call, permit)
+            if permit is not None:  # admitted at once: one locked section
+                limit = self.admit(call, permit)
+        finally:
+            lock.release()
+        if permit is None:
+            if state.breaker.policy.hold:  # wait if the verdict is near
+                permit = await hold.held(state.breaker, self.clock, call.deadline_at, state.stats)
+            with lock:
+                limit = self.admit(call, permit)
         # Long limits share a coarse timer (seawall.watchdog); short ones, which
         # need precision, get their own asyncio.timeout.
         task = dog = None
@@ -282,10 +326,14 @@ class Loop(Verdicts):
             if limit is None:
                 result = await attempt(number)
             elif limit >= watchdog.MIN_LIMIT:
-                task = asyncio.current_task()
+                loop = _running_loop()
+                task = _current_task(loop)
                 assert task is not None, "seawall calls run inside a task"
-                dog = watchdog.of(task.get_loop())
-                dog.watch(task, limit)
+                dog = watchdog.of(loop)
+                if dog.stock and self.clock is _monotonic:  # admit just read the clock
+                    dog.watch_at(task, call.t0 + limit)
+                else:
+                    dog.watch(task, limit)
                 try:
                     result = await attempt(number)
                 finally:
@@ -312,7 +360,7 @@ class Loop(Verdicts):
 
     def _deadline_at(self, spec: CallSpec, now: float) -> float | None:
         """The absolute deadline on our clock: the policy's or the inbound one."""
-        inbound = current_deadline()
+        inbound = _inbound_deadline()
         own = spec.policy.timeout.deadline
         if own is None and inbound is None:
             return None  # the common case, without the conversion's call
