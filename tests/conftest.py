@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 import aiohttp
 import pytest
 from aiohttp import web
-from hypothesis import settings
 from aiohttp.test_utils import TestServer
+from hypothesis import settings
 
 import seawall
 
