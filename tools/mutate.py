@@ -22,7 +22,8 @@ that takes more than ``3 x`` that (plus 2 s) is killed and counts as killed.
 The last line is ``mutation: K/N killed``; survivors are listed above it with
 their diff. Survivors accepted as equivalent are listed in tests/README.md.
 
-Usage: ``python tools/mutate.py [--only breaker,budget] [-j 2] [--rerun LOG]``.
+Usage: ``python tools/mutate.py [--only breaker,budget] [-j 2] [--rerun LOG]
+[--lines middleware/cooldown.py:200-325,middleware/learnt_pace.py]``.
 """
 
 from __future__ import annotations
@@ -263,6 +264,8 @@ class Worker:
 
     def __init__(self, copy: Path, tests: list[str]) -> None:
         self.copy = copy
+        #: CPU seconds of the children (the runs) so far, user and system.
+        self.cpu = 0.0
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", *tests],
             cwd=copy,
@@ -289,6 +292,7 @@ class Worker:
         if not line:
             sys.exit(f"mutate: the worker in {self.copy} died")
         answer = json.loads(line)
+        self.cpu += float(answer["cpu"])
         return bool(answer["passed"]), float(answer["seconds"])
 
     def close(self) -> None:
@@ -440,10 +444,15 @@ def _serve(tests: list[str]) -> int:
     _warm_up(tests)
     for line in sys.stdin:
         request = json.loads(line)
+        before = os.times()
         passed, seconds = _fork_pytest(
             request["tests"], float(request["timeout"]), request.get("trace")
         )
-        print(json.dumps({"passed": passed, "seconds": seconds}), flush=True)
+        after = os.times()
+        cpu = (after.children_user - before.children_user) + (
+            after.children_system - before.children_system
+        )
+        print(json.dumps({"passed": passed, "seconds": seconds, "cpu": cpu}), flush=True)
     return 0
 
 
@@ -496,13 +505,36 @@ def _selection(
     return (*options, *ordered) if ids else ()
 
 
+#: ``--lines``: for a module's path, the line ranges to mutate (a path alone: all of it).
+LineRanges = dict[str, list[tuple[int, int]]]
+
+
+def _parse_lines(text: str) -> LineRanges:
+    """``path[:a-b]`` items, comma-separated: the mutants to make, by module and line."""
+    ranges: LineRanges = {}
+    for item in filter(None, text.split(",")):
+        path, _, span = item.partition(":")
+        if not (ROOT / path).is_file():
+            sys.exit(f"mutate: --lines: no file {path} (a path from the tree's root)")
+        first, _, last = span.partition("-")
+        try:
+            bounds = (int(first or 1), int(last or first or 10**9))
+        except ValueError:
+            sys.exit(f"mutate: --lines: {item!r} is not path, path:A-B, path:A- or path:A")
+        ranges.setdefault(path, []).append(bounds)
+    return ranges
+
+
 def _run_target(
     target: Target,
     workers: list[Worker],
     tally: Tally,
     only: set[tuple[str, int, str]] | None = None,
+    ranges: LineRanges | None = None,
 ) -> None:
     if only is not None and not any(path in target.paths for path, _l, _o in only):
+        return
+    if ranges is not None and not any(path in target.paths for path in ranges):
         return
     tests = _tests(target)
     began = time.monotonic()
@@ -528,9 +560,14 @@ def _run_target(
         for spec in _mutations(target, rel, first.copy):
             if only is not None and (rel, spec.start_pos[0], spec.operator_name) not in only:
                 continue
+            if ranges is not None and not any(
+                a <= spec.start_pos[0] <= b for a, b in ranges.get(rel, ())
+            ):
+                continue
             selected = _selection(spec.start_pos[0], spans, lines, durations, tests)
             work.append((rel, spec, selected))
     print(f"{target.name}: {len(work)} mutants, tests take {seconds:.1f}s", flush=True)
+    cpu_before = sum(w.cpu for w in workers)
     free = list(workers)
     free_lock = threading.Lock()
 
@@ -562,7 +599,11 @@ def _run_target(
                 print(".", end="", flush=True)
             else:  # at once, so that work on it can start during a long run
                 print(f"\n{_survivor(result)}", flush=True)
-    print(f" ({time.monotonic() - began:.0f}s)", flush=True)
+    cpu = sum(w.cpu for w in workers) - cpu_before
+    each = cpu / max(1, len(work))
+    print(
+        f" ({time.monotonic() - began:.0f}s; runs {cpu:.0f}s CPU, {each:.2f}s a mutant)", flush=True
+    )
 
 
 def _survivor(r: Result) -> str:
@@ -599,6 +640,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="LOG",
         help="run only the survivors listed in LOG (the output of an earlier run)",
     )
+    parser.add_argument(
+        "--lines",
+        metavar="PATH[:A-B],...",
+        help="mutate only these modules (paths from the root), or only lines A to B of them"
+        " (A-: to the end); to resume a run that was stopped, or to split one",
+    )
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -610,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown target(s) {sorted(unknown)}")
         targets = tuple(t for t in TARGETS if t.name in wanted)
+    ranges = _parse_lines(args.lines) if args.lines else None
     # The copies are removed on SIGTERM too (the working tree is never mutated).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tally = Tally()
@@ -626,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             only = _rerun_filter(args.rerun) if args.rerun else None
             for target in targets:
-                _run_target(target, workers, tally, only)
+                _run_target(target, workers, tally, only, ranges)
         finally:
             for worker in workers:
                 worker.close()
@@ -637,7 +685,12 @@ def main(argv: list[str] | None = None) -> int:
         mine = [r for r in tally.results if r.target is target]
         print(f"  {target.name}: {sum(r.killed for r in mine)}/{len(mine)} killed")
     killed = len(tally.results) - len(survivors)
-    print(f"({time.monotonic() - started:.0f}s)")
+    # The workers are reaped (closed) by now, and each reaped its forked children:
+    # the children's CPU time here is all of the run's work outside this process.
+    spent = os.times()
+    cpu = spent.children_user + spent.children_system + spent.user + spent.system
+    each = cpu / max(1, len(tally.results))
+    print(f"({time.monotonic() - started:.0f}s wall, {cpu:.0f}s CPU, {each:.2f}s CPU a mutant)")
     print(f"mutation: {killed}/{len(tally.results)} killed")
     return 0
 
