@@ -268,3 +268,196 @@ def test_a_short_longest_wait_still_paces_the_key(max_wait: float) -> None:
     cooldown.start(None)
     assert cooldown.reserve() == 0.0
     assert cooldown.reserve() == pytest.approx(1 / START_RATE)
+
+
+def test_a_slow_start_forgotten_starts_slow_again_at_the_next_429() -> None:
+    """A doubling pace measured nothing: forgotten, it leaves no level behind, and the
+    next 429 starts from ``START_RATE`` again, doubling."""
+    clock, cooldown = _paced()
+    clock.now += LEARN_TTL + 1.0
+    assert cooldown.reserve() == 0.0
+    assert cooldown.rate is None  # forgotten
+    cooldown.start(None)
+    assert cooldown.level is None
+    assert cooldown.rate == pytest.approx(START_RATE)
+
+
+def test_a_pause_longer_than_its_stated_rate_is_still_waited_out() -> None:
+    """The stated rate expires (``HINT_TTL``) during a long pause a 429 asked for: callers
+    still wait until the pause's end, to the end exactly, and not less than 0 after it."""
+    clock = Clock()
+    cooldown = Cooldown(clock, max_wait=300.0)
+    cooldown.observe(RateInfo(limit=10, remaining=0, reset=5.0), success=True)
+    cooldown.start(100.0)
+    clock.now += 99.5
+    assert cooldown.reserve() == 0.5
+    assert cooldown.rate is None  # the stated rate was forgotten meanwhile
+    clock.now += 1.0
+    assert cooldown.reserve() == 0.0
+
+
+def test_a_stated_burst_of_two_lets_two_go_at_once() -> None:
+    """``limit=2`` with one left: one goes now, the next a step later; after an idle
+    while, the bucket is full again and two go at once."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.observe(RateInfo(limit=2, remaining=1, reset=1.0), success=True)
+    step = 1 / (1.0 * 0.9)
+    assert [cooldown.reserve() for _ in range(2)] == pytest.approx([0.0, step])
+    clock.now += 10.0
+    assert [cooldown.reserve() for _ in range(3)] == pytest.approx([0.0, 0.0, step])
+
+
+def test_a_stated_limit_of_one_never_lets_two_go_at_once() -> None:
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.observe(RateInfo(limit=1, remaining=0, reset=1.0), success=True)
+    clock.now += 10.0  # idle: the bucket holds its one request again
+    step = 1 / (1.0 * 0.9)
+    assert [cooldown.reserve() for _ in range(2)] == pytest.approx([0.0, step])
+
+
+@pytest.mark.parametrize("seconds", [-0.5, -1.0, -3.0])
+def test_a_429_asking_for_a_negative_wait_is_ignored(seconds: float) -> None:
+    """Nonsense from the server: no pause, and no pace started from it either."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(seconds)
+    assert cooldown.rate is None
+    assert cooldown.cuts == 0
+    assert cooldown.reserve() == 0.0
+
+
+def test_a_429_before_the_hold_ends_cuts_to_the_admitted_rate_even_with_a_queue() -> None:
+    """Callers queued for turns mean the pace itself met a 429 only while it probes past
+    its level, after ``HOLD``. Before that, a 429 cuts to what the upstream admitted."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.01)  # a ceiling of 100/s: the level is 97/s
+    for _ in range(50):  # 5 s at 10 calls/s: at the level, not probing yet
+        clock.now += 0.1
+        assert cooldown.reserve() == 0.0
+        cooldown.sent()
+        cooldown.observe(None, success=True)
+    assert cooldown.reserve() > 0.0  # a second caller in that instant queues for its turn
+    admitted = cooldown.admitted()
+    assert admitted == pytest.approx(10.0, rel=0.2)
+    cooldown.start(None)
+    assert cooldown.level == pytest.approx(LEVEL * admitted)
+
+
+def _succeed(clock: Clock, cooldown: Cooldown, count: int, every: float) -> None:
+    for _ in range(count):
+        clock.now += every
+        cooldown.observe(None, success=True)
+
+
+def test_the_admitted_rate_is_measured_from_a_quarter_of_a_second() -> None:
+    """Five successes over exactly ``SAMPLE / 2`` seconds are a measure; less time is not."""
+    clock, cooldown = _paced()
+    _succeed(clock, cooldown, 5, 1 / 32)
+    assert cooldown.admitted() is None  # 5 over 5/32 s: a burst, not a rate
+    clock.now += 0.25 - 5 / 32
+    assert cooldown.admitted() == 20.0
+
+
+def test_during_its_rise_a_learnt_pace_follows_its_curve_whatever_was_admitted() -> None:
+    """The admitted rate caps growth past the level only: a pace rising back to its level
+    after a cut is not lifted to the level, nor cut, by a low admitted rate."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1 / 128)  # a refill interval: a ceiling of 128/s
+    base = LEVEL * 128.0
+    clock.now = 1000.0 + 1 / 128  # the pause's end: the rise starts here
+    _succeed(clock, cooldown, 8, 1 / 16)  # 16/s admitted: far below the pace
+    assert cooldown.admitted() == pytest.approx(16.0)
+    cooldown.reserve()
+    grown = 0.5
+    assert cooldown.rate == pytest.approx(base * (1 - (1 - 0.9) * (1 - grown / 3.0) ** 3))
+
+
+def test_a_refill_interval_of_exactly_a_tenth_of_a_second_bounds_the_ceiling() -> None:
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.1)
+    assert cooldown.level == pytest.approx(LEVEL * 10.0)
+
+
+def test_a_refill_interval_below_the_admitted_rate_lowers_the_ceiling() -> None:
+    """A 429 with a precise wait (``retry-after-ms``) while the key took 16/s: a wait of
+    1/12 s is a bucket refilling at 12/s (not a fixed window's end, which would say far
+    less than half the admitted rate): the ceiling is 12/s, not the 16/s admitted."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1 / 128)
+    clock.now = 1000.0 + 1 / 128
+    _succeed(clock, cooldown, 32, 1 / 16)  # 2 s at 16/s
+    admitted = cooldown.admitted()
+    assert admitted is not None
+    assert 12.0 < admitted < 24.0  # (measured over the last samples: 18/s here)
+    cooldown.start(1 / 12)
+    assert cooldown.level == pytest.approx(LEVEL * 12.0)
+
+
+def test_a_429_sent_exactly_as_the_pause_ended_is_news() -> None:
+    """``sent_at`` before the end of the last cut's pause: old news; at its end: a 429 of
+    the new pace, which cuts."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.5)
+    assert cooldown.cuts == 1
+    ended = clock.now + 0.5
+    clock.now += 1.0
+    cooldown.start(None, sent_at=ended - 1 / 64)
+    assert cooldown.cuts == 1
+    cooldown.start(None, sent_at=ended)
+    assert cooldown.cuts == 2
+
+
+@pytest.mark.parametrize(("interval", "cuts"), [(1 / 96, True), (1 / 64, True), (1 / 128, False)])
+def test_an_old_429s_refill_interval_still_cuts_when_below_the_ceiling(
+    interval: float, cuts: bool
+) -> None:
+    """A 429 sent before the last cut is old news, except its refill interval: one below
+    the ceiling the pace levels from (here 100/s) still lowers it; one above does not."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.01)
+    assert cooldown.level == pytest.approx(LEVEL * 100.0)
+    clock.now += 1.0
+    cooldown.start(interval, sent_at=1000.0)
+    assert cooldown.cuts == (2 if cuts else 1)
+    if cuts:
+        assert cooldown.level == pytest.approx(LEVEL / interval)
+
+
+def test_a_measured_level_is_kept_for_exactly_a_minute_to_start_from() -> None:
+    """Forgotten after ``LEARN_TTL``, a measured level still starts the next pace up to
+    ``CEILING_TTL`` (60 s) after its cut's pause ended, not at 60 s."""
+    for after, level in ((60.0 - 1 / 64, LEVEL * 128.0), (60.0, None)):
+        clock = Clock()
+        cooldown = Cooldown(clock)
+        cooldown.start(1 / 128)
+        clock.now = 1000.0 + 1 / 128 + after
+        cooldown.reserve()
+        assert cooldown.rate is None  # forgotten
+        cooldown.start(None)
+        assert cooldown.level == (pytest.approx(level) if level else None)
+
+
+def test_a_429_in_the_first_second_after_a_pause_is_never_taken_for_jitter() -> None:
+    """Too soon to tell a stall from a limit: a 429 under a second after the pause cuts
+    to what was admitted, though it was most of the level."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1 / 16)  # a ceiling of 16/s: the level is 15.52/s
+    clock.now = 1000.0 + 1 / 16
+    _succeed(clock, cooldown, 8, 1 / 16)  # half a second at 16/s
+    cooldown.reserve()
+    rate = cooldown.rate
+    admitted = cooldown.admitted()
+    assert rate is not None
+    assert admitted is not None
+    assert admitted >= 0.85 * LEVEL * 16.0
+    cooldown.start(None)
+    assert cooldown.level == pytest.approx(LEVEL * min(admitted, rate))

@@ -406,3 +406,30 @@ def test_held_calls_a_stalled_loop_wakes_together_still_leave_a_gap_apart(
         assert third.result() is not None
 
     run(clocks, scenario)
+
+
+def test_a_call_cancelled_after_its_hold_expired_takes_nobodys_ramp_turn(
+    clocks: Clocks,
+) -> None:
+    """The breaker closes after a held call's hold ran out on the breaker's clock: that
+    call was failed (expired), the others got ramp turns. Cancelled before it ran again,
+    it had no turn, so it gives none back: the ramp still queues a new call behind the
+    call that is still waiting for its turn."""
+    breaker = _breaker(clocks)
+    _trip(breaker)
+    probe = _probe(breaker, clocks)
+
+    async def scenario() -> None:
+        expired = asyncio.ensure_future(held(breaker, clocks.breaker_clock, clocks.now + 0.25))
+        first = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        later = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        assert await turns(lambda: breaker.held == 3)
+        clocks.now += 0.5  # the breaker's clock only: the first call's hold has run out
+        breaker.record(probe, failure=False)  # closes: expired fails, the others get turns
+        expired.cancel()  # before it runs again
+        assert await turns(lambda: expired.done() and first.done())
+        assert first.result() is not None
+        assert not later.done()  # asleep until its turn
+        assert breaker.turn() is not None  # a new call queues behind it
+
+    run(clocks, scenario)

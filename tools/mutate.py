@@ -480,24 +480,104 @@ def _statement_spans(path: Path) -> list[tuple[int, int]]:
     ]
 
 
+@dataclass(frozen=True)
+class Reach:
+    """What can observe a statement that runs at import: the lines that read it (module,
+    line), and test files that name it. ``lines`` ``None``: anything may (every test)."""
+
+    lines: tuple[tuple[str, int], ...] | None
+    files: tuple[str, ...] = ()
+
+
+def _loads(tree: ast.AST, name: str) -> list[int]:
+    return [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)
+    ]
+
+
+def _import_time_reach(target: Target, rel: str, copy: Path) -> dict[int, Reach]:
+    """For statements of ``rel`` that run at import, by first line: who can see a mutant there.
+
+    Such a line is run "by" no test (it runs at import), so every test of the
+    target would run each mutant there, the slowest ones for a constant that a
+    few functions read. Narrowed, soundly:
+
+    - a module-level ``NAME = ...``: the tests that run a line reading ``NAME``
+      in the target's modules, and every test of a test file naming it; every
+      test when another source (``middleware``, ``plugins``, a test helper)
+      names it, or when a line reading it runs at import (a constant made from
+      it: ``_selection`` sees that line run outside any test);
+    - a ``def``'s header (defaults): the tests that run its body.
+    """
+    trees = {r: ast.parse((copy / r).read_text(encoding="utf-8")) for r in target.paths}
+    tree = trees[rel]
+    reach: dict[int, Reach] = {}
+    mine = {(copy / r).resolve() for r in target.paths}
+    others = [
+        p.read_text(encoding="utf-8")
+        for folder in ("middleware", "plugins", "tests")
+        for p in (copy / folder).rglob("*.py")
+        if p.resolve() not in mine and not p.name.startswith("test_")
+    ]
+    tests = [
+        (t, (copy / t).read_text(encoding="utf-8")) for t in _tests(target) if t.endswith(".py")
+    ]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            body = range(node.body[0].lineno, (node.end_lineno or node.lineno) + 1)
+            reach[node.lineno] = Reach(tuple((rel, n) for n in body))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            name = node.targets[0]
+        elif isinstance(node, ast.AnnAssign):
+            name = node.target
+        else:
+            continue
+        if not isinstance(name, ast.Name):
+            continue
+        word = re.compile(rf"\b{re.escape(name.id)}\b")
+        if any(word.search(text) for text in others):
+            reach[node.lineno] = Reach(None)
+            continue
+        reading = tuple((r, n) for r, t in trees.items() for n in _loads(t, name.id))
+        naming = tuple(t for t, text in tests if word.search(text))
+        reach[node.lineno] = Reach(reading, naming)
+    return reach
+
+
 def _selection(
     line: int,
     spans: list[tuple[int, int]],
     lines: dict[int, list[str]],
     seconds: dict[str, float],
     tests: tuple[str, ...],
+    reach: dict[int, Reach] | None = None,
+    modules: dict[str, dict[int, list[str]]] | None = None,
 ) -> tuple[str, ...]:
     """The tests that run the innermost statement holding ``line`` (all at import); ``()``: none.
 
     A test that never runs the mutated statement runs the same with the
     mutant, so it cannot kill it: leaving it out loses nothing. The fastest
-    go first, so that ``-x`` stops a killed mutant early.
+    go first, so that ``-x`` stops a killed mutant early. A statement that
+    runs at import is narrowed by ``reach`` (``_import_time_reach``) to the
+    tests that run the lines reading it (``modules``: each module's traced
+    lines).
     """
     holding = [(b - a, a, b) for a, b in spans if a <= line <= b]
     first, last = (min(holding)[1:]) if holding else (line, line)
     ids: set[str] = set()
-    for number in range(first, last + 1):
-        ids.update(lines.get(number, ()))
+    seen = reach.get(first) if reach is not None else None
+    if seen is not None and modules is not None and "" in lines.get(first, ()):
+        if seen.lines is None:
+            return tests
+        for module, number in seen.lines:
+            ids.update(modules[module].get(number, ()))
+        ids.update(i for i in seconds if i.split("::")[0] in seen.files)
+    else:
+        for number in range(first, last + 1):
+            ids.update(lines.get(number, ()))
     if "" in ids:
         return tests
     options = tuple(t for t in tests if not t.endswith(".py"))
@@ -531,6 +611,7 @@ def _run_target(
     tally: Tally,
     only: set[tuple[str, int, str]] | None = None,
     ranges: LineRanges | None = None,
+    plan: bool = False,
 ) -> None:
     if only is not None and not any(path in target.paths for path, _l, _o in only):
         return
@@ -554,9 +635,14 @@ def _run_target(
         return min(seconds * 2 + 5, 3 * (start_up + own) + 10)
 
     work: list[tuple[str, Any, tuple[str, ...]]] = []
-    for rel, copied in zip(target.paths, traced_paths, strict=True):
-        lines = {int(k): v for k, v in traced["lines"][copied].items()}
+    modules = {
+        rel: {int(k): v for k, v in traced["lines"][copied].items()}
+        for rel, copied in zip(target.paths, traced_paths, strict=True)
+    }
+    for rel in target.paths:
+        lines = modules[rel]
         spans = _statement_spans(first.copy / rel)
+        reach = _import_time_reach(target, rel, first.copy)
         for spec in _mutations(target, rel, first.copy):
             if only is not None and (rel, spec.start_pos[0], spec.operator_name) not in only:
                 continue
@@ -564,9 +650,19 @@ def _run_target(
                 a <= spec.start_pos[0] <= b for a, b in ranges.get(rel, ())
             ):
                 continue
-            selected = _selection(spec.start_pos[0], spans, lines, durations, tests)
+            selected = _selection(spec.start_pos[0], spans, lines, durations, tests, reach, modules)
             work.append((rel, spec, selected))
     print(f"{target.name}: {len(work)} mutants, tests take {seconds:.1f}s", flush=True)
+    if plan:  # what each mutant would run, from the traced run (an upper bound: no ``-x``)
+        every = sum(1 for _r, _s, selected in work if selected == tests)
+        none = sum(1 for _r, _s, selected in work if not selected)
+        own = sum(start_up + sum(durations.get(t, 0.0) for t in sel) for _r, _s, sel in work)
+        print(
+            f"  plan: {every} run every test, {none} none; at most {own:.0f}s of traced"
+            f" test time (start-up {start_up:.1f}s each)",
+            flush=True,
+        )
+        return
     cpu_before = sum(w.cpu for w in workers)
     free = list(workers)
     free_lock = threading.Lock()
@@ -646,6 +742,11 @@ def main(argv: list[str] | None = None) -> int:
         help="mutate only these modules (paths from the root), or only lines A to B of them"
         " (A-: to the end); to resume a run that was stopped, or to split one",
     )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="only the traced runs: how many mutants, and how much test time they would take",
+    )
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -674,7 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             only = _rerun_filter(args.rerun) if args.rerun else None
             for target in targets:
-                _run_target(target, workers, tally, only, ranges)
+                _run_target(target, workers, tally, only, ranges, args.plan)
         finally:
             for worker in workers:
                 worker.close()
