@@ -461,3 +461,86 @@ def test_a_429_in_the_first_second_after_a_pause_is_never_taken_for_jitter() -> 
     assert admitted >= 0.85 * LEVEL * 16.0
     cooldown.start(None)
     assert cooldown.level == pytest.approx(LEVEL * min(admitted, rate))
+
+
+def _stall_429_kept_the_level(clock: Clock, cooldown: Cooldown, level: float) -> bool:
+    """Successes at 16/s for 1.5 s on a pace levelled at ``level`` (most of it admitted),
+    then a 429 naming no wait: whether it was taken for the host's jitter (level kept)."""
+    _succeed(clock, cooldown, 24, 1 / 16)
+    admitted = cooldown.admitted()
+    assert admitted is not None
+    assert admitted >= 0.85 * level
+    cooldown.start(None)
+    assert cooldown.level is not None
+    return cooldown.level == pytest.approx(level, rel=1e-9)
+
+
+def test_a_stall_after_a_refill_interval_cut_is_forgiven_once() -> None:
+    """The pace levelled from a refill interval (16/s), not from a forgiven 429: the first
+    429 a stall causes there keeps the level; the next one cuts."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1 / 16)
+    clock.now = 1000.0 + 1 / 16
+    assert _stall_429_kept_the_level(clock, cooldown, LEVEL * 16.0)
+    assert not _stall_429_kept_the_level(clock, cooldown, LEVEL * 16.0)
+
+
+def test_a_stall_after_starting_from_a_remembered_level_is_forgiven() -> None:
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1 / 16)
+    clock.now += LEARN_TTL + 1.0
+    cooldown.reserve()
+    assert cooldown.rate is None  # forgotten; its level is remembered
+    cooldown.start(None)  # starts from it
+    assert cooldown.level == pytest.approx(LEVEL * 16.0)
+    assert _stall_429_kept_the_level(clock, cooldown, LEVEL * 16.0)
+
+
+def test_a_success_answered_exactly_as_the_pause_ends_counts() -> None:
+    """Successes answered during the pause were sent before the cut and do not count;
+    one answered at the pause's very end does."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.5)
+    clock.now = 1000.5
+    cooldown.observe(None, success=True)
+    _succeed(clock, cooldown, 4, 1 / 16)
+    assert cooldown.admitted() == pytest.approx(5 / 0.25)
+
+
+def test_four_successes_are_no_measure_five_are() -> None:
+    clock, cooldown = _paced()
+    _succeed(clock, cooldown, 4, 1 / 4)
+    assert cooldown.admitted() is None
+    _succeed(clock, cooldown, 1, 1 / 4)
+    assert cooldown.admitted() == pytest.approx(5 / 1.25)
+
+
+@pytest.mark.parametrize(("after", "kept"), [(10.0, True), (10.0 + 1 / 64, False)])
+def test_a_learnt_pace_unused_is_forgotten_after_ten_seconds(after: float, kept: bool) -> None:
+    """``LEARN_TTL`` is 10 s (docs/architecture.md): kept at exactly 10 s, not after."""
+    clock, cooldown = _paced()
+    clock.now += after
+    cooldown.reserve()
+    assert (cooldown.rate is not None) == kept
+
+
+def test_a_learnt_pace_holds_its_level_fifteen_seconds_then_probes_upward() -> None:
+    """Level from 3 s to 15 s after the pause (``RISE``, ``HOLD``), then the cubic probe:
+    3 % above the level 8 s later (``PROBE_STEP`` at ``PROBE_AT``)."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1 / 128)
+    level = LEVEL * 128.0
+    ended = 1000.0 + 1 / 128
+    for grown in (3.0, 8.0, 13.0, 15.0):
+        clock.now = ended + grown
+        cooldown.reserve()  # a caller: the pace is in use, not forgotten
+        assert cooldown.rate == pytest.approx(level, rel=1e-9)
+    clock.now = ended + 19.0
+    cooldown.reserve()
+    clock.now = ended + 23.0
+    cooldown.reserve()
+    assert cooldown.rate == pytest.approx(level * 1.03, rel=1e-9)
