@@ -357,7 +357,9 @@ def test_the_admitted_rate_is_measured_from_a_quarter_of_a_second() -> None:
     clock, cooldown = _paced()
     _succeed(clock, cooldown, 5, 1 / 32)
     assert cooldown.admitted() is None  # 5 over 5/32 s: a burst, not a rate
-    clock.now += 0.25 - 5 / 32
+    clock.now += 3 / 16 - 5 / 32
+    assert cooldown.admitted() is None  # nor over 3/16 s
+    clock.now += 1 / 16
     assert cooldown.admitted() == 20.0
 
 
@@ -464,9 +466,9 @@ def test_a_429_in_the_first_second_after_a_pause_is_never_taken_for_jitter() -> 
 
 
 def _stall_429_kept_the_level(clock: Clock, cooldown: Cooldown, level: float) -> bool:
-    """Successes at 16/s for 1.5 s on a pace levelled at ``level`` (most of it admitted),
+    """Successes at 16/s for 1.25 s on a pace levelled at ``level`` (most of it admitted),
     then a 429 naming no wait: whether it was taken for the host's jitter (level kept)."""
-    _succeed(clock, cooldown, 24, 1 / 16)
+    _succeed(clock, cooldown, 20, 1 / 16)
     admitted = cooldown.admitted()
     assert admitted is not None
     assert admitted >= 0.85 * level
@@ -504,6 +506,8 @@ def test_a_success_answered_exactly_as_the_pause_ends_counts() -> None:
     clock = Clock()
     cooldown = Cooldown(clock)
     cooldown.start(0.5)
+    clock.now = 1000.25
+    cooldown.observe(None, success=True)  # during the pause: not counted
     clock.now = 1000.5
     cooldown.observe(None, success=True)
     _succeed(clock, cooldown, 4, 1 / 16)
@@ -544,3 +548,44 @@ def test_a_learnt_pace_holds_its_level_fifteen_seconds_then_probes_upward() -> N
     clock.now = ended + 23.0
     cooldown.reserve()
     assert cooldown.rate == pytest.approx(level * 1.03, rel=1e-9)
+
+
+def test_a_precise_wait_far_below_the_admitted_rate_is_a_windows_end_not_a_refill() -> None:
+    """A 429 asking for 0.1 s while the key took over twice 10/s: a fixed window ending,
+    which says nothing of the rate; the ceiling is what was admitted, not 10/s."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1 / 128)
+    clock.now = 1000.0 + 1 / 128
+    _succeed(clock, cooldown, 48, 1 / 24)  # 2 s at 24/s
+    admitted = cooldown.admitted()
+    assert admitted is not None
+    assert 20.0 < admitted <= 30.0
+    cooldown.reserve()
+    rate = cooldown.rate
+    assert rate is not None
+    cooldown.start(0.1)
+    assert cooldown.level == pytest.approx(LEVEL * min(admitted, rate))
+
+
+def test_a_429_too_soon_to_measure_halves_a_slow_start() -> None:
+    """Too few answers to measure: half the pace surely fitted; it doubles from there,
+    carefully."""
+    clock, cooldown = _paced()
+    clock.now += 0.25
+    cooldown.reserve()
+    rate = cooldown.rate
+    assert rate is not None
+    cooldown.start(None)
+    assert cooldown.rate == pytest.approx(rate / 2)
+
+
+def test_a_slow_start_held_back_by_few_answers_is_halved_at_its_first_429() -> None:
+    """A slow start the upstream answered only 4/s of: the pace stayed at ``START_RATE``
+    (never far above what was admitted); its 429 halves it, more than the admitted."""
+    clock, cooldown = _paced()
+    _succeed(clock, cooldown, 6, 1 / 4)
+    cooldown.reserve()
+    assert cooldown.rate == pytest.approx(START_RATE)
+    cooldown.start(None)
+    assert cooldown.rate == pytest.approx(START_RATE / 2)
