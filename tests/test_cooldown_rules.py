@@ -185,12 +185,12 @@ def test_first_headers_after_a_learnt_pace_set_the_schedule_from_the_bucket() ->
     """Turns booked ahead on a learnt pace are not the upstream's: the first headers say
     exactly how full the bucket is (here: full but for one), so the burst goes at once."""
     _clock, cooldown = _paced()
-    for _ in range(20):
-        cooldown.reserve()  # a second of turns booked ahead at ``START_RATE``
-    assert cooldown.reserve() > 0.5
-    cooldown.observe(RateInfo(limit=10, remaining=9, reset=5.0), success=True)
-    assert cooldown.rate == pytest.approx(0.2)
-    assert [cooldown.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    for _ in range(10_000):  # bounded: some hundreds of turns
+        if cooldown.reserve() > 3.0:  # turns booked 3 s ahead on the learnt pace
+            break
+    cooldown.observe(RateInfo(limit=10, remaining=9, reset=0.1), success=True)
+    assert cooldown.rate == pytest.approx(10.0)
+    assert [cooldown.reserve() for _ in range(9)] == [0.0] * 9
 
 
 def test_headers_that_state_no_rate_leave_a_learnt_pace_alone() -> None:
@@ -465,10 +465,13 @@ def test_a_429_in_the_first_second_after_a_pause_is_never_taken_for_jitter() -> 
     assert cooldown.level == pytest.approx(LEVEL * min(admitted, rate))
 
 
-def _stall_429_kept_the_level(clock: Clock, cooldown: Cooldown, level: float) -> bool:
-    """Successes at 16/s for 1.25 s on a pace levelled at ``level`` (most of it admitted),
-    then a 429 naming no wait: whether it was taken for the host's jitter (level kept)."""
-    _succeed(clock, cooldown, 20, 1 / 16)
+def _stall_429_kept_the_level(
+    clock: Clock, cooldown: Cooldown, level: float, per_second: int = 16
+) -> bool:
+    """Successes at ``per_second`` for exactly 1 s (the least for a stall to be told from a
+    limit) since the pause, on a pace levelled at ``level`` (most of it admitted), then a
+    429 naming no wait: whether it was taken for the host's jitter (level kept)."""
+    _succeed(clock, cooldown, per_second, 1 / per_second)
     admitted = cooldown.admitted()
     assert admitted is not None
     assert admitted >= 0.85 * level
@@ -589,3 +592,57 @@ def test_a_slow_start_held_back_by_few_answers_is_halved_at_its_first_429() -> N
     assert cooldown.rate == pytest.approx(START_RATE)
     cooldown.start(None)
     assert cooldown.rate == pytest.approx(START_RATE / 2)
+
+
+def test_a_stall_after_an_old_429s_refill_interval_cut_is_forgiven() -> None:
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.01)
+    clock.now += 1.0
+    cooldown.start(1 / 64, sent_at=1000.0)  # old news, but its refill interval cuts
+    assert cooldown.level == pytest.approx(LEVEL * 64.0)
+    clock.now = cooldown.until  # the pause it asked for has ended
+    assert _stall_429_kept_the_level(clock, cooldown, LEVEL * 64.0, per_second=64)
+
+
+def test_a_stall_after_a_careful_doubling_levelled_off_is_forgiven() -> None:
+    """Slow start, a measured 429 (careful doubling from what fitted), a second one (the
+    pace levels off): the first stall after that keeps the level."""
+    clock, cooldown = _paced()
+    _succeed(clock, cooldown, 8, 1 / 16)
+    cooldown.start(None)  # from slow start to careful doubling
+    assert cooldown.level is None
+    _succeed(clock, cooldown, 8, 1 / 16)
+    cooldown.start(None)  # levelled off (CUBIC)
+    level = cooldown.level
+    assert level is not None
+    assert _stall_429_kept_the_level(clock, cooldown, level)
+
+
+def test_a_precise_wait_of_exactly_half_the_admitted_rate_is_a_refill_interval() -> None:
+    """1 / wait at exactly half the admitted rate still counts as a refill interval."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(1 / 128)
+    clock.now = 1000.0 + 1 / 128
+    _succeed(clock, cooldown, 16, 1 / 32)
+    assert cooldown.admitted() == 32.0
+    cooldown.start(1 / 16)
+    assert cooldown.level == pytest.approx(LEVEL * 16.0)
+
+
+def test_a_pace_probing_past_its_level_stays_at_it_when_little_was_admitted() -> None:
+    """Past its level a learnt pace stays within twice what was admitted: at 4/s admitted
+    (a cap of 8/s, under a level of 9.7/s) it does not grow past the level, 40 s on."""
+    clock = Clock()
+    cooldown = Cooldown(clock)
+    cooldown.start(0.1)  # a ceiling of 10/s
+    level = LEVEL * 10.0
+    clock.now = 1000.0 + 0.125
+    for _ in range(160):  # 40 s at 4 calls/s, each sent at once
+        clock.now += 0.25
+        assert cooldown.reserve() == 0.0
+        cooldown.sent()
+        cooldown.observe(None, success=True)
+    cooldown.reserve()
+    assert cooldown.rate == pytest.approx(level)
