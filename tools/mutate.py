@@ -16,14 +16,19 @@ pytest, its plugins, aiohttp and the rest. So each worker is one long-lived
 process (``--worker``) that imports all of that once, never ``seawall`` or
 the tests, and forks a child per mutant: the child runs pytest in-process on
 the mutated copy, so it imports ``seawall`` and the tests afresh, and exits.
-The unmutated run of each module's tests is timed in the same way; a mutant
-that takes more than ``3 x`` that (plus 2 s) is killed and counts as killed.
+The worker freezes its objects (``gc.freeze()``) before forking, and the
+children write byte code in the copy, so that pytest's rewritten test modules
+are cached there (tests/README.md, "Mutation testing", says what each saves).
+The unmutated run of each module's tests is traced: a mutant runs only the
+tests that execute its statement (for a statement run at import, the tests
+that execute the lines reading it), and one that takes more than about three
+times their traced time is killed and counts as killed.
 
 The last line is ``mutation: K/N killed``; survivors are listed above it with
 their diff. Survivors accepted as equivalent are listed in tests/README.md.
 
 Usage: ``python tools/mutate.py [--only breaker,budget] [-j 2] [--rerun LOG]
-[--lines middleware/cooldown.py:200-325,middleware/learnt_pace.py]``.
+[--lines middleware/cooldown.py:200-325,middleware/learnt_pace.py] [--plan]``.
 """
 
 from __future__ import annotations
