@@ -797,6 +797,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for worker in workers:
                 worker.close()
+    if args.plan:
+        print(f"(plan only, no mutant run: {time.monotonic() - started:.0f}s)")
+        return 0
     survivors = [r for r in tally.results if not r.killed]
     for r in survivors:
         print(_survivor(r))
