@@ -12,6 +12,7 @@ import pytest
 
 import seawall
 from seawall.breaker import Breaker, BreakerState
+from seawall.breaker_parts import _Ramp, _Throttle
 
 from .test_breaker import Clock, _breaker, _fail, _failed_call, _succeed
 
@@ -311,3 +312,31 @@ def test_transitions_report_the_counts_at_the_time() -> None:
     assert (half.old, half.new) == (OPEN, HALF_OPEN)
     assert (closed.old, closed.new, closed.consecutive_failures) == (HALF_OPEN, CLOSED, 0)
     assert closed.failure_rate == 0.0
+
+
+def test_the_adaptive_window_forgets_a_request_after_one_window_bucket_by_bucket() -> None:
+    """Ten buckets of a tenth of ``throttle_window`` each: a request counts until its
+    bucket is a whole window old, then drops out, while a later one still counts.
+    SRE's refusal is ``(requests - k * accepts) / (requests + 1)``."""
+    throttle = _Throttle(10.0)  # buckets of 1 s
+    throttle.add(0.95, False)  # in the first bucket
+    throttle.add(1.05, False)  # in the second
+    assert throttle.refusal(9.99, 2.0) == pytest.approx(2 / 3)
+    assert throttle.refusal(10.0, 2.0) == pytest.approx(1 / 2)  # the first bucket's gone
+    assert throttle.refusal(11.0, 2.0) == 0.0
+
+
+def test_the_adaptive_refusal_is_never_below_zero() -> None:
+    throttle = _Throttle(10.0)
+    for _ in range(3):
+        throttle.add(0.5, True)
+    assert throttle.refusal(0.5, 2.0) == 0.0
+
+
+def test_a_ramp_lets_a_call_half_a_gap_early_go_at_once() -> None:
+    """Timer jitter below half a gap neither delays a call nor slows the ramp; more early
+    than that, it waits for its spaced moment."""
+    ramp = _Ramp(0.0, 1.0)
+    assert ramp.depart(0.0) == 0.0
+    assert ramp.depart(0.5) == 0.0  # due at 1.0: half a gap early still goes
+    assert ramp.depart(0.75) == pytest.approx(0.75)  # due at 1.5: a quarter too early

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 import seawall
-from seawall._path.hold import held
+from seawall._path.hold import held, wait_turn
 from seawall.breaker import RAMP, Breaker, BreakerState, Permit
 from seawall.stats import KeyStats
 
@@ -275,5 +275,161 @@ def test_a_verdict_that_comes_as_the_hold_ends_is_taken(clocks: Clocks) -> None:
         permit = call.result()
         assert permit is not None
         assert not permit.probe
+
+    run(clocks, scenario)
+
+
+class _NoJitter(random.Random):
+    """Recovery jitter of 0: the probe is due exactly ``recovery_timeout`` after the opening."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+def _exact_breaker(loop: Clocks) -> Breaker:
+    """Probe due in exactly 1 s, hold exactly 1 s (both clocks' values are exact in floats)."""
+    policy = seawall.BreakerPolicy(failure_threshold=1, recovery_timeout=1.0, hold=1.0)
+    return Breaker("k", policy, loop.breaker_clock, rng=_NoJitter())
+
+
+def test_a_call_whose_probe_is_due_exactly_at_its_holds_end_is_held(clocks: Clocks) -> None:
+    """ "Within the hold" includes its end: the call waits, it does not fail at once."""
+    breaker = _exact_breaker(clocks)
+    _trip(breaker)
+    assert breaker.retry_after() == 1.0
+    stats = KeyStats()
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None, stats))
+        assert await turns(lambda: breaker.held == 1)
+        assert not call.done()
+        assert stats.held == 1
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        assert breaker.held == 0
+
+    run(clocks, scenario)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="boundary bug (hold.py:67): held because its probe is due at the hold's end"
+    " (line 48 lets it wait), the call is then failed at that instant without asking for"
+    " the probe (line 67 reads `loop.time() >= real_end` as 'ran out'). Harmless (two float"
+    " times must be equal); reported, not fixed here (middleware/ is not this helper's)",
+)
+def test_a_call_held_until_its_probe_is_due_at_the_holds_end_takes_the_probe(
+    clocks: Clocks,
+) -> None:
+    breaker = _exact_breaker(clocks)
+    _trip(breaker)
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        assert await turns(lambda: breaker.held == 1)
+        clocks.advance(1.0)  # the probe is due, and the hold ends, on both clocks
+        assert await turns(call.done)
+        permit = call.result()
+        assert permit is not None
+        assert permit.probe
+
+    run(clocks, scenario)
+
+
+def test_a_ramp_turn_already_due_goes_without_a_loop_turn() -> None:
+    """``wait_turn`` with a ticket due now or past, and nobody to space from: the call
+    goes on in the same step, it does not yield to the event loop (a loop turn is a
+    delay behind every other ready callback on a busy loop)."""
+    now = 1000.0
+    breaker = Breaker("k", seawall.BreakerPolicy(), lambda: now)
+    for ticket in (now, now - 0.5):
+        step = wait_turn(breaker, ticket, lambda: now)
+        try:
+            with pytest.raises(StopIteration):
+                step.send(None)
+        finally:
+            step.close()
+
+
+def test_a_call_that_gives_up_its_ramp_turn_frees_it_and_delays_nobody(clocks: Clocks) -> None:
+    """Three held calls go paced after the probe's success; the second is cancelled while
+    it sleeps until its turn. The third still leaves at its own turn (not early because
+    the one before it left), and when it has gone the ramp is over: a new call goes at
+    once, with no ticket, as nobody is left in the queue."""
+    breaker = _breaker(clocks)
+    _trip(breaker)
+    probe = _probe(breaker, clocks)
+    gap = RAMP / 3
+
+    async def scenario() -> None:
+        calls = [asyncio.ensure_future(held(breaker, clocks.breaker_clock, None)) for _ in "abc"]
+        first, second, third = calls
+        assert await turns(lambda: breaker.held == 3)
+        breaker.record(probe, failure=False)
+        assert await turns(first.done)
+        assert not await turns(second.done, 20)
+        second.cancel()
+        assert await turns(second.done)
+        clocks.advance(gap * 1.99)
+        assert not await turns(third.done, 20)
+        clocks.advance(gap * 0.01)
+        assert await turns(third.done)
+        assert third.result() is not None
+        assert breaker.turn() is None
+
+    run(clocks, scenario)
+
+
+def test_held_calls_a_stalled_loop_wakes_together_still_leave_a_gap_apart(
+    clocks: Clocks,
+) -> None:
+    """The loop stalls past every ramp turn: the calls it then wakes at once do not leave
+    as a bunch; each leaves a gap after the one before it."""
+    breaker = _breaker(clocks)
+    _trip(breaker)
+    probe = _probe(breaker, clocks)
+    gap = RAMP / 3
+
+    async def scenario() -> None:
+        calls = [asyncio.ensure_future(held(breaker, clocks.breaker_clock, None)) for _ in "abc"]
+        first, second, third = calls
+        assert await turns(lambda: breaker.held == 3)
+        breaker.record(probe, failure=False)
+        assert await turns(first.done)
+        clocks.advance(10 * gap)  # a stall: both turns are long past
+        assert await turns(second.done)
+        assert not await turns(third.done, 20)
+        clocks.advance(gap * 0.99)
+        assert not await turns(third.done, 20)
+        clocks.advance(gap * 0.01)
+        assert await turns(third.done)
+        assert third.result() is not None
+
+    run(clocks, scenario)
+
+
+def test_a_call_cancelled_after_its_hold_expired_takes_nobodys_ramp_turn(
+    clocks: Clocks,
+) -> None:
+    """The breaker closes after a held call's hold ran out on the breaker's clock: that
+    call was failed (expired), the others got ramp turns. Cancelled before it ran again,
+    it had no turn, so it gives none back: the ramp still queues a new call behind the
+    call that is still waiting for its turn."""
+    breaker = _breaker(clocks)
+    _trip(breaker)
+    probe = _probe(breaker, clocks)
+
+    async def scenario() -> None:
+        expired = asyncio.ensure_future(held(breaker, clocks.breaker_clock, clocks.now + 0.25))
+        first = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        later = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
+        assert await turns(lambda: breaker.held == 3)
+        clocks.now += 0.5  # the breaker's clock only: the first call's hold has run out
+        breaker.record(probe, failure=False)  # closes: expired fails, the others get turns
+        expired.cancel()  # before it runs again
+        assert await turns(lambda: expired.done() and first.done())
+        assert first.result() is not None
+        assert not later.done()  # asleep until its turn
+        assert breaker.turn() is not None  # a new call queues behind it
 
     run(clocks, scenario)

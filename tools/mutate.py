@@ -16,13 +16,19 @@ pytest, its plugins, aiohttp and the rest. So each worker is one long-lived
 process (``--worker``) that imports all of that once, never ``seawall`` or
 the tests, and forks a child per mutant: the child runs pytest in-process on
 the mutated copy, so it imports ``seawall`` and the tests afresh, and exits.
-The unmutated run of each module's tests is timed in the same way; a mutant
-that takes more than ``3 x`` that (plus 2 s) is killed and counts as killed.
+The worker freezes its objects (``gc.freeze()``) before forking, and the
+children write byte code in the copy, so that pytest's rewritten test modules
+are cached there (tests/README.md, "Mutation testing", says what each saves).
+The unmutated run of each module's tests is traced: a mutant runs only the
+tests that execute its statement (for a statement run at import, the tests
+that execute the lines reading it), and one that takes more than about three
+times their traced time is killed and counts as killed.
 
 The last line is ``mutation: K/N killed``; survivors are listed above it with
 their diff. Survivors accepted as equivalent are listed in tests/README.md.
 
-Usage: ``python tools/mutate.py [--only breaker,budget] [-j 2] [--rerun LOG]``.
+Usage: ``python tools/mutate.py [--only breaker,budget] [-j 2] [--rerun LOG]
+[--lines middleware/cooldown.py:200-325,middleware/learnt_pace.py] [--plan]``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import argparse
 import ast
 import compileall
 import concurrent.futures
+import gc
 import importlib
 import json
 import os
@@ -263,6 +270,8 @@ class Worker:
 
     def __init__(self, copy: Path, tests: list[str]) -> None:
         self.copy = copy
+        #: CPU seconds of the children (the runs) so far, user and system.
+        self.cpu = 0.0
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", *tests],
             cwd=copy,
@@ -289,6 +298,7 @@ class Worker:
         if not line:
             sys.exit(f"mutate: the worker in {self.copy} died")
         answer = json.loads(line)
+        self.cpu += float(answer["cpu"])
         return bool(answer["passed"]), float(answer["seconds"])
 
     def close(self) -> None:
@@ -397,11 +407,23 @@ class _LineTracer:
 
 def _fork_pytest(tests: list[str], timeout: float, trace: list[str] | None) -> tuple[bool, float]:
     started = time.monotonic()
+    # The worker's objects (all it imported) go to the permanent generation: a
+    # collection in the child (pytest runs ``gc.collect()`` at the end of a
+    # session) then walks only the child's objects, not the whole inherited
+    # heap, which also spared copying its pages. A third of a child's CPU.
+    gc.freeze()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:
             _quiet()
+            # Byte code is written in the copy even under PYTHONDONTWRITEBYTECODE:
+            # pytest then rewrites the asserts of each test module and conftest once
+            # per copy, not in every child (it caches them by the source's mtime and
+            # size, which never change in a copy); the mutated module's byte code is
+            # hash-checked (see ``_copy_tree``), so a mutant's is never taken for
+            # the original's.
+            sys.dont_write_bytecode = False
             import pytest
 
             if trace is None:
@@ -440,10 +462,15 @@ def _serve(tests: list[str]) -> int:
     _warm_up(tests)
     for line in sys.stdin:
         request = json.loads(line)
+        before = os.times()
         passed, seconds = _fork_pytest(
             request["tests"], float(request["timeout"]), request.get("trace")
         )
-        print(json.dumps({"passed": passed, "seconds": seconds}), flush=True)
+        after = os.times()
+        cpu = (after.children_user - before.children_user) + (
+            after.children_system - before.children_system
+        )
+        print(json.dumps({"passed": passed, "seconds": seconds, "cpu": cpu}), flush=True)
     return 0
 
 
@@ -471,24 +498,104 @@ def _statement_spans(path: Path) -> list[tuple[int, int]]:
     ]
 
 
+@dataclass(frozen=True)
+class Reach:
+    """What can observe a statement that runs at import: the lines that read it (module,
+    line), and test files that name it. ``lines`` ``None``: anything may (every test)."""
+
+    lines: tuple[tuple[str, int], ...] | None
+    files: tuple[str, ...] = ()
+
+
+def _loads(tree: ast.AST, name: str) -> list[int]:
+    return [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)
+    ]
+
+
+def _import_time_reach(target: Target, rel: str, copy: Path) -> dict[int, Reach]:
+    """For statements of ``rel`` that run at import, by first line: who can see a mutant there.
+
+    Such a line is run "by" no test (it runs at import), so every test of the
+    target would run each mutant there, the slowest ones for a constant that a
+    few functions read. Narrowed, soundly:
+
+    - a module-level ``NAME = ...``: the tests that run a line reading ``NAME``
+      in the target's modules, and every test of a test file naming it; every
+      test when another source (``middleware``, ``plugins``, a test helper)
+      names it, or when a line reading it runs at import (a constant made from
+      it: ``_selection`` sees that line run outside any test);
+    - a ``def``'s header (defaults): the tests that run its body.
+    """
+    trees = {r: ast.parse((copy / r).read_text(encoding="utf-8")) for r in target.paths}
+    tree = trees[rel]
+    reach: dict[int, Reach] = {}
+    mine = {(copy / r).resolve() for r in target.paths}
+    others = [
+        p.read_text(encoding="utf-8")
+        for folder in ("middleware", "plugins", "tests")
+        for p in (copy / folder).rglob("*.py")
+        if p.resolve() not in mine and not p.name.startswith("test_")
+    ]
+    tests = [
+        (t, (copy / t).read_text(encoding="utf-8")) for t in _tests(target) if t.endswith(".py")
+    ]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            body = range(node.body[0].lineno, (node.end_lineno or node.lineno) + 1)
+            reach[node.lineno] = Reach(tuple((rel, n) for n in body))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            name = node.targets[0]
+        elif isinstance(node, ast.AnnAssign):
+            name = node.target
+        else:
+            continue
+        if not isinstance(name, ast.Name):
+            continue
+        word = re.compile(rf"\b{re.escape(name.id)}\b")
+        if any(word.search(text) for text in others):
+            reach[node.lineno] = Reach(None)
+            continue
+        reading = tuple((r, n) for r, t in trees.items() for n in _loads(t, name.id))
+        naming = tuple(t for t, text in tests if word.search(text))
+        reach[node.lineno] = Reach(reading, naming)
+    return reach
+
+
 def _selection(
     line: int,
     spans: list[tuple[int, int]],
     lines: dict[int, list[str]],
     seconds: dict[str, float],
     tests: tuple[str, ...],
+    reach: dict[int, Reach] | None = None,
+    modules: dict[str, dict[int, list[str]]] | None = None,
 ) -> tuple[str, ...]:
     """The tests that run the innermost statement holding ``line`` (all at import); ``()``: none.
 
     A test that never runs the mutated statement runs the same with the
     mutant, so it cannot kill it: leaving it out loses nothing. The fastest
-    go first, so that ``-x`` stops a killed mutant early.
+    go first, so that ``-x`` stops a killed mutant early. A statement that
+    runs at import is narrowed by ``reach`` (``_import_time_reach``) to the
+    tests that run the lines reading it (``modules``: each module's traced
+    lines).
     """
     holding = [(b - a, a, b) for a, b in spans if a <= line <= b]
     first, last = (min(holding)[1:]) if holding else (line, line)
     ids: set[str] = set()
-    for number in range(first, last + 1):
-        ids.update(lines.get(number, ()))
+    seen = reach.get(first) if reach is not None else None
+    if seen is not None and modules is not None and "" in lines.get(first, ()):
+        if seen.lines is None:
+            return tests
+        for module, number in seen.lines:
+            ids.update(modules[module].get(number, ()))
+        ids.update(i for i in seconds if i.split("::")[0] in seen.files)
+    else:
+        for number in range(first, last + 1):
+            ids.update(lines.get(number, ()))
     if "" in ids:
         return tests
     options = tuple(t for t in tests if not t.endswith(".py"))
@@ -496,13 +603,37 @@ def _selection(
     return (*options, *ordered) if ids else ()
 
 
+#: ``--lines``: for a module's path, the line ranges to mutate (a path alone: all of it).
+LineRanges = dict[str, list[tuple[int, int]]]
+
+
+def _parse_lines(text: str) -> LineRanges:
+    """``path[:a-b]`` items, comma-separated: the mutants to make, by module and line."""
+    ranges: LineRanges = {}
+    for item in filter(None, text.split(",")):
+        path, _, span = item.partition(":")
+        if not (ROOT / path).is_file():
+            sys.exit(f"mutate: --lines: no file {path} (a path from the tree's root)")
+        first, _, last = span.partition("-")
+        try:
+            bounds = (int(first or 1), int(last or first or 10**9))
+        except ValueError:
+            sys.exit(f"mutate: --lines: {item!r} is not path, path:A-B, path:A- or path:A")
+        ranges.setdefault(path, []).append(bounds)
+    return ranges
+
+
 def _run_target(
     target: Target,
     workers: list[Worker],
     tally: Tally,
     only: set[tuple[str, int, str]] | None = None,
+    ranges: LineRanges | None = None,
+    plan: bool = False,
 ) -> None:
     if only is not None and not any(path in target.paths for path, _l, _o in only):
+        return
+    if ranges is not None and not any(path in target.paths for path in ranges):
         return
     tests = _tests(target)
     began = time.monotonic()
@@ -522,15 +653,35 @@ def _run_target(
         return min(seconds * 2 + 5, 3 * (start_up + own) + 10)
 
     work: list[tuple[str, Any, tuple[str, ...]]] = []
-    for rel, copied in zip(target.paths, traced_paths, strict=True):
-        lines = {int(k): v for k, v in traced["lines"][copied].items()}
+    modules = {
+        rel: {int(k): v for k, v in traced["lines"][copied].items()}
+        for rel, copied in zip(target.paths, traced_paths, strict=True)
+    }
+    for rel in target.paths:
+        lines = modules[rel]
         spans = _statement_spans(first.copy / rel)
+        reach = _import_time_reach(target, rel, first.copy)
         for spec in _mutations(target, rel, first.copy):
             if only is not None and (rel, spec.start_pos[0], spec.operator_name) not in only:
                 continue
-            selected = _selection(spec.start_pos[0], spans, lines, durations, tests)
+            if ranges is not None and not any(
+                a <= spec.start_pos[0] <= b for a, b in ranges.get(rel, ())
+            ):
+                continue
+            selected = _selection(spec.start_pos[0], spans, lines, durations, tests, reach, modules)
             work.append((rel, spec, selected))
     print(f"{target.name}: {len(work)} mutants, tests take {seconds:.1f}s", flush=True)
+    if plan:  # what each mutant would run, from the traced run (an upper bound: no ``-x``)
+        every = sum(1 for _r, _s, selected in work if selected == tests)
+        none = sum(1 for _r, _s, selected in work if not selected)
+        own = sum(start_up + sum(durations.get(t, 0.0) for t in sel) for _r, _s, sel in work)
+        print(
+            f"  plan: {every} run every test, {none} none; at most {own:.0f}s of traced"
+            f" test time (start-up {start_up:.1f}s each)",
+            flush=True,
+        )
+        return
+    cpu_before = sum(w.cpu for w in workers)
     free = list(workers)
     free_lock = threading.Lock()
 
@@ -562,7 +713,11 @@ def _run_target(
                 print(".", end="", flush=True)
             else:  # at once, so that work on it can start during a long run
                 print(f"\n{_survivor(result)}", flush=True)
-    print(f" ({time.monotonic() - began:.0f}s)", flush=True)
+    cpu = sum(w.cpu for w in workers) - cpu_before
+    each = cpu / max(1, len(work))
+    print(
+        f" ({time.monotonic() - began:.0f}s; runs {cpu:.0f}s CPU, {each:.2f}s a mutant)", flush=True
+    )
 
 
 def _survivor(r: Result) -> str:
@@ -599,6 +754,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="LOG",
         help="run only the survivors listed in LOG (the output of an earlier run)",
     )
+    parser.add_argument(
+        "--lines",
+        metavar="PATH[:A-B],...",
+        help="mutate only these modules (paths from the root), or only lines A to B of them"
+        " (A-: to the end); to resume a run that was stopped, or to split one",
+    )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="only the traced runs: how many mutants, and how much test time they would take",
+    )
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -610,6 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown target(s) {sorted(unknown)}")
         targets = tuple(t for t in TARGETS if t.name in wanted)
+    ranges = _parse_lines(args.lines) if args.lines else None
     # The copies are removed on SIGTERM too (the working tree is never mutated).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tally = Tally()
@@ -626,10 +793,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             only = _rerun_filter(args.rerun) if args.rerun else None
             for target in targets:
-                _run_target(target, workers, tally, only)
+                _run_target(target, workers, tally, only, ranges, args.plan)
         finally:
             for worker in workers:
                 worker.close()
+    if args.plan:
+        print(f"(plan only, no mutant run: {time.monotonic() - started:.0f}s)")
+        return 0
     survivors = [r for r in tally.results if not r.killed]
     for r in survivors:
         print(_survivor(r))
@@ -637,7 +807,12 @@ def main(argv: list[str] | None = None) -> int:
         mine = [r for r in tally.results if r.target is target]
         print(f"  {target.name}: {sum(r.killed for r in mine)}/{len(mine)} killed")
     killed = len(tally.results) - len(survivors)
-    print(f"({time.monotonic() - started:.0f}s)")
+    # The workers are reaped (closed) by now, and each reaped its forked children:
+    # the children's CPU time here is all of the run's work outside this process.
+    spent = os.times()
+    cpu = spent.children_user + spent.children_system + spent.user + spent.system
+    each = cpu / max(1, len(tally.results))
+    print(f"({time.monotonic() - started:.0f}s wall, {cpu:.0f}s CPU, {each:.2f}s CPU a mutant)")
     print(f"mutation: {killed}/{len(tally.results)} killed")
     return 0
 
