@@ -311,13 +311,6 @@ def test_a_call_whose_probe_is_due_exactly_at_its_holds_end_is_held(clocks: Cloc
     run(clocks, scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="boundary bug (hold.py:67): held because its probe is due at the hold's end"
-    " (line 48 lets it wait), the call is then failed at that instant without asking for"
-    " the probe (line 67 reads `loop.time() >= real_end` as 'ran out'). Harmless (two float"
-    " times must be equal); reported, not fixed here (middleware/ is not this helper's)",
-)
 def test_a_call_held_until_its_probe_is_due_at_the_holds_end_takes_the_probe(
     clocks: Clocks,
 ) -> None:

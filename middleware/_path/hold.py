@@ -64,8 +64,9 @@ async def held(
         except TimeoutError:
             if waiter.done() and not waiter.cancelled():
                 go_at = waiter.result()  # answered as the timer fired
-            elif not probe_due or loop.time() >= real_end:
-                return None  # the hold ran out
+            elif not probe_due or loop.time() > real_end:
+                # the hold ran out; a probe due at its very end is still asked for
+                return None
             else:
                 go_at = clock()  # the probe is due: ask again, maybe send it
         except asyncio.CancelledError:
