@@ -65,7 +65,6 @@ __all__ = [
     "CAREFUL_SHARE",
     "CRUISE",
     "GROWTH_CAP",
-    "GUESS_MAX_WAIT",
     "HINT_TTL",
     "LEARN_TTL",
     "HOLD",
@@ -86,9 +85,6 @@ __all__ = [
 
 #: Share of a header-stated rate that pacing uses (clock differences cost no 429s).
 SAFETY = 0.9
-
-#: 429 waits (seconds) below this are precise (milliseconds); whole seconds are not.
-GUESS_MAX_WAIT = 1.0
 
 #: Share of a turn's length that at least separates two paced sends: callers whose turns
 #: came while the event loop was busy go out spaced, not in one burst.

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 import seawall
-from seawall.cooldown import GUESS_MAX_WAIT, HINT_TTL, SAFETY, Cooldown
+from seawall.cooldown import HINT_TTL, SAFETY, Cooldown
 from seawall.llm import RateInfo, parse_duration, rate_info
 
 from ._helpers import Recorder
@@ -58,7 +58,7 @@ def test_a_guessed_rate_has_the_same_floor() -> None:
     clock = Clock()
     cooldown = Cooldown(clock, max_wait=3.0)
     for _ in range(500):  # each cut 0.9x: 0.9**500 of the first guess without the floor
-        cooldown.start(GUESS_MAX_WAIT / 2)
+        cooldown.start(0.5)  # a 429 asking for half a second
         clock.now += 0.2
     assert cooldown.rate == pytest.approx(cooldown.floor)
     assert all(cooldown.reserve() <= 3.0 for _ in range(10))
