@@ -95,7 +95,9 @@ async def test_outage_costs_the_fleet_little_and_one_probe_per_interval(
     # handled them: its loop, stalled on a loaded machine, handles two probes sent a second
     # apart closer together; and a call that left a worker before it opened is no probe.
     probes = upstream.count(settled, t0 + outage_end, sent=True)
-    assert probes <= math.floor((t0 + outage_end - settled) / RECOVERY) + 1, probes
+    allowed = math.floor((t0 + outage_end - settled) / RECOVERY) + 1
+    print(f"outage: {share:.3f} of steady, {probes} probes sent (at most {allowed})")  # -s
+    assert probes <= allowed, (probes, allowed)
     # No burst after recovery: 1 s windows once the fleet closed again.
     closed_by = max(r["states"][-1][0] for r in results)
     assert all(r["states"][-1][1] == "closed" for r in results)
