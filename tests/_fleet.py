@@ -46,6 +46,8 @@ class FleetUpstream:
         self.partitioned: set[str] = set()
         self.throttle_once: set[str] = set()
         self.log: list[tuple[float, str, int, float]] = []
+        #: ``(sent, worker id, status, X-Tag)``: what a worker knew at the send (diagnosis).
+        self.tags: list[tuple[float, str, int, str]] = []
         #: A GCRA limiter of ``rate`` requests/s and ``burst``: a 429 with the wait in ms.
         self.rate = rate
         self.burst = burst
@@ -76,6 +78,8 @@ class FleetUpstream:
         else:
             status = 200
         self.log.append((now, worker, status, late))
+        if "X-Tag" in request.headers:  # a worker's state at the send (diagnosis)
+            self.tags.append((now - late, worker, status, request.headers["X-Tag"]))
         return web.Response(status=status, text=str(status), headers=headers)
 
     async def watch(self, until: float) -> None:
@@ -98,14 +102,22 @@ class FleetUpstream:
         return app
 
     def count(
-        self, start: float, end: float, status: int | None = None, *, late: bool | None = None
+        self,
+        start: float,
+        end: float,
+        status: int | None = None,
+        *,
+        late: bool | None = None,
+        sent: bool = False,
     ) -> int:
         """Requests handled in ``[start, end)`` (with ``status``); ``late``: only those the
-        upstream handled more than ``LATE`` s after their send (``True``) or the others."""
+        upstream handled more than ``LATE`` s after their send (``True``) or the others;
+        ``sent``: those *sent* in ``[start, end)`` (the worker's ``X-Sent``), wherever the
+        upstream's own loop handled them."""
         return sum(
             1
             for t, _, s, behind in self.log
-            if start <= t < end
+            if start <= (t - behind if sent else t) < end
             and (status is None or s == status)
             and (late is None or (behind > LATE) == late)
         )

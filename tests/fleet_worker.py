@@ -93,7 +93,14 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
 
     async def stamp(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         # After seawall's middleware: when the attempt leaves, on the system-wide clock.
-        request.headers["X-Sent"] = f"{time.monotonic():.6f}"
+        now = time.monotonic()
+        request.headers["X-Sent"] = f"{now:.6f}"
+        if cfg.get("tag"):  # what this process knew when the attempt left (for diagnosis)
+            b: Any = kept.breaker
+            request.headers["X-Tag"] = (
+                f"{sw.store.mode}|{b.state.value}|{b._clock() - getattr(b, 'granted_at', 0):.3f}"
+                f"|{getattr(b, 'awaiting', '-')}"
+            )
         return await handler(request)
 
     async with sw.session(middlewares=(stamp,)) as session:

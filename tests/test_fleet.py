@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -46,11 +46,17 @@ def prefix() -> str:
 class Member:
     """One fleet member: a Seawall, its store and the state of key ``k``."""
 
-    def __init__(self, url: str, prefix: str, policy: Policy = POLICY) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        policy: Policy = POLICY,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         # A generous time limit: these tests are about the fleet's logic, and the
         # machine may be loaded (the fall back within 200 ms is test_fleet_processes').
         fleet = Fleet(url, prefix=prefix, refresh=5.0, timeout=1.0)  # the most it takes
-        self.sw = Seawall(policy, entrypoints=False, state=fleet)
+        self.sw = Seawall(policy, entrypoints=False, state=fleet, clock=clock)
         assert isinstance(self.sw.store, FleetStore)
         self.store: FleetStore = self.sw.store
         self.state: KeyState = self.sw.state_for("k", policy)
@@ -153,6 +159,105 @@ async def _one_probe_lease_then_the_close_spreads(members: list[Member]) -> None
     assert prober.breaker.state is BreakerState.CLOSED
     await step(members)
     assert all(m.breaker.state is BreakerState.CLOSED for m in members)
+
+
+class Clock:
+    """The members' local clock, moved by the test (Redis keeps its own)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def granted_one(members: list[Member], clock: Clock) -> Member:
+    """Open every member's breaker (each with failures of its own), make them due a probe,
+    and step the fleet until one holds the lease (bounded)."""
+    for m in members:
+        m.fail(2)
+    await step(members)
+    assert all(m.breaker.state is BreakerState.OPEN for m in members)
+    clock.now += 2 * LEASE_POLICY.breaker.recovery_timeout  # every breaker due a probe
+    for _ in range(3):
+        await step(members)
+        granted = [m for m in members if not m.breaker.awaiting]
+        if granted:
+            assert len(granted) == 1, "exactly one process may probe in a recovery interval"
+            return granted[0]
+    raise AssertionError("no member won the lease")
+
+
+async def test_a_probe_restarts_the_fleets_interval_from_its_send(
+    server: RedisServer, prefix: str
+) -> None:
+    # A caller that comes late to a won lease (its loop stalled, its callers asleep) must
+    # not let the next lease come sooner than one interval after its probe: before, two
+    # probes of the fleet went 0.38-0.56 s apart (recovery 1 s) under load.
+    clock = Clock()
+    members = [Member(server.url, prefix, LEASE_POLICY, clock) for _ in range(2)]
+    client = aioredis.Redis.from_url(server.url)
+    lease = f"{prefix}:{{k}}:p"
+    try:
+        prober = await granted_one(members, clock)
+        await client.pexpire(lease, 100)  # the grant all but used up by a late caller ...
+        permit = prober.breaker.admit()
+        assert permit is not None
+        assert permit.probe
+        await prober.store.sync()  # ... whose probe leaves now: the interval runs from here
+        assert await client.pttl(lease) > 1000  # (2 s less this sync's round trip)
+        assert await client.get(lease) == prober.store.node.encode()
+    finally:
+        await client.aclose()
+        for m in members:
+            await m.sw.aclose()
+
+
+async def test_a_lease_unused_in_its_interval_lapses(server: RedisServer, prefix: str) -> None:
+    # The grant holds for one interval of Redis's clock; a caller coming after it (a
+    # stalled loop) gets no probe, and the process asks for the lease again.
+    clock = Clock()
+    members = [Member(server.url, prefix, LEASE_POLICY, clock) for _ in range(2)]
+    try:
+        prober = await granted_one(members, clock)
+        clock.now += LEASE_POLICY.breaker.recovery_timeout + 0.01
+        await prober.store.sync()
+        assert prober.breaker.awaiting
+        assert prober.breaker.admit() is None
+    finally:
+        for m in members:
+            await m.sw.aclose()
+
+
+async def test_falling_back_while_open_keeps_the_share_of_probing(prefix: str) -> None:
+    # Redis stalls for all alike: each of 3 open members probing on its own interval would
+    # send the fleet 3 probes per interval. Each keeps one per interval and member.
+    srv = RedisServer()
+    srv.start()
+    clock = Clock()
+    recovery = LEASE_POLICY.breaker.recovery_timeout
+    members = [Member(srv.url, prefix, LEASE_POLICY, clock) for _ in range(3)]
+    try:
+        for m in members:
+            m.fail(2)
+        await step(members)
+        await step(members)
+        a = members[0]
+        assert a.breaker.members == 3
+        srv.kill()
+        assert not await a.store.sync()
+        assert not a.breaker.awaiting  # its own clock ...
+        assert a.breaker.reopen_at >= clock.now + 0.8 * 3 * recovery  # ... with its share
+        clock.now = a.breaker.reopen_at
+        permit = a.breaker.admit()
+        assert permit is not None
+        a.breaker.record(permit, failure=True)  # the probe failed: open again, same share
+        assert a.breaker.state is BreakerState.OPEN
+        assert a.breaker.reopen_at >= clock.now + 0.8 * 3 * recovery
+    finally:
+        for m in members:
+            await m.sw.aclose()
+        srv.kill()
 
 
 async def test_a_429_wait_is_shared(members: list[Member]) -> None:

@@ -59,7 +59,18 @@ class FleetBreaker(Breaker):
     breaker's held *calls*, ``Breaker.hold``: those wait for a probe's verdict.)
     """
 
-    __slots__ = ("_hub", "adopting", "awaiting", "due", "gen", "voted_at", "voter")
+    __slots__ = (
+        "_hub",
+        "adopting",
+        "awaiting",
+        "due",
+        "gen",
+        "granted_at",
+        "granted_until",
+        "members",
+        "voted_at",
+        "voter",
+    )
 
     def __init__(
         self,
@@ -83,6 +94,14 @@ class FleetBreaker(Breaker):
         #: This process has failures of its own behind the open (its vote counts).
         self.voter = False
         self.voted_at = float("-inf")
+        #: When this process last won the fleet's probe lease, and until when the lease lets
+        #: it send the probe (local clock, converted from Redis's: a stalled loop's late
+        #: caller must not probe on a lease that has run out).
+        self.granted_at = float("-inf")
+        self.granted_until = float("-inf")
+        #: Processes of the fleet with this key open, as last read (1 when unknown): falling
+        #: back while open, this process keeps its share of the fleet's probing.
+        self.members = 1
 
     def _move(self, new: BreakerState) -> None:
         old = self.state
@@ -100,18 +119,37 @@ class FleetBreaker(Breaker):
         if self.state is _OPEN:
             self.awaiting = True
             self._reopen_at = until
+            self.granted_until = float("-inf")
 
-    def own_clock(self) -> None:
-        """Let a breaker awaiting the lease go on its own clock again (Redis is out of reach)."""
-        if self.awaiting:
-            self.awaiting = False
-            self._reopen_at = self.due
+    def own_clock(self, now: float, members: int) -> None:
+        """Let an open breaker go on its own clock again (Redis is out of reach).
 
-    def grant(self, now: float) -> None:
-        """This process won the fleet's probe lease: the next call may probe."""
+        With ``members`` > 1 it keeps its share of the fleet's probing: its
+        next probe comes one recovery interval per member from now (jittered
+        down by up to 20 %), not on its own interval (the others fall back
+        too when Redis stalls, and each would probe once per interval).
+        """
+        if self.state is not _OPEN or not (self.awaiting or self.granted_until > now):
+            return
+        self.awaiting = False
+        self.granted_until = float("-inf")
+        self._reopen_at = self.due
+        if members > 1:
+            self.share_probes(now, members)
+
+    def share_probes(self, now: float, members: int) -> None:
+        """Probe (open, on its own clock) no sooner than one recovery interval per member."""
+        if self.state is _OPEN and members > 1:
+            spread = self.policy.recovery_timeout * members * (1.0 - 0.2 * self._rng.random())
+            self._reopen_at = max(self._reopen_at, now + spread)
+
+    def grant(self, now: float, until: float) -> None:
+        """This process won the fleet's probe lease: a call before ``until`` may probe."""
         if self.state is _OPEN:
             self.awaiting = False
             self._reopen_at = now
+            self.granted_at = now
+            self.granted_until = until
 
     def adopt_open(self, due: float) -> None:
         """Open because the fleet did (the partition guard has agreed); probe from ``due``."""
@@ -135,6 +173,7 @@ class FleetBreaker(Breaker):
         finally:
             self.adopting = False
         self.awaiting = self.voter = False
+        self.granted_until = float("-inf")
 
 
 class FleetCooldown(Cooldown):

@@ -20,7 +20,7 @@ are integers in milliseconds.
 
 from __future__ import annotations
 
-__all__ = ["CLOSE", "COOL", "COSTS", "LEASE", "RATE", "READ", "VOTE"]
+__all__ = ["CLOSE", "COOL", "COSTS", "LEASE", "PROBED", "RATE", "READ", "VOTE"]
 
 # Shared helpers, prepended to each script.
 _NOW = """
@@ -211,8 +211,9 @@ end
 return out
 """
 
-#: KEYS: p. ARGV: node, recovery ms. One probe lease per recovery interval for
-#: the whole fleet. Returns {now, granted (0/1), ms left on the lease}.
+#: KEYS: p. ARGV: node, lease ms. One probe lease per recovery interval for the whole
+#: fleet: the lease lasts the interval plus the slack in which news of the probe's send
+#: (``PROBED``) reaches Redis. Returns {now, granted (0/1), ms left on the lease}.
 LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -230,4 +231,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local untill = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[1]))
 redis.call('SET', KEYS[1], untill, 'PX', math.max(1, untill - now))
 return {now, untill}
+"""
+
+#: KEYS: p. ARGV: node, recovery ms. A node sent a probe: no other probe for a recovery
+#: interval from now (the lease runs from the send, not from a grant its caller used late).
+#: Returns {now}.
+PROBED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {now}
 """

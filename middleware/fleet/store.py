@@ -78,8 +78,13 @@ RATE_TTL = 10.0
 RATE_CUT_SPACING = 0.1
 
 #: Seconds a breaker awaiting the lease waits for the store before it may probe on its own
-#: (only matters if the store's task stalls without noticing Redis is gone).
-HOLD = 1.0
+#: (only matters if the store's task stalls without noticing Redis is gone; every round
+#: renews it, and a loop stalled for a second must not let callers probe on their own).
+HOLD = 5.0
+
+#: Seconds a probe lease lasts in Redis beyond the recovery interval: the time news of the
+#: probe's send (which restarts the interval from the send) has to reach Redis.
+LEASE_SLACK = 0.5
 
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
@@ -150,6 +155,13 @@ class FleetStore(Rounds):
             if self.linked:
                 breaker.await_lease(self.clock() + max(HOLD, breaker.due - self.clock()))
                 self._post("vote", breaker.key)
+            elif self._unpace_at is not None:
+                # Falling back lately: a failed probe keeps this process's share of the
+                # fleet's probing (one per interval and member), as the pacing keeps its share.
+                breaker.share_probes(self.clock(), breaker.members)
+        elif new is _HALF_OPEN:
+            if self.linked:  # the probe leaves now: no other for a recovery interval from here
+                self._post("probed", breaker.key)
         elif new is _CLOSED and old is _HALF_OPEN:
             breaker.voter = breaker.awaiting = False
             if self.linked:
@@ -188,6 +200,8 @@ class FleetStore(Rounds):
             for state in self.states.values():
                 if isinstance(state.cooldown, FleetCooldown):
                     state.cooldown.unpace()
+                if isinstance(state.breaker, FleetBreaker):
+                    state.breaker.members = 1  # and probes on its own interval
 
     def _drop_news(self) -> None:
         self._outbox.clear()  # dropped, not replayed: the resync republishes what holds
@@ -196,11 +210,12 @@ class FleetStore(Rounds):
         # A paced key keeps its share of the fleet's last rate for as long as that rate
         # would live in Redis (cut by this process's own 429s meanwhile), then learns
         # alone: a blip of Redis (or of this process) must not send the fleet unpaced.
-        self._unpace_at = self.clock() + RATE_TTL
+        now = self.clock()
+        self._unpace_at = now + RATE_TTL
         for state in self.states.values():
             breaker = state.breaker
             if isinstance(breaker, FleetBreaker):
-                breaker.own_clock()
+                breaker.own_clock(now, breaker.members)
 
     def _relinked(self) -> None:
         self._unpace_at = None
@@ -240,8 +255,8 @@ class FleetStore(Rounds):
             and b.due <= now
         ]
         for key in leases:
-            recovery = _ms(self.states[key].policy.breaker.recovery_timeout)
-            batch.append(("LEASE", self._keys(key, "p"), [self.node, recovery]))
+            lease = _ms(self.states[key].policy.breaker.recovery_timeout + LEASE_SLACK)
+            batch.append(("LEASE", self._keys(key, "p"), [self.node, lease]))
         sent = self.clock()
         replies = await self.link.run(batch)
         if not self.linked:
@@ -261,7 +276,10 @@ class FleetStore(Rounds):
             if state is None or not isinstance(b := state.breaker, FleetBreaker):
                 continue
             if int(reply[1]) and b.awaiting:
-                b.grant(now)
+                # Usable for one recovery interval from Redis's grant, however late this
+                # process's callers come (a later send restarts the interval: ``probed``).
+                until = self._local(int(reply[0])) + state.policy.breaker.recovery_timeout
+                b.grant(now, min(until, now + state.policy.breaker.recovery_timeout))
             elif b.awaiting:
                 b.await_lease(now + HOLD)
 
@@ -305,6 +323,8 @@ class FleetStore(Rounds):
                     breaker.voted_at = self.clock()
             elif op == "close":
                 batch.append(("CLOSE", self._keys(key, "b", "v", "p"), [self.node, ttl]))
+            elif op == "probed":
+                batch.append(("PROBED", self._keys(key, "p"), [self.node, recovery]))
             else:
                 batch.append(("COOL", self._keys(key, "c"), [_ms(value)]))
         for (op, key), value in rates.items():
@@ -377,7 +397,11 @@ class FleetStore(Rounds):
             breaker.gen = gen
             breaker.adopt_close()  # another process's probe succeeded
             return
+        if breaker.state is not _CLOSED:
+            breaker.members = max(votes, members, 1)
         if breaker.state is _OPEN:
+            if not breaker.awaiting and now >= breaker.granted_until:
+                breaker.await_lease(now + HOLD)  # a grant unused in its interval: gone
             vote_ttl = max(2 * breaker.policy.recovery_timeout, 10.0)
             if breaker.voter and (not mine or now - breaker.voted_at > vote_ttl / 2):
                 self._post("vote", state.key)
