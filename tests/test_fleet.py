@@ -649,3 +649,23 @@ def test_state_table_in_toml() -> None:
     with pytest.raises(ConfigError, match=r"state\.prefixx"):
         load_config({"state": {"url": "redis://h/0", "prefixx": "a"}})
     assert Seawall(entrypoints=False).health().state == "local"
+
+
+async def test_a_round_with_nothing_to_read_still_notices_a_stalled_redis(prefix: str) -> None:
+    """Every round asks Redis something (a PING when there is nothing to read or publish),
+    so a Redis that stopped answering is noticed within one round whatever the traffic."""
+    srv = redis_server()
+    sw = Seawall(entrypoints=False, state=Fleet(srv.url, prefix=prefix, refresh=5.0, timeout=0.2))
+    try:
+        store = sw.store
+        assert isinstance(store, FleetStore)
+        assert await store.sync()  # linked; no key, no costs: nothing to read
+        srv.pause()  # SIGSTOP: connections stay open, nothing is answered
+        try:
+            assert not await store.sync()
+        finally:
+            srv.resume()
+        assert sw.health().state == "local-fallback"
+    finally:
+        await sw.aclose()
+        srv.kill()
