@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -50,3 +51,21 @@ def test_limits_from_one_second_are_watched_and_fire_at_most_a_tenth_early() -> 
         loop.run_until_complete(scenario())
     finally:
         loop.close()
+
+
+async def test_watch_counts_from_the_reading_it_is_given_on_a_stock_loop() -> None:
+    """On a stock loop (its clock is ``time.monotonic()``) ``watch(task, s, now=t)`` is due
+    at ``t + s``; without ``now`` it reads the clock itself."""
+    dog = watchdog.of(asyncio.get_running_loop())
+    assert dog.stock
+    task = asyncio.ensure_future(asyncio.sleep(3600))
+    try:
+        dog.watch(task, 5.0, now=100.0)
+        assert dog.deadlines[task] == 105.0
+        before = time.monotonic()
+        dog.watch(task, 5.0)
+        assert before + 5.0 <= dog.deadlines[task] <= time.monotonic() + 5.0
+    finally:
+        dog.done(task)  # before the loop runs the sweep armed for 105.0
+        task.cancel()
+    assert task not in dog.deadlines
