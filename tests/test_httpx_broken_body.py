@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 import seawall
 
 from .conftest import Upstream
+from .test_blame import _broken  # a body that ends after a third of its bytes
 
 FLAVOURS = [
     pytest.param((httpx, False), id="httpx-async"),
@@ -25,18 +26,6 @@ FLAVOURS = [
     pytest.param((httpx2, False), id="httpx2-async"),
     pytest.param((httpx2, True), id="httpx2-sync"),
 ]
-
-
-async def _broken(request: web.Request, code: int) -> web.StreamResponse:
-    """``code`` with a JSON body whose connection ends after a third of the promised bytes."""
-    await request.read()
-    resp = web.StreamResponse(status=code, headers={"Content-Type": "application/json"})
-    resp.content_length = 300
-    await resp.prepare(request)
-    await resp.write(b'{"id": "chatcmpl-1", "usage": {"prompt_tokens": 1' + b" " * 50)
-    assert request.transport is not None
-    request.transport.close()  # flushes what was written, then ends the connection mid-body
-    return resp
 
 
 def broken(code: int) -> Callable[[web.Request], Any]:
