@@ -69,6 +69,24 @@ async def turns(done: Callable[[], bool], count: int = 50) -> bool:
     return done()
 
 
+async def ends_after(
+    clocks: Clocks, call: asyncio.Future[Any], early: float, rest: float, *, loop_only: bool = False
+) -> None:
+    """``call`` still waits once the clocks moved ``early`` s on, and ends once they moved
+    ``rest`` s more: it ends exactly then, not before. Both clocks move, or the loop's only."""
+
+    def move(seconds: float) -> None:
+        if loop_only:
+            clocks.loop_now += seconds
+        else:
+            clocks.advance(seconds)
+
+    move(early)
+    assert not await turns(call.done, 20)
+    move(rest)
+    assert await turns(call.done)
+
+
 def _breaker(loop: Clocks, **settings: object) -> Breaker:
     options: dict[str, object] = {"failure_threshold": 1, "recovery_timeout": 2.0, "hold": 5.0}
     options.update(settings)
@@ -170,10 +188,7 @@ def test_a_hold_runs_out_on_the_loops_clock_though_the_breakers_stands_still(
     async def scenario() -> None:
         call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
         assert await turns(lambda: breaker.held == 1)
-        clocks.loop_now += 0.49
-        assert not await turns(call.done, 20)
-        clocks.loop_now += 0.01
-        assert await turns(call.done)
+        await ends_after(clocks, call, 0.49, 0.01, loop_only=True)
         assert call.result() is None
         assert breaker.held == 0
 
@@ -189,10 +204,7 @@ def test_a_hold_ends_at_the_calls_deadline(clocks: Clocks) -> None:
         deadline_at = clocks.now + 0.25
         call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, deadline_at))
         assert await turns(lambda: breaker.held == 1)
-        clocks.advance(0.24)
-        assert not await turns(call.done, 20)
-        clocks.advance(0.01)
-        assert await turns(call.done)
+        await ends_after(clocks, call, 0.24, 0.01)
         assert call.result() is None
 
     run(clocks, scenario)
@@ -222,10 +234,7 @@ def test_held_calls_leave_at_their_paced_slots_not_before(clocks: Clocks) -> Non
         assert first.result() is not None
         assert late.result() is None
         assert not second.done()
-        clocks.advance(gap * 0.99)
-        assert not await turns(second.done, 20)
-        clocks.advance(gap * 0.01)
-        assert await turns(second.done)
+        await ends_after(clocks, second, gap * 0.99, gap * 0.01)
         assert second.result() is not None
 
     run(clocks, scenario)
@@ -363,10 +372,7 @@ def test_a_call_that_gives_up_its_ramp_turn_frees_it_and_delays_nobody(clocks: C
         assert not await turns(second.done, 20)
         second.cancel()
         assert await turns(second.done)
-        clocks.advance(gap * 1.99)
-        assert not await turns(third.done, 20)
-        clocks.advance(gap * 0.01)
-        assert await turns(third.done)
+        await ends_after(clocks, third, gap * 1.99, gap * 0.01)
         assert third.result() is not None
         assert breaker.turn() is None
 
@@ -392,10 +398,7 @@ def test_held_calls_a_stalled_loop_wakes_together_still_leave_a_gap_apart(
         clocks.advance(10 * gap)  # a stall: both turns are long past
         assert await turns(second.done)
         assert not await turns(third.done, 20)
-        clocks.advance(gap * 0.99)
-        assert not await turns(third.done, 20)
-        clocks.advance(gap * 0.01)
-        assert await turns(third.done)
+        await ends_after(clocks, third, gap * 0.99, gap * 0.01)
         assert third.result() is not None
 
     run(clocks, scenario)
@@ -424,5 +427,7 @@ def test_a_call_cancelled_after_its_hold_expired_takes_nobodys_ramp_turn(
         assert first.result() is not None
         assert not later.done()  # asleep until its turn
         assert breaker.turn() is not None  # a new call queues behind it
+        later.cancel()  # not left pending when the loop closes
+        await asyncio.gather(later, return_exceptions=True)
 
     run(clocks, scenario)
