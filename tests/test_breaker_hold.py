@@ -42,13 +42,21 @@ def _probe(breaker: Breaker, clock: Clock) -> seawall.breaker.Permit:
     return permit
 
 
+def _tripped(clock: Clock, **settings: object) -> Breaker:
+    """Opened by one failure: the probe due in about 10 s, calls held up to 1 s (unless
+    ``settings`` say otherwise)."""
+    options: dict[str, object] = {"failure_threshold": 1, "recovery_timeout": 10.0, "hold": 1.0}
+    breaker = _breaker(clock, **(options | settings))
+    _trip(breaker)
+    return breaker
+
+
 # --- the breaker's side: futures on the test clock ------------------------------------
 
 
 async def test_held_calls_go_paced_when_the_probe_succeeds() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+    breaker = _tripped(clock)
     probe = _probe(breaker, clock)
     waiters = [breaker.hold(clock.now + 1.0) for _ in range(3)]
     assert all(w is not None for w in waiters)
@@ -82,8 +90,7 @@ async def test_held_calls_are_paced_at_a_share_of_the_request_rate() -> None:
 
 async def test_held_calls_fail_when_the_probe_fails() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+    breaker = _tripped(clock)
     probe = _probe(breaker, clock)
     waiter = breaker.hold(clock.now + 1.0)
     assert waiter is not None
@@ -95,10 +102,7 @@ async def test_held_calls_fail_when_the_probe_fails() -> None:
 
 async def test_held_calls_are_bounded_per_key() -> None:
     clock = Clock()
-    breaker = _breaker(
-        clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0, hold_max_calls=2
-    )
-    _trip(breaker)
+    breaker = _tripped(clock, hold_max_calls=2)
     assert breaker.hold(clock.now + 1.0) is not None
     assert breaker.hold(clock.now + 1.0) is not None
     assert breaker.hold(clock.now + 1.0) is None  # beyond the cap: fail at once
@@ -107,10 +111,7 @@ async def test_held_calls_are_bounded_per_key() -> None:
 
 async def test_a_cancelled_waiter_leaves_no_trace() -> None:
     clock = Clock()
-    breaker = _breaker(
-        clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0, hold_max_calls=1
-    )
-    _trip(breaker)
+    breaker = _tripped(clock, hold_max_calls=1)
     probe = _probe(breaker, clock)
     gone = breaker.hold(clock.now + 1.0)
     assert gone is not None
@@ -124,8 +125,7 @@ async def test_a_cancelled_waiter_leaves_no_trace() -> None:
 
 async def test_a_hold_that_runs_out_fails() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+    breaker = _tripped(clock)
     _probe(breaker, clock)
     early = breaker.hold(clock.now + 0.5)
     assert early is not None
@@ -138,16 +138,14 @@ async def test_a_hold_that_runs_out_fails() -> None:
 
 async def test_hold_zero_is_the_classic_breaker() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=0.0)
-    _trip(breaker)
+    breaker = _tripped(clock, hold=0.0)
     _probe(breaker, clock)
     assert breaker.hold(clock.now + 1.0) is None
 
 
 async def test_a_released_probe_wakes_a_held_call_to_take_it_over() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+    breaker = _tripped(clock)
     probe = _probe(breaker, clock)
     waiter = breaker.hold(clock.now + 1.0)
     assert waiter is not None
@@ -290,13 +288,19 @@ async def _probing(sw: seawall.Seawall, up: Upstream, clock: Clock) -> asyncio.T
     return probe
 
 
-async def test_a_call_held_during_a_probe_goes_when_it_succeeds() -> None:
+async def _held_behind_probe() -> tuple[Upstream, Breaker, asyncio.Task[str], asyncio.Task[str]]:
+    """A key's probe in flight at the gate, and a call ``"held"`` held behind it."""
     clock, up = Clock(), Upstream()
     sw = _seawall(clock)
     breaker = await _open(sw, up)
     probe = await _probing(sw, up, clock)
     held = asyncio.create_task(sw.call(up, "held", key="up"))
     await _until(lambda: breaker.held == 1)
+    return up, breaker, probe, held
+
+
+async def test_a_call_held_during_a_probe_goes_when_it_succeeds() -> None:
+    up, _, probe, held = await _held_behind_probe()
     assert up.calls == ["trip", "probe"]  # held: no upstream call while the probe flies
     up.gate.set()
     assert await probe == "probe"
@@ -305,12 +309,7 @@ async def test_a_call_held_during_a_probe_goes_when_it_succeeds() -> None:
 
 
 async def test_a_call_held_during_a_probe_fails_when_it_fails() -> None:
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
-    held = asyncio.create_task(sw.call(up, "held", key="up"))
-    await _until(lambda: breaker.held == 1)
+    up, breaker, probe, held = await _held_behind_probe()
     up.fail = True
     up.gate.set()
     with pytest.raises(ConnectionRefusedError):
@@ -322,12 +321,7 @@ async def test_a_call_held_during_a_probe_fails_when_it_fails() -> None:
 
 
 async def test_a_cancelled_held_call_leaves_no_trace() -> None:
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
-    held = asyncio.create_task(sw.call(up, "held", key="up"))
-    await _until(lambda: breaker.held == 1)
+    up, breaker, probe, held = await _held_behind_probe()
     held.cancel()
     with pytest.raises(asyncio.CancelledError):
         await held
