@@ -11,21 +11,8 @@ from aiohttp import web
 import seawall
 from seawall.breaker import Breaker, BreakerState, Transition
 
-from ._helpers import Recorder
+from ._helpers import Clock, Recorder
 from .conftest import status
-
-
-class Clock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _breaker(clock: Clock, **settings: object) -> tuple[Breaker, list[Transition]]:

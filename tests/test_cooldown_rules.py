@@ -16,13 +16,7 @@ import seawall
 from seawall.cooldown import HINT_TTL, LEARN_TTL, LEVEL, SPACING, START_RATE, Cooldown
 from seawall.llm import RateInfo
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from ._helpers import Clock
 
 
 def _paced() -> tuple[Clock, Cooldown]:
