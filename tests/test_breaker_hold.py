@@ -46,7 +46,7 @@ def _tripped(clock: Clock, **settings: object) -> Breaker:
     """Opened by one failure: the probe due in about 10 s, calls held up to 1 s (unless
     ``settings`` say otherwise)."""
     options: dict[str, object] = {"failure_threshold": 1, "recovery_timeout": 10.0, "hold": 1.0}
-    breaker = _breaker(clock, **(options | settings))
+    breaker = _breaker(clock, None, **(options | settings))
     _trip(breaker)
     return breaker
 
@@ -288,12 +288,19 @@ async def _probing(sw: seawall.Seawall, up: Upstream, clock: Clock) -> asyncio.T
     return probe
 
 
+async def _probe_in_flight(
+    **settings: float,
+) -> tuple[seawall.Seawall, Upstream, Breaker, asyncio.Task[str]]:
+    """A key ``"up"`` opened by a failed call, then its probe in flight at the gate."""
+    clock, up = Clock(), Upstream()
+    sw = _seawall(clock, **settings)
+    breaker = await _open(sw, up)
+    return sw, up, breaker, await _probing(sw, up, clock)
+
+
 async def _held_behind_probe() -> tuple[Upstream, Breaker, asyncio.Task[str], asyncio.Task[str]]:
     """A key's probe in flight at the gate, and a call ``"held"`` held behind it."""
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
+    sw, up, breaker, probe = await _probe_in_flight()
     held = asyncio.create_task(sw.call(up, "held", key="up"))
     await _until(lambda: breaker.held == 1)
     return up, breaker, probe, held
@@ -333,10 +340,7 @@ async def test_a_cancelled_held_call_leaves_no_trace() -> None:
 
 
 async def test_hold_zero_fails_at_once_while_a_probe_flies() -> None:
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock, hold=0.0)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
+    sw, up, breaker, probe = await _probe_in_flight(hold=0.0)
     with pytest.raises(seawall.CircuitOpenError):
         await sw.call(up, "rejected", key="up")
     assert breaker.held == 0
@@ -367,10 +371,7 @@ async def test_a_call_is_held_only_if_the_probe_comes_before_its_deadline(
 
 
 async def test_held_calls_go_first_come_first_served() -> None:
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
+    sw, up, breaker, probe = await _probe_in_flight()
     held = []
     for number in range(3):
         held.append(asyncio.create_task(sw.call(up, f"held-{number}", key="up")))
@@ -383,10 +384,7 @@ async def test_held_calls_go_first_come_first_served() -> None:
 
 async def test_a_call_whose_hold_runs_out_fails_though_the_clock_stands_still() -> None:
     """The hold is bounded on the loop's clock too: a stuck probe cannot keep calls waiting."""
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock, hold=0.01)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
+    sw, up, breaker, probe = await _probe_in_flight(hold=0.01)
     with pytest.raises(seawall.CircuitOpenError):
         await sw.call(up, "held", key="up")
     assert breaker.held == 0

@@ -21,6 +21,8 @@ from seawall._path.hold import held, wait_turn
 from seawall.breaker import RAMP, Breaker, BreakerState, Permit
 from seawall.stats import KeyStats
 
+from .test_breaker_hold import _trip
+
 T = TypeVar("T")
 
 
@@ -92,14 +94,6 @@ def _breaker(loop: Clocks, **settings: object) -> Breaker:
     options.update(settings)
     policy = seawall.BreakerPolicy(**options)  # type: ignore[arg-type]
     return Breaker("k", policy, loop.breaker_clock, rng=random.Random(3))
-
-
-def _trip(breaker: Breaker) -> None:
-    permit = breaker.admit()
-    assert permit is not None
-    breaker.record(permit, failure=True)
-    breaker.call_failed()
-    assert breaker.state is BreakerState.OPEN
 
 
 def _probe(breaker: Breaker, loop: Clocks) -> Permit:
