@@ -47,12 +47,19 @@ def _succeed(breaker: Breaker, times: int = 1) -> None:
 RECOVERED = [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
 
 
-def _two_probes(clock: Clock) -> tuple[Breaker, list[Transition], Permit, Permit]:
+def _two_probes(
+    clock: Clock, **settings: object
+) -> tuple[Breaker, list[Transition], Permit, Permit]:
     """Opened by one failed call, then half-open with both its probe slots taken (two
-    successes close it): a third call is rejected, not queued."""
-    breaker, moves = _breaker(
-        clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2, success_threshold=2
-    )
+    successes close it, unless ``settings`` say otherwise): a third call is rejected, not
+    queued."""
+    options: dict[str, object] = {
+        "failure_threshold": 1,
+        "recovery_timeout": 1.0,
+        "half_open_max_calls": 2,
+        "success_threshold": 2,
+    }
+    breaker, moves = _breaker(clock, **(options | settings))
     _failed_call(breaker)
     clock.advance(1.0)
     first, second = breaker.admit(), breaker.admit()

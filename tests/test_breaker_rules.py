@@ -253,13 +253,7 @@ def test_a_failed_probe_reopens_for_a_fresh_timeout() -> None:
 
 
 def test_released_probes_are_given_back_once() -> None:
-    clock = Clock()
-    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2)
-    _failed_call(breaker)
-    clock.advance(1.0)
-    first, second = breaker.admit(), breaker.admit()
-    assert first is not None
-    assert second is not None
+    breaker, _, first, second = _two_probes(Clock(), success_threshold=1)
     breaker.release(first)
     breaker.release(first)  # twice: still only one slot back
     assert breaker.admit() is not None
@@ -269,13 +263,7 @@ def test_released_probes_are_given_back_once() -> None:
 
 
 def test_a_released_probe_after_reopening_frees_nothing() -> None:
-    clock = Clock()
-    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2)
-    _failed_call(breaker)
-    clock.advance(1.0)
-    first, second = breaker.admit(), breaker.admit()
-    assert first is not None
-    assert second is not None
+    breaker, _, first, second = _two_probes(Clock(), success_threshold=1)
     breaker.record(first, failure=True)  # reopens
     breaker.release(second)
     breaker.record(second, failure=False)  # already given back: ignored
