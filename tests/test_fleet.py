@@ -503,7 +503,7 @@ async def test_a_cut_at_the_plateau_is_a_dip_the_next_one_lowers_it(
     keys = [f"{prefix}:{{k}}:{part}" for part in "bvcr"]
 
     async def rate(value: float, *, bound: bool = False) -> dict[bytes, bytes]:
-        # rate, doubling, ttl, no spacing of cuts, bound, rise 3 s, plateau 0.97 (store.py's)
+        # rate, doubling, ttl, no spacing of cuts, bound, rise 3 s, plateau 0.97 (outbox.py's)
         args = ["n", round(value * 1000), 60_000, 10_000, 0, int(bound), 3000, 970]
         await link.run([("RATE", keys, args)])
         return await client.hgetall(keys[3])
