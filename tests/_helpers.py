@@ -1,4 +1,4 @@
-"""Small plugins tests register to watch what seawall does."""
+"""Small plugins tests register to watch what seawall does, and a clock tests move by hand."""
 
 from __future__ import annotations
 
@@ -9,6 +9,19 @@ from typing import Any
 
 import seawall
 from seawall.events import Event
+
+
+class Clock:
+    """A monotonic clock that moves only when told (at 1000 s, so times are exact)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class Recorder:

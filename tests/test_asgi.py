@@ -26,17 +26,8 @@ from seawall.deadline import current_deadline, remaining
 from seawall.errors import AttemptRecord
 from seawall.events import Event, Rejected
 
+from ._helpers import Clock
 from .conftest import status
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Events:

@@ -9,23 +9,10 @@ import pytest
 from aiohttp import web
 
 import seawall
-from seawall.breaker import Breaker, BreakerState, Transition
+from seawall.breaker import Breaker, BreakerState, Permit, Transition
 
-from ._helpers import Recorder
+from ._helpers import Clock, Recorder
 from .conftest import status
-
-
-class Clock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _breaker(clock: Clock, **settings: object) -> tuple[Breaker, list[Transition]]:
@@ -54,6 +41,32 @@ def _succeed(breaker: Breaker, times: int = 1) -> None:
         permit = breaker.admit()
         assert permit is not None
         breaker.record(permit, failure=False)
+
+
+#: The moves of a breaker that opened, probed and closed again.
+RECOVERED = [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
+
+
+def _two_probes(
+    clock: Clock, **settings: object
+) -> tuple[Breaker, list[Transition], Permit, Permit]:
+    """Opened by one failed call, then half-open with both its probe slots taken (two
+    successes close it, unless ``settings`` say otherwise): a third call is rejected, not
+    queued."""
+    options: dict[str, object] = {
+        "failure_threshold": 1,
+        "recovery_timeout": 1.0,
+        "half_open_max_calls": 2,
+        "success_threshold": 2,
+    }
+    breaker, moves = _breaker(clock, **(options | settings))
+    _failed_call(breaker)
+    clock.advance(1.0)
+    first, second = breaker.admit(), breaker.admit()
+    assert first is not None
+    assert second is not None
+    assert breaker.admit() is None  # rejected, not queued
+    return breaker, moves, first, second
 
 
 # --- unit ----------------------------------------------------------------------------
@@ -125,11 +138,7 @@ def test_call_failed_does_nothing_while_half_open() -> None:
     assert breaker.consecutive_failures == 1
     breaker.record(probe, failure=False)
     assert breaker.state is BreakerState.CLOSED
-    assert [m.new for m in moves] == [
-        BreakerState.OPEN,
-        BreakerState.HALF_OPEN,
-        BreakerState.CLOSED,
-    ]
+    assert [m.new for m in moves] == RECOVERED
 
 
 def test_failure_rate_trips_after_minimum_calls() -> None:
@@ -166,26 +175,14 @@ def test_open_rejects_until_the_jittered_recovery_timeout() -> None:
 def test_half_open_limits_probes_and_closes_after_success_threshold() -> None:
     """Half-open admits half_open_max_calls at a time; success_threshold successes close it."""
     clock = Clock()
-    breaker, moves = _breaker(
-        clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2, success_threshold=2
-    )
-    _failed_call(breaker)
-    clock.advance(1.0)
-    first, second = breaker.admit(), breaker.admit()
-    assert first is not None
-    assert second is not None
-    assert breaker.admit() is None  # rejected, not queued
+    breaker, moves, first, second = _two_probes(clock)
     breaker.record(first, failure=False)
     assert breaker.state is BreakerState.HALF_OPEN
     third = breaker.admit()  # a probe slot came free
     assert third is not None
     breaker.record(second, failure=False)
     assert breaker.state is BreakerState.CLOSED
-    assert [m.new for m in moves] == [
-        BreakerState.OPEN,
-        BreakerState.HALF_OPEN,
-        BreakerState.CLOSED,
-    ]
+    assert [m.new for m in moves] == RECOVERED
 
 
 def test_one_failed_probe_reopens() -> None:

@@ -42,13 +42,21 @@ def _probe(breaker: Breaker, clock: Clock) -> seawall.breaker.Permit:
     return permit
 
 
+def _tripped(clock: Clock, **settings: object) -> Breaker:
+    """Opened by one failure: the probe due in about 10 s, calls held up to 1 s (unless
+    ``settings`` say otherwise)."""
+    options: dict[str, object] = {"failure_threshold": 1, "recovery_timeout": 10.0, "hold": 1.0}
+    breaker = _breaker(clock, None, **(options | settings))
+    _trip(breaker)
+    return breaker
+
+
 # --- the breaker's side: futures on the test clock ------------------------------------
 
 
 async def test_held_calls_go_paced_when_the_probe_succeeds() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+    breaker = _tripped(clock)
     probe = _probe(breaker, clock)
     waiters = [breaker.hold(clock.now + 1.0) for _ in range(3)]
     assert all(w is not None for w in waiters)
@@ -82,8 +90,7 @@ async def test_held_calls_are_paced_at_a_share_of_the_request_rate() -> None:
 
 async def test_held_calls_fail_when_the_probe_fails() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+    breaker = _tripped(clock)
     probe = _probe(breaker, clock)
     waiter = breaker.hold(clock.now + 1.0)
     assert waiter is not None
@@ -95,10 +102,7 @@ async def test_held_calls_fail_when_the_probe_fails() -> None:
 
 async def test_held_calls_are_bounded_per_key() -> None:
     clock = Clock()
-    breaker = _breaker(
-        clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0, hold_max_calls=2
-    )
-    _trip(breaker)
+    breaker = _tripped(clock, hold_max_calls=2)
     assert breaker.hold(clock.now + 1.0) is not None
     assert breaker.hold(clock.now + 1.0) is not None
     assert breaker.hold(clock.now + 1.0) is None  # beyond the cap: fail at once
@@ -107,10 +111,7 @@ async def test_held_calls_are_bounded_per_key() -> None:
 
 async def test_a_cancelled_waiter_leaves_no_trace() -> None:
     clock = Clock()
-    breaker = _breaker(
-        clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0, hold_max_calls=1
-    )
-    _trip(breaker)
+    breaker = _tripped(clock, hold_max_calls=1)
     probe = _probe(breaker, clock)
     gone = breaker.hold(clock.now + 1.0)
     assert gone is not None
@@ -124,8 +125,7 @@ async def test_a_cancelled_waiter_leaves_no_trace() -> None:
 
 async def test_a_hold_that_runs_out_fails() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+    breaker = _tripped(clock)
     _probe(breaker, clock)
     early = breaker.hold(clock.now + 0.5)
     assert early is not None
@@ -138,16 +138,14 @@ async def test_a_hold_that_runs_out_fails() -> None:
 
 async def test_hold_zero_is_the_classic_breaker() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=0.0)
-    _trip(breaker)
+    breaker = _tripped(clock, hold=0.0)
     _probe(breaker, clock)
     assert breaker.hold(clock.now + 1.0) is None
 
 
 async def test_a_released_probe_wakes_a_held_call_to_take_it_over() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+    breaker = _tripped(clock)
     probe = _probe(breaker, clock)
     waiter = breaker.hold(clock.now + 1.0)
     assert waiter is not None
@@ -290,13 +288,26 @@ async def _probing(sw: seawall.Seawall, up: Upstream, clock: Clock) -> asyncio.T
     return probe
 
 
-async def test_a_call_held_during_a_probe_goes_when_it_succeeds() -> None:
+async def _probe_in_flight(
+    **settings: float,
+) -> tuple[seawall.Seawall, Upstream, Breaker, asyncio.Task[str]]:
+    """A key ``"up"`` opened by a failed call, then its probe in flight at the gate."""
     clock, up = Clock(), Upstream()
-    sw = _seawall(clock)
+    sw = _seawall(clock, **settings)
     breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
+    return sw, up, breaker, await _probing(sw, up, clock)
+
+
+async def _held_behind_probe() -> tuple[Upstream, Breaker, asyncio.Task[str], asyncio.Task[str]]:
+    """A key's probe in flight at the gate, and a call ``"held"`` held behind it."""
+    sw, up, breaker, probe = await _probe_in_flight()
     held = asyncio.create_task(sw.call(up, "held", key="up"))
     await _until(lambda: breaker.held == 1)
+    return up, breaker, probe, held
+
+
+async def test_a_call_held_during_a_probe_goes_when_it_succeeds() -> None:
+    up, _, probe, held = await _held_behind_probe()
     assert up.calls == ["trip", "probe"]  # held: no upstream call while the probe flies
     up.gate.set()
     assert await probe == "probe"
@@ -305,12 +316,7 @@ async def test_a_call_held_during_a_probe_goes_when_it_succeeds() -> None:
 
 
 async def test_a_call_held_during_a_probe_fails_when_it_fails() -> None:
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
-    held = asyncio.create_task(sw.call(up, "held", key="up"))
-    await _until(lambda: breaker.held == 1)
+    up, breaker, probe, held = await _held_behind_probe()
     up.fail = True
     up.gate.set()
     with pytest.raises(ConnectionRefusedError):
@@ -322,12 +328,7 @@ async def test_a_call_held_during_a_probe_fails_when_it_fails() -> None:
 
 
 async def test_a_cancelled_held_call_leaves_no_trace() -> None:
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
-    held = asyncio.create_task(sw.call(up, "held", key="up"))
-    await _until(lambda: breaker.held == 1)
+    up, breaker, probe, held = await _held_behind_probe()
     held.cancel()
     with pytest.raises(asyncio.CancelledError):
         await held
@@ -339,10 +340,7 @@ async def test_a_cancelled_held_call_leaves_no_trace() -> None:
 
 
 async def test_hold_zero_fails_at_once_while_a_probe_flies() -> None:
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock, hold=0.0)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
+    sw, up, breaker, probe = await _probe_in_flight(hold=0.0)
     with pytest.raises(seawall.CircuitOpenError):
         await sw.call(up, "rejected", key="up")
     assert breaker.held == 0
@@ -373,10 +371,7 @@ async def test_a_call_is_held_only_if_the_probe_comes_before_its_deadline(
 
 
 async def test_held_calls_go_first_come_first_served() -> None:
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
+    sw, up, breaker, probe = await _probe_in_flight()
     held = []
     for number in range(3):
         held.append(asyncio.create_task(sw.call(up, f"held-{number}", key="up")))
@@ -389,10 +384,7 @@ async def test_held_calls_go_first_come_first_served() -> None:
 
 async def test_a_call_whose_hold_runs_out_fails_though_the_clock_stands_still() -> None:
     """The hold is bounded on the loop's clock too: a stuck probe cannot keep calls waiting."""
-    clock, up = Clock(), Upstream()
-    sw = _seawall(clock, hold=0.01)
-    breaker = await _open(sw, up)
-    probe = await _probing(sw, up, clock)
+    sw, up, breaker, probe = await _probe_in_flight(hold=0.01)
     with pytest.raises(seawall.CircuitOpenError):
         await sw.call(up, "held", key="up")
     assert breaker.held == 0

@@ -14,7 +14,7 @@ import seawall
 from seawall.breaker import Breaker, BreakerState
 from seawall.breaker_parts import _Ramp, _Throttle
 
-from .test_breaker import Clock, _breaker, _fail, _failed_call, _succeed
+from .test_breaker import RECOVERED, Clock, _breaker, _fail, _failed_call, _succeed, _two_probes
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -224,22 +224,14 @@ def test_succeeded_resets_consecutive_failed_calls() -> None:
 
 def test_success_threshold_needs_that_many_probes() -> None:
     clock = Clock()
-    breaker, moves = _breaker(
-        clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2, success_threshold=2
-    )
-    _failed_call(breaker)
-    clock.advance(1.0)
-    first, second = breaker.admit(), breaker.admit()
-    assert first is not None
-    assert second is not None
-    assert breaker.admit() is None
+    breaker, moves, first, second = _two_probes(clock)
     breaker.record(first, failure=False)
     assert breaker.state is HALF_OPEN
     breaker.record(first, failure=False)  # the same permit twice counts once
     assert breaker.state is HALF_OPEN
     breaker.record(second, failure=False)
     assert breaker.state is CLOSED
-    assert [m.new for m in moves] == [OPEN, HALF_OPEN, CLOSED]
+    assert [m.new for m in moves] == RECOVERED
     assert breaker.opened_at is None
 
 
@@ -261,13 +253,7 @@ def test_a_failed_probe_reopens_for_a_fresh_timeout() -> None:
 
 
 def test_released_probes_are_given_back_once() -> None:
-    clock = Clock()
-    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2)
-    _failed_call(breaker)
-    clock.advance(1.0)
-    first, second = breaker.admit(), breaker.admit()
-    assert first is not None
-    assert second is not None
+    breaker, _, first, second = _two_probes(Clock(), success_threshold=1)
     breaker.release(first)
     breaker.release(first)  # twice: still only one slot back
     assert breaker.admit() is not None
@@ -277,13 +263,7 @@ def test_released_probes_are_given_back_once() -> None:
 
 
 def test_a_released_probe_after_reopening_frees_nothing() -> None:
-    clock = Clock()
-    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0, half_open_max_calls=2)
-    _failed_call(breaker)
-    clock.advance(1.0)
-    first, second = breaker.admit(), breaker.admit()
-    assert first is not None
-    assert second is not None
+    breaker, _, first, second = _two_probes(Clock(), success_threshold=1)
     breaker.record(first, failure=True)  # reopens
     breaker.release(second)
     breaker.record(second, failure=False)  # already given back: ignored

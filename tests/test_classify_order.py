@@ -18,19 +18,9 @@ import seawall
 from seawall import BreakerState, Category, Classification
 from seawall.plugins.manager import BUILTIN_PREFIX
 
-from ._helpers import Recorder
+from ._helpers import Clock, Recorder
 from ._servers import RawServer, read_request, reset
 from .conftest import status
-
-
-class Clock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _sw(*plugins: object, **kwargs: object) -> seawall.Seawall:

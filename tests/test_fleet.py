@@ -26,6 +26,7 @@ from seawall.fleet.parts import FLEET_CUT, FleetBreaker, FleetCooldown
 from seawall.llm.usage import Usage
 from seawall.policy import BreakerPolicy, Policy
 from seawall.state import KeyState
+from tests._helpers import Clock
 from tests._redis import RedisServer, free_port, redis_server
 
 POLICY = Policy(breaker=BreakerPolicy(failure_threshold=2, recovery_timeout=0.3))
@@ -159,16 +160,6 @@ async def _one_probe_lease_then_the_close_spreads(members: list[Member]) -> None
     assert prober.breaker.state is BreakerState.CLOSED
     await step(members)
     assert all(m.breaker.state is BreakerState.CLOSED for m in members)
-
-
-class Clock:
-    """The members' local clock, moved by the test (Redis keeps its own)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def granted_one(members: list[Member], clock: Clock) -> Member:
@@ -328,25 +319,29 @@ class Told:
         pass
 
 
+def _alone() -> tuple[Clock, Told, FleetCooldown]:
+    """A key's ``FleetCooldown`` with no store: on a clock at 100 s, telling ``Told``."""
+    clock, told = Clock(), Told()
+    clock.now = 100.0
+    return clock, told, FleetCooldown("k", clock, 60.0, told)
+
+
 def test_the_429s_of_one_overshoot_cut_the_fleets_rate_once() -> None:
-    now = [100.0]
-    told = Told()
-    cooldown = FleetCooldown("k", lambda: now[0], 60.0, told)
+    clock, told, cooldown = _alone()
     cooldown.pace((100.0, 2))
     assert cooldown.rate == pytest.approx(50.0)
     for _ in range(5):  # the answers of requests sent at the old pace
         cooldown.start(None)
-        now[0] += 0.01
+        clock.now += 0.01
     assert told.rates == [pytest.approx(100.0 * FLEET_CUT)]
     assert cooldown.cuts == 1  # booked turns voided once, not once per 429
-    now[0] += 1.0  # a later overshoot is news again
+    clock.now += 1.0  # a later overshoot is news again
     cooldown.start(None)
     assert len(told.rates) == 2
 
 
 def test_a_refill_interval_bounds_the_fleets_cut() -> None:
-    told = Told()
-    cooldown = FleetCooldown("k", lambda: 100.0, 60.0, told)
+    _, told, cooldown = _alone()  # its clock stands still
     cooldown.pace((300.0, 3))  # the fleet paces at 300/s; a 429 says "wait 20 ms"
     cooldown.start(0.02)
     # a cut of 10 %, and the bound (at most 50/s: not 270/s), which Redis takes at once
@@ -358,28 +353,24 @@ def test_every_429s_refill_interval_may_lower_the_fleets_rate_between_cuts() -> 
     # The cause of 130 429s per 789 successes (issue 12): the fleet's first rate came from
     # a first 429's 1 ms wait (970/s for an upstream of 100/s) and only came down by a cut
     # of 10 % per spacing. A wait is a fact about the upstream: any 429 may tell it.
-    now = [100.0]
-    told = Told()
-    cooldown = FleetCooldown("k", lambda: now[0], 60.0, told)
+    clock, told, cooldown = _alone()
     cooldown.pace((970.0, 4))
     cooldown.start(0.001)  # the first 429 of an overshoot: the spaced cut
     assert told.rates == [pytest.approx(873.0)]
     for wait in (0.008, 0.005, 0.009, 0.009):  # 429s of the same overshoot
-        now[0] += 0.01
+        clock.now += 0.01
         cooldown.start(wait)
     # the bounds that say more than the last one (121/s, then 108/s); no second cut
     assert told.rates[1:] == [pytest.approx(0.97 / 0.008), pytest.approx(0.97 / 0.009)]
     assert told.bounds == [False, True, True]
     cooldown.pace((107.0, 4))  # the fleet's rate came down
-    now[0] += 0.01
+    clock.now += 0.01
     cooldown.start(0.009)  # no news: the rate is no higher than the bound
     assert len(told.rates) == 3
 
 
 def test_the_fleets_pace_voids_turns_booked_at_a_slow_local_pace() -> None:
-    now = [100.0]
-    told = Told()
-    cooldown = FleetCooldown("k", lambda: now[0], 60.0, told)
+    _, _, cooldown = _alone()
     cooldown.start(None)  # a 429 with no wait on a fresh key: slow start at 20/s, alone
     assert cooldown.rate == pytest.approx(20.0)
     cuts = cooldown.cuts
@@ -396,41 +387,36 @@ def test_the_fleets_pace_voids_turns_booked_at_a_slow_local_pace() -> None:
 def test_callers_woken_late_go_a_whole_share_turn_apart() -> None:
     # A process whose event loop stalled must not spend the turns it missed as a burst
     # (the other processes used the upstream meanwhile; its bucket holds a few at most).
-    now = [100.0]
-    cooldown = FleetCooldown("k", lambda: now[0], 60.0, Told())
+    clock, _, cooldown = _alone()
     cooldown.pace((100.0, 4))  # this process's share: 25/s, a turn every 40 ms
     waits = [cooldown.reserve() for _ in range(5)]
     assert waits == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
-    now[0] += 0.5  # a stall: every turn has passed when the callers wake, together
+    clock.now += 0.5  # a stall: every turn has passed when the callers wake, together
     gaps = [cooldown.spaced() for _ in range(5)]
     assert gaps == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])  # sent at the share's pace
 
 
 def test_callers_asleep_on_a_pace_near_the_floor_stay_members_and_spaced_briefly() -> None:
-    now = [100.0]
-    told = Told()
-    cooldown = FleetCooldown("k", lambda: now[0], 60.0, told)
+    clock, _, cooldown = _alone()
     cooldown.start(None)
     for _ in range(12):  # a burst of 429s halves a pace learnt alone towards the floor
-        now[0] += 0.001
+        clock.now += 0.001
         cooldown.start(None)
     assert cooldown.rate is not None
     assert cooldown.rate < 1.0
     waits = [cooldown.reserve() for _ in range(5)]
     assert waits[-1] > 5.0
-    assert cooldown.booked_ahead(now[0])  # its callers sleep: it stays a pacing member
-    now[0] += 0.5  # woken late together: each goes at most RECHECK after the previous
+    assert cooldown.booked_ahead(clock.now)  # its callers sleep: it stays a pacing member
+    clock.now += 0.5  # woken late together: each goes at most RECHECK after the previous
     gaps = [cooldown.spaced() for _ in range(5)]
     assert max(gaps) <= RECHECK
     cooldown.pace((100.0, 1))  # the fleet's pace voids the turns and the spacing
-    assert not cooldown.booked_ahead(now[0])
+    assert not cooldown.booked_ahead(clock.now)
     assert cooldown.spaced() == 0.0
 
 
 def test_without_a_fleet_rate_the_local_learner_runs_and_publishes_its_level() -> None:
-    now = [100.0]
-    told = Told()
-    cooldown = FleetCooldown("k", lambda: now[0], 60.0, told)
+    _, told, cooldown = _alone()
     cooldown.pace((100.0, 1))
     cooldown.pace(None)  # the fleet's rate was forgotten
     assert cooldown.rate is None
@@ -517,7 +503,7 @@ async def test_a_cut_at_the_plateau_is_a_dip_the_next_one_lowers_it(
     keys = [f"{prefix}:{{k}}:{part}" for part in "bvcr"]
 
     async def rate(value: float, *, bound: bool = False) -> dict[bytes, bytes]:
-        # rate, doubling, ttl, no spacing of cuts, bound, rise 3 s, plateau 0.97 (store.py's)
+        # rate, doubling, ttl, no spacing of cuts, bound, rise 3 s, plateau 0.97 (outbox.py's)
         args = ["n", round(value * 1000), 60_000, 10_000, 0, int(bound), 3000, 970]
         await link.run([("RATE", keys, args)])
         return await client.hgetall(keys[3])

@@ -10,8 +10,10 @@ sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -145,54 +147,58 @@ def check_fall_back_and_resync(
         assert result["cooled"] > back
 
 
-async def test_redis_killed_then_restarted(server: RedisServer) -> None:
+async def lose_redis_then_resync(
+    server: RedisServer,
+    outage: Callable[[], AbstractAsyncContextManager[None]],
+    **options: Any,
+) -> None:
+    """A 12 s fleet run: Redis lost 2 s in, for 3 s (``outage``), then one 429 "wait 2 s"
+    seen by worker 0 alone, 4 s after it came back; ``check_fall_back_and_resync`` on it."""
     upstream = FleetUpstream()
-    killed: list[float] = []
-    restarted: list[float] = []
+    lost: list[float] = []
+    back: list[float] = []
     async with TestServer(upstream.app(), host="127.0.0.1") as up:
 
         async def scenario(t0: float) -> None:
             loop = asyncio.get_running_loop()
             await asyncio.sleep(2.0)  # the scenario's timeline
-            # Before the kill: ``kill`` also waits for the process to end, and a worker
-            # may fall back before that wait returns on a loaded machine (it did).
-            killed.append(loop.time())
-            server.kill()
-            await asyncio.sleep(3.0)
-            await loop.run_in_executor(None, server.start)
-            restarted.append(loop.time())
+            # Before the outage starts: ``kill`` also waits for the process to end, and a
+            # worker may fall back before that wait returns on a loaded machine (it did).
+            lost.append(loop.time())
+            async with outage():
+                await asyncio.sleep(3.0)
+            back.append(loop.time())
             await asyncio.sleep(4.0)
-            upstream.throttle_once.add("0")  # one 429 "wait 2 s" seen by worker 0 alone
+            upstream.throttle_once.add("0")
 
-        results = await run_fleet(configs(str(up.make_url("/")), server.url, 12.0), scenario)
-    check_fall_back_and_resync(results, killed[0], restarted[0], 0.2)
+        fleet = configs(str(up.make_url("/")), server.url, 12.0, **options)
+        results = await run_fleet(fleet, scenario)
+    check_fall_back_and_resync(results, lost[0], back[0], 0.2)
+
+
+async def test_redis_killed_then_restarted(server: RedisServer) -> None:
+    @contextlib.asynccontextmanager
+    async def killed() -> AsyncIterator[None]:
+        server.kill()
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, server.start)
+
+    await lose_redis_then_resync(server, killed)
 
 
 async def test_redis_that_stalls_then_answers_again(server: RedisServer) -> None:
     # Redis stopped (SIGSTOP): it accepts connections and never answers, until SIGCONT.
-    upstream = FleetUpstream()
-    stopped: list[float] = []
-    resumed: list[float] = []
-    async with TestServer(upstream.app(), host="127.0.0.1") as up:
+    @contextlib.asynccontextmanager
+    async def stopped() -> AsyncIterator[None]:
+        server.pause()
+        try:
+            yield
+        finally:
+            server.resume()  # always: the fixture's kill must not meet a stopped server
 
-        async def scenario(t0: float) -> None:
-            loop = asyncio.get_running_loop()
-            await asyncio.sleep(2.0)  # the scenario's timeline
-            try:
-                stopped.append(loop.time())
-                server.pause()
-                await asyncio.sleep(3.0)
-            finally:
-                server.resume()  # always: the fixture's kill must not meet a stopped server
-            resumed.append(loop.time())
-            await asyncio.sleep(4.0)
-            upstream.throttle_once.add("0")  # one 429 "wait 2 s" seen by worker 0 alone
-
-        # The default time limit (50 ms): a stalled Redis is noticed within one refresh
-        # (100 ms) and one limit, not at once as a killed one (its connections reset).
-        fleet = configs(str(up.make_url("/")), server.url, 12.0, timeout=0.05)
-        results = await run_fleet(fleet, scenario)
-    check_fall_back_and_resync(results, stopped[0], resumed[0], 0.2)
+    # The default time limit (50 ms): a stalled Redis is noticed within one refresh
+    # (100 ms) and one limit, not at once as a killed one (its connections reset).
+    await lose_redis_then_resync(server, stopped, timeout=0.05)
 
 
 RATE = 100.0  # the upstream's limit, requests/s, far below the callers' ~250/s

@@ -14,17 +14,8 @@ import seawall
 from seawall.cooldown import HINT_TTL, SAFETY, Cooldown
 from seawall.llm import RateInfo, parse_duration, rate_info
 
-from ._helpers import Recorder
+from ._helpers import Clock, Recorder
 from .conftest import Upstream, status
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 # --- the cooldown, on an injected clock ------------------------------------------
 

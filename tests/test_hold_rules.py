@@ -21,6 +21,8 @@ from seawall._path.hold import held, wait_turn
 from seawall.breaker import RAMP, Breaker, BreakerState, Permit
 from seawall.stats import KeyStats
 
+from .test_breaker_hold import _trip
+
 T = TypeVar("T")
 
 
@@ -69,19 +71,29 @@ async def turns(done: Callable[[], bool], count: int = 50) -> bool:
     return done()
 
 
+async def ends_after(
+    clocks: Clocks, call: asyncio.Future[Any], early: float, rest: float, *, loop_only: bool = False
+) -> None:
+    """``call`` still waits once the clocks moved ``early`` s on, and ends once they moved
+    ``rest`` s more: it ends exactly then, not before. Both clocks move, or the loop's only."""
+
+    def move(seconds: float) -> None:
+        if loop_only:
+            clocks.loop_now += seconds
+        else:
+            clocks.advance(seconds)
+
+    move(early)
+    assert not await turns(call.done, 20)
+    move(rest)
+    assert await turns(call.done)
+
+
 def _breaker(loop: Clocks, **settings: object) -> Breaker:
     options: dict[str, object] = {"failure_threshold": 1, "recovery_timeout": 2.0, "hold": 5.0}
     options.update(settings)
     policy = seawall.BreakerPolicy(**options)  # type: ignore[arg-type]
     return Breaker("k", policy, loop.breaker_clock, rng=random.Random(3))
-
-
-def _trip(breaker: Breaker) -> None:
-    permit = breaker.admit()
-    assert permit is not None
-    breaker.record(permit, failure=True)
-    breaker.call_failed()
-    assert breaker.state is BreakerState.OPEN
 
 
 def _probe(breaker: Breaker, loop: Clocks) -> Permit:
@@ -91,6 +103,27 @@ def _probe(breaker: Breaker, loop: Clocks) -> Permit:
     assert permit is not None
     assert permit.probe
     return permit
+
+
+def _half_open(loop: Clocks, **settings: object) -> tuple[Breaker, Permit]:
+    """A breaker (``_breaker``'s settings) opened and then half-open: its probe taken."""
+    breaker = _breaker(loop, **settings)
+    _trip(breaker)
+    return breaker, _probe(breaker, loop)
+
+
+async def _ramped(
+    breaker: Breaker, loop: Clocks, probe: Permit
+) -> tuple[asyncio.Future[Any], asyncio.Future[Any]]:
+    """Three calls held while half-open, then the probe succeeds: the first goes at once;
+    the other two, paced by the ramp, are returned."""
+    first, second, third = (
+        asyncio.ensure_future(held(breaker, loop.breaker_clock, None)) for _ in "abc"
+    )
+    assert await turns(lambda: breaker.held == 3)
+    breaker.record(probe, failure=False)
+    assert await turns(first.done)
+    return second, third
 
 
 def test_a_call_held_while_open_takes_the_probe_when_it_is_due(clocks: Clocks) -> None:
@@ -163,17 +196,12 @@ def test_a_hold_runs_out_on_the_loops_clock_though_the_breakers_stands_still(
 ) -> None:
     """Half-open, the probe never answers: the held call fails when its hold has passed on
     the loop's clock, not before, while the injected clock does not move."""
-    breaker = _breaker(clocks, hold=0.5)
-    _trip(breaker)
-    _probe(breaker, clocks)
+    breaker, _ = _half_open(clocks, hold=0.5)
 
     async def scenario() -> None:
         call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
         assert await turns(lambda: breaker.held == 1)
-        clocks.loop_now += 0.49
-        assert not await turns(call.done, 20)
-        clocks.loop_now += 0.01
-        assert await turns(call.done)
+        await ends_after(clocks, call, 0.49, 0.01, loop_only=True)
         assert call.result() is None
         assert breaker.held == 0
 
@@ -181,18 +209,13 @@ def test_a_hold_runs_out_on_the_loops_clock_though_the_breakers_stands_still(
 
 
 def test_a_hold_ends_at_the_calls_deadline(clocks: Clocks) -> None:
-    breaker = _breaker(clocks, hold=5.0)
-    _trip(breaker)
-    _probe(breaker, clocks)
+    breaker, _ = _half_open(clocks, hold=5.0)
 
     async def scenario() -> None:
         deadline_at = clocks.now + 0.25
         call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, deadline_at))
         assert await turns(lambda: breaker.held == 1)
-        clocks.advance(0.24)
-        assert not await turns(call.done, 20)
-        clocks.advance(0.01)
-        assert await turns(call.done)
+        await ends_after(clocks, call, 0.24, 0.01)
         assert call.result() is None
 
     run(clocks, scenario)
@@ -202,9 +225,7 @@ def test_held_calls_leave_at_their_paced_slots_not_before(clocks: Clocks) -> Non
     """The probe succeeds: the first held call goes at once, the others at their slots
     (spread over ``RAMP`` with no request rate known); one whose slot comes at its
     deadline fails instead of waiting for it."""
-    breaker = _breaker(clocks)
-    _trip(breaker)
-    probe = _probe(breaker, clocks)
+    breaker, probe = _half_open(clocks)
     gap = RAMP / 3
 
     async def scenario() -> None:
@@ -222,10 +243,7 @@ def test_held_calls_leave_at_their_paced_slots_not_before(clocks: Clocks) -> Non
         assert first.result() is not None
         assert late.result() is None
         assert not second.done()
-        clocks.advance(gap * 0.99)
-        assert not await turns(second.done, 20)
-        clocks.advance(gap * 0.01)
-        assert await turns(second.done)
+        await ends_after(clocks, second, gap * 0.99, gap * 0.01)
         assert second.result() is not None
 
     run(clocks, scenario)
@@ -262,9 +280,7 @@ def test_a_call_that_lost_the_probe_still_fails_when_its_hold_ends_on_the_loops_
 
 def test_a_verdict_that_comes_as_the_hold_ends_is_taken(clocks: Clocks) -> None:
     """The probe succeeds in the very turn the hold's timer fires: the call goes."""
-    breaker = _breaker(clocks, hold=0.5)
-    _trip(breaker)
-    probe = _probe(breaker, clocks)
+    breaker, probe = _half_open(clocks, hold=0.5)
 
     async def scenario() -> None:
         call = asyncio.ensure_future(held(breaker, clocks.breaker_clock, None))
@@ -349,24 +365,15 @@ def test_a_call_that_gives_up_its_ramp_turn_frees_it_and_delays_nobody(clocks: C
     it sleeps until its turn. The third still leaves at its own turn (not early because
     the one before it left), and when it has gone the ramp is over: a new call goes at
     once, with no ticket, as nobody is left in the queue."""
-    breaker = _breaker(clocks)
-    _trip(breaker)
-    probe = _probe(breaker, clocks)
+    breaker, probe = _half_open(clocks)
     gap = RAMP / 3
 
     async def scenario() -> None:
-        calls = [asyncio.ensure_future(held(breaker, clocks.breaker_clock, None)) for _ in "abc"]
-        first, second, third = calls
-        assert await turns(lambda: breaker.held == 3)
-        breaker.record(probe, failure=False)
-        assert await turns(first.done)
+        second, third = await _ramped(breaker, clocks, probe)
         assert not await turns(second.done, 20)
         second.cancel()
         assert await turns(second.done)
-        clocks.advance(gap * 1.99)
-        assert not await turns(third.done, 20)
-        clocks.advance(gap * 0.01)
-        assert await turns(third.done)
+        await ends_after(clocks, third, gap * 1.99, gap * 0.01)
         assert third.result() is not None
         assert breaker.turn() is None
 
@@ -378,24 +385,15 @@ def test_held_calls_a_stalled_loop_wakes_together_still_leave_a_gap_apart(
 ) -> None:
     """The loop stalls past every ramp turn: the calls it then wakes at once do not leave
     as a bunch; each leaves a gap after the one before it."""
-    breaker = _breaker(clocks)
-    _trip(breaker)
-    probe = _probe(breaker, clocks)
+    breaker, probe = _half_open(clocks)
     gap = RAMP / 3
 
     async def scenario() -> None:
-        calls = [asyncio.ensure_future(held(breaker, clocks.breaker_clock, None)) for _ in "abc"]
-        first, second, third = calls
-        assert await turns(lambda: breaker.held == 3)
-        breaker.record(probe, failure=False)
-        assert await turns(first.done)
+        second, third = await _ramped(breaker, clocks, probe)
         clocks.advance(10 * gap)  # a stall: both turns are long past
         assert await turns(second.done)
         assert not await turns(third.done, 20)
-        clocks.advance(gap * 0.99)
-        assert not await turns(third.done, 20)
-        clocks.advance(gap * 0.01)
-        assert await turns(third.done)
+        await ends_after(clocks, third, gap * 0.99, gap * 0.01)
         assert third.result() is not None
 
     run(clocks, scenario)
@@ -408,9 +406,7 @@ def test_a_call_cancelled_after_its_hold_expired_takes_nobodys_ramp_turn(
     call was failed (expired), the others got ramp turns. Cancelled before it ran again,
     it had no turn, so it gives none back: the ramp still queues a new call behind the
     call that is still waiting for its turn."""
-    breaker = _breaker(clocks)
-    _trip(breaker)
-    probe = _probe(breaker, clocks)
+    breaker, probe = _half_open(clocks)
 
     async def scenario() -> None:
         expired = asyncio.ensure_future(held(breaker, clocks.breaker_clock, clocks.now + 0.25))
@@ -424,5 +420,7 @@ def test_a_call_cancelled_after_its_hold_expired_takes_nobodys_ramp_turn(
         assert first.result() is not None
         assert not later.done()  # asleep until its turn
         assert breaker.turn() is not None  # a new call queues behind it
+        later.cancel()  # not left pending when the loop closes
+        await asyncio.gather(later, return_exceptions=True)
 
     run(clocks, scenario)

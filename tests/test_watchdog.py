@@ -46,6 +46,30 @@ async def _turns(done: Callable[[], bool], turns: int = 50) -> bool:
     return done()
 
 
+async def _hanging(
+    limits: dict[str, float],
+) -> tuple[dict[str, asyncio.Future[None]], Callable[[], set[str]]]:
+    """One call per name that never answers, each under its attempt limit, all begun; returns
+    the calls by name and a function that names those that have ended."""
+    never = asyncio.Event()
+    entered: list[str] = []
+
+    async def hang(name: str) -> None:
+        entered.append(name)
+        await never.wait()
+
+    tasks = {
+        name: asyncio.ensure_future(_sw(limit).call(hang, name, key=name))
+        for name, limit in limits.items()
+    }
+    assert await _turns(lambda: len(entered) == len(limits))
+
+    def ended() -> set[str]:
+        return {name for name, task in tasks.items() if task.done()}
+
+    return tasks, ended
+
+
 def test_attempt_limits_fire_on_time_or_up_to_one_grain_early_never_late() -> None:
     """On a clock the test moves: a 1 s limit fires at 1 s, not before; one due within the
     sweep's grain goes in the same sweep (early by < GRAIN); a later one waits for its own time.
@@ -59,22 +83,8 @@ def test_attempt_limits_fire_on_time_or_up_to_one_grain_early_never_late() -> No
 
     async def scenario() -> None:
         assert not watchdog.of(loop).stock  # it reads loop.time(): this clock
-        never = asyncio.Event()
-        entered: list[str] = []
-
-        async def hang(name: str) -> None:
-            entered.append(name)
-            await never.wait()
-
-        tasks = {
-            name: asyncio.ensure_future(_sw(limit).call(hang, name, key=name))
-            for name, limit in limits.items()
-        }
-        assert await _turns(lambda: len(entered) == 3)
+        tasks, ended = await _hanging(limits)
         assert set(watchdog.of(loop).deadlines.values()) == set(limits.values())
-
-        def ended() -> set[str]:
-            return {name for name, task in tasks.items() if task.done()}
 
         loop.now = watchdog.MIN_LIMIT - 1e-6  # just before the soonest limit: nothing fires
         assert not await _turns(lambda: bool(ended()))

@@ -9,7 +9,7 @@ import pytest
 
 from seawall import watchdog
 
-from .test_watchdog import FrozenClockLoop, _sw, _turns
+from .test_watchdog import FrozenClockLoop, _hanging, _turns
 
 
 def test_limits_from_one_second_are_watched_and_fire_at_most_a_tenth_early() -> None:
@@ -19,22 +19,8 @@ def test_limits_from_one_second_are_watched_and_fire_at_most_a_tenth_early() -> 
     limits = {"short": 0.5, "one": 1.0, "grain": 1.09, "beyond": 1.15}
 
     async def scenario() -> None:
-        never = asyncio.Event()
-        entered: list[str] = []
-
-        async def hang(name: str) -> None:
-            entered.append(name)
-            await never.wait()
-
-        tasks = {
-            name: asyncio.ensure_future(_sw(limit).call(hang, name, key=name))
-            for name, limit in limits.items()
-        }
-        assert await _turns(lambda: len(entered) == 4)
+        tasks, ended = await _hanging(limits)
         assert sorted(watchdog.of(loop).deadlines.values()) == [1.0, 1.09, 1.15]
-
-        def ended() -> set[str]:
-            return {name for name, task in tasks.items() if task.done()}
 
         loop.now = 0.5
         assert await _turns(lambda: ended() == {"short"})

@@ -20,6 +20,10 @@ elsewhere. ``docs/fleet.md`` has the rules; in short:
   the first failed round trip, and every key runs on in-process state
   (``health().state == "local-fallback"``); when a retry succeeds the store
   publishes its open breakers again and reads the fleet's state.
+
+The parts' news waits in the ``Outbox`` (``seawall.fleet.outbox``, with the
+constants the writes carry) until a round publishes it; the round trips and
+their books are ``Rounds``' (``seawall.fleet.rounds``).
 """
 
 from __future__ import annotations
@@ -27,12 +31,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from seawall.breaker import BreakerState, Transition
-from seawall.cooldown import LEVEL
+from seawall.fleet.outbox import QUORUM, RATE_DOUBLING, RATE_RISE, RATE_TTL, Call, Outbox, ms
 from seawall.fleet.parts import FleetBreaker, FleetCooldown
 from seawall.fleet.rounds import Rounds
 from seawall.fleet.totals import FleetBudget, dumps, loads, merge
@@ -50,9 +53,6 @@ __all__ = [
     "FleetStore",
 ]
 
-#: Distinct processes whose votes open the breaker for the whole fleet.
-QUORUM = 2
-
 #: Seconds a process stays a pacing member of a key after its last turn asked for.
 MEMBER_TTL = 2.0
 
@@ -64,18 +64,6 @@ COSTS_EVERY = 1.0
 
 #: Seconds a process's cost report stays in Redis after it last published it.
 COSTS_TTL = 86_400.0
-
-#: After a cut, the fleet's rate (learnt from 429s) rises back in this many seconds to
-#: ``RATE_PLATEAU`` of the rate it cut (a stall that bunched sends costs a dip, not 9 s of
-#: a slow climb) ...
-RATE_RISE = 3.0
-RATE_PLATEAU = LEVEL
-#: ... then doubles in this many seconds without a cut (it probes slowly: +3 % in 2.6 s) ...
-RATE_DOUBLING = 60.0
-#: ... is forgotten after this many seconds without a cut ...
-RATE_TTL = 10.0
-#: ... and is cut at most once in this many seconds for the whole fleet.
-RATE_CUT_SPACING = 0.1
 
 #: Seconds a breaker awaiting the lease waits for the store before it may probe on its own
 #: (only matters if the store's task stalls without noticing Redis is gone; every round
@@ -93,10 +81,6 @@ _HALF_OPEN = BreakerState.HALF_OPEN
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 class FleetStore(Rounds):
@@ -121,7 +105,7 @@ class FleetStore(Rounds):
         #: This process in the fleet's votes and leases.
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.states: dict[str, KeyState] = {}
-        self._outbox: deque[tuple[str, str, float]] = deque()
+        self.outbox = Outbox(self.node, self._keys)
         #: Falling back: when the paced keys stop holding the fleet's last rate.
         self._unpace_at: float | None = None
         self._round = 0
@@ -187,7 +171,7 @@ class FleetStore(Rounds):
             self._wake.set()  # join the key's pacing members soon
 
     def _post(self, op: str, key: str, value: float = 0.0) -> None:
-        self._outbox.append((op, key, value))
+        self.outbox.post(op, key, value)
         if self._wake is not None:
             self._wake.set()
 
@@ -204,7 +188,7 @@ class FleetStore(Rounds):
                     state.breaker.members = 1  # and probes on its own interval
 
     def _drop_news(self) -> None:
-        self._outbox.clear()  # dropped, not replayed: the resync republishes what holds
+        self.outbox.clear()  # dropped, not replayed: the resync republishes what holds
 
     def _fell_back(self) -> None:
         # A paced key keeps its share of the fleet's last rate for as long as that rate
@@ -236,7 +220,7 @@ class FleetStore(Rounds):
             keys = self._keys("-", "b", "v", "c", "r", "m", "u")
             await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1, 1])])
             self._relink()
-        batch = self._outbox_calls()
+        batch = self.outbox.calls(self.states, self.clock(), self.refresh)
         now = self.clock()
         keys = self._due_keys(now)
         read_at = len(batch)
@@ -255,7 +239,7 @@ class FleetStore(Rounds):
             and b.due <= now
         ]
         for key in leases:
-            lease = _ms(self.states[key].policy.breaker.recovery_timeout + LEASE_SLACK)
+            lease = ms(self.states[key].policy.breaker.recovery_timeout + LEASE_SLACK)
             batch.append(("LEASE", self._keys(key, "p"), [self.node, lease]))
         sent = self.clock()
         replies = await self.link.run(batch)
@@ -296,44 +280,7 @@ class FleetStore(Rounds):
                 due.append(key)
         return due
 
-    def _outbox_calls(self) -> list[tuple[str, list[str], list[Any]]]:
-        batch: list[tuple[str, list[str], list[Any]]] = []
-        spacing = _ms(max(RATE_CUT_SPACING, 5 * self.refresh))
-        posted = set()
-        rates: dict[tuple[str, str], float] = {}  # the lowest of a round's cuts and bounds
-        while self._outbox:
-            op, key, value = self._outbox.popleft()
-            state = self.states.get(key)
-            if state is None:
-                continue
-            if op in ("rate", "bound"):
-                rates[op, key] = min(value, rates.get((op, key), value))
-                continue
-            if (op, key) in posted and op != "cool":
-                continue
-            posted.add((op, key))
-            policy = state.policy.breaker
-            recovery = _ms(policy.recovery_timeout)
-            ttl = max(_ms(2 * policy.recovery_timeout), 10_000)
-            if op == "vote":
-                args: list[Any] = [self.node, ttl, recovery, QUORUM]
-                batch.append(("VOTE", self._keys(key, "b", "v"), args))
-                breaker = state.breaker
-                if isinstance(breaker, FleetBreaker):
-                    breaker.voted_at = self.clock()
-            elif op == "close":
-                batch.append(("CLOSE", self._keys(key, "b", "v", "p"), [self.node, ttl]))
-            elif op == "probed":
-                batch.append(("PROBED", self._keys(key, "p"), [self.node, recovery]))
-            else:
-                batch.append(("COOL", self._keys(key, "c"), [_ms(value)]))
-        for (op, key), value in rates.items():
-            args = [self.node, _ms(value), _ms(RATE_DOUBLING), _ms(RATE_TTL), spacing]
-            args += [1 if op == "bound" else 0, _ms(RATE_RISE), round(RATE_PLATEAU * 1000)]
-            batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
-        return batch
-
-    def _read_call(self, key: str, now: float) -> tuple[str, list[str], list[Any]]:
+    def _read_call(self, key: str, now: float) -> Call:
         state = self.states[key]
         pacing = state.cooldown
         # A member while it asks for turns, or while its callers wait for turns booked
@@ -343,18 +290,18 @@ class FleetStore(Rounds):
         )
         budget = state.budget
         used = budget.counts() if isinstance(budget, FleetBudget) else (0, 0)
-        args: list[Any] = [self.node, _ms(MEMBER_TTL) if active else 0, _ms(RATE_DOUBLING)]
-        args += [*used, _ms(state.policy.budget.window), _ms(RATE_RISE)]
+        args: list[Any] = [self.node, ms(MEMBER_TTL) if active else 0, ms(RATE_DOUBLING)]
+        args += [*used, ms(state.policy.budget.window), ms(RATE_RISE)]
         return ("READ", self._keys(key, "b", "v", "c", "r", "m", "u"), args)
 
-    def _costs_call(self, now: float) -> tuple[str, list[str], list[Any]] | None:
+    def _costs_call(self, now: float) -> Call | None:
         """Every ``COSTS_EVERY`` s: publish this process's costs (if changed), read the rest."""
         if self.cost_source is None or now - self._costs_at < COSTS_EVERY:
             return None
         self._costs_at = now
         text = dumps(self.cost_source())
         mine, self._costs_sent = ("" if text == self._costs_sent else text), text
-        return ("COSTS", [f"{self.prefix}:{{costs}}"], [self.node, mine, _ms(COSTS_TTL)])
+        return ("COSTS", [f"{self.prefix}:{{costs}}"], [self.node, mine, ms(COSTS_TTL)])
 
     def costs_due(self) -> None:
         """Exchange cost reports at the next sync (the task does every ``COSTS_EVERY`` s)."""
