@@ -38,7 +38,6 @@ class BlocksInThreads:
         return None
 
 
-@pytest.mark.xfail(strict=True, reason="plugins are called under the key's lock (known defect)")
 async def test_a_plugin_blocking_in_a_thread_does_not_stall_the_event_loop() -> None:
     plugin = BlocksInThreads(threading.current_thread())
     sw = seawall.Seawall(plugins=[plugin], entrypoints=False)
