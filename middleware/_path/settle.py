@@ -28,6 +28,7 @@ from seawall._path.observer import Observer
 from seawall._path.rules import StopReason, why_stop
 from seawall._path.spec import Attempt, BrokenBody
 from seawall._path.verdict import Verdicts, outcome_of
+from seawall.breaker import CLOSED_PERMIT
 from seawall.errors import AttemptRecord
 from seawall.outcome import Classification, Outcome
 from seawall.plugins.hooks import Hooks
@@ -63,19 +64,20 @@ class Settle(Verdicts):
             and not self.observer.observed
             and not spec.llm
             and not (call.by_deadline and call.cut)
+            and call.permit is CLOSED_PERMIT  # a probe's success may close the breaker: told
             and not self.hooks.custom("seawall_classify")
         ):
             # The plain success, unobserved: what the steps below do for it (SUCCESS,
             # no Outcome; _record's cooldown and breaker; observer.finish's counters),
-            # without their calls.
+            # without their calls, and with nothing to tell after the lock.
             state = spec.state
             lock = state.lock
             lock.acquire()  # not `with`: its __enter__ parses arguments (~1k instructions)
             try:
                 state.cooldown.observe(None, success=True)
-                breaker, permit = state.breaker, call.permit
-                if not breaker.quiet or permit.probe:
-                    breaker.record(permit, failure=False)
+                breaker = state.breaker
+                if not breaker.quiet:
+                    breaker.record(CLOSED_PERMIT, failure=False)
                 stats = state.stats
                 if number == 1:
                     stats.first_try(call.ended - call.started)  # the attempt, the call, latency
@@ -84,8 +86,6 @@ class Settle(Verdicts):
                     stats.observe_call(call.ended - call.started, True)
             finally:
                 lock.release()
-            if permit.probe:  # its success may have closed the breaker: tell it now
-                self.observer.flush()
             call.value = result.value
             return None
         return self._settle_fully(call, number)
