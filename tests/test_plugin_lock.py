@@ -241,3 +241,22 @@ def test_one_calls_events_keep_their_order_in_a_thread() -> None:
     with pytest.raises(ConnectionResetError):
         sw.using(key="k").call_sync(_failing_then("ok", 5))
     assert kinds == ["attempt", "retry", "attempt", "breaker", "call"]
+
+
+async def test_an_on_predicate_that_raises_still_leaves_the_attempts_verdict() -> None:
+    """``on=`` is asked before the lock now; when it raises, the attempt is still counted
+    and its failure still reaches the breaker, as when it was asked under the lock."""
+    sw = seawall.Seawall(entrypoints=False)
+
+    def broken(exc: BaseException) -> bool:
+        raise ZeroDivisionError("the caller's predicate is broken")
+
+    async def failing() -> None:
+        raise ConnectionResetError("reset")
+
+    with pytest.raises(ZeroDivisionError):
+        await sw.using(key="k", on=broken).call(failing)
+    health = sw.health()["keys"]["k"]  # type: ignore[index]
+    assert (health.requests, health.attempts) == (1, 1)
+    assert health.failure_rate == 1.0  # the breaker heard of the failure
+    assert health.last_failure is not None

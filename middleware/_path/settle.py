@@ -117,9 +117,13 @@ class Settle(Verdicts):
                     outcome = outcome_of(spec, number, result, exc, elapsed)
                 # before the lock (on=, a predicate of the caller's, may be asked);
                 # whether the breaker is open is asked under it, after this verdict
-                stop = why_stop(
-                    spec, number, call.max_attempts, outcome, c, call.retried, breaker=False
-                )
+                try:
+                    stop = why_stop(
+                        spec, number, call.max_attempts, outcome, c, call.retried, breaker=False
+                    )
+                except BaseException:
+                    self._verdict_only(call, c, result)  # on= raised: keep the verdict anyway
+                    raise
         state = spec.state
         observer = self.observer
         lock = state.lock
@@ -153,6 +157,18 @@ class Settle(Verdicts):
             observer.flush()
         assert outcome is not None
         return self._retry(call, number, outcome, c, result, exc)
+
+    def _verdict_only(self, call: CallState, c: Classification, result: Attempt | None) -> None:
+        """The attempt's verdict to the books, for a call that ends by an error of its own."""
+        state = call.spec.state
+        lock = state.lock
+        lock.acquire()
+        try:
+            state.stats.attempts += 1
+            self._record(call.spec, call.permit, c, result, call.t0)
+        finally:
+            lock.release()
+            self.observer.flush()
 
     def _retry(
         self,
