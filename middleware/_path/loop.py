@@ -2,11 +2,15 @@
 
 One ``CallState`` per call carries what the attempts share (tenacity's
 ``RetryCallState`` idea); the rules (``rules``), the give-up step
-(``giveup``), what an attempt means (``verdict``) and the reporting
-(``observer``) are their own modules. The order of one attempt, as in
-DESIGN.md: cooldown, deadline, breaker, the attempt under its time limit,
-classification (plugins through ``Hooks``), breaker/cooldown/escalation,
-events, then stop or wait and go again.
+(``giveup``), what an attempt means (``verdict``), settling an attempt that
+ended (``settle``) and the reporting (``observer``) are their own modules.
+The order of one attempt, as in DESIGN.md: cooldown, deadline, breaker, the
+attempt under its time limit, classification (plugins through ``Hooks``),
+breaker/cooldown/escalation, events, then stop or wait and go again.
+
+The key's lock is held around the books only (counters, breaker, cooldown,
+budget), never around a plugin: what the observer has to tell from a locked
+section goes out after it (``Observer.flush``).
 """
 
 from __future__ import annotations
@@ -16,15 +20,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
-
 from seawall import _testmode, watchdog
 from seawall._path import hold
-from seawall._path.giveup import GiveUp, describe, make_error
+from seawall._path.giveup import GiveUp, make_error
 from seawall._path.observer import Observer
-from seawall._path.rules import StopReason, deadline_at, why_stop
-from seawall._path.spec import Attempt, BrokenBody, CallSpec, FirstAttempt, Misuse, attempt_timeout
-from seawall._path.verdict import Verdicts, classify, outcome_of
+from seawall._path.rules import deadline_at
+from seawall._path.settle import Settle
+from seawall._path.spec import Attempt, CallSpec, FirstAttempt, Misuse, attempt_timeout
+from seawall._path.verdict import classify
 from seawall.breaker import CLOSED_PERMIT, Permit
 from seawall.cooldown import RECHECK
 from seawall.deadline import DEADLINE_VAR
@@ -100,7 +103,7 @@ class CallState:
         return self.by_deadline and (self.watched or (timer is not None and timer.expired()))
 
 
-class Loop(Verdicts):
+class Loop(Settle):
     """Runs calls; one per ``Seawall``."""
 
     def __init__(self, clock: Callable[[], float], hooks: Hooks, observer: Observer) -> None:
@@ -123,25 +126,20 @@ class Loop(Verdicts):
         (``seawall._path.threads``) shares; this drives them with awaits.
         """
         call = self.begin(spec, first)
-        lock = spec.state.lock
         for number in range(1, call.max_attempts + 1):
             if first is not None:
                 call.took(first)
                 first = None
             else:
                 await self._send(call, number, attempt)
-            lock.acquire()  # not `with`: its __enter__ parses arguments (~1k instructions)
-            try:
-                delay = self.settle(call, number)
-            finally:
-                lock.release()
+            delay = self.settle(call, number)  # takes the key's lock around the books
             if delay is None:
                 return call.value
             await _testmode.sleep(delay)
         msg = "unreachable: the last attempt always stops"  # pragma: no cover
         raise AssertionError(msg)  # pragma: no cover
 
-    # --- the steps both loops share (under the key's lock) ------------------------
+    # --- the steps both loops share ---------------------------------------------
 
     def begin(self, spec: CallSpec, first: FirstAttempt | None = None) -> CallState:
         """A call starts: count it (unless the adapter's first attempt did); its ``CallState``."""
@@ -166,7 +164,8 @@ class Loop(Verdicts):
         Returns the attempt's time limit. Raises seawall's error when the
         breaker refused (``permit`` is ``None``) or the deadline leaves no
         time (the permit goes back). Call under the key's lock, after any
-        cooldown wait (``cooldown_wait``) and any hold for a probe's verdict.
+        cooldown wait (``cooldown_wait``) and any hold for a probe's verdict;
+        then ``observer.flush()`` after releasing it (a rejection, a transition).
         """
         spec = call.spec
         state = spec.state
@@ -191,100 +190,6 @@ class Loop(Verdicts):
         with state.lock:
             state.breaker.release(call.permit)
             state.cooldown.settle()
-
-    def settle(self, call: CallState, number: int) -> float | None:
-        """Attempt ``number`` ended (``call.result``/``call.exc``): its verdict, then what next.
-
-        ``None``: the call is over and ``call.value`` is its answer (or this
-        raises what the call gives up with); else the seconds to wait before
-        the next attempt. Call under the key's lock.
-        """
-        spec = call.spec
-        state = spec.state
-        stats = state.stats
-        observer = self.observer
-        observed = observer.observed
-        started = call.started
-        result, exc = call.result, call.exc
-        if (
-            exc is None
-            and result is not None
-            and (result.status is None or result.status < 400)
-            and not observed
-            and not spec.llm
-            and not (call.by_deadline and call.cut)
-            and not self.hooks.custom("seawall_classify")
-        ):
-            # The plain success, unobserved: what the steps below do for it (SUCCESS,
-            # no Outcome; _record's cooldown and breaker; observer.finish's counters),
-            # without their calls.
-            state.cooldown.observe(None, success=True)
-            breaker, permit = state.breaker, call.permit
-            if not breaker.quiet or permit.probe:
-                breaker.record(permit, failure=False)
-            if number == 1:
-                stats.first_try(call.ended - started)  # the attempt, the call and its latency
-            else:
-                stats.attempts += 1
-                stats.observe_call(call.ended - started, True)
-            call.value = result.value
-            return None
-        history = call.history
-        elapsed = call.ended - call.t0
-        stats.attempts += 1
-        cut = call.cut
-        answered = None
-        if isinstance(exc, BrokenBody):
-            answered, exc = exc.status, exc.cause
-        outcome, c = self._classify(spec, number, result, exc, elapsed)
-        if answered is not None:
-            # The upstream answered: a body lost afterwards is not its failure.
-            c = attrs.evolve(c, retryable=False, counts_as_failure=False)
-        if cut:
-            state.breaker.release(call.permit)
-            state.cooldown.settle()
-        else:
-            self._record(spec, call.permit, c, result, call.t0)
-        if observed:
-            observer.attempt(spec, number, result, exc, c, elapsed)
-        if c.is_success:
-            observer.finish(spec, call.ended - started, c, result, number, None, observed)
-            call.value = result.value if result is not None else None
-            return None
-        # Only failures need the history (for notes and errors): the success path skips it.
-        history.append(AttemptRecord(number, describe(result, exc), c.category.value, elapsed))
-        observer.failed(spec, history[-1], c)
-        giveup = self.giveup
-        stop: StopReason | None
-        if cut:
-            stop = StopReason.DEADLINE
-        elif answered is not None:
-            stop = StopReason.ANSWERED
-        else:
-            if outcome is None:
-                outcome = outcome_of(spec, number, result, exc, elapsed)
-            stop = why_stop(spec, number, call.max_attempts, outcome, c, call.retried)
-        if stop is not None:
-            call.value = giveup.stop(
-                spec, stop, started, c, result, exc, history, cut=cut, status=answered
-            )
-            return None
-        assert outcome is not None
-        delay, why = self.delay(spec, number, outcome, c)
-        if call.deadline_at is not None and self.clock() + delay >= call.deadline_at:
-            call.value = giveup.stop(spec, StopReason.DEADLINE, started, c, result, exc, history)
-            return None
-        if not state.budget.try_spend():
-            observer.reject(spec, "budget", None)
-            call.value = giveup.stop(spec, StopReason.BUDGET, started, c, result, exc, history)
-            return None
-        call.retried[c.category] = call.retried.get(c.category, 0) + 1
-        stats.retries += 1
-        history[-1] = attrs.evolve(history[-1], delay=delay)
-        observer.waiting(spec, number, delay, why, c.category)
-        if result is not None and spec.discard is not None:
-            spec.discard(result.value)
-        return delay
 
     # --- one attempt ---------------------------------------------------------
 
@@ -312,13 +217,24 @@ class Loop(Verdicts):
             permit = state.breaker.admit()
             if permit is not None:  # admitted at once: one locked section
                 limit = self.admit(call, permit)
-        finally:
+        except BaseException:
             lock.release()
-        if permit is None:
-            if state.breaker.policy.hold:  # wait if the verdict is near
-                permit = await hold.held(state.breaker, self.clock, call.deadline_at, state.stats)
-            with lock:
-                limit = self.admit(call, permit)
+            self.observer.flush()  # a rejection (the deadline passed) to tell
+            raise
+        lock.release()
+        if permit is not CLOSED_PERMIT:  # refused, or a probe: the breaker may have moved
+            if permit is None:
+                if state.breaker.policy.hold:  # wait if the verdict is near
+                    permit = await hold.held(
+                        state.breaker, self.clock, call.deadline_at, state.stats
+                    )
+                try:
+                    with lock:
+                        limit = self.admit(call, permit)
+                finally:
+                    self.observer.flush()
+            else:
+                self.observer.flush()  # gone half-open for this probe: told after the lock
         # Long limits share a coarse timer (seawall.watchdog); short ones, which
         # need precision, get their own asyncio.timeout.
         task = dog = None
@@ -371,7 +287,8 @@ class Loop(Verdicts):
         """Seconds to wait for the key's cooldown before the next attempt (a paced turn).
 
         Raises ``DeadlineExceededError`` when the wait would not fit the
-        deadline. Call under the key's lock; the caller sleeps.
+        deadline. Call under the key's lock, then ``observer.flush()`` after
+        releasing it (the event of the wait, or of the refusal); the caller sleeps.
         """
         spec = call.spec
         at = call.deadline_at
@@ -404,8 +321,11 @@ class Loop(Verdicts):
         for _ in range(_REBOOKINGS):
             now = self.clock()
             cuts = cooldown.cuts
-            with state.lock:
-                wait = self.cooldown_wait(call)
+            try:
+                with state.lock:
+                    wait = self.cooldown_wait(call)
+            finally:
+                self.observer.flush()  # the wait (or the refusal) told after the lock
             slept = 0.0
             while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
                 nap = min(wait - slept, RECHECK)

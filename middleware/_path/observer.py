@@ -2,13 +2,21 @@
 
 Events are built only when some plugin implements ``seawall_event``
 (``observed``); counters are always kept, in the key's ``KeyStats``.
+
+Nothing it tells runs under a key's lock: counters are kept at once (under
+the lock, where the request path calls it), while what it tells (events to
+``seawall_event`` plugins, the log lines, breaker transitions) waits in the
+thread's own list while the thread holds the key's lock, in the order it
+came, and goes out when the request path calls ``flush`` after releasing the
+lock (docs/architecture.md, "Plugins are called outside the key's lock").
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from seawall._path.spec import Attempt, CallSpec
@@ -36,6 +44,12 @@ __all__ = ["Observer"]
 _MOVES = {(old, new): f"{old.value}->{new.value}" for old in BreakerState for new in BreakerState}
 
 
+class _Later(threading.local):
+    """What one thread has to tell once it releases the key's lock (``None``: nothing)."""
+
+    box: list[tuple[Callable[[Any], object], Any]] | None = None
+
+
 class Observer:
     """Reports what the loop did: to the key's counters, the logs, events and escalation."""
 
@@ -48,18 +62,54 @@ class Observer:
         #: the plugins (the manager's listeners run after ``Hooks`` forgot its caches).
         self.observed = hooks.has("seawall_event")
         hooks.pm.listeners.append(self._plugins_changed)
+        self._later = _Later()
 
     def _plugins_changed(self) -> None:
         self.observed = self.hooks.has("seawall_event")
 
+    # --- telling after the lock ------------------------------------------------
+
+    def _tell(self, state: KeyState | None, fn: Callable[[Any], object], arg: Any) -> None:
+        """``fn(arg)`` now, or once this thread releases ``state``'s lock (``flush``)."""
+        if state is not None and state.lock._is_owned():  # type: ignore[attr-defined]
+            later = self._later
+            box = later.box
+            if box is None:
+                later.box = [(fn, arg)]
+            else:
+                box.append((fn, arg))
+        else:
+            fn(arg)
+
+    def flush(self) -> None:
+        """Tell what waited for this thread to release a key's lock, in the order it came.
+
+        The request path calls it after each locked section that may have
+        had something to tell. Plugins told here may call seawall again: a
+        nested call keeps its own list.
+        """
+        later = self._later
+        box = later.box
+        if box is not None:
+            later.box = None
+            for fn, arg in box:
+                fn(arg)
+
+    def _event(self, event: object) -> None:
+        self.hooks.each("seawall_event", event=event)
+
     def emit(self, cls: type[Any], spec: CallSpec, **fields: Any) -> None:
-        self.hooks.each("seawall_event", event=cls(key=spec.key, timestamp=time.time(), **fields))
+        event = cls(key=spec.key, timestamp=time.time(), **fields)
+        self._tell(spec.state, self._event, event)
 
     def transition(self, transition: Transition) -> None:
-        """A breaker changed state: count, log, and tell observers."""
+        """A breaker changed state: count at once; log and tell observers after the lock."""
         state = self.states.get(transition.key)
         if state is not None:
             state.stats.count("transitions", _MOVES[transition.old, transition.new])
+        self._tell(state, self._told_transition, transition)
+
+    def _told_transition(self, transition: Transition) -> None:
         level = logging.WARNING if transition.new is BreakerState.OPEN else logging.INFO
         if breaker_log.isEnabledFor(level):
             breaker_log.log(
@@ -166,18 +216,19 @@ class Observer:
         """Log a failed attempt on ``seawall.attempts`` at its severity's level, if enabled."""
         level = level_for(c.severity)
         if attempts_log.isEnabledFor(level):
-            attempts_log.log(
+            args = (
                 level,
                 "%s: %s",
                 spec.request_line(),
                 record,
-                extra={
+                {
                     "seawall_key": spec.key,
                     "seawall_attempt": record.number,
                     "seawall_category": c.category.value,
                     "seawall_severity": c.severity.name,
                 },
             )
+            self._tell(spec.state, _log_attempt, args)
 
     def escalate(self, spec: CallSpec, c: Classification) -> None:
         """Hand an attempt that needs a human to the escalator, when it does."""
@@ -190,3 +241,8 @@ class Observer:
                 reason=redact_text(c.reason),
                 context={k: v for k, v in spec.context.items() if isinstance(v, str | int | bool)},
             )
+
+
+def _log_attempt(args: tuple[int, str, str, AttemptRecord, dict[str, Any]]) -> None:
+    level, msg, line, record, extra = args
+    attempts_log.log(level, msg, line, record, extra=extra)

@@ -71,11 +71,15 @@ def why_stop(
     outcome: Outcome,
     c: Classification,
     retried: Mapping[Category, int],
+    *,
+    breaker: bool = True,
 ) -> StopReason | None:
     """Why not to retry after attempt ``number``, or ``None`` to retry.
 
     Each rule is a safety reason. ``max_attempts`` is the policy's, capped in
-    test mode.
+    test mode. ``breaker=False`` leaves out the last rule (the key's breaker
+    is open), for a caller that asks it under the key's lock: the others
+    need no lock, and ``on=``'s predicate must not run under it.
     """
     retry = spec.policy.retry
     retry_if = spec.retry_if
@@ -102,7 +106,7 @@ def why_stop(
         return StopReason.ATTEMPTS
     if c.retry_after is not None and c.retry_after > retry.retry_after_max:
         return StopReason.SERVER_WAIT
-    if spec.state.breaker.is_open():
+    if breaker and spec.state.breaker.is_open():
         return StopReason.BREAKER
     return None
 

@@ -1,7 +1,7 @@
 """The attempt loop for threads: plain ``def`` functions and ``for attempt in sw.attempts()``.
 
-The same steps as the async loop (``Loop.begin``/``admit``/``settle``, under
-the key's lock), driven without an event loop: a wait is the thread's
+The same steps as the async loop (``Loop.begin``/``admit``/``settle``; the
+books under the key's lock, plugins after it), driven without an event loop: a wait is the thread's
 ``sleep`` (``time.sleep`` unless the ``Seawall`` was given another; instant
 in test mode), and each attempt is a block the caller runs
 (``with attempt:``). A thread cannot be interrupted, so ``TimeoutPolicy.attempt``
@@ -153,17 +153,24 @@ class SyncRun:
             self._wait(self._delay)
         lock = spec.state.lock
         cooldown = spec.state.cooldown
+        observer = loop.observer
         try:
             if cooldown.until or cooldown.rate is not None:
-                with lock:
-                    wait = loop.cooldown_wait(call)
+                try:
+                    with lock:
+                        wait = loop.cooldown_wait(call)
+                finally:
+                    observer.flush()  # told after the lock: the wait, or the refusal
                 self._wait(wait)
             if self._number >= call.max_attempts:  # pragma: no cover - settle always stops
                 msg = "unreachable: the last attempt always stops"
                 raise AssertionError(msg)
-            with lock:
-                # its time limit cannot cut a thread short: not applied
-                loop.admit(call, spec.state.breaker.admit())
+            try:
+                with lock:
+                    # its time limit cannot cut a thread short: not applied
+                    loop.admit(call, spec.state.breaker.admit())
+            finally:
+                observer.flush()  # a rejection, or the breaker gone half-open for a probe
         except BaseException:
             self._done = True
             raise
@@ -192,8 +199,7 @@ class SyncRun:
     def _settle(self, call: CallState, number: int) -> None:
         """The verdict on the attempt just made, and what next (``_delay``, or ``_stop``)."""
         try:
-            with self._spec.state.lock:
-                self._delay = self._loop.settle(call, number)
+            self._delay = self._loop.settle(call, number)  # takes the key's lock itself
         except Exception as stop:  # the call gives up: raised by the `for` statement
             self._delay, self._stop = None, stop
 
