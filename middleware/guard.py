@@ -91,13 +91,21 @@ class BreakerGuard:
             llm=policy.llm,
         )
         started = sw.clock()
-        state.begin(started)
-        permit = state.breaker.admit()
+        observer = sw.path.observer
+        # The key's books under its lock (sync threads change them under it too);
+        # what there is to tell (a rejection, a transition) goes out after it.
+        lock = state.lock
+        with lock:
+            state.begin(started)
+            permit = state.breaker.admit()
+            if permit is None:
+                retry_after = state.breaker.retry_after()
+                observer.reject(spec, "breaker", retry_after)
+            else:
+                state.cooldown.sent()  # in flight, as the attempt loop counts its own
+        observer.flush()
         if permit is None:
-            retry_after = state.breaker.retry_after()
-            sw.path.observer.reject(spec, "breaker", retry_after)
             raise CircuitOpenError(self.key, retry_after)
-        state.cooldown.sent()  # in flight, as the attempt loop counts its own
         self._entered[task] = (spec, permit, started)
         return self
 
@@ -110,11 +118,15 @@ class BreakerGuard:
         spec, permit, started = self._entered.pop(asyncio.current_task())
         state = spec.state
         sw = self._sw
+        path = sw.path
+        observer = path.observer
+        lock = state.lock
         if exc is not None and not isinstance(exc, Exception):
-            state.breaker.release(permit)  # cancelled: no news of the dependency
-            state.cooldown.settle()
+            with lock:
+                state.breaker.release(permit)  # cancelled: no news of the dependency
+                state.cooldown.settle()
+            observer.flush()
             return
-        state.stats.attempts += 1  # a finished attempt (a cancelled one is not counted)
         elapsed = sw.clock() - started
         if exc is None:
             c = SUCCESS
@@ -127,18 +139,22 @@ class BreakerGuard:
                 context=spec.context,
                 llm=spec.llm,
             )
-            c = sw.classify(outcome)[0]
-        path = sw.path
-        observer = path.observer
-        # The attempt loop's own verdict: breaker, cooldown, escalation alike.
-        path._record(spec, permit, c, None)
-        if observer.observed:
-            observer.attempt(spec, 1, None, exc, c, elapsed)
+            c = sw.classify(outcome)[0]  # plugins: before the lock
+        record = None
         if not c.is_success:
-            state.stats.count("failures", c.category.value)
-            if c.counts_as_failure:
-                state.breaker.call_failed()
-            observer.failed(
-                spec, AttemptRecord(1, describe(None, exc), c.category.value, elapsed), c
-            )
-        observer.finish(spec, elapsed, c, None, 1, None, observer.observed)
+            record = AttemptRecord(1, describe(None, exc), c.category.value, elapsed)
+        # The books under the key's lock, as the attempt loop's settle keeps them;
+        # the events and log lines told under it go out after it (flush).
+        with lock:
+            state.stats.attempts += 1  # a finished attempt (a cancelled one is not counted)
+            # The attempt loop's own verdict: breaker, cooldown, escalation alike.
+            path._record(spec, permit, c, None)
+            if observer.observed:
+                observer.attempt(spec, 1, None, exc, c, elapsed)
+            if record is not None:
+                state.stats.count("failures", c.category.value)
+                if c.counts_as_failure:
+                    state.breaker.call_failed()
+                observer.failed(spec, record, c)
+            observer.finish(spec, elapsed, c, None, 1, None, observer.observed)
+        observer.flush()

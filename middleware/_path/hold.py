@@ -12,6 +12,7 @@ become the probe itself: it wakes when the probe is due and asks again.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 from seawall import _testmode
@@ -30,11 +31,34 @@ async def held(
     clock: Callable[[], float],
     deadline_at: float | None,
     stats: KeyStats | None = None,
+    lock: threading.RLock | None = None,
+    flush: Callable[[], None] | None = None,
 ) -> Permit | None:
     """After ``breaker.admit()`` said no: a permit once the verdict came, or ``None``: fail.
 
     A call that waits is counted once in ``stats.held`` (``health()``'s ``held_total``).
+    ``lock`` is the key's lock (``KeyState.lock``): every change to the breaker
+    and the counters here is made under it, as sync threads settle the same
+    key under it; ``flush`` (``Observer.flush``) tells, after each locked
+    section, what the breaker had to tell under it.
     """
+    if lock is None:
+        lock = threading.RLock()  # a breaker of the caller's own, shared with no thread
+    try:
+        return await _held(breaker, clock, deadline_at, stats, lock)
+    finally:
+        if flush is not None:
+            flush()
+
+
+async def _held(
+    breaker: Breaker,
+    clock: Callable[[], float],
+    deadline_at: float | None,
+    stats: KeyStats | None,
+    lock: threading.RLock,
+) -> Permit | None:
+    """``held``, with the key's lock to take around the books."""
     now = clock()
     until = now + breaker.hold_span()
     if deadline_at is not None:
@@ -44,15 +68,16 @@ async def held(
     # stands still cannot stretch it.
     real_end = loop.time() + (until - now)
     for _ in range(MAX_ROUNDS):
-        due = breaker.verdict_in()
-        if due is None or now + due > until:
-            return None  # no verdict coming, or not within the hold: fail at once
-        waiter = breaker.hold(until)
-        if waiter is None:
-            return None  # hold=0, or enough calls wait already
-        if stats is not None:
-            stats.held += 1
-            stats = None  # once per call
+        with lock:
+            due = breaker.verdict_in()
+            if due is None or now + due > until:
+                return None  # no verdict coming, or not within the hold: fail at once
+            waiter = breaker.hold(until)
+            if waiter is None:
+                return None  # hold=0, or enough calls wait already
+            if stats is not None:
+                stats.held += 1
+                stats = None  # once per call
         # Open: wake when the probe is due, to send it if nobody else does.
         probe_due = due > 0
         wake = min(now + due, until) if probe_due else until
@@ -70,19 +95,23 @@ async def held(
             else:
                 go_at = clock()  # the probe is due: ask again, maybe send it
         except asyncio.CancelledError:
-            if _turn_given(breaker, waiter):
-                breaker.leave_turn()  # released into the ramp as it was cancelled
+            with lock:
+                if _turn_given(breaker, waiter):
+                    breaker.leave_turn()  # released into the ramp as it was cancelled
             raise
         finally:
-            breaker.unhold(waiter)  # a cancelled call leaves no trace
+            with lock:
+                breaker.unhold(waiter)  # a cancelled call leaves no trace
         if go_at is None:
             return None  # the probe failed, or the hold ran out
         if breaker.state is BreakerState.CLOSED:  # the probe succeeded: a turn in the ramp
             if deadline_at is not None and go_at >= deadline_at:
-                breaker.leave_turn()
+                with lock:
+                    breaker.leave_turn()
                 return None  # the paced turn comes after the deadline
-            await wait_turn(breaker, go_at, clock)
-        permit = breaker.admit()
+            await wait_turn(breaker, go_at, clock, lock)
+        with lock:
+            permit = breaker.admit()
         if permit is not None:
             return permit
         now = clock()
@@ -91,22 +120,32 @@ async def held(
     return None
 
 
-async def wait_turn(breaker: Breaker, ticket: float, clock: Callable[[], float]) -> None:
+async def wait_turn(
+    breaker: Breaker,
+    ticket: float,
+    clock: Callable[[], float],
+    lock: threading.RLock | None = None,
+) -> None:
     """Wait for a turn in the ramp after a recovery (``Breaker.turn``, or a held call's).
 
     Sleep until the ticket is due, then leave at least a gap after the last
     departure (``Breaker.depart``): callers that a stalled loop wakes late
     and together leave spaced, not as a bunch. A ramp that ended meanwhile
     (a cooldown took over, or the breaker opened) spaces nobody any more.
+    ``lock``: the key's lock, taken around the breaker's books.
     """
+    if lock is None:
+        lock = threading.RLock()  # a breaker of the caller's own, shared with no thread
     wait = ticket - clock()
     if wait > 0:
         try:
             await _testmode.sleep(wait)
         except BaseException:
-            breaker.leave_turn()  # cancelled: the turn is free for the next call
+            with lock:
+                breaker.leave_turn()  # cancelled: the turn is free for the next call
             raise
-    wait = breaker.depart()
+    with lock:
+        wait = breaker.depart()
     if wait > 0:
         await _testmode.sleep(wait)
 

@@ -208,7 +208,7 @@ class Loop(Settle):
                 else:
                     ticket = state.breaker.turn()
             if ticket is not None:
-                await hold.wait_turn(state.breaker, ticket, self.clock)
+                await hold.wait_turn(state.breaker, ticket, self.clock, state.lock)
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
             await self._respect_cooldown(call)
         lock = state.lock
@@ -226,7 +226,12 @@ class Loop(Settle):
             if permit is None:
                 if state.breaker.policy.hold:  # wait if the verdict is near
                     permit = await hold.held(
-                        state.breaker, self.clock, call.deadline_at, state.stats
+                        state.breaker,
+                        self.clock,
+                        call.deadline_at,
+                        state.stats,
+                        lock,
+                        self.observer.flush,
                     )
                 try:
                     with lock:

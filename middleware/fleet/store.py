@@ -28,6 +28,8 @@ their books are ``Rounds``' (``seawall.fleet.rounds``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -167,13 +169,29 @@ class FleetStore(Rounds):
             pacing.pace((min(rate, held), members))
 
     def demanded(self, key: str) -> None:
-        if self._wake is not None:
-            self._wake.set()  # join the key's pacing members soon
+        self._nudge()  # join the key's pacing members soon
 
     def _post(self, op: str, key: str, value: float = 0.0) -> None:
         self.outbox.post(op, key, value)
-        if self._wake is not None:
-            self._wake.set()
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake the store's task for a round now (news to publish).
+
+        The news may come from any thread (a sync call's breaker opened): an
+        ``asyncio.Event`` is set only on its own loop's thread, so another
+        thread hands the wake to that loop; a loop already closed has no task
+        left to wake, and the caller is not troubled with it.
+        """
+        wake, task = self._wake, self._task
+        if wake is None or task is None:
+            return
+        loop = task.get_loop()
+        if asyncio._get_running_loop() is loop:
+            wake.set()
+            return
+        with contextlib.suppress(RuntimeError):  # closed: no round to run
+            loop.call_soon_threadsafe(wake.set)
 
     # --- falling back and resyncing (``Rounds`` keeps the books) ------------------------
 
