@@ -8,6 +8,7 @@ these count and queue). No awaiting here either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import math
 from collections import deque
@@ -140,7 +141,7 @@ class _Held:
         while queue and answered < limit:  # bounded by the queue
             future = queue.popleft()[1]
             if not future.done():
-                future.set_result(verdict(answered))
+                _give(future, verdict(answered))
                 answered += 1
 
     def expire(self, now: float) -> None:
@@ -149,7 +150,28 @@ class _Held:
         while queue and (queue[0][0] <= now or queue[0][1].done()):  # bounded by the queue
             future = queue.popleft()[1]
             if not future.done():
-                future.set_result(None)
+                _give(future, None)
+
+
+def _give(future: asyncio.Future[Verdict], verdict: Verdict) -> None:
+    """Answer a held call's ``future``, from whichever thread recorded the verdict.
+
+    A sync call's probe (``call_sync`` in a thread) can settle while async
+    calls are held on the event loop: a future is only set on its own loop's
+    thread, so another thread hands the answer to that loop. A loop already
+    closed has no one left waiting.
+    """
+    loop = future.get_loop()
+    if asyncio._get_running_loop() is loop:
+        future.set_result(verdict)
+        return
+    with contextlib.suppress(RuntimeError):  # the loop closed: nothing waits any more
+        loop.call_soon_threadsafe(_give_if_waiting, future, verdict)
+
+
+def _give_if_waiting(future: asyncio.Future[Verdict], verdict: Verdict) -> None:
+    if not future.done():  # it may have stopped waiting (cancelled) meanwhile
+        future.set_result(verdict)
 
 
 #: A ramp's last departure before any: one float shared by every ramp (a key's

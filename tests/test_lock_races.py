@@ -254,6 +254,62 @@ def test_held_without_a_lock_keeps_its_own() -> None:
         loop.close()
 
 
+async def test_a_sync_probe_in_a_thread_answers_the_async_calls_held_behind_it() -> None:
+    """A ``call_sync`` probe settles in its thread while async calls are held on the loop:
+    its success releases them (their futures are answered through their loop, which in
+    debug mode refuses a future set from another thread), and its failure fails them."""
+    asyncio.get_running_loop().set_debug(True)
+    policy = Policy(
+        retry=RetryPolicy(max_attempts=1),
+        breaker=BreakerPolicy(failure_threshold=1, recovery_timeout=2.0, hold=5.0),
+        timeout=seawall.TimeoutPolicy(attempt=None, deadline=100.0),
+    )
+    now = [0.0]
+    sw = Seawall(policy, clock=lambda: now[0], entrypoints=False)
+    entered, gate = threading.Event(), threading.Event()
+    verdicts = iter([True, False])  # the first probe succeeds, the second fails
+
+    async def answer(name: str) -> str:
+        return name
+
+    async def refused() -> None:
+        raise ConnectionRefusedError("down")
+
+    def probe() -> str:
+        entered.set()
+        assert gate.wait(GUARD)
+        if next(verdicts):
+            return "probe"
+        raise ConnectionRefusedError("still down")
+
+    for succeeds in (True, False):
+        with pytest.raises(ConnectionRefusedError):
+            await sw.call(refused, key="up")  # opens the breaker
+        breaker = sw.registry.view["up"].breaker
+        now[0] += breaker.retry_after()
+        entered.clear()
+        gate.clear()
+        thread_probe = asyncio.ensure_future(asyncio.to_thread(sw.using(key="up").call_sync, probe))
+        assert await asyncio.to_thread(entered.wait, GUARD)  # the probe is at the upstream
+        held_calls = [asyncio.ensure_future(sw.call(answer, f"held{i}", key="up")) for i in (1, 2)]
+        for _ in range(200):  # bounded: the loop's turns until both wait
+            if breaker.held == 2:
+                break
+            await asyncio.sleep(0)
+        assert breaker.held == 2
+        gate.set()
+        if succeeds:
+            assert await asyncio.wait_for(thread_probe, GUARD) == "probe"
+            assert await asyncio.wait_for(asyncio.gather(*held_calls), GUARD) == ["held1", "held2"]
+        else:
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.wait_for(thread_probe, GUARD)
+            for call in held_calls:
+                with pytest.raises(seawall.CircuitOpenError):
+                    await asyncio.wait_for(call, GUARD)
+        now[0] += 1000.0  # past the ramp and the window: the next round starts closed
+
+
 # --- the fleet's wake from a thread -------------------------------------------------------------
 
 
