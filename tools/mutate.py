@@ -90,6 +90,7 @@ _BREAKER_TESTS = (
     "tests/test_breaker_adaptive.py",
     "tests/test_breaker_guard.py",
     "tests/test_breaker.py",
+    "tests/test_lock_races.py",
 )
 
 TARGETS: tuple[Target, ...] = (
@@ -107,6 +108,7 @@ TARGETS: tuple[Target, ...] = (
             "tests/test_breaker_recovery.py",
             "tests/test_breaker_held_health.py",
             "tests/test_breaker_guard.py",
+            "tests/test_lock_races.py",
         ),
     ),
     Target(
