@@ -25,7 +25,10 @@ async def main() -> None:
     sw = seawall.Seawall(
         seawall.Policy(
             retry=seawall.RetryPolicy(max_attempts=2, base_delay=0.05),
-            breaker=seawall.BreakerPolicy(failure_threshold=2),  # 2 failed calls open it
+            breaker=seawall.BreakerPolicy(
+                failure_threshold=2,  # 2 failed calls open it
+                probe_share=0,  # then one probe per recovery_timeout (30 s), never sooner
+            ),
         )
     )
     async with aiohttp.ClientSession(middlewares=[sw.middleware()]) as session:
