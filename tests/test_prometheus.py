@@ -36,7 +36,11 @@ async def _scenario(sw: seawall.Seawall, server, make_session) -> str:
 
 
 def _policy() -> Policy:
-    return Policy(retry=RetryPolicy(max_attempts=2), breaker=BreakerPolicy(failure_threshold=1))
+    # probe_share=0: one probe per recovery_timeout. By default a few quick calls look like
+    # traffic, so a slow host could hold the call after the opening for a probe due within
+    # a second and send it, where these scenarios expect a CircuitOpenError at once.
+    breaker = BreakerPolicy(failure_threshold=1, probe_share=0)
+    return Policy(retry=RetryPolicy(max_attempts=2), breaker=breaker)
 
 
 async def test_scrape_from_a_running_aiohttp_endpoint(upstream, make_session, aiohttp_server):
