@@ -110,7 +110,9 @@ async def test_breaker_transition_and_rejection_events(upstream, make_session):
     sw = _sw(
         rec,
         retry=RetryPolicy(max_attempts=1),
-        breaker=BreakerPolicy(failure_threshold=2),  # two failed calls, before minimum_calls
+        # Two failed calls, before minimum_calls; probe_share=0: the third is refused at
+        # once, however slowly a loaded host runs the two before it.
+        breaker=BreakerPolicy(failure_threshold=2, probe_share=0),
     )
     async with make_session(sw) as session:
         for _ in range(2):
@@ -234,7 +236,8 @@ async def test_no_event_is_built_when_nobody_listens(
     plugins = [Recorder()] if listening else []
     sw = seawall.Seawall(
         Policy(
-            breaker=BreakerPolicy(failure_threshold=2),  # calls 2 and 3 fail: 4 is rejected
+            # Calls 2 and 3 fail: 4 is rejected (at once: probe_share=0, see above).
+            breaker=BreakerPolicy(failure_threshold=2, probe_share=0),
             budget=BudgetPolicy(ratio=0.0, min_retries_per_second=0.1),  # one retry in all
         ),
         plugins=plugins,

@@ -60,7 +60,10 @@ async def test_breaker_opens_and_raises_an_httpx_transport_error(upstream) -> No
     up.default = status(500)
     pol = seawall.Policy(
         retry=seawall.RetryPolicy(max_attempts=1),
-        breaker=seawall.BreakerPolicy(failure_threshold=2, minimum_calls=2, window=2),
+        # probe_share=0: the third call is refused at once, however slow the host.
+        breaker=seawall.BreakerPolicy(
+            failure_threshold=2, minimum_calls=2, window=2, probe_share=0
+        ),
         budget=seawall.BudgetPolicy(enabled=False),
     )
     sw = seawall.Seawall(pol, entrypoints=False)
