@@ -54,6 +54,8 @@ def _call(
     ``sw.using(key=...).call(fn, key=...)``, where every keyword goes to ``fn``.
     Such mistakes raise at once; otherwise it returns the call to await.
     """
+    # What type checkers and ``inspect.signature`` see; ``_call_lean`` below is what
+    # runs as ``sw.call`` (same behaviour, cheaper): keep the two in step.
     if key is not None or context is not None or policy is not None:
         check_call("sw.call", fn, len(args), key, context, policy)
     # Not a coroutine of its own: run_call's is awaited directly (one frame less).
