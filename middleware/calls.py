@@ -310,12 +310,13 @@ async def run_call(
         cooldown = state.cooldown
         limit = route.limit
         inbound = _inbound_deadline()
+        breaker = state.breaker
         if (
-            state.breaker.state is _CLOSED
+            breaker.state is _CLOSED
             and cooldown.rate is None
             and cooldown.until <= started
-            and not state.breaker.ramp_until  # the ramp after a recovery queues calls
-            and (inbound is None or (limit is not None and inbound - time.monotonic() > limit))
+            and not breaker.ramp_until  # the ramp after a recovery queues calls
+            and (inbound is None or (limit is not None and inbound - _monotonic() > limit))
         ):
             # The bookkeeping of KeyState.begin, Watchdog.watch_at/done and a success,
             # written out: each Python call, and each `with` on the lock (its
@@ -375,13 +376,28 @@ async def run_call(
             lock = state.lock  # threads (sync calls) may share this key's state
             lock.acquire()
             try:
-                state.stats.requests += 1  # KeyState.begin, written out
-                state.budget.on_request(started)
+                # KeyState.begin, RetryBudget.on_request and KeyStats.first_try, written
+                # out: three Python calls were 0.7k instructions of a lean call's ~14k.
+                stats = state.stats
+                stats.requests += 1
+                budget = state.budget
+                if started >= budget._next_at:
+                    budget._advance(started)
+                budget._counts[budget._slot] += 1
                 if exc is None:
-                    breaker = state.breaker
                     if not breaker.quiet:
                         breaker.succeeded()
-                    state.stats.first_try(ended - started)
+                    stats.attempts += 1
+                    stats.successes += 1
+                    elapsed = ended - started
+                    latency = stats.latency
+                    if latency.low < elapsed <= latency.high:  # the last call's bucket
+                        latency.counts[latency.bucket] += 1
+                    else:
+                        latency.counts[latency.place(elapsed)] += 1
+                    latency.sum += elapsed
+                    if elapsed > latency.max:
+                        latency.max = elapsed
                     return value
             finally:
                 lock.release()

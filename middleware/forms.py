@@ -10,6 +10,7 @@ hands over to an adapter (``seawall.calls``, ``seawall.blocks``,
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -33,7 +34,7 @@ __all__ = ["attempts", "breaker", "call", "call_sync", "httpx_transport", "prote
 T = TypeVar("T")
 
 
-def call(
+def _call(
     sw: Seawall,
     fn: Callable[..., Awaitable[T]],
     /,
@@ -53,10 +54,40 @@ def call(
     ``sw.using(key=...).call(fn, key=...)``, where every keyword goes to ``fn``.
     Such mistakes raise at once; otherwise it returns the call to await.
     """
+    # What type checkers and ``inspect.signature`` see; ``_call_lean`` below is what
+    # runs as ``sw.call`` (same behaviour, cheaper): keep the two in step.
     if key is not None or context is not None or policy is not None:
         check_call("sw.call", fn, len(args), key, context, policy)
     # Not a coroutine of its own: run_call's is awaited directly (one frame less).
     return run_call(sw, fn, args, kwargs, key, context, policy)
+
+
+def _call_lean(sw: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """``_call`` with its options taken out of ``kwargs``: the same behaviour, cheaper.
+
+    Keyword-only parameters with defaults cost a dict lookup each per call in
+    CPython 3.11 (about 0.4k instructions for the three, 3 % of a lean
+    ``sw.call``); a call without keywords pays only the ``if`` here.
+    ``__signature__`` and the docstring are ``_call``'s, so ``help(sw.call)``
+    and ``inspect.signature`` show the options; type checkers see ``_call``.
+    """
+    if kwargs:
+        key = kwargs.pop("key", None)
+        context = kwargs.pop("context", None)
+        policy = kwargs.pop("policy", None)
+        if key is not None or context is not None or policy is not None:
+            check_call("sw.call", fn, len(args), key, context, policy)
+        return run_call(sw, fn, args, kwargs, key, context, policy)
+    return run_call(sw, fn, args, kwargs)
+
+
+if TYPE_CHECKING:
+    call = _call
+else:
+    call = _call_lean
+    call.__signature__ = inspect.signature(_call)
+    call.__doc__ = _call.__doc__
+    call.__name__ = call.__qualname__ = "call"
 
 
 def call_sync(

@@ -48,18 +48,45 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 _ENDING_REJECTIONS = ("breaker", "deadline", "cooldown", "load_shedding")
 
 
-class LatencyHistogram:
-    """Counts of durations per fixed bucket, with their sum and the largest seen."""
+#: Each bucket's bounds: bucket ``i`` holds durations ``d`` with ``_LOWS[i] < d <= _HIGHS[i]``,
+#: exactly where ``bisect_left(LATENCY_BUCKETS, d)`` puts them.
+_LOWS: tuple[float, ...] = (float("-inf"), *LATENCY_BUCKETS)
+_HIGHS: tuple[float, ...] = (*LATENCY_BUCKETS, float("inf"))
 
-    __slots__ = ("counts", "max", "sum")
+
+class LatencyHistogram:
+    """Counts of durations per fixed bucket, with their sum and the largest seen.
+
+    The bucket of the last duration is remembered (``low < d <= high``,
+    ``bucket``): one key's durations mostly repeat their bucket, and two float
+    comparisons cost a tenth of ``bisect_left`` over the 22 bounds. A duration
+    outside it is placed by ``place``, which moves the remembered bucket there.
+    """
+
+    __slots__ = ("bucket", "counts", "high", "low", "max", "sum")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
         self.sum = 0.0
         self.max = 0.0
+        self.bucket = 0  # the last duration's bucket, and its bounds
+        self.low = _LOWS[0]
+        self.high = _HIGHS[0]
+
+    def place(self, seconds: float) -> int:
+        """The bucket of ``seconds`` (``bisect_left``), remembered as the last one."""
+        bucket = bisect_left(LATENCY_BUCKETS, seconds)
+        self.bucket = bucket
+        self.low = _LOWS[bucket]
+        self.high = _HIGHS[bucket]
+        return bucket
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        # KeyStats.first_try writes this out: keep the two in step.
+        if self.low < seconds <= self.high:
+            self.counts[self.bucket] += 1
+        else:
+            self.counts[self.place(seconds)] += 1
         self.sum += seconds
         if seconds > self.max:
             self.max = seconds
@@ -190,7 +217,10 @@ class KeyStats:
         self.attempts += 1
         self.successes += 1
         latency = self.latency
-        latency.counts[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+        if latency.low < elapsed <= latency.high:  # the last call's bucket
+            latency.counts[latency.bucket] += 1
+        else:
+            latency.counts[latency.place(elapsed)] += 1
         latency.sum += elapsed
         if elapsed > latency.max:
             latency.max = elapsed

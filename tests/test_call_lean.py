@@ -376,3 +376,39 @@ async def test_the_collision_check_remembered_per_code_still_refuses_every_clash
     with pytest.raises(TypeError, match="takes key= itself"):
         await sw.call(wrapper, key="k")
     assert await sw.call(make(), "mine", key="k") == "mine"  # filled by position: no clash
+
+
+def test_sw_call_shows_its_options_in_its_signature_and_keeps_them_from_fn() -> None:
+    """``sw.call`` reads its options out of ``**kwargs`` (cheaper than keyword-only
+    parameters), but its signature and help still show them."""
+    import inspect
+
+    signature = inspect.signature(seawall.Seawall.call)
+    kinds = {name: p.kind for name, p in signature.parameters.items()}
+    for option in ("key", "context", "policy"):
+        assert kinds[option] is inspect.Parameter.KEYWORD_ONLY
+    assert kinds["args"] is inspect.Parameter.VAR_POSITIONAL
+    assert kinds["kwargs"] is inspect.Parameter.VAR_KEYWORD
+    assert seawall.Seawall.call.__name__ == "call"
+    assert "under seawall's protection" in (seawall.Seawall.call.__doc__ or "")
+
+
+async def test_sw_call_options_go_to_seawall_and_other_keywords_to_fn() -> None:
+    sw = seawall.Seawall(_policy(), entrypoints=False, clock=_Clock())
+    seen: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    async def fn(*args: Any, **kwargs: Any) -> str:
+        seen.append((args, kwargs))
+        return "ok"
+
+    assert await sw.call(fn, 1, key="k", context={"a": 1}, size=2) == "ok"
+    assert await sw.call(fn, 3, key=None, size=4) == "ok"  # None: the default key
+    assert seen == [((1,), {"size": 2}), ((3,), {"size": 4})]
+    assert sw.health()["keys"]["k"]["successes"] == 1
+
+    async def takes_key(key: str) -> str:
+        return key
+
+    with pytest.raises(TypeError, match=r"sw\.using"):
+        sw.call(takes_key, key="k")  # fn names the option itself: raised at once, no coroutine
+    await sw.aclose()
