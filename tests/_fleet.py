@@ -65,7 +65,7 @@ class FleetUpstream:
             status = 503
         elif worker in self.throttle_once:
             self.throttle_once.discard(worker)
-            status, headers = 429, {"Retry-After": "2"}
+            status, headers = 429, {"Retry-After": "4"}
         elif self.rate is not None:
             tat = max(self._tat, now)
             early = tat - now - (self.burst - 1) / self.rate

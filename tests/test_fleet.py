@@ -538,14 +538,47 @@ async def test_restart_resyncs_open_breakers(server: RedisServer, prefix: str) -
         a.fail(2)  # opens while Redis is gone: kept locally
         b.fail(1)
         srv.start()
-        deadline = time.monotonic() + 5
-        while not (a.store.linked and b.store.linked) and time.monotonic() < deadline:
-            await a.store.sync()
-            await b.store.sync()
-            await asyncio.sleep(0.05)
-        assert a.sw.health().state == "shared"
+        await relink([a, b])
         await step([a, b])
         assert b.breaker.state is BreakerState.OPEN  # a's open reached b after the restart
+        await a.sw.aclose()
+        await b.sw.aclose()
+    finally:
+        srv.kill()
+
+
+async def relink(members: list[Member]) -> None:
+    """Sync until every member is linked to the (restarted) Redis again (5 s at most)."""
+    deadline = time.monotonic() + 5
+    while not all(m.store.linked for m in members) and time.monotonic() < deadline:
+        for m in members:
+            await m.store.sync()
+        await asyncio.sleep(0.05)
+    assert all(m.sw.health().state == "shared" for m in members)
+
+
+@pytest.mark.parametrize("when", ["posted, then the round failed", "while Redis was gone"])
+async def test_restart_resyncs_a_running_429_wait(prefix: str, when: str) -> None:
+    """A 429's wait that never reached Redis (its news dropped with a failed round, or
+    met while fallen back) is published on the resync: the fleet waits out the rest."""
+    srv = RedisServer()
+    srv.start()
+    try:
+        a, b = Member(srv.url, prefix), Member(srv.url, prefix)
+        assert await a.store.sync()
+        assert await b.store.sync()
+        if when.startswith("posted"):
+            a.state.cooldown.start(30.0)  # news posted while linked...
+            srv.kill()
+            assert not await a.store.sync()  # ...and dropped with the round that failed
+        else:
+            srv.kill()
+            assert not await a.store.sync()
+            a.state.cooldown.start(30.0)  # nothing to post to: kept locally
+        srv.start()
+        await relink([a, b])
+        await step([a, b])
+        assert 20.0 < b.state.cooldown.remaining() <= 30.0
         await a.sw.aclose()
         await b.sw.aclose()
     finally:

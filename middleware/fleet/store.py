@@ -207,6 +207,7 @@ class FleetStore(Rounds):
 
     def _drop_news(self) -> None:
         self.outbox.clear()  # dropped, not replayed: the resync republishes what holds
+        # (open breakers' votes and running cooldowns: ``_relinked``)
 
     def _fell_back(self) -> None:
         # A paced key keeps its share of the fleet's last rate for as long as that rate
@@ -228,6 +229,11 @@ class FleetStore(Rounds):
                 breaker.await_lease(now + HOLD)
                 if breaker.voter:
                     self._post("vote", key)
+            # A 429's wait still running here: news of it was dropped with the round that
+            # failed, or never posted while Redis was out of reach. The fleet waits too.
+            waiting = state.cooldown.until - now
+            if waiting > 0:
+                self._post("cool", key, waiting)
 
     def _keys(self, key: str, *parts: str) -> list[str]:
         return [f"{self.prefix}:{{{key}}}:{part}" for part in parts]
