@@ -8,6 +8,7 @@ background task. Multi-process proof: ``test_fleet_processes.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -526,13 +527,24 @@ async def test_a_cut_at_the_plateau_is_a_dip_the_next_one_lowers_it(
         await client.aclose()
 
 
-async def test_restart_resyncs_open_breakers(server: RedisServer, prefix: str) -> None:
+@contextlib.asynccontextmanager
+async def two_linked(prefix: str) -> AsyncIterator[tuple[RedisServer, Member, Member]]:
+    """A Redis of the test's own (to kill and restart) and two members linked to it."""
     srv = RedisServer()
     srv.start()
     try:
         a, b = Member(srv.url, prefix), Member(srv.url, prefix)
         assert await a.store.sync()
         assert await b.store.sync()
+        yield srv, a, b
+        await a.sw.aclose()
+        await b.sw.aclose()
+    finally:
+        srv.kill()
+
+
+async def test_restart_resyncs_open_breakers(prefix: str) -> None:
+    async with two_linked(prefix) as (srv, a, b):
         srv.kill()
         assert not await a.store.sync()
         a.fail(2)  # opens while Redis is gone: kept locally
@@ -541,10 +553,6 @@ async def test_restart_resyncs_open_breakers(server: RedisServer, prefix: str) -
         await relink([a, b])
         await step([a, b])
         assert b.breaker.state is BreakerState.OPEN  # a's open reached b after the restart
-        await a.sw.aclose()
-        await b.sw.aclose()
-    finally:
-        srv.kill()
 
 
 async def relink(members: list[Member]) -> None:
@@ -561,12 +569,7 @@ async def relink(members: list[Member]) -> None:
 async def test_restart_resyncs_a_running_429_wait(prefix: str, when: str) -> None:
     """A 429's wait that never reached Redis (its news dropped with a failed round, or
     met while fallen back) is published on the resync: the fleet waits out the rest."""
-    srv = RedisServer()
-    srv.start()
-    try:
-        a, b = Member(srv.url, prefix), Member(srv.url, prefix)
-        assert await a.store.sync()
-        assert await b.store.sync()
+    async with two_linked(prefix) as (srv, a, b):
         if when.startswith("posted"):
             a.state.cooldown.start(30.0)  # news posted while linked...
             srv.kill()
@@ -579,10 +582,6 @@ async def test_restart_resyncs_a_running_429_wait(prefix: str, when: str) -> Non
         await relink([a, b])
         await step([a, b])
         assert 20.0 < b.state.cooldown.remaining() <= 30.0
-        await a.sw.aclose()
-        await b.sw.aclose()
-    finally:
-        srv.kill()
 
 
 async def test_the_retry_budget_counts_the_whole_fleet(members: list[Member]) -> None:
