@@ -42,8 +42,8 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
         breaker=BreakerPolicy(**cfg.get("breaker", {})),
         retry=RetryPolicy(**cfg.get("retry", {})),
     )
-    timeout = cfg.get("timeout", 0.05)
-    state = Fleet(cfg["redis"], prefix=cfg["prefix"], timeout=timeout) if cfg.get("redis") else None
+    timing = {"timeout": cfg.get("timeout", 0.05), "refresh": cfg.get("refresh", 0.1)}
+    state = Fleet(cfg["redis"], prefix=cfg["prefix"], **timing) if cfg.get("redis") else None
     sw = Seawall(policy, entrypoints=False, state=state)
     url = URL(cfg["url"])
     key, key_policy, _ = sw.route(url)
