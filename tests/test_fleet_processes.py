@@ -93,7 +93,7 @@ async def test_outage_costs_the_fleet_little_and_one_probe_per_interval(
     # The fleet's cost is counted from the first opening on: the calls before it are the
     # trip, which any breaker pays, shared or not. Its length is the failing calls' own
     # time plus the scheduling of ~50 callers; on a loaded machine (ten suites at once)
-    # it took 0.4 s, ~90 calls, half the outage's budget. benchmarks/fleet.py measures
+    # it took 0.4 s and 86 calls, nearly all of the 5 %. benchmarks/fleet.py measures
     # the whole outage's share (trip included) on a quiet host.
     # Counted by when the workers sent them (X-Sent), not when the upstream (this process)
     # handled them: its loop, stalled on a loaded machine, handles two probes sent a second
