@@ -94,7 +94,7 @@ async def test_outage_costs_the_fleet_little_and_one_probe_per_interval(
     # trip, which any breaker pays, shared or not. Its length is the failing calls' own
     # time plus the scheduling of ~50 callers; on a loaded machine (ten suites at once)
     # it took 0.4 s and 86 calls, nearly all of the 5 %. benchmarks/fleet.py measures
-    # the whole outage's share (trip included) on a quiet host.
+    # the whole outage's share (trip included).
     # Counted by when the workers sent them (X-Sent), not when the upstream (this process)
     # handled them: its loop, stalled on a loaded machine, handles two probes sent a second
     # apart closer together; and a call that left a worker before it opened is no probe.
