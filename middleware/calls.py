@@ -376,7 +376,7 @@ async def run_call(
             lock = state.lock  # threads (sync calls) may share this key's state
             lock.acquire()
             try:
-                state.stats.requests += 1  # KeyState.begin, written out
+                state.stats.requests += 1  # KeyState.begin
                 state.budget.on_request(started)
                 if exc is None:
                     if not breaker.quiet:

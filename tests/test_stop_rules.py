@@ -241,22 +241,28 @@ async def test_an_open_breaker_stops_the_retries(upstream, make_session) -> None
     assert _stopped(rec) == "breaker"
 
 
+def _spec(pol: seawall.Policy) -> CallSpec:
+    """A call's spec for key ``k`` under ``pol``, its state on a clock that stands still."""
+    sw = seawall.Seawall(pol, entrypoints=False, clock=lambda: 100.0)
+    return CallSpec(key="k", policy=pol, state=sw.state_for("k", pol), context={})
+
+
 @pytest.mark.parametrize("trip", [False, True])
 def test_the_breaker_rule_is_asked_unless_left_out(trip: bool) -> None:
     """``why_stop``'s last rule: an open breaker stops a retry that every other rule
     allows. It is asked by default (``seawall classify``) and left out with
     ``breaker=False`` (the retry loop asks it under the key's lock, after the verdict)."""
-    pol = seawall.Policy(
-        breaker=seawall.BreakerPolicy(failure_threshold=1, minimum_calls=1, window=1)
+    spec = _spec(
+        seawall.Policy(
+            breaker=seawall.BreakerPolicy(failure_threshold=1, minimum_calls=1, window=1)
+        )
     )
-    sw = seawall.Seawall(pol, entrypoints=False, clock=lambda: 100.0)
-    state = sw.state_for("k", pol)
+    breaker = spec.state.breaker
     if trip:
-        permit = state.breaker.admit()
+        permit = breaker.admit()
         assert permit is not None
-        state.breaker.record(permit, failure=True)
-    assert state.breaker.is_open() is trip
-    spec = CallSpec(key="k", policy=pol, state=state, context={})
+        breaker.record(permit, failure=True)
+    assert breaker.is_open() is trip
     c = Classification(category=Category.SERVER, retryable=True)
     outcome = Outcome(key="k", status=503)
     asked = why_stop(spec, 1, 3, outcome, c, {})
@@ -267,9 +273,7 @@ def test_the_breaker_rule_is_asked_unless_left_out(trip: bool) -> None:
 def test_a_classification_that_allows_no_retry_stops_the_first_time() -> None:
     """``max_retries=0`` (a classifier plugin's "retryable, but not by us"): retried
     enough already at the first failure, before the category was ever retried."""
-    pol = seawall.Policy()
-    sw = seawall.Seawall(pol, entrypoints=False, clock=lambda: 100.0)
-    spec = CallSpec(key="k", policy=pol, state=sw.state_for("k", pol), context={})
+    spec = _spec(seawall.Policy())
     c = Classification(category=Category.SERVER, retryable=True, max_retries=0)
     outcome = Outcome(key="k", status=503)
     assert why_stop(spec, 1, 3, outcome, c, {}) is StopReason.RETRIED_ENOUGH
