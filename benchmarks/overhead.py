@@ -400,9 +400,9 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
 async def decision_cost(rounds: int, calls: int) -> dict[str, float]:
     """µs per call of each case in ``CASES`` that runs, medians of interleaved rounds.
 
-    The retry libraries make ``calls`` / ``CALLS_DIVISOR`` calls a round. With the
-    purgatory breaker's row, ``call_vs_<peer>`` is what ``sw.call`` adds divided by
-    what the peer adds (left out when the peer's figure is not above zero).
+    The retry libraries make ``calls`` / ``CALLS_DIVISOR`` calls a round. For each
+    peer measured, ``call_vs_<peer>`` is what ``sw.call`` adds divided by what the
+    peer adds (left out when the peer's figure is not above zero).
     """
     cases, sw = await decision_cases()
     timings: dict[str, list[float]] = {name: [] for name in cases}
@@ -490,6 +490,7 @@ def peer_ratios(cost: dict[str, float]) -> str:
     given with the issue's own for context, without a verdict (their versions and
     forms may differ from the ones the issue measured).
     """
+    target = next(bound for name, _, bound, _ in DECISION_TARGETS if name == "call")
     said = []
     for peer in PEERS:
         if peer not in cost:
@@ -497,14 +498,14 @@ def peer_ratios(cost: dict[str, float]) -> str:
         added = cost[f"{peer}_minus_fn"]
         ratio = cost.get(f"call_vs_{peer}")
         mine = "not resolved" if ratio is None else f"{ratio:.2f}x"
-        issue = 2.0 / ISSUE_US[peer]
+        issue = target / ISSUE_US[peer]
         said.append(f"{mine} {peer}'s {added:.2f} µs (issue 16's figures: {issue:.2f}x)")
     if not said:
         return "No peer is installed: `sw.call(fn)` has no same-run anchor."
     line = f"Same run, host-independent: `sw.call(fn)` adds {'; '.join(said)}."
     ratio = cost.get("call_vs_purgatory")
     if ratio is not None:
-        bound = 2.0 / ISSUE_US["purgatory"]
+        bound = target / ISSUE_US["purgatory"]
         line += (
             f" Issue 16's target read against the bare breaker: <= {bound:.1f}x "
             f"({'met' if ratio <= bound else 'NOT met'})."
