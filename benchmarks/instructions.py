@@ -10,10 +10,12 @@ requests is what one request costs the client. Not part of ``make bench``
 
 Then the pure decision cost in instructions: each case of ``overhead.py``'s
 ``CASES`` (``Seawall.run()``, the middleware's lean path, ``sw.call(fn)``,
-``@sw.protect``, and the bare awaits they are measured against) makes
-``--calls`` and then ``--calls`` x 6 calls in one process under callgrind,
-collecting only inside those loops; the difference divided by the extra calls
-is one call's cost.
+``@sw.protect``, the peers installed of ``_decision_peers.py``, and the bare
+awaits they are measured against) makes ``--calls`` and then ``--calls`` x 6
+calls in one process under callgrind, collecting only inside those loops; the
+difference divided by the extra calls is one call's cost. (tenacity and stamina
+make all their calls here: their ~60 µs a call under callgrind take about a
+minute more at the default count.)
 
     python benchmarks/instructions.py [--requests 2000] [--calls 1000] [--json]
     python benchmarks/instructions.py --decision-only     # about a minute
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import os
 import re
 import shutil
@@ -35,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from _common import VARIANTS, Upstream, closed_loop, emit, table
+from _decision_peers import PEERS, missing_note
 from overhead import CASES, CLIENTS, decision_cases, labels, run_variant
 
 NAMES = ["bare", "passthrough", "seawall"]
@@ -102,14 +106,17 @@ async def _decision_client(calls: int) -> None:
 
     callgrind collects (and dumps a profile) only inside ``functools_reduce``,
     so imports and setup are left out; one dump per loop, in ``CASES`` order.
-    The loops never suspend (every call succeeds at once), so each is driven
-    to its end inside ``reduce``, within this task.
+    The loops never suspend (every call succeeds at once, the peers' too), so
+    each is driven to its end inside ``reduce``, within this task. The last
+    line printed is the JSON list of the cases measured (a peer that is not
+    installed has none).
     """
     cases, sw = await decision_cases()
-    for name in CASES:
+    for name in cases:
         for n in (calls, calls * 6):
             functools.reduce(lambda _a, _b, n=n, name=name: _drive(cases[name](n)), [0], None)
     await sw.aclose()
+    print(json.dumps(list(cases)))
 
 
 def _drive(coro: Coroutine[Any, Any, None]) -> None:
@@ -138,7 +145,8 @@ def decision(calls: int) -> dict[str, float]:
             "--decision-client",
             str(calls),
         ]
-        subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
+        names: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
         dumps = sorted(
             (p for p in os.listdir(tmp) if re.fullmatch(r"cg\.\d+", p)),
             key=lambda p: int(p.split(".")[1]),
@@ -150,14 +158,17 @@ def decision(calls: int) -> dict[str, float]:
             if found is None:
                 raise RuntimeError(f"no totals in callgrind dump {name}")
             totals.append(int(found.group(1)))
-    if len(totals) != 2 * len(CASES):
-        raise RuntimeError(f"expected {2 * len(CASES)} callgrind dumps, got {len(totals)}")
+    if len(totals) != 2 * len(names):
+        raise RuntimeError(f"expected {2 * len(names)} callgrind dumps, got {len(totals)}")
     per_call = {
-        name: (totals[2 * i + 1] - totals[2 * i]) / (calls * 5) for i, name in enumerate(CASES)
+        name: (totals[2 * i + 1] - totals[2 * i]) / (calls * 5) for i, name in enumerate(names)
     }
     for name, (_label, base) in CASES.items():
-        if base is not None:
+        if base is not None and name in per_call:
             per_call[f"{name}_minus_{base}"] = per_call[name] - per_call[base]
+    for peer in PEERS:
+        if per_call.get(f"{peer}_minus_fn", 0.0) > 0:
+            per_call[f"call_vs_{peer}"] = per_call["call_minus_fn"] / per_call[f"{peer}_minus_fn"]
     return per_call
 
 
@@ -165,11 +176,16 @@ def render_decision(per_call: dict[str, float], calls: int) -> str:
     rows = [
         [label, per_call[name], 0 if base is None else per_call[f"{name}_minus_{base}"]]
         for name, (label, base) in CASES.items()
+        if name in per_call
     ]
+    missing = [missing_note(name) for name in PEERS if name not in per_call]
+    ratios = [f"{per_call[f'call_vs_{p}']:.2f}x {p}'s" for p in PEERS if f"call_vs_{p}" in per_call]
     return "\n\n".join(
         [
             f"### Decision cost in instructions per call (callgrind, {calls * 5} calls)",
             table(["path", "instructions", "added vs bare await"], rows),
+            *([" ".join(missing)] if missing else []),
+            *([f"`sw.call(fn)` adds {', '.join(ratios)} instructions."] if ratios else []),
         ]
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,6 +11,15 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+#: The peers in overhead.py's decision-cost table (the `bench` extra, which the
+#: `test` extra includes): each one installed must have its row.
+PEERS = ("purgatory", "tenacity", "stamina")
+ROWS = {
+    "purgatory": "| bare purgatory breaker (",
+    "tenacity": "| tenacity (`@tenacity.retry(",
+    "stamina": "| stamina (`@stamina.retry(",
+}
 
 
 def _run(script: str, *args: str) -> dict[str, object]:
@@ -33,8 +43,70 @@ def test_overhead_runs_and_reports_every_variant() -> None:
     assert isinstance(e2e, dict)
     assert set(e2e["rps"]) == {"bare", "passthrough", "seawall"}
     assert set(e2e["added_cpu_us_vs_passthrough"]) == {"bare", "passthrough", "seawall"}
-    assert {"bare", "run", "path", "run_minus_bare"} <= set(result["decision_cost"])  # type: ignore[arg-type]
+    cost = result["decision_cost"]
+    assert isinstance(cost, dict)
+    assert {"bare", "run", "path", "run_minus_bare"} <= set(cost)
     assert "| seawall |" in str(result["markdown"])
+    installed = [peer for peer in PEERS if importlib.util.find_spec(peer) is not None]
+    for peer in installed:
+        assert {peer, f"{peer}_minus_fn"} <= set(cost), peer
+        assert ROWS[peer] in str(result["markdown"]), peer
+    assert "Same run, host-independent: `sw.call(fn)` adds" in str(result["markdown"])
+
+
+def _decision_only_without(*peers: str) -> subprocess.CompletedProcess[str]:
+    """overhead.py --quick --decision-only --json in a process where ``peers`` cannot be
+    imported (``sys.modules[name] = None`` makes ``import name`` raise ImportError)."""
+    code = (
+        "import sys\n"
+        f"for name in {peers!r}: sys.modules[name] = None\n"
+        f"sys.path.insert(0, {str(BENCH)!r})\n"
+        "import overhead\n"
+        "sys.exit(overhead.main(['--quick', '--decision-only', '--json']))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+@pytest.mark.slow
+def test_a_peer_not_installed_is_left_out_with_a_note() -> None:
+    """Without stamina the decision-cost table leaves its row out and says why; the other
+    rows and the ratio to purgatory are still there. Without any peer: still no crash."""
+    done = _decision_only_without("stamina")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    cost, markdown = result["decision_cost"], result["markdown"]
+    assert "stamina" not in cost
+    assert "stamina_minus_fn" not in cost
+    assert {"call", "call_minus_fn", "purgatory_minus_fn", "tenacity_minus_fn"} <= set(cost)
+    assert "call_vs_purgatory" in cost
+    assert "stamina is not installed, so its row is left out" in markdown
+    assert "@stamina.retry" not in markdown
+    done = _decision_only_without(*PEERS)
+    assert done.returncode == 0, done.stderr
+    markdown = json.loads(done.stdout.strip().splitlines()[-1])["markdown"]
+    assert "No peer is installed" in markdown
+    for peer in PEERS:
+        assert f"{peer} is not installed" in markdown
+
+
+def test_the_decision_cases_run_without_suspending() -> None:
+    """instructions.py drives each decision-cost loop without an event loop (as under
+    callgrind): every case, the peers installed included, finishes without suspending,
+    and the child names them (instructions.py reads those names)."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "instructions.py"), "--decision-client", "3"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = json.loads(done.stdout.strip().splitlines()[-1])
+    assert names[:8] == ["bare", "run", "handler", "path", "fn", "call", "call_key", "protect"]
+    installed = [peer for peer in PEERS if importlib.util.find_spec(peer) is not None]
+    assert names[8:] == installed
 
 
 @pytest.mark.slow
