@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from array import array
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import seawall
 from seawall.budget import RetryBudget
@@ -178,3 +182,63 @@ def test_a_request_at_time_zero_counts_for_the_whole_window_and_no_longer() -> N
     assert budget.balance() == 1.0
     clock.now = 10.0
     assert budget.balance() == 0.0
+
+
+# --- against a model: every request and retry with its time, nothing else -------------
+
+_WIDTH_STEPS = st.sampled_from([0.0, 0.0, 0.1, 0.25, 0.999, 1.0, 1.5, 3.0, 9.0, 10.0, 25.0])
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["request", "spend", "read", "read"]), _WIDTH_STEPS), max_size=60
+)
+
+
+class _Model:
+    """The window by definition: what happened in the newest ten buckets of ``now``."""
+
+    def __init__(self, width: float, ratio: float) -> None:
+        self.width, self.ratio = width, ratio
+        self.events: list[tuple[int, str]] = []  # (bucket, "request" | "retry")
+
+    def counts(self, now: float) -> tuple[int, int]:
+        newest = int(now / self.width)
+        live = [kind for bucket, kind in self.events if bucket > newest - 10]
+        return live.count("request"), live.count("retry")
+
+    def spend(self, now: float) -> bool:
+        requests, retries = self.counts(now)
+        if requests * self.ratio - retries < 1.0:
+            return False
+        self.events.append((int(now / self.width), "retry"))
+        return True
+
+
+@given(ops=_OPS, window=st.sampled_from([1.0, 10.0, 30.0]), start=st.sampled_from([0.0, 7.3]))
+@settings(max_examples=300, deadline=None)
+def test_the_budget_counts_what_a_plain_list_of_events_would(
+    ops: list[tuple[str, float]], window: float, start: float
+) -> None:
+    """Requests, retries and reads at any times: ``counts`` and ``try_spend`` agree with
+    a list of every event and its bucket. Reads change nothing (``health()`` and the
+    exporters read without the key's lock), and the requests counted apart from the
+    buckets (``_pending``) are in the window exactly as long as their bucket."""
+    clock = Clock(start)
+    budget = _budget(clock, ratio=0.5, window=window)
+    model = _Model(window / 10, 0.5)
+    for kind, step in ops:
+        clock.now += step * window / 10
+        if kind == "request":
+            budget.on_request(clock.now)
+            model.events.append((int(clock.now / model.width), "request"))
+        elif kind == "spend":
+            assert budget.try_spend() == model.spend(clock.now)
+        else:
+            before = _fields(budget)
+            assert budget.counts() == model.counts(clock.now)
+            assert _fields(budget) == before  # a read writes nothing
+    assert budget.counts() == model.counts(clock.now)
+
+
+def _fields(budget: RetryBudget) -> list[object]:
+    """Every field's value (the buckets copied: an array is changed in place)."""
+    values = [getattr(budget, name) for name in RetryBudget.__slots__]
+    return [value[:] if isinstance(value, array) else value for value in values]
