@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
@@ -265,12 +265,12 @@ _CLOSED = BreakerState.CLOSED  # read through the class, a member costs a descri
 
 _UNSET: Any = object()  # what fn(...) gave, before it gave anything
 
-_watching: tuple[weakref.ref[asyncio.AbstractEventLoop], watchdog.Watchdog] | None = None
 
 # Bound once: a module attribute or a C method looked up per call costs more than the call.
 _inbound_deadline = DEADLINE_VAR.get
-_running_loop = asyncio.get_running_loop
 _current_task = watchdog.current_task
+_thread_ident = threading.get_ident
+_last_loop = watchdog.LAST
 _monotonic = time.monotonic
 
 
@@ -293,7 +293,6 @@ async def run_call(
     returns at once. A failure goes to ``Seawall.run`` as its ``FirstAttempt``:
     classified, counted and retried there, never made twice.
     """
-    global _watching
     if key is None:
         key = (fn.__qualname__ or call_key(fn)) if type(fn) is FunctionType else call_key(fn)
     registry = sw.registry
@@ -329,15 +328,21 @@ async def run_call(
             # instructions a call (docs/architecture.md); keep the two in step.
             task = dog = None
             if limit is not None:  # >= watchdog.MIN_LIMIT: Route.fast says so
-                loop = _running_loop()
+                # watchdog.running(), written out: the last loop seen is the running one
+                # when it is asyncio's own and runs in this thread (no getpid() call).
+                # `_thread_id`: asyncio's own attribute (BaseEventLoop: `last[2]`), not in typeshed.
+                last = _last_loop[0]
+                if (
+                    last is not None
+                    and last[2]
+                    and (loop := last[0]()) is not None
+                    and loop._thread_id == _thread_ident()  # type: ignore[attr-defined]
+                ):
+                    dog = last[1]
+                else:
+                    loop, dog = watchdog.running()
                 task = _current_task(loop)
                 assert task is not None, "seawall calls run inside a task"
-                watching = _watching  # the last loop's watchdog (watchdog.of, inlined)
-                if watching is not None and watching[0]() is loop:
-                    dog = watching[1]
-                else:
-                    dog = watchdog.of(loop)
-                    _watching = (weakref.ref(loop), dog)
                 if dog.stock and clock is _monotonic:  # its clock is ours: no second reading
                     due = started + limit  # Watchdog.watch_at, written out
                     dog.deadlines[task] = due

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GRAIN", "MIN_LIMIT", "Watchdog", "current_task", "of"]
+__all__ = ["GRAIN", "LAST", "MIN_LIMIT", "Watchdog", "current_task", "of", "running"]
 
 #: Seconds: a sweep also cancels what is due within this much of it.
 GRAIN = 0.1
@@ -161,19 +163,54 @@ current_task = _task_lookup()
 # Per event loop: a loop's handles only ever fire on that loop.
 _dogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watchdog] = weakref.WeakKeyDictionary()
 
-# The last loop seen and its watchdog: nearly every call comes from the same
-# loop, and a WeakKeyDictionary lookup costs more than everything else here.
-_last: tuple[weakref.ref[asyncio.AbstractEventLoop], Watchdog] | None = None
+#: The last loop seen, its watchdog, and whether the loop is one of asyncio's own
+#: (``BaseEventLoop``, whose ``_thread_id`` names the thread running it, else None).
+#: Nearly every call comes from the same loop, and a ``WeakKeyDictionary`` lookup
+#: costs more than everything else here. One list, so that ``seawall.calls``'s lean
+#: path reads the same entry; a forked child starts with it empty.
+LAST: list[tuple[weakref.ref[asyncio.AbstractEventLoop], Watchdog, bool] | None] = [None]
 
 
 def of(loop: asyncio.AbstractEventLoop) -> Watchdog:
     """The watchdog of ``loop`` (created on first use)."""
-    global _last
-    last = _last
+    last = LAST[0]
     if last is not None and last[0]() is loop:
         return last[1]
     dog = _dogs.get(loop)
     if dog is None:
         dog = _dogs[loop] = Watchdog(loop)
-    _last = (weakref.ref(loop), dog)
+    LAST[0] = (weakref.ref(loop), dog, isinstance(loop, asyncio.BaseEventLoop))
     return dog
+
+
+def running() -> tuple[asyncio.AbstractEventLoop, Watchdog]:
+    """The running event loop and its watchdog, most often without a system call.
+
+    ``asyncio.get_running_loop()`` asks the OS for the process id each time
+    (``getpid()``, so that a forked child does not use its parent's loop):
+    about 0.2 µs, the one system call of a lean call. The last loop seen is
+    the running one when it is asyncio's own and runs in this thread: such a
+    loop sets ``_thread_id`` for as long as ``run_forever`` runs, and asyncio
+    refuses to run a second loop in a thread that runs one. Anything else asks
+    asyncio. ``seawall.calls.run_call`` writes this out: keep the two in step.
+    """
+    last = LAST[0]
+    # `_thread_id`: asyncio's own attribute (BaseEventLoop: `last[2]`), not in typeshed.
+    if (
+        last is not None
+        and last[2]
+        and (loop := last[0]()) is not None
+        and loop._thread_id == _thread_ident()  # type: ignore[attr-defined]
+    ):
+        return loop, last[1]
+    loop = asyncio.get_running_loop()
+    return loop, of(loop)
+
+
+def _forget_in_child() -> None:
+    """After ``fork()``: the parent's loop is no longer anybody's running loop here."""
+    LAST[0] = None
+
+
+_thread_ident = threading.get_ident
+os.register_at_fork(after_in_child=_forget_in_child)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
+import sys
+import threading
 import weakref
 from collections.abc import Callable
 
@@ -166,3 +170,96 @@ def test_a_loop_that_is_gone_leaves_no_watchdog_behind() -> None:
     loops = [asyncio.run(job()) for _ in range(3)]
     gc.collect()
     assert [ref() for ref in loops] == [None, None, None]  # and so their watchdogs' keys
+
+
+# --- the running loop without asyncio.get_running_loop()'s getpid() -----------------
+
+
+def test_loops_running_in_two_threads_at_once_each_watch_their_own_calls() -> None:
+    """One ``Seawall``, two threads, each running its own loop at the same time and calling
+    in turns: every attempt is watched by the watchdog of the loop that runs it, though the
+    last loop seen changes at every turn."""
+    sw = _sw(attempt=30.0)  # a long limit: the watchdog times the attempt
+    turn = [threading.Event(), threading.Event()]
+    seen: list[tuple[int, bool, bool]] = []
+
+    async def job(me: int) -> None:
+        loop = asyncio.get_running_loop()
+        other = None
+
+        async def fn() -> None:
+            last = watchdog.LAST[0]  # looking must not change which loop was seen last
+            task = asyncio.current_task()
+            watched_here = task in watchdog.of(loop).deadlines
+            watched_there = other is not None and task in watchdog.of(other).deadlines
+            seen.append((me, watched_here, watched_there))
+            watchdog.LAST[0] = last
+
+        for _ in range(5):
+            assert turn[me].wait(10), "the other thread never handed over"
+            turn[me].clear()
+            other = loops[1 - me]
+            await sw.call(fn, key="k")
+            turn[1 - me].set()
+
+    loops: list[asyncio.AbstractEventLoop] = [asyncio.new_event_loop(), asyncio.new_event_loop()]
+    threads = [
+        threading.Thread(target=loops[me].run_until_complete, args=(job(me),)) for me in (0, 1)
+    ]
+    for thread in threads:
+        thread.start()
+    turn[0].set()
+    for thread in threads:
+        thread.join(20)
+    for loop in loops:
+        loop.close()
+    assert [me for me, _, _ in seen] == [0, 1] * 5
+    assert all(here and not there for _, here, there in seen), seen
+
+
+_FORKED = """
+import asyncio, os, sys
+import seawall
+
+policy = seawall.Policy(
+    retry=seawall.RetryPolicy(max_attempts=1),
+    timeout=seawall.TimeoutPolicy(attempt=1.0, deadline=None),
+)
+sw = seawall.Seawall(policy, entrypoints=False)
+
+async def quick():
+    return 1
+
+async def hang():
+    await asyncio.sleep(8)
+
+async def child():
+    try:
+        await sw.call(hang, key="hang")
+    except TimeoutError:
+        return 0
+    return 1
+
+async def parent():
+    await sw.call(quick, key="quick")  # the parent's loop is the last one seen
+    pid = os.fork()
+    if pid == 0:  # the child, still inside the parent's coroutine: a loop of its own
+        os._exit(asyncio.run(child()))
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+sys.exit(asyncio.run(parent()))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_a_child_forked_inside_a_running_loop_watches_its_calls_on_its_own_loop() -> None:
+    """The reason ``asyncio.get_running_loop()`` asks for the process id: a child forked
+    from a coroutine inherits the parent's loop, marked as running in its one thread. Its own
+    loop's calls must still be timed by its own loop's watchdog (the child's attempt limit
+    fires at 1 s; a call watched on the parent's loop, which never runs in the child, would
+    sleep its 8 s and return)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKED], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr

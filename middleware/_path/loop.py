@@ -42,7 +42,6 @@ _REBOOKINGS = 8
 
 # Bound once: a module attribute or a C method looked up per call costs more than the call.
 _inbound_deadline = DEADLINE_VAR.get  # deadline.current_deadline without its frame
-_running_loop = asyncio.get_running_loop
 _current_task = watchdog.current_task  # asyncio.current_task without its frame on 3.11
 _monotonic = time.monotonic
 
@@ -247,10 +246,9 @@ class Loop(Settle):
             if limit is None:
                 result = await attempt(number)
             elif limit >= watchdog.MIN_LIMIT:
-                loop = _running_loop()
+                loop, dog = watchdog.running()
                 task = _current_task(loop)
                 assert task is not None, "seawall calls run inside a task"
-                dog = watchdog.of(loop)
                 if dog.stock and self.clock is _monotonic:  # admit just read the clock
                     dog.watch_at(task, call.t0 + limit)
                 else:
