@@ -188,7 +188,8 @@ def running() -> tuple[asyncio.AbstractEventLoop, Watchdog]:
 
     ``asyncio.get_running_loop()`` asks the OS for the process id each time
     (``getpid()``, so that a forked child does not use its parent's loop):
-    about 0.2 µs, the one system call of a lean call. The last loop seen is
+    the one system call of a lean call, 0.36-0.38 µs of it measured in one
+    process (``benchmarks/README.md``, sixth pass). The last loop seen is
     the running one when it is asyncio's own and runs in this thread: such a
     loop sets ``_thread_id`` for as long as ``run_forever`` runs, and asyncio
     refuses to run a second loop in a thread that runs one. Anything else asks
