@@ -57,7 +57,7 @@ test: lint typecheck pytest
 fuzz: $(STAMP)
 	SEAWALL_HYPOTHESIS=explore $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_fuzz_config.py tests/test_fuzz_parsers.py
 
-# Every benchmark (about 8 minutes on 2 cores); writes benchmarks/RESULTS.md.
+# Every benchmark (about 15 minutes on 2 cores: 824 s and 889 s on 2026-12-02); writes benchmarks/RESULTS.md.
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
