@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 
 import pytest
 
@@ -55,3 +56,51 @@ async def test_watch_counts_from_the_reading_it_is_given_on_a_stock_loop() -> No
         dog.done(task)  # before the loop runs the sweep armed for 105.0
         task.cancel()
     assert task not in dog.deadlines
+
+
+# --- watchdog.running(): the running loop from the last one seen -----------------------
+
+
+class _NotAsyncios:
+    """A loop that is not asyncio's own: it has no ``_thread_id`` to ask."""
+
+
+async def test_the_running_loop_and_its_watchdog_come_from_the_last_loop_seen() -> None:
+    """Asked twice, ``running()`` gives the running loop and its watchdog, the second time
+    from the last loop seen; a loop that is not asyncio's own, or asyncio's own that runs
+    nowhere, is never taken for the running one."""
+    loop = asyncio.get_running_loop()
+    first = watchdog.running()
+    assert first == (loop, watchdog.of(loop))
+    assert watchdog.running() == first
+
+    idle = asyncio.new_event_loop()  # asyncio's own, not running: no thread of its own
+    try:
+        watchdog.of(idle)
+        seen = watchdog.LAST[0]
+        assert seen is not None
+        assert seen[2]  # asyncio's own: its `_thread_id` is asked, and is not this thread
+        assert watchdog.running() == first
+    finally:
+        idle.close()
+
+    other = _NotAsyncios()  # `_thread_id` would raise here: it must not be asked
+    watchdog.LAST[0] = (weakref.ref(other), watchdog.of(loop), False)  # type: ignore[arg-type]
+    assert watchdog.running() == first
+    seen = watchdog.LAST[0]
+    assert seen is not None
+    assert seen[0]() is loop  # the running loop is the last one seen again
+
+
+def test_a_forked_child_starts_with_no_loop_seen() -> None:
+    """What the fork hook runs in the child (the fork itself is
+    ``test_a_child_forked_inside_a_running_loop_watches_its_calls_on_its_own_loop``,
+    in a subprocess, out of coverage's sight)."""
+    loop = asyncio.new_event_loop()
+    try:
+        watchdog.of(loop)
+        assert watchdog.LAST[0] is not None
+        watchdog._forget_in_child()
+        assert watchdog.LAST == [None]
+    finally:
+        loop.close()
