@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overl
 
 from seawall import sync, watchdog
 from seawall._path.spec import (
-    CallSpec,
     FirstAttempt,
     attempt_timeout,
     call_key,
+    call_spec,
     coroutine_attempt,
     not_awaitable,
 )
@@ -43,7 +43,6 @@ from seawall.call_options import (
     check_options,
     retry_predicate,
 )
-from seawall.context import merge as merge_context
 from seawall.deadline import DEADLINE_VAR
 from seawall.policy import Policy
 
@@ -125,15 +124,7 @@ class Using:
         """
         key = self._key if self._key is not None else call_key(fn)
         route = self._sw.registry.call_route(key, self._policy)
-        assert route.state is not None, "call_route fills in the state"
-        spec = CallSpec(
-            key=route.key,
-            policy=route.policy,
-            state=route.state,
-            context=merge_context(self._context),
-            llm=route.llm,
-            retry_if=self._retry_if,
-        )
+        spec = call_spec(route, self._context, self._retry_if)
         return sync.call(self._sw, spec, fn, args, kwargs)
 
     @overload
@@ -265,7 +256,6 @@ _CLOSED = BreakerState.CLOSED  # read through the class, a member costs a descri
 
 _UNSET: Any = object()  # what fn(...) gave, before it gave anything
 
-
 # Bound once: a module attribute or a C method looked up per call costs more than the call.
 _inbound_deadline = DEADLINE_VAR.get
 _current_task = watchdog.current_task
@@ -391,12 +381,5 @@ async def run_call(
             finally:
                 lock.release()
             first = FirstAttempt(started, ended, None, exc)
-    spec = CallSpec(
-        key=route.key,
-        policy=route.policy,
-        state=state,
-        context=merge_context(context),
-        llm=route.llm,
-        retry_if=retry_if,
-    )
+    spec = call_spec(route, context, retry_if)
     return await sw.run(spec, coroutine_attempt(fn, args, kwargs), first)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from yarl import URL
 
+from seawall.context import merge as merge_context
 from seawall.errors import SeawallError
 from seawall.policy import Policy
 from seawall.redact import redact_url
 from seawall.state import KeyState
+
+if TYPE_CHECKING:
+    from seawall._path.registry import Route
 
 __all__ = [
     "Attempt",
@@ -204,3 +208,21 @@ def call_key(fn: object) -> str:
             break
     name = getattr(fn, "__qualname__", None)
     return name if isinstance(name, str) and name else type(fn).__qualname__
+
+
+def call_spec(
+    route: Route,
+    context: Mapping[str, Any] | None,
+    retry_if: Callable[[BaseException], bool] | None,
+) -> CallSpec:
+    """The ``CallSpec`` of a call of a plain function (``sw.call``, ``call_sync``) under
+    ``route``, which ``Registry.call_route`` gave (with its state)."""
+    assert route.state is not None, "call_route fills in the state"
+    return CallSpec(
+        key=route.key,
+        policy=route.policy,
+        state=route.state,
+        context=merge_context(context),
+        llm=route.llm,
+        retry_if=retry_if,
+    )
