@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import io
 import json
@@ -20,7 +21,7 @@ from seawall.cli import main
 from seawall.cli.classify import build_exception
 from seawall.cli.demo import DemoConfig, Progress, Variant, held
 from seawall.cli.demo_stats import summarize, waiting_per_bucket
-from seawall.cli.demo_upstream import ScriptedUpstream, script
+from seawall.cli.demo_upstream import REQUEST, START, ScriptedUpstream, script
 from seawall.cli.demo_view import _PlainProgress, lag_warning, plain_table, progress_display
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -69,6 +70,7 @@ def test_demo_phases_each_measure_one_thing(demo_run) -> None:
     assert [p["name"] for p in result["phases"]] == [
         "healthy",
         "errors",
+        "calm",
         "outage",
         "recovered",
         "rate_limited",
@@ -121,6 +123,55 @@ def test_demo_recovers_without_loss_and_shows_the_held_callers(demo_run) -> None
     assert naive["most_callers_held"] is None
 
 
+def test_demo_shows_seawall_no_worse_than_the_naive_loop_on_any_row(demo_run) -> None:
+    """Issue 16: at least as many successes in every phase, no more load in any.
+
+    Both sides draw the same errors and start their requests at the same
+    moments, so a row differs only where the policies do.
+    """
+    result, _ = demo_run
+    naive, guarded = result["variants"]["naive"], result["variants"]["seawall"]
+    for phase, rate in naive["success_rate_by_phase"].items():
+        assert guarded["success_rate_by_phase"][phase] >= rate, phase
+    for phase, load in naive["load_by_phase"].items():
+        assert guarded["load_by_phase"][phase] <= load, phase
+    # The errors' retries cost what the naive loop's cost: same luck, same attempts.
+    assert guarded["load_by_phase"]["errors"] == naive["load_by_phase"]["errors"] > 1.2
+    for peak in ("peak_load_after_outage_vs_steady", "peak_load_after_rate_limit_vs_steady"):
+        assert guarded[peak] <= 1.25 < 1.5 <= naive[peak], peak
+
+
+async def test_the_two_demo_upstreams_fail_the_same_attempts_of_a_request() -> None:
+    """The errors phase draws from (seed, request, attempt): both sides get the same luck."""
+    phases = script(20)
+    errors = next(p for p in phases if p.name == "errors")
+    ups = [ScriptedUpstream(phases, seed=5, limit=1.0, window=1.0) for _ in range(3)]
+    ups[2] = ScriptedUpstream(phases, seed=6, limit=1.0, window=1.0)
+    urls = [await up.serve() for up in ups]
+    try:
+        async with aiohttp.ClientSession() as session:
+            for up in ups:  # the errors phase, now
+                up.start(asyncio.get_running_loop().time() - errors.start - 0.5)
+            seen: list[dict[tuple[int, int], int]] = [{}, {}, {}]
+            # The second upstream gets the calls in another order (as a side whose
+            # requests and retries interleave differently would send them).
+            orders = [range(40), range(39, -1, -1), range(40)]
+            for url, statuses, order in zip(urls, seen, orders, strict=True):
+                for attempt in range(3):
+                    for request in order:
+                        headers = {START: "3.5", REQUEST: f"0.{request}"}
+                        async with session.get(url, headers=headers) as resp:
+                            statuses[request, attempt] = resp.status
+    finally:
+        for up in ups:
+            await up.close()
+    assert seen[0] == seen[1]  # one seed: the n-th call of a request fails alike
+    assert seen[0] != seen[2]  # another seed: other luck
+    fails = list(seen[0].values()).count(500)
+    assert 0.15 < fails / 120 < 0.45  # about ERROR_RATE of 120 calls
+    assert set(seen[0].values()) == {200, 500}
+
+
 def test_demo_on_simulated_time_repeats_itself() -> None:
     """The same seed gives the same run: no number depends on the machine's speed."""
     argv = ("--simulated", "--duration", "4", "--clients", "3", "--rate", "10", "--seed", "3")
@@ -163,7 +214,7 @@ def _variant(hits: list[tuple[float, int, float]], starts: list[float]) -> Varia
 def test_demo_peaks_are_taken_in_their_own_phase() -> None:
     """A burst right after the rate limit is not counted as the after-outage peak."""
     steady = [(i * 0.1 + 0.01, 200, i * 0.1 + 0.01) for i in range(200)]  # one per 100 ms
-    herd = [(17.05, 200, 16.95)] * 9  # 10 calls in the first bucket after the limit (17-17.1 s)
+    herd = [(18.05, 200, 17.95)] * 9  # 10 calls in the first bucket after the limit (18-18.1 s)
     variant = _variant(steady + herd, [t for t, _, _ in steady])
     summary = summarize(variant, DemoConfig())
     assert summary["peak_load_after_outage_vs_steady"] == 1.0
@@ -178,11 +229,11 @@ def test_demo_load_rows_count_calls_where_their_request_started() -> None:
     the naive loop's 1.03x on ``--seed 7``).
     """
     steady = [(i * 0.1 + 0.01, 200, i * 0.1 + 0.01) for i in range(200)]
-    late = [(17.05, 200, 16.95)] * 9  # started in the rate-limited phase (14-17 s)
-    variant = _variant(steady + late, [t for t, _, _ in steady] + [16.95] * 9)
+    late = [(18.05, 200, 17.95)] * 9  # started in the rate-limited phase (14-18 s)
+    variant = _variant(steady + late, [t for t, _, _ in steady] + [17.95] * 9)
     loads = summarize(variant, DemoConfig())["load_by_phase"]
     assert loads["unlimited"] == 1.0
-    assert loads["rate_limited"] == 1.0  # 30 + 9 requests, 30 + 9 calls
+    assert loads["rate_limited"] == 1.0  # 40 + 9 requests, 40 + 9 calls
 
 
 def test_a_real_time_run_on_a_busy_host_says_so() -> None:

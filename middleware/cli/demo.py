@@ -28,7 +28,14 @@ import attrs
 
 from seawall import backoff, breaker
 from seawall.cli.demo_clock import SimulatedLoop
-from seawall.cli.demo_upstream import START, Phase, ScriptedUpstream, phase_at, script
+from seawall.cli.demo_upstream import (
+    REQUEST,
+    START,
+    Phase,
+    ScriptedUpstream,
+    phase_at,
+    script,
+)
 from seawall.engine import Seawall
 from seawall.errors import SeawallError
 from seawall.events import BreakerTransition
@@ -148,12 +155,13 @@ class Progress:
 
 
 async def _naive_send(
-    session: aiohttp.ClientSession, url: str, config: DemoConfig, start: str
+    session: aiohttp.ClientSession, url: str, config: DemoConfig, start: str, request: str
 ) -> bool:
     """The loop people write: retry any failure after a tiny fixed delay, a few times."""
+    headers = {START: start, REQUEST: request}
     for number in range(1, config.naive_attempts + 1):
         try:
-            async with session.get(url, headers={START: start}) as resp:
+            async with session.get(url, headers=headers) as resp:
                 await resp.read()
                 if resp.status < 400:
                     return True
@@ -164,9 +172,9 @@ async def _naive_send(
     return False
 
 
-async def _seawall_send(session: aiohttp.ClientSession, url: str, start: str) -> bool:
+async def _seawall_send(session: aiohttp.ClientSession, url: str, start: str, request: str) -> bool:
     try:
-        async with session.get(url, headers={START: start}) as resp:
+        async with session.get(url, headers={START: start, REQUEST: request}) as resp:
             await resp.read()
             return resp.status < 400
     except (aiohttp.ClientError, TimeoutError, SeawallError):
@@ -175,37 +183,41 @@ async def _seawall_send(session: aiohttp.ClientSession, url: str, start: str) ->
 
 async def _drive(
     variant: Variant,
-    send: Callable[[str], Awaitable[bool]],
+    send: Callable[[str, str], Awaitable[bool]],
     config: DemoConfig,
     t0: float,
-    rng: random.Random,
+    offsets: list[float],
 ) -> None:
-    """Open-loop load: each client starts a request every ``1/rate`` s, whatever happens."""
+    """Open-loop load: each client starts a request every ``1/rate`` s, whatever happens.
+
+    Client ``n`` starts its requests ``offsets[n]`` seconds into each period; both
+    sides get the same offsets, and each request is named by its client and
+    number (``REQUEST``), so the scripted errors follow the request on both.
+    """
     loop = asyncio.get_running_loop()
     period = 1.0 / config.rate
     count = int(config.duration * config.rate)
     tasks: list[asyncio.Task[None]] = []
 
-    async def one() -> None:
+    async def one(request: str) -> None:
         start = loop.time() - t0
         variant.active += 1
         ok = False
         try:
-            ok = await send(f"{start:.6f}")  # the upstream counts calls by it
+            ok = await send(f"{start:.6f}", request)  # the upstream counts calls by start
         finally:  # a request still running when the run is cut off counts as failed
             variant.active -= 1
             variant.requests.append((start, loop.time() - t0, ok))
 
-    async def client(offset: float) -> None:
+    async def client(number: int, offset: float) -> None:
         for k in range(count):
             wait = t0 + offset + k * period - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             variant.started += 1
-            tasks.append(asyncio.create_task(one()))
+            tasks.append(asyncio.create_task(one(f"{number}.{k}")))
 
-    offsets = [rng.uniform(0.0, period) for _ in range(config.clients)]
-    await asyncio.gather(*(client(offset) for offset in offsets))
+    await asyncio.gather(*(client(n, offset) for n, offset in enumerate(offsets)))
     # Every call is bounded (naive: attempts x 1 s timeout; seawall: its deadline).
     limit = config.naive_attempts * (1.0 + config.naive_delay) + 1.0
     _done, pending = await asyncio.wait(tasks, timeout=limit) if tasks else (set(), set())
@@ -222,6 +234,8 @@ async def run_demo(
     backoff.seed(config.seed)
     breaker.seed(config.seed)  # the recovery timeouts and probe intervals are jittered too
     rng = random.Random(config.seed)
+    # Both sides: the same clients, starting at the same moments of each period.
+    offsets = [rng.uniform(0.0, 1.0 / config.rate) for _ in range(config.clients)]
     phases = script(config.duration)
     offered = config.clients * config.rate
     window = round(_clamp(1.0 * config.scale, 0.1, 1.0), 2)
@@ -230,12 +244,12 @@ async def run_demo(
             name,
             ScriptedUpstream(
                 phases,
-                seed=config.seed + i,
+                seed=config.seed,  # one seed: both sides draw the same errors
                 limit=offered * config.rate_limit_share,
                 window=window,
             ),
         )
-        for i, name in enumerate(VARIANTS)
+        for name in VARIANTS
     )
     naive, guarded = variants
     policy = demo_policy(config)
@@ -257,8 +271,8 @@ async def run_demo(
             for variant in variants:
                 variant.upstream.start(t0)
             run = asyncio.gather(
-                _drive(naive, partial(_naive_send, plain, urls[0], config), config, t0, rng),
-                _drive(guarded, partial(_seawall_send, protected, urls[1]), config, t0, rng),
+                _drive(naive, partial(_naive_send, plain, urls[0], config), config, t0, offsets),
+                _drive(guarded, partial(_seawall_send, protected, urls[1]), config, t0, offsets),
             )
             sampler = asyncio.create_task(_sample(sw, variants, config, t0))
             try:

@@ -1,14 +1,23 @@
 """The demo's upstream: a local aiohttp server that lives through a scripted life.
 
 Phases, as shares of the run, each measuring one thing: healthy (the steady
-load), 30 % errors, a full outage (every request answered 503 at once), the
-recovery after it (how fast and how gently callers come back), a rate-limited
-phase (a fixed-window limiter; the rest get 429 with ``Retry-After`` until the
-next window), and healthy again (what the callers waiting on the limit do when
-it lifts).
+load), 30 % errors, healthy again for a moment (the errors' retries end
+there, not in the outage), a full outage (every request answered 503 at
+once), the recovery after it (how fast and how gently callers come back), a
+rate-limited phase (a fixed-window limiter; the rest get 429 with
+``Retry-After`` until the next window), and healthy again (what the callers
+waiting on the limit do when it lifts). Every phase that fails calls is
+followed by one that answers at once, so a retry that outlives its phase never
+meets the next phase's trouble: each request counts in the phase it started in.
 The server records the time and status of every request it answers, with the
 time its logical request started (the client's ``x-demo-start`` header, the
 same on every retry), which is what the demo counts.
+
+In the errors phase both sides draw the same luck: whether a call fails is
+decided by the seed, the logical request (the client's ``x-demo-request``
+header) and how many calls of that request came before it, so the n-th
+attempt of a request fails for the naive loop exactly when it fails for
+seawall, and that row compares the two policies, not two dice.
 """
 
 from __future__ import annotations
@@ -20,24 +29,38 @@ import random
 import attrs
 from aiohttp import web
 
-__all__ = ["HEALTHY", "PHASES", "START", "Phase", "ScriptedUpstream", "phase_at", "script"]
+__all__ = [
+    "HEALTHY",
+    "PHASES",
+    "REQUEST",
+    "START",
+    "Phase",
+    "ScriptedUpstream",
+    "phase_at",
+    "script",
+]
 
 #: (name, label, share of the run) in order.
 PHASES: tuple[tuple[str, str, float], ...] = (
     ("healthy", "healthy", 0.15),
     ("errors", "30 % errors", 0.15),
+    ("calm", "errors over", 0.05),
     ("outage", "outage", 0.20),
     ("recovered", "recovered", 0.15),
     ("rate_limited", "rate-limited", 0.20),
-    ("unlimited", "limit lifted", 0.15),
+    ("unlimited", "limit lifted", 0.10),
 )
 
 #: Phases in which the upstream answers everything with success.
-HEALTHY = frozenset({"healthy", "recovered", "unlimited"})
+HEALTHY = frozenset({"healthy", "calm", "recovered", "unlimited"})
 
 #: The header in which the client says when a call's logical request started
 #: (seconds since the start of the run).
 START = "x-demo-start"
+
+#: The header naming the logical request (the same on every retry): the
+#: errors phase's draws follow it, so both sides of the demo draw the same luck.
+REQUEST = "x-demo-request"
 
 #: Share of requests answered 500 in the ``errors`` phase.
 ERROR_RATE = 0.3
@@ -90,7 +113,10 @@ class ScriptedUpstream:
         self.window = window
         #: (seconds since start, status, when its logical request started).
         self.hits: list[tuple[float, int, float]] = []
-        self._rng = random.Random(seed)
+        self._seed = seed
+        self._rng = random.Random(seed)  # for calls that do not name their request
+        #: Calls made so far in the errors phase, per logical request.
+        self._tries: dict[str, int] = {}
         self._t0: float | None = None
         self._window_index = -1
         self._window_used = 0
@@ -114,12 +140,25 @@ class ScriptedUpstream:
             return None
         return (index + 1) * self.window - t
 
-    def _answer(self, now: float) -> tuple[int, dict[str, str]]:
+    def _fails(self, request: str | None) -> bool:
+        """Whether this call of the errors phase is answered 500.
+
+        A call naming its logical request draws from the seed, the request and
+        the number of its calls before this one: two upstreams with one seed
+        fail the n-th call of a request alike.
+        """
+        if request is None:
+            return self._rng.random() < ERROR_RATE
+        tries = self._tries.get(request, 0)
+        self._tries[request] = tries + 1
+        return random.Random(f"{self._seed}/{request}/{tries}").random() < ERROR_RATE
+
+    def _answer(self, now: float, request: str | None = None) -> tuple[int, dict[str, str]]:
         if self._t0 is None:
             return 200, {}
         phase = phase_at(self.phases, now - self._t0)
         name = phase.name if phase is not None else "unlimited"
-        if name == "errors" and self._rng.random() < ERROR_RATE:
+        if name == "errors" and self._fails(request):
             return 500, {}
         if name == "outage":
             return 503, {}
@@ -131,7 +170,7 @@ class ScriptedUpstream:
 
     async def handle(self, request: web.Request) -> web.Response:
         now = asyncio.get_running_loop().time()
-        status, headers = self._answer(now)
+        status, headers = self._answer(now, request.headers.get(REQUEST))
         if self._t0 is not None:
             t = now - self._t0
             try:

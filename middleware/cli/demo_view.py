@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TextIO
 
 from seawall.cli.demo import Progress
+from seawall.cli.demo_upstream import PHASES
 
 __all__ = [
     "LAG_WARNING",
@@ -55,14 +56,9 @@ def _phase_load(name: str) -> Callable[[dict[str, Any]], str]:
     return lambda s: _num(s["load_by_phase"][name], "x")
 
 
-#: The script's phases, (name, label), in order.
-PHASE_LABELS = (
-    ("healthy", "healthy"),
-    ("errors", "30 % errors"),
-    ("outage", "outage"),
-    ("recovered", "after the outage"),
-    ("rate_limited", "rate-limited"),
-    ("unlimited", "limit lifted"),
+#: The script's phases, (name, label), in the script's order (a row may say more).
+PHASE_LABELS = tuple(
+    (name, {"recovered": "after the outage"}.get(name, label)) for name, label, _share in PHASES
 )
 
 #: (label, how to render one variant's summary) in table order.
