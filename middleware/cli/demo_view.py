@@ -252,8 +252,14 @@ def plot(result: dict[str, Any], timelines: dict[str, Any], path: str) -> None:
     wait_ax.set_ylabel("seawall\ncallers", fontsize=8)
     if xs:
         wait_ax.legend(loc="upper left", fontsize=7)
-    shades = ("#ffffff", "#fff4d6", "#fde0dc", "#e3f4e3", "#e8e0f8", "#ffffff")
-    for phase, shade in zip(result["phases"], shades, strict=False):
+    shades = {  # the healthy phases stay white
+        "errors": "#fff4d6",
+        "outage": "#fde0dc",
+        "recovered": "#e3f4e3",
+        "rate_limited": "#e8e0f8",
+    }
+    for phase in result["phases"]:
+        shade = shades.get(phase["name"], "#ffffff")
         for ax in (calls_ax, wait_ax, state_ax):
             ax.axvspan(phase["start_s"], phase["end_s"], color=shade, lw=0)
         calls_ax.text(
