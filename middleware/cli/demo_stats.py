@@ -121,10 +121,7 @@ def summarize(variant: Variant, config: DemoConfig) -> dict[str, Any]:
         if phase is not None:
             by_phase[phase.name][2] += 1
     outage_calls = sum(1 for t, _status, _started in hits if t in outage)
-    # The steady load: calls of the healthy phase's own requests (the retries of the
-    # errors before it, made in its first moments, are not steady load).
-    healthy_calls = sum(1 for t, _s, started in hits if t in healthy and started in healthy)
-    healthy_rate = healthy_calls / (healthy.end - healthy.start)
+    healthy_rate = sum(1 for t, _s, _b in hits if t in healthy) / (healthy.end - healthy.start)
     outage_rate = outage_calls / (outage.end - outage.start)
     limited_hits = [status for t, status, _started in hits if t in limited]
     buckets = calls_per_bucket(variant, config.duration)
