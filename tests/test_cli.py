@@ -143,7 +143,7 @@ def test_demo_shows_seawall_no_worse_than_the_naive_loop_on_any_row(demo_run) ->
 
 async def test_the_two_demo_upstreams_fail_the_same_attempts_of_a_request() -> None:
     """The errors phase draws from (seed, request, attempt): both sides get the same luck."""
-    phases = script(20)
+    phases = script(2000)  # an errors phase of 300 s: a slow host stays inside it
     errors = next(p for p in phases if p.name == "errors")
     ups = [ScriptedUpstream(phases, seed=5, limit=1.0, window=1.0) for _ in range(3)]
     ups[2] = ScriptedUpstream(phases, seed=6, limit=1.0, window=1.0)
@@ -159,7 +159,7 @@ async def test_the_two_demo_upstreams_fail_the_same_attempts_of_a_request() -> N
             for url, statuses, order in zip(urls, seen, orders, strict=True):
                 for attempt in range(3):
                     for request in order:
-                        headers = {START: "3.5", REQUEST: f"0.{request}"}
+                        headers = {START: str(errors.start + 0.5), REQUEST: f"0.{request}"}
                         async with session.get(url, headers=headers) as resp:
                             statuses[request, attempt] = resp.status
     finally:
