@@ -41,6 +41,7 @@ from seawall.learnt_pace import (
     CAREFUL_DOUBLING,
     CAREFUL_SHARE,
     CEILING_TTL,
+    CROWDED,
     CRUISE,
     GROWTH_CAP,
     HOLD,
@@ -151,7 +152,7 @@ class Cooldown:
     def level(self) -> float | None:
         """The rate a learnt pace levels off at (``LEVEL`` of the ceiling), once measured."""
         learning = self._learning
-        if learning is None or learning.doubling or not learning.base:
+        if learning is None or not learning.measured:
             return None
         return learning.base
 
@@ -185,11 +186,17 @@ class Cooldown:
         self.rate = learning.pace(now, self.admitted(), self.floor)
         return self.rate
 
+    def _learns(self) -> bool:
+        """The pace in force is the one learnt here (no rate headers, no fleet pace)."""
+        return self._hinted_at is None
+
     def _forget(self) -> None:
         self.rate, self._hinted_at, self.burst = None, None, 1.0
         learning = self._learning
-        if learning is not None and learning.doubling:
-            learning.base = 0.0  # only a measured level is worth remembering
+        if learning is not None:
+            learning.early_misses = 0  # the next episode may probe early again
+            if not learning.measured:
+                learning.base = 0.0  # only a measured level is worth remembering
 
     def _step(self, at: float) -> float:
         """Seconds between two turns at time ``at``."""
@@ -198,16 +205,19 @@ class Cooldown:
         learning = self._learning
         if self._hinted_at is not None or learning is None:
             return 1.0 / (rate * SAFETY)
-        return 1.0 / (learning.pace(at, None, self.floor) if at > self._clock() else rate)
+        now = self._clock()
+        return 1.0 / (learning.pace(at, None, self.floor, now) if at > now else rate)
 
     # --- before an attempt ----------------------------------------------------
 
-    def reserve(self, max_wait: float | None = None) -> float:
+    def reserve(self, max_wait: float | None = None, *, again: bool = False) -> float:
         """Take a turn: the seconds to wait before sending (0: send now).
 
         :param max_wait: the most the caller can wait (its deadline). When the
             turn would come later, nothing is reserved and the (longer) wait
             is returned, so the caller can fail fast.
+        :param again: the caller books again (a cut or a longer pause voided
+            its turn): not a new turn asked for, so not counted as demand.
         """
         now = self._clock()
         until = self.until
@@ -219,10 +229,24 @@ class Cooldown:
             allowance = (self.burst - 1.0) * self._step(now) if self.burst > 1.0 else 0.0
             slot = max(self._tat - allowance, until, now)
             wait = slot - now
+            learning = self._learning
+            if learning is not None and not again:
+                learning.asking(now)
             if max_wait is None or wait < max_wait:
                 self._tat = max(self._tat, slot) + self._step(slot)
-                if wait > 0 and self._learning is not None:
-                    self._learning.busy_at = now
+                if wait > 0 and learning is not None:
+                    learning.busy_at = now
+            if (
+                learning is not None
+                and max_wait is not None
+                and slot - max(until, now) >= CROWDED * max_wait  # queued for turns, not the pause
+                and self._learns()
+                and learning.crowded(now, rate)  # demand outgrew a learnt pace: it probes early
+            ):
+                # Turns booked at the level are void: their callers book again on the probe's
+                # rising pace (every RECHECK), or they would wait as long as before it.
+                self.cuts += 1
+                self._tat = max(now, until)
         if wait > self.max_wait:
             wait = self.max_wait  # whatever the hints said or how far behind the pace is
         if max_wait is not None and wait >= max_wait > 0:

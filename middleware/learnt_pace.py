@@ -19,7 +19,12 @@ bounds the ceiling. With no ceiling known (a fresh key, a whole-seconds
 ``Retry-After`` or none), the pace starts at ``START_RATE`` and doubles every
 ``SLOW_START_DOUBLING`` seconds (slow start); its first 429 bounds the ceiling
 from below, from which it doubles every ``CAREFUL_DOUBLING`` seconds to the
-next. A pace nobody waited on for ``LEARN_TTL`` seconds is forgotten (the key
+next. While callers wait ``CROWDED`` of their time left for a turn (demand has
+outgrown the level; the limit may have lifted), a level reached
+``EARLY_PROBE`` seconds after its cut does not hold: it probes from there,
+doubling every ``EARLY_DOUBLING`` seconds, and its 429 keeps the old ceiling at
+least; each early probe that meets the same ceiling makes the next one wait
+twice as long. A pace nobody waited on for ``LEARN_TTL`` seconds is forgotten (the key
 goes back to the lean path); its level is kept ``CEILING_TTL`` seconds to
 start from next time.
 """
@@ -32,7 +37,13 @@ __all__ = [
     "CAREFUL_DOUBLING",
     "CAREFUL_SHARE",
     "CEILING_TTL",
+    "CROWDED",
     "CRUISE",
+    "EARLY_BACKOFF",
+    "EARLY_CAP",
+    "EARLY_DOUBLING",
+    "EARLY_PROBE",
+    "EARLY_SAME",
     "GROWTH_CAP",
     "HOLD",
     "JITTER_SHARE",
@@ -69,6 +80,33 @@ HOLD = 15.0
 #: ``PROBE_AT`` seconds later (+10 % after 12 s, twice the level after 25 s).
 PROBE_STEP = 0.03
 PROBE_AT = 8.0
+
+#: A caller that would wait this share of its time left (or more) for a turn: demand has
+#: outgrown the pace, and its deadline refuses it if nothing changes.
+CROWDED = 0.25
+
+#: Seconds after a cut from which crowded callers start an early probe instead of the
+#: ``HOLD``: the limit may have lifted, and only a probe can tell.
+EARLY_PROBE = 1.0
+
+#: Seconds in which an early probe doubles the pace (from the level; it marks the mode too:
+#: no other doubling has this length).
+EARLY_DOUBLING = 1.0
+
+#: An early probe's pace stays within this multiple of the demand (turns asked for per
+#: second): what it adds drains the queue, never as a herd (issue 16: 1.2x).
+EARLY_CAP = 1.2
+
+#: An early probe whose 429 shows a ceiling under this multiple of the old one met the same
+#: limit: the next early probe waits ``EARLY_BACKOFF`` times as long after its cut.
+EARLY_SAME = 1.1
+
+#: How much longer each early probe that met the same limit makes the next one wait: 1, 4,
+#: then ``HOLD`` seconds after a cut (where the level would start probing anyway).
+EARLY_BACKOFF = 4.0
+
+#: Early probes in a row that met the same limit, at most (the wait grows no more).
+_EARLY_MISSES_MAX = 2
 
 #: Seconds of one admitted-rate sample (two are kept), and the successes it needs.
 SAMPLE = 0.5
@@ -112,9 +150,12 @@ class LearntPace:
 
     __slots__ = (
         "answers",
+        "asked",
+        "asked_prev",
         "base",
         "busy_at",
         "doubling",
+        "early_misses",
         "forgave",
         "grow_from",
         "ok",
@@ -127,7 +168,10 @@ class LearntPace:
 
     def __init__(self) -> None:
         self.base = 0.0  # the level (or the pace the doubling starts from)
-        self.doubling = 0.0  # seconds per doubling while no ceiling is known (0: CUBIC)
+        # Seconds per doubling while no ceiling is known, or while probing early (EARLY_DOUBLING);
+        # 0: CUBIC around a level.
+        self.doubling = 0.0
+        self.early_misses = 0  # early probes in a row that met the same ceiling
         self.forgave = False  # the last 429 was taken for the host's jitter (level kept)
         self.grow_from = _NEVER  # when the pace started growing (the end of the last pause)
         self.busy_at = _NEVER  # the last time a caller had to wait for its turn
@@ -142,6 +186,9 @@ class LearntPace:
         # a float object shared, not a span made anew; 24 B per key).
         self.ok_prev = 0
         self.ok_prev_since = _NEVER
+        # Turns asked for (first bookings: the demand) in the same two samples.
+        self.asked = 0
+        self.asked_prev = 0
 
     def admitted(self, now: float) -> float | None:
         """Successes per second since the last pause, over about the last second or more.
@@ -155,9 +202,26 @@ class LearntPace:
             return None
         return count / total
 
-    def pace(self, at: float, admitted: float | None, floor: float) -> float:
+    def demand(self, now: float) -> float | None:
+        """Turns asked for per second (first bookings, refused ones too), over the samples
+        of ``admitted``; ``None`` while too few were asked over too short a time."""
+        count = self.asked + self.asked_prev
+        total = now - self.ok_prev_since
+        if count < MIN_SUCCESSES or total < SAMPLE / 2:
+            return None
+        return count / total
+
+    def asking(self, now: float) -> None:
+        """A caller asks for its first turn (not a booking again after a cut); asked during
+        the pause, it waits in the queue the pace drains, not in the rate measured."""
+        if now >= self.ok_since:
+            self.asked += 1
+
+    def pace(
+        self, at: float, admitted: float | None, floor: float, now: float | None = None
+    ) -> float:
         """The learnt pace at time ``at`` (a function of the time since the cut), not below
-        ``floor``."""
+        ``floor``; ``now``: the time of the measures, when ``at`` is later (a turn ahead)."""
         grown = at - self.grow_from
         if grown < 0:
             grown = 0.0
@@ -171,6 +235,10 @@ class LearntPace:
             pace = base
         else:
             pace = base * (1.0 + _GROWTH * (grown - HOLD) ** 3)
+        if doubling == EARLY_DOUBLING:  # serve the demand and drain the queue, never a herd
+            demand = self.demand(at if now is None or now > at else now)
+            if demand is not None and pace > EARLY_CAP * demand:
+                pace = max(EARLY_CAP * demand, base)
         if admitted is not None:  # never far above what the upstream was seen to take
             cap = GROWTH_CAP * admitted
             if doubling and cap < START_RATE:
@@ -178,6 +246,31 @@ class LearntPace:
             if pace > cap and pace > base:
                 pace = cap if cap > base else base
         return pace if pace > floor else floor
+
+    @property
+    def measured(self) -> bool:
+        """``base`` is a level measured from a ceiling (CUBIC, or probing early from it)."""
+        return bool(self.base) and (not self.doubling or self.doubling == EARLY_DOUBLING)
+
+    def crowded(self, now: float, rate: float) -> bool:
+        """A caller would wait ``CROWDED`` of its time left or more for a turn.
+
+        Demand has outgrown the pace. If the upstream's limit has lifted, holding
+        the level refuses callers for nothing, and only a probe can tell. A
+        level whose cut is ``EARLY_PROBE`` seconds old or more (doubled per early
+        probe in a row that met the same ceiling) probes from now on, doubling
+        every ``EARLY_DOUBLING`` seconds; a pace still doubling does not. True when
+        the probe starts now (turns booked at the level are worth booking again).
+        """
+        wait = EARLY_PROBE * EARLY_BACKOFF**self.early_misses
+        if self.doubling or now - self.grow_from < (wait if wait < HOLD else HOLD):
+            return False
+        demand = self.demand(now)
+        if demand is None or demand <= rate:
+            return False  # a queue left by a pause, draining at the pace: no herd to make
+        self.doubling = EARLY_DOUBLING
+        self.grow_from = now  # the doubling's start (sends before it were at the level)
+        return True
 
     def settled(self) -> None:
         """An attempt ended (answered or not)."""
@@ -191,6 +284,7 @@ class LearntPace:
             if span >= SAMPLE and self.ok >= MIN_SUCCESSES:
                 self.ok_prev, self.ok_prev_since = self.ok, self.ok_since
                 self.ok, self.ok_since = 0, now
+                self.asked_prev, self.asked = self.asked, 0
             self.ok += 1
 
     def after_429(
@@ -213,7 +307,7 @@ class LearntPace:
         stale = sent_at is not None and sent_at < self.grow_from
         if rate is not None and (stale or 0 < self.answers <= self.stale_until):
             # Sent before the last cut, which accounted for it; a refill interval still counts.
-            if bound is not None and not self.doubling and bound < self.base / LEVEL:
+            if bound is not None and self.measured and bound < self.base / LEVEL:
                 return bound, 0.0, False
             return None
         if rate is None:  # a fresh key, or a pace forgotten
@@ -222,6 +316,15 @@ class LearntPace:
             if self.base and now - self.grow_from < CEILING_TTL:
                 return self.base / LEVEL, 0.0, False  # from the last level
             return START_RATE, SLOW_START_DOUBLING, False
+        if self.doubling == EARLY_DOUBLING:
+            # An early probe met the limit: what the upstream took, no more than we sent.
+            old = self.base / LEVEL
+            ceiling = old if admitted is None else min(admitted, rate)
+            if bound is not None and bound < ceiling:
+                ceiling = bound
+            same = ceiling < EARLY_SAME * old
+            self.early_misses = min(self.early_misses + 1, _EARLY_MISSES_MAX) if same else 0
+            return ceiling, 0.0, False
         if admitted is None:
             # Too few answers since the last pause to measure: half the pace surely fits.
             return rate / 2, CAREFUL_DOUBLING, False
@@ -270,4 +373,5 @@ class LearntPace:
         self.answers, self.stale_until = 0, inflight
         # Measure afresh after the pause: what came before was another pace.
         self.ok, self.ok_prev = 0, 0
+        self.asked, self.asked_prev = 0, 0
         self.ok_since = self.ok_prev_since = start

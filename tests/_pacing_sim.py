@@ -20,6 +20,9 @@ import attrs
 
 from seawall.cooldown import RECHECK, Cooldown
 
+#: Seconds a caller whose request was refused for its deadline takes before the next one.
+RETHINK = 0.05
+
 
 class Clock:
     def __init__(self, now: float = 1000.0) -> None:
@@ -54,6 +57,7 @@ class Run:
 
     successes: int = 0
     refused: int = 0
+    late: int = 0  # requests refused before sending: their turn came past the deadline
     sends: list[float] = attrs.Factory(list)
     pauses: list[tuple[float, float]] = attrs.Factory(list)  # (429 at, pause ends at)
     paces: list[float] = attrs.Factory(list)  # the pace at each send
@@ -74,6 +78,8 @@ def simulate(
     outage: float = 0.0,
     lift: float = math.inf,
     stalls: tuple[float, float] | None = None,
+    deadline: float | None = None,
+    arrivals: float | None = None,
 ) -> tuple[Run, list[float], Cooldown]:
     """Run ``callers`` for ``seconds`` virtual seconds; (the run, success times, the cooldown).
 
@@ -83,6 +89,11 @@ def simulate(
     ``stalls``: (every, length): a busy host stalls the upstream's process for
     ``length`` seconds every ``every`` seconds; what arrives meanwhile reaches
     its bucket at once when the stall ends.
+    ``deadline``: each turn must come within that many seconds of asking, or the
+    request is refused (``late``) and the caller starts its next one ``RETHINK``
+    seconds later (each booking has the whole deadline: an upper bound).
+    ``arrivals``: open loop instead: a new request every ``1 / arrivals`` seconds
+    (``callers`` is ignored); each is done at its success or its refusal.
     """
     clock = clock or Clock()
     cd = cooldown or Cooldown(clock, max_wait=60.0)
@@ -106,17 +117,26 @@ def simulate(
         seq += 1
         heapq.heappush(events, (at, seq, kind, caller, extra))
 
-    for caller in range(callers):
-        push(t0, "go", caller)
+    if arrivals is None:
+        for caller in range(callers):
+            push(t0, "go", caller)
+    else:
+        for caller in range(math.ceil(seconds * arrivals)):
+            push(t0 + caller / arrivals, "go", caller)
     steps = 0
     while events and events[0][0] < t0 + seconds:
         steps += 1
         assert steps < 5_000_000, "the simulation runs away"
         at, _, kind, caller, extra = heapq.heappop(events)
         clock.now = at
-        if kind == "go":
+        if kind in ("go", "again"):  # again: its turn was voided, it books again
             cuts = cd.cuts
-            wait = cd.reserve(None)
+            wait = cd.reserve(deadline, again=kind == "again")
+            if deadline is not None and wait >= deadline:
+                run.late += 1
+                if arrivals is None:
+                    push(at + RETHINK, "go", caller)
+                continue
             extra = at + wait + 1e6 * cuts  # the turn, and the cuts it was booked after
             if wait > 0:
                 push(woken(at + min(wait, RECHECK)), "turn", caller, extra)
@@ -125,13 +145,13 @@ def simulate(
         if kind == "turn":
             booked_cuts, slot = divmod(extra, 1e6)
             if cd.cuts != booked_cuts:  # a cut voided the turn: book again
-                push(at, "go", caller)
+                push(at, "again", caller)
                 continue
             if at < slot - 1e-9:  # a long wait, looked at again: sleep on
                 push(woken(min(slot, at + RECHECK)), "turn", caller, extra)
                 continue
             if cd.until > at:  # a 429 moved the pause past this turn
-                push(at, "go", caller)
+                push(at, "again", caller)
                 continue
             kind = "spaced"
         if kind == "spaced":
@@ -143,7 +163,7 @@ def simulate(
         if kind == "gapped":
             booked_cuts, slot = divmod(extra, 1e6)
             if cd.cuts != booked_cuts or cd.until > slot:  # as the loop: look again
-                push(at, "go", caller)
+                push(at, "again", caller)
                 continue
             kind = "send"
         if kind == "send":
@@ -165,7 +185,8 @@ def simulate(
                 cd.observe(None, success=True)
                 run.successes += 1
                 ok_times.append(at)
-                push(at, "go", caller)
+                if arrivals is None:
+                    push(at, "go", caller)
             else:
                 cd.observe(None, success=False)
                 wait = float(max(1, math.ceil(extra))) if whole_seconds else extra

@@ -341,6 +341,23 @@ def test_the_429s_of_one_overshoot_cut_the_fleets_rate_once() -> None:
     assert len(told.rates) == 2
 
 
+def test_crowded_callers_do_not_probe_early_while_the_fleet_paces_the_key() -> None:
+    """The early probe belongs to the pace learnt here; the fleet's pace grows in Redis."""
+    clock, _, cooldown = _alone()
+    cooldown.start(1 / 128)  # a level learnt here, alone (121/s)
+    cooldown.pace((100.0, 2))  # then the fleet paces the key: 50/s for this process
+    assert cooldown.rate == pytest.approx(50.0)
+    cuts = cooldown.cuts
+    for _ in range(200):  # 2 s of 100/s asked for, against 50/s: a queue grows
+        clock.now += 0.01
+        cooldown.reserve()
+    assert cooldown.reserve(max_wait=2.0) > 0.5  # a caller waits a quarter of its deadline
+    assert cooldown.cuts == cuts  # no early probe: its turns stand
+    clock.now += 1.0
+    cooldown.reserve()
+    assert cooldown.rate == pytest.approx(50.0)
+
+
 def test_a_refill_interval_bounds_the_fleets_cut() -> None:
     _, told, cooldown = _alone()  # its clock stands still
     cooldown.pace((300.0, 3))  # the fleet paces at 300/s; a 429 says "wait 20 ms"

@@ -286,7 +286,7 @@ class Loop(Settle):
         # Inbound deadlines are on time.monotonic(); rules.deadline_at converts them.
         return deadline_at(own, inbound, now, 0.0 if inbound is None else time.monotonic())
 
-    def cooldown_wait(self, call: CallState) -> float:
+    def cooldown_wait(self, call: CallState, *, again: bool = False) -> float:
         """Seconds to wait for the key's cooldown before the next attempt (a paced turn).
 
         Raises ``DeadlineExceededError`` when the wait would not fit the
@@ -296,7 +296,8 @@ class Loop(Settle):
         spec = call.spec
         at = call.deadline_at
         left = None if at is None else at - self.clock()
-        wait = spec.state.cooldown.reserve(left)  # a paced turn, not only the shared "until"
+        # A paced turn, not only the shared "until" (``again``: booking after a voided turn).
+        wait = spec.state.cooldown.reserve(left, again=again)
         if not wait:
             return 0.0
         if left is not None and wait >= left:
@@ -321,12 +322,12 @@ class Loop(Settle):
         state = call.spec.state
         cooldown = state.cooldown
         at = call.deadline_at
-        for _ in range(_REBOOKINGS):
+        for booking in range(_REBOOKINGS):
             now = self.clock()
             cuts = cooldown.cuts
             try:
                 with state.lock:
-                    wait = self.cooldown_wait(call)
+                    wait = self.cooldown_wait(call, again=booking > 0)
             finally:
                 self.observer.flush()  # the wait (or the refusal) told after the lock
             slept = 0.0

@@ -277,6 +277,9 @@ class FleetCooldown(Cooldown):
         self.rate = max(rate / members, self.floor)
         return self.rate
 
+    def _learns(self) -> bool:
+        return self.shared is None and super()._learns()
+
     def _step(self, at: float) -> float:
         if self.shared is None or self._hinted_at is not None:
             return super()._step(at)
@@ -317,9 +320,9 @@ class FleetCooldown(Cooldown):
         """Callers wait for turns booked ahead (paced, not in the shared pause)."""
         return self.rate is not None and self._tat > max(now, self.until)
 
-    def reserve(self, max_wait: float | None = None) -> float:
+    def reserve(self, max_wait: float | None = None, *, again: bool = False) -> float:
         now = self._clock()
         if self.demand_at < now - 1.0:
             self._hub.demanded(self.key)
         self.demand_at = now
-        return super().reserve(max_wait)
+        return super().reserve(max_wait, again=again)
