@@ -19,12 +19,13 @@ bounds the ceiling. With no ceiling known (a fresh key, a whole-seconds
 ``Retry-After`` or none), the pace starts at ``START_RATE`` and doubles every
 ``SLOW_START_DOUBLING`` seconds (slow start); its first 429 bounds the ceiling
 from below, from which it doubles every ``CAREFUL_DOUBLING`` seconds to the
-next. While callers wait ``CROWDED`` of their time left for a turn (demand has
-outgrown the level; the limit may have lifted), a level reached
-``EARLY_PROBE`` seconds after its cut does not hold: it probes from there,
-doubling every ``EARLY_DOUBLING`` seconds, and its 429 keeps the old ceiling at
-least; each early probe that meets the same ceiling makes the next one wait
-twice as long. A pace nobody waited on for ``LEARN_TTL`` seconds is forgotten (the key
+next. When turns are asked for faster than the pace (the demand) and a caller
+would wait ``CROWDED`` of its time left for one, the limit may have lifted: a
+level whose cut is ``EARLY_PROBE`` seconds old does not hold, it probes from
+there, doubling every ``EARLY_DOUBLING`` seconds, never above ``EARLY_CAP``
+times the demand; each early probe that meets the same ceiling makes the next
+one wait ``EARLY_BACKOFF`` times as long, up to ``HOLD``. A pace nobody
+waited on for ``LEARN_TTL`` seconds is forgotten (the key
 goes back to the lean path); its level is kept ``CEILING_TTL`` seconds to
 start from next time.
 """
@@ -255,12 +256,14 @@ class LearntPace:
     def crowded(self, now: float, rate: float) -> bool:
         """A caller would wait ``CROWDED`` of its time left or more for a turn.
 
-        Demand has outgrown the pace. If the upstream's limit has lifted, holding
-        the level refuses callers for nothing, and only a probe can tell. A
-        level whose cut is ``EARLY_PROBE`` seconds old or more (doubled per early
-        probe in a row that met the same ceiling) probes from now on, doubling
-        every ``EARLY_DOUBLING`` seconds; a pace still doubling does not. True when
-        the probe starts now (turns booked at the level are worth booking again).
+        If the demand (``rate``: the pace in force) has outgrown the pace too, and
+        the upstream's limit has lifted, holding the level refuses callers for
+        nothing; only a probe can tell. A level whose cut is ``EARLY_PROBE``
+        seconds old or more (``EARLY_BACKOFF`` times that per early probe in a
+        row that met the same ceiling, at most ``HOLD``) probes from now on,
+        doubling every ``EARLY_DOUBLING`` seconds; a pace still doubling does
+        not. True when the probe starts now (turns booked at the level are
+        worth booking again).
         """
         wait = EARLY_PROBE * EARLY_BACKOFF**self.early_misses
         if self.doubling or now - self.grow_from < (wait if wait < HOLD else HOLD):

@@ -15,6 +15,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 import seawall
+import seawall.state
+from seawall.cooldown import RECHECK
 from tests.conftest import Upstream, status
 
 
@@ -221,6 +223,29 @@ def test_the_deadline_stops_sync_retries() -> None:
     # 0.6 + 1.0 wait + 0.6 = 2.2 s; the next 2.0 s wait would pass the deadline.
     assert clock.slept == [1.0]
     assert "deadline" in caught.value.__notes__[-1]
+
+
+def test_a_thread_asleep_on_its_turn_waits_out_a_later_429s_pause() -> None:
+    """Another caller's 429 while a thread sleeps on its paced turn: the thread looks again
+    within ``RECHECK`` and books again behind the new pause, not inside it."""
+    seawall.testing.set_testing(False)
+    clock = Clock()
+    policy = seawall.Policy(retry=seawall.RetryPolicy(max_attempts=2))
+    state_box: list[seawall.state.KeyState] = []
+
+    def sleep(seconds: float) -> None:
+        if not clock.slept:  # meanwhile, another caller meets "429, Retry-After: 3"
+            state_box[0].cooldown.start(3.0)
+        clock.sleep(seconds)
+
+    sw = seawall.Seawall(policy, entrypoints=False, clock=clock, sleep=sleep)
+    sent: list[float] = []
+    sw.call_sync(lambda: sent.append(clock()), key="k")  # the key's state, made on first use
+    state_box.append(sw.state_for("k", policy))
+    state_box[0].cooldown.start(2.0)  # "429, Retry-After: 2": no call before 1002
+    sw.call_sync(lambda: sent.append(clock()), key="k")
+    assert sent[1] >= 1003.0  # the pause the second 429 asked for (from 1000 s), in full
+    assert max(clock.slept) <= RECHECK
 
 
 def test_call_sync_refuses_async_functions_and_call_refuses_sync_ones() -> None:

@@ -15,8 +15,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from seawall import _testmode
-from seawall._path.loop import CallState, Loop
+from seawall._path.loop import _REBOOKINGS, CallState, Loop
 from seawall._path.spec import Attempt, CallSpec, FirstAttempt
+from seawall.cooldown import RECHECK
 
 __all__ = ["Block", "SyncAttempt", "SyncRun"]
 
@@ -156,12 +157,7 @@ class SyncRun:
         observer = loop.observer
         try:
             if cooldown.until or cooldown.rate is not None:
-                try:
-                    with lock:
-                        wait = loop.cooldown_wait(call)
-                finally:
-                    observer.flush()  # told after the lock: the wait, or the refusal
-                self._wait(wait)
+                self._respect_cooldown(call)
             if self._number >= call.max_attempts:  # pragma: no cover - settle always stops
                 msg = "unreachable: the last attempt always stops"
                 raise AssertionError(msg)
@@ -177,6 +173,33 @@ class SyncRun:
         self._number += 1
         self._current = SyncAttempt(self, self._number)
         return self._current
+
+    def _respect_cooldown(self, call: CallState) -> None:
+        """Wait for a paced turn, as ``Loop._respect_cooldown`` does on the event loop.
+
+        A long wait looks again every ``RECHECK`` seconds, and the caller books
+        again when a cut voided its turn or a 429 moved the shared pause past it:
+        a thread that slept through either would send inside a server's pause,
+        or beside the callers booked after the cut.
+        """
+        loop = self._loop
+        state = call.spec.state
+        cooldown = state.cooldown
+        for booking in range(_REBOOKINGS):
+            now = loop.clock()
+            cuts = cooldown.cuts
+            try:
+                with state.lock:
+                    wait = loop.cooldown_wait(call, again=booking > 0)
+            finally:
+                loop.observer.flush()  # told after the lock: the wait, or the refusal
+            slept = 0.0
+            while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
+                nap = min(wait - slept, RECHECK)
+                self._wait(nap)
+                slept += nap
+            if cooldown.until <= now + wait and cooldown.cuts == cuts:
+                return
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0 and not _testmode.is_testing():
