@@ -44,6 +44,7 @@ PLAIN_RUNS = [
     ("observe_call.py", [], ["--quick"]),
     ("timers.py", [], ["--quick"]),
     ("fleet.py", [], ["--quick"]),
+    ("lift.py", ["--rounds", "1"], ["--quick"]),
 ]
 
 

@@ -175,3 +175,18 @@ def test_timing_targets_moved_from_the_unit_tests_still_run(script: str, rows: l
     for row in rows:
         (line,) = [line for line in lines if line.startswith(row)]
         assert line.rstrip().endswith(("ok", "ABOVE TARGET", "MISSED")), line
+
+
+def test_the_lift_benchmark_reports_both_phases_for_every_client() -> None:
+    """lift.py --quick: a row per client, each with both phases' figures (never asserted)."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "lift.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {"seawall", "held", "bare"}
+    assert all(len(figures) == 6 and figures[0].endswith("%") for figures in rows.values())
