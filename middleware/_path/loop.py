@@ -312,6 +312,20 @@ class Loop(Settle):
         self.observer.waiting(spec, len(call.history), wait, "cooldown", Category.RATE_LIMIT)
         return float(wait)
 
+    def book_turn(self, call: CallState, *, again: bool) -> tuple[float, int, float]:
+        """Book a paced turn under the key's lock (its event told after it): the time,
+        the cooldown's cuts then (a later cut voids the turn) and the seconds to wait.
+        ``again``: booking after a voided turn. Raises as ``cooldown_wait``."""
+        state = call.spec.state
+        now = self.clock()
+        cuts = state.cooldown.cuts
+        try:
+            with state.lock:
+                wait = self.cooldown_wait(call, again=again)
+        finally:
+            self.observer.flush()  # the wait (or the refusal) told after the lock
+        return now, cuts, wait
+
     async def _respect_cooldown(self, call: CallState) -> None:
         """Wait for a paced turn; book again when a 429 moves the pause or cuts the pace.
 
@@ -319,17 +333,10 @@ class Loop(Settle):
         while callers sleep on booked turns asks for a longer pause (no call
         before it ends) or cuts the pace (turns booked before would go as a herd).
         """
-        state = call.spec.state
-        cooldown = state.cooldown
+        cooldown = call.spec.state.cooldown
         at = call.deadline_at
         for booking in range(_REBOOKINGS):
-            now = self.clock()
-            cuts = cooldown.cuts
-            try:
-                with state.lock:
-                    wait = self.cooldown_wait(call, again=booking > 0)
-            finally:
-                self.observer.flush()  # the wait (or the refusal) told after the lock
+            now, cuts, wait = self.book_turn(call, again=booking > 0)
             slept = 0.0
             while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
                 nap = min(wait - slept, RECHECK)

@@ -182,17 +182,9 @@ class SyncRun:
         a thread that slept through either would send inside a server's pause,
         or beside the callers booked after the cut.
         """
-        loop = self._loop
-        state = call.spec.state
-        cooldown = state.cooldown
+        cooldown = call.spec.state.cooldown
         for booking in range(_REBOOKINGS):
-            now = loop.clock()
-            cuts = cooldown.cuts
-            try:
-                with state.lock:
-                    wait = loop.cooldown_wait(call, again=booking > 0)
-            finally:
-                loop.observer.flush()  # told after the lock: the wait, or the refusal
+            now, cuts, wait = self._loop.book_turn(call, again=booking > 0)
             slept = 0.0
             while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
                 nap = min(wait - slept, RECHECK)
