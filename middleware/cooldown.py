@@ -239,6 +239,7 @@ class Cooldown:
             if (
                 learning is not None
                 and max_wait is not None
+                and max_wait > 0  # (no time left: refused, but no measure of the queue)
                 and slot - max(until, now) >= CROWDED * max_wait  # queued for turns, not the pause
                 and self._learns()
                 and learning.crowded(now, rate)  # demand outgrew a learnt pace: it probes early

@@ -127,6 +127,19 @@ def test_crowding_before_early_probe_seconds_after_the_cut_keeps_the_level() -> 
     assert cooldown.rate == pytest.approx(BASE)  # holding (its rise over): nobody crowded since
 
 
+def test_a_caller_with_no_time_left_starts_no_probe() -> None:
+    """Its deadline has passed: it is refused, and says nothing of the queue."""
+    clock, cooldown = _levelled()
+    _ask(clock, cooldown, 250.0, EARLY_PROBE)
+    clock.now += 1 / 64
+    cuts = cooldown.cuts
+    cooldown.reserve(max_wait=0.0)
+    cooldown.reserve(max_wait=-1.0)
+    assert cooldown.cuts == cuts
+    assert cooldown.reserve(max_wait=2.0) > 0  # the same queue, for a caller with time
+    assert cooldown.cuts == cuts + 1
+
+
 def test_callers_without_a_deadline_never_start_a_probe() -> None:
     """However long they queue: nobody is refused, the level holds."""
     clock, cooldown = _levelled()
