@@ -16,7 +16,11 @@ On the test clock (at 1000 s; exact binary fractions where "exactly" matters).
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from seawall.cooldown import HOLD, LEARN_TTL, LEVEL, Cooldown
 from seawall.learnt_pace import (
@@ -236,3 +240,49 @@ def test_a_rate_stated_by_headers_is_never_probed() -> None:
     assert cooldown.cuts == cuts
     _ask(clock, cooldown, 20.0, 2 * EARLY_DOUBLING)
     assert cooldown.rate == pytest.approx(2.0)
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("ask"), st.sampled_from([None, 0.0, 0.01, 0.5, 2.0, 1e9])),
+    st.tuples(st.just("ok"), st.sampled_from([1, 20, 100])),  # successes over 1/256 s each
+    st.tuples(st.just("429"), st.sampled_from([None, 0.0, 0.004, 0.1, 1.0, 7.0, 1e12])),
+    st.tuples(st.just("wait"), st.sampled_from([0.0, 0.001, 0.05, 0.5, 3.0, 20.0])),
+    st.tuples(st.just("crowd"), st.sampled_from([0.5, 2.0])),  # a second of 300/s, then one
+)
+
+
+@given(st.lists(_STEP, max_size=60))
+def test_any_mix_of_demand_answers_and_429s_keeps_the_pace_bounded(
+    steps: list[tuple[str, float | None]],
+) -> None:
+    """From a measured level, whatever callers ask and the upstream answers: every wait
+    within ``max_wait``, a pace finite and at its floor or above, and a probing pace within
+    its cap of the demand."""
+    clock, cooldown = _levelled()
+    for op, value in steps:  # bounded: at most 60 steps of at most 300 calls
+        if op == "ask":
+            assert 0.0 <= cooldown.reserve(max_wait=value) <= cooldown.max_wait
+        elif op == "ok":
+            for _ in range(int(value or 0)):
+                clock.now += 1 / 256
+                cooldown.sent()
+                cooldown.observe(None, success=True)
+        elif op == "429":
+            cooldown.sent()
+            cooldown.observe(None, success=False)
+            cooldown.start(value)
+        elif op == "crowd":
+            _ask(clock, cooldown, 300.0, 1.0)
+            assert 0.0 <= cooldown.reserve(max_wait=value) <= cooldown.max_wait
+        else:
+            clock.now += value or 0.0
+        cooldown.reserve()  # refreshes the pace
+        rate = cooldown.rate
+        if rate is not None:
+            assert math.isfinite(rate)
+            assert rate >= cooldown.floor
+        learning = cooldown._learning
+        if rate is not None and learning is not None and learning.doubling == EARLY_DOUBLING:
+            demand = learning.demand(clock.now)
+            if demand is not None:
+                assert rate <= max(EARLY_CAP * demand, learning.base, cooldown.floor) * (1 + 1e-9)
