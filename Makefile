@@ -55,7 +55,8 @@ test: lint typecheck pytest
 
 # The property tests with fresh random examples on every run (make test draws the same ones).
 fuzz: $(STAMP)
-	SEAWALL_HYPOTHESIS=explore $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_fuzz_config.py tests/test_fuzz_parsers.py
+	SEAWALL_HYPOTHESIS=explore $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_fuzz_config.py tests/test_fuzz_parsers.py \
+		tests/test_early_probe.py::test_any_mix_of_demand_answers_and_429s_keeps_the_pace_bounded
 
 # Every benchmark (about 15 minutes on 2 cores: 824 s and 889 s on 2026-12-02); writes benchmarks/RESULTS.md.
 bench: $(STAMP)
