@@ -238,7 +238,9 @@ class LearntPace:
             pace = base * (1.0 + _GROWTH * (grown - HOLD) ** 3)
         if doubling == EARLY_DOUBLING:  # serve the demand and drain the queue, never a herd
             demand = self.demand(at if now is None or now > at else now)
-            if demand is not None and pace > EARLY_CAP * demand:
+            if demand is None:  # too few turns asked for to measure: nothing to probe for
+                pace = base
+            elif pace > EARLY_CAP * demand:
                 pace = max(EARLY_CAP * demand, base)
         if admitted is not None:  # never far above what the upstream was seen to take
             cap = GROWTH_CAP * admitted

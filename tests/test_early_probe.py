@@ -242,6 +242,20 @@ def test_a_rate_stated_by_headers_is_never_probed() -> None:
     assert cooldown.rate == pytest.approx(2.0)
 
 
+def test_a_probe_whose_demand_fell_below_a_measure_holds_the_level() -> None:
+    """Found by the property below: the demand fell to a few turns a second (too few to
+    measure) while the probe ran; an uncapped probe went on doubling (213/s against a
+    level of 124/s), and a new burst of callers would have gone at it."""
+    clock, cooldown = _levelled()
+    assert _probing(clock, cooldown, per_second=300.0)
+    for _ in range(200):  # 0.8 s of successes, and nobody asks for a turn
+        clock.now += 1 / 256
+        cooldown.sent()
+        cooldown.observe(None, success=True)
+    cooldown.reserve()
+    assert cooldown.rate == pytest.approx(BASE)
+
+
 _STEP = st.one_of(
     st.tuples(st.just("ask"), st.sampled_from([None, 0.0, 0.01, 0.5, 2.0, 1e9])),
     st.tuples(st.just("ok"), st.sampled_from([1, 20, 100])),  # successes over 1/256 s each
