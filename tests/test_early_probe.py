@@ -66,13 +66,6 @@ def _crowd(clock: Clock, cooldown: Cooldown, per_second: float = 250.0) -> float
     return cooldown.reserve(max_wait=2.0)
 
 
-def _pace_in(clock: Clock, cooldown: Cooldown, seconds: float) -> float:
-    clock.now += seconds
-    cooldown.reserve()
-    assert cooldown.rate is not None
-    return cooldown.rate
-
-
 def _probing(clock: Clock, cooldown: Cooldown, per_second: float = 250.0) -> bool:
     """Whether crowded callers start a probe (the turns booked so far are then void)."""
     cuts = cooldown.cuts
