@@ -250,9 +250,11 @@ def test_a_probe_whose_demand_fell_below_a_measure_holds_the_level() -> None:
 
 
 _STEP = st.one_of(
-    st.tuples(st.just("ask"), st.sampled_from([None, 0.0, 0.01, 0.5, 2.0, 1e9])),
+    st.tuples(st.just("ask"), st.sampled_from([None, -1.0, math.nan, 0.0, 0.01, 0.5, 2.0, 1e9])),
     st.tuples(st.just("ok"), st.sampled_from([1, 20, 100])),  # successes over 1/256 s each
-    st.tuples(st.just("429"), st.sampled_from([None, 0.0, 0.004, 0.1, 1.0, 7.0, 1e12])),
+    st.tuples(
+        st.just("429"), st.sampled_from([None, -1.0, math.nan, 0.0, 0.004, 0.1, 1.0, 7.0, 1e12])
+    ),
     st.tuples(st.just("wait"), st.sampled_from([0.0, 0.001, 0.05, 0.5, 3.0, 20.0])),
     st.tuples(st.just("crowd"), st.sampled_from([0.5, 2.0])),  # a second of 300/s, then one
 )
