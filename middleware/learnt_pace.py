@@ -197,16 +197,15 @@ class LearntPace:
         ``None`` while fewer than ``MIN_SUCCESSES`` were seen, or over less than
         ``SAMPLE / 2`` seconds (too short to tell a burst from a rate).
         """
-        count = self.ok + self.ok_prev
-        total = now - self.ok_prev_since
-        if count < MIN_SUCCESSES or total < SAMPLE / 2:
-            return None
-        return count / total
+        return self._per_second(self.ok + self.ok_prev, now)
 
     def demand(self, now: float) -> float | None:
         """Turns asked for per second (first bookings, refused ones too), over the samples
         of ``admitted``; ``None`` while too few were asked over too short a time."""
-        count = self.asked + self.asked_prev
+        return self._per_second(self.asked + self.asked_prev, now)
+
+    def _per_second(self, count: int, now: float) -> float | None:
+        """``count`` over the two samples (since ``ok_prev_since``), once it is a measure."""
         total = now - self.ok_prev_since
         if count < MIN_SUCCESSES or total < SAMPLE / 2:
             return None

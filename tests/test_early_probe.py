@@ -58,18 +58,21 @@ def _ask(clock: Clock, cooldown: Cooldown, per_second: float, seconds: float) ->
         cooldown.reserve()
 
 
-def _crowd(clock: Clock, cooldown: Cooldown, per_second: float = 250.0) -> float:
+def _crowd(clock: Clock, cooldown: Cooldown, per_second: float = 250.0, left: float = 2.0) -> float:
     """A second of demand at ``per_second`` (over the level's 124/s: a queue grows), then a
-    caller with 2 s left asks (1/64 s later: the second's sum of steps is no exact 1.0)."""
+    caller with ``left`` s left asks (1/64 s later: the second's sum of steps is no exact
+    1.0)."""
     _ask(clock, cooldown, per_second, 1.0)
     clock.now += 1 / 64
-    return cooldown.reserve(max_wait=2.0)
+    return cooldown.reserve(max_wait=left)
 
 
-def _probing(clock: Clock, cooldown: Cooldown, per_second: float = 250.0) -> bool:
+def _probing(
+    clock: Clock, cooldown: Cooldown, per_second: float = 250.0, left: float = 2.0
+) -> bool:
     """Whether crowded callers start a probe (the turns booked so far are then void)."""
     cuts = cooldown.cuts
-    _crowd(clock, cooldown, per_second)
+    _crowd(clock, cooldown, per_second, left)
     return cooldown.cuts == cuts + 1
 
 
@@ -92,11 +95,7 @@ def test_a_crowded_caller_starts_a_probe_from_the_level_and_voids_the_booked_tur
 def test_an_early_probe_stays_within_its_cap_of_the_demand() -> None:
     """150/s asked for: the probe rises to 1.2x that (180/s), not to 4x the level."""
     clock, cooldown = _levelled()
-    _ask(clock, cooldown, 150.0, EARLY_PROBE)
-    clock.now += 1 / 64
-    cuts = cooldown.cuts
-    cooldown.reserve(max_wait=0.5)
-    assert cooldown.cuts == cuts + 1
+    assert _probing(clock, cooldown, per_second=150.0, left=0.5)
     _ask(clock, cooldown, 150.0, 2 * EARLY_DOUBLING)
     assert cooldown.rate == pytest.approx(EARLY_CAP * 150.0, rel=0.02)
 
