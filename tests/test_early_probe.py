@@ -16,12 +16,19 @@ On the test clock (at 1000 s; exact binary fractions where "exactly" matters).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+import seawall
+from seawall import learnt_pace
 from seawall.cooldown import HOLD, LEARN_TTL, LEVEL, Cooldown
 from seawall.learnt_pace import (
     CROWDED,
@@ -294,3 +301,74 @@ def test_any_mix_of_demand_answers_and_429s_keeps_the_pace_bounded(
             demand = learning.demand(clock.now)
             if demand is not None:
                 assert rate <= max(EARLY_CAP * demand, learning.base, cooldown.floor) * (1 + 1e-9)
+
+
+# --- through the engine, against a real upstream --------------------------------------
+
+
+async def _open_loop_against_a_lifting_bucket(limited: float, lifted: float) -> tuple[float, float]:
+    """Requests at 80/s (deadline 3 s each) through ``sw.session()`` against a real aiohttp
+    token bucket of 50/s (burst 5, ``Retry-After`` in whole seconds, no rate headers) whose
+    limit lifts after ``limited`` s. Shares of the requests that succeeded: started while
+    limited, and started from 1 s after the lift on."""
+    loop = asyncio.get_running_loop()
+    clock = loop.time
+    start = clock()
+    bucket = {"tokens": 5.0, "at": start}
+
+    async def handle(request: web.Request) -> web.Response:
+        now = clock()
+        if now - start < limited:
+            tokens = min(5.0, bucket["tokens"] + (now - bucket["at"]) * 50.0)
+            bucket["at"] = now
+            if tokens < 1.0:
+                bucket["tokens"] = tokens
+                wait = math.ceil((1.0 - tokens) / 50.0)
+                return web.Response(status=429, headers={"Retry-After": str(max(1, wait))})
+            bucket["tokens"] = tokens - 1.0
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    policy = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=10, retry_after_max=60.0),
+        timeout=seawall.TimeoutPolicy(attempt=3.0, deadline=3.0),
+    )
+    sw = seawall.Seawall(policy, entrypoints=False, clock=clock)
+    outcomes: list[tuple[float, bool]] = []
+    async with TestServer(app) as server, sw.session() as session:
+        url = server.make_url("/")
+
+        async def one(started: float) -> None:
+            ok = False
+            with contextlib.suppress(seawall.SeawallError, aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as resp:
+                    await resp.read()
+                    ok = resp.status == 200
+            outcomes.append((started - start, ok))
+
+        tasks = []
+        for n in range(int((limited + lifted) * 80)):  # bounded: 80 requests a second
+            await asyncio.sleep(max(0.0, start + n / 80 - clock()))
+            tasks.append(asyncio.create_task(one(clock())))
+        async with asyncio.timeout(60):  # (virtual seconds) a hang guard
+            await asyncio.gather(*tasks)
+    before = [ok for t, ok in outcomes if t < limited]
+    after = [ok for t, ok in outcomes if t >= limited + 1.0]
+    return sum(before) / len(before), sum(after) / len(after)
+
+
+@pytest.mark.virtual_time
+async def test_through_the_engine_a_lifted_limit_is_found_while_callers_crowd(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same open loop twice on the loop's virtual clock: with early probes, and with
+    ``EARLY_PROBE`` at infinity (the level held ``HOLD`` s after each cut, as before).
+    After the lift, early probes serve the callers the held level refused; while limited,
+    they cost little. Waits are real here (not test mode), on the virtual clock."""
+    seawall.testing.set_testing(False)  # (the autouse fixture turns it back on after)
+    probing = await _open_loop_against_a_lifting_bucket(limited=12.0, lifted=10.0)
+    monkeypatch.setattr(learnt_pace, "EARLY_PROBE", math.inf)
+    holding = await _open_loop_against_a_lifting_bucket(limited=12.0, lifted=10.0)
+    assert probing[1] >= holding[1] + 0.2
+    assert probing[0] >= holding[0] - 0.05
