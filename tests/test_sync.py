@@ -11,12 +11,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 
+import attrs
 import pytest
 from aiohttp.test_utils import TestServer
 
 import seawall
 import seawall.state
-from seawall.cooldown import RECHECK
+from seawall.cooldown import RECHECK, SPACING, START_RATE
 from tests.conftest import Upstream, status
 
 
@@ -246,6 +247,39 @@ def test_a_thread_asleep_on_its_turn_waits_out_a_later_429s_pause() -> None:
     sw.call_sync(lambda: sent.append(clock()), key="k")
     assert sent[1] >= 1003.0  # the pause the second 429 asked for (from 1000 s), in full
     assert max(clock.slept) <= RECHECK
+
+
+@pytest.mark.parametrize("deadline", [None, 0.03])
+def test_threads_woken_late_together_go_spaced_not_at_once(deadline: float | None) -> None:
+    """The OS wakes a thread 0.3 s after its paced turn: the turn of the next one has
+    passed meanwhile; it waits for its spaced moment instead of going with the first
+    (two sends at one instant are what a small bucket refuses). A caller whose deadline
+    comes before that moment goes at once rather than be refused."""
+    seawall.testing.set_testing(False)
+    clock = Clock()
+    policy = seawall.Policy(retry=seawall.RetryPolicy(max_attempts=2))
+    last = (
+        policy
+        if deadline is None
+        else attrs.evolve(policy, timeout=seawall.TimeoutPolicy(attempt=None, deadline=deadline))
+    )
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds if clock.slept else seconds + 0.3)  # the first wake-up is late
+
+    sw = seawall.Seawall(policy, entrypoints=False, clock=clock, sleep=sleep)
+    sent: list[float] = []
+    sw.call_sync(lambda: sent.append(clock()), key="k")  # the key's state, made on first use
+    cooldown = sw.state_for("k", policy).cooldown
+    cooldown.start(1.0)  # "429, Retry-After: 1", no rate stated: paced from 1001 on
+    sw.call_sync(lambda: sent.append(clock()), key="k")
+    sw.using(key="k", policy=last).call_sync(lambda: sent.append(clock()))
+    assert sent[1] == pytest.approx(1001.3)  # its turn, woken late
+    step = 1.0 / START_RATE  # the slow start's first pace
+    gap = SPACING * step if deadline is None else 0.0  # 0.04 s: past a 0.03 s deadline
+    assert sent[2] - sent[1] == pytest.approx(gap)  # spaced, not at once
+    assert cooldown.rate is not None
+    assert cooldown.rate >= START_RATE  # paced all along (no 429 in between)
 
 
 def test_call_sync_refuses_async_functions_and_call_refuses_sync_ones() -> None:

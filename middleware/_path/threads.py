@@ -180,9 +180,12 @@ class SyncRun:
         A long wait looks again every ``RECHECK`` seconds, and the caller books
         again when a cut voided its turn or a 429 moved the shared pause past it:
         a thread that slept through either would send inside a server's pause,
-        or beside the callers booked after the cut.
+        or beside the callers booked after the cut. Woken, it takes the next
+        spaced moment (``Cooldown.spaced``), as the event loop's callers do.
         """
-        cooldown = call.spec.state.cooldown
+        state = call.spec.state
+        cooldown = state.cooldown
+        at = call.deadline_at
         for booking in range(_REBOOKINGS):
             now, cuts, wait = self._loop.book_turn(call, again=booking > 0)
             slept = 0.0
@@ -190,8 +193,17 @@ class SyncRun:
                 nap = min(wait - slept, RECHECK)
                 self._wait(nap)
                 slept += nap
-            if cooldown.until <= now + wait and cooldown.cuts == cuts:
-                return
+            if cooldown.until > now + wait or cooldown.cuts != cuts:
+                continue
+            # Threads the OS woke late and together go spaced, not at once (a small bucket
+            # refuses the burst); under the lock: other threads take the next moments.
+            with state.lock:
+                gap = cooldown.spaced()
+            if gap and (at is None or self._loop.clock() + gap < at):
+                self._wait(gap)
+                if cooldown.until > now + wait or cooldown.cuts != cuts:
+                    continue
+            return
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0 and not _testmode.is_testing():
