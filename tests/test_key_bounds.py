@@ -153,7 +153,8 @@ def _live_a_rate_limited_life(state: KeyState, clock: _Ticking) -> None:
     assert cooldown.rate is not None
 
 
-async def test_a_key_that_learnt_a_pace_stays_small() -> None:
+@pytest.mark.parametrize(("keys", "successes", "bound"), [(500, 0, 2125), (100, 1000, 2325)])
+async def test_a_key_that_learnt_a_pace_stays_small(keys: int, successes: int, bound: int) -> None:
     """A key that learnt a pace, met 429 episodes and held calls: 2,074 B measured when
     the bound was set; 2,096 B for the same code on a later host (another build of the same
     Python), and 2,120 B with the early probe's three counters (demand in two samples, the
@@ -163,20 +164,31 @@ async def test_a_key_that_learnt_a_pace_stays_small() -> None:
     stats (three ``Counter``s and the latency histogram, ~620 B) and the
     breaker (window, ~220 B), outside the cooldown (~330 B learnt). This bound
     keeps it from growing; see docs/architecture.md, "State size".
+
+    A busy key is bigger: past 256 a count is an int object of its own (28 B), so
+    after 1,000 successes spread over the latency buckets the same key measures
+    2,292 B (2,463 B after 3,000): the histogram's counts, ``requests``, ``attempts``,
+    ``successes``. Histogram counts kept in an ``array`` would save 168 B of the
+    2,463, for ~370 more instructions a lean call (+2.8 %): not done
+    (docs/architecture.md, ninth session).
     """
     clock = _Ticking()
     sw = seawall.Seawall(entrypoints=False, clock=clock)
     policy = seawall.Policy(breaker=seawall.BreakerPolicy(failure_threshold=1))
+    durations = random.Random(1)
     gc.collect()
     logging.disable(logging.WARNING)  # the breaker's log lines (pytest keeps them) are no state
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for number in range(500):
+        for number in range(keys):
             state = sw.state_for(f"https://host-{number}.example.com:443", policy)
             _live_a_rate_limited_life(state, clock)
+            for _ in range(successes):  # then busy: first-try successes of all durations
+                state.begin(clock())
+                state.stats.first_try(durations.lognormvariate(-2.5, 1.0))
         gc.collect()
-        per_key = (tracemalloc.get_traced_memory()[0] - before) / 500
+        per_key = (tracemalloc.get_traced_memory()[0] - before) / keys
     finally:
         tracemalloc.stop()
         logging.disable(logging.NOTSET)
@@ -184,7 +196,7 @@ async def test_a_key_that_learnt_a_pace_stays_small() -> None:
     # DESIGN: 2 KiB per key. Measured 2,120 B for this worst life (a learnt pace, held calls,
     # an open breaker, a ramp, every counter in use): at the budget, with little room; a fresh
     # key is far below. The ramp's parts count while it lasts; it is dropped once over.
-    assert per_key <= 2125, f"{per_key:.0f} bytes per key"
+    assert per_key <= bound, f"{per_key:.0f} bytes per key"
 
 
 def test_breakers_share_one_jitter_source_and_stay_jittered() -> None:
