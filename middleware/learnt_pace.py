@@ -24,7 +24,8 @@ would wait ``CROWDED`` of its time left for one, the limit may have lifted: a
 level whose cut is ``EARLY_PROBE`` seconds old does not hold, it probes from
 there, doubling every ``EARLY_DOUBLING`` seconds, never above ``EARLY_CAP``
 times the demand; each early probe that meets the same ceiling makes the next
-one wait ``EARLY_BACKOFF`` times as long, up to ``HOLD``. A pace nobody
+one wait ``EARLY_BACKOFF`` times as long, up to ``HOLD``; the level an early
+probe's 429 sets is not kept past its own first 429 (``JITTER_SHARE``). A pace nobody
 waited on for ``LEARN_TTL`` seconds is forgotten (the key
 goes back to the lean path); its level is kept ``CEILING_TTL`` seconds to
 start from next time.
@@ -328,7 +329,10 @@ class LearntPace:
                 ceiling = bound
             same = ceiling < EARLY_SAME * old
             self.early_misses = min(self.early_misses + 1, _EARLY_MISSES_MAX) if same else 0
-            return ceiling, 0.0, False
+            # `forgave` set: the level this sets was measured on the probe's way up, with
+            # what the bucket had stored meanwhile, and never held; its first 429 cuts
+            # (keeping it once cost one more pause per early probe).
+            return ceiling, 0.0, True
         if admitted is None:
             # Too few answers since the last pause to measure: half the pace surely fits.
             return rate / 2, CAREFUL_DOUBLING, False

@@ -214,6 +214,33 @@ def test_a_probe_that_finds_a_higher_ceiling_levels_there_and_may_probe_early_ag
     assert _probing(clock, cooldown, per_second=500.0)  # EARLY_PROBE after the cut: no backoff
 
 
+@pytest.mark.parametrize("set_by", ["a held cut", "an early probe"])
+def test_a_level_an_early_probe_measured_is_cut_at_its_first_429(set_by: str) -> None:
+    """A 429 under a level the upstream took for seconds, most of it still taken, is taken
+    for a stall of the host once: the level is kept. Not a level an early probe's 429 set:
+    it was measured on the probe's way up, with what the bucket had stored meanwhile (above
+    the limit), and never held; its first 429 cuts it to what was admitted. (Before, such a
+    level was kept once: one more pause of ``Retry-After`` per early probe, 2-5 % of a
+    standing limit's successes in the simulator.)"""
+    clock, cooldown = _levelled()
+    if set_by == "an early probe":
+        _probe_meets_a_429(clock, cooldown, admitted_per_s=CEILING)
+    level = cooldown.level
+    assert level is not None
+    per_s = 0.9 * level  # over learnt_pace.JITTER_SHARE of the level: a stall's look
+    for _ in range(round(2 * per_s)):  # two seconds, callers without a deadline (no probe)
+        clock.now += 1 / per_s
+        cooldown.reserve()
+        cooldown.sent()
+        cooldown.observe(None, success=True)
+    assert learnt_pace.JITTER_SHARE * level <= (cooldown.admitted() or 0.0) < level
+    cooldown.start(1.0, sent_at=clock.now)
+    if set_by == "a held cut":
+        assert cooldown.level == pytest.approx(level)  # kept, once
+    else:
+        assert cooldown.level == pytest.approx(LEVEL * per_s, rel=0.02)  # cut to what it took
+
+
 def test_a_forgotten_pace_may_probe_early_again_at_its_next_episode() -> None:
     clock, cooldown = _levelled()
     _probe_meets_a_429(clock, cooldown, admitted_per_s=CEILING)
