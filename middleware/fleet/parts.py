@@ -407,7 +407,9 @@ class FleetCooldown(Cooldown):
         if probe and shared is not None:
             self.probe = 0.0
             self.shared = (probe, shared[1])
-            self._rebook(self._clock())
+            now = self._clock()
+            self._refresh(now)
+            self._rebook(now)
 
     def booked_ahead(self, now: float) -> bool:
         """Callers wait for turns booked ahead (paced, not in the shared pause)."""
