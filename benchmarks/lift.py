@@ -331,6 +331,13 @@ async def main(argv: list[str] | None = None) -> None:
             f"  {med('limited 429s'):>7.3f}  {med('lifted success'):>10.1%}"
             f"  {med('lifted per s'):>6.1f}  {med('lifted 429s'):>7.3f}"
         )
+    print("each round (limited: per s, 429s/ok; lifted: ok):")
+    for client in clients:
+        rounds = "  ".join(
+            f"{row['limited per s']:.1f} {row['limited 429s']:.3f} {row['lifted success']:.1%}"
+            for row in runs[client]
+        )
+        print(f"  {client:10}  {rounds}")
 
 
 if __name__ == "__main__":
