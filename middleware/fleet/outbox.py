@@ -17,6 +17,7 @@ from typing import Any
 
 from seawall.cooldown import LEVEL
 from seawall.fleet.parts import FleetBreaker
+from seawall.learnt_pace import HOLD
 from seawall.state import KeyState
 
 __all__ = [
@@ -49,9 +50,10 @@ RATE_DOUBLING = 60.0
 RATE_TTL = 10.0
 #: ... and is cut at most once in this many seconds for the whole fleet.
 RATE_CUT_SPACING = 0.1
-#: Seconds at most between an early probe that met the same limit and the next one (after
-#: 1, 4, 16 s: ``docs/fleet.md`` says why not ``HOLD``, the in-process cap).
-EARLY_BACKOFF_MAX = 60.0
+#: Seconds at most between an early probe that met the same limit and the next one (1, 4,
+#: then this): the in-process cap, ``HOLD`` (docs/architecture.md: a 60 s cap saved nothing
+#: measurable on a standing limit, and finds a late lift up to 45 s later).
+EARLY_BACKOFF_MAX = HOLD
 
 
 def ms(seconds: float) -> int:

@@ -157,7 +157,8 @@ return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, i
 #: the rate and plateau are the reported one (0.75 of what was sent), between the probe's
 #: level (a cut; a bound may go lower) and its rate now; a ceiling under ``EARLY_SAME`` of
 #: the level met the same limit, and each such miss in a row makes the next early probe wait
-#: ``EARLY_BACKOFF`` times longer after the cut (1, 4, 16 s ...), at most ARGV[9] ms.
+#: ``EARLY_BACKOFF`` times longer after the cut (1, 4, 16 s ...), at most ARGV[9] ms (60 s
+#: when not given).
 #: Returns {now, rate in mHz}.
 RATE = (
     _NOW
