@@ -256,3 +256,22 @@ async def test_redis_gone_mid_probe_falls_back_to_the_level_and_nobody_waits() -
     finally:
         await fleet.aclose()
         srv.kill()
+
+
+async def test_a_cut_by_a_member_of_an_older_version_ends_the_probe(fleet: Fleet2) -> None:
+    """An older member knows no probe: its ``RATE`` writes ``r``, ``w``, ``at`` and ``cut``
+    only (and its ``READ`` ignores ``e``, ``p``, ``q``, ``x``); a cut it stamps after the
+    probe's start ends the probe for every member of this version."""
+    await fleet.paced()
+    await fleet.age(2.0)
+    fleet.crowd(fleet.a)
+    await step(fleet.members)
+    assert fleet.cooldown(fleet.b).probe > 0
+    now_ms = int((await fleet.client.time())[0]) * 1000 + 1000  # (later than the probe's start)
+    await fleet.client.hset(fleet.key, mapping={"r": 87.3, "w": 97.0, "at": now_ms, "cut": now_ms})
+    await step(fleet.members)
+    for m in fleet.members:
+        cooldown = fleet.cooldown(m)
+        assert cooldown.probe == 0.0
+        assert cooldown.shared is not None
+        assert cooldown.shared[0] == pytest.approx(87.3, rel=0.01)
