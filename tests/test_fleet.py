@@ -305,6 +305,7 @@ class Told:
     def __init__(self) -> None:
         self.rates: list[float] = []
         self.bounds: list[bool] = []
+        self.crowds: list[str] = []
 
     def moved(self, breaker: FleetBreaker, old: BreakerState, new: BreakerState) -> None:
         pass
@@ -318,6 +319,9 @@ class Told:
 
     def demanded(self, key: str) -> None:
         pass
+
+    def crowded(self, key: str) -> None:
+        self.crowds.append(key)
 
 
 def _alone() -> tuple[Clock, Told, FleetCooldown]:
@@ -341,9 +345,11 @@ def test_the_429s_of_one_overshoot_cut_the_fleets_rate_once() -> None:
     assert len(told.rates) == 2
 
 
-def test_crowded_callers_do_not_probe_early_while_the_fleet_paces_the_key() -> None:
-    """The early probe belongs to the pace learnt here; the fleet's pace grows in Redis."""
-    clock, _, cooldown = _alone()
+def test_crowded_callers_ask_the_fleet_for_an_early_probe_and_follow_its_pace() -> None:
+    """While the fleet paces the key, crowded callers ask the fleet (Redis decides) to probe
+    early instead of probing alone; the probe's pace voids their turns and serves the demand.
+    (``test_fleet_probe.py`` has the fleet's side against a real redis-server.)"""
+    clock, told, cooldown = _alone()
     cooldown.start(1 / 128)  # a level learnt here, alone (121/s)
     cooldown.pace((100.0, 2))  # then the fleet paces the key: 50/s for this process
     assert cooldown.rate == pytest.approx(50.0)
@@ -351,11 +357,15 @@ def test_crowded_callers_do_not_probe_early_while_the_fleet_paces_the_key() -> N
     for _ in range(200):  # 2 s of 100/s asked for, against 50/s: a queue grows
         clock.now += 0.01
         cooldown.reserve()
+    assert not told.crowds  # callers with no deadline are never crowded
     assert cooldown.reserve(max_wait=2.0) > 0.5  # a caller waits a quarter of its deadline
-    assert cooldown.cuts == cuts  # no early probe: its turns stand
-    clock.now += 1.0
-    cooldown.reserve()
+    assert told.crowds == ["k"]  # the fleet hears of it ...
+    assert cooldown.cuts == cuts  # ... and no probe of its own: its turns stand
     assert cooldown.rate == pytest.approx(50.0)
+    cooldown.pace((100.0, 2), probe=100.0)  # the fleet's probe starts from its rate
+    assert cooldown.cuts == cuts + 1  # turns booked at the level are void
+    cooldown.pace((400.0, 2), probe=100.0)  # two doublings later: capped at 1.2x demand
+    assert cooldown.rate == pytest.approx(1.2 * 100.0, rel=0.05)
 
 
 def test_a_refill_interval_bounds_the_fleets_cut() -> None:

@@ -1,10 +1,11 @@
 """The fleet store's outbox: what this process has to publish, batched into one round's writes.
 
 The parts' news (a vote, a close, a probe's send, a 429's wait, a cut or a
-bound of the rate) is posted here synchronously, with no I/O; the store's next
-round turns it into Lua calls (``Outbox.calls``): a key's vote, close or probe
-at most once a round, every wait, and of a round's rates the lowest cut and
-the lowest bound per key. The constants below are the fleet's protocol that
+bound of the rate, crowded callers asking for an early probe) is posted here
+synchronously, with no I/O; the store's next round turns it into Lua calls
+(``Outbox.calls``): a key's vote, close, probe or early probe at most once a
+round, every wait, and of a round's rates the lowest cut and the lowest bound
+per key. The constants below are the fleet's protocol that
 the writes carry (``docs/fleet.md``).
 """
 
@@ -16,9 +17,11 @@ from typing import Any
 
 from seawall.cooldown import LEVEL
 from seawall.fleet.parts import FleetBreaker
+from seawall.learnt_pace import HOLD
 from seawall.state import KeyState
 
 __all__ = [
+    "EARLY_BACKOFF_MAX",
     "QUORUM",
     "RATE_CUT_SPACING",
     "RATE_DOUBLING",
@@ -47,6 +50,10 @@ RATE_DOUBLING = 60.0
 RATE_TTL = 10.0
 #: ... and is cut at most once in this many seconds for the whole fleet.
 RATE_CUT_SPACING = 0.1
+#: Seconds at most between an early probe that met the same limit and the next one (1, 4,
+#: then this): the in-process cap, ``HOLD`` (docs/architecture.md: a 60 s cap saved nothing
+#: measurable on a standing limit, and finds a late lift up to 45 s later).
+EARLY_BACKOFF_MAX = HOLD
 
 
 def ms(seconds: float) -> int:
@@ -99,10 +106,14 @@ class Outbox:
                 batch.append(("CLOSE", self._keys(key, "b", "v", "p"), [self.node, ttl]))
             elif op == "probed":
                 batch.append(("PROBED", self._keys(key, "p"), [self.node, recovery]))
+            elif op == "early":  # before the round's reads: they see the probe it starts
+                args = [self.node, 0, ms(RATE_DOUBLING), ms(RATE_TTL), 0, 0, ms(RATE_RISE)]
+                batch.append(("EARLY", self._keys(key, "b", "v", "c", "r"), args))
             else:
                 batch.append(("COOL", self._keys(key, "c"), [ms(value)]))
         for (op, key), value in rates.items():
             args = [self.node, ms(value), ms(RATE_DOUBLING), ms(RATE_TTL), spacing]
             args += [1 if op == "bound" else 0, ms(RATE_RISE), round(RATE_PLATEAU * 1000)]
+            args.append(ms(EARLY_BACKOFF_MAX))
             batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
         return batch

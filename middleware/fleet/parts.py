@@ -15,12 +15,17 @@ from typing import Protocol
 
 from seawall.breaker import Breaker, BreakerState, Counts, Transition
 from seawall.cooldown import LEVEL, RECHECK, START_WAIT_MAX, Cooldown
+from seawall.learnt_pace import CROWDED, EARLY_CAP, MIN_SUCCESSES, SAMPLE
 from seawall.policy import BreakerPolicy
 
-__all__ = ["FLEET_CUT", "FLEET_SPACING", "FleetBreaker", "FleetCooldown", "Hub"]
+__all__ = ["FLEET_CUT", "FLEET_SPACING", "PROBE_CUT", "FleetBreaker", "FleetCooldown", "Hub"]
 
 #: A 429 under the fleet's pace cuts the fleet's rate by this factor.
 FLEET_CUT = 0.9
+
+#: A 429 met by the fleet's early probe cuts the fleet's rate to this share of the rate that
+#: was being sent (never under the level the probe started from; ``docs/fleet.md``).
+PROBE_CUT = 0.75
 
 #: Seconds after asking for a cut during which this process's 429s ask for none (the
 #: answers of requests sent at the old pace are old news; Redis also spaces the fleet's cuts).
@@ -47,6 +52,8 @@ class Hub(Protocol):
     def rated(self, key: str, rate: float, *, bound: bool = False) -> None: ...
 
     def demanded(self, key: str) -> None: ...
+
+    def crowded(self, key: str) -> None: ...
 
 
 class FleetBreaker(Breaker):
@@ -189,7 +196,21 @@ class FleetCooldown(Cooldown):
     level it measures is published as the fleet's rate.
     """
 
-    __slots__ = ("_hub", "_spaced", "bounded", "cut_at", "demand_at", "key", "members", "shared")
+    __slots__ = (
+        "_asked",
+        "_asked_at",
+        "_asked_prev",
+        "_hub",
+        "_spaced",
+        "booked",
+        "bounded",
+        "cut_at",
+        "demand_at",
+        "key",
+        "members",
+        "probe",
+        "shared",
+    )
 
     def __init__(self, key: str, clock: Callable[[], float], max_wait: float, hub: Hub) -> None:
         super().__init__(clock, max_wait)
@@ -208,6 +229,15 @@ class FleetCooldown(Cooldown):
         self._spaced = 0.0
         #: Processes pacing the key, this one included, as last read (1 when unknown).
         self.members = 1
+        #: The level the fleet's early probe started from, as last read (0: no probe).
+        self.probe = 0.0
+        #: While the fleet probes: this process's share when its turns were last voided.
+        self.booked = 0.0
+        # Turns asked for (first bookings, not during a pause): in the sample since
+        # ``_asked_at`` and in the one before (``SAMPLE`` s each): the local demand.
+        self._asked = 0
+        self._asked_prev = 0
+        self._asked_at = float("-inf")
 
     def start(self, seconds: float | None, sent_at: float | None = None) -> None:
         before = self.until
@@ -232,10 +262,22 @@ class FleetCooldown(Cooldown):
         else:
             if seconds is not None and seconds >= 0:  # (NaN and negative waits are nonsense)
                 self.until = max(self.until, now + min(seconds, self.max_wait))
-            rate, _members = shared
+            rate, members = shared
             if now - self.cut_at >= CUT_SPACING:  # the 429s of one overshoot cut once
                 self.cut_at = now
-                self._hub.rated(self.key, rate * FLEET_CUT)
+                probe = self.probe
+                if probe and self.rate is not None:
+                    # The fleet's early probe met the limit: 0.75 of what the fleet sent (this
+                    # share, capped by the demand, per member), never under the probe's level.
+                    # Taken here at once; Redis ends the probe and backs the next one off.
+                    sent = min(rate, self.rate * members)
+                    cut = max(PROBE_CUT * sent, probe)
+                    self.probe = 0.0
+                    self.shared = (cut, members)
+                    self._refresh(now)
+                    self._hub.rated(self.key, cut)
+                else:
+                    self._hub.rated(self.key, rate * FLEET_CUT)
                 self._rebook(now)
             if bound is not None and bound < rate and bound < self.bounded:
                 self.bounded = bound  # a refill interval bounds the rate
@@ -274,7 +316,16 @@ class FleetCooldown(Cooldown):
         if shared is None or self._hinted_at is not None:  # headers say more than the fleet
             return super()._refresh(now)
         rate, members = shared
-        self.rate = max(rate / members, self.floor)
+        share = rate / members
+        probe = self.probe
+        if probe:  # the fleet probes early: serve this process's demand, never a herd
+            base = probe / members
+            demand = self.demand(now)
+            if demand is None:
+                share = base  # too few turns asked for to measure: nothing to probe for
+            elif share > EARLY_CAP * demand:
+                share = max(EARLY_CAP * demand, base)
+        self.rate = max(share, self.floor)
         return self.rate
 
     def _learns(self) -> bool:
@@ -287,34 +338,78 @@ class FleetCooldown(Cooldown):
         assert rate is not None
         return 1.0 / rate
 
-    def pace(self, shared: tuple[float, int] | None) -> None:
-        """The fleet's pace for this key (from the store's last read), or ``None``.
+    def pace(self, shared: tuple[float, int] | None, probe: float = 0.0) -> None:
+        """The fleet's pace for this key (from the store's last read), or ``None``;
+        ``probe``: the level the fleet's early probe started from (0: none).
 
         When the share rises well above the pace turns were booked at (the
         fleet's first pace, after a local one learnt low, or a member gone),
         those turns are void: callers asleep on them would idle the process;
         so are they when it falls well below (another process's bound or cut):
-        they would go at the old pace.
+        they would go at the old pace. While the fleet probes early, they are
+        void when the probe starts and each time the share grows by
+        ``REBOOK_RISE`` since they were last voided.
         """
         self.bounded = float("inf")  # a bound below the rate read now is news again
         if shared is None:
             self.unpace()
             return
         before = None if self.shared is None else self.rate
+        started = probe > 0 and not self.probe
         self.shared = shared
+        self.probe = probe
         now = self._clock()
         share = self._refresh(now)
         if share is None or self._hinted_at is not None:
             return  # headers pace the key
+        if probe:
+            booked = self.booked
+            if started or share > REBOOK_RISE * booked:
+                self.booked = share
+                self._rebook(now)
+            return
+        self.booked = 0.0
         changed = before is None or share > REBOOK_RISE * before or share * REBOOK_RISE < before
         if changed and self._tat > now + 1.0 / share:
             self._rebook(now)
 
+    def demand(self, now: float) -> float | None:
+        """Turns asked for here per second over the last one or two samples (``None``: too
+        few asked, or over too short a time, to tell a burst from a rate)."""
+        count = self._asked + self._asked_prev
+        total = now - self._asked_at + (SAMPLE if self._asked_prev else 0.0)
+        if count < MIN_SUCCESSES or total < SAMPLE / 2:
+            return None
+        return count / total
+
+    def _ask(self, now: float) -> None:
+        """A first turn asked for (outside a pause): counted in the demand."""
+        span = now - self._asked_at
+        if span >= SAMPLE:
+            if span < 2 * SAMPLE:  # the next sample, back to back: the last one is kept
+                self._asked_prev, self._asked_at = self._asked, self._asked_at + SAMPLE
+            else:
+                self._asked_prev, self._asked_at = 0, now
+            self._asked = 0
+        self._asked += 1
+
     def unpace(self) -> None:
         """No fleet pace (Redis out of reach, or forgotten): the in-process pace again."""
+        self.probe = 0.0
         if self.shared is not None:
             self.shared = None
             self.rate = None  # learnt again here, from the next 429
+
+    def hold_level(self) -> None:
+        """Redis is out of reach: an early probe of the fleet's ends here, at its level (what
+        surely fitted; the others cannot see what this process would send)."""
+        probe, shared = self.probe, self.shared
+        if probe and shared is not None:
+            self.probe = 0.0
+            self.shared = (probe, shared[1])
+            now = self._clock()
+            self._refresh(now)
+            self._rebook(now)
 
     def booked_ahead(self, now: float) -> bool:
         """Callers wait for turns booked ahead (paced, not in the shared pause)."""
@@ -325,4 +420,25 @@ class FleetCooldown(Cooldown):
         if self.demand_at < now - 1.0:
             self._hub.demanded(self.key)
         self.demand_at = now
-        return super().reserve(max_wait, again=again)
+        paced = self.shared is not None and self._hinted_at is None
+        if paced and not again and now >= self.until:
+            self._ask(now)
+        wait = super().reserve(max_wait, again=again)
+        if (
+            paced
+            and not self.probe
+            and max_wait is not None
+            and max_wait > 0  # (no time left: refused, but no measure of the queue)
+            and wait - (self.until - now if self.until > now else 0.0) >= CROWDED * max_wait
+        ):
+            self._crowded(now)
+        return wait
+
+    def _crowded(self, now: float) -> None:
+        """A caller would wait ``CROWDED`` of its time left for a turn (not for a pause): if
+        turns are asked for faster than the share too, demand outgrew the fleet's pace, and
+        the limit may have lifted: the fleet is asked for an early probe (Redis decides)."""
+        demand = self.demand(now)
+        rate = self.rate
+        if demand is not None and rate is not None and demand > rate:
+            self._hub.crowded(self.key)

@@ -10,6 +10,10 @@ Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<par
 - ``r`` (hash): the fleet's paced rate, ``r`` (requests/s) set at ``at`` (server ms) by
   the last cut (``cut``, server ms) or bound; it rises back to the plateau ``w`` in
   ``RATE_RISE`` seconds, then doubles every ``RATE_DOUBLING`` seconds (a slow probe upward);
+  while an early probe runs (``e``, server ms when it started, later than ``cut``) the rate
+  is ``p`` (the level it probes from) doubled every ``EARLY_DOUBLING`` s, at most
+  ``EARLY_DOUBLINGS`` times; ``q``: early probes in a row that met the same limit, ``x``:
+  server ms before which no early probe starts (their backoff);
 - ``m`` (hash): the members pacing the key, node -> server ms when it expires;
 - ``u`` (hash): retry budget use, node -> ``expiry:requests:retries`` in its window;
 - ``<prefix>:{costs}`` (hash, one for the fleet): node -> ``expiry|cost report JSON``.
@@ -20,7 +24,19 @@ are integers in milliseconds.
 
 from __future__ import annotations
 
-__all__ = ["CLOSE", "COOL", "COSTS", "LEASE", "PROBED", "RATE", "READ", "VOTE"]
+__all__ = ["CLOSE", "COOL", "COSTS", "EARLY", "LEASE", "PROBED", "RATE", "READ", "VOTE"]
+
+#: Milliseconds in which an early probe doubles the fleet's rate (``LearntPace``'s 1 s) ...
+EARLY_DOUBLING_MS = 1000
+#: ... at most this many times (64x the level: the per-process cap of 1.2x the demand
+#: bounds what is sent long before) ...
+EARLY_DOUBLINGS = 6
+#: ... and ms after a cut before which crowded members start none (``EARLY_PROBE``).
+EARLY_PROBE_MS = 1000
+#: A probe's ceiling under this multiple of its level met the same limit (``EARLY_SAME``) ...
+EARLY_SAME = 1.1
+#: ... and the next early probe waits this many times longer after the cut (``EARLY_BACKOFF``).
+EARLY_BACKOFF = 4
 
 # Shared helpers, prepended to each script.
 _NOW = """
@@ -43,10 +59,21 @@ end
 
 # The fleet's rate: ``r`` set at ``at``; it rises to the plateau ``w`` in ARGV[7] ms (a
 # concave curve: fast, then flat), then probes upward, doubling every ARGV[3] ms.
-_RATE = """
+_RATE = f"""
+local EARLY_DOUBLING_MS, EARLY_DOUBLINGS = {EARLY_DOUBLING_MS}, {EARLY_DOUBLINGS}
+local EARLY_PROBE_MS = {EARLY_PROBE_MS}
+local function probe_base()
+  local e = tonumber(redis.call('HGET', KEYS[4], 'e') or '0')
+  if e <= 0 or e <= tonumber(redis.call('HGET', KEYS[4], 'cut') or '0') then return 0, 0 end
+  return tonumber(redis.call('HGET', KEYS[4], 'p') or '0'), e
+end
 local function rate_now()
   local r = tonumber(redis.call('HGET', KEYS[4], 'r') or '0')
   if r <= 0 then return 0 end
+  local p, e = probe_base()
+  if p > 0 then
+    return p * 2 ^ math.min(math.max(0, now - e) / EARLY_DOUBLING_MS, EARLY_DOUBLINGS)
+  end
   local w = tonumber(redis.call('HGET', KEYS[4], 'w') or tostring(r))
   local at = tonumber(redis.call('HGET', KEYS[4], 'at') or tostring(now))
   local rise = tonumber(ARGV[7])
@@ -59,7 +86,8 @@ end
 #: KEYS: b, v, c, r, m, u. ARGV: node, member ttl ms (0: not pacing), doubling ms,
 #: this node's requests and retries in its budget window, the window in ms, rise ms.
 #: Returns {now, gen, votes, mine, due, cooldown_until, rate in mHz, members, my index,
-#: the other nodes' requests, their retries, nodes counting}.
+#: the other nodes' requests, their retries, nodes counting, the early probe's level in mHz
+#: (0: none; last, so that a member of an older version reads the rest as before)}.
 READ = (
     _NOW
     + _RATE
@@ -111,28 +139,49 @@ for i = 1, #rows, 2 do
     redis.call('HDEL', KEYS[6], rows[i])
   end
 end
+local base = probe_base()
 return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, index,
-        oreq, oret, counting}
+        oreq, oret, counting, math.floor(base * 1000)}
 """
 )
 
 #: KEYS: b, v, c, r. ARGV: node, rate in mHz, doubling ms, ttl ms, spacing ms, bound (1:
-#: the rate is a refill interval's bound, else a cut), rise ms, plateau (thousandths).
+#: the rate is a refill interval's bound, else a cut), rise ms, plateau (thousandths), the
+#: longest early-probe backoff in ms.
 #: A 429 taught a process a rate. With no fleet rate it becomes the fleet's. A bound
 #: (a fact about the upstream) lower than the rate now is the rate and its plateau at
 #: once. A cut lower than the rate now is taken at most once per ``spacing`` (the 429s of
 #: one overshoot cut once, not once per process): the rate rises back to ``plateau`` of
 #: the rate it cut, or to the plateau it had for the first cut at or under it (``k``).
+#: While an early probe runs, its first 429 (a cut, or a bound under the probe's rate) ends it:
+#: the rate and plateau are the reported one (0.75 of what was sent), between the probe's
+#: level (a cut; a bound may go lower) and its rate now; a ceiling under ``EARLY_SAME`` of
+#: the level met the same limit, and each such miss in a row makes the next early probe wait
+#: ``EARLY_BACKOFF`` times longer after the cut (1, 4, 16 s ...), at most ARGV[9] ms (60 s
+#: when not given).
 #: Returns {now, rate in mHz}.
 RATE = (
     _NOW
     + _RATE
+    + f"""
+local EARLY_SAME, EARLY_BACKOFF = {EARLY_SAME}, {EARLY_BACKOFF}
+"""
     + """
 local reported = tonumber(ARGV[2]) / 1000
 local current = rate_now()
 local cut_at = tonumber(redis.call('HGET', KEYS[4], 'cut') or '0')
 local bound = tonumber(ARGV[6]) == 1
-if current <= 0 or (bound and reported < current) then
+local base = probe_base()
+if base > 0 and (not bound or reported < current) then
+  local r = math.min(reported, current)
+  if not bound then r = math.max(r, base) end
+  local q = tonumber(redis.call('HGET', KEYS[4], 'q') or '0')
+  if r < EARLY_SAME * base then q = math.min(q + 1, 8) else q = 0 end
+  local wait = math.min(EARLY_PROBE_MS * EARLY_BACKOFF ^ q, tonumber(ARGV[9] or '60000'))
+  redis.call('HSET', KEYS[4], 'r', tostring(r), 'w', tostring(r), 'at', now, 'cut', now,
+             'k', '0', 'e', 0, 'q', q, 'x', now + math.floor(wait))
+  reported = r
+elseif current <= 0 or (bound and reported < current) then
   redis.call('HSET', KEYS[4], 'r', tostring(reported), 'w', tostring(reported), 'at', now)
   if current <= 0 then redis.call('HSET', KEYS[4], 'cut', now) end
 elseif not bound and reported < current and now - cut_at >= tonumber(ARGV[5]) then
@@ -150,6 +199,31 @@ else
 end
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[4]))
 return {now, math.floor(reported * 1000)}
+"""
+)
+
+#: KEYS: b, v, c, r. ARGV: as ``RATE``'s (doubling and rise ms for the rate now; the rest
+#: unused). A member's callers are crowded (``FleetCooldown``: they
+#: would wait a quarter of their time left for a turn, and it is asked for turns faster than
+#: its share): the limit may have lifted. With a fleet rate, no probe running, the last cut
+#: ``EARLY_PROBE_MS`` old and its backoff (``x``) past, an early probe starts from the rate
+#: now (``e``, ``p``); while one runs, the member joins it. Returns {now, the probe's level
+#: in mHz (0: none)}.
+EARLY = (
+    _NOW
+    + _RATE
+    + """
+local current = rate_now()
+local base = probe_base()
+if base <= 0 and current > 0 then
+  local cut_at = tonumber(redis.call('HGET', KEYS[4], 'cut') or '0')
+  local x = tonumber(redis.call('HGET', KEYS[4], 'x') or '0')
+  if now - cut_at >= EARLY_PROBE_MS and now >= x then
+    base = current
+    redis.call('HSET', KEYS[4], 'e', now, 'p', tostring(base))
+  end
+end
+return {now, math.floor(base * 1000)}
 """
 )
 

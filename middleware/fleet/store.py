@@ -118,6 +118,8 @@ class FleetStore(Rounds):
         self.fleet_costs: list[CostReport] = []
         self._costs_at = float("-inf")
         self._costs_sent = ""
+        #: Keys whose crowded callers asked for an early probe since the last round.
+        self._early: set[str] = set()
 
     # --- the StateStore seam ---------------------------------------------------
 
@@ -171,6 +173,11 @@ class FleetStore(Rounds):
     def demanded(self, key: str) -> None:
         self._nudge()  # join the key's pacing members soon
 
+    def crowded(self, key: str) -> None:
+        if self.linked and key not in self._early:
+            self._early.add(key)  # once a round: Redis decides whether the probe starts
+            self._post("early", key)
+
     def _post(self, op: str, key: str, value: float = 0.0) -> None:
         self.outbox.post(op, key, value)
         self._nudge()
@@ -215,7 +222,10 @@ class FleetStore(Rounds):
         # alone: a blip of Redis (or of this process) must not send the fleet unpaced.
         now = self.clock()
         self._unpace_at = now + RATE_TTL
+        self._early.clear()
         for state in self.states.values():
+            if isinstance(state.cooldown, FleetCooldown):
+                state.cooldown.hold_level()  # an early probe ends at its level here
             breaker = state.breaker
             if isinstance(breaker, FleetBreaker):
                 breaker.own_clock(now, breaker.members)
@@ -244,6 +254,7 @@ class FleetStore(Rounds):
             keys = self._keys("-", "b", "v", "c", "r", "m", "u")
             await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1, 1])])
             self._relink()
+        self._early.clear()
         batch = self.outbox.calls(self.states, self.clock(), self.refresh)
         now = self.clock()
         keys = self._due_keys(now)
@@ -338,6 +349,7 @@ class FleetStore(Rounds):
     def _apply(self, state: KeyState, reply: list[int], now: float) -> None:
         """Bring one key's local view in line with the fleet's (one READ reply)."""
         _, gen, votes, mine, due_ms, cool_ms, rate_mhz, members, index, *used = reply
+        probe_mhz = used[3] if len(used) > 3 else 0  # (an older script's reply has none)
         breaker = state.breaker
         budget = state.budget
         if isinstance(budget, FleetBudget):
@@ -345,7 +357,8 @@ class FleetStore(Rounds):
         pacing = state.cooldown
         if isinstance(pacing, FleetCooldown):
             pacing.members = max(1, members)
-            pacing.pace((rate_mhz / 1000, members) if rate_mhz > 0 and index >= 0 else None)
+            paced = rate_mhz > 0 and index >= 0
+            pacing.pace((rate_mhz / 1000, members) if paced else None, probe_mhz / 1000)
         if cool_ms:
             until = min(self._local(cool_ms), now + state.cooldown.max_wait)
             if until > state.cooldown.until:
