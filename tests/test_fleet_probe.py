@@ -209,7 +209,8 @@ async def test_no_probe_while_not_crowded_nor_right_after_a_cut(fleet: Fleet2) -
     await step(fleet.members)
     assert "e" not in await fleet.rate()
     assert fleet.cooldown(fleet.a).probe == 0.0
-    await fleet.age(30.0, "cut")  # (the fleet's cuts are spaced 5 refreshes apart: 25 s here)
+    # (the fleet's cuts are spaced 5 refreshes apart: 25 s here; the rate has risen back)
+    await fleet.age(30.0, "cut", "at")
     fleet.cooldown(fleet.b).start(1.0)  # a cut now (the level's 429): 0.9 x the rate
     await step(fleet.members)
     stored = await fleet.rate()

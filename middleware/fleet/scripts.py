@@ -9,7 +9,9 @@ Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<par
 - ``c`` (string): the cooldown's end, server ms;
 - ``r`` (hash): the fleet's paced rate, ``r`` (requests/s) set at ``at`` (server ms) by
   the last cut (``cut``, server ms) or bound; it rises back to the plateau ``w`` in
-  ``RATE_RISE`` seconds, then doubles every ``RATE_DOUBLING`` seconds (a slow probe upward);
+  ``RATE_RISE`` seconds, holds it until ``RATE_HOLD_MS`` after ``at``, then doubles every
+  ``RATE_DOUBLING`` seconds (a slow probe upward); ``k``: '1' when the last cut kept the
+  plateau (a dip), '2' when it was a new overshoot while rising back (``RATE_AGAIN_MS``);
   while an early probe runs (``e``, server ms when it started, later than ``cut``) the rate
   is ``p`` (the level it probes from) doubled every ``EARLY_DOUBLING`` s, at most
   ``EARLY_DOUBLINGS`` times; ``q``: early probes in a row that met the same limit, ``x``:
@@ -38,6 +40,19 @@ EARLY_SAME = 1.1
 #: ... and the next early probe waits this many times longer after the cut (``EARLY_BACKOFF``).
 EARLY_BACKOFF = 4
 
+#: Milliseconds after a cut (or a bound) during which the fleet's rate does not probe upward:
+#: it rises back to its plateau, then holds it (``seawall.learnt_pace.HOLD``: every probe
+#: past a whole-seconds limit pauses the whole fleet for the 429's second).
+RATE_HOLD_MS = 15_000
+#: A cut at least this many ms after the last one, while the rate still rises back from it,
+#: is a new overshoot: that cut did not bring the rate under the limit, so its plateau is no
+#: level to rise back to (the 429s of one overshoot reach Redis within ``CUT_SPACING``).
+RATE_AGAIN_MS = 500
+#: ... and the second such cut in a row cuts the rate to at most this share of the rate now
+#: (10 % per overshoot would take the fleet seconds of 429s and whole-second pauses to come
+#: down from a level far too high).
+RATE_AGAIN_CUT = 0.75
+
 # Shared helpers, prepended to each script.
 _NOW = """
 local t = redis.call('TIME')
@@ -58,10 +73,12 @@ end
 """
 
 # The fleet's rate: ``r`` set at ``at``; it rises to the plateau ``w`` in ARGV[7] ms (a
-# concave curve: fast, then flat), then probes upward, doubling every ARGV[3] ms.
+# concave curve: fast, then flat), holds it until RATE_HOLD_MS after ``at``, then probes
+# upward, doubling every ARGV[3] ms.
 _RATE = f"""
 local EARLY_DOUBLING_MS, EARLY_DOUBLINGS = {EARLY_DOUBLING_MS}, {EARLY_DOUBLINGS}
 local EARLY_PROBE_MS = {EARLY_PROBE_MS}
+local RATE_HOLD_MS = {RATE_HOLD_MS}
 local function probe_base()
   local e = tonumber(redis.call('HGET', KEYS[4], 'e') or '0')
   if e <= 0 or e <= tonumber(redis.call('HGET', KEYS[4], 'cut') or '0') then return 0, 0 end
@@ -79,7 +96,8 @@ local function rate_now()
   local rise = tonumber(ARGV[7])
   local t = math.max(0, now - at)
   if t < rise then return r + (w - r) * (1 - (1 - t / rise) ^ 3) end
-  return w * 2 ^ ((t - rise) / tonumber(ARGV[3]))
+  if t < RATE_HOLD_MS then return w end
+  return w * 2 ^ ((t - math.max(rise, RATE_HOLD_MS)) / tonumber(ARGV[3]))
 end
 """
 
@@ -152,7 +170,10 @@ return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, i
 #: (a fact about the upstream) lower than the rate now is the rate and its plateau at
 #: once. A cut lower than the rate now is taken at most once per ``spacing`` (the 429s of
 #: one overshoot cut once, not once per process): the rate rises back to ``plateau`` of
-#: the rate it cut, or to the plateau it had for the first cut at or under it (``k``).
+#: the rate it cut, or to the plateau it had for the first cut at or under it (``k``); a
+#: cut ``RATE_AGAIN_MS`` or more after the last one while the rate still rises back from it
+#: is a new overshoot: no plateau above the cut, the second in a row at most
+#: ``RATE_AGAIN_CUT`` of the rate now, and each a miss of the early probe (``q``, ``x``).
 #: While an early probe runs, its first 429 (a cut, or a bound under the probe's rate) ends it:
 #: the rate and plateau are the reported one (0.75 of what was sent), between the probe's
 #: level (a cut; a bound may go lower) and its rate now; a ceiling under ``EARLY_SAME`` of
@@ -165,6 +186,7 @@ RATE = (
     + _RATE
     + f"""
 local EARLY_SAME, EARLY_BACKOFF = {EARLY_SAME}, {EARLY_BACKOFF}
+local RATE_AGAIN_MS, RATE_AGAIN_CUT = {RATE_AGAIN_MS}, {RATE_AGAIN_CUT}
 """
     + """
 local reported = tonumber(ARGV[2]) / 1000
@@ -188,10 +210,25 @@ elseif not bound and reported < current and now - cut_at >= tonumber(ARGV[5]) th
   -- Probing above the plateau, the 429 found the ceiling: the new plateau is under it.
   -- At or under it, a 429 is the host's jitter (a stall bunched sends past the bucket) or
   -- a lower limit: the first keeps the plateau (the cut is a dip), the next lowers it.
+  -- A new overshoot while the rate still rises back from the last cut or bound: that
+  -- plateau did not fit, and the rate stays at the cut (no rise to a level known too high).
   local w = tonumber(redis.call('HGET', KEYS[4], 'w') or tostring(current))
   local kept = redis.call('HGET', KEYS[4], 'k') == '1'
+  local at = tonumber(redis.call('HGET', KEYS[4], 'at') or '0')
   local plateau, keep = current * tonumber(ARGV[8]) / 1000, '0'
-  if current <= w and not kept then plateau, keep = w, '1' end
+  if now - cut_at >= RATE_AGAIN_MS and now - at < tonumber(ARGV[7]) then
+    -- (``k`` = '2': the last cut was one of these too: the next goes deeper)
+    if redis.call('HGET', KEYS[4], 'k') == '2' then
+      reported = math.min(reported, current * RATE_AGAIN_CUT)
+    end
+    plateau, keep = reported, '2'
+    -- An early probe's ceiling that did not fit met the same limit: its backoff grows.
+    local q = math.min(tonumber(redis.call('HGET', KEYS[4], 'q') or '0') + 1, 8)
+    local wait = math.min(EARLY_PROBE_MS * EARLY_BACKOFF ^ q, tonumber(ARGV[9] or '60000'))
+    redis.call('HSET', KEYS[4], 'q', q, 'x', now + math.floor(wait))
+  elseif current <= w and not kept then
+    plateau, keep = w, '1'
+  end
   redis.call('HSET', KEYS[4], 'r', tostring(reported), 'w', tostring(math.max(reported, plateau)),
              'at', now, 'cut', now, 'k', keep)
 else
