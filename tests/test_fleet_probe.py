@@ -251,7 +251,10 @@ async def test_redis_gone_mid_probe_falls_back_to_the_level_and_nobody_waits() -
         started = time.monotonic()
         waits = [a.reserve(max_wait=2.0) for _ in range(50)]  # no I/O: turns at once
         assert time.monotonic() - started < 0.05
-        assert waits[1] == pytest.approx(2 / LEVEL, rel=0.01)
+        # Turns one share apart (from the end of the 10 ms pause of ``paced``, if Redis's
+        # clock, which runs in real time, has not passed it yet: the members' clocks do not).
+        assert waits[1] - waits[0] == pytest.approx(2 / LEVEL, rel=0.01)
+        assert waits[0] <= 0.011
         a.start(1.0)  # its own 429s cut it here, meanwhile
         assert a.rate == pytest.approx(FLEET_CUT * LEVEL / 2, rel=0.01)
     finally:
