@@ -305,6 +305,7 @@ class Told:
     def __init__(self) -> None:
         self.rates: list[float] = []
         self.bounds: list[bool] = []
+        self.costly: list[bool] = []
         self.crowds: list[str] = []
 
     def moved(self, breaker: FleetBreaker, old: BreakerState, new: BreakerState) -> None:
@@ -313,9 +314,10 @@ class Told:
     def cooled(self, key: str, seconds: float) -> None:
         pass
 
-    def rated(self, key: str, rate: float, *, bound: bool = False) -> None:
+    def rated(self, key: str, rate: float, *, bound: bool = False, costly: bool = False) -> None:
         self.rates.append(rate)
         self.bounds.append(bound)
+        self.costly.append(costly)
 
     def demanded(self, key: str) -> None:
         pass
@@ -375,6 +377,17 @@ def test_a_refill_interval_bounds_the_fleets_cut() -> None:
     # a cut of 10 %, and the bound (at most 50/s: not 270/s), which Redis takes at once
     assert told.rates == [pytest.approx(270.0), pytest.approx(0.97 / 0.02)]
     assert told.bounds == [False, True]
+    assert told.costly == [False, False]  # a pause of 20 ms: no hold after the cut
+
+
+def test_a_cut_whose_429_paused_for_whole_seconds_is_costly() -> None:
+    clock, told, cooldown = _alone()
+    cooldown.pace((300.0, 3))
+    cooldown.start(1.0)  # "Retry-After: 1": the fleet pauses a second for it
+    clock.now += 2.0
+    cooldown.start(None)  # no wait said: a guess, as costly
+    assert told.rates == [pytest.approx(270.0), pytest.approx(270.0)]
+    assert told.costly == [True, True]
 
 
 def test_every_429s_refill_interval_may_lower_the_fleets_rate_between_cuts() -> None:

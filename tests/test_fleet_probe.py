@@ -70,6 +70,12 @@ class Fleet2:
         await step(self.members)
         assert self.cooldown(self.a).shared == (pytest.approx(LEVEL), 2)
 
+    async def costly(self) -> None:
+        """Paced at 97/s as after a costly cut (a 429 that paused for whole seconds, ``h``):
+        the rate holds after it."""
+        await self.paced()
+        await self.client.hset(self.key, "h", 1)
+
     async def probing(self) -> None:
         """Paced, then ``a``'s callers crowd: the fleet's probe runs, 2 s old (4x the level),
         and ``a`` is asked for turns at 100/s (its demand)."""
@@ -308,23 +314,37 @@ async def shared_rate(fleet: Fleet2) -> float:
     return rates[0][0]
 
 
-async def test_the_rate_holds_its_plateau_after_a_cut_then_probes_slowly(fleet: Fleet2) -> None:
-    """Not a step upward for ``HOLD`` s after the last cut or bound; then slowly upward."""
-    await fleet.paced()  # a 10 ms wait: the fleet's rate is 97/s
+async def test_the_rate_holds_its_plateau_after_a_costly_cut_then_probes_slowly(
+    fleet: Fleet2,
+) -> None:
+    """After a cut whose 429 paused the fleet for whole seconds: not a step upward for
+    ``HOLD`` s; then slowly upward."""
+    await fleet.costly()
     await fleet.age(4.0)
     assert await shared_rate(fleet) == pytest.approx(LEVEL, rel=0.001)
-    await fleet.age(HOLD_S - 4.0 - 1.0)  # 14 s after the bound: still held
+    await fleet.age(HOLD_S - 4.0 - 1.0)  # 14 s after the cut: still held
     assert await shared_rate(fleet) == pytest.approx(LEVEL, rel=0.001)
     await fleet.age(9.0)  # 23 s: up, slowly (doubling in 60 s from the end of the hold)
     grown = await shared_rate(fleet)
     assert LEVEL * 1.05 < grown < LEVEL * 2 ** (8.5 / 60)
 
 
+async def test_after_a_refill_interval_the_rate_probes_upward_without_a_hold(
+    fleet: Fleet2,
+) -> None:
+    """A 429 that states a refill interval paused the fleet for milliseconds: probing past
+    the limit costs that little, so the rate grows again from the end of its rise."""
+    await fleet.paced()  # a 10 ms wait: the fleet's rate is 97/s, a bound
+    await fleet.age(8.0)
+    grown = await shared_rate(fleet)
+    assert grown == pytest.approx(LEVEL * 2 ** (5.0 / 60), rel=0.01)
+
+
 async def test_a_new_overshoot_while_rising_back_stays_cut_and_the_next_goes_deeper(
     fleet: Fleet2,
 ) -> None:
     """A cut that did not get under the limit is no plateau to rise back to."""
-    await fleet.paced()
+    await fleet.costly()
     await fleet.age(4.0)  # risen, held at 97/s
     await fleet.age(SPACED, "cut")
     a, b = fleet.cooldown(fleet.a), fleet.cooldown(fleet.b)
@@ -370,10 +390,12 @@ async def test_a_429_of_the_same_overshoot_is_no_new_one(fleet: Fleet2) -> None:
     async def rate(value: float, *, bound: bool = False) -> dict[str, float]:
         # rate, doubling, ttl, no spacing of cuts, bound, rise 3 s, plateau 0.97 (outbox.py's)
         args = ["n", round(value * 1000), 60_000, 10_000, 0, int(bound), 3000, 970]
+        args += [15_000, 0 if bound else 1]  # backoff cap, costly (a whole-seconds 429)
         await link.run([("RATE", keys, args)])
         return await fleet.rate()
 
     assert (await rate(97.0, bound=True))["w"] == 97.0
+    await fleet.client.hset(fleet.key, "h", 1)  # as after a costly cut: held
     await fleet.age(4.0)  # risen back
     stored = await rate(87.3)  # a dip
     assert stored["w"] == 97.0

@@ -83,12 +83,16 @@ class Outbox:
         spacing = ms(max(RATE_CUT_SPACING, 5 * refresh))
         posted = set()
         rates: dict[tuple[str, str], float] = {}  # the lowest of a round's cuts and bounds
+        costly: set[str] = set()  # keys with a cut of this round that was costly
         while self._news:
             op, key, value = self._news.popleft()
             state = states.get(key)
             if state is None:
                 continue
-            if op in ("rate", "bound"):
+            if op in ("rate", "bound", "costly"):
+                if op == "costly":  # a cut whose 429 paused the fleet for whole seconds
+                    op = "rate"
+                    costly.add(key)
                 rates[op, key] = min(value, rates.get((op, key), value))
                 continue
             if (op, key) in posted and op != "cool":
@@ -115,6 +119,6 @@ class Outbox:
         for (op, key), value in rates.items():
             args = [self.node, ms(value), ms(RATE_DOUBLING), ms(RATE_TTL), spacing]
             args += [1 if op == "bound" else 0, ms(RATE_RISE), round(RATE_PLATEAU * 1000)]
-            args.append(ms(EARLY_BACKOFF_MAX))
+            args += [ms(EARLY_BACKOFF_MAX), 1 if op == "rate" and key in costly else 0]
             batch.append(("RATE", self._keys(key, "b", "v", "c", "r"), args))
         return batch

@@ -49,7 +49,9 @@ class Hub(Protocol):
 
     def cooled(self, key: str, seconds: float) -> None: ...
 
-    def rated(self, key: str, rate: float, *, bound: bool = False) -> None: ...
+    def rated(
+        self, key: str, rate: float, *, bound: bool = False, costly: bool = False
+    ) -> None: ...
 
     def demanded(self, key: str) -> None: ...
 
@@ -258,7 +260,7 @@ class FleetCooldown(Cooldown):
                     # What this process was admitted while the others took their part: the
                     # fleet's rate is about that many times it (a rate too low would take
                     # the fleet a minute to grow out of; one too high is cut at its 429s).
-                    self._hub.rated(self.key, level * self.members)
+                    self._hub.rated(self.key, level * self.members, costly=bound is None)
         else:
             if seconds is not None and seconds >= 0:  # (NaN and negative waits are nonsense)
                 self.until = max(self.until, now + min(seconds, self.max_wait))
@@ -275,9 +277,11 @@ class FleetCooldown(Cooldown):
                     self.probe = 0.0
                     self.shared = (cut, members)
                     self._refresh(now)
-                    self._hub.rated(self.key, cut)
+                    self._hub.rated(self.key, cut, costly=bound is None)
                 else:
-                    self._hub.rated(self.key, rate * FLEET_CUT)
+                    # Costly: no refill interval stated, so the 429 paused the fleet for
+                    # whole seconds (or a guess): the rate holds after it (``scripts``).
+                    self._hub.rated(self.key, rate * FLEET_CUT, costly=bound is None)
                 self._rebook(now)
             if bound is not None and bound < rate and bound < self.bounded:
                 self.bounded = bound  # a refill interval bounds the rate

@@ -9,7 +9,8 @@ Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<par
 - ``c`` (string): the cooldown's end, server ms;
 - ``r`` (hash): the fleet's paced rate, ``r`` (requests/s) set at ``at`` (server ms) by
   the last cut (``cut``, server ms) or bound; it rises back to the plateau ``w`` in
-  ``RATE_RISE`` seconds, holds it until ``RATE_HOLD_MS`` after ``at``, then doubles every
+  ``RATE_RISE`` seconds, holds it until ``RATE_HOLD_MS`` after ``at`` if ``h`` is '1' (the
+  last cut was costly: its 429 paused the fleet for whole seconds), then doubles every
   ``RATE_DOUBLING`` seconds (a slow probe upward); ``k``: '1' when the last cut kept the
   plateau (a dip), '2' when it was a new overshoot while rising back (``RATE_AGAIN_MS``);
   while an early probe runs (``e``, server ms when it started, later than ``cut``) the rate
@@ -40,9 +41,10 @@ EARLY_SAME = 1.1
 #: ... and the next early probe waits this many times longer after the cut (``EARLY_BACKOFF``).
 EARLY_BACKOFF = 4
 
-#: Milliseconds after a cut (or a bound) during which the fleet's rate does not probe upward:
-#: it rises back to its plateau, then holds it (``seawall.learnt_pace.HOLD``: every probe
-#: past a whole-seconds limit pauses the whole fleet for the 429's second).
+#: Milliseconds after a costly cut (its 429 asked for whole seconds, or said nothing) during
+#: which the fleet's rate does not probe upward: it rises back to its plateau, then holds it
+#: (``seawall.learnt_pace.HOLD``: every probe past such a limit pauses the whole fleet for
+#: the 429's second; past a limit that states a refill interval, for milliseconds).
 RATE_HOLD_MS = 15_000
 #: A cut at least this many ms after the last one, while the rate still rises back from it,
 #: is a new overshoot: that cut did not bring the rate under the limit, so its plateau is no
@@ -73,8 +75,8 @@ end
 """
 
 # The fleet's rate: ``r`` set at ``at``; it rises to the plateau ``w`` in ARGV[7] ms (a
-# concave curve: fast, then flat), holds it until RATE_HOLD_MS after ``at``, then probes
-# upward, doubling every ARGV[3] ms.
+# concave curve: fast, then flat), holds it until RATE_HOLD_MS after ``at`` when the last
+# cut came from a costly 429 (``h``), then probes upward, doubling every ARGV[3] ms.
 _RATE = f"""
 local EARLY_DOUBLING_MS, EARLY_DOUBLINGS = {EARLY_DOUBLING_MS}, {EARLY_DOUBLINGS}
 local EARLY_PROBE_MS = {EARLY_PROBE_MS}
@@ -96,8 +98,12 @@ local function rate_now()
   local rise = tonumber(ARGV[7])
   local t = math.max(0, now - at)
   if t < rise then return r + (w - r) * (1 - (1 - t / rise) ^ 3) end
-  if t < RATE_HOLD_MS then return w end
-  return w * 2 ^ ((t - math.max(rise, RATE_HOLD_MS)) / tonumber(ARGV[3]))
+  local from = rise
+  if redis.call('HGET', KEYS[4], 'h') == '1' then
+    if t < RATE_HOLD_MS then return w end
+    from = math.max(rise, RATE_HOLD_MS)
+  end
+  return w * 2 ^ ((t - from) / tonumber(ARGV[3]))
 end
 """
 
@@ -165,7 +171,8 @@ return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, i
 
 #: KEYS: b, v, c, r. ARGV: node, rate in mHz, doubling ms, ttl ms, spacing ms, bound (1:
 #: the rate is a refill interval's bound, else a cut), rise ms, plateau (thousandths), the
-#: longest early-probe backoff in ms.
+#: longest early-probe backoff in ms, costly (1: the cut's 429 paused the fleet for whole
+#: seconds, not for a refill interval; an older member sends none: 0).
 #: A 429 taught a process a rate. With no fleet rate it becomes the fleet's. A bound
 #: (a fact about the upstream) lower than the rate now is the rate and its plateau at
 #: once. A cut lower than the rate now is taken at most once per ``spacing`` (the 429s of
@@ -174,6 +181,8 @@ return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, i
 #: cut ``RATE_AGAIN_MS`` or more after the last one while the rate still rises back from it
 #: is a new overshoot: no plateau above the cut, the second in a row at most
 #: ``RATE_AGAIN_CUT`` of the rate now, and each a miss of the early probe (``q``, ``x``).
+#: Both that rule and the hold (``h``) follow costly cuts only: a 429 with a refill interval
+#: paused the fleet for milliseconds, so probing past the limit costs little there.
 #: While an early probe runs, its first 429 (a cut, or a bound under the probe's rate) ends it:
 #: the rate and plateau are the reported one (0.75 of what was sent), between the probe's
 #: level (a cut; a bound may go lower) and its rate now; a ceiling under ``EARLY_SAME`` of
@@ -190,6 +199,8 @@ local RATE_AGAIN_MS, RATE_AGAIN_CUT = {RATE_AGAIN_MS}, {RATE_AGAIN_CUT}
 """
     + """
 local reported = tonumber(ARGV[2]) / 1000
+local costly = tonumber(ARGV[10] or '0') == 1
+local h = costly and '1' or '0'
 local current = rate_now()
 local cut_at = tonumber(redis.call('HGET', KEYS[4], 'cut') or '0')
 local bound = tonumber(ARGV[6]) == 1
@@ -201,11 +212,12 @@ if base > 0 and (not bound or reported < current) then
   if r < EARLY_SAME * base then q = math.min(q + 1, 8) else q = 0 end
   local wait = math.min(EARLY_PROBE_MS * EARLY_BACKOFF ^ q, tonumber(ARGV[9] or '60000'))
   redis.call('HSET', KEYS[4], 'r', tostring(r), 'w', tostring(r), 'at', now, 'cut', now,
-             'k', '0', 'e', 0, 'q', q, 'x', now + math.floor(wait))
+             'k', '0', 'e', 0, 'q', q, 'x', now + math.floor(wait), 'h', h)
   reported = r
 elseif current <= 0 or (bound and reported < current) then
   redis.call('HSET', KEYS[4], 'r', tostring(reported), 'w', tostring(reported), 'at', now)
-  if current <= 0 then redis.call('HSET', KEYS[4], 'cut', now) end
+  if current <= 0 then redis.call('HSET', KEYS[4], 'cut', now, 'h', h) else
+    redis.call('HSET', KEYS[4], 'h', '0') end
 elseif not bound and reported < current and now - cut_at >= tonumber(ARGV[5]) then
   -- Probing above the plateau, the 429 found the ceiling: the new plateau is under it.
   -- At or under it, a 429 is the host's jitter (a stall bunched sends past the bucket) or
@@ -216,7 +228,7 @@ elseif not bound and reported < current and now - cut_at >= tonumber(ARGV[5]) th
   local kept = redis.call('HGET', KEYS[4], 'k') == '1'
   local at = tonumber(redis.call('HGET', KEYS[4], 'at') or '0')
   local plateau, keep = current * tonumber(ARGV[8]) / 1000, '0'
-  if now - cut_at >= RATE_AGAIN_MS and now - at < tonumber(ARGV[7]) then
+  if costly and now - cut_at >= RATE_AGAIN_MS and now - at < tonumber(ARGV[7]) then
     -- (``k`` = '2': the last cut was one of these too: the next goes deeper)
     if redis.call('HGET', KEYS[4], 'k') == '2' then
       reported = math.min(reported, current * RATE_AGAIN_CUT)
@@ -230,7 +242,7 @@ elseif not bound and reported < current and now - cut_at >= tonumber(ARGV[5]) th
     plateau, keep = w, '1'
   end
   redis.call('HSET', KEYS[4], 'r', tostring(reported), 'w', tostring(math.max(reported, plateau)),
-             'at', now, 'cut', now, 'k', keep)
+             'at', now, 'cut', now, 'k', keep, 'h', h)
 else
   reported = current
 end

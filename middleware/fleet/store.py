@@ -159,9 +159,9 @@ class FleetStore(Rounds):
         if self.linked:
             self._post("cool", key, seconds)
 
-    def rated(self, key: str, rate: float, *, bound: bool = False) -> None:
+    def rated(self, key: str, rate: float, *, bound: bool = False, costly: bool = False) -> None:
         if self.linked:
-            self._post("bound" if bound else "rate", key, rate)
+            self._post("bound" if bound else "costly" if costly else "rate", key, rate)
             return
         state = self.states.get(key)
         pacing = None if state is None else state.cooldown
