@@ -53,7 +53,7 @@ import seawall
 from seawall import learnt_pace
 from seawall.errors import SeawallError
 from seawall.fleet import Fleet, outbox
-from seawall.fleet.parts import FleetCooldown
+from seawall.fleet.pacing import FleetCooldown
 from seawall.testing.fake_llm import FakeProvider
 
 CLIENTS = ("seawall", "held", "bare", "fleet", "fleet-held")

@@ -23,7 +23,8 @@ from seawall.config import ConfigError, load_config
 from seawall.cooldown import RECHECK
 from seawall.fleet import Fleet, FleetStore
 from seawall.fleet import store as fleet_store
-from seawall.fleet.parts import FLEET_CUT, FleetBreaker, FleetCooldown
+from seawall.fleet.pacing import FLEET_CUT, FleetCooldown
+from seawall.fleet.parts import FleetBreaker
 from seawall.llm.usage import Usage
 from seawall.policy import BreakerPolicy, Policy
 from seawall.state import KeyState

@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from seawall.fleet import store as fleet_store
-from seawall.fleet.parts import FLEET_CUT, FleetCooldown
+from seawall.fleet.pacing import FLEET_CUT, FleetCooldown
 from seawall.learnt_pace import EARLY_CAP
 from tests._helpers import Clock
 from tests._redis import RedisServer, redis_server
@@ -26,7 +26,7 @@ from tests.test_fleet import Member, step
 #: The fleet's rate after a 429 saying "wait 10 ms": LEVEL x 100/s.
 LEVEL = 97.0
 
-#: A 429 met by the probe cuts to this share of what was sent (``seawall.fleet.parts``'s
+#: A 429 met by the probe cuts to this share of what was sent (``seawall.fleet.pacing``'s
 #: ``PROBE_CUT``; spelt out, so that this module also runs against code without it).
 PROBE_CUT = 0.75
 

@@ -38,7 +38,8 @@ from typing import Any
 
 from seawall.breaker import BreakerState, Transition
 from seawall.fleet.outbox import QUORUM, RATE_DOUBLING, RATE_RISE, RATE_TTL, Call, Outbox, ms
-from seawall.fleet.parts import FleetBreaker, FleetCooldown
+from seawall.fleet.pacing import FleetCooldown
+from seawall.fleet.parts import FleetBreaker
 from seawall.fleet.rounds import Rounds
 from seawall.fleet.totals import FleetBudget, dumps, loads, merge
 from seawall.policy import Policy
