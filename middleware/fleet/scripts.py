@@ -205,14 +205,20 @@ local current = rate_now()
 local cut_at = tonumber(redis.call('HGET', KEYS[4], 'cut') or '0')
 local bound = tonumber(ARGV[6]) == 1
 local base = probe_base()
+-- One more early probe that met the same limit: the misses in a row, and the server ms
+-- before which the next one does not start.
+local function missed()
+  local q = math.min(tonumber(redis.call('HGET', KEYS[4], 'q') or '0') + 1, 8)
+  return q, now + math.floor(math.min(EARLY_PROBE_MS * EARLY_BACKOFF ^ q,
+                                      tonumber(ARGV[9] or '60000')))
+end
 if base > 0 and (not bound or reported < current) then
   local r = math.min(reported, current)
   if not bound then r = math.max(r, base) end
-  local q = tonumber(redis.call('HGET', KEYS[4], 'q') or '0')
-  if r < EARLY_SAME * base then q = math.min(q + 1, 8) else q = 0 end
-  local wait = math.min(EARLY_PROBE_MS * EARLY_BACKOFF ^ q, tonumber(ARGV[9] or '60000'))
+  local q, x = 0, now + EARLY_PROBE_MS
+  if r < EARLY_SAME * base then q, x = missed() end
   redis.call('HSET', KEYS[4], 'r', tostring(r), 'w', tostring(r), 'at', now, 'cut', now,
-             'k', '0', 'e', 0, 'q', q, 'x', now + math.floor(wait), 'h', h)
+             'k', '0', 'e', 0, 'q', q, 'x', x, 'h', h)
   reported = r
 elseif current <= 0 or (bound and reported < current) then
   redis.call('HSET', KEYS[4], 'r', tostring(reported), 'w', tostring(reported), 'at', now)
@@ -225,20 +231,17 @@ elseif not bound and reported < current and now - cut_at >= tonumber(ARGV[5]) th
   -- A new overshoot while the rate still rises back from the last cut or bound: that
   -- plateau did not fit, and the rate stays at the cut (no rise to a level known too high).
   local w = tonumber(redis.call('HGET', KEYS[4], 'w') or tostring(current))
-  local kept = redis.call('HGET', KEYS[4], 'k') == '1'
+  local k = redis.call('HGET', KEYS[4], 'k')
   local at = tonumber(redis.call('HGET', KEYS[4], 'at') or '0')
   local plateau, keep = current * tonumber(ARGV[8]) / 1000, '0'
   if costly and now - cut_at >= RATE_AGAIN_MS and now - at < tonumber(ARGV[7]) then
     -- (``k`` = '2': the last cut was one of these too: the next goes deeper)
-    if redis.call('HGET', KEYS[4], 'k') == '2' then
-      reported = math.min(reported, current * RATE_AGAIN_CUT)
-    end
+    if k == '2' then reported = math.min(reported, current * RATE_AGAIN_CUT) end
     plateau, keep = reported, '2'
     -- An early probe's ceiling that did not fit met the same limit: its backoff grows.
-    local q = math.min(tonumber(redis.call('HGET', KEYS[4], 'q') or '0') + 1, 8)
-    local wait = math.min(EARLY_PROBE_MS * EARLY_BACKOFF ^ q, tonumber(ARGV[9] or '60000'))
-    redis.call('HSET', KEYS[4], 'q', q, 'x', now + math.floor(wait))
-  elseif current <= w and not kept then
+    local q, x = missed()
+    redis.call('HSET', KEYS[4], 'q', q, 'x', x)
+  elseif current <= w and k ~= '1' then
     plateau, keep = w, '1'
   end
   redis.call('HSET', KEYS[4], 'r', tostring(reported), 'w', tostring(math.max(reported, plateau)),
