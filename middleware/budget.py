@@ -31,8 +31,8 @@ class RetryBudget:
         "_clock",
         "_counts",
         "_epoch",
-        "_next_at",
-        "_pending",
+        "next_at",
+        "pending",
         "policy",
     )
 
@@ -41,11 +41,13 @@ class RetryBudget:
         self._clock = clock
         self._counts = _EMPTY[:]  # requests at [slot], retries at [_BUCKETS + slot]
         self._epoch = 0  # index of the newest bucket
-        self._next_at = 0.0  # when the next bucket starts
-        self._pending = 0  # requests of the newest bucket not yet in ``_counts``
-        self._advance(clock())
+        #: When the next bucket starts; and the requests of the newest bucket not yet in
+        #: ``_counts``. Public: the lean paths write ``on_request`` out (a call less).
+        self.next_at = 0.0
+        self.pending = 0
+        self.advance(clock())
 
-    def _advance(self, now: float) -> None:
+    def advance(self, now: float) -> None:
         """Move to ``now``'s bucket: fold the pending requests into the newest one, then
         empty the buckets that left the window. Only writers call it, under the key's lock."""
         width = self.policy.window / _BUCKETS  # (computed: a float per key costs 24 B)
@@ -53,26 +55,26 @@ class RetryBudget:
         gap = now_epoch - self._epoch
         if gap > 0:
             counts = self._counts
-            counts[self._epoch % _BUCKETS] += self._pending
-            self._pending = 0
+            counts[self._epoch % _BUCKETS] += self.pending
+            self.pending = 0
             for step in range(1, min(gap, _BUCKETS) + 1):
                 slot = (self._epoch + step) % _BUCKETS
                 counts[slot] = counts[_BUCKETS + slot] = 0
             self._epoch = now_epoch
-        self._next_at = (now_epoch + 1) * width
+        self.next_at = (now_epoch + 1) * width
 
     def on_request(self, now: float) -> None:
         """Deposit a request's share; ``now`` is the clock's reading (called per request).
 
         A disabled budget counts too (it is cheaper than asking), but earns nothing.
-        The count goes to ``_pending``, an attribute: an item of the unboxed array
+        The count goes to ``pending``, an attribute: an item of the unboxed array
         costs twice as much to increment (about 0.6k instructions of a lean
-        call). ``_advance`` folds it into the newest bucket when the next one
+        call). ``advance`` folds it into the newest bucket when the next one
         starts, and ``counts`` adds it meanwhile.
         """
-        if now >= self._next_at:
-            self._advance(now)
-        self._pending += 1
+        if now >= self.next_at:
+            self.advance(now)
+        self.pending += 1
 
     def counts(self) -> tuple[int, int]:
         """Requests and retries in the window now.
@@ -86,7 +88,7 @@ class RetryBudget:
         counts = self._counts
         newest = self._epoch % _BUCKETS
         live = [(newest - back) % _BUCKETS for back in range(_BUCKETS - gone)]
-        requests = sum(counts[slot] for slot in live) + (self._pending if gone < _BUCKETS else 0)
+        requests = sum(counts[slot] for slot in live) + (self.pending if gone < _BUCKETS else 0)
         return requests, sum(counts[_BUCKETS + slot] for slot in live)
 
     def balance(self) -> float:
@@ -101,7 +103,7 @@ class RetryBudget:
         """Withdraw one retry; ``False`` (and nothing spent) when the budget is empty."""
         if not self.policy.enabled:
             return True
-        self._advance(self._clock())  # the retry lands in the current bucket
+        self.advance(self._clock())  # the retry lands in the current bucket
         if self.balance() < 1.0:
             return False
         self._counts[_BUCKETS + self._epoch % _BUCKETS] += 1

@@ -279,7 +279,7 @@ async def run_call(
     The lean first attempt: when the key's route allows it (``Route.fast``)
     and the key is idle, the attempt is made here with the bookkeeping
     ``Seawall.run`` would do for a first-try success (``KeyState.begin``, the
-    watchdog, ``Breaker.succeeded``, ``KeyStats.first_try``), and a success
+    watchdog, ``Breaker.succeeded``, ``KeyStats.lean_success``), and a success
     returns at once. A failure goes to ``Seawall.run`` as its ``FirstAttempt``:
     classified, counted and retried there, never made twice.
     """
@@ -371,13 +371,16 @@ async def run_call(
             lock = state.lock  # threads (sync calls) may share this key's state
             lock.acquire()
             try:
-                state.stats.requests += 1  # KeyState.begin
-                state.budget.on_request(started)
+                budget = state.budget  # RetryBudget.on_request, written out (a call less)
+                if started >= budget.next_at:
+                    budget.advance(started)
+                budget.pending += 1
                 if exc is None:
                     if not breaker.quiet:
                         breaker.succeeded()
-                    state.stats.first_try(ended - started)
+                    state.stats.lean_success(ended - started)  # its request, attempt, success
                     return value
+                state.stats.began()  # the rest of KeyState.begin
             finally:
                 lock.release()
             first = FirstAttempt(started, ended, None, exc)

@@ -146,7 +146,7 @@ class BreakerGuard:
         # The books under the key's lock, as the attempt loop's settle keeps them;
         # the events and log lines told under it go out after it (flush).
         with lock:
-            state.stats.attempts += 1  # a finished attempt (a cancelled one is not counted)
+            state.stats.attempted()  # a finished attempt (a cancelled one is not counted)
             # The attempt loop's own verdict: breaker, cooldown, escalation alike.
             path._record(spec, permit, c, None)
             if observer.observed:

@@ -67,7 +67,7 @@ class KeyState:
 
         What the attempt loop and the aiohttp lean path both do first.
         """
-        self.stats.requests += 1
+        self.stats.began()
         self.budget.on_request(now)
 
 

@@ -7,6 +7,7 @@ import pytest
 import seawall
 from seawall.metrics import LATENCY_BUCKETS, KeyStats, LatencyHistogram
 from seawall.policy import BreakerPolicy, BudgetPolicy, Policy, RetryPolicy
+from seawall.stats import totals
 
 from .conftest import status
 
@@ -131,6 +132,29 @@ def test_observe_call_counts_every_call():
     for i in range(10):
         stats.observe_call(0.0123, i % 3 == 0)
     assert stats.successes == 4
+
+
+def test_a_first_try_success_is_one_request_attempt_and_success_in_every_reading():
+    """``first_tries`` stands for a request, an attempt and a success at once: the three
+    counters read and write as plain totals around it, and ``totals`` adds it up."""
+    stats = KeyStats()
+    stats.lean_success(0.01)  # a lean path's: the call was not counted before
+    stats.began()
+    stats.first_try(0.02)  # Seawall.run's: counted when it began
+    stats.began()
+    stats.attempted()  # a failed attempt, then a retry that succeeded
+    stats.attempts += 1
+    stats.observe_call(0.5, True)
+    stats.requests += 1  # a call still running
+    assert (stats.requests, stats.attempts, stats.successes) == (4, 4, 3)
+    assert stats.first_tries == 2
+    other = KeyStats()
+    other.lean_success(0.01)
+    total = totals([stats, other])
+    assert (total["requests"], total["attempts"], total["successes"]) == (5, 5, 4)
+    assert total["max_latency"] == 0.5  # the histograms merged too
+    snapshot = stats.snapshot()
+    assert (snapshot["requests"], snapshot["attempts"], snapshot["successes"]) == (4, 4, 3)
 
 
 async def test_budget_rejection_still_counts_the_call_as_finished(upstream, make_session):

@@ -148,7 +148,7 @@ class Loop(Settle):
         try:
             if first is None:
                 started = self.clock()
-                state.stats.requests += 1  # KeyState.begin, written out (a call less)
+                state.stats.began()  # KeyState.begin, written out (a call less)
                 state.budget.on_request(started)
             else:
                 started = first.started

@@ -82,7 +82,7 @@ class Settle(Verdicts):
                 if number == 1:
                     stats.first_try(call.ended - call.started)  # the attempt, the call, latency
                 else:
-                    stats.attempts += 1
+                    stats.attempted()
                     stats.observe_call(call.ended - call.started, True)
             finally:
                 lock.release()
@@ -129,7 +129,7 @@ class Settle(Verdicts):
         lock = state.lock
         lock.acquire()
         try:
-            state.stats.attempts += 1
+            state.stats.attempted()
             if cut:
                 state.breaker.release(call.permit)
                 state.cooldown.settle()
@@ -164,7 +164,7 @@ class Settle(Verdicts):
         lock = state.lock
         lock.acquire()
         try:
-            state.stats.attempts += 1
+            state.stats.attempted()
             self._record(call.spec, call.permit, c, result, call.t0)
         finally:
             lock.release()
