@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, overload
 
 __all__ = ["LATENCY_BUCKETS", "KeyStats", "LatencyHistogram", "totals"]
 
@@ -139,6 +139,31 @@ class LatencyHistogram:
         }
 
 
+class _WithFirstTries:
+    """A counter of ``KeyStats`` that includes ``first_tries``: read, it adds them to its
+    slot; written (``stats.attempts += 1``), it keeps them out of the slot."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: str) -> None:
+        self.slot = slot
+
+    @overload
+    def __get__(self, stats: None, owner: type[KeyStats]) -> _WithFirstTries: ...
+
+    @overload
+    def __get__(self, stats: KeyStats, owner: type[KeyStats]) -> int: ...
+
+    def __get__(self, stats: KeyStats | None, owner: type[KeyStats]) -> int | _WithFirstTries:
+        if stats is None:
+            return self
+        count: int = getattr(stats, self.slot)
+        return count + stats.first_tries
+
+    def __set__(self, stats: KeyStats, value: int) -> None:
+        setattr(stats, self.slot, value - stats.first_tries)
+
+
 #: The empty counter every key starts with (shared, never written: see ``KeyStats.count``).
 _NO_COUNTS: Counter[str] = Counter()
 
@@ -218,39 +243,19 @@ class KeyStats:
             self._successes += 1
         self.latency.observe(elapsed)
 
-    @property
-    def requests(self) -> int:
-        """Calls started."""
-        return self._requests + self.first_tries
-
-    @requests.setter
-    def requests(self, value: int) -> None:
-        self._requests = value - self.first_tries
-
-    @property
-    def attempts(self) -> int:
-        """Upstream attempts made (a cancelled one is not counted)."""
-        return self._attempts + self.first_tries
-
-    @attempts.setter
-    def attempts(self, value: int) -> None:
-        self._attempts = value - self.first_tries
-
-    @property
-    def successes(self) -> int:
-        """Calls that finished with a success."""
-        return self._successes + self.first_tries
-
-    @successes.setter
-    def successes(self, value: int) -> None:
-        self._successes = value - self.first_tries
+    #: Calls started.
+    requests = _WithFirstTries("_requests")
+    #: Upstream attempts made (a cancelled one is not counted).
+    attempts = _WithFirstTries("_attempts")
+    #: Calls that finished with a success.
+    successes = _WithFirstTries("_successes")
 
     def began(self) -> None:
-        """One more call started (``requests += 1``, without the property's two calls)."""
+        """One more call started (``requests += 1``, without the descriptor's two calls)."""
         self._requests += 1
 
     def attempted(self) -> None:
-        """One more attempt ended (``attempts += 1``, without the property's two calls)."""
+        """One more attempt ended (``attempts += 1``, without the descriptor's two calls)."""
         self._attempts += 1
 
     def first_try(self, elapsed: float) -> None:
