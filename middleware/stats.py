@@ -185,12 +185,14 @@ class KeyStats:
     a way the breaker counts against the upstream; ``None`` before that.
     ``held`` counts calls the breaker held for a probe's verdict (each once,
     however it ended: released, failed, cancelled). ``first_tries`` counts the
-    calls that succeeded at their first attempt (``first_try``, ``lean_success``).
+    calls a lean path made and that succeeded at their first attempt
+    (``lean_success``).
 
     ``requests``, ``attempts`` and ``successes`` read and write as plain
-    counters; a call that succeeded at its first attempt is in each of them
-    through ``first_tries`` alone: one count where the lean paths would make
-    three (each ``+=`` on a slot costs about 0.3k instructions of a lean call).
+    counters; a lean path's first-try success is in each of them through
+    ``first_tries`` alone: one count where three were made (each ``+=`` on a
+    slot costs about 0.3k instructions of a lean call). No step of any count
+    makes one of them read lower than before (exporters read without the lock).
     """
 
     __slots__ = (
@@ -261,11 +263,14 @@ class KeyStats:
     def first_try(self, elapsed: float) -> None:
         """A call counted in ``requests`` when it began succeeded at its first attempt.
 
-        Its attempt and ``observe_call`` in one call: the call moves from
-        ``requests`` to ``first_tries`` (which counts it as a request too).
+        Its attempt and ``observe_call`` in one call. Not moved into
+        ``first_tries``: taking it out of ``_requests`` first would let a reader
+        (an exporter reads without the key's lock) see ``requests`` one lower
+        than before, which Prometheus takes for a counter reset.
         """
-        self._requests -= 1
-        self.lean_success(elapsed)
+        self._attempts += 1
+        self._successes += 1
+        self.latency.observe(elapsed)
 
     def lean_success(self, elapsed: float) -> None:
         """A call not counted yet began and succeeded at its first attempt: a lean path's.

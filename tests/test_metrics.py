@@ -147,7 +147,7 @@ def test_a_first_try_success_is_one_request_attempt_and_success_in_every_reading
     stats.observe_call(0.5, True)
     stats.requests += 1  # a call still running
     assert (stats.requests, stats.attempts, stats.successes) == (4, 4, 3)
-    assert stats.first_tries == 2
+    assert stats.first_tries == 1  # the lean path's: Seawall.run's counts as it began
     other = KeyStats()
     other.lean_success(0.01)
     total = totals([stats, other])
@@ -155,6 +155,42 @@ def test_a_first_try_success_is_one_request_attempt_and_success_in_every_reading
     assert total["max_latency"] == 0.5  # the histograms merged too
     snapshot = stats.snapshot()
     assert (snapshot["requests"], snapshot["attempts"], snapshot["successes"]) == (4, 4, 3)
+
+
+class _Watched(KeyStats):
+    """``KeyStats`` noting what ``requests``, ``attempts`` and ``successes`` read after each
+    write of a slot: what an exporter's thread, which reads without the key's lock, can see."""
+
+    __slots__ = ("readings",)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name != "readings" and hasattr(self, "readings"):
+            self.readings.append((self.requests, self.attempts, self.successes))
+
+
+def test_no_counter_ever_reads_lower_than_before_while_a_call_is_counted() -> None:
+    """Prometheus takes a counter that went down for a reset: every step of every way a
+    call is counted leaves each of the three readings where it was, or higher."""
+    stats = _Watched()
+    stats.readings = []
+    stats.began()  # Seawall.run: counted when it begins, then a first-try success
+    stats.first_try(0.01)
+    stats.began()  # a failed attempt, a retry, a success
+    stats.attempted()
+    stats.attempted()
+    stats.observe_call(0.2, True)
+    stats.lean_success(0.01)  # a lean path's success
+    stats.began()  # a lean path's failed first attempt, handed to Seawall.run
+    stats.requests += 1
+    stats.attempts += 1
+    stats.successes += 1
+    readings = stats.readings
+    assert len(readings) >= 10
+    for column in range(3):
+        seen = [reading[column] for reading in readings]
+        assert seen == sorted(seen), f"counter {column} went down: {seen}"
+    assert readings[-1] == (5, 5, 4)
 
 
 async def test_budget_rejection_still_counts_the_call_as_finished(upstream, make_session):
