@@ -168,9 +168,9 @@ class SyncCore(_Core[InnerT]):
                 and cooldown.until <= started
                 and DEADLINE_VAR.get() is None  # a deadline: the loop checks it first
             ):
+                # KeyState.begin waits for the attempt's end, as on the async lean paths:
+                # one locked section a request, and a success is one count (lean_success).
                 lock = state.lock  # other threads and the event loop share this key
-                with lock:
-                    state.begin(started)
                 exc: Exception | None = None
                 result = None
                 try:
@@ -179,13 +179,19 @@ class SyncCore(_Core[InnerT]):
                         result = run_sync(failed(self.kind, resp, request.method))
                 except Exception as caught:
                     exc = caught
-                ended = clock()
-                if result is None and exc is None:
+                except BaseException:
                     with lock:
+                        state.begin(started)  # started, then interrupted: never retried
+                    raise
+                ended = clock()
+                with lock:
+                    state.budget.on_request(started)
+                    if result is None and exc is None:
                         if not breaker.quiet:
                             breaker.succeeded()
-                        state.stats.first_try(ended - started)
-                    return resp
+                        state.stats.lean_success(ended - started)  # request, attempt, success
+                        return resp
+                    state.stats.began()  # the rest of KeyState.begin
                 first = FirstAttempt(started, ended, result, exc)
         return self._through_loop(route, request, first)
 
