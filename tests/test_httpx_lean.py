@@ -230,30 +230,36 @@ async def test_a_refused_lean_first_attempt_is_retried_by_the_loop(
     assert (books["requests"], books["attempts"], books["retries"]) == (2, 6, 4)
 
 
-class _Interrupting(httpx.BaseTransport):
-    """Answers 200 from a ``MockTransport`` until told to raise ``KeyboardInterrupt``."""
+class _Interrupting(httpx.HTTPTransport):
+    """httpx's own transport to the real upstream, until told to raise ``KeyboardInterrupt``."""
 
-    def __init__(self) -> None:
-        self.interrupt = False
-        self.inner = httpx.MockTransport(lambda _request: httpx.Response(200))
+    interrupt = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self.interrupt:
             raise KeyboardInterrupt
-        return self.inner.handle_request(request)
+        return super().handle_request(request)
 
 
-def test_an_interrupted_lean_attempt_is_counted_as_started_and_not_retried() -> None:
-    """The lean path counts a request when its attempt ends; one that never ends (Ctrl-C
-    inside the attempt) is still counted as started, and nothing retries or books it."""
-    sw = seawall.Seawall(_policy(), entrypoints=False)
+def _interrupted(sw: seawall.Seawall, url: str) -> None:
     inner = _Interrupting()
     with httpx.Client(transport=sw.httpx_transport(inner, sync=True)) as http:
-        assert http.get("http://upstream.test/").status_code == 200  # through the loop
-        assert http.get("http://upstream.test/").status_code == 200  # lean
+        assert http.get(url).status_code == 200  # through the loop: the key's state is made
+        assert http.get(url).status_code == 200  # lean
         inner.interrupt = True
         with pytest.raises(KeyboardInterrupt):
-            http.get("http://upstream.test/")
+            http.get(url)
+
+
+async def test_an_interrupted_lean_attempt_is_counted_as_started_and_not_retried(
+    upstream: tuple[Upstream, TestServer],
+) -> None:
+    """The lean path counts a request when its attempt ends; one that never ends (Ctrl-C
+    inside the attempt) is still counted as started, and nothing retries or books it."""
+    up, server = upstream
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+    await asyncio.to_thread(_interrupted, sw, str(server.make_url("/")))
+    assert up.hits == 2  # the interrupted attempt never reached the upstream, nor a retry
     books = _books(sw)
     assert (books["requests"], books["attempts"], books["successes"]) == (3, 2, 2)
     assert books["failures"] == {}
