@@ -185,13 +185,13 @@ class SyncCore(_Core[InnerT]):
                     raise
                 ended = clock()
                 with lock:
-                    state.budget.on_request(started)
                     if result is None and exc is None:
+                        state.budget.on_request(started)
                         if not breaker.quiet:
                             breaker.succeeded()
                         state.stats.lean_success(ended - started)  # request, attempt, success
                         return resp
-                    state.stats.began()  # the rest of KeyState.begin
+                    state.begin(started)  # a failure: counted, then handed to the loop
                 first = FirstAttempt(started, ended, result, exc)
         return self._through_loop(route, request, first)
 

@@ -65,7 +65,8 @@ class KeyState:
     def begin(self, now: float) -> None:
         """A call starts on this key at ``now``: count it and feed the retry budget.
 
-        What the attempt loop and the aiohttp lean path both do first.
+        What the attempt loop does first; the lean paths do it when their first
+        attempt has ended (a success counts through ``KeyStats.lean_success``).
         """
         self.stats.began()
         self.budget.on_request(now)
