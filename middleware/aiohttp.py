@@ -286,11 +286,15 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
             assert task is not None, "aiohttp requests run inside a task"
             if dog_clock:  # the watchdog's clock is ours: no second reading
                 due = started + limit  # Watchdog.watch_at
-                watching.deadlines[task] = due
-                if task.cancelling() or due < watching.next_at:
-                    watching.watch_at(task, due)  # the rare cases: as the watchdog does them
+                # `outer` is `due` itself unless an attempt of this task encloses this one.
+                outer = watching.deadlines.setdefault(task, due)
+                if outer is not due or task.cancelling() or due < watching.next_at:
+                    # The rare cases, as the watchdog does them: an enclosing attempt watched
+                    # already (a protected call inside another), a task being cancelled, a
+                    # sweep to move sooner.
+                    outer = watching.watch_at(task, due)
             else:
-                watching.watch(task, limit)
+                due, outer = watching.watch(task, limit)
         result: Attempt | None = None
         exc: Exception | None = None
         try:
@@ -300,16 +304,24 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
         except Exception as caught:
             exc = caught
         except asyncio.CancelledError:
-            if watching is None or task is None or limit is None or not watching.timed_out(task):
+            if (
+                watching is None
+                or task is None
+                or limit is None
+                or not watching.timed_out(task, due)
+            ):
                 with state.lock:
                     state.begin(started)  # started, then cancelled: never retried
                 raise
             exc = attempt_timeout(limit)
         finally:
             if watching is not None and task is not None:  # Watchdog.done
-                watching.deadlines.pop(task, None)
-                if watching.base:
-                    watching.base.pop(task, None)
+                if outer is due:
+                    watching.deadlines.pop(task, None)
+                    if watching.base:
+                        watching.base.pop(task, None)
+                else:  # inside another watched attempt (a protected call): its deadline again
+                    watching.done(task, due, outer)
         ended = clock()
         lock = state.lock  # threads (sync calls) may share this key's state
         lock.acquire()

@@ -335,11 +335,15 @@ async def run_call(
                 assert task is not None, "seawall calls run inside a task"
                 if dog.stock and clock is _monotonic:  # its clock is ours: no second reading
                     due = started + limit  # Watchdog.watch_at, written out
-                    dog.deadlines[task] = due
-                    if task.cancelling() or due < dog.next_at:
-                        dog.watch_at(task, due)  # the rare cases: as the watchdog does them
+                    # `outer` is `due` itself unless an attempt of this task encloses this one.
+                    outer = dog.deadlines.setdefault(task, due)
+                    if outer is not due or task.cancelling() or due < dog.next_at:
+                        # The rare cases, as the watchdog does them: an enclosing attempt watched
+                        # already (a protected call inside another), a task being cancelled, a
+                        # sweep to move sooner.
+                        outer = dog.watch_at(task, due)
                 else:
-                    dog.watch(task, limit)
+                    due, outer = dog.watch(task, limit)
             exc: Exception | None = None
             value: Any = None
             awaitable: Any = _UNSET
@@ -357,16 +361,19 @@ async def run_call(
                     raise TypeError(str(not_awaitable(fn, awaitable))) from None
                 exc = caught
             except asyncio.CancelledError:
-                if dog is None or task is None or limit is None or not dog.timed_out(task):
+                if dog is None or task is None or limit is None or not dog.timed_out(task, due):
                     with state.lock:
                         state.begin(started)  # started, then cancelled: never retried
                     raise
                 exc = attempt_timeout(limit)
             finally:
                 if dog is not None and task is not None:  # Watchdog.done, written out
-                    dog.deadlines.pop(task, None)
-                    if dog.base:
-                        dog.base.pop(task, None)
+                    if outer is due:
+                        dog.deadlines.pop(task, None)
+                        if dog.base:
+                            dog.base.pop(task, None)
+                    else:  # inside another watched attempt: watch its deadline again
+                        dog.done(task, due, outer)
             ended = clock()
             lock = state.lock  # threads (sync calls) may share this key's state
             lock.acquire()

@@ -17,6 +17,13 @@ A sweep cancels a task only when no other cancellation is pending on it, and
 remembers that it did; the engine turns that cancellation into
 ``TimeoutError`` exactly as ``asyncio.timeout`` does (``Task.uncancel``), so
 a cancellation from outside is never mistaken for a timeout.
+
+Attempts nest: a protected function may itself make protected calls (or
+requests through the aiohttp middleware) in the same task. The task is then
+watched for the sooner of the two deadlines while the inner attempt runs, the
+enclosing deadline is watched again when it ends, and a sweep's cancellation
+is claimed only by the attempt whose deadline it was: an inner attempt that
+is cut by the enclosing attempt's limit lets the cancellation through to it.
 """
 
 from __future__ import annotations
@@ -62,49 +69,80 @@ class Watchdog:
         self.deadlines: dict[Task, float] = {}
         #: ``cancelling()`` of watched tasks that were being cancelled already.
         self.base: dict[Task, int] = {}
-        #: Tasks a sweep cancelled, with the ``cancelling()`` count to undo to.
-        self._fired: weakref.WeakKeyDictionary[Task, int] = weakref.WeakKeyDictionary()
+        #: Tasks a sweep cancelled: the ``cancelling()`` count to undo to, and the deadline.
+        self._fired: weakref.WeakKeyDictionary[Task, tuple[int, float]] = (
+            weakref.WeakKeyDictionary()
+        )
         #: The planned sweep; the loop's own timer queue holds it while it is due.
         self._handle: weakref.ref[asyncio.TimerHandle] | None = None
         self.next_at = math.inf
 
-    def watch(self, task: Task, seconds: float, now: float | None = None) -> None:
+    def watch(self, task: Task, seconds: float, now: float | None = None) -> tuple[float, float]:
         """Cancel ``task`` at most ``seconds`` from now (up to ``GRAIN`` sooner).
 
-        ``now``: ``time.monotonic()``, when the caller just read it. Every
-        ``watch`` needs a ``done`` once the attempt ends.
+        ``now``: ``time.monotonic()``, when the caller just read it. Returns
+        ``(deadline, outer)`` for ``done`` and ``timed_out`` (see ``watch_at``).
+        Every ``watch`` needs a ``done`` once the attempt ends.
         """
         if now is None or not self.stock:
             now = time.monotonic() if self.stock else self._time()
-        self.watch_at(task, now + seconds)
+        deadline = now + seconds
+        return deadline, self.watch_at(task, deadline)
 
-    def watch_at(self, task: Task, deadline: float) -> None:
+    def watch_at(self, task: Task, deadline: float) -> float:
         """Cancel ``task`` at ``deadline`` (up to ``GRAIN`` sooner), on this watchdog's clock.
 
         ``time.monotonic()`` when ``stock`` (the aiohttp lean path adds its
         limit to the reading it already has), else the loop's own ``time()``.
+        Returns ``outer`` for ``done``: ``deadline`` itself (the same object),
+        or, when an attempt of the same task is watched already (a protected
+        call inside another), that attempt's deadline. The task is then
+        watched for the sooner of the two until ``done``.
         """
-        self.deadlines[task] = deadline
-        cancelling = task.cancelling()
-        if cancelling:
-            self.base[task] = cancelling
-        if deadline < self.next_at:
-            self.schedule(deadline)
+        deadlines = self.deadlines
+        outer = deadlines.setdefault(task, deadline)
+        soonest = deadline
+        if outer is not deadline:  # nested: the enclosing attempt set `base` already
+            if outer < deadline:
+                soonest = outer
+            else:
+                deadlines[task] = deadline
+        else:
+            cancelling = task.cancelling()
+            if cancelling:
+                self.base[task] = cancelling
+        if soonest < self.next_at:
+            self.schedule(soonest)
+        return outer
 
-    def done(self, task: Task) -> None:
-        """The attempt ended: stop watching it (``timed_out`` may still be asked)."""
-        self.deadlines.pop(task, None)
-        if self.base:
-            self.base.pop(task, None)
+    def done(self, task: Task, deadline: float, outer: float) -> None:
+        """The attempt watched until ``deadline`` ended (``outer``: what ``watch_at`` returned):
+        stop watching it, or watch the enclosing attempt's deadline again."""
+        if outer is deadline:
+            self.deadlines.pop(task, None)
+            if self.base:
+                self.base.pop(task, None)
+            return
+        self.deadlines[task] = outer
+        if outer < self.next_at:
+            self.schedule(outer)
 
-    def timed_out(self, task: Task) -> bool:
-        """After a ``CancelledError``: True when it was a sweep's, now undone.
+    def timed_out(self, task: Task, deadline: float) -> bool:
+        """After a ``CancelledError``: True when it was a sweep's for ``deadline``, now undone.
 
         Like ``asyncio.timeout``: the cancellation is ours only when a sweep
-        cancelled the task and no other cancellation is pending on it.
+        cancelled the task and no other cancellation is pending on it. A sweep
+        that fired for a sooner deadline (an enclosing attempt's) is left for
+        that attempt's watcher to claim: the cancellation goes on up to it.
         """
-        expected = self._fired.pop(task, None)
-        return expected is not None and task.uncancel() <= expected
+        fired = self._fired.get(task)
+        if fired is None:
+            return False
+        expected, at = fired
+        if deadline > at:
+            return False
+        del self._fired[task]
+        return task.uncancel() <= expected
 
     def _time(self) -> float:
         loop = self._loop()
@@ -132,10 +170,10 @@ class Watchdog:
             elif deadline < soonest:
                 soonest = deadline
         for task in due:
-            del self.deadlines[task]
+            deadline = self.deadlines.pop(task)
             expected = self.base.pop(task, 0)
             if not task.done() and task.cancelling() == expected:
-                self._fired[task] = expected
+                self._fired[task] = (expected, deadline)
                 task.cancel()
         if soonest < math.inf:
             self.schedule(soonest)

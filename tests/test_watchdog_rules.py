@@ -47,13 +47,16 @@ async def test_watch_counts_from_the_reading_it_is_given_on_a_stock_loop() -> No
     assert dog.stock
     task = asyncio.ensure_future(asyncio.sleep(3600))
     try:
-        dog.watch(task, 5.0, now=100.0)
+        due, outer = dog.watch(task, 5.0, now=100.0)
+        assert (due, outer) == (105.0, 105.0)
         assert dog.deadlines[task] == 105.0
+        dog.done(task, due, outer)  # before the loop runs the sweep armed for 105.0
+        assert task not in dog.deadlines
         before = time.monotonic()
-        dog.watch(task, 5.0)
-        assert before + 5.0 <= dog.deadlines[task] <= time.monotonic() + 5.0
+        due, outer = dog.watch(task, 5.0)
+        assert before + 5.0 <= dog.deadlines[task] == due <= time.monotonic() + 5.0
+        dog.done(task, due, outer)
     finally:
-        dog.done(task)  # before the loop runs the sweep armed for 105.0
         task.cancel()
     assert task not in dog.deadlines
 

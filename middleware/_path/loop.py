@@ -242,6 +242,7 @@ class Loop(Settle):
         # Long limits share a coarse timer (seawall.watchdog); short ones, which
         # need precision, get their own asyncio.timeout.
         task = dog = None
+        due = 0.0
         try:
             if limit is None:
                 result = await attempt(number)
@@ -250,13 +251,14 @@ class Loop(Settle):
                 task = _current_task(loop)
                 assert task is not None, "seawall calls run inside a task"
                 if dog.stock and self.clock is _monotonic:  # admit just read the clock
-                    dog.watch_at(task, call.t0 + limit)
+                    due = call.t0 + limit
+                    outer = dog.watch_at(task, due)
                 else:
-                    dog.watch(task, limit)
+                    due, outer = dog.watch(task, limit)
                 try:
                     result = await attempt(number)
                 finally:
-                    dog.done(task)
+                    dog.done(task, due, outer)
             else:
                 call.timer = asyncio.timeout(limit)
                 async with call.timer:
@@ -268,7 +270,7 @@ class Loop(Settle):
         except Exception as caught:
             call.result, call.exc = None, caught
         except asyncio.CancelledError:
-            if dog is None or task is None or limit is None or not dog.timed_out(task):
+            if dog is None or task is None or limit is None or not dog.timed_out(task, due):
                 self.abandon(call)  # cancelled: never retried, never counted
                 raise
             call.result, call.exc, call.watched = None, attempt_timeout(limit), True
