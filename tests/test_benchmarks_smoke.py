@@ -198,3 +198,19 @@ def test_the_lift_benchmark_reports_both_phases_for_every_client() -> None:
     rows = {line.split()[0]: line.split()[1:] for line in table}
     assert set(rows) == clients
     assert all(len(figures) == 6 and figures[0].endswith("%") for figures in rows.values())
+
+
+def test_the_pacing_matrix_reports_every_cell() -> None:
+    """pacing_matrix.py --json: a share and a 429 count for each bucket and way of calling
+    (stalls only where the bucket refills fast enough for one to matter); never asserted."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "pacing_matrix.py"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    cells = json.loads(done.stdout)["cells"]
+    assert len(cells) == 11 * 4 - 6
+    assert all(0.0 < share <= 1.2 and refused >= 0.0 for share, refused in cells.values())
