@@ -28,7 +28,15 @@ import seawall.watchdog as _watchdog
 from seawall import costs
 from seawall._body import ERROR_BODY_LIMIT, peek_body, tap_body
 from seawall._path.registry import Route
-from seawall._path.spec import Attempt, BrokenBody, CallSpec, FirstAttempt, attempt_timeout
+from seawall._path.spec import (
+    Attempt,
+    BrokenBody,
+    CallSpec,
+    FirstAttempt,
+    answered_before,
+    attempt_timeout,
+    mark_answered,
+)
 from seawall.breaker import BreakerState
 from seawall.context import current_context
 from seawall.deadline import DEADLINE_VAR
@@ -164,6 +172,9 @@ def _attempt_maker(
                 except Exception as exc:
                     # A success status: whatever happens to the body, never re-sent.
                     raise BrokenBody(exc, status) from exc
+                except asyncio.CancelledError as cancelled:
+                    mark_answered(cancelled, status)  # nor when its time limit cuts it
+                    raise
             return Attempt(resp, status, resp.headers)
         return await _failed(resp, method)
 
@@ -183,8 +194,11 @@ async def _failed(resp: ClientResponse, method: str) -> Attempt:
             body = await peek_body(resp, ERROR_BODY_LIMIT)
     except BaseException as exc:
         resp.close()
-        if isinstance(exc, Exception) and method not in IDEMPOTENT_METHODS:
-            raise BrokenBody(exc, resp.status) from exc
+        if method not in IDEMPOTENT_METHODS:
+            if isinstance(exc, Exception):
+                raise BrokenBody(exc, resp.status) from exc
+            if isinstance(exc, asyncio.CancelledError):
+                mark_answered(exc, resp.status)  # nor when the attempt's time limit cuts it
         raise
     return Attempt(resp, resp.status, resp.headers, body, content_type)
 
@@ -303,7 +317,7 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
                 result = await _failed(resp, req.method)
         except Exception as caught:
             exc = caught
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             if (
                 watching is None
                 or task is None
@@ -313,7 +327,7 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
                 with state.lock:
                     state.begin(started)  # started, then cancelled: never retried
                 raise
-            exc = attempt_timeout(limit)
+            exc = answered_before(attempt_timeout(limit), cancelled)
         finally:
             if watching is not None and task is not None:  # Watchdog.done
                 if outer is due:

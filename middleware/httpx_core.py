@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from seawall import costs
 from seawall._body import ERROR_BODY_LIMIT
-from seawall._path.spec import Attempt, BrokenBody, CallSpec
+from seawall._path.spec import Attempt, BrokenBody, CallSpec, mark_answered
 from seawall.errors import (
     CircuitOpenError,
     DeadlineExceededError,
@@ -332,8 +332,11 @@ async def failed(kind: Kind, resp: Any, method: str) -> Attempt:
             body = decoded(kind.mod, resp, await peek(kind, resp, ERROR_BODY_LIMIT))
         except BaseException as exc:
             await kind.close_response(resp)
-            if isinstance(exc, Exception) and method not in IDEMPOTENT_METHODS:
-                raise BrokenBody(exc, resp.status_code) from exc
+            if method not in IDEMPOTENT_METHODS:
+                if isinstance(exc, Exception):
+                    raise BrokenBody(exc, resp.status_code) from exc
+                if isinstance(exc, asyncio.CancelledError):
+                    mark_answered(exc, resp.status_code)  # nor when its time limit cuts it
             raise
     return Attempt(resp, resp.status_code, resp.headers, body, kind_of)
 
@@ -375,5 +378,8 @@ async def attempt(kind: Kind, sw: Seawall, spec: CallSpec, transport: Any, reque
             except Exception as exc:
                 # A success status: whatever happens to the body, never re-sent.
                 raise BrokenBody(exc, status) from exc
+            except asyncio.CancelledError as cancelled:
+                mark_answered(cancelled, status)  # nor when the attempt's time limit cuts it
+                raise
         return Attempt(resp, status, resp.headers)
     return await failed(kind, resp, method)

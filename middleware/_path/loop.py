@@ -26,7 +26,14 @@ from seawall._path.giveup import GiveUp, make_error
 from seawall._path.observer import Observer
 from seawall._path.rules import deadline_at
 from seawall._path.settle import Settle
-from seawall._path.spec import Attempt, CallSpec, FirstAttempt, Misuse, attempt_timeout
+from seawall._path.spec import (
+    Attempt,
+    CallSpec,
+    FirstAttempt,
+    Misuse,
+    answered_before,
+    attempt_timeout,
+)
 from seawall._path.verdict import classify
 from seawall.breaker import CLOSED_PERMIT, Permit
 from seawall.cooldown import RECHECK
@@ -268,12 +275,15 @@ class Loop(Settle):
             self.abandon(call)
             raise TypeError(str(misuse)) from None
         except Exception as caught:
+            if type(caught) is TimeoutError and call.timer is not None and call.timer.expired():
+                caught = answered_before(caught, None)  # a body cut short after its status?
             call.result, call.exc = None, caught
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             if dog is None or task is None or limit is None or not dog.timed_out(task, due):
                 self.abandon(call)  # cancelled: never retried, never counted
                 raise
-            call.result, call.exc, call.watched = None, attempt_timeout(limit), True
+            timeout = answered_before(attempt_timeout(limit), cancelled)
+            call.result, call.exc, call.watched = None, timeout, True
         except BaseException:
             self.abandon(call)
             raise

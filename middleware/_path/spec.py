@@ -25,8 +25,10 @@ __all__ = [
     "CallSpec",
     "FirstAttempt",
     "Misuse",
+    "answered_before",
     "attempt_timeout",
     "call_key",
+    "mark_answered",
     "coroutine_attempt",
     "not_awaitable",
 ]
@@ -189,6 +191,28 @@ def coroutine_attempt(
 def attempt_timeout(limit: float) -> TimeoutError:
     """What an attempt that ran out of time failed with."""
     return TimeoutError(f"attempt took longer than {limit:.3g}s")
+
+
+#: The attribute a cancellation carries when it cut short the body of an answered request.
+_ANSWERED = "_seawall_answered"
+
+
+def mark_answered(cancelled: BaseException, status: int) -> None:
+    """An adapter's note on a cancellation that came while it read the body of a response
+    with ``status`` that must not be sent again (a success, or a request that is not
+    idempotent): if the cancellation is the attempt's own time limit, the loop turns it
+    into ``BrokenBody``, never into a retryable timeout."""
+    setattr(cancelled, _ANSWERED, status)
+
+
+def answered_before(timeout: Exception, cancelled: BaseException | None) -> Exception:
+    """What an attempt cut by its time limit failed with: ``timeout``, or ``BrokenBody`` when
+    the cancellation (``cancelled``, or the one ``asyncio.timeout`` raised ``timeout``
+    from) cut short the body of a response that must not be sent again."""
+    if cancelled is None:
+        cancelled = timeout.__cause__
+    status = getattr(cancelled, _ANSWERED, None)
+    return timeout if status is None else BrokenBody(timeout, status)
 
 
 def call_key(fn: object) -> str:
