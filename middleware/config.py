@@ -14,7 +14,7 @@ The schema (TOML shown; a dict of the same shape works too)::
     [default.budget]
     ratio = 0.2
 
-    [routes."api.openai.com"]     # host pattern (fnmatch), optionally host:port
+    [routes."api.openai.com"]     # host pattern (fnmatch), optionally host:port; not a URL
     preset = "llm"                # start from Policy.for_llm() instead of [default]
     [routes."api.openai.com".retry]
     max_attempts = 5
@@ -37,7 +37,7 @@ from typing import Any
 
 import attrs
 
-from seawall._checks import show
+from seawall._checks import route_is_url, show
 from seawall.policy import Policy, TimeoutPolicy
 
 __all__ = [
@@ -282,6 +282,9 @@ def load_config(
         where = f"routes.{_key(pattern)}"
         if not isinstance(pattern, str) or not pattern.strip():
             problems.append(Problem(where, 'a route needs a host pattern, e.g. "api.example.com"'))
+            continue
+        if (why := route_is_url(pattern)) is not None:
+            problems.append(Problem(where, why))
             continue
         if not isinstance(raw, Mapping):
             problems.append(Problem(where, f"must be a table, not {show(raw)}"))

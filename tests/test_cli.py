@@ -394,6 +394,47 @@ def test_check_lists_every_problem_with_its_line_and_fix(capsys, tmp_path) -> No
     assert len(lines) == 5
 
 
+def test_check_refuses_a_route_written_as_a_url(capsys, tmp_path) -> None:
+    """A URL as a route pattern is an error at its line, naming the host to write; exit 1."""
+    path = write(
+        tmp_path,
+        """\
+        [default.retry]
+        max_attempts = 2
+
+        [routes."https://api.example.com:8443/v1"]
+        key = "example"
+        """,
+    )
+    code, out = run(capsys, "check", path)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].endswith("1 problem(s)")
+    assert lines[1].startswith(f'{path}:4: routes."https://api.example.com:8443/v1": ')
+    assert lines[1].endswith("write 'api.example.com:8443'")
+
+
+def test_check_warns_of_a_route_with_a_path(capsys, tmp_path) -> None:
+    """A pattern with a '/' (no scheme) can only be an sw.call key: a warning at its line."""
+    path = write(
+        tmp_path,
+        """\
+        [routes."api.example.com"]
+        key = "api"
+
+        [routes."127.0.0.1:8080/v1".retry]
+        max_attempts = 2
+        """,
+    )
+    code, out = run(capsys, "check", path)
+    assert code == 0
+    assert "OK, a default policy and 2 route(s)" in out
+    (warning,) = [line for line in out.splitlines() if "warning" in line]
+    assert warning.startswith(f'{path}:4: warning: routes."127.0.0.1:8080/v1": ')
+    assert "only match an sw.call key" in warning
+    assert warning.endswith("write '127.0.0.1:8080'")
+
+
 def test_check_reports_invalid_toml_with_line_and_column(capsys, tmp_path) -> None:
     """A TOML syntax error is reported with its line and column; exit 1."""
     path = write(tmp_path, "[default\nx = 1\n")

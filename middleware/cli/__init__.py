@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from seawall._checks import route_with_path
 from seawall.cli.classify import build_exception, explain, parse_header
 from seawall.cli.demo import DemoConfig
 from seawall.cli.demo import run as run_demo_loop
@@ -143,7 +144,8 @@ def _find_line(text: str, location: str) -> int | None:
         header = re.match(r"\s*\[([^\[\]]+)\]", line)
         if header:
             table = _split_location(header.group(1).replace(" ", ""))
-            found.setdefault(tuple(table), number)
+            for size in range(1, len(table) + 1):  # [a.b] is where a is too, if a has no line
+                found.setdefault(tuple(table[:size]), number)
             continue
         key = re.match(r"\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*=", line)
         if key:
@@ -181,6 +183,19 @@ def _describe(policy: Any) -> str:
     )
 
 
+def _route_warnings(data: dict[str, Any], text: str, path: Path) -> list[str]:
+    """A warning line for each route pattern that can only match an ``sw.call`` key."""
+    routes = data.get("routes")
+    lines = []
+    for pattern in routes if isinstance(routes, dict) else ():
+        why = route_with_path(pattern) if isinstance(pattern, str) else None
+        if why is not None:
+            location = f"routes.{json.dumps(pattern)}"  # a '/' is never in a bare key
+            line = _find_line(text, location)
+            lines.append(f"{path}:{line}: warning: {location}: {why}\n")
+    return lines
+
+
 def _check(args: argparse.Namespace, out: TextIO) -> int:
     path = Path(args.file)
     if not path.is_file():
@@ -195,6 +210,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     except tomllib.TOMLDecodeError as exc:
         out.write(f"{path}: not valid TOML: {exc}; fix the syntax there (see https://toml.io)\n")
         return 1
+    warnings = _route_warnings(data, text, path)
     try:
         default, routes = load_config(data, source=str(path))
     except ConfigError as exc:
@@ -204,11 +220,13 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
             line = _find_line(text, problem.location)
             where = f"{path}:{line}" if line else str(path)
             out.write(f"{where}: {problem.location}: {problem.message}\n")
+        out.writelines(warnings)
         return 1
     out.write(f"{path}: OK, a default policy and {len(routes)} route(s)\n")
     out.write(f"  default: {_describe(default)}\n")
     for pattern, policy in routes.items():
         out.write(f"  {pattern}: {_describe(policy)}\n")
+    out.writelines(warnings)
     return 0
 
 
