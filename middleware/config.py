@@ -293,8 +293,23 @@ def load_config(
         if route is not None:
             routes[pattern] = route
     if problems or default is None:
+        problems = _in_section_order(problems, data)
         raise ConfigError(problems or [Problem("default", "could not be built")], source)
     return default, routes
+
+
+def _in_section_order(problems: list[Problem], data: Mapping[str, Any]) -> list[Problem]:
+    """``problems`` sorted (stably) by the order of their top-level sections in ``data``."""
+    order = {_key(name): i for i, name in enumerate(data)}
+
+    def rank(problem: Problem) -> int:
+        head = problem.location
+        for name, i in order.items():
+            if head == name or head.startswith(f"{name}."):
+                return i
+        return len(order)
+
+    return sorted(problems, key=rank)
 
 
 _STATE_FIELDS = {"url": str, "prefix": str, "timeout": float, "refresh": float}

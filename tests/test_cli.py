@@ -435,6 +435,30 @@ def test_check_warns_of_a_route_with_a_path(capsys, tmp_path) -> None:
     assert warning.endswith("write '127.0.0.1:8080'")
 
 
+def test_check_lists_an_unknown_section_in_the_files_order_at_its_line(capsys, tmp_path) -> None:
+    """An unknown top-level section is reported where it is in the file, with its line."""
+    path = write(
+        tmp_path,
+        """\
+        [default.retry]
+        max_attempts = 0
+
+        [defaults.retry]
+        max_attempts = 2
+
+        [routes."x"]
+        preset = "llmm"
+        """,
+    )
+    code, out = run(capsys, "check", path)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].endswith("3 problem(s)")
+    assert lines[1].startswith(f"{path}:2: default.retry.max_attempts:")
+    assert lines[2].startswith(f"{path}:4: defaults: unknown section")
+    assert lines[3].startswith(f"{path}:8: routes.x.preset:")
+
+
 def test_check_reports_invalid_toml_with_line_and_column(capsys, tmp_path) -> None:
     """A TOML syntax error is reported with its line and column; exit 1."""
     path = write(tmp_path, "[default\nx = 1\n")

@@ -374,3 +374,19 @@ def test_a_url_as_a_route_pattern_is_refused_naming_its_host(
     (problem,) = info.value.problems
     assert problem.location == f"routes.{json.dumps(pattern)}"
     assert problem.message.endswith(f"write {written!r}")
+
+
+_SECTION_NAMES = st.sampled_from(["default", "routes", "state", "defaults", "route", "x y"])
+
+
+@FUZZ
+@given(st.dictionaries(_SECTION_NAMES, st.one_of(st.integers(), st.just({"bogus": 1})), min_size=1))
+def test_problems_come_in_the_order_of_their_sections(document: dict[str, Any]) -> None:
+    """Problems are listed section by section, in the document's order, unknown sections too."""
+    with pytest.raises(ConfigError) as info:
+        load_config(document)
+    keys = [json.dumps(n) if " " in n else n for n in document]
+    heads = [p.location.split(".")[0] for p in info.value.problems]
+    assert set(heads) <= set(keys)
+    ranks = [keys.index(h) for h in heads]
+    assert ranks == sorted(ranks)
