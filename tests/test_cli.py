@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -332,6 +333,38 @@ def test_plugins_names_entry_point_distribution_and_version(capsys, fake_dist) -
     }
     code, out = run(capsys, "plugins")
     assert "fakecli  (seawall-fake-cli 0.3)" in out
+
+
+@pytest.fixture(params=["typo", "import"])
+def broken_dist(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An installed distribution whose plugin is broken: a misspelt hook, or a failing import."""
+    source = {
+        "typo": "import seawall\n\n@seawall.hookimpl\ndef seawall_clasify(outcome): ...\n",
+        "import": "import no_such_module_here\n",
+    }[request.param]
+    (tmp_path / "seawall_broken_cli.py").write_text(source)
+    info = tmp_path / "seawall_broken_cli-0.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: seawall-broken-cli\nVersion: 0.2\n"
+    )
+    (info / "entry_points.txt").write_text("[seawall]\nbrokencli = seawall_broken_cli\n")
+    monkeypatch.delenv("SEAWALL_LOAD_PLUGINS", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield request.param
+    sys.modules.pop("seawall_broken_cli", None)
+
+
+def test_a_broken_plugin_is_one_error_line_in_plugins_and_classify(capsys, broken_dist) -> None:
+    """``seawall classify`` reports a broken plugin as ``seawall plugins`` does: no traceback."""
+    code, listed = run(capsys, "plugins")
+    assert code == 1
+    assert listed.startswith("error: ")
+    assert "brokencli" in listed
+    code, classified = run(capsys, "classify", "--status", "500")
+    assert code == 1
+    assert classified == listed
+    assert ("seawall_clasify" if broken_dist == "typo" else "no_such_module_here") in classified
 
 
 # --- check --------------------------------------------------------------------

@@ -243,6 +243,9 @@ def _classify(args: argparse.Namespace, out: TextIO) -> int:
         exception = build_exception(args.exception) if args.exception else None
         body = Path(args.body).read_bytes() if args.body else None
         sw = Seawall.from_file(args.config) if args.config else Seawall()
+    except PluginError as exc:  # an installed plugin is broken: as ``seawall plugins`` says it
+        out.write(f"error: {exc}\n")
+        return 1
     except (ValueError, OSError) as exc:
         out.write(f"error: {exc}\n")
         return 1 if isinstance(exc, ConfigError | OSError) else 2
