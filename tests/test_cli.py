@@ -289,6 +289,25 @@ def test_demo_rejects_a_bad_duration(capsys) -> None:
     assert "must be above 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--duration", "nan"],
+        ["--duration", "inf"],
+        ["--duration=-inf"],
+        ["--rate", "nan"],
+        ["--rate", "Infinity"],
+    ],
+)
+def test_demo_rejects_a_number_that_is_not_finite(capsys, argv) -> None:
+    """nan and inf are usage errors (exit 2), as -1 is, not a traceback from the run."""
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", *argv])
+    assert exc.value.code == 2
+    value = argv[-1].split("=")[-1]
+    assert f"{value!r} must be a finite number above 0" in capsys.readouterr().err
+
+
 # --- plugins ------------------------------------------------------------------
 
 
@@ -508,6 +527,13 @@ def test_check_reports_a_missing_file(capsys, tmp_path) -> None:
     assert "nope.toml: no such file" in out
 
 
+def test_check_says_a_directory_is_a_directory(capsys, tmp_path) -> None:
+    """A directory is named as one, not as a missing file; exit 1."""
+    code, out = run(capsys, "check", str(tmp_path))
+    assert code == 1
+    assert out == f"{tmp_path}: is a directory; give the path of a TOML policy file in it\n"
+
+
 # --- classify -----------------------------------------------------------------
 
 
@@ -577,6 +603,58 @@ def test_classify_usage_errors(capsys) -> None:
     code, out = run(capsys, "classify", "--status", "500", "--header", "no colon")
     assert code == 2
     assert "'Name: value'" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--status", "-1"], "'-1' is not an HTTP status code; give one from 100 to 599"),
+        (["--status", "999"], "'999' is not an HTTP status code"),
+        (["--status", "99"], "'99' is not an HTTP status code"),
+        (["--status", "5xx"], "'5xx' is not an HTTP status code"),
+        (["--status", "500", "--exception", "X: y"], "not allowed with argument --status"),
+        (["--exception", "X: y", "--status", "500"], "not allowed with argument --exception"),
+        (["--status", "500", "--url", "not a url"], "'not a url' is not an absolute URL"),
+        (["--status", "500", "--url", "/v1/chat"], "give its scheme and host"),
+        (["--status", "500", "--url", "https://"], "is not an absolute URL"),
+    ],
+)
+def test_classify_refuses_what_it_cannot_mean(capsys, argv, said) -> None:
+    """A status outside 100-599, a URL without scheme and host, or both --status and
+    --exception is a usage error (exit 2) saying what to give."""
+    with pytest.raises(SystemExit) as exc:
+        main(["classify", *argv])
+    assert exc.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_classify_accepts_the_edges_of_the_status_range(capsys) -> None:
+    """100 and 599 are status codes; 599 is a server error."""
+    assert run(capsys, "classify", "--status", "100")[0] == 0
+    code, out = run(capsys, "classify", "--status", "599", "--url", "http://127.0.0.1:9/x")
+    assert code == 0
+    assert "(key http://127.0.0.1:9)" in out
+    assert "classification: server" in out
+
+
+def test_classify_url_error_does_not_echo_credentials_or_secrets(capsys) -> None:
+    """A malformed --url is echoed without its userinfo and with key-like values redacted."""
+    with pytest.raises(SystemExit):
+        main(["classify", "--status", "500", "--url", "me:hunter2@host/x?api_key=sk-SECRET"])
+    err = capsys.readouterr().err
+    assert "hunter2" not in err
+    assert "sk-SECRET" not in err
+
+
+def test_classify_says_what_to_do_with_a_missing_body_file(capsys, tmp_path) -> None:
+    """A --body file that cannot be read names the option and the fix, not a raw [Errno 2]."""
+    missing = tmp_path / "missing.json"
+    code, out = run(capsys, "classify", "--status", "500", "--body", str(missing))
+    assert code == 1
+    assert out == (
+        f"error: --body {missing}: cannot be read (No such file or directory); "
+        "give the path of a file that holds the response body\n"
+    )
 
 
 def test_build_exception_finds_aiohttp_and_builtin_classes() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import tomllib
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from seawall._checks import route_with_path
-from seawall.cli.classify import build_exception, explain, parse_header
+from seawall.cli.classify import build_exception, explain, parse_header, parse_status, parse_url
 from seawall.cli.demo import DemoConfig
 from seawall.cli.demo import run as run_demo_loop
 from seawall.cli.demo_stats import (
@@ -198,6 +199,9 @@ def _route_warnings(data: dict[str, Any], text: str, path: Path) -> list[str]:
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:
     path = Path(args.file)
+    if path.is_dir():
+        out.write(f"{path}: is a directory; give the path of a TOML policy file in it\n")
+        return 1
     if not path.is_file():
         out.write(f"{path}: no such file; give the path of a TOML policy file\n")
         return 1
@@ -233,6 +237,17 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
 # --- seawall classify ---------------------------------------------------------
 
 
+def _read_body(name: str) -> bytes:
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        msg = (
+            f"--body {name}: cannot be read ({exc.strerror or exc}); "
+            "give the path of a file that holds the response body"
+        )
+        raise OSError(msg) from exc
+
+
 def _classify(args: argparse.Namespace, out: TextIO) -> int:
 
     if args.status is None and args.exception is None:
@@ -241,7 +256,7 @@ def _classify(args: argparse.Namespace, out: TextIO) -> int:
     try:
         headers = [parse_header(h) for h in args.header]
         exception = build_exception(args.exception) if args.exception else None
-        body = Path(args.body).read_bytes() if args.body else None
+        body = _read_body(args.body) if args.body else None
         sw = Seawall.from_file(args.config) if args.config else Seawall()
     except PluginError as exc:  # an installed plugin is broken: as ``seawall plugins`` says it
         out.write(f"error: {exc}\n")
@@ -293,6 +308,9 @@ def _positive(kind: type[float] | type[int]) -> Any:
         except ValueError:
             msg = f"{text!r} is not a number"
             raise argparse.ArgumentTypeError(msg) from None
+        if not math.isfinite(value):  # nan and inf parse as floats
+            msg = f"{text!r} must be a finite number above 0"
+            raise argparse.ArgumentTypeError(msg)
         if value <= 0:
             msg = f"{text!r} must be above 0"
             raise argparse.ArgumentTypeError(msg)
@@ -333,12 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
 
     classify = sub.add_parser("classify", help="what seawall would do with one result")
-    classify.add_argument("--status", type=int, help="HTTP status, e.g. 429")
+    result = classify.add_mutually_exclusive_group()  # an attempt got a response or raised
+    result.add_argument("--status", type=parse_status, help="HTTP status, e.g. 429")
     classify.add_argument("--header", action="append", default=[], metavar="'Name: value'")
     classify.add_argument("--body", metavar="FILE", help="the response body")
-    classify.add_argument("--exception", metavar="'Name: message'", help="the attempt raised this")
+    result.add_argument("--exception", metavar="'Name: message'", help="the attempt raised this")
     classify.add_argument("--method", default="GET")
-    classify.add_argument("--url", help="the request URL (picks the route policy)")
+    classify.add_argument("--url", type=parse_url, help="the request URL (picks the route policy)")
     classify.add_argument("--attempt", type=_positive(int), default=1, help="attempt number (1)")
     classify.add_argument("--config", metavar="FILE", help="a TOML policy file")
     classify.add_argument("--json", action="store_true", help="print JSON")
