@@ -511,6 +511,19 @@ def test_check_lists_an_unknown_section_in_the_files_order_at_its_line(capsys, t
     assert lines[3].startswith(f"{path}:8: routes.x.preset:")
 
 
+def test_check_sample_in_docs_cli_md_is_what_check_prints(capsys, tmp_path, monkeypatch) -> None:
+    """docs/cli.md's `seawall check` sample: its file, checked now, prints exactly its output."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    block = page.split("```console\n$ cat seawall.toml\n", 1)[1].split("```\n", 1)[0]
+    toml, rest = block.split("$ seawall check seawall.toml\n")
+    shown, status = rest.split("$ echo $?\n")
+    monkeypatch.chdir(tmp_path)
+    Path("seawall.toml").write_text(toml, encoding="utf-8")
+    code, out = run(capsys, "check", "seawall.toml")
+    assert out == shown
+    assert f"{code}\n" == status
+
+
 def test_check_reports_invalid_toml_with_line_and_column(capsys, tmp_path) -> None:
     """A TOML syntax error is reported with its line and column; exit 1."""
     path = write(tmp_path, "[default\nx = 1\n")
