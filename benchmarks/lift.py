@@ -113,7 +113,7 @@ def make_session(client: str, deadline: float, state: Fleet | None = None) -> ai
     if client == "bare":
         return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=deadline))
     policy = seawall.Policy.for_llm(
-        retry=seawall.RetryPolicy(max_attempts=10, retry_methods=["POST"], retry_after_max=60),
+        retry={"max_attempts": 10, "retry_methods": ["POST"], "retry_after_max": 60},
         timeout=seawall.TimeoutPolicy(attempt=deadline, deadline=deadline),
     )
     sw = seawall.Seawall(routes={"127.0.0.1": policy}, entrypoints=False, state=state)

@@ -100,7 +100,7 @@ def make_session(client: str, sends: list[float]) -> tuple[aiohttp.ClientSession
     traced = [trace]
     if client == "seawall":
         policy = seawall.Policy.for_llm(
-            retry=seawall.RetryPolicy(max_attempts=10, retry_methods=["POST"], retry_after_max=60)
+            retry={"max_attempts": 10, "retry_methods": ["POST"], "retry_after_max": 60}
         )
         sw = seawall.Seawall(routes={"127.0.0.1": policy}, entrypoints=False)
         return sw.session(trace_configs=traced), plain_call

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
@@ -26,6 +27,9 @@ __all__ = [
     "number",
     "one_of",
     "optional_number",
+    "route_is_url",
+    "route_map",
+    "route_with_path",
     "show",
     "whole",
 ]
@@ -233,3 +237,68 @@ def http_method(name: str) -> Callable[[Any], str]:
         return method
 
     return convert
+
+
+def _host_of(url: str) -> str:
+    """What a route for ``url`` is written as: ``host``, or ``host:port`` if it names a port."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        return "api.example.com"
+    if not host:
+        return "api.example.com"
+    return f"{host}:{port}" if port is not None else host
+
+
+def route_is_url(pattern: str) -> str | None:
+    """Why a route pattern written as a URL can never match, and what to write; else ``None``.
+
+    Routes are matched against a request's host (``host:port`` for a pattern
+    with a ``:``) and against ``sw.call`` keys. A host never holds ``://``; a
+    route that does is far likelier a URL meant as a host than an ``sw.call``
+    key, so it is refused rather than silently never applied.
+    """
+    if "://" not in pattern:
+        return None
+    host = _host_of(pattern)
+    return (
+        f"route pattern {show(pattern)} is a URL, so it would never match: routes match "
+        f"a request's host (or host:port), never its scheme or path; write {host!r}"
+    )
+
+
+def route_with_path(pattern: str) -> str | None:
+    """Why a route pattern with a ``/`` (and no ``://``) matches no host, else ``None``.
+
+    Only a warning: such a pattern is still a valid ``sw.call`` key.
+    """
+    if "/" not in pattern or "://" in pattern:
+        return None
+    host = pattern.split("/", 1)[0] or "api.example.com"
+    return (
+        f"route pattern {show(pattern)} contains '/': routes match a request's host "
+        f"(host:port), never its path, so it can only match an sw.call key; for a host, "
+        f"write {host!r}"
+    )
+
+
+def route_map(routes: Any) -> Mapping[Any, Any]:
+    """``Seawall(routes=...)`` checked: a mapping, none of its patterns a URL.
+
+    The patterns' and policies' types are checked by the registry.
+    """
+    if routes is None:
+        return {}
+    if not isinstance(routes, Mapping):
+        msg = (
+            "Seawall(routes=...) takes a mapping of host pattern to seawall.Policy, "
+            f"e.g. {{'api.example.com': Policy(...)}}, not {show(routes)}"
+        )
+        raise TypeError(msg)
+    for pattern in routes:
+        why = route_is_url(pattern) if isinstance(pattern, str) else None
+        if why is not None:
+            msg = f"Seawall(routes=...): {why}"
+            raise ValueError(msg)
+    return routes

@@ -14,7 +14,7 @@ The schema (TOML shown; a dict of the same shape works too)::
     [default.budget]
     ratio = 0.2
 
-    [routes."api.openai.com"]     # host pattern (fnmatch), optionally host:port
+    [routes."api.openai.com"]     # host pattern (fnmatch), optionally host:port; not a URL
     preset = "llm"                # start from Policy.for_llm() instead of [default]
     [routes."api.openai.com".retry]
     max_attempts = 5
@@ -37,7 +37,7 @@ from typing import Any
 
 import attrs
 
-from seawall._checks import show
+from seawall._checks import route_is_url, show
 from seawall.policy import Policy, TimeoutPolicy
 
 __all__ = [
@@ -283,6 +283,9 @@ def load_config(
         if not isinstance(pattern, str) or not pattern.strip():
             problems.append(Problem(where, 'a route needs a host pattern, e.g. "api.example.com"'))
             continue
+        if (why := route_is_url(pattern)) is not None:
+            problems.append(Problem(where, why))
+            continue
         if not isinstance(raw, Mapping):
             problems.append(Problem(where, f"must be a table, not {show(raw)}"))
             continue
@@ -290,8 +293,23 @@ def load_config(
         if route is not None:
             routes[pattern] = route
     if problems or default is None:
+        problems = _in_section_order(problems, data)
         raise ConfigError(problems or [Problem("default", "could not be built")], source)
     return default, routes
+
+
+def _in_section_order(problems: list[Problem], data: Mapping[str, Any]) -> list[Problem]:
+    """``problems`` sorted (stably) by the order of their top-level sections in ``data``."""
+    order = {_key(name): i for i, name in enumerate(data)}
+
+    def rank(problem: Problem) -> int:
+        head = problem.location
+        for name, i in order.items():
+            if head == name or head.startswith(f"{name}."):
+                return i
+        return len(order)
+
+    return sorted(problems, key=rank)
 
 
 _STATE_FIELDS = {"url": str, "prefix": str, "timeout": float, "refresh": float}

@@ -20,6 +20,7 @@ from yarl import URL
 
 from seawall import costs as _costs
 from seawall import forms as _forms
+from seawall._checks import route_map
 from seawall._path.loop import Loop, classify
 from seawall._path.observer import Observer
 from seawall._path.registry import MAX_KEYS, Registry, Route, origin_key
@@ -108,6 +109,7 @@ class Seawall:
         if not isinstance(policy, Policy):
             msg = f"Seawall(policy=...) takes a seawall.Policy, not {policy!r}"
             raise TypeError(msg)
+        checked_routes = route_map(routes)  # before anything starts: a URL as a route fails here
         self.policy = policy
         self.clock: Callable[[], float] = clock or time.monotonic
         #: How sync calls wait between attempts (the thread sleeps); instant in test mode.
@@ -126,7 +128,7 @@ class Seawall:
         )
         self.store = store
         #: Internal: routes and per-key state (the adapters read it).
-        self.registry = Registry(policy, routes or {}, store, self.hooks)
+        self.registry = Registry(policy, checked_routes, store, self.hooks)
         self._observer = Observer(self.hooks, self.escalator, self.registry.view)
         #: Internal: the attempt loop (the CLI's ``classify`` asks its ``delay``).
         self.path = Loop(self.clock, self.hooks, self._observer)

@@ -185,37 +185,31 @@ class BudgetPolicy:
 
 
 def merge_section(base: Any, override: Any, name: str) -> Any:
-    """``base`` (a sub-policy) with ``override``'s settings on top, field by field.
+    """``base`` (a sub-policy of the LLM preset) with ``override`` applied.
 
-    ``override`` is an instance of the same class, whose fields that differ
-    from the class defaults win, or a mapping of field names to values, which
-    all win. Validators run again on the result.
+    ``override`` is an instance of the same class, which replaces ``base``
+    whole (an instance cannot tell a field set to its class default from one
+    left out, so none of it is second-guessed), or a mapping of field names to
+    values, which win over ``base``'s field by field. Validators run again.
     """
     cls = type(base)
     if isinstance(override, cls):
-        default = cls()
-        changes = {
-            f.name: getattr(override, f.name)
-            for f in attrs.fields(cls)
-            if getattr(override, f.name) != getattr(default, f.name)
-        }
-    elif isinstance(override, Mapping):
-        known = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(str(k) for k in override if k not in known)
-        if unknown:
-            msg = (
-                f"Policy.for_llm({name}=...): unknown setting(s) {', '.join(unknown)}; "
-                f"known ones: {', '.join(sorted(known))}"
-            )
-            raise TypeError(msg)
-        changes = dict(override)
-    else:
+        return override
+    if not isinstance(override, Mapping):
         msg = (
             f"Policy.for_llm({name}=...) takes a seawall.{cls.__name__} or a dict, "
             f"not {show(override)}"
         )
         raise TypeError(msg)
-    return attrs.evolve(base, **changes)
+    known = {f.name for f in attrs.fields(cls)}
+    unknown = sorted(str(k) for k in override if k not in known)
+    if unknown:
+        msg = (
+            f"Policy.for_llm({name}=...): unknown setting(s) {', '.join(unknown)}; "
+            f"known ones: {', '.join(sorted(known))}"
+        )
+        raise TypeError(msg)
+    return attrs.evolve(base, **override)
 
 
 @attrs.frozen(kw_only=True)
@@ -265,14 +259,13 @@ class Policy:
         - The breaker opens after 5 failed calls in a row and probes
           again after 60 s (429s never trip it: they start a cooldown).
 
-        Overrides merge into the preset field by field: a sub-policy such as
-        ``retry=RetryPolicy(max_attempts=2)`` changes the fields it sets to
-        something other than the class default (here ``max_attempts``; POST
-        stays retried), and a dict such as ``retry={"retry_methods": ["GET"]}``
-        changes exactly the fields it names, defaults included. To replace a
-        whole sub-policy, ``attrs.evolve(Policy.for_llm(), retry=RetryPolicy(...))``.
+        A sub-policy given as an instance replaces the preset's whole:
+        ``retry=RetryPolicy(max_attempts=3)`` is exactly that ``RetryPolicy``,
+        its defaults included (idempotent methods only: no POST retries, 0.1 s
+        to 20 s backoff). A dict changes the fields it names and keeps the
+        rest of the preset: ``retry={"max_attempts": 2}`` keeps POST retried.
 
-        Example: ``Policy.for_llm(key="model", retry=RetryPolicy(max_attempts=2))``.
+        Example: ``Policy.for_llm(key="model", retry={"max_attempts": 2})``.
         """
         preset = cls(
             retry=RetryPolicy(

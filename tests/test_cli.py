@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -288,6 +289,25 @@ def test_demo_rejects_a_bad_duration(capsys) -> None:
     assert "must be above 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--duration", "nan"],
+        ["--duration", "inf"],
+        ["--duration=-inf"],
+        ["--rate", "nan"],
+        ["--rate", "Infinity"],
+    ],
+)
+def test_demo_rejects_a_number_that_is_not_finite(capsys, argv) -> None:
+    """nan and inf are usage errors (exit 2), as -1 is, not a traceback from the run."""
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", *argv])
+    assert exc.value.code == 2
+    value = argv[-1].split("=")[-1]
+    assert f"{value!r} must be a finite number above 0" in capsys.readouterr().err
+
+
 # --- plugins ------------------------------------------------------------------
 
 
@@ -332,6 +352,38 @@ def test_plugins_names_entry_point_distribution_and_version(capsys, fake_dist) -
     }
     code, out = run(capsys, "plugins")
     assert "fakecli  (seawall-fake-cli 0.3)" in out
+
+
+@pytest.fixture(params=["typo", "import"])
+def broken_dist(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An installed distribution whose plugin is broken: a misspelt hook, or a failing import."""
+    source = {
+        "typo": "import seawall\n\n@seawall.hookimpl\ndef seawall_clasify(outcome): ...\n",
+        "import": "import no_such_module_here\n",
+    }[request.param]
+    (tmp_path / "seawall_broken_cli.py").write_text(source)
+    info = tmp_path / "seawall_broken_cli-0.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: seawall-broken-cli\nVersion: 0.2\n"
+    )
+    (info / "entry_points.txt").write_text("[seawall]\nbrokencli = seawall_broken_cli\n")
+    monkeypatch.delenv("SEAWALL_LOAD_PLUGINS", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield request.param
+    sys.modules.pop("seawall_broken_cli", None)
+
+
+def test_a_broken_plugin_is_one_error_line_in_plugins_and_classify(capsys, broken_dist) -> None:
+    """``seawall classify`` reports a broken plugin as ``seawall plugins`` does: no traceback."""
+    code, listed = run(capsys, "plugins")
+    assert code == 1
+    assert listed.startswith("error: ")
+    assert "brokencli" in listed
+    code, classified = run(capsys, "classify", "--status", "500")
+    assert code == 1
+    assert classified == listed
+    assert ("seawall_clasify" if broken_dist == "typo" else "no_such_module_here") in classified
 
 
 # --- check --------------------------------------------------------------------
@@ -394,6 +446,84 @@ def test_check_lists_every_problem_with_its_line_and_fix(capsys, tmp_path) -> No
     assert len(lines) == 5
 
 
+def test_check_refuses_a_route_written_as_a_url(capsys, tmp_path) -> None:
+    """A URL as a route pattern is an error at its line, naming the host to write; exit 1."""
+    path = write(
+        tmp_path,
+        """\
+        [default.retry]
+        max_attempts = 2
+
+        [routes."https://api.example.com:8443/v1"]
+        key = "example"
+        """,
+    )
+    code, out = run(capsys, "check", path)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].endswith("1 problem(s)")
+    assert lines[1].startswith(f'{path}:4: routes."https://api.example.com:8443/v1": ')
+    assert lines[1].endswith("write 'api.example.com:8443'")
+
+
+def test_check_warns_of_a_route_with_a_path(capsys, tmp_path) -> None:
+    """A pattern with a '/' (no scheme) can only be an sw.call key: a warning at its line."""
+    path = write(
+        tmp_path,
+        """\
+        [routes."api.example.com"]
+        key = "api"
+
+        [routes."127.0.0.1:8080/v1".retry]
+        max_attempts = 2
+        """,
+    )
+    code, out = run(capsys, "check", path)
+    assert code == 0
+    assert "OK, a default policy and 2 route(s)" in out
+    (warning,) = [line for line in out.splitlines() if "warning" in line]
+    assert warning.startswith(f'{path}:4: warning: routes."127.0.0.1:8080/v1": ')
+    assert "only match an sw.call key" in warning
+    assert warning.endswith("write '127.0.0.1:8080'")
+
+
+def test_check_lists_an_unknown_section_in_the_files_order_at_its_line(capsys, tmp_path) -> None:
+    """An unknown top-level section is reported where it is in the file, with its line."""
+    path = write(
+        tmp_path,
+        """\
+        [default.retry]
+        max_attempts = 0
+
+        [defaults.retry]
+        max_attempts = 2
+
+        [routes."x"]
+        preset = "llmm"
+        """,
+    )
+    code, out = run(capsys, "check", path)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].endswith("3 problem(s)")
+    assert lines[1].startswith(f"{path}:2: default.retry.max_attempts:")
+    assert lines[2].startswith(f"{path}:4: defaults: unknown section")
+    assert lines[3].startswith(f"{path}:8: routes.x.preset:")
+
+
+def test_check_sample_in_docs_cli_md_is_what_check_prints(capsys, tmp_path, monkeypatch) -> None:
+    """docs/cli.md's `seawall check` sample: its file, checked now, prints exactly its output."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    block = page.split("```console\n$ cat seawall.toml\n", 1)[1].split("```\n", 1)[0]
+    toml, rest = block.split("$ seawall check seawall.toml\n")
+    shown, status = rest.split("$ echo $?\n")
+    monkeypatch.chdir(tmp_path)
+    Path("seawall.toml").write_text(toml, encoding="utf-8")
+    code, out = run(capsys, "check", "seawall.toml")
+    assert out == shown
+    assert f"{code}\n" == status
+
+
 def test_check_reports_invalid_toml_with_line_and_column(capsys, tmp_path) -> None:
     """A TOML syntax error is reported with its line and column; exit 1."""
     path = write(tmp_path, "[default\nx = 1\n")
@@ -408,6 +538,13 @@ def test_check_reports_a_missing_file(capsys, tmp_path) -> None:
     code, out = run(capsys, "check", str(tmp_path / "nope.toml"))
     assert code == 1
     assert "nope.toml: no such file" in out
+
+
+def test_check_says_a_directory_is_a_directory(capsys, tmp_path) -> None:
+    """A directory is named as one, not as a missing file; exit 1."""
+    code, out = run(capsys, "check", str(tmp_path))
+    assert code == 1
+    assert out == f"{tmp_path}: is a directory; give the path of a TOML policy file in it\n"
 
 
 # --- classify -----------------------------------------------------------------
@@ -479,6 +616,58 @@ def test_classify_usage_errors(capsys) -> None:
     code, out = run(capsys, "classify", "--status", "500", "--header", "no colon")
     assert code == 2
     assert "'Name: value'" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--status", "-1"], "'-1' is not an HTTP status code; give one from 100 to 599"),
+        (["--status", "999"], "'999' is not an HTTP status code"),
+        (["--status", "99"], "'99' is not an HTTP status code"),
+        (["--status", "5xx"], "'5xx' is not an HTTP status code"),
+        (["--status", "500", "--exception", "X: y"], "not allowed with argument --status"),
+        (["--exception", "X: y", "--status", "500"], "not allowed with argument --exception"),
+        (["--status", "500", "--url", "not a url"], "'not a url' is not an absolute URL"),
+        (["--status", "500", "--url", "/v1/chat"], "give its scheme and host"),
+        (["--status", "500", "--url", "https://"], "is not an absolute URL"),
+    ],
+)
+def test_classify_refuses_what_it_cannot_mean(capsys, argv, said) -> None:
+    """A status outside 100-599, a URL without scheme and host, or both --status and
+    --exception is a usage error (exit 2) saying what to give."""
+    with pytest.raises(SystemExit) as exc:
+        main(["classify", *argv])
+    assert exc.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_classify_accepts_the_edges_of_the_status_range(capsys) -> None:
+    """100 and 599 are status codes; 599 is a server error."""
+    assert run(capsys, "classify", "--status", "100")[0] == 0
+    code, out = run(capsys, "classify", "--status", "599", "--url", "http://127.0.0.1:9/x")
+    assert code == 0
+    assert "(key http://127.0.0.1:9)" in out
+    assert "classification: server" in out
+
+
+def test_classify_url_error_does_not_echo_credentials_or_secrets(capsys) -> None:
+    """A malformed --url is echoed without its userinfo and with key-like values redacted."""
+    with pytest.raises(SystemExit):
+        main(["classify", "--status", "500", "--url", "me:hunter2@host/x?api_key=sk-SECRET"])
+    err = capsys.readouterr().err
+    assert "hunter2" not in err
+    assert "sk-SECRET" not in err
+
+
+def test_classify_says_what_to_do_with_a_missing_body_file(capsys, tmp_path) -> None:
+    """A --body file that cannot be read names the option and the fix, not a raw [Errno 2]."""
+    missing = tmp_path / "missing.json"
+    code, out = run(capsys, "classify", "--status", "500", "--body", str(missing))
+    assert code == 1
+    assert out == (
+        f"error: --body {missing}: cannot be read (No such file or directory); "
+        "give the path of a file that holds the response body\n"
+    )
 
 
 def test_build_exception_finds_aiohttp_and_builtin_classes() -> None:

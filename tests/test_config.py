@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import pytest
 from yarl import URL
@@ -78,6 +80,53 @@ def test_seawall_rejects_wrong_types() -> None:
         seawall.Seawall(RetryPolicy(), entrypoints=False)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"routes\['api'\]"):
         seawall.Seawall(routes={"api": RetryPolicy()}, entrypoints=False)  # type: ignore[dict-item]
+
+
+def test_routes_given_as_a_list_is_a_type_error_saying_what_routes_is() -> None:
+    """Seawall(routes=[...]) says routes maps host patterns to Policies (no AttributeError)."""
+    with pytest.raises(TypeError, match=r"mapping of host pattern to seawall\.Policy.*not \["):
+        seawall.Seawall(routes=[("api.example.com", Policy())], entrypoints=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "instead"),
+    [
+        ("http://127.0.0.1:8080", "'127.0.0.1:8080'"),
+        ("http://127.0.0.1", "'127.0.0.1'"),
+        ("https://API.example.com/v1", "'api.example.com'"),
+        ("https://api.example.com:8443/v1?x=1", "'api.example.com:8443'"),
+        ("https://user:pw@api.example.com/", "'api.example.com'"),
+        ("http://", "'api.example.com'"),
+    ],
+)
+def test_a_route_written_as_a_url_is_refused_with_the_host_to_write(pattern, instead) -> None:
+    """A URL as a route pattern would never match: Seawall() and from_config() refuse it."""
+    with pytest.raises(ValueError, match=rf"is a URL.*write {re.escape(instead)}$"):
+        seawall.Seawall(routes={pattern: Policy()}, entrypoints=False)
+    with pytest.raises(seawall.ConfigError) as info:
+        seawall.Seawall.from_config({"routes": {pattern: {}}}, entrypoints=False)
+    (problem,) = info.value.problems
+    assert problem.location == f"routes.{json.dumps(pattern)}"
+    assert problem.message.endswith(f"write {instead}")
+
+
+async def test_routes_without_a_scheme_still_match_hosts_and_keys() -> None:
+    """The refusal is of '://' only: a host still matches, a key with a '/' still names a route."""
+    four = Policy(retry=RetryPolicy(max_attempts=4))
+    sw = seawall.Seawall(
+        routes={"127.0.0.1": Policy(key="ip"), "search/v1": four}, entrypoints=False
+    )
+    assert sw.resolve(URL("http://127.0.0.1:9/"))[0] == "ip"
+    calls = 0
+
+    async def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionResetError("connection reset")
+
+    with pytest.raises(ConnectionResetError):
+        await sw.call(down, key="search/v1")
+    assert calls == 4
 
 
 def test_from_config_reports_every_problem_with_its_location() -> None:

@@ -140,7 +140,7 @@ async def test_short_deadline_fails_fast() -> None:
 
 async def _run(fake: FakeProvider, callers: int, calls: int) -> int:
     policy = seawall.Policy.for_llm(
-        retry=seawall.RetryPolicy(max_attempts=10, retry_methods=["POST"], retry_after_max=120)
+        retry={"max_attempts": 10, "retry_methods": ["POST"], "retry_after_max": 120}
     )
     clock = asyncio.get_running_loop().time  # virtual: see _scenario
     sw = seawall.Seawall(routes={"127.0.0.1": policy}, entrypoints=False, clock=clock)

@@ -321,6 +321,13 @@ def test_readme_first_program_shows_retries_and_the_breaker_offline(tmp_path: Pa
     assert fifth is not None, lines[4]
     assert 23 <= int(fifth[1]) <= 30
     assert lines[5] == "7 attempts, 3 retries, breaker open"
+    # The README says which part of the output changes from run to run, and how far.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    said = re.search(
+        r"same on every run but for call 5's\s+wait, between (\d+) and (\d+) s", readme
+    )
+    assert said is not None, "the README must say call 5's wait varies"
+    assert int(said[1]) - 1 <= int(fifth[1]) <= int(said[2])  # less the time calls 1-4 took
     hosts = set(log.read_text(encoding="utf-8").split())
     assert hosts == {"127.0.0.1"}
 

@@ -96,7 +96,8 @@ POLICY_TABLES = st.fixed_dictionaries(
         "preset": st.just("llm"),
     },
 )
-PATTERNS = st.text(min_size=1, max_size=20).filter(lambda p: p.strip())
+# "://" makes a pattern a URL, which is refused (test_a_url_as_a_route_pattern_is_refused...)
+PATTERNS = st.text(min_size=1, max_size=20).filter(lambda p: p.strip() and "://" not in p)
 
 
 def expected_policy(table: dict[str, Any]) -> Policy:
@@ -349,3 +350,43 @@ def test_a_route_choosing_another_jitter_drops_the_inherited_factor() -> None:
     _, got_routes = load_config({"default": default, "routes": routes})
     assert got_routes["0"] == expected_policy(merged(default, routes["0"]))
     assert got_routes["0"].retry.jitter_factor is None
+
+
+_HOSTS = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z0-9]{1,8}){0,3}", fullmatch=True)
+
+
+@FUZZ
+@given(
+    st.sampled_from(["http", "https", "HTTP", "wss"]),
+    _HOSTS,
+    st.one_of(st.none(), st.integers(1, 65535)),
+    st.sampled_from(["", "/", "/v1", "/v1/chat?x=1", "#top"]),
+    POLICY_TABLES,
+)
+def test_a_url_as_a_route_pattern_is_refused_naming_its_host(
+    scheme: str, host: str, port: int | None, rest: str, table: dict[str, Any]
+) -> None:
+    """A route pattern holding '://' is a ConfigError at the route, naming the host to write."""
+    written = host if port is None else f"{host}:{port}"
+    pattern = f"{scheme}://{written}{rest}"
+    with pytest.raises(ConfigError) as info:
+        load_config({"routes": {"ok.example": {}, pattern: table}})
+    (problem,) = info.value.problems
+    assert problem.location == f"routes.{json.dumps(pattern)}"
+    assert problem.message.endswith(f"write {written!r}")
+
+
+_SECTION_NAMES = st.sampled_from(["default", "routes", "state", "defaults", "route", "x y"])
+
+
+@FUZZ
+@given(st.dictionaries(_SECTION_NAMES, st.one_of(st.integers(), st.just({"bogus": 1})), min_size=1))
+def test_problems_come_in_the_order_of_their_sections(document: dict[str, Any]) -> None:
+    """Problems are listed section by section, in the document's order, unknown sections too."""
+    with pytest.raises(ConfigError) as info:
+        load_config(document)
+    keys = [json.dumps(n) if " " in n else n for n in document]
+    heads = [p.location.split(".")[0] for p in info.value.problems]
+    assert set(heads) <= set(keys)
+    ranks = [keys.index(h) for h in heads]
+    assert ranks == sorted(ranks)

@@ -219,3 +219,19 @@ def test_model_from_json() -> None:
     assert model_from_json(b'{"messages": [{"model": "x"}]}') is None
     assert model_from_json(b"[1]") is None
     assert model_from_json(b'{"model": "a b"}') is None
+
+
+async def test_a_retry_policy_instance_without_post_is_obeyed(fake) -> None:
+    """for_llm(retry=RetryPolicy(max_attempts=3)): a POST that gets a 503 is sent once, not 4x."""
+    fake.then(status(503), status(503), status(503), status(503))
+    sw = llm_seawall(retry=seawall.RetryPolicy(max_attempts=3))
+    code, _ = await post(sw, fake.url + CHAT)
+    await sw.aclose()
+    assert code == 503
+    assert fake.hits == 1
+    fake.then(status(503), status(503), status(503), status(503))
+    sw = llm_seawall(retry={"max_attempts": 3, "base_delay": 0.0})  # a dict keeps POST retried
+    code, _ = await post(sw, fake.url + CHAT)
+    await sw.aclose()
+    assert code == 503
+    assert fake.hits == 1 + 3

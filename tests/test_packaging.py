@@ -108,3 +108,26 @@ def test_folder_names_are_not_import_names() -> None:
         )
         assert done.returncode != 0
         assert "ModuleNotFoundError" in done.stderr
+
+
+#: Extras for working on seawall itself, not for its users: not in the README's table.
+_OWN_EXTRAS = {"bench", "mutate", "test"}
+
+
+def test_the_readme_lists_every_user_extra_with_what_it_installs() -> None:
+    """Each extra users install has a row in the README's table naming its packages."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    rows = {}
+    for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            rows[cells[0]] = cells[1]
+    for extra, requirements in extras.items():
+        if extra in _OWN_EXTRAS:
+            continue
+        assert extra in rows, f"README.md's extras table has no row for {extra!r}"
+        for requirement in requirements:
+            name = requirement.split(">")[0].split("=")[0].split("[")[0]
+            assert name in rows[extra], (extra, name)

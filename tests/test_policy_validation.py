@@ -207,29 +207,34 @@ def test_docs_configuration_example_loads() -> None:
         load_config(tomllib.loads(block))
 
 
-# --- presets: overrides merge field by field -------------------------------------
+# --- presets: an instance replaces a section, a dict merges into it ----------------
 
 
-def test_for_llm_keeps_the_presets_other_fields() -> None:
-    """for_llm(retry=RetryPolicy(max_attempts=2)) changes max_attempts only: POST stays retried."""
+def test_for_llm_takes_a_sub_policy_instance_as_given() -> None:
+    """for_llm(retry=RetryPolicy(max_attempts=3, ...)) is exactly that RetryPolicy: no POST."""
+    retry = RetryPolicy(max_attempts=3)  # every value equal to RetryPolicy's defaults
+    policy = Policy.for_llm(key="model", retry=retry)
+    assert policy.retry is retry
+    assert policy.retry.max_attempts == 3
+    assert "POST" not in policy.retry.retry_methods
+    assert "PATCH" not in policy.retry.retry_methods
+    timeout = TimeoutPolicy(attempt=30, deadline=120)  # TimeoutPolicy's defaults
+    assert Policy.for_llm(timeout=timeout).timeout == timeout
     preset = Policy.for_llm()
-    policy = Policy.for_llm(key="model", retry=RetryPolicy(max_attempts=2))
-    assert policy.retry.max_attempts == 2
-    assert {"POST", "PATCH"} <= policy.retry.retry_methods
-    assert policy.retry == attrs.evolve(preset.retry, max_attempts=2)
     assert (policy.breaker, policy.timeout, policy.llm) == (preset.breaker, preset.timeout, True)
     assert policy.key == "model"
 
 
-def test_for_llm_dict_overrides_name_exact_fields_and_evolve_replaces() -> None:
-    """A dict sets exactly the fields it names (a class default too); evolve replaces."""
+def test_for_llm_dict_overrides_merge_into_the_preset() -> None:
+    """A dict sets exactly the fields it names (a class default too) and keeps the others."""
     policy = Policy.for_llm(retry={"retry_methods": IDEMPOTENT_METHODS}, timeout={"deadline": None})
     assert policy.retry.retry_methods == IDEMPOTENT_METHODS
     assert policy.retry.max_attempts == 4
     assert policy.timeout.attempt == 600.0
     assert policy.timeout.deadline is None
-    replaced = attrs.evolve(Policy.for_llm(), retry=RetryPolicy(max_attempts=2))
-    assert "POST" not in replaced.retry.retry_methods
+    kept = Policy.for_llm(retry={"max_attempts": 2})
+    assert kept.retry == attrs.evolve(Policy.for_llm().retry, max_attempts=2)
+    assert {"POST", "PATCH"} <= kept.retry.retry_methods
 
 
 def test_for_llm_refuses_unknown_and_bad_overrides() -> None:

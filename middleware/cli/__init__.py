@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import tomllib
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from seawall.cli.classify import build_exception, explain, parse_header
+from seawall._checks import route_with_path
+from seawall.cli.classify import build_exception, explain, parse_header, parse_status, parse_url
 from seawall.cli.demo import DemoConfig
 from seawall.cli.demo import run as run_demo_loop
 from seawall.cli.demo_stats import (
@@ -143,7 +145,8 @@ def _find_line(text: str, location: str) -> int | None:
         header = re.match(r"\s*\[([^\[\]]+)\]", line)
         if header:
             table = _split_location(header.group(1).replace(" ", ""))
-            found.setdefault(tuple(table), number)
+            for size in range(1, len(table) + 1):  # [a.b] is where a is too, if a has no line
+                found.setdefault(tuple(table[:size]), number)
             continue
         key = re.match(r"\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*=", line)
         if key:
@@ -181,8 +184,24 @@ def _describe(policy: Any) -> str:
     )
 
 
+def _route_warnings(data: dict[str, Any], text: str, path: Path) -> list[str]:
+    """A warning line for each route pattern that can only match an ``sw.call`` key."""
+    routes = data.get("routes")
+    lines = []
+    for pattern in routes if isinstance(routes, dict) else ():
+        why = route_with_path(pattern) if isinstance(pattern, str) else None
+        if why is not None:
+            location = f"routes.{json.dumps(pattern)}"  # a '/' is never in a bare key
+            line = _find_line(text, location)
+            lines.append(f"{path}:{line}: warning: {location}: {why}\n")
+    return lines
+
+
 def _check(args: argparse.Namespace, out: TextIO) -> int:
     path = Path(args.file)
+    if path.is_dir():
+        out.write(f"{path}: is a directory; give the path of a TOML policy file in it\n")
+        return 1
     if not path.is_file():
         out.write(f"{path}: no such file; give the path of a TOML policy file\n")
         return 1
@@ -195,6 +214,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     except tomllib.TOMLDecodeError as exc:
         out.write(f"{path}: not valid TOML: {exc}; fix the syntax there (see https://toml.io)\n")
         return 1
+    warnings = _route_warnings(data, text, path)
     try:
         default, routes = load_config(data, source=str(path))
     except ConfigError as exc:
@@ -204,15 +224,28 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
             line = _find_line(text, problem.location)
             where = f"{path}:{line}" if line else str(path)
             out.write(f"{where}: {problem.location}: {problem.message}\n")
+        out.writelines(warnings)
         return 1
     out.write(f"{path}: OK, a default policy and {len(routes)} route(s)\n")
     out.write(f"  default: {_describe(default)}\n")
     for pattern, policy in routes.items():
         out.write(f"  {pattern}: {_describe(policy)}\n")
+    out.writelines(warnings)
     return 0
 
 
 # --- seawall classify ---------------------------------------------------------
+
+
+def _read_body(name: str) -> bytes:
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        msg = (
+            f"--body {name}: cannot be read ({exc.strerror or exc}); "
+            "give the path of a file that holds the response body"
+        )
+        raise OSError(msg) from exc
 
 
 def _classify(args: argparse.Namespace, out: TextIO) -> int:
@@ -223,8 +256,11 @@ def _classify(args: argparse.Namespace, out: TextIO) -> int:
     try:
         headers = [parse_header(h) for h in args.header]
         exception = build_exception(args.exception) if args.exception else None
-        body = Path(args.body).read_bytes() if args.body else None
+        body = _read_body(args.body) if args.body else None
         sw = Seawall.from_file(args.config) if args.config else Seawall()
+    except PluginError as exc:  # an installed plugin is broken: as ``seawall plugins`` says it
+        out.write(f"error: {exc}\n")
+        return 1
     except (ValueError, OSError) as exc:
         out.write(f"error: {exc}\n")
         return 1 if isinstance(exc, ConfigError | OSError) else 2
@@ -272,6 +308,9 @@ def _positive(kind: type[float] | type[int]) -> Any:
         except ValueError:
             msg = f"{text!r} is not a number"
             raise argparse.ArgumentTypeError(msg) from None
+        if not math.isfinite(value):  # nan and inf parse as floats
+            msg = f"{text!r} must be a finite number above 0"
+            raise argparse.ArgumentTypeError(msg)
         if value <= 0:
             msg = f"{text!r} must be above 0"
             raise argparse.ArgumentTypeError(msg)
@@ -312,12 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
 
     classify = sub.add_parser("classify", help="what seawall would do with one result")
-    classify.add_argument("--status", type=int, help="HTTP status, e.g. 429")
+    result = classify.add_mutually_exclusive_group()  # an attempt got a response or raised
+    result.add_argument("--status", type=parse_status, help="HTTP status, e.g. 429")
     classify.add_argument("--header", action="append", default=[], metavar="'Name: value'")
     classify.add_argument("--body", metavar="FILE", help="the response body")
-    classify.add_argument("--exception", metavar="'Name: message'", help="the attempt raised this")
+    result.add_argument("--exception", metavar="'Name: message'", help="the attempt raised this")
     classify.add_argument("--method", default="GET")
-    classify.add_argument("--url", help="the request URL (picks the route policy)")
+    classify.add_argument("--url", type=parse_url, help="the request URL (picks the route policy)")
     classify.add_argument("--attempt", type=_positive(int), default=1, help="attempt number (1)")
     classify.add_argument("--config", metavar="FILE", help="a TOML policy file")
     classify.add_argument("--json", action="store_true", help="print JSON")

@@ -11,6 +11,7 @@ values, key-like query values, credentials and tokens in the exception text
 
 from __future__ import annotations
 
+import argparse
 import builtins
 from typing import Any
 
@@ -26,7 +27,7 @@ from seawall.engine import Seawall
 from seawall.outcome import Category, Outcome
 from seawall.redact import redact_headers, redact_text
 
-__all__ = ["build_exception", "explain", "parse_header"]
+__all__ = ["build_exception", "explain", "parse_header", "parse_status", "parse_url"]
 
 #: Modules whose exception classes ``--exception`` may name (``aiohttp.X`` or ``X``).
 _MODULES = ("builtins", "aiohttp", "asyncio", "ssl", "socket")
@@ -44,6 +45,35 @@ def parse_header(text: str) -> tuple[str, str]:
         )
         raise ValueError(msg)
     return name.strip(), value.strip()
+
+
+def parse_status(text: str) -> int:
+    """``--status``: an HTTP status code, 100 to 599 (an argparse type: a usage error else)."""
+    try:
+        code = int(text)
+    except ValueError:
+        code = 0
+    if not 100 <= code <= 599:
+        msg = f"{text!r} is not an HTTP status code; give one from 100 to 599, e.g. 503"
+        raise argparse.ArgumentTypeError(msg)
+    return code
+
+
+def parse_url(text: str) -> str:
+    """``--url``: an absolute URL, with a scheme and a host (an argparse type)."""
+    try:
+        url = URL(text)
+        ok = bool(url.scheme and url.host)
+    except ValueError:
+        ok = False
+    if not ok:
+        shown = redact_text(text.rsplit("@", 1)[-1])  # never echo credentials
+        msg = (
+            f"{shown!r} is not an absolute URL; "
+            "give its scheme and host, e.g. https://api.example.com/v1"
+        )
+        raise argparse.ArgumentTypeError(msg)
+    return text
 
 
 def _lookup(name: str) -> type[BaseException] | None:
