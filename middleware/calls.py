@@ -101,7 +101,7 @@ class Using:
         policy: Policy | None = None,
         on: Retried | None = None,
     ) -> None:
-        check_options("sw.using", key, policy)
+        check_options("sw.using", key, policy, context=context)
         self._sw = sw
         self._key = key
         self._context = context

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -161,3 +164,96 @@ async def test_call_allows_a_key_the_positional_arguments_already_fill() -> None
     with pytest.raises(TypeError, match="takes key= itself"):
         await sw.call(Client().get, key="user:3")
     assert set(sw.health()["keys"]) == {"cache"}
+
+
+class _Payload(bytearray):
+    """A request body a weak reference can follow."""
+
+
+async def test_options_keep_no_callable_alive() -> None:
+    """The option check remembers no callable: a partial and what it holds die after the call."""
+    sw = seawall.Seawall()
+
+    async def post(body: bytes, *, api_key: str) -> int:
+        return len(body)
+
+    def count(body: bytes) -> int:
+        return len(body)
+
+    class Client:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        async def __call__(self) -> int:
+            return len(self.body)
+
+    def wrapped(body: bytes) -> Any:
+        @functools.wraps(post)
+        async def inner(*args: Any, **kwargs: Any) -> int:
+            return len(body)
+
+        return inner
+
+    refs: list[weakref.ref[_Payload]] = []
+    for _ in range(5):
+        bodies = [_Payload(b"x" * 1000) for _ in range(5)]
+        refs += [weakref.ref(body) for body in bodies]
+        assert await sw.call(functools.partial(post, bodies[0], api_key="k"), key="p") == 1000
+        assert await sw.call(Client(bodies[1]), key="p") == 1000
+        assert await sw.call(wrapped(bodies[2]), key="p", context={"a": 1}) == 1000
+        assert sw.call_sync(functools.partial(count, bodies[3]), key="s") == 1000
+        assert sw.call_sync(functools.partial(len, bodies[4]), key="s") == 1000
+        del bodies
+    gc.collect()
+    assert [ref for ref in refs if ref() is not None] == []
+
+
+async def test_options_are_still_checked_on_what_is_not_a_plain_function() -> None:
+    """Partials, wrapped functions and callable objects taking key= still refuse sw.call(key=)."""
+    sw = seawall.Seawall()
+
+    async def get(key: str, *, fresh: bool = False) -> str:
+        return key
+
+    @functools.wraps(get)
+    async def wrapper(*args: Any, **kwargs: Any) -> str:
+        return await get(*args, **kwargs)
+
+    class Getter:
+        async def __call__(self, key: str) -> str:
+            return key
+
+    for fn in (functools.partial(get, fresh=True), wrapper, Getter()):
+        for _ in range(2):  # the second time from what was remembered
+            with pytest.raises(TypeError, match="takes key= itself"):
+                await sw.call(fn, key="user:1")
+            assert await sw.call(fn, "user:1", key="cache") == "user:1"
+    assert await sw.call(functools.partial(get, "user:2"), key="cache") == "user:2"
+
+
+@pytest.mark.parametrize("bad", ["critical", ["critical"], 5])
+async def test_a_context_that_is_not_a_mapping_is_refused_up_front(bad: Any) -> None:
+    """context= must be a mapping: every form says so before calling, naming context=."""
+    sw = seawall.Seawall()
+    ran: list[int] = []
+
+    async def fn() -> int:
+        ran.append(1)
+        return 1
+
+    match = r"context=.*give the call context as a mapping"
+    with pytest.raises(TypeError, match=match):
+        await sw.call(fn, key="c", context=bad)
+    with pytest.raises(TypeError, match=match):
+        await sw.call(fn, context=bad)
+    with pytest.raises(TypeError, match=match):
+        sw.using(key="c", context=bad)
+    with pytest.raises(TypeError, match=match):
+        sw.protect(key="c", context=bad)
+    with pytest.raises(TypeError, match=match):
+        sw.call_sync(len, "abc", context=bad)
+    with pytest.raises(TypeError, match=match):
+        seawall.retry(context=bad)
+    assert ran == []
+    assert await sw.call(fn, key="c", context={"critical": True}) == 1
+
