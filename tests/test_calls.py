@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -257,3 +258,87 @@ async def test_a_context_that_is_not_a_mapping_is_refused_up_front(bad: Any) -> 
     assert ran == []
     assert await sw.call(fn, key="c", context={"critical": True}) == 1
 
+
+class _AsyncCallable:
+    """An object with ``async def __call__``: calling it gives a coroutine."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, x: int) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionResetError("reset")
+        return x
+
+
+class _Service:
+    @staticmethod
+    async def double(x: int) -> int:
+        return 2 * x
+
+
+async def test_decorators_tell_async_callables_that_are_not_async_defs() -> None:
+    """An object with async __call__, a staticmethod, a partial: awaited and retried, not run
+    in a thread."""
+    sw = seawall.Seawall()
+
+    async def triple(x: int) -> int:
+        return 3 * x
+
+    obj = _AsyncCallable()
+    assert await sw.protect(obj)(5) == 5
+    assert obj.calls == 2  # retried
+    again = _AsyncCallable()
+    assert await sw.protect(key="obj")(again)(6) == 6
+    assert again.calls == 2
+    assert await sw.using(key="obj").protect(_AsyncCallable())(7) == 7
+    assert await seawall.retry(_AsyncCallable())(8) == 8
+    assert await sw.protect(staticmethod(_Service.double))(9) == 18
+    assert await sw.protect(functools.partial(triple, 10))() == 30
+    assert await seawall.retry(key="p")(functools.partial(triple))(11) == 33
+
+
+async def test_a_protected_staticmethod_stays_static() -> None:
+    """@sw.protect over @staticmethod in a class body gives a staticmethod, async kept."""
+    sw = seawall.Seawall()
+
+    class Service:
+        @sw.protect(key="svc")
+        @staticmethod
+        async def double(x: int) -> int:
+            return 2 * x
+
+    assert await Service.double(4) == 8
+    assert await Service().double(5) == 10
+    assert set(sw.health()["keys"]) == {"svc"}
+
+
+async def _numbers(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+class _Stream:
+    async def __call__(self, n: int) -> AsyncIterator[int]:
+        yield n
+
+
+async def test_async_generator_functions_are_refused_with_what_to_do() -> None:
+    """A stream cannot be retried item by item: every form refuses an async generator
+    function, and says to protect what consumes it or to use the block form."""
+    sw = seawall.Seawall()
+    match = r"async generator function.*protect the async function that consumes.*sw\.attempts"
+    for fn in (_numbers, functools.partial(_numbers, 3), _Stream()):
+        with pytest.raises(TypeError, match=match):
+            sw.protect(fn)
+        with pytest.raises(TypeError, match=match):
+            sw.protect(key="s")(fn)
+        with pytest.raises(TypeError, match=match):
+            seawall.retry(fn)
+        with pytest.raises(TypeError, match=match):
+            sw.call_sync(fn, 1)
+        with pytest.raises(TypeError, match=match):
+            sw.using(key="s").call_sync(fn, 1)
+    with pytest.raises(TypeError, match=r"returned async_generator.*sw\.attempts"):
+        await sw.call(_numbers, 2)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ __all__ = [
     "FirstAttempt",
     "Misuse",
     "STREAMS",
+    "async_kind",
     "attempt_timeout",
     "call_key",
     "called_already",
@@ -197,6 +198,39 @@ STREAMS = (
     "it (an async def that iterates it to the end), or put the loop over it in the block "
     "form: async for attempt in sw.attempts(key=...): with attempt: ... (docs/sync.md)"
 )
+
+
+def _underneath(fn: object) -> object:
+    """The function under partials, bound methods and ``staticmethod``/``classmethod`` objects."""
+    for _ in range(100):  # bounded: partials of partials, methods of partials
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif isinstance(fn, staticmethod | classmethod) or inspect.ismethod(fn):
+            fn = fn.__func__
+        else:
+            break
+    return fn
+
+
+def async_kind(fn: object) -> str | None:
+    """Whether calling ``fn`` gives a coroutine (``"coroutine"``), an async generator
+    (``"async generator"``), or, as far as can be told before calling it, neither (``None``).
+
+    Looks through partials, bound methods and ``staticmethod``/``classmethod``
+    objects to the function underneath, and at the ``__call__`` of other
+    objects (an object with ``async def __call__``). A plain ``def`` that
+    returns a coroutine (a lambda) cannot be told apart: ``None``.
+    """
+    fn = _underneath(fn)
+    candidates = [fn]
+    if not inspect.isfunction(fn) and not isinstance(fn, type):
+        candidates.append(_underneath(getattr(type(fn), "__call__", None)))  # noqa: B004
+    for candidate in candidates:
+        if inspect.iscoroutinefunction(candidate):
+            return "coroutine"
+        if inspect.isasyncgenfunction(candidate):
+            return "async generator"
+    return None
 
 
 def called_already(fn: object) -> Misuse | None:
