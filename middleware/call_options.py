@@ -9,8 +9,10 @@ them) is remembered per function's code (``check_call``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Mapping
 from types import CodeType, FunctionType
 from typing import Any
@@ -57,22 +59,35 @@ def retry_predicate(on: Retried | None, where: str) -> Callable[[BaseException],
     raise TypeError(msg)
 
 
-def check_options(where: str, key: object, policy: object, *, key_required: bool = False) -> None:
-    """Refuse a ``key`` that is not a string (or missing, when required) and a ``policy``
-    that is not a ``Policy``, naming ``where`` they were given."""
+def check_options(
+    where: str,
+    key: object,
+    policy: object,
+    *,
+    context: object = None,
+    key_required: bool = False,
+) -> None:
+    """Refuse a ``key`` that is not a string (or missing, when required), a ``policy``
+    that is not a ``Policy`` and a ``context`` that is not a mapping, naming ``where``
+    they were given."""
     if (key is not None or key_required) and not isinstance(key, str):
         msg = f"{where}(key={key!r}): give the key as a string"
         raise TypeError(msg)
     if policy is not None and not isinstance(policy, Policy):
         msg = f"{where}(policy={policy!r}): give a seawall.Policy"
         raise TypeError(msg)
+    if context is not None and not isinstance(context, Mapping):
+        msg = (
+            f"{where}(context=<{type(context).__name__}>): give the call context as a "
+            'mapping, such as context={"critical": True}'
+        )
+        raise TypeError(msg)
 
 
-@functools.lru_cache(maxsize=1024)
-def _parameters(fn: Callable[..., Any]) -> Mapping[str, int | None]:
+def _inspect(fn: object) -> Mapping[str, int | None]:
     """``fn``'s parameters that a keyword can fill: name -> position (``None``: keyword-only)."""
     try:
-        params = list(inspect.signature(fn).parameters.values())
+        params = list(inspect.signature(fn).parameters.values())  # type: ignore[arg-type]
     except (TypeError, ValueError):  # builtins and odd callables: nothing to collide with
         return {}
     found: dict[str, int | None] = {}
@@ -84,23 +99,77 @@ def _parameters(fn: Callable[..., Any]) -> Mapping[str, int | None]:
     return found
 
 
+#: ``_inspect``'s answers per function or per class of a callable object, held weakly:
+#: remembering them must not keep a caller's function (its closure, its defaults) or
+#: anything else alive after the call.
+_PARAMETERS: weakref.WeakKeyDictionary[object, Mapping[str, int | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _parameters(fn: object) -> Mapping[str, int | None]:
+    """``_inspect(fn)``, remembered where that keeps nothing of the caller's alive.
+
+    A function or class is remembered weakly (a closure made per call goes
+    with its call). A callable object is remembered by its class, weakly,
+    unless it has a signature of its own (``__signature__``, ``__wrapped__``).
+    A partial is never remembered (each holds its own arguments): it has no
+    parameter that its function has not, so when that function is a plain
+    one whose code names no option, there is nothing to inspect
+    (``_takes_options``, per code object); otherwise it is inspected afresh.
+    """
+    if isinstance(fn, FunctionType):
+        holder: object = fn
+    elif isinstance(fn, functools.partial):
+        under = _plain_under(fn)
+        if under is not None and not _takes_options_cached(under.__code__):
+            return {}
+        return _inspect(fn)
+    elif isinstance(fn, type):
+        holder = fn
+    elif "__signature__" in getattr(fn, "__dict__", ()) or hasattr(fn, "__wrapped__"):
+        return _inspect(fn)  # a signature of its own, not its class's
+    else:
+        holder = type(fn)
+    try:
+        found = _PARAMETERS.get(holder)
+    except TypeError:  # not weakly referenceable
+        return _inspect(fn)
+    if found is None:
+        found = _inspect(fn)
+        with contextlib.suppress(TypeError):
+            _PARAMETERS[holder] = found
+    return found
+
+
+def _plain_under(fn: functools.partial[Any]) -> FunctionType | None:
+    """The plain function under partials (one without ``__wrapped__`` or ``__signature__``)."""
+    under: object = fn
+    for _ in range(100):  # bounded: partials of partials
+        if not isinstance(under, functools.partial):
+            break
+        under = under.func
+    if type(under) is FunctionType and not under.__dict__:
+        return under
+    return None
+
+
 def check_collisions(fn: Callable[..., Any], n_args: int, given: Mapping[str, object]) -> None:
     """Refuse ``sw.call(fn, key=...)`` when ``fn`` has its own ``key`` parameter.
 
     Only options actually given are checked, so a plain ``sw.call(fn, x)``
     never inspects ``fn``. A parameter the ``n_args`` positional arguments
     already fill does not collide (``sw.call(get, "user:1", key="cache")``).
+    A ``**kwargs`` catch-all is not taken for a parameter of that name: the
+    option is seawall's (docs/sync.md, "No swallowed arguments").
     """
     names = [name for name, value in given.items() if value is not None]
     if not names:
         return
     target: Any = fn
-    if inspect.ismethod(fn):  # cache the function, not each bound method (it holds its object)
+    if inspect.ismethod(fn):  # the function, not each bound method (it holds its object)
         target, n_args = fn.__func__, n_args + 1
-    try:
-        own = _parameters(target)
-    except TypeError:  # unhashable callable
-        own = _parameters.__wrapped__(target)
+    own = _parameters(target)
     clash = []
     for name in names:
         if name in own:
@@ -127,6 +196,12 @@ _TAKES_OPTIONS: dict[CodeType, bool] = {}
 _TAKES_OPTIONS_MAX = 4096
 
 
+def _takes_options_cached(code: CodeType) -> bool:
+    """``_takes_options``, from what is remembered when it is."""
+    takes = _TAKES_OPTIONS.get(code)
+    return _takes_options(code) if takes is None else takes
+
+
 def _takes_options(code: CodeType) -> bool:
     """Whether a function with this code has a parameter named like an option (remembered)."""
     names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
@@ -147,10 +222,19 @@ def check_call(
     code names an option: that answer is remembered per code object, so the
     common call costs two lookups instead of a signature's.
     """
-    if (key is not None and type(key) is not str) or (
-        policy is not None and not isinstance(policy, Policy)
-    ):
-        check_options(where, key, policy)
+    # As many tests as a call with key="..." alone always made (the first): the others
+    # only when key is missing or another option is given.
+    if type(key) is not str or policy is not None or context is not None:  # noqa: SIM102
+        if (
+            (key is not None and type(key) is not str)
+            or (policy is not None and not isinstance(policy, Policy))
+            or (
+                context is not None
+                and type(context) is not dict
+                and not isinstance(context, Mapping)
+            )
+        ):
+            check_options(where, key, policy, context=context)
     if type(fn) is FunctionType and not fn.__dict__:
         code = fn.__code__
         takes = _TAKES_OPTIONS.get(code)

@@ -27,12 +27,15 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overl
 
 from seawall import sync, watchdog
 from seawall._path.spec import (
+    STREAMS,
     FirstAttempt,
+    async_kind,
     attempt_timeout,
     call_key,
     call_spec,
     coroutine_attempt,
     not_awaitable,
+    safe_name,
 )
 from seawall.breaker import BreakerState
 from seawall.call_options import (
@@ -101,7 +104,7 @@ class Using:
         policy: Policy | None = None,
         on: Retried | None = None,
     ) -> None:
-        check_options("sw.using", key, policy)
+        check_options("sw.using", key, policy, context=context)
         self._sw = sw
         self._key = key
         self._context = context
@@ -120,8 +123,10 @@ class Using:
     def call_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` under protection in this thread; every keyword goes to ``fn``.
 
-        Waits between attempts sleep the thread (``seawall.sync``).
+        Waits between attempts sleep the thread (``seawall.sync``). An async
+        function is refused before any state is made for it.
         """
+        sync.refuse_async(fn, "sw.call_sync")
         key = self._key if self._key is not None else call_key(fn)
         route = self._sw.registry.call_route(key, self._policy)
         spec = call_spec(route, self._context, self._retry_if)
@@ -145,20 +150,32 @@ def protect_with(fn: Callable[P, Any], using: Callable[[], Using] | Using) -> Ca
 
     ``using`` is a ``Using`` (fixed options: ``sw.protect``), or a function
     giving one at each call (``seawall.retry``, over the default seawall of the
-    moment). An ``async def`` is awaited on the event loop (its calls take
-    ``run_call``'s lean first attempt); a plain ``def`` runs in the calling
-    thread (``call_sync``), sleeping it between attempts.
+    moment). An async function (``async_kind``: an ``async def``, a partial
+    of one, an object with ``async def __call__``) is awaited on the event
+    loop (its calls take ``run_call``'s lean first attempt); a plain ``def``
+    runs in the calling thread (``call_sync``), sleeping it between attempts.
+    An async generator function is refused; a ``staticmethod`` or
+    ``classmethod`` object gives one around the protected function.
     """
+    if isinstance(fn, staticmethod | classmethod):  # stays one: @sw.protect over @staticmethod
+        return cast(Callable[P, Any], type(fn)(protect_with(fn.__func__, using)))
     if not callable(fn):
         msg = f"seawall's decorators wrap a function; {fn!r} is not callable"
         raise TypeError(msg)
+    kind = async_kind(fn)
+    if kind == "async generator":
+        msg = (
+            f"seawall's decorators cannot protect {safe_name(fn)}: it is an async generator "
+            f"function. {STREAMS}"
+        )
+        raise TypeError(msg)
     if isinstance(using, Using):
         fixed = using
-        if not inspect.iscoroutinefunction(fn):
+        if kind is None:
             return sync.protect(fn, fixed.call_sync)
         return _wrap_fixed(fn, fixed)
     get = using
-    if not inspect.iscoroutinefunction(fn):
+    if kind is None:
         return sync.protect(fn, lambda f, *a, **kw: get().call_sync(f, *a, **kw))
     return _wrap_async(fn, get)
 

@@ -27,6 +27,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 import attrs
 
 from seawall import calls
+from seawall._path.spec import call_key
 from seawall.engine import Seawall
 from seawall.policy import Policy
 
@@ -129,15 +130,15 @@ def retry(
     """
     retry_if = calls.retry_predicate(on, "seawall.retry")
     _check_attempts(attempts)
-    if policy is not None and not isinstance(policy, Policy):
-        msg = f"seawall.retry(policy={policy!r}): give a seawall.Policy"
-        raise TypeError(msg)
+    calls.check_options("seawall.retry", key, policy, context=context)
 
     def decorate(fn: Callable[P, Any]) -> Callable[P, Any]:
-        if not callable(fn):
+        inner = fn.__func__ if isinstance(fn, staticmethod | classmethod) else fn
+        if not callable(inner):
             msg = f"seawall.retry wraps a function; {fn!r} is not callable"
             raise TypeError(msg)
-        name = key if key is not None else fn.__qualname__
+        # Named as sw.call names it: a partial or callable object has no __qualname__.
+        name = key if key is not None else call_key(inner)
         last: list[Policy] = []  # the base policy seen last, and ours made from it
 
         def policy_for(sw: Seawall) -> Policy:

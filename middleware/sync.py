@@ -15,13 +15,13 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from seawall._path.spec import CallSpec, FirstAttempt, call_key
+from seawall._path.spec import STREAMS, CallSpec, FirstAttempt, Misuse, async_kind, safe_name
 from seawall._path.threads import SyncRun
 
 if TYPE_CHECKING:
     from seawall.engine import Seawall
 
-__all__ = ["call", "protect", "run"]
+__all__ = ["call", "protect", "refuse_async", "run"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,29 +42,56 @@ def call(
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
 ) -> T:
-    """``fn(*args, **kwargs)`` under protection, in this thread."""
-    if inspect.iscoroutinefunction(fn):
-        label = call_key(fn)
+    """``fn(*args, **kwargs)`` under protection, in this thread.
+
+    The caller has refused an async function (``refuse_async``). A function
+    that returns an awaitable or an async generator all the same (a lambda
+    around an async call) is a misuse found during the attempt: the
+    attempt gets no verdict (a half-open probe's permit is given back, the
+    breaker does not move), as ``sw.call`` counts a function that is not async.
+    """
+    attempts = run(sw, spec)
+    try:
+        for attempt in attempts:
+            with attempt:  # a Misuse leaves the attempt without a verdict (SyncAttempt)
+                value = fn(*args, **kwargs)
+                if inspect.isawaitable(value) or inspect.isasyncgen(value):
+                    raise _returned_async(fn, value)
+                attempt.value = value
+    except Misuse as misuse:
+        raise TypeError(str(misuse)) from None
+    result: T = attempts.value
+    return result
+
+
+def refuse_async(fn: object, where: str) -> None:
+    """Refuse an async function (or async generator function) given to a sync form."""
+    kind = async_kind(fn)
+    if kind is None:
+        return
+    label = safe_name(fn)
+    if kind == "coroutine":
         msg = (
-            f"sw.call_sync({label}): {label} is an async function; "
+            f"{where}({label}): {label} is an async function; "
             f"use `await sw.call({label}, ...)` (or decorate it: @sw.protect works on both)"
         )
-        raise TypeError(msg)
-    attempts = run(sw, spec)
-    for attempt in attempts:
-        with attempt:
-            attempt.value = fn(*args, **kwargs)
-    value: T = attempts.value
-    if inspect.isawaitable(value):
-        if inspect.iscoroutine(value):
-            value.close()
-        label = call_key(fn)
-        msg = (
-            f"sw.call_sync({label}): it returned {type(value).__name__}, an awaitable; "
-            f"use `await sw.call({label}, ...)` for async code"
-        )
-        raise TypeError(msg)
-    return value
+    else:
+        msg = f"{where}({label}): {label} is an async generator function: {STREAMS}"
+    raise TypeError(msg)
+
+
+def _returned_async(fn: object, value: object) -> Misuse:
+    """What ``call_sync(fn)`` raises when ``fn(...)`` gave an awaitable (closed if a coroutine)."""
+    if inspect.iscoroutine(value):
+        value.close()
+    label = safe_name(fn)
+    kind = type(value).__name__
+    if inspect.isasyncgen(value):
+        return Misuse(f"sw.call_sync({label}): it returned {kind}: {STREAMS}")
+    return Misuse(
+        f"sw.call_sync({label}): it returned {kind}, an awaitable; "
+        f"use `await sw.call({label}, ...)` for async code"
+    )
 
 
 def protect(fn: Callable[P, T], call_one: Callable[..., T]) -> Callable[P, T]:

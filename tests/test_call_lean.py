@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -412,3 +413,75 @@ async def test_sw_call_options_go_to_seawall_and_other_keywords_to_fn() -> None:
     with pytest.raises(TypeError, match=r"sw\.using"):
         sw.call(takes_key, key="k")  # fn names the option itself: raised at once, no coroutine
     await sw.aclose()
+
+
+_SECRET = "sk-live-0123456789abcdefSECRET"
+
+
+def _send(payload: object, *, api_key: str) -> dict[str, bool]:
+    """A plain function, given to sw.call by mistake."""
+    return {"ok": True}
+
+
+class _Client:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:  # as many SDK clients do
+        return f"Client(token={self.token!r})"
+
+    def fetch(self, x: int) -> int:
+        return x
+
+
+async def _each_async_form(sw: seawall.Seawall, fn: Any, *args: Any) -> list[BaseException]:
+    """What ``fn`` misused through each async form raised: sw.call (bare, key=),
+    sw.using().call."""
+    errors: list[BaseException] = []
+    forms = (
+        lambda: sw.call(fn, *args),
+        lambda: sw.call(fn, *args, key="k"),
+        lambda: sw.using(key="u").call(fn, *args),
+    )
+    for form in forms:
+        with pytest.raises(TypeError) as info:
+            await form()
+        errors.append(info.value)
+    return errors
+
+
+async def test_the_not_awaitable_error_names_the_function_never_its_repr() -> None:
+    """A partial or bound method holding a secret, given to sw.call though it is not async:
+    the TypeError names the function underneath, never repr(fn), in every async form."""
+    header = {"Authorization": f"Bearer {_SECRET}"}
+    cases: list[tuple[Callable[..., Any], tuple[int, ...], str]] = [
+        (functools.partial(_send, {"x": 1}, api_key=_SECRET), (), "_send"),
+        (functools.partial(_send, header, api_key="x"), (), "_send"),
+        (_Client(_SECRET).fetch, (1,), "_Client.fetch"),
+    ]
+    for sw in _pair():
+        for fn, args, name in cases:
+            for error in await _each_async_form(sw, fn, *args):
+                assert "not an awaitable" in str(error)
+                assert _SECRET[:12] not in str(error)
+                assert f"{name}(...) returned" in str(error)
+
+
+async def test_a_coroutine_object_is_refused_with_what_to_pass_instead() -> None:
+    """sw.call(fetch(url)) says to pass fetch itself, and closes the coroutine it was given."""
+
+    async def fetch(url: str) -> str:
+        return url
+
+    for sw in _pair():
+        for how in ({}, {"key": "k"}):
+            coro = fetch("https://example.test/")
+            with pytest.raises(TypeError, match=r"pass fetch, not fetch\(\.\.\.\)") as info:
+                await sw.call(coro, **how)  # type: ignore[arg-type]
+            assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # so no warning
+            assert "sw.call(fetch, ...)" in str(info.value)
+        coro = fetch("https://example.test/")
+        with pytest.raises(TypeError, match=r"pass fetch, not fetch\(\.\.\.\)"):
+            await sw.using(key="u").call(coro)  # type: ignore[arg-type]
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        assert sw.health()["keys"]["k"]["failures"] == {}  # a misuse, not an upstream failure

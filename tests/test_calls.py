@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import gc
+import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -161,3 +165,180 @@ async def test_call_allows_a_key_the_positional_arguments_already_fill() -> None
     with pytest.raises(TypeError, match="takes key= itself"):
         await sw.call(Client().get, key="user:3")
     assert set(sw.health()["keys"]) == {"cache"}
+
+
+class _Payload(bytearray):
+    """A request body a weak reference can follow."""
+
+
+async def test_options_keep_no_callable_alive() -> None:
+    """The option check remembers no callable: a partial and what it holds die after the call."""
+    sw = seawall.Seawall()
+
+    async def post(body: bytes, *, api_key: str) -> int:
+        return len(body)
+
+    def count(body: bytes) -> int:
+        return len(body)
+
+    class Client:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        async def __call__(self) -> int:
+            return len(self.body)
+
+    def wrapped(body: bytes) -> Any:
+        @functools.wraps(post)
+        async def inner(*args: Any, **kwargs: Any) -> int:
+            return len(body)
+
+        return inner
+
+    refs: list[weakref.ref[_Payload]] = []
+    for _ in range(5):
+        bodies = [_Payload(b"x" * 1000) for _ in range(5)]
+        refs += [weakref.ref(body) for body in bodies]
+        assert await sw.call(functools.partial(post, bodies[0], api_key="k"), key="p") == 1000
+        assert await sw.call(Client(bodies[1]), key="p") == 1000
+        assert await sw.call(wrapped(bodies[2]), key="p", context={"a": 1}) == 1000
+        assert sw.call_sync(functools.partial(count, bodies[3]), key="s") == 1000
+        assert sw.call_sync(functools.partial(len, bodies[4]), key="s") == 1000
+        del bodies
+    gc.collect()
+    assert [ref for ref in refs if ref() is not None] == []
+
+
+async def test_options_are_still_checked_on_what_is_not_a_plain_function() -> None:
+    """Partials, wrapped functions and callable objects taking key= still refuse sw.call(key=)."""
+    sw = seawall.Seawall()
+
+    async def get(key: str, *, fresh: bool = False) -> str:
+        return key
+
+    @functools.wraps(get)
+    async def wrapper(*args: Any, **kwargs: Any) -> str:
+        return await get(*args, **kwargs)
+
+    class Getter:
+        async def __call__(self, key: str) -> str:
+            return key
+
+    for fn in (functools.partial(get, fresh=True), wrapper, Getter()):
+        for _ in range(2):  # the second time from what was remembered
+            with pytest.raises(TypeError, match="takes key= itself"):
+                await sw.call(fn, key="user:1")
+            assert await sw.call(fn, "user:1", key="cache") == "user:1"
+    assert await sw.call(functools.partial(get, "user:2"), key="cache") == "user:2"
+
+
+@pytest.mark.parametrize("bad", ["critical", ["critical"], 5])
+async def test_a_context_that_is_not_a_mapping_is_refused_up_front(bad: Any) -> None:
+    """context= must be a mapping: every form says so before calling, naming context=."""
+    sw = seawall.Seawall()
+    ran: list[int] = []
+
+    async def fn() -> int:
+        ran.append(1)
+        return 1
+
+    match = r"context=.*give the call context as a mapping"
+    with pytest.raises(TypeError, match=match):
+        await sw.call(fn, key="c", context=bad)
+    with pytest.raises(TypeError, match=match):
+        await sw.call(fn, context=bad)
+    with pytest.raises(TypeError, match=match):
+        sw.using(key="c", context=bad)
+    with pytest.raises(TypeError, match=match):
+        sw.protect(key="c", context=bad)
+    with pytest.raises(TypeError, match=match):
+        sw.call_sync(len, "abc", context=bad)
+    with pytest.raises(TypeError, match=match):
+        seawall.retry(context=bad)
+    assert ran == []
+    assert await sw.call(fn, key="c", context={"critical": True}) == 1
+
+
+class _AsyncCallable:
+    """An object with ``async def __call__``: calling it gives a coroutine."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, x: int) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionResetError("reset")
+        return x
+
+
+class _Service:
+    @staticmethod
+    async def double(x: int) -> int:
+        return 2 * x
+
+
+async def test_decorators_tell_async_callables_that_are_not_async_defs() -> None:
+    """An object with async __call__, a staticmethod, a partial: awaited and retried, not run
+    in a thread."""
+    sw = seawall.Seawall()
+
+    async def triple(x: int) -> int:
+        return 3 * x
+
+    obj = _AsyncCallable()
+    assert await sw.protect(obj)(5) == 5
+    assert obj.calls == 2  # retried
+    again = _AsyncCallable()
+    assert await sw.protect(key="obj")(again)(6) == 6
+    assert again.calls == 2
+    assert await sw.using(key="obj").protect(_AsyncCallable())(7) == 7
+    assert await seawall.retry(_AsyncCallable())(8) == 8
+    assert await sw.protect(staticmethod(_Service.double))(9) == 18
+    assert await sw.protect(functools.partial(triple, 10))() == 30
+    assert await seawall.retry(key="p")(functools.partial(triple))(11) == 33
+
+
+async def test_a_protected_staticmethod_stays_static() -> None:
+    """@sw.protect over @staticmethod in a class body gives a staticmethod, async kept."""
+    sw = seawall.Seawall()
+
+    class Service:
+        @sw.protect(key="svc")
+        @staticmethod
+        async def double(x: int) -> int:
+            return 2 * x
+
+    assert await Service.double(4) == 8
+    assert await Service().double(5) == 10
+    assert set(sw.health()["keys"]) == {"svc"}
+
+
+async def _numbers(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+class _Stream:
+    async def __call__(self, n: int) -> AsyncIterator[int]:
+        yield n
+
+
+async def test_async_generator_functions_are_refused_with_what_to_do() -> None:
+    """A stream cannot be retried item by item: every form refuses an async generator
+    function, and says to protect what consumes it or to use the block form."""
+    sw = seawall.Seawall()
+    match = r"async generator function.*protect the async function that consumes.*sw\.attempts"
+    for fn in (_numbers, functools.partial(_numbers, 3), _Stream()):
+        with pytest.raises(TypeError, match=match):
+            sw.protect(fn)
+        with pytest.raises(TypeError, match=match):
+            sw.protect(key="s")(fn)
+        with pytest.raises(TypeError, match=match):
+            seawall.retry(fn)
+        with pytest.raises(TypeError, match=match):
+            sw.call_sync(fn, 1)
+        with pytest.raises(TypeError, match=match):
+            sw.using(key="s").call_sync(fn, 1)
+    with pytest.raises(TypeError, match=r"returned async_generator.*sw\.attempts"):
+        await sw.call(_numbers, 2)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import aiohttp
@@ -129,3 +130,24 @@ def test_bad_arguments_say_what_to_give() -> None:
         seawall.configure(seawall.Seawall(), policy=seawall.Policy())
     with pytest.raises(TypeError, match="is not callable"):
         seawall.retry("fetch")  # type: ignore[call-overload]
+
+
+async def test_retry_without_a_key_names_a_partial_or_callable_object_by_what_it_calls() -> None:
+    """@seawall.retry on a partial or a callable object, no key=: keyed by the function
+    underneath (or the object's class), as sw.call keys them."""
+
+    async def fetch(url: str) -> str:
+        return url
+
+    class Fetcher:
+        async def __call__(self, url: str) -> str:
+            return url
+
+    def read(path: str) -> str:
+        return path
+
+    assert await seawall.retry(functools.partial(fetch, "u"))() == "u"
+    assert await seawall.retry(on=ConnectionError)(Fetcher())("v") == "v"
+    assert seawall.retry(functools.partial(read, "w"))() == "w"
+    keys = set(seawall.default_seawall().health()["keys"])
+    assert keys == {fetch.__qualname__, Fetcher.__qualname__, read.__qualname__}

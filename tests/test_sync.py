@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import attrs
 import pytest
@@ -509,3 +512,61 @@ def test_threads_probe_a_recovering_breaker_once() -> None:
     for r in range(rounds):
         transitions = sw.health()["keys"][f"k{r}"]["transitions"]
         assert transitions == {"closed->open": 1, "open->half_open": 1, "half_open->open": 1}
+
+
+def test_a_misuse_of_call_sync_is_no_success_and_gives_a_probe_back() -> None:
+    """A function that returns a coroutine, run by call_sync as a half-open probe: a
+    TypeError, no success booked, the breaker not closed, the probe's permit given back."""
+    clock = Clock()
+    breaker = seawall.BreakerPolicy(
+        failure_threshold=1, recovery_timeout=10.0, hold=0, probe_share=0
+    )
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker),
+        entrypoints=False,
+        clock=clock,
+    )
+
+    def down() -> None:
+        raise ConnectionError("refused")
+
+    async def real() -> None:
+        raise ConnectionError("still down")
+
+    with pytest.raises(ConnectionError):
+        sw.call_sync(down, key="k")
+    clock.now += 20.0  # due a probe
+    made: list[Any] = []
+
+    def misused() -> Any:
+        made.append(real())
+        return made[-1]
+
+    with pytest.raises(TypeError, match=r"returned coroutine, an awaitable.*await sw\.call"):
+        sw.call_sync(misused, key="k")
+    assert inspect.getcoroutinestate(made[0]) == inspect.CORO_CLOSED
+    health = sw.health()["keys"]["k"]
+    assert health["successes"] == 0
+    assert health["state"] != "closed"
+    assert "half_open->closed" not in health["transitions"]
+    assert health["requests"] == 2
+    assert sw.call_sync(lambda: "ok", key="k") == "ok"  # the permit came back: a real probe
+    assert sw.health()["keys"]["k"]["state"] == "closed"
+
+
+def test_call_sync_tells_async_callables_that_are_not_async_defs() -> None:
+    """call_sync refuses an object with async __call__, a staticmethod and a partial of an
+    async function before calling them, as it refuses an async def."""
+
+    class Fetcher:
+        async def __call__(self) -> int:
+            return 1
+
+    async def fetch(x: int) -> int:
+        return x
+
+    sw = _sw()
+    for fn in (Fetcher(), staticmethod(fetch), functools.partial(fetch, 1)):
+        with pytest.raises(TypeError, match=r"is an async function.*await sw\.call"):
+            sw.call_sync(fn)
+    assert sw.health()["keys"] == {}

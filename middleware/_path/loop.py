@@ -33,6 +33,7 @@ from seawall._path.spec import (
     Misuse,
     answered_before,
     attempt_timeout,
+    first_misuse,
 )
 from seawall._path.verdict import classify
 from seawall.breaker import CLOSED_PERMIT, Permit
@@ -134,6 +135,8 @@ class Loop(Settle):
         call = self.begin(spec, first)
         for number in range(1, call.max_attempts + 1):
             if first is not None:
+                if type(first.exc) is TypeError:  # a lean attempt failed: sw.call(fetch(url))?
+                    self._refuse_misuse(call, attempt, first.exc)
                 call.took(first)
                 first = None
             else:
@@ -144,6 +147,17 @@ class Loop(Settle):
             await _testmode.sleep(delay)
         msg = "unreachable: the last attempt always stops"  # pragma: no cover
         raise AssertionError(msg)  # pragma: no cover
+
+    def _refuse_misuse(
+        self, call: CallState, attempt: Callable[[int], Awaitable[Attempt]], exc: TypeError
+    ) -> None:
+        """Raise a ``TypeError`` that says what to do when a lean first attempt failed
+        because ``sw.call`` was given no function (``spec.first_misuse``); counted as
+        ``_send`` counts a misuse: no verdict."""
+        misuse = first_misuse(attempt, exc)
+        if misuse is not None:
+            self.abandon(call)
+            raise TypeError(str(misuse)) from None
 
     # --- the steps both loops share ---------------------------------------------
 

@@ -13,7 +13,7 @@ from yarl import URL
 from seawall.context import merge as merge_context
 from seawall.errors import SeawallError
 from seawall.policy import Policy
-from seawall.redact import redact_url
+from seawall.redact import redact_text, redact_url
 from seawall.state import KeyState
 
 if TYPE_CHECKING:
@@ -25,12 +25,17 @@ __all__ = [
     "CallSpec",
     "FirstAttempt",
     "Misuse",
+    "STREAMS",
     "answered_before",
+    "async_kind",
     "attempt_timeout",
     "call_key",
+    "called_already",
     "mark_answered",
     "coroutine_attempt",
+    "first_misuse",
     "not_awaitable",
+    "safe_name",
 ]
 
 
@@ -166,11 +171,87 @@ class Misuse(Exception):
 
 
 def not_awaitable(fn: object, got: object) -> Misuse:
-    """What ``sw.call(fn)`` raises (as a ``TypeError``) when ``fn(...)`` gave ``got``."""
+    """What ``sw.call(fn)`` raises (as a ``TypeError``) when ``fn(...)`` gave ``got``.
+
+    ``fn`` is named as ``call_key`` names it (``safe_name``), never by
+    ``repr(fn)``: a partial's repr holds its arguments, a bound method's its
+    object's (API keys, headers).
+    """
+    label = safe_name(fn)
+    kind = type(got).__name__
+    if inspect.isasyncgen(got):
+        return Misuse(f"{label}(...) returned {kind}, not an awaitable: {STREAMS}")
     return Misuse(
-        f"sw.call({fn!r}): it returned {type(got).__name__}, not an "
-        "awaitable; pass an async function (sw.call(fetch, url), not fetch(url)), "
-        "or call a plain function with sw.call_sync(fn, ...)"
+        f"{label}(...) returned {kind}, not an awaitable; sw.call, sw.using(...).call "
+        "and @sw.protect on an async function await what the function returns: pass an "
+        "async function (sw.call(fetch, url), not fetch(url)), or call a plain function "
+        "with sw.call_sync(fn, ...)"
+    )
+
+
+def safe_name(fn: object) -> str:
+    """``fn`` as error messages name it: ``call_key(fn)``, through the redactor."""
+    return redact_text(call_key(fn))
+
+
+#: What to do with an async generator function, which seawall cannot protect.
+STREAMS = (
+    "seawall cannot retry a stream item by item; protect the async function that consumes "
+    "it (an async def that iterates it to the end), or put the loop over it in the block "
+    "form: async for attempt in sw.attempts(key=...): with attempt: ... (docs/sync.md)"
+)
+
+
+def _underneath(fn: object) -> object:
+    """The function under partials, bound methods and ``staticmethod``/``classmethod`` objects."""
+    for _ in range(100):  # bounded: partials of partials, methods of partials
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif isinstance(fn, staticmethod | classmethod) or inspect.ismethod(fn):
+            fn = fn.__func__
+        else:
+            break
+    return fn
+
+
+def async_kind(fn: object) -> str | None:
+    """Whether calling ``fn`` gives a coroutine (``"coroutine"``), an async generator
+    (``"async generator"``), or, as far as can be told before calling it, neither (``None``).
+
+    Looks through partials, bound methods and ``staticmethod``/``classmethod``
+    objects to the function underneath, and at the ``__call__`` of other
+    objects (an object with ``async def __call__``). A plain ``def`` that
+    returns a coroutine (a lambda) cannot be told apart: ``None``.
+    """
+    fn = _underneath(fn)
+    candidates = [fn]
+    if not inspect.isfunction(fn) and not isinstance(fn, type):
+        candidates.append(_underneath(getattr(type(fn), "__call__", None)))  # noqa: B004
+    for candidate in candidates:
+        if inspect.iscoroutinefunction(candidate):
+            return "coroutine"
+        if inspect.isasyncgenfunction(candidate):
+            return "async generator"
+    return None
+
+
+def called_already(fn: object) -> Misuse | None:
+    """What ``sw.call(fn)`` raises (as a ``TypeError``) when ``fn`` is an awaitable, not a
+    function: ``sw.call(fetch(url))``. ``None`` for anything else.
+
+    Slow path only: asked after calling ``fn`` raised a ``TypeError``. A
+    coroutine given is closed, so Python does not warn that it was never awaited.
+    """
+    if callable(fn) or not inspect.isawaitable(fn):
+        return None
+    name = getattr(fn, "__name__", None)
+    if inspect.iscoroutine(fn):
+        fn.close()
+    name = redact_text(name) if isinstance(name, str) and name else "fetch"
+    return Misuse(
+        f"sw.call was given {type(fn).__name__} {name}(...), the result of calling an "
+        f"async function, not the function to call: pass {name}, not {name}(...): "
+        f"await sw.call({name}, ...) calls it once per attempt"
     )
 
 
@@ -180,12 +261,39 @@ def coroutine_attempt(
     """The attempts of ``sw.call(fn, *args, **kwargs)``: each awaits a fresh ``fn(...)``."""
 
     async def attempt(_number: int) -> Attempt:
-        awaitable = fn(*args, **kwargs)
+        try:
+            awaitable = fn(*args, **kwargs)
+        except TypeError:
+            misuse = called_already(fn)
+            if misuse is not None:
+                raise misuse from None
+            raise
         if not inspect.isawaitable(awaitable):
             raise not_awaitable(fn, awaitable)
         return Attempt(await awaitable)
 
     return attempt
+
+
+#: The code of ``coroutine_attempt``'s attempts, and where its ``fn`` sits in their closure.
+_ATTEMPT_CODE = coroutine_attempt(print, (), {}).__code__
+_FN_CELL = _ATTEMPT_CODE.co_freevars.index("fn")
+
+
+def first_misuse(attempt: Callable[[int], Awaitable[Attempt]], exc: Exception) -> Misuse | None:
+    """Whether an adapter's first attempt that raised ``exc`` was a misuse of ``sw.call``.
+
+    For ``Loop.run`` when a lean first attempt raised a ``TypeError`` (so
+    never on a success path): ``run_call`` made it without telling why, so
+    this asks the ``fn`` held by ``attempt``, when ``attempt`` is one of
+    ``coroutine_attempt``'s (``called_already``).
+    """
+    closure = getattr(attempt, "__closure__", None)
+    if type(exc) is not TypeError or closure is None:
+        return None
+    if getattr(attempt, "__code__", None) is not _ATTEMPT_CODE:
+        return None
+    return called_already(closure[_FN_CELL].cell_contents)
 
 
 def attempt_timeout(limit: float) -> TimeoutError:

@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from seawall import _testmode
 from seawall._path.loop import _REBOOKINGS, CallState, Loop
-from seawall._path.spec import Attempt, CallSpec, FirstAttempt
+from seawall._path.spec import Attempt, CallSpec, FirstAttempt, Misuse
 from seawall.cooldown import RECHECK
 
 __all__ = ["Block", "SyncAttempt", "SyncRun"]
@@ -61,8 +61,9 @@ class SyncAttempt(Block):
     Leaving the block normally is a success; an ``Exception`` raised in it is
     the attempt's failure, which the block keeps from the caller so that the
     loop can go on (retry, or raise from the ``for`` statement). Anything
-    else (``KeyboardInterrupt``, ``SystemExit``) gives the breaker permit back
-    and propagates.
+    else (``KeyboardInterrupt``, ``SystemExit``), and an adapter's ``Misuse``
+    (``sw.call_sync`` of a function that returned a coroutine), gives the
+    breaker permit back without a verdict and propagates.
     """
 
     __slots__ = ("_run", "_status", "result", "value")
@@ -82,7 +83,7 @@ class SyncAttempt(Block):
     def _ended(self, exc: BaseException | None) -> bool:
         if self._status != _OPEN:
             return False
-        if exc is not None and not isinstance(exc, Exception):
+        if exc is not None and (not isinstance(exc, Exception) or isinstance(exc, Misuse)):
             self._status = _INTERRUPTED
             self._run.interrupted()
             return False
