@@ -509,3 +509,39 @@ def test_threads_probe_a_recovering_breaker_once() -> None:
     for r in range(rounds):
         transitions = sw.health()["keys"][f"k{r}"]["transitions"]
         assert transitions == {"closed->open": 1, "open->half_open": 1, "half_open->open": 1}
+
+
+def _first_row(rows: list[str]) -> str:
+    return next(iter(rows))  # a bug: an empty list raises StopIteration
+
+
+@pytest.mark.usefixtures("_fresh_default")
+@pytest.mark.parametrize("form", ["call_sync", "protect", "retry"])
+def test_a_function_raising_stop_iteration_fails_loudly(form: str) -> None:
+    """StopIteration from a plain function is raised as a RuntimeError chained to it
+    (as PEP 479 does for generators), not taken for the end of seawall's loop."""
+    sw = _sw()
+    if form == "call_sync":
+        run: Callable[[], str] = lambda: sw.call_sync(_first_row, [], key="db")  # noqa: E731
+    elif form == "protect":
+        run = lambda: sw.protect(key="db")(_first_row)([])  # noqa: E731
+    else:
+        run = lambda: seawall.retry(key="db", on=ConnectionError)(_first_row)([])  # noqa: E731
+    with pytest.raises(RuntimeError, match="raised StopIteration") as caught:
+        run()
+    assert isinstance(caught.value.__cause__, StopIteration)
+
+
+def test_a_sync_block_raising_stop_iteration_fails_loudly() -> None:
+    """A ``with attempt:`` block that raises StopIteration does not end the ``for`` quietly."""
+    sw = _sw(attempts=1)
+
+    def block() -> None:
+        for attempt in sw.attempts(key="blk"):
+            with attempt:
+                raise StopIteration("boom")
+
+    with pytest.raises(RuntimeError, match="raised StopIteration") as caught:
+        block()
+    assert isinstance(caught.value.__cause__, StopIteration)
+    assert sw.health()["keys"]["blk"]["failures"] == {"unknown": 1}
