@@ -116,10 +116,13 @@ _QUERY = re.compile(r"([?&;])([^=&#\s'\"?;]{1,64})=([^&#\s'\"]*)")
 _USERINFO = re.compile(r"(?i)(//)[^/@\s:]+:[^/@\s]+@")
 #: A quoted name paired with a quoted value, as in the repr of a dict or a
 #: ``CIMultiDict`` (``'x-api-key': 'abc'``) or of keyword arguments
-#: (``api_key='abc'``); the name decides.
+#: (``api_key='abc'``); the name decides. In the value each character has one
+#: way to match (a backslash only as an escape; ``\\?`` lets the value end in
+#: one, as an unescaped quote after it ends it), so a value that never closes
+#: costs time linear in its length, not 2 ** its backslashes.
 _QUOTED_PAIR = re.compile(
     r"""(?P<q>['"]?)(?P<name>[A-Za-z0-9_.-]{1,64})(?P=q)(?P<sep>\s*[:=]\s*)"""
-    r"""(?P<v>['"])(?P<value>(?:\\.|(?!(?P=v)).)*)(?P=v)"""
+    r"""(?P<v>['"])(?P<value>(?:\\.|(?!(?P=v))[^\\\n])*)\\?(?P=v)"""
 )
 #: ``name=value`` outside URLs (``api_key=abc`` in a message); masked when the
 #: name looks like a secret header's.

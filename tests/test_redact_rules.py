@@ -75,3 +75,19 @@ def test_a_key_is_shown_redacted() -> None:
     """Keys with a secret in them are shown masked; plain keys unchanged."""
     assert redact_key("https://h.example/x?key=abc") == f"https://h.example/x?key={MASK}"
     assert redact_key("payments") == "payments"
+
+
+def test_an_unterminated_quoted_value_full_of_backslashes_is_read_in_linear_time() -> None:
+    """A quoted value that never closes, with 40 backslashes (a Windows path cut short,
+    its repr doubling them), is read once: the old pattern tried 2**40 ways."""
+    text = 'open failed: file="' + "\\" * 40 + " (unterminated"
+    assert redact_text(text) == text
+    path = "C:\\\\" + "\\\\".join(f"d{i}" for i in range(40))  # as repr() shows it
+    text = f"FileNotFoundError('cannot open api_key=\"{path}')"
+    assert redact_text(text) == text
+
+
+def test_a_quoted_secret_with_escapes_is_masked_whole() -> None:
+    """Escaped quotes and backslashes inside a quoted secret do not end it early."""
+    assert redact_text(r'api_key="a\"b\\" page="2"') == f'api_key="{MASK}" page="2"'
+    assert redact_text("{'token': 'ab\\\\'}") == f"{{'token': '{MASK}'}}"
