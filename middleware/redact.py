@@ -1,7 +1,9 @@
 """Keeping secrets inside the process: redacted URLs, headers and text.
 
 Every event, incident, log line and error message seawall builds goes
-through these functions.
+through these functions; an exception becomes text only through
+``exception_str`` and ``exception_repr``, which never
+raise (an exception's ``__str__`` or ``__repr__`` is anyone's code).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ __all__ = [
     "MASK",
     "SECRET_HEADERS",
     "SECRET_PARAMS",
+    "exception_repr",
+    "exception_str",
     "is_secret_header",
     "is_secret_param",
     "redact_headers",
@@ -180,3 +184,27 @@ def redact_key(key: str) -> str:
     ``sw.call`` asks once per call, and keys repeat.
     """
     return redact_text(key)
+
+
+def exception_str(exc: BaseException) -> str:
+    """``str(exc)``; never raises.
+
+    When ``exc``'s ``__str__`` raises (or returns something that is not a
+    string), a stand-in that names its type and says so.
+    """
+    try:
+        return str(exc)
+    except Exception as err:  # not BaseException: an interrupt stays one
+        return _unreadable(exc, "__str__", err)
+
+
+def exception_repr(exc: BaseException) -> str:
+    """``repr(exc)``; never raises (a stand-in as ``exception_str``'s)."""
+    try:
+        return repr(exc)
+    except Exception as err:
+        return _unreadable(exc, "__repr__", err)
+
+
+def _unreadable(exc: BaseException, method: str, err: Exception) -> str:
+    return f"<{type(exc).__name__}: its {method} raised {type(err).__name__}>"

@@ -161,3 +161,128 @@ async def test_call_allows_a_key_the_positional_arguments_already_fill() -> None
     with pytest.raises(TypeError, match="takes key= itself"):
         await sw.call(Client().get, key="user:3")
     assert set(sw.health()["keys"]) == {"cache"}
+
+
+class BadStr(Exception):
+    """An exception whose ``__str__`` raises (an SDK's error formatting a missing field)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ exploded")
+
+
+class BadRepr(Exception):
+    """An exception whose ``__repr__`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ exploded")
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("kind", [BadStr, BadRepr])
+async def test_an_exception_that_cannot_be_shown_reaches_the_caller(kind: type[Exception]) -> None:
+    """An exception whose ``__str__`` or ``__repr__`` raises is the caller's, counted
+    as an attempt; seawall's notes name its type and say its text could not be read."""
+    sw = seawall.Seawall(seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1)))
+    error = kind("x")
+
+    async def weird() -> None:
+        raise error
+
+    with pytest.raises(kind) as caught:
+        await sw.call(weird, key="k")
+    assert caught.value is error
+    health = sw.health().by_key["k"]
+    assert (health.requests, health.attempts) == (1, 1)
+    assert sum(health.failures.values()) == 1
+    first = caught.value.__notes__[0]
+    assert first.startswith("seawall: attempt 1: ")
+    assert kind.__name__ in first
+    if kind is BadRepr:
+        assert "__repr__ raised RuntimeError" in first
+
+
+@pytest.mark.parametrize("kind", [BadStr, BadRepr])
+async def test_a_probe_that_raises_an_unshowable_exception_gives_its_permit_back(
+    kind: type[Exception],
+) -> None:
+    """A half-open probe failing with such an exception reopens the breaker (the permit
+    is not lost: the key is not refused for ever) and leaves nothing in flight."""
+    clock = Clock()
+    breaker = seawall.BreakerPolicy(
+        failure_threshold=1, recovery_timeout=1.0, probe_share=0, hold=0
+    )
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker), clock=clock
+    )
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    async def weird() -> None:
+        raise kind("x")
+
+    async def ok() -> str:
+        return "ok"
+
+    with pytest.raises(ConnectionError):
+        await sw.call(down, key="k")
+    clock.now += 100.0
+    with pytest.raises(kind):
+        await sw.call(weird, key="k")  # the probe
+    assert sw.health().by_key["k"].state == "open"
+    assert sw.registry.view["k"].cooldown.inflight == 0
+    clock.now += 100.0
+    assert await sw.call(ok, key="k") == "ok"
+    assert sw.health().by_key["k"].state == "closed"
+
+
+class Abort(BaseException):
+    """Not an ``Exception``: plugins are not isolated from it, as from an interrupt."""
+
+
+async def test_whatever_ends_settling_early_gives_the_probe_permit_back() -> None:
+    """A classifier plugin that raises past the plugin isolation during a probe ends
+    that call, and the probe's permit and in-flight count go back all the same."""
+
+    class Aborting:
+        armed = False
+
+        @seawall.hookimpl(tryfirst=True)
+        def seawall_classify(self, outcome: seawall.Outcome) -> None:
+            if self.armed:
+                raise Abort
+
+    clock = Clock()
+    plugin = Aborting()
+    breaker = seawall.BreakerPolicy(
+        failure_threshold=1, recovery_timeout=1.0, probe_share=0, hold=0
+    )
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker),
+        clock=clock,
+        plugins=[plugin],
+    )
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        await sw.call(down, key="k")
+    clock.now += 100.0
+    plugin.armed = True
+    with pytest.raises(Abort):
+        await sw.call(down, key="k")  # the probe
+    plugin.armed = False
+    assert sw.registry.view["k"].cooldown.inflight == 0
+    with pytest.raises(ConnectionError):
+        await sw.call(down, key="k")  # a probe again: the permit came back
+    assert sw.health().by_key["k"].state == "open"

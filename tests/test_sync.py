@@ -545,3 +545,37 @@ def test_a_sync_block_raising_stop_iteration_fails_loudly() -> None:
         block()
     assert isinstance(caught.value.__cause__, StopIteration)
     assert sw.health()["keys"]["blk"]["failures"] == {"unknown": 1}
+
+
+class _BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ exploded")
+
+
+def test_call_sync_gives_the_caller_an_exception_whose_str_raises() -> None:
+    """In a thread too, such an exception reaches the caller and the probe's permit goes back."""
+    clock = Clock()
+    breaker = seawall.BreakerPolicy(
+        failure_threshold=1, recovery_timeout=1.0, probe_share=0, hold=0
+    )
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker),
+        entrypoints=False,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+    def down() -> None:
+        raise ConnectionError("down")
+
+    def weird() -> None:
+        raise _BadStr("x")
+
+    with pytest.raises(ConnectionError):
+        sw.call_sync(down, key="k")
+    clock.now += 100.0
+    with pytest.raises(_BadStr):
+        sw.call_sync(weird, key="k")
+    clock.now += 100.0
+    assert sw.call_sync(lambda: "ok", key="k") == "ok"
+    assert sw.health().by_key["k"].state == "closed"

@@ -25,7 +25,7 @@ from seawall.errors import (
     SeawallError,
 )
 from seawall.outcome import Classification
-from seawall.redact import redact_text
+from seawall.redact import exception_repr, redact_text
 
 __all__ = ["GiveUp", "describe", "make_error"]
 
@@ -148,7 +148,7 @@ def _message(
     history: list[AttemptRecord],
     reason: str | None,
 ) -> str:
-    last = redact_text(repr(cause)) if cause is not None else "no attempt"
+    last = redact_text(exception_repr(cause)) if cause is not None else "no attempt"
     if kind is RetriesExhaustedError:
         if reason not in (None, StopReason.ATTEMPTS.value):
             advice = "seawall did not retry it; see the reason and the attempt history"
@@ -182,7 +182,7 @@ def _unresolved(exc: BaseException | None) -> bool:
 def describe(result: Attempt | None, exc: BaseException | None) -> str:
     """An attempt's result in the history: ``HTTP 503``, or the exception's redacted repr."""
     if exc is not None:
-        return redact_text(repr(exc))[:300]
+        return redact_text(exception_repr(exc))[:300]
     if result is not None and result.status is not None:
         return f"HTTP {result.status}"
     return "returned"
