@@ -286,3 +286,29 @@ async def test_whatever_ends_settling_early_gives_the_probe_permit_back() -> Non
     with pytest.raises(ConnectionError):
         await sw.call(down, key="k")  # a probe again: the permit came back
     assert sw.health().by_key["k"].state == "open"
+
+
+async def test_an_exception_raised_again_carries_one_set_of_seawall_notes() -> None:
+    """The same exception object failing many calls (a shared future's, a module-level
+    one) carries the notes of its last give-up only; the caller's own notes stay."""
+    sw = seawall.Seawall(
+        seawall.Policy(
+            retry=seawall.RetryPolicy(max_attempts=3),
+            breaker=seawall.BreakerPolicy(enabled=False),
+        )
+    )
+    shared = ConnectionError("upstream down")
+    shared.add_note("mine: added by the caller")
+
+    async def get() -> None:
+        raise shared
+
+    for _ in range(50):
+        with pytest.raises(ConnectionError):
+            await sw.call(get, key="k")
+    notes = shared.__notes__
+    assert notes[0] == "mine: added by the caller"
+    assert notes[-1].startswith("seawall: gave up on k")
+    attempts = [note.split(":")[1].strip() for note in notes[1:-1]]  # fewer once the budget ran dry
+    assert attempts == [f"attempt {n}" for n in range(1, len(attempts) + 1)]
+    assert 1 <= len(attempts) <= 3

@@ -579,3 +579,34 @@ def test_call_sync_gives_the_caller_an_exception_whose_str_raises() -> None:
     clock.now += 100.0
     assert sw.call_sync(lambda: "ok", key="k") == "ok"
     assert sw.health().by_key["k"].state == "closed"
+
+
+@pytest.mark.usefixtures("_fresh_default")
+def test_a_module_level_exception_does_not_pile_up_notes() -> None:
+    """``@seawall.retry`` on a def raising one exception object for ever: one set of notes."""
+    seawall.configure(policy=seawall.Policy(breaker=seawall.BreakerPolicy(enabled=False)))
+    error = TimeoutError("backend timed out")
+
+    @seawall.retry(key="backend", attempts=2)
+    def fetch() -> None:
+        raise error
+
+    for _ in range(20):
+        with pytest.raises(TimeoutError):
+            fetch()
+    assert len(error.__notes__) == 3  # two attempts and why seawall stopped
+
+
+def test_notes_that_are_not_a_list_are_left_alone() -> None:
+    """An exception whose ``__notes__`` is not a list still reaches the caller as it is."""
+    sw = _sw(attempts=1)
+    error = ConnectionError("down")
+    error.__notes__ = ("someone's tuple",)  # type: ignore[assignment]  # the point of the test
+
+    def fail() -> None:
+        raise error
+
+    with pytest.raises(ConnectionError) as caught:
+        sw.call_sync(fail, key="k")
+    assert caught.value is error
+    assert error.__notes__ == ("someone's tuple",)

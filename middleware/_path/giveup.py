@@ -101,21 +101,44 @@ def final_error(
         )
         return make_error(spec, DeadlineExceededError, exc, history, message=msg)
     if not spec.http:
-        for record in history:
-            exc.add_note(f"seawall: {record}")
-        exc.add_note(f"seawall: gave up on {spec.key}: {text}")
+        _annotate(exc, history, f"gave up on {spec.key}: {text}")
         return exc
     kind = _KINDS.get(reason)
     if kind is None:
         if spec.wrap is None or not spec.wrap(exc):
-            for record in history:
-                exc.add_note(f"seawall: {record}")
-            exc.add_note(f"seawall: not retried: {text}")
+            _annotate(exc, history, f"not retried: {text}")
             return exc
         kind = RetriesExhaustedError
     if kind is CircuitOpenError:
         return make_error(spec, kind, exc, history, retry_after=spec.state.breaker.retry_after())
     return make_error(spec, kind, exc, history, reason=text)
+
+
+class _Note(str):
+    """A note seawall added (told apart from everyone else's by its type; pickled as a str)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return str, (str(self),)
+
+
+def _annotate(exc: BaseException, history: list[AttemptRecord], last: str) -> None:
+    """Add the attempt history and ``last`` (why seawall stopped) to ``exc``'s notes.
+
+    The same object can fail many calls (a shared future's exception, a
+    module-level one, a nested protected call): the notes seawall added to it
+    before are dropped first, so it carries one set, the last give-up's. Notes
+    that are not a list (someone set them so) are left as they are.
+    """
+    notes = getattr(exc, "__notes__", None)
+    if notes is not None:
+        if not isinstance(notes, list):
+            return
+        notes[:] = [note for note in notes if type(note) is not _Note]
+    for record in history:
+        exc.add_note(_Note(f"seawall: {record}"))
+    exc.add_note(_Note(f"seawall: {last}"))
 
 
 def make_error(
