@@ -312,3 +312,23 @@ async def test_an_exception_raised_again_carries_one_set_of_seawall_notes() -> N
     attempts = [note.split(":")[1].strip() for note in notes[1:-1]]  # fewer once the budget ran dry
     assert attempts == [f"attempt {n}" for n in range(1, len(attempts) + 1)]
     assert 1 <= len(attempts) <= 3
+
+
+async def test_an_on_predicate_that_raises_settles_the_call_and_chains_the_failure() -> None:
+    """``on=``'s predicate raising: the call is over (counted as a failed call), and the
+    predicate's error is raised chained to the attempt's exception, which has the notes."""
+    sw = seawall.Seawall()
+    flaky = Flaky(times=5)
+
+    def bad_predicate(exc: BaseException) -> bool:
+        raise ValueError("predicate bug")
+
+    with pytest.raises(ValueError, match="predicate bug") as caught:
+        await sw.using(key="p", on=bad_predicate).call(flaky)
+    original = caught.value.__cause__
+    assert original is flaky.error
+    assert original.__notes__[-1] == "seawall: gave up on p: on= raised; see its error"
+    assert len(flaky.calls) == 1
+    health = sw.health().by_key["p"]
+    assert (health.requests, health.attempts, health.failures) == (1, 1, {"network": 1})
+    assert health.success_rate == 0.0  # the call finished (a failed one)

@@ -114,8 +114,10 @@ class Settle(Verdicts):
             self.abandon(call)
             raise
         if on_error is not None:
-            self._verdict_only(call, c, result)  # on= raised: keep the verdict anyway
-            raise on_error
+            if not isinstance(on_error, Exception):  # an interrupt: the verdict, no more
+                self._verdict_only(call, c, result)
+                raise on_error
+            stop = StopReason.ON_RAISED  # the call ends as any other; then on_error is raised
         state = spec.state
         observer = self.observer
         lock = state.lock
@@ -140,9 +142,22 @@ class Settle(Verdicts):
             if stop is None and state.breaker.is_open():
                 stop = StopReason.BREAKER
             if stop is not None:
-                call.value = self.giveup.stop(
-                    spec, stop, call.started, c, result, exc, call.history, cut=cut, status=answered
-                )
+                try:
+                    call.value = self.giveup.stop(
+                        spec,
+                        stop,
+                        call.started,
+                        c,
+                        result,
+                        exc,
+                        call.history,
+                        cut=cut,
+                        status=answered,
+                    )
+                except Exception as given_up:
+                    if on_error is None:
+                        raise
+                    raise on_error from given_up  # the caller's own error, chained to the failure
                 return None
         finally:
             lock.release()
