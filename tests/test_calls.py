@@ -332,3 +332,20 @@ async def test_an_on_predicate_that_raises_settles_the_call_and_chains_the_failu
     health = sw.health().by_key["p"]
     assert (health.requests, health.attempts, health.failures) == (1, 1, {"network": 1})
     assert health.success_rate == 0.0  # the call finished (a failed one)
+
+
+async def test_a_huge_message_is_cut_in_the_history_and_its_secret_masked() -> None:
+    """An exception holding a whole response body: its history line is short, and a
+    secret running past the cut is masked, not half shown."""
+    sw = seawall.Seawall(seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1)))
+    body = "<td>row</td>" * 500_000
+
+    async def fail() -> None:
+        raise ConnectionError(f"upstream said: {{'x-api-key': '{'Zq81' * 1000}'}} {body}")
+
+    with pytest.raises(ConnectionError) as caught:
+        await sw.call(fail, key="big")
+    first = caught.value.__notes__[0]
+    assert len(first) < 400
+    assert "Zq8" not in first
+    assert "'x-api-key': '***" in first

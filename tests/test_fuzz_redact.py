@@ -11,7 +11,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from seawall.redact import _QUOTED_PAIR, MASK, redact_text
+from seawall.redact import _QUOTED_PAIR, MASK, redact_head, redact_text
 
 # No timing deadline (a loaded 2-core machine), no example database in the tree.
 FUZZ = settings(max_examples=200, deadline=None, database=None)
@@ -70,3 +70,38 @@ def test_an_unterminated_quoted_value_is_read_in_linear_time(parts: list[str], h
     answer at all (the exponential pattern would not finish for any of these)."""
     text = "open failed: " + head + "".join(parts) + " (unterminated"
     assert redact_text(text) == text
+
+
+_FORMS = st.sampled_from(
+    [
+        'api_key="{}"',
+        "{{'x-api-key': '{}'}}",
+        "{{'token': \"{}\"}}",
+        "Authorization: Bearer {}",
+        "x-api-key: {}\nnext",
+        "GET https://h.example/x?access_token={}&page=2",
+        "https://user:{}@h.example/x",
+        "key sk-{} refused",
+        "failed: api_key={} (retry)",
+    ]
+)
+
+
+@FUZZ
+@given(
+    _FORMS,
+    st.integers(0, 900),
+    st.integers(0, 1500),
+    st.sampled_from("aZ9_-"),
+    st.integers(1, 600),
+)
+def test_the_head_never_shows_what_redact_text_masks(
+    form: str, lead: int, length: int, char: str, limit: int
+) -> None:
+    """A secret ``redact_text`` masks is not shown by ``redact_head`` either, wherever
+    the cut falls in it; and the head is at most ``limit`` characters."""
+    text = "." * lead + form.format("Zq81" + char * length) + " more text"
+    shown = redact_head(text, limit)
+    assert len(shown) <= limit
+    if "Zq8" not in redact_text(text):
+        assert "Zq8" not in shown

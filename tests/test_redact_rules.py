@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from seawall.redact import MASK, redact_headers, redact_key, redact_text, redact_url
+from seawall.redact import (
+    HEAD_MARGIN,
+    MASK,
+    describe_exception,
+    redact_head,
+    redact_headers,
+    redact_key,
+    redact_text,
+    redact_url,
+)
 
 
 @pytest.mark.parametrize("name", ["Cookie", "Set-Cookie", "X-Api-Key", "authorization"])
@@ -91,3 +100,44 @@ def test_a_quoted_secret_with_escapes_is_masked_whole() -> None:
     """Escaped quotes and backslashes inside a quoted secret do not end it early."""
     assert redact_text(r'api_key="a\"b\\" page="2"') == f'api_key="{MASK}" page="2"'
     assert redact_text("{'token': 'ab\\\\'}") == f"{{'token': '{MASK}'}}"
+
+
+#: Secrets as they appear in messages, ``{}`` standing for the value.
+_FORMS = [
+    'api_key="{}"',
+    "{{'x-api-key': '{}'}}",
+    "Authorization: Bearer {}",
+    "GET https://h.example/x?access_token={}&page=2",
+    "https://user:{}@h.example/x",
+    "key sk-{} refused",
+    "failed: api_key={} (retry)",
+]
+
+
+@pytest.mark.parametrize("form", _FORMS)
+@pytest.mark.parametrize("lead", [0, 250, 299, 300 + HEAD_MARGIN - 20])
+def test_a_secret_running_past_the_cut_is_never_half_shown(form: str, lead: int) -> None:
+    """``redact_head`` reads only a margin past what it shows; a secret that starts
+    before the cut and ends after it is masked all the same."""
+    secret = "Zq81" + "x" * 5000
+    text = "." * lead + form.format(secret) + " tail"
+    shown = redact_head(text, 300)
+    assert len(shown) <= 300
+    assert "Zq8" not in shown
+    assert shown.startswith("." * min(lead, 300))
+
+
+def test_a_short_text_is_redacted_whole_then_cut() -> None:
+    """Within the margin nothing changes: ``redact_text`` then the cut."""
+    text = 'api_key="abc" ' + "y" * 400
+    assert redact_head(text, 300) == redact_text(text)[:300]
+
+
+def test_a_huge_exception_message_is_described_from_its_head() -> None:
+    """The repr of a 20 MB message is cut before it is escaped and redacted."""
+    error = ConnectionError("upstream said: api_key=" + "Zq81" * 5_000_000)
+    shown = describe_exception(error, 300)
+    assert shown == f"ConnectionError('upstream said: api_key={MASK}"
+    assert describe_exception(ConnectionError(111, "refused"), 300) == repr(
+        ConnectionError(111, "refused")
+    )

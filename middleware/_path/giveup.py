@@ -25,7 +25,7 @@ from seawall.errors import (
     SeawallError,
 )
 from seawall.outcome import Classification
-from seawall.redact import exception_repr, redact_text
+from seawall.redact import describe_exception
 
 __all__ = ["GiveUp", "describe", "make_error"]
 
@@ -171,7 +171,7 @@ def _message(
     history: list[AttemptRecord],
     reason: str | None,
 ) -> str:
-    last = redact_text(exception_repr(cause)) if cause is not None else "no attempt"
+    last = describe_exception(cause, 2000) if cause is not None else "no attempt"
     if kind is RetriesExhaustedError:
         if reason not in (None, StopReason.ATTEMPTS.value):
             advice = "seawall did not retry it; see the reason and the attempt history"
@@ -202,10 +202,15 @@ def _unresolved(exc: BaseException | None) -> bool:
     return False
 
 
+#: Longest text of an exception in the attempt history (notes, log lines, errors).
+DESCRIBED = 300
+
+
 def describe(result: Attempt | None, exc: BaseException | None) -> str:
-    """An attempt's result in the history: ``HTTP 503``, or the exception's redacted repr."""
+    """An attempt's result in the history: ``HTTP 503``, or the exception's redacted repr
+    cut to ``DESCRIBED`` characters (a huge message is cut before it is redacted)."""
     if exc is not None:
-        return redact_text(exception_repr(exc))[:300]
+        return describe_exception(exc, DESCRIBED)
     if result is not None and result.status is not None:
         return f"HTTP {result.status}"
     return "returned"
