@@ -120,6 +120,13 @@ def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> di
 # text ends (no closing quote or ``@`` yet, a key shorter than its minimum) is
 # taken to end there and masked, never half shown.
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+#: The ``Token`` scheme (GitHub's, Django REST framework's): "token" is also a
+#: word, so only a run of 16 or more key-like characters holding a digit after
+#: it is taken for a credential ("token bucket" stays).
+_TOKEN = re.compile(r"(?i)\b(token)\s+(?=[A-Za-z0-9._~+/=-]*[0-9])[A-Za-z0-9._~+/=-]{16,}")
+_TOKEN_CUT = re.compile(
+    r"(?i)\b(token)\s+(?:(?=[A-Za-z0-9._~+/=-]*[0-9])[A-Za-z0-9._~+/=-]{16,}|[A-Za-z0-9._~+/=-]+\Z)"
+)
 _KEYS = re.compile(r"\b(?:sk-ant|sk|pk|rk)-[A-Za-z0-9_-]{8,}")
 _KEYS_CUT = re.compile(r"\b(?:sk-ant|sk|pk|rk)-(?:[A-Za-z0-9_-]{8,}|[A-Za-z0-9_-]*\Z)")
 #: ``?name=value`` and ``&name=value`` in URLs; the name decides.
@@ -170,13 +177,13 @@ def _query(match: re.Match[str]) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Mask secrets in free text: bearer tokens, API keys, secret query values,
-    URL credentials, and secret headers written as ``Name: value`` or as they
+    """Mask secrets in free text: bearer, basic and token credentials, API keys,
+    secret query values, URL credentials, and secret headers written as ``Name: value`` or as they
     appear in the repr of a header mapping (aiohttp's ``RequestInfo`` holds the
     request headers, so ``repr(ClientResponseError)`` shows them)."""
     if not text:
         return text
-    return _redact(text, _QUOTED_PAIR, _KEYS, _USERINFO)
+    return _redact(text, _WHOLE)
 
 
 #: How far past what it shows ``redact_head`` reads (characters).
@@ -194,15 +201,21 @@ def redact_head(text: str, limit: int) -> str:
     """
     if len(text) <= limit + HEAD_MARGIN:
         return redact_text(text)[:limit]
-    return _redact(text[: limit + HEAD_MARGIN], _QUOTED_PAIR_CUT, _KEYS_CUT, _USERINFO_CUT)[:limit]
+    return _redact(text[: limit + HEAD_MARGIN], _CUT)[:limit]
 
 
-def _redact(
-    text: str, pairs: re.Pattern[str], keys: re.Pattern[str], userinfo: re.Pattern[str]
-) -> str:
+_Patterns = tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]
+#: The patterns whose value must end somewhere: for a whole text, and for a text cut short.
+_WHOLE: _Patterns = (_QUOTED_PAIR, _TOKEN, _KEYS, _USERINFO)
+_CUT: _Patterns = (_QUOTED_PAIR_CUT, _TOKEN_CUT, _KEYS_CUT, _USERINFO_CUT)
+
+
+def _redact(text: str, patterns: _Patterns) -> str:
+    pairs, token, keys, userinfo = patterns
     text = pairs.sub(_pair, text)
     text = _HEADER_LINE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = token.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = keys.sub(MASK, text)
     text = _QUERY.sub(_query, text)
     text = _BARE_PAIR.sub(_bare, text)

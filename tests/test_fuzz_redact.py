@@ -78,6 +78,7 @@ _FORMS = st.sampled_from(
         "{{'x-api-key': '{}'}}",
         "{{'token': \"{}\"}}",
         "Authorization: Bearer {}",
+        "header was 'Token {}' - forbidden",
         "x-api-key: {}\nnext",
         "GET https://h.example/x?access_token={}&page=2",
         "https://user:{}@h.example/x",
@@ -94,13 +95,16 @@ _FORMS = st.sampled_from(
     st.integers(0, 1500),
     st.sampled_from("aZ9_-"),
     st.integers(1, 600),
+    st.integers(0, 800),
 )
 def test_the_head_never_shows_what_redact_text_masks(
-    form: str, lead: int, length: int, char: str, limit: int
+    form: str, lead: int, length: int, char: str, limit: int, masked: int
 ) -> None:
     """A secret ``redact_text`` masks is not shown by ``redact_head`` either, wherever
-    the cut falls in it; and the head is at most ``limit`` characters."""
-    text = "." * lead + form.format("Zq81" + char * length) + " more text"
+    the cut falls in it (also when an earlier secret, masked, pulled it towards the
+    start); and the head is at most ``limit`` characters."""
+    earlier = f"password='{'w' * masked}' " if masked else ""
+    text = earlier + "." * lead + form.format("Zq81" + char * length) + " more text"
     shown = redact_head(text, limit)
     assert len(shown) <= limit
     if "Zq8" not in redact_text(text):

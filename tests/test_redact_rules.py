@@ -111,6 +111,7 @@ _FORMS = [
     "https://user:{}@h.example/x",
     "key sk-{} refused",
     "failed: api_key={} (retry)",
+    "header was 'Token {}' - forbidden",
 ]
 
 
@@ -141,3 +142,48 @@ def test_a_huge_exception_message_is_described_from_its_head() -> None:
     assert describe_exception(ConnectionError(111, "refused"), 300) == repr(
         ConnectionError(111, "refused")
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "header was 'Token ghp_Zq81abcdefXYZ0123456789' - forbidden",
+            f"header was 'Token {MASK}' - forbidden",
+        ),
+        (f"token {'0123456789abcdef' * 2}01234567 rejected", f"token {MASK} rejected"),
+        ("TOKEN Zq81abcdefXYZ01234 x", f"TOKEN {MASK} x"),
+    ],
+)
+def test_the_token_auth_scheme_is_masked(text: str, expected: str) -> None:
+    """``Token <credential>`` (GitHub's, Django REST framework's) is masked like ``Bearer``."""
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token bucket empty; retry later",
+        "token bucket_capacity_exceeded",
+        "the token 12345 is too short",
+        "a token was refused",
+        "Tokens used: 1234567890123456789",
+    ],
+)
+def test_the_word_token_in_prose_is_left_alone(text: str) -> None:
+    """After ``token`` only a run of 16 or more key-like characters with a digit is a
+    credential: "token bucket" and counts stay readable."""
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("form", _FORMS)
+@pytest.mark.parametrize("before_cut", [1, 5, 12])
+def test_a_secret_cut_short_and_pulled_into_view_is_masked(form: str, before_cut: int) -> None:
+    """An earlier secret, masked, pulls the text after it forward: a secret of which the
+    cut left only a few characters (fewer than its pattern wants) is then in the part
+    shown, and must be masked all the same."""
+    earlier = "password='" + "w" * 300 + "' "
+    head = form.split("{}")[0]
+    lead = 300 + HEAD_MARGIN - before_cut - len(earlier) - len(head)
+    text = earlier + "." * lead + form.format("Zq81abcdefXYZ0123456789" * 20)
+    assert "Zq8" not in redact_head(text, 300)
