@@ -26,7 +26,7 @@ import attrs
 
 from seawall import sync
 from seawall._path.spec import Attempt, CallSpec
-from seawall._path.threads import Block, SyncRun
+from seawall._path.threads import Block, SyncRun, loud_stop
 from seawall.calls import Retried, check_options, retry_predicate
 from seawall.context import merge as merge_context
 from seawall.policy import Policy
@@ -168,7 +168,10 @@ class Attempts:
             self._last = turns.get_nowait()
             return self._last
         self._done = True
-        runner.result()  # raises what the loop gave up with
+        try:
+            runner.result()  # raises what the loop gave up with
+        except StopAsyncIteration as stop:  # would end `async for` quietly: raised loudly
+            raise loud_stop(stop) from stop
         raise StopAsyncIteration
 
     def _cancel(self) -> None:

@@ -35,7 +35,7 @@ from seawall.breaker import Permit
 from seawall.calls import check_options
 from seawall.context import merge as merge_context
 from seawall.errors import AttemptRecord, CircuitOpenError
-from seawall.outcome import SUCCESS, Outcome
+from seawall.outcome import SUCCESS, Classification, Outcome
 from seawall.policy import Policy
 
 if TYPE_CHECKING:
@@ -109,6 +109,25 @@ class BreakerGuard:
         self._entered[task] = (spec, permit, started)
         return self
 
+    def _judge(
+        self, spec: CallSpec, exc: BaseException | None, elapsed: float
+    ) -> tuple[Classification, AttemptRecord | None]:
+        """The block's classification, and its line in the history if it failed."""
+        if exc is None:
+            return SUCCESS, None
+        outcome = Outcome(
+            key=spec.key,
+            method=spec.method,
+            exception=exc,
+            elapsed=elapsed,
+            context=spec.context,
+            llm=spec.llm,
+        )
+        c = self._sw.classify(outcome)[0]
+        if c.is_success:
+            return c, None
+        return c, AttemptRecord(1, describe(None, exc), c.category.value, elapsed)
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -128,21 +147,13 @@ class BreakerGuard:
             observer.flush()
             return
         elapsed = sw.clock() - started
-        if exc is None:
-            c = SUCCESS
-        else:
-            outcome = Outcome(
-                key=spec.key,
-                method=spec.method,
-                exception=exc,
-                elapsed=elapsed,
-                context=spec.context,
-                llm=spec.llm,
-            )
-            c = sw.classify(outcome)[0]  # plugins: before the lock
-        record = None
-        if not c.is_success:
-            record = AttemptRecord(1, describe(None, exc), c.category.value, elapsed)
+        try:
+            c, record = self._judge(spec, exc, elapsed)  # plugins: before the lock
+        except BaseException:
+            with lock:  # nothing may keep the permit (a probe's) or the attempt in flight
+                state.breaker.release(permit)
+                state.cooldown.settle()
+            raise
         # The books under the key's lock, as the attempt loop's settle keeps them;
         # the events and log lines told under it go out after it (flush).
         with lock:

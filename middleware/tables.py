@@ -342,7 +342,10 @@ def first_match(
 
 def status_of(exc: BaseException) -> int | None:
     for name in ("status_code", "status"):
-        value = getattr(exc, name, None)
+        try:
+            value = getattr(exc, name, None)
+        except Exception:  # a property of the exception's that raises: no status
+            continue
         if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
             return value
     return None

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from seawall.outcome import SUCCESS, Classification, Outcome
 from seawall.plugins.builtin.exceptions import classify_exception
-from seawall.redact import redact_text
-from seawall.tables import classify_status
+from seawall.redact import exception_repr, redact_text
+from seawall.tables import UNKNOWN, classify_status, with_reason
 
 if TYPE_CHECKING:
     from seawall.plugins.manager import SeawallPluginManager
@@ -96,7 +96,7 @@ class Hooks:
                 "seawall plugin %r raised in %s and was skipped (reported once): %s\n%s",
                 plugin,
                 hook,
-                redact_text(repr(exc)),
+                redact_text(exception_repr(exc)),
                 redact_text(trace),
             )
 
@@ -131,21 +131,32 @@ class Hooks:
         """When every classifier deferred or failed: the user's patterns, then the tables.
 
         The registered built-in instances when they are there (they hold the
-        user's patterns and the cache), else the plain tables.
+        user's patterns and the cache), else the plain tables. Isolated as the
+        plugins are: a built-in that raises (on an exception whose properties
+        raise, say) is counted as a fault and the next one answers; last,
+        ``UNKNOWN``. So classifying an attempt never raises.
         """
         pm = self.pm
         patterns = pm.get_plugin("seawall.builtin.patterns")
         if patterns is not None:
-            found: Classification | None = patterns.match(outcome)
+            try:
+                found: Classification | None = patterns.match(outcome)
+            except Exception as fault:
+                self.fault("seawall.builtin.patterns", "seawall_classify", fault)
+                found = None
             if found is not None:
                 return found
         exc = outcome.exception
         if exc is not None:
             registered = pm.get_plugin("seawall.builtin.exceptions")
-            if registered is not None:
-                cached: Classification = registered.classify(exc)  # holds the cache and counts
-                return cached
-            return classify_exception(exc)
+            try:
+                if registered is not None:
+                    cached: Classification = registered.classify(exc)  # holds the cache and counts
+                    return cached
+                return classify_exception(exc)
+            except Exception as fault:
+                self.fault("seawall.builtin.exceptions", "seawall_classify", fault)
+                return with_reason(UNKNOWN, exc)
         if outcome.status is not None:
             return classify_status(outcome.status)
         return SUCCESS

@@ -26,7 +26,7 @@ from seawall.plugins import PROJECT_NAME, hookspecs
 from seawall.plugins.builtin import BUILTIN_MODULES, PRIORITY
 from seawall.plugins.builtin.patterns import PatternClassifier
 from seawall.plugins.hooks import BUILTIN_PREFIX, Hooks
-from seawall.redact import redact_text
+from seawall.redact import exception_repr, redact_text
 
 __all__ = [
     "BUILTIN_PREFIX",
@@ -279,8 +279,8 @@ def load_entrypoints(pm: SeawallPluginManager) -> int:
         except Exception as exc:
             where = f" from {dist_name} {version}" if dist_name else ""
             msg = (
-                f"could not load seawall plugin {ep.name!r}{where}: {exc!r}; upgrade or "
-                "uninstall it, or leave it out of SEAWALL_LOAD_PLUGINS"
+                f"could not load seawall plugin {ep.name!r}{where}: {exception_repr(exc)}; "
+                "upgrade or uninstall it, or leave it out of SEAWALL_LOAD_PLUGINS"
             )
             raise PluginError(msg) from exc
         try:

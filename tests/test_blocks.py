@@ -153,3 +153,21 @@ async def test_cancelling_inside_a_block_propagates_and_releases() -> None:
         with attempt:
             pass
     assert sw.health()["keys"]["k"]["state"] == "closed"
+
+
+async def test_a_block_raising_stop_async_iteration_fails_loudly() -> None:
+    """A block that raises StopAsyncIteration (``await anext()`` on an exhausted stream)
+    does not end the ``async for`` quietly: a RuntimeError chained to it is raised."""
+
+    async def empty_stream() -> Any:
+        return
+        yield  # pragma: no cover - an async generator that yields nothing
+
+    async def first_chunk() -> None:
+        async for attempt in _sw(attempts=1).attempts(key="stream"):
+            with attempt:
+                await empty_stream().__anext__()
+
+    with pytest.raises(RuntimeError, match="raised StopAsyncIteration") as caught:
+        await first_chunk()
+    assert isinstance(caught.value.__cause__, StopAsyncIteration)

@@ -342,3 +342,191 @@ async def test_async_generator_functions_are_refused_with_what_to_do() -> None:
             sw.using(key="s").call_sync(fn, 1)
     with pytest.raises(TypeError, match=r"returned async_generator.*sw\.attempts"):
         await sw.call(_numbers, 2)  # type: ignore[arg-type]
+
+
+class BadStr(Exception):
+    """An exception whose ``__str__`` raises (an SDK's error formatting a missing field)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ exploded")
+
+
+class BadRepr(Exception):
+    """An exception whose ``__repr__`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ exploded")
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("kind", [BadStr, BadRepr])
+async def test_an_exception_that_cannot_be_shown_reaches_the_caller(kind: type[Exception]) -> None:
+    """An exception whose ``__str__`` or ``__repr__`` raises is the caller's, counted
+    as an attempt; seawall's notes name its type and say its text could not be read."""
+    sw = seawall.Seawall(seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1)))
+    error = kind("x")
+
+    async def weird() -> None:
+        raise error
+
+    with pytest.raises(kind) as caught:
+        await sw.call(weird, key="k")
+    assert caught.value is error
+    health = sw.health().by_key["k"]
+    assert (health.requests, health.attempts) == (1, 1)
+    assert sum(health.failures.values()) == 1
+    first = caught.value.__notes__[0]
+    assert first.startswith("seawall: attempt 1: ")
+    assert kind.__name__ in first
+    if kind is BadRepr:
+        assert "__repr__ raised RuntimeError" in first
+
+
+@pytest.mark.parametrize("kind", [BadStr, BadRepr])
+async def test_a_probe_that_raises_an_unshowable_exception_gives_its_permit_back(
+    kind: type[Exception],
+) -> None:
+    """A half-open probe failing with such an exception reopens the breaker (the permit
+    is not lost: the key is not refused for ever) and leaves nothing in flight."""
+    clock = Clock()
+    breaker = seawall.BreakerPolicy(
+        failure_threshold=1, recovery_timeout=1.0, probe_share=0, hold=0
+    )
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker), clock=clock
+    )
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    async def weird() -> None:
+        raise kind("x")
+
+    async def ok() -> str:
+        return "ok"
+
+    with pytest.raises(ConnectionError):
+        await sw.call(down, key="k")
+    clock.now += 100.0
+    with pytest.raises(kind):
+        await sw.call(weird, key="k")  # the probe
+    assert sw.health().by_key["k"].state == "open"
+    assert sw.registry.view["k"].cooldown.inflight == 0
+    clock.now += 100.0
+    assert await sw.call(ok, key="k") == "ok"
+    assert sw.health().by_key["k"].state == "closed"
+
+
+class Abort(BaseException):
+    """Not an ``Exception``: plugins are not isolated from it, as from an interrupt."""
+
+
+async def test_whatever_ends_settling_early_gives_the_probe_permit_back() -> None:
+    """A classifier plugin that raises past the plugin isolation during a probe ends
+    that call, and the probe's permit and in-flight count go back all the same."""
+
+    class Aborting:
+        armed = False
+
+        @seawall.hookimpl(tryfirst=True)
+        def seawall_classify(self, outcome: seawall.Outcome) -> None:
+            if self.armed:
+                raise Abort
+
+    clock = Clock()
+    plugin = Aborting()
+    breaker = seawall.BreakerPolicy(
+        failure_threshold=1, recovery_timeout=1.0, probe_share=0, hold=0
+    )
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker),
+        clock=clock,
+        plugins=[plugin],
+    )
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        await sw.call(down, key="k")
+    clock.now += 100.0
+    plugin.armed = True
+    with pytest.raises(Abort):
+        await sw.call(down, key="k")  # the probe
+    plugin.armed = False
+    assert sw.registry.view["k"].cooldown.inflight == 0
+    with pytest.raises(ConnectionError):
+        await sw.call(down, key="k")  # a probe again: the permit came back
+    assert sw.health().by_key["k"].state == "open"
+
+
+async def test_an_exception_raised_again_carries_one_set_of_seawall_notes() -> None:
+    """The same exception object failing many calls (a shared future's, a module-level
+    one) carries the notes of its last give-up only; the caller's own notes stay."""
+    sw = seawall.Seawall(
+        seawall.Policy(
+            retry=seawall.RetryPolicy(max_attempts=3),
+            breaker=seawall.BreakerPolicy(enabled=False),
+        )
+    )
+    shared = ConnectionError("upstream down")
+    shared.add_note("mine: added by the caller")
+
+    async def get() -> None:
+        raise shared
+
+    for _ in range(50):
+        with pytest.raises(ConnectionError):
+            await sw.call(get, key="k")
+    notes = shared.__notes__
+    assert notes[0] == "mine: added by the caller"
+    assert notes[-1].startswith("seawall: gave up on k")
+    attempts = [note.split(":")[1].strip() for note in notes[1:-1]]  # fewer once the budget ran dry
+    assert attempts == [f"attempt {n}" for n in range(1, len(attempts) + 1)]
+    assert 1 <= len(attempts) <= 3
+
+
+async def test_an_on_predicate_that_raises_settles_the_call_and_chains_the_failure() -> None:
+    """``on=``'s predicate raising: the call is over (counted as a failed call), and the
+    predicate's error is raised chained to the attempt's exception, which has the notes."""
+    sw = seawall.Seawall()
+    flaky = Flaky(times=5)
+
+    def bad_predicate(exc: BaseException) -> bool:
+        raise ValueError("predicate bug")
+
+    with pytest.raises(ValueError, match="predicate bug") as caught:
+        await sw.using(key="p", on=bad_predicate).call(flaky)
+    original = caught.value.__cause__
+    assert original is flaky.error
+    assert original.__notes__[-1] == "seawall: gave up on p: on= raised; see its error"
+    assert len(flaky.calls) == 1
+    health = sw.health().by_key["p"]
+    assert (health.requests, health.attempts, health.failures) == (1, 1, {"network": 1})
+    assert health.success_rate == 0.0  # the call finished (a failed one)
+
+
+async def test_a_huge_message_is_cut_in_the_history_and_its_secret_masked() -> None:
+    """An exception holding a whole response body: its history line is short, and a
+    secret running past the cut is masked, not half shown."""
+    sw = seawall.Seawall(seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1)))
+    body = "<td>row</td>" * 500_000
+
+    async def fail() -> None:
+        raise ConnectionError(f"upstream said: {{'x-api-key': '{'Zq81' * 1000}'}} {body}")
+
+    with pytest.raises(ConnectionError) as caught:
+        await sw.call(fail, key="big")
+    first = caught.value.__notes__[0]
+    assert len(first) < 400
+    assert "Zq8" not in first
+    assert "'x-api-key': '***" in first

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from seawall.redact import MASK, redact_headers, redact_key, redact_text, redact_url
+from seawall.redact import (
+    HEAD_MARGIN,
+    MASK,
+    describe_exception,
+    redact_head,
+    redact_headers,
+    redact_key,
+    redact_text,
+    redact_url,
+)
 
 
 @pytest.mark.parametrize("name", ["Cookie", "Set-Cookie", "X-Api-Key", "authorization"])
@@ -75,3 +84,106 @@ def test_a_key_is_shown_redacted() -> None:
     """Keys with a secret in them are shown masked; plain keys unchanged."""
     assert redact_key("https://h.example/x?key=abc") == f"https://h.example/x?key={MASK}"
     assert redact_key("payments") == "payments"
+
+
+def test_an_unterminated_quoted_value_full_of_backslashes_is_read_in_linear_time() -> None:
+    """A quoted value that never closes, with 40 backslashes (a Windows path cut short,
+    its repr doubling them), is read once: the old pattern tried 2**40 ways."""
+    text = 'open failed: file="' + "\\" * 40 + " (unterminated"
+    assert redact_text(text) == text
+    path = "C:\\\\" + "\\\\".join(f"d{i}" for i in range(40))  # as repr() shows it
+    text = f"FileNotFoundError('cannot open api_key=\"{path}')"
+    assert redact_text(text) == text
+
+
+def test_a_quoted_secret_with_escapes_is_masked_whole() -> None:
+    """Escaped quotes and backslashes inside a quoted secret do not end it early."""
+    assert redact_text(r'api_key="a\"b\\" page="2"') == f'api_key="{MASK}" page="2"'
+    assert redact_text("{'token': 'ab\\\\'}") == f"{{'token': '{MASK}'}}"
+
+
+#: Secrets as they appear in messages, ``{}`` standing for the value.
+_FORMS = [
+    'api_key="{}"',
+    "{{'x-api-key': '{}'}}",
+    "Authorization: Bearer {}",
+    "GET https://h.example/x?access_token={}&page=2",
+    "https://user:{}@h.example/x",
+    "key sk-{} refused",
+    "failed: api_key={} (retry)",
+    "header was 'Token {}' - forbidden",
+]
+
+
+@pytest.mark.parametrize("form", _FORMS)
+@pytest.mark.parametrize("lead", [0, 250, 299, 300 + HEAD_MARGIN - 20])
+def test_a_secret_running_past_the_cut_is_never_half_shown(form: str, lead: int) -> None:
+    """``redact_head`` reads only a margin past what it shows; a secret that starts
+    before the cut and ends after it is masked all the same."""
+    secret = "Zq81" + "x" * 5000
+    text = "." * lead + form.format(secret) + " tail"
+    shown = redact_head(text, 300)
+    assert len(shown) <= 300
+    assert "Zq8" not in shown
+    assert shown.startswith("." * min(lead, 300))
+
+
+def test_a_short_text_is_redacted_whole_then_cut() -> None:
+    """Within the margin nothing changes: ``redact_text`` then the cut."""
+    text = 'api_key="abc" ' + "y" * 400
+    assert redact_head(text, 300) == redact_text(text)[:300]
+
+
+def test_a_huge_exception_message_is_described_from_its_head() -> None:
+    """The repr of a 20 MB message is cut before it is escaped and redacted."""
+    error = ConnectionError("upstream said: api_key=" + "Zq81" * 5_000_000)
+    shown = describe_exception(error, 300)
+    assert shown == f"ConnectionError('upstream said: api_key={MASK}"
+    assert describe_exception(ConnectionError(111, "refused"), 300) == repr(
+        ConnectionError(111, "refused")
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "header was 'Token ghp_Zq81abcdefXYZ0123456789' - forbidden",
+            f"header was 'Token {MASK}' - forbidden",
+        ),
+        (f"token {'0123456789abcdef' * 2}01234567 rejected", f"token {MASK} rejected"),
+        ("TOKEN Zq81abcdefXYZ01234 x", f"TOKEN {MASK} x"),
+    ],
+)
+def test_the_token_auth_scheme_is_masked(text: str, expected: str) -> None:
+    """``Token <credential>`` (GitHub's, Django REST framework's) is masked like ``Bearer``."""
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token bucket empty; retry later",
+        "token bucket_capacity_exceeded",
+        "the token 12345 is too short",
+        "a token was refused",
+        "Tokens used: 1234567890123456789",
+    ],
+)
+def test_the_word_token_in_prose_is_left_alone(text: str) -> None:
+    """After ``token`` only a run of 16 or more key-like characters with a digit is a
+    credential: "token bucket" and counts stay readable."""
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("form", _FORMS)
+@pytest.mark.parametrize("before_cut", [1, 5, 12])
+def test_a_secret_cut_short_and_pulled_into_view_is_masked(form: str, before_cut: int) -> None:
+    """An earlier secret, masked, pulls the text after it forward: a secret of which the
+    cut left only a few characters (fewer than its pattern wants) is then in the part
+    shown, and must be masked all the same."""
+    earlier = "password='" + "w" * 300 + "' "
+    head = form.split("{}")[0]
+    lead = 300 + HEAD_MARGIN - before_cut - len(earlier) - len(head)
+    text = earlier + "." * lead + form.format("Zq81abcdefXYZ0123456789" * 20)
+    assert "Zq8" not in redact_head(text, 300)

@@ -570,3 +570,104 @@ def test_call_sync_tells_async_callables_that_are_not_async_defs() -> None:
         with pytest.raises(TypeError, match=r"is an async function.*await sw\.call"):
             sw.call_sync(fn)
     assert sw.health()["keys"] == {}
+
+
+def _first_row(rows: list[str]) -> str:
+    return next(iter(rows))  # a bug: an empty list raises StopIteration
+
+
+@pytest.mark.usefixtures("_fresh_default")
+@pytest.mark.parametrize("form", ["call_sync", "protect", "retry"])
+def test_a_function_raising_stop_iteration_fails_loudly(form: str) -> None:
+    """StopIteration from a plain function is raised as a RuntimeError chained to it
+    (as PEP 479 does for generators), not taken for the end of seawall's loop."""
+    sw = _sw()
+    if form == "call_sync":
+        run: Callable[[], str] = lambda: sw.call_sync(_first_row, [], key="db")  # noqa: E731
+    elif form == "protect":
+        run = lambda: sw.protect(key="db")(_first_row)([])  # noqa: E731
+    else:
+        run = lambda: seawall.retry(key="db", on=ConnectionError)(_first_row)([])  # noqa: E731
+    with pytest.raises(RuntimeError, match="raised StopIteration") as caught:
+        run()
+    assert isinstance(caught.value.__cause__, StopIteration)
+
+
+def test_a_sync_block_raising_stop_iteration_fails_loudly() -> None:
+    """A ``with attempt:`` block that raises StopIteration does not end the ``for`` quietly."""
+    sw = _sw(attempts=1)
+
+    def block() -> None:
+        for attempt in sw.attempts(key="blk"):
+            with attempt:
+                raise StopIteration("boom")
+
+    with pytest.raises(RuntimeError, match="raised StopIteration") as caught:
+        block()
+    assert isinstance(caught.value.__cause__, StopIteration)
+    assert sw.health()["keys"]["blk"]["failures"] == {"unknown": 1}
+
+
+class _BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ exploded")
+
+
+def test_call_sync_gives_the_caller_an_exception_whose_str_raises() -> None:
+    """In a thread too, such an exception reaches the caller and the probe's permit goes back."""
+    clock = Clock()
+    breaker = seawall.BreakerPolicy(
+        failure_threshold=1, recovery_timeout=1.0, probe_share=0, hold=0
+    )
+    sw = seawall.Seawall(
+        seawall.Policy(retry=seawall.RetryPolicy(max_attempts=1), breaker=breaker),
+        entrypoints=False,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+    def down() -> None:
+        raise ConnectionError("down")
+
+    def weird() -> None:
+        raise _BadStr("x")
+
+    with pytest.raises(ConnectionError):
+        sw.call_sync(down, key="k")
+    clock.now += 100.0
+    with pytest.raises(_BadStr):
+        sw.call_sync(weird, key="k")
+    clock.now += 100.0
+    assert sw.call_sync(lambda: "ok", key="k") == "ok"
+    assert sw.health().by_key["k"].state == "closed"
+
+
+@pytest.mark.usefixtures("_fresh_default")
+def test_a_module_level_exception_does_not_pile_up_notes() -> None:
+    """``@seawall.retry`` on a def raising one exception object for ever: one set of notes."""
+    seawall.configure(policy=seawall.Policy(breaker=seawall.BreakerPolicy(enabled=False)))
+    error = TimeoutError("backend timed out")
+
+    @seawall.retry(key="backend", attempts=2)
+    def fetch() -> None:
+        raise error
+
+    for _ in range(20):
+        with pytest.raises(TimeoutError):
+            fetch()
+    assert len(error.__notes__) == 3  # two attempts and why seawall stopped
+
+
+def test_notes_that_are_not_a_list_are_left_alone() -> None:
+    """An exception whose ``__notes__`` is not a list still reaches the caller as it is."""
+    sw = _sw(attempts=1)
+    error = ConnectionError("down")
+    error.__notes__ = ("someone's tuple",)  # type: ignore[assignment]  # the point of the test
+
+    def fail() -> None:
+        raise error
+
+    with pytest.raises(ConnectionError) as caught:
+        sw.call_sync(fail, key="k")
+    assert caught.value is error
+    assert error.__notes__ == ("someone's tuple",)

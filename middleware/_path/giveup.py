@@ -25,7 +25,7 @@ from seawall.errors import (
     SeawallError,
 )
 from seawall.outcome import Classification
-from seawall.redact import redact_text
+from seawall.redact import describe_exception
 
 __all__ = ["GiveUp", "describe", "make_error"]
 
@@ -101,21 +101,44 @@ def final_error(
         )
         return make_error(spec, DeadlineExceededError, exc, history, message=msg)
     if not spec.http:
-        for record in history:
-            exc.add_note(f"seawall: {record}")
-        exc.add_note(f"seawall: gave up on {spec.key}: {text}")
+        _annotate(exc, history, f"gave up on {spec.key}: {text}")
         return exc
     kind = _KINDS.get(reason)
     if kind is None:
         if spec.wrap is None or not spec.wrap(exc):
-            for record in history:
-                exc.add_note(f"seawall: {record}")
-            exc.add_note(f"seawall: not retried: {text}")
+            _annotate(exc, history, f"not retried: {text}")
             return exc
         kind = RetriesExhaustedError
     if kind is CircuitOpenError:
         return make_error(spec, kind, exc, history, retry_after=spec.state.breaker.retry_after())
     return make_error(spec, kind, exc, history, reason=text)
+
+
+class _Note(str):
+    """A note seawall added (told apart from everyone else's by its type; pickled as a str)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return str, (str(self),)
+
+
+def _annotate(exc: BaseException, history: list[AttemptRecord], last: str) -> None:
+    """Add the attempt history and ``last`` (why seawall stopped) to ``exc``'s notes.
+
+    The same object can fail many calls (a shared future's exception, a
+    module-level one, a nested protected call): the notes seawall added to it
+    before are dropped first, so it carries one set, the last give-up's. Notes
+    that are not a list (someone set them so) are left as they are.
+    """
+    notes = getattr(exc, "__notes__", None)
+    if notes is not None:
+        if not isinstance(notes, list):
+            return
+        notes[:] = [note for note in notes if type(note) is not _Note]
+    for record in history:
+        exc.add_note(_Note(f"seawall: {record}"))
+    exc.add_note(_Note(f"seawall: {last}"))
 
 
 def make_error(
@@ -148,7 +171,7 @@ def _message(
     history: list[AttemptRecord],
     reason: str | None,
 ) -> str:
-    last = redact_text(repr(cause)) if cause is not None else "no attempt"
+    last = describe_exception(cause, 2000) if cause is not None else "no attempt"
     if kind is RetriesExhaustedError:
         if reason not in (None, StopReason.ATTEMPTS.value):
             advice = "seawall did not retry it; see the reason and the attempt history"
@@ -179,10 +202,15 @@ def _unresolved(exc: BaseException | None) -> bool:
     return False
 
 
+#: Longest text of an exception in the attempt history (notes, log lines, errors).
+DESCRIBED = 300
+
+
 def describe(result: Attempt | None, exc: BaseException | None) -> str:
-    """An attempt's result in the history: ``HTTP 503``, or the exception's redacted repr."""
+    """An attempt's result in the history: ``HTTP 503``, or the exception's redacted repr
+    cut to ``DESCRIBED`` characters (a huge message is cut before it is redacted)."""
     if exc is not None:
-        return redact_text(repr(exc))[:300]
+        return describe_exception(exc, DESCRIBED)
     if result is not None and result.status is not None:
         return f"HTTP {result.status}"
     return "returned"

@@ -204,13 +204,6 @@ class Loop(Settle):
         state.cooldown.sent()
         return limit
 
-    def abandon(self, call: CallState) -> None:
-        """The attempt was cancelled or interrupted: give its permit back, no verdict."""
-        state = call.spec.state
-        with state.lock:
-            state.breaker.release(call.permit)
-            state.cooldown.settle()
-
     # --- one attempt ---------------------------------------------------------
 
     async def _send(

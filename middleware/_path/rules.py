@@ -26,6 +26,7 @@ class StopReason(enum.Enum):
 
     NOT_RETRYABLE = "not retryable"
     NOT_ON = "not in on="
+    ON_RAISED = "on= raised"
     NOT_IN_RETRY_ON = "not in retry_on"
     RETRIED_ENOUGH = "retried enough"
     METHOD_EXCLUDED = "method excluded"
@@ -45,6 +46,7 @@ class StopReason(enum.Enum):
         text = {
             StopReason.NOT_IN_RETRY_ON: f"{category} is not in retry_on",
             StopReason.NOT_ON: "the exception is not one that on= retries",
+            StopReason.ON_RAISED: "on= raised; see its error",
             StopReason.RETRIED_ENOUGH: f"{category} is retried at most {c.max_retries} time(s)",
             StopReason.METHOD_EXCLUDED: (
                 f"the policy's retry_methods excludes {spec.method} "

@@ -38,6 +38,13 @@ __all__ = ["Settle"]
 if TYPE_CHECKING:
     from seawall._path.loop import CallState
 
+#: What ``Settle._judge`` finds: the outcome (``None`` for a plain success), the
+#: classification, the history line and the stop reason (failures only), and what
+#: ``on=``'s predicate raised.
+_Judgement = tuple[
+    Outcome | None, Classification, AttemptRecord | None, StopReason | None, BaseException | None
+]
+
 
 class Settle(Verdicts):
     """What an ended attempt leads to (a part of ``Loop``)."""
@@ -99,31 +106,18 @@ class Settle(Verdicts):
         answered = None
         if isinstance(exc, BrokenBody):
             answered, exc = exc.status, exc.cause
-        outcome, c = self._classify(spec, number, result, exc, elapsed)  # plugins: no lock
-        if answered is not None:
-            # The upstream answered: a body lost afterwards is not its failure.
-            c = attrs.evolve(c, retryable=False, counts_as_failure=False)
-        record: AttemptRecord | None = None
-        stop: StopReason | None = None
-        if not c.is_success:
-            # Only failures need the history (for notes and errors): the success path skips it.
-            record = AttemptRecord(number, describe(result, exc), c.category.value, elapsed)
-            if cut:
-                stop = StopReason.DEADLINE
-            elif answered is not None:
-                stop = StopReason.ANSWERED
-            else:
-                if outcome is None:
-                    outcome = outcome_of(spec, number, result, exc, elapsed)
-                # before the lock (on=, a predicate of the caller's, may be asked);
-                # whether the breaker is open is asked under it, after this verdict
-                try:
-                    stop = why_stop(
-                        spec, number, call.max_attempts, outcome, c, call.retried, breaker=False
-                    )
-                except BaseException:
-                    self._verdict_only(call, c, result)  # on= raised: keep the verdict anyway
-                    raise
+        try:
+            outcome, c, record, stop, on_error = self._judge(call, number, exc, answered, elapsed)
+        except BaseException:
+            # Nothing before the books may keep the permit (a half-open probe's: the key
+            # would be refused for ever) or leave the attempt counted in flight.
+            self.abandon(call)
+            raise
+        if on_error is not None:
+            if not isinstance(on_error, Exception):  # an interrupt: the verdict, no more
+                self._verdict_only(call, c, result)
+                raise on_error
+            stop = StopReason.ON_RAISED  # the call ends as any other; then on_error is raised
         state = spec.state
         observer = self.observer
         lock = state.lock
@@ -148,15 +142,70 @@ class Settle(Verdicts):
             if stop is None and state.breaker.is_open():
                 stop = StopReason.BREAKER
             if stop is not None:
-                call.value = self.giveup.stop(
-                    spec, stop, call.started, c, result, exc, call.history, cut=cut, status=answered
-                )
+                try:
+                    call.value = self.giveup.stop(
+                        spec,
+                        stop,
+                        call.started,
+                        c,
+                        result,
+                        exc,
+                        call.history,
+                        cut=cut,
+                        status=answered,
+                    )
+                except Exception as given_up:
+                    if on_error is None:
+                        raise
+                    raise on_error from given_up  # the caller's own error, chained to the failure
                 return None
         finally:
             lock.release()
             observer.flush()
         assert outcome is not None
         return self._retry(call, number, outcome, c, result, exc)
+
+    def _judge(
+        self,
+        call: CallState,
+        number: int,
+        exc: Exception | None,
+        answered: int | None,
+        elapsed: float,
+    ) -> _Judgement:
+        """Before the lock: the attempt's classification (plugins), its line in the
+        history, and, for a failure, whether the rules stop the call. Last, what
+        ``on=``'s predicate raised, if it did (it is the caller's code)."""
+        spec, result = call.spec, call.result
+        outcome, c = self._classify(spec, number, result, exc, elapsed)  # plugins: no lock
+        if answered is not None:
+            # The upstream answered: a body lost afterwards is not its failure.
+            c = attrs.evolve(c, retryable=False, counts_as_failure=False)
+        if c.is_success:
+            return outcome, c, None, None, None  # only failures need the history
+        record = AttemptRecord(number, describe(result, exc), c.category.value, elapsed)
+        if call.cut:
+            return outcome, c, record, StopReason.DEADLINE, None
+        if answered is not None:
+            return outcome, c, record, StopReason.ANSWERED, None
+        if outcome is None:
+            outcome = outcome_of(spec, number, result, exc, elapsed)
+        # on=, a predicate of the caller's, may be asked: not under the lock; whether
+        # the breaker is open is asked under it, after this verdict
+        try:
+            stop = why_stop(
+                spec, number, call.max_attempts, outcome, c, call.retried, breaker=False
+            )
+        except BaseException as on_error:
+            return outcome, c, record, None, on_error
+        return outcome, c, record, stop, None
+
+    def abandon(self, call: CallState) -> None:
+        """The attempt was cancelled or interrupted: give its permit back, no verdict."""
+        state = call.spec.state
+        with state.lock:
+            state.breaker.release(call.permit)
+            state.cooldown.settle()
 
     def _verdict_only(self, call: CallState, c: Classification, result: Attempt | None) -> None:
         """The attempt's verdict to the books, for a call that ends by an error of its own."""

@@ -19,9 +19,31 @@ from seawall._path.loop import _REBOOKINGS, CallState, Loop
 from seawall._path.spec import Attempt, CallSpec, FirstAttempt, Misuse
 from seawall.cooldown import RECHECK
 
-__all__ = ["Block", "SyncAttempt", "SyncRun"]
+__all__ = ["Block", "SyncAttempt", "SyncRun", "loud_stop"]
 
 _OPEN, _REPORTED, _INTERRUPTED = 0, 1, 2
+
+
+def loud_stop(exc: BaseException) -> BaseException:
+    """What the ``for``/``async for`` of seawall's attempts raises for a call given up with ``exc``.
+
+    ``exc`` itself, unless it is ``StopIteration`` or ``StopAsyncIteration``: raised by
+    an iterator's ``__next__`` (``__anext__``) those mean "no more attempts", so
+    the loop would end quietly and the call seem to succeed with ``None``. As
+    PEP 479 does for generators, a ``RuntimeError`` chained to it is raised instead.
+    """
+    if not isinstance(exc, StopIteration | StopAsyncIteration):
+        return exc
+    name = type(exc).__name__
+    msg = (
+        f"the protected code raised {name}; seawall raises this RuntimeError instead "
+        f"(the {name} is its __cause__), since out of seawall's attempt loop {name} "
+        "would mean 'no more attempts' and the call would seem to succeed with None. "
+        f"Catch the {name} where it is raised (e.g. next(it, default)) or raise another exception"
+    )
+    error = RuntimeError(msg)
+    error.__cause__ = exc
+    return error
 
 
 class Block:
@@ -148,7 +170,7 @@ class SyncRun:
             self._done = True
             stop, self._stop = self._stop, None
             if stop is not None:
-                raise stop
+                raise loud_stop(stop)
             self.value = call.value
             raise StopIteration
         else:

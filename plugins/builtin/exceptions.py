@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from seawall.errors import CircuitOpenError, DeadlineExceededError, SeawallError
 from seawall.outcome import Classification, Outcome
 from seawall.plugins import hookimpl
+from seawall.redact import exception_str
 from seawall.tables import (
     BUILTIN_PATTERNS,
     CALLER,
@@ -167,7 +168,7 @@ def classify_exception(
     default the table is searched afresh.
     """
     if match is None:
-        found = _by_type(exc) or first_match(BUILTIN_PATTERNS, exc, str(exc)[:_MAX_TEXT])
+        found = _by_type(exc) or first_match(BUILTIN_PATTERNS, exc, exception_str(exc)[:_MAX_TEXT])
     else:
         found = _by_type(exc) or match(exc)
     if found is not None:
@@ -225,7 +226,7 @@ class ExceptionClassifier:
         return classify_exception(exc, self._match)
 
     def _match(self, exc: BaseException) -> Classification | None:
-        text = str(exc)[:_MAX_TEXT]
+        text = exception_str(exc)[:_MAX_TEXT]
         cache_key = (type(exc), text)
         if cache_key in self._cache:
             self.stats["cache_hits"] += 1

@@ -5,7 +5,8 @@ Asked before every other built-in classifier (see ``PRIORITY`` in
 statuses and the LLM providers' error codes. What a pattern is matched
 against (``text_of``):
 
-- an attempt that raised: ``str(exc)``;
+- an attempt that raised: ``str(exc)`` (a stand-in naming its type when its
+  ``__str__`` raises: ``seawall.redact.exception_str``);
 - an error response (status 400 or above): ``"HTTP <status>"``, a newline,
   then the body decoded as UTF-8 (undecodable bytes replaced);
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from seawall.outcome import Classification, Outcome
 from seawall.plugins import hookimpl
+from seawall.redact import exception_str
 from seawall.tables import Pattern
 
 __all__ = ["CACHE_SIZE", "MAX_TEXT", "PatternClassifier", "plugin", "text_of"]
@@ -37,7 +39,7 @@ def text_of(outcome: Outcome) -> str | None:
     """What patterns are matched against for ``outcome``; ``None`` for a success."""
     exc = outcome.exception
     if exc is not None:
-        return str(exc)[:MAX_TEXT]
+        return exception_str(exc)[:MAX_TEXT]
     status = outcome.status
     if status is None or status < 400:
         return None
