@@ -70,6 +70,7 @@ SECRET_PARAMS = frozenset(
         "password",
         "passwd",
         "session",
+        "sid",
         "x-amz-signature",
         "x-amz-credential",
         "x-amz-security-token",
@@ -77,7 +78,12 @@ SECRET_PARAMS = frozenset(
     }
 )
 
-_SECRETISH = re.compile(r"(key|token|secret|passw|signature|credential|auth)", re.IGNORECASE)
+#: Parts of a header or parameter name that mark its value secret (``sessionid``, ``jwt``,
+#: ``pwd``, ``x-session-cookie``, a CAS ``ticket``): masking a harmless value costs nothing.
+_SECRETISH = re.compile(
+    r"(key|token|secret|passw|pwd|signature|credential|auth|session|jwt|cookie|ticket)",
+    re.IGNORECASE,
+)
 
 
 def is_secret_header(name: str) -> bool:

@@ -29,7 +29,12 @@ def test_headers_given_as_pairs_are_masked_too() -> None:
     assert redact_headers(pairs) == {"Cookie": MASK, "Accept": "json"}
 
 
-@pytest.mark.parametrize("name", ["code", "session", "sig", "token", "client_secret"])
+@pytest.mark.parametrize(
+    "name",
+    # the last six: names an audit found shown (jwt, pwd, sessionid) and their kin
+    ["code", "session", "sig", "token", "client_secret", "jwt", "pwd", "sessionid", "sid"]
+    + ["JSESSIONID", "ticket"],
+)
 def test_secret_query_parameters_are_masked(name: str) -> None:
     """Named secret parameters (also ``code``, ``session``, ``sig``) are masked; others stay."""
     url = redact_url(f"https://h.example/cb?{name}=s3cr3t&page=2")
