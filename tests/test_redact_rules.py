@@ -32,8 +32,10 @@ def test_headers_given_as_pairs_are_masked_too() -> None:
 @pytest.mark.parametrize(
     "name",
     # the last six: names an audit found shown (jwt, pwd, sessionid) and their kin
-    ["code", "session", "sig", "token", "client_secret", "jwt", "pwd", "sessionid", "sid"]
-    + ["JSESSIONID", "ticket"],
+    [
+        *("code", "session", "sig", "token", "client_secret"),
+        *("jwt", "pwd", "sessionid", "sid", "JSESSIONID", "ticket"),
+    ],
 )
 def test_secret_query_parameters_are_masked(name: str) -> None:
     """Named secret parameters (also ``code``, ``session``, ``sig``) are masked; others stay."""
