@@ -29,8 +29,11 @@ most ``max_wait`` (the policy's ``retry_after_max``), a pace never falls
 below one request per ``max_wait`` (``floor``), a learnt pace always grows
 back, and a rate learnt from headers is forgotten ``HINT_TTL`` seconds after
 the last headers that stated it. A 200 saying "0 requests left, reset in
-10^12 s" therefore costs callers at most one ``max_wait`` each, never a hang
-or a key that refuses every call.
+10^12 s" therefore costs callers at most one ``max_wait`` each, never a hang.
+Nor a key that refuses most calls when every answer says so: requests that
+succeed more than such headers allow prove them wrong (``seawall.llm.hints``),
+and the key is then paced as one without headers, from its 429s, until
+``HINT_TTL`` seconds after the last proof (``observe`` says when to warn).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from seawall.learnt_pace import (
     LearntPace,
 )
 from seawall.llm import RateInfo
+from seawall.llm.hints import RateHints
 
 # The learnt pace's constants stay importable from here, where they were first.
 __all__ = [
@@ -108,9 +112,9 @@ class Cooldown:
     __slots__ = (
         "_clock",
         "_hinted_at",
+        "_hints",
         "_learning",
         "_tat",
-        "burst",
         "cuts",
         "inflight",
         "max_wait",
@@ -131,8 +135,6 @@ class Cooldown:
         #: The pace in force, requests per second (``None``: no pacing). From headers:
         #: the stated rate (paced at ``SAFETY`` of it); learnt: the pace itself.
         self.rate: float | None = None
-        #: Most requests the upstream takes at once (its limit), once stated.
-        self.burst = 1.0
         #: Attempts sent and not answered yet.
         self.inflight = 0
         #: Reservations refused because they did not fit a caller's deadline.
@@ -142,11 +144,27 @@ class Cooldown:
         self._tat = 0.0  # the schedule: when the next turn is due (before the burst allowance)
         self._hinted_at: float | None = None  # when headers last stated the rate (None: learnt)
         self._learning: LearntPace | None = None
+        self._hints: RateHints | None = None  # the stated limit, headers on test
 
     @property
     def floor(self) -> float:
         """The lowest rate kept: one request per ``max_wait`` (with ``SAFETY``) at least."""
         return 1.0 / (self.max_wait * SAFETY) if self.max_wait > 0 else float("inf")
+
+    @property
+    def burst(self) -> float:
+        """Most requests the upstream takes at once (its limit), once stated (else 1)."""
+        hints = self._hints
+        return 1.0 if hints is None else hints.burst
+
+    @burst.setter
+    def burst(self, value: float) -> None:
+        hints = self._hints
+        if hints is None:
+            if value == 1.0:
+                return
+            hints = self._hints = RateHints()
+        hints.burst = value
 
     @property
     def level(self) -> float | None:
@@ -226,7 +244,8 @@ class Cooldown:
             wait = until - now
             wait = wait if wait > 0 else 0.0
         else:
-            allowance = (self.burst - 1.0) * self._step(now) if self.burst > 1.0 else 0.0
+            burst = self.burst
+            allowance = (burst - 1.0) * self._step(now) if burst > 1.0 else 0.0
             slot = max(self._tat - allowance, until, now)
             wait = slot - now
             learning = self._learning
@@ -284,15 +303,31 @@ class Cooldown:
         if learning is not None:
             learning.settled()
 
-    def observe(self, info: RateInfo | None, *, success: bool) -> None:
-        """An attempt was answered; ``info`` is what its rate-limit headers said."""
+    def observe(
+        self, info: RateInfo | None, *, success: bool, sent_at: float | None = None
+    ) -> bool:
+        """An attempt was answered; ``info`` is what its rate-limit headers said.
+
+        :param sent_at: when the attempt was sent (the engine's clock), if known.
+        :returns: ``True`` when this answer proved the key's rate headers wrong
+            while they were believed (time to warn).
+        """
         self.settle()
         learning = self._learning
         if success and learning is not None and self.rate is not None:
             learning.succeeded(self._clock())  # measured only while paced (the run path)
+        hints = self._hints
+        if success and sent_at is not None and (hints is not None or info is not None):
+            now = self._clock()
+            if hints is None:
+                hints = self._hints = RateHints()
+            if hints.refutes(info, now, sent_at):
+                return self._distrust(hints, now)
         if info is None:
-            return
+            return False
         now = self._clock()
+        if hints is not None and now < hints.distrust:
+            return False  # proved wrong lately: the 429s say more
         rate = info.rate
         if rate is not None:
             known = self._hinted_at is not None and self.rate is not None
@@ -302,6 +337,18 @@ class Cooldown:
                 self._tat = now
         if self.rate is not None and self._hinted_at is not None:
             self._empty(now, float(info.remaining - self.inflight))
+        return False
+
+    def _distrust(self, hints: RateHints, now: float) -> bool:
+        """The key's rate headers were proved wrong: believe none for ``HINT_TTL`` seconds;
+        ``True`` when they were believed until now."""
+        believed = now >= hints.distrust
+        hints.distrust = now + HINT_TTL
+        if self._hinted_at is not None:  # turns booked on them are void: book again
+            self._forget()
+            self.cuts += 1
+            self._tat = max(now, self.until)
+        return believed
 
     def _empty(self, now: float, left: float = 0.0) -> None:
         """The upstream's bucket holds ``left`` requests now: no earlier turns than that."""

@@ -4,6 +4,7 @@ Everything seawall logs goes under the ``seawall`` logger hierarchy:
 
 - ``seawall.attempts``: each failed attempt, at its severity's level;
 - ``seawall.breaker``: breaker transitions (opening at WARNING, the rest at INFO);
+- ``seawall.cooldown``: rate-limit headers a key's answers proved wrong (WARNING);
 - ``seawall.escalation``: incidents, from the built-in logging sink;
 - ``seawall.plugins``: plugins that raised (once per plugin and hook).
 
@@ -18,7 +19,7 @@ import logging
 
 from seawall.outcome import Severity
 
-__all__ = ["LEVELS", "attempts_log", "breaker_log", "level_for"]
+__all__ = ["LEVELS", "attempts_log", "breaker_log", "cooldown_log", "level_for"]
 
 #: Log level for each severity: LOW info, MEDIUM warning, HIGH error, CRITICAL critical.
 LEVELS: dict[Severity, int] = {
@@ -35,6 +36,7 @@ logging.getLogger("seawall").addHandler(logging.NullHandler())
 
 attempts_log = logging.getLogger("seawall.attempts")
 breaker_log = logging.getLogger("seawall.breaker")
+cooldown_log = logging.getLogger("seawall.cooldown")
 
 
 def level_for(severity: Severity) -> int:

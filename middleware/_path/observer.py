@@ -21,6 +21,7 @@ from typing import Any
 
 from seawall._path.spec import Attempt, CallSpec
 from seawall.breaker import BreakerState, Transition
+from seawall.cooldown import HINT_TTL
 from seawall.errors import AttemptRecord
 from seawall.escalation import Escalator
 from seawall.events import (
@@ -31,7 +32,7 @@ from seawall.events import (
     Rejected,
     RetryScheduled,
 )
-from seawall.logs import attempts_log, breaker_log, level_for
+from seawall.logs import attempts_log, breaker_log, cooldown_log, level_for
 from seawall.outcome import Category, Classification, Severity
 from seawall.plugins.hooks import Hooks
 from seawall.redact import redact_text
@@ -101,6 +102,10 @@ class Observer:
     def emit(self, cls: type[Any], spec: CallSpec, **fields: Any) -> None:
         event = cls(key=spec.key, timestamp=time.time(), **fields)
         self._tell(spec.state, self._event, event)
+
+    def distrusted(self, spec: CallSpec) -> None:
+        """The key's rate-limit headers were proved wrong: warn, after the lock."""
+        self._tell(spec.state, _warn_distrusted, spec.key)
 
     def transition(self, transition: Transition) -> None:
         """A breaker changed state: count at once; log and tell observers after the lock."""
@@ -246,3 +251,17 @@ class Observer:
 def _log_attempt(args: tuple[int, str, str, AttemptRecord, dict[str, Any]]) -> None:
     level, msg, line, record, extra = args
     attempts_log.log(level, msg, line, record, extra=extra)
+
+
+def _warn_distrusted(key: str) -> None:
+    cooldown_log.warning(
+        "more requests to %s succeeded than its rate-limit headers allowed (sent after "
+        "them, answered before the bucket they stated could refill): %s is paced from "
+        "its 429s, not its headers, until %.0fs after the last answer that proves them "
+        "wrong. If the key spans several limits (models), key the route by model: "
+        'Policy(key="model")',
+        key,
+        key,
+        HINT_TTL,
+        extra={"seawall_key": key},
+    )

@@ -76,7 +76,9 @@ class Verdicts:
         state = spec.state
         breaker = state.breaker
         headers = result.headers if spec.llm and result is not None else None
-        state.cooldown.observe(rate_info(headers) if headers else None, success=c.is_success)
+        info = rate_info(headers) if headers else None
+        if state.cooldown.observe(info, success=c.is_success, sent_at=sent_at):
+            self.observer.distrusted(spec)  # its rate headers were proved wrong
         if c.is_success:
             breaker.record(permit, failure=False)
             return
