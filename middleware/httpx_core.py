@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +31,7 @@ from seawall.errors import (
     RetryBudgetExhaustedError,
     SeawallError,
 )
+from seawall.inflate import inflated_start
 from seawall.policy import IDEMPOTENT_METHODS
 
 if TYPE_CHECKING:
@@ -307,56 +307,13 @@ async def peek(kind: Kind, resp: Any, limit: int) -> bytes | None:
     return body[:limit]
 
 
-#: Content codings seawall inflates itself, each with its ``zlib`` window bits, tried
-#: in turn as httpx does ("deflate" is zlib-wrapped or, failing that, raw).
-_INFLATE = {
-    "gzip": (zlib.MAX_WBITS | 16,),
-    "deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS),
-}
-
-#: Most codings stacked on one body that seawall undoes (each step may cost
-#: ``limit`` bytes of inflating); a body with more is classified without it.
-_CODINGS_MAX = 2
-
-
-def _inflate(wbits: tuple[int, ...], data: bytes, limit: int) -> bytes | None:
-    """The first ``limit`` bytes ``data`` inflates to (its start, if ``data`` is cut
-    short); ``None`` if it is not what ``wbits`` says. Never inflates more."""
-    for bits in wbits:
-        try:
-            return zlib.decompressobj(bits).decompress(data, limit)
-        except zlib.error:
-            continue
-    return None
-
-
 def decoded(resp: Any, raw: bytes | None, limit: int) -> bytes | None:
-    """The first ``limit`` bytes of ``raw`` as the caller will read them (decompressed);
-    ``None`` if they cannot be told.
-
-    ``raw`` is the start of the body as it came (httpx decodes it for the caller
-    later). gzip and deflate, alone or stacked, are inflated here, never past
-    ``limit`` bytes at any step, so a bomb costs ``limit`` bytes; the start of a
-    longer body gives what it inflates to. Any other coding (br, zstd: their
-    decoders cannot be told to stop), more than ``_CODINGS_MAX`` codings, and
-    bytes that are not what the header says give ``None``: the response is
-    classified without its body (and not priced), as one whose
-    ``Content-Length`` is above the limit.
-    """
+    """The first ``limit`` bytes of ``raw`` (the body's start as it came: httpx decodes it
+    for the caller later) as the caller will read them; ``None`` if they cannot be told
+    (``seawall.inflate.inflated_start``: the response is classified without its body)."""
     if raw is None:
         return None
-    header: str = resp.headers.get("content-encoding", "")
-    codings = [c.strip() for c in header.lower().split(",") if c.strip() not in ("", "identity")]
-    if len(codings) > _CODINGS_MAX:
-        return None
-    data = raw
-    for coding in reversed(codings):  # the last one applied is undone first
-        wbits = _INFLATE.get(coding)
-        inflated = None if wbits is None else _inflate(wbits, data, limit)
-        if inflated is None:
-            return None
-        data = inflated
-    return data[:limit]
+    return inflated_start(resp.headers.get("content-encoding", ""), raw, limit)
 
 
 async def failed(kind: Kind, resp: Any, method: str) -> Attempt:
