@@ -280,7 +280,7 @@ def make_middleware(sw: Seawall) -> ClientMiddlewareType:
         ):
             return await _through_run(sw, route, req, handler)
         # KeyState.begin, Watchdog.watch_at/done and the success's bookkeeping are
-        # written out (as in seawall.calls.run_call): here each Python call, and
+        # written out (as in seawall.call_lean.run_call): here each Python call, and
         # each `with` on the lock (its __enter__ parses arguments), costs more
         # than the work it does. run_call's block is this one's twin, kept apart
         # on purpose (sharing cost +0.9k instructions a call, docs/architecture.md).

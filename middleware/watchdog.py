@@ -231,7 +231,7 @@ def running() -> tuple[asyncio.AbstractEventLoop, Watchdog]:
     the running one when it is asyncio's own and runs in this thread: such a
     loop sets ``_thread_id`` for as long as ``run_forever`` runs, and asyncio
     refuses to run a second loop in a thread that runs one. Anything else asks
-    asyncio. ``seawall.calls.run_call`` writes this out: keep the two in step.
+    asyncio. ``seawall.call_lean.run_call`` writes this out: keep the two in step.
     """
     last = LAST[0]
     # `_thread_id`: asyncio's own attribute (BaseEventLoop: `last[2]`), not in typeshed.
