@@ -41,20 +41,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from seawall.learnt_pace import (
-    CAREFUL_DOUBLING,
-    CAREFUL_SHARE,
-    CEILING_TTL,
     CROWDED,
     CRUISE,
-    GROWTH_CAP,
     HOLD,
-    JITTER_SHARE,
     LEARN_TTL,
     LEVEL,
-    PROBE_AT,
-    PROBE_STEP,
-    RISE,
-    SAMPLE,
     SLOW_START_DOUBLING,
     START_RATE,
     START_WAIT_MAX,
@@ -62,25 +53,17 @@ from seawall.learnt_pace import (
 )
 from seawall.llm import RateInfo
 from seawall.llm.hints import RateHints
+from seawall.spare_turns import SpareTurns
 
-# The learnt pace's constants stay importable from here, where they were first.
+# The learnt pace's constants that others import from here, where they were first.
 __all__ = [
-    "CEILING_TTL",
-    "CAREFUL_DOUBLING",
-    "CAREFUL_SHARE",
     "CRUISE",
-    "GROWTH_CAP",
     "HINT_TTL",
-    "LEARN_TTL",
     "HOLD",
-    "JITTER_SHARE",
+    "LEARN_TTL",
     "LEVEL",
-    "PROBE_AT",
-    "PROBE_STEP",
     "RECHECK",
-    "RISE",
     "SAFETY",
-    "SAMPLE",
     "SLOW_START_DOUBLING",
     "SPACING",
     "START_RATE",
@@ -114,6 +97,7 @@ class Cooldown:
         "_hinted_at",
         "_hints",
         "_learning",
+        "_spare",
         "_tat",
         "cuts",
         "inflight",
@@ -145,6 +129,7 @@ class Cooldown:
         self._hinted_at: float | None = None  # when headers last stated the rate (None: learnt)
         self._learning: LearntPace | None = None
         self._hints: RateHints | None = None  # the stated limit, headers on test
+        self._spare: SpareTurns | None = None  # turns whose callers left before them
 
     @property
     def floor(self) -> float:
@@ -247,11 +232,16 @@ class Cooldown:
             burst = self.burst
             allowance = (burst - 1.0) * self._step(now) if burst > 1.0 else 0.0
             slot = max(self._tat - allowance, until, now)
+            given = None
+            if self._spare is not None:  # a turn given back, if one comes sooner and fits
+                latest = slot if max_wait is None else min(slot, now + max_wait)
+                given = self._spare.take(self.cuts, max(now, until), latest)
+                slot = slot if given is None else given
             wait = slot - now
             learning = self._learning
             if learning is not None and not again:
                 learning.asking(now)
-            if max_wait is None or wait < max_wait:
+            if given is None and (max_wait is None or wait < max_wait):
                 self._tat = max(self._tat, slot) + self._step(slot)
                 if wait > 0 and learning is not None:
                     learning.busy_at = now
@@ -272,6 +262,18 @@ class Cooldown:
         if max_wait is not None and wait >= max_wait > 0:
             self.rejected += 1
         return wait
+
+    def give_back(self, slot: float, cuts: int) -> None:
+        """A caller leaves before its turn at ``slot``, booked when ``cuts`` was the count of
+        cuts: the turn goes to the next caller (``seawall.spare_turns``), not to waste."""
+        if cuts != self.cuts or self.rate is None or slot <= self._clock():
+            return  # void already, unpaced, or passed
+        step = self._step(slot)
+        if self._tat - slot >= 1.5 * step:
+            self._spare = SpareTurns.give(self._spare, cuts, slot)
+        else:  # the last turn booked: the schedule ends there, or at free turns before it
+            spare = self._spare
+            self._tat = slot if spare is None else spare.end(cuts, slot, step)
 
     def spaced(self) -> float:
         """After a paced wait: seconds to wait more so that sends stay spaced (0: go now).

@@ -357,10 +357,15 @@ class Loop(Settle):
         for booking in range(_REBOOKINGS):
             now, cuts, wait = self.book_turn(call, again=booking > 0)
             slept = 0.0
-            while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
-                nap = min(wait - slept, RECHECK)
-                await _testmode.sleep(nap)
-                slept += nap
+            try:
+                while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
+                    nap = min(wait - slept, RECHECK)
+                    await _testmode.sleep(nap)
+                    slept += nap
+            except BaseException:  # cancelled: the turn is the next caller's
+                with call.spec.state.lock:
+                    cooldown.give_back(now + wait, cuts)
+                raise
             if cooldown.until > now + wait or cooldown.cuts != cuts:
                 continue
             gap = cooldown.spaced()  # woken late with others: go spaced, not at once

@@ -212,10 +212,15 @@ class SyncRun:
         for booking in range(_REBOOKINGS):
             now, cuts, wait = self._loop.book_turn(call, again=booking > 0)
             slept = 0.0
-            while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
-                nap = min(wait - slept, RECHECK)
-                self._wait(nap)
-                slept += nap
+            try:
+                while slept < wait and cooldown.cuts == cuts:  # a long wait looks again
+                    nap = min(wait - slept, RECHECK)
+                    self._wait(nap)
+                    slept += nap
+            except BaseException:  # interrupted: the turn is the next caller's
+                with state.lock:
+                    cooldown.give_back(now + wait, cuts)
+                raise
             if cooldown.until > now + wait or cooldown.cuts != cuts:
                 continue
             # Threads the OS woke late and together go spaced, not at once (a small bucket
