@@ -241,8 +241,9 @@ class Cooldown:
             learning = self._learning
             if learning is not None and not again:
                 learning.asking(now)
-            if given is None and (max_wait is None or wait < max_wait):
-                self._tat = max(self._tat, slot) + self._step(slot)
+            if max_wait is None or wait < max_wait:
+                if given is None:  # (a turn given back is on the schedule already)
+                    self._tat = max(self._tat, slot) + self._step(slot)
                 if wait > 0 and learning is not None:
                     learning.busy_at = now
             if (
