@@ -75,13 +75,18 @@ SECRET_PARAMS = frozenset(
         "x-amz-credential",
         "x-amz-security-token",
         "code",
+        "otp",
+        "pin",
+        "sas",
     }
 )
 
 #: Parts of a header or parameter name that mark its value secret (``sessionid``, ``jwt``,
-#: ``pwd``, ``x-session-cookie``, a CAS ``ticket``): masking a harmless value costs nothing.
+#: ``pwd``, ``x-session-cookie``, a CAS ``ticket``, an OAuth ``client_assertion``, an
+#: ``x-hmac`` or ``passcode``): masking a harmless value costs nothing.
 _SECRETISH = re.compile(
-    r"(key|token|secret|passw|pwd|signature|credential|auth|session|jwt|cookie|ticket)",
+    r"(key|token|secret|passw|passc|pwd|signature|credential|auth|session|jwt|cookie|ticket"
+    r"|assertion|hmac|bearer|private)",
     re.IGNORECASE,
 )
 

@@ -35,6 +35,9 @@ def test_headers_given_as_pairs_are_masked_too() -> None:
     [
         *("code", "session", "sig", "token", "client_secret"),
         *("jwt", "pwd", "sessionid", "sid", "JSESSIONID", "ticket"),
+        # the fourteenth session's: OAuth assertions, one-time codes, signatures by another name
+        *("client_assertion", "assertion", "otp", "pin", "sas", "x-hmac", "passcode"),
+        *("private_key", "x-bearer"),
     ],
 )
 def test_secret_query_parameters_are_masked(name: str) -> None:
