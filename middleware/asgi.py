@@ -41,7 +41,7 @@ from seawall.errors import (
 from seawall.events import Rejected
 from seawall.inbound import RouteBudgets, check_seconds, header_timeout
 from seawall.problem import PROBLEM_TYPE_BASE, send_json, send_problem
-from seawall.redact import redact_text
+from seawall.redact import MASK, redact_text
 
 if TYPE_CHECKING:
     from seawall.engine import Seawall
@@ -130,11 +130,19 @@ def _upstream(key: str) -> str:
 
     Keys are ``scheme://host:port`` by default (``#model`` appended by
     ``Policy(key="model")``); one a user made from a whole URL is cut at its path.
+    Credentials are masked before the cut (a password may hold an unencoded
+    ``/``); an ``@`` still left past the host means the credentials' end could
+    not be told, and then nothing of the authority is shown.
     """
-    scheme, sep, rest = key.partition("://")
-    if sep:
-        key = f"{scheme}://{re.split(r'[/?]', rest, maxsplit=1)[0]}"
-    return redact_text(key)
+    shown = redact_text(key)
+    scheme, sep, rest = shown.partition("://")
+    if not sep:
+        return shown
+    userinfo = MASK + "@" if rest.startswith(MASK + "@") else ""
+    rest = rest[len(userinfo) :]
+    if "@" in rest:
+        return f"{scheme}://{MASK}"
+    return f"{scheme}://{userinfo}{re.split(r'[/?]', rest, maxsplit=1)[0]}"
 
 
 class SeawallMiddleware:

@@ -142,8 +142,13 @@ _KEYS = re.compile(r"\b(?:sk-ant|sk|pk|rk)-[A-Za-z0-9_-]{8,}")
 _KEYS_CUT = re.compile(r"\b(?:sk-ant|sk|pk|rk)-(?:[A-Za-z0-9_-]{8,}|[A-Za-z0-9_-]*\Z)")
 #: ``?name=value`` and ``&name=value`` in URLs; the name decides.
 _QUERY = re.compile(r"([?&;])([^=&#\s'\"?;]{1,64})=([^&#\s'\"]*)")
-_USERINFO = re.compile(r"(?i)(//)[^/@\s:]+:[^/@\s]+@")
-_USERINFO_CUT = re.compile(r"(?i)(//)[^/@\s:]+:[^/@\s]+(?:@|\Z)")
+#: URL credentials: ``//user:password@`` (the password may hold an unencoded
+#: ``/``, ``?`` or ``#``, as base64 ones do; a URL that never reaches an ``@``
+#: is left alone, and ``host:port/path@x`` is over-masked, the price of it) or
+#: ``//user@`` (a token as user name). Possessive and stopped at the next
+#: ``//``: linear in the text's length.
+_USERINFO = re.compile(r"(//)(?:[^/@\s:]*:(?:[^@\s/]|/(?!/))*+|[^/@\s:]+)@")
+_USERINFO_CUT = re.compile(r"(//)(?:[^/@\s:]*:(?:[^@\s/]|/(?!/))*+|[^/@\s:]+)(?:@|\Z)")
 #: A quoted name paired with a quoted value, as in the repr of a dict or a
 #: ``CIMultiDict`` (``'x-api-key': 'abc'``) or of keyword arguments
 #: (``api_key='abc'``); the name decides. In the value each character has one
