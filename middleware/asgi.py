@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+from seawall.asgi_health import DetailGate, check_health_detail
 from seawall.deadline import deadline as deadline_scope
 from seawall.errors import (
     CircuitOpenError,
@@ -164,8 +165,10 @@ class SeawallMiddleware:
     :param liveness_path: the liveness endpoint, or ``None`` for none.
     :param health_detail: include per-key detail (every upstream, breaker state
         and plugin fault) in the health answer: ``False`` (the default) gives
-        only ``{"status": ...}``; ``True`` gives it to every caller; a callable
-        taking the ASGI scope decides per request (e.g. only from loopback).
+        only ``{"status": ...}``; ``True`` gives it to every caller; a plain
+        (not async) callable taking the ASGI scope decides per request (e.g.
+        only from loopback): only its ``True`` shows the detail; if it raises,
+        that request gets none (``seawall.asgi_health``).
     """
 
     def __init__(
@@ -197,12 +200,6 @@ class SeawallMiddleware:
             if path is not None and (not isinstance(path, str) or not path.startswith("/")):
                 msg = f"{name}={path!r} is not a path; use e.g. '/_seawall/health', or None"
                 raise ValueError(msg)
-        if not isinstance(health_detail, bool) and not callable(health_detail):
-            msg = (
-                f"health_detail={health_detail!r}: give True, False, or a callable "
-                "that takes the ASGI scope and returns whether to show the detail"
-            )
-            raise TypeError(msg)
         self.app = app
         self.seawall = seawall
         self.budgets = RouteBudgets(deadline, route_deadlines)
@@ -212,7 +209,8 @@ class SeawallMiddleware:
         self.shed_retry_after = check_seconds("shed_retry_after", shed_retry_after) or 1.0
         self.health_path = health_path
         self.liveness_path = liveness_path
-        self.health_detail = health_detail
+        self.health_detail = check_health_detail(health_detail)
+        self.detail_gate = DetailGate(self.health_detail)
         # App-wide counters (one event loop, no awaits between check and update).
         self.in_flight = 0
         self.shed = 0
@@ -358,8 +356,7 @@ class SeawallMiddleware:
         if liveness:
             code, report = 200, {"status": "alive"}
         else:
-            wanted = self.health_detail
-            code, report = self.health(bool(wanted(scope)) if callable(wanted) else wanted)
+            code, report = self.health(self.detail_gate.allows(scope))
         await send_json(send, code, report, head=method == "HEAD")
 
 
