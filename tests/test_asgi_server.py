@@ -66,6 +66,7 @@ async def _check_uploaders_and_shedding(app: App, http: aiohttp.ClientSession, h
 
     streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
     head = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\na"
+    holds: list[asyncio.Task[aiohttp.ClientResponse]] = []
     try:
         for _, writer in streams:
             writer.write(head)
@@ -80,7 +81,7 @@ async def _check_uploaders_and_shedding(app: App, http: aiohttp.ClientSession, h
         assert (report["in_flight"], report["receiving"], report["shed"]) == (0, 2, 0)
 
         # Two requests running their handlers fill the service: the next one is shed.
-        holds = [asyncio.create_task(http.get(f"{app.base}/hold")) for _ in range(2)]
+        holds += [asyncio.create_task(http.get(f"{app.base}/hold")) for _ in range(2)]
 
         async def both_held() -> bool:
             return held.hits == 2
@@ -117,8 +118,12 @@ async def _check_uploaders_and_shedding(app: App, http: aiohttp.ClientSession, h
 
         await wait_until(drained, app.proc, app.log, tries=400)
     finally:
+        held.release.set()
         for _, writer in streams:
             writer.close()
+        for task in holds:
+            task.cancel()
+        await asyncio.gather(*holds, return_exceptions=True)
 
 
 @pytest.mark.slow
