@@ -128,18 +128,20 @@ def _upstream(key: str) -> str:
     Keys are ``scheme://host:port`` by default (``#model`` appended by
     ``Policy(key="model")``); one a user made from a whole URL is cut at its path.
     Credentials are masked before the cut (a password may hold an unencoded
-    ``/``); an ``@`` still left past the host means the credentials' end could
-    not be told, and then nothing of the authority is shown.
+    ``/``); when what is left before the path is not ``host[:port]`` (an ``@``
+    in it, a port that is not a number) nothing of the authority is shown.
     """
     shown = redact_text(key)
     scheme, sep, rest = shown.partition("://")
     if not sep:
         return shown
     userinfo = MASK + "@" if rest.startswith(MASK + "@") else ""
-    rest = rest[len(userinfo) :]
-    if "@" in rest:
+    authority = re.split(r"[/?]", rest[len(userinfo) :], maxsplit=1)[0]
+    host = authority.partition("#")[0]
+    _, colon, port = host.rpartition(":")
+    if "@" in host or (colon and not port.isdigit() and not host.endswith("]")):
         return f"{scheme}://{MASK}"
-    return f"{scheme}://{userinfo}{re.split(r'[/?]', rest, maxsplit=1)[0]}"
+    return f"{scheme}://{userinfo}{authority}"
 
 
 class SeawallMiddleware:

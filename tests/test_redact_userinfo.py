@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import httpx
@@ -34,6 +35,8 @@ _PASSWORD = st.lists(
     min_size=1,
     max_size=12,
 ).map("".join)
+#: RFC 3986 reads ``user:8080/...`` as a host and a port: yarl does, and so do we.
+_PASSWORD = _PASSWORD.filter(lambda p: re.match(r"[0-9]{1,5}[/?#]", p) is None)
 _HOST = st.sampled_from(["api.example.com", "internal-billing.corp", "h"])
 _TAIL = st.sampled_from(["", "/", "/va/chat", "/x?y=z", "?api_key=abc", "#gpt"])
 
@@ -64,16 +67,36 @@ def test_no_part_of_url_credentials_survives(
 
 
 def test_urls_without_credentials_keep_their_host() -> None:
-    """A key with no userinfo is shown as before: scheme, host and port, no path."""
+    """A key with no userinfo is shown as before: scheme, host and port, no path; an ``@``
+    in a path or query after a port is not taken for credentials (RFC 3986, as yarl)."""
     assert _upstream("https://api.example.com:443/v1?api_key=x") == "https://api.example.com:443"
     assert _upstream("https://api.example.com:443#gpt-4") == "https://api.example.com:443#gpt-4"
+    assert _upstream("http://users-svc:8080/find?email=a@b.example") == "http://users-svc:8080"
+    assert _upstream("https://registry.example:443/@types/node") == "https://registry.example:443"
+    assert _upstream("http://[::1]:8080/x") == "http://[::1]:8080"
     assert redact_text("see https://api.example.com/v1 now") == "see https://api.example.com/v1 now"
+    line = "GET http://users-svc:8080/find?email=a@b.example: HTTP 503"
+    assert redact_text(line) == line
+
+
+def test_a_password_holding_a_double_slash_is_masked_too() -> None:
+    """``//`` inside a password (read up to 128 characters) is masked like any other."""
+    assert (
+        redact_text("https://svc:AB//CD@api.example.com/x") == f"https://{MASK}@api.example.com/x"
+    )
+    assert _upstream("https://svc:AB//CD@api.example.com/x") == f"https://{MASK}@api.example.com"
+
+
+def test_an_authority_that_is_not_host_and_port_is_not_shown() -> None:
+    """When what is left before the path is not ``host[:port]`` (credentials the pattern
+    could not end), the upstream shown is the scheme alone, never a piece of them."""
+    assert _upstream("https://svc:A" + "/" * 200 + "B@api.example.com/x") == f"https://{MASK}"
 
 
 def test_userinfo_scan_is_linear_on_hostile_text() -> None:
     """Many ``//user:`` starts that never reach an ``@``: an answer, nothing masked."""
-    text = "//u:a/b" * 50_000
-    assert redact_text(text) == text
+    for text in ("//u:a/b" * 50_000, "//a:x" * 70_000, "//:" * 100_000):
+        assert redact_text(text) == text
 
 
 async def test_credentials_with_a_slash_stay_out_of_answers_health_and_logs(
