@@ -24,11 +24,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+from seawall.asgi_health import DetailGate, check_health_detail
+from seawall.asgi_shed import INBOUND_KEY, Shedder, Slot
 from seawall.deadline import deadline as deadline_scope
 from seawall.errors import (
     CircuitOpenError,
@@ -38,10 +39,9 @@ from seawall.errors import (
     SeawallError,
     unwrap,
 )
-from seawall.events import Rejected
 from seawall.inbound import RouteBudgets, check_seconds, header_timeout
 from seawall.problem import PROBLEM_TYPE_BASE, send_json, send_problem
-from seawall.redact import redact_text
+from seawall.redact import MASK, redact_text
 
 if TYPE_CHECKING:
     from seawall.engine import Seawall
@@ -73,9 +73,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
 
 log = logging.getLogger("seawall.asgi")
-
-#: The key of ``Rejected`` events for requests shed by ``max_concurrency``.
-INBOUND_KEY = "inbound"
 
 #: For a ``SeawallError`` escaping the app: status, type slug and title; first match wins.
 ERROR_STATUSES: tuple[tuple[type[SeawallError], int, str, str], ...] = (
@@ -130,11 +127,21 @@ def _upstream(key: str) -> str:
 
     Keys are ``scheme://host:port`` by default (``#model`` appended by
     ``Policy(key="model")``); one a user made from a whole URL is cut at its path.
+    Credentials are masked before the cut (a password may hold an unencoded
+    ``/``); when what is left before the path is not ``host[:port]`` (an ``@``
+    in it, a port that is not a number) nothing of the authority is shown.
     """
-    scheme, sep, rest = key.partition("://")
-    if sep:
-        key = f"{scheme}://{re.split(r'[/?]', rest, maxsplit=1)[0]}"
-    return redact_text(key)
+    shown = redact_text(key)
+    scheme, sep, rest = shown.partition("://")
+    if not sep:
+        return shown
+    userinfo = MASK + "@" if rest.startswith(MASK + "@") else ""
+    authority = re.split(r"[/?]", rest[len(userinfo) :], maxsplit=1)[0]
+    host = authority.partition("#")[0]
+    _, colon, port = host.rpartition(":")
+    if "@" in host or (colon and not port.isdigit() and not host.endswith("]")):
+        return f"{scheme}://{MASK}"
+    return f"{scheme}://{userinfo}{authority}"
 
 
 class SeawallMiddleware:
@@ -149,15 +156,18 @@ class SeawallMiddleware:
         (they can only shorten the configured budget).
     :param max_deadline: the most seconds a header may grant, or ``None``.
     :param max_concurrency: requests in flight beyond which new ones get a 503
-        at once; ``None`` never sheds. Health and liveness are exempt.
+        at once; ``None`` never sheds. Health and liveness are exempt; a request
+        whose app waits for the client's body holds no slot (``seawall.asgi_shed``).
     :param shed_retry_after: ``Retry-After`` seconds of a shed request.
     :param health_path: the readiness endpoint, e.g. ``"/_seawall/health"``, or
         ``None`` (the default) for none.
     :param liveness_path: the liveness endpoint, or ``None`` for none.
     :param health_detail: include per-key detail (every upstream, breaker state
         and plugin fault) in the health answer: ``False`` (the default) gives
-        only ``{"status": ...}``; ``True`` gives it to every caller; a callable
-        taking the ASGI scope decides per request (e.g. only from loopback).
+        only ``{"status": ...}``; ``True`` gives it to every caller; a plain
+        (not async) callable taking the ASGI scope decides per request (e.g.
+        only from loopback): only its ``True`` shows the detail; if it raises,
+        that request gets none (``seawall.asgi_health``).
     """
 
     def __init__(
@@ -189,12 +199,6 @@ class SeawallMiddleware:
             if path is not None and (not isinstance(path, str) or not path.startswith("/")):
                 msg = f"{name}={path!r} is not a path; use e.g. '/_seawall/health', or None"
                 raise ValueError(msg)
-        if not isinstance(health_detail, bool) and not callable(health_detail):
-            msg = (
-                f"health_detail={health_detail!r}: give True, False, or a callable "
-                "that takes the ASGI scope and returns whether to show the detail"
-            )
-            raise TypeError(msg)
         self.app = app
         self.seawall = seawall
         self.budgets = RouteBudgets(deadline, route_deadlines)
@@ -204,10 +208,24 @@ class SeawallMiddleware:
         self.shed_retry_after = check_seconds("shed_retry_after", shed_retry_after) or 1.0
         self.health_path = health_path
         self.liveness_path = liveness_path
-        self.health_detail = health_detail
+        self.health_detail = check_health_detail(health_detail)
+        self.detail_gate = DetailGate(self.health_detail)
         # App-wide counters (one event loop, no awaits between check and update).
-        self.in_flight = 0
-        self.shed = 0
+        self.shedder = Shedder(max_concurrency, self.shed_retry_after)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a concurrency slot now (see ``seawall.asgi_shed``)."""
+        return self.shedder.in_flight
+
+    @in_flight.setter
+    def in_flight(self, value: int) -> None:
+        self.shedder.in_flight = value
+
+    @property
+    def shed(self) -> int:
+        """Requests shed so far."""
+        return self.shedder.shed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -220,14 +238,21 @@ class SeawallMiddleware:
         if path == self.health_path:
             await self._probe(scope, send, liveness=False)
             return
-        if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
-            await self._shed(send)
+        shedder = self.shedder
+        if not shedder.admit():
+            await shedder.answer_shed(send, self.seawall.hooks)
             return
-        self.in_flight += 1
+        if shedder.limit is None:  # counted, never shed: the body wait needs no care
+            try:
+                await self._guarded(scope, receive, send)
+            finally:
+                shedder.release()
+            return
+        slot = Slot(shedder, receive)
         try:
-            await self._guarded(scope, receive, send)
+            await self._guarded(scope, slot.wrapped_receive, send)
         finally:
-            self.in_flight -= 1
+            slot.end()
 
     # --- deadlines and errors ---------------------------------------------------
 
@@ -295,29 +320,6 @@ class SeawallMiddleware:
             attempts=count,
         )
 
-    # --- load shedding -------------------------------------------------------------
-
-    async def _shed(self, send: Send) -> None:
-        self.shed += 1
-        hooks = self.seawall.hooks
-        if hooks.has("seawall_event"):
-            hooks.each(
-                "seawall_event",
-                event=Rejected(
-                    key=INBOUND_KEY,
-                    timestamp=time.time(),
-                    reason="load_shedding",
-                    retry_after=self.shed_retry_after,
-                ),
-            )
-        detail = (
-            f"{self.in_flight} requests are in flight, the limit of this service "
-            f"(max_concurrency={self.max_concurrency}); retry later"
-        )
-        await send_problem(
-            send, 503, "overloaded", "Service overloaded", detail, self.shed_retry_after
-        )
-
     # --- health and liveness ---------------------------------------------------------
 
     def health(self, detail: bool | None = None) -> tuple[int, dict[str, Any]]:
@@ -335,9 +337,10 @@ class SeawallMiddleware:
             return code, {"status": status}
         body = report.to_dict()
         body["inbound"] = {
-            "in_flight": self.in_flight,
+            "in_flight": self.shedder.in_flight,
+            "receiving": self.shedder.receiving,
             "max_concurrency": self.max_concurrency,
-            "shed": self.shed,
+            "shed": self.shedder.shed,
         }
         return code, body
 
@@ -350,8 +353,7 @@ class SeawallMiddleware:
         if liveness:
             code, report = 200, {"status": "alive"}
         else:
-            wanted = self.health_detail
-            code, report = self.health(bool(wanted(scope)) if callable(wanted) else wanted)
+            code, report = self.health(self.detail_gate.allows(scope))
         await send_json(send, code, report, head=method == "HEAD")
 
 

@@ -92,29 +92,27 @@ class RetriesExhaustedError(SeawallError):
 
 
 def unwrap(exc: BaseException | None) -> SeawallError | None:
-    """The seawall error inside ``exc``: ``exc`` itself, or the first one in its
-    ``__cause__``/``__context__`` chain; ``None`` when there is none.
+    """The seawall error inside ``exc``: ``exc`` itself, or the first one down its
+    ``__cause__`` chain; ``None`` when there is none.
 
-    SDKs wrap transport errors: through ``httpx-aiohttp`` a ``CircuitOpenError``
-    reaches you as ``openai.APITimeoutError`` (or ``anthropic.APITimeoutError``)
-    whose cause is an ``httpx.ConnectTimeout`` whose cause is seawall's error.
-    ``__cause__`` is followed before ``__context__``, also where a context was
-    suppressed (``raise ... from None`` hides it from tracebacks, not from
-    Python). At most ``UNWRAP_LIMIT`` exceptions are looked at and each once,
-    so a cyclic chain ends. Members of an exception group are not searched:
-    which one would be "the" error is the caller's choice.
+    SDKs wrap transport errors explicitly (``raise ... from err``): through
+    ``httpx-aiohttp`` a ``CircuitOpenError`` reaches you as
+    ``openai.APITimeoutError`` (or ``anthropic.APITimeoutError``) whose cause is
+    an ``httpx.ConnectTimeout`` whose cause is seawall's error.
+
+    Only ``__cause__`` is followed, never ``__context__``: an exception raised
+    while a seawall error was being handled, without ``from`` (a ``KeyError``
+    in the ``except CircuitOpenError:`` fallback), is a new error of the code
+    that raised it, not seawall's, and ``raise ... from None`` says so
+    explicitly. At most ``UNWRAP_LIMIT`` exceptions are looked at and each
+    once, so a cyclic chain ends. Members of an exception group are not
+    searched: which one would be "the" error is the caller's choice.
     """
-    pending: list[BaseException] = [] if exc is None else [exc]
+    current = exc
     seen: set[int] = set()
-    while pending and len(seen) < UNWRAP_LIMIT:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
+    while current is not None and len(seen) < UNWRAP_LIMIT and id(current) not in seen:
         if isinstance(current, SeawallError):
             return current
-        # Popped from the end: the cause is looked at before the context.
-        for linked in (current.__context__, current.__cause__):
-            if linked is not None and id(linked) not in seen:
-                pending.append(linked)
+        seen.add(id(current))
+        current = current.__cause__
     return None

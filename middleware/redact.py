@@ -142,8 +142,22 @@ _KEYS = re.compile(r"\b(?:sk-ant|sk|pk|rk)-[A-Za-z0-9_-]{8,}")
 _KEYS_CUT = re.compile(r"\b(?:sk-ant|sk|pk|rk)-(?:[A-Za-z0-9_-]{8,}|[A-Za-z0-9_-]*\Z)")
 #: ``?name=value`` and ``&name=value`` in URLs; the name decides.
 _QUERY = re.compile(r"([?&;])([^=&#\s'\"?;]{1,64})=([^&#\s'\"]*)")
-_USERINFO = re.compile(r"(?i)(//)[^/@\s:]+:[^/@\s]+@")
-_USERINFO_CUT = re.compile(r"(?i)(//)[^/@\s:]+:[^/@\s]+(?:@|\Z)")
+#: URL credentials: ``//user:password@`` (the password may hold an unencoded
+#: ``/``, ``?`` or ``#``, as base64 ones do) or ``//user@`` (a token as user
+#: name). As RFC 3986 reads a URL, 1 to 5 digits after the colon and then
+#: ``/``, ``?`` or ``#`` are a port, not a password (``//svc:8080/x?email=a@b``
+#: keeps its host, as yarl parses it); a URL that never reaches an ``@`` is
+#: left alone; ``host:name/path@x`` is over-masked, the price of it. A
+#: password is read to the next ``//`` possessively (linear in the text's
+#: length), or, holding ``//`` itself, at most ``_USERINFO_MAX`` characters.
+_USERINFO_MAX = 128
+_USERINFO_HEAD = (
+    r"(//)(?:[^/@\s:]*:(?![0-9]{1,5}[/?#])(?:(?:[^@\s/]|/(?!/))*+|[^@\s]{0,"
+    + str(_USERINFO_MAX)
+    + r"}+)|[^/@\s:]+)"
+)
+_USERINFO = re.compile(_USERINFO_HEAD + "@")
+_USERINFO_CUT = re.compile(_USERINFO_HEAD + r"(?:@|\Z)")
 #: A quoted name paired with a quoted value, as in the repr of a dict or a
 #: ``CIMultiDict`` (``'x-api-key': 'abc'``) or of keyword arguments
 #: (``api_key='abc'``); the name decides. In the value each character has one

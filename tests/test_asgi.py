@@ -494,7 +494,12 @@ async def test_load_shedding_rejects_beyond_max_concurrency() -> None:
     assert shed.headers["retry-after"] == "3"
     assert problem(shed)["type"] == "urn:seawall:problem:overloaded"
     assert health.status_code == 200
-    assert health.json()["inbound"] == {"in_flight": 2, "max_concurrency": 2, "shed": 1}
+    assert health.json()["inbound"] == {
+        "in_flight": 2,
+        "receiving": 0,
+        "max_concurrency": 2,
+        "shed": 1,
+    }
     assert live.status_code == 200
     assert after.status_code == 200
     assert entered == 3

@@ -71,11 +71,18 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def example_app(tmp_path: Path, settings: dict[str, str]) -> AsyncIterator[App]:
-    """``examples/starlette_app.py`` under a real uvicorn on a free loopback port.
+async def example_app(
+    tmp_path: Path,
+    settings: dict[str, str],
+    *,
+    app_dir: Path = EXAMPLES,
+    target: str = "starlette_app:app",
+) -> AsyncIterator[App]:
+    """``examples/starlette_app.py`` (or ``target`` in ``app_dir``) under a real uvicorn
+    on a free loopback port.
 
-    ``settings``: the app's environment variables. Yields once it is live;
-    on exit stops it and checks that it shut down cleanly.
+    ``settings``: the app's environment variables. Yields once it is live (its
+    ``/_seawall/live`` answers); on exit stops it and checks that it shut down cleanly.
     """
     port = free_port()
     env = {**os.environ, "SEAWALL_LOAD_PLUGINS": "", **settings}
@@ -86,13 +93,13 @@ async def example_app(tmp_path: Path, settings: dict[str, str]) -> AsyncIterator
             "-m",
             "uvicorn",
             "--app-dir",
-            str(EXAMPLES),
+            str(app_dir),
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--no-access-log",
-            "starlette_app:app",
+            target,
             env=env,
             stdout=out,
             stderr=out,

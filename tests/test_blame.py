@@ -146,6 +146,34 @@ async def test_the_policys_own_attempt_timeout_still_blames_the_upstream(
 
 
 @pytest.mark.virtual_time
+async def test_cut_attempts_are_not_logged_as_upstream_failures(
+    slow: Any, make_session: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An attempt cut by the caller's deadline logs at DEBUG, not as a WARNING about the
+    upstream; it is still counted apart; the policy's own attempt timeout still warns."""
+    handler, server = slow
+    sw = seawall.Seawall(
+        _breaker_policy(attempt=0.05, deadline=None), entrypoints=False, clock=_clock()
+    )
+    caplog.set_level(logging.DEBUG, logger="seawall.attempts")
+    async with make_session(sw) as session:
+        for _ in range(3):  # a hostile client's tiny X-Request-Timeout, as the ASGI sets it
+            with seawall.deadline(0.01), pytest.raises(seawall.DeadlineExceededError):
+                await session.get(server.make_url("/"))
+        cut = [(r.levelno, r.getMessage()) for r in caplog.records]
+        caplog.clear()
+        with pytest.raises(seawall.RetriesExhaustedError):
+            await session.get(server.make_url("/"))  # the upstream's own slowness
+    assert [level for level, _ in cut] == [logging.DEBUG] * 3, cut
+    assert all("TimeoutError" in text for _, text in cut)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    state = _only_state(sw)
+    assert state.stats.cut_by_deadline == 3
+    assert state.stats.failures == {"timeout": 1}
+    assert handler.hits == 4
+
+
+@pytest.mark.virtual_time
 async def test_a_half_open_probe_cut_by_the_callers_deadline_returns_its_permit(
     upstream: Any, make_session: Any
 ) -> None:

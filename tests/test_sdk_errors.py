@@ -103,7 +103,7 @@ async def test_asgi_route_calling_the_sdk_answers_503_not_500(opened) -> None:
 def test_unwrap_is_bounded_and_survives_cycles() -> None:
     """A chain that loops back on itself ends; a chain without a seawall error gives None."""
     first, second = ValueError("a"), KeyError("b")
-    first.__context__, second.__context__ = second, first
+    first.__cause__, second.__cause__ = second, first
     assert seawall.unwrap(first) is None
     assert seawall.unwrap(None) is None
     inner = seawall.RetryBudgetExhaustedError("spent", key="k")
@@ -113,12 +113,46 @@ def test_unwrap_is_bounded_and_survives_cycles() -> None:
         outer.__cause__ = chain
         chain = outer
     assert seawall.unwrap(chain) is inner
-    hidden = RuntimeError("raised from None")
-    hidden.__context__, hidden.__suppress_context__ = inner, True
-    assert seawall.unwrap(hidden) is inner
     deep: BaseException = inner
     for n in range(100):  # deeper than UNWRAP_LIMIT: not found, and no recursion error
         wrapper = RuntimeError(f"layer {n}")
         wrapper.__cause__ = deep
         deep = wrapper
     assert seawall.unwrap(deep) is None
+
+
+def test_unwrap_follows_causes_not_contexts() -> None:
+    """Only an explicit ``raise ... from`` chain leads to a seawall error; an error raised
+    while one was handled (implicit context), or ``from None``, is the raiser's own."""
+    inner = seawall.CircuitOpenError("k", 5.0)
+
+    def fallback_bug() -> None:
+        try:
+            raise inner
+        except seawall.CircuitOpenError:
+            {}["cached"]  # the app's own bug in its fallback
+
+    with pytest.raises(KeyError) as implicit:
+        fallback_bug()
+    assert implicit.value.__context__ is inner
+    assert seawall.unwrap(implicit.value) is None
+
+    def hidden() -> None:
+        try:
+            raise inner
+        except seawall.CircuitOpenError:
+            raise RuntimeError("our database is down too") from None
+
+    with pytest.raises(RuntimeError) as suppressed:
+        hidden()
+    assert seawall.unwrap(suppressed.value) is None
+
+    def wrapped() -> None:
+        try:
+            raise inner
+        except seawall.CircuitOpenError as err:
+            raise ConnectionError("sdk's own error") from err
+
+    with pytest.raises(ConnectionError) as explicit:
+        wrapped()
+    assert seawall.unwrap(explicit.value) is inner

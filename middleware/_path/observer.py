@@ -217,9 +217,16 @@ class Observer:
                 stopped_because=stopped,
             )
 
-    def failed(self, spec: CallSpec, record: AttemptRecord, c: Classification) -> None:
-        """Log a failed attempt on ``seawall.attempts`` at its severity's level, if enabled."""
-        level = level_for(c.severity)
+    def failed(
+        self, spec: CallSpec, record: AttemptRecord, c: Classification, *, cut: bool = False
+    ) -> None:
+        """Log a failed attempt on ``seawall.attempts`` at its severity's level, if enabled.
+
+        An attempt ``cut`` by the caller's own deadline is not the upstream's failure:
+        DEBUG, whatever its severity (a client sending ``X-Request-Timeout: 0.03`` would
+        otherwise fill the log with WARNINGs about a healthy upstream).
+        """
+        level = logging.DEBUG if cut else level_for(c.severity)
         if attempts_log.isEnabledFor(level):
             args = (
                 level,

@@ -138,7 +138,7 @@ class Settle(Verdicts):
                 call.value = result.value if result is not None else None
                 return None
             call.history.append(record)
-            observer.failed(spec, record, c)
+            observer.failed(spec, record, c, cut=cut)
             if stop is None and state.breaker.is_open():
                 stop = StopReason.BREAKER
             if stop is not None:
