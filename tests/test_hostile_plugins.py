@@ -1,0 +1,101 @@
+"""Plugins that answer garbage: the caller's request still completes with the built-in answer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+import seawall
+from seawall import Category, Classification, Severity
+
+from ._helpers import Recorder, policy
+from .conftest import status
+
+#: Classifications whose fields have types the request path cannot use.
+GARBAGE: dict[str, dict[str, Any]] = {
+    "category str": {"category": "server", "retryable": True},
+    "severity str": {"category": Category.SERVER, "severity": "high", "retryable": True},
+    "severity int": {"category": Category.SERVER, "severity": 99, "retryable": True},
+    "retryable str": {"category": Category.SERVER, "retryable": "no"},
+    "max_retries str": {"category": Category.SERVER, "retryable": True, "max_retries": "2"},
+    "max_retries negative": {"category": Category.SERVER, "retryable": True, "max_retries": -1},
+    "retry_after str": {"category": Category.SERVER, "retryable": True, "retry_after": "5"},
+    "retry_after nan": {"category": Category.RATE_LIMIT, "retryable": True, "retry_after": math.nan},
+    "retry_after negative": {"category": Category.SERVER, "retryable": True, "retry_after": -5.0},
+    "reason bytes": {"category": Category.SERVER, "retryable": True, "reason": b"x"},
+    "reason None": {"category": Category.SERVER, "retryable": True, "reason": None},
+    "escalate str": {"category": Category.AUTHENTICATION, "escalate": "yes", "reason": "401"},
+}
+
+
+class GarbageClassifier:
+    """Answers every outcome with one malformed ``Classification``."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    @seawall.hookimpl
+    def seawall_classify(self, outcome: seawall.Outcome) -> Classification:
+        return Classification(**self.fields)
+
+
+@pytest.mark.parametrize("case", sorted(GARBAGE))
+async def test_a_classification_with_fields_of_the_wrong_type_is_a_fault(
+    case: str, upstream, make_session
+) -> None:
+    """The caller gets the upstream's answer as the built-ins judge it; the plugin is counted."""
+    up, server = upstream
+    up.default = status(503)
+    sw = seawall.Seawall(
+        policy(max_attempts=3),
+        entrypoints=False,
+        plugins=[GarbageClassifier(GARBAGE[case]), Recorder()],
+    )
+    async with make_session(sw) as session:
+        for _ in range(2):
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == 503
+    assert up.hits == 6  # the built-in "503 is retryable" decided, every time
+    faults = sw.health()["plugin_faults"]
+    assert list(faults.values()) == [6]
+    assert next(iter(faults)).endswith("GarbageClassifier.seawall_classify")
+
+
+async def test_a_plain_def_classifier_returning_a_coroutine_is_a_fault_and_closed(
+    upstream, make_session
+) -> None:
+    """A sync hook returning a coroutine is a fault; the coroutine is closed, never left to warn."""
+    made: list[Any] = []
+
+    class Forgot:
+        @seawall.hookimpl
+        def seawall_classify(self, outcome: seawall.Outcome) -> Any:
+            async def later() -> None:
+                return None
+
+            made.append(later())
+            return made[-1]
+
+    up, server = upstream
+    up.then(status(503))
+    sw = seawall.Seawall(policy(max_attempts=3), entrypoints=False, plugins=[Forgot()])
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 200
+    assert up.hits == 2
+    assert all(c.cr_frame is None for c in made)  # closed
+    assert sum(sw.health()["plugin_faults"].values()) == 2
+
+
+def test_a_wrong_classification_is_named_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """The fault's log line says which field is wrong and that the built-in answer was used."""
+    sw = seawall.Seawall(
+        entrypoints=False,
+        plugins=[GarbageClassifier({"category": "server", "severity": Severity.HIGH})],
+    )
+    found, by = sw.classify(seawall.Outcome(key="k", status=503))
+    assert by is None
+    assert found.category is Category.SERVER and found.retryable
+    [line] = [m for m in caplog.messages if "raised in seawall_classify" in m]
+    assert "category='server' is not a seawall.Category" in line
