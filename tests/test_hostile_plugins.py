@@ -22,7 +22,11 @@ GARBAGE: dict[str, dict[str, Any]] = {
     "max_retries str": {"category": Category.SERVER, "retryable": True, "max_retries": "2"},
     "max_retries negative": {"category": Category.SERVER, "retryable": True, "max_retries": -1},
     "retry_after str": {"category": Category.SERVER, "retryable": True, "retry_after": "5"},
-    "retry_after nan": {"category": Category.RATE_LIMIT, "retryable": True, "retry_after": math.nan},
+    "retry_after nan": {
+        "category": Category.RATE_LIMIT,
+        "retryable": True,
+        "retry_after": math.nan,
+    },
     "retry_after negative": {"category": Category.SERVER, "retryable": True, "retry_after": -5.0},
     "reason bytes": {"category": Category.SERVER, "retryable": True, "reason": b"x"},
     "reason None": {"category": Category.SERVER, "retryable": True, "reason": None},
@@ -99,3 +103,38 @@ def test_a_wrong_classification_is_named_in_the_log(caplog: pytest.LogCaptureFix
     assert found.category is Category.SERVER and found.retryable
     [line] = [m for m in caplog.messages if "raised in seawall_classify" in m]
     assert "category='server' is not a seawall.Category" in line
+
+
+@pytest.mark.parametrize(
+    "answer", ["0.5", math.nan, math.inf, -1.0, True, [1.0], "coroutine"], ids=repr
+)
+async def test_a_backoff_answer_that_is_not_seconds_is_a_fault(
+    answer: Any, upstream, make_session
+) -> None:
+    """The policy's backoff is used instead, within max_delay; a coroutine is closed."""
+    made: list[Any] = []
+
+    class Wrong:
+        @seawall.hookimpl
+        def seawall_backoff(self, attempt: int) -> Any:
+            if answer == "coroutine":
+
+                async def later() -> float:
+                    return 1.0
+
+                made.append(later())
+                return made[-1]
+            return answer
+
+    up, server = upstream
+    up.then(status(503), status(503))
+    recorder = Recorder()
+    sw = seawall.Seawall(
+        policy(max_attempts=3, max_delay=2.0), entrypoints=False, plugins=[Wrong(), recorder]
+    )
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 200
+    assert [reason for _, reason in recorder.delays()] == ["backoff", "backoff"]
+    assert all(0 <= delay <= 2.0 for delay, _ in recorder.delays())
+    assert all(c.cr_frame is None for c in made)
+    assert sum(sw.health()["plugin_faults"].values()) == 2

@@ -167,6 +167,8 @@ class Verdicts:
             "seawall_backoff", attempt=number, outcome=outcome, classification=c, policy=retry
         )
         if not is_delay(answer):
+            if inspect.iscoroutine(answer):
+                answer.close()  # a plain def that returned a coroutine: never left to warn
             if plugin is not None:
                 bad = ValueError(f"seawall_backoff returned {answer!r}, not seconds >= 0")
                 self.hooks.fault(plugin, "seawall_backoff", bad)
