@@ -23,6 +23,8 @@ delivery by ``EscalationPolicy.sink_timeout``. ``sw.aclose()`` closes the sessio
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -86,6 +88,7 @@ class WebhookSink:
         self.max_per_minute = max_per_minute
         self.headers = dict(headers or {})
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self._sent_at: list[float] = []  # monotonic times of recent posts
         self.stats = {"sent": 0, "failed": 0, "rate_limited": 0, "retried": 0}
 
@@ -126,11 +129,14 @@ class WebhookSink:
 
     async def post(self, incident: Incident) -> None:
         """Deliver ``incident``, retrying a few times; raise ``WebhookError`` if it fails."""
-        if self._session is None or self._session.closed:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._drop_session()  # made on another loop (incidents of sync callers first)
             # middlewares=() : the sink's own requests never go through seawall.
             self._session = aiohttp.ClientSession(
                 middlewares=(), timeout=aiohttp.ClientTimeout(total=self.timeout)
             )
+            self._session_loop = loop
         body = self.payload(incident)
         last = ""
         for number in range(1, self.retries + 2):
@@ -154,9 +160,21 @@ class WebhookSink:
         )
         raise WebhookError(msg)
 
+    def _drop_session(self) -> None:
+        """Forget the session; close it on its own loop when that loop still runs."""
+        session, loop = self._session, self._session_loop
+        self._session = self._session_loop = None
+        if session is not None and not session.closed and loop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop closed: nothing to close on
+                asyncio.run_coroutine_threadsafe(session.close(), loop)
+
     async def aclose(self) -> None:
         """Close the sink's HTTP session."""
-        session, self._session = self._session, None
+        session, loop = self._session, self._session_loop
+        if loop is not asyncio.get_running_loop():
+            self._drop_session()
+            return
+        self._session = self._session_loop = None
         if session is not None and not session.closed:
             await session.close()
 

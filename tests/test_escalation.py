@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -242,3 +243,97 @@ def test_webhook_sink_from_env(monkeypatch):
     sink = WebhookSink.from_env(max_per_minute=3)
     assert sink is not None
     assert sink.max_per_minute == 3
+
+
+# --- incidents of sync callers (threads without a running loop) ---------------------
+
+
+class Forbidden(Exception):
+    """What an SDK raises for a 403: escalated (HIGH)."""
+
+    status_code = 403
+
+
+def _forbidden() -> None:
+    raise Forbidden("not allowed")
+
+
+class ThreadSink:
+    """A plain ``def`` sink that says when it has an incident (a threading event)."""
+
+    def __init__(self) -> None:
+        self.incidents: list[Incident] = []
+        self.told = threading.Event()
+
+    @seawall.hookimpl
+    def seawall_escalate(self, incident: Incident) -> None:
+        self.incidents.append(incident)
+        self.told.set()
+
+
+def test_a_program_without_asyncio_still_escalates() -> None:
+    """``sw.call_sync`` with no event loop anywhere: the incident reaches the sinks."""
+    sink = ThreadSink()
+    sw = seawall.Seawall(entrypoints=False, plugins=[sink])
+    with pytest.raises(Forbidden):
+        sw.call_sync(_forbidden, key="payments")
+    assert sink.told.wait(10)  # bounded: delivered off the caller's thread
+    [incident] = sink.incidents
+    assert (incident.key, incident.category) == ("payments", Category.AUTHORIZATION)
+    assert sw.escalator.stats["overflow"] == 0
+
+
+async def test_a_sync_caller_beside_the_loop_escalates_on_the_loop() -> None:
+    """A sync caller in a thread (a framework's thread pool): the incident goes to the loop
+    the Seawall was built on, where an ``async def`` sink is awaited."""
+    sink = Sink()
+    sw = seawall.Seawall(entrypoints=False, plugins=[sink])
+    loop = asyncio.get_running_loop()
+    told = asyncio.Event()
+    calls: list[asyncio.AbstractEventLoop] = []
+
+    class Where:
+        @seawall.hookimpl
+        async def seawall_escalate(self, incident: Incident) -> None:
+            calls.append(asyncio.get_running_loop())
+            told.set()
+
+    sw.register(Where())
+
+    def caller() -> None:
+        with pytest.raises(Forbidden):
+            sw.call_sync(_forbidden, key="payments")
+
+    await asyncio.to_thread(caller)
+    await asyncio.wait_for(told.wait(), 10)
+    assert calls == [loop]
+    assert [i.key for i in sink.incidents] == ["payments"]
+    await sw.aclose()
+
+
+async def test_the_webhook_posts_for_sync_callers_and_then_for_the_loop(receiver):
+    """Built outside any loop and first told from a thread (the escalator's own loop posts),
+    then told on the app's loop: the sink makes a session for the new loop and posts again."""
+    hook_server, received = receiver
+    sink = WebhookSink(str(hook_server.make_url("/hook/T0KEN")), max_per_minute=10)
+    sw = await asyncio.to_thread(seawall.Seawall, entrypoints=False, plugins=[sink])
+
+    def caller() -> None:
+        with pytest.raises(Forbidden):
+            sw.call_sync(_forbidden, key="from-a-thread")
+
+    await asyncio.to_thread(caller)
+    for _ in range(200):  # bounded: the own loop's post reaches the receiver on this loop
+        if received:
+            break
+        await asyncio.sleep(0.01)
+    with pytest.raises(Forbidden):
+        await sw.call(_forbidden_async, key="from-the-loop")
+    await sw.escalator.drain()
+    assert [body["key"] for body in received] == ["from-a-thread", "from-the-loop"]
+    assert sink.stats["failed"] == 0
+    await sw.aclose()
+
+
+async def _forbidden_async() -> None:
+    raise Forbidden("not allowed")
