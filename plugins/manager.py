@@ -283,6 +283,13 @@ def load_entrypoints(pm: SeawallPluginManager) -> int:
                 "upgrade or uninstall it, or leave it out of SEAWALL_LOAD_PLUGINS"
             )
             raise PluginError(msg) from exc
+        if pm.is_registered(plugin):
+            # Two entry points naming one module (an old name kept beside a new one):
+            # registered once; pluggy would refuse the second and break every Seawall.
+            log.debug(
+                "seawall plugin %r is %r again; registered once", ep.name, pm.get_name(plugin)
+            )
+            continue
         try:
             pm.register(plugin, name=ep.name)
         except NoHooksError as exc:
@@ -343,6 +350,8 @@ def make_manager(
     if entrypoints:
         load_entrypoints(pm)
     for plugin in plugins:
+        if pm.is_registered(plugin):
+            continue  # given twice, or also installed as an entry point: registered once
         pm.register(plugin, name=plugin_name(pm, plugin))
     try:
         pm.check_pending()
