@@ -17,8 +17,10 @@ The sink has its own ``aiohttp`` session with no middleware, so its requests
 never pass through seawall (no recursion, no escalation of escalations); its
 own small retry (network errors, 429 and 5xx; ``retries`` more attempts);
 and a rate limit (at most ``max_per_minute`` posts; the rest are dropped and
-counted in ``stats["rate_limited"]``). The escalation worker bounds each
-delivery by ``EscalationPolicy.sink_timeout``. ``sw.aclose()`` closes the session.
+counted in ``stats["rate_limited"]``). Redirects are not followed: the
+sink's headers and the incident would go where nobody configured. The
+escalation worker bounds each delivery by ``EscalationPolicy.sink_timeout``.
+``sw.aclose()`` closes the session.
 """
 
 from __future__ import annotations
@@ -144,11 +146,17 @@ class WebhookSink:
                 self.stats["retried"] += 1
                 await _testing.sleep(self.backoff * 2 ** (number - 2))
             try:
-                async with self._session.post(self.url, json=body, headers=self.headers) as resp:
+                # Redirects are not followed: the sink's headers (a token) and the
+                # incident would go to a URL nobody configured.
+                async with self._session.post(
+                    self.url, json=body, headers=self.headers, allow_redirects=False
+                ) as resp:
                     if resp.status < 300:
                         self.stats["sent"] += 1
                         return
                     last = f"HTTP {resp.status}"
+                    if resp.status < 400:
+                        last += ", a redirect, not followed: give the webhook's final URL"
                     if resp.status not in _RETRY_STATUSES:
                         break
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -14,7 +14,7 @@ import seawall
 from seawall.escalation import EscalationPolicy, Escalator, Incident
 from seawall.outcome import Category, Severity
 from seawall.plugins.manager import Hooks, make_manager
-from seawall.plugins.webhook import WebhookSink
+from seawall.plugins.webhook import WebhookError, WebhookSink
 
 from .conftest import status
 
@@ -337,3 +337,38 @@ async def test_the_webhook_posts_for_sync_callers_and_then_for_the_loop(receiver
 
 async def _forbidden_async() -> None:
     raise Forbidden("not allowed")
+
+
+async def test_the_webhook_never_follows_a_redirect_with_its_headers(aiohttp_server):
+    """A receiver redirecting elsewhere: the sink's token header and the incident stay home."""
+    elsewhere: list[dict[str, str]] = []
+
+    async def steal(request: web.Request) -> web.Response:
+        elsewhere.append(dict(request.headers))
+        return web.Response(text="ok")
+
+    other = web.Application()
+    other.router.add_route("*", "/{tail:.*}", steal)
+    thief = await aiohttp_server(other, host="127.0.0.1")
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(str(thief.make_url("/steal")))
+
+    home = web.Application()
+    home.router.add_post("/hook", moved)
+    server = await aiohttp_server(home, host="127.0.0.1")
+    sink = WebhookSink(str(server.make_url("/hook")), headers={"X-Api-Key": "SECRET-H"})
+    incident = Incident(
+        severity=Severity.HIGH,
+        category=Category.AUTHENTICATION,
+        key="k",
+        request="GET https://api.example/",
+        reason="HTTP 401",
+        first_seen=0.0,
+        last_seen=0.0,
+    )
+    with pytest.raises(WebhookError, match="HTTP 307, a redirect, not followed") as info:
+        await sink.post(incident)
+    await sink.aclose()
+    assert elsewhere == []
+    assert "SECRET-H" not in str(info.value)
