@@ -181,8 +181,23 @@ class SeawallPluginManager(pluggy.PluginManager):
             except PluginError:
                 super().unregister(plugin)
                 raise
+            self._warn_wrappers(plugin, result)
         self._changed()
         return result
+
+    def _warn_wrappers(self, plugin: object, name: str) -> None:
+        """Warn about hook wrappers: seawall's dispatcher never calls them (it calls
+        each implementation itself, to isolate faults), so they would do nothing."""
+        for caller in self.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
+                    warning = (
+                        f"plugin {name!r} implements {caller.name} as a hook wrapper, which "
+                        "seawall never calls: make it a plain @seawall.hookimpl (tryfirst=True "
+                        "to be asked first)"
+                    )
+                    log.warning("%s", warning)
+                    self.warnings.append(warning)
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
         result = super().unregister(plugin, name)

@@ -100,7 +100,8 @@ def test_a_wrong_classification_is_named_in_the_log(caplog: pytest.LogCaptureFix
     )
     found, by = sw.classify(seawall.Outcome(key="k", status=503))
     assert by is None
-    assert found.category is Category.SERVER and found.retryable
+    assert found.category is Category.SERVER
+    assert found.retryable
     [line] = [m for m in caplog.messages if "raised in seawall_classify" in m]
     assert "category='server' is not a seawall.Category" in line
 
@@ -138,3 +139,23 @@ async def test_a_backoff_answer_that_is_not_seconds_is_a_fault(
     assert all(0 <= delay <= 2.0 for delay, _ in recorder.delays())
     assert all(c.cr_frame is None for c in made)
     assert sum(sw.health()["plugin_faults"].values()) == 2
+
+
+@pytest.mark.parametrize("kind", ["wrapper", "hookwrapper"])
+def test_a_hook_wrapper_is_named_as_never_called(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """seawall calls each implementation itself: a wrapper would silently do nothing."""
+
+    class Timing:
+        @seawall.hookimpl(**{kind: True})
+        def seawall_classify(self, outcome: seawall.Outcome) -> Any:
+            return (yield)
+
+    sw = seawall.Seawall(entrypoints=False, plugins=[Timing()])
+    [warning] = [m for m in caplog.messages if "hook wrapper" in m]
+    assert warning.endswith(
+        "implements seawall_classify as a hook wrapper, which seawall never calls: make it "
+        "a plain @seawall.hookimpl (tryfirst=True to be asked first)"
+    )
+    assert warning in sw.hooks.pm.warnings
