@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -159,3 +160,27 @@ def test_a_hook_wrapper_is_named_as_never_called(
         "a plain @seawall.hookimpl (tryfirst=True to be asked first)"
     )
     assert warning in sw.hooks.pm.warnings
+
+
+async def test_an_event_hook_returning_a_coroutine_is_a_fault_and_closed(
+    upstream, make_session
+) -> None:
+    """``return queue.put(event)`` in a plain def: counted as a fault, the coroutine closed."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    made: list[Any] = []
+
+    class Forwarder:
+        @seawall.hookimpl
+        def seawall_event(self, event: Any) -> Any:
+            made.append(queue.put(event))
+            return made[-1]
+
+    _up, server = upstream
+    sw = seawall.Seawall(policy(), entrypoints=False, plugins=[Forwarder()])
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 200
+    assert made
+    assert all(c.cr_frame is None for c in made)
+    [(name, count)] = sw.health()["plugin_faults"].items()
+    assert name.endswith("Forwarder.seawall_event")
+    assert count == len(made)
