@@ -7,6 +7,7 @@ classifiers answer when every implementation deferred or failed.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -106,7 +107,9 @@ class Hooks:
         for plugin, function, argnames in self.impls(hook):
             try:
                 result = function(*[kwargs[name] for name in argnames])
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                # A plain def is never interrupted by a cancellation: a CancelledError
+                # here is the plugin's own, and must not cancel the caller's request.
                 self.fault(plugin, hook, exc)
                 continue
             if self.tracing:

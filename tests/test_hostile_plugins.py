@@ -184,3 +184,40 @@ async def test_an_event_hook_returning_a_coroutine_is_a_fault_and_closed(
     [(name, count)] = sw.health()["plugin_faults"].items()
     assert name.endswith("Forwarder.seawall_event")
     assert count == len(made)
+
+
+class Cancels:
+    """Raises ``asyncio.CancelledError`` from a plain def hook: never a real cancellation."""
+
+    @seawall.hookimpl
+    def seawall_classify(self, outcome: seawall.Outcome) -> None:
+        raise asyncio.CancelledError
+
+    @seawall.hookimpl
+    def seawall_backoff(self, attempt: int) -> None:
+        raise asyncio.CancelledError
+
+    @seawall.hookimpl
+    def seawall_event(self, event: Any) -> None:
+        raise asyncio.CancelledError
+
+
+async def test_a_cancelled_error_raised_by_a_plugin_does_not_cancel_the_caller(
+    upstream, make_session
+) -> None:
+    """It is isolated like any other fault: the request completes, the task is not cancelling."""
+    up, server = upstream
+    up.default = status(503)
+    sw = seawall.Seawall(policy(max_attempts=3), entrypoints=False, plugins=[Cancels()])
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 503
+    assert up.hits == 3
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    faults = sw.health()["plugin_faults"]
+    assert {name.rsplit(".", 1)[1] for name in faults} == {
+        "seawall_classify",
+        "seawall_backoff",
+        "seawall_event",
+    }
