@@ -291,7 +291,12 @@ class Escalator:
                 f"{running}; make it faster or raise EscalationPolicy.sink_timeout"
             )
             self.hooks.fault(plugin, "seawall_escalate", error)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # the worker itself is cancelled (aclose)
+            # A sink's own CancelledError (it awaited something cancelled) would end the
+            # worker: the other sinks and the incidents behind it would wait for a report.
             self.stats["sink_errors"] += 1
             self.hooks.fault(plugin, "seawall_escalate", exc)
 

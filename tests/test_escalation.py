@@ -372,3 +372,27 @@ async def test_the_webhook_never_follows_a_redirect_with_its_headers(aiohttp_ser
     await sink.aclose()
     assert elsewhere == []
     assert "SECRET-H" not in str(info.value)
+
+
+async def test_a_sink_raising_cancelled_error_ends_neither_the_worker_nor_other_sinks():
+    """An async sink whose own await was cancelled: a sink error; every incident still
+    reaches the other sink, and aclose still stops the worker."""
+
+    class Cancelled:
+        @seawall.hookimpl
+        async def seawall_escalate(self, incident: Incident) -> None:
+            raise asyncio.CancelledError
+
+    good = Sink()
+    hooks = Hooks(
+        make_manager(
+            [Cancelled(), good], entrypoints=False, blocked=["seawall.builtin.logging_sink"]
+        )
+    )
+    esc = Escalator(hooks)
+    for n in range(3):
+        _report(esc, key=f"k{n}")
+    await esc.drain()
+    assert [i.key for i in good.incidents] == ["k0", "k1", "k2"]
+    assert esc.stats["sink_errors"] == 3
+    await esc.aclose()
