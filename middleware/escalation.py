@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from seawall._background import alive, start_loop
 from seawall._checks import number, whole
 from seawall.outcome import Category, Severity
 from seawall.redact import MASK, is_secret_param, redact_text
@@ -195,11 +196,11 @@ class Escalator:
         except RuntimeError:
             running = None
         loop = self._loop
-        alive = loop is not None and _alive(loop)
+        live = loop is not None and alive(loop)
         if running is None:
-            self._hand_over(incident, loop if alive else None)
+            self._hand_over(incident, loop if live else None)
             return
-        if alive and loop is not running and loop is not self._own:
+        if live and loop is not running and loop is not self._own:
             self._hand_over(incident, loop)  # another thread's loop delivers them
             return
         # The first running loop, one after a closed one, or an app's loop after the own one.
@@ -227,14 +228,7 @@ class Escalator:
         with self._own_lock:
             own = self._own
             if own is None or own.is_closed():
-                own = self._own = asyncio.new_event_loop()
-                ready = threading.Event()
-                own.call_soon(ready.set)
-                thread = threading.Thread(
-                    target=_serve, args=(own,), name="seawall-escalation", daemon=True
-                )
-                thread.start()
-                ready.wait(5.0)  # bounded: it only has to start
+                own = self._own = start_loop("seawall-escalation")
             return own
 
     async def _run(self) -> None:
@@ -351,7 +345,7 @@ class Escalator:
     async def drain(self, within: float = 5.0) -> None:
         """Wait (at most ``within`` seconds) until queued incidents are delivered."""
         loop = self._loop
-        if loop is not None and loop is not asyncio.get_running_loop() and _alive(loop):
+        if loop is not None and loop is not asyncio.get_running_loop() and alive(loop):
             # The worker runs on another loop (the escalator's own): wait there.
             waited = asyncio.run_coroutine_threadsafe(self._drain_here(within), loop)
             with contextlib.suppress(TimeoutError):
@@ -380,7 +374,7 @@ class Escalator:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
-            elif self._loop is not None and _alive(self._loop):
+            elif self._loop is not None and alive(self._loop):
                 self._loop.call_soon_threadsafe(worker.cancel)
         if stop_own:
             self.stop_own()
@@ -388,24 +382,5 @@ class Escalator:
     def stop_own(self) -> None:
         """Stop the escalator's own loop, if it has one; its thread closes it."""
         own = self._own
-        if own is not None and _alive(own):
+        if own is not None and alive(own):
             own.call_soon_threadsafe(own.stop)
-
-
-def _alive(loop: asyncio.AbstractEventLoop) -> bool:
-    return loop.is_running() and not loop.is_closed()
-
-
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """Run ``loop`` in this (daemon) thread until it is stopped, then close it."""
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-    finally:
-        pending = asyncio.all_tasks(loop)
-        if pending:  # a sink's session closing, say: a second to finish, then cancelled
-            loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
