@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 from typing import Any
 
+import aiohttp
 import pytest
 
 import seawall
@@ -221,3 +223,61 @@ async def test_a_cancelled_error_raised_by_a_plugin_does_not_cancel_the_caller(
         "seawall_backoff",
         "seawall_event",
     }
+
+
+class CallsEverythingASuccess:
+    """Answers SUCCESS for every attempt, also for one that raised."""
+
+    @seawall.hookimpl
+    def seawall_classify(self, outcome: seawall.Outcome) -> Classification:
+        return Classification(category=Category.SUCCESS, reason="all good")
+
+
+class Declined(Exception):
+    """The card was declined."""
+
+
+async def test_a_success_for_an_attempt_that_raised_never_swallows_the_exception() -> None:
+    """sw.call, call_sync, @sw.protect and sw.attempts() raise the function's exception:
+    the plugin's success would have handed the caller None for a value never returned."""
+    sw = seawall.Seawall(
+        policy(max_attempts=2), entrypoints=False, plugins=[CallsEverythingASuccess()]
+    )
+
+    async def charge() -> str:
+        raise Declined("card declined")
+
+    def charge_sync() -> str:
+        raise Declined("card declined")
+
+    with pytest.raises(Declined):
+        await sw.call(charge, key="payments")
+    with pytest.raises(Declined):
+        await asyncio.to_thread(sw.call_sync, charge_sync, key="payments")
+    with pytest.raises(Declined):
+        await sw.protect(key="payments")(charge)()
+
+    def block_form() -> None:
+        for attempt in sw.attempts(key="payments"):
+            with attempt:
+                charge_sync()
+
+    with pytest.raises(Declined):
+        block_form()
+    faults = sw.health()["plugin_faults"]
+    assert list(faults) == ["tests.test_hostile_plugins.CallsEverythingASuccess.seawall_classify"]
+
+
+async def test_a_success_for_a_connection_error_is_not_handed_to_aiohttp(make_session) -> None:
+    """Through the middleware: the built-in verdict stands (a seawall error chained to the
+    connection error), not None handed back to aiohttp (an AttributeError inside it)."""
+    sw = seawall.Seawall(
+        policy(max_attempts=2), entrypoints=False, plugins=[CallsEverythingASuccess()]
+    )
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    async with make_session(sw) as session:
+        with pytest.raises(aiohttp.ClientConnectionError) as info:
+            await session.get(f"http://127.0.0.1:{port}/")
+    assert isinstance(info.value, seawall.SeawallError)

@@ -35,7 +35,7 @@ def classify(hooks: Hooks, outcome: Outcome) -> tuple[Classification, str | None
     """
     answer, plugin = hooks.first("seawall_classify", outcome=outcome)
     if answer is not None and plugin is not None:
-        wrong = _wrong(answer)
+        wrong = _wrong(answer, outcome)
         if wrong is not None:
             if inspect.iscoroutine(answer):
                 answer.close()  # else "coroutine ... was never awaited" when it is dropped
@@ -49,14 +49,21 @@ def classify(hooks: Hooks, outcome: Outcome) -> tuple[Classification, str | None
     return answer, plugin
 
 
-def _wrong(c: object) -> str | None:
+def _wrong(c: object, outcome: Outcome) -> str | None:
     """What is wrong with a classifier's answer, or ``None`` when it can be used.
 
     The request path reads every field (``c.category.value``, comparisons of
     ``retry_after``): a field of the wrong type would raise into the caller.
+    A success for an attempt that raised would hand the caller ``None`` for
+    a value its function never returned (the exception swallowed).
     """
     if not isinstance(c, Classification):
         return f"returned {_shown(c)}, not a Classification"
+    if c.category is Category.SUCCESS and outcome.exception is not None:
+        return (
+            f"called an attempt that raised {type(outcome.exception).__name__} a success; "
+            "an exception is a failure (retryable or not): the built-in classification was used"
+        )
     fields = (
         ("category", isinstance(c.category, Category), "a seawall.Category"),
         ("severity", isinstance(c.severity, Severity), "a seawall.Severity"),
