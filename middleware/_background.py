@@ -22,10 +22,9 @@ def start_loop(name: str) -> asyncio.AbstractEventLoop:
     """A new loop running in a new daemon thread called ``name``; stop it with
     ``loop.call_soon_threadsafe(loop.stop)`` (its thread then closes it)."""
     loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    loop.call_soon(ready.set)
+    # Not waited for: the caller may hold a key's lock. What it hands over with
+    # ``call_soon_threadsafe`` before the thread runs the loop waits in the loop.
     threading.Thread(target=_serve, args=(loop,), name=name, daemon=True).start()
-    ready.wait(5.0)  # bounded: it only has to start
     return loop
 
 

@@ -355,7 +355,7 @@ class Escalator:
 
     async def _drain_here(self, within: float) -> None:
         worker = self._worker
-        if worker is not None and not worker.done():
+        if worker is not None and not worker.done() and worker.get_loop() is _running():
             try:
                 await asyncio.wait_for(asyncio.shield(worker), within)
             except TimeoutError:
@@ -382,5 +382,13 @@ class Escalator:
     def stop_own(self) -> None:
         """Stop the escalator's own loop, if it has one; its thread closes it."""
         own = self._own
-        if own is not None and alive(own):
-            own.call_soon_threadsafe(own.stop)
+        if own is not None and not own.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                own.call_soon_threadsafe(own.stop)
+
+
+def _running() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
