@@ -31,7 +31,9 @@ from seawall.events import CallCost
 from seawall.llm import LLM_HOSTS
 from seawall.llm.prices import ModelPrice, model_price, price
 from seawall.llm.usage import (
+    LONG_MODEL,
     MAX_TOKENS,
+    MODEL_NAME_MAX,
     SUCCESS_BODY_LIMIT,
     StreamUsage,
     Usage,
@@ -72,15 +74,14 @@ log = logging.getLogger("seawall.costs")
 
 #: Most model entries kept per key: model names come from the upstream's answers,
 #: so a hostile upstream could name a new model in every answer. Calls of further
-#: models (and of names longer than ``_MODEL_NAME_MAX``) are added up under ``OTHER``.
+#: models (and of names longer than ``MODEL_NAME_MAX``) are added up under ``OTHER``.
 MAX_MODELS_PER_KEY = 50
-_MODEL_NAME_MAX = 200
 
 #: Most keys with cost totals; calls of further keys are added up under ``OTHER``.
 MAX_COST_KEYS = 10_000
 
 #: The bucket of calls past ``MAX_MODELS_PER_KEY`` or ``MAX_COST_KEYS``.
-OTHER = "(other)"
+OTHER = LONG_MODEL
 
 
 @attrs.define
@@ -129,7 +130,7 @@ class CostTracker:
         name = usage.model
         entry = models.get(name)
         if entry is None:
-            if len(name) > _MODEL_NAME_MAX or len(models) >= MAX_MODELS_PER_KEY:
+            if len(name) > MODEL_NAME_MAX or len(models) >= MAX_MODELS_PER_KEY:
                 name = OTHER
             entry = models.get(name)
             if entry is None:

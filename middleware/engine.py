@@ -333,13 +333,14 @@ class Seawall:
 
     async def aclose(self) -> None:
         """Deliver queued incidents (bounded), stop background work, close plugins."""
-        await self.escalator.aclose()
+        await self.escalator.aclose(stop_own=False)
         closers, self._closers = self._closers, []
         for close in closers:
             try:
                 await close()
             except Exception:
                 logging.getLogger("seawall").exception("seawall: %r failed on aclose", close)
+        self.escalator.stop_own()  # after the plugins: a sink may close things on it
 
     async def __aenter__(self) -> Seawall:
         return self

@@ -13,6 +13,11 @@ until it returns: at most one thread per synchronous sink, ever. Repeats
 folded since the last incident of their (key, category) go out with the next
 one after the window, or as a last incident on ``aclose()``.
 
+Incidents are delivered on one loop: the one the escalator was built on, else
+the first running loop that reports. A report from a thread without a running
+loop (``sw.call_sync``) is handed over to it; with none (no asyncio at all), to
+the escalator's own loop in a daemon thread, until a running loop reports.
+
 Every text field is redacted by the caller (the engine); ``report`` redacts
 the context's string values and masks key-like context names once more.
 """
@@ -30,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from seawall._background import alive, start_loop
 from seawall._checks import number, whole
 from seawall.outcome import Category, Severity
 from seawall.redact import MASK, is_secret_param, redact_text
@@ -122,6 +128,12 @@ class Escalator:
         self._folds: dict[tuple[str, Category], _Fold] = {}
         self._queue: asyncio.Queue[Incident] | None = None
         self._worker: asyncio.Task[None] | None = None
+        #: The loop incidents are delivered on (the worker's), and the escalator's own.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):  # built on a running loop: deliver there
+            self._loop = asyncio.get_running_loop()
+        self._own: asyncio.AbstractEventLoop | None = None
+        self._own_lock = threading.Lock()
         #: Synchronous sinks whose thread has not returned yet (one thread each at most).
         self._busy: set[str] = set()
         self.stats = {
@@ -179,6 +191,20 @@ class Escalator:
     def _enqueue(self, incident: Incident) -> None:
         if not self.hooks.has("seawall_escalate"):
             return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        loop = self._loop
+        live = loop is not None and alive(loop)
+        if running is None:
+            self._hand_over(incident, loop if live else None)
+            return
+        if live and loop is not running and loop is not self._own:
+            self._hand_over(incident, loop)  # another thread's loop delivers them
+            return
+        # The first running loop, one after a closed one, or an app's loop after the own one.
+        self._loop = running
         if self._queue is None:
             self._queue = asyncio.Queue(maxsize=self.policy.queue_size)
         try:
@@ -187,18 +213,32 @@ class Escalator:
             self.stats["overflow"] += 1
             return
         if self._worker is None or self._worker.done():
-            try:
-                self._worker = asyncio.get_running_loop().create_task(
-                    self._run(), name="seawall-escalation"
-                )
-            except RuntimeError:  # no running loop: deliver on the next report
-                return
+            self._worker = running.create_task(self._run(), name="seawall-escalation")
+
+    def _hand_over(self, incident: Incident, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Queue ``incident`` on ``loop`` (else the escalator's own) from this thread."""
+        target = loop if loop is not None else self._own_loop()
+        try:
+            target.call_soon_threadsafe(self._enqueue, incident)
+        except RuntimeError:  # it closed meanwhile: the incident is lost, and counted
+            self.stats["overflow"] += 1
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
+        """The escalator's own loop, running in a daemon thread (started once)."""
+        with self._own_lock:
+            own = self._own
+            if own is None or own.is_closed():
+                own = self._own = start_loop("seawall-escalation")
+            return own
 
     async def _run(self) -> None:
         queue = self._queue
         assert queue is not None
-        while not queue.empty():  # bounded by the queue's size; exits when drained
-            incident = queue.get_nowait()
+        for _ in range(self.policy.queue_size * 4):  # bounded; exits when drained
+            try:
+                incident = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
             await self.deliver(incident)
             queue.task_done()
 
@@ -245,7 +285,12 @@ class Escalator:
                 f"{running}; make it faster or raise EscalationPolicy.sink_timeout"
             )
             self.hooks.fault(plugin, "seawall_escalate", error)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # the worker itself is cancelled (aclose)
+            # A sink's own CancelledError (it awaited something cancelled) would end the
+            # worker: the other sinks and the incidents behind it would wait for a report.
             self.stats["sink_errors"] += 1
             self.hooks.fault(plugin, "seawall_escalate", exc)
 
@@ -299,20 +344,51 @@ class Escalator:
 
     async def drain(self, within: float = 5.0) -> None:
         """Wait (at most ``within`` seconds) until queued incidents are delivered."""
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop() and alive(loop):
+            # The worker runs on another loop (the escalator's own): wait there.
+            waited = asyncio.run_coroutine_threadsafe(self._drain_here(within), loop)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.wrap_future(waited), within + 1.0)
+            return
+        await self._drain_here(within)
+
+    async def _drain_here(self, within: float) -> None:
         worker = self._worker
-        if worker is not None and not worker.done():
+        if worker is not None and not worker.done() and worker.get_loop() is _running():
             try:
                 await asyncio.wait_for(asyncio.shield(worker), within)
             except TimeoutError:
                 log.warning("seawall: escalation sinks did not finish within %.1fs", within)
 
-    async def aclose(self, within: float = 5.0) -> None:
+    async def aclose(self, within: float = 5.0, *, stop_own: bool = True) -> None:
         """Tell folded repeats, deliver what is queued (bounded by ``within``
-        seconds), then stop the worker."""
+        seconds), then stop the worker and (unless ``stop_own`` is false: the
+        ``Seawall`` closes its plugins first, which may close things on it) the
+        escalator's own loop."""
         self.flush()
         await self.drain(within)
         worker = self._worker
         if worker is not None and not worker.done():
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            if self._loop is asyncio.get_running_loop():
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            elif self._loop is not None and alive(self._loop):
+                self._loop.call_soon_threadsafe(worker.cancel)
+        if stop_own:
+            self.stop_own()
+
+    def stop_own(self) -> None:
+        """Stop the escalator's own loop, if it has one; its thread closes it."""
+        own = self._own
+        if own is not None and not own.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                own.call_soon_threadsafe(own.stop)
+
+
+def _running() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -7,6 +7,8 @@ classifiers answer when every implementation deferred or failed.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import traceback
@@ -105,7 +107,9 @@ class Hooks:
         for plugin, function, argnames in self.impls(hook):
             try:
                 result = function(*[kwargs[name] for name in argnames])
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                # A plain def is never interrupted by a cancellation: a CancelledError
+                # here is the plugin's own, and must not cancel the caller's request.
                 self.fault(plugin, hook, exc)
                 continue
             if self.tracing:
@@ -120,8 +124,26 @@ class Hooks:
         return None, None
 
     def each(self, hook: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation of ``hook``; return the results that are not None."""
-        return [result for _, result in self.each_with_names(hook, **kwargs) if result is not None]
+        """Call every implementation of ``hook``; return the results that are not None.
+
+        A coroutine returned by a plain ``def`` (``return queue.put(event)``) is
+        a fault: closed (nobody awaits it: the work it stands for never happens)
+        and counted, so it shows instead of vanishing with a RuntimeWarning.
+        """
+        results = []
+        for plugin, result in self._answers(hook, kwargs):
+            if result is None:
+                continue
+            if inspect.iscoroutine(result):
+                result.close()
+                why = (
+                    f"{hook} returned a coroutine, which seawall never awaits: do the work "
+                    "in the hook (or hand it to a task of your own) and return None"
+                )
+                self.fault(plugin, hook, TypeError(why))
+                continue
+            results.append(result)
+        return results
 
     def each_with_names(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call every implementation of ``hook``; return (plugin name, result) pairs."""

@@ -181,8 +181,23 @@ class SeawallPluginManager(pluggy.PluginManager):
             except PluginError:
                 super().unregister(plugin)
                 raise
+            self._warn_wrappers(plugin, result)
         self._changed()
         return result
+
+    def _warn_wrappers(self, plugin: object, name: str) -> None:
+        """Warn about hook wrappers: seawall's dispatcher never calls them (it calls
+        each implementation itself, to isolate faults), so they would do nothing."""
+        for caller in self.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
+                    warning = (
+                        f"plugin {name!r} implements {caller.name} as a hook wrapper, which "
+                        "seawall never calls: make it a plain @seawall.hookimpl (tryfirst=True "
+                        "to be asked first)"
+                    )
+                    log.warning("%s", warning)
+                    self.warnings.append(warning)
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
         result = super().unregister(plugin, name)
@@ -283,6 +298,13 @@ def load_entrypoints(pm: SeawallPluginManager) -> int:
                 "upgrade or uninstall it, or leave it out of SEAWALL_LOAD_PLUGINS"
             )
             raise PluginError(msg) from exc
+        if pm.is_registered(plugin):
+            # Two entry points naming one module (an old name kept beside a new one):
+            # registered once; pluggy would refuse the second and break every Seawall.
+            log.debug(
+                "seawall plugin %r is %r again; registered once", ep.name, pm.get_name(plugin)
+            )
+            continue
         try:
             pm.register(plugin, name=ep.name)
         except NoHooksError as exc:
@@ -343,6 +365,8 @@ def make_manager(
     if entrypoints:
         load_entrypoints(pm)
     for plugin in plugins:
+        if pm.is_registered(plugin):
+            continue  # given twice, or also installed as an entry point: registered once
         pm.register(plugin, name=plugin_name(pm, plugin))
     try:
         pm.check_pending()

@@ -174,7 +174,7 @@ class _Metrics:
             totals: dict[tuple[str, str], int] = {}
             for key, state in self._states():
                 counter: dict[str, int] = getattr(state.stats, name)
-                for value, n in counter.items():
+                for value, n in list(counter.items()):  # the SDK reads in its own thread
                     totals[key, value] = totals.get((key, value), 0) + n
             return [Observation(n, {"seawall.key": k, label: v}) for (k, v), n in totals.items()]
 
@@ -202,7 +202,7 @@ class _Metrics:
         totals: dict[tuple[str, str, str], int] = {}
         for key, state in self._states():
             stats: KeyStats = state.stats
-            for move, n in stats.transitions.items():
+            for move, n in list(stats.transitions.items()):
                 old, _, new = move.partition("->")
                 totals[key, old, new] = totals.get((key, old, new), 0) + n
         return [

@@ -37,6 +37,7 @@ counter reset.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
@@ -188,6 +189,9 @@ class SeawallCollector(Collector):
         sums: dict[str, MutableMapping[_Labels, float]],
         histograms: dict[str, LatencyHistogram],
     ) -> None:
+        """Add ``sw``'s counters to ``sums``. Scrapes run in a thread while the loop
+        counts: each dict is copied (``list``, one step under the GIL) before the
+        loop over it, which a new entry would otherwise break mid-iteration."""
         for key, state in list(sw.registry.view.items()):
             stats = state.stats
             label = (key,)
@@ -196,11 +200,11 @@ class SeawallCollector(Collector):
             sums["retries"][label] += stats.retries
             sums["successes"][label] += stats.successes
             sums["cut_by_deadline"][label] += stats.cut_by_deadline
-            for category, n in stats.failures.items():
+            for category, n in list(stats.failures.items()):
                 sums["failures"][(key, category)] += n
-            for reason, n in stats.rejections.items():
+            for reason, n in list(stats.rejections.items()):
                 sums["rejections"][(key, reason)] += n
-            for move, n in stats.transitions.items():
+            for move, n in list(stats.transitions.items()):
                 old, _, new = move.partition("->")
                 sums["transitions"][(key, old, new)] += n
             current = state.breaker.state
@@ -219,9 +223,9 @@ class SeawallCollector(Collector):
                 for kind in TOKEN_KINDS:
                     tokens = getattr(cost, f"{kind}_tokens")
                     sums["llm_tokens"][(key, model, kind)] += tokens
-        for event, n in sw.escalator.stats.items():
+        for event, n in list(sw.escalator.stats.items()):
             sums["escalation"][(event,)] += n
-        for (plugin, hook), n in sw.hooks.faults.items():
+        for (plugin, hook), n in list(sw.hooks.faults.items()):
             sums["faults"][(plugin, hook)] += n
 
 
@@ -282,6 +286,12 @@ def _exposition(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
     return encoder(registry), content_type
 
 
+async def _exposition_off_loop(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
+    """The exposition, made in a worker thread: with thousands of keys it is seconds of
+    CPU (~35 lines per key), which on the loop would stall every request of the app."""
+    return await asyncio.to_thread(_exposition, registry, accept)
+
+
 def aiohttp_handler(
     registry: CollectorRegistry | None = None,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -291,7 +301,7 @@ def aiohttp_handler(
     reg = registry if registry is not None else REGISTRY
 
     async def metrics(request: web.Request) -> web.Response:
-        body, content_type = _exposition(reg, request.headers.get("Accept", ""))
+        body, content_type = await _exposition_off_loop(reg, request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     return metrics
@@ -334,7 +344,7 @@ def asgi_app(
         for name, value in scope.get("headers", ()):
             if name.lower() == b"accept":
                 accept = value.decode("latin-1")
-        body, content_type = _exposition(reg, accept)
+        body, content_type = await _exposition_off_loop(reg, accept)
         await _respond(send, 200, body, content_type, scope["method"] == "GET")
 
     return app

@@ -17,12 +17,16 @@ The sink has its own ``aiohttp`` session with no middleware, so its requests
 never pass through seawall (no recursion, no escalation of escalations); its
 own small retry (network errors, 429 and 5xx; ``retries`` more attempts);
 and a rate limit (at most ``max_per_minute`` posts; the rest are dropped and
-counted in ``stats["rate_limited"]``). The escalation worker bounds each
-delivery by ``EscalationPolicy.sink_timeout``. ``sw.aclose()`` closes the session.
+counted in ``stats["rate_limited"]``). Redirects are not followed: the
+sink's headers and the incident would go where nobody configured. The
+escalation worker bounds each delivery by ``EscalationPolicy.sink_timeout``.
+``sw.aclose()`` closes the session.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -86,6 +90,7 @@ class WebhookSink:
         self.max_per_minute = max_per_minute
         self.headers = dict(headers or {})
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self._sent_at: list[float] = []  # monotonic times of recent posts
         self.stats = {"sent": 0, "failed": 0, "rate_limited": 0, "retried": 0}
 
@@ -126,11 +131,14 @@ class WebhookSink:
 
     async def post(self, incident: Incident) -> None:
         """Deliver ``incident``, retrying a few times; raise ``WebhookError`` if it fails."""
-        if self._session is None or self._session.closed:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._drop_session()  # made on another loop (incidents of sync callers first)
             # middlewares=() : the sink's own requests never go through seawall.
             self._session = aiohttp.ClientSession(
                 middlewares=(), timeout=aiohttp.ClientTimeout(total=self.timeout)
             )
+            self._session_loop = loop
         body = self.payload(incident)
         last = ""
         for number in range(1, self.retries + 2):
@@ -138,11 +146,17 @@ class WebhookSink:
                 self.stats["retried"] += 1
                 await _testing.sleep(self.backoff * 2 ** (number - 2))
             try:
-                async with self._session.post(self.url, json=body, headers=self.headers) as resp:
+                # Redirects are not followed: the sink's headers (a token) and the
+                # incident would go to a URL nobody configured.
+                async with self._session.post(
+                    self.url, json=body, headers=self.headers, allow_redirects=False
+                ) as resp:
                     if resp.status < 300:
                         self.stats["sent"] += 1
                         return
                     last = f"HTTP {resp.status}"
+                    if resp.status < 400:
+                        last += ", a redirect, not followed: give the webhook's final URL"
                     if resp.status not in _RETRY_STATUSES:
                         break
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -154,9 +168,21 @@ class WebhookSink:
         )
         raise WebhookError(msg)
 
+    def _drop_session(self) -> None:
+        """Forget the session; close it on its own loop when that loop still runs."""
+        session, loop = self._session, self._session_loop
+        self._session = self._session_loop = None
+        if session is not None and not session.closed and loop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop closed: nothing to close on
+                asyncio.run_coroutine_threadsafe(session.close(), loop)
+
     async def aclose(self) -> None:
         """Close the sink's HTTP session."""
-        session, self._session = self._session, None
+        session, loop = self._session, self._session_loop
+        if loop is not asyncio.get_running_loop():
+            self._drop_session()
+            return
+        self._session = self._session_loop = None
         if session is not None and not session.closed:
             await session.close()
 

@@ -154,3 +154,112 @@ def test_a_stream_cannot_grow_the_usage_it_gathers() -> None:
     reader(b"")
     assert done == []
     assert len(reader._usage) <= 64 + 10
+
+
+# --- hostile usage: names and counts the upstream chooses ---------------------------
+
+
+class _Costs:
+    """Records the cost events."""
+
+    def __init__(self) -> None:
+        self.models: list[str] = []
+
+    @seawall.hookimpl
+    def seawall_event(self, event: Any) -> None:
+        if event.kind == "cost":
+            self.models.append(event.model)
+
+
+def _lookups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of each model name the price database is asked about (a spy)."""
+    import genai_prices
+
+    asked: list[int] = []
+    real = genai_prices.calc_price
+
+    def spy(usage: Any, model_ref: str, **kwargs: Any) -> Any:
+        asked.append(len(model_ref))
+        return real(usage, model_ref, **kwargs)
+
+    monkeypatch.setattr(genai_prices, "calc_price", spy)
+    return asked
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+async def test_a_huge_model_name_is_not_looked_up_nor_carried(
+    upstream: tuple[Upstream, Any],
+    make_session: Callable[..., aiohttp.ClientSession],
+    monkeypatch: pytest.MonkeyPatch,
+    streamed: bool,
+) -> None:
+    """A 1 MB model name in an answer is read as OTHER: the price database is never asked
+    about it (the lookup grows with the name: ~0.15 s of the event loop per answer), and
+    the cost event and the report carry the short name."""
+    asked = _lookups(monkeypatch)
+    up, server = upstream
+    huge = "m" * 1_000_000
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not streamed:
+            return web.json_response(_answer(huge))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: " + json.dumps(_answer(huge)).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    up.default = handler
+    seen = _Costs()
+    sw = seawall.Seawall(
+        routes={"127.0.0.1": seawall.Policy(llm=True)}, entrypoints=False, plugins=[seen]
+    )
+    session = make_session(sw)
+    async with session.post(server.make_url("/v1/chat/completions"), json={}) as resp:
+        assert len(await resp.read()) > 1_000_000  # the caller gets the answer whole
+    assert all(n <= costs.MODEL_NAME_MAX for n in asked)
+    assert seen.models == [OTHER]
+    (entry,) = sw.costs()["keys"].values()
+    assert entry["models"][OTHER]["calls"] == 1
+    assert entry["models"][OTHER]["input_tokens"] == 10
+
+
+def test_price_never_looks_up_an_overlong_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``price`` of a usage built by hand with a 10 MB name: no price, and no lookup."""
+    asked = _lookups(monkeypatch)
+    usage = costs.Usage(
+        model="gpt-4o" + "x" * 10_000_000,
+        provider="openai",
+        flavor="chat",
+        input_tokens=1,
+        output_tokens=1,
+    )
+    assert costs.price(usage) is None
+    assert asked == []
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 2,
+            "prompt_tokens_details": {"cached_tokens": 11},
+        },
+        {"input_tokens": 10, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 10**6}},
+    ],
+    ids=["chat", "responses"],
+)
+def test_more_cached_than_input_tokens_is_absurd(usage: dict[str, Any]) -> None:
+    """Cached tokens are part of the input: an answer saying otherwise is not counted, so
+    ``sw.costs()`` never shows more cache reads than input tokens."""
+    answer = {"model": "gpt-4o", "usage": usage}
+    if "input_tokens" in usage:
+        answer["object"] = "response"
+    assert costs.parse_usage(answer) is None
+    fine = {
+        **answer,
+        "usage": {**usage, **{k: 10**6 for k in ("prompt_tokens", "input_tokens") if k in usage}},
+    }
+    assert costs.parse_usage(fine) is not None

@@ -132,6 +132,26 @@ def test_a_broken_plugin_left_out_by_the_filter(
     assert "fake" in _names(seawall.Seawall())
 
 
+def test_two_entry_points_naming_one_module_register_it_once(install: Install) -> None:
+    """An old entry-point name kept beside a new one must not break every Seawall."""
+    install("seawall-new", "new", "seawall_same")
+    install("seawall-old", "old", "seawall_same")
+    names = set(_names(seawall.Seawall())) & {"new", "old"}
+    assert len(names) == 1
+
+
+def test_a_user_plugin_also_installed_as_an_entry_point_is_registered_once(
+    install: Install,
+) -> None:
+    """Passing in ``plugins=`` a module that is also discovered registers it once."""
+    install("seawall-fake", "fake", "seawall_fake")
+    import seawall_fake  # type: ignore[import-not-found]
+
+    sw = seawall.Seawall(plugins=[seawall_fake, seawall_fake])
+    assert _names(sw).count("fake") == 1
+    assert [n for n, _, _ in sw.hooks.impls("seawall_classify")].count("fake") == 1
+
+
 def test_a_blocked_entry_point_is_skipped(install: Install) -> None:
     """blocked=[name] keeps an installed plugin out."""
     install("seawall-fake", "fake", "seawall_fake")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import seawall
 from seawall.escalation import EscalationPolicy, Escalator, Incident
 from seawall.outcome import Category, Severity
 from seawall.plugins.manager import Hooks, make_manager
-from seawall.plugins.webhook import WebhookSink
+from seawall.plugins.webhook import WebhookError, WebhookSink
 
 from .conftest import status
 
@@ -242,3 +243,156 @@ def test_webhook_sink_from_env(monkeypatch):
     sink = WebhookSink.from_env(max_per_minute=3)
     assert sink is not None
     assert sink.max_per_minute == 3
+
+
+# --- incidents of sync callers (threads without a running loop) ---------------------
+
+
+class Forbidden(Exception):
+    """What an SDK raises for a 403: escalated (HIGH)."""
+
+    status_code = 403
+
+
+def _forbidden() -> None:
+    raise Forbidden("not allowed")
+
+
+class ThreadSink:
+    """A plain ``def`` sink that says when it has an incident (a threading event)."""
+
+    def __init__(self) -> None:
+        self.incidents: list[Incident] = []
+        self.told = threading.Event()
+
+    @seawall.hookimpl
+    def seawall_escalate(self, incident: Incident) -> None:
+        self.incidents.append(incident)
+        self.told.set()
+
+
+def test_a_program_without_asyncio_still_escalates() -> None:
+    """``sw.call_sync`` with no event loop anywhere: the incident reaches the sinks."""
+    sink = ThreadSink()
+    sw = seawall.Seawall(entrypoints=False, plugins=[sink])
+    with pytest.raises(Forbidden):
+        sw.call_sync(_forbidden, key="payments")
+    assert sink.told.wait(10)  # bounded: delivered off the caller's thread
+    [incident] = sink.incidents
+    assert (incident.key, incident.category) == ("payments", Category.AUTHORIZATION)
+    assert sw.escalator.stats["overflow"] == 0
+
+
+async def test_a_sync_caller_beside_the_loop_escalates_on_the_loop() -> None:
+    """A sync caller in a thread (a framework's thread pool): the incident goes to the loop
+    the Seawall was built on, where an ``async def`` sink is awaited."""
+    sink = Sink()
+    sw = seawall.Seawall(entrypoints=False, plugins=[sink])
+    loop = asyncio.get_running_loop()
+    told = asyncio.Event()
+    calls: list[asyncio.AbstractEventLoop] = []
+
+    class Where:
+        @seawall.hookimpl
+        async def seawall_escalate(self, incident: Incident) -> None:
+            calls.append(asyncio.get_running_loop())
+            told.set()
+
+    sw.register(Where())
+
+    def caller() -> None:
+        with pytest.raises(Forbidden):
+            sw.call_sync(_forbidden, key="payments")
+
+    await asyncio.to_thread(caller)
+    await asyncio.wait_for(told.wait(), 10)
+    assert calls == [loop]
+    assert [i.key for i in sink.incidents] == ["payments"]
+    await sw.aclose()
+
+
+async def test_the_webhook_posts_for_sync_callers_and_then_for_the_loop(receiver):
+    """Built outside any loop and first told from a thread (the escalator's own loop posts),
+    then told on the app's loop: the sink makes a session for the new loop and posts again."""
+    hook_server, received = receiver
+    sink = WebhookSink(str(hook_server.make_url("/hook/T0KEN")), max_per_minute=10)
+    sw = await asyncio.to_thread(seawall.Seawall, entrypoints=False, plugins=[sink])
+
+    def caller() -> None:
+        with pytest.raises(Forbidden):
+            sw.call_sync(_forbidden, key="from-a-thread")
+
+    await asyncio.to_thread(caller)
+    for _ in range(200):  # bounded: the own loop's post reaches the receiver on this loop
+        if received:
+            break
+        await asyncio.sleep(0.01)
+    with pytest.raises(Forbidden):
+        await sw.call(_forbidden_async, key="from-the-loop")
+    await sw.escalator.drain()
+    assert [body["key"] for body in received] == ["from-a-thread", "from-the-loop"]
+    assert sink.stats["failed"] == 0
+    await sw.aclose()
+
+
+async def _forbidden_async() -> None:
+    raise Forbidden("not allowed")
+
+
+async def test_the_webhook_never_follows_a_redirect_with_its_headers(aiohttp_server):
+    """A receiver redirecting elsewhere: the sink's token header and the incident stay home."""
+    elsewhere: list[dict[str, str]] = []
+
+    async def steal(request: web.Request) -> web.Response:
+        elsewhere.append(dict(request.headers))
+        return web.Response(text="ok")
+
+    other = web.Application()
+    other.router.add_route("*", "/{tail:.*}", steal)
+    thief = await aiohttp_server(other, host="127.0.0.1")
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(str(thief.make_url("/steal")))
+
+    home = web.Application()
+    home.router.add_post("/hook", moved)
+    server = await aiohttp_server(home, host="127.0.0.1")
+    sink = WebhookSink(str(server.make_url("/hook")), headers={"X-Api-Key": "SECRET-H"})
+    incident = Incident(
+        severity=Severity.HIGH,
+        category=Category.AUTHENTICATION,
+        key="k",
+        request="GET https://api.example/",
+        reason="HTTP 401",
+        first_seen=0.0,
+        last_seen=0.0,
+    )
+    with pytest.raises(WebhookError, match="HTTP 307, a redirect, not followed") as info:
+        await sink.post(incident)
+    await sink.aclose()
+    assert elsewhere == []
+    assert "SECRET-H" not in str(info.value)
+
+
+async def test_a_sink_raising_cancelled_error_ends_neither_the_worker_nor_other_sinks():
+    """An async sink whose own await was cancelled: a sink error; every incident still
+    reaches the other sink, and aclose still stops the worker."""
+
+    class Cancelled:
+        @seawall.hookimpl
+        async def seawall_escalate(self, incident: Incident) -> None:
+            raise asyncio.CancelledError
+
+    good = Sink()
+    hooks = Hooks(
+        make_manager(
+            [Cancelled(), good], entrypoints=False, blocked=["seawall.builtin.logging_sink"]
+        )
+    )
+    esc = Escalator(hooks)
+    for n in range(3):
+        _report(esc, key=f"k{n}")
+    await esc.drain()
+    assert [i.key for i in good.incidents] == ["k0", "k1", "k2"]
+    assert esc.stats["sink_errors"] == 3
+    await esc.aclose()

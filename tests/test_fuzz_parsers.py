@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from seawall.costs import StreamUsage, usage_from_json
+from seawall.costs import MAX_TOKENS, StreamUsage, usage_from_json
 from seawall.inbound import (
     GRPC_TIMEOUT,
     MAX_HEADER_LENGTH,
@@ -34,6 +34,7 @@ from seawall.llm import (
     rate_info,
     reset_wait,
 )
+from seawall.llm.usage import MODEL_NAME_MAX
 from seawall.plugins.builtin.llm import classify_error, error_code
 from seawall.retry_after import parse_retry_after, server_wait, should_retry_header
 
@@ -267,13 +268,24 @@ BODIES = st.one_of(
     st.binary(max_size=200),
     LLM_JSON.map(lambda v: json.dumps(v).encode()),
     st.sampled_from(
-        [b"{" * 20_000, b'{"model": NaN}', b'{"model": "a", "usage": {"prompt_tokens": Infinity}}']
+        [
+            b"{" * 20_000,
+            b'{"model": NaN}',
+            b'{"model": "a", "usage": {"prompt_tokens": Infinity}}',
+            b'{"model": "' + b"m" * 300 + b'", "usage": {"prompt_tokens": 1}}',
+            b'{"model": "a", "usage": {"prompt_tokens": 1, '
+            b'"prompt_tokens_details": {"cached_tokens": 2}}}',
+        ]
     ),
 )
 
 
 @FUZZ
 @given(BODIES)
+@example(b'{"model": "' + b"m" * 300 + b'", "usage": {"prompt_tokens": 1}}')
+@example(
+    b'{"model": "a", "usage": {"prompt_tokens": 1, "prompt_tokens_details": {"cached_tokens": 2}}}'
+)
 def test_body_parsers_never_raise(body: bytes) -> None:
     model = model_from_json(body)
     assert model is None or (0 < len(model) <= 100 and model.isascii())
@@ -285,7 +297,9 @@ def test_body_parsers_never_raise(body: bytes) -> None:
             usage.cache_read_tokens,
             usage.cache_write_tokens,
         )
-        assert all(isinstance(n, int) for n in counts)
+        assert all(isinstance(n, int) and 0 <= n <= MAX_TOKENS for n in counts)
+        assert usage.cache_read_tokens + usage.cache_write_tokens <= usage.input_tokens
+        assert 0 < len(usage.model) <= MODEL_NAME_MAX
     done: list[Any] = []
     tap = StreamUsage(done.append)
     for start in range(0, len(body), 17):

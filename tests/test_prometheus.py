@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
+from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 import seawall
 from seawall.plugins.prometheus import PrometheusPlugin, aiohttp_app, asgi_app
@@ -196,3 +200,56 @@ async def test_the_exposition_holds_no_secret_of_the_calls(upstream, make_sessio
     assert sum(v for (name, _), v in s.items() if name == "seawall_escalation_total") >= 1
     leaks = [needle for needle in [*NEEDLES, "PWSECRET", "svc:"] if needle in text]
     assert not leaks, f"secrets in the exposition: {leaks}"
+
+
+class _Gate(Collector):
+    """A collector that waits, in ``collect``, for the event loop to open its gate."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.opened: list[bool] = []
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        self.entered.set()
+        self.opened.append(self.gate.wait(5))  # bounded: False when the loop could not run
+        return []
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "asgi"])
+async def test_a_scrape_never_stalls_the_event_loop(kind: str, aiohttp_server) -> None:
+    """The exposition (seconds of CPU for thousands of keys) is made off the loop: the loop
+    runs while a scrape is being made, here to open the gate the collector waits for."""
+    registry = CollectorRegistry()
+    seawall.Seawall(entrypoints=False, plugins=[PrometheusPlugin(registry)])
+    gate = _Gate()
+    registry.register(gate)
+    if kind == "aiohttp":
+        server = await aiohttp_server(aiohttp_app(registry, "/metrics"), host="127.0.0.1")
+        session = aiohttp.ClientSession()
+        scrape = asyncio.ensure_future(session.get(server.make_url("/metrics")))
+    else:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+        scrape = asyncio.ensure_future(asgi_app(registry)(scope, receive, send))
+    assert await asyncio.to_thread(gate.entered.wait, 5)
+    gate.gate.set()  # the loop ran while the collector was collecting
+    result = await asyncio.wait_for(scrape, 10)
+    if kind == "aiohttp":
+        assert result.status == 200
+        assert b"seawall_requests_total" in await result.read()
+        result.release()
+        await session.close()
+    else:
+        assert sent[0]["status"] == 200
+    assert gate.opened == [True]

@@ -8,6 +8,8 @@ loop and the guard share through it; ``classify`` is the facade's
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 
 import attrs
@@ -25,17 +27,83 @@ __all__ = ["Verdicts", "classify", "outcome_of"]
 
 
 def classify(hooks: Hooks, outcome: Outcome) -> tuple[Classification, str | None]:
-    """What ``outcome`` means, and which plugin said so (``None``: the fallback)."""
+    """What ``outcome`` means, and which plugin said so (``None``: the fallback).
+
+    A plugin's answer that is not a ``Classification``, or one whose fields
+    have the wrong types (``category="server"``, ``retry_after=nan``), is a
+    fault of that plugin: the built-in answer is used, as when it raises.
+    """
     answer, plugin = hooks.first("seawall_classify", outcome=outcome)
-    if not isinstance(answer, Classification):
-        if answer is not None and plugin is not None:
-            bad = TypeError(f"seawall_classify returned {answer!r}, not a Classification")
-            hooks.fault(plugin, "seawall_classify", bad)
+    if answer is not None and plugin is not None:
+        wrong = _wrong(answer, outcome)
+        if wrong is not None:
+            if inspect.iscoroutine(answer):
+                answer.close()  # else "coroutine ... was never awaited" when it is dropped
+            hooks.fault(plugin, "seawall_classify", TypeError(f"seawall_classify {wrong}"))
+            answer = None
+    if answer is None:
         answer, plugin = hooks.fallback(outcome), None
     if not answer.is_success and outcome.context.get("critical"):
         # Any failure of a critical operation needs a human (docs/concepts/classification.md).
         answer = attrs.evolve(answer, severity=max(answer.severity, Severity.HIGH), escalate=True)
     return answer, plugin
+
+
+def _wrong(c: object, outcome: Outcome) -> str | None:
+    """What is wrong with a classifier's answer, or ``None`` when it can be used.
+
+    The request path reads every field (``c.category.value``, comparisons of
+    ``retry_after``): a field of the wrong type would raise into the caller.
+    A success for an attempt that raised would hand the caller ``None`` for
+    a value its function never returned (the exception swallowed).
+    """
+    if not isinstance(c, Classification):
+        return f"returned {_shown(c)}, not a Classification"
+    if c.category is Category.SUCCESS and outcome.exception is not None:
+        return (
+            f"called an attempt that raised {type(outcome.exception).__name__} a success; "
+            "an exception is a failure (retryable or not): the built-in classification was used"
+        )
+    fields = (
+        ("category", isinstance(c.category, Category), "a seawall.Category"),
+        ("severity", isinstance(c.severity, Severity), "a seawall.Severity"),
+        ("retryable", isinstance(c.retryable, bool), "a bool"),
+        ("counts_as_failure", isinstance(c.counts_as_failure, bool), "a bool"),
+        ("escalate", isinstance(c.escalate, bool), "a bool"),
+        (
+            "retry_after",
+            c.retry_after is None or is_delay(c.retry_after) or c.retry_after == math.inf,
+            "None or seconds >= 0",
+        ),
+        (
+            "max_retries",
+            c.max_retries is None
+            or (
+                isinstance(c.max_retries, int)
+                and not isinstance(c.max_retries, bool)
+                and c.max_retries >= 0
+            ),
+            "None or a whole number >= 0",
+        ),
+        ("reason", isinstance(c.reason, str), "a str"),
+    )
+    for name, ok, wanted in fields:
+        if not ok:
+            shown = _shown(getattr(c, name))
+            return (
+                f"returned a Classification whose {name}={shown} is not {wanted}; "
+                "fix the plugin (the built-in classification was used)"
+            )
+    return None
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut to 80 characters; never raises (a plugin's object)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<a {type(value).__name__}>"
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 class Verdicts:
@@ -106,6 +174,8 @@ class Verdicts:
             "seawall_backoff", attempt=number, outcome=outcome, classification=c, policy=retry
         )
         if not is_delay(answer):
+            if inspect.iscoroutine(answer):
+                answer.close()  # a plain def that returned a coroutine: never left to warn
             if plugin is not None:
                 bad = ValueError(f"seawall_backoff returned {answer!r}, not seconds >= 0")
                 self.hooks.fault(plugin, "seawall_backoff", bad)

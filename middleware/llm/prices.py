@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import attrs
 
-from seawall.llm.usage import Usage
+from seawall.llm.usage import MODEL_NAME_MAX, Usage
 
-__all__ = ["BUILT_IN", "ModelPrice", "model_price", "price"]
+__all__ = ["BUILT_IN", "MODEL_NAME_MAX", "ModelPrice", "model_price", "price"]
 
 log = logging.getLogger("seawall.costs")
 
@@ -48,9 +48,6 @@ _ALIASES = {"claude-sonnet-4": "claude-sonnet-4-0"}
 
 #: A date the providers append to a model's name: ``-2024-08-06``, ``-20250929``.
 _DATED = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
-
-#: Longest model name looked up (names come from upstream answers too).
-MODEL_NAME_MAX = 200
 
 
 @attrs.frozen(kw_only=True)
@@ -164,13 +161,16 @@ def price(usage: Usage) -> Decimal | None:
     """The price of ``usage`` in USD, or ``None`` for an unknown model.
 
     From genai-prices when installed (it knows tiers and providers), else at
-    the built-in table's rates.
+    the built-in table's rates. A model name longer than ``MODEL_NAME_MAX``
+    has no price (and is not looked up: the lookup's time grows with the name).
     """
+    if not usage.model or len(usage.model) > MODEL_NAME_MAX:
+        return None
     try:
         from genai_prices import Usage as PriceUsage
         from genai_prices import calc_price
     except ImportError:  # the "llm" extra is missing: the built-in table
-        rates = _built_in(usage.model[:MODEL_NAME_MAX]) if usage.model else None
+        rates = _built_in(usage.model)
         return rates.cost(usage) if rates is not None else None
     tokens = PriceUsage(
         input_tokens=usage.input_tokens,

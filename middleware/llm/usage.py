@@ -18,7 +18,9 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "LONG_MODEL",
     "MAX_TOKENS",
+    "MODEL_NAME_MAX",
     "SUCCESS_BODY_LIMIT",
     "StreamUsage",
     "Usage",
@@ -36,6 +38,15 @@ SUCCESS_BODY_LIMIT = 4 * 1024 * 1024
 #: or a negative, fractional or non-numeric count, is not priced.
 MAX_TOKENS = 100_000_000
 
+
+#: Longest model name kept (names come from upstream answers): a longer one is
+#: read as ``LONG_MODEL``. Price lookups take time in proportion to the name
+#: (genai-prices matches it against every model's patterns: ~0.15 s of the event
+#: loop for a 1 MB name), and events and metrics carry it.
+MODEL_NAME_MAX = 200
+
+#: What a model name longer than ``MODEL_NAME_MAX`` is read as (never priced).
+LONG_MODEL = "(other)"
 
 #: Most distinct usage fields gathered from one stream's events.
 _USAGE_FIELDS_MAX = 64
@@ -81,6 +92,8 @@ def parse_usage(data: Any) -> Usage | None:
     if not isinstance(model, str) or not model or shape is None:
         return None
     provider, flavor = shape
+    if len(model) > MODEL_NAME_MAX:
+        model = LONG_MODEL
     try:
         from genai_prices.data_snapshot import get_snapshot
     except ImportError:  # pragma: no cover - the "llm" extra is missing
@@ -105,6 +118,9 @@ def parse_usage(data: Any) -> Usage | None:
         log.debug("seawall: not pricing a %s answer with absurd usage %r", provider, counts)
         return None
     input_tokens, output_tokens, cache_read, cache_write = (int(n or 0) for n in counts)
+    if cache_read + cache_write > input_tokens:  # cached tokens are part of the input
+        log.debug("seawall: not pricing a %s answer with more cached than input tokens", provider)
+        return None
     return Usage(
         model=model,
         provider=provider,
