@@ -14,10 +14,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from seawall.fleet import scripts
+from seawall.fleet.repair import REPAIR, BadReply
 from seawall.redact import MASK, redact_text, redact_url
 from seawall.redis_url import redis_url_problem
 
-__all__ = ["BadReply", "Link", "LinkError", "describe", "scrub"]
+__all__ = ["Link", "LinkError", "describe", "scrub"]
 
 #: Extra seconds on top of the socket timeout before a round trip is abandoned
 #: (a client object passed in may have looser timeouts of its own).
@@ -26,16 +27,6 @@ _BACKSTOP = 0.1
 
 class LinkError(Exception):
     """A round trip to Redis failed or took too long (its text is redacted: ``scrub``)."""
-
-
-class BadReply:
-    """One script's reply in a round was an error about the data it met (a value seawall
-    did not write), not about reaching Redis: the other replies of the round stand."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
 
 
 def secrets_of(target: object) -> list[str]:
@@ -153,6 +144,7 @@ class Link:
         self._client = client
         for name in scripts.__all__:
             self._scripts[name] = client.register_script(getattr(scripts, name))
+        self._scripts["REPAIR"] = client.register_script(REPAIR)
         return client
 
     async def run(self, batch: Sequence[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:

@@ -17,14 +17,69 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from seawall.fleet.link import BadReply
 from seawall.fleet.outbox import Call
 from seawall.redact import redact_key, redact_text
 
-__all__ = ["LogLimit", "Repairs"]
+__all__ = ["REPAIR", "BadReply", "LogLimit", "Repairs"]
 
-#: The parts of one key and what each holds (``REPAIR``'s kinds: ``seawall.fleet.scripts``).
+#: The parts of one key and what each holds (``REPAIR``'s kinds, below).
 PARTS = {"b": "h", "v": "h", "c": "n", "r": "h", "m": "h", "u": "u", "p": "s"}
+
+
+class BadReply:
+    """One script's reply in a round was an error about the data it met (a value seawall
+    did not write), not about reaching Redis: the other replies of the round stand."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+#: The script that repairs (``seawall.fleet.link`` registers it beside ``seawall.fleet.scripts``').
+#: KEYS: any of a key's parts, or the costs hash. ARGV: what each holds: 'h' a hash of
+#: numbers, 'n' a number, 'u' a hash of 'expiry:requests:retries', 's' a string, 'k' the
+#: costs hash ('expiry|report'). A part of another type is deleted; in a hash, the fields
+#: whose values are not what seawall writes are (the fleet's good entries stay); a number
+#: must be finite. Returns the number of values deleted.
+REPAIR = """
+local function finite(v)
+  local x = tonumber(v)
+  return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
+end
+local function good(kind, v)
+  if kind == 'h' or kind == 'n' then return finite(v) end
+  if kind == 'u' then return string.match(v, '^%d+:%d+:%d+$') ~= nil end
+  local bar = string.find(v, '|', 1, true)
+  return bar ~= nil and finite(string.sub(v, 1, bar - 1))
+end
+local gone = 0
+for i, key in ipairs(KEYS) do
+  local kind = ARGV[i]
+  local t = redis.call('TYPE', key)['ok']
+  local want = (kind == 'n' or kind == 's') and 'string' or 'hash'
+  if t ~= 'none' then
+    if t ~= want then
+      redis.call('DEL', key)
+      gone = gone + 1
+    elseif kind == 'n' then
+      if not finite(redis.call('GET', key)) then
+        redis.call('DEL', key)
+        gone = gone + 1
+      end
+    elseif want == 'hash' then
+      local all = redis.call('HGETALL', key)
+      for j = 1, #all, 2 do
+        if not good(kind, all[j + 1]) then
+          redis.call('HDEL', key, all[j])
+          gone = gone + 1
+        end
+      end
+    end
+  end
+end
+return gone
+"""
 
 
 class LogLimit:

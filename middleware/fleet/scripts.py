@@ -36,7 +36,6 @@ __all__ = [
     "PROBED",
     "RATE",
     "READ",
-    "REPAIR",
     "VOTE",
 ]
 
@@ -382,48 +381,4 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {now}
-"""
-
-#: KEYS: any of a key's parts, or the costs hash. ARGV: what each holds: 'h' a hash of
-#: numbers, 'n' a number, 'u' a hash of 'expiry:requests:retries', 's' a string, 'k' the
-#: costs hash ('expiry|report'). A part of another type is deleted; in a hash, the fields
-#: whose values are not what seawall writes are (the fleet's good entries stay); a number
-#: must be finite. Returns the number of values deleted.
-REPAIR = """
-local function finite(v)
-  local x = tonumber(v)
-  return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
-end
-local function good(kind, v)
-  if kind == 'h' or kind == 'n' then return finite(v) end
-  if kind == 'u' then return string.match(v, '^%d+:%d+:%d+$') ~= nil end
-  local bar = string.find(v, '|', 1, true)
-  return bar ~= nil and finite(string.sub(v, 1, bar - 1))
-end
-local gone = 0
-for i, key in ipairs(KEYS) do
-  local kind = ARGV[i]
-  local t = redis.call('TYPE', key)['ok']
-  local want = (kind == 'n' or kind == 's') and 'string' or 'hash'
-  if t ~= 'none' then
-    if t ~= want then
-      redis.call('DEL', key)
-      gone = gone + 1
-    elseif kind == 'n' then
-      if not finite(redis.call('GET', key)) then
-        redis.call('DEL', key)
-        gone = gone + 1
-      end
-    elseif want == 'hash' then
-      local all = redis.call('HGETALL', key)
-      for j = 1, #all, 2 do
-        if not good(kind, all[j + 1]) then
-          redis.call('HDEL', key, all[j])
-          gone = gone + 1
-        end
-      end
-    end
-  end
-end
-return gone
 """

@@ -37,14 +37,13 @@ from collections.abc import Callable
 from typing import Any
 
 from seawall.breaker import BreakerState, Transition
-from seawall.fleet.link import BadReply
 from seawall.fleet.outbox import QUORUM, RATE_DOUBLING, RATE_RISE, RATE_TTL, Call, Outbox, ms
 from seawall.fleet.pacing import FleetCooldown
 from seawall.fleet.parts import FleetBreaker
-from seawall.fleet.repair import Repairs
+from seawall.fleet.repair import BadReply, Repairs
 from seawall.fleet.rounds import Rounds
 from seawall.fleet.schedule import IDLE_EVERY, ReadSchedule
-from seawall.fleet.totals import FleetBudget, dumps, loads, merge
+from seawall.fleet.totals import COSTS_EVERY, COSTS_TTL, CostExchange, FleetBudget, merge
 from seawall.policy import Policy
 from seawall.reports import CostReport
 from seawall.state import KeyState
@@ -62,12 +61,6 @@ __all__ = [
 #: Seconds a process stays a pacing member of a key after its last turn asked for.
 MEMBER_TTL = 2.0
 
-#: Seconds between two exchanges of cost reports.
-COSTS_EVERY = 1.0
-
-#: Seconds a process's cost report stays in Redis after it last published it.
-COSTS_TTL = 86_400.0
-
 #: Seconds a breaker awaiting the lease waits for the store before it may probe on its own
 #: (only matters if the store's task stalls without noticing Redis is gone; every round
 #: renews it, and a loop stalled for a second must not let callers probe on their own).
@@ -83,10 +76,6 @@ _READ_REPLY = 12
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class FleetStore(Rounds):
@@ -119,9 +108,7 @@ class FleetStore(Rounds):
         #: What ``sw.costs()`` says in this process (set by the engine); published for the fleet.
         self.cost_source: Callable[[], CostReport] | None = None
         #: The other processes' cost reports, as last read.
-        self.fleet_costs: list[CostReport] = []
-        self._costs_at = float("-inf")
-        self._costs_sent = ""
+        self.exchange = CostExchange(f"{prefix}:{{costs}}", self.node)
         #: Keys whose crowded callers asked for an early probe since the last round.
         self._early: set[str] = set()
         #: Values in Redis seawall did not write, to repair (``seawall.fleet.repair``).
@@ -285,7 +272,7 @@ class FleetStore(Rounds):
         for key, state in picked:
             batch.append(self._read_call(key, state, now))
         costs_at = len(batch)
-        costs = self._costs_call(now)
+        costs = self.exchange.call(now, self.cost_source)
         if costs is not None:
             batch.append(costs)
         lease_at = len(batch)
@@ -317,8 +304,8 @@ class FleetStore(Rounds):
                 read = True
                 self._clock_sample(values[0] / 1000, sent, now)
             self._apply(state, values, now)
-        if costs is not None:
-            self._read_costs(replies[costs_at])
+        if costs is not None and not self.exchange.read(replies[costs_at]):
+            self.repairs.bad(None, replies[costs_at])  # (a report that does not read)
 
         for (key, state), reply in zip(leases, replies[lease_at:], strict=True):
             values = self.repairs.numbers(key, reply)
@@ -331,19 +318,6 @@ class FleetStore(Rounds):
                 b.grant(now, min(until, now + state.policy.breaker.recovery_timeout))
             elif b.awaiting:
                 b.await_lease(now + HOLD)
-
-    def _read_costs(self, reply: object) -> None:
-        """The other processes' cost reports; one that does not read is left out (repaired)."""
-        if not isinstance(reply, list):
-            self.repairs.bad(None, reply)
-            return
-        reports = []
-        for text in reply:
-            try:
-                reports.append(loads(_text(text)))
-            except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError):
-                self.repairs.bad(None, BadReply("a cost report that does not read"))
-        self.fleet_costs = reports
 
     def _read_call(self, key: str, state: KeyState, now: float) -> Call:
         pacing = state.cooldown
@@ -358,22 +332,13 @@ class FleetStore(Rounds):
         args += [*used, ms(state.policy.budget.window), ms(RATE_RISE)]
         return ("READ", self._keys(key, "b", "v", "c", "r", "m", "u"), args)
 
-    def _costs_call(self, now: float) -> Call | None:
-        """Every ``COSTS_EVERY`` s: publish this process's costs (if changed), read the rest."""
-        if self.cost_source is None or now - self._costs_at < COSTS_EVERY:
-            return None
-        self._costs_at = now
-        text = dumps(self.cost_source())
-        mine, self._costs_sent = ("" if text == self._costs_sent else text), text
-        return ("COSTS", [f"{self.prefix}:{{costs}}"], [self.node, mine, ms(COSTS_TTL)])
-
     def costs_due(self) -> None:
         """Exchange cost reports at the next sync (the task does every ``COSTS_EVERY`` s)."""
-        self._costs_at = float("-inf")
+        self.exchange.due()
 
     def costs(self, local: CostReport) -> CostReport:
         """The fleet's costs: ``local`` (this process, fresh) plus the others' last reports."""
-        return merge([local, *self.fleet_costs])
+        return merge([local, *self.exchange.fleet])
 
     def _apply(self, state: KeyState, reply: list[int], now: float) -> None:
         """Bring one key's local view in line with the fleet's (one READ reply)."""
