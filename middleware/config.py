@@ -39,6 +39,7 @@ import attrs
 
 from seawall._checks import route_is_url, show
 from seawall.policy import Policy, TimeoutPolicy
+from seawall.redis_url import redis_url_problem
 
 __all__ = [
     "PRESETS",
@@ -336,12 +337,8 @@ def _check_state(data: Any, problems: list[Problem]) -> None:
     url = data.get("url")
     if "url" not in data:
         problems.append(Problem("state.url", "is missing; give url = 'redis://host:6379/0'"))
-    elif isinstance(url, str) and not url.startswith(
-        ("redis://", "rediss://", "unix://", "valkey://")
-    ):
-        problems.append(
-            Problem("state.url", "must be a Redis URL such as 'redis://127.0.0.1:6379/0'")
-        )
+    elif isinstance(url, str) and url and (why := redis_url_problem(url)) is not None:
+        problems.append(Problem("state.url", why))
 
 
 def state_from_config(data: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -84,6 +84,10 @@ class StateStore(Protocol):
         """A fresh state for ``key`` under ``policy``."""
         ...
 
+    def forget(self, keys: list[str]) -> None:
+        """The registry forgot ``keys``' states (its idle rule): the store lets them go too."""
+        ...
+
 
 class LocalStore:
     """The default store: every key's state lives in this process."""
@@ -98,3 +102,6 @@ class LocalStore:
 
     def new_state(self, key: str, policy: Policy) -> KeyState:
         return KeyState(key, policy, self.clock, self.on_transition)
+
+    def forget(self, keys: list[str]) -> None:
+        """Nothing to do: this store keeps no state of its own."""

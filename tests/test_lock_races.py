@@ -430,3 +430,8 @@ def test_news_after_the_stores_loop_closed_does_not_raise() -> None:
         # The task cannot finish on a closed loop: end its coroutine, and say nothing of it.
         task._log_destroy_pending = False  # type: ignore[attr-defined]
         task._coro.close()  # type: ignore[attr-defined]
+        # The news found the task dead and started it again in the fleet's own thread (no
+        # loop runs here): end it.
+        assert store._thread is not None
+        asyncio.run(sw.aclose())
+        assert not store._thread

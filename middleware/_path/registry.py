@@ -222,6 +222,7 @@ class Registry:
             recent = recent[short:]
         for key in forget:
             del states[key]
+        self.store.forget(forget)  # (a fleet's store would read them from Redis forever)
         for state in recent:
             states[state.key] = states.pop(state.key)  # to the end: recently used
         self.cache.clear()

@@ -8,6 +8,16 @@ failed round trip (``_LINK_POLICY``): the store falls back to in-process state
 (``_fell_back``), ``mode`` says ``"local-fallback"``, and about every half
 second one round trip is let through; when one succeeds the store is linked
 again (``_relinked``). Replies carry Redis's clock: ``offset`` converts them.
+
+Where the task runs (``start``): on the event loop running when it is first
+needed (a key's state is made, news is posted, ``mode`` is asked). With no
+loop running (a sync-only app: ``call_sync`` and the sync forms from
+threads), on a loop of its own in a daemon thread, ``seawall.fleet``. A task
+whose loop ended (an ``asyncio.run`` that returned) is noticed and started
+again on the loop (or thread) of the next need; until then ``mode`` says
+``"local-fallback"``, never ``"shared"`` for a task that no longer runs.
+Log lines of falling back and linking again are rate-limited
+(``FLAP_LOG_EVERY``): a flapping link does not flood the log.
 """
 
 from __future__ import annotations
@@ -15,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 from seawall.breaker import Breaker
 from seawall.fleet.link import Link, LinkError, describe
+from seawall.fleet.repair import LogLimit
 from seawall.policy import BreakerPolicy
 
 __all__ = ["Rounds", "log"]
@@ -29,6 +41,12 @@ log = logging.getLogger("seawall.fleet")
 #: The breaker around Redis: the first failed round trip opens it; retries
 #: (a resync attempt) every half second or so.
 _LINK_POLICY = BreakerPolicy(failure_threshold=1, recovery_timeout=0.5, window=1, minimum_calls=1)
+
+#: Seconds between two log lines of the same kind (falling back, linking again, bad values).
+FLAP_LOG_EVERY = 60.0
+
+#: Seconds ``aclose`` waits for the fleet's own thread to end.
+THREAD_JOIN = 2.0
 
 
 class Rounds:
@@ -49,7 +67,14 @@ class Rounds:
         self.refresh = refresh
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        #: The daemon thread the task runs in when no event loop ran where it was needed.
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
         self._closed = False
+        #: Set when the first key's state is made: a store with no key needs no task.
+        self.needed = False
+        #: Rate-limited log lines (``FLAP_LOG_EVERY``).
+        self.log_limit = LogLimit(log, FLAP_LOG_EVERY)
         #: True while the last round trip succeeded: state is shared.
         self.linked = False
         #: Local clock readings of the last changes of ``linked`` (for tests and reports).
@@ -85,31 +110,85 @@ class Rounds:
 
     @property
     def mode(self) -> str:
-        """``"shared"`` while linked to Redis, else ``"local-fallback"``."""
-        return "shared" if self.linked else "local-fallback"
+        """``"shared"`` while linked to Redis by a running task, else ``"local-fallback"``."""
+        self.start()  # a task whose loop ended is started again where it is asked
+        return "shared" if self.linked and self.running else "local-fallback"
+
+    @property
+    def running(self) -> bool:
+        """Whether the background task runs (its event loop alive)."""
+        task = self._task
+        return task is not None and not task.done() and not task.get_loop().is_closed()
 
     def start(self) -> None:
-        """Start the background task if an event loop runs and it is not running yet."""
-        if self._task is not None or self._closed:
+        """Start the background task where it is needed, unless it runs (see the module).
+
+        On the running event loop; with none, on a loop of its own in a daemon
+        thread. A task found dead (its loop ended) is started again here.
+        """
+        if self._closed or not self.needed or self.running:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # started by the first state made inside a loop
+            loop = None
+        with self._starting:  # threads may need it at once: one task
+            if self._closed or self.running:
+                return
+            thread = self._thread
+            if thread is not None and thread.is_alive() and loop is None:
+                return  # the fleet's thread is starting its task
+            if self._task is not None:
+                self._lost_task()
+            self._task = None
+            self.link.reset()  # the old loop's connections are of no use to a new one
+            if loop is not None:
+                self._begin(loop)
+                return
+            self._thread = threading.Thread(target=self._thread_main, name="seawall.fleet")
+            self._thread.daemon = True  # a sync app exits without closing the Seawall
+            self._thread.start()
+
+    def _begin(self, loop: asyncio.AbstractEventLoop) -> None:
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._task = loop.create_task(self._run(), name="seawall.fleet")
+
+    def _thread_main(self) -> None:
+        async def main() -> None:
+            with self._starting:
+                if self._closed or self.running:
+                    return
+                self._begin(asyncio.get_running_loop())
+            task = self._task
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.link.aclose()
+
+        asyncio.run(main())
+
+    def _lost_task(self) -> None:
+        """The task's loop ended under it: run on in-process state until it runs again."""
+        if self.linked:
+            self._fall_back(LinkError("the event loop of the fleet's task ended"))
 
     async def _run(self) -> None:
         assert self._wake is not None
         wake = self._wake
-        while not self._closed:
-            await self.sync()
-            wake.clear()
-            try:
-                async with asyncio.timeout(self.refresh):
-                    await wake.wait()
-            except TimeoutError:
-                pass
+        try:
+            while not self._closed:
+                await self.sync()
+                wake.clear()
+                try:
+                    async with asyncio.timeout(self.refresh):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            if not self._closed:  # cancelled by its loop's end (asyncio.run returns)
+                with contextlib.suppress(Exception):  # its connections die with the loop
+                    await self.link.aclose()
 
     async def sync(self) -> bool:
         """One exchange with Redis now, unless the breaker around it is open.
@@ -129,8 +208,14 @@ class Rounds:
                 self.guard.record(permit, failure=True)
                 self.guard.call_failed()
                 self._fall_back(exc)
-            except Exception:  # a bug of ours must not stop the fleet's task
-                log.exception("seawall: fleet sync failed; running on in-process state")
+            except Exception as exc:  # a bug of ours must not stop the fleet's task
+                self.log_limit.log(
+                    "internal",
+                    logging.ERROR,
+                    "seawall: fleet sync failed (%s: %s); running on in-process state",
+                    type(exc).__name__,
+                    self.link.scrub(str(exc)),
+                )
                 self.guard.record(permit, failure=True)
                 self.guard.call_failed()
                 self._fall_back(None)
@@ -145,17 +230,24 @@ class Rounds:
         self.linked = False
         self.fell_back_at = self.clock()
         self._fell_back()
-        log.warning(
+        self.log_limit.log(
+            "fell-back",
+            logging.WARNING,
             "seawall: Redis at %s out of reach (%s); every key runs on in-process state",
             self.where,
-            exc or "an internal error",
+            self.link.scrub(str(exc)) if exc is not None else "an internal error",
         )
 
     def _relink(self) -> None:
         self.linked = True
         self.linked_at = self.clock()
         self._relinked()
-        log.info("seawall: Redis at %s reached; state is shared by the fleet", self.where)
+        self.log_limit.log(
+            "relinked",
+            logging.INFO,
+            "seawall: Redis at %s reached; state is shared by the fleet",
+            self.where,
+        )
 
     def _clock_sample(self, server: float, sent: float, received: float) -> None:
         """Keep the offset of the quickest recent round trip (a late reply says little).
@@ -174,10 +266,21 @@ class Rounds:
 
     async def aclose(self) -> None:
         """Stop the background task and close the client this store made."""
-        self._closed = True
+        with self._starting:
+            self._closed = True
         task, self._task = self._task, None
-        if task is not None:
+        thread, self._thread = self._thread, None
+        if thread is not None:  # the task's loop is the thread's: cancel it there
+            if task is not None:
+                with contextlib.suppress(RuntimeError):  # (that loop ended already)
+                    task.get_loop().call_soon_threadsafe(task.cancel)
+            await asyncio.to_thread(thread.join, THREAD_JOIN)
+            return  # the thread closed its client
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        elif task is not None and not task.get_loop().is_closed():
+            with contextlib.suppress(RuntimeError):  # another loop's: cancelled there
+                task.get_loop().call_soon_threadsafe(task.cancel)
         await self.link.aclose()

@@ -27,7 +27,17 @@ are integers in milliseconds.
 
 from __future__ import annotations
 
-__all__ = ["CLOSE", "COOL", "COSTS", "EARLY", "LEASE", "PROBED", "RATE", "READ", "VOTE"]
+__all__ = [
+    "CLOSE",
+    "COOL",
+    "COSTS",
+    "EARLY",
+    "LEASE",
+    "PROBED",
+    "RATE",
+    "READ",
+    "VOTE",
+]
 
 #: Milliseconds in which an early probe doubles the fleet's rate (``LearntPace``'s 1 s) ...
 EARLY_DOUBLING_MS = 1000
@@ -302,13 +312,17 @@ return {now, gen, n, due}
 
 #: KEYS: b, v, p. ARGV: node, ttl ms, gen the closer saw when it opened.
 #: A probe succeeded: the fleet closes (votes and lease dropped, ``gen`` bumped).
+#: ``gen`` is at least the server's clock in ms: the hash expires after a close, and a
+#: restart or FLUSHALL empties it, yet the next close's ``gen`` is still higher than
+#: any a member saw before (a counter would start again at 1, and members that saw 1
+#: would not adopt the close).
 #: Returns {now, gen}.
 CLOSE = (
     _NOW
     + """
 redis.call('DEL', KEYS[2], KEYS[3])
-local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
-redis.call('HSET', KEYS[1], 'due', 0)
+local gen = math.max(tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') + 1, now)
+redis.call('HSET', KEYS[1], 'gen', gen, 'due', 0)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return {now, gen}
 """

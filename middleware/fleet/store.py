@@ -40,8 +40,10 @@ from seawall.breaker import BreakerState, Transition
 from seawall.fleet.outbox import QUORUM, RATE_DOUBLING, RATE_RISE, RATE_TTL, Call, Outbox, ms
 from seawall.fleet.pacing import FleetCooldown
 from seawall.fleet.parts import FleetBreaker
+from seawall.fleet.repair import BadReply, Repairs
 from seawall.fleet.rounds import Rounds
-from seawall.fleet.totals import FleetBudget, dumps, loads, merge
+from seawall.fleet.schedule import IDLE_EVERY, ReadSchedule
+from seawall.fleet.totals import COSTS_EVERY, COSTS_TTL, CostExchange, FleetBudget, merge
 from seawall.policy import Policy
 from seawall.reports import CostReport
 from seawall.state import KeyState
@@ -59,15 +61,6 @@ __all__ = [
 #: Seconds a process stays a pacing member of a key after its last turn asked for.
 MEMBER_TTL = 2.0
 
-#: Idle keys (no call since the last read, breaker closed) are read every this many rounds.
-IDLE_EVERY = 10
-
-#: Seconds between two exchanges of cost reports.
-COSTS_EVERY = 1.0
-
-#: Seconds a process's cost report stays in Redis after it last published it.
-COSTS_TTL = 86_400.0
-
 #: Seconds a breaker awaiting the lease waits for the store before it may probe on its own
 #: (only matters if the store's task stalls without noticing Redis is gone; every round
 #: renews it, and a loop stalled for a second must not let callers probe on their own).
@@ -77,13 +70,12 @@ HOLD = 5.0
 #: probe's send (which restarts the interval from the send) has to reach Redis.
 LEASE_SLACK = 0.5
 
+#: Values in a ``READ`` reply (``seawall.fleet.scripts``; an older script's lacks the last).
+_READ_REPLY = 12
+
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class FleetStore(Rounds):
@@ -111,16 +103,16 @@ class FleetStore(Rounds):
         self.outbox = Outbox(self.node, self._keys)
         #: Falling back: when the paced keys stop holding the fleet's last rate.
         self._unpace_at: float | None = None
-        self._round = 0
-        self._seen: dict[str, int] = {}
+        #: Which keys each round reads (``seawall.fleet.schedule``): a bounded number.
+        self.schedule = ReadSchedule()
         #: What ``sw.costs()`` says in this process (set by the engine); published for the fleet.
         self.cost_source: Callable[[], CostReport] | None = None
         #: The other processes' cost reports, as last read.
-        self.fleet_costs: list[CostReport] = []
-        self._costs_at = float("-inf")
-        self._costs_sent = ""
+        self.exchange = CostExchange(f"{prefix}:{{costs}}", self.node)
         #: Keys whose crowded callers asked for an early probe since the last round.
         self._early: set[str] = set()
+        #: Values in Redis seawall did not write, to repair (``seawall.fleet.repair``).
+        self.repairs = Repairs(prefix, self._keys, self.log_limit, f"{prefix}:{{costs}}")
 
     # --- the StateStore seam ---------------------------------------------------
 
@@ -132,8 +124,19 @@ class FleetStore(Rounds):
         state.cooldown = FleetCooldown(key, self.clock, policy.retry.retry_after_max, self)
         state.budget = FleetBudget(policy.budget, self.clock)
         self.states[key] = state
+        self.needed = True
         self.start()
         return state
+
+    def forget(self, keys: list[str]) -> None:
+        """The registry forgot ``keys`` (its idle rule): so does the store, and stops reading them.
+
+        Their entries in Redis expire on their own (every one has a TTL).
+        """
+        for key in keys:
+            self.states.pop(key, None)
+            self.schedule.forget(key)
+            self._early.discard(key)
 
     # --- news from the parts (synchronous, no I/O) --------------------------------
 
@@ -191,6 +194,7 @@ class FleetStore(Rounds):
         thread hands the wake to that loop; a loop already closed has no task
         left to wake, and the caller is not troubled with it.
         """
+        self.start()  # (again, if its loop ended)
         wake, task = self._wake, self._task
         if wake is None or task is None:
             return
@@ -252,72 +256,70 @@ class FleetStore(Rounds):
     async def _exchange(self) -> None:
         """One round trip: the outbox, a read of every key, the costs, the leases wanted."""
         if not self.linked:
-            keys = self._keys("-", "b", "v", "c", "r", "m", "u")
-            await self.link.run([("READ", keys, ["-", 0, 1, 0, 0, 1, 1])])
+            await self.link.run([])  # a PING: does Redis answer at all?
             self._relink()
         self._early.clear()
         batch = self.outbox.calls(self.states, self.clock(), self.refresh)
         now = self.clock()
-        keys = self._due_keys(now)
+        batch += self.repairs.calls()
+        news = len(batch)
+        picked = [
+            (key, state)
+            for key in self.schedule.due(self.states, now, IDLE_EVERY)
+            if (state := self.states.get(key)) is not None  # (a thread may forget one)
+        ]
         read_at = len(batch)
-        for key in keys:
-            batch.append(self._read_call(key, now))
+        for key, state in picked:
+            batch.append(self._read_call(key, state, now))
         costs_at = len(batch)
-        costs = self._costs_call(now)
+        costs = self.exchange.call(now, self.cost_source)
         if costs is not None:
             batch.append(costs)
         lease_at = len(batch)
         leases = [
-            key
-            for key in keys
-            if isinstance(b := self.states[key].breaker, FleetBreaker)
-            and b.awaiting
-            and b.due <= now
+            (key, state)
+            for key, state in picked
+            if isinstance(b := state.breaker, FleetBreaker) and b.awaiting and b.due <= now
         ]
-        for key in leases:
-            lease = ms(self.states[key].policy.breaker.recovery_timeout + LEASE_SLACK)
+        for key, state in leases:
+            lease = ms(state.policy.breaker.recovery_timeout + LEASE_SLACK)
             batch.append(("LEASE", self._keys(key, "p"), [self.node, lease]))
         sent = self.clock()
         replies = await self.link.run(batch)
         if not self.linked:
             return
         now = self.clock()
-        reads = replies[read_at:costs_at]
-        if reads:
-            self._clock_sample(int(reads[-1][0]) / 1000, sent, now)
-        for key, reply in zip(keys, reads, strict=True):
-            state = self.states.get(key)
-            if state is not None:
-                self._apply(state, [int(x) for x in reply], now)
-        if costs is not None:
-            self.fleet_costs = [loads(_text(r)) for r in replies[costs_at]]
-        for key, reply in zip(leases, replies[lease_at:], strict=True):
-            state = self.states.get(key)
-            if state is None or not isinstance(b := state.breaker, FleetBreaker):
+        for call, reply in zip(batch[:news], replies[:news], strict=True):
+            if isinstance(reply, BadReply):  # a write met a value seawall did not write
+                self.repairs.bad(self.repairs.key_of(call[1][0]), reply)
+        read = False
+        for (key, state), reply in zip(picked, replies[read_at:costs_at], strict=True):
+            values = self.repairs.numbers(key, reply)
+            if values is None:
                 continue
-            if int(reply[1]) and b.awaiting:
+            if len(values) < _READ_REPLY:  # a Lua nil (a value that is no number) cut it
+                self.repairs.bad(key, BadReply("a READ reply cut short"))
+                continue
+            if not read:
+                read = True
+                self._clock_sample(values[0] / 1000, sent, now)
+            self._apply(state, values, now)
+        if costs is not None and not self.exchange.read(replies[costs_at]):
+            self.repairs.bad(None, replies[costs_at])  # (a report that does not read)
+
+        for (key, state), reply in zip(leases, replies[lease_at:], strict=True):
+            values = self.repairs.numbers(key, reply)
+            if values is None or not isinstance(b := state.breaker, FleetBreaker):
+                continue
+            if values[1] and b.awaiting:
                 # Usable for one recovery interval from Redis's grant, however late this
                 # process's callers come (a later send restarts the interval: ``probed``).
-                until = self._local(int(reply[0])) + state.policy.breaker.recovery_timeout
+                until = self._local(values[0]) + state.policy.breaker.recovery_timeout
                 b.grant(now, min(until, now + state.policy.breaker.recovery_timeout))
             elif b.awaiting:
                 b.await_lease(now + HOLD)
 
-    def _due_keys(self, now: float) -> list[str]:
-        """The keys to read: busy or not closed ones each round, idle ones every ``IDLE_EVERY``."""
-        self._round += 1
-        every = self._round % IDLE_EVERY == 0
-        due = []
-        for key, state in self.states.items():
-            seen = state.stats.requests
-            busy = self._seen.get(key) != seen or state.breaker.state is not _CLOSED
-            self._seen[key] = seen
-            if every or busy or state.cooldown.until > now:
-                due.append(key)
-        return due
-
-    def _read_call(self, key: str, now: float) -> Call:
-        state = self.states[key]
+    def _read_call(self, key: str, state: KeyState, now: float) -> Call:
         pacing = state.cooldown
         # A member while it asks for turns, or while its callers wait for turns booked
         # ahead (asleep, they ask for none: they wait for the fleet's pace to void them).
@@ -330,22 +332,13 @@ class FleetStore(Rounds):
         args += [*used, ms(state.policy.budget.window), ms(RATE_RISE)]
         return ("READ", self._keys(key, "b", "v", "c", "r", "m", "u"), args)
 
-    def _costs_call(self, now: float) -> Call | None:
-        """Every ``COSTS_EVERY`` s: publish this process's costs (if changed), read the rest."""
-        if self.cost_source is None or now - self._costs_at < COSTS_EVERY:
-            return None
-        self._costs_at = now
-        text = dumps(self.cost_source())
-        mine, self._costs_sent = ("" if text == self._costs_sent else text), text
-        return ("COSTS", [f"{self.prefix}:{{costs}}"], [self.node, mine, ms(COSTS_TTL)])
-
     def costs_due(self) -> None:
         """Exchange cost reports at the next sync (the task does every ``COSTS_EVERY`` s)."""
-        self._costs_at = float("-inf")
+        self.exchange.due()
 
     def costs(self, local: CostReport) -> CostReport:
         """The fleet's costs: ``local`` (this process, fresh) plus the others' last reports."""
-        return merge([local, *self.fleet_costs])
+        return merge([local, *self.exchange.fleet])
 
     def _apply(self, state: KeyState, reply: list[int], now: float) -> None:
         """Bring one key's local view in line with the fleet's (one READ reply)."""
@@ -368,7 +361,7 @@ class FleetStore(Rounds):
             return
         fleet_open = due_ms > 0 and votes >= QUORUM
         if breaker.state is _CLOSED:
-            breaker.gen = max(breaker.gen, gen)
+            breaker.gen = gen  # Redis's, as is: after a reset, a lower one
             evidence = breaker.consecutive_failures > 0 or breaker.failure_rate > 0
             if fleet_open or (votes - mine >= 1 and evidence):
                 due = self._local(due_ms) if fleet_open else now + breaker.policy.recovery_timeout
@@ -382,6 +375,10 @@ class FleetStore(Rounds):
             breaker.gen = gen
             breaker.adopt_close()  # another process's probe succeeded
             return
+        if gen < breaker.gen:
+            # Redis forgot the generation (the hash expired, a restart, FLUSHALL): no
+            # close, but the next one is measured from here, so it is adopted.
+            breaker.gen = gen
         if breaker.state is not _CLOSED:
             breaker.members = max(votes, members, 1)
         if breaker.state is _OPEN:

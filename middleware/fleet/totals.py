@@ -21,7 +21,13 @@ from seawall.budget import RetryBudget
 from seawall.policy import BudgetPolicy
 from seawall.reports import AvoidedCalls, CostReport, KeyCosts, ModelCosts
 
-__all__ = ["FleetBudget", "dumps", "loads", "merge"]
+__all__ = ["COSTS_EVERY", "COSTS_TTL", "CostExchange", "FleetBudget", "dumps", "loads", "merge"]
+
+#: Seconds between two exchanges of cost reports.
+COSTS_EVERY = 1.0
+
+#: Seconds a process's cost report stays in Redis after it last published it.
+COSTS_TTL = 86_400.0
 
 
 class FleetBudget(RetryBudget):
@@ -116,3 +122,45 @@ def merge(reports: Iterable[CostReport]) -> CostReport:
         for key, parts in rest.items()
     }
     return CostReport.of(keys)
+
+
+class CostExchange:
+    """The fleet's cost reports: every ``COSTS_EVERY`` s this process publishes its own
+    (when it changed) and reads the others' (the ``COSTS`` script, one hash ``key``)."""
+
+    def __init__(self, key: str, node: str) -> None:
+        self.key = key
+        self.node = node
+        #: The other processes' cost reports, as last read.
+        self.fleet: list[CostReport] = []
+        self._at = float("-inf")
+        self._sent = ""
+
+    def due(self) -> None:
+        """Exchange at the next round."""
+        self._at = float("-inf")
+
+    def call(
+        self, now: float, source: Callable[[], CostReport] | None
+    ) -> tuple[str, list[str], list[Any]] | None:
+        """This round's ``COSTS`` call, or ``None`` (not due, or no source)."""
+        if source is None or now - self._at < COSTS_EVERY:
+            return None
+        self._at = now
+        text = dumps(source())
+        mine, self._sent = ("" if text == self._sent else text), text
+        return ("COSTS", [self.key], [self.node, mine, max(1, round(COSTS_TTL * 1000))])
+
+    def read(self, reply: object) -> bool:
+        """Keep the reports that read; ``False`` when any did not (or the reply is an error)."""
+        if not isinstance(reply, list):
+            return False
+        reports, good = [], True
+        for text in reply:
+            try:
+                raw = text.decode() if isinstance(text, bytes) else str(text)
+                reports.append(loads(raw))
+            except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError):
+                good = False  # one process's report left out; the others count
+        self.fleet = reports
+        return good
