@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import math
 import multiprocessing
 import shutil
@@ -63,8 +64,19 @@ PATH = "/v1/chat/completions"
 BODY = {"model": "gpt-4o", "messages": []}
 
 
-def _serve(conn: Connection, limit: float, lift_after: float) -> None:
+#: Seconds a child process may outlive its run's phases before it dumps every thread's
+#: stack to stderr and exits (a stuck child must not hang the run, nor outlive it).
+CHILD_SLACK = 30.0
+
+
+def _watch(seconds: float) -> None:
+    """In this process: after ``seconds``, print every thread's stack and exit."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
+
+
+def _serve(conn: Connection, limit: float, lift_after: float, bound: float) -> None:
     """The child process: the bucket until ``lift_after`` s after "go", then no limit."""
+    _watch(bound)
 
     async def serve() -> None:
         async with FakeProvider(rate=limit, burst=5, flavor="none", whole_seconds=True) as fake:
@@ -83,12 +95,15 @@ def _serve(conn: Connection, limit: float, lift_after: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def upstream(limit: float, lift_after: float) -> AsyncIterator[tuple[str, Connection]]:
+async def upstream(
+    limit: float, lift_after: float, bound: float
+) -> AsyncIterator[tuple[str, Connection]]:
     ours, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("spawn").Process(
-        target=_serve, args=(theirs, limit, lift_after)
+        target=_serve, args=(theirs, limit, lift_after, bound)
     )
     child.start()
+    theirs.close()  # the child's end: if it dies, our recv ends (EOFError), not hangs
     try:
         url = await asyncio.get_running_loop().run_in_executor(None, ours.recv)
         yield url, ours
@@ -159,6 +174,7 @@ async def arrive(
 def _member(conn: Connection, cfg: dict[str, Any]) -> None:
     """A ``fleet`` member process: its half of the arrivals, paced through Redis."""
     args = argparse.Namespace(**cfg["args"])
+    _watch(cfg["bound"])
     outbox.EARLY_BACKOFF_MAX = args.backoff_max
     if not cfg["probe"]:  # ``fleet-held``: members never ask for the fleet's early probe
         FleetCooldown._crowded = lambda self, now: None  # type: ignore[method-assign]
@@ -173,6 +189,11 @@ def _member(conn: Connection, cfg: dict[str, Any]) -> None:
             )
 
     conn.send(asyncio.run(run()))
+
+
+def _child_bound(args: argparse.Namespace) -> float:
+    """Seconds a child process of one run may take at most (``CHILD_SLACK`` past its phases)."""
+    return float(args.limited + args.lifted) + CHILD_SLACK
 
 
 def _free_port() -> int:
@@ -221,9 +242,11 @@ async def fleet_run(
             "url": url,
             "probe": client == "fleet",
             "offset": i / MEMBERS,  # the members' arrivals interleave
+            "bound": _child_bound(args),
         }
         proc = ctx.Process(target=_member, args=(theirs, cfg))
         proc.start()
+        theirs.close()  # the member's end: if it dies, our recv ends (EOFError), not hangs
         pipes.append(ours)
         procs.append(proc)
     loop = asyncio.get_running_loop()
@@ -249,7 +272,7 @@ async def fleet_run(
 
 async def one_run(client: str, args: argparse.Namespace, redis: str) -> dict[str, float]:
     lift_after = math.inf if args.never else args.limited
-    async with upstream(args.limit, lift_after) as (url, conn):
+    async with upstream(args.limit, lift_after, _child_bound(args)) as (url, conn):
         if client.startswith("fleet"):
             outcomes = await fleet_run(client, args, url, redis, conn)
         else:
@@ -298,6 +321,8 @@ async def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown clients {sorted(unknown)}; choose from {', '.join(CLIENTS)}")
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in clients}
+    # A stuck run prints where every thread of this process waits, and exits (bounded).
+    _watch(args.rounds * len(clients) * (_child_bound(args) + 10.0))
     with redis_server() as redis:
         for r in range(args.rounds):
             for client in clients[r % len(clients) :] + clients[: r % len(clients)]:
