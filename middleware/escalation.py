@@ -101,6 +101,11 @@ class _Fold:
     latest: Incident | None = None  # the last occurrence, for a flush on close
 
 
+def _own(incident: Incident) -> Incident:
+    """``incident`` with a context of its own (a shallow copy) for one sink."""
+    return attrs.evolve(incident, context=dict(incident.context))
+
+
 def _safe_context(context: dict[str, Any] | None) -> dict[str, Any]:
     safe: dict[str, Any] = {}
     for name, value in (context or {}).items():
@@ -249,9 +254,8 @@ class Escalator:
         sink delays no other sink by more, and a blocking one never the loop.
         """
         self.stats["dispatched"] += 1
-        kwargs = {"incident": incident}
-        calls = [
-            self._bounded(plugin, function, [kwargs[name] for name in argnames])
+        calls = [  # each sink its own context: what one changes, the others never see
+            self._bounded(plugin, function, [_own(incident) for _name in argnames])
             for plugin, function, argnames in self.hooks.impls("seawall_escalate")
         ]
         if calls:

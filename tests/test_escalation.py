@@ -396,3 +396,26 @@ async def test_a_sink_raising_cancelled_error_ends_neither_the_worker_nor_other_
     assert [i.key for i in good.incidents] == ["k0", "k1", "k2"]
     assert esc.stats["sink_errors"] == 3
     await esc.aclose()
+
+
+@pytest.mark.parametrize("mutator_first", [True, False])
+async def test_a_sink_that_changes_the_context_changes_it_for_itself_only(mutator_first):
+    """Sinks share no context: one that pops or adds names leaves the others' intact."""
+
+    class Mutator:
+        @seawall.hookimpl
+        async def seawall_escalate(self, incident: Incident) -> None:
+            incident.context.pop("critical", None)
+            incident.context["api_key"] = "leaked-by-a-sink"
+
+    good = Sink()
+    plugins = [Mutator(), good] if mutator_first else [good, Mutator()]
+    hooks = Hooks(
+        make_manager(plugins, entrypoints=False, blocked=["seawall.builtin.logging_sink"])
+    )
+    esc = Escalator(hooks)
+    _report(esc)
+    await esc.drain()
+    (seen,) = good.incidents
+    assert seen.context == {"api_key": "***", "note": "Bearer ***", "critical": True}
+    await esc.aclose()
