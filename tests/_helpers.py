@@ -12,15 +12,21 @@ from seawall.events import Event
 
 
 class Clock:
-    """A monotonic clock that moves only when told (at 1000 s, so times are exact)."""
+    """A monotonic clock that moves only when told (at 1000 s, so times are exact); its
+    ``sleep`` (for ``Seawall(sleep=...)``) moves it too, and records each sleep."""
 
     def __init__(self) -> None:
         self.now = 1000.0
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
         self.now += seconds
 
 

@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import pytest
 
@@ -96,3 +98,17 @@ def redis_server() -> RedisServer:
     server = RedisServer()
     server.start()
     return server
+
+
+def server_fixture(scope: Literal["module", "function"] = "module") -> Any:
+    """A ``server`` fixture: a redis-server of the test module's (or test's) own, killed after.
+
+    A module says ``server = server_fixture()`` (or ``server_fixture("function")``)."""
+
+    @pytest.fixture(scope=scope, name="server")
+    def _server() -> Iterator[RedisServer]:
+        srv = redis_server()
+        yield srv
+        srv.kill()
+
+    return _server

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -29,16 +29,12 @@ from seawall.llm.usage import Usage
 from seawall.policy import BreakerPolicy, Policy
 from seawall.state import KeyState
 from tests._helpers import Clock
-from tests._redis import RedisServer, free_port, redis_server
+from tests._redis import RedisServer, free_port, redis_server, server_fixture
 
 POLICY = Policy(breaker=BreakerPolicy(failure_threshold=2, recovery_timeout=0.3))
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    srv = redis_server()
-    yield srv
-    srv.kill()
+server = server_fixture()
 
 
 @pytest.fixture

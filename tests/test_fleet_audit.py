@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from seawall.fleet import Fleet, FleetStore
 from seawall.fleet import store as fleet_store
 from seawall.policy import BreakerPolicy, Policy
 from tests._helpers import Clock
-from tests._redis import RedisServer, redis_server
+from tests._redis import RedisServer, redis_server, server_fixture
 from tests.test_fleet import LEASE_POLICY, Member, granted_one, relink, step
 
 #: Bounded polls: seconds a condition gets to come true (a loaded 2-core machine).
@@ -40,11 +39,7 @@ LIMIT = 10.0
 ROUND_EXTRA = 40
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    srv = redis_server()
-    yield srv
-    srv.kill()
+server = server_fixture()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,7 +20,7 @@ from seawall.fleet import store as fleet_store
 from seawall.fleet.pacing import FLEET_CUT, FleetCooldown
 from seawall.learnt_pace import EARLY_CAP
 from tests._helpers import Clock
-from tests._redis import RedisServer, redis_server
+from tests._redis import RedisServer, server_fixture
 from tests.test_fleet import Member, step
 
 #: The fleet's rate after a 429 saying "wait 10 ms": LEVEL x 100/s.
@@ -31,11 +31,7 @@ LEVEL = 97.0
 PROBE_CUT = 0.75
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    srv = redis_server()
-    yield srv
-    srv.kill()
+server = server_fixture()
 
 
 @pytest.fixture(autouse=True)

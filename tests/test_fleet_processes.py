@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -20,17 +20,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests._fleet import LINK_LIMIT, RECOVERY, REFRESH, FleetUpstream, configs, run_fleet
-from tests._redis import RedisServer, redis_server
+from tests._redis import RedisServer, server_fixture
 from tests.fleet_worker import GRACE
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    srv = redis_server()
-    yield srv
-    srv.kill()
+server = server_fixture("function")
 
 
 def opened(result: dict[str, Any]) -> bool:

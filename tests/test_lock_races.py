@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -34,7 +34,7 @@ from seawall.policy import BreakerPolicy, Policy, RetryPolicy
 from seawall.state import KeyState
 from seawall.stats import KeyStats
 
-from ._redis import RedisServer, free_port, redis_server
+from ._redis import RedisServer, free_port, server_fixture
 from .test_breaker_hold import _trip
 from .test_hold_rules import Clocks, _breaker, clocks, run, turns
 from .test_plugin_lock import LockSpy
@@ -313,11 +313,7 @@ async def test_a_sync_probe_in_a_thread_answers_the_async_calls_held_behind_it()
 # --- the fleet's wake from a thread -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    srv = redis_server()
-    yield srv
-    srv.kill()
+server = server_fixture()
 
 
 class Watched(asyncio.Event):

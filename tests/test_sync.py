@@ -21,22 +21,8 @@ from aiohttp.test_utils import TestServer
 import seawall
 import seawall.state
 from seawall.cooldown import RECHECK, SPACING, START_RATE
+from tests._helpers import Clock
 from tests.conftest import Upstream, status
-
-
-class Clock:
-    """A clock that only the injected ``sleep`` moves; records each sleep."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 class Stale(Exception):
