@@ -291,7 +291,9 @@ def load_entrypoints(pm: SeawallPluginManager) -> int:
             continue
         try:
             plugin = ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
+            # SystemExit too: a module that calls sys.exit() when imported (a script
+            # installed as a plugin) must not end the application that built a Seawall.
             where = f" from {dist_name} {version}" if dist_name else ""
             msg = (
                 f"could not load seawall plugin {ep.name!r}{where}: {exception_repr(exc)}; "

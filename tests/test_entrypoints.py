@@ -122,6 +122,22 @@ def test_a_broken_plugin_fails_with_a_helpful_message(install: Install) -> None:
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
 
 
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [("import sys\nsys.exit(3)\n", "SystemExit"), ("raise KeyError('x')\n", "KeyError")],
+)
+def test_a_plugin_that_exits_on_import_does_not_end_the_process(
+    install: Install, source: str, name: str
+) -> None:
+    """A module that calls sys.exit() when imported is a plugin that cannot load: a
+    PluginError that names it, not a SystemExit that ends the application."""
+    install("seawall-exits", "exits", "seawall_exits", source)
+    with pytest.raises(PluginError) as info:
+        seawall.Seawall()
+    assert str(info.value).startswith("could not load seawall plugin 'exits' from seawall-exits")
+    assert type(info.value.__cause__).__name__ == name
+
+
 def test_a_broken_plugin_left_out_by_the_filter(
     install: Install, monkeypatch: pytest.MonkeyPatch
 ) -> None:
