@@ -10,7 +10,13 @@ import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-__all__ = ["PROBLEM_TYPE_BASE", "retry_after_header", "send_json", "send_problem"]
+__all__ = [
+    "PROBLEM_TYPE_BASE",
+    "RETRY_AFTER_MAX",
+    "retry_after_header",
+    "send_json",
+    "send_problem",
+]
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -18,9 +24,19 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 PROBLEM_TYPE_BASE = "urn:seawall:problem:"
 
 
+#: The most seconds a ``Retry-After`` we send says: a 32-bit signed integer (68 years), which
+#: every client's parser holds. A breaker's recovery timeout may be any finite number; a
+#: 301-digit header from ``recovery_timeout=1e300`` overflows clients that parse it.
+RETRY_AFTER_MAX = 2**31 - 1
+
+
 def retry_after_header(seconds: float) -> bytes:
-    """``Retry-After`` in whole seconds, rounded up, at least 1."""
-    return str(max(1, math.ceil(seconds))).encode()
+    """``Retry-After`` in whole seconds, rounded up, at least 1, at most ``RETRY_AFTER_MAX``."""
+    if not seconds < RETRY_AFTER_MAX:  # (infinity too)
+        return str(RETRY_AFTER_MAX).encode()
+    if not seconds > 1:  # (NaN too: no wait known)
+        return b"1"
+    return str(math.ceil(seconds)).encode()
 
 
 async def send_json(

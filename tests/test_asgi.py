@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,8 @@ import aiohttp
 import httpx
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -25,6 +28,7 @@ from seawall.asgi import SeawallMiddleware, lifespan
 from seawall.deadline import current_deadline, remaining
 from seawall.errors import AttemptRecord
 from seawall.events import Event, Rejected
+from seawall.problem import RETRY_AFTER_MAX, retry_after_header
 
 from ._helpers import Clock
 from .conftest import status
@@ -397,6 +401,32 @@ async def test_half_open_breaker_says_retry_after_one_second() -> None:
     assert resp.status_code == 503
     assert resp.headers["retry-after"] == "1"
     assert problem(resp)["retry_after"] == 1
+
+
+async def test_a_huge_breaker_wait_gives_a_retry_after_clients_can_parse() -> None:
+    """recovery_timeout=1e300 is a valid policy: its 503 says Retry-After: 2**31 - 1 (what a
+    32-bit parser holds), not 301 digits, and the error's text stays short."""
+    sw = seawall.Seawall(entrypoints=False)
+    app = make_app(sw)
+    app.state.error = seawall.CircuitOpenError("svc", 1e300)
+    assert "in 1e+300s:" in str(app.state.error)
+    assert len(str(app.state.error)) < 300
+    async with client(app) as c:
+        resp = await c.get("/raise")
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "2147483647"
+    assert problem(resp)["retry_after"] == 2**31 - 1
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_retry_after_header_is_always_a_small_whole_number(seconds: float) -> None:
+    """Whatever wait seawall computes, the header is 1 to 2**31 - 1 whole seconds, rounded up."""
+    text = retry_after_header(seconds).decode()
+    assert text.isdigit()
+    value = int(text)
+    assert 1 <= value <= RETRY_AFTER_MAX
+    if 1 <= seconds <= RETRY_AFTER_MAX:
+        assert value == math.ceil(seconds)
 
 
 async def raw_app(scope: Any, receive: Any, send: Any) -> None:
