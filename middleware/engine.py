@@ -313,7 +313,7 @@ class Seawall:
         """Zero every counter; breaker, budget and cooldown state are kept.
 
         Each key's counters, latency and last failure time, the classifiers'
-        counts, escalation and plugin-fault counts, cost totals, and uptime.
+        counts, escalation and plugin-fault (and slow-call) counts, cost totals, and uptime.
         """
         for state in self.registry.view.values():
             state.stats = KeyStats()
@@ -321,6 +321,7 @@ class Seawall:
         escalation = self.escalator.stats
         escalation.update(dict.fromkeys(escalation, 0))
         self.hooks.faults.clear()
+        self.hooks.slow.clear()
         self.cost_tracker.reset()
         self.started = time.time()
 

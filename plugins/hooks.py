@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from seawall.tables import UNKNOWN, classify_status, with_reason
 if TYPE_CHECKING:
     from seawall.plugins.manager import SeawallPluginManager
 
-__all__ = ["BUILTIN_PREFIX", "Hooks"]
+__all__ = ["BUILTIN_PREFIX", "SLOW_HOOK", "Hooks"]
 
 log = logging.getLogger("seawall.plugins")
 
@@ -31,6 +32,13 @@ log = logging.getLogger("seawall.plugins")
 BUILTIN_PREFIX = "seawall.builtin."
 
 _Impl = tuple[str, Callable[..., Any], tuple[str, ...]]
+#: An implementation and whether its calls are timed (a user's plugin, not a built-in).
+_Call = tuple[str, Callable[..., Any], tuple[str, ...], bool]
+
+#: A plugin's hook call that takes this many seconds or more is reported (once per plugin and
+#: hook): a plain ``def`` hook runs on the caller's thread, so on an event loop every other
+#: request waited meanwhile (asyncio's own debug mode reports callbacks from 0.1 s too).
+SLOW_HOOK = 0.1
 
 
 class Hooks:
@@ -38,14 +46,20 @@ class Hooks:
 
     A plugin that raises is skipped for that call and the next implementation
     answers (so the built-in answer is used); the fault is logged once per
-    plugin and hook and counted in ``faults``. Implementation lists are cached
-    and rebuilt when plugins change.
+    plugin and hook and counted in ``faults``. A user's plugin whose call takes
+    ``SLOW_HOOK`` seconds or more is logged once per plugin and hook and
+    counted in ``slow`` (its answer is used: seawall cannot take back the time
+    it blocked). Implementation lists are cached and rebuilt when plugins change.
     """
 
     def __init__(self, pm: SeawallPluginManager) -> None:
         self.pm = pm
         self.faults: dict[tuple[str, str], int] = {}
+        self.slow: dict[tuple[str, str], int] = {}
+        #: Times the calls of users' plugins (a test may move it by hand).
+        self.clock: Callable[[], float] = time.perf_counter
         self._cache: dict[str, tuple[_Impl, ...]] = {}
+        self._calls: dict[str, tuple[_Call, ...]] = {}
         self._custom: dict[str, bool] = {}
         self._has: dict[str, bool] = {}
         self.tracing = os.environ.get("SEAWALL_TRACE_PLUGINS") == "1"
@@ -75,6 +89,7 @@ class Hooks:
 
     def _forget(self) -> None:
         self._cache.clear()
+        self._calls.clear()
         self._custom.clear()
         self._has.clear()
 
@@ -102,11 +117,42 @@ class Hooks:
                 redact_text(trace),
             )
 
+    def took(self, plugin: str, hook: str, seconds: float) -> None:
+        """Count a plugin's slow call; log it the first time."""
+        key = (plugin, hook)
+        seen = self.slow.get(key, 0)
+        self.slow[key] = seen + 1
+        if not seen:
+            log.warning(
+                "seawall plugin %r took %.2f s in %s (reported once): a plain 'def' hook runs "
+                "on the caller's thread, so every request on its event loop waited meanwhile; "
+                "keep hooks fast and hand slow work (I/O, locks) to a thread or a task of "
+                "your own",
+                plugin,
+                seconds,
+                hook,
+            )
+
     def _answers(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         """(plugin name, result) from each implementation in call order, skipping faults."""
-        for plugin, function, argnames in self.impls(hook):
+        calls = self._calls.get(hook)
+        if calls is None:
+            calls = self._calls[hook] = tuple(
+                (plugin, function, argnames, not plugin.startswith(BUILTIN_PREFIX))
+                for plugin, function, argnames in self.impls(hook)
+            )
+        for plugin, function, argnames, timed in calls:
             try:
-                result = function(*[kwargs[name] for name in argnames])
+                if timed:
+                    began = self.clock()
+                    try:
+                        result = function(*[kwargs[name] for name in argnames])
+                    finally:
+                        took = self.clock() - began
+                        if took >= SLOW_HOOK:
+                            self.took(plugin, hook, took)
+                else:
+                    result = function(*[kwargs[name] for name in argnames])
             except (Exception, asyncio.CancelledError) as exc:
                 # A plain def is never interrupted by a cancellation: a CancelledError
                 # here is the plugin's own, and must not cancel the caller's request.

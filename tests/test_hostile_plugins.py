@@ -281,3 +281,66 @@ async def test_a_success_for_a_connection_error_is_not_handed_to_aiohttp(make_se
         with pytest.raises(aiohttp.ClientConnectionError) as info:
             await session.get(f"http://127.0.0.1:{port}/")
     assert isinstance(info.value, seawall.SeawallError)
+
+
+class SlowClassifier:
+    """Blocks its caller: moves the hooks' clock ``seconds`` forward on each call (no sleep)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    @seawall.hookimpl
+    def seawall_classify(self, outcome: seawall.Outcome) -> None:
+        self.now += self.seconds  # what a blocking call inside the hook would cost
+
+
+@pytest.mark.parametrize(("seconds", "slow"), [(0.25, True), (0.05, False)])
+async def test_a_slow_plain_def_hook_is_named_once_in_the_log(
+    seconds: float, slow: bool, upstream, make_session, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user's hook that blocks for SLOW_HOOK (0.1 s) or more stalls every request on the
+    loop: it is named once in the log and counted on each slow call; its answer still counts."""
+    up, server = upstream
+    up.default = status(503)
+    plugin = SlowClassifier(seconds)
+    sw = seawall.Seawall(policy(max_attempts=2), entrypoints=False, plugins=[plugin])
+    sw.hooks.clock = plugin.clock
+    caplog.set_level("WARNING", logger="seawall.plugins")
+    async with make_session(sw) as session:
+        for _ in range(3):
+            async with session.get(server.make_url("/")) as resp:
+                assert resp.status == 503
+    assert up.hits == 6  # deferred: the built-in "503 is retryable" decided
+    named = [r for r in caplog.records if "SlowClassifier" in r.getMessage()]
+    if not slow:
+        assert not named
+        assert not sw.hooks.slow
+        return
+    [record] = named
+    assert "took 0.25 s in seawall_classify (reported once)" in record.getMessage()
+    assert list(sw.hooks.slow.values()) == [6]
+    assert not sw.hooks.faults
+    sw.reset_metrics()
+    assert not sw.hooks.slow
+
+
+async def test_built_in_hooks_are_not_timed(upstream, make_session) -> None:
+    """Only users' plugins are timed: with the built-ins alone the clock is never read."""
+    up, server = upstream
+    up.default = status(503)
+    sw = seawall.Seawall(policy(max_attempts=2), entrypoints=False)
+    read: list[float] = []
+
+    def clock() -> float:
+        read.append(0.0)
+        return 0.0
+
+    sw.hooks.clock = clock
+    async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
+        assert resp.status == 503
+    assert up.hits == 2
+    assert read == []
