@@ -18,6 +18,8 @@ from typing import Any, NoReturn
 
 import attrs
 
+from seawall.redact import redact_text
+
 __all__ = [
     "HTTP_METHODS",
     "boolean",
@@ -86,9 +88,11 @@ _SHOW_MAX = 60
 
 
 def show(value: Any) -> str:
-    """``repr(value)``, cut short: a fuzzed or pasted value must not flood the message."""
+    """``repr(value)``, redacted and cut short: a value pasted where another belongs (an API
+    key as a route pattern, a URL with its query) must not leave through the message, and a
+    fuzzed one must not flood it."""
     try:
-        text = repr(value)
+        text = redact_text(repr(value))
     except Exception:  # a broken __repr__ of a user's object
         text = f"<{type(value).__name__}>"
     return text if len(text) <= _SHOW_MAX else f"{text[: _SHOW_MAX - 3]}..."

@@ -39,6 +39,7 @@ import attrs
 
 from seawall._checks import route_is_url, show
 from seawall.policy import Policy, TimeoutPolicy
+from seawall.redact import redact_text
 from seawall.redis_url import redis_url_problem
 
 __all__ = [
@@ -77,7 +78,9 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[Problem], source: str = "configuration") -> None:
         self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
+        # Redacted: a location names a route's pattern, and a pattern can hold a URL's
+        # query (``routes."https://host/?api_key=..."``); ``problems`` keeps them as written.
+        lines = "\n".join(f"  {redact_text(str(p))}" for p in problems)
         super().__init__(f"{source} has {len(problems)} problem(s):\n{lines}")
 
 

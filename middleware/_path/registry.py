@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from yarl import URL
 
+from seawall._checks import show
 from seawall.llm import is_llm_route
 from seawall.plugins.hooks import Hooks
 from seawall.policy import Policy
@@ -59,10 +60,10 @@ def check_routes(routes: Mapping[str, Policy]) -> dict[str, Policy]:
     checked = {}
     for pattern, route in routes.items():
         if not isinstance(pattern, str) or not pattern:
-            msg = f"routes: {pattern!r} is not a host pattern; use e.g. 'api.example.com'"
+            msg = f"routes: {show(pattern)} is not a host pattern; use e.g. 'api.example.com'"
             raise TypeError(msg)
         if not isinstance(route, Policy):
-            msg = f"routes[{pattern!r}] must be a seawall.Policy, not {route!r}"
+            msg = f"routes[{show(pattern)}] must be a seawall.Policy, not {show(route)}"
             raise TypeError(msg)
         checked[pattern.lower()] = route
     return checked

@@ -38,6 +38,7 @@ from seawall.cli.demo_view import (
 from seawall.config import ConfigError, load_config
 from seawall.engine import Seawall
 from seawall.plugins.manager import PluginError, make_manager
+from seawall.redact import redact_text
 
 __all__ = ["build_parser", "main"]
 
@@ -193,7 +194,7 @@ def _route_warnings(data: dict[str, Any], text: str, path: Path) -> list[str]:
         if why is not None:
             location = f"routes.{json.dumps(pattern)}"  # a '/' is never in a bare key
             line = _find_line(text, location)
-            lines.append(f"{path}:{line}: warning: {location}: {why}\n")
+            lines.append(redact_text(f"{path}:{line}: warning: {location}: {why}") + "\n")
     return lines
 
 
@@ -223,13 +224,14 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         for problem in problems:
             line = _find_line(text, problem.location)
             where = f"{path}:{line}" if line else str(path)
-            out.write(f"{where}: {problem.location}: {problem.message}\n")
+            # (a location names a route's pattern: it may hold a URL's query)
+            out.write(redact_text(f"{where}: {problem.location}: {problem.message}") + "\n")
         out.writelines(warnings)
         return 1
     out.write(f"{path}: OK, a default policy and {len(routes)} route(s)\n")
     out.write(f"  default: {_describe(default)}\n")
     for pattern, policy in routes.items():
-        out.write(f"  {pattern}: {_describe(policy)}\n")
+        out.write(f"  {redact_text(pattern)}: {_describe(policy)}\n")
     out.writelines(warnings)
     return 0
 
