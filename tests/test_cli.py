@@ -723,3 +723,20 @@ def test_python_m_seawall_and_seawall_plugins(tmp_path) -> None:
         check=False,
     )
     assert all(not p["builtin"] for p in json.loads(plain.stdout))
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    """`seawall plugins | head -1`: the pipe closes before seawall writes; it exits 1, quietly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seawall", "plugins"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()  # before the interpreter has even imported seawall
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err

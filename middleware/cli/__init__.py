@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import tomllib
@@ -370,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``seawall`` command; return its exit code."""
     args = build_parser().parse_args(argv)
-    code: int = args.run(args, sys.stdout)
-    sys.stdout.flush()
+    try:
+        code: int = args.run(args, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``seawall plugins | head -3``): no traceback. Python
+        # flushes stdout again at exit, so point it at devnull first (as its docs say).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return code
