@@ -98,6 +98,11 @@ def show(value: Any) -> str:
     return text if len(text) <= _SHOW_MAX else f"{text[: _SHOW_MAX - 3]}..."
 
 
+def show_seconds(value: float) -> str:
+    """``12.5s``; a huge wait (``recovery_timeout=1e300``) as ``1e+300s``, not 300 digits."""
+    return f"{value:.1f}s" if value < 1e6 else f"{value:.3g}s"
+
+
 def field_name(instance: Any, attribute: attrs.Attribute[Any]) -> str:
     """``RetryPolicy.max_attempts``."""
     return f"{type(instance).__name__}.{attribute.name}"

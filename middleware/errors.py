@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import attrs
 
+from seawall._checks import show_seconds
+
 __all__ = [
     "AttemptRecord",
     "CircuitOpenError",
@@ -72,16 +74,11 @@ class CircuitOpenError(SeawallError):
         if message is None:
             message = (
                 f"circuit breaker for {key} is open after repeated failures; "
-                f"no request was sent. It lets a probe through in {_seconds(retry_after)}: "
+                f"no request was sent. It lets a probe through in {show_seconds(retry_after)}: "
                 "retry after that, serve a fallback, or check the upstream's health"
             )
         super().__init__(message, key=key, attempts=attempts)
         self.retry_after = retry_after
-
-
-def _seconds(value: float) -> str:
-    """``12.5s``; a huge wait (``recovery_timeout=1e300``) as ``1e+300s``, not 300 digits."""
-    return f"{value:.1f}s" if value < 1e6 else f"{value:.3g}s"
 
 
 class RetryBudgetExhaustedError(SeawallError):

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from seawall._checks import show_seconds
 from seawall._path.spec import CallSpec
 from seawall.outcome import Category, Classification, Outcome
 from seawall.policy import IDEMPOTENT_METHODS, RetryPolicy
@@ -58,7 +59,7 @@ class StopReason(enum.Enum):
             ),
             StopReason.NOT_REPLAYABLE: "the request body cannot be sent again (a consumed stream)",
             StopReason.SERVER_WAIT: (
-                f"the server asked to wait {c.retry_after or 0.0:.1f}s, above "
+                f"the server asked to wait {show_seconds(c.retry_after or 0.0)}, above "
                 f"retry_after_max={retry.retry_after_max:g}"
             ),
             StopReason.ANSWERED: f"the response had a status (HTTP {status}); it is never re-sent",
