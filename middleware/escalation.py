@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from seawall._background import alive, start_loop
+from seawall._background import alive, start_loop, stop_loop
 from seawall._checks import number, whole
 from seawall.outcome import Category, Severity
 from seawall.redact import MASK, is_secret_param, redact_text
@@ -233,7 +233,7 @@ class Escalator:
         with self._own_lock:
             own = self._own
             if own is None or own.is_closed():
-                own = self._own = start_loop("seawall-escalation")
+                own = self._own = start_loop("seawall-escalation", owner=self)
             return own
 
     async def _run(self) -> None:
@@ -385,10 +385,8 @@ class Escalator:
 
     def stop_own(self) -> None:
         """Stop the escalator's own loop, if it has one; its thread closes it."""
-        own = self._own
-        if own is not None and not own.is_closed():
-            with contextlib.suppress(RuntimeError):  # closed meanwhile
-                own.call_soon_threadsafe(own.stop)
+        if self._own is not None:
+            stop_loop(self._own)
 
 
 def _running() -> asyncio.AbstractEventLoop | None:

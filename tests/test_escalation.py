@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from typing import Any
@@ -281,6 +282,31 @@ def test_a_program_without_asyncio_still_escalates() -> None:
     [incident] = sink.incidents
     assert (incident.key, incident.category) == ("payments", Category.AUTHORIZATION)
     assert sw.escalator.stats["overflow"] == 0
+
+
+def test_a_dropped_seawall_leaves_no_escalation_thread_behind() -> None:
+    """A program that makes Seawalls and drops them without aclose() (one per job, say)
+    must not keep one idle thread each: the escalator's own loop stops when it is collected."""
+    before = set(threading.enumerate())
+
+    def job() -> threading.Thread:
+        sink = ThreadSink()
+        sw = seawall.Seawall(entrypoints=False, plugins=[sink])
+        with pytest.raises(Forbidden):
+            sw.call_sync(_forbidden, key="payments")
+        assert sink.told.wait(10)  # delivered on the escalator's own loop
+        [thread] = [
+            t for t in threading.enumerate() if t not in before and t.name == "seawall-escalation"
+        ]
+        return thread
+
+    thread = job()
+    for _ in range(50):  # bounded: a collection or two, then the thread closes its loop
+        gc.collect()
+        thread.join(0.2)
+        if not thread.is_alive():
+            break
+    assert not thread.is_alive()
 
 
 async def test_a_sync_caller_beside_the_loop_escalates_on_the_loop() -> None:
