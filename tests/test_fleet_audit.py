@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -505,3 +506,51 @@ def test_redis_errors_are_scrubbed_of_every_piece_of_the_secret(sep: str, where:
     shown = scrub(error, secrets_of(url))
     for piece in (SECRET, SECRET[:4], SECRET[4:]):
         assert piece not in shown, (piece, shown)
+
+
+def test_a_dropped_sync_only_seawall_ends_the_fleets_thread(
+    server: RedisServer, prefix: str
+) -> None:
+    """A sync-only program that makes a Seawall per job and drops it without aclose() must
+    not keep a thread per Seawall exchanging with Redis for good."""
+    before = set(threading.enumerate())
+
+    def job() -> threading.Thread:
+        sw = Seawall(POLICY5, entrypoints=False, state=Fleet(server.url, prefix=prefix))
+        with pytest.raises(ConnectionError):
+            sw.call_sync(_boom, key="k")
+        _poll(lambda: sw.health().state == "shared", "shared")
+        [thread] = [t for t in set(threading.enumerate()) - before if t.name == "seawall.fleet"]
+        return thread
+
+    thread = job()
+    for _ in range(50):  # bounded: a collection, then the next round sees the store gone
+        gc.collect()
+        thread.join(0.2)
+        if not thread.is_alive():
+            break
+    assert not thread.is_alive()
+
+
+async def test_a_dropped_seawall_ends_its_fleet_task(server: RedisServer, prefix: str) -> None:
+    """The same on an app's event loop: the fleet's task ends, its client closed."""
+
+    async def ok() -> int:
+        return 1
+
+    async def job() -> asyncio.Task[None]:
+        sw = Seawall(POLICY5, entrypoints=False, state=Fleet(server.url, prefix=prefix))
+        assert await sw.call(ok, key="k") == 1
+        task = sw.store._task  # type: ignore[attr-defined]
+        assert task is not None
+        assert not task.done()
+        return task  # type: ignore[no-any-return]
+
+    task = await job()
+    for _ in range(50):  # bounded: a collection, then the next round sees the store gone
+        gc.collect()
+        await asyncio.wait([task], timeout=0.2)
+        if task.done():
+            break
+    assert task.done()
+    assert task.exception() is None

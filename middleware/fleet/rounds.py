@@ -27,6 +27,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from seawall.breaker import Breaker
@@ -145,50 +146,22 @@ class Rounds:
             if loop is not None:
                 self._begin(loop)
                 return
-            self._thread = threading.Thread(target=self._thread_main, name="seawall.fleet")
+            self._thread = threading.Thread(
+                target=_serve, args=(weakref.ref(self), self.link), name="seawall.fleet"
+            )
             self._thread.daemon = True  # a sync app exits without closing the Seawall
             self._thread.start()
 
     def _begin(self, loop: asyncio.AbstractEventLoop) -> None:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._task = loop.create_task(self._run(), name="seawall.fleet")
-
-    def _thread_main(self) -> None:
-        async def main() -> None:
-            with self._starting:
-                if self._closed or self.running:
-                    return
-                self._begin(asyncio.get_running_loop())
-            task = self._task
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await self.link.aclose()
-
-        asyncio.run(main())
+        run = _run(weakref.ref(self), self._wake, self.link, self.refresh)
+        self._task = loop.create_task(run, name="seawall.fleet")
 
     def _lost_task(self) -> None:
         """The task's loop ended under it: run on in-process state until it runs again."""
         if self.linked:
             self._fall_back(LinkError("the event loop of the fleet's task ended"))
-
-    async def _run(self) -> None:
-        assert self._wake is not None
-        wake = self._wake
-        try:
-            while not self._closed:
-                await self.sync()
-                wake.clear()
-                try:
-                    async with asyncio.timeout(self.refresh):
-                        await wake.wait()
-                except TimeoutError:
-                    pass
-        finally:
-            if not self._closed:  # cancelled by its loop's end (asyncio.run returns)
-                with contextlib.suppress(Exception):  # its connections die with the loop
-                    await self.link.aclose()
 
     async def sync(self) -> bool:
         """One exchange with Redis now, unless the breaker around it is open.
@@ -284,3 +257,49 @@ class Rounds:
             with contextlib.suppress(RuntimeError):  # another loop's: cancelled there
                 task.get_loop().call_soon_threadsafe(task.cancel)
         await self.link.aclose()
+
+
+# The task and the thread hold their store only during a round (a weak reference between
+# rounds): a Seawall dropped without aclose() ends them at the next round, rather than
+# keeping a task (or a thread) per Seawall exchanging with Redis for good.
+
+
+async def _run(ref: weakref.ref[Rounds], wake: asyncio.Event, link: Link, refresh: float) -> None:
+    """The background task: a round every ``refresh`` seconds, and at once on news."""
+    try:
+        while (store := ref()) is not None and not store._closed:
+            await store.sync()
+            del store
+            wake.clear()
+            try:
+                async with asyncio.timeout(refresh):
+                    await wake.wait()
+            except TimeoutError:
+                pass
+    finally:
+        store = ref()
+        if store is None or not store._closed:  # collected, or its loop ended under it
+            with contextlib.suppress(Exception):  # (its connections die with the loop)
+                await link.aclose()
+
+
+def _serve(ref: weakref.ref[Rounds], link: Link) -> None:
+    """The fleet's own thread (no event loop ran where the task was needed)."""
+    asyncio.run(_thread_main(ref, link))
+
+
+async def _thread_main(ref: weakref.ref[Rounds], link: Link) -> None:
+    """The fleet's own thread's loop: the task, then the client closed."""
+    store = ref()
+    if store is None:
+        return
+    with store._starting:
+        if store._closed or store.running:
+            return
+        store._begin(asyncio.get_running_loop())
+    task = store._task
+    del store
+    if task is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await link.aclose()
