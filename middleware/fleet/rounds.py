@@ -155,7 +155,7 @@ class Rounds:
     def _begin(self, loop: asyncio.AbstractEventLoop) -> None:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        run = _run(weakref.ref(self), self._wake, self.link, self.refresh)
+        run = _run(weakref.ref(self), self.link)
         self._task = loop.create_task(run, name="seawall.fleet")
 
     def _lost_task(self) -> None:
@@ -264,23 +264,29 @@ class Rounds:
 # keeping a task (or a thread) per Seawall exchanging with Redis for good.
 
 
-async def _run(ref: weakref.ref[Rounds], wake: asyncio.Event, link: Link, refresh: float) -> None:
+async def _run(ref: weakref.ref[Rounds], link: Link) -> None:
     """The background task: a round every ``refresh`` seconds, and at once on news."""
     try:
         while (store := ref()) is not None and not store._closed:
             await store.sync()
+            wake, refresh = store._wake, store.refresh  # (read each round: tests set them)
             del store
+            assert wake is not None
             wake.clear()
             try:
                 async with asyncio.timeout(refresh):
                     await wake.wait()
             except TimeoutError:
                 pass
-    finally:
-        store = ref()
-        if store is None or not store._closed:  # collected, or its loop ended under it
+    except GeneratorExit:
+        # Closed unfinished, its loop gone (the task collected): nothing can be awaited.
+        raise
+    except BaseException:
+        if (store := ref()) is None or not store._closed:  # its loop's end cancelled it
             with contextlib.suppress(Exception):  # (its connections die with the loop)
                 await link.aclose()
+        raise
+    await link.aclose()  # collected, or closed meanwhile (a second close does nothing)
 
 
 def _serve(ref: weakref.ref[Rounds], link: Link) -> None:
