@@ -120,8 +120,9 @@ class ReadSchedule:
 
     def __init__(self) -> None:
         self.round = 0
-        #: Every key read, the one read longest ago first (an ordered set).
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        #: Every key read, the one read longest ago first (a dict as an ordered set: a read
+        #: moves its key to the end; an ``OrderedDict`` costs ~90 B more a key).
+        self._seen: dict[str, None] = {}
         #: Keys noted since the last round (by any thread): new keys, first calls.
         self._calls: set[str] = set()
         self._note = self._calls.add
@@ -175,6 +176,8 @@ class ReadSchedule:
             self._read(taken)
             self._credit -= len(taken)
             due = due + taken
+        if not busy:
+            busy.clear()  # (its table, sized for the most keys it held, goes: ~40 B a key)
         return [key for key, _ in due]
 
     def _still_urgent(self, states: Mapping[str, KeyState], now: float) -> list[_Pair]:
