@@ -19,7 +19,11 @@ Choosing them costs a round no walk of the idle keys either (a walk of
   longer urgent.
 - *Busy*: a key's ``FleetStats`` notes its first call since the key's last
   read (one set insertion; later calls test one slot), and a round reads the
-  noted keys in the order they were noted, and new keys the same way.
+  noted keys in the order they were noted, and new keys the same way. (A
+  walk of a rotating slice of the keys instead would cost nothing per call,
+  but find a key's first call among 10,000 only within 40 rounds at 256
+  keys a round; noting costs a fleet's ``sw.call`` ~110 instructions of
+  ~17,000 and finds it at the next round.)
 - *Idle*: the keys read longest ago (``_seen`` is kept in the order of
   reads), a slice a round; a key met there that turns out urgent or called
   unnoted (a ``KeyStats`` that notes nothing) is read all the same.
@@ -63,9 +67,11 @@ class FleetStats(KeyStats):
     ``note`` is the schedule's (``ReadSchedule``) while the key has had no call
     since its last read; the first call counted after that (``began``,
     ``lean_success``: every call is counted by one of them) clears it and
-    notes the key, and the round that reads the key sets it again before it
-    takes the count (so a call counted after that count is noted). The count
-    comes first: a call noted is always in the count a read compares.
+    notes the key. The round that picks the key sets it again before the
+    read is built, so a call counted later is noted for a later round, and
+    one counted earlier is in what the read sends (the budget's counts).
+    The request path pays one slot test a call, and one set insertion for
+    the first call after a read (``benchmarks/rounds.py --instructions``).
     """
 
     __slots__ = ("key", "note")
