@@ -45,7 +45,6 @@ from seawall.plugins.manager import make_manager, plugin_name
 from seawall.policy import Policy
 from seawall.reports import CostReport, HealthReport
 from seawall.state import KeyState, LocalStore, StateStore
-from seawall.stats import KeyStats
 from seawall.tables import Pattern
 
 if TYPE_CHECKING:
@@ -316,7 +315,7 @@ class Seawall:
         counts, escalation and plugin-fault (and slow-call) counts, cost totals, and uptime.
         """
         for state in self.registry.view.values():
-            state.stats = KeyStats()
+            state.stats = state.stats.fresh()
         self.plugin_manager.reset_classifier_stats()
         escalation = self.escalator.stats
         escalation.update(dict.fromkeys(escalation, 0))

@@ -256,6 +256,10 @@ class KeyStats:
         """One more call started (``requests += 1``, without the descriptor's two calls)."""
         self._requests += 1
 
+    def fresh(self) -> KeyStats:
+        """Zeroed counters of the same kind, for ``reset_metrics`` (a fleet's note calls)."""
+        return KeyStats()
+
     def attempted(self) -> None:
         """One more attempt ended (``attempts += 1``, without the descriptor's two calls)."""
         self._attempts += 1
@@ -278,7 +282,8 @@ class KeyStats:
         One request, one attempt and one success in ``first_tries``, and its
         latency. The lean paths' only record of a call that succeeded:
         ``LatencyHistogram.observe`` is written out here (a call less, about 1k
-        instructions); keep the two in step.
+        instructions); keep the two in step, and ``seawall.fleet.schedule.FleetStats``'s
+        copy of this method.
         """
         self.first_tries += 1
         latency = self.latency

@@ -216,3 +216,17 @@ def test_the_pacing_matrix_reports_every_cell() -> None:
     cells = json.loads(done.stdout)["cells"]
     assert len(cells) == 11 * 4 - 6
     assert all(0.0 < share <= 1.2 and refused >= 0.0 for share, refused in cells.values())
+
+
+def test_the_rounds_benchmark_reports_a_row() -> None:
+    """rounds.py --quick: one row of a round's key selection time and states looked at."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "rounds.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = done.stdout.splitlines()[2:]
+    assert len(row.split()) == 6, row

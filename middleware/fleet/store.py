@@ -42,7 +42,7 @@ from seawall.fleet.pacing import FleetCooldown
 from seawall.fleet.parts import FleetBreaker
 from seawall.fleet.repair import BadReply, Repairs
 from seawall.fleet.rounds import Rounds
-from seawall.fleet.schedule import IDLE_EVERY, ReadSchedule
+from seawall.fleet.schedule import IDLE_EVERY, ReadSchedule, urgent
 from seawall.fleet.totals import COSTS_EVERY, COSTS_TTL, CostExchange, FleetBudget, merge
 from seawall.policy import Policy
 from seawall.reports import CostReport
@@ -123,6 +123,7 @@ class FleetStore(Rounds):
         )
         state.cooldown = FleetCooldown(key, self.clock, policy.retry.retry_after_max, self)
         state.budget = FleetBudget(policy.budget, self.clock)
+        self.schedule.track(state)  # (its counters note its calls: read at the next round)
         self.states[key] = state
         self.needed = True
         self.start()
@@ -141,6 +142,8 @@ class FleetStore(Rounds):
     # --- news from the parts (synchronous, no I/O) --------------------------------
 
     def moved(self, breaker: FleetBreaker, old: BreakerState, new: BreakerState) -> None:
+        if new is not _CLOSED:
+            self.schedule.mark_urgent(breaker.key)  # read every round while not closed
         if new is _OPEN:  # opened here: a vote; held until the fleet's lease
             breaker.voter = True
             breaker.due = breaker.reopen_at
@@ -160,6 +163,7 @@ class FleetStore(Rounds):
                 self._post("close", breaker.key)
 
     def cooled(self, key: str, seconds: float) -> None:
+        self.schedule.mark_urgent(key)  # read every round while the wait runs
         if self.linked:
             self._post("cool", key, seconds)
 
@@ -304,6 +308,8 @@ class FleetStore(Rounds):
                 read = True
                 self._clock_sample(values[0] / 1000, sent, now)
             self._apply(state, values, now)
+            if urgent(state, now):  # the fleet's open or wait, adopted: no news of it
+                self.schedule.mark_urgent(key)
         if costs is not None and not self.exchange.read(replies[costs_at]):
             self.repairs.bad(None, replies[costs_at])  # (a report that does not read)
 
