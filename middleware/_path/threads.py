@@ -5,7 +5,9 @@ books under the key's lock, plugins after it), driven without an event loop: a w
 ``sleep`` (``time.sleep`` unless the ``Seawall`` was given another; instant
 in test mode), and each attempt is a block the caller runs
 (``with attempt:``). A thread cannot be interrupted, so ``TimeoutPolicy.attempt``
-is not applied; the deadline still stops retries and refuses late attempts.
+is not applied; the deadline still stops retries and refuses late attempts,
+and an adapter that can bound its own I/O (the httpx transport, through
+httpx's timeouts) bounds an attempt by the deadline (``SyncAttempt.time_left``).
 """
 
 from __future__ import annotations
@@ -88,16 +90,28 @@ class SyncAttempt(Block):
     breaker permit back without a verdict and propagates.
     """
 
-    __slots__ = ("_run", "_status", "result", "value")
+    __slots__ = ("_run", "_status", "result", "time_left", "value")
 
-    def __init__(self, run: SyncRun, number: int) -> None:
+    def __init__(self, run: SyncRun, number: int, time_left: float | None = None) -> None:
         super().__init__(number)
         #: What the attempt produced (``sw.call_sync`` puts the function's answer here).
         self.value: Any = None
         #: An adapter's fuller report (an HTTP response's status, headers, body), else ``None``.
         self.result: Attempt | None = None
+        #: Seconds left before the caller's deadline when it is sooner than the policy's
+        #: attempt limit, else ``None``: an adapter that can bound its own I/O bounds the
+        #: attempt by it (and says ``cut()`` when that bound ended it).
+        self.time_left = time_left
         self._run = run
         self._status = _OPEN
+
+    def cut(self) -> None:
+        """The adapter's bound from ``time_left`` ended this attempt: the caller's own
+        deadline cut it, so it is no failure of the upstream (no breaker count, counted
+        as cut by deadline), as the event loop's deadline cuts are."""
+        call = self._run._call
+        if call is not None and self._status == _OPEN and call.by_deadline:
+            call.watched = True  # with by_deadline: CallState.cut
 
     def _used(self) -> bool:
         return self._status != _OPEN
@@ -186,15 +200,16 @@ class SyncRun:
                 raise AssertionError(msg)
             try:
                 with lock:
-                    # its time limit cannot cut a thread short: not applied
-                    loop.admit(call, spec.state.breaker.admit())
+                    # its time limit cannot cut a thread short: not applied, but the
+                    # deadline's share of it is handed to the block (time_left)
+                    limit = loop.admit(call, spec.state.breaker.admit())
             finally:
                 observer.flush()  # a rejection, or the breaker gone half-open for a probe
         except BaseException:
             self._done = True
             raise
         self._number += 1
-        self._current = SyncAttempt(self, self._number)
+        self._current = SyncAttempt(self, self._number, limit if call.by_deadline else None)
         return self._current
 
     def _respect_cooldown(self, call: CallState) -> None:
