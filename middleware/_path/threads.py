@@ -187,12 +187,12 @@ class SyncRun:
                 raise loud_stop(stop)
             self.value = call.value
             raise StopIteration
-        else:
-            self._wait(self._delay)
         lock = spec.state.lock
         cooldown = spec.state.cooldown
         observer = loop.observer
         try:
+            if self._delay is not None:
+                self._wait(self._delay)
             if cooldown.until or cooldown.rate is not None:
                 self._respect_cooldown(call)
             if self._number >= call.max_attempts:  # pragma: no cover - settle always stops
@@ -207,6 +207,7 @@ class SyncRun:
                 observer.flush()  # a rejection, or the breaker gone half-open for a probe
         except BaseException:
             self._done = True
+            loop.unspend(call)  # interrupted in the wait, or refused: the retry never went
             raise
         self._number += 1
         self._current = SyncAttempt(self, self._number, limit if call.by_deadline else None)
