@@ -144,7 +144,7 @@ def protect_with(fn: Callable[P, Any], using: Callable[[], Using] | Using) -> Ca
     of one, an object with ``async def __call__``) is awaited on the event
     loop (its calls take ``run_call``'s lean first attempt); a plain ``def``
     runs in the calling thread (``call_sync``), sleeping it between attempts.
-    An async generator function is refused; a ``staticmethod`` or
+    An async generator function and a generator function are refused; a ``staticmethod`` or
     ``classmethod`` object gives one around the protected function.
     """
     if isinstance(fn, staticmethod | classmethod):  # stays one: @sw.protect over @staticmethod
@@ -159,6 +159,8 @@ def protect_with(fn: Callable[P, Any], using: Callable[[], Using] | Using) -> Ca
             f"function. {STREAMS}"
         )
         raise TypeError(msg)
+    if kind is None:
+        sync.refuse_generator(fn, "seawall's decorators")
     if isinstance(using, Using):
         fixed = using
         if kind is None:
