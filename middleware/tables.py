@@ -228,6 +228,8 @@ CALLER_TYPES: tuple[type[BaseException], ...] = (
     NameError,  # UnboundLocalError
     NotImplementedError,
     RecursionError,
+    StopAsyncIteration,  # an iterator read past its end (next(it) without a default)
+    StopIteration,
     TypeError,
 )
 

@@ -152,6 +152,8 @@ def _by_type(exc: BaseException) -> Classification | None:
         return classify_status(exc.status)
     if _tls_handshake(exc):
         return with_reason(TLS_HANDSHAKE, exc)
+    if type(exc) is RuntimeError and isinstance(exc.__cause__, StopIteration | StopAsyncIteration):
+        return with_reason(CALLER, exc)  # PEP 479: a coroutine's StopIteration, as Python raises it
     for types, classification in _TYPES:
         if isinstance(exc, types):
             return with_reason(classification, exc)
