@@ -133,3 +133,38 @@ def test_a_retry_that_went_stays_spent() -> None:
 
     assert sw.call_sync(fetch, key="upstream") == "ok"
     assert retries_spent(sw) == 1
+
+
+def test_a_retry_the_breaker_refuses_after_its_wait_gives_the_token_back() -> None:
+    """While a call sleeps before its retry, another call's failure opens the breaker: the
+    retry is refused (no upstream call), so its token goes back."""
+    clock = Clock()
+    slept = 0
+
+    def down() -> None:
+        raise ConnectionResetError("connection reset by peer")
+
+    def sleep(seconds: float) -> None:
+        nonlocal slept
+        slept += 1
+        clock.advance(seconds)
+        if slept == 1:  # the first call's wait: another call fails, unretried, and opens it
+            with pytest.raises(ConnectionResetError):
+                sw.using(key="upstream", on=TimeoutError).call_sync(down)
+
+    pol = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=3),
+        breaker=seawall.BreakerPolicy(failure_threshold=1, minimum_calls=10),
+        budget=seawall.BudgetPolicy(ratio=0.5, min_retries_per_second=0.2, window=10),
+    )
+    seawall.testing.set_testing(False)  # the injected sleep is called
+    try:
+        sw = seawall.Seawall(pol, entrypoints=False, clock=clock, sleep=sleep)
+        with pytest.raises(seawall.CircuitOpenError):
+            sw.call_sync(down, key="upstream")
+    finally:
+        seawall.testing.set_testing(True)
+    (state,) = sw._states.values()
+    assert state.breaker.state is seawall.BreakerState.OPEN
+    assert slept == 1
+    assert retries_spent(sw) == 0  # before: 1, a retry never made
