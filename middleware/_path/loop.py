@@ -116,6 +116,9 @@ class CallState:
 class Loop(Settle):
     """Runs calls; one per ``Seawall``."""
 
+    #: A sync form has waited on the event loop's thread, and was warned about (once).
+    warned_blocking = False
+
     def __init__(self, clock: Callable[[], float], hooks: Hooks, observer: Observer) -> None:
         self.clock = clock
         self.hooks = hooks

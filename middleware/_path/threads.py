@@ -12,6 +12,8 @@ httpx's timeouts) bounds an attempt by the deadline (``SyncAttempt.time_left``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Self
@@ -24,6 +26,8 @@ from seawall.cooldown import RECHECK
 __all__ = ["Block", "SyncAttempt", "SyncRun", "loud_stop"]
 
 _OPEN, _REPORTED, _INTERRUPTED = 0, 1, 2
+
+log = logging.getLogger("seawall.sync")
 
 
 def loud_stop(exc: BaseException) -> BaseException:
@@ -251,6 +255,17 @@ class SyncRun:
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0 and not _testmode.is_testing():
+            loop = self._loop
+            if not loop.warned_blocking and asyncio._get_running_loop() is not None:
+                loop.warned_blocking = True
+                log.warning(
+                    "%s: a sync form (sw.call_sync, @sw.protect on a def, the sync httpx "
+                    "transport) waits %.2fs on the event loop's thread, and every task on "
+                    "the loop waits with it; run it in a thread (await asyncio.to_thread(...)) "
+                    "or use the async form (said once per Seawall)",
+                    self._spec.request_line(),
+                    seconds,
+                )
             self._sleep(seconds)
 
     def report(self, attempt: SyncAttempt, exc: BaseException | None) -> None:
