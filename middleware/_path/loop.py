@@ -83,8 +83,7 @@ class CallState:
         self.max_attempts = _testmode.cap_attempts(spec.policy.retry.max_attempts)
         self.history: list[AttemptRecord] = []
         self.retried: dict[Category, int] = {}
-        #: The budget bucket of a retry spent and not sent yet (``Settle.unspend``).
-        self.spent: int | None = None
+        self.spent: int | None = None  # budget bucket of a retry not sent yet (Settle.unspend)
         # The current attempt: its permit, start and end, result, and how it was timed.
         self.permit: Permit = CLOSED_PERMIT
         self.t0 = self.ended = started
@@ -115,9 +114,6 @@ class CallState:
 
 class Loop(Settle):
     """Runs calls; one per ``Seawall``."""
-
-    #: A sync form has waited on the event loop's thread, and was warned about (once).
-    warned_blocking = False
 
     def __init__(self, clock: Callable[[], float], hooks: Hooks, observer: Observer) -> None:
         self.clock = clock

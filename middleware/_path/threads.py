@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Self
@@ -28,6 +29,10 @@ __all__ = ["Block", "SyncAttempt", "SyncRun", "loud_stop"]
 _OPEN, _REPORTED, _INTERRUPTED = 0, 1, 2
 
 log = logging.getLogger("seawall.sync")
+
+#: The loops (one per ``Seawall``) whose sync forms waited on an event loop's thread, and
+#: were warned about (once).
+_warned: weakref.WeakSet[Loop] = weakref.WeakSet()
 
 
 def loud_stop(exc: BaseException) -> BaseException:
@@ -256,8 +261,8 @@ class SyncRun:
     def _wait(self, seconds: float) -> None:
         if seconds > 0 and not _testmode.is_testing():
             loop = self._loop
-            if not loop.warned_blocking and asyncio._get_running_loop() is not None:
-                loop.warned_blocking = True
+            if loop not in _warned and asyncio._get_running_loop() is not None:
+                _warned.add(loop)
                 log.warning(
                     "%s: a sync form (sw.call_sync, @sw.protect on a def, the sync httpx "
                     "transport) waits %.2fs on the event loop's thread, and every task on "
