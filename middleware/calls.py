@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from seawall import sync
+from seawall._path.replay import replayable_args
 from seawall._path.spec import (
     STREAMS,
     async_kind,
@@ -119,7 +120,7 @@ class Using:
         sync.refuse_async(fn, "sw.call_sync")
         key = self._key if self._key is not None else call_key(fn)
         route = self._sw.registry.call_route(key, self._policy)
-        spec = call_spec(route, self._context, self._retry_if)
+        spec = call_spec(route, self._context, self._retry_if, replayable_args(args, kwargs))
         return sync.call(self._sw, spec, fn, args, kwargs)
 
     @overload

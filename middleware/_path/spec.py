@@ -369,9 +369,11 @@ def call_spec(
     route: Route,
     context: Mapping[str, Any] | None,
     retry_if: Callable[[BaseException], bool] | None,
+    replayable: Callable[[], bool] | None = None,
 ) -> CallSpec:
     """The ``CallSpec`` of a call of a plain function (``sw.call``, ``call_sync``) under
-    ``route``, which ``Registry.call_route`` gave (with its state)."""
+    ``route``, which ``Registry.call_route`` gave (with its state). ``replayable``:
+    whether its arguments can be given again (``seawall._path.replay``)."""
     assert route.state is not None, "call_route fills in the state"
     return CallSpec(
         key=route.key,
@@ -380,4 +382,5 @@ def call_spec(
         context=merge_context(context),
         llm=route.llm,
         retry_if=retry_if,
+        replayable=replayable,
     )
