@@ -36,6 +36,7 @@ from seawall.tables import (
     INVALID_URL,
     MALFORMED_RESPONSE,
     NETWORK,
+    POOL_FULL,
     RESOURCE,
     SSL_BROKEN,
     TIMEOUT,
@@ -107,6 +108,7 @@ def _httpx_types(httpx: Any) -> list[tuple[tuple[type[BaseException], ...], Clas
     found = _HTTPX.get(id(httpx))
     if found is None:
         found = _HTTPX[id(httpx)] = [
+            ((httpx.PoolTimeout,), POOL_FULL),  # local: before the timeouts it is one of
             ((httpx.TimeoutException,), TIMEOUT),
             ((httpx.InvalidURL, httpx.UnsupportedProtocol), INVALID_URL),
             ((httpx.LocalProtocolError, httpx.TooManyRedirects), CALLER),
