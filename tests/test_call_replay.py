@@ -116,3 +116,21 @@ async def test_an_untouched_stream_is_retried() -> None:
 
     assert sw.call_sync(upload_file, io.BytesIO(b"hello world")) == b"hello world"
     assert tries == 5
+
+
+def test_a_file_given_to_write_to_does_not_stop_retries(tmp_path: Any) -> None:
+    """A log file (or ``sys.stdout``) is written, not read: the call is retried as usual."""
+    sw = seawall.Seawall(policy(max_attempts=3), entrypoints=False)
+    tries = 0
+
+    def report(out: io.TextIOBase) -> str:
+        nonlocal tries
+        tries += 1
+        out.write(f"try {tries}\n")
+        if tries < 3:
+            raise ConnectionRefusedError("connection refused")
+        return "sent"
+
+    with (tmp_path / "log.txt").open("a") as log:
+        assert sw.call_sync(report, log) == "sent"
+    assert tries == 3

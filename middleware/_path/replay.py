@@ -4,8 +4,9 @@
 body): the first attempt consumes it, and a retry would give the function an
 exhausted one, so the upstream would get an empty body and the caller a
 success. A call whose arguments include a generator, an async generator or a
-file-like object is replayable only while each is untouched (not started; at
-its start); otherwise it is not retried (``StopReason.NOT_REPLAYABLE``).
+readable file-like object is replayable only while each is untouched (not
+started; at its start); otherwise it is not retried
+(``StopReason.NOT_REPLAYABLE``). A file given to write to does not count.
 """
 
 from __future__ import annotations
@@ -18,19 +19,30 @@ from typing import Any
 
 __all__ = ["replayable_args"]
 
-_ONCE = (GeneratorType, AsyncGeneratorType, io.IOBase)
+_STREAMS = (GeneratorType, AsyncGeneratorType, io.IOBase)
 
 
 def replayable_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Callable[[], bool] | None:
     """``CallSpec.replayable`` for a call with ``args`` and ``kwargs``: ``None`` (always
     replayable) when none of them is read as it is used; else a check, asked only
     when a retry is considered."""
-    once = [arg for arg in args if isinstance(arg, _ONCE)]
+    once = [arg for arg in args if isinstance(arg, _STREAMS) and _read_as_used(arg)]
     if kwargs:
-        once += [arg for arg in kwargs.values() if isinstance(arg, _ONCE)]
+        once += [a for a in kwargs.values() if isinstance(a, _STREAMS) and _read_as_used(a)]
     if not once:
         return None
     return lambda: all(_untouched(arg) for arg in once)
+
+
+def _read_as_used(arg: object) -> bool:
+    """A generator, or a file that can be read (a log file or ``sys.stdout`` given to
+    write to does not stop retries)."""
+    if not isinstance(arg, io.IOBase):
+        return True
+    try:
+        return not arg.closed and arg.readable()
+    except (OSError, ValueError):
+        return False
 
 
 def _untouched(arg: object) -> bool:
