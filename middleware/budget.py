@@ -108,3 +108,20 @@ class RetryBudget:
             return False
         self._counts[_BUCKETS + self._epoch % _BUCKETS] += 1
         return True
+
+    @property
+    def epoch(self) -> int:
+        """The newest bucket's number: where ``try_spend`` put its retry (for ``give_back``)."""
+        return self._epoch
+
+    def give_back(self, epoch: int) -> None:
+        """Undo a retry ``try_spend`` withdrew in bucket ``epoch`` that was never made (its
+        call was cancelled or refused while it waited): the token is the next caller's.
+        Nothing when that bucket has left the window. Under the key's lock."""
+        if not self.policy.enabled:
+            return
+        self.advance(self._clock())
+        if 0 <= self._epoch - epoch < _BUCKETS:
+            slot = _BUCKETS + epoch % _BUCKETS
+            if self._counts[slot]:
+                self._counts[slot] -= 1

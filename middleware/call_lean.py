@@ -21,6 +21,7 @@ from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from seawall import watchdog
+from seawall._path.replay import replayable_args
 from seawall._path.spec import (
     FirstAttempt,
     attempt_timeout,
@@ -178,5 +179,5 @@ async def run_call(
             finally:
                 lock.release()
             first = FirstAttempt(started, ended, None, exc)
-    spec = call_spec(route, context, retry_if)
+    spec = call_spec(route, context, retry_if, replayable_args(args, kwargs))
     return await sw.run(spec, coroutine_attempt(fn, args, kwargs), first)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from seawall import sync
+from seawall._path.replay import replayable_args
 from seawall._path.spec import (
     STREAMS,
     async_kind,
@@ -119,7 +120,7 @@ class Using:
         sync.refuse_async(fn, "sw.call_sync")
         key = self._key if self._key is not None else call_key(fn)
         route = self._sw.registry.call_route(key, self._policy)
-        spec = call_spec(route, self._context, self._retry_if)
+        spec = call_spec(route, self._context, self._retry_if, replayable_args(args, kwargs))
         return sync.call(self._sw, spec, fn, args, kwargs)
 
     @overload
@@ -144,7 +145,7 @@ def protect_with(fn: Callable[P, Any], using: Callable[[], Using] | Using) -> Ca
     of one, an object with ``async def __call__``) is awaited on the event
     loop (its calls take ``run_call``'s lean first attempt); a plain ``def``
     runs in the calling thread (``call_sync``), sleeping it between attempts.
-    An async generator function is refused; a ``staticmethod`` or
+    An async generator function and a generator function are refused; a ``staticmethod`` or
     ``classmethod`` object gives one around the protected function.
     """
     if isinstance(fn, staticmethod | classmethod):  # stays one: @sw.protect over @staticmethod
@@ -159,6 +160,8 @@ def protect_with(fn: Callable[P, Any], using: Callable[[], Using] | Using) -> Ca
             f"function. {STREAMS}"
         )
         raise TypeError(msg)
+    if kind is None:
+        sync.refuse_generator(fn, "seawall's decorators")
     if isinstance(using, Using):
         fixed = using
         if kind is None:

@@ -16,8 +16,9 @@ SDK maps them as it maps any transport error, and ``seawall.unwrap()`` finds
 the seawall error inside the SDK's. The sync transport runs the attempts in
 the calling thread: waits sleep the thread, and httpx's own timeouts bound
 each attempt (seawall cannot interrupt a thread, so ``TimeoutPolicy.attempt``
-is not applied). The same transports for httpx2 (the Anthropic SDK's):
-``seawall.httpx2``. Both are bindings of ``seawall.httpx_transport``.
+is not applied; a deadline sooner than it bounds httpx's timeouts). The
+same transports for httpx2 (the Anthropic SDK's): ``seawall.httpx2``. Both
+are bindings of ``seawall.httpx_transport``.
 
 Needs the optional extra: ``pip install 'seawall[httpx]'``.
 """

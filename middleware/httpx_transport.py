@@ -20,7 +20,8 @@ from yarl import URL
 
 from seawall import sync
 from seawall._path.registry import Route
-from seawall._path.spec import CallSpec, FirstAttempt
+from seawall._path.spec import Attempt, CallSpec, FirstAttempt
+from seawall._path.threads import SyncAttempt
 from seawall.breaker import BreakerState
 from seawall.context import current_context
 from seawall.deadline import DEADLINE_VAR
@@ -40,6 +41,16 @@ InnerT = TypeVar("InnerT")
 _CLOSED = BreakerState.CLOSED
 _SDK_RETRY_HEADER = "x-stainless-retry-count"  # the OpenAI and Anthropic SDKs alike
 _SDK_RETRY_KEY = _SDK_RETRY_HEADER.encode()
+
+#: httpx's timeouts (``Request.extensions["timeout"]``), and the one each timeout
+#: error says fired.
+_TIMEOUTS = ("connect", "read", "write", "pool")
+_TIMEOUT_OF = {
+    "ConnectTimeout": "connect",
+    "ReadTimeout": "read",
+    "WriteTimeout": "write",
+    "PoolTimeout": "pool",
+}
 
 
 def route_of(sw: Seawall, request: Any) -> Route:
@@ -203,11 +214,48 @@ class SyncCore(_Core[InnerT]):
         try:
             for one in attempts:
                 with one:
-                    one.result = run_sync(attempt(kind, sw, spec, inner, request))
+                    if one.time_left is None:
+                        one.result = run_sync(attempt(kind, sw, spec, inner, request))
+                    else:
+                        one.result = self._within(one, one.time_left, spec, request)
         except SeawallError as exc:
             self._raised(exc, request)
             raise
         return attempts.value
+
+    def _within(self, one: SyncAttempt, left: float, spec: CallSpec, request: Any) -> Attempt:
+        """An attempt bounded by the caller's deadline, ``left`` seconds away.
+
+        A thread cannot be cut short, but httpx can be told: each of its timeouts
+        (connect, write, pool, and each read up to the status and an error body
+        seawall peeks at) is at most ``left`` for this attempt, then the caller's
+        own again (for the body the caller reads). A timeout that fired only because
+        of that bound is the caller's deadline, not the upstream's failure (``cut``).
+        """
+        sw, kind = self.sw, self.kind
+        extensions = request.extensions
+        own = extensions.get("timeout")
+        given = own if isinstance(own, dict) else {}
+        bounded = {}
+        shortened = set()
+        for name in _TIMEOUTS:
+            value = given.get(name)
+            if value is None or value > left:
+                value = left
+                shortened.add(name)
+            bounded[name] = value
+        extensions["timeout"] = {**given, **bounded}
+        try:
+            return run_sync(attempt(kind, sw, spec, self.transport, request))
+        except kind.mod.TimeoutException as exc:
+            if _TIMEOUT_OF.get(type(exc).__name__) in shortened:
+                one.cut()
+            raise
+        finally:
+            if own is None:
+                extensions.pop("timeout", None)
+            else:
+                extensions["timeout"] = own
 
     def close(self) -> None:
         inner: Any = self.transport

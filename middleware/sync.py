@@ -15,13 +15,22 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from seawall._path.spec import STREAMS, CallSpec, FirstAttempt, Misuse, async_kind, safe_name
+from seawall._path.spec import (
+    GENERATORS,
+    STREAMS,
+    CallSpec,
+    FirstAttempt,
+    Misuse,
+    async_kind,
+    generator_function,
+    safe_name,
+)
 from seawall._path.threads import SyncRun
 
 if TYPE_CHECKING:
     from seawall.engine import Seawall
 
-__all__ = ["call", "protect", "refuse_async", "run"]
+__all__ = ["call", "protect", "refuse_async", "refuse_generator", "run"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -64,10 +73,20 @@ def call(
     return result
 
 
+def refuse_generator(fn: object, where: str) -> None:
+    """Refuse a generator function given to a sync form: nothing in it would be protected."""
+    if generator_function(fn):
+        label = safe_name(fn)
+        msg = f"{where} cannot protect {label}: it is a generator function; {GENERATORS}"
+        raise TypeError(msg)
+
+
 def refuse_async(fn: object, where: str) -> None:
-    """Refuse an async function (or async generator function) given to a sync form."""
+    """Refuse an async function (or async generator function) given to a sync form, and
+    a generator function (``refuse_generator``)."""
     kind = async_kind(fn)
     if kind is None:
+        refuse_generator(fn, where)
         return
     label = safe_name(fn)
     if kind == "coroutine":

@@ -158,6 +158,14 @@ CALLER = _C(
     category=Category.CALLER,
     reason="an error in the calling code, not the upstream's: fix the code",
 )
+# The client's own connection pool had no connection free in time (httpx's PoolTimeout):
+# too many requests in flight in this process, nothing the upstream did. Not retried
+# (another wait in the same full pool) and not counted (a burst must not open the breaker).
+POOL_FULL = _C(
+    category=Category.CALLER,
+    reason="the client's own connection pool had no free connection in time (PoolTimeout): "
+    "too many requests in flight here; raise the pool's limits or its pool timeout",
+)
 TIMEOUT = _C(
     category=Category.TIMEOUT,
     severity=Severity.MEDIUM,
@@ -228,6 +236,8 @@ CALLER_TYPES: tuple[type[BaseException], ...] = (
     NameError,  # UnboundLocalError
     NotImplementedError,
     RecursionError,
+    StopAsyncIteration,  # an iterator read past its end (next(it) without a default)
+    StopIteration,
     TypeError,
 )
 

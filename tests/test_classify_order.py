@@ -239,6 +239,40 @@ async def test_caller_bugs_are_not_retried_nor_counted(error: Exception) -> None
     assert sw.classify(seawall.Outcome(key="svc", exception=error))[0].category is Category.CALLER
 
 
+async def test_a_stop_iteration_escaping_the_callers_code_is_not_the_upstreams_failure() -> None:
+    """``next(it)`` past the end: Python raises it from an ``async def`` as a RuntimeError
+    (PEP 479), seawall from a plain function as one too (``loud_stop``). Neither is retried
+    nor counted: two of them opened the breaker of every caller of the key."""
+    policy = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=3),
+        breaker=seawall.BreakerPolicy(failure_threshold=2, minimum_calls=2, window=4),
+    )
+    sw = _sw(policy=policy)
+    calls = 0
+
+    async def first_row() -> int:
+        nonlocal calls
+        calls += 1
+        return next(iter([]))
+
+    def first_row_sync() -> int:
+        nonlocal calls
+        calls += 1
+        return next(iter([]))
+
+    for _ in range(3):
+        with pytest.raises(RuntimeError) as raised:
+            await sw.call(first_row, key="svc")
+        assert isinstance(raised.value.__cause__, StopIteration)
+        with pytest.raises(RuntimeError) as raised:
+            sw.call_sync(first_row_sync, key="svc")
+        assert isinstance(raised.value.__cause__, StopIteration)
+    assert calls == 6  # one attempt each
+    key = sw.health()["keys"]["svc"]
+    assert key["state"] == "closed"
+    assert (key["failure_rate"], key["consecutive_failures"]) == (0.0, 0)
+
+
 async def test_a_half_open_probe_that_hits_a_caller_bug_keeps_the_breaker_half_open() -> None:
     """The probe's permit is given back: the breaker neither closes nor reopens."""
     clock = Clock()

@@ -68,6 +68,7 @@ class CallState:
         "result",
         "retried",
         "spec",
+        "spent",
         "started",
         "t0",
         "timer",
@@ -82,6 +83,7 @@ class CallState:
         self.max_attempts = _testmode.cap_attempts(spec.policy.retry.max_attempts)
         self.history: list[AttemptRecord] = []
         self.retried: dict[Category, int] = {}
+        self.spent: int | None = None  # budget bucket of a retry not sent yet (Settle.unspend)
         # The current attempt: its permit, start and end, result, and how it was timed.
         self.permit: Permit = CLOSED_PERMIT
         self.t0 = self.ended = started
@@ -133,18 +135,22 @@ class Loop(Settle):
         (``seawall._path.threads``) shares; this drives them with awaits.
         """
         call = self.begin(spec, first)
-        for number in range(1, call.max_attempts + 1):
-            if first is not None:
-                if type(first.exc) is TypeError:  # a lean attempt failed: sw.call(fetch(url))?
-                    self._refuse_misuse(call, attempt, first.exc)
-                call.took(first)
-                first = None
-            else:
-                await self._send(call, number, attempt)
-            delay = self.settle(call, number)  # takes the key's lock around the books
-            if delay is None:
-                return call.value
-            await _testmode.sleep(delay)
+        try:
+            for number in range(1, call.max_attempts + 1):
+                if first is not None:
+                    if type(first.exc) is TypeError:  # a lean attempt failed: sw.call(fetch(url))?
+                        self._refuse_misuse(call, attempt, first.exc)
+                    call.took(first)
+                    first = None
+                else:
+                    await self._send(call, number, attempt)
+                delay = self.settle(call, number)  # takes the key's lock around the books
+                if delay is None:
+                    return call.value
+                await _testmode.sleep(delay)
+        except BaseException:
+            self.unspend(call)  # cancelled in a wait, or the retry refused: its token back
+            raise
         msg = "unreachable: the last attempt always stops"  # pragma: no cover
         raise AssertionError(msg)  # pragma: no cover
 
@@ -200,6 +206,7 @@ class Loop(Settle):
             raise
         call.permit = permit
         call.timer, call.watched = None, False
+        call.spent = None  # the retry the budget paid for goes
         call.t0 = self.clock()
         state.cooldown.sent()
         return limit

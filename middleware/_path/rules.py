@@ -57,7 +57,11 @@ class StopReason(enum.Enum):
             StopReason.NOT_IDEMPOTENT: (
                 f"{spec.method} is not idempotent (add an Idempotency-Key or retry_methods)"
             ),
-            StopReason.NOT_REPLAYABLE: "the request body cannot be sent again (a consumed stream)",
+            StopReason.NOT_REPLAYABLE: (
+                "the request body cannot be sent again (a consumed stream)"
+                if spec.http
+                else "an argument cannot be given again (a consumed generator or file)"
+            ),
             StopReason.SERVER_WAIT: (
                 f"the server asked to wait {show_seconds(c.retry_after or 0.0)}, above "
                 f"retry_after_max={retry.retry_after_max:g}"

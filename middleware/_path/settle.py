@@ -200,6 +200,15 @@ class Settle(Verdicts):
             return outcome, c, record, None, on_error
         return outcome, c, record, stop, None
 
+    def unspend(self, call: CallState) -> None:
+        """The call ended (cancelled, interrupted, refused) between spending a retry of the
+        budget and sending it: the token goes back (``RetryBudget.give_back``)."""
+        spent, call.spent = call.spent, None
+        if spent is not None:
+            state = call.spec.state
+            with state.lock:
+                state.budget.give_back(spent)
+
     def abandon(self, call: CallState) -> None:
         """The attempt was cancelled or interrupted: give its permit back, no verdict."""
         state = call.spec.state
@@ -249,6 +258,7 @@ class Settle(Verdicts):
                     spec, StopReason.BUDGET, call.started, c, result, exc, history
                 )
                 return None
+            call.spent = state.budget.epoch  # given back if the retry is never sent
             call.retried[c.category] = call.retried.get(c.category, 0) + 1
             state.stats.retries += 1
             history[-1] = attrs.evolve(history[-1], delay=delay)

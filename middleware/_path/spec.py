@@ -24,6 +24,7 @@ __all__ = [
     "BrokenBody",
     "CallSpec",
     "FirstAttempt",
+    "GENERATORS",
     "Misuse",
     "STREAMS",
     "answered_before",
@@ -34,6 +35,7 @@ __all__ = [
     "mark_answered",
     "coroutine_attempt",
     "first_misuse",
+    "generator_function",
     "not_awaitable",
     "safe_name",
 ]
@@ -202,6 +204,27 @@ STREAMS = (
 )
 
 
+#: What to do with a generator function, whose code runs only as it is iterated (after the
+#: protected call returned it): seawall would count a success and protect nothing.
+GENERATORS = (
+    "its code runs only as the generator is iterated, after the protected call has returned "
+    "it, so nothing in it would be retried or counted; protect the function that consumes "
+    "it (a def that iterates it to the end, e.g. returning list(...)), or put the loop over "
+    "it in the block form: for attempt in sw.attempts(key=...): with attempt: ... (docs/sync.md)"
+)
+
+
+def generator_function(fn: object) -> bool:
+    """Whether ``fn`` (through partials, methods and ``__call__``, as ``async_kind``) is a
+    plain generator function (``def`` with ``yield``)."""
+    fn = _underneath(fn)
+    if inspect.isgeneratorfunction(fn):
+        return True
+    if inspect.isfunction(fn) or isinstance(fn, type):
+        return False
+    return inspect.isgeneratorfunction(_underneath(getattr(type(fn), "__call__", None)))  # noqa: B004
+
+
 def _underneath(fn: object) -> object:
     """The function under partials, bound methods and ``staticmethod``/``classmethod`` objects."""
     for _ in range(100):  # bounded: partials of partials, methods of partials
@@ -346,9 +369,11 @@ def call_spec(
     route: Route,
     context: Mapping[str, Any] | None,
     retry_if: Callable[[BaseException], bool] | None,
+    replayable: Callable[[], bool] | None = None,
 ) -> CallSpec:
     """The ``CallSpec`` of a call of a plain function (``sw.call``, ``call_sync``) under
-    ``route``, which ``Registry.call_route`` gave (with its state)."""
+    ``route``, which ``Registry.call_route`` gave (with its state). ``replayable``:
+    whether its arguments can be given again (``seawall._path.replay``)."""
     assert route.state is not None, "call_route fills in the state"
     return CallSpec(
         key=route.key,
@@ -357,4 +382,5 @@ def call_spec(
         context=merge_context(context),
         llm=route.llm,
         retry_if=retry_if,
+        replayable=replayable,
     )

@@ -5,11 +5,16 @@ books under the key's lock, plugins after it), driven without an event loop: a w
 ``sleep`` (``time.sleep`` unless the ``Seawall`` was given another; instant
 in test mode), and each attempt is a block the caller runs
 (``with attempt:``). A thread cannot be interrupted, so ``TimeoutPolicy.attempt``
-is not applied; the deadline still stops retries and refuses late attempts.
+is not applied; the deadline still stops retries and refuses late attempts,
+and an adapter that can bound its own I/O (the httpx transport, through
+httpx's timeouts) bounds an attempt by the deadline (``SyncAttempt.time_left``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Self
@@ -22,6 +27,12 @@ from seawall.cooldown import RECHECK
 __all__ = ["Block", "SyncAttempt", "SyncRun", "loud_stop"]
 
 _OPEN, _REPORTED, _INTERRUPTED = 0, 1, 2
+
+log = logging.getLogger("seawall.sync")
+
+#: The loops (one per ``Seawall``) whose sync forms waited on an event loop's thread, and
+#: were warned about (once).
+_warned: weakref.WeakSet[Loop] = weakref.WeakSet()
 
 
 def loud_stop(exc: BaseException) -> BaseException:
@@ -88,16 +99,28 @@ class SyncAttempt(Block):
     breaker permit back without a verdict and propagates.
     """
 
-    __slots__ = ("_run", "_status", "result", "value")
+    __slots__ = ("_run", "_status", "result", "time_left", "value")
 
-    def __init__(self, run: SyncRun, number: int) -> None:
+    def __init__(self, run: SyncRun, number: int, time_left: float | None = None) -> None:
         super().__init__(number)
         #: What the attempt produced (``sw.call_sync`` puts the function's answer here).
         self.value: Any = None
         #: An adapter's fuller report (an HTTP response's status, headers, body), else ``None``.
         self.result: Attempt | None = None
+        #: Seconds left before the caller's deadline when it is sooner than the policy's
+        #: attempt limit, else ``None``: an adapter that can bound its own I/O bounds the
+        #: attempt by it (and says ``cut()`` when that bound ended it).
+        self.time_left = time_left
         self._run = run
         self._status = _OPEN
+
+    def cut(self) -> None:
+        """The adapter's bound from ``time_left`` ended this attempt: the caller's own
+        deadline cut it, so it is no failure of the upstream (no breaker count, counted
+        as cut by deadline), as the event loop's deadline cuts are."""
+        call = self._run._call
+        if call is not None and self._status == _OPEN and call.by_deadline:
+            call.watched = True  # with by_deadline: CallState.cut
 
     def _used(self) -> bool:
         return self._status != _OPEN
@@ -173,12 +196,12 @@ class SyncRun:
                 raise loud_stop(stop)
             self.value = call.value
             raise StopIteration
-        else:
-            self._wait(self._delay)
         lock = spec.state.lock
         cooldown = spec.state.cooldown
         observer = loop.observer
         try:
+            if self._delay is not None:
+                self._wait(self._delay)
             if cooldown.until or cooldown.rate is not None:
                 self._respect_cooldown(call)
             if self._number >= call.max_attempts:  # pragma: no cover - settle always stops
@@ -186,15 +209,17 @@ class SyncRun:
                 raise AssertionError(msg)
             try:
                 with lock:
-                    # its time limit cannot cut a thread short: not applied
-                    loop.admit(call, spec.state.breaker.admit())
+                    # its time limit cannot cut a thread short: not applied, but the
+                    # deadline's share of it is handed to the block (time_left)
+                    limit = loop.admit(call, spec.state.breaker.admit())
             finally:
                 observer.flush()  # a rejection, or the breaker gone half-open for a probe
         except BaseException:
             self._done = True
+            loop.unspend(call)  # interrupted in the wait, or refused: the retry never went
             raise
         self._number += 1
-        self._current = SyncAttempt(self, self._number)
+        self._current = SyncAttempt(self, self._number, limit if call.by_deadline else None)
         return self._current
 
     def _respect_cooldown(self, call: CallState) -> None:
@@ -235,6 +260,17 @@ class SyncRun:
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0 and not _testmode.is_testing():
+            loop = self._loop
+            if loop not in _warned and asyncio._get_running_loop() is not None:
+                _warned.add(loop)
+                log.warning(
+                    "%s: a sync form (sw.call_sync, @sw.protect on a def, the sync httpx "
+                    "transport) waits %.2fs on the event loop's thread, and every task on "
+                    "the loop waits with it; run it in a thread (await asyncio.to_thread(...)) "
+                    "or use the async form (said once per Seawall)",
+                    self._spec.request_line(),
+                    seconds,
+                )
             self._sleep(seconds)
 
     def report(self, attempt: SyncAttempt, exc: BaseException | None) -> None:

@@ -36,6 +36,7 @@ from seawall.tables import (
     INVALID_URL,
     MALFORMED_RESPONSE,
     NETWORK,
+    POOL_FULL,
     RESOURCE,
     SSL_BROKEN,
     TIMEOUT,
@@ -107,6 +108,7 @@ def _httpx_types(httpx: Any) -> list[tuple[tuple[type[BaseException], ...], Clas
     found = _HTTPX.get(id(httpx))
     if found is None:
         found = _HTTPX[id(httpx)] = [
+            ((httpx.PoolTimeout,), POOL_FULL),  # local: before the timeouts it is one of
             ((httpx.TimeoutException,), TIMEOUT),
             ((httpx.InvalidURL, httpx.UnsupportedProtocol), INVALID_URL),
             ((httpx.LocalProtocolError, httpx.TooManyRedirects), CALLER),
@@ -152,6 +154,8 @@ def _by_type(exc: BaseException) -> Classification | None:
         return classify_status(exc.status)
     if _tls_handshake(exc):
         return with_reason(TLS_HANDSHAKE, exc)
+    if type(exc) is RuntimeError and isinstance(exc.__cause__, StopIteration | StopAsyncIteration):
+        return with_reason(CALLER, exc)  # PEP 479: a coroutine's StopIteration, as Python raises it
     for types, classification in _TYPES:
         if isinstance(exc, types):
             return with_reason(classification, exc)
