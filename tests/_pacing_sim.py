@@ -104,6 +104,7 @@ def simulate(
     events: list[tuple[float, int, str, int, float]] = []
     seq = 0
     rng = random.Random(seed)
+    sent_at: dict[int, float] = {}  # each caller's request in flight: when it was sent
 
     def woken(at: float) -> float:
         """When a busy event loop wakes a sleeper due ``at``: on its next tick of ``jitter``
@@ -168,6 +169,7 @@ def simulate(
             kind = "send"
         if kind == "send":
             cd.sent()
+            sent_at[caller] = at
             run.sends.append(at)
             run.paces.append(cd.rate or 0.0)
             seen = at  # when the upstream takes it
@@ -191,7 +193,7 @@ def simulate(
                 cd.observe(None, success=False)
                 wait = float(max(1, math.ceil(extra))) if whole_seconds else extra
                 before = cd.until
-                cd.start(wait)
+                cd.start(wait, sent_at.pop(caller, None))  # as the engine: when it was sent
                 if cd.until > before:
                     run.pauses.append((at, cd.until))
                 run.refused += 1
