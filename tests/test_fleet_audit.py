@@ -29,6 +29,7 @@ from seawall.cli import main as cli_main
 from seawall.errors import CircuitOpenError
 from seawall.fleet import Fleet, FleetStore
 from seawall.fleet import store as fleet_store
+from seawall.fleet.schedule import IDLE_EVERY
 from seawall.policy import BreakerPolicy, Policy
 from tests._helpers import Clock
 from tests._redis import RedisServer, redis_server, server_fixture
@@ -230,7 +231,10 @@ async def test_a_bad_value_spoils_one_key_not_the_fleet(
         a.state_for("good", policy).cooldown.start(20.0)  # a 429 on the good key
         for s in stores:
             s.costs_due()  # type: ignore[attr-defined]
-        for _ in range(6):  # bounded: every round stays linked (a data error is no outage)
+        # Bounded: every round stays linked (a data error is no outage). b calls neither
+        # key: both are idle there, each read once per IDLE_EVERY rounds, in an order
+        # that its first reads set (a set's order: it varies from run to run).
+        for _ in range(IDLE_EVERY + 2):
             for s in stores:
                 assert await s.sync()  # type: ignore[attr-defined]
                 s.costs_due()  # type: ignore[attr-defined]
