@@ -319,7 +319,11 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
         reason="not authorized",
     ),
     _p(
-        r"\bauth|unauthori[sz]ed|invalid.{0,10}(api.?)?key|credential",
+        # "auth" and its words (authn, authenticate, authorised), never "author",
+        # "authority" or "authoritative": a certificate authority or a DNS answer is
+        # no failed login, and this pattern escalates to a human.
+        r"\bauth(?:_?(?:n|enticat\w*|ori[sz](?:ation|ed?|ing)\w*|error|exception|fail\w*))?\b|unauthori[sz]ed"
+        r"|invalid.{0,10}(api.?)?key|credential",
         category=Category.AUTHENTICATION,
         severity=Severity.HIGH,
         escalate=True,

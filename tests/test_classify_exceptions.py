@@ -420,3 +420,41 @@ async def test_a_pattern_sees_the_first_2000_characters_of_an_error_body(
     async with make_session(sw) as session, session.get(server.make_url("/")) as resp:
         assert resp.status == 500
     assert up.hits == (1 if matched else 3)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "auth failed",
+        "Authentication failed for user",
+        "not authorized",
+        "token not authorised",
+        "authn error",
+        "Authorization header missing",
+        "authenticate first",
+        "AuthError: bad token",
+        "auth_failure",
+        "invalid api key",
+    ],
+)
+def test_a_failed_login_in_a_message_is_authentication(message: str) -> None:
+    c = builtin_exceptions.classify_exception(RuntimeError(message))
+    assert c.category is Category.AUTHENTICATION
+    assert c.escalate
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "author 12 not found",
+        "certificate authority unknown",
+        "no authoritative answer from the name server",
+        "authority_key mismatch",
+    ],
+)
+def test_an_author_or_an_authority_is_no_failed_login(message: str) -> None:
+    """The pattern escalates to a human and is never retried: "author" and "authority" in
+    a message (a lookup, a TLS or DNS error) matched it, and paged someone for nothing."""
+    c = builtin_exceptions.classify_exception(RuntimeError(message))
+    assert c.category is not Category.AUTHENTICATION
+    assert not c.escalate
