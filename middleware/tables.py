@@ -335,7 +335,11 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
         reason="invalid input",
     ),
     _p(
-        r"out of memory|memory|resource|capacity|out of space|no space left|disk full",
+        # Running out, not a mention: "resource not found" or "in-memory cache" is no
+        # exhaustion (it counts against the breaker: five of them opened it for everyone).
+        r"out of memory|memory ?error|cannot allocate|resources?[ _](?:exhausted|limit"
+        r"|temporarily unavailable)|(?:insufficient|no|not enough) (?:capacity|resources"
+        r"|memory)|(?:at|over) capacity|capacity exceeded|out of space|no space left|disk full",
         category=Category.RESOURCE_EXHAUSTION,
         severity=Severity.HIGH,
         retryable=True,

@@ -458,3 +458,14 @@ def test_an_author_or_an_authority_is_no_failed_login(message: str) -> None:
     c = builtin_exceptions.classify_exception(RuntimeError(message))
     assert c.category is not Category.AUTHENTICATION
     assert not c.escalate
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["resource not found", "The requested resource does not exist", "in-memory cache miss"],
+)
+def test_a_resource_or_memory_mentioned_is_no_exhaustion(message: str) -> None:
+    """Exhaustion counts against the breaker: "resource not found" read as one, five of
+    them opened the key's breaker for every caller."""
+    c = builtin_exceptions.classify_exception(RuntimeError(message))
+    assert c.category is not Category.RESOURCE_EXHAUSTION
