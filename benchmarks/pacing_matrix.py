@@ -76,6 +76,24 @@ def cell(rate: float, burst: float, mode: str) -> tuple[float, float] | None:
     return served, run.refused / max(1, run.successes)
 
 
+#: Open-loop buckets whose limit lifts (the upstream takes everything from then on).
+LIFTS = [(20, 1), (50, 5), (200, 5), (10, 5), (8, 1)]
+LIFT_AT = (20.0, 30.0, 40.0)  # seconds from the start: averaged over where in a cycle it falls
+
+
+def lift_cell(rate: float, burst: float) -> float:
+    """Share of the demand (arrivals at 1.6x the old rate) served in the 10 s after the limit
+    lifts, open loop, averaged over ``LIFT_AT``: how soon a lifted limit is found."""
+    shares = []
+    for lift in LIFT_AT:
+        _, ok, _ = simulate(
+            0, rate, burst, lift + 10.0, lift=lift, arrivals=rate * 1.6, deadline=3.0
+        )
+        served = sum(T0 + lift <= t < T0 + lift + 10.0 for t in ok)
+        shares.append(served / (10.0 * rate * 1.6))
+    return statistics.fmean(shares)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
@@ -88,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                 cells[f"{rate}/{burst} {mode}"] = got
     shares = [share for share, _ in cells.values()]
     refused = [per for _, per in cells.values()]
+    lifts = {f"{rate}/{burst}": lift_cell(float(rate), float(burst)) for rate, burst in LIFTS}
     if args.json:
-        print(json.dumps({"cells": cells, "mean_share": statistics.fmean(shares)}))
+        print(json.dumps({"cells": cells, "mean_share": statistics.fmean(shares), "lifts": lifts}))
         return 0
     print(
         f"{SECONDS:.0f} virtual seconds; share of the rate from {LEARNING:.0f} s on"
@@ -106,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         f"mean share {statistics.fmean(shares):.3f}, lowest {min(shares):.2f}; "
         f"429s per success: mean {statistics.fmean(refused):.3f}, highest {max(refused):.3f}"
     )
+    print(
+        "lifted limit, open loop: share of the demand served in the 10 s after the lift "
+        f"(lift at {', '.join(f'{at:.0f}' for at in LIFT_AT)} s, averaged)"
+    )
+    print("  " + "  ".join(f"{bucket}: {share:.0%}" for bucket, share in lifts.items()))
     return 0
 
 
