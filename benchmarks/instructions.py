@@ -25,18 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from _callgrind import count, run_cases
 from _common import VARIANTS, Upstream, closed_loop, emit, table
 from _decision_peers import PEERS, missing_note
 from overhead import CASES, CLIENTS, decision_cases, labels, run_variant
@@ -109,60 +105,16 @@ async def _decision_client(calls: int) -> None:
     The loops never suspend (every call succeeds at once, the peers' too), so
     each is driven to its end inside ``reduce``, within this task. The last
     line printed is the JSON list of the cases measured (a peer that is not
-    installed has none).
+    installed has none): ``_callgrind.run_cases``.
     """
     cases, sw = await decision_cases()
-    for name in cases:
-        for n in (calls, calls * 6):
-            functools.reduce(lambda _a, _b, n=n, name=name: _drive(cases[name](n)), [0], None)
+    run_cases(cases, calls)
     await sw.aclose()
-    print(json.dumps(list(cases)))
-
-
-def _drive(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` to its end; it must not suspend."""
-    try:
-        coro.send(None)
-    except StopIteration:
-        return
-    coro.close()
-    raise RuntimeError("a decision-cost case suspended; it must succeed at once")
 
 
 def decision(calls: int) -> dict[str, float]:
     """Instructions per call of each case in ``CASES`` (see the module's docstring)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg")
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=functools_reduce",
-            "--dump-after=functools_reduce",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            __file__,
-            "--decision-client",
-            str(calls),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
-        names: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
-        dumps = sorted(
-            (p for p in os.listdir(tmp) if re.fullmatch(r"cg\.\d+", p)),
-            key=lambda p: int(p.split(".")[1]),
-        )
-        totals = []
-        for name in dumps:
-            with open(os.path.join(tmp, name)) as f:
-                found = re.search(r"^totals: (\d+)", f.read(), re.MULTILINE)
-            if found is None:
-                raise RuntimeError(f"no totals in callgrind dump {name}")
-            totals.append(int(found.group(1)))
-    if len(totals) != 2 * len(names):
-        raise RuntimeError(f"expected {2 * len(names)} callgrind dumps, got {len(totals)}")
-    per_call = {
-        name: (totals[2 * i + 1] - totals[2 * i]) / (calls * 5) for i, name in enumerate(names)
-    }
+    per_call = count(__file__, "--decision-client", calls)
     for name, (_label, base) in CASES.items():
         if base is not None and name in per_call:
             per_call[f"{name}_minus_{base}"] = per_call[name] - per_call[base]

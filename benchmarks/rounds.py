@@ -29,15 +29,12 @@ import argparse
 import asyncio
 import functools
 import gc
-import os
-import re
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any
+
+from _callgrind import count, run_cases
 
 from seawall import Policy, Seawall
 from seawall.fleet import Fleet, FleetStore
@@ -157,58 +154,14 @@ async def _instruction_cases(calls: int) -> None:
     }
     for case in cases.values():
         await case(1)
-    for case in cases.values():
-        for n in (calls, calls * 6):
-
-            def loop(_a: object, _b: object, n: int = n, case: Any = case) -> None:
-                _drive(case(n))
-
-            functools.reduce(loop, [0], None)
+    run_cases(cases, calls)
     await local.aclose()
     await fleet.aclose()
-    print("|".join(cases))
-
-
-def _drive(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` to its end; it must not suspend."""
-    try:
-        coro.send(None)
-    except StopIteration:
-        return
-    coro.close()
-    raise RuntimeError("a case suspended; it must succeed at once")
 
 
 def instructions(calls: int) -> dict[str, float]:
     """Instructions per call of each case (callgrind; see the module)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg")
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=functools_reduce",
-            "--dump-after=functools_reduce",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            __file__,
-            "--instruction-cases",
-            str(calls),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
-        names = done.stdout.strip().splitlines()[-1].split("|")
-        dumps = sorted(
-            (p for p in os.listdir(tmp) if re.fullmatch(r"cg\.\d+", p)),
-            key=lambda p: int(p.split(".")[1]),
-        )
-        totals = []
-        for name in dumps:
-            with open(os.path.join(tmp, name)) as f:
-                found = re.search(r"^totals: (\d+)", f.read(), re.MULTILINE)
-            assert found is not None, f"no totals in callgrind dump {name}"
-            totals.append(int(found.group(1)))
-    assert len(totals) == 2 * len(names), (names, totals)
-    return {name: (totals[2 * i + 1] - totals[2 * i]) / (calls * 5) for i, name in enumerate(names)}
+    return count(__file__, "--instruction-cases", calls)
 
 
 def main() -> None:
