@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import attrs
 
-from seawall.redact import redact_text
+from seawall.redact import redact_head, redact_text
 
 __all__ = [
     "HTTP_METHODS",
@@ -92,9 +92,12 @@ def show(value: Any) -> str:
     key as a route pattern, a URL with its query) must not leave through the message, and a
     fuzzed one must not flood it."""
     try:
-        text = redact_text(repr(value))
+        raw = repr(value)
     except Exception:  # a broken __repr__ of a user's object
-        text = f"<{type(value).__name__}>"
+        return f"<{type(value).__name__}>"
+    if len(raw) > _SHOW_MAX:  # (a secret cut by the limit is masked, never half shown)
+        return f"{redact_head(raw, _SHOW_MAX - 3)}..."
+    text = redact_text(raw)
     return text if len(text) <= _SHOW_MAX else f"{text[: _SHOW_MAX - 3]}..."
 
 
