@@ -97,12 +97,8 @@ class CallState:
     def took(self, first: FirstAttempt) -> None:
         """The adapter's first attempt, made under the policy's own limit."""
         self.permit = CLOSED_PERMIT
-        self.t0, self.ended, self.result, self.exc = (
-            first.started,
-            first.ended,
-            first.result,
-            first.exc,
-        )
+        self.t0, self.ended = first.started, first.ended
+        self.result, self.exc = first.result, first.exc
         self.by_deadline, self.timer, self.watched = False, None, False
 
     @property
@@ -157,9 +153,8 @@ class Loop(Settle):
     def _refuse_misuse(
         self, call: CallState, attempt: Callable[[int], Awaitable[Attempt]], exc: TypeError
     ) -> None:
-        """Raise a ``TypeError`` that says what to do when a lean first attempt failed
-        because ``sw.call`` was given no function (``spec.first_misuse``); counted as
-        ``_send`` counts a misuse: no verdict."""
+        """Raise a ``TypeError`` that says what to do when a lean first attempt failed because
+        ``sw.call`` was given no function (``spec.first_misuse``); no verdict, as in ``_send``."""
         misuse = first_misuse(attempt, exc)
         if misuse is not None:
             self.abandon(call)
@@ -205,8 +200,7 @@ class Loop(Settle):
             state.breaker.release(permit)
             raise
         call.permit = permit
-        call.timer, call.watched = None, False
-        call.spent = None  # the retry the budget paid for goes
+        call.timer, call.watched, call.spent = None, False, None  # (spent: the paid retry goes)
         call.t0 = self.clock()
         state.cooldown.sent()
         return limit
