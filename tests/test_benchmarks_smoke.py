@@ -25,16 +25,22 @@ ROWS = {
 }
 
 
-def _run(script: str, *args: str) -> dict[str, object]:
+def _stdout(script: str, *args: str, timeout: float = 180) -> str:
+    """What ``python benchmarks/<script> <args>`` printed; it must exit 0."""
     done = subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick", "--json", *args],
+        [sys.executable, str(BENCH / script), *args],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout
+
+
+def _run(script: str, *args: str) -> dict[str, object]:
+    out = _stdout(script, "--quick", "--json", *args)
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
     return result
 
 
@@ -98,15 +104,8 @@ def test_the_decision_cases_run_without_suspending() -> None:
     """instructions.py drives each decision-cost loop without an event loop (as under
     callgrind): every case, the peers installed included, finishes without suspending,
     and the child names them (instructions.py reads those names)."""
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "instructions.py"), "--decision-client", "3"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    names = json.loads(done.stdout.strip().splitlines()[-1])
+    out = _stdout("instructions.py", "--decision-client", "3")
+    names = json.loads(out.strip().splitlines()[-1])
     assert names[:8] == ["bare", "run", "handler", "path", "fn", "call", "call_key", "protect"]
     installed = [peer for peer in PEERS if importlib.util.find_spec(peer) is not None]
     assert names[8:] == installed
@@ -166,15 +165,7 @@ def test_peers_runs_every_scenario_for_every_variant() -> None:
 )
 def test_timing_targets_moved_from_the_unit_tests_still_run(script: str, rows: list[str]) -> None:
     """Each timing target runs in its tiny mode and reports a verdict per row (never asserted)."""
-    done = subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = _stdout(script, "--quick").splitlines()
     for row in rows:
         (line,) = [line for line in lines if line.startswith(row)]
         assert line.rstrip().endswith(("ok", "ABOVE TARGET", "MISSED")), line
@@ -187,15 +178,8 @@ def test_the_lift_benchmark_reports_both_phases_for_every_client() -> None:
         clients -= {"fleet", "fleet-held"}
     # lift.py bounds itself: a stuck process prints every thread's stack and exits (about
     # 225 s at most here; 40 s is usual), so a hang shows where it waits, not a timeout.
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "lift.py"), "--quick", "--clients", ",".join(sorted(clients))],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    out = _stdout("lift.py", "--quick", "--clients", ",".join(sorted(clients)), timeout=300)
+    lines = out.splitlines()
     table = lines[2 : lines.index("each round (limited: per s, 429s/ok; lifted: ok):")]
     rows = {line.split()[0]: line.split()[1:] for line in table}
     assert set(rows) == clients
@@ -205,28 +189,12 @@ def test_the_lift_benchmark_reports_both_phases_for_every_client() -> None:
 def test_the_pacing_matrix_reports_every_cell() -> None:
     """pacing_matrix.py --json: a share and a 429 count for each bucket and way of calling
     (stalls only where the bucket refills fast enough for one to matter); never asserted."""
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "pacing_matrix.py"), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    cells = json.loads(done.stdout)["cells"]
+    cells = json.loads(_stdout("pacing_matrix.py", "--json"))["cells"]
     assert len(cells) == 11 * 4 - 6
     assert all(0.0 < share <= 1.2 and refused >= 0.0 for share, refused in cells.values())
 
 
 def test_the_rounds_benchmark_reports_a_row() -> None:
     """rounds.py --quick: one row of a round's key selection time and states looked at."""
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "rounds.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    (row,) = done.stdout.splitlines()[2:]
+    (row,) = _stdout("rounds.py", "--quick").splitlines()[2:]
     assert len(row.split()) == 6, row
