@@ -318,7 +318,7 @@ class Cooldown:
         self.settle()
         learning = self._learning
         if success and learning is not None and self.rate is not None:
-            learning.succeeded(self._clock())  # measured only while paced (the run path)
+            learning.succeeded(self._clock(), sent_at, self.rate)  # measured while paced
         hints = self._hints
         if success and sent_at is not None and (hints is not None or info is not None):
             now = self._clock()
@@ -380,7 +380,7 @@ class Cooldown:
         learning = self._learning
         if learning is None:
             learning = self._learning = LearntPace()
-        cut = learning.after_429(now, seconds, rate, sent_at)
+        cut = learning.after_429(now, seconds, rate, sent_at, self.inflight)
         if cut is not None:
             self._cut(learning, now, *cut)
 

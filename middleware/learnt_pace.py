@@ -25,7 +25,10 @@ level whose cut is ``EARLY_PROBE`` seconds old does not hold, it probes from
 there, doubling every ``EARLY_DOUBLING`` seconds, never above ``EARLY_CAP``
 times the demand; each early probe that meets the same ceiling makes the next
 one wait ``EARLY_BACKOFF`` times as long, up to ``HOLD``; the level an early
-probe's 429 sets is not kept past its own first 429 (``JITTER_SHARE``). A pace nobody
+probe's 429 sets is not kept past its own first 429 (``JITTER_SHARE``). A 429
+answered within ``BUNCH`` of a turn after the answer before it, though sent a turn or
+more later, was bunched with it by a host's stall: its pause is honoured, but the pace
+and its clock are kept (``seawall.pace_samples`` tells). A pace nobody
 waited on for ``LEARN_TTL`` seconds is forgotten (the key
 goes back to the lean path); its level is kept ``CEILING_TTL`` seconds to
 start from next time.
@@ -33,9 +36,11 @@ start from next time.
 
 from __future__ import annotations
 
-import math
+from seawall.pace_samples import BUNCH, MIN_SUCCESSES, SAMPLE, PaceSamples
+from seawall.pace_samples import NEVER as _NEVER
 
 __all__ = [
+    "BUNCH",
     "CAREFUL_DOUBLING",
     "CAREFUL_SHARE",
     "CEILING_TTL",
@@ -110,10 +115,6 @@ EARLY_BACKOFF = 4.0
 #: Early probes in a row that met the same limit, at most (the wait grows no more).
 _EARLY_MISSES_MAX = 2
 
-#: Seconds of one admitted-rate sample (two are kept), and the successes it needs.
-SAMPLE = 0.5
-MIN_SUCCESSES = 5
-
 #: The first pace of a key with no ceiling known (slow start).
 START_RATE = 20.0
 
@@ -143,32 +144,26 @@ CEILING_TTL = 60.0
 
 _GROWTH = PROBE_STEP / PROBE_AT**3  # CUBIC's C, relative to the level
 _MAX_DOUBLINGS = 60.0  # 2**60: far above any rate, far below a float overflow
-_NEVER = -math.inf  # one shared float: a fresh key's state stays small
 
 
-class LearntPace:
+class LearntPace(PaceSamples):
     """What a key learns from 429s without rate headers; made at its first 429 (a fresh key
     stays small: DESIGN's 2 KiB per key)."""
 
     __slots__ = (
         "answers",
-        "asked",
-        "asked_prev",
         "base",
         "busy_at",
         "doubling",
         "early_misses",
         "forgave",
         "grow_from",
-        "ok",
-        "ok_prev",
-        "ok_prev_since",
-        "ok_since",
         "spaced",
         "stale_until",
     )
 
     def __init__(self) -> None:
+        super().__init__()
         self.base = 0.0  # the level (or the pace the doubling starts from)
         # Seconds per doubling while no ceiling is known, or while probing early (EARLY_DOUBLING);
         # 0: CUBIC around a level.
@@ -182,41 +177,6 @@ class LearntPace:
         # first ``stale_until`` were in flight at the cut (small numbers: no allocation).
         self.answers = 0
         self.stale_until = 0
-        self.ok = 0  # successes in the current sample (since ``ok_since``)
-        self.ok_since = _NEVER
-        # ... and in the one before, since ``ok_prev_since`` (the sample's old ``ok_since``:
-        # a float object shared, not a span made anew; 24 B per key).
-        self.ok_prev = 0
-        self.ok_prev_since = _NEVER
-        # Turns asked for (first bookings: the demand) in the same two samples.
-        self.asked = 0
-        self.asked_prev = 0
-
-    def admitted(self, now: float) -> float | None:
-        """Successes per second since the last pause, over about the last second or more.
-
-        ``None`` while fewer than ``MIN_SUCCESSES`` were seen, or over less than
-        ``SAMPLE / 2`` seconds (too short to tell a burst from a rate).
-        """
-        return self._per_second(self.ok + self.ok_prev, now)
-
-    def demand(self, now: float) -> float | None:
-        """Turns asked for per second (first bookings, refused ones too), over the samples
-        of ``admitted``; ``None`` while too few were asked over too short a time."""
-        return self._per_second(self.asked + self.asked_prev, now)
-
-    def _per_second(self, count: int, now: float) -> float | None:
-        """``count`` over the two samples (since ``ok_prev_since``), once it is a measure."""
-        total = now - self.ok_prev_since
-        if count < MIN_SUCCESSES or total < SAMPLE / 2:
-            return None
-        return count / total
-
-    def asking(self, now: float) -> None:
-        """A caller asks for its first turn (not a booking again after a cut); asked during
-        the pause, it waits in the queue the pace drains, not in the rate measured."""
-        if now >= self.ok_since:
-            self.asked += 1
 
     def pace(
         self, at: float, admitted: float | None, floor: float, now: float | None = None
@@ -282,26 +242,23 @@ class LearntPace:
         if self.answers <= self.stale_until:
             self.answers += 1  # (beyond, the count no longer matters)
 
-    def succeeded(self, now: float) -> None:
-        """A success came back while paced: it counts towards the admitted rate."""
-        span = now - self.ok_since
-        if span >= 0:  # (answered during the pause: sent before the cut)
-            if span >= SAMPLE and self.ok >= MIN_SUCCESSES:
-                self.ok_prev, self.ok_prev_since = self.ok, self.ok_since
-                self.ok, self.ok_since = 0, now
-                self.asked_prev, self.asked = self.asked, 0
-            self.ok += 1
-
     def after_429(
-        self, now: float, seconds: float | None, rate: float | None, sent_at: float | None
+        self,
+        now: float,
+        seconds: float | None,
+        rate: float | None,
+        sent_at: float | None,
+        inflight: int = 0,
     ) -> tuple[float, float, bool] | None:
         """A 429 came back (``seconds``: its wait, ``rate``: the pace in force, ``None`` when
-        none; ``sent_at``: when the refused attempt was sent, when known).
+        none; ``sent_at``: when the refused attempt was sent, when known; ``inflight``:
+        attempts still unanswered).
 
         How to cut: ``(ceiling, doubling, forgave)`` for ``restart``; ``None``: no cut
         (old news, already accounted for).
         """
         admitted = self.admitted(now)
+        stalled = self.answered(now, rate, sent_at)
         bound = None
         if (
             seconds is not None
@@ -333,6 +290,25 @@ class LearntPace:
             # what the bucket had stored meanwhile, and never held; its first 429 cuts
             # (keeping it once cost one more pause per early probe).
             return ceiling, 0.0, True
+        if (
+            stalled
+            and bound is None
+            and not self.doubling  # a level measured (a doubling pace finds one first)
+            and admitted is not None
+            and admitted >= JITTER_SHARE * rate  # (the pace in force: it never runs away)
+            and now - self.grow_from >= 2 * SAMPLE
+        ):
+            # Answered together with the answer before it, which was sent a turn or more
+            # earlier: a host's stall bunched them past the bucket, whatever the pace.
+            # The pause is honoured (the cooldown moved "until"); the pace and its clock
+            # are kept (it does not grow while paused), so a probe goes on and stalls do
+            # not ratchet the level down. Measured afresh after the pause.
+            end = now + (seconds or 0.0)
+            if self.ok_since < end:  # (once for the 429s of one bunch)
+                self.grow_from += end - now
+                self.measure_from(end)
+                self.answers, self.stale_until = 0, inflight  # the rest of it: old news
+            return None
         if admitted is None:
             # Too few answers since the last pause to measure: half the pace surely fits.
             return rate / 2, CAREFUL_DOUBLING, False
@@ -379,7 +355,4 @@ class LearntPace:
         self.base = max(ceiling if doubling else ceiling * LEVEL, floor)
         self.grow_from = start  # no growth while paused
         self.answers, self.stale_until = 0, inflight
-        # Measure afresh after the pause: what came before was another pace.
-        self.ok, self.ok_prev = 0, 0
-        self.asked, self.asked_prev = 0, 0
-        self.ok_since = self.ok_prev_since = start
+        self.measure_from(start)

@@ -184,7 +184,7 @@ def simulate(
             push(seen + latency, "answer", caller, -1.0 if refill is None else refill)
         elif kind == "answer":
             if extra < 0:
-                cd.observe(None, success=True)
+                cd.observe(None, success=True, sent_at=sent_at.pop(caller, None))
                 run.successes += 1
                 ok_times.append(at)
                 if arrivals is None:

@@ -81,7 +81,7 @@ class Settle(Verdicts):
             lock = state.lock
             lock.acquire()  # not `with`: its __enter__ parses arguments (~1k instructions)
             try:
-                state.cooldown.observe(None, success=True)
+                state.cooldown.observe(None, success=True, sent_at=call.t0)
                 breaker = state.breaker
                 if not breaker.quiet:
                     breaker.record(CLOSED_PERMIT, failure=False)
