@@ -296,7 +296,10 @@ BUILTIN_PATTERNS: tuple[Pattern, ...] = (
         reason="rate limited",
     ),
     _p(
-        r"timed?.?out|deadline",
+        # A deadline passed, not a mention: "deadline must be positive" or "invalid
+        # deadline" is the caller's (it counts against the breaker, and is retried).
+        r"timed?.?out|deadline.?(?:exceeded|expired|passed|reached)|(?:exceeded|missed|past)"
+        r" (?:the |its |a )?deadline",
         category=Category.TIMEOUT,
         severity=Severity.MEDIUM,
         retryable=True,

@@ -462,6 +462,35 @@ def test_an_author_or_an_authority_is_no_failed_login(message: str) -> None:
 
 @pytest.mark.parametrize(
     "message",
+    [
+        "deadline exceeded",
+        "DEADLINE_EXCEEDED: context deadline exceeded",
+        "Deadline expired before operation could complete",
+        "the request exceeded its deadline",
+        "Read timed out",
+    ],
+)
+def test_a_deadline_that_passed_is_a_timeout(message: str) -> None:
+    assert builtin_exceptions.classify_exception(RuntimeError(message)).category is (
+        Category.TIMEOUT
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["deadline must be positive", "invalid deadline: -1", "no deadline set for job 12"],
+)
+def test_a_deadline_mentioned_is_no_timeout(message: str) -> None:
+    """A timeout is retried up to the policy's attempts: "deadline must be positive" (the
+    caller's own mistake) read as one was sent three times. Now it is an unknown error,
+    retried at most once (DESIGN)."""
+    c = builtin_exceptions.classify_exception(RuntimeError(message))
+    assert c.category is Category.UNKNOWN
+    assert c.max_retries == 1
+
+
+@pytest.mark.parametrize(
+    "message",
     ["resource not found", "The requested resource does not exist", "in-memory cache miss"],
 )
 def test_a_resource_or_memory_mentioned_is_no_exhaustion(message: str) -> None:
