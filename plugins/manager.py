@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.metadata
 import inspect
 import logging
 import os
@@ -21,7 +20,7 @@ from typing import Any
 
 import pluggy
 
-from seawall.plugins import PROJECT_NAME, hookspecs
+from seawall.plugins import PROJECT_NAME, discovery, hookspecs
 from seawall.plugins.builtin import BUILTIN_MODULES, PRIORITY
 from seawall.plugins.hooks import BUILTIN_PREFIX, Hooks
 from seawall.plugins.inventory import ManagerReports, PluginInfo
@@ -203,13 +202,13 @@ def load_entrypoints(pm: SeawallPluginManager) -> int:
 
     ``SEAWALL_LOAD_PLUGINS`` filters: unset loads all, empty loads none,
     ``a,b`` loads only entry points or distributions named ``a`` or ``b``.
+    Which entry points exist comes from ``discovery`` (kept while ``sys.path`` and
+    its directories stay as they were); each is loaded afresh, here.
     """
     wanted = _load_filter()
     count = 0
-    for ep in importlib.metadata.entry_points(group=PROJECT_NAME):
-        dist = ep.dist
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        version = dist.version if dist is not None else None
+    for found in discovery.entry_points():
+        ep, dist_name, version = found.entry_point, found.dist_name, found.version
         if wanted is not None and ep.name not in wanted and dist_name not in wanted:
             continue
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
