@@ -15,7 +15,7 @@ import importlib
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -49,6 +49,15 @@ class NoHooksError(PluginError):
 
 #: Hooks whose implementations may be ``async def``: seawall awaits them.
 ASYNC_HOOKS = frozenset({"seawall_escalate"})
+
+#: What every hook's name starts with; built-ins name each implementation after its hook.
+HOOK_PREFIX = "seawall_"
+
+#: The package of the built-in plugin modules (and classes).
+_BUILTIN_PACKAGE = "seawall.plugins.builtin."
+
+#: Built-ins found to fit the hookspecs in this process: name -> ``_fit_key`` of it.
+_FITTING: dict[str, tuple[object, ...]] = {}
 
 #: Why an ``async def`` implementation of each other hook is refused.
 _SYNC_ONLY = {
@@ -135,6 +144,25 @@ def _check_impls(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         raise NoHooksError(msg)
 
 
+def _is_builtin(plugin: object) -> bool:
+    """Whether ``plugin`` is a built-in module, or an instance of a built-in's class."""
+    module = vars(plugin).get("__name__") if inspect.ismodule(plugin) else type(plugin).__module__
+    return isinstance(module, str) and module.startswith(_BUILTIN_PACKAGE)
+
+
+def _fit_key(plugin: object) -> tuple[object, ...]:
+    """What a built-in's fit depends on: its module or class, and every ``seawall_*``
+    attribute where Python looks it up (so a replaced hook function is checked again)."""
+    if inspect.ismodule(plugin):
+        kind: object = plugin
+        spaces: list[Mapping[str, object]] = [vars(plugin)]
+    else:
+        kind = type(plugin)
+        spaces = [getattr(plugin, "__dict__", {}), *map(vars, type(plugin).__mro__)]
+    hooks = tuple((n, v) for space in spaces for n, v in space.items() if n.startswith(HOOK_PREFIX))
+    return (kind, hooks)
+
+
 class SeawallPluginManager(ManagerReports):
     """A ``PluginManager`` that tells seawall's hook cache when plugins change."""
 
@@ -165,6 +193,27 @@ class SeawallPluginManager(ManagerReports):
             self._warn_wrappers(plugin, result)
         self._changed()
         return result
+
+    def register_builtin(self, plugin: object, name: str) -> None:
+        """Register built-in ``plugin``, checked as ``register`` checks any plugin, but once
+        a process: again only when its hook functions are not the ones that fitted."""
+        key = _fit_key(plugin)
+        if _FITTING.get(name) == key:
+            super().register(plugin, name)
+            self._changed()
+            return
+        warned = len(self.warnings)
+        self.register(plugin, name)
+        if len(self.warnings) == warned:
+            _FITTING[name] = key
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        """pluggy's, but a built-in's attributes not named ``seawall_*`` are skipped
+        unread: built-ins name every implementation after its hook (tests/test_plugins.py
+        checks), and reading each of their ~30 attributes was most of their registration."""
+        if not name.startswith(HOOK_PREFIX) and _is_builtin(plugin):
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
 
     def _warn_wrappers(self, plugin: object, name: str) -> None:
         """Warn about hook wrappers: seawall's dispatcher never calls them (it calls
@@ -260,7 +309,7 @@ def register_builtins(pm: SeawallPluginManager, blocked: Iterable[str] = ()) -> 
             continue
         module = importlib.import_module(f"seawall.plugins.builtin.{module_name}")
         factory = getattr(module, "plugin", None)
-        pm.register(factory() if callable(factory) else module, name=name)
+        pm.register_builtin(factory() if callable(factory) else module, name)
 
 
 def plugin_name(pm: pluggy.PluginManager, plugin: object) -> str:
