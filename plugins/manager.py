@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.metadata
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import attrs
 import pluggy
 
-from seawall.plugins import PROJECT_NAME, hookspecs
+from seawall.plugins import PROJECT_NAME, discovery, hookspecs
 from seawall.plugins.builtin import BUILTIN_MODULES, PRIORITY
-from seawall.plugins.builtin.patterns import PatternClassifier
 from seawall.plugins.hooks import BUILTIN_PREFIX, Hooks
+from seawall.plugins.inventory import ManagerReports, PluginInfo
 from seawall.redact import exception_repr, redact_text
 
 __all__ = [
@@ -52,8 +50,14 @@ class NoHooksError(PluginError):
 #: Hooks whose implementations may be ``async def``: seawall awaits them.
 ASYNC_HOOKS = frozenset({"seawall_escalate"})
 
-#: The built-in plugins whose counts ``classifier_stats`` reports.
-_CLASSIFIERS = ("seawall.builtin.exceptions", "seawall.builtin.patterns")
+#: What every hook's name starts with; built-ins name each implementation after its hook.
+HOOK_PREFIX = "seawall_"
+
+#: The package of the built-in plugin modules (and classes).
+_BUILTIN_PACKAGE = "seawall.plugins.builtin."
+
+#: Built-ins found to fit the hookspecs in this process: name -> ``_fit_key`` of it.
+_FITTING: dict[str, tuple[object, ...]] = {}
 
 #: Why an ``async def`` implementation of each other hook is refused.
 _SYNC_ONLY = {
@@ -140,21 +144,26 @@ def _check_impls(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         raise NoHooksError(msg)
 
 
-@attrs.frozen
-class PluginInfo:
-    """One registered plugin, as ``seawall plugins`` lists it."""
-
-    name: str
-    hooks: tuple[str, ...]
-    builtin: bool
-    distribution: str | None = None
-    version: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+def _is_builtin(plugin: object) -> bool:
+    """Whether ``plugin`` is a built-in module, or an instance of a built-in's class."""
+    module = vars(plugin).get("__name__") if inspect.ismodule(plugin) else type(plugin).__module__
+    return isinstance(module, str) and module.startswith(_BUILTIN_PACKAGE)
 
 
-class SeawallPluginManager(pluggy.PluginManager):
+def _fit_key(plugin: object) -> tuple[object, ...]:
+    """What a built-in's fit depends on: its module or class, and every ``seawall_*``
+    attribute where Python looks it up (so a replaced hook function is checked again)."""
+    if inspect.ismodule(plugin):
+        kind: object = plugin
+        spaces: list[Mapping[str, object]] = [vars(plugin)]
+    else:
+        kind = type(plugin)
+        spaces = [getattr(plugin, "__dict__", {}), *map(vars, type(plugin).__mro__)]
+    hooks = tuple((n, v) for space in spaces for n, v in space.items() if n.startswith(HOOK_PREFIX))
+    return (kind, hooks)
+
+
+class SeawallPluginManager(ManagerReports):
     """A ``PluginManager`` that tells seawall's hook cache when plugins change."""
 
     def __init__(self) -> None:
@@ -185,6 +194,27 @@ class SeawallPluginManager(pluggy.PluginManager):
         self._changed()
         return result
 
+    def register_builtin(self, plugin: object, name: str) -> None:
+        """Register built-in ``plugin``, checked as ``register`` checks any plugin, but once
+        a process: again only when its hook functions are not the ones that fitted."""
+        key = _fit_key(plugin)
+        if _FITTING.get(name) == key:
+            super().register(plugin, name)
+            self._changed()
+            return
+        warned = len(self.warnings)
+        self.register(plugin, name)
+        if len(self.warnings) == warned:
+            _FITTING[name] = key
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        """pluggy's, but a built-in's attributes not named ``seawall_*`` are skipped
+        unread: built-ins name every implementation after its hook (tests/test_plugins.py
+        checks), and reading each of their ~30 attributes was most of their registration."""
+        if not name.startswith(HOOK_PREFIX) and _is_builtin(plugin):
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
+
     def _warn_wrappers(self, plugin: object, name: str) -> None:
         """Warn about hook wrappers: seawall's dispatcher never calls them (it calls
         each implementation itself, to isolate faults), so they would do nothing."""
@@ -208,63 +238,6 @@ class SeawallPluginManager(pluggy.PluginManager):
         super().set_blocked(name)
         self._changed()
 
-    def patterns(self) -> PatternClassifier:
-        """The built-in pattern classifier (``add_pattern`` adds to it)."""
-        plugin = self.get_plugin("seawall.builtin.patterns")
-        if not isinstance(plugin, PatternClassifier):
-            msg = (
-                "add_pattern needs the built-in plugin 'seawall.builtin.patterns', "
-                "which is blocked; unblock it or classify messages in a plugin of your own"
-            )
-            raise RuntimeError(msg)
-        return plugin
-
-    def classifier_stats(self) -> dict[str, Any]:
-        """Counts from the built-in exception classifier and the user's patterns.
-
-        ``patterns_loaded``: the message patterns asked, built-in and the user's.
-        Empty when both plugins are blocked.
-        """
-        stats: dict[str, Any] = {}
-        for plugin in self._classifiers():
-            stats.update(plugin.snapshot())
-        if stats:
-            stats["patterns_loaded"] = stats.get("builtin_patterns", 0) + stats.get(
-                "user_patterns", 0
-            )
-        return stats
-
-    def reset_classifier_stats(self) -> None:
-        """Zero the classifiers' counts (patterns and caches are kept)."""
-        for plugin in self._classifiers():
-            plugin.reset()
-
-    def _classifiers(self) -> list[Any]:
-        found = (self.get_plugin(name) for name in _CLASSIFIERS)
-        return [plugin for plugin in found if plugin is not None]
-
-    def list_plugins(self, *, include_builtin: bool = False) -> list[PluginInfo]:
-        """Every registered plugin with the hooks it implements, sorted by name."""
-        infos = []
-        for name, plugin in self.list_name_plugin():
-            if plugin is None:
-                continue  # blocked
-            builtin = name.startswith(BUILTIN_PREFIX)
-            if builtin and not include_builtin:
-                continue
-            callers = self.get_hookcallers(plugin) or []
-            dist, version = self.distributions.get(name, (None, None))
-            infos.append(
-                PluginInfo(
-                    name=name,
-                    hooks=tuple(sorted(c.name for c in callers)),
-                    builtin=builtin,
-                    distribution=dist,
-                    version=version,
-                )
-            )
-        return sorted(infos, key=lambda info: (not info.builtin, info.name))
-
 
 def _load_filter() -> set[str] | None:
     raw = os.environ.get("SEAWALL_LOAD_PLUGINS")
@@ -278,13 +251,13 @@ def load_entrypoints(pm: SeawallPluginManager) -> int:
 
     ``SEAWALL_LOAD_PLUGINS`` filters: unset loads all, empty loads none,
     ``a,b`` loads only entry points or distributions named ``a`` or ``b``.
+    Which entry points exist comes from ``discovery`` (kept while ``sys.path`` and
+    its directories stay as they were); each is loaded afresh, here.
     """
     wanted = _load_filter()
     count = 0
-    for ep in importlib.metadata.entry_points(group=PROJECT_NAME):
-        dist = ep.dist
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        version = dist.version if dist is not None else None
+    for found in discovery.entry_points():
+        ep, dist_name, version = found.entry_point, found.dist_name, found.version
         if wanted is not None and ep.name not in wanted and dist_name not in wanted:
             continue
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
@@ -336,7 +309,7 @@ def register_builtins(pm: SeawallPluginManager, blocked: Iterable[str] = ()) -> 
             continue
         module = importlib.import_module(f"seawall.plugins.builtin.{module_name}")
         factory = getattr(module, "plugin", None)
-        pm.register(factory() if callable(factory) else module, name=name)
+        pm.register_builtin(factory() if callable(factory) else module, name)
 
 
 def plugin_name(pm: pluggy.PluginManager, plugin: object) -> str:

@@ -61,6 +61,10 @@ def test_overhead_runs_and_reports_every_variant() -> None:
         assert {peer, f"{peer}_minus_fn"} <= set(cost), peer
         assert ROWS[peer] in str(result["markdown"]), peer
     assert "Same run, host-independent: `sw.call(fn)` adds" in str(result["markdown"])
+    construction = result["construction_cost"]
+    assert isinstance(construction, dict)
+    assert set(construction) == {"first", "later", "no_entrypoints"}
+    assert "`Seawall()` construction: first in the process" in str(result["markdown"])
 
 
 def _decision_only_without(*peers: str) -> subprocess.CompletedProcess[str]:
