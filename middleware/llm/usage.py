@@ -54,6 +54,12 @@ _USAGE_FIELDS_MAX = 64
 #: Longest SSE line kept while looking for usage; a longer one stops the scan.
 _LINE_LIMIT = 1024 * 1024
 
+#: Most entries of one object-valued usage field kept from a stream (``*_details``).
+_USAGE_DETAILS_MAX = 16
+
+#: Longest string-valued usage field kept from a stream.
+_USAGE_TEXT_MAX = 64
+
 
 @attrs.frozen
 class Usage:
@@ -180,6 +186,26 @@ def usage_from_json(body: bytes) -> Usage | None:
     return parse_usage(data)
 
 
+def _scalar(value: Any) -> bool:
+    """A number, or a short string (Anthropic's ``service_tier``)."""
+    if isinstance(value, str):
+        return len(value) <= _USAGE_TEXT_MAX
+    return isinstance(value, int | float)
+
+
+def _small(value: Any) -> bool:
+    """Whether a usage field of a stream's event is kept until the stream ends.
+
+    Providers send counts, short strings and flat objects of counts
+    (``prompt_tokens_details``, ``cache_creation``). Anything else (a list,
+    a nested or long object, a long string) is dropped as it comes: a
+    hostile stream's 64 fields of a megabyte each held ~200 MB per stream.
+    """
+    if isinstance(value, dict):
+        return len(value) <= _USAGE_DETAILS_MAX and all(_scalar(v) for v in value.values())
+    return _scalar(value)
+
+
 class StreamUsage:
     """Reads the usage out of an SSE stream, chunk by chunk, without holding the stream.
 
@@ -191,7 +217,8 @@ class StreamUsage:
 
     def __init__(self, on_done: Callable[[Usage], None]) -> None:
         self._on_done = on_done
-        self._pending = b""
+        self._parts: list[bytes] = []  # the current line so far, as it came
+        self._size = 0  # its length
         self._model: str | None = None
         self._usage: dict[str, Any] = {}
         self._object: str | None = None
@@ -205,18 +232,39 @@ class StreamUsage:
             if not chunk:
                 self._finish()
                 return
-            data = self._pending + chunk
-            lines = data.split(b"\n")
-            self._pending = lines.pop()
-            if len(self._pending) > _LINE_LIMIT:
-                self._broken = True
-                return
-            for line in lines:
-                if line.startswith(b"data:"):
-                    self._event(line[5:].strip())
+            self._scan(chunk)
         except Exception as exc:  # never let a surprise reach the caller's stream
             self._broken = True
             log.debug("seawall: stopped reading usage from a stream: %r", exc)
+
+    def _scan(self, chunk: bytes) -> None:
+        """Read the lines ``chunk`` completes; keep the last one's start.
+
+        Each byte is copied once, when its line is complete: joining the
+        pending part to every chunk instead made a long line cost its length
+        squared (a 1 MiB line in 64-byte reads took seconds of the event loop).
+        """
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self._parts.append(chunk)
+            self._size += len(chunk)
+            if self._size > _LINE_LIMIT:
+                self._stop()
+            return
+        head = b"".join([*self._parts, chunk[: end + 1]]) if self._parts else chunk[: end + 1]
+        rest = chunk[end + 1 :]
+        self._parts = [rest] if rest else []
+        self._size = len(rest)
+        for line in head.split(b"\n"):
+            if line.startswith(b"data:"):
+                self._event(line[5:].strip())
+        if self._size > _LINE_LIMIT:
+            self._stop()
+
+    def _stop(self) -> None:
+        self._broken = True
+        self._parts = []
+        self._usage = {}
 
     def _event(self, payload: bytes) -> None:
         if not payload.startswith(b"{"):
@@ -240,9 +288,9 @@ class StreamUsage:
             self._object = data["object"]
         usage = data.get("usage")
         if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
+            self._usage.update({k: v for k, v in usage.items() if _small(v)})
             if len(self._usage) > _USAGE_FIELDS_MAX:  # no provider sends that many
-                self._broken = True
+                self._stop()
 
     def _finish(self) -> None:
         if self._model is None or not self._usage:

@@ -1,0 +1,141 @@
+"""Reading usage costs the event loop and memory in proportion to what it keeps.
+
+Found by the audit of LLM usage and costs (docs/architecture.md): a long SSE
+line read in small pieces, a stream's usage fields of a megabyte each, and
+JSON answers that cannot be priced (embeddings) decoded all the same.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from seawall import costs
+
+pytest.importorskip("genai_prices")
+
+_USAGE_EVENT = {
+    "model": "gpt-4o",
+    "choices": [],
+    "usage": {
+        "prompt_tokens": 30,
+        "completion_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 10, "audio_tokens": 0},
+    },
+}
+
+
+def _line(event: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+def test_a_long_line_read_in_small_pieces_takes_linear_time() -> None:
+    """A line of almost 1 MiB in 64-byte reads is scanned in well under a second (it took
+    ~7 s of the event loop: each read copied the whole line so far), and the usage after
+    it is still read."""
+    done: list[costs.Usage] = []
+    reader = costs.StreamUsage(done.append)
+    long = b'data: {"model": "gpt-4o", "text": "' + b"a" * (1024 * 1024 - 100) + b'"}\n'
+    stream = long + _line(_USAGE_EVENT)
+    started = time.process_time()
+    for start in range(0, len(stream), 64):  # bounded: 16,400 reads
+        reader(stream[start : start + 64])
+    reader(b"")
+    assert time.process_time() - started < 1.0
+    (usage,) = done
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (30, 5, 10)
+
+
+_FILLER = st.sampled_from(
+    [
+        b": keep-alive\n\n",
+        b"event: ping\n\n",
+        b'data: {"model": "gpt-4o", "choices": [{"delta": {"content": "hi"}}], "usage": null}\n\n',
+        b"data: [DONE]\n\n",
+        b"data: not json\r\n\r\n",
+    ]
+)
+
+
+@given(
+    before=st.lists(_FILLER, max_size=6),
+    after=st.lists(_FILLER, max_size=3),
+    cuts=st.lists(st.integers(0, 2_000), max_size=12),
+    tokens=st.integers(0, 1_000),
+)
+def test_a_stream_cut_anywhere_gives_the_usage_read_whole(
+    before: list[bytes], after: list[bytes], cuts: list[int], tokens: int
+) -> None:
+    """However the stream is split into reads, the usage found is the one read in one go."""
+    event = {**_USAGE_EVENT, "usage": {"prompt_tokens": tokens, "completion_tokens": 7}}
+    stream = b"".join([*before, _line(event), *after])
+
+    def read(pieces: list[bytes]) -> list[costs.Usage]:
+        done: list[costs.Usage] = []
+        reader = costs.StreamUsage(done.append)
+        for piece in pieces:
+            if piece:
+                reader(piece)
+        reader(b"")
+        return done
+
+    points = sorted({min(cut, len(stream)) for cut in cuts})
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    whole = read([stream])
+    assert read(pieces) == whole
+    assert [(u.input_tokens, u.output_tokens) for u in whole] == [(tokens, 7)]
+
+
+def test_a_stream_cannot_make_the_usage_reader_hold_megabytes() -> None:
+    """Usage fields holding lists or big objects are dropped as they come: 60 events of
+    0.8 MB each (kept whole, they held ~190 MB until the stream ended) leave a few MB."""
+    done: list[costs.Usage] = []
+    reader = costs.StreamUsage(done.append)
+    values = ",".join(f"{n}.5" for n in range(100_000))
+    tracemalloc.start()
+    try:
+        for number in range(60):  # bounded
+            big = {f"n{k}": k + 0.5 for k in range(1_000)}
+            line = f'data: {{"model": "gpt-4o", "usage": {{"f{number}": [{values}], '
+            line += f'"g{number}": {json.dumps(big)}}}}}\n'
+            reader(line.encode())
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 8_000_000
+    reader(_line(_USAGE_EVENT))
+    reader(b"")
+    (usage,) = done
+    assert usage.cache_read_tokens == 10  # a small object of counts is still read
+
+
+def test_anthropic_stream_fields_are_all_kept() -> None:
+    """The fields Anthropic streams (counts, a tier name, flat objects of counts) are read."""
+    done: list[costs.Usage] = []
+    reader = costs.StreamUsage(done.append)
+    start = {
+        "type": "message_start",
+        "message": {
+            "model": "claude-sonnet-4-5",
+            "usage": {
+                "input_tokens": 10,
+                "cache_read_input_tokens": 20,
+                "cache_creation_input_tokens": 4,
+                "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 0},
+                "output_tokens": 1,
+                "service_tier": "standard",
+            },
+        },
+    }
+    delta = {"type": "message_delta", "usage": {"output_tokens": 9}}
+    reader(b"event: message_start\n" + _line(start) + b"event: message_delta\n" + _line(delta))
+    reader(b"")
+    (usage,) = done
+    assert (usage.input_tokens, usage.output_tokens) == (34, 9)
+    assert (usage.cache_read_tokens, usage.cache_write_tokens) == (20, 4)
