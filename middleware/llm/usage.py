@@ -54,6 +54,10 @@ _USAGE_FIELDS_MAX = 64
 #: Longest SSE line kept while looking for usage; a longer one stops the scan.
 _LINE_LIMIT = 1024 * 1024
 
+#: The output counts of the answers that can be priced (as UTF-8 JSON keys): an
+#: answer naming neither is not decoded.
+_OUTPUT_COUNTS = (b'"completion_tokens"', b'"output_tokens"')
+
 #: Most entries of one object-valued usage field kept from a stream (``*_details``).
 _USAGE_DETAILS_MAX = 16
 
@@ -175,9 +179,18 @@ def _decompress(body: bytes) -> bytes:
 
 
 def usage_from_json(body: bytes) -> Usage | None:
-    """The usage in a successful JSON answer's bytes, or ``None``."""
+    """The usage in a successful JSON answer's bytes, or ``None``.
+
+    Only an answer that names an output count is decoded: every answer that
+    can be priced does (``completion_tokens``, ``output_tokens``), and the
+    others (embeddings, with ``prompt_tokens`` alone; lists of files or
+    models) cost no decoding on the event loop (~75 ms for 3 MiB of
+    embeddings), since they could not be priced anyway.
+    """
     body = _decompress(body)
     if not body or body.lstrip()[:1] != b"{":
+        return None
+    if not any(name in body for name in _OUTPUT_COUNTS):
         return None
     try:
         data = json.loads(body)
