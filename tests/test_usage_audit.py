@@ -8,6 +8,7 @@ JSON answers that cannot be priced (embeddings) decoded all the same.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -24,7 +25,9 @@ from hypothesis import strategies as st
 
 import seawall
 from seawall import costs
+from seawall.costs import MAX_TOKENS
 from seawall.llm import usage as usage_module
+from seawall.testing import FakeProvider
 
 from .conftest import Upstream
 
@@ -208,3 +211,92 @@ async def test_answers_that_cannot_be_priced_are_not_decoded(
     await client.chat.completions.create(model="gpt-4o", messages=[])
     assert len(decoded) == 1
     assert sw.costs()["calls"] == 1
+
+
+# --- without the llm extra: the built-in table prices calls, as documented -----------
+
+
+@pytest.fixture
+def without_genai_prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the ``llm`` extra were not installed: importing genai_prices fails."""
+    for name in ("genai_prices", "genai_prices.data_snapshot"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "stream"),
+    [
+        ("/v1/chat/completions", "gpt-4o", False),
+        ("/v1/chat/completions", "gpt-4o", True),
+        ("/v1/responses", "gpt-4o-mini", False),
+        ("/v1/messages", "claude-sonnet-4-5", False),
+        ("/v1/messages", "claude-sonnet-4-5", True),
+    ],
+)
+async def test_calls_are_priced_from_the_built_in_table_without_the_extra(
+    without_genai_prices: None, path: str, model: str, stream: bool
+) -> None:
+    """Without genai-prices, answers are still read and priced at the built-in table's
+    rates (they were not read at all: every call went uncounted)."""
+    async with FakeProvider() as fake:
+        sw = seawall.Seawall(routes={"127.0.0.1": seawall.Policy.for_llm()}, entrypoints=False)
+        body: dict[str, Any] = {"model": model, "stream": stream}
+        if stream and path.endswith("completions"):
+            body["stream_options"] = {"include_usage": True}
+        async with sw.session() as session, session.post(fake.url + path, json=body) as resp:
+            assert resp.status == 200
+            await resp.read()
+    report = sw.costs()
+    assert report.calls == 1
+    (entry,) = report.by_key.values()
+    (found,) = entry.models.values()
+    assert found.unpriced_calls == 0
+    rates = costs.model_price(model)
+    assert rates is not None
+    assert rates.source == "built-in"
+    usage = costs.Usage(
+        model=model,
+        provider=rates.provider or "",
+        flavor="chat",
+        input_tokens=found.input_tokens,
+        output_tokens=found.output_tokens,
+        cache_read_tokens=found.cache_read_tokens,
+        cache_write_tokens=found.cache_write_tokens,
+    )
+    assert found.cost_usd == rates.cost(usage) > 0
+
+
+_COUNT = st.one_of(st.none(), st.integers(0, 2 * MAX_TOKENS))
+
+
+@given(
+    shape=st.sampled_from(["chat", "responses", "anthropic"]),
+    first=_COUNT,
+    second=_COUNT,
+    cached=_COUNT,
+    written=_COUNT,
+)
+def test_the_built_in_reader_agrees_with_genai_prices(
+    shape: str, first: int | None, second: int | None, cached: int | None, written: int | None
+) -> None:
+    """Whatever the counts, reading them without genai-prices gives what it gives."""
+    usage: dict[str, Any]
+    if shape == "chat":
+        usage = {"prompt_tokens": first, "completion_tokens": second}
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    elif shape == "responses":
+        usage = {"input_tokens": first, "output_tokens": second}
+        usage["input_tokens_details"] = {"cached_tokens": cached}
+    else:
+        usage = {"input_tokens": first, "output_tokens": second}
+        usage |= {"cache_read_input_tokens": cached, "cache_creation_input_tokens": written}
+    answer = {"model": "gpt-4o", "usage": usage}
+    shape_of = usage_module._shape(answer)
+    assert shape_of is not None
+    provider, flavor = shape_of
+    with_database = usage_module._counts(answer, provider, flavor)
+    built_in = usage_module._built_in_counts(usage, provider)
+    if with_database is None or None in with_database:
+        assert built_in is None or None in built_in
+    else:
+        assert built_in == [n or 0 for n in with_database]

@@ -104,26 +104,9 @@ def parse_usage(data: Any) -> Usage | None:
     provider, flavor = shape
     if len(model) > MODEL_NAME_MAX:
         model = LONG_MODEL
-    try:
-        from genai_prices.data_snapshot import get_snapshot
-    except ImportError:  # pragma: no cover - the "llm" extra is missing
+    counts = _counts(data, provider, flavor)
+    if counts is None:
         return None
-    try:
-        # The provider's extractor reads usage even for a model it has no price for.
-        known = get_snapshot().find_provider(None, provider, None)
-        _, found = known.extract_usage(data, api_flavor=flavor)
-    except Exception as exc:  # the database could not read this shape
-        log.debug("seawall: could not read usage of a %s answer: %r", provider, exc)
-        return None
-    counts = [
-        _tokens(value)
-        for value in (
-            found.input_tokens,
-            found.output_tokens,
-            found.cache_read_tokens,
-            found.cache_write_tokens,
-        )
-    ]
     if None in counts:
         log.debug("seawall: not pricing a %s answer with absurd usage %r", provider, counts)
         return None
@@ -141,6 +124,59 @@ def parse_usage(data: Any) -> Usage | None:
         cache_write_tokens=cache_write,
         raw=data,
     )
+
+
+def _counts(data: Mapping[str, Any], provider: str, flavor: str) -> list[int | None] | None:
+    """Input, output, cache read and cache write tokens (``None`` for an absurd one), or
+    ``None`` when the usage cannot be read; by genai-prices, else by ``_built_in_counts``."""
+    try:
+        from genai_prices.data_snapshot import get_snapshot
+    except ImportError:  # the "llm" extra is missing: the three shapes, read here
+        return _built_in_counts(data["usage"], provider)
+    try:
+        # The provider's extractor reads usage even for a model it has no price for.
+        known = get_snapshot().find_provider(None, provider, None)
+        _, found = known.extract_usage(data, api_flavor=flavor)
+    except Exception as exc:  # the database could not read this shape
+        log.debug("seawall: could not read usage of a %s answer: %r", provider, exc)
+        return None
+    return [
+        _tokens(value)
+        for value in (
+            found.input_tokens,
+            found.output_tokens,
+            found.cache_read_tokens,
+            found.cache_write_tokens,
+        )
+    ]
+
+
+def _built_in_counts(usage: Mapping[str, Any], provider: str) -> list[int | None] | None:
+    """The counts as genai-prices reads them, for when it is not installed: OpenAI chat
+    (``prompt_tokens``, ``completion_tokens``, ``prompt_tokens_details.cached_tokens``)
+    and responses (``input_tokens``, ``output_tokens``, ``input_tokens_details``), and
+    Anthropic messages, whose input adds the cache reads and writes to ``input_tokens``.
+    ``None`` when the input or output count is missing."""
+
+    def field(name: str, inner: str | None = None) -> int | None:
+        value = usage.get(name)
+        if inner is not None:
+            value = value.get(inner) if isinstance(value, Mapping) else None
+        return _tokens(value)
+
+    if "prompt_tokens" in usage:
+        names = ("prompt_tokens", "completion_tokens", "prompt_tokens_details")
+    else:
+        names = ("input_tokens", "output_tokens", "input_tokens_details")
+    if usage.get(names[0]) is None or usage.get(names[1]) is None:
+        return None
+    if provider != "anthropic":
+        return [field(names[0]), field(names[1]), field(names[2], "cached_tokens"), 0]
+    read, write = field("cache_read_input_tokens"), field("cache_creation_input_tokens")
+    uncached = field("input_tokens")
+    parts = (uncached, read, write)
+    total = None if None in parts else sum(n or 0 for n in parts)
+    return [_tokens(total), field("output_tokens"), read, write]
 
 
 def _tokens(value: Any) -> int | None:
