@@ -7,7 +7,9 @@ JSON answers that cannot be priced (embeddings) decoded all the same.
 
 from __future__ import annotations
 
+import decimal
 import json
+import logging
 import sys
 import time
 import tracemalloc
@@ -300,3 +302,68 @@ def test_the_built_in_reader_agrees_with_genai_prices(
         assert built_in is None or None in built_in
     else:
         assert built_in == [n or 0 for n in with_database]
+
+
+# --- the caller's decimal context is not seawall's -----------------------------------
+
+
+def _hostile_context(digits: int, trap_inexact: bool) -> decimal.Context:
+    context = decimal.Context(prec=digits)
+    if trap_inexact:
+        context.traps[decimal.Inexact] = True
+    return context
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_callers_decimal_context_neither_rounds_the_totals_nor_raises(
+    stream: bool,
+) -> None:
+    """A call made under a decimal context of few digits, or with Inexact trapped (as
+    money code sets), gets its answer, and the totals every caller shares stay exact
+    (they were rounded to the caller's digits; with Inexact trapped, the successful
+    answer was lost to a decimal.Inexact)."""
+    async with FakeProvider() as fake:
+        sw = seawall.Seawall(routes={"127.0.0.1": seawall.Policy.for_llm()}, entrypoints=False)
+        body = {"model": "gpt-4o", "stream": stream, "stream_options": {"include_usage": True}}
+        url = fake.url + "/v1/chat/completions"
+        async with sw.session() as session:
+            async with session.post(url, json=body) as resp:
+                whole = await resp.read()
+            one = sw.costs().cost_usd
+            (key,) = sw.cost_tracker.by_key
+            big = costs.Usage("gpt-4o", "openai", "chat", 1_234_567, 7_654)
+            sw.cost_tracker.record(key, big)  # a total with many digits
+            before = sw.costs().cost_usd
+            for digits, trap in ((3, False), (6, True)):
+                with decimal.localcontext(_hostile_context(digits, trap)):
+                    async with session.post(url, json=body) as resp:
+                        assert resp.status == 200
+                        assert len(await resp.read()) == len(whole)
+    assert one > 0
+    assert sw.costs().cost_usd == before + 2 * one
+    assert sw.costs().calls == 4
+
+
+async def test_a_fault_in_counting_never_fails_the_answer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Should counting a cost raise (a bug), the caller still gets its successful answer,
+    and one warning says so."""
+
+    def broken(self: costs.CostTracker, key: str, usage: costs.Usage) -> None:
+        raise RuntimeError("a bug in counting")
+
+    monkeypatch.setattr(costs.CostTracker, "record", broken)
+    caplog.set_level(logging.DEBUG, logger="seawall.costs")
+    async with FakeProvider() as fake:
+        sw = seawall.Seawall(routes={"127.0.0.1": seawall.Policy.for_llm()}, entrypoints=False)
+        async with sw.session() as session:
+            for _ in range(3):  # bounded
+                url = fake.url + "/v1/chat/completions"
+                async with session.post(url, json={"model": "gpt-4o"}) as resp:
+                    assert resp.status == 200
+                    assert (await resp.json())["usage"]["completion_tokens"] > 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "could not count the cost" in warnings[0].getMessage()
+    assert sw.cost_tracker.faults == 3

@@ -12,6 +12,7 @@ Costs: each process publishes its own ``sw.costs()`` as JSON (with
 
 from __future__ import annotations
 
+import decimal
 import json
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -19,7 +20,7 @@ from typing import Any
 
 from seawall.budget import RetryBudget
 from seawall.policy import BudgetPolicy
-from seawall.reports import AvoidedCalls, CostReport, KeyCosts, ModelCosts
+from seawall.reports import MONEY, AvoidedCalls, CostReport, KeyCosts, ModelCosts
 
 __all__ = [
     "COSTS_EVERY",
@@ -170,6 +171,11 @@ def _add_models(into: dict[str, ModelCosts], models: dict[str, ModelCosts]) -> N
 
 def merge(reports: Iterable[CostReport]) -> CostReport:
     """Several processes' reports added up per key and model."""
+    with decimal.localcontext(MONEY):  # not the caller's: see seawall.reports.MONEY
+        return _merge(reports)
+
+
+def _merge(reports: Iterable[CostReport]) -> CostReport:
     models: dict[str, dict[str, ModelCosts]] = {}
     rest: dict[str, list[KeyCosts]] = {}
     for report in reports:
