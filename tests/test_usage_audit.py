@@ -7,7 +7,10 @@ JSON answers that cannot be priced (embeddings) decoded all the same.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import decimal
+import gc
 import json
 import logging
 import sys
@@ -367,3 +370,59 @@ async def test_a_fault_in_counting_never_fails_the_answer(
     assert len(warnings) == 1
     assert "could not count the cost" in warnings[0].getMessage()
     assert sw.cost_tracker.faults == 3
+
+
+# --- a stream the caller abandons -----------------------------------------------------
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["sent-whole", "still-sending"])
+async def test_an_abandoned_stream_leaves_no_task_behind(
+    upstream: tuple[Upstream, Any],
+    make_session: Callable[..., aiohttp.ClientSession],
+    finished: bool,
+) -> None:
+    """A streamed answer the caller drops unread and unreleased (an SDK stream left in a
+    broken-off loop) does not keep seawall's reading task and its buffers forever: the
+    task ends once the response is collected (the body sent whole) or its connection
+    closed, as aiohttp alone frees them; it waited for a reader that never came."""
+    up, server = upstream
+    line = b'data: {"model": "gpt-4o", "choices": [{"delta": {"content": "' + b"x" * 1000
+    line += b'"}}]}\n\n'
+    gate = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for _ in range(150 if finished else 2_000):  # bounded: 150 KB, or 2 MB
+            await response.write(line)
+        if not finished:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(gate.wait(), 10)
+        return response
+
+    up.default = handler
+    sw = seawall.Seawall(routes={"127.0.0.1": seawall.Policy.for_llm()}, entrypoints=False)
+    session = make_session(sw)
+    resp = await session.post(server.make_url("/v1/chat/completions"), json={})
+    assert (await resp.content.readline()).startswith(b"data: ")
+    pump = resp.content.pump  # type: ignore[attr-defined]
+    assert pump is not None
+    if finished:  # the rest arrives while nobody reads
+        await asyncio.wait_for(_until_sent(resp), 10)
+    del resp
+    if not finished:
+        await session.close()
+    gc.collect()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(pump), 10)
+    assert pump.done()
+    gate.set()
+
+
+async def _until_sent(resp: aiohttp.ClientResponse) -> None:
+    """Until the original stream under ``resp``'s replaying reader has its end."""
+    for _ in range(1_000):  # bounded
+        if resp.connection is None:  # released at the body's end
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the body never arrived whole")
