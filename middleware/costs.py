@@ -145,6 +145,7 @@ class CostTracker:
 
     def reset(self) -> None:
         self.by_key.clear()
+        self.faults = 0
 
 
 def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
