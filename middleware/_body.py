@@ -28,24 +28,31 @@ class _Gate:
 
     The replaying reader must not pause or resume the real protocol: by the
     time it fills up, the HTTP parser may have finished the message, and
-    aiohttp's parser asserts on that. Its "pause" stops the pump instead,
-    which leaves the original stream unread, and that stream pauses the
-    socket as usual.
+    aiohttp's parser asserts on that. Its "pause" ends the pump instead,
+    which leaves the original stream unread (that stream pauses the socket as
+    usual), and its "resume" starts a pump again.
+
+    No task waits while the caller does not read: a caller may drop a
+    response unread and unreleased (an SDK stream left in a broken-off loop),
+    and aiohttp alone frees it once its body has arrived or its connection
+    closed, since nothing refers to it then. A pump waiting for a reader that
+    never came kept it, its buffers and the task, for ever.
     """
 
     def __init__(self) -> None:
-        self.resumed = asyncio.Event()
-        self.resumed.set()
         self._reading_paused = False
         self.connected = True
+        #: Starts the pump again: set while it is parked.
+        self.restart: Callable[[], None] | None = None
 
     def pause_reading(self) -> None:
         self._reading_paused = True
-        self.resumed.clear()
 
     def resume_reading(self, resume_parser: bool = True) -> None:
         self._reading_paused = False
-        self.resumed.set()
+        restart, self.restart = self.restart, None
+        if restart is not None:
+            restart()
 
 
 class _ReplayReader(StreamReader):
@@ -91,7 +98,9 @@ async def _pump(
             new.feed_data(chunk)
             if tap is not None:
                 tap(chunk)  # after feeding: the caller is never kept waiting for it
-            await gate.resumed.wait()  # the caller is slow: leave the rest in the socket
+            if gate._reading_paused:  # the caller is slow: leave the rest in the socket
+                gate.restart = lambda: _start_pump(old, new, gate, tap)
+                return  # parked: the caller's next read starts a pump again
     except asyncio.CancelledError:
         if new.exception() is None:
             new.set_exception(aiohttp.ClientConnectionError("response closed"))

@@ -19,9 +19,10 @@ were cached.
 
 from __future__ import annotations
 
+import decimal
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,8 @@ from seawall.llm.usage import (
 from seawall.llm.usage import (
     _decompress as _decompress,  # the tests reach it here, its old home
 )
-from seawall.reports import AvoidedCalls, CostReport, KeyCosts, ModelCosts
+from seawall.redact import exception_repr, redact_text
+from seawall.reports import MONEY, AvoidedCalls, CostReport, KeyCosts, ModelCosts
 from seawall.stats import KeyStats
 
 if TYPE_CHECKING:
@@ -105,7 +107,8 @@ class ModelCost:
         if cost is None:
             self.unpriced_calls += 1
         else:
-            self.cost_usd += cost
+            with decimal.localcontext(MONEY):  # a total every caller shares: not theirs
+                self.cost_usd += cost
 
 
 class CostTracker:
@@ -113,6 +116,8 @@ class CostTracker:
 
     def __init__(self) -> None:
         self.by_key: dict[str, dict[str, ModelCost]] = {}
+        #: Calls whose cost could not be counted (``account`` logged the first).
+        self.faults = 0
 
     def record(self, key: str, usage: Usage) -> Decimal | None:
         """Price ``usage`` and add it to ``key``'s totals; return the call's cost.
@@ -140,6 +145,7 @@ class CostTracker:
 
     def reset(self) -> None:
         self.by_key.clear()
+        self.faults = 0
 
 
 def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
@@ -162,7 +168,7 @@ def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
         stats = state.stats if state is not None else KeyStats()
         keys[key] = KeyCosts(
             models={name: ModelCosts(**attrs.asdict(m)) for name, m in models.items()},
-            cost_usd=sum((m.cost_usd for m in models.values()), Decimal(0)),
+            cost_usd=_total(m.cost_usd for m in models.values()),
             calls=sum(m.calls for m in models.values()),
             failed_attempts=max(0, stats.attempts - stats.successes),
             waited_seconds=stats.waited,
@@ -174,10 +180,38 @@ def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
     return CostReport.of(keys)
 
 
+def _total(amounts: Iterable[Decimal]) -> Decimal:
+    with decimal.localcontext(MONEY):
+        return sum(amounts, Decimal(0))
+
+
 def account(
     tracker: CostTracker, hooks: Hooks, key: str, url: str, usage: Usage, *, streamed: bool = False
 ) -> None:
-    """Price and record one successful call; tell ``seawall_event`` observers its cost."""
+    """Price and record one successful call; tell ``seawall_event`` observers its cost.
+
+    Never raises: counting what a call cost must not turn its successful answer
+    into an error (the caller's answer is handed over as it is; the first
+    failure of a tracker is logged as a warning, the others at debug level).
+    """
+    try:
+        _account(tracker, hooks, key, url, usage, streamed)
+    except Exception as exc:
+        tracker.faults += 1
+        level = logging.WARNING if tracker.faults == 1 else logging.DEBUG
+        log.log(
+            level,
+            "seawall: could not count the cost of an answer from %s (%s); the answer is "
+            "handed over as it is and left out of sw.costs(). Please report this as a "
+            "seawall bug (logged once)",
+            url,
+            redact_text(exception_repr(exc)),
+        )
+
+
+def _account(
+    tracker: CostTracker, hooks: Hooks, key: str, url: str, usage: Usage, streamed: bool
+) -> None:
     cost = tracker.record(key, usage)
     if hooks.has("seawall_event"):
         event = CallCost(

@@ -14,6 +14,7 @@ A value type only: stdlib and attrs, no import of the engine or the metrics.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from functools import cache
@@ -22,6 +23,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "MONEY",
     "AvoidedCalls",
     "CostReport",
     "HealthReport",
@@ -30,6 +32,23 @@ __all__ = [
     "ModelCosts",
     "to_jsonable",
 ]
+
+
+#: The decimal context of every price and sum of costs seawall computes: Python's
+#: default (28 digits, half-even; InvalidOperation, DivisionByZero and Overflow
+#: trapped), whatever the caller's. A call made under a context of fewer digits, or
+#: with ``Inexact`` trapped (as money code sets), neither rounds the totals every
+#: caller shares nor raises from its successful answer. Use ``decimal.localcontext(MONEY)``.
+MONEY = decimal.Context(
+    prec=28,
+    rounding=decimal.ROUND_HALF_EVEN,
+    Emin=-999_999,
+    Emax=999_999,
+    capitals=1,
+    clamp=0,
+    flags=[],
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
 
 
 @cache
@@ -187,8 +206,10 @@ class CostReport(_Report):
     def of(cls, keys: dict[str, KeyCosts]) -> CostReport:
         """The totals of ``keys``' costs, with the keys themselves."""
         models = [m for k in keys.values() for m in k.models.values()]
+        with decimal.localcontext(MONEY):
+            cost_usd = sum((k.cost_usd for k in keys.values()), Decimal(0))
         return cls(
-            cost_usd=sum((k.cost_usd for k in keys.values()), Decimal(0)),
+            cost_usd=cost_usd,
             calls=sum(k.calls for k in keys.values()),
             input_tokens=sum(m.input_tokens for m in models),
             output_tokens=sum(m.output_tokens for m in models),

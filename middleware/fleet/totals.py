@@ -12,6 +12,7 @@ Costs: each process publishes its own ``sw.costs()`` as JSON (with
 
 from __future__ import annotations
 
+import decimal
 import json
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -19,9 +20,18 @@ from typing import Any
 
 from seawall.budget import RetryBudget
 from seawall.policy import BudgetPolicy
-from seawall.reports import AvoidedCalls, CostReport, KeyCosts, ModelCosts
+from seawall.reports import MONEY, AvoidedCalls, CostReport, KeyCosts, ModelCosts
 
-__all__ = ["COSTS_EVERY", "COSTS_TTL", "CostExchange", "FleetBudget", "dumps", "loads", "merge"]
+__all__ = [
+    "COSTS_EVERY",
+    "COSTS_TTL",
+    "USD_MAX",
+    "CostExchange",
+    "FleetBudget",
+    "dumps",
+    "loads",
+    "merge",
+]
 
 #: Seconds between two exchanges of cost reports.
 COSTS_EVERY = 1.0
@@ -56,29 +66,89 @@ def dumps(report: CostReport) -> str:
     return json.dumps(report.to_dict())
 
 
-def _key_costs(data: dict[str, Any]) -> KeyCosts:
-    return KeyCosts(
-        models={
-            name: ModelCosts(**{**m, "cost_usd": Decimal(m["cost_usd"])})
-            for name, m in data["models"].items()
-        },
-        cost_usd=Decimal(data["cost_usd"]),
-        calls=data["calls"],
-        failed_attempts=data["failed_attempts"],
-        waited_seconds=data["waited_seconds"],
-        avoided_calls=AvoidedCalls(**data["avoided_calls"]),
+#: Most US dollars one process's report may state for a key or model: far above any
+#: real bill. A report stating more, or a cost that is negative or not a finite
+#: number, or a count that is not a whole number >= 0, is left out.
+USD_MAX = Decimal(10) ** 12
+
+
+def _usd(value: Any) -> Decimal:
+    """A cost from another process's report: a string of a finite amount, 0 to USD_MAX."""
+    if not isinstance(value, str):
+        msg = "a cost in a fleet report is not a string"
+        raise TypeError(msg)
+    amount = Decimal(value)  # a malformed one raises InvalidOperation, an ArithmeticError
+    if not amount.is_finite() or not 0 <= amount <= USD_MAX:
+        msg = "a cost in a fleet report is not a finite amount >= 0"
+        raise ValueError(msg)
+    return amount
+
+
+def _count(value: Any) -> int:
+    """A count from another process's report: a whole number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        msg = "a count in a fleet report is not a whole number >= 0"
+        raise ValueError(msg)
+    return value
+
+
+def _seconds(value: Any) -> float:
+    """Seconds from another process's report: a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = "seconds in a fleet report are not a number"
+        raise TypeError(msg)
+    if not 0 <= value < float("inf"):  # NaN fails too
+        msg = "seconds in a fleet report are not a finite number >= 0"
+        raise ValueError(msg)
+    return float(value)
+
+
+def _model_costs(m: dict[str, Any]) -> ModelCosts:
+    return ModelCosts(
+        calls=_count(m["calls"]),
+        input_tokens=_count(m["input_tokens"]),
+        output_tokens=_count(m["output_tokens"]),
+        cache_read_tokens=_count(m["cache_read_tokens"]),
+        cache_write_tokens=_count(m["cache_write_tokens"]),
+        cost_usd=_usd(m["cost_usd"]),
+        unpriced_calls=_count(m["unpriced_calls"]),
     )
 
 
+def _key_costs(data: dict[str, Any]) -> KeyCosts:
+    avoided = data["avoided_calls"]
+    return KeyCosts(
+        models={_name(name): _model_costs(m) for name, m in data["models"].items()},
+        cost_usd=_usd(data["cost_usd"]),
+        calls=_count(data["calls"]),
+        failed_attempts=_count(data["failed_attempts"]),
+        waited_seconds=_seconds(data["waited_seconds"]),
+        avoided_calls=AvoidedCalls(
+            breaker=_count(avoided["breaker"]), cooldown=_count(avoided["cooldown"])
+        ),
+    )
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        msg = "a key or model in a fleet report is not a string"
+        raise TypeError(msg)
+    return value
+
+
 def loads(text: str) -> CostReport:
-    """The inverse of ``dumps``."""
+    """The inverse of ``dumps``; raises ``ValueError``, ``TypeError``, ``KeyError``,
+    ``AttributeError`` or an ``ArithmeticError`` for a report that is malformed or
+    states what no process could count (a cost that is NaN, infinite, negative or
+    above ``USD_MAX``; a count that is not a whole number >= 0), so that one
+    process's bad report cannot poison or break the fleet's totals."""
     data = json.loads(text)
     return CostReport(
-        cost_usd=Decimal(data["cost_usd"]),
-        calls=data["calls"],
-        input_tokens=data["input_tokens"],
-        output_tokens=data["output_tokens"],
-        by_key={key: _key_costs(k) for key, k in data["keys"].items()},
+        cost_usd=_usd(data["cost_usd"]),
+        calls=_count(data["calls"]),
+        input_tokens=_count(data["input_tokens"]),
+        output_tokens=_count(data["output_tokens"]),
+        by_key={_name(key): _key_costs(k) for key, k in data["keys"].items()},
     )
 
 
@@ -101,6 +171,11 @@ def _add_models(into: dict[str, ModelCosts], models: dict[str, ModelCosts]) -> N
 
 def merge(reports: Iterable[CostReport]) -> CostReport:
     """Several processes' reports added up per key and model."""
+    with decimal.localcontext(MONEY):  # not the caller's: see seawall.reports.MONEY
+        return _merge(reports)
+
+
+def _merge(reports: Iterable[CostReport]) -> CostReport:
     models: dict[str, dict[str, ModelCosts]] = {}
     rest: dict[str, list[KeyCosts]] = {}
     for report in reports:

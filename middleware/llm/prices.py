@@ -8,6 +8,7 @@ Anthropic models, their base-tier prices as genai-prices 0.2.3 listed them
 
 from __future__ import annotations
 
+import decimal
 import logging
 import re
 from decimal import Decimal
@@ -16,6 +17,7 @@ from typing import Any, Literal
 import attrs
 
 from seawall.llm.usage import MODEL_NAME_MAX, Usage
+from seawall.reports import MONEY
 
 __all__ = ["BUILT_IN", "MODEL_NAME_MAX", "ModelPrice", "model_price", "price"]
 
@@ -71,12 +73,13 @@ class ModelPrice:
     def cost(self, usage: Usage) -> Decimal:
         """The price of ``usage`` at these rates (cached tokens are part of the input)."""
         cached = usage.cache_read_tokens + usage.cache_write_tokens
-        return (
-            max(0, usage.input_tokens - cached) * self.input_per_token
-            + usage.output_tokens * self.output_per_token
-            + usage.cache_read_tokens * self.cache_read_per_token
-            + usage.cache_write_tokens * self.cache_write_per_token
-        )
+        with decimal.localcontext(MONEY):  # not the caller's: see seawall.reports.MONEY
+            return (
+                max(0, usage.input_tokens - cached) * self.input_per_token
+                + usage.output_tokens * self.output_per_token
+                + usage.cache_read_tokens * self.cache_read_per_token
+                + usage.cache_write_tokens * self.cache_write_per_token
+            )
 
 
 def _check_name(model: Any) -> str:
@@ -105,7 +108,8 @@ def _built_in(name: str, provider: str | None = None) -> ModelPrice | None:
             return None
         if row is not None:
             provider, *rates = row
-            per_token = [Decimal(rate) / _MILLION for rate in rates]
+            with decimal.localcontext(MONEY):
+                per_token = [Decimal(rate) / _MILLION for rate in rates]
             return ModelPrice(
                 model=candidate,
                 provider=provider,
@@ -134,7 +138,8 @@ def model_price(model: str, *, provider: str | None = None) -> ModelPrice | None
         return _built_in(name, provider)
 
     def one(**tokens: int) -> Any:
-        return calc_price(PriceUsage(**tokens), name, provider_id=provider)
+        with decimal.localcontext(MONEY):  # genai-prices computes in the current context
+            return calc_price(PriceUsage(**tokens), name, provider_id=provider)
 
     try:
         found = one(input_tokens=1)
@@ -179,7 +184,8 @@ def price(usage: Usage) -> Decimal | None:
         cache_write_tokens=usage.cache_write_tokens or None,
     )
     try:
-        return calc_price(tokens, usage.model, provider_id=usage.provider).total_price
+        with decimal.localcontext(MONEY):  # genai-prices computes in the current context
+            return calc_price(tokens, usage.model, provider_id=usage.provider).total_price
     except Exception as exc:  # unknown model (LookupError) or a price it cannot compute
         log.debug("seawall: no price for model %r: %r", usage.model, exc)
         return None

@@ -54,6 +54,16 @@ _USAGE_FIELDS_MAX = 64
 #: Longest SSE line kept while looking for usage; a longer one stops the scan.
 _LINE_LIMIT = 1024 * 1024
 
+#: The output counts of the answers that can be priced (as UTF-8 JSON keys): an
+#: answer naming neither is not decoded.
+_OUTPUT_COUNTS = (b'"completion_tokens"', b'"output_tokens"')
+
+#: Most entries of one object-valued usage field kept from a stream (``*_details``).
+_USAGE_DETAILS_MAX = 16
+
+#: Longest string-valued usage field kept from a stream.
+_USAGE_TEXT_MAX = 64
+
 
 @attrs.frozen
 class Usage:
@@ -94,26 +104,9 @@ def parse_usage(data: Any) -> Usage | None:
     provider, flavor = shape
     if len(model) > MODEL_NAME_MAX:
         model = LONG_MODEL
-    try:
-        from genai_prices.data_snapshot import get_snapshot
-    except ImportError:  # pragma: no cover - the "llm" extra is missing
+    counts = _counts(data, provider, flavor)
+    if counts is None:
         return None
-    try:
-        # The provider's extractor reads usage even for a model it has no price for.
-        known = get_snapshot().find_provider(None, provider, None)
-        _, found = known.extract_usage(data, api_flavor=flavor)
-    except Exception as exc:  # the database could not read this shape
-        log.debug("seawall: could not read usage of a %s answer: %r", provider, exc)
-        return None
-    counts = [
-        _tokens(value)
-        for value in (
-            found.input_tokens,
-            found.output_tokens,
-            found.cache_read_tokens,
-            found.cache_write_tokens,
-        )
-    ]
     if None in counts:
         log.debug("seawall: not pricing a %s answer with absurd usage %r", provider, counts)
         return None
@@ -131,6 +124,59 @@ def parse_usage(data: Any) -> Usage | None:
         cache_write_tokens=cache_write,
         raw=data,
     )
+
+
+def _counts(data: Mapping[str, Any], provider: str, flavor: str) -> list[int | None] | None:
+    """Input, output, cache read and cache write tokens (``None`` for an absurd one), or
+    ``None`` when the usage cannot be read; by genai-prices, else by ``_built_in_counts``."""
+    try:
+        from genai_prices.data_snapshot import get_snapshot
+    except ImportError:  # the "llm" extra is missing: the three shapes, read here
+        return _built_in_counts(data["usage"], provider)
+    try:
+        # The provider's extractor reads usage even for a model it has no price for.
+        known = get_snapshot().find_provider(None, provider, None)
+        _, found = known.extract_usage(data, api_flavor=flavor)
+    except Exception as exc:  # the database could not read this shape
+        log.debug("seawall: could not read usage of a %s answer: %r", provider, exc)
+        return None
+    return [
+        _tokens(value)
+        for value in (
+            found.input_tokens,
+            found.output_tokens,
+            found.cache_read_tokens,
+            found.cache_write_tokens,
+        )
+    ]
+
+
+def _built_in_counts(usage: Mapping[str, Any], provider: str) -> list[int | None] | None:
+    """The counts as genai-prices reads them, for when it is not installed: OpenAI chat
+    (``prompt_tokens``, ``completion_tokens``, ``prompt_tokens_details.cached_tokens``)
+    and responses (``input_tokens``, ``output_tokens``, ``input_tokens_details``), and
+    Anthropic messages, whose input adds the cache reads and writes to ``input_tokens``.
+    ``None`` when the input or output count is missing."""
+
+    def field(name: str, inner: str | None = None) -> int | None:
+        value = usage.get(name)
+        if inner is not None:
+            value = value.get(inner) if isinstance(value, Mapping) else None
+        return _tokens(value)
+
+    if "prompt_tokens" in usage:
+        names = ("prompt_tokens", "completion_tokens", "prompt_tokens_details")
+    else:
+        names = ("input_tokens", "output_tokens", "input_tokens_details")
+    if usage.get(names[0]) is None or usage.get(names[1]) is None:
+        return None
+    if provider != "anthropic":
+        return [field(names[0]), field(names[1]), field(names[2], "cached_tokens"), 0]
+    read, write = field("cache_read_input_tokens"), field("cache_creation_input_tokens")
+    uncached = field("input_tokens")
+    parts = (uncached, read, write)
+    total = None if None in parts else sum(n or 0 for n in parts)
+    return [_tokens(total), field("output_tokens"), read, write]
 
 
 def _tokens(value: Any) -> int | None:
@@ -169,15 +215,44 @@ def _decompress(body: bytes) -> bytes:
 
 
 def usage_from_json(body: bytes) -> Usage | None:
-    """The usage in a successful JSON answer's bytes, or ``None``."""
+    """The usage in a successful JSON answer's bytes, or ``None``.
+
+    Only an answer that names an output count is decoded: every answer that
+    can be priced does (``completion_tokens``, ``output_tokens``), and the
+    others (embeddings, with ``prompt_tokens`` alone; lists of files or
+    models) cost no decoding on the event loop (~75 ms for 3 MiB of
+    embeddings), since they could not be priced anyway.
+    """
     body = _decompress(body)
     if not body or body.lstrip()[:1] != b"{":
+        return None
+    if not any(name in body for name in _OUTPUT_COUNTS):
         return None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
         return None
     return parse_usage(data)
+
+
+def _scalar(value: Any) -> bool:
+    """A number, or a short string (Anthropic's ``service_tier``)."""
+    if isinstance(value, str):
+        return len(value) <= _USAGE_TEXT_MAX
+    return isinstance(value, int | float)
+
+
+def _small(value: Any) -> bool:
+    """Whether a usage field of a stream's event is kept until the stream ends.
+
+    Providers send counts, short strings and flat objects of counts
+    (``prompt_tokens_details``, ``cache_creation``). Anything else (a list,
+    a nested or long object, a long string) is dropped as it comes: a
+    hostile stream's 64 fields of a megabyte each held ~200 MB per stream.
+    """
+    if isinstance(value, dict):
+        return len(value) <= _USAGE_DETAILS_MAX and all(_scalar(v) for v in value.values())
+    return _scalar(value)
 
 
 class StreamUsage:
@@ -191,7 +266,8 @@ class StreamUsage:
 
     def __init__(self, on_done: Callable[[Usage], None]) -> None:
         self._on_done = on_done
-        self._pending = b""
+        self._parts: list[bytes] = []  # the current line so far, as it came
+        self._size = 0  # its length
         self._model: str | None = None
         self._usage: dict[str, Any] = {}
         self._object: str | None = None
@@ -205,18 +281,39 @@ class StreamUsage:
             if not chunk:
                 self._finish()
                 return
-            data = self._pending + chunk
-            lines = data.split(b"\n")
-            self._pending = lines.pop()
-            if len(self._pending) > _LINE_LIMIT:
-                self._broken = True
-                return
-            for line in lines:
-                if line.startswith(b"data:"):
-                    self._event(line[5:].strip())
+            self._scan(chunk)
         except Exception as exc:  # never let a surprise reach the caller's stream
             self._broken = True
             log.debug("seawall: stopped reading usage from a stream: %r", exc)
+
+    def _scan(self, chunk: bytes) -> None:
+        """Read the lines ``chunk`` completes; keep the last one's start.
+
+        Each byte is copied once, when its line is complete: joining the
+        pending part to every chunk instead made a long line cost its length
+        squared (a 1 MiB line in 64-byte reads took seconds of the event loop).
+        """
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self._parts.append(chunk)
+            self._size += len(chunk)
+            if self._size > _LINE_LIMIT:
+                self._stop()
+            return
+        head = b"".join([*self._parts, chunk[: end + 1]]) if self._parts else chunk[: end + 1]
+        rest = chunk[end + 1 :]
+        self._parts = [rest] if rest else []
+        self._size = len(rest)
+        for line in head.split(b"\n"):
+            if line.startswith(b"data:"):
+                self._event(line[5:].strip())
+        if self._size > _LINE_LIMIT:
+            self._stop()
+
+    def _stop(self) -> None:
+        self._broken = True
+        self._parts = []
+        self._usage = {}
 
     def _event(self, payload: bytes) -> None:
         if not payload.startswith(b"{"):
@@ -240,9 +337,9 @@ class StreamUsage:
             self._object = data["object"]
         usage = data.get("usage")
         if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
+            self._usage.update({k: v for k, v in usage.items() if _small(v)})
             if len(self._usage) > _USAGE_FIELDS_MAX:  # no provider sends that many
-                self._broken = True
+                self._stop()
 
     def _finish(self) -> None:
         if self._model is None or not self._usage:
