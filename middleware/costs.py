@@ -157,9 +157,13 @@ def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
     the breaker and the cooldown, which never reached the upstream). Keys are
     those with priced calls and those of LLM routes. Types: ``seawall.reports``.
     """
+    # Copies first: the sync transports' threads add keys and models while this runs (a
+    # dict copied by ``dict()`` or ``list()`` is copied whole, under the GIL).
+    states = dict(states)
+    by_key = {key: dict(models) for key, models in list(tracker.by_key.items())}
     keys: dict[str, KeyCosts] = {}
-    for key in [*states, *(k for k in tracker.by_key if k not in states)]:
-        models = tracker.by_key.get(key, {})
+    for key in [*states, *(k for k in by_key if k not in states)]:
+        models = by_key.get(key, {})
         state = states.get(key)
         host = key.split("://", 1)[-1].split(":", 1)[0]
         is_llm = state is not None and state.policy.llm
