@@ -17,10 +17,16 @@ from typing import Any
 import aiohttp
 from aiohttp import ClientResponse, StreamReader
 
-__all__ = ["ERROR_BODY_LIMIT", "peek_body", "tap_body"]
+__all__ = ["ERROR_BODY_LIMIT", "ERROR_BODY_WAIT", "peek_body", "tap_body"]
 
 #: Most bytes of an error body read for classification.
 ERROR_BODY_LIMIT = 64 * 1024
+
+#: Most seconds spent reading an error body for classification. A body that comes slower
+#: (an upstream dripping it) is classified from what came by then (its status, headers and
+#: the start read); the caller gets the whole body all the same, and gets it at once
+#: instead of after the drip (bare aiohttp hands the status over before the body).
+ERROR_BODY_WAIT = 1.0
 
 
 class _Gate:
@@ -113,13 +119,15 @@ async def _pump(
         tap(b"")
 
 
-async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
+async def peek_body(resp: ClientResponse, limit: int, wait: float | None = None) -> bytes | None:
     """Up to ``limit`` bytes of ``resp``'s body, leaving the whole body readable.
 
     Returns ``None`` without reading when the declared length is above
     ``limit``. When a body of unknown length (chunked, or decompressed by
     aiohttp) turns out longer, returns its first ``limit`` bytes and the
-    caller gets them back followed by the rest.
+    caller gets them back followed by the rest. With ``wait``, what came
+    within that many seconds (a read cut by the time takes nothing from the
+    stream): the caller gets it back followed by the rest.
 
     Never more than ``limit`` bytes (and one to tell whether more follow) are
     taken from the stream, and the bytes returned are the very object the
@@ -132,13 +140,21 @@ async def peek_body(resp: ClientResponse, limit: int) -> bytes | None:
     old = resp.content
     parts: list[bytes] = []
     size = 0
-    while size < limit:
-        chunk = await old.read(limit - size)  # never more than what still fits
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-    more = await old.read(1) if size >= limit and not old.at_eof() else b""
+    more = b""
+    cut = asyncio.timeout(wait)
+    try:
+        async with cut:
+            while size < limit:
+                chunk = await old.read(limit - size)  # never more than what still fits
+                if not chunk:
+                    break
+                parts.append(chunk)
+                size += len(chunk)
+            more = await old.read(1) if size >= limit and not old.at_eof() else b""
+    except TimeoutError:
+        if not cut.expired():
+            raise  # aiohttp's own read timeout (a subclass): the body broke off
+        # A slow body: what came (a cut read takes nothing from the stream), the rest after.
     data = parts[0] if len(parts) == 1 else b"".join(parts)
     parts.clear()
     gate = _Gate()

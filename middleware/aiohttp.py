@@ -26,7 +26,7 @@ from aiohttp.payload import BytesPayload
 
 import seawall.watchdog as _watchdog
 from seawall import costs
-from seawall._body import ERROR_BODY_LIMIT, peek_body, tap_body
+from seawall._body import ERROR_BODY_LIMIT, ERROR_BODY_WAIT, peek_body, tap_body
 from seawall._path.registry import Route
 from seawall._path.spec import (
     Attempt,
@@ -191,7 +191,7 @@ async def _failed(resp: ClientResponse, method: str) -> Attempt:
         content_type = resp.content_type
         body = None
         if content_type != _STREAMING and method != "HEAD":
-            body = await peek_body(resp, ERROR_BODY_LIMIT)
+            body = await peek_body(resp, ERROR_BODY_LIMIT, ERROR_BODY_WAIT)
     except BaseException as exc:
         resp.close()
         if method not in IDEMPOTENT_METHODS:

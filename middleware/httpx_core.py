@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+import time
+from collections.abc import Callable, Coroutine
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from seawall import costs
-from seawall._body import ERROR_BODY_LIMIT
+from seawall._body import ERROR_BODY_LIMIT, ERROR_BODY_WAIT
 from seawall._path.spec import Attempt, BrokenBody, CallSpec, mark_answered
 from seawall.errors import (
     CircuitOpenError,
@@ -31,6 +32,7 @@ from seawall.errors import (
     RetryBudgetExhaustedError,
     SeawallError,
 )
+from seawall.httpx_replay import AsyncReplay, Resumed, SyncReplay
 from seawall.inflate import inflated_start
 from seawall.policy import IDEMPOTENT_METHODS
 
@@ -92,62 +94,6 @@ def _twin(prefix: str, error: type[SeawallError], base: type, package: str) -> t
     return made
 
 
-class _Replay:
-    """A body's chunks already read, then the rest of the original stream (``tap`` sees
-    each chunk before it is handed on, then ``b""`` once at the end or on close)."""
-
-    def __init__(
-        self,
-        head: list[bytes],
-        rest: Any,
-        original: Any,
-        tap: Callable[[bytes], None] | None = None,
-    ) -> None:
-        self._head = head
-        self._rest = rest  # the original's iterator, part read; None: not started
-        self._original = original
-        self._tap = tap
-
-    def _take_head(self) -> list[bytes]:
-        head, self._head = self._head, []
-        return head
-
-    def _pass(self, chunk: bytes) -> bytes:
-        if self._tap is not None:
-            self._tap(chunk)  # before handing it on: an SDK stops reading at "[DONE]"
-        return chunk
-
-    def _finish(self) -> None:
-        tap, self._tap = self._tap, None
-        if tap is not None:
-            tap(b"")
-
-
-class _AsyncReplay(_Replay):
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._take_head():
-            yield chunk
-        async for chunk in self._rest or aiter(self._original):
-            yield self._pass(chunk)
-        self._finish()
-
-    async def aclose(self) -> None:
-        self._finish()  # an SDK closes the stream without reading past its end
-        await self._original.aclose()
-
-
-class _SyncReplay(_Replay):
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._take_head()
-        for chunk in self._rest or iter(self._original):
-            yield self._pass(chunk)
-        self._finish()
-
-    def close(self) -> None:
-        self._finish()
-        self._original.close()
-
-
 # --- what differs: the package and the direction -------------------------------------
 
 
@@ -165,6 +111,15 @@ class Kind:
         raise NotImplementedError
 
     async def next_chunk(self, chunks: Any) -> bytes | None:
+        raise NotImplementedError
+
+    async def chunk_by(self, chunks: Any, until: float) -> tuple[bytes | None, Any]:
+        """The next chunk, if it comes by ``until`` (``time.monotonic``); else ``(None, the
+        read still going)``, for ``resumed`` to hand on."""
+        return await self.next_chunk(chunks), None  # (sync: a read cannot be left going)
+
+    def resumed(self, pending: Any, rest: Any) -> Any:
+        """The rest of a body whose next read (``pending``) was still going."""
         raise NotImplementedError
 
     async def close_stream(self, stream: Any) -> None:
@@ -188,7 +143,7 @@ class Kind:
 class AsyncKind(Kind):
     def __init__(self, mod: ModuleType) -> None:
         super().__init__(mod)
-        self.replay = type("Replay", (_AsyncReplay, mod.AsyncByteStream), {})
+        self.replay = type("Replay", (AsyncReplay, mod.AsyncByteStream), {})
 
     async def send(self, transport: Any, request: Any) -> Any:
         return await transport.handle_async_request(request)
@@ -205,6 +160,20 @@ class AsyncKind(Kind):
         except StopAsyncIteration:
             return None
         return chunk
+
+    async def chunk_by(self, chunks: Any, until: float) -> tuple[bytes | None, Any]:
+        # Not cut with a timeout: cancelling a read inside httpcore's iterator ends it, and
+        # the caller would lose the rest of the body. The read goes on for the caller.
+        read = asyncio.ensure_future(self.next_chunk(chunks))
+        try:
+            done, _ = await asyncio.wait((read,), timeout=max(0.0, until - time.monotonic()))
+        except BaseException:
+            read.cancel()
+            raise
+        return (read.result(), None) if done else (None, read)
+
+    def resumed(self, pending: Any, rest: Any) -> Any:
+        return Resumed(pending, rest)
 
     async def close_stream(self, stream: Any) -> None:
         await stream.aclose()
@@ -224,7 +193,7 @@ class AsyncKind(Kind):
 class SyncKind(Kind):
     def __init__(self, mod: ModuleType) -> None:
         super().__init__(mod)
-        self.replay = type("Replay", (_SyncReplay, mod.SyncByteStream), {})
+        self.replay = type("Replay", (SyncReplay, mod.SyncByteStream), {})
 
     async def send(self, transport: Any, request: Any) -> Any:
         return transport.handle_request(request)
@@ -276,28 +245,39 @@ def too_long(resp: Any, limit: int) -> bool:
     return length is not None and length.isdigit() and int(length) > limit
 
 
-async def peek(kind: Kind, resp: Any, limit: int) -> bytes | None:
+async def peek(kind: Kind, resp: Any, limit: int, wait: float | None = None) -> bytes | None:
     """Up to ``limit`` raw bytes of ``resp``'s body, leaving the whole body readable.
 
     ``None`` without reading when the declared length is above ``limit``. A
     body read to its end is closed at once (the connection goes back to the
     pool) and replayed from memory; a longer one is replayed from what was
-    read followed by the rest.
+    read followed by the rest. With ``wait``: what came within that many
+    seconds (async: a read still going is handed on, not cut; sync: each read
+    is bounded by the client's own read timeout), then the rest.
     """
     if too_long(resp, limit):
         return None
     original = resp.stream
     rest = kind.chunks(original)
+    until = None if wait is None else time.monotonic() + wait
     parts: list[bytes] = []
     size = 0
     ended = False
     while size <= limit:
-        chunk = await kind.next_chunk(rest)
+        if until is None:
+            chunk = await kind.next_chunk(rest)
+        else:
+            chunk, pending = await kind.chunk_by(rest, until)
+            if pending is not None:  # the body is slow: the caller gets the read going
+                rest = kind.resumed(pending, rest)
+                break
         if chunk is None:
             ended = True
             break
         parts.append(chunk)
         size += len(chunk)
+        if until is not None and time.monotonic() >= until:
+            break  # the body is slow (sync: the next read may block as long again)
     body = b"".join(parts)
     if ended:
         await kind.close_stream(original)
@@ -326,7 +306,7 @@ async def failed(kind: Kind, resp: Any, method: str) -> Attempt:
     body = None
     if kind_of != STREAMING and method != "HEAD":
         try:
-            raw = await peek(kind, resp, ERROR_BODY_LIMIT)
+            raw = await peek(kind, resp, ERROR_BODY_LIMIT, ERROR_BODY_WAIT)
             body = decoded(resp, raw, ERROR_BODY_LIMIT)
         except BaseException as exc:
             await kind.close_response(resp)
