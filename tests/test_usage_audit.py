@@ -426,3 +426,29 @@ async def _until_sent(resp: aiohttp.ClientResponse) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError("the body never arrived whole")
+
+
+_CHAT = {"object": "chat.completion", "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+
+
+@given(
+    st.text(max_size=40),
+    st.sampled_from(["\n", "\r", "\x1b[2J", "\x00", "\x7f", "\x9b", "\u202e", "\u200b", "\ufeff"]),
+    st.text(max_size=40),
+)
+def test_a_model_name_with_control_or_bidi_characters_is_read_as_other(
+    before: str, bad: str, after: str
+) -> None:
+    """Model names come from the upstream's answer and reach logs, events, ``/metrics`` and
+    the CLI: a newline forges a log line, an escape sequence rewrites the reader's terminal,
+    a bidi mark shows another name. Such a name is read as ``(other)`` (never priced)."""
+    usage = usage_module.parse_usage({**_CHAT, "model": before + bad + after})
+    assert usage is not None
+    assert usage.model == usage_module.LONG_MODEL
+
+
+@given(st.from_regex(r"\A[A-Za-z0-9._:/@+ -]{1,100}\Z"))
+def test_a_printable_model_name_is_kept(name: str) -> None:
+    usage = usage_module.parse_usage({**_CHAT, "model": name})
+    assert usage is not None
+    assert usage.model == name

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,8 +46,14 @@ MAX_TOKENS = 100_000_000
 #: loop for a 1 MB name), and events and metrics carry it.
 MODEL_NAME_MAX = 200
 
-#: What a model name longer than ``MODEL_NAME_MAX`` is read as (never priced).
+#: What a model name longer than ``MODEL_NAME_MAX``, or with control or bidi characters,
+#: is read as (never priced).
 LONG_MODEL = "(other)"
+
+#: Characters no model is named with: C0/C1 controls (a newline forges log lines, an
+#: escape sequence rewrites the terminal of whoever reads ``/metrics`` or the log),
+#: zero-width and bidi marks (a name that reads as another one).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
 #: Most distinct usage fields gathered from one stream's events.
 _USAGE_FIELDS_MAX = 64
@@ -102,7 +109,7 @@ def parse_usage(data: Any) -> Usage | None:
     if not isinstance(model, str) or not model or shape is None:
         return None
     provider, flavor = shape
-    if len(model) > MODEL_NAME_MAX:
+    if len(model) > MODEL_NAME_MAX or _UNPRINTABLE.search(model):
         model = LONG_MODEL
     counts = _counts(data, provider, flavor)
     if counts is None:
