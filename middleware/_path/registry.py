@@ -18,6 +18,7 @@ from yarl import URL
 
 from seawall._checks import show
 from seawall.llm import is_llm_route
+from seawall.llm.prices import warm_up
 from seawall.plugins.hooks import Hooks
 from seawall.policy import Policy
 from seawall.redact import redact_key
@@ -120,6 +121,8 @@ class Registry:
             if key is None:
                 key = f"{url.scheme}://{host}:{url.port}"
             llm = is_llm_route(policy, host)
+            if llm:
+                warm_up()  # the price database, read off the event loop before the answer
             fast = policy.key != "model" and self.fast(policy, llm)
             if len(self.cache) >= MAX_KEYS:
                 self.cache.clear()
@@ -141,6 +144,8 @@ class Registry:
                 policy = self.policy_for_key(key)
             shown = redact_key(key)  # shown in health(), metrics, logs: never a secret it holds
             llm = policy.llm  # call(policy=Policy.for_llm()) is an LLM call, whatever its key
+            if llm:
+                warm_up()
             if len(self.cache) >= MAX_KEYS:
                 self.cache.clear()
             found = Route(shown, policy, llm, self.fast(policy, llm))

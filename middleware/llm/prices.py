@@ -11,6 +11,7 @@ from __future__ import annotations
 import decimal
 import logging
 import re
+import threading
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ import attrs
 from seawall.llm.usage import MODEL_NAME_MAX, Usage
 from seawall.reports import MONEY
 
-__all__ = ["BUILT_IN", "MODEL_NAME_MAX", "ModelPrice", "model_price", "price"]
+__all__ = ["BUILT_IN", "MODEL_NAME_MAX", "ModelPrice", "model_price", "price", "warm_up"]
 
 log = logging.getLogger("seawall.costs")
 
@@ -44,6 +45,38 @@ BUILT_IN: dict[str, tuple[str, str, str, str, str]] = {
     "claude-sonnet-4-0": ("anthropic", "3.00", "15.00", "0.30", "3.75"),
     "claude-haiku-4-5": ("anthropic", "1.00", "5.00", "0.10", "1.25"),
 }
+
+#: The thread importing genai-prices ahead of the first answer (``warm_up``), once started.
+warming: threading.Thread | None = None
+_warming_lock = threading.Lock()
+
+
+def warm_up() -> None:
+    """Import genai-prices and read its database in a thread of seawall's own, once a
+    process (called when a key is first seen to be an LLM route, before its request goes).
+
+    The first priced answer read them on the event loop: 0.2-0.3 s during which every
+    other request of the app waited. In a thread it competes for the GIL in slices
+    instead; an answer that comes back sooner waits only for the rest of the import.
+    Without the ``llm`` extra it ends at once.
+    """
+    global warming
+    if warming is not None:
+        return
+    with _warming_lock:
+        if warming is None:
+            warming = threading.Thread(target=_import_prices, name="seawall.prices", daemon=True)
+            warming.start()
+
+
+def _import_prices() -> None:
+    try:
+        from genai_prices.data_snapshot import get_snapshot
+
+        get_snapshot()
+    except Exception:  # missing (no "llm" extra) or broken: the answer's own read says so
+        return
+
 
 #: Other names of the built-in models (the providers' aliases).
 _ALIASES = {"claude-sonnet-4": "claude-sonnet-4-0"}
