@@ -116,12 +116,14 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "cooldown",
-        ("middleware/cooldown.py", "middleware/learnt_pace.py"),
+        ("middleware/cooldown.py", "middleware/learnt_pace.py", "middleware/pace_samples.py"),
         (
             "tests/test_cooldown_rules.py",
             "tests/test_cooldown.py",
             "tests/test_hint_bounds.py",
             "tests/test_pacing.py",
+            "tests/test_stall_bunch.py",
+            "tests/test_early_probe.py",
             "-k",
             "not fifty_callers",
             "-m",
