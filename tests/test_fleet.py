@@ -90,6 +90,17 @@ async def step(members: list[Member]) -> None:
             await m.store.sync()
 
 
+async def exchange_costs(members: list[Member]) -> None:
+    """Two rounds of cost reports, then one more sync for the first member: each has read
+    what the others published."""
+    for _ in range(2):  # the first exchange publishes, the second reads the other
+        for m in members:
+            await m.store.sync()
+        for m in members:
+            m.store.costs_due()
+    await members[0].store.sync()
+
+
 async def test_one_open_process_does_not_open_the_others(members: list[Member]) -> None:
     a, b, c = members
     a.fail(2)
@@ -646,12 +657,7 @@ async def test_costs_add_up_across_the_fleet(server: RedisServer, prefix: str) -
         for i, m in enumerate(made):
             usage = Usage("gpt-4o-mini", "openai", "chat", 1000 * (i + 1), 10)
             m.sw.cost_tracker.record("https://api.openai.com", usage)
-        for _ in range(2):  # the first exchange publishes, the second reads the other
-            for m in made:
-                await m.store.sync()
-            for m in made:
-                m.store.costs_due()
-        await made[0].store.sync()
+        await exchange_costs(made)
         fleet = made[0].sw.costs(scope="fleet")
         mine = made[0].sw.costs()
         assert mine.input_tokens == 1000

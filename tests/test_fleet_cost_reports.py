@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from seawall.costs import Usage
 from seawall.fleet.totals import USD_MAX, CostExchange, dumps, loads, merge
 from tests._redis import RedisServer, server_fixture
-from tests.test_fleet import Member
+from tests.test_fleet import Member, exchange_costs
 
 server = server_fixture()
 
@@ -90,12 +90,7 @@ async def test_a_poisoned_cost_report_is_left_out(
     try:
         for m in made:
             m.sw.cost_tracker.record(_KEY, Usage("gpt-4o-mini", "openai", "chat", 1000, 10))
-        for _ in range(2):  # the first exchange publishes, the second reads the other
-            for m in made:
-                await m.store.sync()
-            for m in made:
-                m.store.costs_due()
-        await made[0].store.sync()
+        await exchange_costs(made)
         fleet = made[0].sw.costs(scope="fleet")
         mine = made[0].sw.costs()
         assert fleet.cost_usd.is_finite()
