@@ -417,7 +417,8 @@ async def test_a_post_without_idempotency_key_keeps_its_advice(
     async with make_session(sw) as session, session.post(server.make_url("/"), json={}) as resp:
         assert resp.status == 503
     (call,) = rec.of("call")
-    assert (
-        call.stopped_because == "POST is not idempotent (add an Idempotency-Key or retry_methods)"
+    assert call.stopped_because == (
+        "POST is not idempotent (send an Idempotency-Key header, "
+        "or add POST to RetryPolicy.retry_methods if the upstream takes repeats)"
     )
     assert up.hits == 1

@@ -80,7 +80,7 @@ class GiveUp:
                 state.breaker.call_failed()
         if status is None and result is not None:
             status = result.status
-        text = reason.describe(spec, c, status)
+        text = reason.describe(spec, c, status, exc)
         observer = self.observer
         observer.finish(
             spec, self.clock() - started, c, result, len(history), text, observer.observed

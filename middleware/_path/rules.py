@@ -19,7 +19,7 @@ from seawall.outcome import Category, Classification, Outcome
 from seawall.policy import IDEMPOTENT_METHODS, RetryPolicy
 from seawall.retry_after import should_retry_header
 
-__all__ = ["StopReason", "deadline_at", "is_delay", "next_delay", "why_stop"]
+__all__ = ["StopReason", "deadline_at", "is_delay", "next_delay", "sent_request", "why_stop"]
 
 
 class StopReason(enum.Enum):
@@ -40,22 +40,37 @@ class StopReason(enum.Enum):
     BUDGET = "budget"
     ANSWERED = "answered"
 
-    def describe(self, spec: CallSpec, c: Classification, status: int | None = None) -> str:
-        """The reason as people read it (events' ``stopped_because``, notes, errors)."""
+    def describe(
+        self,
+        spec: CallSpec,
+        c: Classification,
+        status: int | None = None,
+        exc: BaseException | None = None,
+    ) -> str:
+        """The reason as people read it (events' ``stopped_because``, notes, errors).
+
+        ``exc``: the last attempt's exception, which may tell the method of a
+        plain function's request (``sent_request``).
+        """
         retry = spec.policy.retry
         category = c.category.value
+        method = what = spec.method
+        if not spec.http and exc is not None and (sent := sent_request(exc)) is not None:
+            method = sent[0]
+            what = f"the function's {method} request"
         text = {
             StopReason.NOT_IN_RETRY_ON: f"{category} is not in retry_on",
             StopReason.NOT_ON: "the exception is not one that on= retries",
             StopReason.ON_RAISED: "on= raised; see its error",
             StopReason.RETRIED_ENOUGH: f"{category} is retried at most {c.max_retries} time(s)",
             StopReason.METHOD_EXCLUDED: (
-                f"the policy's retry_methods excludes {spec.method} "
-                "(add it to RetryPolicy.retry_methods to retry it)"
+                f"the policy's retry_methods excludes {what} "
+                f"(add {method} to RetryPolicy.retry_methods to retry it)"
             ),
             # Re-sending a POST could charge a card twice: only with an Idempotency-Key.
             StopReason.NOT_IDEMPOTENT: (
-                f"{spec.method} is not idempotent (add an Idempotency-Key or retry_methods)"
+                f"{what} is not idempotent (send an Idempotency-Key header, or add "
+                f"{method} to RetryPolicy.retry_methods if the upstream takes repeats)"
             ),
             StopReason.NOT_REPLAYABLE: (
                 "the request body cannot be sent again (a consumed stream)"
@@ -107,6 +122,14 @@ def why_stop(
         if spec.method in IDEMPOTENT_METHODS:  # safe to re-send, but the policy says no
             return StopReason.METHOD_EXCLUDED
         return StopReason.NOT_IDEMPOTENT
+    if not spec.http and outcome.exception is not None:
+        # A plain function's HTTP request, as its exception tells it: the same
+        # rule as the adapters' (an openai/httpx/aiohttp/requests error names it).
+        sent = sent_request(outcome.exception)
+        if sent is not None and not sent[1] and sent[0] not in retry.retry_methods:
+            if sent[0] in IDEMPOTENT_METHODS:
+                return StopReason.METHOD_EXCLUDED
+            return StopReason.NOT_IDEMPOTENT
     if spec.replayable is not None and not spec.replayable():
         return StopReason.NOT_REPLAYABLE
     if number >= max_attempts:
@@ -116,6 +139,39 @@ def why_stop(
     if breaker and spec.state.breaker.is_open():
         return StopReason.BREAKER
     return None
+
+
+_IDEMPOTENCY_KEY = "idempotency-key"
+_MOST_HEADERS = 256  # a request's headers looked through for the key, at most
+
+
+def sent_request(exc: BaseException) -> tuple[str, bool] | None:
+    """The HTTP request ``exc`` says it came from: its method (upper case) and
+    whether it had an ``Idempotency-Key`` header; ``None`` when it says none.
+
+    Read by duck typing, importing nothing: aiohttp's ``ClientResponseError``
+    (``request_info``), httpx/httpx2 errors and the OpenAI/Anthropic SDKs'
+    (``request``; httpx's property raises when it has none) and requests'
+    (``request``, which may be ``None``). Never raises: an attribute that
+    raises or has the wrong type says nothing.
+    """
+    try:
+        request = getattr(exc, "request_info", None) or getattr(exc, "request", None)
+        method = getattr(request, "method", None)
+        if not isinstance(method, str) or not method:
+            return None
+        headers = getattr(request, "headers", None)
+        keyed = False
+        if headers is not None:
+            for count, name in enumerate(headers):
+                if count >= _MOST_HEADERS:
+                    break
+                if isinstance(name, str) and name.lower() == _IDEMPOTENCY_KEY:
+                    keyed = True
+                    break
+    except Exception:  # a property of the exception's that raises: it names no request
+        return None
+    return method.upper(), keyed
 
 
 def is_delay(value: object) -> bool:
