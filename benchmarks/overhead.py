@@ -285,8 +285,10 @@ CASES: dict[str, tuple[str, str | None]] = {
     "handler": ("bare `await handler(request)`", None),
     "path": ("the aiohttp middleware (`sw.middleware()`)", "handler"),
     "fn": ("bare `await fn()`", None),
+    "method": ("bare `await client.get()`", None),
     "call": ("`sw.call(fn)`", "fn"),
     "call_key": ('`sw.call(fn, key="k")`', "fn"),
+    "call_method": ('`sw.call(client.get, key="k")` (a bound method)', "method"),
     "protect": ("`@sw.protect`", "fn"),
     **{name: (label, "fn") for name, (label, _module) in PEERS.items()},
 }
@@ -302,6 +304,8 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
     the middleware never does, so it is not the middleware's baseline).
     ``fn``/``call``/``call_key``/``protect``: an async function returning at
     once, awaited bare, through ``sw.call`` and through a ``@sw.protect`` wrapper;
+    ``method``/``call_method``: a bound method of the same kind, bare and through
+    ``sw.call(client.get, key="k")`` (the form a service class writes);
     the peers of ``_decision_peers.py`` around the same function, those installed
     (a peer not installed has no case: read the names from the result, not ``CASES``).
     Shared with ``instructions.py``.
@@ -383,6 +387,20 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
         for _ in range(n):
             await call(fn, key="k")
 
+    class Client:
+        async def get(self) -> object:
+            return value
+
+    client = Client()
+
+    async def bare_method(n: int) -> None:
+        for _ in range(n):
+            await client.get()
+
+    async def call_method(n: int) -> None:
+        for _ in range(n):
+            await call(client.get, key="k")
+
     async def protect(n: int) -> None:
         for _ in range(n):
             await protected()
@@ -395,6 +413,8 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
         "fn": bare_fn,
         "call": call_fn,
         "call_key": call_key,
+        "method": bare_method,
+        "call_method": call_method,
         "protect": protect,
         **peer_cases(fn),
     }

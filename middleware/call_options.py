@@ -14,7 +14,7 @@ import functools
 import inspect
 import weakref
 from collections.abc import Callable, Mapping
-from types import CodeType, FunctionType
+from types import CodeType, FunctionType, MethodType
 from typing import Any
 
 from seawall._path.spec import call_key
@@ -22,6 +22,7 @@ from seawall.policy import Policy
 
 __all__ = [
     "OPTION_NAMES",
+    "TAKES_OPTIONS",
     "Retried",
     "check_call",
     "check_collisions",
@@ -122,7 +123,7 @@ def _parameters(fn: object) -> Mapping[str, int | None]:
         holder: object = fn
     elif isinstance(fn, functools.partial):
         under = _plain_under(fn)
-        if under is not None and not _takes_options_cached(under.__code__):
+        if under is not None and not _takes_options(under.__code__):
             return {}
         return _inspect(fn)
     elif isinstance(fn, type):
@@ -191,24 +192,25 @@ def check_collisions(fn: Callable[..., Any], n_args: int, given: Mapping[str, ob
 
 #: Per code object of a plain function: whether its parameters name one of ``OPTION_NAMES``.
 #: Code objects, not functions: closures made per call share theirs, and a code
-#: object holds no caller's data. Bounded: cleared when full.
-_TAKES_OPTIONS: dict[CodeType, bool] = {}
-_TAKES_OPTIONS_MAX = 4096
-
-
-def _takes_options_cached(code: CodeType) -> bool:
-    """``_takes_options``, from what is remembered when it is."""
-    takes = _TAKES_OPTIONS.get(code)
-    return _takes_options(code) if takes is None else takes
+#: object holds no caller's data. Keyed by ``id``, the code object kept beside its
+#: answer (so the id cannot be reused while it is here) and compared by identity:
+#: a code object's own hash is computed afresh each time from its constants and
+#: names (CPython does not keep it), ~1.9k instructions for a three-line function
+#: and more for a longer one. Bounded: cleared when full.
+TAKES_OPTIONS: dict[int, tuple[CodeType, bool]] = {}
+TAKES_OPTIONS_MAX = 4096
 
 
 def _takes_options(code: CodeType) -> bool:
     """Whether a function with this code has a parameter named like an option (remembered)."""
+    known = TAKES_OPTIONS.get(id(code))
+    if known is not None and known[0] is code:
+        return known[1]
     names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
     found = any(name in names for name in OPTION_NAMES)
-    if len(_TAKES_OPTIONS) >= _TAKES_OPTIONS_MAX:
-        _TAKES_OPTIONS.clear()
-    _TAKES_OPTIONS[code] = found
+    if len(TAKES_OPTIONS) >= TAKES_OPTIONS_MAX:
+        TAKES_OPTIONS.clear()
+    TAKES_OPTIONS[id(code)] = (code, found)
     return found
 
 
@@ -220,7 +222,8 @@ def check_call(
     A plain function with nothing in its ``__dict__`` (so no ``__wrapped__`` or
     ``__signature__`` lending it another signature) collides only if its own
     code names an option: that answer is remembered per code object, so the
-    common call costs two lookups instead of a signature's.
+    common call costs two lookups instead of a signature's. So does a bound
+    method or a partial of such a function.
     """
     # As many tests as a call with key="..." alone always made (the first): the others
     # only when key is missing or another option is given.
@@ -235,11 +238,14 @@ def check_call(
             )
         ):
             check_options(where, key, policy, context=context)
-    if type(fn) is FunctionType and not fn.__dict__:
-        code = fn.__code__
-        takes = _TAKES_OPTIONS.get(code)
-        if takes is None:
-            takes = _takes_options(code)
-        if not takes:
-            return
+    # The function underneath a bound method or a partial: when it is plain and its
+    # code names no option, neither can collide (a partial adds no parameter, a
+    # bound method only fills the first), and nothing needs a signature.
+    plain: object = fn
+    if type(fn) is MethodType:
+        plain = fn.__func__
+    elif type(fn) is functools.partial:
+        plain = _plain_under(fn)
+    if type(plain) is FunctionType and not plain.__dict__ and not _takes_options(plain.__code__):
+        return
     check_collisions(fn, n_args, {"key": key, "context": context, "policy": policy})

@@ -12,11 +12,12 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from seawall import calls as _calls
 from seawall.blocks import Attempts
-from seawall.call_options import Retried, check_call, check_collisions
+from seawall.call_options import TAKES_OPTIONS, Retried, check_call, check_collisions
 from seawall.calls import Using, run_call
 from seawall.guard import BreakerGuard
 from seawall.policy import Policy
@@ -73,11 +74,22 @@ def _call_lean(sw: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     """
     if kwargs:
         key = kwargs.pop("key", None)
-        context = kwargs.pop("context", None)
-        policy = kwargs.pop("policy", None)
-        if key is not None or context is not None or policy is not None:
-            check_call("sw.call", fn, len(args), key, context, policy)
-        return run_call(sw, fn, args, kwargs, key, context, policy)
+        if kwargs or type(key) is not str:
+            context = kwargs.pop("context", None)
+            policy = kwargs.pop("policy", None)
+            if key is not None or context is not None or policy is not None:
+                check_call("sw.call", fn, len(args), key, context, policy)
+            return run_call(sw, fn, args, kwargs, key, context, policy)
+        # key="..." alone, the common form: check_call's answer for a plain function
+        # whose code names no option, read here (a call less; keep the two in step).
+        if type(fn) is FunctionType and not fn.__dict__:
+            code = fn.__code__
+            known = TAKES_OPTIONS.get(id(code))
+            if known is None or known[0] is not code or known[1]:
+                check_call("sw.call", fn, len(args), key, None, None)
+        else:
+            check_call("sw.call", fn, len(args), key, None, None)
+        return run_call(sw, fn, args, kwargs, key)
     return run_call(sw, fn, args, kwargs)
 
 

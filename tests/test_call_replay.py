@@ -20,6 +20,10 @@ import seawall
 from ._helpers import policy
 from .conftest import Upstream
 
+#: POST allowed, so that what stops the second attempt is the body, not the method
+#: (tests/test_call_methods.py: a function's POST is otherwise sent once).
+POST_TOO = policy(max_attempts=3, retry_methods={"GET", "POST"})
+
 
 def recording(up: Upstream) -> list[bytes]:
     """The upstream records each body; busy (503) for a whole one, it stores an empty one."""
@@ -49,7 +53,7 @@ async def test_an_async_generator_read_by_the_first_attempt_is_not_given_again(
 ) -> None:
     up, server = upstream
     bodies = recording(up)
-    sw = seawall.Seawall(policy(max_attempts=3), entrypoints=False)
+    sw = seawall.Seawall(POST_TOO, entrypoints=False)
     url = str(server.make_url("/upload"))
     async with httpx.AsyncClient() as http:
 
@@ -72,7 +76,7 @@ async def test_a_generator_or_a_file_read_by_the_first_attempt_is_not_given_agai
 ) -> None:
     up, server = upstream
     bodies = recording(up)
-    sw = seawall.Seawall(policy(max_attempts=3), entrypoints=False)
+    sw = seawall.Seawall(POST_TOO, entrypoints=False)
     url = str(server.make_url("/upload"))
 
     @sw.protect
@@ -95,7 +99,7 @@ async def test_a_generator_or_a_file_read_by_the_first_attempt_is_not_given_agai
 
 async def test_an_untouched_stream_is_retried() -> None:
     """The attempt failed before reading it (the connection was refused): sent again whole."""
-    sw = seawall.Seawall(policy(max_attempts=3), entrypoints=False)
+    sw = seawall.Seawall(POST_TOO, entrypoints=False)
     tries = 0
 
     async def upload(body: AsyncIterator[bytes]) -> bytes:
@@ -120,7 +124,7 @@ async def test_an_untouched_stream_is_retried() -> None:
 
 def test_a_file_given_to_write_to_does_not_stop_retries(tmp_path: Any) -> None:
     """A log file (or ``sys.stdout``) is written, not read: the call is retried as usual."""
-    sw = seawall.Seawall(policy(max_attempts=3), entrypoints=False)
+    sw = seawall.Seawall(POST_TOO, entrypoints=False)
     tries = 0
 
     def report(out: io.TextIOBase) -> str:

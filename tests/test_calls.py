@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import seawall
+from seawall.call_options import TAKES_OPTIONS
 
 
 class Flaky:
@@ -530,3 +531,30 @@ async def test_a_huge_message_is_cut_in_the_history_and_its_secret_masked() -> N
     assert len(first) < 400
     assert "Zq8" not in first
     assert "'x-api-key': '***" in first
+
+
+async def test_the_remembered_answer_is_the_code_objects_own() -> None:
+    """``TAKES_OPTIONS`` is keyed by ``id``: an entry left under that id by another code
+    object (its id reused) is not believed, for a function, a method or a partial."""
+    sw = seawall.Seawall()
+
+    async def get(key: str) -> str:
+        return key
+
+    class Client:
+        async def get(self, key: str) -> str:
+            return key
+
+    async def other() -> None:
+        return None
+
+    client = Client()
+    for fn, code in (
+        (get, get.__code__),
+        (client.get, Client.get.__code__),
+        (functools.partial(get), get.__code__),
+    ):
+        TAKES_OPTIONS[id(code)] = (other.__code__, False)  # a stale answer: "takes none"
+        with pytest.raises(TypeError, match="takes key= itself"):
+            await sw.call(fn, key="user:1")
+        assert TAKES_OPTIONS[id(code)] == (code, True)
