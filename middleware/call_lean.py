@@ -17,7 +17,7 @@ import inspect
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from types import FunctionType
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from seawall import watchdog
@@ -72,7 +72,12 @@ async def run_call(
     classified, counted and retried there, never made twice.
     """
     if key is None:
-        key = (fn.__qualname__ or call_key(fn)) if type(fn) is FunctionType else call_key(fn)
+        if type(fn) is FunctionType:
+            key = fn.__qualname__ or call_key(fn)
+        elif type(fn) is MethodType and type(fn.__func__) is FunctionType:
+            key = fn.__func__.__qualname__ or call_key(fn)  # call_key's answer, sooner
+        else:
+            key = call_key(fn)
     registry = sw.registry
     # Registry.call_route's cache, read here (a call less): see call_cache_key.
     route = registry.cache.get(key if policy is None else (None, key, id(policy)))

@@ -110,9 +110,10 @@ def test_the_decision_cases_run_without_suspending() -> None:
     and the child names them (instructions.py reads those names)."""
     out = _stdout("instructions.py", "--decision-client", "3")
     names = json.loads(out.strip().splitlines()[-1])
-    assert names[:8] == ["bare", "run", "handler", "path", "fn", "call", "call_key", "protect"]
+    ours = ["bare", "run", "handler", "path", "fn", "call", "call_key", "method", "call_method"]
+    assert names[:10] == [*ours, "protect"]
     installed = [peer for peer in PEERS if importlib.util.find_spec(peer) is not None]
-    assert names[8:] == installed
+    assert names[10:] == installed
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import seawall
+from seawall._path.spec import call_key
 from seawall.call_options import TAKES_OPTIONS
 
 
@@ -558,3 +559,22 @@ async def test_the_remembered_answer_is_the_code_objects_own() -> None:
         with pytest.raises(TypeError, match="takes key= itself"):
             await sw.call(fn, key="user:1")
         assert TAKES_OPTIONS[id(code)] == (code, True)
+
+
+async def test_a_bound_method_is_keyed_by_its_functions_qualified_name() -> None:
+    """The lean path's shortcut for a bound method gives ``call_key``'s answer."""
+    sw = seawall.Seawall()
+
+    class Client:
+        async def get(self) -> str:
+            return "ok"
+
+        @classmethod
+        async def make(cls) -> str:
+            return "made"
+
+    assert await sw.call(Client().get) == "ok"
+    assert await sw.call(Client.make) == "made"
+    keys = set(sw.health()["keys"])
+    assert keys == {call_key(Client().get), call_key(Client.make)}
+    assert keys == {Client.get.__qualname__, Client.make.__func__.__qualname__}

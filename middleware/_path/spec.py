@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
+from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -357,7 +358,7 @@ def call_key(fn: object) -> str:
     for _ in range(100):  # bounded: partials of partials, methods of partials
         if isinstance(fn, functools.partial):
             fn = fn.func
-        elif inspect.ismethod(fn):
+        elif isinstance(fn, MethodType):  # inspect.ismethod's test, without its call
             fn = fn.__func__
         else:
             break
