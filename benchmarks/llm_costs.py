@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import attrs
 
 import seawall
 from seawall import costs
@@ -144,11 +145,17 @@ def _sessions() -> dict[str, Callable[[], aiohttp.ClientSession]]:
     route = "127.0.0.1"
     plain = seawall.Seawall(routes={route: seawall.Policy.for_llm(llm=False)}, entrypoints=False)
     priced = seawall.Seawall(routes={route: seawall.Policy.for_llm()}, entrypoints=False)
-    return {
+    found: dict[str, Callable[[], aiohttp.ClientSession]] = {
         "bare aiohttp": aiohttp.ClientSession,
         "seawall llm=False": plain.session,
         "seawall priced": priced.session,
     }
+    if "costs" in attrs.fields_dict(seawall.Policy):  # not before the switch came
+        unpriced = seawall.Policy.for_llm(costs=False)
+        found["seawall costs=False"] = seawall.Seawall(
+            routes={route: unpriced}, entrypoints=False
+        ).session
+    return found
 
 
 async def _batch(session: aiohttp.ClientSession, url: str, total: int) -> float:
@@ -208,14 +215,24 @@ def in_process(repeat: int) -> dict[str, tuple[float, float]]:
 
 
 def report(found: dict[str, dict[str, list[float]]], pieces: dict[str, tuple[float, float]]) -> str:
-    lines = ["answer        bare µs  llm=False µs  priced µs  pricing adds µs (per-round pairs)"]
+    lines = [
+        "answer        bare µs  llm=False µs  priced µs  costs=False µs"
+        "  priced - llm=False  priced - costs=False (µs, per-round pairs)"
+    ]
     for kind, by_name in found.items():
         med = {name: statistics.median(values) * 1e6 for name, values in by_name.items()}
-        pairs = zip(by_name["seawall priced"], by_name["seawall llm=False"], strict=True)
-        added = statistics.median(p - q for p, q in pairs) * 1e6
+
+        def added(other: str, by_name: dict[str, list[float]] = by_name) -> str:
+            if other not in by_name:
+                return "-"
+            pairs = zip(by_name["seawall priced"], by_name[other], strict=True)
+            return f"{statistics.median(p - q for p, q in pairs) * 1e6:.0f}"
+
+        off = med.get("seawall costs=False")
         lines.append(
             f"{kind:<12}{med['bare aiohttp']:>9.0f}{med['seawall llm=False']:>14.0f}"
-            f"{med['seawall priced']:>11.0f}{added:>17.0f}"
+            f"{med['seawall priced']:>11.0f}{'-' if off is None else f'{off:.0f}':>16}"
+            f"{added('seawall llm=False'):>20}{added('seawall costs=False'):>22}"
         )
     lines.append("")
     lines.append("in process    usage_from_json µs  costs.account µs")
