@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -245,10 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--port", type=int, default=18947)
+    parser.add_argument("--port", type=int, default=0, help="0: a free one")
     parser.add_argument("--quick", action="store_true", help="a tiny run that proves it works")
     args = parser.parse_args(argv)
     rounds, requests, repeat = (1, 20, 20) if args.quick else (args.rounds, args.requests, 2000)
+    if not args.port:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            args.port = probe.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(args.port)],
         stdin=subprocess.PIPE,
