@@ -160,13 +160,13 @@ def _attempt_maker(
     sw: Seawall, spec: CallSpec, req: ClientRequest, handler: ClientHandlerType
 ) -> Callable[[int], Awaitable[Attempt]]:
     method = req.method
-    llm = spec.llm
+    priced = spec.llm and spec.policy.costs  # costs=False: successes are not read
 
     async def attempt(_number: int) -> Attempt:
         resp = await handler(req)
         status = resp.status
         if status < 400:
-            if llm and method != "HEAD":
+            if priced and method != "HEAD":
                 try:
                     await _watch_cost(sw, spec.key, str(spec.redacted_url), resp)
                 except Exception as exc:

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 _SECTIONS = ("retry", "breaker", "timeout", "budget")
-_SCALARS = ("key", "llm")
+_SCALARS = ("key", "llm", "costs")
 
 #: Presets a policy table can start from: ``preset = "llm"``.
 PRESETS: dict[str, Callable[[], Policy]] = {"llm": Policy.for_llm}

@@ -350,7 +350,7 @@ async def attempt(kind: Kind, sw: Seawall, spec: CallSpec, transport: Any, reque
     status = resp.status_code
     method = request.method
     if status < 400:
-        if spec.llm and method != "HEAD":
+        if spec.llm and spec.policy.costs and method != "HEAD":  # costs=False: not read
             try:
                 await watch_cost(kind, sw, spec.key, str(spec.redacted_url), resp)
             except Exception as exc:

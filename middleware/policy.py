@@ -219,6 +219,9 @@ class Policy:
     ``key`` names the breaker, budget and cooldown the route shares; ``None``
     keys by ``scheme://host:port``, a string shares one state under that name.
     ``llm`` marks the route as an LLM API for the built-in LLM plugin.
+    ``costs=False`` keeps an LLM route's successful answers unread: no usage
+    read, no price, nothing in ``sw.costs()`` but what failures cost (its
+    errors, rate-limit headers and cooldown are handled as before).
     """
 
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
@@ -227,6 +230,7 @@ class Policy:
     budget: BudgetPolicy = attrs.field(factory=BudgetPolicy)
     key: str | None = attrs.field(default=None, validator=key_choice)
     llm: bool = attrs.field(default=False, validator=boolean)
+    costs: bool = attrs.field(default=True, validator=boolean)
 
     @retry.validator
     def _check_types(self, attribute: attrs.Attribute[Any], value: Any) -> None:

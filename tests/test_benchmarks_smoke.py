@@ -203,3 +203,11 @@ def test_the_rounds_benchmark_reports_a_row() -> None:
     """rounds.py --quick: one row of a round's key selection time and states looked at."""
     (row,) = _stdout("rounds.py", "--quick").splitlines()[2:]
     assert len(row.split()) == 6, row
+
+
+def test_llm_costs_reports_every_answer_kind() -> None:
+    """llm_costs.py --quick: a row per answer kind for each table (figures never asserted)."""
+    lines = _stdout("llm_costs.py", "--quick").splitlines()
+    for kind in ("openai-1k", "openai-20k", "openai-200k", "anthropic-5k"):
+        assert len([line for line in lines if line.startswith(kind)]) == 2
+    assert len([line for line in lines if line.startswith("sse")]) == 1

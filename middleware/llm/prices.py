@@ -9,6 +9,7 @@ Anthropic models, their base-tier prices as genai-prices 0.2.3 listed them
 from __future__ import annotations
 
 import decimal
+import functools
 import logging
 import re
 import threading
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
+from seawall.llm.rated import total_price
 from seawall.llm.usage import MODEL_NAME_MAX, Usage
 from seawall.reports import MONEY
 
@@ -132,6 +134,7 @@ def _check_name(model: Any) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=256)  # names come from answers: bounded; rows never change
 def _built_in(name: str, provider: str | None = None) -> ModelPrice | None:
     lowered = name.lower()
     for candidate in (lowered, _DATED.sub("", lowered)):
@@ -205,20 +208,19 @@ def price(usage: Usage) -> Decimal | None:
     if not usage.model or len(usage.model) > MODEL_NAME_MAX:
         return None
     try:
-        from genai_prices import Usage as PriceUsage
-        from genai_prices import calc_price
+        from genai_prices import data_snapshot
     except ImportError:  # the "llm" extra is missing: the built-in table
         rates = _built_in(usage.model)
         return rates.cost(usage) if rates is not None else None
-    tokens = PriceUsage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens or None,
-        cache_write_tokens=usage.cache_write_tokens or None,
-    )
+    counts = {
+        "input": usage.input_tokens,
+        "output": usage.output_tokens,
+        "cache_read": usage.cache_read_tokens,
+        "cache_write": usage.cache_write_tokens,
+    }
     try:
         with decimal.localcontext(MONEY):  # genai-prices computes in the current context
-            return calc_price(tokens, usage.model, provider_id=usage.provider).total_price
+            return total_price(data_snapshot.get_snapshot(), usage.model, usage.provider, counts)
     except Exception as exc:  # unknown model (LookupError) or a price it cannot compute
         log.debug("seawall: no price for model %r: %r", usage.model, exc)
         return None
