@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seawall import costs, reports
-from seawall.llm import rated
+from seawall.llm import prices, rated
 
 genai_prices = pytest.importorskip("genai_prices")
 from genai_prices import data_snapshot  # noqa: E402
@@ -153,3 +153,35 @@ def test_a_model_the_database_does_not_know_is_remembered_within_bounds() -> Non
         assert costs.price(usage) is None
     assert len(rated._unknown) <= rated.UNKNOWN_MAX
     assert costs.price(usage) is None
+
+
+@pytest.mark.parametrize("moved", [AttributeError, TypeError, KeyError])
+def test_a_genai_prices_that_moved_its_internals_still_prices_through_calc_price(
+    monkeypatch: pytest.MonkeyPatch, moved: type[Exception]
+) -> None:
+    """``rated.total_price`` reads genai-prices' internals (``find_provider_model``, a
+    price's calculation): a release that renamed them would raise something other than
+    ``LookupError``. Pricing then goes through the public ``calc_price``, not unpriced."""
+    usage = costs.Usage(
+        model="gpt-4o",
+        provider="openai",
+        flavor="chat",
+        input_tokens=1000,
+        output_tokens=200,
+        cache_read_tokens=100,
+        cache_write_tokens=0,
+    )
+    expected = costs.price(usage)
+    assert expected is not None
+
+    def renamed(*_args: Any, **_kwargs: Any) -> Any:
+        raise moved("find_provider_model")
+
+    # The quick path as a release that moved them would leave it (calc_price itself
+    # uses them too, so they cannot be taken from genai-prices here).
+    monkeypatch.setattr(prices, "total_price", renamed)
+    assert costs.price(usage) == expected
+    unknown = costs.Usage(
+        model="no-such-model", provider="openai", flavor="chat", input_tokens=1, output_tokens=1
+    )
+    assert costs.price(unknown) is None  # calc_price's LookupError: unpriced, as before

@@ -221,6 +221,25 @@ def price(usage: Usage) -> Decimal | None:
     try:
         with decimal.localcontext(MONEY):  # genai-prices computes in the current context
             return total_price(data_snapshot.get_snapshot(), usage.model, usage.provider, counts)
-    except Exception as exc:  # unknown model (LookupError) or a price it cannot compute
+    except Exception as exc:
+        if type(exc) is LookupError:  # a model the database does not know
+            log.debug("seawall: no price for model %r: %r", usage.model, exc)
+            return None
+        # Anything else (a KeyError too): total_price reads genai-prices' internals,
+        # which a release may move; its public function answers instead.
+    try:  # genai-prices' public function, as total_price's answer would be
+        from genai_prices import Usage as PriceUsage
+        from genai_prices import calc_price
+
+        tokens = PriceUsage(
+            input_tokens=counts["input"],
+            output_tokens=counts["output"],
+            cache_read_tokens=counts["cache_read"] or None,
+            cache_write_tokens=counts["cache_write"] or None,
+        )
+        with decimal.localcontext(MONEY):
+            found: Decimal = calc_price(tokens, usage.model, provider_id=usage.provider).total_price
+            return found
+    except Exception as exc:  # a price it cannot compute
         log.debug("seawall: no price for model %r: %r", usage.model, exc)
         return None

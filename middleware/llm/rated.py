@@ -142,7 +142,9 @@ def total_price(snapshot: Any, model: str, provider_id: str, counts: dict[str, i
         raise LookupError(msg)
     try:
         provider, info = snapshot.find_provider_model(model, None, provider_id, None)
-    except LookupError:
+    except LookupError as exc:
+        if type(exc) is not LookupError:  # an internal KeyError is no unknown model
+            raise
         if len(_unknown) >= UNKNOWN_MAX:
             _unknown.clear()
         _unknown.add(name)
