@@ -215,7 +215,33 @@ def in_process(repeat: int) -> dict[str, tuple[float, float]]:
     return out
 
 
-def report(found: dict[str, dict[str, list[float]]], pieces: dict[str, tuple[float, float]]) -> str:
+def stream_reading(repeat: int) -> dict[str, float]:
+    """µs per stream of ``StreamUsage`` fed an OpenAI stream line by line (as reads
+    come), 40 and 400 chunks, medians of 5 runs: the loop time a stream's usage costs."""
+    out = {}
+    for chunks in (40, 400):
+        lines = [line.encode() for line in openai_stream(chunks)]
+        runs = []
+        for _ in range(5):
+            done: list[Any] = []
+            start = time.perf_counter()
+            for _ in range(max(repeat // chunks, 2)):
+                reader = costs.StreamUsage(done.append)
+                for line in lines:
+                    reader(line)
+                reader(b"")
+            runs.append((time.perf_counter() - start) / max(repeat // chunks, 2))
+            assert done
+            assert done[-1].output_tokens == chunks
+        out[f"sse-{chunks}"] = statistics.median(runs) * 1e6
+    return out
+
+
+def report(
+    found: dict[str, dict[str, list[float]]],
+    pieces: dict[str, tuple[float, float]],
+    streams: dict[str, float],
+) -> str:
     lines = [
         "answer        bare µs  llm=False µs  priced µs  costs=False µs"
         "  priced - llm=False  priced - costs=False (µs, per-round pairs)"
@@ -239,6 +265,10 @@ def report(found: dict[str, dict[str, list[float]]], pieces: dict[str, tuple[flo
     lines.append("in process    usage_from_json µs  costs.account µs")
     for kind, (parse, account) in pieces.items():
         lines.append(f"{kind:<12}{parse:>20.1f}{account:>18.1f}")
+    lines.append("")
+    lines.append("in process    StreamUsage µs per stream")
+    for kind, spent in streams.items():
+        lines.append(f"{kind:<12}{spent:>20.1f}")
     return "\n".join(lines)
 
 
@@ -271,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait(5)
-    print(report(found, in_process(repeat)))
+    print(report(found, in_process(repeat), stream_reading(repeat)))
     return 0
 
 

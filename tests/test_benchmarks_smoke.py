@@ -210,4 +210,5 @@ def test_llm_costs_reports_every_answer_kind() -> None:
     lines = _stdout("llm_costs.py", "--quick").splitlines()
     for kind in ("openai-1k", "openai-20k", "openai-200k", "anthropic-5k"):
         assert len([line for line in lines if line.startswith(kind)]) == 2
-    assert len([line for line in lines if line.startswith("sse")]) == 1
+    assert len([line for line in lines if line.startswith("sse ")]) == 1
+    assert [line.split()[0] for line in lines if line.startswith("sse-")] == ["sse-40", "sse-400"]

@@ -73,6 +73,11 @@ _USAGE_DETAILS_MAX = 16
 #: Longest string-valued usage field kept from a stream.
 _USAGE_TEXT_MAX = 64
 
+#: An event that may carry counts: a ``"usage"`` key whose value is an object. In a
+#: JSON text these bytes are a key or a string value, never part of a string's
+#: content (its quotes would be escaped): a content delta never matches.
+_has_usage = re.compile(rb'"usage"\s*:\s*\{').search
+
 
 @attrs.frozen
 class Usage:
@@ -296,7 +301,9 @@ class StreamUsage:
     Only the current line is kept. OpenAI chat sends usage in a last chunk
     (with ``stream_options={"include_usage": True}``); the responses API in
     ``response.completed``; Anthropic in ``message_start`` (input) and
-    ``message_delta`` (output, cumulative).
+    ``message_delta`` (output, cumulative). Events are decoded until one names
+    the model, and after that only those with a usage object: the model priced
+    is the last one those name.
     """
 
     def __init__(self, on_done: Callable[[Usage], None]) -> None:
@@ -340,7 +347,9 @@ class StreamUsage:
         self._parts = [rest] if rest else []
         self._size = len(rest)
         for line in head.split(b"\n"):
-            if line.startswith(b"data:"):
+            # Once the model is known, a delta or "usage": null is not decoded (each
+            # cost ~5 µs of the loop: a 400-chunk stream 2.2 ms).
+            if line.startswith(b"data:") and (self._model is None or _has_usage(line)):
                 self._event(line[5:].strip())
         if self._size > _LINE_LIMIT:
             self._stop()
