@@ -185,3 +185,29 @@ def test_a_genai_prices_that_moved_its_internals_still_prices_through_calc_price
         model="no-such-model", provider="openai", flavor="chat", input_tokens=1, output_tokens=1
     )
     assert costs.price(unknown) is None  # calc_price's LookupError: unpriced, as before
+
+
+def test_names_matched_afresh_per_answer_do_not_grow_genai_prices_cache() -> None:
+    """genai-prices remembers every name it matched; "claude-3-5-sonnet-<anything>"
+    matches. An upstream naming its model afresh per answer grew that cache by one
+    entry an answer, for good: seawall empties it past ``LOOKUPS_MAX``."""
+    cache = data_snapshot.get_snapshot()._lookup_cache
+    reference = costs.Usage(
+        model="claude-3-5-sonnet",
+        provider="anthropic",
+        flavor="chat",
+        input_tokens=10,
+        output_tokens=10,
+    )
+    expected = costs.price(reference)
+    assert expected is not None
+    for number in range(rated.LOOKUPS_MAX + 50):
+        usage = costs.Usage(
+            model=f"claude-3-5-sonnet-{number:08x}",
+            provider="anthropic",
+            flavor="chat",
+            input_tokens=10,
+            output_tokens=10,
+        )
+        assert costs.price(usage) == expected  # priced as the model it matches
+    assert len(cache) <= rated.LOOKUPS_MAX + 1

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["PLAN_MAX", "UNKNOWN_MAX", "total_price"]
+__all__ = ["LOOKUPS_MAX", "PLAN_MAX", "UNKNOWN_MAX", "total_price"]
 
 #: The counts of a call seawall reads, by the usage key of genai-prices' units.
 _COUNTS = {
@@ -38,6 +38,9 @@ PLAN_MAX = 512
 
 #: Most unknown model names remembered (names come from upstream answers).
 UNKNOWN_MAX = 1024
+
+#: Most names genai-prices' own lookup cache keeps before seawall empties it.
+LOOKUPS_MAX = 4096
 
 #: A rate: its base, and its tiers' (input tokens above which it applies, rate), in order.
 Rate = tuple[Decimal, tuple[tuple[int, Decimal], ...]]
@@ -142,6 +145,11 @@ def total_price(snapshot: Any, model: str, provider_id: str, counts: dict[str, i
         raise LookupError(msg)
     try:
         provider, info = snapshot.find_provider_model(model, None, provider_id, None)
+        found_names = getattr(snapshot, "_lookup_cache", None)
+        if type(found_names) is dict and len(found_names) > LOOKUPS_MAX:
+            # genai-prices keeps every name it matched, unbounded: an upstream naming
+            # its model afresh per answer ("claude-3-5-sonnet-<id>" matches) grew it.
+            found_names.clear()
     except LookupError as exc:
         if type(exc) is not LookupError:  # an internal KeyError is no unknown model
             raise
