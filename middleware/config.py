@@ -30,7 +30,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,10 @@ from typing import Any
 import attrs
 
 from seawall._checks import route_is_url, show
+from seawall.config_file import FileProblem, read_data
 from seawall.policy import Policy, TimeoutPolicy
 from seawall.redact import redact_text
-from seawall.redis_url import redis_url_problem
+from seawall.redis_url import redis_url_problem, state_option_problem
 
 __all__ = [
     "PRESETS",
@@ -329,14 +329,14 @@ def _check_state(data: Any, problems: list[Problem]) -> None:
         )
         return
     for name, value in data.items():
-        kind = _STATE_FIELDS.get(name)
         where = f"state.{_key(name)}"
-        if kind is None:
+        if name not in _STATE_FIELDS:
             problems.append(Problem(where, _unknown(name, _STATE_FIELDS)))
-        elif kind is str and not (isinstance(value, str) and value):
+        elif name == "url" and not (isinstance(value, str) and value):
             problems.append(Problem(where, f"must be a non-empty string, not {show(value)}"))
-        elif kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
-            problems.append(Problem(where, f"must be a number of seconds, not {show(value)}"))
+        elif name != "url" and (why := state_option_problem(name, value)) is not None:
+            # (the bounds the fleet's store enforces: NaN, 0 or 1e9 would fail at start-up)
+            problems.append(Problem(where, f"{why}, not {show(value)}"))
     url = data.get("url")
     if "url" not in data:
         problems.append(Problem("state.url", "is missing; give url = 'redis://host:6379/0'"))
@@ -360,17 +360,15 @@ def state_from_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
-    """A TOML file's data, or a ``ConfigError`` saying why it cannot be read."""
-    path = Path(path)
+    """A TOML file's data, or a ``ConfigError`` saying why it cannot be used.
+
+    Refused with the fix: a missing path, a directory, a FIFO or device, a file over
+    1 MiB, text that is not UTF-8, bad TOML (``seawall.config_file``).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), f"cannot be read: {exc.strerror}")]) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([Problem(str(path), f"is not valid TOML: {exc}")]) from exc
-    return data
+        return read_data(path)[1]
+    except FileProblem as exc:
+        raise ConfigError([Problem(str(exc.path), exc.reason)], source=str(exc.path)) from exc
 
 
 def load_file(path: str | Path) -> tuple[Policy, dict[str, Policy]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["SCHEMES", "redis_url_problem"]
+__all__ = ["REFRESH_MAX", "SCHEMES", "TIMEOUT_MAX", "redis_url_problem", "state_option_problem"]
 
 #: The URL schemes a fleet's state accepts.
 SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")
@@ -46,4 +46,30 @@ def redis_url_problem(url: str) -> str | None:
     db = parts.path.strip("/")
     if db and not (db.isdigit() and db.isascii()):
         return "has a database that is not a number: give e.g. 'redis://host:6379/0'"
+    return None
+
+
+#: The most seconds a fleet's Redis round trip may be given (``[state] timeout``).
+TIMEOUT_MAX = 1.0
+
+#: The most seconds between two reads of the fleet's state (``[state] refresh``).
+REFRESH_MAX = 5.0
+
+
+def state_option_problem(name: str, value: object) -> str | None:
+    """What is wrong with ``[state] <name> = value`` (prefix, timeout, refresh); ``None``: usable.
+
+    The same bounds ``seawall.fleet`` enforces when the store is built, so that
+    ``seawall check`` refuses what ``Seawall.from_file`` would.
+    """
+    if name == "prefix":
+        if not isinstance(value, str) or not value or "{" in value or "}" in value:
+            return "must be a non-empty string without braces, e.g. 'myapp'"
+        return None
+    top = {"timeout": TIMEOUT_MAX, "refresh": REFRESH_MAX}[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number of seconds above 0 and at most {top:g}"
+    if not 0 < value <= top:  # (NaN too)
+        hint = " (tens of ms: seawall falls back to local state when Redis is slow)"
+        return f"must be seconds above 0 and at most {top:g}" + (hint if name == "timeout" else "")
     return None

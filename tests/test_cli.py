@@ -537,7 +537,7 @@ def test_check_reports_a_missing_file(capsys, tmp_path) -> None:
     """A path that does not exist is named, with what to give instead; exit 1."""
     code, out = run(capsys, "check", str(tmp_path / "nope.toml"))
     assert code == 1
-    assert "nope.toml: no such file" in out
+    assert "nope.toml: cannot be read: no such file" in out
 
 
 def test_check_says_a_directory_is_a_directory(capsys, tmp_path) -> None:

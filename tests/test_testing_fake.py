@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from typing import Any
 
+import aiohttp
 import pytest
 
 import seawall
@@ -55,3 +58,63 @@ async def test_the_fake_answers_through_seawall_after_a_scripted_error() -> None
         await sw.aclose()
     assert answer["choices"][0]["message"]["content"] == "Hello from the fake."
     assert fake.hits == 2
+
+
+# --- hostile options (fifth audit) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"rate": 0}, "rate=0"),
+        ({"rate": float("nan")}, "rate=nan"),
+        ({"rate": -5}, "rate=-5"),
+        ({"burst": 0.5}, "burst=0.5"),
+        ({"flavor": "Anthropic"}, "flavor='Anthropic'"),
+        ({"chunks": -1}, "chunks=-1"),
+        ({"latency": float("inf")}, "latency=inf"),
+        ({"chunk_delay": -0.1}, "chunk_delay=-0.1"),
+    ],
+)
+def test_options_that_would_break_every_answer_are_refused(
+    options: dict[str, Any], named: str
+) -> None:
+    """rate=0 made every request a bare 500 (ZeroDivisionError); a flavor typo was ignored."""
+    from seawall.testing import FakeProvider
+
+    with pytest.raises(ValueError, match=re.escape(named)):
+        FakeProvider(**options)
+
+
+def test_then_refuses_what_is_not_an_answer() -> None:
+    """fake.then("429") fails at once, not as a 500 on the scripted request."""
+    from seawall.testing import FakeProvider
+
+    with pytest.raises(TypeError, match=r"takes answers such as openai_error\(429"):
+        FakeProvider().then("429")  # type: ignore[arg-type]
+
+
+async def test_a_second_start_is_refused_and_close_stops_the_one_server() -> None:
+    """start() twice left the first server listening after close(); now it is an error."""
+    from seawall.testing import FakeProvider
+
+    fake = FakeProvider()
+    url = await fake.start()
+    with pytest.raises(RuntimeError, match="already serving at"):
+        await fake.start()
+    await fake.close()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.post(url + "/v1/chat/completions", json={})
+
+
+async def test_a_scripted_rate_limit_reaches_the_client_as_written() -> None:
+    """The script's answer, status and body as the provider sends them."""
+    from seawall.testing import FakeProvider, openai_error
+
+    async with FakeProvider() as fake, aiohttp.ClientSession() as session:
+        fake.then(openai_error(429, "rate_limit_exceeded"))
+        async with session.post(fake.url + "/v1/chat/completions", json={}) as answer:
+            assert answer.status == 429
+            body = await answer.json()
+    assert body["error"]["code"] == "rate_limit_exceeded"

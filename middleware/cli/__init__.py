@@ -13,13 +13,20 @@ import math
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from seawall._body import ERROR_BODY_LIMIT
 from seawall._checks import route_with_path
-from seawall.cli.classify import build_exception, explain, parse_header, parse_status, parse_url
+from seawall.cli.classify import (
+    build_exception,
+    explain,
+    parse_header,
+    parse_method,
+    parse_status,
+    parse_url,
+)
 from seawall.cli.demo import DemoConfig
 from seawall.cli.demo import run as run_demo_loop
 from seawall.cli.demo_stats import (
@@ -36,7 +43,9 @@ from seawall.cli.demo_view import (
     progress_display,
     rich_available,
 )
+from seawall.cli.terminal import Out, Safe, terminal_safe
 from seawall.config import ConfigError, load_config
+from seawall.config_file import FileProblem, read_data
 from seawall.engine import Seawall
 from seawall.plugins.manager import PluginError, make_manager
 from seawall.redact import redact_text
@@ -109,14 +118,14 @@ def _plugin_report(
     return [i.as_dict() for i in infos if hook is None or hook in i.hooks], pm.warnings
 
 
-def _plugins(args: argparse.Namespace, out: TextIO) -> int:
+def _plugins(args: argparse.Namespace, out: Out) -> int:
     try:
         infos, warnings = _plugin_report(include_builtin=True, hook=args.hook)
     except PluginError as exc:
         out.write(f"error: {exc}\n")
         return 1
     for warning in warnings:
-        sys.stderr.write(f"warning: {warning}\n")
+        sys.stderr.write(terminal_safe(f"warning: {warning}\n"))
     if args.json:
         out.write(json.dumps(infos, indent=2) + "\n")
         return 0
@@ -199,22 +208,12 @@ def _route_warnings(data: dict[str, Any], text: str, path: Path) -> list[str]:
     return lines
 
 
-def _check(args: argparse.Namespace, out: TextIO) -> int:
+def _check(args: argparse.Namespace, out: Out) -> int:
     path = Path(args.file)
-    if path.is_dir():
-        out.write(f"{path}: is a directory; give the path of a TOML policy file in it\n")
-        return 1
-    if not path.is_file():
-        out.write(f"{path}: no such file; give the path of a TOML policy file\n")
-        return 1
     try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        out.write(f"{path}: cannot be read ({exc}); check its permissions and encoding\n")
-        return 1
-    except tomllib.TOMLDecodeError as exc:
-        out.write(f"{path}: not valid TOML: {exc}; fix the syntax there (see https://toml.io)\n")
+        text, data = read_data(path)
+    except FileProblem as exc:  # missing, a directory or FIFO, too big, not UTF-8, bad TOML
+        out.write(f"{exc}\n")
         return 1
     warnings = _route_warnings(data, text, path)
     try:
@@ -241,8 +240,10 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _read_body(name: str) -> bytes:
+    """The start of the body in file ``name``: as much as seawall would read (64 KiB)."""
     try:
-        return Path(name).read_bytes()
+        with Path(name).open("rb") as file:  # (not all of /dev/zero; a pipe works)
+            return file.read(ERROR_BODY_LIMIT)
     except OSError as exc:
         msg = (
             f"--body {name}: cannot be read ({exc.strerror or exc}); "
@@ -251,7 +252,7 @@ def _read_body(name: str) -> bytes:
         raise OSError(msg) from exc
 
 
-def _classify(args: argparse.Namespace, out: TextIO) -> int:
+def _classify(args: argparse.Namespace, out: Out) -> int:
 
     if args.status is None and args.exception is None:
         out.write("classify needs --status CODE or --exception 'Name: message'\n")
@@ -359,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--header", action="append", default=[], metavar="'Name: value'")
     classify.add_argument("--body", metavar="FILE", help="the response body")
     result.add_argument("--exception", metavar="'Name: message'", help="the attempt raised this")
-    classify.add_argument("--method", default="GET")
+    classify.add_argument("--method", type=parse_method, default="GET", help="(GET)")
     classify.add_argument("--url", type=parse_url, help="the request URL (picks the route policy)")
     classify.add_argument("--attempt", type=_positive(int), default=1, help="attempt number (1)")
     classify.add_argument("--config", metavar="FILE", help="a TOML policy file")
@@ -371,8 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``seawall`` command; return its exit code."""
     args = build_parser().parse_args(argv)
+    if sys.stdout is None:  # started with stdout closed (``seawall ... >&-``): nowhere to answer
+        return 1
+    # What the subcommands echo (patterns, keys, methods, messages) cannot drive the
+    # terminal; the demo writes only its own text (and rich's codes on a terminal).
+    out = sys.stdout if args.command == "demo" else Safe(sys.stdout)
     try:
-        code: int = args.run(args, sys.stdout)
+        code: int = args.run(args, out)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (``seawall plugins | head -3``): no traceback. Python
@@ -380,4 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's code for SIGINT
+        sys.stderr.write("seawall: interrupted\n")
+        # Ctrl-C can land while the demo's event loop is half built; its __del__ would
+        # then print "Exception ignored in ..." at exit. The command is ending: stay quiet.
+        sys.unraisablehook = lambda _unraisable: None
+        return 130
     return code

@@ -27,7 +27,14 @@ from seawall.engine import Seawall
 from seawall.outcome import Category, Outcome
 from seawall.redact import redact_headers, redact_text
 
-__all__ = ["build_exception", "explain", "parse_header", "parse_status", "parse_url"]
+__all__ = [
+    "build_exception",
+    "explain",
+    "parse_header",
+    "parse_method",
+    "parse_status",
+    "parse_url",
+]
 
 #: Modules whose exception classes ``--exception`` may name (``aiohttp.X`` or ``X``).
 _MODULES = ("builtins", "aiohttp", "asyncio", "ssl", "socket")
@@ -45,6 +52,19 @@ def parse_header(text: str) -> tuple[str, str]:
         )
         raise ValueError(msg)
     return name.strip(), value.strip()
+
+
+#: The characters of an HTTP token (RFC 9110, section 5.6.2): what a method is made of.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def parse_method(text: str) -> str:
+    """``--method``: an HTTP method (a token: letters, digits, ``-`` and alike), upper-cased."""
+    if not text or not set(text) <= _TOKEN or len(text) > 32:
+        shown = text if len(text) <= 32 else f"{text[:29]}..."
+        msg = f"{shown!r} is not an HTTP method; give one such as GET, POST or PUT"
+        raise argparse.ArgumentTypeError(msg)
+    return text.upper()
 
 
 def parse_status(text: str) -> int:

@@ -34,6 +34,7 @@ from seawall.breaker import Breaker
 from seawall.fleet.link import Link, LinkError, describe
 from seawall.fleet.repair import LogLimit
 from seawall.policy import BreakerPolicy
+from seawall.redis_url import REFRESH_MAX, TIMEOUT_MAX
 
 __all__ = ["Rounds", "log"]
 
@@ -56,7 +57,7 @@ class Rounds:
     def __init__(
         self, target: object, clock: Callable[[], float], *, timeout: float, refresh: float
     ) -> None:
-        if not 0 < timeout <= 1 or not 0 < refresh <= 5:
+        if not 0 < timeout <= TIMEOUT_MAX or not 0 < refresh <= REFRESH_MAX:
             msg = (
                 f"FleetStore(timeout={timeout!r}, refresh={refresh!r}): the timeout is "
                 "seconds in (0, 1] (tens of ms), the refresh seconds in (0, 5]"

@@ -23,61 +23,21 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FakeProvider", "anthropic_error", "openai_error", "status"]
+from seawall.testing.fake_answers import (
+    FLAVORS,
+    Handler,
+    anthropic_error,
+    check_options,
+    openai_error,
+    status,
+)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def openai_error(
-    code: int, kind: str, *, message: str = "", headers: dict[str, str] | None = None
-) -> Handler:
-    """An OpenAI error answer: ``{"error": {"type", "code", "message"}}`` with status ``code``.
-
-    ``kind`` is the error code (``insufficient_quota``, ``rate_limit_exceeded``,
-    ``context_length_exceeded``, ``server_error``, ...).
-    """
-    types = {"rate_limit_exceeded": "requests", "context_length_exceeded": "invalid_request_error"}
-    body = {
-        "error": {
-            "message": message or f"fake {kind}",
-            "type": types.get(kind, kind),
-            "param": None,
-            "code": kind,
-        }
-    }
-    return _json_answer(code, body, headers)
-
-
-def anthropic_error(
-    code: int, kind: str, *, message: str = "", headers: dict[str, str] | None = None
-) -> Handler:
-    """An Anthropic error answer: ``{"type": "error", "error": {"type", "message"}}``."""
-    body = {"type": "error", "error": {"type": kind, "message": message or f"fake {kind}"}}
-    return _json_answer(code, body, headers)
-
-
-def status(code: int, text: str = "", headers: dict[str, str] | None = None) -> Handler:
-    """A plain answer with status ``code``."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        return web.Response(status=code, text=text or f"status {code}", headers=headers)
-
-    return handler
-
-
-def _json_answer(code: int, body: Any, headers: dict[str, str] | None) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        return web.json_response(body, status=code, headers=headers)
-
-    return handler
+__all__ = ["FLAVORS", "FakeProvider", "anthropic_error", "openai_error", "status"]
 
 
 class FakeProvider:
@@ -106,6 +66,7 @@ class FakeProvider:
         chunk_delay: float = 0.0,
         latency: float = 0.0,
     ) -> None:
+        check_options(rate, burst, flavor, chunks, chunk_delay, latency)
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else (rate or 1.0))
         self.flavor = flavor
@@ -133,10 +94,18 @@ class FakeProvider:
 
     async def start(self) -> str:
         """Listen on a free port of 127.0.0.1; return the base URL (no ``/v1``)."""
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
+        if self._runner is not None:  # a second server would be left running, unclosed
+            msg = f"FakeProvider is already serving at {self.url}; close() it first"
+            raise RuntimeError(msg)
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        try:
+            await site.start()
+        except BaseException:  # (cancelled too) no half-started server left behind
+            await runner.cleanup()
+            raise
+        self._runner = runner
         server: Any = site._server
         port = server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -156,6 +125,13 @@ class FakeProvider:
 
     def then(self, *handlers: Handler) -> None:
         """Answer the next requests with ``handlers``, in turn, before the normal answers."""
+        for handler in handlers:  # else every scripted request would be a bare 500
+            if not callable(handler):
+                msg = (
+                    f"FakeProvider.then() takes answers such as openai_error(429, "
+                    f"'rate_limit_exceeded') or status(503), not {handler!r}"
+                )
+                raise TypeError(msg)
         self.script.extend(handlers)
 
     # --- rate limit ----------------------------------------------------------

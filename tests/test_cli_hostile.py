@@ -1,0 +1,128 @@
+"""The ``seawall`` command with hostile input, run as a user runs it: a real process.
+
+Escape sequences and bidi controls in what it echoes, a closed stdout, Ctrl-C,
+a body file that never ends (fifth audit, docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+#: A guard against a hang, not a measure: every run here takes well under a second.
+GUARD = 60
+
+ESC = "\x1b"
+RLO = "\u202e"  # right-to-left override: shows "moc.live" as "evil.com"
+
+
+def seawall(*argv: str, **options: object) -> subprocess.CompletedProcess[str]:
+    """``python -m seawall ARGV`` in a fresh process, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "seawall", *argv],
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+        check=False,
+        **options,  # type: ignore[call-overload]
+    )
+
+
+def test_check_escapes_a_route_pattern_that_would_drive_the_terminal(tmp_path: Path) -> None:
+    """`seawall check` shows a route pattern's escape sequence and bidi control as escapes."""
+    path = tmp_path / "seawall.toml"
+    path.write_text(
+        '[routes."evil\\u001b]0;pwned\\u0007.com"]\nretry = {max_attempts = 2}\n'
+        '[routes."x\\u202ecom"]\nretry = {max_attempts = 3}\n',
+        encoding="utf-8",
+    )
+    done = seawall("check", str(path))
+    assert done.returncode == 0, done.stdout
+    assert ESC not in done.stdout
+    assert "\x07" not in done.stdout
+    assert RLO not in done.stdout
+    assert "evil\\x1b]0;pwned\\x07.com: retry 2 attempts" in done.stdout
+    assert "x\\u202ecom: retry 3 attempts" in done.stdout
+
+
+def test_classify_escapes_a_key_from_the_policy_file(tmp_path: Path) -> None:
+    """`seawall classify --config` echoes the route's key with its control characters escaped."""
+    path = tmp_path / "seawall.toml"
+    path.write_text('[default]\nkey = "k\\u001b[2Jx"\n', encoding="utf-8")
+    done = seawall("classify", "--status", "503", "--config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert ESC not in done.stdout
+    assert "(key k\\x1b[2Jx)" in done.stdout
+
+
+def test_classify_refuses_a_method_that_is_not_a_token() -> None:
+    """`--method` with an escape sequence is a usage error that shows it escaped."""
+    done = seawall("classify", "--status", "503", "--method", f"G{ESC}[31mET")
+    assert done.returncode == 2
+    assert ESC not in done.stderr
+    assert ESC not in done.stdout
+    assert "'G\\x1b[31mET' is not an HTTP method; give one such as GET" in done.stderr
+
+
+def test_classify_takes_a_lower_case_method() -> None:
+    """`--method post` is POST, as before."""
+    done = seawall("classify", "--status", "503", "--method", "post")
+    assert done.returncode == 0
+    assert done.stdout.startswith("POST http://upstream.example ")
+
+
+def test_a_closed_stdout_gives_an_exit_code_not_a_traceback() -> None:
+    """`seawall classify ... >&-`: exit 1, nothing on stderr."""
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m seawall classify --status 503 >&-', sys.executable],
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (1, "")
+
+
+def test_ctrl_c_ends_the_demo_with_one_line_and_code_130() -> None:
+    """Ctrl-C during `seawall demo` prints one line and exits 130, no traceback."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "seawall", "demo", "--duration", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as demo:
+        assert demo.stdout is not None
+        assert demo.stdout.readline().startswith("seawall demo:")  # it runs: interrupt it
+        demo.send_signal(signal.SIGINT)
+        _out, err = demo.communicate(timeout=GUARD)
+    assert (demo.returncode, err) == (130, "seawall: interrupted\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a FIFO")
+def test_a_body_from_a_pipe_that_never_ends_is_read_up_to_the_limit(tmp_path: Path) -> None:
+    """`--body` reads what seawall would read of a body (64 KiB), not the whole stream."""
+    fifo = tmp_path / "body"
+    os.mkfifo(fifo)
+    finished = threading.Event()
+
+    def writer() -> None:  # 128 KiB, and the pipe stays open until the command ended
+        with contextlib.suppress(BrokenPipeError), fifo.open("wb") as pipe:
+            pipe.write(b"x" * (128 * 1024))  # (the reader may leave after 64 KiB)
+            pipe.flush()
+            finished.wait(GUARD)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        done = seawall("classify", "--status", "503", "--body", str(fifo), "--json")
+    finally:
+        finished.set()
+        thread.join(GUARD)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,95 @@
+"""Property tests of the ``seawall`` command's parsers and of what it writes to a terminal.
+
+Each parser answers its documented error or a value for any text, and the
+terminal filter lets no control or format character through (fifth audit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import unicodedata
+from collections.abc import Callable
+from typing import TypeVar
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from seawall.cli import _find_line, _split_location
+from seawall.cli.classify import (
+    build_exception,
+    parse_header,
+    parse_method,
+    parse_status,
+    parse_url,
+)
+from seawall.cli.terminal import terminal_safe
+
+#: Text with the characters that break terminals and parsers drawn often.
+HOSTILE = st.text(
+    alphabet=st.one_of(
+        st.characters(),
+        st.sampled_from(["\x1b", "\x07", "\x9b", "\u202e", "\u2066", ":", "@", "?", "\n", "="]),
+    ),
+    max_size=60,
+)
+
+T = TypeVar("T")
+
+
+@given(HOSTILE)
+def test_terminal_safe_lets_no_control_or_format_character_through(text: str) -> None:
+    """Only newlines and tabs of the Cc/Cf characters survive; the rest is escaped."""
+    shown = terminal_safe(text)
+    assert all(c in "\n\t" or unicodedata.category(c) not in {"Cc", "Cf"} for c in shown)
+    if all(c in "\n\t" or unicodedata.category(c) not in {"Cc", "Cf"} for c in text):
+        assert shown == text
+
+
+def _answer(parse: Callable[[str], T], text: str, error: type[Exception]) -> T | str:
+    """``parse(text)``, or the message of the ``error`` it raised (any other escapes)."""
+    try:
+        return parse(text)
+    except error as exc:
+        return f"error: {exc}"
+
+
+@given(HOSTILE)
+def test_parse_method_gives_a_token_or_a_usage_error(text: str) -> None:
+    """A method is upper-case token characters, or argparse's usage error."""
+    method = _answer(parse_method, text, argparse.ArgumentTypeError)
+    if method.startswith("error: "):
+        assert "\x1b" not in method
+    else:
+        assert method == text.upper()
+        assert method.isascii()
+        assert method.isprintable()
+        assert " " not in method
+
+
+@given(HOSTILE)
+def test_parse_status_and_url_give_a_value_or_a_usage_error(text: str) -> None:
+    """--status and --url raise only argparse's usage error."""
+    status = _answer(parse_status, text, argparse.ArgumentTypeError)
+    assert isinstance(status, str) or 100 <= status <= 599
+    url = _answer(parse_url, text, argparse.ArgumentTypeError)
+    if url.startswith("error: "):  # never the credentials before an '@'
+        assert "@" not in url.split(" is not")[0]
+    else:
+        assert url == text
+
+
+@given(HOSTILE)
+def test_parse_header_and_build_exception_raise_only_value_errors(text: str) -> None:
+    """--header and --exception give a value or a ValueError that says how to write it."""
+    header = _answer(parse_header, text, ValueError)
+    assert "--header" in header if isinstance(header, str) else header[0]
+    built = _answer(build_exception, text, ValueError)
+    assert "--exception" in built if isinstance(built, str) else isinstance(built, BaseException)
+
+
+@given(HOSTILE, HOSTILE)
+def test_finding_a_problem_line_never_raises(text: str, location: str) -> None:
+    """`seawall check` locates any problem in any text, or says it cannot."""
+    line = _find_line(text, location)
+    assert line is None or 1 <= line <= max(1, len(text.splitlines()))
+    assert isinstance(_split_location(location), list)
