@@ -36,6 +36,16 @@ def _all_prices() -> list[Any]:
     return found
 
 
+def _genai_usage(input_tokens: int, output: int, read: int, write: int) -> Any:
+    """genai-prices' ``Usage`` of a call, cache counts left out when 0 (as seawall gives them)."""
+    return genai_prices.Usage(
+        input_tokens=input_tokens,
+        output_tokens=output,
+        cache_read_tokens=read or None,
+        cache_write_tokens=write or None,
+    )
+
+
 _PRICES = _all_prices()
 _PLANNED = [price for price in _PRICES if rated._plan(price) is not None]
 _COUNT = st.integers(0, costs.MAX_TOKENS)
@@ -62,12 +72,7 @@ def test_a_planned_price_gives_genai_prices_total_to_the_digit(
     plan = rated._plan(price)
     assert plan is not None
     counts = {"input": input_tokens, "output": output, "cache_read": read, "cache_write": write}
-    usage = genai_prices.Usage(
-        input_tokens=input_tokens,
-        output_tokens=output,
-        cache_read_tokens=read or None,
-        cache_write_tokens=write or None,
-    )
+    usage = _genai_usage(input_tokens, output, read, write)
     with decimal.localcontext(reports.MONEY):
         try:
             expected = price.calc_price(usage)["total_price"]
@@ -110,12 +115,7 @@ def test_price_agrees_with_calc_price_for_every_model(
         cache_read_tokens=read,
         cache_write_tokens=write,
     )
-    tokens = genai_prices.Usage(
-        input_tokens=input_tokens,
-        output_tokens=output,
-        cache_read_tokens=read or None,
-        cache_write_tokens=write or None,
-    )
+    tokens = _genai_usage(input_tokens, output, read, write)
     with decimal.localcontext(reports.MONEY):
         try:
             expected = genai_prices.calc_price(tokens, name, provider_id=provider).total_price

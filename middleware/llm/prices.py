@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
-from seawall.llm.rated import total_price
+from seawall.llm.rated import genai_usage, total_price
 from seawall.llm.usage import MODEL_NAME_MAX, Usage
 from seawall.reports import MONEY
 
@@ -228,15 +228,9 @@ def price(usage: Usage) -> Decimal | None:
         # Anything else (a KeyError too): total_price reads genai-prices' internals,
         # which a release may move; its public function answers instead.
     try:  # genai-prices' public function, as total_price's answer would be
-        from genai_prices import Usage as PriceUsage
         from genai_prices import calc_price
 
-        tokens = PriceUsage(
-            input_tokens=counts["input"],
-            output_tokens=counts["output"],
-            cache_read_tokens=counts["cache_read"] or None,
-            cache_write_tokens=counts["cache_write"] or None,
-        )
+        tokens = genai_usage(counts)
         with decimal.localcontext(MONEY):
             found: Decimal = calc_price(tokens, usage.model, provider_id=usage.provider).total_price
             return found

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["LOOKUPS_MAX", "PLAN_MAX", "UNKNOWN_MAX", "total_price"]
+__all__ = ["LOOKUPS_MAX", "PLAN_MAX", "UNKNOWN_MAX", "genai_usage", "total_price"]
 
 #: The counts of a call seawall reads, by the usage key of genai-prices' units.
 _COUNTS = {
@@ -163,13 +163,18 @@ def total_price(snapshot: Any, model: str, provider_id: str, counts: dict[str, i
         total = _by_plan(plan, counts)
         if total is not None:
             return total
+    usage = genai_usage(counts)
+    found: Decimal = info.calc_price(usage, provider, genai_request_timestamp=now).total_price
+    return found
+
+
+def genai_usage(counts: dict[str, int]) -> Any:
+    """genai-prices' ``Usage`` of ``counts``, the cache counts left out when 0."""
     from genai_prices import Usage as PriceUsage
 
-    usage = PriceUsage(
+    return PriceUsage(
         input_tokens=counts["input"],
         output_tokens=counts["output"],
         cache_read_tokens=counts["cache_read"] or None,
         cache_write_tokens=counts["cache_write"] or None,
     )
-    found: Decimal = info.calc_price(usage, provider, genai_request_timestamp=now).total_price
-    return found
