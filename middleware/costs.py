@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import decimal
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import attrs
@@ -118,6 +120,10 @@ class CostTracker:
         self.by_key: dict[str, dict[str, ModelCost]] = {}
         #: Calls whose cost could not be counted (``account`` logged the first).
         self.faults = 0
+        #: Held while a call is added and while ``report`` copies the tables: a copy is
+        #: not atomic (a garbage collection during it can run Python code and let
+        #: another thread in), so a sync transport's thread could change them mid-copy.
+        self.lock = threading.Lock()
 
     def record(self, key: str, usage: Usage) -> Decimal | None:
         """Price ``usage`` and add it to ``key``'s totals; return the call's cost.
@@ -125,26 +131,28 @@ class CostTracker:
         Past ``MAX_COST_KEYS`` keys or ``MAX_MODELS_PER_KEY`` models of a key,
         the call is added up under ``OTHER`` (priced as its own model all the same).
         """
-        cost = price(usage)
-        by_key = self.by_key
-        models = by_key.get(key)
-        if models is None:
-            if len(by_key) >= MAX_COST_KEYS:
-                key = OTHER
-            models = by_key.setdefault(key, {})
-        name = usage.model
-        entry = models.get(name)
-        if entry is None:
-            if len(name) > MODEL_NAME_MAX or len(models) >= MAX_MODELS_PER_KEY:
-                name = OTHER
+        cost = price(usage)  # not under the lock: the slow part
+        with self.lock:
+            by_key = self.by_key
+            models = by_key.get(key)
+            if models is None:
+                if len(by_key) >= MAX_COST_KEYS:
+                    key = OTHER
+                models = by_key.setdefault(key, {})
+            name = usage.model
             entry = models.get(name)
             if entry is None:
-                entry = models[name] = ModelCost()
-        entry.add(usage, cost)
+                if len(name) > MODEL_NAME_MAX or len(models) >= MAX_MODELS_PER_KEY:
+                    name = OTHER
+                entry = models.get(name)
+                if entry is None:
+                    entry = models[name] = ModelCost()
+            entry.add(usage, cost)
         return cost
 
     def reset(self) -> None:
-        self.by_key.clear()
+        with self.lock:
+            self.by_key.clear()
         self.faults = 0
 
 
@@ -157,10 +165,17 @@ def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
     the breaker and the cooldown, which never reached the upstream). Keys are
     those with priced calls and those of LLM routes. Types: ``seawall.reports``.
     """
-    # Copies first: the sync transports' threads add keys and models while this runs (a
-    # dict copied by ``dict()`` or ``list()`` is copied whole, under the GIL).
-    states = dict(states)
-    by_key = {key: dict(models) for key, models in list(tracker.by_key.items())}
+    # Copies first: the sync transports' threads add keys and models while this runs.
+    # The cost tables under the tracker's lock, each entry's figures too (the copy and
+    # ``ModelCost.add`` would otherwise interleave); the states' mapping as a whole.
+    # The registry's view is a MappingProxyType: its copy() is the dict's own, made in
+    # one C call; dict(view) walked it key by key.
+    states = states.copy() if isinstance(states, MappingProxyType | dict) else dict(states)
+    with tracker.lock:
+        by_key = {
+            key: {name: ModelCosts(**attrs.asdict(m)) for name, m in models.items()}
+            for key, models in tracker.by_key.items()
+        }
     keys: dict[str, KeyCosts] = {}
     for key in [*states, *(k for k in by_key if k not in states)]:
         models = by_key.get(key, {})
@@ -171,7 +186,7 @@ def report(states: Mapping[str, KeyState], tracker: CostTracker) -> CostReport:
             continue
         stats = state.stats if state is not None else KeyStats()
         keys[key] = KeyCosts(
-            models={name: ModelCosts(**attrs.asdict(m)) for name, m in models.items()},
+            models=models,
             cost_usd=_total(m.cost_usd for m in models.values()),
             calls=sum(m.calls for m in models.values()),
             failed_attempts=max(0, stats.attempts - stats.successes),

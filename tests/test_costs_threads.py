@@ -7,6 +7,7 @@ raised ``RuntimeError: dictionary changed size during iteration``.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -20,10 +21,21 @@ from seawall.llm.usage import Usage
 
 @pytest.fixture
 def switching_often() -> Iterator[None]:
-    """Threads switch every microsecond: a race shows within a second, not by luck."""
+    """Threads switch every microsecond: a race shows within a second, not by luck. And a
+    garbage collection lets another thread in (as a finalizer's Python code does in a
+    real process), often: a copy made in C is not atomic then (CI at 09be80d)."""
     before = sys.getswitchinterval()
+    thresholds = gc.get_threshold()
+
+    def let_others_in(_phase: str, _info: object) -> None:
+        time.sleep(0)
+
     sys.setswitchinterval(1e-6)
+    gc.set_threshold(5)
+    gc.callbacks.append(let_others_in)
     yield
+    gc.callbacks.remove(let_others_in)
+    gc.set_threshold(*thresholds)
     sys.setswitchinterval(before)
 
 
