@@ -46,6 +46,17 @@ def _genai_usage(input_tokens: int, output: int, read: int, write: int) -> Any:
     )
 
 
+def _chat(model: str, provider: str, input_tokens: int, output: int) -> costs.Usage:
+    """seawall's ``Usage`` of a chat call with no cache counts."""
+    return costs.Usage(
+        model=model,
+        provider=provider,
+        flavor="chat",
+        input_tokens=input_tokens,
+        output_tokens=output,
+    )
+
+
 _PRICES = _all_prices()
 _PLANNED = [price for price in _PRICES if rated._plan(price) is not None]
 _COUNT = st.integers(0, costs.MAX_TOKENS)
@@ -143,13 +154,7 @@ def test_an_answer_with_a_part_of_a_count_but_not_the_count_is_not_priced() -> N
 def test_a_model_the_database_does_not_know_is_remembered_within_bounds() -> None:
     """Unknown names are looked up once each and never held past ``UNKNOWN_MAX``."""
     for number in range(rated.UNKNOWN_MAX + 10):
-        usage = costs.Usage(
-            model=f"nobody-sells-{number}",
-            provider="openai",
-            flavor="chat",
-            input_tokens=1,
-            output_tokens=1,
-        )
+        usage = _chat(f"nobody-sells-{number}", "openai", 1, 1)
         assert costs.price(usage) is None
     assert len(rated._unknown) <= rated.UNKNOWN_MAX
     assert costs.price(usage) is None
@@ -181,9 +186,7 @@ def test_a_genai_prices_that_moved_its_internals_still_prices_through_calc_price
     # uses them too, so they cannot be taken from genai-prices here).
     monkeypatch.setattr(prices, "total_price", renamed)
     assert costs.price(usage) == expected
-    unknown = costs.Usage(
-        model="no-such-model", provider="openai", flavor="chat", input_tokens=1, output_tokens=1
-    )
+    unknown = _chat("no-such-model", "openai", 1, 1)
     assert costs.price(unknown) is None  # calc_price's LookupError: unpriced, as before
 
 
@@ -192,22 +195,10 @@ def test_names_matched_afresh_per_answer_do_not_grow_genai_prices_cache() -> Non
     matches. An upstream naming its model afresh per answer grew that cache by one
     entry an answer, for good: seawall empties it past ``LOOKUPS_MAX``."""
     cache = data_snapshot.get_snapshot()._lookup_cache
-    reference = costs.Usage(
-        model="claude-3-5-sonnet",
-        provider="anthropic",
-        flavor="chat",
-        input_tokens=10,
-        output_tokens=10,
-    )
+    reference = _chat("claude-3-5-sonnet", "anthropic", 10, 10)
     expected = costs.price(reference)
     assert expected is not None
     for number in range(rated.LOOKUPS_MAX + 50):
-        usage = costs.Usage(
-            model=f"claude-3-5-sonnet-{number:08x}",
-            provider="anthropic",
-            flavor="chat",
-            input_tokens=10,
-            output_tokens=10,
-        )
+        usage = _chat(f"claude-3-5-sonnet-{number:08x}", "anthropic", 10, 10)
         assert costs.price(usage) == expected  # priced as the model it matches
     assert len(cache) <= rated.LOOKUPS_MAX + 1
