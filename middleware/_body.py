@@ -11,6 +11,7 @@ whatever we did not read.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -66,20 +67,37 @@ class _ReplayReader(StreamReader):
 
     When aiohttp gives up on the body (the response was released or closed
     early) it sets an exception here, which stops the pump.
+
+    With a ``tap``, the reader tells it ``b""`` once when the body ends, however
+    it ends: read whole (the pump), broken, released or closed before its end
+    (``set_exception``), or the reader dropped with its pump parked (a
+    finalizer: it holds the tap alone, never the reader, and is not run at
+    interpreter exit).
     """
 
-    __slots__ = ("pump",)
+    __slots__ = ("__weakref__", "_end", "pump")
 
-    def __init__(self, gate: _Gate) -> None:
+    def __init__(self, gate: _Gate, tap: Callable[[bytes], None] | None = None) -> None:
         protocol: Any = gate
         super().__init__(protocol, 2**16, loop=asyncio.get_running_loop())
         self.pump: asyncio.Task[None] | None = None
+        self._end: weakref.finalize[Any, Any] | None = None
+        if tap is not None:
+            self._end = weakref.finalize(self, tap, b"")
+            self._end.atexit = False
+
+    def ended(self) -> None:
+        """The body ended (whole or not): the tap sees ``b""``, the first time only."""
+        end, self._end = self._end, None
+        if end is not None:
+            end()  # runs the tap once and forgets it
 
     def set_exception(self, *args: Any, **kwargs: Any) -> None:
         super().set_exception(*args, **kwargs)
         pump = self.pump
         if pump is not None and not pump.done() and pump is not asyncio.current_task():
             pump.cancel()
+        self.ended()
 
 
 #: Pump tasks still running (the loop keeps only weak references to tasks;
@@ -115,8 +133,7 @@ async def _pump(
         new.set_exception(exc if isinstance(exc, Exception) else aiohttp.ClientPayloadError())
         return
     new.feed_eof()
-    if tap is not None:
-        tap(b"")
+    new.ended()
 
 
 async def peek_body(resp: ClientResponse, limit: int, wait: float | None = None) -> bytes | None:
@@ -176,10 +193,13 @@ def tap_body(resp: ClientResponse, tap: Callable[[bytes], None]) -> None:
 
     Nothing is buffered: each chunk is handed on to the caller (through a
     fresh ``resp.content``) as soon as it arrives, and only then shown to
-    ``tap``, which must be quick and must not raise. Used to read the usage
-    in the last chunks of a streamed (SSE) LLM answer.
+    ``tap``, which must be quick and must not raise. ``b""`` comes once
+    however the body ends: read to its end, broken off, released or closed
+    by the caller before its end, or dropped unread (when the reader is
+    collected; possibly in another thread). Used to read (and count) the
+    usage of a streamed (SSE) LLM answer.
     """
     gate = _Gate()
-    new = _ReplayReader(gate)
+    new = _ReplayReader(gate, tap)
     _start_pump(resp.content, new, gate, tap)
     resp.content = new

@@ -134,15 +134,16 @@ async def _model_key(key: str, req: ClientRequest) -> str:
     return f"{key}#{model}" if model else key
 
 
-async def _watch_cost(sw: Seawall, key: str, url: str, resp: ClientResponse) -> None:
-    """Read the usage of a successful LLM answer, leaving the body whole for the caller."""
+async def _watch_cost(sw: Seawall, spec: CallSpec, url: str, resp: ClientResponse) -> None:
+    """Read the usage of a successful LLM answer, leaving the body whole for the caller.
+
+    A stream is counted once however it ends (``tap_body`` says when).
+    """
     content_type = resp.content_type
+    key = spec.key
     if content_type == _STREAMING:
-
-        def done(usage: costs.Usage) -> None:
-            costs.account(sw.cost_tracker, sw.hooks, key, url, usage, streamed=True)
-
-        tap_body(resp, costs.StreamUsage(done))
+        by_model = spec.policy.key == "model"
+        tap_body(resp, costs.stream_usage(sw.cost_tracker, sw.hooks, key, url, by_model))
         return
     if content_type != "application/json":
         return
@@ -168,7 +169,7 @@ def _attempt_maker(
         if status < 400:
             if priced and method != "HEAD":
                 try:
-                    await _watch_cost(sw, spec.key, str(spec.redacted_url), resp)
+                    await _watch_cost(sw, spec, str(spec.redacted_url), resp)
                 except Exception as exc:
                     # A success status: whatever happens to the body, never re-sent.
                     raise BrokenBody(exc, status) from exc

@@ -9,7 +9,8 @@ Prices come from the maintained price database ``genai-prices`` (extra
 built-in table of current OpenAI and Anthropic models. Usage is read from successful JSON
 answers of LLM routes (OpenAI chat completions and responses, Anthropic
 messages; cache tokens included) and, for streamed (SSE) answers, from the
-final usage chunk as it streams past. ``sw.costs()`` returns ``report(states, tracker)``.
+final usage chunk as it streams past; a stream left before its end is a call all the
+same (``stream_usage``). ``sw.costs()`` returns ``report(states, tracker)``.
 
 Input tokens are all prompt tokens, cached ones included (for Anthropic:
 ``input_tokens`` plus the cache reads and writes, as genai-prices counts
@@ -33,12 +34,12 @@ import attrs
 from seawall.events import CallCost
 from seawall.llm import LLM_HOSTS
 from seawall.llm.prices import ModelPrice, model_price, price
+from seawall.llm.stream import UNKNOWN_MODEL, StreamUsage
 from seawall.llm.usage import (
     LONG_MODEL,
     MAX_TOKENS,
     MODEL_NAME_MAX,
     SUCCESS_BODY_LIMIT,
-    StreamUsage,
     Usage,
     parse_usage,
     usage_from_json,
@@ -60,6 +61,7 @@ __all__ = [
     "MAX_TOKENS",
     "OTHER",
     "SUCCESS_BODY_LIMIT",
+    "UNKNOWN_MODEL",
     "CostTracker",
     "ModelCost",
     "ModelPrice",
@@ -70,6 +72,7 @@ __all__ = [
     "price",
     "account",
     "report",
+    "stream_usage",
     "usage_from_json",
 ]
 
@@ -98,7 +101,9 @@ class ModelCost:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cost_usd: Decimal = attrs.field(factory=Decimal)
-    unpriced_calls: int = 0  # calls whose model genai-prices did not know
+    #: Calls whose cost is unknown (in ``calls``, not in ``cost_usd``): a model without a
+    #: price, or a stream left before its usage came (``seawall.llm.stream``).
+    unpriced_calls: int = 0
 
     def add(self, usage: Usage, cost: Decimal | None) -> None:
         self.calls += 1
@@ -125,13 +130,15 @@ class CostTracker:
         #: another thread in), so a sync transport's thread could change them mid-copy.
         self.lock = threading.Lock()
 
-    def record(self, key: str, usage: Usage) -> Decimal | None:
+    def record(self, key: str, usage: Usage, priced: bool = True) -> Decimal | None:
         """Price ``usage`` and add it to ``key``'s totals; return the call's cost.
 
-        Past ``MAX_COST_KEYS`` keys or ``MAX_MODELS_PER_KEY`` models of a key,
-        the call is added up under ``OTHER`` (priced as its own model all the same).
+        With ``priced=False`` the call's cost is unknown (a stream left before
+        its usage came): an unpriced call, whatever the model. Past
+        ``MAX_COST_KEYS`` keys or ``MAX_MODELS_PER_KEY`` models of a key, the call
+        is added up under ``OTHER`` (priced as its own model all the same).
         """
-        cost = price(usage)  # not under the lock: the slow part
+        cost = price(usage) if priced else None  # not under the lock: the slow part
         with self.lock:
             by_key = self.by_key
             models = by_key.get(key)
@@ -205,16 +212,25 @@ def _total(amounts: Iterable[Decimal]) -> Decimal:
 
 
 def account(
-    tracker: CostTracker, hooks: Hooks, key: str, url: str, usage: Usage, *, streamed: bool = False
+    tracker: CostTracker,
+    hooks: Hooks,
+    key: str,
+    url: str,
+    usage: Usage,
+    *,
+    streamed: bool = False,
+    priced: bool = True,
 ) -> None:
     """Price and record one successful call; tell ``seawall_event`` observers its cost.
+
+    ``priced=False``: a call whose cost is unknown (its ``cost`` event has none).
 
     Never raises: counting what a call cost must not turn its successful answer
     into an error (the caller's answer is handed over as it is; the first
     failure of a tracker is logged as a warning, the others at debug level).
     """
     try:
-        _account(tracker, hooks, key, url, usage, streamed)
+        _account(tracker, hooks, key, url, usage, streamed, priced)
     except Exception as exc:
         tracker.faults += 1
         level = logging.WARNING if tracker.faults == 1 else logging.DEBUG
@@ -229,9 +245,15 @@ def account(
 
 
 def _account(
-    tracker: CostTracker, hooks: Hooks, key: str, url: str, usage: Usage, streamed: bool
+    tracker: CostTracker,
+    hooks: Hooks,
+    key: str,
+    url: str,
+    usage: Usage,
+    streamed: bool,
+    priced: bool,
 ) -> None:
-    cost = tracker.record(key, usage)
+    cost = tracker.record(key, usage, priced)
     if hooks.has("seawall_event"):
         event = CallCost(
             key=key,
@@ -246,3 +268,27 @@ def _account(
             streamed=streamed,
         )
         hooks.each("seawall_event", event=event)
+
+
+def stream_usage(
+    tracker: CostTracker, hooks: Hooks, key: str, url: str, key_by_model: bool
+) -> StreamUsage:
+    """The tap that counts one streamed answer once, however the stream ends.
+
+    Read whole: priced from its usage. Left before its usage came (closed,
+    released, broken, dropped): a call of the model seen so far, priced from
+    the counts seen so far if any (a lower bound), else an unpriced call. A
+    stream that named no model is counted under the model of the request when
+    ``key_by_model`` (``Policy(key="model")``: ``key`` ends ``#<model>``), else
+    under ``UNKNOWN_MODEL``.
+    """
+
+    def done(usage: Usage) -> None:
+        account(tracker, hooks, key, url, usage, streamed=True)
+
+    def unpriced(usage: Usage) -> None:
+        account(tracker, hooks, key, url, usage, streamed=True, priced=False)
+
+    # A model in a key is one `model_from_json` took, and it never holds a "#".
+    requested = key.rpartition("#")[2] if key_by_model and "#" in key else None
+    return StreamUsage(done, unpriced, requested or None)

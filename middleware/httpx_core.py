@@ -319,18 +319,18 @@ async def failed(kind: Kind, resp: Any, method: str) -> Attempt:
     return Attempt(resp, resp.status_code, resp.headers, body, kind_of)
 
 
-async def watch_cost(kind: Kind, sw: Seawall, key: str, url: str, resp: Any) -> None:
+async def watch_cost(kind: Kind, sw: Seawall, spec: CallSpec, url: str, resp: Any) -> None:
     """Read the usage of a successful LLM answer, leaving the body whole for the caller.
 
-    A stream (not compressed) is tapped as it passes; a JSON body is peeked at.
+    A stream (not compressed) is tapped as it passes and counted once however it
+    ends (``seawall.httpx_replay`` says when); a JSON body is peeked at.
     """
     kind_of = content_type(resp)
+    key = spec.key
     if kind_of == STREAMING and not encoded(resp):
-
-        def done(usage: costs.Usage) -> None:
-            costs.account(sw.cost_tracker, sw.hooks, key, url, usage, streamed=True)
-
-        resp.stream = kind.replay([], None, resp.stream, costs.StreamUsage(done))
+        by_model = spec.policy.key == "model"
+        tap = costs.stream_usage(sw.cost_tracker, sw.hooks, key, url, by_model)
+        resp.stream = kind.replay([], None, resp.stream, tap)
     elif kind_of == "application/json":
         try:
             raw = await peek(kind, resp, costs.SUCCESS_BODY_LIMIT)
@@ -352,7 +352,7 @@ async def attempt(kind: Kind, sw: Seawall, spec: CallSpec, transport: Any, reque
     if status < 400:
         if spec.llm and spec.policy.costs and method != "HEAD":  # costs=False: not read
             try:
-                await watch_cost(kind, sw, spec.key, str(spec.redacted_url), resp)
+                await watch_cost(kind, sw, spec, str(spec.redacted_url), resp)
             except Exception as exc:
                 # A success status: whatever happens to the body, never re-sent.
                 raise BrokenBody(exc, status) from exc

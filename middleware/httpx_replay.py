@@ -5,6 +5,7 @@ read, then the rest of the original stream (``seawall.httpx_core`` reads; this r
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -12,8 +13,14 @@ __all__ = ["AsyncReplay", "Replay", "Resumed", "SyncReplay"]
 
 
 class Replay:
-    """A body's chunks already read, then the rest of the original stream (``tap`` sees
-    each chunk before it is handed on, then ``b""`` once at the end or on close)."""
+    """A body's chunks already read, then the rest of the original stream.
+
+    ``tap`` sees each chunk before it is handed on, then ``b""`` once when the
+    body ends, however it ends: read to its end, broken off (the read raised),
+    closed (``aclose``/``close``), its iteration left (the caller broke out of
+    its loop, its task was cancelled: the iterator's ``finally``), or this
+    stream dropped unread (a finalizer holding the tap alone, not run at exit).
+    """
 
     def __init__(
         self,
@@ -26,6 +33,10 @@ class Replay:
         self._rest = rest  # the original's iterator, part read; None: not started
         self._original = original
         self._tap = tap
+        self._end: weakref.finalize[Any, Any] | None = None
+        if tap is not None:
+            self._end = weakref.finalize(self, tap, b"")
+            self._end.atexit = False
 
     def _take_head(self) -> list[bytes]:
         head, self._head = self._head, []
@@ -37,18 +48,21 @@ class Replay:
         return chunk
 
     def _finish(self) -> None:
-        tap, self._tap = self._tap, None
-        if tap is not None:
-            tap(b"")
+        self._tap = None
+        end, self._end = self._end, None
+        if end is not None:
+            end()  # the tap sees b"" once, and is forgotten
 
 
 class AsyncReplay(Replay):
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._take_head():
-            yield chunk
-        async for chunk in self._rest or aiter(self._original):
-            yield self._pass(chunk)
-        self._finish()
+        try:
+            for chunk in self._take_head():
+                yield chunk
+            async for chunk in self._rest or aiter(self._original):
+                yield self._pass(chunk)
+        finally:
+            self._finish()
 
     async def aclose(self) -> None:
         self._finish()  # an SDK closes the stream without reading past its end
@@ -59,10 +73,12 @@ class AsyncReplay(Replay):
 
 class SyncReplay(Replay):
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._take_head()
-        for chunk in self._rest or iter(self._original):
-            yield self._pass(chunk)
-        self._finish()
+        try:
+            yield from self._take_head()
+            for chunk in self._rest or iter(self._original):
+                yield self._pass(chunk)
+        finally:
+            self._finish()
 
     def close(self) -> None:
         self._finish()

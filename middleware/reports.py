@@ -169,7 +169,9 @@ class ModelCosts(_Report):
     cache_read_tokens: int
     cache_write_tokens: int
     cost_usd: Decimal
-    unpriced_calls: int  # calls whose model genai-prices did not know
+    #: Calls whose cost is unknown (counted in ``calls``, not in ``cost_usd``): a model
+    #: without a known price, or a stream left before its usage came.
+    unpriced_calls: int
 
 
 @attrs.frozen(kw_only=True, eq=False)

@@ -21,7 +21,8 @@ built-in counters when the SDK collects, except the histogram:
   ``seawall.llm.model``: observable counters ``seawall.llm.calls``,
   ``seawall.llm.tokens`` (``seawall.llm.token.kind``: ``input``, ``output``,
   ``cache_read``, ``cache_write``), ``seawall.llm.cost`` (US dollars) and
-  ``seawall.llm.unpriced_calls``.
+  ``seawall.llm.unpriced_calls`` (calls whose cost is unknown: a model without a
+  price, or a stream left before its usage came).
 
 Span events on the caller's current span (when it is recording):
 ``seawall.retry`` for each scheduled retry (attempt, delay, reason, category)
@@ -147,7 +148,10 @@ class _Metrics:
             "seawall.llm.unpriced_calls",
             [self._costs(lambda cost: [({}, cost.unpriced_calls)])],
             unit="{call}",
-            description="LLM calls of a model without a known price (not in the cost).",
+            description=(
+                "LLM calls whose cost is unknown (not in the cost): a model without a known "
+                "price, or a stream left before its usage came."
+            ),
         )
         self.duration = meter.create_histogram(
             "seawall.request.duration",

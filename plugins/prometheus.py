@@ -29,7 +29,8 @@ What LLM calls cost (``sw.costs()``), per ``key`` and ``model``:
 ``seawall_llm_calls_total``, ``seawall_llm_tokens_total{kind}`` (``input``,
 ``output``, ``cache_read``, ``cache_write``; input counts the cached ones too),
 ``seawall_llm_cost_usd_total`` and ``seawall_llm_unpriced_calls_total`` (calls
-of a model the price database does not know, so not in the cost).
+whose cost is unknown, so not in the cost: a model the price database does not
+know, or a stream left before its usage came).
 Several ``Seawall`` objects on one registry are summed per key.
 ``sw.reset_metrics()`` restarts the counters, which Prometheus treats as a
 counter reset.
@@ -166,7 +167,8 @@ class SeawallCollector(Collector):
         )
         yield _counter(
             "llm_unpriced_calls",
-            "LLM calls of a model without a known price (not in the cost).",
+            "LLM calls whose cost is unknown (not in the cost): a model without a known "
+            "price, or a stream left before its usage came.",
             ["key", "model"],
             sums["llm_unpriced"],
         )

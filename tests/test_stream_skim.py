@@ -18,8 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seawall.llm import usage as usage_module
-from seawall.llm.usage import StreamUsage, Usage
+from seawall.llm import stream as usage_module
+from seawall.llm.stream import StreamUsage
+from seawall.llm.usage import Usage
 
 #: Text a model (or an attacker steering it) could write: JSON's own syntax included.
 TEXT = st.lists(

@@ -7,7 +7,9 @@ task), so N processes together stay within the ratio; the floor
 in-process budget.
 
 Costs: each process publishes its own ``sw.costs()`` as JSON (with
-``Decimal`` as strings, exact); ``merge`` adds reports up per key and model.
+``Decimal`` as strings, exact); ``merge`` adds reports up per key and model
+(``unpriced_calls``, calls whose cost is unknown, whatever the reason: a model
+without a price or a stream left before its usage came, add up like the rest).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -25,8 +25,8 @@ __all__ = [
     "MAX_TOKENS",
     "MODEL_NAME_MAX",
     "SUCCESS_BODY_LIMIT",
-    "StreamUsage",
     "Usage",
+    "model_name",
     "parse_usage",
     "usage_from_json",
 ]
@@ -57,26 +57,16 @@ LONG_MODEL = "(other)"
 #: zero-width and bidi marks (a name that reads as another one).
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
-#: Most distinct usage fields gathered from one stream's events.
-_USAGE_FIELDS_MAX = 64
-
-#: Longest SSE line kept while looking for usage; a longer one stops the scan.
-_LINE_LIMIT = 1024 * 1024
-
 #: The output counts of the answers that can be priced (as UTF-8 JSON keys): an
 #: answer naming neither is not decoded.
 _OUTPUT_COUNTS = (b'"completion_tokens"', b'"output_tokens"')
 
-#: Most entries of one object-valued usage field kept from a stream (``*_details``).
-_USAGE_DETAILS_MAX = 16
 
-#: Longest string-valued usage field kept from a stream.
-_USAGE_TEXT_MAX = 64
-
-#: An event that may carry counts: a ``"usage"`` key whose value is an object. In a
-#: JSON text these bytes are a key or a string value, never part of a string's
-#: content (its quotes would be escaped): a content delta never matches.
-_has_usage = re.compile(rb'"usage"\s*:\s*\{').search
+def model_name(model: str) -> str:
+    """``model`` as it is counted: ``LONG_MODEL`` when too long or unprintable."""
+    if len(model) > MODEL_NAME_MAX or _UNPRINTABLE.search(model):
+        return LONG_MODEL
+    return model
 
 
 @attrs.frozen
@@ -116,8 +106,7 @@ def parse_usage(data: Any) -> Usage | None:
     if not isinstance(model, str) or not model or shape is None:
         return None
     provider, flavor = shape
-    if len(model) > MODEL_NAME_MAX or _UNPRINTABLE.search(model):
-        model = LONG_MODEL
+    model = model_name(model)
     counts = _counts(data, provider, flavor)
     if counts is None:
         return None
@@ -273,124 +262,3 @@ def usage_from_json(body: bytes) -> Usage | None:
     except (ValueError, RecursionError):
         return None
     return parse_usage(data)
-
-
-def _scalar(value: Any) -> bool:
-    """A number, or a short string (Anthropic's ``service_tier``)."""
-    if isinstance(value, str):
-        return len(value) <= _USAGE_TEXT_MAX
-    return isinstance(value, int | float)
-
-
-def _small(value: Any) -> bool:
-    """Whether a usage field of a stream's event is kept until the stream ends.
-
-    Providers send counts, short strings and flat objects of counts
-    (``prompt_tokens_details``, ``cache_creation``). Anything else (a list,
-    a nested or long object, a long string) is dropped as it comes: a
-    hostile stream's 64 fields of a megabyte each held ~200 MB per stream.
-    """
-    if isinstance(value, dict):
-        return len(value) <= _USAGE_DETAILS_MAX and all(_scalar(v) for v in value.values())
-    return _scalar(value)
-
-
-class StreamUsage:
-    """Reads the usage out of an SSE stream, chunk by chunk, without holding the stream.
-
-    Only the current line is kept. OpenAI chat sends usage in a last chunk
-    (with ``stream_options={"include_usage": True}``); the responses API in
-    ``response.completed``; Anthropic in ``message_start`` (input) and
-    ``message_delta`` (output, cumulative). Events are decoded until one names
-    the model, and after that only those with a usage object: the model priced
-    is the last one those name.
-    """
-
-    def __init__(self, on_done: Callable[[Usage], None]) -> None:
-        self._on_done = on_done
-        self._parts: list[bytes] = []  # the current line so far, as it came
-        self._size = 0  # its length
-        self._model: str | None = None
-        self._usage: dict[str, Any] = {}
-        self._object: str | None = None
-        self._type: str | None = None
-        self._broken = False
-
-    def __call__(self, chunk: bytes) -> None:
-        if self._broken:
-            return
-        try:
-            if not chunk:
-                self._finish()
-                return
-            self._scan(chunk)
-        except Exception as exc:  # never let a surprise reach the caller's stream
-            self._broken = True
-            log.debug("seawall: stopped reading usage from a stream: %r", exc)
-
-    def _scan(self, chunk: bytes) -> None:
-        """Read the lines ``chunk`` completes; keep the last one's start.
-
-        Each byte is copied once, when its line is complete: joining the
-        pending part to every chunk instead made a long line cost its length
-        squared (a 1 MiB line in 64-byte reads took seconds of the event loop).
-        """
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            self._parts.append(chunk)
-            self._size += len(chunk)
-            if self._size > _LINE_LIMIT:
-                self._stop()
-            return
-        head = b"".join([*self._parts, chunk[: end + 1]]) if self._parts else chunk[: end + 1]
-        rest = chunk[end + 1 :]
-        self._parts = [rest] if rest else []
-        self._size = len(rest)
-        for line in head.split(b"\n"):
-            # Once the model is known, a delta or "usage": null is not decoded (each
-            # cost ~5 µs of the loop: a 400-chunk stream 2.2 ms).
-            if line.startswith(b"data:") and (self._model is None or _has_usage(line)):
-                self._event(line[5:].strip())
-        if self._size > _LINE_LIMIT:
-            self._stop()
-
-    def _stop(self) -> None:
-        self._broken = True
-        self._parts = []
-        self._usage = {}
-
-    def _event(self, payload: bytes) -> None:
-        if not payload.startswith(b"{"):
-            return  # "[DONE]" and keep-alives
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            return
-        if not isinstance(data, dict):
-            return
-        kind = data.get("type")
-        if kind == "message_start" and isinstance(data.get("message"), dict):
-            data = data["message"]
-            self._type = "message"
-        elif kind == "response.completed" and isinstance(data.get("response"), dict):
-            data = data["response"]
-        model = data.get("model")
-        if isinstance(model, str) and model:
-            self._model = model
-        if isinstance(data.get("object"), str):
-            self._object = data["object"]
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if _small(v)})
-            if len(self._usage) > _USAGE_FIELDS_MAX:  # no provider sends that many
-                self._stop()
-
-    def _finish(self) -> None:
-        if self._model is None or not self._usage:
-            return
-        answer: dict[str, Any] = {"model": self._model, "usage": self._usage}
-        if self._object == "response":
-            answer["object"] = "response"
-        usage = parse_usage(answer)
-        if usage is not None:
-            self._on_done(usage)
