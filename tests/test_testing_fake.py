@@ -118,3 +118,35 @@ async def test_a_scripted_rate_limit_reaches_the_client_as_written() -> None:
             assert answer.status == 429
             body = await answer.json()
     assert body["error"]["code"] == "rate_limit_exceeded"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "shape"),
+    [
+        ("/v1/chat/completions", b"model=gpt-4o", "openai"),  # form-encoded: data= for json=
+        ("/v1/responses", b"", "openai"),
+        ("/v1/messages", b'["not", "an", "object"]', "anthropic"),
+        ("/v1/messages", b"\xff\xfe{}", "anthropic"),
+    ],
+)
+async def test_a_body_that_is_not_a_json_object_is_a_400_as_the_real_apis_answer(
+    path: str, body: bytes, shape: str
+) -> None:
+    """Code that sends the wrong body learns it from the fake, not from production.
+
+    The fake answered such a body as if it were ``{}`` (a 200 with a default model);
+    the providers answer 400 ``invalid_request_error``, and count no request against
+    the rate limit.
+    """
+    async with testing.FakeProvider(rate=1) as fake, aiohttp.ClientSession() as client:
+        async with client.post(fake.url + path, data=body) as resp:
+            answer = await resp.json()
+            assert resp.status == 400
+        error = answer["error"]
+        assert error["type"] == "invalid_request_error"
+        assert "not a JSON object" in error["message"]
+        assert ("type" in answer) is (shape == "anthropic")
+        # The bucket's one token is still there for a good request.
+        async with client.post(fake.url + path, json={"model": "gpt-4o"}) as resp:
+            assert resp.status == 200
+    assert (fake.hits, fake.served, fake.rejected) == (2, 1, 0)

@@ -23,6 +23,7 @@ import asyncio
 import json
 import math
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,14 @@ from seawall.testing.fake_answers import (
 )
 
 __all__ = ["FLAVORS", "FakeProvider", "anthropic_error", "openai_error", "status"]
+
+
+def _not_json(request: web.Request) -> Awaitable[web.StreamResponse]:
+    """The 400 a real API gives a body that is not a JSON object, in its endpoint's shape."""
+    message = "fake: the request body is not a JSON object (send json=..., not data=...)"
+    if request.path.endswith("/messages"):
+        return anthropic_error(400, "invalid_request_error", message=message)(request)
+    return openai_error(400, "invalid_request_error", message=message)(request)
 
 
 class FakeProvider:
@@ -180,14 +189,18 @@ class FakeProvider:
         self.hits += 1
         raw = await request.read()
         try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            body = {}
-        self.bodies.append(body if isinstance(body, dict) else {})
+            body = json.loads(raw)
+        except ValueError:  # not JSON, not UTF-8, or empty
+            body = None
+        if not isinstance(body, dict):
+            body = None
+        self.bodies.append(body or {})
         if self.latency:
             await asyncio.sleep(self.latency)
         if self.script:
-            return await self.script.pop(0)(request), body, {}
+            return await self.script.pop(0)(request), body or {}, {}
+        if body is None:  # the real APIs answer 400 before counting the request against a limit
+            return await _not_json(request), {}, {}
         allowed, headers = self._take()
         if not allowed:
             self.rejected += 1
