@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import aiohttp
@@ -31,10 +32,38 @@ def pytest_asyncio_loop_factories(
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]] | None:
     """``@pytest.mark.virtual_time`` tests (and their async fixtures) run on a loop whose
     clock moves only while it is idle: a timer cannot fire while a request is still on
-    its way, however loaded the machine (``tests/_virtual_time.py``)."""
+    its way, however loaded the machine (``tests/_virtual_time.py``).
+
+    ``SEAWALL_TEST_LOOP=uvloop`` runs the others on uvloop (``make test`` does so for
+    the loop-sensitive files, ``UVLOOP_TESTS`` in the Makefile), but for
+    ``@pytest.mark.stock_loop`` tests, which are about asyncio's own loop."""
     if item.get_closest_marker("virtual_time") is None:
+        if os.environ.get("SEAWALL_TEST_LOOP") == "uvloop" and not item.get_closest_marker(
+            "stock_loop"
+        ):
+            return {"uvloop": _uvloop}
         return {"asyncio": asyncio.new_event_loop}  # what pytest-asyncio makes by default
     return {"virtual": VirtualTimeLoop}
+
+
+def _uvloop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop whose ``close`` does not raise its "unclosed resource" warnings.
+
+    Under ``filterwarnings = error`` the warning uvloop (0.23) gives while closing a
+    loop that still holds a handle became an exception inside its ``close``, which
+    then never returned (a test whose upstream answered after its client had gone
+    hung at teardown; with the warning ignored the same test ends at once). A
+    warning about a test's own resources is still raised where it is made.
+    """
+    import uvloop
+
+    class Loop(uvloop.Loop):
+        def close(self) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                super().close()
+
+    return Loop()
 
 
 @pytest.fixture(autouse=True)

@@ -77,12 +77,15 @@ async def example_app(
     *,
     app_dir: Path = EXAMPLES,
     target: str = "starlette_app:app",
+    loop: str = "asyncio",
 ) -> AsyncIterator[App]:
     """``examples/starlette_app.py`` (or ``target`` in ``app_dir``) under a real uvicorn
     on a free loopback port.
 
     ``settings``: the app's environment variables. Yields once it is live (its
     ``/_seawall/live`` answers); on exit stops it and checks that it shut down cleanly.
+    ``loop``: uvicorn's ``--loop``, named always: its default picks uvloop whenever
+    it is installed (``uvicorn[standard]`` installs it), asyncio's loop otherwise.
     """
     port = free_port()
     env = {**os.environ, "SEAWALL_LOAD_PLUGINS": "", **settings}
@@ -98,6 +101,8 @@ async def example_app(
             "127.0.0.1",
             "--port",
             str(port),
+            "--loop",
+            loop,
             "--no-access-log",
             target,
             env=env,
@@ -133,8 +138,12 @@ async def example_app(
 
 
 @pytest.mark.slow
-async def test_example_app_under_uvicorn(aiohttp_server: Any, tmp_path: Path) -> None:
-    """Deadline propagation, 503 with Retry-After while open, and health 503 then 200 again."""
+@pytest.mark.parametrize("server_loop", ["asyncio", "uvloop"])
+async def test_example_app_under_uvicorn(
+    aiohttp_server: Any, tmp_path: Path, server_loop: str
+) -> None:
+    """Deadline propagation, 503 with Retry-After while open, and health 503 then 200 again,
+    on asyncio's loop and on uvloop (what ``uvicorn[standard]`` runs by default)."""
     flaky = Flaky()
     upstream_app = web.Application()
     upstream_app.router.add_get("/flaky", flaky.handle)
@@ -148,7 +157,10 @@ async def test_example_app_under_uvicorn(aiohttp_server: Any, tmp_path: Path) ->
         "APP_DEADLINE": "30",
     }
     try:
-        async with example_app(tmp_path, settings) as app, aiohttp.ClientSession() as http:
+        async with (
+            example_app(tmp_path, settings, loop=server_loop) as app,
+            aiohttp.ClientSession() as http,
+        ):
             base, proc, log = app.base, app.proc, app.log
 
             async def live() -> bool:

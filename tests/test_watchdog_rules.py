@@ -40,6 +40,7 @@ def test_limits_from_one_second_are_watched_and_fire_at_most_a_tenth_early() -> 
         loop.close()
 
 
+@pytest.mark.stock_loop
 async def test_watch_counts_from_the_reading_it_is_given_on_a_stock_loop() -> None:
     """On a stock loop (its clock is ``time.monotonic()``) ``watch(task, s, now=t)`` is due
     at ``t + s``; without ``now`` it reads the clock itself."""
