@@ -16,8 +16,9 @@ from types import FunctionType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from seawall import calls as _calls
+from seawall import sync as _sync
 from seawall.blocks import Attempts
-from seawall.call_options import TAKES_OPTIONS, Retried, check_call, check_collisions
+from seawall.call_options import TAKES_OPTIONS, Retried, check_call
 from seawall.calls import Using, run_call
 from seawall.guard import BreakerGuard
 from seawall.policy import Policy
@@ -118,9 +119,8 @@ def call_sync(
     counters are shared with async calls. See docs/sync.md.
     """
     if key is not None or context is not None or policy is not None:
-        check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
-    using = Using(sw, key=key, context=context, policy=policy)
-    return using.call_sync(fn, *args, **kwargs)
+        check_call("sw.call_sync", fn, len(args), key, context, policy)
+    return _sync.call_fn(sw, fn, args, kwargs, key, context, policy)
 
 
 def using(
