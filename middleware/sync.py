@@ -14,7 +14,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from inspect import CO_ASYNC_GENERATOR, CO_COROUTINE, CO_GENERATOR, CO_ITERABLE_COROUTINE
-from types import FunctionType, MethodType
+from types import FunctionType, GeneratorType, MethodType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from seawall._path.replay import replayable_args
@@ -53,8 +53,31 @@ __all__ = [
 _NOT_PLAIN = CO_COROUTINE | CO_ASYNC_GENERATOR | CO_GENERATOR | CO_ITERABLE_COROUTINE
 _CLOSED = BreakerState.CLOSED  # read through the class, a member costs a descriptor call
 _inbound_deadline = DEADLINE_VAR.get
-_isawaitable = inspect.isawaitable
-_isasyncgen = inspect.isasyncgen
+
+#: Types whose values are known to be neither awaitable nor async generators: what
+#: ``call_fn`` tells apart from a misuse after each attempt (``inspect.isawaitable``'s
+#: ABC check costs ~0.35 µs, a sixth of a lean call). Types, not values: a value's
+#: answer is its type's, except a generator's (``types.coroutine`` marks some
+#: generators awaitable), which is never remembered. Held strongly (a type is hashed
+#: by identity and compared by it, so it cannot be taken for another), bounded:
+#: cleared when full.
+PLAIN_RESULTS: dict[type, bool] = {}
+PLAIN_RESULTS_MAX = 256
+
+
+def _returns_async(value: object) -> bool:
+    """Whether ``fn(...)`` gave an awaitable or an async generator (remembered per type)."""
+    kind = type(value)
+    if kind in PLAIN_RESULTS:
+        return False
+    if inspect.isawaitable(value) or inspect.isasyncgen(value):
+        return True
+    if kind is not GeneratorType and value.__class__ is kind:
+        if len(PLAIN_RESULTS) >= PLAIN_RESULTS_MAX:
+            PLAIN_RESULTS.clear()
+        PLAIN_RESULTS[kind] = True
+    return False
+
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -140,7 +163,7 @@ def call_fn(
                 finally:
                     lock.release()
                 raise
-            if exc is None and (_isawaitable(value) or _isasyncgen(value)):
+            if exc is None and type(value) not in PLAIN_RESULTS and _returns_async(value):
                 lock.acquire()
                 try:
                     state.begin(started)  # counted as SyncRun counts a misuse
@@ -189,7 +212,7 @@ def call(
         for attempt in attempts:
             with attempt:  # a Misuse leaves the attempt without a verdict (SyncAttempt)
                 value = fn(*args, **kwargs)
-                if inspect.isawaitable(value) or inspect.isasyncgen(value):
+                if type(value) not in PLAIN_RESULTS and _returns_async(value):
                     raise _returned_async(fn, value)
                 attempt.value = value
     except Misuse as misuse:

@@ -211,3 +211,19 @@ def test_an_observer_registered_later_turns_the_lean_sync_call_off() -> None:
     sw.register(observer)
     sw.call_sync(up, 1, key="k")
     assert observer.kinds == ["attempt", "call"]
+
+
+def test_call_sync_names_itself_in_its_option_errors() -> None:
+    """The errors of ``sw.call_sync``'s options say ``call_sync``, and how to write it."""
+    sw = seawall.Seawall(_policy(), entrypoints=False)
+
+    def get(key: str) -> str:
+        return key
+
+    with pytest.raises(
+        TypeError, match=r"sw\.call_sync\(\S*get, key=.*sw\.using\(key=\.\.\.\)\.call_sync"
+    ):
+        sw.call_sync(get, key="k")
+    with pytest.raises(TypeError, match=r"sw\.call_sync\(key=5\): give the key as a string"):
+        sw.call_sync(get, "x", key=5)  # type: ignore[arg-type]
+    assert sw.using(key="k").call_sync(get, key="mine") == "mine"
