@@ -179,7 +179,7 @@ def test_threads_count_every_lean_sync_call_exactly() -> None:
             start.wait()
             for i in range(calls):
                 assert sw.call_sync(fn, i, key="shared") == i
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
