@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 import seawall
 from tests._helpers import Clock
+from tests.conftest import Upstream, status
 
 
 def _breaker_sw(clock: Clock, *, attempt: float | None = 5.0, hold: float = 0.0) -> seawall.Seawall:
@@ -114,3 +116,85 @@ def test_a_hung_sync_probe_without_an_attempt_limit_keeps_its_turn() -> None:
         thread.join(30)
     assert ended == ["late"]
     assert sw.health()["keys"]["k"]["state"] == "closed"  # its success closed it
+
+
+# --- Retry-After on an exception that carries its response ------------------------------
+
+
+def _get_or_raise(url: str) -> str:
+    """A blocking GET with httpx that raises for an error status (``HTTPStatusError``)."""
+    import httpx
+
+    with httpx.Client(timeout=30) as client:
+        resp = client.get(url)
+        resp.raise_for_status()
+        return resp.text
+
+
+def _waiting_sw(clock: Clock) -> seawall.Seawall:
+    policy = seawall.Policy(retry=seawall.RetryPolicy(max_attempts=3))
+    return seawall.Seawall(policy, entrypoints=False, clock=clock, sleep=clock.sleep)
+
+
+async def test_a_plain_functions_429_waits_its_retry_after(
+    upstream: tuple[Upstream, TestServer],
+) -> None:
+    """``raise_for_status()`` on a 429 with ``Retry-After: 7``, inside a protected ``def``: the
+    retry waits the 7 s the server asked for. It was retried after the backoff (~0.1 s),
+    inside the server's pause, and the key's cooldown started without the server's wait."""
+    seawall.testing.set_testing(False)  # waits are slept (on the test's clock)
+    up, server = upstream
+    up.then(status(429, **{"Retry-After": "7"}))
+    clock = Clock()
+    sw = _waiting_sw(clock)
+    url = str(server.make_url("/limited"))
+    assert await asyncio.to_thread(sw.call_sync, _get_or_raise, url, key="limited") == "ok"
+    assert up.hits == 2
+    assert sum(clock.slept) >= 7.0, clock.slept
+
+
+async def test_a_plain_functions_retry_after_over_the_maximum_stops_the_retries(
+    upstream: tuple[Upstream, TestServer],
+) -> None:
+    """A wait over ``retry_after_max`` (60 s) stops retrying, as for the adapters' responses:
+    one request, the 503's error raised with its history. It was sent three times."""
+    up, server = upstream
+    up.then(*[status(503, **{"Retry-After": "3600"})] * 3)
+    clock = Clock()
+    sw = _waiting_sw(clock)
+    url = str(server.make_url("/busy"))
+    with pytest.raises(Exception, match="503") as caught:
+        await asyncio.to_thread(sw.call_sync, _get_or_raise, url, key="busy")
+    assert up.hits == 1
+    assert any("server" in note and "wait" in note for note in caught.value.__notes__), (
+        caught.value.__notes__
+    )
+
+
+async def test_an_async_functions_aiohttp_error_waits_its_retry_after(
+    upstream: tuple[Upstream, TestServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for ``await sw.call``: aiohttp's ``raise_for_status()`` error keeps the headers."""
+    import aiohttp
+
+    up, server = upstream
+    up.then(status(429, **{"Retry-After": "7"}))
+    clock = Clock()
+    sw = _waiting_sw(clock)
+    url = server.make_url("/limited")
+
+    async def waits(seconds: float) -> None:  # the loop's waits, on the test's clock
+        clock.sleep(seconds)
+
+    monkeypatch.setattr(seawall._testmode, "sleep", waits)
+
+    async def get() -> str:
+        async with (
+            aiohttp.ClientSession(raise_for_status=True) as session,
+            session.get(url) as resp,
+        ):
+            return await resp.text()
+
+    assert await sw.call(get, key="limited") == "ok"
+    assert up.hits == 2
+    assert sum(clock.slept) >= 7.0, clock.slept
