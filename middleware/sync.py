@@ -151,6 +151,9 @@ def call_fn(
             and _inbound_deadline() is None  # a deadline: the loop checks it first
         ):
             lock = state.lock  # other threads and the event loop share this key
+            # Whether the arguments can be given again is asked of them as they are before
+            # the attempt (a file the function closes is no longer "read as used" after it).
+            replayable = replayable_args(args, kwargs) if args or kwargs else None
             exc: Exception | None = None
             try:
                 value = fn(*args, **kwargs) if kwargs else fn(*args)
@@ -187,8 +190,10 @@ def call_fn(
             finally:
                 lock.release()
             first = FirstAttempt(started, ended, None, exc)
+            spec = call_spec(route, context, retry_if, replayable)
+            return call(sw, spec, fn, args, kwargs, first)
     spec = call_spec(route, context, retry_if, replayable_args(args, kwargs))
-    return call(sw, spec, fn, args, kwargs, first)
+    return call(sw, spec, fn, args, kwargs)
 
 
 def call(

@@ -9,6 +9,7 @@ plugin (which turns it off), and compares what a user sees.
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -227,3 +228,24 @@ def test_call_sync_names_itself_in_its_option_errors() -> None:
     with pytest.raises(TypeError, match=r"sw\.call_sync\(key=5\): give the key as a string"):
         sw.call_sync(get, "x", key=5)  # type: ignore[arg-type]
     assert sw.using(key="k").call_sync(get, key="mine") == "mine"
+
+
+def test_a_file_the_failed_lean_attempt_closed_is_not_given_again() -> None:
+    """Whether the arguments can be given again is judged as they were before the lean
+    attempt: a file it read and closed stops the retries (with the original error), as
+    on the loop's path. Judged after the attempt, a closed file no longer counted as
+    read as used, and the retry got it closed (a ValueError, not the call's error)."""
+    lean, full = _pair()
+    for sw in (lean, full):
+        bodies: list[bytes] = []
+
+        def upload(body: io.BytesIO, bodies: list[bytes] = bodies) -> None:
+            with body:
+                bodies.append(body.read())
+            raise ConnectionError("reset after the body")
+
+        with pytest.raises(ConnectionError) as caught:
+            sw.call_sync(upload, io.BytesIO(b"body"), key="up")
+        assert bodies == [b"body"]
+        assert "cannot be given again" in caught.value.__notes__[-1]
+    assert _books(lean, "up") == _books(full, "up")
