@@ -99,6 +99,22 @@ class Using:
         self._policy = policy
         self._retry_if = retry_predicate(on, "sw.using")
 
+    @classmethod
+    def checked(
+        cls,
+        sw: Seawall,
+        key: str | None,
+        context: Mapping[str, Any] | None,
+        policy: Policy | None,
+        retry_if: Callable[[BaseException], bool] | None,
+    ) -> Using:
+        """A ``Using`` of options its caller has checked already (``seawall.retry`` checks
+        its own when it decorates, and makes one per call): without checking them again."""
+        using = cls.__new__(cls)
+        using._sw, using._key, using._context = sw, key, context
+        using._policy, using._retry_if = policy, retry_if
+        return using
+
     def call(
         self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
     ) -> Coroutine[Any, Any, T]:
