@@ -18,6 +18,9 @@ the same bare await, in the same rounds (``_decision_peers.py``: a bare
 purgatory breaker, tenacity, stamina; each left out when not installed), so
 ``sw.call``'s figure also reads as a ratio of theirs, which the host's speed
 does not move. Medians of interleaved rounds, per call.
+The sync forms (fix/sync) around a ``def`` that returns at once, against a bare
+``fn()``: ``sw.call_sync(fn)``, with ``key="k"``, ``Using.call_sync``, ``@sw.protect``
+and ``@seawall.retry`` on a ``def``, beside their sync peers (``SYNC_PEERS``).
 ``--decision-only`` skips the end-to-end part.
 
 Construction cost (``construction_cost``, the sixteenth session): ``Seawall()``
