@@ -205,9 +205,11 @@ class Breaker(_Recovery):
         The late attempt's verdict, when it comes, is stale news (``record``).
         """
         if permit.probe and not permit.done:
-            if self._lent is None:
-                self._lent = []
-            self._lent.append((due, permit))
+            # Those given back meanwhile (a verdict, an interrupt) go: the list holds at
+            # most the probes out, whatever happens to the ones before.
+            lent = [entry for entry in self._lent or () if not entry[1].done]
+            lent.append((due, permit))
+            self._lent = lent
 
     def _reclaim(self) -> bool:
         """Free the turns of lent probes past their time limit; whether one is free now."""

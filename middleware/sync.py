@@ -138,7 +138,6 @@ def call_fn(
         route = registry.call_route(key, policy)
     state = route.state
     assert state is not None, "call_route fills in the state"
-    first = None
     if route.fast:
         clock = sw.clock
         started = clock()

@@ -198,3 +198,23 @@ async def test_an_async_functions_aiohttp_error_waits_its_retry_after(
     assert await sw.call(get, key="limited") == "ok"
     assert up.hits == 2
     assert sum(clock.slept) >= 7.0, clock.slept
+
+
+def test_probes_given_back_while_half_open_are_not_kept() -> None:
+    """Probes lent to threads and given back without a verdict (a def returning a coroutine is
+    a misuse, no verdict) while the breaker stays half-open: the breaker keeps none of them."""
+    clock = Clock()
+    sw = _breaker_sw(clock)
+    _open_then_due(sw, clock, "k")
+
+    async def fetch() -> str:
+        return "x"
+
+    for _ in range(50):
+        with pytest.raises(TypeError, match="awaitable"):
+            sw.call_sync(lambda: fetch(), key="k")
+    breaker = sw.state_for("k", sw.policy_for_key("k")).breaker
+    assert breaker.state.value == "half_open"
+    assert len(breaker._lent or ()) <= 1
+    assert sw.call_sync(_up, key="k") == "up"  # the probes' turns were given back
+    assert breaker._lent is None  # closed: the spell is over
