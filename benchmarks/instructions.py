@@ -34,8 +34,8 @@ from typing import Any
 
 from _callgrind import count, run_cases
 from _common import VARIANTS, Upstream, closed_loop, emit, table
-from _decision_peers import PEERS, missing_note
-from overhead import CASES, CLIENTS, decision_cases, labels, run_variant
+from _decision_peers import PEERS, SYNC_PEERS, missing_note
+from overhead import CASES, CLIENTS, decision_cases, labels, run_variant, sync_line, sync_ratios
 
 NAMES = ["bare", "passthrough", "seawall"]
 WARM = 256
@@ -121,6 +121,7 @@ def decision(calls: int) -> dict[str, float]:
     for peer in PEERS:
         if per_call.get(f"{peer}_minus_fn", 0.0) > 0:
             per_call[f"call_vs_{peer}"] = per_call["call_minus_fn"] / per_call[f"{peer}_minus_fn"]
+    sync_ratios(per_call)
     return per_call
 
 
@@ -130,7 +131,7 @@ def render_decision(per_call: dict[str, float], calls: int) -> str:
         for name, (label, base) in CASES.items()
         if name in per_call
     ]
-    missing = [missing_note(name) for name in PEERS if name not in per_call]
+    missing = [missing_note(name) for name in {**PEERS, **SYNC_PEERS} if name not in per_call]
     ratios = [f"{per_call[f'call_vs_{p}']:.2f}x {p}'s" for p in PEERS if f"call_vs_{p}" in per_call]
     return "\n\n".join(
         [
@@ -138,6 +139,7 @@ def render_decision(per_call: dict[str, float], calls: int) -> str:
             table(["path", "instructions", "added vs bare await"], rows),
             *([" ".join(missing)] if missing else []),
             *([f"`sw.call(fn)` adds {', '.join(ratios)} instructions."] if ratios else []),
+            *([line.replace(" µs", " instructions")] if (line := sync_line(per_call)) else []),
         ]
     )
 

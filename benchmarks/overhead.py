@@ -18,6 +18,9 @@ the same bare await, in the same rounds (``_decision_peers.py``: a bare
 purgatory breaker, tenacity, stamina; each left out when not installed), so
 ``sw.call``'s figure also reads as a ratio of theirs, which the host's speed
 does not move. Medians of interleaved rounds, per call.
+The sync forms (fix/sync) around a ``def`` that returns at once, against a bare
+``fn()``: ``sw.call_sync(fn)``, with ``key="k"``, ``Using.call_sync``, ``@sw.protect``
+and ``@seawall.retry`` on a ``def``, beside their sync peers (``SYNC_PEERS``).
 ``--decision-only`` skips the end-to-end part.
 
 Construction cost (``construction_cost``, the sixteenth session): ``Seawall()``
@@ -43,7 +46,15 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from _common import VARIANTS, Upstream, Variant, closed_loop, emit, median, table
-from _decision_peers import CALLS_DIVISOR, ISSUE_US, PEERS, missing_note, peer_cases
+from _decision_peers import (
+    CALLS_DIVISOR,
+    ISSUE_US,
+    PEERS,
+    SYNC_PEERS,
+    missing_note,
+    peer_cases,
+    sync_peer_cases,
+)
 
 NAMES = ["bare", "passthrough", "seawall"]
 SERVERS = {"aiohttp": "aiohttp server", "raw": "minimal asyncio HTTP server (client-bound)"}
@@ -291,6 +302,14 @@ CASES: dict[str, tuple[str, str | None]] = {
     "call_method": ('`sw.call(client.get, key="k")` (a bound method)', "method"),
     "protect": ("`@sw.protect`", "fn"),
     **{name: (label, "fn") for name, (label, _module) in PEERS.items()},
+    # the sync forms (fix/sync), against a bare call of a plain function
+    "fn_sync": ("bare `fn()` (a `def`)", None),
+    "call_sync": ("`sw.call_sync(fn)`", "fn_sync"),
+    "call_sync_key": ('`sw.call_sync(fn, key="k")`', "fn_sync"),
+    "using_sync": ('`sw.using(key="k").call_sync(fn)` (the `Using` made once)', "fn_sync"),
+    "protect_sync": ("`@sw.protect` on a `def`", "fn_sync"),
+    "retry_sync": ("`@seawall.retry` on a `def` (the default `Seawall`)", "fn_sync"),
+    **{name: (label, "fn_sync") for name, (label, _module) in SYNC_PEERS.items()},
 }
 
 
@@ -359,6 +378,15 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
     protected = sw.protect(fn)
     call = sw.call
 
+    def fn_sync() -> object:
+        return value
+
+    protected_sync = sw.protect(fn_sync)
+    using_sync = sw.using(key="k")
+    seawall.configure(sw)  # @seawall.retry's default: this one (the same policy)
+    retried_sync = seawall.retry(fn_sync)
+    call_sync = sw.call_sync
+
     async def bare(n: int) -> None:
         for _ in range(n):
             await attempt(1)
@@ -405,6 +433,30 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
         for _ in range(n):
             await protected()
 
+    async def bare_sync(n: int) -> None:
+        for _ in range(n):
+            fn_sync()
+
+    async def call_sync_fn(n: int) -> None:
+        for _ in range(n):
+            call_sync(fn_sync)
+
+    async def call_sync_key(n: int) -> None:
+        for _ in range(n):
+            call_sync(fn_sync, key="k")
+
+    async def using_sync_fn(n: int) -> None:
+        for _ in range(n):
+            using_sync.call_sync(fn_sync)
+
+    async def protect_sync(n: int) -> None:
+        for _ in range(n):
+            protected_sync()
+
+    async def retry_sync(n: int) -> None:
+        for _ in range(n):
+            retried_sync()
+
     cases: dict[str, Callable[[int], Coroutine[Any, Any, None]]] = {
         "bare": bare,
         "run": run,
@@ -417,6 +469,13 @@ async def decision_cases() -> tuple[dict[str, Callable[[int], Coroutine[Any, Any
         "call_method": call_method,
         "protect": protect,
         **peer_cases(fn),
+        "fn_sync": bare_sync,
+        "call_sync": call_sync_fn,
+        "call_sync_key": call_sync_key,
+        "using_sync": using_sync_fn,
+        "protect_sync": protect_sync,
+        "retry_sync": retry_sync,
+        **sync_peer_cases(fn_sync),
     }
     for case in cases.values():  # the first call of each creates its key's state
         await case(1)
@@ -446,7 +505,37 @@ async def decision_cost(rounds: int, calls: int) -> dict[str, float]:
     for peer in PEERS:
         if result.get(f"{peer}_minus_fn", 0.0) > 0:
             result[f"call_vs_{peer}"] = result["call_minus_fn"] / result[f"{peer}_minus_fn"]
+    sync_ratios(result)
     return result
+
+
+def sync_ratios(cost: dict[str, float]) -> None:
+    """``call_sync_vs_<peer>`` for each sync peer measured (what ``sw.call_sync(fn)`` adds
+    over what the peer adds), and ``call_sync_vs_call`` (over what ``sw.call(fn)`` adds)."""
+    added = cost.get("call_sync_minus_fn_sync")
+    if added is None:
+        return
+    for peer in SYNC_PEERS:
+        if cost.get(f"{peer}_minus_fn_sync", 0.0) > 0:
+            cost[f"call_sync_vs_{peer}"] = added / cost[f"{peer}_minus_fn_sync"]
+    if cost.get("call_minus_fn", 0.0) > 0:
+        cost["call_sync_vs_call"] = added / cost["call_minus_fn"]
+
+
+def sync_line(cost: dict[str, float]) -> str:
+    """One line: ``sw.call_sync(fn)`` against ``sw.call(fn)`` and the sync peers, same run."""
+    said = [
+        f"{cost[f'call_sync_vs_{peer}']:.2f}x {peer}'s {cost[f'{peer}_minus_fn_sync']:.2f} µs"
+        for peer in SYNC_PEERS
+        if f"call_sync_vs_{peer}" in cost
+    ]
+    if "call_sync_vs_call" in cost:
+        said.insert(0, f"{cost['call_sync_vs_call']:.2f}x `sw.call(fn)`'s")
+    if "call_sync_minus_fn_sync" not in cost:
+        return ""
+    return f"Same run: `sw.call_sync(fn)` adds {cost['call_sync_minus_fn_sync']:.2f} µs" + (
+        f", {'; '.join(said)}." if said else "."
+    )
 
 
 #: The target for a second and later ``Seawall()`` in one process, in ms (median).
@@ -503,7 +592,7 @@ def render(
             if name in cost
         ],
     )
-    missing = [missing_note(name) for name in PEERS if name not in cost]
+    missing = [missing_note(name) for name in {**PEERS, **SYNC_PEERS} if name not in cost]
     slow = ", ".join(f"{name} 1/{d}" for name, d in CALLS_DIVISOR.items() if name in cost)
     return "\n\n".join(
         [
@@ -514,6 +603,7 @@ def render(
             *([" ".join(missing)] if missing else []),
             decision_verdicts(cost),
             peer_ratios(cost),
+            *([line] if (line := sync_line(cost)) else []),
         ]
     )
 

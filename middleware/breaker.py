@@ -86,6 +86,7 @@ class Breaker(_Recovery):
     __slots__ = (
         "_clock",
         "_failures_in_window",
+        "_lent",
         "_on_transition",
         "_probe_successes",
         "_probes",
@@ -135,6 +136,9 @@ class Breaker(_Recovery):
         self.ramp_until = 0.0
         self._ramp = None
         self._throttle = _Throttle(policy.throttle_window) if policy.mode == "adaptive" else None
+        #: Probes out to attempts nobody can cut short (a thread's), with when their time
+        #: limit passes (``lend``); ``None`` while there are none.
+        self._lent: list[tuple[float, Permit]] | None = None
 
     # --- questions -------------------------------------------------------
 
@@ -184,10 +188,43 @@ class Breaker(_Recovery):
             if self._clock() < self._reopen_at:
                 return None
             self._move(_HALF_OPEN)
-        if self._probes >= self.policy.half_open_max_calls:
+        if self._probes >= self.policy.half_open_max_calls and not (
+            self._lent is not None and self._reclaim()
+        ):
             return None
         self._probes += 1
         return Permit(True)
+
+    def lend(self, permit: Permit, due: float) -> None:
+        """The probe ``permit`` went to an attempt that nobody can cut short (a thread's):
+        past ``due``, its time limit, its turn is free for another probe (``admit``).
+
+        An async probe is cancelled at its limit and gives its turn back; a thread
+        that hangs (a read without a timeout) would hold it for as long as it hangs,
+        and the key would refuse every caller though the upstream had recovered.
+        The late attempt's verdict, when it comes, is stale news (``record``).
+        """
+        if permit.probe and not permit.done:
+            # Those given back meanwhile (a verdict, an interrupt) go: the list holds at
+            # most the probes out, whatever happens to the ones before.
+            lent = [entry for entry in self._lent or () if not entry[1].done]
+            lent.append((due, permit))
+            self._lent = lent
+
+    def _reclaim(self) -> bool:
+        """Free the turns of lent probes past their time limit; whether one is free now."""
+        lent, now = self._lent or [], self._clock()
+        kept = []
+        for due, permit in lent:
+            if permit.done:
+                continue
+            if due <= now:
+                permit.done = True  # its verdict will change nothing
+                self._probes = max(0, self._probes - 1)
+            else:
+                kept.append((due, permit))
+        self._lent = kept or None
+        return self._probes < self.policy.half_open_max_calls
 
     def release(self, permit: Permit) -> None:
         """Give a permit back without a verdict (cancelled, or not about the upstream)."""
@@ -324,6 +361,7 @@ class Breaker(_Recovery):
         old, self.state = self.state, new
         if old is new:
             return
+        self._lent = None  # lent probes belong to the half-open spell that is over
         if new is _HALF_OPEN:
             self._probes = 0
             self._probe_successes = 0

@@ -155,7 +155,9 @@ def _plain_under(fn: functools.partial[Any]) -> FunctionType | None:
     return None
 
 
-def check_collisions(fn: Callable[..., Any], n_args: int, given: Mapping[str, object]) -> None:
+def check_collisions(
+    fn: Callable[..., Any], n_args: int, given: Mapping[str, object], where: str = "sw.call"
+) -> None:
     """Refuse ``sw.call(fn, key=...)`` when ``fn`` has its own ``key`` parameter.
 
     Only options actually given are checked, so a plain ``sw.call(fn, x)``
@@ -181,10 +183,12 @@ def check_collisions(fn: Callable[..., Any], n_args: int, given: Mapping[str, ob
         return
     label = call_key(fn)
     shown = ", ".join(f"{name}=" for name in clash)
+    form = "call_sync" if where == "sw.call_sync" else "call"
+    wait = "" if form == "call_sync" else "await "
     msg = (
-        f"sw.call({label}, {shown}...): {label} takes {shown} itself, so it is not clear "
+        f"{where}({label}, {shown}...): {label} takes {shown} itself, so it is not clear "
         "whether it is for seawall or for the function. Give seawall's options first and "
-        f"every keyword goes to the function: await sw.using({clash[0]}=...).call({label}, "
+        f"every keyword goes to the function: {wait}sw.using({clash[0]}=...).{form}({label}, "
         f"..., {clash[0]}=...)  (or decorate it with @sw.protect(...))"
     )
     raise TypeError(msg)
@@ -248,4 +252,4 @@ def check_call(
         plain = _plain_under(fn)
     if type(plain) is FunctionType and not plain.__dict__ and not _takes_options(plain.__code__):
         return
-    check_collisions(fn, n_args, {"key": key, "context": context, "policy": policy})
+    check_collisions(fn, n_args, {"key": key, "context": context, "policy": policy}, where)

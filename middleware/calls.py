@@ -21,12 +21,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from seawall import sync
-from seawall._path.replay import replayable_args
 from seawall._path.spec import (
     STREAMS,
     async_kind,
-    call_key,
-    call_spec,
     safe_name,
 )
 from seawall.call_lean import run_call
@@ -102,6 +99,22 @@ class Using:
         self._policy = policy
         self._retry_if = retry_predicate(on, "sw.using")
 
+    @classmethod
+    def checked(
+        cls,
+        sw: Seawall,
+        key: str | None,
+        context: Mapping[str, Any] | None,
+        policy: Policy | None,
+        retry_if: Callable[[BaseException], bool] | None,
+    ) -> Using:
+        """A ``Using`` of options its caller has checked already (``seawall.retry`` checks
+        its own when it decorates, and makes one per call): without checking them again."""
+        using = cls.__new__(cls)
+        using._sw, using._key, using._context = sw, key, context
+        using._policy, using._retry_if = policy, retry_if
+        return using
+
     def call(
         self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
     ) -> Coroutine[Any, Any, T]:
@@ -117,11 +130,9 @@ class Using:
         Waits between attempts sleep the thread (``seawall.sync``). An async
         function is refused before any state is made for it.
         """
-        sync.refuse_async(fn, "sw.call_sync")
-        key = self._key if self._key is not None else call_key(fn)
-        route = self._sw.registry.call_route(key, self._policy)
-        spec = call_spec(route, self._context, self._retry_if, replayable_args(args, kwargs))
-        return sync.call(self._sw, spec, fn, args, kwargs)
+        return sync.call_fn(
+            self._sw, fn, args, kwargs, self._key, self._context, self._policy, self._retry_if
+        )
 
     @overload
     def protect(
@@ -164,12 +175,13 @@ def protect_with(fn: Callable[P, Any], using: Callable[[], Using] | Using) -> Ca
         sync.refuse_generator(fn, "seawall's decorators")
     if isinstance(using, Using):
         fixed = using
-        if kind is None:
-            return sync.protect(fn, fixed.call_sync)
+        if kind is None:  # checked above: sync.call_fn need not check it at each call
+            u = fixed
+            return sync.protect(fn, u._sw, u._key, u._context, u._policy, u._retry_if)
         return _wrap_fixed(fn, fixed)
     get = using
     if kind is None:
-        return sync.protect(fn, lambda f, *a, **kw: get().call_sync(f, *a, **kw))
+        return sync.protect_each(fn, get)
     return _wrap_async(fn, get)
 
 

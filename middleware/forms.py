@@ -16,8 +16,9 @@ from types import FunctionType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from seawall import calls as _calls
+from seawall import sync as _sync
 from seawall.blocks import Attempts
-from seawall.call_options import TAKES_OPTIONS, Retried, check_call, check_collisions
+from seawall.call_options import TAKES_OPTIONS, Retried, check_call
 from seawall.calls import Using, run_call
 from seawall.guard import BreakerGuard
 from seawall.policy import Policy
@@ -102,7 +103,7 @@ else:
     call.__name__ = call.__qualname__ = "call"
 
 
-def call_sync(
+def _call_sync(
     sw: Seawall,
     fn: Callable[..., T],
     /,
@@ -117,10 +118,43 @@ def call_sync(
     Waits between attempts sleep the thread; the key's breaker, budget and
     counters are shared with async calls. See docs/sync.md.
     """
+    # What type checkers and ``inspect.signature`` see; ``_call_sync_lean`` below is what
+    # runs as ``sw.call_sync`` (same behaviour, cheaper): keep the two in step.
     if key is not None or context is not None or policy is not None:
-        check_collisions(fn, len(args), {"key": key, "context": context, "policy": policy})
-    using = Using(sw, key=key, context=context, policy=policy)
-    return using.call_sync(fn, *args, **kwargs)
+        check_call("sw.call_sync", fn, len(args), key, context, policy)
+    return _sync.call_fn(sw, fn, args, kwargs, key, context, policy)
+
+
+def _call_sync_lean(sw: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """``_call_sync`` with its options taken out of ``kwargs``, as ``_call_lean`` is ``_call``'s."""
+    if kwargs:
+        key = kwargs.pop("key", None)
+        if kwargs or type(key) is not str:
+            context = kwargs.pop("context", None)
+            policy = kwargs.pop("policy", None)
+            if key is not None or context is not None or policy is not None:
+                check_call("sw.call_sync", fn, len(args), key, context, policy)
+            return _sync.call_fn(sw, fn, args, kwargs, key, context, policy)
+        # key="..." alone: check_call's answer for a plain function whose code names no
+        # option, read here (a call less; keep the two in step).
+        if type(fn) is FunctionType and not fn.__dict__:
+            code = fn.__code__
+            known = TAKES_OPTIONS.get(id(code))
+            if known is None or known[0] is not code or known[1]:
+                check_call("sw.call_sync", fn, len(args), key, None, None)
+        else:
+            check_call("sw.call_sync", fn, len(args), key, None, None)
+        return _sync.call_fn(sw, fn, args, kwargs, key)
+    return _sync.call_fn(sw, fn, args, kwargs)
+
+
+if TYPE_CHECKING:
+    call_sync = _call_sync
+else:
+    call_sync = _call_sync_lean
+    call_sync.__signature__ = inspect.signature(_call_sync)
+    call_sync.__doc__ = _call_sync.__doc__
+    call_sync.__name__ = call_sync.__qualname__ = "call_sync"
 
 
 def using(

@@ -11,8 +11,19 @@ import math
 import re
 import time
 from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["parse_retry_after", "server_wait", "should_retry_header"]
+import attrs
+
+from seawall.outcome import Classification
+
+__all__ = [
+    "answer_headers",
+    "parse_retry_after",
+    "server_says",
+    "server_wait",
+    "should_retry_header",
+]
 
 #: Longest header value we look at; anything longer is hostile or broken.
 _MAX_LEN = 64
@@ -80,3 +91,37 @@ def should_retry_header(headers: Mapping[str, str]) -> bool | None:
     if value == "false":
         return False
     return None
+
+
+def server_says(result: Classification, headers: Mapping[str, str]) -> Classification:
+    """``result`` (a failure's classification) with what the answer's headers say: the wait
+    (``server_wait``) as ``retry_after``, and ``x-should-retry`` over whether to retry."""
+    wait = server_wait(headers)
+    verdict = should_retry_header(headers)
+    if wait is None and verdict is None:
+        return result
+    if wait is not None:
+        result = attrs.evolve(result, retry_after=wait)
+    if verdict is not None and verdict != result.retryable:
+        reason = f"{result.reason} (x-should-retry: {str(verdict).lower()})"
+        result = attrs.evolve(result, retryable=verdict, reason=reason)
+    return result
+
+
+def answer_headers(exc: BaseException) -> Mapping[str, Any] | None:
+    """The headers of the HTTP answer an exception carries, or ``None``.
+
+    By duck typing, importing nothing: ``exc.response.headers`` (httpx's and
+    httpx2's ``HTTPStatusError``, requests' ``HTTPError``, the OpenAI and
+    Anthropic SDKs' status errors), else ``exc.headers`` (aiohttp's
+    ``ClientResponseError``). Never raises: an attribute that raises, or is no
+    mapping, says nothing.
+    """
+    try:
+        response = getattr(exc, "response", None)
+        headers = None if response is None else getattr(response, "headers", None)
+        if headers is None:
+            headers = getattr(exc, "headers", None)
+    except Exception:  # a property of the exception's that raises: no answer
+        return None
+    return headers if isinstance(headers, Mapping) else None

@@ -18,6 +18,8 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 #: The peers in overhead.py's decision-cost table (the `bench` extra, which the
 #: `test` extra includes): each one installed must have its row.
 PEERS = ("purgatory", "tenacity", "stamina")
+#: The sync forms' peers (fix/sync), and the module each needs.
+SYNC_PEERS = {"purgatory_sync": "purgatory", "tenacity_sync": "tenacity", "stamina_sync": "stamina"}
 ROWS = {
     "purgatory": "| bare purgatory breaker (",
     "tenacity": "| tenacity (`@tenacity.retry(",
@@ -61,6 +63,8 @@ def test_overhead_runs_and_reports_every_variant() -> None:
         assert {peer, f"{peer}_minus_fn"} <= set(cost), peer
         assert ROWS[peer] in str(result["markdown"]), peer
     assert "Same run, host-independent: `sw.call(fn)` adds" in str(result["markdown"])
+    assert {"call_sync", "call_sync_minus_fn_sync", "protect_sync_minus_fn_sync"} <= set(cost)
+    assert "Same run: `sw.call_sync(fn)` adds" in str(result["markdown"])
     construction = result["construction_cost"]
     assert isinstance(construction, dict)
     assert set(construction) == {"first", "later", "no_entrypoints"}
@@ -113,7 +117,14 @@ def test_the_decision_cases_run_without_suspending() -> None:
     ours = ["bare", "run", "handler", "path", "fn", "call", "call_key", "method", "call_method"]
     assert names[:10] == [*ours, "protect"]
     installed = [peer for peer in PEERS if importlib.util.find_spec(peer) is not None]
-    assert names[10:] == installed
+    assert names[10 : 10 + len(installed)] == installed
+    rest = names[10 + len(installed) :]
+    sync = ["fn_sync", "call_sync", "call_sync_key", "using_sync", "protect_sync", "retry_sync"]
+    assert rest[:6] == sync  # the sync forms (fix/sync), then their installed peers
+    sync_installed = [
+        peer for peer, module in SYNC_PEERS.items() if importlib.util.find_spec(module)
+    ]
+    assert rest[6:] == sync_installed
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ results are cached per (type, message), bounded, and counted.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import sys
@@ -26,6 +27,7 @@ from seawall.errors import CircuitOpenError, DeadlineExceededError, SeawallError
 from seawall.outcome import Classification, Outcome
 from seawall.plugins import hookimpl
 from seawall.redact import exception_str
+from seawall.retry_after import answer_headers, server_says
 from seawall.tables import (
     BUILTIN_PATTERNS,
     CALLER,
@@ -221,6 +223,13 @@ class ExceptionClassifier:
         if exc is None:
             return None
         result = self.classify(exc)
+        if not result.is_success:
+            # An HTTP error raised by the function's own client carries its answer: its
+            # Retry-After and x-should-retry count as the adapters' responses' do.
+            headers = answer_headers(exc)
+            if headers:
+                with contextlib.suppress(Exception):  # a mapping whose get() raises
+                    result = server_says(result, headers)
         self.stats["classifications"] += 1
         self.stats[f"category.{result.category.value}"] += 1
         return result

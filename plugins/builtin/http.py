@@ -8,11 +8,9 @@ fix. ``Retry-After``/``retry-after-ms`` become ``retry_after`` and
 
 from __future__ import annotations
 
-import attrs
-
 from seawall.outcome import SUCCESS, Classification, Outcome
 from seawall.plugins import hookimpl
-from seawall.retry_after import server_wait, should_retry_header
+from seawall.retry_after import server_says
 from seawall.tables import classify_status
 
 __all__ = ["classify_status", "seawall_classify"]
@@ -30,13 +28,4 @@ def seawall_classify(outcome: Outcome) -> Classification | None:
     headers = outcome.headers
     if not headers:
         return result
-    wait = server_wait(headers)
-    verdict = should_retry_header(headers)
-    if wait is None and verdict is None:
-        return result
-    if wait is not None:
-        result = attrs.evolve(result, retry_after=wait)
-    if verdict is not None and verdict != result.retryable:
-        reason = f"{result.reason} (x-should-retry: {str(verdict).lower()})"
-        result = attrs.evolve(result, retryable=verdict, reason=reason)
-    return result
+    return server_says(result, headers)
