@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from seawall.breaker import BreakerState
+from seawall.fleet import store as fleet_store
 from tests._helpers import Clock
 from tests._redis import RedisServer, redis_server, server_fixture
 from tests.test_fleet import LEASE_POLICY, Member, step
@@ -26,6 +27,12 @@ FAR = 10**15
 
 #: Rounds a fleet gets to do something (bounded loops).
 ROUNDS = 5
+
+
+@pytest.fixture(autouse=True)
+def _read_idle_keys_every_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle keys are read every round here (each ``IDLE_EVERY``-th round otherwise)."""
+    monkeypatch.setattr(fleet_store, "IDLE_EVERY", 1)
 
 
 @pytest.fixture
@@ -71,3 +78,85 @@ async def test_a_fleet_open_due_far_ahead_is_probed_on_the_own_interval(
         assert breaker.state is BreakerState.CLOSED
     finally:
         await member.sw.aclose()
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [
+        pytest.param((FAR, None), id="no TTL"),
+        pytest.param((FAR, 3_600_000), id="an end after its TTL"),
+        pytest.param((None, 2 * 86_400_000), id="a TTL beyond a day"),
+    ],
+)
+async def test_a_cooldown_seawall_did_not_write_pauses_no_key(
+    server: RedisServer, prefix: str, client: aioredis.Redis, poison: tuple[int | None, int | None]
+) -> None:
+    """A ``c`` that no COOL wrote (COOL's end and TTL agree, within a day) is deleted, not
+    adopted: before, every member paused the key for its whole ``retry_after_max`` at
+    each read, for as long as the value stayed (for good, with no TTL), and a member's
+    own 429 rewrote it with a TTL of that length."""
+    end, ttl = poison
+    cool = f"{prefix}:{{k}}:c"
+    if end is None:  # consistent with its TTL, but two days ahead
+        await client.set(cool, 0, px=ttl)
+        (now_s, now_us) = await client.time()
+        await client.set(cool, now_s * 1000 + now_us // 1000 + ttl, px=ttl)
+    else:
+        await client.set(cool, end, px=ttl)
+    members = [Member(server.url, prefix) for _ in range(2)]
+    try:
+        await step(members)
+        assert all(m.state.cooldown.remaining() == 0 for m in members)
+        assert await client.exists(cool) == 0
+        # A 429's wait after it is shared as before, with its own end and TTL.
+        members[0].state.cooldown.start(20.0)
+        await step(members)
+        assert 15 < members[1].state.cooldown.remaining() <= 20
+        assert 15_000 < await client.pttl(cool) <= 20_000
+    finally:
+        for m in members:
+            await m.sw.aclose()
+
+
+async def test_the_cooldown_wait_of_a_429_does_not_take_on_a_foreign_end(
+    server: RedisServer, prefix: str, client: aioredis.Redis
+) -> None:
+    """A member's 429 meets a ``c`` no COOL wrote: its wait replaces it (before, the later
+    end won and was written back with a TTL of some 30,000 years)."""
+    cool = f"{prefix}:{{k}}:c"
+    await client.set(cool, FAR)
+    member = Member(server.url, prefix)
+    try:
+        member.state.cooldown.start(5.0)
+        await member.store.sync()
+        assert 0 < await client.pttl(cool) <= 5_000
+    finally:
+        await member.sw.aclose()
+
+
+@pytest.mark.parametrize("ttl", [None, 2 * 86_400_000], ids=["no TTL", "a TTL beyond a day"])
+async def test_a_probe_lease_seawall_did_not_give_blocks_no_probe(
+    server: RedisServer, prefix: str, client: aioredis.Redis, ttl: int | None
+) -> None:
+    """A ``p`` with no TTL (or one beyond a day) is no lease: before, no member ever won the
+    lease, and every open breaker of the key stayed open while Redis answered."""
+    await client.set(f"{prefix}:{{k}}:p", "someone", px=ttl)
+    clock = Clock()
+    members = [Member(server.url, prefix, LEASE_POLICY, clock) for _ in range(2)]
+    try:
+        for m in members:
+            m.fail(2)
+        await step(members)
+        assert all(m.breaker.state is BreakerState.OPEN for m in members)
+        clock.now += 2 * LEASE_POLICY.breaker.recovery_timeout
+        granted: list[Member] = []
+        for _ in range(ROUNDS):  # bounded
+            await step(members)
+            granted = [m for m in members if not m.breaker.awaiting]
+            if granted:
+                break
+        assert len(granted) == 1, "no member won the fleet's probe lease"
+        assert 0 < await client.pttl(f"{prefix}:{{k}}:p") <= 2_500
+    finally:
+        for m in members:
+            await m.sw.aclose()

@@ -27,6 +27,8 @@ are integers in milliseconds.
 
 from __future__ import annotations
 
+from seawall.fleet.repair import COOL_END, HORIZON_MS
+
 __all__ = [
     "CLOSE",
     "COOL",
@@ -125,11 +127,12 @@ end
 READ = (
     _NOW
     + _RATE
+    + COOL_END.format(c=3)
     + """
 local n, mine = live_votes(ARGV[1])
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
 local due = tonumber(redis.call('HGET', KEYS[1], 'due') or '0')
-local cool = tonumber(redis.call('GET', KEYS[3]) or '0')
+local cool = cool_end(now)
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('HSET', KEYS[5], ARGV[1], now + ttl)
@@ -353,25 +356,32 @@ return out
 
 #: KEYS: p. ARGV: node, lease ms. One probe lease per recovery interval for the whole
 #: fleet: the lease lasts the interval plus the slack in which news of the probe's send
-#: (``PROBED``) reaches Redis. Returns {now, granted (0/1), ms left on the lease}.
-LEASE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+#: (``PROBED``) reaches Redis. A ``p`` with no TTL, or one beyond ``HORIZON_MS``, is no
+#: lease seawall gave (it would keep every open breaker from probing for good): taken.
+#: Returns {now, granted (0/1), ms left on the lease}.
+LEASE = (
+    _NOW
+    + "local left = redis.call('PTTL', KEYS[1])\n"
+    + f"if left == -1 or left > {HORIZON_MS} then redis.call('DEL', KEYS[1]) end"
+    + """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {now, 1, tonumber(ARGV[2])}
 end
 return {now, 0, redis.call('PTTL', KEYS[1])}
 """
+)
 
 #: KEYS: c. ARGV: wait ms. A 429 asked every caller to wait: a later end wins.
 #: Returns {now, until}.
-COOL = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local untill = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[1]))
+COOL = (
+    _NOW
+    + COOL_END.format(c=1)
+    + """
+local untill = math.max(cool_end(now) or 0, now + tonumber(ARGV[1]))
 redis.call('SET', KEYS[1], untill, 'PX', math.max(1, untill - now))
 return {now, untill}
 """
+)
 
 #: KEYS: p. ARGV: node, recovery ms. A node sent a probe: no other probe for a recovery
 #: interval from now (the lease runs from the send, not from a grant its caller used late).
