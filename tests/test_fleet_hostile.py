@@ -18,7 +18,7 @@ from seawall.breaker import BreakerState
 from seawall.fleet import store as fleet_store
 from tests._helpers import Clock
 from tests._redis import RedisServer, redis_server, server_fixture
-from tests.test_fleet import LEASE_POLICY, Member, step
+from tests.test_fleet import LEASE_POLICY, Member, relink, step
 
 server = server_fixture()
 
@@ -160,3 +160,44 @@ async def test_a_probe_lease_seawall_did_not_give_blocks_no_probe(
     finally:
         for m in members:
             await m.sw.aclose()
+
+
+@pytest.mark.parametrize("refusal", ["full (OOM)", "a read-only replica"])
+async def test_a_redis_that_refuses_writes_is_out_of_reach_not_a_bad_value(
+    prefix: str, refusal: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full Redis (``maxmemory``, noeviction) or a read-only replica (a failover left the
+    URL on the old primary) refuses every script: the store falls back and says Redis is
+    out of reach, then shares again when writes are taken. Before, the refusal's text
+    (it names ``@user_script``) was read as a bad value under each key: ``health()``
+    said "shared" while nothing was, and the log blamed the data."""
+    srv = redis_server()
+    primary = redis_server() if refusal == "a read-only replica" else None
+    admin = aioredis.Redis.from_url(srv.url)
+    member = Member(srv.url, prefix)
+    caplog.set_level(logging.INFO, logger="seawall")
+    try:
+        assert await member.store.sync()
+        if primary is None:
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", 1)
+        else:
+            await admin.replicaof("127.0.0.1", primary.port)
+        member.state.cooldown.start(5.0)  # news to publish: a write
+        assert not await member.store.sync()
+        assert member.sw.health().state == "local-fallback"
+        texts = [r.getMessage() for r in caplog.records if r.name.startswith("seawall")]
+        assert [t for t in texts if "out of reach" in t], texts
+        assert not [t for t in texts if "not one seawall wrote" in t], texts
+        if primary is None:
+            await admin.config_set("maxmemory", 0)
+        else:
+            await admin.replicaof("no", "one")
+        await relink([member])  # (bounded: the link's breaker lets a round through in ~0.5 s)
+        assert member.sw.health().state == "shared"
+    finally:
+        await admin.aclose()
+        await member.sw.aclose()
+        srv.kill()
+        if primary is not None:
+            primary.kill()
