@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from seawall.breaker import BreakerState
+from seawall.fleet import Fleet
 from seawall.fleet import store as fleet_store
 from tests._helpers import Clock
 from tests._redis import RedisServer, redis_server, server_fixture
@@ -201,3 +202,14 @@ async def test_a_redis_that_refuses_writes_is_out_of_reach_not_a_bad_value(
         srv.kill()
         if primary is not None:
             primary.kill()
+
+
+def test_a_fleets_repr_shows_no_secret() -> None:
+    """``repr(Fleet(url))`` (logged with a config, shown in a traceback's locals) showed
+    the URL as given, password included."""
+    fleet = Fleet("redis://app:s3cret-pw@redis.internal:6379/0?password=q-secret", prefix="x")
+    shown = repr(fleet)
+    assert "s3cret" not in shown
+    assert "q-secret" not in shown
+    assert "redis.internal:6379/0" in shown
+    assert "prefix='x'" in shown
