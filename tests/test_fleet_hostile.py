@@ -26,6 +26,9 @@ server = server_fixture()
 #: A time in Redis's milliseconds some 30,000 years ahead: no seawall writes it.
 FAR = 10**15
 
+#: An hour in milliseconds.
+HOUR = 3_600_000
+
 #: Rounds a fleet gets to do something (bounded loops).
 ROUNDS = 5
 
@@ -51,12 +54,17 @@ async def client(server: RedisServer) -> aioredis.Redis:
 async def test_a_fleet_open_due_far_ahead_is_probed_on_the_own_interval(
     server: RedisServer, prefix: str, client: aioredis.Redis
 ) -> None:
-    """A fleet's open with a due time far ahead and two votes that never expire (values
-    seawall did not write): a member adopts the open, but probes within its own recovery
-    interval, and its probe's close clears the votes. Before, the member took the due as
-    it was: the key stayed open for good, after the values were gone, and on fallback."""
-    await client.hset(f"{prefix}:{{k}}:b", mapping={"due": FAR, "gen": 0})
-    await client.hset(f"{prefix}:{{k}}:v", mapping={"x1": FAR, "x2": FAR})
+    """A fleet's open due an hour ahead, with two votes (another member's longer recovery,
+    or values seawall did not write): a member adopts the open, but probes within its own
+    recovery interval, and its probe's close clears the votes. Before, the member took the
+    due as it was (10**15 ms: the key stayed open for good, after the values were gone, and
+    on fallback, since the breaker's own clock resumed at that due)."""
+    (now_s, now_us) = await client.time()
+    hour_ahead = now_s * 1000 + now_us // 1000 + HOUR
+    await client.hset(f"{prefix}:{{k}}:b", mapping={"due": hour_ahead, "gen": 0})
+    await client.hset(f"{prefix}:{{k}}:v", mapping={"x1": hour_ahead, "x2": hour_ahead})
+    for part in "bv":  # (within the horizon, with TTLs: as seawall's would be)
+        await client.pexpire(f"{prefix}:{{k}}:{part}", HOUR)
     clock = Clock()
     member = Member(server.url, prefix, LEASE_POLICY, clock)
     try:
@@ -213,3 +221,50 @@ def test_a_fleets_repr_shows_no_secret() -> None:
     assert "q-secret" not in shown
     assert "redis.internal:6379/0" in shown
     assert "prefix='x'" in shown
+
+
+async def test_a_rate_with_no_ttl_is_not_the_fleets_pace(
+    server: RedisServer, prefix: str, client: aioredis.Redis
+) -> None:
+    """An ``r`` hash with no TTL (every RATE sets one) holding a rate of 0.001/s: before,
+    each member that called the key paced it at its floor (one call per ``max_wait``)
+    for good, and a member's 429 gave the value a TTL that its reads then renewed."""
+    await client.hset(f"{prefix}:{{k}}:r", mapping={"r": "0.001"})
+    members = [Member(server.url, prefix) for _ in range(2)]
+    try:
+        for m in members:
+            m.state.cooldown.reserve(1.0)  # callers: each member paces the key
+        await step(members)
+        assert all(m.state.cooldown.shared is None for m in members)
+        assert await client.exists(f"{prefix}:{{k}}:r") == 0
+    finally:
+        for m in members:
+            await m.sw.aclose()
+
+
+async def test_members_and_votes_far_ahead_are_not_counted(
+    server: RedisServer, prefix: str, client: aioredis.Redis
+) -> None:
+    """Entries in ``m``, ``v`` and ``u`` that expire further ahead than seawall writes (a
+    day), in hashes with TTLs: before, 1,000 such members cut each member's share of the
+    fleet's rate to a thousandth, two such votes opened the fleet on one real vote (the
+    partition guard undone: b opened with no failure of its own), and a budget row of
+    10**12 requests made every member's retry budget endless."""
+    await client.hset(f"{prefix}:{{k}}:m", mapping={f"n{i}": FAR for i in range(1000)})
+    await client.hset(f"{prefix}:{{k}}:v", mapping={"x1": FAR, "x2": FAR})
+    await client.hset(f"{prefix}:{{k}}:u", mapping={"x": f"{FAR}:{10**12}:0"})
+    for part in "mvu":
+        await client.pexpire(f"{prefix}:{{k}}:{part}", HOUR)
+    a, b = members = [Member(server.url, prefix) for _ in range(2)]
+    try:
+        b.state.cooldown.reserve(1.0)  # a caller: b paces the key
+        a.fail(2)  # a opens and votes: one real vote
+        await step(members)
+        await step(members)
+        assert b.state.cooldown.members == 1
+        assert b.breaker.state is BreakerState.CLOSED  # one vote, no evidence of b's own
+        assert b.state.budget.others == (0, 0)  # type: ignore[attr-defined]
+        assert b.state.budget.balance() < 100
+    finally:
+        for m in members:
+            await m.sw.aclose()

@@ -20,32 +20,10 @@ from typing import Any
 from seawall.fleet.outbox import Call
 from seawall.redact import redact_key, redact_text
 
-__all__ = ["COOL_END", "HORIZON_MS", "REPAIR", "BadReply", "LogLimit", "Repairs"]
+__all__ = ["REPAIR", "BadReply", "LogLimit", "Repairs"]
 
 #: The parts of one key and what each holds (``REPAIR``'s kinds, below).
 PARTS = {"b": "h", "v": "h", "c": "n", "r": "h", "m": "h", "u": "u", "p": "s"}
-
-
-#: Milliseconds ahead beyond which no time seawall writes lies (a day: cost reports' TTL).
-HORIZON_MS = 86_400_000
-
-#: The cooldown's end in ``c``, or 0 when there is none, or when it is not one seawall wrote
-#: (deleted): ``COOL`` always sets a TTL that ends with the wait; a number with no TTL, a TTL
-#: beyond ``HORIZON_MS``, or an end after its TTL's (a value another app wrote) would pause
-#: every member's key for good. Text is left for ``REPAIR`` (the reply is cut short).
-COOL_END = f"""
-local function cool_end(now)
-  local v = redis.call('GET', KEYS[{{c}}])
-  local cool = tonumber(v or '0')
-  if cool == nil or cool == 0 then return cool end
-  local left = redis.call('PTTL', KEYS[{{c}}])
-  if left < 0 or left > {HORIZON_MS} or not (cool <= now + left + 1000) then
-    redis.call('DEL', KEYS[{{c}}])
-    return 0
-  end
-  return cool
-end
-"""
 
 
 class BadReply:

@@ -27,7 +27,7 @@ are integers in milliseconds.
 
 from __future__ import annotations
 
-from seawall.fleet.repair import COOL_END, HORIZON_MS
+from seawall.fleet.lua import COOL_END, NOW
 
 __all__ = [
     "CLOSE",
@@ -67,24 +67,6 @@ RATE_AGAIN_MS = 500
 #: down from a level far too high).
 RATE_AGAIN_CUT = 0.75
 
-# Shared helpers, prepended to each script.
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function live_votes(node)
-  local all = redis.call('HGETALL', KEYS[2])
-  local n, mine = 0, 0
-  for i = 1, #all, 2 do
-    if tonumber(all[i + 1]) > now then
-      n = n + 1
-      if all[i] == node then mine = 1 end
-    else
-      redis.call('HDEL', KEYS[2], all[i])
-    end
-  end
-  return n, mine
-end
-"""
 
 # The fleet's rate: ``r`` set at ``at``; it rises to the plateau ``w`` in ARGV[7] ms (a
 # concave curve: fast, then flat), holds it until RATE_HOLD_MS after ``at`` when the last
@@ -125,10 +107,11 @@ end
 #: the other nodes' requests, their retries, nodes counting, the early probe's level in mHz
 #: (0: none; last, so that a member of an older version reads the rest as before)}.
 READ = (
-    _NOW
+    NOW
     + _RATE
     + COOL_END.format(c=3)
     + """
+foreign(KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[6])
 local n, mine = live_votes(ARGV[1])
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
 local due = tonumber(redis.call('HGET', KEYS[1], 'due') or '0')
@@ -144,7 +127,8 @@ end
 local all = redis.call('HGETALL', KEYS[5])
 local members = {}
 for i = 1, #all, 2 do
-  if tonumber(all[i + 1]) > now then
+  local e = tonumber(all[i + 1])
+  if e > now and e <= now + HORIZON then
     table.insert(members, all[i])
   else
     redis.call('HDEL', KEYS[5], all[i])
@@ -166,7 +150,7 @@ local rows = redis.call('HGETALL', KEYS[6])
 local oreq, oret, counting = 0, 0, 0
 for i = 1, #rows, 2 do
   local exp, rq, rt = string.match(rows[i + 1], '(%d+):(%d+):(%d+)')
-  if tonumber(exp) > now then
+  if tonumber(exp) > now and tonumber(exp) <= now + HORIZON then
     counting = counting + 1
     if rows[i] ~= ARGV[1] then
       oreq = oreq + tonumber(rq)
@@ -204,13 +188,14 @@ return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, i
 #: when not given).
 #: Returns {now, rate in mHz}.
 RATE = (
-    _NOW
+    NOW
     + _RATE
     + f"""
 local EARLY_SAME, EARLY_BACKOFF = {EARLY_SAME}, {EARLY_BACKOFF}
 local RATE_AGAIN_MS, RATE_AGAIN_CUT = {RATE_AGAIN_MS}, {RATE_AGAIN_CUT}
 """
     + """
+foreign(KEYS[4])
 local reported = tonumber(ARGV[2]) / 1000
 local costly = tonumber(ARGV[10] or '0') == 1
 local h = costly and '1' or '0'
@@ -275,9 +260,10 @@ return {now, math.floor(reported * 1000)}
 #: now (``e``, ``p``); while one runs, the member joins it. Returns {now, the probe's level
 #: in mHz (0: none)}.
 EARLY = (
-    _NOW
+    NOW
     + _RATE
     + """
+foreign(KEYS[4])
 local current = rate_now()
 local base = probe_base()
 if base <= 0 and current > 0 then
@@ -296,8 +282,9 @@ return {now, math.floor(base * 1000)}
 #: A node whose breaker opened votes; with ``quorum`` live votes the fleet opens.
 #: Returns {now, gen, votes, due}.
 VOTE = (
-    _NOW
+    NOW
     + """
+foreign(KEYS[1], KEYS[2])
 local ttl = tonumber(ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], now + ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
@@ -321,7 +308,7 @@ return {now, gen, n, due}
 #: would not adopt the close).
 #: Returns {now, gen}.
 CLOSE = (
-    _NOW
+    NOW
     + """
 redis.call('DEL', KEYS[2], KEYS[3])
 local gen = math.max(tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') + 1, now)
@@ -360,10 +347,9 @@ return out
 #: lease seawall gave (it would keep every open breaker from probing for good): taken.
 #: Returns {now, granted (0/1), ms left on the lease}.
 LEASE = (
-    _NOW
-    + "local left = redis.call('PTTL', KEYS[1])\n"
-    + f"if left == -1 or left > {HORIZON_MS} then redis.call('DEL', KEYS[1]) end"
+    NOW
     + """
+foreign(KEYS[1])
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {now, 1, tonumber(ARGV[2])}
 end
@@ -374,7 +360,7 @@ return {now, 0, redis.call('PTTL', KEYS[1])}
 #: KEYS: c. ARGV: wait ms. A 429 asked every caller to wait: a later end wins.
 #: Returns {now, until}.
 COOL = (
-    _NOW
+    NOW
     + COOL_END.format(c=1)
     + """
 local untill = math.max(cool_end(now) or 0, now + tonumber(ARGV[1]))
