@@ -8,15 +8,18 @@ Each test ran against the code before its fix and failed there.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from seawall.breaker import BreakerState
-from seawall.fleet import Fleet
+from seawall.fleet import Fleet, totals
 from seawall.fleet import store as fleet_store
+from seawall.llm.usage import Usage
 from tests._helpers import Clock
 from tests._redis import RedisServer, redis_server, server_fixture
 from tests.test_fleet import LEASE_POLICY, Member, relink, step
@@ -268,3 +271,94 @@ async def test_members_and_votes_far_ahead_are_not_counted(
     finally:
         for m in members:
             await m.sw.aclose()
+
+
+async def _exchange_costs(members: list[Member], rounds: int = 2) -> None:
+    for _ in range(rounds):
+        for m in members:
+            m.store.costs_due()
+            await m.store.sync()
+
+
+async def test_the_reports_of_a_days_dead_workers_are_parsed_once(
+    server: RedisServer, prefix: str, client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers recycled all day (gunicorn ``max_requests``) leave their cost reports for a
+    day; every member read and parsed every one of them every second, on its event loop
+    (1,000 reports of 3 keys: a 0.12 s stall each second; 3,000: 0.35 s, and rounds past
+    the time limit fell back). Now a member is sent the reports written since its last
+    read (at most ``COSTS_SLICE`` a round), and keeps the rest as parsed; the fleet's
+    totals still count them."""
+    report = json.dumps(_one_report()).encode()
+    (now_s, now_us) = await client.time()
+    until = now_s * 1000 + now_us // 1000 + 86_000_000
+    await client.hset(
+        f"{prefix}:{{costs}}", mapping={f"dead-{i}": b"%d|%s" % (until, report) for i in range(300)}
+    )
+    parsed: list[str] = []
+    real = totals.loads
+
+    def counted(text: str) -> Any:
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(totals, "loads", counted)
+    member = Member(server.url, prefix)
+    member.store.costs_due()
+    try:
+        for _ in range(10):  # bounded: slices (``COSTS_SLICE``), one a round
+            await member.store.sync()
+        assert len(parsed) == 300
+        await _exchange_costs([member], rounds=3)
+        assert len(parsed) == 300, "unchanged reports were parsed again"
+        assert member.sw.costs(scope="fleet").input_tokens == 300 * 1000
+    finally:
+        await member.sw.aclose()
+
+
+async def test_a_report_redis_lost_is_published_again(
+    server: RedisServer, prefix: str, client: aioredis.Redis
+) -> None:
+    """A member publishes its cost report only when it changed: after a FLUSHALL (or a
+    restart), an idle member's report never came back, and the fleet's totals lost its
+    costs. Now the exchange says the report is missing, and it is sent again."""
+    a, b = members = [Member(server.url, prefix) for _ in range(2)]
+    try:
+        usage = Usage("gpt-4o", "openai", "chat", 1000, 10)
+        a.sw.cost_tracker.record("https://api.openai.com", usage)
+        await _exchange_costs(members)
+        assert b.sw.costs(scope="fleet").input_tokens == 1000
+        await client.flushall()
+        await _exchange_costs(members, rounds=3)
+        assert b.sw.costs(scope="fleet").input_tokens == 1000
+    finally:
+        for m in members:
+            await m.sw.aclose()
+
+
+def _one_report() -> dict[str, Any]:
+    """One process's cost report as ``dumps`` writes it: 1,000 input tokens."""
+    model = {
+        "calls": 1,
+        "input_tokens": 1000,
+        "output_tokens": 10,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "cost_usd": "0.01",
+        "unpriced_calls": 0,
+    }
+    key = {
+        "models": {"gpt-4o": model},
+        "cost_usd": "0.01",
+        "calls": 1,
+        "failed_attempts": 0,
+        "waited_seconds": 0.0,
+        "avoided_calls": {"breaker": 0, "cooldown": 0},
+    }
+    return {
+        "cost_usd": "0.01",
+        "calls": 1,
+        "input_tokens": 1000,
+        "output_tokens": 10,
+        "keys": {"https://api.openai.com": key},
+    }

@@ -28,6 +28,7 @@ are integers in milliseconds.
 from __future__ import annotations
 
 from seawall.fleet.lua import COOL_END, NOW
+from seawall.fleet.totals import COSTS
 
 __all__ = [
     "CLOSE",
@@ -317,29 +318,6 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return {now, gen}
 """
 )
-
-#: KEYS: the costs hash. ARGV: node, this node's cost report as JSON ('' : unchanged),
-#: ttl ms. Returns the live reports of the other nodes.
-COSTS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[3])
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], ARGV[1], (now + ttl) .. '|' .. ARGV[2])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-local rows = redis.call('HGETALL', KEYS[1])
-local out = {}
-for i = 1, #rows, 2 do
-  local bar = string.find(rows[i + 1], '|', 1, true)
-  if tonumber(string.sub(rows[i + 1], 1, bar - 1)) <= now then
-    redis.call('HDEL', KEYS[1], rows[i])
-  elseif rows[i] ~= ARGV[1] then
-    table.insert(out, string.sub(rows[i + 1], bar + 1))
-  end
-end
-return out
-"""
 
 #: KEYS: p. ARGV: node, lease ms. One probe lease per recovery interval for the whole
 #: fleet: the lease lasts the interval plus the slack in which news of the probe's send
