@@ -127,7 +127,8 @@ def test_reports_that_read_always_add_up(field: str, value: Any) -> None:
     finite amounts and whole counts that merge without raising."""
     text = json.dumps(_report(**{field: value}))
     exchange = CostExchange("k", "me")
-    exchange.read([text, dumps(loads(json.dumps(_report())))])
+    good = dumps(loads(json.dumps(_report())))
+    exchange.read([10_000, 0, 10_000, b"", 2, b"a", b"b", b"a", text, b"b", good])
     assert 1 <= len(exchange.fleet) <= 2
     total = merge(exchange.fleet * 3)
     assert total.cost_usd.is_finite()
@@ -135,3 +136,24 @@ def test_reports_that_read_always_add_up(field: str, value: Any) -> None:
     for costs in total.by_key.values():
         assert isinstance(costs.calls, int)
         assert math.isfinite(costs.waited_seconds)
+
+
+_REPLY_ITEM = (
+    st.integers(-(2**64), 2**64)
+    | st.binary(max_size=8)
+    | st.sampled_from([b"a", b"b", b"me", b"\xff", json.dumps(_report()).encode()])
+    | st.lists(st.integers(), max_size=2)
+)
+
+
+@given(reply=st.lists(_REPLY_ITEM, max_size=10) | _REPLY_ITEM)
+def test_any_costs_reply_is_read_or_refused_without_raising(reply: Any) -> None:
+    """A ``COSTS`` reply of any shape (another version's, a hostile value's) never
+    raises; a reply that reads keeps parsed reports of nodes it names as live."""
+    exchange = CostExchange("k", "me")
+    exchange.by_node["gone"] = loads(json.dumps(_report()))
+    exchange.read(reply)
+    assert all(isinstance(node, str) for node in exchange.by_node)
+    if set(exchange.by_node) != {"gone"}:  # (a reply refused as a whole changes nothing)
+        names = set(reply[5:]) if isinstance(reply, list) else set()
+        assert all(node.encode() in names for node in exchange.by_node)

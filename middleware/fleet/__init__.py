@@ -14,6 +14,7 @@ from collections.abc import Callable
 import attrs
 
 from seawall.breaker import Transition
+from seawall.fleet.link import describe
 from seawall.fleet.store import QUORUM, FleetStore
 
 __all__ = ["QUORUM", "Fleet", "FleetStore", "make_store"]
@@ -32,7 +33,8 @@ class Fleet:
     :param refresh: seconds between two reads of the fleet's state.
     """
 
-    target: object
+    #: (shown without its password: ``repr`` of a ``Fleet`` lands in logs and tracebacks)
+    target: object = attrs.field(repr=lambda target: repr(describe(target)))
     prefix: str = "seawall"
     timeout: float = 0.05
     refresh: float = 0.1

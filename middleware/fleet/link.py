@@ -102,8 +102,18 @@ def check_target(target: object) -> None:
         raise TypeError(msg)
 
 
-def _about_data(text: str) -> bool:
-    """Whether a script's error is about a value it met (not about Redis's own state)."""
+def _about_data(reply: Exception, text: str) -> bool:
+    """Whether a script's error is about a value it met (not about Redis's own state).
+
+    Only a plain error reply is: redis-py gives Redis's refusals their own classes
+    (``READONLY``: a replica after a failover; ``OOM``: a full Redis; ``NOPERM``,
+    ``NOSCRIPT``), and their text names the script too (``@user_script``), so the
+    text alone took a Redis that refuses every write for bad values under one key.
+    """
+    from redis.exceptions import ResponseError
+
+    if type(reply) is not ResponseError:
+        return False
     return "WRONGTYPE" in text or "user_script" in text or "attempt to " in text
 
 
@@ -178,7 +188,7 @@ class Link:
         for i, reply in enumerate(replies):
             if isinstance(reply, Exception):
                 text = scrub(f"{type(reply).__name__}: {reply}", self._secrets)
-                if not _about_data(text):
+                if not _about_data(reply, text):
                     raise LinkError(text)  # READONLY, OOM, NOAUTH...: Redis is not usable
                 replies[i] = BadReply(text)
         return replies

@@ -27,6 +27,9 @@ are integers in milliseconds.
 
 from __future__ import annotations
 
+from seawall.fleet.lua import COOL_END, NOW
+from seawall.fleet.totals import COSTS
+
 __all__ = [
     "CLOSE",
     "COOL",
@@ -65,24 +68,6 @@ RATE_AGAIN_MS = 500
 #: down from a level far too high).
 RATE_AGAIN_CUT = 0.75
 
-# Shared helpers, prepended to each script.
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function live_votes(node)
-  local all = redis.call('HGETALL', KEYS[2])
-  local n, mine = 0, 0
-  for i = 1, #all, 2 do
-    if tonumber(all[i + 1]) > now then
-      n = n + 1
-      if all[i] == node then mine = 1 end
-    else
-      redis.call('HDEL', KEYS[2], all[i])
-    end
-  end
-  return n, mine
-end
-"""
 
 # The fleet's rate: ``r`` set at ``at``; it rises to the plateau ``w`` in ARGV[7] ms (a
 # concave curve: fast, then flat), holds it until RATE_HOLD_MS after ``at`` when the last
@@ -123,13 +108,15 @@ end
 #: the other nodes' requests, their retries, nodes counting, the early probe's level in mHz
 #: (0: none; last, so that a member of an older version reads the rest as before)}.
 READ = (
-    _NOW
+    NOW
     + _RATE
+    + COOL_END.format(c=3)
     + """
+foreign(KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[6])
 local n, mine = live_votes(ARGV[1])
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0')
 local due = tonumber(redis.call('HGET', KEYS[1], 'due') or '0')
-local cool = tonumber(redis.call('GET', KEYS[3]) or '0')
+local cool = cool_end(now)
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('HSET', KEYS[5], ARGV[1], now + ttl)
@@ -141,7 +128,8 @@ end
 local all = redis.call('HGETALL', KEYS[5])
 local members = {}
 for i = 1, #all, 2 do
-  if tonumber(all[i + 1]) > now then
+  local e = tonumber(all[i + 1])
+  if e > now and e <= now + HORIZON then
     table.insert(members, all[i])
   else
     redis.call('HDEL', KEYS[5], all[i])
@@ -163,7 +151,7 @@ local rows = redis.call('HGETALL', KEYS[6])
 local oreq, oret, counting = 0, 0, 0
 for i = 1, #rows, 2 do
   local exp, rq, rt = string.match(rows[i + 1], '(%d+):(%d+):(%d+)')
-  if tonumber(exp) > now then
+  if tonumber(exp) > now and tonumber(exp) <= now + HORIZON then
     counting = counting + 1
     if rows[i] ~= ARGV[1] then
       oreq = oreq + tonumber(rq)
@@ -201,13 +189,14 @@ return {now, gen, n, mine, due, cool, math.floor(rate_now() * 1000), #members, i
 #: when not given).
 #: Returns {now, rate in mHz}.
 RATE = (
-    _NOW
+    NOW
     + _RATE
     + f"""
 local EARLY_SAME, EARLY_BACKOFF = {EARLY_SAME}, {EARLY_BACKOFF}
 local RATE_AGAIN_MS, RATE_AGAIN_CUT = {RATE_AGAIN_MS}, {RATE_AGAIN_CUT}
 """
     + """
+foreign(KEYS[4])
 local reported = tonumber(ARGV[2]) / 1000
 local costly = tonumber(ARGV[10] or '0') == 1
 local h = costly and '1' or '0'
@@ -272,9 +261,10 @@ return {now, math.floor(reported * 1000)}
 #: now (``e``, ``p``); while one runs, the member joins it. Returns {now, the probe's level
 #: in mHz (0: none)}.
 EARLY = (
-    _NOW
+    NOW
     + _RATE
     + """
+foreign(KEYS[4])
 local current = rate_now()
 local base = probe_base()
 if base <= 0 and current > 0 then
@@ -293,8 +283,9 @@ return {now, math.floor(base * 1000)}
 #: A node whose breaker opened votes; with ``quorum`` live votes the fleet opens.
 #: Returns {now, gen, votes, due}.
 VOTE = (
-    _NOW
+    NOW
     + """
+foreign(KEYS[1], KEYS[2])
 local ttl = tonumber(ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], now + ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
@@ -318,7 +309,7 @@ return {now, gen, n, due}
 #: would not adopt the close).
 #: Returns {now, gen}.
 CLOSE = (
-    _NOW
+    NOW
     + """
 redis.call('DEL', KEYS[2], KEYS[3])
 local gen = math.max(tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') + 1, now)
@@ -328,50 +319,33 @@ return {now, gen}
 """
 )
 
-#: KEYS: the costs hash. ARGV: node, this node's cost report as JSON ('' : unchanged),
-#: ttl ms. Returns the live reports of the other nodes.
-COSTS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[3])
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], ARGV[1], (now + ttl) .. '|' .. ARGV[2])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-local rows = redis.call('HGETALL', KEYS[1])
-local out = {}
-for i = 1, #rows, 2 do
-  local bar = string.find(rows[i + 1], '|', 1, true)
-  if tonumber(string.sub(rows[i + 1], 1, bar - 1)) <= now then
-    redis.call('HDEL', KEYS[1], rows[i])
-  elseif rows[i] ~= ARGV[1] then
-    table.insert(out, string.sub(rows[i + 1], bar + 1))
-  end
-end
-return out
-"""
-
 #: KEYS: p. ARGV: node, lease ms. One probe lease per recovery interval for the whole
 #: fleet: the lease lasts the interval plus the slack in which news of the probe's send
-#: (``PROBED``) reaches Redis. Returns {now, granted (0/1), ms left on the lease}.
-LEASE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+#: (``PROBED``) reaches Redis. A ``p`` with no TTL, or one beyond ``HORIZON_MS``, is no
+#: lease seawall gave (it would keep every open breaker from probing for good): taken.
+#: Returns {now, granted (0/1), ms left on the lease}.
+LEASE = (
+    NOW
+    + """
+foreign(KEYS[1])
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {now, 1, tonumber(ARGV[2])}
 end
 return {now, 0, redis.call('PTTL', KEYS[1])}
 """
+)
 
 #: KEYS: c. ARGV: wait ms. A 429 asked every caller to wait: a later end wins.
 #: Returns {now, until}.
-COOL = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local untill = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[1]))
+COOL = (
+    NOW
+    + COOL_END.format(c=1)
+    + """
+local untill = math.max(cool_end(now) or 0, now + tonumber(ARGV[1]))
 redis.call('SET', KEYS[1], untill, 'PX', math.max(1, untill - now))
 return {now, untill}
 """
+)
 
 #: KEYS: p. ARGV: node, recovery ms. A node sent a probe: no other probe for a recovery
 #: interval from now (the lease runs from the send, not from a grant its caller used late).

@@ -370,8 +370,10 @@ class FleetStore(Rounds):
             breaker.gen = gen  # Redis's, as is: after a reset, a lower one
             evidence = breaker.consecutive_failures > 0 or breaker.failure_rate > 0
             if fleet_open or (votes - mine >= 1 and evidence):
-                due = self._local(due_ms) if fleet_open else now + breaker.policy.recovery_timeout
-                breaker.adopt_open(due)
+                # Probed no later than this process's own interval: a due Redis holds
+                # beyond it (a hostile or foreign value) would keep the key open for good.
+                due = now + breaker.policy.recovery_timeout
+                breaker.adopt_open(min(self._local(due_ms), due) if fleet_open else due)
                 breaker.voter = evidence
                 breaker.await_lease(max(due, now) + HOLD)
                 if evidence:

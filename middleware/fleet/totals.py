@@ -25,6 +25,7 @@ from seawall.policy import BudgetPolicy
 from seawall.reports import MONEY, AvoidedCalls, CostReport, KeyCosts, ModelCosts
 
 __all__ = [
+    "COSTS",
     "COSTS_EVERY",
     "COSTS_TTL",
     "USD_MAX",
@@ -40,6 +41,14 @@ COSTS_EVERY = 1.0
 
 #: Seconds a process's cost report stays in Redis after it last published it.
 COSTS_TTL = 86_400.0
+
+#: Milliseconds before its last read from which a process asks for the reports written.
+SINCE_SLACK = 1000
+
+#: Most other processes' reports one exchange sends (the oldest first; the rest at the next
+#: rounds): a member that starts among a day of dead workers' reports parses them in
+#: slices (about 10 ms of its event loop each), not all at once.
+COSTS_SLICE = 100
 
 
 class FleetBudget(RetryBudget):
@@ -201,17 +210,74 @@ def _merge(reports: Iterable[CostReport]) -> CostReport:
     return CostReport.of(keys)
 
 
+#: KEYS: the costs hash. ARGV: node, this node's cost report as JSON ('' : unchanged),
+#: ttl ms, since (server ms) and after (a node): only reports written later, or then by a
+#: node named after it, are sent (0 and '': all), at most how many. Returns {now, 1 when
+#: this node's report is missing (Redis lost it: a restart, a FLUSHALL) and it sent none,
+#: the next read's since and after, the number of other live nodes, their names, then
+#: (node, report) for the oldest of those}: a day of dead workers' reports is sent once,
+#: in slices, not every second to every member (whose event loop parsed them all).
+COSTS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl, since, after = tonumber(ARGV[3]), tonumber(ARGV[4] or '0'), ARGV[6] or ''
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1], (now + ttl) .. '|' .. ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+local missing = (ARGV[2] == '' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0) and 1 or 0
+local rows = redis.call('HGETALL', KEYS[1])
+local live, changed = {}, {}
+for i = 1, #rows, 2 do
+  local bar = string.find(rows[i + 1], '|', 1, true)
+  local exp = tonumber(string.sub(rows[i + 1], 1, bar - 1))
+  if exp <= now then
+    redis.call('HDEL', KEYS[1], rows[i])
+  elseif rows[i] ~= ARGV[1] then
+    table.insert(live, rows[i])
+    local w = exp - ttl
+    if w > since or (w == since and rows[i] > after) then table.insert(changed, {w, i}) end
+  end
+end
+local cap, next_since, next_after = tonumber(ARGV[5] or '1000000'), now, ''
+if #changed > cap then
+  table.sort(changed, function(a, b)
+    return a[1] < b[1] or (a[1] == b[1] and rows[a[2]] < rows[b[2]])
+  end)
+  next_since, next_after = changed[cap][1], rows[changed[cap][2]]
+end
+local out = {now, missing, next_since, next_after, #live}
+for _, v in ipairs(live) do table.insert(out, v) end
+for n = 1, math.min(#changed, cap) do
+  local i = changed[n][2]
+  table.insert(out, rows[i])
+  table.insert(out, string.sub(rows[i + 1], string.find(rows[i + 1], '|', 1, true) + 1))
+end
+return out
+"""
+
+
 class CostExchange:
     """The fleet's cost reports: every ``COSTS_EVERY`` s this process publishes its own
-    (when it changed) and reads the others' (the ``COSTS`` script, one hash ``key``)."""
+    (when it changed, or when Redis lost it) and reads the others' that changed since its
+    last read (the ``COSTS`` script, one hash ``key``); the rest it keeps as parsed."""
 
     def __init__(self, key: str, node: str) -> None:
         self.key = key
         self.node = node
-        #: The other processes' cost reports, as last read.
-        self.fleet: list[CostReport] = []
+        #: The other processes' cost reports, as last read, by node.
+        self.by_node: dict[str, CostReport] = {}
         self._at = float("-inf")
         self._sent = ""
+        #: Where the next read starts: reports written after this (Redis's clock, ms), or
+        #: then by a node named after ``_after``, are sent.
+        self._since = 0
+        self._after = ""
+
+    @property
+    def fleet(self) -> list[CostReport]:
+        """The other processes' cost reports, as last read."""
+        return list(self.by_node.values())
 
     def due(self) -> None:
         """Exchange at the next round."""
@@ -226,18 +292,42 @@ class CostExchange:
         self._at = now
         text = dumps(source())
         mine, self._sent = ("" if text == self._sent else text), text
-        return ("COSTS", [self.key], [self.node, mine, max(1, round(COSTS_TTL * 1000))])
+        ttl = max(1, round(COSTS_TTL * 1000))
+        args = [self.node, mine, ttl, self._since, COSTS_SLICE, self._after]
+        return ("COSTS", [self.key], args)
 
     def read(self, reply: object) -> bool:
         """Keep the reports that read; ``False`` when any did not (or the reply is an error)."""
-        if not isinstance(reply, list):
+        try:
+            if not isinstance(reply, list):
+                return False
+            now, missing, since = (int(x) for x in reply[:3])
+            after, count = _text(reply[3]), int(reply[4])
+            names = {_text(x) for x in reply[5 : 5 + count]}
+            changed = [_text(x) for x in reply[5 + count :]]
+        except (TypeError, ValueError, AttributeError):  # (a bad name: UnicodeDecodeError)
             return False
-        reports, good = [], True
-        for text in reply:
+        if missing:
+            self._sent = ""  # Redis lost this process's report: sent in full next time
+        good = len(changed) % 2 == 0
+        for node, text in zip(changed[::2], changed[1::2], strict=False):
             try:
-                raw = text.decode() if isinstance(text, bytes) else str(text)
-                reports.append(loads(raw))
+                self.by_node[node] = loads(text)
             except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError):
+                self.by_node.pop(node, None)
                 good = False  # one process's report left out; the others count
-        self.fleet = reports
+        self.by_node = {node: r for node, r in self.by_node.items() if node in names}
+        # Reports written since this read (or the next slice) come next time, from a
+        # second early (the same millisecond); a clock gone back (a failover) reads all.
+        if now < self._since:
+            self._since, self._after = 0, ""
+        elif since < now:  # a slice: the next one, from after its last report, next round
+            self._since, self._after = since, after
+            self.due()
+        else:
+            self._since, self._after = max(0, now - SINCE_SLACK), ""
         return good
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
