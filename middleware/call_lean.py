@@ -85,7 +85,6 @@ async def run_call(
         route = registry.call_route(key, policy)
     state = route.state
     assert state is not None, "call_route fills in the state"
-    first = None
     if route.fast:
         clock = sw.clock
         started = clock()
@@ -137,6 +136,9 @@ async def run_call(
                         outer = dog.watch_at(task, due)
                 else:
                     due, outer = dog.watch(task, limit)
+            # Whether the arguments can be given again is asked of them as they are before
+            # the attempt (a file the function closes is no longer "read as used" after it).
+            replayable = replayable_args(args, kwargs) if args or kwargs else None
             exc: Exception | None = None
             value: Any = None
             awaitable: Any = _UNSET
@@ -184,5 +186,7 @@ async def run_call(
             finally:
                 lock.release()
             first = FirstAttempt(started, ended, None, exc)
+            spec = call_spec(route, context, retry_if, replayable)
+            return await sw.run(spec, coroutine_attempt(fn, args, kwargs), first)
     spec = call_spec(route, context, retry_if, replayable_args(args, kwargs))
-    return await sw.run(spec, coroutine_attempt(fn, args, kwargs), first)
+    return await sw.run(spec, coroutine_attempt(fn, args, kwargs))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -485,3 +486,24 @@ async def test_a_coroutine_object_is_refused_with_what_to_pass_instead() -> None
             await sw.using(key="u").call(coro)  # type: ignore[arg-type]
         assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
         assert sw.health()["keys"]["k"]["failures"] == {}  # a misuse, not an upstream failure
+
+
+async def test_a_file_the_failed_lean_attempt_closed_is_not_given_again() -> None:
+    """Whether the arguments can be given again is judged as they were before the lean
+    attempt: a file it read and closed stops the retries (with the original error), as
+    on the full path. Judged after the attempt, a closed file no longer counted as read
+    as used, and the retry got it closed (a ValueError, not the call's error)."""
+    lean, full = _pair()
+    for sw in (lean, full):
+        bodies: list[bytes] = []
+
+        async def upload(body: io.BytesIO, bodies: list[bytes] = bodies) -> None:
+            with body:
+                bodies.append(body.read())
+            raise ConnectionError("reset after the body")
+
+        with pytest.raises(ConnectionError) as caught:
+            await sw.call(upload, io.BytesIO(b"body"), key="up")
+        assert bodies == [b"body"]
+        assert "cannot be given again" in caught.value.__notes__[-1]
+    assert _books(lean, "up") == _books(full, "up")
