@@ -117,6 +117,18 @@ def _about_data(reply: Exception, text: str) -> bool:
     return "WRONGTYPE" in text or "user_script" in text or "attempt to " in text
 
 
+def _honour_cancel(task: asyncio.Task[Any] | None, cancels: int) -> None:
+    """Raise the cancellation of ``task`` that came during a Redis call and was lost there.
+
+    redis-py bounds a socket write with ``asyncio.wait_for``, which on Python 3.11
+    returns the result of a write that ends as the caller is cancelled, dropping the
+    cancellation (bpo-42130). The fleet's task then ran on for good, and
+    ``asyncio.run``, which cancels each remaining task once, waited for it at exit.
+    """
+    if task is not None and task.cancelling() > cancels:
+        raise asyncio.CancelledError
+
+
 class Link:
     """One Redis client with the fleet's scripts, made on first use inside the event loop."""
 
@@ -172,19 +184,24 @@ class Link:
         :raises LinkError: on any other Redis error or when the reply is late;
             its text is redacted (redis-py's messages may quote the URL).
         """
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             client = self._connect()
             async with asyncio.timeout(self.timeout + _BACKSTOP):
                 if not batch:
                     await client.ping()
-                    return []
-                async with client.pipeline(transaction=False) as pipe:
-                    for name, keys, args in batch:
-                        await self._scripts[name](keys=keys, args=args, client=pipe)
-                    replies = list(await pipe.execute(raise_on_error=False))
+                    replies: list[Any] = []
+                else:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for name, keys, args in batch:
+                            await self._scripts[name](keys=keys, args=args, client=pipe)
+                        replies = list(await pipe.execute(raise_on_error=False))
         except (Exception, TimeoutError) as exc:
+            _honour_cancel(task, cancels)
             text = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
             raise LinkError(text) from None  # (the cause's text is not redacted)
+        _honour_cancel(task, cancels)
         for i, reply in enumerate(replies):
             if isinstance(reply, Exception):
                 text = scrub(f"{type(reply).__name__}: {reply}", self._secrets)
