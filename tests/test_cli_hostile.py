@@ -91,17 +91,27 @@ def test_a_closed_stdout_gives_an_exit_code_not_a_traceback() -> None:
 
 
 def test_ctrl_c_ends_the_demo_with_one_line_and_code_130() -> None:
-    """Ctrl-C during `seawall demo` prints one line and exits 130, no traceback."""
+    """Ctrl-C during `seawall demo` prints one line and exits 130, no traceback.
+
+    The demo gets Ctrl-C's default disposition whatever this process inherited: a
+    shell starts a background job (`make test &`) with SIGINT ignored, and a Python
+    started that way keeps ignoring it (the demo would run its 600 s).
+    """
     with subprocess.Popen(
         [sys.executable, "-m", "seawall", "demo", "--duration", "600"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as demo:
-        assert demo.stdout is not None
-        assert demo.stdout.readline().startswith("seawall demo:")  # it runs: interrupt it
-        demo.send_signal(signal.SIGINT)
-        _out, err = demo.communicate(timeout=GUARD)
+        try:
+            assert demo.stdout is not None
+            assert demo.stdout.readline().startswith("seawall demo:")  # it runs: interrupt it
+            demo.send_signal(signal.SIGINT)
+            _out, err = demo.communicate(timeout=GUARD)
+        finally:
+            if demo.poll() is None:  # bounded: a demo that ignored Ctrl-C is ended here
+                demo.kill()
     assert (demo.returncode, err) == (130, "seawall: interrupted\n")
 
 

@@ -341,11 +341,17 @@ async def _watch(
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(run)
     ticks = int((config.duration + 60.0) / tick)
-    for _ in range(ticks):
-        done, _pending = await asyncio.wait({task}, timeout=tick)
-        if on_tick is not None:
-            elapsed = loop.time() - t0
-            on_tick(Progress(elapsed, config.duration, phase_at(phases, elapsed), variants))
-        if done:
-            break
-    await task
+    try:
+        for _ in range(ticks):
+            done, _pending = await asyncio.wait({task}, timeout=tick)
+            if on_tick is not None:
+                elapsed = loop.time() - t0
+                on_tick(Progress(elapsed, config.duration, phase_at(phases, elapsed), variants))
+            if done:
+                break
+        await task
+    finally:
+        # Ctrl-C cancels this coroutine: the run is cancelled with it. Left to asyncio.run,
+        # which cancels its drivers one by one, it ended holding a CancelledError nobody
+        # read, and the demo printed "exception was never retrieved" after its one line.
+        task.cancel()
