@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import sys
 from collections.abc import Callable, Mapping
 from types import AsyncGeneratorType, GeneratorType
 from typing import Any
@@ -49,7 +50,11 @@ def _untouched(arg: object) -> bool:
     if isinstance(arg, GeneratorType):
         return inspect.getgeneratorstate(arg) == inspect.GEN_CREATED
     if isinstance(arg, AsyncGeneratorType):
-        frame = arg.ag_frame  # no inspect.getasyncgenstate before Python 3.12
+        if sys.version_info >= (3, 12):
+            return inspect.getasyncgenstate(arg) == inspect.AGEN_CREATED
+        # No getasyncgenstate on 3.11: an unstarted frame is at its first instruction there
+        # (not on 3.13, where an untouched body was taken for a consumed one: not retried).
+        frame = arg.ag_frame
         return frame is not None and not arg.ag_running and frame.f_lasti == 0
     assert isinstance(arg, io.IOBase)
     try:
