@@ -150,3 +150,34 @@ async def test_a_body_that_is_not_a_json_object_is_a_400_as_the_real_apis_answer
         async with client.post(fake.url + path, json={"model": "gpt-4o"}) as resp:
             assert resp.status == 200
     assert (fake.hits, fake.served, fake.rejected) == (2, 1, 0)
+
+
+async def test_a_path_the_apis_do_not_serve_is_their_404_for_their_sdks() -> None:
+    """A wrong ``base_url`` meets the providers' 404 in their shape, as in production (it
+    was aiohttp's text "404: Not Found", which neither SDK reads as an error object)."""
+    openai = pytest.importorskip("openai")
+    anthropic = pytest.importorskip("anthropic")
+    async with testing.FakeProvider() as fake:
+        oa = openai.AsyncOpenAI(base_url=fake.url + "/v2", api_key="sk-test", max_retries=0)
+        an = anthropic.AsyncAnthropic(base_url=fake.url + "/v2", api_key="sk-test", max_retries=0)
+        try:
+            with pytest.raises(openai.NotFoundError) as by_openai:
+                await oa.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                )
+            with pytest.raises(anthropic.NotFoundError) as by_anthropic:
+                await an.messages.create(
+                    model="claude-3-5-haiku-latest",
+                    max_tokens=5,
+                    messages=[{"role": "user", "content": "hi"}],
+                )
+        finally:
+            await oa.close()
+            await an.close()
+        assert by_openai.value.type == "invalid_request_error"
+        assert by_openai.value.body["message"] == "Invalid URL (POST /v2/chat/completions)"
+        assert by_anthropic.value.body == {
+            "type": "error",
+            "error": {"type": "not_found_error", "message": "Not Found: /v2/v1/messages"},
+        }
+        assert fake.hits == 0  # not an endpoint: not counted

@@ -4,7 +4,8 @@ Its documented home is ``seawall.testing`` (``from seawall.testing import
 FakeProvider``); this module stays importable for old code.
 
 It answers ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/responses``
-(OpenAI) and ``POST /v1/messages`` (Anthropic) in the providers' shapes,
+(OpenAI) and ``POST /v1/messages`` (Anthropic) in the providers' shapes
+(any other path: the providers' 404, in the shape of the API it looks like),
 streams SSE when the body says ``"stream": true``, and can be scripted to
 fail: ``fake.then(openai_error(429, "insufficient_quota"))``. With
 ``rate=`` it enforces a token bucket like the providers do: answers carry
@@ -47,6 +48,29 @@ def _not_json(request: web.Request) -> Awaitable[web.StreamResponse]:
     if request.path.endswith("/messages"):
         return anthropic_error(400, "invalid_request_error", message=message)(request)
     return openai_error(400, "invalid_request_error", message=message)(request)
+
+
+async def _unknown(request: web.Request) -> web.StreamResponse:
+    """The 404 a real API gives a path it does not serve (a wrong ``base_url``, a typo), in
+    its shape, so an SDK raises its own ``NotFoundError`` as it would in production."""
+    await request.read()
+    where = request.path[:200]  # (echoed: bounded)
+    if "/messages" in where or request.headers.get("anthropic-version"):
+        body: dict[str, Any] = {
+            "type": "error",
+            "error": {"type": "not_found_error", "message": f"Not Found: {where}"},
+        }
+    else:
+        message = f"Invalid URL ({request.method} {where})"
+        body = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
+    return web.json_response(body, status=404)
 
 
 class FakeProvider:
@@ -98,6 +122,7 @@ class FakeProvider:
         self.app.router.add_post("/v1/chat/completions", self._openai_chat)
         self.app.router.add_post("/v1/responses", self._openai_responses)
         self.app.router.add_post("/v1/messages", self._anthropic_messages)
+        self.app.router.add_route("*", "/{path:.*}", _unknown)  # the others: the APIs' 404
 
     # --- lifecycle -----------------------------------------------------------
 
