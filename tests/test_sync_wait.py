@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 
 import seawall
@@ -191,6 +192,68 @@ def test_a_thread_held_while_open_sends_the_probe_when_it_is_due() -> None:
     clock.advance(breaker.retry_after())  # the probe is due: the held thread sends it
     thread.join(30)
     assert ended == ["up"]
+    assert sw.health()["keys"][KEY]["state"] == "closed"
+
+
+def test_a_thread_is_held_no_longer_than_its_deadline() -> None:
+    clock = Clock()
+    sw = _sw(clock)
+    probe, probe_thread, _ = _probing(sw, clock)
+    breaker = _breaker(sw)
+    policy = sw.policy_for_key(KEY)
+    timeout = seawall.TimeoutPolicy(attempt=30.0, deadline=2.0)
+    bounded = sw.using(key=KEY, policy=attrs.evolve(policy, timeout=timeout))
+    held_thread, held = _in_thread(lambda: bounded.call_sync(_up))
+    try:
+        _until(lambda: breaker.held == 1)
+        clock.advance(2.5)  # past its deadline, within the 5 s hold
+        held_thread.join(30)
+        assert len(held) == 1
+        assert isinstance(held[0], seawall.CircuitOpenError)
+    finally:
+        probe.answer()
+        probe_thread.join(30)
+
+
+def test_a_held_threads_hold_ends_on_the_real_clock_though_the_injected_one_stands_still() -> None:
+    clock = Clock()
+    sw = _sw(clock, hold=0.2)
+    probe, probe_thread, _ = _probing(sw, clock)
+    try:
+        started = time.monotonic()
+        with pytest.raises(seawall.CircuitOpenError):
+            sw.call_sync(_up, key=KEY)
+        assert 0.15 < time.monotonic() - started < 5.0  # held its 0.2 s, then refused
+        assert clock.now == pytest.approx(1011.0)  # the injected clock did not move
+    finally:
+        probe.answer()
+        probe_thread.join(30)
+
+
+def test_a_held_thread_takes_the_probe_over_when_the_probe_gives_its_turn_back() -> None:
+    """A probe interrupted without a verdict gives its turn back: a held thread sends it."""
+    clock = Clock()
+    sw = _sw(clock)
+    _open(sw)
+    clock.advance(11.0)
+    started, go = threading.Event(), threading.Event()
+
+    def interrupted() -> str:
+        started.set()
+        assert go.wait(30)
+        raise KeyboardInterrupt
+
+    probe_thread, probed = _in_thread(lambda: sw.call_sync(interrupted, key=KEY))
+    assert started.wait(30)
+    breaker = _breaker(sw)
+    held_thread, held = _in_thread(lambda: sw.call_sync(_up, key=KEY))
+    _until(lambda: breaker.held == 1)
+    go.set()
+    probe_thread.join(30)
+    held_thread.join(30)
+    assert len(probed) == 1
+    assert isinstance(probed[0], KeyboardInterrupt)
+    assert held == ["up"]  # it was the probe, and closed the breaker
     assert sw.health()["keys"][KEY]["state"] == "closed"
 
 
