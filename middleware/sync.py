@@ -101,16 +101,15 @@ def call_fn(
     context: Mapping[str, Any] | None = None,
     policy: Policy | None = None,
     retry_if: Callable[[BaseException], bool] | None = None,
-    checked: bool = False,
-    where: str = "sw.call_sync",
+    checked: str | None = None,
 ) -> T:
     """``fn(*args, **kwargs)`` protected in this thread: ``sw.call_sync``, ``Using.call_sync``,
     ``@sw.protect`` and ``@seawall.retry`` on a ``def``. The options are checked already.
 
-    ``checked``: ``fn`` is known to be neither async nor a generator function (the
-    decorators refused those when they wrapped it); otherwise it is refused here
-    (``refuse_async``), a plain function's answer read off its code's flags.
-    ``where``: the form the user wrote, named by a misuse's error (``@sw.protect``).
+    ``checked``: the decorator that wrapped ``fn`` (``"@sw.protect"``), which the errors
+    of a misuse name: ``fn`` is known to be neither async nor a generator function
+    (it refused those when it wrapped it). ``None`` (``sw.call_sync``): it is refused
+    here (``refuse_async``), a plain function's answer read off its code's flags.
 
     The lean first attempt, as ``seawall.call_lean.run_call``'s: when the key's
     route allows it (``Route.fast``), the key is idle (breaker closed, no ramp,
@@ -126,7 +125,7 @@ def call_fn(
     if not checked and (
         type(fn) is not FunctionType or fn.__dict__ or fn.__code__.co_flags & _NOT_PLAIN
     ):
-        refuse_async(fn, where)
+        refuse_async(fn, "sw.call_sync")
     if key is None:
         if type(fn) is FunctionType:
             key = fn.__qualname__ or call_key(fn)
@@ -174,7 +173,7 @@ def call_fn(
                     state.begin(started)  # counted as SyncRun counts a misuse
                 finally:
                     lock.release()
-                raise TypeError(str(_returned_lazy(fn, value, where)))
+                raise TypeError(str(_returned_lazy(fn, value, checked or "sw.call_sync")))
             ended = clock()
             lock.acquire()
             try:
@@ -193,9 +192,9 @@ def call_fn(
                 lock.release()
             first = FirstAttempt(started, ended, None, exc)
             spec = call_spec(route, context, retry_if, replayable)
-            return call(sw, spec, fn, args, kwargs, first, where)
+            return call(sw, spec, fn, args, kwargs, first, checked or "sw.call_sync")
     spec = call_spec(route, context, retry_if, replayable_args(args, kwargs))
-    return call(sw, spec, fn, args, kwargs, None, where)
+    return call(sw, spec, fn, args, kwargs, None, checked or "sw.call_sync")
 
 
 def call(
@@ -292,7 +291,7 @@ def protect(
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        return call_fn(sw, fn, args, kwargs, key, context, policy, retry_if, True, "@sw.protect")
+        return call_fn(sw, fn, args, kwargs, key, context, policy, retry_if, "@sw.protect")
 
     return wrapper
 
@@ -305,16 +304,7 @@ def protect_each(fn: Callable[P, T], options: Callable[[], Any]) -> Callable[P, 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         u = options()
         return call_fn(
-            u._sw,
-            fn,
-            args,
-            kwargs,
-            u._key,
-            u._context,
-            u._policy,
-            u._retry_if,
-            True,
-            "@seawall.retry",
+            u._sw, fn, args, kwargs, u._key, u._context, u._policy, u._retry_if, "@seawall.retry"
         )
 
     return wrapper
