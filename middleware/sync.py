@@ -122,7 +122,7 @@ def call_fn(
     ``Exception``) or a returned awaitable or generator counts the call as started,
     with no verdict, as ``SyncRun`` does.
     """
-    if not checked and (
+    if checked is None and (
         type(fn) is not FunctionType or fn.__dict__ or fn.__code__.co_flags & _NOT_PLAIN
     ):
         refuse_async(fn, "sw.call_sync")
