@@ -3,7 +3,8 @@ releases them after a recovery, and the request rate both are sized by.
 
 ``_Recovery`` is a part of ``seawall.breaker.Breaker`` (a mixin over its
 slots), kept apart so that each module reads as one concern. No awaiting
-here: held calls wait on futures, ramp turns are times to sleep until.
+here: held calls wait on futures (held threads on a ``ThreadWaiter``), ramp
+turns are times to sleep until.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from seawall.breaker_parts import BreakerState, Counts, Verdict, _Held, _Ramp
+from seawall.breaker_parts import BreakerState, Counts, ThreadWaiter, Verdict, Waiter, _Held, _Ramp
 from seawall.policy import BreakerPolicy
 
 __all__ = ["DRAIN_SHARE", "HOLD_STRETCH", "MIN_SPAN", "RAMP", "RATE_HORIZON"]
@@ -72,6 +73,28 @@ class _Recovery:
         a success; now when a probe permit is free), or ``None``: fail. A
         caller that stops waiting gives it back with ``unhold``.
         """
+        held = self._held_queue()
+        if held is None:
+            return None
+        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        held.queue.append((until, future))
+        return future
+
+    def hold_thread(self, until: float) -> ThreadWaiter | None:
+        """``hold`` for a thread (a sync form's call): a waiter to block on, or ``None``.
+
+        Held threads and held async calls wait in one queue, first come first
+        served, and count alike against ``hold_max_calls``.
+        """
+        held = self._held_queue()
+        if held is None:
+            return None
+        waiter = ThreadWaiter()
+        held.queue.append((until, waiter))
+        return waiter
+
+    def _held_queue(self) -> _Held | None:
+        """The queue a new held call joins, or ``None``: it must fail at once."""
         policy = self.policy
         if not policy.hold or self.state is _CLOSED:
             return None
@@ -82,12 +105,10 @@ class _Recovery:
             held.expire(self._clock())
             if len(held.queue) >= policy.hold_max_calls and held.live() >= policy.hold_max_calls:
                 return None
-        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        held.queue.append((until, future))
-        return future
+        return held
 
     @staticmethod
-    def unhold(future: asyncio.Future[Verdict]) -> None:
+    def unhold(future: Waiter) -> None:
         """A held call stopped waiting (timed out, cancelled, took a probe): no trace left."""
         if not future.done():
             future.cancel()

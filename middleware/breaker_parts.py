@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import enum
 import math
+import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
-__all__ = ["BUCKETS", "BreakerState", "Counts", "Verdict"]
+__all__ = ["BUCKETS", "BreakerState", "Counts", "ThreadWaiter", "Verdict", "Waiter"]
 
 
 class BreakerState(enum.Enum):
@@ -116,6 +117,48 @@ class _Throttle:
 Verdict = float | None
 
 
+class ThreadWaiter:
+    """A held thread's answer (a sync form's call, ``seawall._path.hold.held_thread``): the
+    future of an async held call, for a thread. Answered by whoever records the verdict
+    (under the key's lock, from any thread); the thread blocks on it (``wait``)."""
+
+    __slots__ = ("_answer", "_event", "_verdict")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._verdict: Verdict = None
+        self._answer = 0  # 0: waiting, 1: answered, 2: cancelled (it stopped waiting)
+
+    def done(self) -> bool:
+        return self._answer != 0
+
+    def cancelled(self) -> bool:
+        return self._answer == 2
+
+    def cancel(self) -> bool:
+        if self._answer:
+            return False
+        self._answer = 2
+        self._event.set()
+        return True
+
+    def set_result(self, verdict: Verdict) -> None:
+        if not self._answer:
+            self._verdict, self._answer = verdict, 1
+            self._event.set()
+
+    def result(self) -> Verdict:
+        return self._verdict if self._answer == 1 else None
+
+    def wait(self, timeout: float) -> bool:
+        """Block until answered or ``timeout`` seconds passed; whether it was answered."""
+        return self._event.wait(timeout) and self._answer == 1
+
+
+#: What a held call waits on: a future on its event loop, or a thread's waiter.
+Waiter: TypeAlias = "asyncio.Future[Verdict] | ThreadWaiter"
+
+
 class _Held:
     """The calls waiting for a probe's verdict, first come first served.
 
@@ -126,7 +169,7 @@ class _Held:
     __slots__ = ("queue",)
 
     def __init__(self) -> None:
-        self.queue: deque[tuple[float, asyncio.Future[Verdict]]] = deque()  # (hold ends, future)
+        self.queue: deque[tuple[float, Waiter]] = deque()  # (hold ends, future)
 
     def live(self) -> int:
         """How many still wait; prunes those that left."""
@@ -153,14 +196,19 @@ class _Held:
                 _give(future, None)
 
 
-def _give(future: asyncio.Future[Verdict], verdict: Verdict) -> None:
+def _give(future: Waiter, verdict: Verdict) -> None:
     """Answer a held call's ``future``, from whichever thread recorded the verdict.
 
+    A held thread's waiter is answered here and then (``ThreadWaiter``).
     A sync call's probe (``call_sync`` in a thread) can settle while async
     calls are held on the event loop: a future is only set on its own loop's
     thread, so another thread hands the answer to that loop. A loop already
     closed has no one left waiting.
     """
+    if type(future) is ThreadWaiter:
+        future.set_result(verdict)
+        return
+    assert isinstance(future, asyncio.Future)
     loop = future.get_loop()
     if asyncio._get_running_loop() is loop:
         future.set_result(verdict)

@@ -65,12 +65,13 @@ PLAIN_RESULTS: dict[type, bool] = {}
 PLAIN_RESULTS_MAX = 256
 
 
-def _returns_async(value: object) -> bool:
-    """Whether ``fn(...)`` gave an awaitable or an async generator (remembered per type)."""
+def _returns_lazy(value: object) -> bool:
+    """Whether ``fn(...)`` gave an awaitable, an async generator or a generator: work that
+    runs only after the protected call returned it (a misuse; plain types are remembered)."""
     kind = type(value)
     if kind in PLAIN_RESULTS:
         return False
-    if inspect.isawaitable(value) or inspect.isasyncgen(value):
+    if kind is GeneratorType or inspect.isawaitable(value) or inspect.isasyncgen(value):
         return True
     if kind is not GeneratorType and value.__class__ is kind:
         if len(PLAIN_RESULTS) >= PLAIN_RESULTS_MAX:
@@ -100,14 +101,15 @@ def call_fn(
     context: Mapping[str, Any] | None = None,
     policy: Policy | None = None,
     retry_if: Callable[[BaseException], bool] | None = None,
-    checked: bool = False,
+    checked: str | None = None,
 ) -> T:
     """``fn(*args, **kwargs)`` protected in this thread: ``sw.call_sync``, ``Using.call_sync``,
     ``@sw.protect`` and ``@seawall.retry`` on a ``def``. The options are checked already.
 
-    ``checked``: ``fn`` is known to be neither async nor a generator function (the
-    decorators refused those when they wrapped it); otherwise it is refused here
-    (``refuse_async``), a plain function's answer read off its code's flags.
+    ``checked``: the decorator that wrapped ``fn`` (``"@sw.protect"``), which the errors
+    of a misuse name: ``fn`` is known to be neither async nor a generator function
+    (it refused those when it wrapped it). ``None`` (``sw.call_sync``): it is refused
+    here (``refuse_async``), a plain function's answer read off its code's flags.
 
     The lean first attempt, as ``seawall.call_lean.run_call``'s: when the key's
     route allows it (``Route.fast``), the key is idle (breaker closed, no ramp,
@@ -117,10 +119,10 @@ def call_fn(
     under the key's lock once), and a success returns at once. A failure goes to
     ``SyncRun`` as its ``FirstAttempt``: classified, counted and retried there,
     never made twice. An interrupt (any ``BaseException`` that is not an
-    ``Exception``) or a returned awaitable counts the call as started, with no
-    verdict, as ``SyncRun`` does.
+    ``Exception``) or a returned awaitable or generator counts the call as started,
+    with no verdict, as ``SyncRun`` does.
     """
-    if not checked and (
+    if checked is None and (
         type(fn) is not FunctionType or fn.__dict__ or fn.__code__.co_flags & _NOT_PLAIN
     ):
         refuse_async(fn, "sw.call_sync")
@@ -165,13 +167,13 @@ def call_fn(
                 finally:
                     lock.release()
                 raise
-            if exc is None and type(value) not in PLAIN_RESULTS and _returns_async(value):
+            if exc is None and type(value) not in PLAIN_RESULTS and _returns_lazy(value):
                 lock.acquire()
                 try:
                     state.begin(started)  # counted as SyncRun counts a misuse
                 finally:
                     lock.release()
-                raise TypeError(str(_returned_async(fn, value)))
+                raise TypeError(str(_returned_lazy(fn, value, checked or "sw.call_sync")))
             ended = clock()
             lock.acquire()
             try:
@@ -190,9 +192,9 @@ def call_fn(
                 lock.release()
             first = FirstAttempt(started, ended, None, exc)
             spec = call_spec(route, context, retry_if, replayable)
-            return call(sw, spec, fn, args, kwargs, first)
+            return call(sw, spec, fn, args, kwargs, first, checked or "sw.call_sync")
     spec = call_spec(route, context, retry_if, replayable_args(args, kwargs))
-    return call(sw, spec, fn, args, kwargs)
+    return call(sw, spec, fn, args, kwargs, None, checked or "sw.call_sync")
 
 
 def call(
@@ -202,22 +204,25 @@ def call(
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     first: FirstAttempt | None = None,
+    where: str = "sw.call_sync",
 ) -> T:
     """``fn(*args, **kwargs)`` under protection, in this thread.
 
     The caller has refused an async function (``refuse_async``). A function
     that returns an awaitable or an async generator all the same (a lambda
-    around an async call) is a misuse found during the attempt: the
-    attempt gets no verdict (a half-open probe's permit is given back, the
+    around an async call), or a generator (its code would run as it is
+    iterated, after the call returned), is a misuse found during the attempt:
+    the attempt gets no verdict (a half-open probe's permit is given back, the
     breaker does not move), as ``sw.call`` counts a function that is not async.
+    ``where``: the form the user wrote, for the error.
     """
     attempts = run(sw, spec, first)
     try:
         for attempt in attempts:
             with attempt:  # a Misuse leaves the attempt without a verdict (SyncAttempt)
                 value = fn(*args, **kwargs)
-                if type(value) not in PLAIN_RESULTS and _returns_async(value):
-                    raise _returned_async(fn, value)
+                if type(value) not in PLAIN_RESULTS and _returns_lazy(value):
+                    raise _returned_lazy(fn, value, where)
                 attempt.value = value
     except Misuse as misuse:
         raise TypeError(str(misuse)) from None
@@ -251,18 +256,26 @@ def refuse_async(fn: object, where: str) -> None:
     raise TypeError(msg)
 
 
-def _returned_async(fn: object, value: object) -> Misuse:
-    """What ``call_sync(fn)`` raises when ``fn(...)`` gave an awaitable (closed if a coroutine)."""
-    if inspect.iscoroutine(value):
-        value.close()
+def _returned_lazy(fn: object, value: object, where: str) -> Misuse:
+    """What ``where`` (``sw.call_sync``, a decorator) raises when ``fn(...)`` gave an
+    awaitable, an async generator or a generator (closed if a coroutine or a generator)."""
+    if inspect.iscoroutine(value) or inspect.isgenerator(value):
+        value.close()  # never started: closing runs none of its code
     label = safe_name(fn)
     kind = type(value).__name__
+    decorated = where.startswith("@")
+    head = f"{where} on {label}" if decorated else f"{where}({label})"
     if inspect.isasyncgen(value):
-        return Misuse(f"sw.call_sync({label}): it returned {kind}: {STREAMS}")
-    return Misuse(
-        f"sw.call_sync({label}): it returned {kind}, an awaitable; "
-        f"use `await sw.call({label}, ...)` for async code"
-    )
+        return Misuse(f"{head}: it returned {kind}: {STREAMS}")
+    if inspect.isawaitable(value):
+        advice = (
+            f"make {label} an `async def` that awaits it ({where} protects an async def on "
+            "the event loop)"
+            if decorated
+            else f"use `await sw.call({label}, ...)` for async code"
+        )
+        return Misuse(f"{head}: it returned {kind}, an awaitable; {advice}")
+    return Misuse(f"{head}: it returned a generator: {GENERATORS}")
 
 
 def protect(
@@ -278,7 +291,7 @@ def protect(
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        return call_fn(sw, fn, args, kwargs, key, context, policy, retry_if, True)
+        return call_fn(sw, fn, args, kwargs, key, context, policy, retry_if, "@sw.protect")
 
     return wrapper
 
@@ -290,6 +303,8 @@ def protect_each(fn: Callable[P, T], options: Callable[[], Any]) -> Callable[P, 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         u = options()
-        return call_fn(u._sw, fn, args, kwargs, u._key, u._context, u._policy, u._retry_if, True)
+        return call_fn(
+            u._sw, fn, args, kwargs, u._key, u._context, u._policy, u._retry_if, "@seawall.retry"
+        )
 
     return wrapper

@@ -9,6 +9,7 @@ plugin (which turns it off), and compares what a user sees.
 
 from __future__ import annotations
 
+import inspect
 import io
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +20,13 @@ import pytest
 import seawall
 from seawall import deadline
 from tests.test_call_lean import _books, _Clock, _Observer, _pair, _policy
+
+
+@pytest.fixture
+def _fresh_default() -> Iterator[None]:
+    seawall.configure()
+    yield
+    seawall.configure()
 
 
 class _Upstream:
@@ -249,3 +257,60 @@ def test_a_file_the_failed_lean_attempt_closed_is_not_given_again() -> None:
         assert bodies == [b"body"]
         assert "cannot be given again" in caught.value.__notes__[-1]
     assert _books(lean, "up") == _books(full, "up")
+
+
+def test_a_def_returning_a_generator_is_refused_the_same_on_the_lean_path() -> None:
+    """A generator object returned by a ``def`` (not a generator function, refused when it
+    is given): its code would run as it is iterated, after seawall had counted a success.
+    A TypeError, the call started, no verdict, the generator closed, on both paths."""
+    made: list[Iterator[int]] = []
+
+    def rows() -> Iterator[int]:
+        yield 1
+        raise ConnectionResetError("reset as it is iterated")
+
+    def fetch() -> Iterator[int]:
+        made.append(rows())
+        return made[-1]
+
+    lean, full = _pair()
+    for sw in (lean, full):
+        with pytest.raises(TypeError, match=r"sw\.call_sync\(.*fetch\): it returned a generator"):
+            sw.call_sync(fetch, key="up")
+    assert _books(lean, "up") == _books(full, "up")
+    books = _books(lean, "up")
+    assert (books["requests"], books["successes"]) == (1, 0)
+    assert all(inspect.getgeneratorstate(gen) == inspect.GEN_CLOSED for gen in made)
+
+
+@pytest.mark.usefixtures("_fresh_default")
+def test_the_decorators_name_themselves_when_a_def_returns_a_coroutine_or_a_generator() -> None:
+    """The misuse of a decorated def named ``sw.call_sync``, which the user never wrote."""
+    sw = seawall.Seawall(entrypoints=False)
+
+    async def fetch() -> int:
+        return 1
+
+    def rows() -> Iterator[int]:
+        yield 1
+
+    @sw.protect
+    def protected() -> Any:
+        return fetch()
+
+    @seawall.retry
+    def retried() -> Any:
+        return fetch()
+
+    @sw.protect(key="rows")
+    def protected_rows() -> Any:
+        return rows()
+
+    with pytest.raises(TypeError, match=r"^@sw\.protect on .*protected: it returned coroutine"):
+        protected()
+    with pytest.raises(TypeError, match=r"^@seawall\.retry on .*retried: it returned coroutine"):
+        retried()
+    with pytest.raises(TypeError, match=r"^@sw\.protect on .*protected_rows: it returned a gen"):
+        protected_rows()
+    with pytest.raises(TypeError, match=r"^sw\.call_sync\(.*: it returned coroutine"):
+        sw.call_sync(lambda: fetch())

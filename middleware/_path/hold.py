@@ -7,23 +7,41 @@ paced slot the breaker gave it; when the probe fails or the hold runs out it
 fails with ``CircuitOpenError``, as every call did before. A held call that
 is cancelled leaves nothing behind (``Breaker.unhold``). A held call may
 become the probe itself: it wakes when the probe is due and asks again.
+
+A thread (a sync form's call) is held the same way (``held_thread``), on a
+``ThreadWaiter`` in the same queue, and takes its ramp turn with the same
+steps (``ramp_ticket``, ``turn_waits``), sleeping them as a thread sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Generator
+from typing import TypeVar
 
 from seawall import _testmode
 from seawall.breaker import Breaker, BreakerState, Permit
+from seawall.breaker_parts import ThreadWaiter, Waiter
+from seawall.cooldown import Cooldown
 from seawall.stats import KeyStats
 
-__all__ = ["held", "wait_turn"]
+__all__ = ["held", "held_thread", "ramp_ticket", "wait_turn", "wait_turn_sync"]
 
 #: Waits one held call may go through (verdicts, due probes, permits taken by
 #: others); each ends by the hold's end, so this only bounds the loop.
 MAX_ROUNDS = 32
+
+#: A held thread whose ``Seawall`` has a clock of its own (not ``time.monotonic``) looks
+#: at it this often (seconds) while it waits for the verdict: a test clock moved past
+#: the probe's due time or the hold's end is seen then. On the real clock it just blocks.
+LOOK_AGAIN = 0.02
+
+_monotonic = time.monotonic
+
+_W = TypeVar("_W", asyncio.Future[float | None], ThreadWaiter)
 
 
 async def held(
@@ -69,15 +87,11 @@ async def _held(
     real_end = loop.time() + (until - now)
     for _ in range(MAX_ROUNDS):
         with lock:
-            due = breaker.verdict_in()
-            if due is None or now + due > until:
-                return None  # no verdict coming, or not within the hold: fail at once
-            waiter = breaker.hold(until)
-            if waiter is None:
-                return None  # hold=0, or enough calls wait already
-            if stats is not None:
-                stats.held += 1
-                stats = None  # once per call
+            joined = _join(breaker, now, until, stats, breaker.hold)
+            if joined is None:
+                return None
+            due, waiter = joined
+            stats = None  # counted once per call
         # Open: wake when the probe is due, to send it if nobody else does.
         probe_due = due > 0
         wake = min(now + due, until) if probe_due else until
@@ -120,37 +134,192 @@ async def _held(
     return None
 
 
+def _join(
+    breaker: Breaker,
+    now: float,
+    until: float,
+    stats: KeyStats | None,
+    hold: Callable[[float], _W | None],
+) -> tuple[float, _W] | None:
+    """Join the held calls (under the key's lock): the seconds to the verdict and what to
+    wait on, or ``None``: fail at once. ``stats``: count the call as held (once)."""
+    due = breaker.verdict_in()
+    if due is None or now + due > until:
+        return None  # no verdict coming, or not within the hold
+    waiter = hold(until)
+    if waiter is None:
+        return None  # hold=0, or enough calls wait already
+    if stats is not None:
+        stats.held += 1
+    return due, waiter
+
+
+def ramp_ticket(breaker: Breaker, cooldown: Cooldown) -> float | None:
+    """A call that arrives during the ramp after a recovery (``ramp_until`` set): its
+    ticket (``Breaker.turn``), or ``None``: go now. Under the key's lock.
+
+    A cooldown pacing the key ends the ramp: the upstream's own pace supersedes it.
+    The event loop's calls and the threads' ask this alike.
+    """
+    if cooldown.until or cooldown.rate is not None:
+        breaker.end_ramp()
+        return None
+    return breaker.turn()
+
+
+def turn_waits(
+    breaker: Breaker, ticket: float, clock: Callable[[], float], lock: threading.RLock
+) -> Generator[float, None, None]:
+    """The waits of a turn in the ramp, for the caller to sleep (``wait_turn``, ``wait_turn_sync``).
+
+    Until the ticket is due, then at least a gap after the last departure
+    (``Breaker.depart``): callers that a stalled loop (or late threads) wake
+    together leave spaced, not as a bunch. A ramp that ended meanwhile (a
+    cooldown took over, or the breaker opened) spaces nobody any more. Closed
+    during the first wait (the caller was cancelled or interrupted), it gives
+    the turn back for the next call.
+    """
+    wait = ticket - clock()
+    if wait > 0:
+        try:
+            yield wait
+        except BaseException:  # GeneratorExit: the caller stopped waiting
+            with lock:
+                breaker.leave_turn()
+            raise
+    with lock:
+        wait = breaker.depart()
+    if wait > 0:
+        yield wait
+
+
 async def wait_turn(
     breaker: Breaker,
     ticket: float,
     clock: Callable[[], float],
     lock: threading.RLock | None = None,
 ) -> None:
-    """Wait for a turn in the ramp after a recovery (``Breaker.turn``, or a held call's).
-
-    Sleep until the ticket is due, then leave at least a gap after the last
-    departure (``Breaker.depart``): callers that a stalled loop wakes late
-    and together leave spaced, not as a bunch. A ramp that ended meanwhile
-    (a cooldown took over, or the breaker opened) spaces nobody any more.
-    ``lock``: the key's lock, taken around the breaker's books.
-    """
+    """Wait for a turn in the ramp after a recovery (``Breaker.turn``, or a held call's):
+    the waits of ``turn_waits``, slept on the event loop. ``lock``: the key's lock, taken
+    around the breaker's books."""
     if lock is None:
         lock = threading.RLock()  # a breaker of the caller's own, shared with no thread
-    wait = ticket - clock()
-    if wait > 0:
-        try:
+    with contextlib.closing(turn_waits(breaker, ticket, clock, lock)) as waits:
+        for wait in waits:
             await _testmode.sleep(wait)
-        except BaseException:
+
+
+def wait_turn_sync(
+    breaker: Breaker,
+    ticket: float,
+    clock: Callable[[], float],
+    lock: threading.RLock,
+    sleep: Callable[[float], None],
+) -> None:
+    """``wait_turn`` for a thread: the waits of ``turn_waits``, slept by ``sleep``."""
+    with contextlib.closing(turn_waits(breaker, ticket, clock, lock)) as waits:
+        for wait in waits:
+            sleep(wait)
+
+
+# --- threads ---------------------------------------------------------------------------
+
+
+def held_thread(
+    breaker: Breaker,
+    clock: Callable[[], float],
+    deadline_at: float | None,
+    stats: KeyStats,
+    lock: threading.RLock,
+    flush: Callable[[], None],
+    sleep: Callable[[float], None],
+) -> Permit | None:
+    """``held`` for a thread: after ``breaker.admit()`` said no, block until the verdict
+    came (a permit) or the hold ran out (``None``: fail). Not on an event loop's thread.
+
+    The steps of ``held``: the thread waits on a ``ThreadWaiter`` in the key's
+    queue of held calls (it counts against ``hold_max_calls``), answered by
+    the probe's verdict from whichever thread or loop records it; it wakes
+    when the probe is due to send it if nobody else does; released, it takes
+    its paced turn in the ramp (``wait_turn_sync``, slept by ``sleep``). The
+    hold also ends on the real clock, so that an injected clock that stands
+    still cannot stretch it.
+    """
+    try:
+        return _held_thread(breaker, clock, deadline_at, stats, lock, sleep)
+    finally:
+        flush()
+
+
+def _held_thread(
+    breaker: Breaker,
+    clock: Callable[[], float],
+    deadline_at: float | None,
+    stats: KeyStats | None,
+    lock: threading.RLock,
+    sleep: Callable[[float], None],
+) -> Permit | None:
+    now = clock()
+    until = now + breaker.hold_span()
+    if deadline_at is not None:
+        until = min(until, deadline_at)
+    real_end = _monotonic() + (until - now)
+    for _ in range(MAX_ROUNDS):
+        with lock:
+            joined = _join(breaker, now, until, stats, breaker.hold_thread)
+            if joined is None:
+                return None
+            due, waiter = joined
+            stats = None  # counted once per call
+        probe_due = due > 0  # open: wake when the probe is due, to send it if nobody does
+        wake = min(now + due, until) if probe_due else until
+        real_wake = min(_monotonic() + (wake - now), real_end)
+        try:
+            _block(waiter, clock, wake, real_wake)
+        except BaseException:  # interrupted (KeyboardInterrupt in the main thread)
             with lock:
-                breaker.leave_turn()  # cancelled: the turn is free for the next call
+                breaker.unhold(waiter)
+                if _turn_given(breaker, waiter):
+                    breaker.leave_turn()  # released into the ramp as it was interrupted
             raise
-    with lock:
-        wait = breaker.depart()
-    if wait > 0:
-        await _testmode.sleep(wait)
+        with lock:
+            breaker.unhold(waiter)  # not answered by now: it stops waiting, no trace left
+        if not waiter.cancelled():
+            go_at = waiter.result()  # answered (maybe as it woke)
+        elif not probe_due or _monotonic() > real_end:
+            return None  # the hold ran out; a probe due at its very end is still asked for
+        else:
+            go_at = clock()  # the probe is due: ask again, maybe send it
+        if go_at is None:
+            return None  # the probe failed, or the hold ran out
+        if breaker.state is BreakerState.CLOSED:  # the probe succeeded: a turn in the ramp
+            if deadline_at is not None and go_at >= deadline_at:
+                with lock:
+                    breaker.leave_turn()
+                return None  # the paced turn comes after the deadline
+            wait_turn_sync(breaker, go_at, clock, lock, sleep)
+        with lock:
+            permit = breaker.admit()
+        if permit is not None:
+            return permit
+        now = clock()
+        if now >= until or _monotonic() >= real_end:
+            return None
+    return None
 
 
-def _turn_given(breaker: Breaker, waiter: asyncio.Future[float | None]) -> bool:
+def _block(waiter: ThreadWaiter, clock: Callable[[], float], wake: float, real_wake: float) -> None:
+    """Block until ``waiter`` is answered, ``wake`` passes on ``clock`` or ``real_wake`` on
+    the real clock (a clock of the ``Seawall``'s own is looked at every ``LOOK_AGAIN``)."""
+    own_clock = clock is not _monotonic
+    while not waiter.done():  # bounded: each turn waits out a share of the time left
+        left = min(wake - clock(), real_wake - _monotonic())
+        if left <= 0:
+            return
+        waiter.wait(min(left, LOOK_AGAIN) if own_clock else left)
+
+
+def _turn_given(breaker: Breaker, waiter: Waiter) -> bool:
     """The waiter was answered with a turn in the ramp (the probe succeeded)."""
     return (
         waiter.done()

@@ -216,11 +216,7 @@ class Loop(Settle):
         cooldown = state.cooldown
         if state.breaker.ramp_until:  # queue behind released held calls
             with state.lock:
-                if cooldown.until or cooldown.rate is not None:
-                    state.breaker.end_ramp()  # the upstream's own pace supersedes the ramp's
-                    ticket = None
-                else:
-                    ticket = state.breaker.turn()
+                ticket = hold.ramp_ticket(state.breaker, cooldown)  # None: a cooldown ends it
             if ticket is not None:
                 await hold.wait_turn(state.breaker, ticket, self.clock, state.lock)
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key

@@ -20,8 +20,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from seawall import _testmode
+from seawall._path import hold
 from seawall._path.loop import _REBOOKINGS, CallState, Loop
 from seawall._path.spec import Attempt, CallSpec, FirstAttempt, Misuse
+from seawall.breaker import Permit
 from seawall.cooldown import RECHECK
 
 __all__ = ["Block", "SyncAttempt", "SyncRun", "loud_stop"]
@@ -33,6 +35,11 @@ log = logging.getLogger("seawall.sync")
 #: The loops (one per ``Seawall``) whose sync forms waited on an event loop's thread, and
 #: were warned about (once).
 _warned: weakref.WeakSet[Loop] = weakref.WeakSet()
+
+
+def _on_a_loop() -> bool:
+    """Whether this thread runs an event loop (a sync form called from async code)."""
+    return asyncio._get_running_loop() is not None
 
 
 def loud_stop(exc: BaseException) -> BaseException:
@@ -196,28 +203,18 @@ class SyncRun:
                 raise loud_stop(stop)
             self.value = call.value
             raise StopIteration
-        lock = spec.state.lock
         cooldown = spec.state.cooldown
-        observer = loop.observer
         try:
             if self._delay is not None:
                 self._wait(self._delay)
+            if spec.state.breaker.ramp_until:  # queue behind the calls released by a recovery
+                self._ramp_turn(call)
             if cooldown.until or cooldown.rate is not None:
                 self._respect_cooldown(call)
             if self._number >= call.max_attempts:  # pragma: no cover - settle always stops
                 msg = "unreachable: the last attempt always stops"
                 raise AssertionError(msg)
-            try:
-                with lock:
-                    # its time limit cannot cut a thread short: not applied, but the
-                    # deadline's share of it is handed to the block (time_left)
-                    breaker = spec.state.breaker
-                    permit = breaker.admit()
-                    limit = loop.admit(call, permit)
-                    if permit is not None and permit.probe and limit is not None:
-                        breaker.lend(permit, call.t0 + limit)  # its turn ends at the limit
-            finally:
-                observer.flush()  # a rejection, or the breaker gone half-open for a probe
+            limit = self._admit(call)
         except BaseException:
             self._done = True
             loop.unspend(call)  # interrupted in the wait, or refused: the retry never went
@@ -225,6 +222,48 @@ class SyncRun:
         self._number += 1
         self._current = SyncAttempt(self, self._number, limit if call.by_deadline else None)
         return self._current
+
+    def _admit(self, call: CallState) -> float | None:
+        """The breaker's permit and the attempt's time limit, as ``Loop._send`` takes them.
+
+        Refused while a probe's verdict is near, the thread is held for it
+        (``hold.held_thread``), as an async call is; not on an event loop's
+        thread, whose tasks (the probe among them, maybe) would wait with it.
+        Its time limit cannot cut a thread short: not applied, but the
+        deadline's share of it is handed to the block (``time_left``).
+        """
+        loop, state = self._loop, call.spec.state
+        breaker, lock, observer = state.breaker, state.lock, loop.observer
+        try:
+            with lock:
+                permit = breaker.admit()
+                if permit is not None or not breaker.policy.hold or _on_a_loop():
+                    return self._admitted(call, permit)
+        finally:
+            observer.flush()  # a rejection, or the breaker gone half-open for a probe
+        permit = hold.held_thread(
+            breaker, loop.clock, call.deadline_at, state.stats, lock, observer.flush, self._wait
+        )
+        try:
+            with lock:
+                return self._admitted(call, permit)
+        finally:
+            observer.flush()
+
+    def _admitted(self, call: CallState, permit: Permit | None) -> float | None:
+        """``Loop.admit`` under the key's lock; a probe's turn is lent until its limit."""
+        limit = self._loop.admit(call, permit)
+        if permit is not None and permit.probe and limit is not None:
+            call.spec.state.breaker.lend(permit, call.t0 + limit)  # its turn ends at the limit
+        return limit
+
+    def _ramp_turn(self, call: CallState) -> None:
+        """Take a paced turn in the ramp after a recovery, as ``Loop._send`` does."""
+        state = call.spec.state
+        with state.lock:
+            ticket = hold.ramp_ticket(state.breaker, state.cooldown)
+        if ticket is not None:
+            hold.wait_turn_sync(state.breaker, ticket, self._loop.clock, state.lock, self._wait)
 
     def _respect_cooldown(self, call: CallState) -> None:
         """Wait for a paced turn, as ``Loop._respect_cooldown`` does on the event loop.
