@@ -324,8 +324,15 @@ def run(
 ) -> tuple[Variant, ...]:
     """``run_demo`` on a fresh event loop: a ``SimulatedLoop`` when ``config.simulated``."""
     factory = SimulatedLoop if config.simulated else None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(run_demo(config, on_tick, tick))
+    main = run_demo(config, on_tick, tick)
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(main)
+    finally:
+        # Ctrl-C as the demo starts can land before the runner took ``main``:
+        # close it, or Python warns "coroutine 'run_demo' was never awaited" at exit.
+        # Once taken, the runner ran it to its end (done or cancelled): close is a no-op.
+        main.close()
 
 
 async def _watch(
