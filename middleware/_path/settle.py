@@ -153,6 +153,7 @@ class Settle(Verdicts):
                         call.history,
                         cut=cut,
                         status=answered,
+                        permit=call.permit,
                     )
                 except Exception as given_up:
                     if on_error is None:
@@ -240,7 +241,7 @@ class Settle(Verdicts):
         """The rules allow another attempt: its wait, if the deadline and the budget allow it."""
         spec = call.spec
         state = spec.state
-        history = call.history
+        history, permit = call.history, call.permit
         delay, why = self.delay(spec, number, outcome, c)  # plugins: no lock
         observer = self.observer
         giveup = self.giveup
@@ -249,13 +250,13 @@ class Settle(Verdicts):
         try:
             if call.deadline_at is not None and self.clock() + delay >= call.deadline_at:
                 call.value = giveup.stop(
-                    spec, StopReason.DEADLINE, call.started, c, result, exc, history
+                    spec, StopReason.DEADLINE, call.started, c, result, exc, history, permit=permit
                 )
                 return None
             if not state.budget.try_spend():
                 observer.reject(spec, "budget", None)
                 call.value = giveup.stop(
-                    spec, StopReason.BUDGET, call.started, c, result, exc, history
+                    spec, StopReason.BUDGET, call.started, c, result, exc, history, permit=permit
                 )
                 return None
             call.spent = state.budget.epoch  # given back if the retry is never sent
