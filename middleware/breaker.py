@@ -199,13 +199,15 @@ class Breaker(_Recovery):
         return Permit(True)
 
     def lend(self, permit: Permit, due: float) -> None:
-        """The probe ``permit`` went to an attempt that nobody can cut short (a thread's):
+        """The probe ``permit`` went to an attempt that nobody can cut short (a thread's, or
+        the body of ``async with sw.breaker(key)`` or of the block form's ``with attempt``):
         past ``due``, its time limit, its turn is free for another probe (``admit``).
 
-        An async probe is cancelled at its limit and gives its turn back; a thread
-        that hangs (a read without a timeout) would hold it for as long as it hangs,
+        ``sw.call``'s probe is cut short at its limit and gives its turn up; a thread or a
+        block that hangs (a read without a timeout) would hold it for as long as it hangs,
         and the key would refuse every caller though the upstream had recovered.
-        The late attempt's verdict, when it comes, is stale news (``record``).
+        The late attempt's verdict, when it comes, is stale news (``record``,
+        ``call_failed``: the permit has ``lapsed``).
         """
         if permit.probe and not permit.done:
             # Those given back meanwhile (a verdict, an interrupt) go: the list holds at
