@@ -141,7 +141,8 @@ def test_a_hung_sync_probes_late_failure_after_its_limit_is_stale_news() -> None
     finally:
         release.set()
         thread.join(30)
-    assert len(ended) == 1 and isinstance(ended[0], ConnectionError)  # still raised
+    assert len(ended) == 1
+    assert isinstance(ended[0], ConnectionError)  # still raised
     books = sw.health()["keys"]["k"]
     assert books["state"] == "closed"
     assert books["transitions"] == {"closed->open": 1, "open->half_open": 1, "half_open->closed": 1}
