@@ -6,6 +6,7 @@ task, so no attempt limit cuts it; a probe's turn ends at the limit all the same
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -190,3 +191,82 @@ async def test_a_guarded_probe_without_an_attempt_limit_keeps_its_turn() -> None
     late.set()
     await hung
     assert sw.health()["keys"]["k"]["state"] == "closed"  # its success closed it
+
+
+async def _block(
+    sw: seawall.Seawall, key: str, entered: asyncio.Event, until: asyncio.Event
+) -> str:
+    """The async block form: one attempt whose block waits for ``until``, then fails."""
+    async for attempt in sw.attempts(key=key):
+        with attempt:
+            entered.set()
+            await until.wait()
+            raise ConnectionError("reset, late")
+    return "unreachable"
+
+
+async def test_a_hung_block_probe_gives_its_turn_up_after_the_attempt_limit() -> None:
+    """The block form's ``with attempt`` body hung while it was the probe: every caller of the
+    key was refused for as long as it hung (the form drops the attempt limit it cannot
+    apply). Its turn ends at that limit now; its late failure is stale news."""
+    clock = Clock()
+    sw = _sw(clock)
+    await _open_then_due(sw, clock, "k")
+    entered, late = asyncio.Event(), asyncio.Event()
+    hung = asyncio.create_task(_block(sw, "k", entered, late))
+    await _inside(hung, entered)
+    with pytest.raises(seawall.CircuitOpenError):
+        await sw.call(_up, key="k")
+    clock.advance(5.0)
+    assert await sw.call(_up, key="k") == "up"  # a new probe: closes it
+    late.set()
+    with pytest.raises(ConnectionError):
+        await hung
+    books = sw.health()["keys"]["k"]
+    assert books["state"] == "closed"
+    assert _transitions(sw, "k") == {
+        "closed->open": 1,
+        "open->half_open": 1,
+        "half_open->closed": 1,
+    }
+
+
+def test_a_hung_sync_block_probe_gives_its_turn_up_after_the_attempt_limit() -> None:
+    """The sync block form (``for attempt in sw.attempts(...)``) in a thread: as the async
+    one, it drops the attempt limit it cannot apply, and its probe was lent only until the
+    deadline: with none, it held the turn for as long as it hung."""
+    clock = Clock()
+    sw = _sw(clock)
+    asyncio.run(_open_then_due(sw, clock, "k"))
+    entered, late = threading.Event(), threading.Event()
+    ended: list[BaseException] = []
+
+    def block() -> None:
+        try:
+            for attempt in sw.attempts(key="k"):
+                with attempt:
+                    entered.set()
+                    late.wait(30)
+                    raise ConnectionError("reset, late")
+        except BaseException as exc:
+            ended.append(exc)
+
+    thread = threading.Thread(target=block)
+    thread.start()
+    try:
+        assert entered.wait(30)
+        with pytest.raises(seawall.CircuitOpenError):
+            asyncio.run(sw.call(_up, key="k"))
+        clock.advance(5.0)
+        assert asyncio.run(sw.call(_up, key="k")) == "up"
+    finally:
+        late.set()
+        thread.join(30)
+    assert len(ended) == 1
+    assert isinstance(ended[0], ConnectionError)
+    assert sw.health()["keys"]["k"]["state"] == "closed"
+    assert _transitions(sw, "k") == {
+        "closed->open": 1,
+        "open->half_open": 1,
+        "half_open->closed": 1,
+    }

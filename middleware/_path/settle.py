@@ -210,6 +210,22 @@ class Settle(Verdicts):
             with state.lock:
                 state.budget.give_back(spent)
 
+    def lend(self, call: CallState, limit: float | None = None) -> None:
+        """A probe admitted to an attempt that nothing can cut short (a thread's, a block's
+        body) keeps its turn until its time limit at most (``Breaker.lend``): ``limit``, or
+        the policy's own that the block forms do not apply (``CallSpec.lend_for``), the sooner.
+        """
+        permit = call.permit
+        if not permit.probe:
+            return
+        spec = call.spec
+        turn = spec.lend_for
+        if limit is not None and (turn is None or limit < turn):
+            turn = limit
+        if turn is not None:
+            with spec.state.lock:
+                spec.state.breaker.lend(permit, call.t0 + turn)
+
     def abandon(self, call: CallState) -> None:
         """The attempt was cancelled or interrupted: give its permit back, no verdict."""
         state = call.spec.state

@@ -211,11 +211,8 @@ class SyncRun:
                 with lock:
                     # its time limit cannot cut a thread short: not applied, but the
                     # deadline's share of it is handed to the block (time_left)
-                    breaker = spec.state.breaker
-                    permit = breaker.admit()
-                    limit = loop.admit(call, permit)
-                    if permit is not None and permit.probe and limit is not None:
-                        breaker.lend(permit, call.t0 + limit)  # its turn ends at the limit
+                    limit = loop.admit(call, spec.state.breaker.admit())
+                    loop.lend(call, limit)  # a probe's turn ends at its limit (Breaker.lend)
             finally:
                 observer.flush()  # a rejection, or the breaker gone half-open for a probe
         except BaseException:
