@@ -13,6 +13,9 @@ in a helper task that waits, for each attempt, for the block's report. An
 attempt's own time limit cannot cut a block short (the block does not run in
 that task), so the block form runs without one: bound the block with
 ``asyncio.timeout`` yourself. A deadline is still checked between attempts.
+A half-open breaker's probe keeps its turn for the attempt limit at most:
+past it, another caller may probe, and the block's verdict is stale news
+(``Breaker.lend``; with ``attempt=None`` the probe keeps its turn until it ends).
 """
 
 from __future__ import annotations
@@ -119,7 +122,8 @@ class Attempts:
     def _spec(self) -> CallSpec:
         sw = self._sw
         policy = self._policy or sw.policy_for_key(self._key)
-        if policy.timeout.attempt is not None:  # cannot cut a block short: see the module doc
+        limit = policy.timeout.attempt  # a probe's turn ends at it all the same (Settle.lend)
+        if limit is not None:  # cannot cut a block short: see the module doc
             policy = attrs.evolve(policy, timeout=attrs.evolve(policy.timeout, attempt=None))
         key = redact_key(self._key)
         return CallSpec(
@@ -129,6 +133,7 @@ class Attempts:
             context=merge_context(self._context),
             llm=policy.llm,
             retry_if=self._retry_if,
+            lend_for=limit,
         )
 
     def _start(self) -> asyncio.Task[Any]:

@@ -57,13 +57,16 @@ class Permit:
 
     Only half-open probes are counted, so only they track being given back
     (``done``); every attempt admitted while closed shares ``CLOSED_PERMIT``.
+    ``lapsed``: a lent probe whose turn ran out (``Breaker.lend``): its
+    attempt's verdict, and its call's, are stale news.
     """
 
-    __slots__ = ("done", "probe")
+    __slots__ = ("done", "lapsed", "probe")
 
     def __init__(self, probe: bool) -> None:
         self.probe = probe
         self.done = False
+        self.lapsed = False
 
 
 #: The permit of every attempt admitted by a closed (or disabled) breaker.
@@ -196,13 +199,15 @@ class Breaker(_Recovery):
         return Permit(True)
 
     def lend(self, permit: Permit, due: float) -> None:
-        """The probe ``permit`` went to an attempt that nobody can cut short (a thread's):
+        """The probe ``permit`` went to an attempt that nobody can cut short (a thread's, or
+        the body of ``async with sw.breaker(key)`` or of the block form's ``with attempt``):
         past ``due``, its time limit, its turn is free for another probe (``admit``).
 
-        An async probe is cancelled at its limit and gives its turn back; a thread
-        that hangs (a read without a timeout) would hold it for as long as it hangs,
+        ``sw.call``'s probe is cut short at its limit and gives its turn up; a thread or a
+        block that hangs (a read without a timeout) would hold it for as long as it hangs,
         and the key would refuse every caller though the upstream had recovered.
-        The late attempt's verdict, when it comes, is stale news (``record``).
+        The late attempt's verdict, when it comes, is stale news (``record``,
+        ``call_failed``: the permit has ``lapsed``).
         """
         if permit.probe and not permit.done:
             # Those given back meanwhile (a verdict, an interrupt) go: the list holds at
@@ -219,7 +224,7 @@ class Breaker(_Recovery):
             if permit.done:
                 continue
             if due <= now:
-                permit.done = True  # its verdict will change nothing
+                permit.done = permit.lapsed = True  # its verdict will change nothing
                 self._probes = max(0, self._probes - 1)
             else:
                 kept.append((due, permit))
@@ -288,8 +293,9 @@ class Breaker(_Recovery):
             self.consecutive_failures = self._run = 0
             self.quiet = not self._failures_in_window and len(window) == window.maxlen
 
-    def call_failed(self) -> None:
-        """A whole call gave up on a failure that counts (after its retries).
+    def call_failed(self, permit: Permit = CLOSED_PERMIT) -> None:
+        """A whole call gave up on a failure that counts (after its retries);
+        ``permit``: its last attempt's (a probe that lapsed brings stale news: ignored).
 
         The consecutive rule counts calls, not attempts: with retries, random
         errors make runs of failed *attempts* common at high request rates (at
@@ -297,6 +303,8 @@ class Breaker(_Recovery):
         requests/s), while five failed *calls* in a row mean the upstream is
         really down. Half-open probes and the failure rate still count attempts.
         """
+        if permit.lapsed:
+            return  # its turn ran out (``lend``): another probe's verdict stands
         if not self.policy.enabled or self.state is not _CLOSED or self._throttle is not None:
             return
         self._start_measuring()

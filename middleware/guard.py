@@ -15,6 +15,10 @@ one that ``sw.call``, the middleware and the transports use for that key).
   is never swallowed.
 - A cancelled block (``CancelledError``, ``KeyboardInterrupt``) gives its
   permit back with no verdict, so a cancelled half-open probe frees its place.
+- A half-open probe keeps its place for the key's attempt limit
+  (``TimeoutPolicy.attempt``) at most: the block is not cut short, but past the
+  limit another caller may probe (``Breaker.lend``), and the block's verdict,
+  when it ends, is stale news. With ``attempt=None`` it keeps its place until it ends.
 
 The block counts as one call of the key in ``sw.health()``: requests,
 attempts, successes, failures by category, latency, the last failure time.
@@ -103,6 +107,9 @@ class BreakerGuard:
                 observer.reject(spec, "breaker", retry_after)
             else:
                 state.cooldown.sent()  # in flight, as the attempt loop counts its own
+                limit = policy.timeout.attempt
+                if permit.probe and limit is not None:  # a block hung on a read cannot
+                    state.breaker.lend(permit, started + limit)  # hold the key's probe for ever
         observer.flush()
         if permit is None:
             raise CircuitOpenError(self.key, retry_after)
@@ -165,7 +172,7 @@ class BreakerGuard:
             if record is not None:
                 state.stats.count("failures", c.category.value)
                 if c.counts_as_failure:
-                    state.breaker.call_failed()
+                    state.breaker.call_failed(permit)  # a lapsed probe's: stale
                 observer.failed(spec, record, c)
             observer.finish(spec, elapsed, c, None, 1, None, observer.observed)
         observer.flush()

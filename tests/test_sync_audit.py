@@ -118,6 +118,37 @@ def test_a_hung_sync_probe_without_an_attempt_limit_keeps_its_turn() -> None:
     assert sw.health()["keys"]["k"]["state"] == "closed"  # its success closed it
 
 
+def test_a_hung_sync_probes_late_failure_after_its_limit_is_stale_news() -> None:
+    """The hung probe's turn ran out and a new probe closed the breaker; when the hung call
+    at last fails, its failure is about the upstream as it was before the recovery. It
+    counted as a failed call of the closed breaker and, with ``failure_threshold=1``,
+    opened it again though the upstream had recovered (fix/asyncprobe)."""
+    clock = Clock()
+    sw = _breaker_sw(clock)
+    _open_then_due(sw, clock, "k")
+    started, release = threading.Event(), threading.Event()
+
+    def hang() -> str:
+        started.set()
+        release.wait(30)
+        raise ConnectionError("reset, late")
+
+    thread, ended = _in_thread(lambda: sw.call_sync(hang, key="k"))
+    try:
+        assert started.wait(30)
+        clock.advance(5.0)  # the probe's attempt limit has passed
+        assert sw.call_sync(_up, key="k") == "up"  # a new probe: closes it
+    finally:
+        release.set()
+        thread.join(30)
+    assert len(ended) == 1
+    assert isinstance(ended[0], ConnectionError)  # still raised
+    books = sw.health()["keys"]["k"]
+    assert books["state"] == "closed"
+    assert books["transitions"] == {"closed->open": 1, "open->half_open": 1, "half_open->closed": 1}
+    assert sw.call_sync(_up, key="k") == "up"
+
+
 # --- Retry-After on an exception that carries its response ------------------------------
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from seawall._path.observer import Observer
 from seawall._path.rules import StopReason
 from seawall._path.spec import Attempt, CallSpec
+from seawall.breaker import CLOSED_PERMIT, Permit
 from seawall.errors import (
     AttemptRecord,
     CircuitOpenError,
@@ -64,12 +65,14 @@ class GiveUp:
         *,
         cut: bool = False,
         status: int | None = None,
+        permit: Permit = CLOSED_PERMIT,
     ) -> Any:
         """Give up: return the last response, or raise for an exception.
 
         ``cut``: the caller's deadline ended the last attempt; counted apart
         (``cut_by_deadline``), never against the upstream. ``status``: the
         response's, when its body broke off (``StopReason.ANSWERED``).
+        ``permit``: the last attempt's (a probe's turn that ran out: stale news).
         """
         state = spec.state
         if cut:
@@ -77,7 +80,7 @@ class GiveUp:
         else:
             state.stats.count("failures", c.category.value)
             if c.counts_as_failure:
-                state.breaker.call_failed()
+                state.breaker.call_failed(permit)
         if status is None and result is not None:
             status = result.status
         text = reason.describe(spec, c, status, exc)

@@ -125,10 +125,9 @@ class Loop(Settle):
     ) -> Any:
         """Make attempts until one succeeds or a rule says stop; see DESIGN.md.
 
-        ``first``: the first attempt, when the adapter already made it (the
-        aiohttp middleware's lean path); the loop carries on from its result.
-        The decisions are ``begin``/``admit``/``settle``, which the sync loop
-        (``seawall._path.threads``) shares; this drives them with awaits.
+        ``first``: the adapter's first attempt, made already (the aiohttp middleware's lean
+        path); the loop goes on from its result. The decisions are ``begin``/``admit``/
+        ``settle``, shared with the sync loop (``seawall._path.threads``); this awaits them.
         """
         call = self.begin(spec, first)
         try:
@@ -250,6 +249,7 @@ class Loop(Settle):
                     self.observer.flush()
             else:
                 self.observer.flush()  # gone half-open for this probe: told after the lock
+            self.lend(call)  # a block's probe: nothing cuts it short, its turn ends at its limit
         # Long limits share a coarse timer (seawall.watchdog); short ones, which
         # need precision, get their own asyncio.timeout.
         task = dog = None

@@ -153,6 +153,7 @@ class Settle(Verdicts):
                         call.history,
                         cut=cut,
                         status=answered,
+                        permit=call.permit,
                     )
                 except Exception as given_up:
                     if on_error is None:
@@ -209,6 +210,22 @@ class Settle(Verdicts):
             with state.lock:
                 state.budget.give_back(spent)
 
+    def lend(self, call: CallState, limit: float | None = None) -> None:
+        """A probe admitted to an attempt that nothing can cut short (a thread's, a block's
+        body) keeps its turn until its time limit at most (``Breaker.lend``): ``limit``, or
+        the policy's own that the block forms do not apply (``CallSpec.lend_for``), the sooner.
+        """
+        permit = call.permit
+        if not permit.probe:
+            return
+        spec = call.spec
+        turn = spec.lend_for
+        if limit is not None and (turn is None or limit < turn):
+            turn = limit
+        if turn is not None:
+            with spec.state.lock:
+                spec.state.breaker.lend(permit, call.t0 + turn)
+
     def abandon(self, call: CallState) -> None:
         """The attempt was cancelled or interrupted: give its permit back, no verdict."""
         state = call.spec.state
@@ -240,7 +257,7 @@ class Settle(Verdicts):
         """The rules allow another attempt: its wait, if the deadline and the budget allow it."""
         spec = call.spec
         state = spec.state
-        history = call.history
+        history, permit = call.history, call.permit
         delay, why = self.delay(spec, number, outcome, c)  # plugins: no lock
         observer = self.observer
         giveup = self.giveup
@@ -249,13 +266,13 @@ class Settle(Verdicts):
         try:
             if call.deadline_at is not None and self.clock() + delay >= call.deadline_at:
                 call.value = giveup.stop(
-                    spec, StopReason.DEADLINE, call.started, c, result, exc, history
+                    spec, StopReason.DEADLINE, call.started, c, result, exc, history, permit=permit
                 )
                 return None
             if not state.budget.try_spend():
                 observer.reject(spec, "budget", None)
                 call.value = giveup.stop(
-                    spec, StopReason.BUDGET, call.started, c, result, exc, history
+                    spec, StopReason.BUDGET, call.started, c, result, exc, history, permit=permit
                 )
                 return None
             call.spent = state.budget.epoch  # given back if the retry is never sent

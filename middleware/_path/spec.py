@@ -60,7 +60,9 @@ class CallSpec:
     (the aiohttp middleware raises ``aiohttp.ClientConnectionError`` twins);
     ``wrap`` says which original exceptions must not escape unwrapped (aiohttp
     re-runs its whole middleware chain on some). Both come from the adapter:
-    the loop knows no HTTP library.
+    the loop knows no HTTP library. ``lend_for``: seconds a half-open probe's
+    turn lasts when nothing can cut its attempt short (the block forms' body:
+    the policy's attempt limit, which they do not apply; ``Settle.lend``).
     """
 
     __slots__ = (
@@ -70,6 +72,7 @@ class CallSpec:
         "http",
         "idempotent",
         "key",
+        "lend_for",
         "llm",
         "method",
         "policy",
@@ -98,6 +101,7 @@ class CallSpec:
         twins: Mapping[type[SeawallError], type[SeawallError]] | None = None,
         wrap: Callable[[BaseException], bool] | None = None,
         retry_if: Callable[[BaseException], bool] | None = None,
+        lend_for: float | None = None,
     ) -> None:
         self.key = key
         self.policy = policy
@@ -115,6 +119,7 @@ class CallSpec:
         # The caller's own choice of which exceptions to retry (``on=``): it
         # replaces the classification's retryable / retry_on / once-only rules.
         self.retry_if = retry_if
+        self.lend_for = lend_for
         self._redacted: URL | None = None
 
     @property

@@ -253,8 +253,7 @@ class SyncRun:
     def _admitted(self, call: CallState, permit: Permit | None) -> float | None:
         """``Loop.admit`` under the key's lock; a probe's turn is lent until its limit."""
         limit = self._loop.admit(call, permit)
-        if permit is not None and permit.probe and limit is not None:
-            call.spec.state.breaker.lend(permit, call.t0 + limit)  # its turn ends at the limit
+        self._loop.lend(call, limit)  # a probe's turn ends at its limit (Breaker.lend)
         return limit
 
     def _ramp_turn(self, call: CallState) -> None:
