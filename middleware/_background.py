@@ -11,13 +11,32 @@ import asyncio
 import contextlib
 import threading
 import weakref
+from typing import Any
 
-__all__ = ["alive", "start_loop", "stop_loop"]
+__all__ = ["alive", "cancel_and_wait", "start_loop", "stop_loop"]
 
 
 def alive(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether ``loop`` runs now (work handed to it will be done)."""
     return loop.is_running() and not loop.is_closed()
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` (of the running loop) and wait until it has ended.
+
+    The task's own ``CancelledError`` ends here; the caller's does not. A caller
+    cancelled while it waits (a shutdown under ``asyncio.timeout``, Ctrl-C's
+    runner) sees ``CancelledError``, even when the task's end reached it first:
+    ``contextlib.suppress(CancelledError)`` around the await swallows both,
+    and the caller's close would go on as if nobody had asked it to stop.
+    """
+    current = asyncio.current_task()
+    asked = 0 if current is None else current.cancelling()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):  # the task's, or the caller's: asked
+        await task
+    if current is not None and current.cancelling() > asked:
+        raise asyncio.CancelledError  # the caller's own: not ours to swallow
 
 
 def start_loop(name: str, owner: object | None = None) -> asyncio.AbstractEventLoop:

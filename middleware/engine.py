@@ -332,15 +332,27 @@ class Seawall:
         self._closers.append(callback)
 
     async def aclose(self) -> None:
-        """Deliver queued incidents (bounded), stop background work, close plugins."""
-        await self.escalator.aclose(stop_own=False)
+        """Deliver queued incidents (bounded), stop background work, close plugins.
+
+        Cancelled while incidents are delivered (a shutdown's own timeout), it
+        still closes what it opened (the fleet's client, ``on_close`` callbacks),
+        then lets the cancellation go on.
+        """
+        try:
+            await self.escalator.aclose(stop_own=False)
+        finally:
+            try:
+                await self._run_closers()
+            finally:
+                self.escalator.stop_own()  # after the plugins: a sink may close things on it
+
+    async def _run_closers(self) -> None:
         closers, self._closers = self._closers, []
         for close in closers:
             try:
                 await close()
             except Exception:
                 logging.getLogger("seawall").exception("seawall: %r failed on aclose", close)
-        self.escalator.stop_own()  # after the plugins: a sink may close things on it
 
     async def __aenter__(self) -> Seawall:
         return self

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from seawall._background import alive, start_loop, stop_loop
+from seawall._background import alive, cancel_and_wait, start_loop, stop_loop
 from seawall._checks import number, whole
 from seawall.outcome import Category, Severity
 from seawall.redact import MASK, is_secret_param, redact_text
@@ -352,8 +352,11 @@ class Escalator:
         if loop is not None and loop is not asyncio.get_running_loop() and alive(loop):
             # The worker runs on another loop (the escalator's own): wait there.
             waited = asyncio.run_coroutine_threadsafe(self._drain_here(within), loop)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancellation that
+            # comes as the awaited future ends (bpo-42130), and drain would return.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.wrap_future(waited), within + 1.0)
+                async with asyncio.timeout(within + 1.0):
+                    await asyncio.wrap_future(waited)
             return
         await self._drain_here(within)
 
@@ -361,7 +364,8 @@ class Escalator:
         worker = self._worker
         if worker is not None and not worker.done() and worker.get_loop() is _running():
             try:
-                await asyncio.wait_for(asyncio.shield(worker), within)
+                async with asyncio.timeout(within):
+                    await asyncio.shield(worker)
             except TimeoutError:
                 log.warning("seawall: escalation sinks did not finish within %.1fs", within)
 
@@ -369,19 +373,21 @@ class Escalator:
         """Tell folded repeats, deliver what is queued (bounded by ``within``
         seconds), then stop the worker and (unless ``stop_own`` is false: the
         ``Seawall`` closes its plugins first, which may close things on it) the
-        escalator's own loop."""
+        escalator's own loop. Cancelled while it delivers, it still stops them."""
         self.flush()
-        await self.drain(within)
-        worker = self._worker
-        if worker is not None and not worker.done():
-            if self._loop is asyncio.get_running_loop():
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
-            elif self._loop is not None and alive(self._loop):
-                self._loop.call_soon_threadsafe(worker.cancel)
-        if stop_own:
-            self.stop_own()
+        try:
+            await self.drain(within)
+        finally:
+            try:
+                worker = self._worker
+                if worker is not None and not worker.done():
+                    if self._loop is asyncio.get_running_loop():
+                        await cancel_and_wait(worker)
+                    elif self._loop is not None and alive(self._loop):
+                        self._loop.call_soon_threadsafe(worker.cancel)
+            finally:
+                if stop_own:
+                    self.stop_own()
 
     def stop_own(self) -> None:
         """Stop the escalator's own loop, if it has one; its thread closes it."""

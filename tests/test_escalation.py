@@ -445,3 +445,72 @@ async def test_a_sink_that_changes_the_context_changes_it_for_itself_only(mutato
     (seen,) = good.incidents
     assert seen.context == {"api_key": "***", "note": "Bearer ***", "critical": True}
     await esc.aclose()
+
+
+class SlowToStop:
+    """A sink that hangs, and whose clean-up on cancellation takes its time too."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.stopping = asyncio.Event()
+
+    @seawall.hookimpl
+    async def seawall_escalate(self, incident: Incident) -> None:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.stopping.set()
+            await asyncio.Event().wait()  # until cancelled again
+            raise
+
+
+async def test_a_close_cancelled_while_it_stops_the_worker_is_cancelled() -> None:
+    """The caller of aclose, cancelled while aclose waits for the worker to stop, sees
+    its CancelledError: it was swallowed with the worker's own, and the caller's
+    shutdown went on as if nobody had asked it to stop."""
+    sink = SlowToStop()
+    hooks = Hooks(make_manager([sink], entrypoints=False, blocked=["seawall.builtin.logging_sink"]))
+    esc = Escalator(hooks, EscalationPolicy(sink_timeout=60.0))
+    _report(esc)
+    await asyncio.wait_for(sink.started.wait(), 60)
+    closing = asyncio.create_task(esc.aclose(within=0.0))
+    await asyncio.wait_for(sink.stopping.wait(), 60)  # aclose waits for the worker's end
+    closing.cancel()
+    done, _pending = await asyncio.wait({closing}, timeout=60)
+    assert done == {closing}
+    assert closing.cancelled()
+    assert esc._worker is not None
+    assert esc._worker.done()
+
+
+async def test_a_seawall_close_cancelled_while_incidents_drain_still_closes_plugins() -> None:
+    """``sw.aclose()`` cancelled while it delivers incidents (a shutdown's own timeout)
+    still runs its closers (the fleet's client, ``on_close``), then is cancelled."""
+    sink = Sink("hang")
+    sw = seawall.Seawall(entrypoints=False, plugins=[sink])
+    closed = asyncio.Event()
+
+    async def close() -> None:
+        closed.set()
+
+    sw.on_close(close)
+    started = asyncio.Event()
+    sink.waiting = asyncio.Event()  # the sink hangs until the test ends
+
+    class Started:
+        @seawall.hookimpl
+        async def seawall_escalate(self, incident: Incident) -> None:
+            started.set()
+
+    sw.register(Started())
+    _report(sw.escalator)
+    await asyncio.wait_for(started.wait(), 60)
+    closing = asyncio.create_task(sw.aclose())
+    await asyncio.sleep(0)  # one step: aclose runs into its drain, where it waits
+    closing.cancel()
+    done, _pending = await asyncio.wait({closing}, timeout=60)
+    assert done == {closing}
+    assert closing.cancelled()
+    assert closed.is_set()
+    sink.waiting.set()

@@ -30,6 +30,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+from seawall._background import cancel_and_wait
 from seawall.breaker import Breaker
 from seawall.fleet.link import Link, LinkError, describe
 from seawall.fleet.repair import LogLimit
@@ -250,14 +251,14 @@ class Rounds:
                     task.get_loop().call_soon_threadsafe(task.cancel)
             await asyncio.to_thread(thread.join, THREAD_JOIN)
             return  # the thread closed its client
-        if task is not None and task.get_loop() is asyncio.get_running_loop():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        elif task is not None and not task.get_loop().is_closed():
-            with contextlib.suppress(RuntimeError):  # another loop's: cancelled there
-                task.get_loop().call_soon_threadsafe(task.cancel)
-        await self.link.aclose()
+        try:
+            if task is not None and task.get_loop() is asyncio.get_running_loop():
+                await cancel_and_wait(task)  # a cancelled close still closes the client
+            elif task is not None and not task.get_loop().is_closed():
+                with contextlib.suppress(RuntimeError):  # another loop's: cancelled there
+                    task.get_loop().call_soon_threadsafe(task.cancel)
+        finally:
+            await self.link.aclose()
 
 
 # The task and the thread hold their store only during a round (a weak reference between
