@@ -358,7 +358,15 @@ async def _watch(
                 break
         await task
     finally:
-        # Ctrl-C cancels this coroutine: the run is cancelled with it. Left to asyncio.run,
-        # which cancels its drivers one by one, it ended holding a CancelledError nobody
-        # read, and the demo printed "exception was never retrieved" after its one line.
+        # Ctrl-C cancels this coroutine: the run is cancelled with it, and its end is
+        # read when it comes. A cancelled gather ends holding a CancelledError; unread,
+        # it is printed at exit ("_GatheringFuture exception was never retrieved")
+        # after the demo's one line.
         task.cancel()
+        task.add_done_callback(_read_end)
+
+
+def _read_end(future: asyncio.Future[Any]) -> None:
+    """Read how ``future`` ended, so nothing is printed about it at exit."""
+    if not future.cancelled():
+        future.exception()
