@@ -217,14 +217,20 @@ async def _drive(
             variant.started += 1
             tasks.append(asyncio.create_task(one(f"{number}.{k}")))
 
-    await asyncio.gather(*(client(n, offset) for n, offset in enumerate(offsets)))
-    # Every call is bounded (naive: attempts x 1 s timeout; seawall: its deadline).
-    limit = config.naive_attempts * (1.0 + config.naive_delay) + 1.0
-    _done, pending = await asyncio.wait(tasks, timeout=limit) if tasks else (set(), set())
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending, timeout=1.0)
+    try:
+        await asyncio.gather(*(client(n, offset) for n, offset in enumerate(offsets)))
+        # Every call is bounded (naive: attempts x 1 s timeout; seawall: its deadline).
+        limit = config.naive_attempts * (1.0 + config.naive_delay) + 1.0
+        if tasks:
+            await asyncio.wait(tasks, timeout=limit)
+    finally:
+        # Cut off (past the bound, or Ctrl-C): the requests still running are cancelled
+        # and awaited here, before the sessions close under them ("Session is closed").
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
 
 
 async def run_demo(
@@ -364,6 +370,8 @@ async def _watch(
         # after the demo's one line.
         task.cancel()
         task.add_done_callback(_read_end)
+        # The drivers cancel their requests before the sessions close (bounded there).
+        await asyncio.wait({task}, timeout=2.0)
 
 
 def _read_end(future: asyncio.Future[Any]) -> None:
