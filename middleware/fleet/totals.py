@@ -21,12 +21,14 @@ from decimal import Decimal
 from typing import Any
 
 from seawall.budget import RetryBudget
+from seawall.fleet.costs_script import COSTS, COSTS_LAPSE
 from seawall.policy import BudgetPolicy
 from seawall.reports import MONEY, AvoidedCalls, CostReport, KeyCosts, ModelCosts
 
 __all__ = [
     "COSTS",
     "COSTS_EVERY",
+    "COSTS_LAPSE",
     "COSTS_TTL",
     "USD_MAX",
     "CostExchange",
@@ -214,60 +216,16 @@ def _merge(reports: Iterable[CostReport]) -> CostReport:
     return CostReport.of(keys)
 
 
-#: KEYS: the costs hash. ARGV: node, this node's cost report as JSON ('' : unchanged),
-#: ttl ms, since (server ms) and after (a node): only reports written later, or then by a
-#: node named after it, are sent (0 and '': all), at most how many. Returns {now, 1 when
-#: this node's report is missing (Redis lost it: a restart, a FLUSHALL) and it sent none,
-#: the next read's since and after, the number of other live nodes, their names, then
-#: (node, report) for the oldest of those}: a day of dead workers' reports is sent once,
-#: in slices, not every second to every member (whose event loop parsed them all).
-COSTS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl, since, after = tonumber(ARGV[3]), tonumber(ARGV[4] or '0'), ARGV[6] or ''
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], ARGV[1], (now + ttl) .. '|' .. ARGV[2])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-local missing = (ARGV[2] == '' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0) and 1 or 0
-local rows = redis.call('HGETALL', KEYS[1])
-local live, changed = {}, {}
-for i = 1, #rows, 2 do
-  local bar = string.find(rows[i + 1], '|', 1, true)
-  local exp = tonumber(string.sub(rows[i + 1], 1, bar - 1))
-  if exp <= now then
-    redis.call('HDEL', KEYS[1], rows[i])
-  elseif rows[i] ~= ARGV[1] then
-    table.insert(live, rows[i])
-    local w = exp - ttl
-    if w > since or (w == since and rows[i] > after) then table.insert(changed, {w, i}) end
-  end
-end
-local cap, next_since, next_after = tonumber(ARGV[5] or '1000000'), now, ''
-if #changed > cap then
-  table.sort(changed, function(a, b)
-    return a[1] < b[1] or (a[1] == b[1] and rows[a[2]] < rows[b[2]])
-  end)
-  next_since, next_after = changed[cap][1], rows[changed[cap][2]]
-end
-local out = {now, missing, next_since, next_after, #live}
-for _, v in ipairs(live) do table.insert(out, v) end
-for n = 1, math.min(#changed, cap) do
-  local i = changed[n][2]
-  table.insert(out, rows[i])
-  table.insert(out, string.sub(rows[i + 1], string.find(rows[i + 1], '|', 1, true) + 1))
-end
-return out
-"""
-
-
 class CostExchange:
     """The fleet's cost reports: every ``COSTS_EVERY`` s this process publishes its own
     (when it changed, or when Redis lost it) and reads the others' that changed since its
-    last read (the ``COSTS`` script, one hash ``key``); the rest it keeps as parsed."""
+    last read (the ``COSTS`` script: the hash ``key`` and its index of write times, so a
+    round reads the changed reports, not every one); the rest it keeps as parsed."""
 
     def __init__(self, key: str, node: str) -> None:
         self.key = key
+        #: The index of ``key``: its nodes, scored by when each report was written.
+        self.index = f"{key}:w"
         self.node = node
         #: The other processes' cost reports, as last read, by node.
         self.by_node: dict[str, CostReport] = {}
@@ -297,8 +255,8 @@ class CostExchange:
         text = dumps(source())
         mine, self._sent = ("" if text == self._sent else text), text
         ttl = max(1, round(COSTS_TTL * 1000))
-        args = [self.node, mine, ttl, self._since, COSTS_SLICE, self._after]
-        return ("COSTS", [self.key], args)
+        args = [self.node, mine, ttl, self._since, COSTS_SLICE, self._after, COSTS_LAPSE]
+        return ("COSTS", [self.key, self.index], args)
 
     def read(self, reply: object) -> bool:
         """Keep the reports that read; ``False`` when any did not (or the reply is an error)."""
