@@ -47,6 +47,11 @@ COSTS_TTL = 86_400.0
 #: Milliseconds before its last read from which a process asks for the reports written.
 SINCE_SLACK = 1000
 
+#: Seconds between two exchanges that list the other live processes (their names), by
+#: which the reports of processes gone (expired, or lost by Redis) are forgotten here.
+#: Listing 3,000 names cost more Redis time than the rest of a steady exchange, 30 times.
+NAMES_EVERY = 60.0
+
 #: Most other processes' reports one exchange sends (the oldest first; the rest at the next
 #: rounds): a member that starts among a day of dead workers' reports parses them in
 #: slices (about 10 ms of its event loop each), not all at once.
@@ -235,6 +240,10 @@ class CostExchange:
         #: then by a node named after ``_after``, are sent.
         self._since = 0
         self._after = ""
+        #: When the last exchange that listed the live processes was called, and when the
+        #: one in flight was if it lists them (``None``: it does not; the first one does).
+        self._listed_at = float("-inf")
+        self._listing: float | None = float("-inf")
 
     @property
     def fleet(self) -> list[CostReport]:
@@ -255,7 +264,10 @@ class CostExchange:
         text = dumps(source())
         mine, self._sent = ("" if text == self._sent else text), text
         ttl = max(1, round(COSTS_TTL * 1000))
+        listing = now - self._listed_at >= NAMES_EVERY
+        self._listing = now if listing else None
         args = [self.node, mine, ttl, self._since, COSTS_SLICE, self._after, COSTS_LAPSE]
+        args.append("1" if listing else "0")
         return ("COSTS", [self.key, self.index], args)
 
     def read(self, reply: object) -> bool:
@@ -269,8 +281,10 @@ class CostExchange:
             changed = [_text(x) for x in reply[5 + count :]]
         except (TypeError, ValueError, AttributeError):  # (a bad name: UnicodeDecodeError)
             return False
+        listed, self._listing = self._listing, None
         if missing:
             self._sent = ""  # Redis lost this process's report: sent in full next time
+            self._listed_at = float("-inf")  # (and maybe the others': listed next time)
         good = len(changed) % 2 == 0
         for node, text in zip(changed[::2], changed[1::2], strict=False):
             try:
@@ -278,11 +292,15 @@ class CostExchange:
             except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError):
                 self.by_node.pop(node, None)
                 good = False  # one process's report left out; the others count
-        self.by_node = {node: r for node, r in self.by_node.items() if node in names}
+        if listed is not None:  # (no names asked for: none pruned)
+            self.by_node = {node: r for node, r in self.by_node.items() if node in names}
+            if not missing:
+                self._listed_at = listed
         # Reports written since this read (or the next slice) come next time, from a
         # second early (the same millisecond); a clock gone back (a failover) reads all.
         if now < self._since:
             self._since, self._after = 0, ""
+            self._listed_at = float("-inf")
         elif since < now:  # a slice: the next one, from after its last report, next round
             self._since, self._after = since, after
             self.due()
