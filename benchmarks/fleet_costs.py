@@ -103,7 +103,9 @@ def measure(client: redis.Redis, script: str, size: int, calls: int, new: bool) 
     # Written over the last hour, as a day of recycled workers leaves them.
     client.hset(
         keys[0],
-        mapping={f"worker-{i:05d}-{'x' * 24}": f"{now - i * 1000 + TTL}|{text}" for i in range(size)},
+        mapping={
+            f"worker-{i:05d}-{'x' * 24}": f"{now - i * 1000 + TTL}|{text}" for i in range(size)
+        },
     )
     client.pexpire(keys[0], TTL)
     run(keys=keys, args=["member", "", TTL, 0, COSTS_SLICE, ""])  # (the new one: indexes)
