@@ -1,6 +1,6 @@
 """Redis time of the fleet's cost exchange (the ``COSTS`` script), before and after its index.
 
-    python benchmarks/fleet_costs.py [--calls 15] [--sizes 1000,3000] [--old REV]
+    python benchmarks/fleet_costs.py [--calls 15] [--sizes 1000,3000] [--old REV] [--quick]
 
 Needs ``redis-server`` (Debian's package; started here on a free 127.0.0.1
 port, no persistence) and ``seawall[redis]``. For each size, a cost hash of
@@ -145,7 +145,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=15)
     parser.add_argument("--sizes", default="1000,3000")
     parser.add_argument("--old", default="25ad825")
+    parser.add_argument("--quick", action="store_true", help="100 reports, 3 calls: it works")
     opts = parser.parse_args()
+    if opts.quick:
+        opts.sizes, opts.calls = "100", 3
     server = RedisServer()
     server.start()
     try:
