@@ -19,7 +19,9 @@ Keys of one seawall key share a Redis Cluster hash slot: ``<prefix>:{<key>}:<par
   server ms before which no early probe starts (their backoff);
 - ``m`` (hash): the members pacing the key, node -> server ms when it expires;
 - ``u`` (hash): retry budget use, node -> ``expiry:requests:retries`` in its window;
-- ``<prefix>:{costs}`` (hash, one for the fleet): node -> ``expiry|cost report JSON``.
+- ``<prefix>:{costs}`` (hash, one for the fleet): node -> ``expiry|cost report JSON``;
+  ``<prefix>:{costs}:w`` (sorted set), its index: the same nodes, scored by when each
+  report was written (``seawall.fleet.costs_script``).
 
 Every key has a TTL, so a dead fleet leaves nothing behind. Times in and out
 are integers in milliseconds.

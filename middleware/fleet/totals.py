@@ -21,12 +21,14 @@ from decimal import Decimal
 from typing import Any
 
 from seawall.budget import RetryBudget
+from seawall.fleet.costs_script import COSTS, COSTS_LAPSE
 from seawall.policy import BudgetPolicy
 from seawall.reports import MONEY, AvoidedCalls, CostReport, KeyCosts, ModelCosts
 
 __all__ = [
     "COSTS",
     "COSTS_EVERY",
+    "COSTS_LAPSE",
     "COSTS_TTL",
     "USD_MAX",
     "CostExchange",
@@ -44,6 +46,11 @@ COSTS_TTL = 86_400.0
 
 #: Milliseconds before its last read from which a process asks for the reports written.
 SINCE_SLACK = 1000
+
+#: Seconds between two exchanges that list the other live processes (their names), by
+#: which the reports of processes gone (expired, or lost by Redis) are forgotten here.
+#: Listing 3,000 names cost more Redis time than the rest of a steady exchange, 30 times.
+NAMES_EVERY = 60.0
 
 #: Most other processes' reports one exchange sends (the oldest first; the rest at the next
 #: rounds): a member that starts among a day of dead workers' reports parses them in
@@ -214,60 +221,16 @@ def _merge(reports: Iterable[CostReport]) -> CostReport:
     return CostReport.of(keys)
 
 
-#: KEYS: the costs hash. ARGV: node, this node's cost report as JSON ('' : unchanged),
-#: ttl ms, since (server ms) and after (a node): only reports written later, or then by a
-#: node named after it, are sent (0 and '': all), at most how many. Returns {now, 1 when
-#: this node's report is missing (Redis lost it: a restart, a FLUSHALL) and it sent none,
-#: the next read's since and after, the number of other live nodes, their names, then
-#: (node, report) for the oldest of those}: a day of dead workers' reports is sent once,
-#: in slices, not every second to every member (whose event loop parsed them all).
-COSTS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl, since, after = tonumber(ARGV[3]), tonumber(ARGV[4] or '0'), ARGV[6] or ''
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], ARGV[1], (now + ttl) .. '|' .. ARGV[2])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-local missing = (ARGV[2] == '' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0) and 1 or 0
-local rows = redis.call('HGETALL', KEYS[1])
-local live, changed = {}, {}
-for i = 1, #rows, 2 do
-  local bar = string.find(rows[i + 1], '|', 1, true)
-  local exp = tonumber(string.sub(rows[i + 1], 1, bar - 1))
-  if exp <= now then
-    redis.call('HDEL', KEYS[1], rows[i])
-  elseif rows[i] ~= ARGV[1] then
-    table.insert(live, rows[i])
-    local w = exp - ttl
-    if w > since or (w == since and rows[i] > after) then table.insert(changed, {w, i}) end
-  end
-end
-local cap, next_since, next_after = tonumber(ARGV[5] or '1000000'), now, ''
-if #changed > cap then
-  table.sort(changed, function(a, b)
-    return a[1] < b[1] or (a[1] == b[1] and rows[a[2]] < rows[b[2]])
-  end)
-  next_since, next_after = changed[cap][1], rows[changed[cap][2]]
-end
-local out = {now, missing, next_since, next_after, #live}
-for _, v in ipairs(live) do table.insert(out, v) end
-for n = 1, math.min(#changed, cap) do
-  local i = changed[n][2]
-  table.insert(out, rows[i])
-  table.insert(out, string.sub(rows[i + 1], string.find(rows[i + 1], '|', 1, true) + 1))
-end
-return out
-"""
-
-
 class CostExchange:
     """The fleet's cost reports: every ``COSTS_EVERY`` s this process publishes its own
     (when it changed, or when Redis lost it) and reads the others' that changed since its
-    last read (the ``COSTS`` script, one hash ``key``); the rest it keeps as parsed."""
+    last read (the ``COSTS`` script: the hash ``key`` and its index of write times, so a
+    round reads the changed reports, not every one); the rest it keeps as parsed."""
 
     def __init__(self, key: str, node: str) -> None:
         self.key = key
+        #: The index of ``key``: its nodes, scored by when each report was written.
+        self.index = f"{key}:w"
         self.node = node
         #: The other processes' cost reports, as last read, by node.
         self.by_node: dict[str, CostReport] = {}
@@ -277,6 +240,10 @@ class CostExchange:
         #: then by a node named after ``_after``, are sent.
         self._since = 0
         self._after = ""
+        #: When the last exchange that listed the live processes was called, and when the
+        #: one in flight was if it lists them (``None``: it does not; the first one does).
+        self._listed_at = float("-inf")
+        self._listing: float | None = float("-inf")
 
     @property
     def fleet(self) -> list[CostReport]:
@@ -297,8 +264,11 @@ class CostExchange:
         text = dumps(source())
         mine, self._sent = ("" if text == self._sent else text), text
         ttl = max(1, round(COSTS_TTL * 1000))
-        args = [self.node, mine, ttl, self._since, COSTS_SLICE, self._after]
-        return ("COSTS", [self.key], args)
+        listing = now - self._listed_at >= NAMES_EVERY
+        self._listing = now if listing else None
+        args = [self.node, mine, ttl, self._since, COSTS_SLICE, self._after, COSTS_LAPSE]
+        args.append("1" if listing else "0")
+        return ("COSTS", [self.key, self.index], args)
 
     def read(self, reply: object) -> bool:
         """Keep the reports that read; ``False`` when any did not (or the reply is an error)."""
@@ -311,8 +281,10 @@ class CostExchange:
             changed = [_text(x) for x in reply[5 + count :]]
         except (TypeError, ValueError, AttributeError):  # (a bad name: UnicodeDecodeError)
             return False
+        listed, self._listing = self._listing, None
         if missing:
             self._sent = ""  # Redis lost this process's report: sent in full next time
+            self._listed_at = float("-inf")  # (and maybe the others': listed next time)
         good = len(changed) % 2 == 0
         for node, text in zip(changed[::2], changed[1::2], strict=False):
             try:
@@ -320,11 +292,15 @@ class CostExchange:
             except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError):
                 self.by_node.pop(node, None)
                 good = False  # one process's report left out; the others count
-        self.by_node = {node: r for node, r in self.by_node.items() if node in names}
+        if listed is not None:  # (no names asked for: none pruned)
+            self.by_node = {node: r for node, r in self.by_node.items() if node in names}
+            if not missing:
+                self._listed_at = listed
         # Reports written since this read (or the next slice) come next time, from a
         # second early (the same millisecond); a clock gone back (a failover) reads all.
         if now < self._since:
             self._since, self._after = 0, ""
+            self._listed_at = float("-inf")
         elif since < now:  # a slice: the next one, from after its last report, next round
             self._since, self._after = since, after
             self.due()
