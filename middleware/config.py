@@ -14,7 +14,8 @@ The schema (TOML shown; a dict of the same shape works too)::
     [default.budget]
     ratio = 0.2
 
-    [routes."api.openai.com"]     # host pattern (fnmatch), optionally host:port; not a URL
+    [routes."api.openai.com"]     # host pattern (fnmatch), optionally host:port; not a URL,
+                                  # no control or bidi characters
     preset = "llm"                # start from Policy.for_llm() instead of [default]
     [routes."api.openai.com".retry]
     max_attempts = 5
@@ -36,7 +37,7 @@ from typing import Any
 
 import attrs
 
-from seawall._checks import route_is_url, show
+from seawall._checks import route_is_url, route_unseen, show
 from seawall.config_file import FileProblem, read_data
 from seawall.policy import Policy, TimeoutPolicy
 from seawall.redact import redact_text
@@ -287,7 +288,7 @@ def load_config(
         if not isinstance(pattern, str) or not pattern.strip():
             problems.append(Problem(where, 'a route needs a host pattern, e.g. "api.example.com"'))
             continue
-        if (why := route_is_url(pattern)) is not None:
+        if (why := route_is_url(pattern) or route_unseen(pattern)) is not None:
             problems.append(Problem(where, why))
             continue
         if not isinstance(raw, Mapping):

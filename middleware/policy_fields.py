@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from seawall._checks import http_method, name_list, number, show
+from seawall._checks import http_method, name_list, number, show, unseen
 from seawall.outcome import Category
 
 __all__ = [
@@ -128,7 +128,8 @@ BREAKER_MODES = ("classic", "adaptive")
 
 
 def key_choice(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """``Policy.key``: ``None``, a fixed key, or ``'model'``."""
+    """``Policy.key``: ``None``, a fixed key, or ``'model'``; no control or bidi character
+    (a pasted escape sequence: the key would name states no one means, shown escaped)."""
     if value is not None and (not isinstance(value, str) or not value):
         msg = (
             f"{type(instance).__name__}.{attribute.name} must be a non-empty string "
@@ -136,3 +137,12 @@ def key_choice(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> No
             f"got {show(value)}"
         )
         raise (ValueError if value == "" else TypeError)(msg)
+    if value is None or value.isprintable():  # the common case, cheap: checked at each evolve
+        return
+    why = unseen(value, "the name alone, e.g. 'payments'")
+    if why is not None:
+        msg = (
+            f"{type(instance).__name__}.{attribute.name} must be a name without control or "
+            f"bidi characters, got {show(value)}: {why}"
+        )
+        raise ValueError(msg)

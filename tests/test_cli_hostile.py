@@ -41,8 +41,12 @@ def seawall(*argv: str, **options: object) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_check_escapes_a_route_pattern_that_would_drive_the_terminal(tmp_path: Path) -> None:
-    """`seawall check` shows a route pattern's escape sequence and bidi control as escapes."""
+def test_check_refuses_a_route_pattern_that_would_drive_the_terminal(tmp_path: Path) -> None:
+    """`seawall check` refuses a route pattern with an escape sequence or a bidi control.
+
+    Such a pattern never matches a host (it was accepted, and shown escaped); the
+    refusal shows it escaped too, at its line, with the pattern to write.
+    """
     path = tmp_path / "seawall.toml"
     path.write_text(
         '[routes."evil\\u001b]0;pwned\\u0007.com"]\nretry = {max_attempts = 2}\n'
@@ -50,22 +54,27 @@ def test_check_escapes_a_route_pattern_that_would_drive_the_terminal(tmp_path: P
         encoding="utf-8",
     )
     done = seawall("check", str(path))
-    assert done.returncode == 0, done.stdout
+    assert done.returncode == 1, done.stdout
     assert ESC not in done.stdout
     assert "\x07" not in done.stdout
     assert RLO not in done.stdout
-    assert "evil\\x1b]0;pwned\\x07.com: retry 2 attempts" in done.stdout
-    assert "x\\u202ecom: retry 3 attempts" in done.stdout
+    assert f'{path}:1: routes."evil\\u001b]0;pwned\\u0007.com": route pattern ' in done.stdout
+    assert "'evil\\x1b]0;pwned\\x07.com' would never match a host" in done.stdout
+    assert "write 'evil]0;pwned.com'" in done.stdout
+    assert f"{path}:3: routes.\"x\\u202ecom\": route pattern 'x\\u202ecom'" in done.stdout
+    assert "the bidi control U+202E (RIGHT-TO-LEFT OVERRIDE) at index 1" in done.stdout
 
 
-def test_classify_escapes_a_key_from_the_policy_file(tmp_path: Path) -> None:
-    """`seawall classify --config` echoes the route's key with its control characters escaped."""
+def test_classify_refuses_a_key_from_the_policy_file_showing_it_escaped(tmp_path: Path) -> None:
+    """`seawall classify --config` with an escape sequence in a key: refused, shown escaped."""
     path = tmp_path / "seawall.toml"
     path.write_text('[default]\nkey = "k\\u001b[2Jx"\n', encoding="utf-8")
     done = seawall("classify", "--status", "503", "--config", str(path))
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode, done.stderr) == (1, "")
     assert ESC not in done.stdout
-    assert "(key k\\x1b[2Jx)" in done.stdout
+    assert "default.key: Policy.key must be a name without control or bidi" in done.stdout
+    assert "got 'k\\x1b[2Jx'" in done.stdout
+    assert "write 'k[2Jx'" in done.stdout
 
 
 def test_classify_refuses_a_method_that_is_not_a_token() -> None:

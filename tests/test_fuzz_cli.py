@@ -93,3 +93,13 @@ def test_finding_a_problem_line_never_raises(text: str, location: str) -> None:
     line = _find_line(text, location)
     assert line is None or 1 <= line <= max(1, len(text.splitlines()))
     assert isinstance(_split_location(location), list)
+
+
+def test_a_quoted_table_is_found_however_the_file_escapes_its_name() -> None:
+    """A location writes a name as JSON does (``\\u001b``); the file may write ``\\u001B``,
+    the character itself (a bidi control is allowed raw in TOML), or hold a ']' in it."""
+    text = '[routes."a"]\n[routes."b\\u001B"]\n[routes."c\u202ed"]\n[routes."e]f"]\n'
+    assert _find_line(text, 'routes."b\\u001b"') == 2
+    assert _find_line(text, 'routes."c\\u202ed"') == 3
+    assert _find_line(text, 'routes."e]f".retry') == 4
+    assert _find_line(text, 'routes."a\\u"') == 1  # not valid JSON: taken as written

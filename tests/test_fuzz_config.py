@@ -84,6 +84,14 @@ BUDGETS = st.fixed_dictionaries(
         "enabled": st.booleans(),
     },
 )
+#: Refused in a route pattern or a key (test_route_patterns.py): C0, DEL, C1, bidi controls.
+UNSEEN = "".join(
+    chr(c)
+    for low, high in [(0, 0x1F), (0x7F, 0x9F), (0x202A, 0x202E), (0x2066, 0x2069)]
+    for c in range(low, high + 1)
+)
+#: Text a pattern or a key may be: any, but for those.
+NAMES = st.text(st.characters(codec="utf-8", exclude_characters=UNSEEN), min_size=1, max_size=20)
 POLICY_TABLES = st.fixed_dictionaries(
     {},
     optional={
@@ -91,13 +99,13 @@ POLICY_TABLES = st.fixed_dictionaries(
         "breaker": breaker_tables(),
         "timeout": TIMEOUTS,
         "budget": BUDGETS,
-        "key": st.text(min_size=1, max_size=20),
+        "key": NAMES,
         "llm": st.booleans(),
         "preset": st.just("llm"),
     },
 )
 # "://" makes a pattern a URL, which is refused (test_a_url_as_a_route_pattern_is_refused...)
-PATTERNS = st.text(min_size=1, max_size=20).filter(lambda p: p.strip() and "://" not in p)
+PATTERNS = NAMES.filter(lambda p: p.strip() and "://" not in p)
 
 
 def expected_policy(table: dict[str, Any]) -> Policy:
@@ -390,3 +398,56 @@ def test_problems_come_in_the_order_of_their_sections(document: dict[str, Any]) 
     assert set(heads) <= set(keys)
     ranks = [keys.index(h) for h in heads]
     assert ranks == sorted(ranks)
+
+
+# --- control and bidi characters in patterns and keys: refused, nothing else -------
+
+
+def _refused_or_clean(load: Any, pattern: str) -> None:
+    """``load()`` accepts ``pattern`` (then it holds no refused character) or raises ConfigError."""
+    try:
+        _, routes = load()
+    except ConfigError as exc:
+        shown = str(exc)
+    else:
+        assert pattern in routes
+        assert not any(c in UNSEEN for c in pattern)
+        return
+    assert not any(c in shown for c in UNSEEN if c != "\n")  # escaped ("\n" ends its lines)
+
+
+@FUZZ
+@given(st.text(max_size=20), NAMES)
+def test_any_route_pattern_is_taken_clean_or_refused_with_a_config_error(
+    pattern: str, host: str
+) -> None:
+    """Any text as a pattern: accepted without a control or bidi character, or a ConfigError."""
+    _refused_or_clean(lambda: load_config({"routes": {pattern: {}}}), pattern)
+    mixed = f"{host[: len(host) // 2]}{pattern}{host[len(host) // 2 :]}"
+    _refused_or_clean(lambda: load_config({"routes": {mixed: {}}}), mixed)
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(st.text(max_size=20))
+def test_any_route_pattern_in_a_file_is_taken_clean_or_refused(
+    tmp_path_factory: Any, pattern: str
+) -> None:
+    """The same through TOML: written as a quoted table name (any character escaped or kept)."""
+    path = tmp_path_factory.mktemp("fuzz") / "seawall.toml"
+    path.write_text(f"[routes.{_string(pattern)}]\n", encoding="utf-8")
+    _refused_or_clean(lambda: load_file(path), pattern)
+
+
+@FUZZ
+@given(st.text(max_size=20))
+def test_any_key_is_taken_clean_or_refused_with_a_config_error(key: str) -> None:
+    """Any text as Policy.key in [default] and in a route: kept clean, or a ConfigError."""
+    try:
+        default, routes = load_config({"default": {"key": key}, "routes": {"api.x": {"key": key}}})
+    except ConfigError as exc:
+        shown = str(exc)
+    else:
+        assert default.key == routes["api.x"].key == key
+        assert not any(c in UNSEEN for c in key)
+        return
+    assert not any(c in shown for c in UNSEEN if c != "\n")

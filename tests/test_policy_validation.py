@@ -59,7 +59,7 @@ FIELDS: list[tuple[type[Any], str, list[Any], list[Any]]] = [
     (BudgetPolicy, "min_retries_per_second", _NUMBERS, [-1, *_NOT_FINITE]),
     (BudgetPolicy, "window", _NUMBERS, [0, -1, *_NOT_FINITE]),
     (BudgetPolicy, "enabled", ["false", 0, None], []),
-    (Policy, "key", [1, b"k", ["k"]], [""]),
+    (Policy, "key", [1, b"k", ["k"]], ["", "k\x1b", "k\u202e"]),
     (Policy, "llm", ["false", "true", 1, None], []),
     (EscalationPolicy, "window", _NUMBERS, [0, -1, *_NOT_FINITE]),
     (EscalationPolicy, "queue_size", [*_INTS, 10.0], [0]),

@@ -143,8 +143,19 @@ def _plugins(args: argparse.Namespace, out: Out) -> int:
 
 
 def _split_location(location: str) -> list[str]:
-    """``routes.'a.b'.retry`` -> ``["routes", "a.b", "retry"]``."""
-    return [a or b or c for a, b, c in re.findall(r"'([^']*)'|\"([^\"]*)\"|([^.]+)", location)]
+    """``routes.'a.b'.retry`` -> ``["routes", "a.b", "retry"]``; ``"x\\u001b"`` unescaped."""
+    found = re.findall(r"'([^']*)'|\"([^\"]*)\"|([^.]+)", location)
+    return [a or _unquoted(b) or c for a, b, c in found]
+
+
+def _unquoted(name: str) -> str:
+    """A double-quoted name's text: ``\\u001b`` in the file and ``\\u001B`` in a location
+    are one character (as TOML and JSON read them); left as written if it is not valid."""
+    try:
+        text = json.loads(f'"{name}"', strict=False)
+    except ValueError:
+        return name
+    return text if isinstance(text, str) else name
 
 
 def _find_line(text: str, location: str) -> int | None:
@@ -153,7 +164,7 @@ def _find_line(text: str, location: str) -> int | None:
     table: list[str] = []
     found: dict[tuple[str, ...], int] = {}
     for number, line in enumerate(text.splitlines(), 1):
-        header = re.match(r"\s*\[([^\[\]]+)\]", line)
+        header = re.match(r"\s*\[((?:\"[^\"]*\"|'[^']*'|[^\[\]\"'])+)\]", line)
         if header:
             table = _split_location(header.group(1).replace(" ", ""))
             for size in range(1, len(table) + 1):  # [a.b] is where a is too, if a has no line
