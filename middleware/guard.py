@@ -1,18 +1,29 @@
 """``async with sw.breaker("payments"): ...``: a block guarded by one key's breaker.
 
 For code that should stop calling a failing dependency but not retry it: no
-retries, no waits, no time limit, only the key's circuit breaker (the same
-one that ``sw.call``, the middleware and the transports use for that key).
+retries, no backoff or cooldown waits, no time limit, only the key's circuit
+breaker (the same one that ``sw.call``, the middleware and the transports use
+for that key), with its recovery rules.
 
 - Entering asks the breaker for a permit. An open breaker raises
-  ``CircuitOpenError`` at once and the block does not run.
+  ``CircuitOpenError`` and the block does not run: at once, unless a probe's
+  verdict is expected within ``BreakerPolicy.hold`` (a probe in flight, or
+  due that soon) and before the deadline (``seawall.deadline()``, the
+  policy's ``TimeoutPolicy.deadline``). Then the block is held for it as
+  ``sw.call`` is (``seawall._path.hold``): it runs when the probe succeeds, at
+  its paced turn in the ramp after the recovery, and gets ``CircuitOpenError``
+  when the probe fails or the hold runs out. At most ``hold_max_calls`` wait
+  per key (the rest are refused at once); ``hold=0`` never holds. A block
+  cancelled while held gives its place and its turn back and does not run.
+- A block that arrives while the calls released by a recovery leave one by one
+  (the ramp) takes the next turn, as ``sw.call`` does, instead of jumping them.
 - Leaving normally records a success.
 - An exception leaving the block is classified like any attempt's (the
   key's classifiers, your patterns and plugins): the breaker counts it when
   its classification ``counts_as_failure``; a caller error or a 4xx-like
   error does not trip it; a rate limit with a wait starts the key's cooldown
-  (for the key's other calls: the guard itself never waits). The exception
-  is never swallowed.
+  (for the key's other calls: the guard itself never waits for a cooldown).
+  The exception is never swallowed.
 - A cancelled block (``CancelledError``, ``KeyboardInterrupt``) gives its
   permit back with no verdict, so a cancelled half-open probe frees its place.
 - A half-open probe keeps its place for the key's attempt limit
@@ -21,7 +32,9 @@ one that ``sw.call``, the middleware and the transports use for that key).
   when it ends, is stale news. With ``attempt=None`` it keeps its place until it ends.
 
 The block counts as one call of the key in ``sw.health()``: requests,
-attempts, successes, failures by category, latency, the last failure time.
+attempts, successes, failures by category, latency (the block's, from when
+it was let in: a hold or a ramp turn is not in it), the last failure time;
+a held block in ``held_total``, a refused one in ``rejections["breaker"]``.
 One guard object may be shared by many tasks (``payments = sw.breaker("payments")``
 at module level); each task's block has its own permit.
 """
@@ -33,6 +46,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from seawall._path import hold
 from seawall._path.giveup import describe
 from seawall._path.spec import CallSpec
 from seawall.breaker import Permit
@@ -94,6 +108,9 @@ class BreakerGuard:
             context=merge_context(self._context),
             llm=policy.llm,
         )
+        breaker = state.breaker
+        if breaker.ramp_until:  # after a recovery: queue behind the released held calls
+            await sw.path.ramp_turn(spec)
         started = sw.clock()
         observer = sw.path.observer
         # The key's books under its lock (sync threads change them under it too);
@@ -101,20 +118,44 @@ class BreakerGuard:
         lock = state.lock
         with lock:
             state.begin(started)
-            permit = state.breaker.admit()
+            permit = breaker.admit()
+            if permit is not None:
+                state.cooldown.sent()  # in flight, as the attempt loop counts its own
+                if permit.probe:  # a block hung on a read cannot hold the key's probe for ever
+                    _lend(spec, permit, started)
+        observer.flush()
+        if permit is None:  # refused: held for a near verdict, or CircuitOpenError
+            permit, started = await self._held(spec)
+        self._entered[task] = (spec, permit, started)
+        return self
+
+    async def _held(self, spec: CallSpec) -> tuple[Permit, float]:
+        """After the breaker refused: wait for a probe's verdict due within ``hold`` (and
+        the deadline), as ``sw.call`` does (``hold.held``); the permit and when the block
+        starts, or ``CircuitOpenError`` (the probe failed, the hold ran out or is full).
+
+        Cancelled while held, the call leaves no trace (its place in the queue,
+        its ramp turn go back: ``hold.held``); the block does not run.
+        """
+        sw, state = self._sw, spec.state
+        breaker, lock, observer = state.breaker, state.lock, sw.path.observer
+        permit = None
+        if breaker.policy.hold:
+            at = sw.path._deadline_at(spec, sw.clock())  # the policy's or the inbound one
+            permit = await hold.held(breaker, sw.clock, at, state.stats, lock, observer.flush)
+        started = sw.clock()
+        with lock:
             if permit is None:
-                retry_after = state.breaker.retry_after()
+                retry_after = breaker.retry_after()
                 observer.reject(spec, "breaker", retry_after)
             else:
-                state.cooldown.sent()  # in flight, as the attempt loop counts its own
-                limit = policy.timeout.attempt
-                if permit.probe and limit is not None:  # a block hung on a read cannot
-                    state.breaker.lend(permit, started + limit)  # hold the key's probe for ever
+                state.cooldown.sent()
+                if permit.probe:  # held, it took a probe's turn itself
+                    _lend(spec, permit, started)
         observer.flush()
         if permit is None:
             raise CircuitOpenError(self.key, retry_after)
-        self._entered[task] = (spec, permit, started)
-        return self
+        return permit, started
 
     def _judge(
         self, spec: CallSpec, exc: BaseException | None, elapsed: float
@@ -176,3 +217,11 @@ class BreakerGuard:
                 observer.failed(spec, record, c)
             observer.finish(spec, elapsed, c, None, 1, None, observer.observed)
         observer.flush()
+
+
+def _lend(spec: CallSpec, permit: Permit, started: float) -> None:
+    """The block's probe keeps its turn for the key's attempt limit at most
+    (``Breaker.lend``): the guard cannot cut it short. Under the key's lock."""
+    limit = spec.policy.timeout.attempt
+    if limit is not None:
+        spec.state.breaker.lend(permit, started + limit)

@@ -1,9 +1,8 @@
 """The attempt loop: make attempts until one succeeds or a rule says stop.
 
-One ``CallState`` per call carries what the attempts share (tenacity's
-``RetryCallState`` idea); the rules (``rules``), the give-up step
-(``giveup``), what an attempt means (``verdict``), settling an attempt that
-ended (``settle``) and the reporting (``observer``) are their own modules.
+One ``CallState`` per call carries what the attempts share (tenacity's ``RetryCallState``
+idea); the rules (``rules``), the give-up step (``giveup``), what an attempt means (``verdict``),
+settling an attempt that ended (``settle``) and the reporting (``observer``) are modules apart.
 The order of one attempt, as in DESIGN.md: cooldown, deadline, breaker, the
 attempt under its time limit, classification (plugins through ``Hooks``),
 breaker/cooldown/escalation, events, then stop or wait and go again.
@@ -214,10 +213,7 @@ class Loop(Settle):
         state = spec.state
         cooldown = state.cooldown
         if state.breaker.ramp_until:  # queue behind released held calls
-            with state.lock:
-                ticket = hold.ramp_ticket(state.breaker, cooldown)  # None: a cooldown ends it
-            if ticket is not None:
-                await hold.wait_turn(state.breaker, ticket, self.clock, state.lock)
+            await self.ramp_turn(spec)
         if cooldown.until or cooldown.rate is not None:  # no coroutine for an idle key
             await self._respect_cooldown(call)
         lock = state.lock
@@ -292,6 +288,14 @@ class Loop(Settle):
             self.abandon(call)
             raise
         call.ended = self.clock()
+
+    async def ramp_turn(self, spec: CallSpec) -> None:
+        """Take a paced turn in the ramp after a recovery (``breaker.ramp_until`` set)."""
+        state = spec.state
+        with state.lock:
+            ticket = hold.ramp_ticket(state.breaker, state.cooldown)  # None: a cooldown ends it
+        if ticket is not None:
+            await hold.wait_turn(state.breaker, ticket, self.clock, state.lock)
 
     def _deadline_at(self, spec: CallSpec, now: float) -> float | None:
         """The absolute deadline on our clock: the policy's or the inbound one."""
