@@ -169,6 +169,19 @@ class Breaker(_Recovery):
             return 0.0
         return None
 
+    def turn_in(self) -> float | None:
+        """Seconds until a probe's turn may come free with no verdict given: while open,
+        until the next probe is due; while half-open, until the soonest time limit of a
+        probe lent out (``lend``); ``None`` when only a verdict or a probe given back
+        frees one. A held call wakes then to ask ``admit`` again (``seawall._path.hold``)."""
+        if self.state is _OPEN:
+            return max(0.0, self._reopen_at - self._clock())
+        lent = self._lent
+        if self.state is not _HALF_OPEN or lent is None:
+            return None
+        dues = [due for due, permit in lent if not permit.done]
+        return max(0.0, min(dues) - self._clock()) if dues else None
+
     # --- the request path ---------------------------------------------------
 
     def admit(self) -> Permit | None:
@@ -207,7 +220,9 @@ class Breaker(_Recovery):
         block that hangs (a read without a timeout) would hold it for as long as it hangs,
         and the key would refuse every caller though the upstream had recovered.
         The late attempt's verdict, when it comes, is stale news (``record``,
-        ``call_failed``: the permit has ``lapsed``).
+        ``call_failed``: the permit has ``lapsed``). Calls held for the verdict wait no
+        longer than ``due`` (``turn_in``); those held before the lend are woken to ask
+        again, and so learn it.
         """
         if permit.probe and not permit.done:
             # Those given back meanwhile (a verdict, an interrupt) go: the list holds at
@@ -215,6 +230,8 @@ class Breaker(_Recovery):
             lent = [entry for entry in self._lent or () if not entry[1].done]
             lent.append((due, permit))
             self._lent = lent
+            if self._held is not None:  # held before this lend: they wake at its end now
+                self._held.answer(len(self._held.queue), lambda _: self._clock())
 
     def _reclaim(self) -> bool:
         """Free the turns of lent probes past their time limit; whether one is free now."""

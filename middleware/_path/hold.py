@@ -6,7 +6,9 @@ waits for it (``Breaker.hold``): when the probe succeeds it goes, at the
 paced slot the breaker gave it; when the probe fails or the hold runs out it
 fails with ``CircuitOpenError``, as every call did before. A held call that
 is cancelled leaves nothing behind (``Breaker.unhold``). A held call may
-become the probe itself: it wakes when the probe is due and asks again.
+become the probe itself: it wakes when the probe is due, or when a probe
+lent out (``Breaker.lend``: a thread's, a guarded block's) reaches its time
+limit with no verdict, and asks again (``Breaker.turn_in``).
 
 A thread (a sync form's call) is held the same way (``held_thread``), on a
 ``ThreadWaiter`` in the same queue, and takes its ramp turn with the same
@@ -90,11 +92,11 @@ async def _held(
             joined = _join(breaker, now, until, stats, breaker.hold)
             if joined is None:
                 return None
-            due, waiter = joined
+            turn, waiter = joined
             stats = None  # counted once per call
-        # Open: wake when the probe is due, to send it if nobody else does.
-        probe_due = due > 0
-        wake = min(now + due, until) if probe_due else until
+        # Wake when a probe's turn may come free without a verdict (open: the probe is due;
+        # half-open: a lent probe's limit passes), to take it if nobody else does.
+        wake = until if turn is None else min(now + turn, until)
         go_at = None
         try:
             timeout = min(wake - now, real_end - loop.time())
@@ -103,11 +105,11 @@ async def _held(
         except TimeoutError:
             if waiter.done() and not waiter.cancelled():
                 go_at = waiter.result()  # answered as the timer fired
-            elif not probe_due or loop.time() > real_end:
-                # the hold ran out; a probe due at its very end is still asked for
+            elif turn is None or loop.time() > real_end:
+                # the hold ran out; a turn free at its very end is still asked for
                 return None
             else:
-                go_at = clock()  # the probe is due: ask again, maybe send it
+                go_at = clock()  # a turn may be free: ask again, maybe be the probe
         except asyncio.CancelledError:
             with lock:
                 if _turn_given(breaker, waiter):
@@ -140,9 +142,10 @@ def _join(
     until: float,
     stats: KeyStats | None,
     hold: Callable[[float], _W | None],
-) -> tuple[float, _W] | None:
-    """Join the held calls (under the key's lock): the seconds to the verdict and what to
-    wait on, or ``None``: fail at once. ``stats``: count the call as held (once)."""
+) -> tuple[float | None, _W] | None:
+    """Join the held calls (under the key's lock): the seconds until a probe's turn may be
+    free without a verdict (``Breaker.turn_in``; ``None``: only a verdict frees one) and
+    what to wait on, or ``None``: fail at once. ``stats``: count the call as held (once)."""
     due = breaker.verdict_in()
     if due is None or now + due > until:
         return None  # no verdict coming, or not within the hold
@@ -151,7 +154,7 @@ def _join(
         return None  # hold=0, or enough calls wait already
     if stats is not None:
         stats.held += 1
-    return due, waiter
+    return breaker.turn_in(), waiter
 
 
 def ramp_ticket(breaker: Breaker, cooldown: Cooldown) -> float | None:
@@ -240,7 +243,8 @@ def held_thread(
     The steps of ``held``: the thread waits on a ``ThreadWaiter`` in the key's
     queue of held calls (it counts against ``hold_max_calls``), answered by
     the probe's verdict from whichever thread or loop records it; it wakes
-    when the probe is due to send it if nobody else does; released, it takes
+    when the probe is due, or a lent probe's limit passes, to be the probe if
+    nobody else is; released, it takes
     its paced turn in the ramp (``wait_turn_sync``, slept by ``sleep``). The
     hold also ends on the real clock, so that an injected clock that stands
     still cannot stretch it.
@@ -269,10 +273,10 @@ def _held_thread(
             joined = _join(breaker, now, until, stats, breaker.hold_thread)
             if joined is None:
                 return None
-            due, waiter = joined
+            turn, waiter = joined
             stats = None  # counted once per call
-        probe_due = due > 0  # open: wake when the probe is due, to send it if nobody does
-        wake = min(now + due, until) if probe_due else until
+        # a probe's turn may come free (open: due; a lent probe's limit): wake to take it
+        wake = until if turn is None else min(now + turn, until)
         real_wake = min(_monotonic() + (wake - now), real_end)
         try:
             _block(waiter, clock, wake, real_wake)
@@ -286,10 +290,10 @@ def _held_thread(
             breaker.unhold(waiter)  # not answered by now: it stops waiting, no trace left
         if not waiter.cancelled():
             go_at = waiter.result()  # answered (maybe as it woke)
-        elif not probe_due or _monotonic() > real_end:
-            return None  # the hold ran out; a probe due at its very end is still asked for
+        elif turn is None or _monotonic() > real_end:
+            return None  # the hold ran out; a turn free at its very end is still asked for
         else:
-            go_at = clock()  # the probe is due: ask again, maybe send it
+            go_at = clock()  # a turn may be free: ask again, maybe be the probe
         if go_at is None:
             return None  # the probe failed, or the hold ran out
         if breaker.state is BreakerState.CLOSED:  # the probe succeeded: a turn in the ramp
