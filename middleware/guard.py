@@ -1,5 +1,9 @@
 """``async with sw.breaker("payments"): ...``: a block guarded by one key's breaker.
 
+``with sw.breaker("payments"): ...`` guards a block of sync code the same way
+(a thread pool's worker, a Django or Flask view, a Celery task): same breaker,
+same rules, differences below.
+
 For code that should stop calling a failing dependency but not retry it: no
 retries, no backoff or cooldown waits, no time limit, only the key's circuit
 breaker (the same one that ``sw.call``, the middleware and the transports use
@@ -24,19 +28,32 @@ for that key), with its recovery rules.
   error does not trip it; a rate limit with a wait starts the key's cooldown
   (for the key's other calls: the guard itself never waits for a cooldown).
   The exception is never swallowed.
-- A cancelled block (``CancelledError``, ``KeyboardInterrupt``) gives its
-  permit back with no verdict, so a cancelled half-open probe frees its place.
+- A cancelled block (``CancelledError``, ``KeyboardInterrupt``,
+  ``SystemExit``) gives its permit back with no verdict, so a cancelled
+  half-open probe frees its place.
 - A half-open probe keeps its place for the key's attempt limit
   (``TimeoutPolicy.attempt``) at most: the block is not cut short, but past the
   limit another caller may probe (``Breaker.lend``), and the block's verdict,
   when it ends, is stale news. With ``attempt=None`` it keeps its place until it ends.
 
+``with`` (a thread): the thread is held by blocking (``hold.held_thread``,
+in the key's one queue of held calls, threads and async calls alike) and
+sleeps its ramp turn with the ``Seawall``'s ``sleep``, as the other sync forms
+do (``seawall._path.threads``). On an event loop's thread (``with`` inside a
+coroutine) it works but is never held: blocking there would stop every task
+on the loop, maybe the probe it waits for, so it is refused at once where it
+would be held, and a ramp turn sleeps the loop (warned about once per
+``Seawall``); use ``async with`` there.
+
 The block counts as one call of the key in ``sw.health()``: requests,
 attempts, successes, failures by category, latency (the block's, from when
 it was let in: a hold or a ramp turn is not in it), the last failure time;
 a held block in ``held_total``, a refused one in ``rejections["breaker"]``.
-One guard object may be shared by many tasks (``payments = sw.breaker("payments")``
-at module level); each task's block has its own permit.
+One guard object may be shared by many tasks and threads (``payments =
+sw.breaker("payments")`` at module level); each block has its own permit.
+Blocks are told apart by task (``async with``, and ``with`` inside a task) or
+by thread (``with``); entering the guard again inside its own block, in the
+same task or thread, is a ``RuntimeError``.
 """
 
 from __future__ import annotations
