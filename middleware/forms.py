@@ -195,11 +195,14 @@ def breaker(
     policy: Policy | None = None,
     context: Mapping[str, Any] | None = None,
 ) -> BreakerGuard:
-    """Guard a block with ``key``'s circuit breaker: ``async with sw.breaker("payments"):``.
+    """Guard a block with ``key``'s circuit breaker: ``async with sw.breaker("payments"):``,
+    or ``with sw.breaker("payments"):`` in sync code (a thread).
 
-    An open breaker raises ``CircuitOpenError`` before the block runs; the
-    block's exception is classified and counted, never retried or
-    swallowed. See ``seawall.guard``.
+    An open breaker raises ``CircuitOpenError`` before the block runs, unless a
+    probe's verdict is near (``BreakerPolicy.hold``): then the block waits for
+    it (a thread blocks; never on an event loop's thread). The block's
+    exception is classified and counted, never retried or swallowed. See
+    ``seawall.guard``.
     """
     return BreakerGuard(sw, key, policy=policy, context=context)
 

@@ -1,5 +1,9 @@
 """``async with sw.breaker("payments"): ...``: a block guarded by one key's breaker.
 
+``with sw.breaker("payments"): ...`` guards a block of sync code the same way
+(a thread pool's worker, a Django or Flask view, a Celery task): same breaker,
+same rules, differences below.
+
 For code that should stop calling a failing dependency but not retry it: no
 retries, no backoff or cooldown waits, no time limit, only the key's circuit
 breaker (the same one that ``sw.call``, the middleware and the transports use
@@ -24,31 +28,47 @@ for that key), with its recovery rules.
   error does not trip it; a rate limit with a wait starts the key's cooldown
   (for the key's other calls: the guard itself never waits for a cooldown).
   The exception is never swallowed.
-- A cancelled block (``CancelledError``, ``KeyboardInterrupt``) gives its
-  permit back with no verdict, so a cancelled half-open probe frees its place.
+- A cancelled block (``CancelledError``, ``KeyboardInterrupt``,
+  ``SystemExit``) gives its permit back with no verdict, so a cancelled
+  half-open probe frees its place.
 - A half-open probe keeps its place for the key's attempt limit
   (``TimeoutPolicy.attempt``) at most: the block is not cut short, but past the
   limit another caller may probe (``Breaker.lend``), and the block's verdict,
   when it ends, is stale news. With ``attempt=None`` it keeps its place until it ends.
 
+``with`` (a thread): the thread is held by blocking (``hold.held_thread``,
+in the key's one queue of held calls, threads and async calls alike) and
+sleeps its ramp turn with the ``Seawall``'s ``sleep``, as the other sync forms
+do (``seawall._path.threads``). On an event loop's thread (``with`` inside a
+coroutine) it works but is never held: blocking there would stop every task
+on the loop, maybe the probe it waits for, so it is refused at once where it
+would be held, and a ramp turn sleeps the loop (warned about once per
+``Seawall``); use ``async with`` there.
+
 The block counts as one call of the key in ``sw.health()``: requests,
 attempts, successes, failures by category, latency (the block's, from when
 it was let in: a hold or a ramp turn is not in it), the last failure time;
 a held block in ``held_total``, a refused one in ``rejections["breaker"]``.
-One guard object may be shared by many tasks (``payments = sw.breaker("payments")``
-at module level); each task's block has its own permit.
+One guard object may be shared by many tasks and threads (``payments =
+sw.breaker("payments")`` at module level); each block has its own permit.
+Blocks are told apart by task (``async with``, and ``with`` inside a task) or
+by thread (``with``); entering the guard again inside its own block, in the
+same task or thread, is a ``RuntimeError``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import functools
+import threading
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from seawall._path import hold
 from seawall._path.giveup import describe
 from seawall._path.spec import CallSpec
+from seawall._path.threads import on_a_loop, ramp_turn, wait
 from seawall.breaker import Permit
 from seawall.calls import check_options
 from seawall.context import merge as merge_context
@@ -58,12 +78,13 @@ from seawall.policy import Policy
 
 if TYPE_CHECKING:
     from seawall.engine import Seawall
+    from seawall.state import KeyState
 
 __all__ = ["BreakerGuard"]
 
 
 class BreakerGuard:
-    """``sw.breaker(key)``: use it as ``async with``; see the module's doc."""
+    """``sw.breaker(key)``: use it as ``async with`` or ``with``; see the module's doc."""
 
     __slots__ = ("_context", "_entered", "_policy", "_sw", "key")
 
@@ -83,47 +104,23 @@ class BreakerGuard:
         self.key = key
         self._policy = policy
         self._context = context
-        # Blocks in progress, by task: one guard may be shared by many tasks.
-        self._entered: dict[asyncio.Task[Any] | None, tuple[CallSpec, Permit, float]] = {}
+        # Blocks in progress, by task (``async with``; ``with`` in a task) or by thread
+        # (``with``): one guard may be shared by many tasks and threads.
+        self._entered: dict[object, tuple[CallSpec, Permit, float]] = {}
 
     def __repr__(self) -> str:
         return f"<seawall breaker guard for {self.key!r}>"
 
+    # --- async with -----------------------------------------------------------------
+
     async def __aenter__(self) -> BreakerGuard:
         task = asyncio.current_task()
         if task in self._entered:
-            msg = (
-                f"sw.breaker({self.key!r}) is already guarding a block of this task; "
-                "nest blocks of different keys, or leave the first block before entering again"
-            )
-            raise RuntimeError(msg)
-        sw = self._sw
-        policy = self._policy or sw.policy_for_key(self.key)
-        state = sw.state_for(self.key, policy)
-        spec = CallSpec(
-            key=self.key,
-            policy=policy,
-            state=state,
-            method="BLOCK",
-            context=merge_context(self._context),
-            llm=policy.llm,
-        )
-        breaker = state.breaker
-        if breaker.ramp_until:  # after a recovery: queue behind the released held calls
-            await sw.path.ramp_turn(spec)
-        started = sw.clock()
-        observer = sw.path.observer
-        # The key's books under its lock (sync threads change them under it too);
-        # what there is to tell (a rejection, a transition) goes out after it.
-        lock = state.lock
-        with lock:
-            state.begin(started)
-            permit = breaker.admit()
-            if permit is not None:
-                state.cooldown.sent()  # in flight, as the attempt loop counts its own
-                if permit.probe:  # a block hung on a read cannot hold the key's probe for ever
-                    _lend(spec, permit, started)
-        observer.flush()
+            raise self._again(task)
+        spec = self._spec()
+        if spec.state.breaker.ramp_until:  # after a recovery: queue behind the released calls
+            await self._sw.path.ramp_turn(spec)
+        permit, started = self._admit(spec)
         if permit is None:  # refused: held for a near verdict, or CircuitOpenError
             permit, started = await self._held(spec)
         self._entered[task] = (spec, permit, started)
@@ -138,15 +135,122 @@ class BreakerGuard:
         its ramp turn go back: ``hold.held``); the block does not run.
         """
         sw, state = self._sw, spec.state
-        breaker, lock, observer = state.breaker, state.lock, sw.path.observer
         permit = None
-        if breaker.policy.hold:
+        if state.breaker.policy.hold:
             at = sw.path._deadline_at(spec, sw.clock())  # the policy's or the inbound one
-            permit = await hold.held(breaker, sw.clock, at, state.stats, lock, observer.flush)
+            flush = sw.path.observer.flush
+            permit = await hold.held(state.breaker, sw.clock, at, state.stats, state.lock, flush)
+        return self._let_in(spec, permit)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._left(self._entered.pop(asyncio.current_task()), exc)
+
+    # --- with (a thread) ------------------------------------------------------------
+
+    def __enter__(self) -> BreakerGuard:
+        on_loop = on_a_loop()
+        who = _owner(on_loop)
+        if who in self._entered:
+            raise self._again(who)
+        spec = self._spec()
+        if spec.state.breaker.ramp_until:  # after a recovery: queue behind the released calls
+            ramp_turn(self._sw.path, spec, self._sleep(spec))
+        permit, started = self._admit(spec)
+        if permit is None:  # refused: held for a near verdict, or CircuitOpenError
+            permit, started = self._held_thread(spec, on_loop)
+        self._entered[who] = (spec, permit, started)
+        return self
+
+    def _held_thread(self, spec: CallSpec, on_loop: bool) -> tuple[Permit, float]:
+        """``_held`` for a thread: it blocks (``hold.held_thread``), then sleeps its turn
+        in the ramp. Never on an event loop's thread, whose tasks (the probe among them,
+        maybe) would wait with it: refused at once there."""
+        sw, state = self._sw, spec.state
+        permit = None
+        if state.breaker.policy.hold and not on_loop:
+            at = sw.path._deadline_at(spec, sw.clock())  # the policy's or the inbound one
+            permit = hold.held_thread(
+                state.breaker,
+                sw.clock,
+                at,
+                state.stats,
+                state.lock,
+                sw.path.observer.flush,
+                self._sleep(spec),
+            )
+        return self._let_in(spec, permit)
+
+    def _sleep(self, spec: CallSpec) -> Callable[[float], None]:
+        """How the thread sleeps a ramp turn: the ``Seawall``'s ``sleep`` (instant in
+        test mode, warned about on an event loop's thread), as the other sync forms."""
+        sw = self._sw
+        return functools.partial(wait, sw.path, spec, sw.sleep)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._left(self._entered.pop(_owner(on_a_loop())), exc)
+
+    # --- both -----------------------------------------------------------------------
+
+    def _again(self, who: object) -> RuntimeError:
+        """The error for a block entered again by the task or thread ``who`` inside its own."""
+        whose = "task" if isinstance(who, asyncio.Task) else "thread"
+        msg = (
+            f"sw.breaker({self.key!r}) is already guarding a block of this {whose}; "
+            "nest blocks of different keys, or leave the first block before entering again"
+        )
+        return RuntimeError(msg)
+
+    def _spec(self) -> CallSpec:
+        """The block's call: the key's policy and state (created on first use)."""
+        registry = self._sw.registry  # not the facade's forwarding methods: a call less each
+        policy = self._policy or registry.policy_for_key(self.key)
+        return CallSpec(
+            key=self.key,
+            policy=policy,
+            state=registry.state_for(self.key, policy),
+            method="BLOCK",
+            context=merge_context(self._context),
+            llm=policy.llm,
+        )
+
+    def _admit(self, spec: CallSpec) -> tuple[Permit | None, float]:
+        """The block begins: the breaker's permit (``None``: refused) and when it started.
+
+        The key's books under its lock (threads and the event loop change them under
+        it); what there is to tell (a rejection, a transition) goes out after it.
+        """
+        state = spec.state
+        path = self._sw.path
+        started = path.clock()
+        with state.lock:
+            state.begin(started)
+            permit = state.breaker.admit()
+            if permit is not None:
+                state.cooldown.sent()  # in flight, as the attempt loop counts its own
+                if permit.probe:  # a block hung on a read cannot hold the key's probe for ever
+                    _lend(spec, permit, started)
+        path.observer.flush()
+        return permit, started
+
+    def _let_in(self, spec: CallSpec, permit: Permit | None) -> tuple[Permit, float]:
+        """After a hold: the block goes with ``permit`` (counted in flight, a probe's turn
+        lent), or, with ``None``, is refused as ``Loop.admit`` refuses a held call."""
+        sw, state = self._sw, spec.state
+        observer = sw.path.observer
         started = sw.clock()
-        with lock:
+        with state.lock:
             if permit is None:
-                retry_after = breaker.retry_after()
+                retry_after = state.breaker.retry_after()
                 observer.reject(spec, "breaker", retry_after)
             else:
                 state.cooldown.sent()
@@ -157,12 +261,50 @@ class BreakerGuard:
             raise CircuitOpenError(self.key, retry_after)
         return permit, started
 
-    def _judge(
-        self, spec: CallSpec, exc: BaseException | None, elapsed: float
-    ) -> tuple[Classification, AttemptRecord | None]:
-        """The block's classification, and its line in the history if it failed."""
+    def _left(self, entry: tuple[CallSpec, Permit, float], exc: BaseException | None) -> None:
+        """The block ended (``exc``: what it raised): the verdict, in the key's books.
+
+        ``async with`` and ``with`` alike. The exception is never swallowed (the
+        caller's ``__exit__`` returns ``None``).
+        """
+        spec, permit, started = entry
+        state = spec.state
+        path = self._sw.path
+        observer = path.observer
+        elapsed = path.clock() - started
         if exc is None:
-            return SUCCESS, None
+            c, record = SUCCESS, None
+        elif not isinstance(exc, Exception):  # cancelled, interrupted: no news of the dependency
+            _give_back(state, permit)
+            observer.flush()
+            return
+        else:
+            try:
+                c, record = self._judge(spec, exc, elapsed)  # plugins: before the lock
+            except BaseException:
+                _give_back(state, permit)  # nothing may keep the permit or the attempt
+                raise
+        # The books under the key's lock, as the attempt loop's settle keeps them;
+        # the events and log lines told under it go out after it (flush).
+        with state.lock:
+            state.stats.attempted()  # a finished attempt (a cancelled one is not counted)
+            # The attempt loop's own verdict: breaker, cooldown, escalation alike.
+            path._record(spec, permit, c, None)
+            if observer.observed:
+                observer.attempt(spec, 1, None, exc, c, elapsed)
+            if record is not None:
+                state.stats.count("failures", c.category.value)
+                if c.counts_as_failure:
+                    state.breaker.call_failed(permit)  # a lapsed probe's: stale
+                observer.failed(spec, record, c)
+            observer.finish(spec, elapsed, c, None, 1, None, observer.observed)
+        observer.flush()
+
+    def _judge(
+        self, spec: CallSpec, exc: BaseException, elapsed: float
+    ) -> tuple[Classification, AttemptRecord | None]:
+        """The classification of the exception the block raised, and its line in the
+        history if it is a failure."""
         outcome = Outcome(
             key=spec.key,
             method=spec.method,
@@ -176,47 +318,22 @@ class BreakerGuard:
             return c, None
         return c, AttemptRecord(1, describe(None, exc), c.category.value, elapsed)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        spec, permit, started = self._entered.pop(asyncio.current_task())
-        state = spec.state
-        sw = self._sw
-        path = sw.path
-        observer = path.observer
-        lock = state.lock
-        if exc is not None and not isinstance(exc, Exception):
-            with lock:
-                state.breaker.release(permit)  # cancelled: no news of the dependency
-                state.cooldown.settle()
-            observer.flush()
-            return
-        elapsed = sw.clock() - started
-        try:
-            c, record = self._judge(spec, exc, elapsed)  # plugins: before the lock
-        except BaseException:
-            with lock:  # nothing may keep the permit (a probe's) or the attempt in flight
-                state.breaker.release(permit)
-                state.cooldown.settle()
-            raise
-        # The books under the key's lock, as the attempt loop's settle keeps them;
-        # the events and log lines told under it go out after it (flush).
-        with lock:
-            state.stats.attempted()  # a finished attempt (a cancelled one is not counted)
-            # The attempt loop's own verdict: breaker, cooldown, escalation alike.
-            path._record(spec, permit, c, None)
-            if observer.observed:
-                observer.attempt(spec, 1, None, exc, c, elapsed)
-            if record is not None:
-                state.stats.count("failures", c.category.value)
-                if c.counts_as_failure:
-                    state.breaker.call_failed(permit)  # a lapsed probe's: stale
-                observer.failed(spec, record, c)
-            observer.finish(spec, elapsed, c, None, 1, None, observer.observed)
-        observer.flush()
+
+def _owner(on_loop: bool) -> object:
+    """Whose ``with`` block it is: the task's when a task on this thread's loop runs it
+    (two tasks may interleave their blocks), else the thread's."""
+    if on_loop:
+        task = asyncio.current_task()
+        if task is not None:
+            return task
+    return threading.current_thread()
+
+
+def _give_back(state: KeyState, permit: Permit) -> None:
+    """A block left with no verdict: its permit back (a probe's turn frees), not in flight."""
+    with state.lock:
+        state.breaker.release(permit)
+        state.cooldown.settle()
 
 
 def _lend(spec: CallSpec, permit: Permit, started: float) -> None:

@@ -26,7 +26,7 @@ from seawall._path.spec import Attempt, CallSpec, FirstAttempt, Misuse
 from seawall.breaker import Permit
 from seawall.cooldown import RECHECK
 
-__all__ = ["Block", "SyncAttempt", "SyncRun", "loud_stop"]
+__all__ = ["Block", "SyncAttempt", "SyncRun", "loud_stop", "on_a_loop", "ramp_turn", "wait"]
 
 _OPEN, _REPORTED, _INTERRUPTED = 0, 1, 2
 
@@ -37,7 +37,7 @@ log = logging.getLogger("seawall.sync")
 _warned: weakref.WeakSet[Loop] = weakref.WeakSet()
 
 
-def _on_a_loop() -> bool:
+def on_a_loop() -> bool:
     """Whether this thread runs an event loop (a sync form called from async code)."""
     return asyncio._get_running_loop() is not None
 
@@ -62,6 +62,33 @@ def loud_stop(exc: BaseException) -> BaseException:
     error = RuntimeError(msg)
     error.__cause__ = exc
     return error
+
+
+def wait(loop: Loop, spec: CallSpec, sleep: Callable[[float], None], seconds: float) -> None:
+    """A sync form's wait: ``sleep`` (the ``Seawall``'s), instant in test mode; on an event
+    loop's thread it is warned about, once per ``Seawall``."""
+    if seconds > 0 and not _testmode.is_testing():
+        if loop not in _warned and asyncio._get_running_loop() is not None:
+            _warned.add(loop)
+            log.warning(
+                "%s: a sync form (sw.call_sync, @sw.protect on a def, the sync httpx "
+                "transport, with sw.breaker(...)) waits %.2fs on the event loop's thread, and "
+                "every task on the loop waits with it; run it in a thread "
+                "(await asyncio.to_thread(...)) or use the async form (said once per Seawall)",
+                spec.request_line(),
+                seconds,
+            )
+        sleep(seconds)
+
+
+def ramp_turn(loop: Loop, spec: CallSpec, sleep: Callable[[float], None]) -> None:
+    """Take a paced turn in the ramp after a recovery, as ``Loop.ramp_turn`` does, slept
+    by ``sleep`` (``wait``'s steps): ``SyncRun`` and the sync guard."""
+    state = spec.state
+    with state.lock:
+        ticket = hold.ramp_ticket(state.breaker, state.cooldown)
+    if ticket is not None:
+        hold.wait_turn_sync(state.breaker, ticket, loop.clock, state.lock, sleep)
 
 
 class Block:
@@ -237,7 +264,7 @@ class SyncRun:
         try:
             with lock:
                 permit = breaker.admit()
-                if permit is not None or not breaker.policy.hold or _on_a_loop():
+                if permit is not None or not breaker.policy.hold or on_a_loop():
                     return self._admitted(call, permit)
         finally:
             observer.flush()  # a rejection, or the breaker gone half-open for a probe
@@ -258,11 +285,7 @@ class SyncRun:
 
     def _ramp_turn(self, call: CallState) -> None:
         """Take a paced turn in the ramp after a recovery, as ``Loop._send`` does."""
-        state = call.spec.state
-        with state.lock:
-            ticket = hold.ramp_ticket(state.breaker, state.cooldown)
-        if ticket is not None:
-            hold.wait_turn_sync(state.breaker, ticket, self._loop.clock, state.lock, self._wait)
+        ramp_turn(self._loop, call.spec, self._wait)
 
     def _respect_cooldown(self, call: CallState) -> None:
         """Wait for a paced turn, as ``Loop._respect_cooldown`` does on the event loop.
@@ -301,19 +324,7 @@ class SyncRun:
             return
 
     def _wait(self, seconds: float) -> None:
-        if seconds > 0 and not _testmode.is_testing():
-            loop = self._loop
-            if loop not in _warned and asyncio._get_running_loop() is not None:
-                _warned.add(loop)
-                log.warning(
-                    "%s: a sync form (sw.call_sync, @sw.protect on a def, the sync httpx "
-                    "transport) waits %.2fs on the event loop's thread, and every task on "
-                    "the loop waits with it; run it in a thread (await asyncio.to_thread(...)) "
-                    "or use the async form (said once per Seawall)",
-                    self._spec.request_line(),
-                    seconds,
-                )
-            self._sleep(seconds)
+        wait(self._loop, self._spec, self._sleep, seconds)
 
     def report(self, attempt: SyncAttempt, exc: BaseException | None) -> None:
         """The block of ``attempt`` ended: settle it now (a ``break`` keeps the verdict)."""

@@ -47,6 +47,8 @@ async def names_of_the_original_design(sw: seawall.Seawall) -> None:
 
     async with sw.breaker("payments") as guard:
         assert_type(guard, BreakerGuard)
+    with sw.breaker("payments") as sync_guard:  # in a thread
+        assert_type(sync_guard, BreakerGuard)
     found = model_price("gpt-4o")
     assert_type(found, ModelPrice | None)
     if found is not None:
