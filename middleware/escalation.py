@@ -362,7 +362,11 @@ class Escalator:
 
     async def _drain_here(self, within: float) -> None:
         worker = self._worker
-        if worker is not None and not worker.done() and worker.get_loop() is _running():
+        if (
+            worker is not None
+            and not worker.done()
+            and worker.get_loop() is asyncio._get_running_loop()
+        ):
             try:
                 async with asyncio.timeout(within):
                     await asyncio.shield(worker)
@@ -393,10 +397,3 @@ class Escalator:
         """Stop the escalator's own loop, if it has one; its thread closes it."""
         if self._own is not None:
             stop_loop(self._own)
-
-
-def _running() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -14,7 +14,6 @@ from typing import TypeVar
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall.cli import _find_line, _split_location
 from seawall.cli.classify import (
     build_exception,
     parse_header,
@@ -22,6 +21,7 @@ from seawall.cli.classify import (
     parse_status,
     parse_url,
 )
+from seawall.cli.locate import find_line, split_location
 from seawall.cli.terminal import terminal_safe
 
 #: Text with the characters that break terminals and parsers drawn often.
@@ -90,16 +90,16 @@ def test_parse_header_and_build_exception_raise_only_value_errors(text: str) -> 
 @given(HOSTILE, HOSTILE)
 def test_finding_a_problem_line_never_raises(text: str, location: str) -> None:
     """`seawall check` locates any problem in any text, or says it cannot."""
-    line = _find_line(text, location)
+    line = find_line(text, location)
     assert line is None or 1 <= line <= max(1, len(text.splitlines()))
-    assert isinstance(_split_location(location), list)
+    assert isinstance(split_location(location), list)
 
 
 def test_a_quoted_table_is_found_however_the_file_escapes_its_name() -> None:
     """A location writes a name as JSON does (``\\u001b``); the file may write ``\\u001B``,
     the character itself (a bidi control is allowed raw in TOML), or hold a ']' in it."""
     text = '[routes."a"]\n[routes."b\\u001B"]\n[routes."c\u202ed"]\n[routes."e]f"]\n'
-    assert _find_line(text, 'routes."b\\u001b"') == 2
-    assert _find_line(text, 'routes."c\\u202ed"') == 3
-    assert _find_line(text, 'routes."e]f".retry') == 4
-    assert _find_line(text, 'routes."a\\u"') == 1  # not valid JSON: taken as written
+    assert find_line(text, 'routes."b\\u001b"') == 2
+    assert find_line(text, 'routes."c\\u202ed"') == 3
+    assert find_line(text, 'routes."e]f".retry') == 4
+    assert find_line(text, 'routes."a\\u"') == 1  # not valid JSON: taken as written

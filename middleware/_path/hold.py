@@ -80,9 +80,7 @@ async def _held(
 ) -> Permit | None:
     """``held``, with the key's lock to take around the books."""
     now = clock()
-    until = now + breaker.hold_span()
-    if deadline_at is not None:
-        until = min(until, deadline_at)
+    until = _hold_end(breaker, now, deadline_at)
     loop = asyncio.get_running_loop()
     # The hold on the loop's own clock too, so that an injected clock that
     # stands still cannot stretch it.
@@ -264,9 +262,7 @@ def _held_thread(
     sleep: Callable[[float], None],
 ) -> Permit | None:
     now = clock()
-    until = now + breaker.hold_span()
-    if deadline_at is not None:
-        until = min(until, deadline_at)
+    until = _hold_end(breaker, now, deadline_at)
     real_end = _monotonic() + (until - now)
     for _ in range(MAX_ROUNDS):
         with lock:
@@ -331,3 +327,9 @@ def _turn_given(breaker: Breaker, waiter: Waiter) -> bool:
         and waiter.result() is not None
         and breaker.state is BreakerState.CLOSED
     )
+
+
+def _hold_end(breaker: Breaker, now: float, deadline_at: float | None) -> float:
+    """When a hold that starts ``now`` ends: the breaker's span, never past the deadline."""
+    until = now + breaker.hold_span()
+    return until if deadline_at is None else min(until, deadline_at)

@@ -43,6 +43,7 @@ from seawall.cli.demo_view import (
     progress_display,
     rich_available,
 )
+from seawall.cli.locate import find_line
 from seawall.cli.terminal import Out, Safe, terminal_safe
 from seawall.config import ConfigError, load_config
 from seawall.config_file import FileProblem, read_data
@@ -142,43 +143,6 @@ def _plugins(args: argparse.Namespace, out: Out) -> int:
 # --- seawall check ------------------------------------------------------------
 
 
-def _split_location(location: str) -> list[str]:
-    """``routes.'a.b'.retry`` -> ``["routes", "a.b", "retry"]``; ``"x\\u001b"`` unescaped."""
-    found = re.findall(r"'([^']*)'|\"([^\"]*)\"|([^.]+)", location)
-    return [a or _unquoted(b) or c for a, b, c in found]
-
-
-def _unquoted(name: str) -> str:
-    """A double-quoted name's text: ``\\u001b`` in the file and ``\\u001B`` in a location
-    are one character (as TOML and JSON read them); left as written if it is not valid."""
-    try:
-        text = json.loads(f'"{name}"', strict=False)
-    except ValueError:
-        return name
-    return text if isinstance(text, str) else name
-
-
-def _find_line(text: str, location: str) -> int | None:
-    """The line (1-based) of the setting or table a problem's location names."""
-    wanted = _split_location(location)
-    table: list[str] = []
-    found: dict[tuple[str, ...], int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        header = re.match(r"\s*\[((?:\"[^\"]*\"|'[^']*'|[^\[\]\"'])+)\]", line)
-        if header:
-            table = _split_location(header.group(1).replace(" ", ""))
-            for size in range(1, len(table) + 1):  # [a.b] is where a is too, if a has no line
-                found.setdefault(tuple(table[:size]), number)
-            continue
-        key = re.match(r"\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*=", line)
-        if key:
-            found.setdefault((*table, key.group(1).strip("'\"")), number)
-    for size in range(len(wanted), 0, -1):
-        if tuple(wanted[:size]) in found:
-            return found[tuple(wanted[:size])]
-    return None
-
-
 def _own_problems(problems: list[Any]) -> list[Any]:
     """Drop a route's copies of the default's problems (routes inherit the default)."""
     seen = {(p.location, p.message) for p in problems if p.location.startswith("default")}
@@ -214,7 +178,7 @@ def _route_warnings(data: dict[str, Any], text: str, path: Path) -> list[str]:
         why = route_with_path(pattern) if isinstance(pattern, str) else None
         if why is not None:
             location = f"routes.{json.dumps(pattern)}"  # a '/' is never in a bare key
-            line = _find_line(text, location)
+            line = find_line(text, location)
             lines.append(redact_text(f"{path}:{line}: warning: {location}: {why}") + "\n")
     return lines
 
@@ -233,7 +197,7 @@ def _check(args: argparse.Namespace, out: Out) -> int:
         problems = _own_problems(exc.problems)
         out.write(f"{path}: {len(problems)} problem(s)\n")
         for problem in problems:
-            line = _find_line(text, problem.location)
+            line = find_line(text, problem.location)
             where = f"{path}:{line}" if line else str(path)
             # (a location names a route's pattern: it may hold a URL's query)
             out.write(redact_text(f"{where}: {problem.location}: {problem.message}") + "\n")
