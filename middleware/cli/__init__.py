@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import re
@@ -366,5 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl-C can land while the demo's event loop is half built; its __del__ would
         # then print "Exception ignored in ..." at exit. The command is ending: stay quiet.
         sys.unraisablehook = lambda _unraisable: None
+        # Nor asyncio's "Task was destroyed but it is pending!": Ctrl-C inside
+        # create_task's call_soon leaves a task that no runner can see or finish.
+        logging.getLogger("asyncio").disabled = True
         return 130
     return code
