@@ -42,6 +42,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -208,12 +209,14 @@ def redis_server() -> Iterator[str]:
     """A ``redis-server`` of the run's own on 127.0.0.1 (no persistence): its URL."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = _free_port()
+    scratch = tempfile.mkdtemp(prefix="seawall-redis-")  # (no file lands in the caller's folder)
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    command += ["--appendonly", "no", "--loglevel", "warning"]
+    command += ["--appendonly", "no", "--loglevel", "warning", "--dir", scratch]
     proc = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        cwd=scratch,
     )
     try:
         for _ in range(500):  # bounded: until it accepts connections
@@ -224,6 +227,7 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait(10)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 async def fleet_run(

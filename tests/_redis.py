@@ -1,4 +1,8 @@
-"""A real ``redis-server`` on a free 127.0.0.1 port, for the fleet tests (no persistence)."""
+"""A real ``redis-server`` on a free 127.0.0.1 port, for the fleet tests (no persistence).
+
+Each server runs in a temporary directory of its own: a server writes an RDB file even
+with ``--save ""`` when it serves a replica (``REPLICAOF`` in ``test_fleet_hostile``),
+and in the working directory that file was ``dump.rdb`` at the repository's root."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -32,15 +37,20 @@ class RedisServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.dir: str | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="seawall-redis-")
         self.proc = subprocess.Popen(
             [
                 REDIS_SERVER,
+                "--dir",
+                self.dir,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -56,6 +66,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            cwd=self.dir,
         )
         deadline = time.monotonic() + START_LIMIT
         while time.monotonic() < deadline:  # bounded: a PING that answers
@@ -89,6 +100,9 @@ class RedisServer:
             proc.send_signal(signal.SIGCONT)  # (a paused server dies as well, but say so)
             proc.kill()
             proc.wait(timeout=10)
+        if self.dir is not None:  # (a server started again gets a new, empty one)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
 
 def redis_server() -> RedisServer:
