@@ -83,8 +83,10 @@ class Caller:
         rest = reply[5 + count :]
         sent = [n.decode() for n in rest[::2]]
         # (From now, not a second before as ``CostExchange``: nothing is sent twice here.)
-        self.since, self.after = (since, after.decode()) if since < now else (now, "")
-        return {"missing": missing, "names": names, "sent": sent, "sliced": since < now}
+        # A slice is told by its last node: its write time may be the reply's own ms.
+        sliced = bool(after) or since < now
+        self.since, self.after = (since, after.decode()) if sliced else (now, "")
+        return {"missing": missing, "names": names, "sent": sent, "sliced": sliced}
 
 
 def _held(client: redis.Redis, keys: list[str]) -> tuple[set[str], set[str]]:
@@ -159,6 +161,54 @@ def test_any_slicing_sends_every_report_once_in_order(
             break
     assert seen == sorted(written, key=lambda n: (written[n], n))
     client.delete(*keys)
+
+
+def test_a_slice_ending_at_or_after_redis_now_goes_on_to_the_rest(
+    client: redis.Redis, keys: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CostExchange`` against the script: reports written at or after Redis's clock of
+    the call (the same millisecond, or a clock gone back by a failover) in more than
+    one slice. A slice is told by the node it ended on: before, its ``since`` not being
+    below ``now`` read as "no slice", and each round sent the first slice again, never
+    the rest (and a hypothesis example lost the last report of a millisecond)."""
+    monkeypatch.setattr(totals, "COSTS_SLICE", 2)
+    now = _now(client)
+    written = {f"n{i}": now + 60_000 + i // 2 for i in range(7)}  # two a ms, a minute on
+    _plant(client, keys, written)
+    run = client.register_script(COSTS)
+    exchange = totals.CostExchange(keys[0], "me")
+    source = totals.loads(REPORT)
+    for at in range(8):  # bounded: 7 reports at 2 a round take 4
+        exchange.due()
+        call = exchange.call(float(at), lambda: source)
+        assert call is not None
+        assert exchange.read(run(keys=call[1], args=call[2]))
+    assert set(exchange.by_node) == set(written)
+
+
+def test_a_clock_gone_back_reads_all_again(client: redis.Redis, keys: list[str]) -> None:
+    """Redis's clock behind its last reading (a failover to a replica whose clock lags
+    an hour): the next read starts over and sends every live report. (Unchanged: it
+    guards the new test of a clock gone back, against Redis's last reading.)"""
+    now = _now(client)
+    _plant(client, keys, {"a": now - 5000, "b": now - 4000})
+    run = client.register_script(COSTS)
+    exchange = totals.CostExchange(keys[0], "me")
+    source = totals.loads(REPORT)
+    ahead = now + 3_600_000
+    assert exchange.read([ahead, 0, ahead, b"", 0])  # a reply from the old primary
+    exchange.due()
+    call = exchange.call(1.0, lambda: source)
+    assert call is not None
+    assert call[2][3] == ahead - totals.SINCE_SLACK  # (a steady read: from a second before)
+    assert exchange.read(run(keys=call[1], args=call[2]))
+    assert exchange.by_node == {}  # read from the hour ahead: nothing
+    exchange.due()
+    call = exchange.call(2.0, lambda: source)
+    assert call is not None
+    assert call[2][3] == 0  # the clock went back: from the start
+    assert exchange.read(run(keys=call[1], args=call[2]))
+    assert set(exchange.by_node) == {"a", "b"}
 
 
 def test_the_index_lost_is_rebuilt_from_the_hash(client: redis.Redis, keys: list[str]) -> None:

@@ -240,6 +240,8 @@ class CostExchange:
         #: then by a node named after ``_after``, are sent.
         self._since = 0
         self._after = ""
+        #: Redis's clock (ms) at the last reply: one that goes back is a clock gone back.
+        self._now = 0
         #: When the last exchange that listed the live processes was called, and when the
         #: one in flight was if it lists them (``None``: it does not; the first one does).
         self._listed_at = float("-inf")
@@ -298,10 +300,16 @@ class CostExchange:
                 self._listed_at = listed
         # Reports written since this read (or the next slice) come next time, from a
         # second early (the same millisecond); a clock gone back (a failover) reads all.
-        if now < self._since:
+        # A slice is told by the node it ended on, not by `since < now` alone: its last
+        # report may have been written in the reply's own millisecond, or later (a clock
+        # gone back), and a read from a second before it sent that slice again, each
+        # round, and never the rest. So is a clock gone back: Redis's clock against its
+        # own last reading, not against `since` (a slice's since may be ahead of now).
+        went_back, self._now = now < self._now, now
+        if went_back:
             self._since, self._after = 0, ""
             self._listed_at = float("-inf")
-        elif since < now:  # a slice: the next one, from after its last report, next round
+        elif after or since < now:  # a slice: the next, from after its last report, next round
             self._since, self._after = since, after
             self.due()
         else:
