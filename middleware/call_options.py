@@ -21,11 +21,13 @@ from seawall._path.spec import call_key
 from seawall.policy import Policy
 
 __all__ = [
+    "NO_OPTIONS",
     "OPTION_NAMES",
     "TAKES_OPTIONS",
     "Retried",
     "check_call",
     "check_collisions",
+    "check_key",
     "check_options",
     "retry_predicate",
 ]
@@ -216,6 +218,53 @@ def _takes_options(code: CodeType) -> bool:
         TAKES_OPTIONS.clear()
     TAKES_OPTIONS[id(code)] = (code, found)
     return found
+
+
+#: Plain functions whose check passed for good, by ``id``: ``sw.call(fn, key="...")``
+#: and ``sw.call_sync`` ask ``id(fn) in NO_OPTIONS`` and nothing else before they
+#: run (a membership test of an int; reading ``__dict__``, ``__code__`` and the
+#: code memo each call cost ~2.5k instructions, ``benchmarks/README.md``). Only a
+#: plain function (empty ``__dict__``) whose code names no option enters: its
+#: answer does not depend on how many arguments are given. The value is a weak
+#: reference whose callback takes the entry out as the function is freed, before
+#: its ``id`` can be reused, so nothing here keeps a function (or what its closure
+#: and defaults hold) alive. A function given a ``__signature__`` or another
+#: ``__code__`` after its first call keeps its first answer. Bounded: cleared when full.
+NO_OPTIONS: dict[int, weakref.ref[FunctionType]] = {}
+NO_OPTIONS_MAX = 4096
+
+
+def _remember(fn: FunctionType) -> None:
+    """Put ``fn`` in ``NO_OPTIONS`` until it is freed."""
+    ident = id(fn)
+
+    def forget(ref: weakref.ref[FunctionType]) -> None:
+        if NO_OPTIONS.get(ident) is ref:  # (not an entry made since for another function)
+            del NO_OPTIONS[ident]
+
+    if len(NO_OPTIONS) >= NO_OPTIONS_MAX:
+        NO_OPTIONS.clear()
+    NO_OPTIONS[ident] = weakref.ref(fn, forget)
+
+
+def check_key(where: str, fn: Callable[..., Any], n_args: int, key: object) -> None:
+    """``check_call`` for ``key=...`` alone, when ``fn`` is not in ``NO_OPTIONS``.
+
+    A plain function that passes is remembered there; a bound method whose
+    function is remembered passes without more (a method made per access,
+    ``self.client.get``, has an ``id`` of its own each time).
+    """
+    if type(key) is str and type(fn) is MethodType and id(fn.__func__) in NO_OPTIONS:
+        return
+    check_call(where, fn, n_args, key, None, None)
+    plain: object = fn.__func__ if type(fn) is MethodType else fn
+    if (
+        type(key) is str
+        and type(plain) is FunctionType
+        and not plain.__dict__
+        and not _takes_options(plain.__code__)
+    ):
+        _remember(plain)
 
 
 def check_call(
