@@ -35,6 +35,39 @@ __all__ = ["attempts", "breaker", "call", "call_sync", "httpx_transport", "prote
 T = TypeVar("T")
 
 
+def _lean(where: str, run: Callable[..., Any], typed: Callable[..., Any], name: str) -> Any:
+    """The form that runs as ``sw.call`` (``run_call``) or ``sw.call_sync`` (``call_fn``):
+    ``typed``'s behaviour, cheaper, with its signature and docstring.
+
+    Keyword-only parameters with defaults cost a dict lookup each per call in
+    CPython 3.11 (about 0.4k instructions for the three, 3 % of a lean
+    ``sw.call``): ``key``, the common one, is the only one (taking it out of
+    ``kwargs`` with ``pop`` cost 0.7k more); ``context`` and ``policy`` come out
+    of ``kwargs``. ``help(sw.call)`` and ``inspect.signature`` show ``typed``'s
+    options; type checkers see ``typed`` itself. ``where`` and ``run`` are read
+    from the closure, as cheap as a global.
+    """
+
+    def lean(sw: Any, fn: Any, /, *args: Any, key: Any = None, **kwargs: Any) -> Any:
+        if kwargs:
+            context = kwargs.pop("context", None)
+            policy = kwargs.pop("policy", None)
+            if key is not None or context is not None or policy is not None:
+                check_call(where, fn, len(args), key, context, policy)
+            return run(sw, fn, args, kwargs, key, context, policy)
+        if key is not None:
+            # key="..." alone, the common form: check_call's answer, remembered per function.
+            if type(key) is not str or id(fn) not in NO_OPTIONS:
+                check_key(where, fn, len(args), key)
+            return run(sw, fn, args, kwargs, key)
+        return run(sw, fn, args, kwargs)
+
+    lean.__signature__ = inspect.signature(typed)  # type: ignore[attr-defined]
+    lean.__doc__ = typed.__doc__
+    lean.__name__ = lean.__qualname__ = name
+    return lean
+
+
 def _call(
     sw: Seawall,
     fn: Callable[..., Awaitable[T]],
@@ -55,7 +88,7 @@ def _call(
     ``sw.using(key=...).call(fn, key=...)``, where every keyword goes to ``fn``.
     Such mistakes raise at once; otherwise it returns the call to await.
     """
-    # What type checkers and ``inspect.signature`` see; ``_call_lean`` below is what
+    # What type checkers and ``inspect.signature`` see; ``_lean``'s form is what
     # runs as ``sw.call`` (same behaviour, cheaper): keep the two in step.
     if key is not None or context is not None or policy is not None:
         check_call("sw.call", fn, len(args), key, context, policy)
@@ -63,37 +96,10 @@ def _call(
     return run_call(sw, fn, args, kwargs, key, context, policy)
 
 
-def _call_lean(sw: Any, fn: Any, /, *args: Any, key: Any = None, **kwargs: Any) -> Any:
-    """``_call`` with ``context`` and ``policy`` taken out of ``kwargs``: same behaviour, cheaper.
-
-    Keyword-only parameters with defaults cost a dict lookup each per call in
-    CPython 3.11 (about 0.4k instructions for the three, 3 % of a lean
-    ``sw.call``): ``key``, the common one, is the only one left (taking it
-    out of ``kwargs`` with ``pop`` cost 0.7k more). ``__signature__`` and the
-    docstring are ``_call``'s, so ``help(sw.call)`` and ``inspect.signature``
-    show the options; type checkers see ``_call``.
-    """
-    if kwargs:
-        context = kwargs.pop("context", None)
-        policy = kwargs.pop("policy", None)
-        if key is not None or context is not None or policy is not None:
-            check_call("sw.call", fn, len(args), key, context, policy)
-        return run_call(sw, fn, args, kwargs, key, context, policy)
-    if key is not None:
-        # key="..." alone, the common form: check_call's answer, remembered per function.
-        if type(key) is not str or id(fn) not in NO_OPTIONS:
-            check_key("sw.call", fn, len(args), key)
-        return run_call(sw, fn, args, kwargs, key)
-    return run_call(sw, fn, args, kwargs)
-
-
 if TYPE_CHECKING:
     call = _call
 else:
-    call = _call_lean
-    call.__signature__ = inspect.signature(_call)
-    call.__doc__ = _call.__doc__
-    call.__name__ = call.__qualname__ = "call"
+    call = _lean("sw.call", run_call, _call, "call")
 
 
 def _call_sync(
@@ -111,35 +117,17 @@ def _call_sync(
     Waits between attempts sleep the thread; the key's breaker, budget and
     counters are shared with async calls. See docs/sync.md.
     """
-    # What type checkers and ``inspect.signature`` see; ``_call_sync_lean`` below is what
-    # runs as ``sw.call_sync`` (same behaviour, cheaper): keep the two in step.
+    # What type checkers and ``inspect.signature`` see; ``_lean``'s form is what runs as
+    # ``sw.call_sync`` (same behaviour, cheaper): keep the two in step.
     if key is not None or context is not None or policy is not None:
         check_call("sw.call_sync", fn, len(args), key, context, policy)
     return _sync.call_fn(sw, fn, args, kwargs, key, context, policy)
 
 
-def _call_sync_lean(sw: Any, fn: Any, /, *args: Any, key: Any = None, **kwargs: Any) -> Any:
-    """``_call_sync`` with its options taken out, as ``_call_lean`` is ``_call``'s."""
-    if kwargs:
-        context = kwargs.pop("context", None)
-        policy = kwargs.pop("policy", None)
-        if key is not None or context is not None or policy is not None:
-            check_call("sw.call_sync", fn, len(args), key, context, policy)
-        return _sync.call_fn(sw, fn, args, kwargs, key, context, policy)
-    if key is not None:
-        if type(key) is not str or id(fn) not in NO_OPTIONS:
-            check_key("sw.call_sync", fn, len(args), key)
-        return _sync.call_fn(sw, fn, args, kwargs, key)
-    return _sync.call_fn(sw, fn, args, kwargs)
-
-
 if TYPE_CHECKING:
     call_sync = _call_sync
 else:
-    call_sync = _call_sync_lean
-    call_sync.__signature__ = inspect.signature(_call_sync)
-    call_sync.__doc__ = _call_sync.__doc__
-    call_sync.__name__ = call_sync.__qualname__ = "call_sync"
+    call_sync = _lean("sw.call_sync", _sync.call_fn, _call_sync, "call_sync")
 
 
 def using(
