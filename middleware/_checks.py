@@ -397,7 +397,7 @@ def route_with_path(pattern: str) -> str | None:
 
 
 def route_map(routes: Any) -> Mapping[Any, Any]:
-    """``Seawall(routes=...)`` checked: a mapping, no pattern a URL or with a control character.
+    """``Seawall(routes=...)`` checked: a mapping, no pattern a URL or with an unseen character.
 
     The patterns' and policies' types are checked by the registry.
     """
