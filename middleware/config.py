@@ -37,7 +37,8 @@ from typing import Any
 
 import attrs
 
-from seawall._checks import route_is_url, route_unseen, show
+from seawall._checks import show
+from seawall._patterns import route_is_url, route_unseen
 from seawall.config_file import FileProblem, read_data
 from seawall.policy import Policy, TimeoutPolicy
 from seawall.redact import redact_text

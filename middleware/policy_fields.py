@@ -11,7 +11,8 @@ from typing import Any
 
 import attrs
 
-from seawall._checks import http_method, name_list, number, show, unseen
+from seawall._checks import http_method, name_list, number, show
+from seawall._patterns import unseen
 from seawall.outcome import Category
 
 __all__ = [

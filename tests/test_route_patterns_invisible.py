@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import seawall
 from seawall import Policy
-from seawall._checks import route_unseen
+from seawall._patterns import route_unseen
 from seawall.cli.terminal import terminal_safe
 from seawall.config import ConfigError, load_config, load_file, policy_from_dict
 
