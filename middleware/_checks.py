@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
-import unicodedata
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
@@ -31,12 +28,7 @@ __all__ = [
     "number",
     "one_of",
     "optional_number",
-    "route_is_url",
-    "route_map",
-    "route_unseen",
-    "route_with_path",
     "show",
-    "unseen",
     "whole",
 ]
 
@@ -253,110 +245,3 @@ def http_method(name: str) -> Callable[[Any], str]:
         return method
 
     return convert
-
-
-def _host_of(url: str) -> str:
-    """What a route for ``url`` is written as: ``host``, or ``host:port`` if it names a port."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:  # a port that is not a number
-        return "api.example.com"
-    if not host:
-        return "api.example.com"
-    return f"{host}:{port}" if port is not None else host
-
-
-def route_is_url(pattern: str) -> str | None:
-    """Why a route pattern written as a URL can never match, and what to write; else ``None``.
-
-    Routes are matched against a request's host (``host:port`` for a pattern
-    with a ``:``) and against ``sw.call`` keys. A host never holds ``://``; a
-    route that does is far likelier a URL meant as a host than an ``sw.call``
-    key, so it is refused rather than silently never applied.
-    """
-    if "://" not in pattern:
-        return None
-    host = _host_of(pattern)
-    return (
-        f"route pattern {show(pattern)} is a URL, so it would never match: routes match "
-        f"a request's host (or host:port), never its scheme or path; write {host!r}"
-    )
-
-
-#: What no host or key is written with: C0 controls, DEL, C1 controls, and the bidi
-#: overrides and isolates (U+202A-U+202E, U+2066-U+2069). Each is a character that
-#: ``str.isprintable`` refuses, so printable text is passed without a search.
-_UNSEEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def unseen(text: str, example: str) -> str | None:
-    """What control or bidi character ``text`` holds and what to write instead; else ``None``.
-
-    ``"it holds the control character '\\x1b' (U+001B) at index 4 (...); write 'x.com'"``:
-    the character escaped, never itself (a message that echoed it would drive the
-    terminal it is shown on); ``example`` is offered when nothing else is left.
-    """
-    if text.isprintable():  # the common case, without a search
-        return None
-    found = _UNSEEN.findall(text)
-    if not found:
-        return None
-    char = found[0]
-    code = f"U+{ord(char):04X}"
-    if unicodedata.category(char) == "Cc":
-        what = f"the control character {char!r} ({code})"
-    else:
-        what = f"the bidi control {code} ({unicodedata.name(char)})"
-    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
-    rest = _UNSEEN.sub("", text).strip()
-    return (
-        f"it holds {what} at index {text.index(char)}{more} (a pasted escape sequence or "
-        f"a newline from a heredoc?); write {show(rest) if rest else example}"
-    )
-
-
-def route_unseen(pattern: str) -> str | None:
-    """Why a route pattern holding a control or bidi character is refused; else ``None``.
-
-    No host holds one, so the route's policy would never be applied, and nothing
-    would say why.
-    """
-    why = unseen(pattern, "the host alone, e.g. 'api.example.com'")
-    return None if why is None else f"route pattern {show(pattern)} would never match a host: {why}"
-
-
-def route_with_path(pattern: str) -> str | None:
-    """Why a route pattern with a ``/`` (and no ``://``) matches no host, else ``None``.
-
-    Only a warning: such a pattern is still a valid ``sw.call`` key.
-    """
-    if "/" not in pattern or "://" in pattern:
-        return None
-    host = pattern.split("/", 1)[0] or "api.example.com"
-    return (
-        f"route pattern {show(pattern)} contains '/': routes match a request's host "
-        f"(host:port), never its path, so it can only match an sw.call key; for a host, "
-        f"write {host!r}"
-    )
-
-
-def route_map(routes: Any) -> Mapping[Any, Any]:
-    """``Seawall(routes=...)`` checked: a mapping, no pattern a URL or with a control character.
-
-    The patterns' and policies' types are checked by the registry.
-    """
-    if routes is None:
-        return {}
-    if not isinstance(routes, Mapping):
-        msg = (
-            "Seawall(routes=...) takes a mapping of host pattern to seawall.Policy, "
-            f"e.g. {{'api.example.com': Policy(...)}}, not {show(routes)}"
-        )
-        raise TypeError(msg)
-    for pattern in routes:
-        why = (route_is_url(pattern) or route_unseen(pattern)) if isinstance(pattern, str) else None
-        if why is not None:
-            msg = f"Seawall(routes=...): {why}"
-            raise ValueError(msg)
-    return routes

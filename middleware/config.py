@@ -15,7 +15,7 @@ The schema (TOML shown; a dict of the same shape works too)::
     ratio = 0.2
 
     [routes."api.openai.com"]     # host pattern (fnmatch), optionally host:port; not a URL,
-                                  # no control or bidi characters
+                                  # no control, bidi or invisible characters
     preset = "llm"                # start from Policy.for_llm() instead of [default]
     [routes."api.openai.com".retry]
     max_attempts = 5
@@ -37,7 +37,8 @@ from typing import Any
 
 import attrs
 
-from seawall._checks import route_is_url, route_unseen, show
+from seawall._checks import show
+from seawall._patterns import route_is_url, route_unseen
 from seawall.config_file import FileProblem, read_data
 from seawall.policy import Policy, TimeoutPolicy
 from seawall.redact import redact_text
@@ -285,10 +286,12 @@ def load_config(
     base = default_data if default_ok and isinstance(default_data, Mapping) else {}
     for pattern, raw in route_data.items():
         where = f"routes.{_key(pattern)}"
-        if not isinstance(pattern, str) or not pattern.strip():
-            problems.append(Problem(where, 'a route needs a host pattern, e.g. "api.example.com"'))
-            continue
-        if (why := route_is_url(pattern) or route_unseen(pattern)) is not None:
+        # Checked before the blank test: "\x1c" or "\xa0" alone, which strip() removes,
+        # is named as the character it is.
+        why = (route_is_url(pattern) or route_unseen(pattern)) if isinstance(pattern, str) else None
+        if why is None and (not isinstance(pattern, str) or not pattern.strip()):
+            why = 'a route needs a host pattern, e.g. "api.example.com"'
+        if why is not None:
             problems.append(Problem(where, why))
             continue
         if not isinstance(raw, Mapping):

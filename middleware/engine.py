@@ -20,7 +20,6 @@ from yarl import URL
 
 from seawall import costs as _costs
 from seawall import forms as _forms
-from seawall._checks import route_map
 from seawall._path.loop import Loop, classify
 from seawall._path.observer import Observer
 from seawall._path.registry import MAX_KEYS, Registry, Route, origin_key
@@ -32,6 +31,7 @@ from seawall._path.spec import (
     attempt_timeout,
     call_key,
 )
+from seawall._patterns import route_map
 from seawall.aiohttp import make_middleware
 from seawall.config import load_config, read_file, state_from_config
 from seawall.costs import CostTracker

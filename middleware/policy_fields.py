@@ -11,7 +11,8 @@ from typing import Any
 
 import attrs
 
-from seawall._checks import http_method, name_list, number, show, unseen
+from seawall._checks import http_method, name_list, number, show
+from seawall._patterns import unseen
 from seawall.outcome import Category
 
 __all__ = [
@@ -128,8 +129,9 @@ BREAKER_MODES = ("classic", "adaptive")
 
 
 def key_choice(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """``Policy.key``: ``None``, a fixed key, or ``'model'``; no control or bidi character
-    (a pasted escape sequence: the key would name states no one means, shown escaped)."""
+    """``Policy.key``: ``None``, a fixed key, or ``'model'``; no control, bidi or invisible
+    character (a pasted escape sequence, a zero-width space: the key would name states
+    no one means, or read as another key; shown escaped)."""
     if value is not None and (not isinstance(value, str) or not value):
         msg = (
             f"{type(instance).__name__}.{attribute.name} must be a non-empty string "
@@ -142,7 +144,7 @@ def key_choice(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> No
     why = unseen(value, "the name alone, e.g. 'payments'")
     if why is not None:
         msg = (
-            f"{type(instance).__name__}.{attribute.name} must be a name without control or "
-            f"bidi characters, got {show(value)}: {why}"
+            f"{type(instance).__name__}.{attribute.name} must be a name without control, "
+            f"bidi or invisible characters, got {show(value)}: {why}"
         )
         raise ValueError(msg)

@@ -72,7 +72,7 @@ def test_classify_refuses_a_key_from_the_policy_file_showing_it_escaped(tmp_path
     done = seawall("classify", "--status", "503", "--config", str(path))
     assert (done.returncode, done.stderr) == (1, "")
     assert ESC not in done.stdout
-    assert "default.key: Policy.key must be a name without control or bidi" in done.stdout
+    assert "default.key: Policy.key must be a name without control, bidi or" in done.stdout
     assert "got 'k\\x1b[2Jx'" in done.stdout
     assert "write 'k[2Jx'" in done.stdout
 

@@ -28,7 +28,9 @@ from seawall.cli.terminal import terminal_safe
 HOSTILE = st.text(
     alphabet=st.one_of(
         st.characters(),
-        st.sampled_from(["\x1b", "\x07", "\x9b", "\u202e", "\u2066", ":", "@", "?", "\n", "="]),
+        st.sampled_from(
+            ["\x1b", "\x07", "\x9b", "\u202e", "\u2066", "\u2028", "\xa0", ":", "@", "?", "\n", "="]
+        ),
     ),
     max_size=60,
 )
@@ -36,12 +38,18 @@ HOSTILE = st.text(
 T = TypeVar("T")
 
 
+#: What a terminal is never given raw: controls, format characters, line and paragraph
+#: separators, spaces (but newlines, tabs and U+0020).
+ESCAPED = {"Cc", "Cf", "Zl", "Zp", "Zs"}
+
+
 @given(HOSTILE)
 def test_terminal_safe_lets_no_control_or_format_character_through(text: str) -> None:
-    """Only newlines and tabs of the Cc/Cf characters survive; the rest is escaped."""
+    """Only newlines, tabs and spaces of the Cc/Cf/Zl/Zp/Zs characters survive; the rest
+    is escaped (U+2028, U+2029 and U+00A0 too, since fix/invisible)."""
     shown = terminal_safe(text)
-    assert all(c in "\n\t" or unicodedata.category(c) not in {"Cc", "Cf"} for c in shown)
-    if all(c in "\n\t" or unicodedata.category(c) not in {"Cc", "Cf"} for c in text):
+    assert all(c in "\n\t " or unicodedata.category(c) not in ESCAPED for c in shown)
+    if all(c in "\n\t " or unicodedata.category(c) not in ESCAPED for c in text):
         assert shown == text
 
 

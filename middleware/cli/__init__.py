@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from seawall._body import ERROR_BODY_LIMIT
-from seawall._checks import route_with_path
+from seawall._patterns import route_with_path
 from seawall.cli.classify import (
     build_exception,
     explain,
