@@ -440,7 +440,13 @@ _CHAT = {"object": "chat.completion", "usage": {"prompt_tokens": 3, "completion_
 
 @given(
     st.text(max_size=40),
-    st.sampled_from(["\n", "\r", "\x1b[2J", "\x00", "\x7f", "\x9b", "\u202e", "\u200b", "\ufeff"]),
+    st.sampled_from(
+        # (then: the Arabic letter mark, the no-break space, a separator, a bidi mark)
+        [
+            *("\n", "\r", "\x1b[2J", "\x00", "\x7f", "\x9b", "\u202e", "\u200b", "\ufeff"),
+            *("\u061c", "\u00a0", "\u2029", "\u200e"),
+        ]
+    ),
     st.text(max_size=40),
 )
 def test_a_model_name_with_control_or_bidi_characters_is_read_as_other(

@@ -54,8 +54,9 @@ LONG_MODEL = "(other)"
 
 #: Characters no model is named with: C0/C1 controls (a newline forges log lines, an
 #: escape sequence rewrites the terminal of whoever reads ``/metrics`` or the log),
-#: zero-width and bidi marks (a name that reads as another one).
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+#: zero-width and bidi marks (a name that reads as another one, U+061C the Arabic one),
+#: and the no-break space (a name that reads as the one with a space, counted apart).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\xa0\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
 #: The output counts of the answers that can be priced (as UTF-8 JSON keys): an
 #: answer naming neither is not decoded.
