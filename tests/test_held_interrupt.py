@@ -26,7 +26,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import seawall
+from seawall._path import hold
 from seawall.breaker import Breaker, BreakerState
+from tests._helpers import Clock
 
 from .test_sync_wait import KEY, Probe, _breaker, _in_thread, _until
 
@@ -44,17 +46,26 @@ def _ctrl_c() -> Iterator[None]:
     signal.signal(signal.SIGINT, before)
 
 
-def _real_sw(*, hold_max_calls: int = 100) -> seawall.Seawall:
-    """One attempt a call; the breaker opens on one failed call, lets a probe go at once
-    and holds calls for its verdict up to ``HOLD`` seconds, on the real clock."""
+def _real_sw(
+    *, hold_max_calls: int = 100, plugins: list[object] | None = None, clock: Clock | None = None
+) -> seawall.Seawall:
+    """One attempt a call; the breaker opens on one failed call and (with the real clock)
+    lets a probe go at once, and holds calls for its verdict up to ``HOLD`` seconds."""
     policy = seawall.Policy(
         retry=seawall.RetryPolicy(max_attempts=1),
         breaker=seawall.BreakerPolicy(
-            failure_threshold=1, recovery_timeout=0.0, hold=HOLD, hold_max_calls=hold_max_calls
+            failure_threshold=1,
+            recovery_timeout=0.0 if clock is None else 10.0,
+            hold=HOLD,
+            hold_max_calls=hold_max_calls,
         ),
         timeout=seawall.TimeoutPolicy(attempt=60.0, deadline=None),
     )
-    return seawall.Seawall(policy, entrypoints=False)
+    if clock is None:
+        return seawall.Seawall(policy, entrypoints=False, plugins=plugins or ())
+    return seawall.Seawall(
+        policy, entrypoints=False, plugins=plugins or (), clock=clock, sleep=clock.sleep
+    )
 
 
 def _down() -> str:
@@ -210,7 +221,103 @@ def test_no_probe_turn_is_lost_when_the_interrupted_thread_was_the_only_one_held
     assert _call_sync(sw) == "up"
 
 
-# --- 2. Ctrl-C at a terminal: the signal goes to the process --------------------------------
+def test_an_interrupt_between_joining_the_queue_and_blocking_leaves_no_place_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C lands after the thread joined the key's queue of held calls and before it
+    blocks (it reads the real clock there for its wake-up time): it left its place
+    behind, counted against hold_max_calls until its hold ran out (30 s), and a verdict
+    would have answered it (a ramp turn booked for nobody). Now the place is freed."""
+    sw = _real_sw(hold_max_calls=1)
+    probe, probe_thread, _ = _probing(sw)
+    breaker = _breaker(sw)
+    armed = [True]
+
+    def monotonic() -> float:
+        queued = breaker._held is not None and len(breaker._held.queue) == 1
+        if armed[0] and queued and threading.current_thread() is threading.main_thread():
+            armed[0] = False
+            signal.raise_signal(signal.SIGINT)
+        return time.monotonic()
+
+    monkeypatch.setattr(hold, "_monotonic", monotonic)
+    with pytest.raises(KeyboardInterrupt):
+        _call_sync(sw)
+    assert not armed[0]
+    assert breaker.held == 0
+    other, ended = _in_thread(lambda: _call_sync(sw))  # the one place is free
+    _until(lambda: breaker.held == 1)
+    probe.answer()
+    probe_thread.join(30)
+    other.join(30)
+    assert ended == ["up"]
+    assert sw.health()["keys"][KEY]["rejections"] == {}
+
+
+# --- 2. interrupted as it takes the probe over ----------------------------------------------
+
+
+class _CtrlCOnHalfOpen:
+    """A plugin that, told in the main thread that the breaker went half-open, gets
+    Ctrl-C there and then (a real SIGINT, raised by the process to itself): the user's
+    interrupt landing while seawall tells its observers (a log handler writing to a slow
+    terminal, an event hook), once."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.told: list[str] = []
+
+    @seawall.hookimpl
+    def seawall_event(self, event: object) -> None:
+        if getattr(event, "new", None) != "half_open" or not self.armed:
+            return
+        if threading.current_thread() is threading.main_thread():
+            self.armed = False
+            self.told.append("half_open")
+            signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
+def test_a_held_thread_interrupted_as_it_becomes_the_probe_gives_the_probes_turn_back(
+    form: Callable[[seawall.Seawall], object],
+) -> None:
+    """The main thread, held while the breaker is open, wakes when the probe is due and
+    takes the probe's turn itself; the breaker's move to half-open is told to the
+    observers before the call goes, and Ctrl-C lands there. The turn went nowhere: the
+    key stayed half-open with its one probe out for good (``Breaker.admit`` refused every
+    later caller, held each for a verdict that could not come). Now it is given back:
+    the next call is the probe and closes the breaker."""
+    clock = Clock()
+    plugin = _CtrlCOnHalfOpen()
+    sw = _real_sw(clock=clock, plugins=[plugin])
+    with pytest.raises(ConnectionError):
+        sw.call_sync(_down, key=KEY)
+    breaker = _breaker(sw)
+    assert breaker.state is BreakerState.OPEN
+
+    def due() -> None:
+        _until(lambda: breaker.held == 1)
+        clock.advance(11.0)  # past the recovery timeout (jittered down, never up)
+
+    threading.Thread(target=due, daemon=True).start()
+    plugin.armed = True
+    with pytest.raises(KeyboardInterrupt):
+        form(sw)
+    assert plugin.told == ["half_open"]
+    assert breaker.state is BreakerState.HALF_OPEN
+    # The next call probes (bounded: held instead, it is let fail at its hold's end).
+    after, ended = _in_thread(lambda: _call_sync(sw))
+    _until(lambda: bool(ended) or breaker.held == 1)
+    if not ended:
+        clock.advance(HOLD + 1.0)
+    after.join(30)
+    assert ended == ["up"]
+    books = sw.health()["keys"][KEY]
+    assert books["state"] == "closed"
+    assert books["failures"] == {"network": 1}
+
+
+# --- 3. Ctrl-C at a terminal: the signal goes to the process --------------------------------
 
 _CHILD = textwrap.dedent(
     """
