@@ -47,10 +47,16 @@ def _ctrl_c() -> Iterator[None]:
 
 
 def _real_sw(
-    *, hold_max_calls: int = 100, plugins: list[object] | None = None, clock: Clock | None = None
+    *,
+    hold_max_calls: int = 100,
+    plugins: list[object] | None = None,
+    clock: Clock | None = None,
+    attempt: float | None = 60.0,
 ) -> seawall.Seawall:
-    """One attempt a call; the breaker opens on one failed call and (with the real clock)
-    lets a probe go at once, and holds calls for its verdict up to ``HOLD`` seconds."""
+    """One attempt a call (``attempt``: its time limit, which a thread's probe keeps its
+    turn for); the breaker opens on one failed call and holds calls for a probe's verdict
+    up to ``HOLD`` seconds. On the real clock it lets a probe go at once; on ``clock``
+    (a test clock, moved by hand) after 8-10 s."""
     policy = seawall.Policy(
         retry=seawall.RetryPolicy(max_attempts=1),
         breaker=seawall.BreakerPolicy(
@@ -59,7 +65,7 @@ def _real_sw(
             hold=HOLD,
             hold_max_calls=hold_max_calls,
         ),
-        timeout=seawall.TimeoutPolicy(attempt=60.0, deadline=None),
+        timeout=seawall.TimeoutPolicy(attempt=attempt, deadline=None),
     )
     if clock is None:
         return seawall.Seawall(policy, entrypoints=False, plugins=plugins or ())
@@ -304,8 +310,15 @@ def test_a_held_thread_interrupted_as_it_becomes_the_probe_gives_the_probes_turn
     with pytest.raises(KeyboardInterrupt):
         form(sw)
     assert plugin.told == ["half_open"]
+    _the_next_call_probes(sw, clock)
+
+
+def _the_next_call_probes(sw: seawall.Seawall, clock: Clock) -> None:
+    """After an interrupt the breaker is half-open with no probe out: the next call is
+    the probe and closes it (bounded: held instead, it is let fail at its hold's end),
+    and nothing is left counted in flight."""
+    breaker = _breaker(sw)
     assert breaker.state is BreakerState.HALF_OPEN
-    # The next call probes (bounded: held instead, it is let fail at its hold's end).
     after, ended = _in_thread(lambda: _call_sync(sw))
     _until(lambda: bool(ended) or breaker.held == 1)
     if not ended:
@@ -315,6 +328,30 @@ def test_a_held_thread_interrupted_as_it_becomes_the_probe_gives_the_probes_turn
     books = sw.health()["keys"][KEY]
     assert books["state"] == "closed"
     assert books["failures"] == {"network": 1}
+    assert sw.registry.call_route(KEY, None).state.cooldown.inflight == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
+def test_a_thread_interrupted_as_it_is_told_it_is_the_probe_gives_the_turn_back(
+    form: Callable[[seawall.Seawall], object],
+) -> None:
+    """Not held: the thread arrives when the probe is due and is let in as the probe at
+    once; Ctrl-C lands as the move to half-open is told, after its permit was counted
+    in flight and before the attempt runs. With no attempt limit (a thread's probe is
+    then lent for no time) the key stayed half-open with its one probe out for good,
+    and one attempt counted in flight; with a limit, until the limit. Now the permit
+    goes back: the next call probes."""
+    clock = Clock()
+    plugin = _CtrlCOnHalfOpen()
+    sw = _real_sw(clock=clock, plugins=[plugin], attempt=None)
+    with pytest.raises(ConnectionError):
+        sw.call_sync(_down, key=KEY)
+    clock.advance(11.0)  # the probe is due
+    plugin.armed = True
+    with pytest.raises(KeyboardInterrupt):
+        form(sw)
+    assert plugin.told == ["half_open"]
+    _the_next_call_probes(sw, clock)
 
 
 # --- 3. Ctrl-C at a terminal: the signal goes to the process --------------------------------
