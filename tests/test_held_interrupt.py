@@ -338,9 +338,9 @@ def test_a_thread_interrupted_as_it_is_told_it_is_the_probe_gives_the_turn_back(
     """Not held: the thread arrives when the probe is due and is let in as the probe at
     once; Ctrl-C lands as the move to half-open is told, after its permit was counted
     in flight and before the attempt runs. With no attempt limit (a thread's probe is
-    then lent for no time) the key stayed half-open with its one probe out for good,
-    and one attempt counted in flight; with a limit, until the limit. Now the permit
-    goes back: the next call probes."""
+    then not lent: it keeps its turn until it ends) the key stayed half-open with its
+    one probe out for good, and one attempt counted in flight; with a limit, until the
+    limit. Now the permit goes back: the next call probes."""
     clock = Clock()
     plugin = _CtrlCOnHalfOpen()
     sw = _real_sw(clock=clock, plugins=[plugin], attempt=None)
