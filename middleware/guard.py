@@ -77,6 +77,7 @@ from seawall.outcome import SUCCESS, Classification, Outcome
 from seawall.policy import Policy
 
 if TYPE_CHECKING:
+    from seawall._path.observer import Observer
     from seawall.engine import Seawall
     from seawall.state import KeyState
 
@@ -239,7 +240,7 @@ class BreakerGuard:
                 state.cooldown.sent()  # in flight, as the attempt loop counts its own
                 if permit.probe:  # a block hung on a read cannot hold the key's probe for ever
                     _lend(spec, permit, started)
-        path.observer.flush()
+        _told(path.observer, state, permit)
         return permit, started
 
     def _let_in(self, spec: CallSpec, permit: Permit | None) -> tuple[Permit, float]:
@@ -256,7 +257,7 @@ class BreakerGuard:
                 state.cooldown.sent()
                 if permit.probe:  # held, it took a probe's turn itself
                     _lend(spec, permit, started)
-        observer.flush()
+        _told(observer, state, permit)
         if permit is None:
             raise CircuitOpenError(self.key, retry_after)
         return permit, started
@@ -334,6 +335,18 @@ def _give_back(state: KeyState, permit: Permit) -> None:
     with state.lock:
         state.breaker.release(permit)
         state.cooldown.settle()
+
+
+def _told(observer: Observer, state: KeyState, permit: Permit | None) -> None:
+    """``observer.flush()`` once the block was let in with ``permit`` (or refused: ``None``).
+    Interrupted there (Ctrl-C in a log handler or a plugin told of the move to half-open),
+    the block never runs: the permit goes back (``_give_back``)."""
+    try:
+        observer.flush()
+    except BaseException:
+        if permit is not None:
+            _give_back(state, permit)
+        raise
 
 
 def _lend(spec: CallSpec, permit: Permit, started: float) -> None:

@@ -246,11 +246,25 @@ def held_thread(
     its paced turn in the ramp (``wait_turn_sync``, slept by ``sleep``). The
     hold also ends on the real clock, so that an injected clock that stands
     still cannot stretch it.
+
+    Interrupted (``KeyboardInterrupt`` in the main thread), it leaves no trace: its
+    place in the queue and a ramp turn it was given go back. So does a permit it
+    took if the interrupt lands while ``flush`` tells what the hold did (taking a
+    probe's turn moves the breaker to half-open; log handlers and plugins run
+    there): the caller never had it.
     """
+    permit = None
     try:
-        return _held_thread(breaker, clock, deadline_at, stats, lock, sleep)
+        permit = _held_thread(breaker, clock, deadline_at, stats, lock, sleep)
     finally:
-        flush()
+        try:
+            flush()
+        except BaseException:  # the caller never gets the permit: a probe's turn goes back
+            if permit is not None:
+                with lock:
+                    breaker.release(permit)
+            raise
+    return permit
 
 
 def _held_thread(
@@ -271,10 +285,10 @@ def _held_thread(
                 return None
             turn, waiter = joined
             stats = None  # counted once per call
-        # a probe's turn may come free (open: due; a lent probe's limit): wake to take it
-        wake = until if turn is None else min(now + turn, until)
-        real_wake = min(_monotonic() + (wake - now), real_end)
-        try:
+        try:  # queued: from here an interrupt must take it out again
+            # a probe's turn may come free (open: due; a lent probe's limit): wake to take it
+            wake = until if turn is None else min(now + turn, until)
+            real_wake = min(_monotonic() + (wake - now), real_end)
             _block(waiter, clock, wake, real_wake)
         except BaseException:  # interrupted (KeyboardInterrupt in the main thread)
             with lock:

@@ -261,27 +261,45 @@ class SyncRun:
         """
         loop, state = self._loop, call.spec.state
         breaker, lock, observer = state.breaker, state.lock, loop.observer
+        limit: float | None = None
+        admitted = False
         try:
             with lock:
                 permit = breaker.admit()
                 if permit is not None or not breaker.policy.hold or on_a_loop():
-                    return self._admitted(call, permit)
+                    limit = self._admitted(call, permit)
+                    admitted = True
         finally:
-            observer.flush()  # a rejection, or the breaker gone half-open for a probe
+            self._told(call, admitted)  # a rejection, or the breaker gone half-open for a probe
+        if admitted:
+            return limit
         permit = hold.held_thread(
             breaker, loop.clock, call.deadline_at, state.stats, lock, observer.flush, self._wait
         )
         try:
             with lock:
-                return self._admitted(call, permit)
+                limit = self._admitted(call, permit)
+                admitted = True
         finally:
-            observer.flush()
+            self._told(call, admitted)
+        return limit
 
     def _admitted(self, call: CallState, permit: Permit | None) -> float | None:
         """``Loop.admit`` under the key's lock; a probe's turn is lent until its limit."""
         limit = self._loop.admit(call, permit)
         self._loop.lend(call, limit)  # a probe's turn ends at its limit (Breaker.lend)
         return limit
+
+    def _told(self, call: CallState, admitted: bool) -> None:
+        """``observer.flush()`` after an admit step. Interrupted there once ``admitted``
+        (Ctrl-C in a log handler or a plugin told of the move to half-open), the attempt
+        never goes: its permit back (a probe's turn), not in flight (``Loop.abandon``)."""
+        try:
+            self._loop.observer.flush()
+        except BaseException:
+            if admitted:
+                self._loop.abandon(call)
+            raise
 
     def _ramp_turn(self, call: CallState) -> None:
         """Take a paced turn in the ramp after a recovery, as ``Loop._send`` does."""
