@@ -75,6 +75,7 @@ from seawall.context import merge as merge_context
 from seawall.errors import AttemptRecord, CircuitOpenError
 from seawall.outcome import SUCCESS, Classification, Outcome
 from seawall.policy import Policy
+from seawall.redact import redact_key
 
 if TYPE_CHECKING:
     from seawall._path.observer import Observer
@@ -87,7 +88,7 @@ __all__ = ["BreakerGuard"]
 class BreakerGuard:
     """``sw.breaker(key)``: use it as ``async with`` or ``with``; see the module's doc."""
 
-    __slots__ = ("_context", "_entered", "_policy", "_sw", "key")
+    __slots__ = ("_context", "_entered", "_named", "_policy", "_sw", "key")
 
     def __init__(
         self,
@@ -102,7 +103,10 @@ class BreakerGuard:
             msg = "sw.breaker(key=''): name the dependency, e.g. sw.breaker('payments')"
             raise ValueError(msg)
         self._sw = sw
-        self.key = key
+        #: The key as shown and kept (``redact_key``: a secret masked, what does not print
+        #: escaped), so the block shares the state of ``sw.call(fn, key=key)``.
+        self.key = redact_key(key)
+        self._named = key  # the route policy of that name, as ``sw.call`` finds it
         self._policy = policy
         self._context = context
         # Blocks in progress, by task (``async with``; ``with`` in a task) or by thread
@@ -214,7 +218,7 @@ class BreakerGuard:
     def _spec(self) -> CallSpec:
         """The block's call: the key's policy and state (created on first use)."""
         registry = self._sw.registry  # not the facade's forwarding methods: a call less each
-        policy = self._policy or registry.policy_for_key(self.key)
+        policy = self._policy or registry.policy_for_key(self._named)
         return CallSpec(
             key=self.key,
             policy=policy,

@@ -249,13 +249,22 @@ def _redact(text: str, patterns: _Patterns) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def redact_key(key: str) -> str:
-    """A key as seawall keeps and shows it: ``key`` itself unless it holds a secret.
+    """A key as seawall keeps and shows it: ``key`` itself unless it holds a secret or a
+    character that does not print.
 
     Keys are shown in ``health()``, metric labels, logs and events, and a user
-    may key calls by a URL with credentials or an API key in its query. Cached:
+    may key calls by a URL with credentials or an API key in its query, or by
+    text a request brought (``key=f"tenant:{name}"``): a newline there forged a
+    log line, an escape sequence drove the terminal of whoever read the log, a
+    bidi control showed another key. Such characters are escaped as ``repr``
+    writes them (``\\n``, ``\\x1b``, ``\\u202e``), not refused: the call goes on
+    (a key is the caller's name for an upstream, not input to check). Cached:
     ``sw.call`` asks once per call, and keys repeat.
     """
-    return redact_text(key)
+    text = redact_text(key)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def exception_str(exc: BaseException) -> str:
