@@ -240,7 +240,7 @@ def _remember(fn: FunctionType) -> None:
 
     def forget(ref: weakref.ref[FunctionType]) -> None:
         if NO_OPTIONS.get(ident) is ref:  # (not an entry made since for another function)
-            del NO_OPTIONS[ident]
+            NO_OPTIONS.pop(ident, None)  # (a thread may clear the memo meanwhile)
 
     if len(NO_OPTIONS) >= NO_OPTIONS_MAX:
         NO_OPTIONS.clear()
