@@ -57,6 +57,36 @@ def toml_string(text: str) -> str:
     return '"' + "".join(c if " " <= c < "\x7f" else f"\\u{ord(c):04x}" for c in text) + '"'
 
 
+def refused_in_toml(tmp_path: Path, pattern: str) -> tuple[str, str]:
+    """A file routing ``pattern`` is refused at its table, in one problem of two lines:
+    the problem's message, and the error's whole text."""
+    path = tmp_path / "seawall.toml"
+    path.write_text(
+        f'[routes."ok.example"]\n[routes.{toml_string(pattern)}]\nretry = {{max_attempts = 2}}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_file(path)
+    (problem,) = info.value.problems
+    assert problem.location == f"routes.{json.dumps(pattern)}"
+    text = str(info.value)  # one line for the source, one for the problem
+    assert text.count("\n") == 1
+    return problem.message, text
+
+
+def refused_in_dicts(pattern: str) -> list[str]:
+    """``load_config`` and ``Seawall.from_config`` refuse ``pattern`` as a file's would be:
+    their problems' messages."""
+    messages = []
+    for load in (load_config, lambda data: seawall.Seawall.from_config(data, entrypoints=False)):
+        with pytest.raises(ConfigError) as info:
+            load({"routes": {pattern: {"retry": {"max_attempts": 2}}}})
+        (problem,) = info.value.problems
+        assert problem.location == f"routes.{json.dumps(pattern)}"
+        messages.append(problem.message)
+    return messages
+
+
 def assert_refused_route(message: str, char: str, shown: str, pattern: str) -> None:
     assert char not in message  # shown escaped: never obeyed by the terminal it is read on
     assert f"route pattern {pattern!r} would never match a host: " in message
@@ -70,18 +100,8 @@ def test_a_route_pattern_in_a_toml_file_is_refused_at_its_table(
 ) -> None:
     """`[routes."api.exa\\u001bmple.com"]`: a ConfigError at the route, with the fix."""
     pattern = f"api.exa{char}mple.com"
-    path = tmp_path / "seawall.toml"
-    path.write_text(
-        f'[routes."ok.example"]\n[routes.{toml_string(pattern)}]\nretry = {{max_attempts = 2}}\n',
-        encoding="utf-8",
-    )
-    with pytest.raises(ConfigError) as info:
-        load_file(path)
-    (problem,) = info.value.problems
-    assert problem.location == f"routes.{json.dumps(pattern)}"
-    assert_refused_route(problem.message, char, shown, pattern)
-    text = str(info.value)  # one line for the source, one for the problem
-    assert text.count("\n") == 1
+    message, text = refused_in_toml(tmp_path, pattern)
+    assert_refused_route(message, char, shown, pattern)
     assert char not in text.replace("\n", "")
 
 
@@ -89,12 +109,8 @@ def test_a_route_pattern_in_a_toml_file_is_refused_at_its_table(
 def test_a_route_pattern_in_a_dict_is_refused(char: str, shown: str) -> None:
     """`load_config` and `Seawall.from_config` refuse it as a file's would be."""
     pattern = f"api.exa{char}mple.com"
-    for load in (load_config, lambda data: seawall.Seawall.from_config(data, entrypoints=False)):
-        with pytest.raises(ConfigError) as info:
-            load({"routes": {pattern: {"retry": {"max_attempts": 2}}}})
-        (problem,) = info.value.problems
-        assert problem.location == f"routes.{json.dumps(pattern)}"
-        assert_refused_route(problem.message, char, shown, pattern)
+    for message in refused_in_dicts(pattern):
+        assert_refused_route(message, char, shown, pattern)
 
 
 @pytest.mark.parametrize(("char", "shown"), CLASSES)

@@ -14,7 +14,6 @@ CONTEXTJ). The control and bidi controls are in ``test_route_patterns.py``.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from seawall import Policy
 from seawall._patterns import route_unseen
 from seawall.cli.terminal import terminal_safe
 from seawall.config import ConfigError, load_config, load_file, policy_from_dict
+from tests.test_route_patterns import refused_in_dicts, refused_in_toml, toml_string
 
 NOTHING = "(it shows as nothing: pasted from a web page or a document?)"
 SPACE = "(it shows as a space and is not one: pasted from a web page or a document?)"
@@ -71,11 +71,6 @@ def written(text: str, char: str) -> str:
     return text.replace(char, " " if char == "\xa0" else "")
 
 
-def toml_string(text: str) -> str:
-    """``text`` as a TOML basic string, every character outside ASCII's printable ones escaped."""
-    return '"' + "".join(c if " " <= c < "\x7f" else f"\\u{ord(c):04x}" for c in text) + '"'
-
-
 def assert_refused_route(message: str, char: str, kind: str, hint: str) -> None:
     pattern = f"api.exa{char}mple.com"
     assert char not in message  # named, never itself
@@ -89,18 +84,9 @@ def test_an_invisible_character_in_a_toml_route_pattern_is_refused(
     tmp_path: Path, char: str, kind: str, hint: str
 ) -> None:
     """`[routes."api.exa\\u200bmple.com"]`: a ConfigError at the route, naming the character."""
-    pattern = f"api.exa{char}mple.com"
-    path = tmp_path / "seawall.toml"
-    path.write_text(
-        f'[routes."ok.example"]\n[routes.{toml_string(pattern)}]\nretry = {{max_attempts = 2}}\n',
-        encoding="utf-8",
-    )
-    with pytest.raises(ConfigError) as info:
-        load_file(path)
-    (problem,) = info.value.problems
-    assert problem.location == f"routes.{json.dumps(pattern)}"
-    assert_refused_route(problem.message, char, kind, hint)
-    assert char not in str(info.value)
+    message, text = refused_in_toml(tmp_path, f"api.exa{char}mple.com")
+    assert_refused_route(message, char, kind, hint)
+    assert char not in text
 
 
 @pytest.mark.parametrize(("char", "kind", "hint"), INVISIBLE)
@@ -109,12 +95,8 @@ def test_an_invisible_character_in_a_dict_route_pattern_is_refused(
 ) -> None:
     """`load_config`, `Seawall.from_config` and `Seawall(routes=...)` refuse it alike."""
     pattern = f"api.exa{char}mple.com"
-    for load in (load_config, lambda data: seawall.Seawall.from_config(data, entrypoints=False)):
-        with pytest.raises(ConfigError) as info:
-            load({"routes": {pattern: {"retry": {"max_attempts": 2}}}})
-        (problem,) = info.value.problems
-        assert problem.location == f"routes.{json.dumps(pattern)}"
-        assert_refused_route(problem.message, char, kind, hint)
+    for message in refused_in_dicts(pattern):
+        assert_refused_route(message, char, kind, hint)
     with pytest.raises(ValueError, match=r"^Seawall\(routes=\.\.\.\): route pattern ") as raised:
         seawall.Seawall(routes={"ok.example": Policy(), pattern: Policy()}, entrypoints=False)
     assert_refused_route(str(raised.value), char, kind, hint)
