@@ -74,6 +74,26 @@ def refused_in_toml(tmp_path: Path, pattern: str) -> tuple[str, str]:
     return problem.message, text
 
 
+def refused_keys(key: str) -> list[str]:
+    """``Policy(key=...)``, ``Policy.for_llm(key=...)`` and an evolve all refuse ``key``,
+    each with the same opening: their messages."""
+    builds = [
+        lambda: Policy(key=key),
+        lambda: Policy.for_llm(key=key),
+        lambda: attrs.evolve(Policy(key="payments"), key=key),
+    ]
+    messages = []
+    for build in builds:
+        with pytest.raises(ValueError) as info:
+            build()
+        message = str(info.value)
+        assert message.startswith(
+            f"Policy.key must be a name without control, bidi or invisible characters, got {key!r}"
+        )
+        messages.append(message)
+    return messages
+
+
 def refused_in_dicts(pattern: str) -> list[str]:
     """``load_config`` and ``Seawall.from_config`` refuse ``pattern`` as a file's would be:
     their problems' messages."""
@@ -125,20 +145,8 @@ def test_a_route_pattern_given_to_seawall_is_refused(char: str, shown: str) -> N
 @pytest.mark.parametrize(("char", "shown"), CLASSES)
 def test_policy_key_is_refused_in_python(char: str, shown: str) -> None:
     """`Policy(key=...)`, `Policy.for_llm(key=...)` and an evolve all refuse it."""
-    key = f"pay{char}ments"
-    builds = [
-        lambda: Policy(key=key),
-        lambda: Policy.for_llm(key=key),
-        lambda: attrs.evolve(Policy(key="payments"), key=key),
-    ]
-    for build in builds:
-        with pytest.raises(ValueError) as info:
-            build()
-        message = str(info.value)
+    for message in refused_keys(f"pay{char}ments"):
         assert char not in message
-        assert message.startswith(
-            "Policy.key must be a name without control, bidi or invisible characters"
-        )
         assert f"it holds {shown} at index 3 {PASTED}; write 'payments'" in message
 
 
