@@ -220,16 +220,17 @@ def _takes_options(code: CodeType) -> bool:
     return found
 
 
-#: Plain functions whose check passed for good, by ``id``: ``sw.call(fn, key="...")``
-#: and ``sw.call_sync`` ask ``id(fn) in NO_OPTIONS`` and nothing else before they
-#: run (a membership test of an int; reading ``__dict__``, ``__code__`` and the
-#: code memo each call cost ~2.5k instructions, ``benchmarks/README.md``). Only a
-#: plain function (empty ``__dict__``) whose code names no option enters: its
+#: Functions whose check passed for good, by ``id``: ``sw.call(fn, key="...")`` and
+#: ``sw.call_sync`` ask ``id(fn) in NO_OPTIONS`` and nothing else before they run (a
+#: membership test of an int; reading ``__dict__``, ``__code__`` and the code memo
+#: each call cost ~2.5k instructions, ``benchmarks/README.md``; a ``functools.wraps``
+#: wrapper's signature ~1.2 µs). Only a function with no parameter named like an
+#: option enters (by its code, or by the signature its ``__dict__`` lends it): its
 #: answer does not depend on how many arguments are given. The value is a weak
-#: reference whose callback takes the entry out as the function is freed, before
-#: its ``id`` can be reused, so nothing here keeps a function (or what its closure
-#: and defaults hold) alive. A function given a ``__signature__`` or another
-#: ``__code__`` after its first call keeps its first answer. Bounded: cleared when full.
+#: reference whose callback takes the entry out as the function is freed, before its
+#: ``id`` can be reused: nothing here keeps a function (or what its closure and
+#: defaults hold) alive. A function given a ``__signature__`` or another ``__code__``
+#: after its first call keeps its first answer. Bounded: cleared when full.
 NO_OPTIONS: dict[int, weakref.ref[FunctionType]] = {}
 NO_OPTIONS_MAX = 4096
 
@@ -258,13 +259,20 @@ def check_key(where: str, fn: Callable[..., Any], n_args: int, key: object) -> N
         return
     check_call(where, fn, n_args, key, None, None)
     plain: object = fn.__func__ if type(fn) is MethodType else fn
-    if (
-        type(key) is str
-        and type(plain) is FunctionType
-        and not plain.__dict__
-        and not _takes_options(plain.__code__)
-    ):
+    if type(key) is str and type(plain) is FunctionType and not _names_an_option(plain):
         _remember(plain)
+
+
+def _names_an_option(fn: FunctionType) -> bool:
+    """Whether ``fn`` has a parameter named like an option, by its code or, when it has a
+    signature of another (``functools.wraps``' ``__wrapped__``), by that signature."""
+    if not fn.__dict__:
+        return _takes_options(fn.__code__)
+    try:
+        own = _parameters(fn)
+    except Exception:  # (check_call passed: a signature it could not read is not taken)
+        return True
+    return any(name in own for name in OPTION_NAMES)
 
 
 def check_call(

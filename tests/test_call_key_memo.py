@@ -13,6 +13,7 @@ import functools
 import gc
 import threading
 import weakref
+from typing import Any
 
 import pytest
 
@@ -120,10 +121,39 @@ async def test_a_method_is_remembered_through_its_function() -> None:
     assert id(Client.fetch) not in NO_OPTIONS
 
 
+async def test_a_wrapper_is_remembered_by_the_signature_it_shows() -> None:
+    """A ``functools.wraps`` wrapper shows its wrapped function's signature: remembered
+    when that names no option (its check cost a signature's each call), refused each
+    time when it does, though the wrapper itself takes ``**kwargs``."""
+    sw = seawall.Seawall()
+
+    def wrap(fn: Any) -> Any:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+    @wrap
+    async def fetch(url: str) -> str:
+        return url
+
+    @wrap
+    async def lookup(key: str) -> str:
+        return key
+
+    assert await sw.call(fetch, "u", key="k") == "u"
+    assert id(fetch) in NO_OPTIONS
+    assert await sw.call(fetch, "v", key="k") == "v"
+    for _ in range(2):
+        with pytest.raises(TypeError, match="takes key= itself"):
+            await sw.call(lookup, key="k")
+    assert id(lookup) not in NO_OPTIONS
+
+
 async def test_wrapped_and_partial_functions_are_checked_each_time() -> None:
-    """A function with something in its ``__dict__`` (``functools.wraps`` gives it a
-    ``__wrapped__`` and so another signature) or a partial is never remembered, and
-    its collision is found through the signature it shows."""
+    """A wrapper whose signature names an option, or a partial, is never remembered,
+    and its collision is found through the signature it shows."""
     sw = seawall.Seawall()
 
     async def inner(key: str) -> str:
