@@ -65,7 +65,7 @@ def _pair(policy: seawall.Policy | None = None) -> tuple[seawall.Seawall, seawal
     return lean, full
 
 
-class _Script:
+class _Answerer:
     """Answers from a script (``"ok"`` once it has run out) and counts the calls."""
 
     def __init__(self, *script: object) -> None:
@@ -80,7 +80,7 @@ class _Script:
         return x
 
 
-class _Upstream(_Script):
+class _Upstream(_Answerer):
     """An async function that answers from a script and counts its calls."""
 
     async def __call__(self, x: int) -> int:

@@ -20,6 +20,7 @@ import pytest
 import seawall
 from seawall import deadline
 from tests.test_call_lean import (
+    _Answerer,
     _answers,
     _books,
     _Clock,
@@ -27,7 +28,6 @@ from tests.test_call_lean import (
     _pair,
     _policy,
     _same_books,
-    _Script,
 )
 
 
@@ -38,7 +38,7 @@ def _fresh_default() -> Iterator[None]:
     seawall.configure()
 
 
-class _Upstream(_Script):
+class _Upstream(_Answerer):
     """A plain function that answers from a script and counts its calls."""
 
     def __call__(self, x: int) -> int:
