@@ -73,6 +73,18 @@ def policy(
     )
 
 
+def opens_after_two() -> seawall.Policy:
+    """One attempt a call, no budget, and a breaker that opens after two failed calls."""
+    return seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=1),
+        # probe_share=0: the third call is refused at once, however slow the host.
+        breaker=seawall.BreakerPolicy(
+            failure_threshold=2, minimum_calls=2, window=2, probe_share=0
+        ),
+        budget=seawall.BudgetPolicy(enabled=False),
+    )
+
+
 def pip_install_target(source: Path, target: Path) -> None:
     """``pip install --no-deps --target target source``, as a real user install would."""
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]

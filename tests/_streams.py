@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
+import pytest
 from aiohttp import web
 
 MODEL = "gpt-4o"
@@ -127,6 +129,16 @@ def app(up: Upstream) -> web.Application:
     application.router.add_post("/v1/responses", _stream)
     application.router.add_get("/ping", _pong)
     return application
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> AsyncIterator[tuple[Upstream, str]]:
+    """This upstream on 127.0.0.1 (for a module to import): its state and base URL; its
+    holds end with the test."""
+    up = Upstream()
+    server = await aiohttp_server(app(up))
+    yield up, f"http://127.0.0.1:{server.port}"
+    up.release.set()
 
 
 def entry(costs: Any, model: str) -> Any:

@@ -69,6 +69,11 @@ def _clock() -> Callable[[], float]:
     return asyncio.get_running_loop().time
 
 
+def _on_the_loops_clock(**timeout: float | None) -> seawall.Seawall:
+    """A seawall with ``_breaker_policy(**timeout)`` on the loop's clock (``_clock``)."""
+    return seawall.Seawall(_breaker_policy(**timeout), entrypoints=False, clock=_clock())
+
+
 def _only_state(sw: seawall.Seawall) -> Any:
     (state,) = sw._states.values()
     return state
@@ -83,9 +88,7 @@ async def test_seawall_deadline_cuts_are_not_upstream_failures(
 ) -> None:
     """Calls cut by ``seawall.deadline()`` leave the breaker closed and count apart."""
     handler, server = slow
-    sw = seawall.Seawall(
-        _breaker_policy(attempt=10.0, deadline=None), entrypoints=False, clock=_clock()
-    )
+    sw = _on_the_loops_clock(attempt=10.0, deadline=None)
     async with make_session(sw) as session:
         for _ in range(4):
             with seawall.deadline(0.05), pytest.raises(seawall.DeadlineExceededError):
@@ -109,9 +112,7 @@ async def test_short_policy_deadline_cuts_are_not_upstream_failures(
 ) -> None:
     """A ``TimeoutPolicy.deadline`` shorter than the attempt limit is the caller's own limit."""
     handler, server = slow
-    sw = seawall.Seawall(
-        _breaker_policy(attempt=10.0, deadline=0.05), entrypoints=False, clock=_clock()
-    )
+    sw = _on_the_loops_clock(attempt=10.0, deadline=0.05)
     async with make_session(sw) as session:
         for _ in range(4):
             with pytest.raises(seawall.DeadlineExceededError):
@@ -129,9 +130,7 @@ async def test_the_policys_own_attempt_timeout_still_blames_the_upstream(
 ) -> None:
     """Only the attempt limit says the upstream is slow: two timeouts open the breaker."""
     handler, server = slow
-    sw = seawall.Seawall(
-        _breaker_policy(attempt=0.05, deadline=None), entrypoints=False, clock=_clock()
-    )
+    sw = _on_the_loops_clock(attempt=0.05, deadline=None)
     async with make_session(sw) as session:
         for _ in range(2):
             with pytest.raises(seawall.RetriesExhaustedError):
@@ -152,9 +151,7 @@ async def test_cut_attempts_are_not_logged_as_upstream_failures(
     """An attempt cut by the caller's deadline logs at DEBUG, not as a WARNING about the
     upstream; it is still counted apart; the policy's own attempt timeout still warns."""
     handler, server = slow
-    sw = seawall.Seawall(
-        _breaker_policy(attempt=0.05, deadline=None), entrypoints=False, clock=_clock()
-    )
+    sw = _on_the_loops_clock(attempt=0.05, deadline=None)
     caplog.set_level(logging.DEBUG, logger="seawall.attempts")
     async with make_session(sw) as session:
         for _ in range(3):  # a hostile client's tiny X-Request-Timeout, as the ASGI sets it
@@ -227,6 +224,11 @@ async def _broken_json(request: web.Request) -> web.StreamResponse:
     return await _broken(request, 200)
 
 
+async def _broken_503(request: web.Request) -> web.StreamResponse:
+    """A 503 JSON answer whose connection ends after a third of the promised body."""
+    return await _broken(request, 503)
+
+
 async def _broken(request: web.Request, code: int) -> web.StreamResponse:
     await request.read()
     resp = web.StreamResponse(status=code, headers={"Content-Type": "application/json"})
@@ -261,10 +263,7 @@ async def test_a_post_whose_error_body_breaks_is_not_resent(
     """Even with an Idempotency-Key, a POST whose error body breaks is not re-sent."""
     up, server = upstream
 
-    async def broken_503(request: web.Request) -> web.StreamResponse:
-        return await _broken(request, 503)
-
-    up.default = broken_503
+    up.default = _broken_503
     sw = seawall.Seawall(_breaker_policy(), entrypoints=False)
     headers = {"Idempotency-Key": "order-1"}
     async with make_session(sw) as session:
@@ -279,10 +278,7 @@ async def test_a_get_whose_error_body_breaks_is_still_retried(
     """A GET is safe to send again: a broken error body is a network failure, retried."""
     up, server = upstream
 
-    async def broken_503(request: web.Request) -> web.StreamResponse:
-        return await _broken(request, 503)
-
-    up.then(broken_503)
+    up.then(_broken_503)
     sw = seawall.Seawall(
         seawall.Policy(retry=seawall.RetryPolicy(max_attempts=2)), entrypoints=False
     )

@@ -47,23 +47,27 @@ def _succeed(breaker: Breaker, times: int = 1) -> None:
 RECOVERED = [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
 
 
+def _half_open(clock: Clock, **settings: object) -> tuple[Breaker, list[Transition], Permit]:
+    """Opened by one failed call, then half-open 1 s later (its recovery timeout, unless
+    ``settings`` say otherwise): its probe taken."""
+    options: dict[str, object] = {"failure_threshold": 1, "recovery_timeout": 1.0}
+    breaker, moves = _breaker(clock, **(options | settings))
+    _failed_call(breaker)
+    clock.advance(1.0)
+    probe = breaker.admit()
+    assert probe is not None
+    return breaker, moves, probe
+
+
 def _two_probes(
     clock: Clock, **settings: object
 ) -> tuple[Breaker, list[Transition], Permit, Permit]:
     """Opened by one failed call, then half-open with both its probe slots taken (two
     successes close it, unless ``settings`` say otherwise): a third call is rejected, not
     queued."""
-    options: dict[str, object] = {
-        "failure_threshold": 1,
-        "recovery_timeout": 1.0,
-        "half_open_max_calls": 2,
-        "success_threshold": 2,
-    }
-    breaker, moves = _breaker(clock, **(options | settings))
-    _failed_call(breaker)
-    clock.advance(1.0)
-    first, second = breaker.admit(), breaker.admit()
-    assert first is not None
+    options: dict[str, object] = {"half_open_max_calls": 2, "success_threshold": 2}
+    breaker, moves, first = _half_open(clock, **(options | settings))
+    second = breaker.admit()
     assert second is not None
     assert breaker.admit() is None  # rejected, not queued
     return breaker, moves, first, second
@@ -127,11 +131,7 @@ def test_call_failed_does_nothing_while_open() -> None:
 def test_call_failed_does_nothing_while_half_open() -> None:
     """Half-open counts probes only: a failed call does not reopen it, a good probe closes it."""
     clock = Clock()
-    breaker, moves = _breaker(clock, failure_threshold=1, recovery_timeout=1.0)
-    _failed_call(breaker)
-    clock.advance(1.0)
-    probe = breaker.admit()
-    assert probe is not None
+    breaker, moves, probe = _half_open(clock)
     assert breaker.state is BreakerState.HALF_OPEN
     breaker.call_failed()  # a call admitted while closed gives up now
     assert breaker.state is BreakerState.HALF_OPEN
@@ -199,11 +199,7 @@ def test_one_failed_probe_reopens() -> None:
 def test_released_probe_gives_its_permit_back() -> None:
     """A probe released without a verdict (cancelled) frees its slot."""
     clock = Clock()
-    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0)
-    _failed_call(breaker)
-    clock.advance(1.0)
-    probe = breaker.admit()
-    assert probe is not None
+    breaker, _, probe = _half_open(clock)
     assert breaker.admit() is None
     breaker.release(probe)
     assert breaker.admit() is not None
@@ -478,11 +474,7 @@ async def test_client_errors_and_429_do_not_trip(upstream, make_session, code) -
 def test_a_probe_meeting_429_leaves_the_breaker_half_open() -> None:
     """A 429 says nothing about health: the probe's permit is released, no verdict."""
     clock = Clock()
-    breaker, _ = _breaker(clock, failure_threshold=1, recovery_timeout=1.0)
-    _failed_call(breaker)
-    clock.advance(1.0)
-    probe = breaker.admit()
-    assert probe is not None
+    breaker, _, probe = _half_open(clock)
     breaker.release(probe)  # what the engine does for RATE_LIMIT
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.admit() is not None

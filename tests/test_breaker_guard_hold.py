@@ -18,7 +18,15 @@ from seawall.breaker import DRAIN_SHARE, RAMP, Breaker, BreakerState
 from . import _virtual_time as virtual_time
 from ._helpers import Recorder
 from .test_breaker import Clock
-from .test_breaker_hold import Upstream, _open, _probing, _until
+from .test_breaker_hold import (
+    Upstream,
+    _cancelled_as_released,
+    _open,
+    _probe_in_flight,
+    _recovered,
+    _seawall,
+    _until,
+)
 
 
 class Guarded:
@@ -37,32 +45,17 @@ class Guarded:
         return asyncio.create_task(self.block(name))
 
 
-def _sw(clock: Clock, *, hold: float = 5.0, hold_max_calls: int = 100) -> seawall.Seawall:
-    """``test_breaker_hold``'s key: one attempt, opened by one failure, probe in about 2 s."""
-    breaker = seawall.BreakerPolicy(
-        failure_threshold=1, recovery_timeout=2.0, hold=hold, hold_max_calls=hold_max_calls
-    )
-    policy = seawall.Policy(
-        retry=seawall.RetryPolicy(max_attempts=1),
-        breaker=breaker,
-        timeout=seawall.TimeoutPolicy(attempt=None, deadline=100.0),
-    )
-    return seawall.Seawall(policy, clock=clock, entrypoints=False)
-
-
-async def _probe_in_flight(
+async def _guarded_probe_in_flight(
     **settings: float,
 ) -> tuple[seawall.Seawall, Upstream, Breaker, asyncio.Task[str], Guarded]:
     """A key ``"up"`` opened by a failed call, its probe (``sw.call``) in flight at the gate."""
-    clock, up = Clock(), Upstream()
-    sw = _sw(clock, **settings)  # type: ignore[arg-type]
-    breaker = await _open(sw, up)
-    return sw, up, breaker, await _probing(sw, up, clock), Guarded(sw)
+    sw, up, breaker, probe = await _probe_in_flight(**settings)
+    return sw, up, breaker, probe, Guarded(sw)
 
 
 async def test_a_block_held_during_a_probe_runs_when_it_succeeds() -> None:
     """The block waits for the probe's success instead of failing 50 ms before it."""
-    sw, up, breaker, probe, guarded = await _probe_in_flight()
+    sw, up, breaker, probe, guarded = await _guarded_probe_in_flight()
     block = guarded.start("held")
     await _until(lambda: breaker.held == 1)
     assert guarded.ran == []  # held: it does not run while the probe flies
@@ -78,7 +71,7 @@ async def test_a_block_held_during_a_probe_runs_when_it_succeeds() -> None:
 
 async def test_a_block_held_during_a_probe_is_refused_when_it_fails() -> None:
     """Refused after the hold as ``sw.call`` is: the same rejection counted and told."""
-    sw, up, breaker, probe, guarded = await _probe_in_flight()
+    sw, up, breaker, probe, guarded = await _guarded_probe_in_flight()
     recorder = Recorder()
     sw.register(recorder)
     block = guarded.start("held")
@@ -109,7 +102,7 @@ async def test_a_block_held_during_a_probe_is_refused_when_it_fails() -> None:
 
 async def test_hold_zero_refuses_a_block_at_once_while_a_probe_flies() -> None:
     """``hold=0`` is the classic breaker: the block fails at once (as before this change)."""
-    sw, up, breaker, probe, guarded = await _probe_in_flight(hold=0.0)
+    sw, up, breaker, probe, guarded = await _guarded_probe_in_flight(hold=0.0)
     with pytest.raises(seawall.CircuitOpenError):
         await guarded.block("refused")
     assert breaker.held == 0
@@ -121,7 +114,7 @@ async def test_hold_zero_refuses_a_block_at_once_while_a_probe_flies() -> None:
 
 async def test_a_block_beyond_hold_max_calls_is_refused_at_once() -> None:
     """The per-key cap bounds held blocks as it bounds held calls; the first still goes."""
-    _, up, breaker, probe, guarded = await _probe_in_flight(hold_max_calls=1)
+    _, up, breaker, probe, guarded = await _guarded_probe_in_flight(hold_max_calls=1)
     first = guarded.start("first")
     await _until(lambda: breaker.held == 1)
     with pytest.raises(seawall.CircuitOpenError):
@@ -134,7 +127,7 @@ async def test_a_block_beyond_hold_max_calls_is_refused_at_once() -> None:
 
 
 async def test_a_cancelled_held_block_frees_its_place_and_does_not_run() -> None:
-    sw, up, breaker, probe, guarded = await _probe_in_flight(hold_max_calls=1)
+    sw, up, breaker, probe, guarded = await _guarded_probe_in_flight(hold_max_calls=1)
     gone = guarded.start("gone")
     await _until(lambda: breaker.held == 1)
     gone.cancel()
@@ -158,7 +151,7 @@ async def test_a_block_is_held_only_if_the_probe_comes_before_the_inbound_deadli
     """The probe is due in about 1.6-2 s: under ``seawall.deadline(10)`` the block waits,
     under ``seawall.deadline(1)`` it fails at once."""
     clock, up = Clock(), Upstream()
-    sw = _sw(clock)
+    sw = _seawall(clock)
     breaker = await _open(sw, up)
     assert 1.0 < breaker.retry_after() < 5.0
     guarded = Guarded(sw)
@@ -183,20 +176,9 @@ async def test_a_block_is_held_only_if_the_probe_comes_before_the_inbound_deadli
 async def test_a_held_block_cancelled_as_it_is_released_gives_its_turn_back() -> None:
     """Its ramp ticket goes back: the ramp ends by itself, and the block does not run."""
     clock, up = Clock(), Upstream()
-    sw = _sw(clock)
-    breaker = await _open(sw, up)
-    breaker.rate = 100.0
-    clock.advance(breaker.retry_after())
-    probe = breaker.admit()  # the probe, in flight
-    assert probe is not None
+    sw = _seawall(clock)
     guarded = Guarded(sw)
-    held = guarded.start("held")
-    await _until(lambda: breaker.held == 1)
-    breaker.record(probe, failure=False)  # released into the ramp with a turn...
-    held.cancel()  # ...and cancelled before it woke
-    with pytest.raises(asyncio.CancelledError):
-        await held
-    clock.advance(1.0)
+    breaker = await _cancelled_as_released(sw, up, clock, lambda: guarded.start("held"))
     assert breaker.turn() is None  # nobody waits: the ramp is over
     assert guarded.ran == []
     assert sw.registry.view["up"].cooldown.inflight == 0
@@ -206,17 +188,8 @@ async def test_a_new_block_takes_a_turn_in_the_ramp() -> None:
     """A block arriving while the released calls drain queues behind them, as ``sw.call``
     does, instead of jumping the ramp."""
     clock, up = Clock(), Upstream()
-    sw = _sw(clock)
-    breaker = await _open(sw, up)
-    breaker.rate = 100.0
-    probe = await _probing(sw, up, clock)
-    held = asyncio.create_task(sw.call(up, "held", key="up"))
-    await _until(lambda: breaker.held == 1)
-    up.gate.set()
-    assert await probe == "probe"
-    assert await held == "held"
-    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)  # the rate as measured at the close
-    assert breaker.ramp_until == pytest.approx(clock.now + gap)  # the held call's queue
+    sw = _seawall(clock)
+    breaker, gap = await _recovered(sw, up, clock)
     assert await Guarded(sw).block("new") == "new"
     assert breaker.ramp_until == pytest.approx(clock.now + 2 * gap)  # it took the next turn
 

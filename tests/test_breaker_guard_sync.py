@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -19,8 +19,21 @@ import seawall
 from seawall.breaker import BreakerState
 from tests._helpers import Clock
 
-from .test_hold_rules import Clocks, run, turns
-from .test_sync_wait import KEY, Probe, _breaker, _in_thread, _open, _recovered, _sw, _until
+from .test_hold_rules import Clocks, clocks, run, turns
+from .test_sync_wait import (
+    KEY,
+    Probe,
+    _breaker,
+    _in_thread,
+    _open,
+    _probing,
+    _recovered,
+    _sw,
+    _until,
+    slept,
+)
+
+__all__ = ["clocks", "slept"]  # the fixtures, used here
 
 
 def _guarded(sw: seawall.Seawall, body: Callable[[], object] = lambda: "ran") -> object:
@@ -34,22 +47,6 @@ def _raise(exc: BaseException) -> Callable[[], object]:
         raise exc
 
     return body
-
-
-class Hung:
-    """A guarded block's body that waits, once started, until the test lets it end."""
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.go = threading.Event()
-        self.fail = False
-
-    def __call__(self) -> str:
-        self.started.set()
-        assert self.go.wait(30)
-        if self.fail:
-            raise ConnectionError("still down")
-        return "late"
 
 
 # --- 1. verdicts ------------------------------------------------------------------------
@@ -143,17 +140,6 @@ def test_an_interrupt_gives_the_permit_back_and_a_half_open_probe_frees_its_plac
 # --- 2. held for a near verdict ---------------------------------------------------------
 
 
-def _probing(sw: seawall.Seawall, clock: Clock) -> tuple[Probe, threading.Thread, list[object]]:
-    """Open the key, move past the probe's due time, start a thread's probe (``call_sync``)."""
-    _open(sw)
-    clock.advance(11.0)
-    probe = Probe()
-    thread, ended = _in_thread(lambda: sw.call_sync(probe, key=KEY))
-    assert probe.started.wait(30)
-    assert _breaker(sw).state is BreakerState.HALF_OPEN
-    return probe, thread, ended
-
-
 @pytest.mark.parametrize("fails", [False, True], ids=["succeeds", "fails"])
 def test_a_block_in_a_thread_is_held_for_the_probes_verdict(fails: bool) -> None:
     """A thread's block meeting a probe in flight (hold 5 s) waits, blocked, for its
@@ -225,12 +211,6 @@ def test_a_block_is_held_no_longer_than_its_deadline() -> None:
     finally:
         probe.answer()
         probe_thread.join(30)
-
-
-@pytest.fixture
-def slept() -> None:
-    """Waits slept by the ``Seawall``'s ``sleep`` (test mode makes them instant)."""
-    seawall.testing.set_testing(False)
 
 
 @pytest.mark.usefixtures("slept")
@@ -322,16 +302,6 @@ def test_on_an_event_loops_thread_a_block_is_never_held() -> None:
 # --- 4. a hung guarded probe in a thread -----------------------------------------------
 
 
-@pytest.fixture
-def clocks() -> Iterator[Clocks]:
-    loop = Clocks()
-    seawall.testing.set_testing(False)  # the ramp's sleeps are timers on this loop's clock
-    try:
-        yield loop
-    finally:
-        loop.close()
-
-
 def test_a_hung_guarded_probe_in_a_thread_lends_its_turn_until_its_attempt_limit(
     clocks: Clocks,
 ) -> None:
@@ -348,7 +318,7 @@ def test_a_hung_guarded_probe_in_a_thread_lends_its_turn_until_its_attempt_limit
     with pytest.raises(ConnectionError):
         _guarded(sw, _raise(ConnectionError("refused")))
     clocks.advance(11.0)
-    hung = Hung()
+    hung = Probe("late")  # a body that waits, once started, until the test lets it end
     thread, ended = _in_thread(lambda: _guarded(sw, hung))
     assert hung.started.wait(30)
     breaker = sw.registry.view[KEY].breaker
@@ -370,8 +340,7 @@ def test_a_hung_guarded_probe_in_a_thread_lends_its_turn_until_its_attempt_limit
         assert run(clocks, scenario) == "up"
         assert breaker.state is BreakerState.CLOSED
     finally:
-        hung.fail = True
-        hung.go.set()
+        hung.answer(fail=True)
         thread.join(30)
     assert isinstance(ended[0], ConnectionError)  # raised to its caller, never swallowed
     assert breaker.state is BreakerState.CLOSED  # its late failure changed nothing

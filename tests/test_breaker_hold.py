@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -258,10 +259,16 @@ class Upstream:
         return name
 
 
-def _seawall(clock: Clock, *, hold: float = 5.0, deadline: float = 100.0) -> seawall.Seawall:
+def _seawall(
+    clock: Clock, *, hold: float = 5.0, deadline: float = 100.0, hold_max_calls: int = 100
+) -> seawall.Seawall:
+    """One attempt a call; key ``"up"`` opens on one failed call and probes in about 2 s."""
+    breaker = seawall.BreakerPolicy(
+        failure_threshold=1, recovery_timeout=2.0, hold=hold, hold_max_calls=hold_max_calls
+    )
     policy = seawall.Policy(
         retry=seawall.RetryPolicy(max_attempts=1),
-        breaker=seawall.BreakerPolicy(failure_threshold=1, recovery_timeout=2.0, hold=hold),
+        breaker=breaker,
         timeout=seawall.TimeoutPolicy(attempt=None, deadline=deadline),
     )
     return seawall.Seawall(policy, clock=clock, entrypoints=False)
@@ -296,6 +303,44 @@ async def _probe_in_flight(
     sw = _seawall(clock, **settings)
     breaker = await _open(sw, up)
     return sw, up, breaker, await _probing(sw, up, clock)
+
+
+async def _recovered(sw: seawall.Seawall, up: Upstream, clock: Clock) -> tuple[Breaker, float]:
+    """Key ``"up"`` opened at 100 calls/s, its probe in flight and a call ``"held"`` held
+    behind it, then the probe's success: its breaker (``ramp_until`` set: new calls queue)
+    and the ramp's gap."""
+    breaker = await _open(sw, up)
+    breaker.rate = 100.0
+    probe = await _probing(sw, up, clock)
+    held = asyncio.create_task(sw.call(up, "held", key="up"))
+    await _until(lambda: breaker.held == 1)
+    up.gate.set()
+    assert await probe == "probe"
+    assert await held == "held"
+    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)  # the rate as measured at the close
+    assert breaker.ramp_until == pytest.approx(clock.now + gap)  # the held call's queue
+    return breaker, gap
+
+
+async def _cancelled_as_released(
+    sw: seawall.Seawall, up: Upstream, clock: Clock, hold: Callable[[], asyncio.Task[str]]
+) -> Breaker:
+    """Key ``"up"`` opened at 100 calls/s and its probe taken (``admit``), a task ``hold()``
+    held behind it, released into the ramp with a turn by the probe's success, and
+    cancelled before it woke; then the clock 1 s on. Its breaker."""
+    breaker = await _open(sw, up)
+    breaker.rate = 100.0
+    clock.advance(breaker.retry_after())
+    probe = breaker.admit()  # the probe, in flight
+    assert probe is not None
+    held = hold()
+    await _until(lambda: breaker.held == 1)
+    breaker.record(probe, failure=False)  # released into the ramp with a turn...
+    held.cancel()  # ...and cancelled before it woke
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    clock.advance(1.0)
+    return breaker
 
 
 async def _held_behind_probe() -> tuple[Upstream, Breaker, asyncio.Task[str], asyncio.Task[str]]:

@@ -14,11 +14,13 @@ from .test_breaker import Clock
 from .test_breaker_hold import (
     Upstream,
     _breaker,
+    _cancelled_as_released,
     _open,
     _probe,
-    _probing,
+    _recovered,
     _seawall,
     _trip,
+    _tripped,
     _until,
 )
 
@@ -70,19 +72,23 @@ async def test_a_call_further_than_hold_from_the_probe_is_held_under_traffic() -
     assert up.calls == ["trip", "probe", "held"]
 
 
-async def test_new_arrivals_queue_behind_released_calls() -> None:
-    clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+def _released(clock: Clock, held: int) -> tuple[seawall.breaker.Breaker, list[float], float]:
+    """A breaker that just closed with ``held`` calls released at 100 calls/s: tickets, gap."""
+    breaker = _tripped(clock)
     breaker.rate = 100.0
     probe = _probe(breaker, clock)
-    waiters = [breaker.hold(clock.now + 1.0) for _ in range(3)]
+    waiters = [breaker.hold(clock.now + 1.0) for _ in range(held)]
     breaker.record(probe, failure=False)
-    gap = 1.0 / ((1.0 + DRAIN_SHARE) * 100.0)
+    tickets = [w.result() for w in waiters if w is not None]
+    assert all(t is not None for t in tickets)
+    return breaker, [t for t in tickets if t is not None], 1.0 / ((1.0 + DRAIN_SHARE) * 100.0)
+
+
+async def test_new_arrivals_queue_behind_released_calls() -> None:
+    clock = Clock()
+    breaker, tickets, gap = _released(clock, 3)
     start = clock.now
-    assert [w.result() for w in waiters if w is not None] == pytest.approx(
-        [start, start + gap, start + 2 * gap]
-    )
+    assert tickets == pytest.approx([start, start + gap, start + 2 * gap])
     assert breaker.turn() == pytest.approx(start + 3 * gap)  # a new call goes after the held
     assert breaker.turn() == pytest.approx(start + 4 * gap)
     for _ in range(5):  # each leaves when its turn is due
@@ -96,8 +102,7 @@ async def test_new_arrivals_queue_behind_released_calls() -> None:
 async def test_the_ramp_ends_when_its_queue_would_outlast_a_hold() -> None:
     """A rate measured too low must not queue calls for ever."""
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=0.01)
-    _trip(breaker)
+    breaker = _tripped(clock, hold=0.01)
     breaker.rate = 100.0  # hold span: min(0.4, 4 * 0.01) = 0.04 s
     probe = _probe(breaker, clock)
     waiters = [breaker.hold(clock.now + 1.0) for _ in range(10)]
@@ -109,8 +114,7 @@ async def test_the_ramp_ends_when_its_queue_would_outlast_a_hold() -> None:
 
 async def test_no_ramp_without_held_calls_and_none_after_a_reopening() -> None:
     clock = Clock()
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
+    breaker = _tripped(clock)
     breaker.rate = 100.0
     breaker.record(_probe(breaker, clock), failure=False)
     assert breaker.ramp_until == 0.0  # nobody was held: nothing to queue behind
@@ -127,16 +131,7 @@ async def test_a_new_call_takes_a_turn_in_the_ramp_through_sw_call() -> None:
     """The request path books a ramp turn for a call that arrives while the backlog drains."""
     clock, up = Clock(), Upstream()
     sw = _seawall(clock)
-    breaker = await _open(sw, up)
-    breaker.rate = 100.0
-    probe = await _probing(sw, up, clock)
-    held = asyncio.create_task(sw.call(up, "held", key="up"))
-    await _until(lambda: breaker.held == 1)
-    up.gate.set()
-    assert await probe == "probe"
-    assert await held == "held"
-    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)  # the rate as measured at the close
-    assert breaker.ramp_until == pytest.approx(clock.now + gap)  # the held call's queue
+    breaker, gap = await _recovered(sw, up, clock)
     assert await sw.call(up, "new", key="up") == "new"
     assert breaker.ramp_until == pytest.approx(clock.now + 2 * gap)  # it took the next turn
     assert up.calls == ["trip", "probe", "held", "new"]
@@ -152,31 +147,9 @@ async def test_the_lean_path_of_sw_call_does_not_jump_the_ramp() -> None:
     )
     sw = seawall.Seawall(policy, clock=clock, entrypoints=False)
     assert sw.registry.call_route("up", None).fast
-    breaker = await _open(sw, up)
-    breaker.rate = 100.0
-    probe = await _probing(sw, up, clock)
-    held = asyncio.create_task(sw.call(up, "held", key="up"))
-    await _until(lambda: breaker.held == 1)
-    up.gate.set()
-    assert await probe == "probe"
-    assert await held == "held"
-    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)
-    assert breaker.ramp_until == pytest.approx(clock.now + gap)
+    breaker, gap = await _recovered(sw, up, clock)
     assert await sw.call(up, "new", key="up") == "new"
     assert breaker.ramp_until == pytest.approx(clock.now + 2 * gap)  # it took a turn too
-
-
-def _released(clock: Clock, held: int) -> tuple[seawall.breaker.Breaker, list[float], float]:
-    """A breaker that just closed with ``held`` calls released at 100 calls/s: tickets, gap."""
-    breaker = _breaker(clock, failure_threshold=1, recovery_timeout=10.0, hold=1.0)
-    _trip(breaker)
-    breaker.rate = 100.0
-    probe = _probe(breaker, clock)
-    waiters = [breaker.hold(clock.now + 1.0) for _ in range(held)]
-    breaker.record(probe, failure=False)
-    tickets = [w.result() for w in waiters if w is not None]
-    assert all(t is not None for t in tickets)
-    return breaker, [t for t in tickets if t is not None], 1.0 / ((1.0 + DRAIN_SHARE) * 100.0)
 
 
 async def test_callers_a_stalled_loop_wakes_together_leave_a_gap_apart() -> None:
@@ -241,17 +214,8 @@ async def test_a_held_call_cancelled_as_it_is_released_gives_its_turn_back() -> 
     """Its ticket counted as waiting for ever: the ramp never ended by itself."""
     clock, up = Clock(), Upstream()
     sw = _seawall(clock)
-    breaker = await _open(sw, up)
-    breaker.rate = 100.0
-    clock.advance(breaker.retry_after())
-    probe = breaker.admit()  # the probe, in flight
-    assert probe is not None
-    held = asyncio.create_task(sw.call(up, "held", key="up"))
-    await _until(lambda: breaker.held == 1)
-    breaker.record(probe, failure=False)  # released into the ramp with a turn...
-    held.cancel()  # ...and cancelled before it woke
-    with pytest.raises(asyncio.CancelledError):
-        await held
-    clock.advance(1.0)
+    breaker = await _cancelled_as_released(
+        sw, up, clock, lambda: asyncio.create_task(sw.call(up, "held", key="up"))
+    )
     assert breaker.turn() is None  # nobody waits: the ramp is over
     assert up.calls == ["trip"]

@@ -65,19 +65,39 @@ def _pair(policy: seawall.Policy | None = None) -> tuple[seawall.Seawall, seawal
     return lean, full
 
 
-class _Upstream:
-    """An async function that answers from a script and counts its calls."""
+class _Answerer:
+    """Answers from a script (``"ok"`` once it has run out) and counts the calls."""
 
     def __init__(self, *script: object) -> None:
         self.script = list(script)
         self.calls = 0
 
-    async def __call__(self, x: int) -> int:
+    def answer(self, x: int) -> int:
         self.calls += 1
         answer = self.script.pop(0) if self.script else "ok"
         if isinstance(answer, BaseException):
             raise answer
         return x
+
+
+class _Upstream(_Answerer):
+    """An async function that answers from a script and counts its calls."""
+
+    async def __call__(self, x: int) -> int:
+        return self.answer(x)
+
+
+def _answers() -> list[object]:
+    """The script ``_script`` runs (here and in ``test_sync_lean``), new exceptions each time."""
+    return [
+        "ok",  # call 1: the key's state is created
+        "ok",  # call 2: a lean success
+        ConnectionError("reset"),  # call 3: retried once
+        "ok",
+        ValueError("odd"),  # call 4: an unknown error, retried once
+        "ok",
+        *[ConnectionError("down")] * 6,  # calls 5 and 6: given up after 3 attempts
+    ]
 
 
 #: Fields that depend on how often the clock is read, or on jitter.
@@ -93,18 +113,30 @@ def _books(sw: seawall.Seawall, key: str) -> dict[str, Any]:
     }
 
 
+def _same_books(
+    lean: seawall.Seawall,
+    full: seawall.Seawall,
+    lean_run: tuple[list[object], int],
+    full_run: tuple[list[object], int],
+) -> dict[str, Any]:
+    """``_script`` run on ``lean`` and on ``full`` (here, and with the sync forms in
+    ``test_sync_lean``): the same results and upstream calls, the same books. The books."""
+    (seen_lean, calls_lean), (seen_full, calls_full) = lean_run, full_run
+    expected = [7, 7, 7, 7, "ConnectionError", "ConnectionError"]
+    assert seen_lean == [*expected, "CircuitOpenError", "CircuitOpenError"]
+    assert seen_full == seen_lean
+    assert calls_lean == calls_full == 12  # no attempt made twice
+    books = _books(lean, "up")
+    assert books == _books(full, "up")  # budget balance and breaker included
+    assert (books["requests"], books["attempts"], books["retries"]) == (8, 12, 6)
+    assert books["state"] == "open"
+    return books
+
+
 async def _script(
     sw: seawall.Seawall, call: Callable[[seawall.Seawall, _Upstream], Any]
 ) -> tuple[list[object], int]:
-    up = _Upstream(
-        "ok",  # call 1: the key's state is created
-        "ok",  # call 2: a lean success
-        ConnectionError("reset"),  # call 3: retried once
-        "ok",
-        ValueError("odd"),  # call 4: an unknown error, retried once
-        "ok",
-        *[ConnectionError("down")] * 6,  # calls 5 and 6: given up after 3 attempts
-    )
+    up = _Upstream(*_answers())
     seen: list[object] = []
     for _ in range(8):
         try:
@@ -137,18 +169,8 @@ async def test_the_lean_call_keeps_the_same_books_as_run(call: Any) -> None:
     assert lean.registry.call_route("up", None).fast
     assert not full.registry.call_route("up", None).fast
 
-    seen_lean, calls_lean = await _script(lean, call)
-    seen_full, calls_full = await _script(full, call)
-
-    expected = [7, 7, 7, 7, "ConnectionError", "ConnectionError"]
-    assert seen_lean == [*expected, "CircuitOpenError", "CircuitOpenError"]
-    assert seen_full == seen_lean
-    assert calls_lean == calls_full == 12  # no attempt made twice
-    books = _books(lean, "up")
-    assert books == _books(full, "up")  # budget balance and breaker included
-    assert (books["requests"], books["attempts"], books["retries"]) == (8, 12, 6)
+    books = _same_books(lean, full, await _script(lean, call), await _script(full, call))
     assert books["successes"] == 4
-    assert books["state"] == "open"
     assert lean.costs().to_dict() == full.costs().to_dict()
 
 

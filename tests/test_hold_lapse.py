@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,18 +19,10 @@ from seawall._path.hold import held
 from seawall.breaker import RAMP, Breaker, BreakerState
 from tests._helpers import Clock
 
-from .test_hold_rules import Clocks, _half_open, run, turns
+from .test_hold_rules import Clocks, _half_open, clocks, run, turns
 from .test_sync_wait import Probe, _breaker, _in_thread, _open, _until
 
-
-@pytest.fixture
-def clocks() -> Iterator[Clocks]:
-    loop = Clocks()
-    seawall.testing.set_testing(False)  # the ramp's sleeps are timers on this loop's clock
-    try:
-        yield loop
-    finally:
-        loop.close()
+__all__ = ["clocks"]  # the fixture, used here
 
 
 # --- 1. the held call's side (``held``), on clocks the test moves --------------------

@@ -21,7 +21,7 @@ from seawall.httpx import (
 from seawall.outcome import Category
 from seawall.plugins.builtin.exceptions import classify_exception
 
-from ._helpers import policy
+from ._helpers import opens_after_two, policy
 from ._servers import closed_port
 from .conftest import status
 
@@ -58,15 +58,7 @@ async def test_breaker_opens_and_raises_an_httpx_transport_error(upstream) -> No
     """After the breaker opens the call fails fast with an httpx error seawall.unwrap finds."""
     up, server = upstream
     up.default = status(500)
-    pol = seawall.Policy(
-        retry=seawall.RetryPolicy(max_attempts=1),
-        # probe_share=0: the third call is refused at once, however slow the host.
-        breaker=seawall.BreakerPolicy(
-            failure_threshold=2, minimum_calls=2, window=2, probe_share=0
-        ),
-        budget=seawall.BudgetPolicy(enabled=False),
-    )
-    sw = seawall.Seawall(pol, entrypoints=False)
+    sw = seawall.Seawall(opens_after_two(), entrypoints=False)
     async with client(sw) as http:
         for _ in range(2):
             assert (await http.get(str(server.make_url("/")))).status_code == 500

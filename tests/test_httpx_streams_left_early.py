@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -28,22 +28,15 @@ from ._streams import (
     MESSAGE_START,
     MODEL,
     Script,
-    Upstream,
-    app,
     chat_chunk,
     entry,
     text_delta,
+    upstream,
 )
 
+__all__ = ["upstream"]  # the fixture, used here
+
 CHAT = "/v1/chat/completions"
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: Any) -> AsyncIterator[tuple[Upstream, str]]:
-    up = Upstream()
-    server = await aiohttp_server(app(up))
-    yield up, f"http://127.0.0.1:{server.port}"
-    up.release.set()
 
 
 @pytest.fixture

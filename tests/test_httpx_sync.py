@@ -17,7 +17,7 @@ from seawall.fake_llm import FakeProvider
 from seawall.fake_llm import status as fake_status
 from seawall.httpx import SyncTransport
 
-from ._helpers import policy
+from ._helpers import opens_after_two, policy
 from ._servers import closed_port
 from .conftest import Upstream, status
 
@@ -76,15 +76,7 @@ async def test_breaker_opens_and_raises_an_httpx_transport_error(
 ) -> None:
     up, server = upstream
     up.default = status(500)
-    pol = seawall.Policy(
-        retry=seawall.RetryPolicy(max_attempts=1),
-        # probe_share=0: the third call is refused at once, however slow the host.
-        breaker=seawall.BreakerPolicy(
-            failure_threshold=2, minimum_calls=2, window=2, probe_share=0
-        ),
-        budget=seawall.BudgetPolicy(enabled=False),
-    )
-    sw = seawall.Seawall(pol, entrypoints=False)
+    sw = seawall.Seawall(opens_after_two(), entrypoints=False)
     url = str(server.make_url("/"))
 
     def calls() -> list[Any]:

@@ -22,26 +22,7 @@ from seawall.engine import origin_key
 
 from ._helpers import Recorder
 from .conftest import status
-
-
-class _Observer:
-    """Implements ``seawall_event``: its presence alone sends every request through ``run``."""
-
-    def __init__(self) -> None:
-        self.kinds: list[str] = []
-
-    @seawall.hookimpl
-    def seawall_event(self, event: Any) -> None:
-        self.kinds.append(event.kind)
-
-
-def _policy(**timeout: Any) -> seawall.Policy:
-    return seawall.Policy(
-        retry=seawall.RetryPolicy(max_attempts=3),
-        breaker=seawall.BreakerPolicy(failure_threshold=2, minimum_calls=100),
-        timeout=seawall.TimeoutPolicy(**timeout) if timeout else seawall.TimeoutPolicy(),
-    )
-
+from .test_call_lean import _Observer, _policy
 
 _TIMING = {"waited", "retry_after", "budget_balance", "cooldown", "last_failure"}
 

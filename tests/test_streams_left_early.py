@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -25,22 +25,15 @@ from ._streams import (
     MESSAGE_START,
     MODEL,
     Script,
-    Upstream,
-    app,
     chat_chunk,
     entry,
     text_delta,
+    upstream,
 )
 
+__all__ = ["upstream"]  # the fixture, used here
+
 UNKNOWN = "(unknown)"
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: Any) -> AsyncIterator[tuple[Upstream, str]]:
-    up = Upstream()
-    server = await aiohttp_server(app(up))
-    yield up, f"http://127.0.0.1:{server.port}"
-    up.release.set()
 
 
 @pytest.fixture

@@ -19,7 +19,16 @@ import pytest
 
 import seawall
 from seawall import deadline
-from tests.test_call_lean import _books, _Clock, _Observer, _pair, _policy
+from tests.test_call_lean import (
+    _Answerer,
+    _answers,
+    _books,
+    _Clock,
+    _Observer,
+    _pair,
+    _policy,
+    _same_books,
+)
 
 
 @pytest.fixture
@@ -29,31 +38,15 @@ def _fresh_default() -> Iterator[None]:
     seawall.configure()
 
 
-class _Upstream:
+class _Upstream(_Answerer):
     """A plain function that answers from a script and counts its calls."""
 
-    def __init__(self, *script: object) -> None:
-        self.script = list(script)
-        self.calls = 0
-
     def __call__(self, x: int) -> int:
-        self.calls += 1
-        answer = self.script.pop(0) if self.script else "ok"
-        if isinstance(answer, BaseException):
-            raise answer
-        return x
+        return self.answer(x)
 
 
 def _script(sw: seawall.Seawall, call: Callable[[seawall.Seawall, _Upstream], Any]) -> Any:
-    up = _Upstream(
-        "ok",  # call 1: the key's state is created
-        "ok",  # call 2: a lean success
-        ConnectionError("reset"),  # call 3: retried once
-        "ok",
-        ValueError("odd"),  # call 4: an unknown error, retried once
-        "ok",
-        *[ConnectionError("down")] * 6,  # calls 5 and 6: given up after 3 attempts
-    )
+    up = _Upstream(*_answers())
     seen: list[object] = []
     for _ in range(8):
         try:
@@ -108,16 +101,7 @@ def _fresh_default() -> Iterator[None]:
 def test_the_lean_sync_call_keeps_the_same_books_as_the_loop(call: Any) -> None:
     """Successes, a retry, a non-retried error, give-ups and a breaker trip: identical books."""
     lean, full = _pair()
-    seen_lean, calls_lean = _script(lean, call)
-    seen_full, calls_full = _script(full, call)
-    expected = [7, 7, 7, 7, "ConnectionError", "ConnectionError"]
-    assert seen_lean == [*expected, "CircuitOpenError", "CircuitOpenError"]
-    assert seen_full == seen_lean
-    assert calls_lean == calls_full == 12  # no attempt made twice
-    books = _books(lean, "up")
-    assert books == _books(full, "up")  # budget balance and breaker included
-    assert (books["requests"], books["attempts"], books["retries"]) == (8, 12, 6)
-    assert books["state"] == "open"
+    _same_books(lean, full, _script(lean, call), _script(full, call))
 
 
 def test_a_sync_success_skips_the_loop_and_a_failure_reaches_it_once() -> None:

@@ -22,16 +22,21 @@ KEY = "k"
 
 
 def _sw(
-    clock: Clock, *, hold: float = 5.0, hold_max_calls: int = 100, sleep: Any = None
+    clock: Clock,
+    *,
+    hold: float = 5.0,
+    hold_max_calls: int = 100,
+    attempt: float | None = 30.0,
+    sleep: Any = None,
 ) -> seawall.Seawall:
-    """One attempt a call; the breaker opens on one failed call, probes after 8-10 s and
-    holds calls up to ``hold`` seconds for a probe's verdict."""
+    """One attempt a call (limited to ``attempt`` s); the breaker opens on one failed call,
+    probes after 8-10 s and holds calls up to ``hold`` seconds for a probe's verdict."""
     policy = seawall.Policy(
         retry=seawall.RetryPolicy(max_attempts=1),
         breaker=seawall.BreakerPolicy(
             failure_threshold=1, recovery_timeout=10.0, hold=hold, hold_max_calls=hold_max_calls
         ),
-        timeout=seawall.TimeoutPolicy(attempt=30.0, deadline=None),
+        timeout=seawall.TimeoutPolicy(attempt=attempt, deadline=None),
     )
     return seawall.Seawall(policy, entrypoints=False, clock=clock, sleep=sleep or clock.sleep)
 
@@ -84,9 +89,11 @@ def _until(condition: Callable[[], bool]) -> None:
 
 
 class Probe:
-    """A probe that waits, once started, until the test answers it (``answer``)."""
+    """A probe (or any call) that waits, once started, until the test answers it
+    (``answer``): then it returns ``result``, or raises ``ConnectionError`` if told to fail."""
 
-    def __init__(self) -> None:
+    def __init__(self, result: str = "probe") -> None:
+        self.result = result
         self.started = threading.Event()
         self._go = threading.Event()
         self._fail = False
@@ -96,7 +103,7 @@ class Probe:
         assert self._go.wait(30)
         if self._fail:
             raise ConnectionError("still down")
-        return "probe"
+        return self.result
 
     def answer(self, *, fail: bool = False) -> None:
         self._fail = fail
