@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from yarl import URL
 
 from seawall.redact import (
     HEAD_MARGIN,
     MASK,
     describe_exception,
+    exception_repr,
     redact_head,
     redact_headers,
     redact_key,
@@ -197,3 +200,29 @@ def test_a_secret_cut_short_and_pulled_into_view_is_masked(form: str, before_cut
     lead = 300 + HEAD_MARGIN - before_cut - len(earlier) - len(head)
     text = earlier + "." * lead + form.format("Zq81abcdefXYZ0123456789" * 20)
     assert "Zq8" not in redact_head(text, 300)
+
+
+class _OwnRepr(Exception):
+    def __repr__(self) -> str:
+        return "<own>"
+
+
+@given(
+    st.lists(
+        st.one_of(st.text(max_size=30), st.binary(max_size=30), st.integers(), st.none()),
+        max_size=4,
+    ),
+    st.integers(0, 25),
+)
+def test_a_cut_repr_is_the_repr_of_the_exception_made_of_the_cut_arguments(
+    args: list[object], cut: int
+) -> None:
+    """``exception_repr(exc, cut)`` with the built-in ``repr``: what ``repr`` gives for
+    the same exception made of its text and bytes arguments cut to ``cut`` (one
+    argument or several, as ``BaseException.__repr__`` writes each); other arguments
+    and an exception with a ``__repr__`` of its own as they are."""
+    short = [a[:cut] if isinstance(a, str | bytes) else a for a in args]
+    for kind in (ValueError, OSError, KeyError):
+        assert exception_repr(kind(*args), cut) == repr(kind(*short))
+        assert exception_repr(kind(*args)) == repr(kind(*args))
+    assert exception_repr(_OwnRepr(*args), cut) == "<own>"

@@ -387,3 +387,37 @@ def test_threads_arriving_together_during_the_ramp_are_spaced() -> None:
     tickets = sorted(waits[0] for waits in sleeps.values())
     assert tickets == pytest.approx([gap, 2 * gap, 3 * gap, 4 * gap])
     assert breaker.ramp_until == pytest.approx(clock.now + 5 * gap)
+
+
+@pytest.mark.usefixtures("slept")
+def test_held_threads_released_by_the_probes_success_leave_a_gap_apart() -> None:
+    """Three threads held while the probe is out, released when it succeeds: each takes
+    its turn in the ramp (waits a gap apart, as held async calls do), not all at once
+    against an upstream that just came back."""
+    clock = Clock()
+    sleeps: dict[int, list[float]] = {}
+
+    def sleep(seconds: float) -> None:  # records, and leaves the clock alone
+        sleeps.setdefault(threading.get_ident(), []).append(seconds)
+
+    sw = _sw(clock, sleep=sleep)
+    probe, probe_thread, _ = _probing(sw, clock)
+    breaker = _breaker(sw)
+    breaker.rate = 100.0
+    runs = [_in_thread(lambda: sw.call_sync(_up, key=KEY)) for _ in range(3)]
+    _until(lambda: breaker.held == 3)
+    sleeps.clear()
+    probe.answer()
+    probe_thread.join(30)
+    for thread, _ in runs:
+        thread.join(30)
+    assert [ended for _, ended in runs] == [["up"]] * 3
+    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)
+    # Two of the three waited for their turns, one and two gaps on (the first went at
+    # once). Which thread waits which, and the departures' own spacing on a clock that
+    # stands still here, depend on how the threads are scheduled: not asserted.
+    waits = [w for ws in sleeps.values() for w in ws]
+    assert len(sleeps) >= 2
+    assert all(w == pytest.approx(gap) or w == pytest.approx(2 * gap) for w in waits), waits
+    assert max(waits) == pytest.approx(2 * gap)
+    assert breaker.ramp_until == pytest.approx(clock.now + 3 * gap)  # new calls queue after
