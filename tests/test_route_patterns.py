@@ -57,21 +57,35 @@ def toml_string(text: str) -> str:
     return '"' + "".join(c if " " <= c < "\x7f" else f"\\u{ord(c):04x}" for c in text) + '"'
 
 
+def refused_file(tmp_path: Path, text: str) -> ConfigError:
+    """``load_file`` of a ``seawall.toml`` holding ``text``: the error it raises."""
+    path = tmp_path / "seawall.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_file(path)
+    return info.value
+
+
 def refused_in_toml(tmp_path: Path, pattern: str) -> tuple[str, str]:
     """A file routing ``pattern`` is refused at its table, in one problem of two lines:
     the problem's message, and the error's whole text."""
-    path = tmp_path / "seawall.toml"
-    path.write_text(
-        f'[routes."ok.example"]\n[routes.{toml_string(pattern)}]\nretry = {{max_attempts = 2}}\n',
-        encoding="utf-8",
+    routes = (
+        f'[routes."ok.example"]\n[routes.{toml_string(pattern)}]\nretry = {{max_attempts = 2}}\n'
     )
-    with pytest.raises(ConfigError) as info:
-        load_file(path)
-    (problem,) = info.value.problems
+    error = refused_file(tmp_path, routes)
+    (problem,) = error.problems
     assert problem.location == f"routes.{json.dumps(pattern)}"
-    text = str(info.value)  # one line for the source, one for the problem
+    text = str(error)  # one line for the source, one for the problem
     assert text.count("\n") == 1
     return problem.message, text
+
+
+def refused_key_in_file(tmp_path: Path, key: str) -> list[str]:
+    """``key = ...`` in ``[default]`` and in a route: a problem at each key; their messages."""
+    keys = f'[default]\nkey = {toml_string(key)}\n[routes."api.x"]\nkey = {toml_string(key)}\n'
+    problems = {p.location: p.message for p in refused_file(tmp_path, keys).problems}
+    assert set(problems) == {"default.key", 'routes."api.x".key'}
+    return list(problems.values())
 
 
 def refused_keys(key: str) -> list[str]:
@@ -154,16 +168,8 @@ def test_policy_key_is_refused_in_python(char: str, shown: str) -> None:
 def test_policy_key_is_refused_in_a_file_and_a_dict(tmp_path: Path, char: str, shown: str) -> None:
     """`key = "pay\\u001bments"` in [default] and in a route: each a problem at its key."""
     key = f"pay{char}ments"
-    path = tmp_path / "seawall.toml"
-    path.write_text(
-        f'[default]\nkey = {toml_string(key)}\n[routes."api.x"]\nkey = {toml_string(key)}\n',
-        encoding="utf-8",
-    )
-    with pytest.raises(ConfigError) as info:
-        load_file(path)
-    problems = {p.location: p.message for p in info.value.problems}
-    assert set(problems) == {"default.key", 'routes."api.x".key'}
-    for message in problems.values():
+    problems = refused_key_in_file(tmp_path, key)
+    for message in problems:
         assert char not in message
         assert f"{shown} at index 3 {PASTED}; write 'payments'" in message
     with pytest.raises(ConfigError) as info:
