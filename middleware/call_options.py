@@ -231,21 +231,30 @@ def _takes_options(code: CodeType) -> bool:
 #: ``id`` can be reused: nothing here keeps a function (or what its closure and
 #: defaults hold) alive. A function given a ``__signature__`` or another ``__code__``
 #: after its first call keeps its first answer. Bounded: cleared when full.
-NO_OPTIONS: dict[int, weakref.ref[FunctionType]] = {}
+NO_OPTIONS: dict[int, _Entry] = {}
 NO_OPTIONS_MAX = 4096
+
+
+class _Entry(weakref.ref[FunctionType]):
+    """``NO_OPTIONS``' value: a weak reference that knows its key (one callback for all)."""
+
+    __slots__ = ("ident",)
+    ident: int
+
+
+def _forget(entry: _Entry) -> None:
+    """The function is being freed: its entry goes before its ``id`` can be reused."""
+    if NO_OPTIONS.get(entry.ident) is entry:  # (not an entry made since for another function)
+        NO_OPTIONS.pop(entry.ident, None)  # (a thread may clear the memo meanwhile)
 
 
 def _remember(fn: FunctionType) -> None:
     """Put ``fn`` in ``NO_OPTIONS`` until it is freed."""
-    ident = id(fn)
-
-    def forget(ref: weakref.ref[FunctionType]) -> None:
-        if NO_OPTIONS.get(ident) is ref:  # (not an entry made since for another function)
-            NO_OPTIONS.pop(ident, None)  # (a thread may clear the memo meanwhile)
-
     if len(NO_OPTIONS) >= NO_OPTIONS_MAX:
         NO_OPTIONS.clear()
-    NO_OPTIONS[ident] = weakref.ref(fn, forget)
+    entry = _Entry(fn, _forget)
+    entry.ident = id(fn)
+    NO_OPTIONS[entry.ident] = entry
 
 
 def check_key(where: str, fn: Callable[..., Any], n_args: int, key: object) -> None:
