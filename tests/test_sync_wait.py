@@ -421,3 +421,38 @@ def test_held_threads_released_by_the_probes_success_leave_a_gap_apart() -> None
     assert all(w == pytest.approx(gap) or w == pytest.approx(2 * gap) for w in waits), waits
     assert max(waits) == pytest.approx(2 * gap)
     assert breaker.ramp_until == pytest.approx(clock.now + 3 * gap)  # new calls queue after
+
+
+@pytest.mark.usefixtures("slept")
+def test_a_held_threads_deadline_decides_whether_it_takes_its_ramp_turn() -> None:
+    """Two threads held with deadlines, released by the probe's success: the one whose
+    paced turn comes before its deadline goes; the one whose turn would come after it
+    leaves the ramp (a deadline error's cause, not a late call) and gives its turn back."""
+    clock = Clock()
+    sleeps: list[float] = []
+    sw = _sw(clock, sleep=sleeps.append)
+    probe, probe_thread, _ = _probing(sw, clock)
+    breaker = _breaker(sw)
+    breaker.rate = 2.0  # a slow key: the ramp's gap is 1 / 2.2 s
+    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)
+    policy = sw.policy_for_key(KEY)
+
+    def bounded(deadline: float) -> Any:
+        timeout = seawall.TimeoutPolicy(attempt=30.0, deadline=deadline)
+        return sw.using(key=KEY, policy=attrs.evolve(policy, timeout=timeout))
+
+    first, first_ended = _in_thread(lambda: bounded(100.0).call_sync(_up))
+    _until(lambda: breaker.held == 1)
+    second, second_ended = _in_thread(lambda: bounded(gap / 2).call_sync(_up))
+    _until(lambda: breaker.held == 2)
+    probe.answer()
+    probe_thread.join(30)
+    first.join(30)
+    second.join(30)
+    assert first_ended == ["up"]  # its turn (now) is well before its deadline
+    assert len(second_ended) == 1
+    # Its turn, a gap on, is past its deadline: refused. (As the async hold does, with
+    # CircuitOpenError, whose text says the breaker is open; it has closed. Noted in
+    # docs/architecture.md: a deadline error would say what happened.)
+    assert isinstance(second_ended[0], seawall.CircuitOpenError)
+    assert sleeps == []  # neither slept: one went at once, the other did not wait in vain
