@@ -72,7 +72,7 @@ from seawall._path.threads import on_a_loop, ramp_turn, wait
 from seawall.breaker import Permit
 from seawall.calls import check_options
 from seawall.context import merge as merge_context
-from seawall.errors import AttemptRecord, CircuitOpenError
+from seawall.errors import AttemptRecord, CircuitOpenError, SeawallError
 from seawall.outcome import SUCCESS, Classification, Outcome
 from seawall.policy import Policy
 from seawall.redact import redact_key
@@ -144,7 +144,12 @@ class BreakerGuard:
         if state.breaker.policy.hold:
             at = sw.path._deadline_at(spec, sw.clock())  # the policy's or the inbound one
             flush = sw.path.observer.flush
-            permit = await hold.held(state.breaker, sw.clock, at, state.stats, state.lock, flush)
+            try:
+                permit = await hold.held(
+                    state.breaker, sw.clock, at, state.stats, state.lock, flush
+                )
+            except hold.TurnPastDeadline:
+                raise self._past_deadline(spec) from None
         return self._let_in(spec, permit)
 
     async def __aexit__(
@@ -179,16 +184,23 @@ class BreakerGuard:
         permit = None
         if state.breaker.policy.hold and not on_loop:
             at = sw.path._deadline_at(spec, sw.clock())  # the policy's or the inbound one
-            permit = hold.held_thread(
-                state.breaker,
-                sw.clock,
-                at,
-                state.stats,
-                state.lock,
-                sw.path.observer.flush,
-                self._sleep(spec),
-            )
+            try:
+                permit = hold.held_thread(
+                    state.breaker,
+                    sw.clock,
+                    at,
+                    state.stats,
+                    state.lock,
+                    sw.path.observer.flush,
+                    self._sleep(spec),
+                )
+            except hold.TurnPastDeadline:
+                raise self._past_deadline(spec) from None
         return self._let_in(spec, permit)
+
+    def _past_deadline(self, spec: CallSpec) -> SeawallError:
+        """``Loop.turn_past_deadline`` for a block (the block does not run)."""
+        return self._sw.path.turn_past_deadline(spec, [], "block")
 
     def _sleep(self, spec: CallSpec) -> Callable[[float], None]:
         """How the thread sleeps a ramp turn: the ``Seawall``'s ``sleep`` (instant in

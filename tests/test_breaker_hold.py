@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import Callable
 
+import attrs
 import pytest
 
 import seawall
@@ -436,3 +437,44 @@ async def test_a_call_whose_hold_runs_out_fails_though_the_clock_stands_still() 
     assert up.calls == ["trip", "probe"]
     up.gate.set()
     assert await probe == "probe"
+
+
+async def test_a_held_call_whose_paced_turn_comes_past_its_deadline_says_so() -> None:
+    """Two calls held behind the probe at a slow key, released by its success: the first
+    goes at once; the second's turn, a gap on, comes after its deadline. It gives the turn
+    back and fails with ``DeadlineExceededError`` saying so, where it failed with
+    ``CircuitOpenError``, whose text said the breaker was open: it had closed. A guarded
+    block in the same place gets the same error (the block does not run)."""
+    clock, up = Clock(), Upstream()
+    sw = _seawall(clock)
+    breaker = await _open(sw, up)
+    breaker.rate = 2.0  # the ramp's gap: 1 / 2.2 s
+    gap = 1.0 / ((1.0 + DRAIN_SHARE) * breaker.rate)
+    probe = await _probing(sw, up, clock)
+    short = sw.policy_for_key("up")
+    short = attrs.evolve(short, timeout=attrs.evolve(short.timeout, deadline=gap / 2))
+    first = asyncio.create_task(sw.call(up, "first", key="up"))
+    await _until(lambda: breaker.held == 1)
+    second = asyncio.create_task(sw.using(key="up", policy=short).call(up, "second"))
+    await _until(lambda: breaker.held == 2)
+    ran = []
+
+    async def block() -> None:
+        async with sw.breaker("up", policy=short):
+            ran.append("block")
+
+    third = asyncio.create_task(block())
+    await _until(lambda: breaker.held == 3)
+    up.gate.set()
+    assert await probe == "probe"
+    assert await first == "first"
+    for late, what in ((second, "call"), (third, "block")):
+        with pytest.raises(seawall.DeadlineExceededError) as caught:
+            await late
+        assert f"the breaker recovered while the {what} was held" in str(caught.value)
+        assert "paced turn came after its deadline" in str(caught.value)
+    assert ran == []
+    assert up.calls == ["trip", "probe", "first"]
+    assert breaker.state is BreakerState.CLOSED
+    books = sw.health()["keys"]["up"]
+    assert books["rejections"].get("deadline") == 2, books["rejections"]

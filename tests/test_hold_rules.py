@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 import seawall
-from seawall._path.hold import held, wait_turn
+from seawall._path.hold import TurnPastDeadline, held, wait_turn
 from seawall.breaker import RAMP, Breaker, BreakerState, Permit
 from seawall.stats import KeyStats
 
@@ -224,7 +224,7 @@ def test_a_hold_ends_at_the_calls_deadline(clocks: Clocks) -> None:
 def test_held_calls_leave_at_their_paced_slots_not_before(clocks: Clocks) -> None:
     """The probe succeeds: the first held call goes at once, the others at their slots
     (spread over ``RAMP`` with no request rate known); one whose slot comes at its
-    deadline fails instead of waiting for it."""
+    deadline fails instead of waiting for it (``TurnPastDeadline``: a deadline error)."""
     breaker, probe = _half_open(clocks)
     gap = RAMP / 3
 
@@ -241,7 +241,7 @@ def test_held_calls_leave_at_their_paced_slots_not_before(clocks: Clocks) -> Non
         assert breaker.state is BreakerState.CLOSED
         assert await turns(lambda: first.done() and late.done())
         assert first.result() is not None
-        assert late.result() is None
+        assert isinstance(late.exception(), TurnPastDeadline)  # its caller's deadline error
         assert not second.done()
         await ends_after(clocks, second, gap * 0.99, gap * 0.01)
         assert second.result() is not None

@@ -427,7 +427,7 @@ def test_held_threads_released_by_the_probes_success_leave_a_gap_apart() -> None
 def test_a_held_threads_deadline_decides_whether_it_takes_its_ramp_turn() -> None:
     """Two threads held with deadlines, released by the probe's success: the one whose
     paced turn comes before its deadline goes; the one whose turn would come after it
-    leaves the ramp (a deadline error's cause, not a late call) and gives its turn back."""
+    gives its turn back and fails with ``DeadlineExceededError``, not a late call."""
     clock = Clock()
     sleeps: list[float] = []
     sw = _sw(clock, sleep=sleeps.append)
@@ -451,8 +451,11 @@ def test_a_held_threads_deadline_decides_whether_it_takes_its_ramp_turn() -> Non
     second.join(30)
     assert first_ended == ["up"]  # its turn (now) is well before its deadline
     assert len(second_ended) == 1
-    # Its turn, a gap on, is past its deadline: refused. (As the async hold does, with
-    # CircuitOpenError, whose text says the breaker is open; it has closed. Noted in
-    # docs/architecture.md: a deadline error would say what happened.)
-    assert isinstance(second_ended[0], seawall.CircuitOpenError)
+    # Its turn, a gap on, is past its deadline: a deadline error that says so. (It was
+    # CircuitOpenError, whose text said the breaker was open: it had closed.)
+    error = second_ended[0]
+    assert isinstance(error, seawall.DeadlineExceededError)
+    assert "the breaker recovered while the call was held" in str(error)
+    assert "paced turn came after its deadline; nothing was sent" in str(error)
+    assert sw.health()["keys"][KEY]["state"] == "closed"
     assert sleeps == []  # neither slept: one went at once, the other did not wait in vain

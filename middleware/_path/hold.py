@@ -4,7 +4,8 @@ While a key's breaker is open or half-open, a call whose next probe verdict
 is expected within ``BreakerPolicy.hold`` seconds (and before its deadline)
 waits for it (``Breaker.hold``): when the probe succeeds it goes, at the
 paced slot the breaker gave it; when the probe fails or the hold runs out it
-fails with ``CircuitOpenError``, as every call did before. A held call that
+fails with ``CircuitOpenError``, as every call did before; when its paced slot
+comes after its deadline, with its deadline error (``TurnPastDeadline``). A held call that
 is cancelled leaves nothing behind (``Breaker.unhold``). A held call may
 become the probe itself: it wakes when the probe is due, or when a probe
 lent out (``Breaker.lend``: a thread's, a guarded block's) reaches its time
@@ -30,7 +31,14 @@ from seawall.breaker_parts import ThreadWaiter, Waiter
 from seawall.cooldown import Cooldown
 from seawall.stats import KeyStats
 
-__all__ = ["held", "held_thread", "ramp_ticket", "wait_turn", "wait_turn_sync"]
+__all__ = [
+    "TurnPastDeadline",
+    "held",
+    "held_thread",
+    "ramp_ticket",
+    "wait_turn",
+    "wait_turn_sync",
+]
 
 #: Waits one held call may go through (verdicts, due probes, permits taken by
 #: others); each ends by the hold's end, so this only bounds the loop.
@@ -46,6 +54,12 @@ _monotonic = time.monotonic
 _W = TypeVar("_W", asyncio.Future[float | None], ThreadWaiter)
 
 
+class TurnPastDeadline(Exception):
+    """A held call was released by the probe's success, but its paced turn in the ramp
+    comes after its deadline: it gave the turn back. The caller raises its deadline
+    error (``CircuitOpenError`` would say the breaker is open: it has closed)."""
+
+
 async def held(
     breaker: Breaker,
     clock: Callable[[], float],
@@ -55,6 +69,8 @@ async def held(
     flush: Callable[[], None] | None = None,
 ) -> Permit | None:
     """After ``breaker.admit()`` said no: a permit once the verdict came, or ``None``: fail.
+    Released by the probe's success with its paced turn past ``deadline_at``:
+    ``TurnPastDeadline``.
 
     A call that waits is counted once in ``stats.held`` (``health()``'s ``held_total``).
     ``lock`` is the key's lock (``KeyState.lock``): every change to the breaker
@@ -122,7 +138,7 @@ async def _held(
             if deadline_at is not None and go_at >= deadline_at:
                 with lock:
                     breaker.leave_turn()
-                return None  # the paced turn comes after the deadline
+                raise TurnPastDeadline  # the paced turn comes after the deadline
             await wait_turn(breaker, go_at, clock, lock)
         with lock:
             permit = breaker.admit()
@@ -236,7 +252,8 @@ def held_thread(
     sleep: Callable[[float], None],
 ) -> Permit | None:
     """``held`` for a thread: after ``breaker.admit()`` said no, block until the verdict
-    came (a permit) or the hold ran out (``None``: fail). Not on an event loop's thread.
+    came (a permit) or the hold ran out (``None``: fail; ``TurnPastDeadline`` as
+    ``held``'s). Not on an event loop's thread.
 
     The steps of ``held``: the thread waits on a ``ThreadWaiter`` in the key's
     queue of held calls (it counts against ``hold_max_calls``), answered by
@@ -310,7 +327,7 @@ def _held_thread(
             if deadline_at is not None and go_at >= deadline_at:
                 with lock:
                     breaker.leave_turn()
-                return None  # the paced turn comes after the deadline
+                raise TurnPastDeadline  # the paced turn comes after the deadline
             wait_turn_sync(breaker, go_at, clock, lock, sleep)
         with lock:
             permit = breaker.admit()

@@ -38,7 +38,7 @@ from seawall._path.verdict import classify
 from seawall.breaker import CLOSED_PERMIT, Permit
 from seawall.cooldown import RECHECK
 from seawall.deadline import DEADLINE_VAR
-from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError
+from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError, SeawallError
 from seawall.outcome import Category
 from seawall.plugins.hooks import Hooks
 
@@ -230,14 +230,17 @@ class Loop(Settle):
         if permit is not CLOSED_PERMIT:  # refused, or a probe: the breaker may have moved
             if permit is None:
                 if state.breaker.policy.hold:  # wait if the verdict is near
-                    permit = await hold.held(
-                        state.breaker,
-                        self.clock,
-                        call.deadline_at,
-                        state.stats,
-                        lock,
-                        self.observer.flush,
-                    )
+                    try:
+                        permit = await hold.held(
+                            state.breaker,
+                            self.clock,
+                            call.deadline_at,
+                            state.stats,
+                            lock,
+                            self.observer.flush,
+                        )
+                    except hold.TurnPastDeadline:
+                        raise self.turn_past_deadline(spec, call.history) from None
                 try:
                     with lock:
                         limit = self.admit(call, permit)
@@ -375,6 +378,24 @@ class Loop(Settle):
                 if cooldown.until > now + wait or cooldown.cuts != cuts:
                     continue
             return
+
+    def turn_past_deadline(
+        self, spec: CallSpec, history: list[AttemptRecord], what: str = "call"
+    ) -> SeawallError:
+        """The error of a held call (or block: ``what``) whose paced turn after the
+        recovery came past its deadline (``hold.TurnPastDeadline``): counted as a
+        deadline rejection and told."""
+        with spec.state.lock:
+            self.observer.reject(spec, "deadline", None)
+        self.observer.flush()
+        last = f" after {len(history)} attempt(s)" if history else "; nothing was sent"
+        subject = spec.request_line() if what == "call" else f"sw.breaker({spec.key!r})"
+        msg = (
+            f"{subject}: the breaker recovered while the {what} was held, but its paced "
+            f"turn came after its deadline{last}. Give it more time (TimeoutPolicy.deadline "
+            "or the inbound deadline) or hold it less (BreakerPolicy.hold)"
+        )
+        return make_error(spec, DeadlineExceededError, None, history, message=msg)
 
     def _attempt_limit(self, call: CallState) -> float | None:
         """Seconds this attempt may take; sets whether the deadline is what limits it."""

@@ -273,9 +273,12 @@ class SyncRun:
             self._told(call, admitted)  # a rejection, or the breaker gone half-open for a probe
         if admitted:
             return limit
-        permit = hold.held_thread(
-            breaker, loop.clock, call.deadline_at, state.stats, lock, observer.flush, self._wait
-        )
+        try:
+            permit = hold.held_thread(
+                breaker, loop.clock, call.deadline_at, state.stats, lock, observer.flush, self._wait
+            )
+        except hold.TurnPastDeadline:
+            raise loop.turn_past_deadline(call.spec, call.history) from None
         try:
             with lock:
                 limit = self._admitted(call, permit)
