@@ -425,9 +425,9 @@ def test_held_threads_released_by_the_probes_success_leave_a_gap_apart() -> None
 
 @pytest.mark.usefixtures("slept")
 def test_a_held_threads_deadline_decides_whether_it_takes_its_ramp_turn() -> None:
-    """Two threads held with deadlines, released by the probe's success: the one whose
-    paced turn comes before its deadline goes; the one whose turn would come after it
-    gives its turn back and fails with ``DeadlineExceededError``, not a late call."""
+    """Threads held with deadlines (two calls, then a block), released by the probe's
+    success: the one whose paced turn comes before its deadline goes; those whose turns
+    would come after theirs give them back and fail with ``DeadlineExceededError``."""
     clock = Clock()
     sleeps: list[float] = []
     sw = _sw(clock, sleep=sleeps.append)
@@ -445,10 +445,24 @@ def test_a_held_threads_deadline_decides_whether_it_takes_its_ramp_turn() -> Non
     _until(lambda: breaker.held == 1)
     second, second_ended = _in_thread(lambda: bounded(gap / 2).call_sync(_up))
     _until(lambda: breaker.held == 2)
+    short = sw.policy_for_key(KEY)
+    short = attrs.evolve(short, timeout=seawall.TimeoutPolicy(attempt=30.0, deadline=gap / 2))
+    ran: list[str] = []
+
+    def block() -> None:
+        with sw.breaker(KEY, policy=short):
+            ran.append("block")
+
+    third, third_ended = _in_thread(block)
+    _until(lambda: breaker.held == 3)
     probe.answer()
     probe_thread.join(30)
     first.join(30)
     second.join(30)
+    third.join(30)
+    assert ran == []  # a gap and more on: past the block's deadline too
+    assert isinstance(third_ended[0], seawall.DeadlineExceededError)
+    assert "the breaker recovered while the block was held" in str(third_ended[0])
     assert first_ended == ["up"]  # its turn (now) is well before its deadline
     assert len(second_ended) == 1
     # Its turn, a gap on, is past its deadline: a deadline error that says so. (It was
@@ -458,4 +472,4 @@ def test_a_held_threads_deadline_decides_whether_it_takes_its_ramp_turn() -> Non
     assert "the breaker recovered while the call was held" in str(error)
     assert "paced turn came after its deadline; nothing was sent" in str(error)
     assert sw.health()["keys"][KEY]["state"] == "closed"
-    assert sleeps == []  # neither slept: one went at once, the other did not wait in vain
+    assert sleeps == []  # none slept: one went at once, the others did not wait in vain
