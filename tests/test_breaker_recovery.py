@@ -8,7 +8,9 @@ import asyncio
 import pytest
 
 import seawall
+from seawall._path.hold import ramp_ticket
 from seawall.breaker import DRAIN_SHARE, HOLD_STRETCH, BreakerState
+from seawall.cooldown import Cooldown
 
 from .test_breaker import Clock
 from .test_breaker_hold import (
@@ -219,3 +221,23 @@ async def test_a_held_call_cancelled_as_it_is_released_gives_its_turn_back() -> 
     )
     assert breaker.turn() is None  # nobody waits: the ramp is over
     assert up.calls == ["trip"]
+
+
+@pytest.mark.parametrize(
+    ("until", "rate", "queued"),
+    [(0.0, None, True), (5.0, None, False), (0.0, 50.0, False), (5.0, 50.0, False)],
+)
+async def test_a_cooldown_of_either_kind_ends_the_ramp_for_a_new_call(
+    until: float, rate: float | None, queued: bool
+) -> None:
+    """A call arriving during the ramp queues for a turn, unless the key is cooling down:
+    a pause after a 429 (``until``) or a learnt pace (``rate``), either alone, ends the
+    ramp (the upstream's own pace rules) and the call goes on to the cooldown."""
+    clock = Clock()
+    breaker, _tickets, _gap = _released(clock, 3)
+    cooldown = Cooldown(clock)
+    cooldown.until = clock.now + until if until else 0.0
+    cooldown.rate = rate
+    ticket = ramp_ticket(breaker, cooldown)
+    assert (ticket is not None) is queued
+    assert bool(breaker.ramp_until) is queued
