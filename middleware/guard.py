@@ -66,13 +66,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from seawall._path import hold
-from seawall._path.giveup import describe
+from seawall._path.giveup import describe, turn_past_deadline
 from seawall._path.spec import CallSpec
 from seawall._path.threads import on_a_loop, ramp_turn, wait
 from seawall.breaker import Permit
 from seawall.calls import check_options
 from seawall.context import merge as merge_context
-from seawall.errors import AttemptRecord, CircuitOpenError, SeawallError
+from seawall.errors import AttemptRecord, CircuitOpenError
 from seawall.outcome import SUCCESS, Classification, Outcome
 from seawall.policy import Policy
 from seawall.redact import redact_key
@@ -149,7 +149,7 @@ class BreakerGuard:
                     state.breaker, sw.clock, at, state.stats, state.lock, flush
                 )
             except hold.TurnPastDeadline:
-                raise self._past_deadline(spec) from None
+                raise turn_past_deadline(sw.path.observer, spec, [], "block") from None
         return self._let_in(spec, permit)
 
     async def __aexit__(
@@ -195,12 +195,8 @@ class BreakerGuard:
                     self._sleep(spec),
                 )
             except hold.TurnPastDeadline:
-                raise self._past_deadline(spec) from None
+                raise turn_past_deadline(sw.path.observer, spec, [], "block") from None
         return self._let_in(spec, permit)
-
-    def _past_deadline(self, spec: CallSpec) -> SeawallError:
-        """``Loop.turn_past_deadline`` for a block (the block does not run)."""
-        return self._sw.path.turn_past_deadline(spec, [], "block")
 
     def _sleep(self, spec: CallSpec) -> Callable[[float], None]:
         """How the thread sleeps a ramp turn: the ``Seawall``'s ``sleep`` (instant in

@@ -28,7 +28,7 @@ from seawall.errors import (
 from seawall.outcome import Classification
 from seawall.redact import describe_exception
 
-__all__ = ["GiveUp", "describe", "make_error"]
+__all__ = ["GiveUp", "deadline_error", "describe", "make_error", "turn_past_deadline"]
 
 #: The error for each reason that is seawall's own decision.
 _KINDS: dict[StopReason, type[SeawallError]] = {
@@ -164,6 +164,43 @@ def make_error(
         error = cls(message, key=spec.key, attempts=history)
     if cause is not None:
         error.__cause__ = cause
+    return error
+
+
+def deadline_error(
+    observer: Observer,
+    spec: CallSpec,
+    history: list[AttemptRecord],
+    happened: str,
+    what: str = "call",
+    advice: str = "make it cheaper",
+) -> SeawallError:
+    """``DeadlineExceededError``: ``happened``, the attempts made, what to do. Counted as
+    a ``deadline`` rejection (under the key's lock, reentrant: callers may hold it),
+    told at the caller's next ``observer.flush()``."""
+    with spec.state.lock:
+        observer.reject(spec, "deadline", None)
+    last = f" after {len(history)} attempt(s)" if history else "; nothing was sent"
+    msg = (
+        f"{happened}{last}. Give the {what} more time (TimeoutPolicy.deadline or the "
+        f"inbound deadline) or {advice}"
+    )
+    return make_error(spec, DeadlineExceededError, None, history, message=msg)
+
+
+def turn_past_deadline(
+    observer: Observer, spec: CallSpec, history: list[AttemptRecord], what: str = "call"
+) -> SeawallError:
+    """The error of a held call (or block: ``what``) whose paced turn after the recovery
+    came past its deadline (``hold.TurnPastDeadline``), told at once."""
+    subject = spec.request_line() if what == "call" else f"sw.breaker({spec.key!r})"
+    happened = (
+        f"{subject}: the breaker recovered while the {what} was held, but its paced turn "
+        "came after its deadline"
+    )
+    advice = "hold it less (BreakerPolicy.hold)"
+    error = deadline_error(observer, spec, history, happened, what, advice)
+    observer.flush()
     return error
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from seawall import _testmode, watchdog
 from seawall._path import hold
-from seawall._path.giveup import GiveUp, make_error
+from seawall._path.giveup import GiveUp, deadline_error, make_error, turn_past_deadline
 from seawall._path.observer import Observer
 from seawall._path.rules import deadline_at
 from seawall._path.settle import Settle
@@ -38,7 +38,7 @@ from seawall._path.verdict import classify
 from seawall.breaker import CLOSED_PERMIT, Permit
 from seawall.cooldown import RECHECK
 from seawall.deadline import DEADLINE_VAR
-from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError, SeawallError
+from seawall.errors import AttemptRecord, CircuitOpenError, DeadlineExceededError
 from seawall.outcome import Category
 from seawall.plugins.hooks import Hooks
 
@@ -240,7 +240,7 @@ class Loop(Settle):
                             self.observer.flush,
                         )
                     except hold.TurnPastDeadline:
-                        raise self.turn_past_deadline(spec, call.history) from None
+                        raise turn_past_deadline(self.observer, spec, call.history) from None
                 try:
                     with lock:
                         limit = self.admit(call, permit)
@@ -379,24 +379,6 @@ class Loop(Settle):
                     continue
             return
 
-    def turn_past_deadline(
-        self, spec: CallSpec, history: list[AttemptRecord], what: str = "call"
-    ) -> SeawallError:
-        """The error of a held call (or block: ``what``) whose paced turn after the
-        recovery came past its deadline (``hold.TurnPastDeadline``): counted as a
-        deadline rejection and told."""
-        with spec.state.lock:
-            self.observer.reject(spec, "deadline", None)
-        self.observer.flush()
-        last = f" after {len(history)} attempt(s)" if history else "; nothing was sent"
-        subject = spec.request_line() if what == "call" else f"sw.breaker({spec.key!r})"
-        msg = (
-            f"{subject}: the breaker recovered while the {what} was held, but its paced "
-            f"turn came after its deadline{last}. Give it more time (TimeoutPolicy.deadline "
-            "or the inbound deadline) or hold it less (BreakerPolicy.hold)"
-        )
-        return make_error(spec, DeadlineExceededError, None, history, message=msg)
-
     def _attempt_limit(self, call: CallState) -> float | None:
         """Seconds this attempt may take; sets whether the deadline is what limits it."""
         spec = call.spec
@@ -406,14 +388,8 @@ class Loop(Settle):
             return limit
         left = call.deadline_at - self.clock()
         if left <= 0:
-            self.observer.reject(spec, "deadline", None)
-            history = call.history
-            last = f" after {len(history)} attempt(s)" if history else "; nothing was sent"
-            msg = (
-                f"{spec.request_line()}: the deadline passed{last}. Give the call "
-                "more time (TimeoutPolicy.deadline or the inbound deadline) or make it cheaper"
-            )
-            raise make_error(spec, DeadlineExceededError, None, history, message=msg)
+            passed = f"{spec.request_line()}: the deadline passed"
+            raise deadline_error(self.observer, spec, call.history, passed)
         if limit is None or left < limit:
             call.by_deadline = True
             return left

@@ -21,6 +21,7 @@ from typing import Any, Self
 
 from seawall import _testmode
 from seawall._path import hold
+from seawall._path.giveup import turn_past_deadline
 from seawall._path.loop import _REBOOKINGS, CallState, Loop
 from seawall._path.spec import Attempt, CallSpec, FirstAttempt, Misuse
 from seawall.breaker import Permit
@@ -278,7 +279,7 @@ class SyncRun:
                 breaker, loop.clock, call.deadline_at, state.stats, lock, observer.flush, self._wait
             )
         except hold.TurnPastDeadline:
-            raise loop.turn_past_deadline(call.spec, call.history) from None
+            raise turn_past_deadline(loop.observer, call.spec, call.history) from None
         try:
             with lock:
                 limit = self._admitted(call, permit)
