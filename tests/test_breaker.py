@@ -13,6 +13,7 @@ from seawall.breaker import Breaker, BreakerState, Permit, Transition
 
 from ._helpers import Clock, Recorder
 from .conftest import status
+from .test_breaker_hold import _until
 
 
 def _breaker(clock: Clock, **settings: object) -> tuple[Breaker, list[Transition]]:
@@ -498,3 +499,50 @@ async def test_health_is_degraded_when_some_breakers_are_open() -> None:
     assert report["status"] == "degraded"
     assert report["keys"]["a"]["state"] == "closed"
     assert report["keys"]["b"]["state"] == "open"
+
+
+async def test_a_held_request_whose_paced_turn_comes_past_its_deadline_says_so(
+    aiohttp_server, make_session
+) -> None:
+    """Through the aiohttp middleware against a real server: two requests held behind the
+    probe at a slow key, released by its success. The first goes at once; the second's
+    turn, a gap (4.5 s) on, comes after its 2.3 s deadline: ``DeadlineExceededError``
+    saying so, where it got ``CircuitOpenError`` (the breaker had closed), and nothing
+    reaches the upstream for it. Other callers are unharmed: a request after the ramp
+    ends goes."""
+    clock = Clock()
+    gap = 1.0 / ((1.0 + seawall.breaker.DRAIN_SHARE) * 0.2)
+    policy = seawall.Policy(
+        retry=seawall.RetryPolicy(max_attempts=1),
+        breaker=seawall.BreakerPolicy(failure_threshold=1, recovery_timeout=30.0, hold=5.0),
+        budget=seawall.BudgetPolicy(enabled=False),
+        timeout=seawall.TimeoutPolicy(attempt=None, deadline=gap / 2),
+    )
+    sw = seawall.Seawall(policy, entrypoints=False, clock=clock)
+    async with make_session(sw) as session:
+        server, gate, arrived, hits = await _half_open_gate(aiohttp_server, clock, session)
+        url = server.make_url("/")
+        breaker = sw.registry.view[next(iter(sw.health()["keys"]))].breaker
+        breaker.rate = 0.2  # requests a second, as measured before it opened
+        probe = asyncio.create_task(session.get(url))
+        async with asyncio.timeout(5):
+            await arrived.wait()
+        first = asyncio.create_task(session.get(url))
+        second = asyncio.create_task(session.get(url))
+        await _until(lambda: breaker.held == 2)  # (held in the middleware: no I/O first)
+        gate.set()
+        async with asyncio.timeout(5):
+            for resp in (await probe, await first):
+                assert resp.status == 200
+                resp.release()
+            with pytest.raises(seawall.DeadlineExceededError) as caught:
+                await second
+        assert "the breaker recovered while the call was held" in str(caught.value)
+        assert "paced turn came after its deadline; nothing was sent" in str(caught.value)
+        assert hits[0] == 3  # the trip, the probe, the first: none for the second
+        [state] = sw.health()["keys"].values()
+        assert state["state"] == "closed"
+        assert state["rejections"] == {"deadline": 1}
+        clock.advance(2 * gap)  # the ramp over
+        async with asyncio.timeout(5), session.get(url) as resp:
+            assert resp.status == 200

@@ -12,7 +12,7 @@ import pytest
 import seawall
 from seawall.breaker import DRAIN_SHARE, RAMP, Breaker, BreakerState
 
-from .test_breaker import Clock
+from ._helpers import Clock
 
 
 class Calls:

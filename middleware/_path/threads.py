@@ -69,7 +69,7 @@ def wait(loop: Loop, spec: CallSpec, sleep: Callable[[float], None], seconds: fl
     """A sync form's wait: ``sleep`` (the ``Seawall``'s), instant in test mode; on an event
     loop's thread it is warned about, once per ``Seawall``."""
     if seconds > 0 and not _testmode.is_testing():
-        if loop not in _warned and asyncio._get_running_loop() is not None:
+        if loop not in _warned and on_a_loop():
             _warned.add(loop)
             log.warning(
                 "%s: a sync form (sw.call_sync, @sw.protect on a def, the sync httpx "
